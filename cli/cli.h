@@ -1,0 +1,30 @@
+// The vmwarden command line: each subcommand lives in its own file and only
+// translates flags into calls on the components' public interfaces.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+#include "common/locations.h"
+
+namespace vmwarden::cli {
+
+struct Globals {
+  std::string config_dir;
+  std::string state_dir;
+  std::string runtime_dir;
+  bool verbose = false;
+
+  // Set by the chosen subcommand's callback; main() runs it after parsing so
+  // that parse errors and runtime errors are reported the same way.
+  std::function<int()> action;
+
+  // Flags first, then VMWARDEN_*_DIR, then the built-in defaults.
+  Locations locations() const;
+};
+
+void add_check_command(CLI::App& app, Globals& globals);
+
+}  // namespace vmwarden::cli

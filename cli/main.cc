@@ -1,0 +1,114 @@
+// Entry point: parse the command line, run the chosen subcommand, and turn
+// every failure into a message on stderr and an exit status (see
+// common/exit_status.h and doc/man/vmwarden.1.scd).
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+#include "common/error.h"
+#include "common/exit_status.h"
+#include "common/log.h"
+#include "common/suggest.h"
+
+namespace vmwarden::cli {
+
+Locations Globals::locations() const {
+  Locations locations = Locations::from_environment();
+  if (!config_dir.empty()) locations.config_dir = config_dir;
+  if (!state_dir.empty()) locations.state_dir = state_dir;
+  if (!runtime_dir.empty()) locations.runtime_dir = runtime_dir;
+  return locations;
+}
+
+namespace {
+
+constexpr const char* kFooter = R"(Exit status:
+  0    success (for exec/run/supervise: the command's or VM's own status)
+  1    a runtime failure
+  2    bad usage or invalid input; nothing was changed
+  125  permanent failure under s6 (e.g. an invalid VM definition): do not restart
+  128+N  the main service was killed by signal N
+
+Locations (flag, then environment, then default):
+  --config-dir   VMWARDEN_CONFIG_DIR   /etc/vmwarden      (definitions in vms/NAME.toml)
+  --state-dir    VMWARDEN_STATE_DIR    /var/lib/vmwarden
+  --runtime-dir  VMWARDEN_RUNTIME_DIR  /run/vmwarden
+
+See vmwarden(1) and doc/ for the configuration reference and the security model.)";
+
+// CLI11 reports a mistyped subcommand as "a subcommand is required"; say
+// which word was not understood and what was probably meant.
+std::optional<std::string> subcommand_hint(CLI::App& app, int argc, char** argv) {
+  if (!app.get_subcommands().empty()) return std::nullopt;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view word = argv[i];
+    if (word.starts_with('-')) {
+      // Skip the value of a global option given as "--flag VALUE".
+      if (word.find('=') == std::string_view::npos && word != "-v" && word != "--verbose" && word.starts_with("--") &&
+          word != "--help" && word != "--version") {
+        ++i;
+      }
+      continue;
+    }
+    std::vector<std::string> names;
+    for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+    std::vector<std::string_view> views(names.begin(), names.end());
+    std::string hint = fmt::format("unknown subcommand \"{}\"", word);
+    if (auto guess = closest_match(word, views)) hint += fmt::format("; did you mean \"{}\"?", *guess);
+    return hint + " (see vmwarden --help)";
+  }
+  return std::nullopt;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"vmwarden: a per-VM sandbox supervisor. Each VM's daemons (virtiofsd, the VMM) "
+               "run under their own UID, Landlock domain and seccomp filter, inside a PID "
+               "namespace whose init is vmwarden itself.",
+               "vmwarden"};
+  app.footer(kFooter);
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.set_version_flag("--version", "vmwarden " VMWARDEN_VERSION);
+
+  Globals globals;
+  app.add_option("--config-dir", globals.config_dir, "Directory holding vms/NAME.toml");
+  app.add_option("--state-dir", globals.state_dir, "Directory for the UID registry and grant records");
+  app.add_option("--runtime-dir", globals.runtime_dir, "Directory for per-VM runtime directories");
+  app.add_flag("-v,--verbose", globals.verbose, "Log debug detail to stderr");
+
+  add_check_command(app, globals);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (auto hint = subcommand_hint(app, argc, argv)) {
+      log::error("{}", *hint);
+      return exit_status::kUsage;
+    }
+    int code = app.exit(e);
+    return code == 0 ? exit_status::kOk : exit_status::kUsage;
+  }
+  if (globals.verbose) log::set_min_level(log::Level::debug);
+  try {
+    return globals.action();
+  } catch (const UsageError& e) {
+    log::error("{}", e.what());
+    return exit_status::kUsage;
+  } catch (const PermanentError& e) {
+    log::error("{}", e.what());
+    return exit_status::kPermanent;
+  } catch (const std::exception& e) {
+    log::error("{}", e.what());
+    return exit_status::kFailure;
+  }
+}
+
+}  // namespace
+}  // namespace vmwarden::cli
+
+int main(int argc, char** argv) { return vmwarden::cli::run(argc, argv); }

@@ -1,0 +1,153 @@
+#include "tests/support/support.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "common/error.h"
+#include "common/unique_fd.h"
+
+namespace vmwarden::testing {
+
+TempDir::TempDir(std::string_view prefix) {
+  const char* base = std::getenv("TMPDIR");
+  std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" +
+                      std::string(prefix) + ".XXXXXX";
+  if (::mkdtemp(templ.data()) == nullptr) throw_errno("mkdtemp", templ);
+  path_ = templ;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);  // remove_all never follows symlinks
+}
+
+void write_file(const std::filesystem::path& path, std::string_view content, mode_t mode) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd) throw_errno("open", path.string());
+  std::string_view rest = content;
+  while (!rest.empty()) {
+    ssize_t n = ::write(fd.get(), rest.data(), rest.size());
+    if (n < 0) throw_errno("write", path.string());
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  check(::fchmod(fd.get(), mode), "fchmod", path.string());
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
+  int out_pipe[2], err_pipe[2], in_pipe[2];
+  check(::pipe2(out_pipe, O_CLOEXEC), "pipe2");
+  check(::pipe2(err_pipe, O_CLOEXEC), "pipe2");
+  check(::pipe2(in_pipe, O_CLOEXEC), "pipe2");
+  UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
+  UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+  UniqueFd in_read(in_pipe[0]), in_write(in_pipe[1]);
+
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry(*e);
+    std::string key = entry.substr(0, entry.find('='));
+    if (!options.extra_env.contains(key)) env_strings.push_back(entry);
+  }
+  for (const auto& [key, value] : options.extra_env) env_strings.push_back(key + "=" + value);
+  std::vector<char*> envp, args;
+  for (auto& entry : env_strings) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_copy = argv;
+  for (auto& arg : argv_copy) args.push_back(arg.data());
+  args.push_back(nullptr);
+
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(in_read.get(), 0);
+    ::dup2(out_write.get(), 1);
+    ::dup2(err_write.get(), 2);
+    if (options.cwd && ::chdir(options.cwd->c_str()) != 0) ::_exit(127);
+    ::execvpe(args[0], args.data(), envp.data());
+    dprintf(2, "exec %s: %s\n", args[0], strerror(errno));
+    ::_exit(127);
+  }
+  in_read.reset();
+  out_write.reset();
+  err_write.reset();
+  if (options.stdin_text) {
+    std::string_view rest = *options.stdin_text;
+    while (!rest.empty()) {
+      ssize_t n = ::write(in_write.get(), rest.data(), rest.size());
+      if (n <= 0) break;
+      rest.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+  in_write.reset();
+
+  CommandResult result;
+  auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  pollfd fds[2] = {{out_read.get(), POLLIN, 0}, {err_read.get(), POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_count = 2;
+  while (open_count > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      ::kill(pid, SIGKILL);
+      result.timed_out = true;
+      break;
+    }
+    int ready = ::poll(fds, 2, static_cast<int>(left.count()));
+    if (ready < 0 && errno != EINTR) throw_errno("poll");
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[4096];
+      ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (n > 0) {
+        sinks[i]->append(buffer, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw_errno("waitpid");
+  }
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  return result;
+}
+
+namespace {
+std::string required_env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') {
+    throw std::runtime_error(std::string(name) + " is not set; run the tests through `meson test`");
+  }
+  return value;
+}
+}  // namespace
+
+std::string vmwarden_binary() { return required_env("VMWARDEN_BIN"); }
+std::filesystem::path source_dir() { return required_env("VMWARDEN_SOURCE_DIR"); }
+
+}  // namespace vmwarden::testing

@@ -1,0 +1,59 @@
+// Helpers shared by the unit, integration and end-to-end tests: scratch
+// directories that clean up after themselves and running real binaries.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vmwarden::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with everything in it,
+// without following symlinks, when the object goes away.
+class TempDir {
+ public:
+  explicit TempDir(std::string_view prefix = "vmwarden-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_file(const std::filesystem::path& path, std::string_view content, mode_t mode = 0644);
+std::string read_file(const std::filesystem::path& path);
+
+struct CommandResult {
+  int exit_code = -1;     // the exit status, or -1 when killed by a signal
+  int signal = 0;         // the killing signal, if any
+  bool timed_out = false; // killed by run_command's own deadline
+  std::string out;
+  std::string err;
+};
+
+struct CommandOptions {
+  std::map<std::string, std::string> extra_env;
+  std::optional<std::string> stdin_text;
+  std::chrono::milliseconds timeout{60'000};
+  std::optional<std::filesystem::path> cwd;
+};
+
+// Runs argv (argv[0] looked up in PATH) and collects its output. The child is
+// SIGKILLed at the deadline; it dies with the test (PDEATHSIG) either way.
+CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options = {});
+
+// The vmwarden binary under test ($VMWARDEN_BIN, set by meson).
+std::string vmwarden_binary();
+// The source tree ($VMWARDEN_SOURCE_DIR, set by meson).
+std::filesystem::path source_dir();
+
+}  // namespace vmwarden::testing

@@ -1,0 +1,453 @@
+// Every rejection rule of the VM definition parser, with the exact position
+// it reports, and the shipped examples.
+
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "tests/support/support.h"
+#include "vm-launcher/definition.h"
+
+namespace vmwarden::vm {
+namespace {
+
+using vmwarden::testing::TempDir;
+using vmwarden::testing::write_file;
+
+const CheckOptions kSyntaxOnly{.check_filesystem = false};
+
+// The smallest valid VM, to which each test adds one thing.
+constexpr std::string_view kMinimal = "vmm = \"qemu\"\nkernel = \"/boot/vmlinuz\"\n";
+
+ParseResult parse(std::string_view text, const std::string& file = "vm.toml",
+                  const CheckOptions& options = kSyntaxOnly) {
+  return parse_definition(text, file, options);
+}
+
+// Asserts exactly one error, at line:col, whose message contains `needle`.
+void expect_one_error(const ParseResult& result, std::uint32_t line, std::uint32_t column,
+                      std::string_view needle) {
+  ASSERT_EQ(result.errors.size(), 1u) << [&] {
+    std::string all;
+    for (const auto& e : result.errors) all += e.to_string() + "\n";
+    return all;
+  }();
+  const Diagnostic& error = result.errors.front();
+  EXPECT_EQ(error.line, line) << error.to_string();
+  EXPECT_EQ(error.column, column) << error.to_string();
+  EXPECT_NE(error.message.find(needle), std::string::npos)
+      << "expected \"" << needle << "\" in: " << error.to_string();
+  EXPECT_FALSE(result.definition.has_value());
+}
+
+TEST(Definition, MinimalVmGetsDefaults) {
+  ParseResult result = parse(kMinimal, "/etc/vmwarden/vms/work.toml");
+  ASSERT_TRUE(result.ok()) << result.errors.front().to_string();
+  const Definition& d = *result.definition;
+  EXPECT_EQ(d.name, "work");
+  EXPECT_EQ(d.vmm, Vmm::qemu);
+  EXPECT_EQ(d.kernel, "/boot/vmlinuz");
+  EXPECT_EQ(d.memory_mib, 512u);
+  EXPECT_EQ(d.cpus, 1u);
+  EXPECT_EQ(d.shutdown_timeout_s, 30u);
+  EXPECT_TRUE(d.uid_alias.empty());
+  EXPECT_EQ(d.landlock, LandlockMode::required);
+  EXPECT_EQ(d.seccomp, SeccompMode::kill);
+  EXPECT_FALSE(d.network);
+}
+
+TEST(Definition, FullVmIsParsedIntoTheValueType) {
+  ParseResult result = parse(R"(vmm = "crosvm"
+kernel = "/k/vmlinuz"
+initramfs = "/k/initrd.img"
+cmdline = "console=ttyS0 quiet"
+memory_mib = 1024
+cpus = 2
+shutdown_timeout_s = 7
+[uid]
+alias = "work"
+[[disk]]
+path = "/d/root.img"
+[[disk]]
+path = "/d/data.img"
+readonly = false
+[[share]]
+tag = "home"
+path = "/home/u/vm/"
+access = "rw"
+[[share]]
+tag = "docs"
+path = "/home/u/docs"
+[display]
+wayland = true
+[sandbox]
+landlock = "best-effort"
+seccomp = "log"
+network = true
+)");
+  ASSERT_TRUE(result.ok()) << result.errors.front().to_string();
+  const Definition& d = *result.definition;
+  EXPECT_EQ(d.vmm, Vmm::crosvm);
+  EXPECT_EQ(d.initramfs, "/k/initrd.img");
+  EXPECT_EQ(d.cmdline, "console=ttyS0 quiet");
+  EXPECT_EQ(d.memory_mib, 1024u);
+  EXPECT_EQ(d.cpus, 2u);
+  EXPECT_EQ(d.shutdown_timeout_s, 7u);
+  EXPECT_EQ(d.uid_alias, "work");
+  ASSERT_EQ(d.disks.size(), 2u);
+  EXPECT_TRUE(d.disks[0].readonly);  // read-only unless said otherwise
+  EXPECT_FALSE(d.disks[1].readonly);
+  ASSERT_EQ(d.shares.size(), 2u);
+  EXPECT_EQ(d.shares[0].path, "/home/u/vm");  // trailing slash dropped
+  EXPECT_EQ(d.shares[0].access, Access::rw);
+  EXPECT_EQ(d.shares[1].access, Access::ro);  // read-only unless said otherwise
+  EXPECT_TRUE(d.wayland);
+  EXPECT_EQ(d.landlock, LandlockMode::best_effort);
+  EXPECT_EQ(d.seccomp, SeccompMode::log);
+  EXPECT_TRUE(d.network);
+}
+
+TEST(Definition, PlainCommand) {
+  ParseResult result = parse("command = [\"/usr/bin/dbus-daemon\", \"--session\"]\n");
+  ASSERT_TRUE(result.ok()) << result.errors.front().to_string();
+  EXPECT_TRUE(result.definition->is_command());
+  EXPECT_EQ(result.definition->command, (std::vector<std::string>{"/usr/bin/dbus-daemon", "--session"}));
+}
+
+// --- unknown keys ----------------------------------------------------------
+
+TEST(Definition, UnknownTopLevelKeySuggestsTheClosest) {
+  expect_one_error(parse(std::string(kMinimal) + "memroy_mib = 512\n"), 3, 1,
+                   "unknown key \"memroy_mib\"; did you mean \"memory_mib\"?");
+}
+
+TEST(Definition, UnknownKeyInSectionSuggestsTheClosest) {
+  expect_one_error(parse(std::string(kMinimal) + "[sandbox]\n  landlok = \"required\"\n"), 4, 3,
+                   "unknown key \"landlok\" in [sandbox]; did you mean \"landlock\"?");
+}
+
+TEST(Definition, UnknownKeyFarFromAnyListsTheKnownOnes) {
+  expect_one_error(parse(std::string(kMinimal) + "[uid]\nfrobnicate = 1\n"), 4, 1,
+                   "unknown key \"frobnicate\" in [uid]; known keys are \"alias\"");
+}
+
+TEST(Definition, UnknownKeyInShare) {
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"a\"\npath = \"/a\"\nacess = \"ro\"\n"),
+                   6, 1, "did you mean \"access\"?");
+}
+
+TEST(Definition, UnknownSection) {
+  expect_one_error(parse(std::string(kMinimal) + "[sandbx]\n"), 3, 2, "did you mean \"sandbox\"?");
+}
+
+// --- types and ranges ------------------------------------------------------
+
+TEST(Definition, WrongTypeIsReportedAtTheValue) {
+  expect_one_error(parse(std::string(kMinimal) + "memory_mib = \"512\"\n"), 3, 14,
+                   "memory_mib must be an integer, not a string");
+}
+
+TEST(Definition, FloatWhereIntegerExpected) {
+  expect_one_error(parse(std::string(kMinimal) + "cpus = 1.5\n"), 3, 8,
+                   "cpus must be an integer, not a floating-point number");
+}
+
+TEST(Definition, WrongTypeForBoolean) {
+  expect_one_error(parse(std::string(kMinimal) + "[sandbox]\nnetwork = \"no\"\n"), 4, 11,
+                   "sandbox.network must be true or false, not a string");
+}
+
+TEST(Definition, WrongTypeForSection) {
+  expect_one_error(parse(std::string(kMinimal) + "sandbox = 3\n"), 3, 11, "sandbox must be a table");
+}
+
+TEST(Definition, ShareMustBeArrayOfTables) {
+  expect_one_error(parse(std::string(kMinimal) + "share = \"home\"\n"), 3, 9,
+                   "share must be an array of tables ([[share]])");
+}
+
+struct RangeCase {
+  std::string line;
+  std::uint32_t column;
+  std::string message;
+};
+
+class DefinitionRange : public ::testing::TestWithParam<RangeCase> {};
+
+TEST_P(DefinitionRange, OutOfRangeNumbersAreRejected) {
+  const RangeCase& c = GetParam();
+  expect_one_error(parse(std::string(kMinimal) + c.line + "\n"), 3, c.column, c.message);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, DefinitionRange,
+    ::testing::Values(RangeCase{"memory_mib = 16", 14, "memory_mib = 16 is out of range: use 32 to 1048576"},
+                      RangeCase{"memory_mib = 2000000", 14, "out of range: use 32 to 1048576"},
+                      RangeCase{"memory_mib = -1", 14, "out of range"},
+                      RangeCase{"cpus = 0", 8, "cpus = 0 is out of range: use 1 to 255"},
+                      RangeCase{"cpus = 256", 8, "cpus = 256 is out of range"},
+                      RangeCase{"shutdown_timeout_s = 0", 22, "shutdown_timeout_s = 0 is out of range: use 1 to 3600"},
+                      RangeCase{"shutdown_timeout_s = 3601", 22, "out of range: use 1 to 3600"}));
+
+// --- paths -----------------------------------------------------------------
+
+struct PathCase {
+  std::string path;
+  std::string message;
+};
+
+class DefinitionBadPath : public ::testing::TestWithParam<PathCase> {};
+
+TEST_P(DefinitionBadPath, KernelPathIsRejected) {
+  const PathCase& c = GetParam();
+  expect_one_error(parse("vmm = \"qemu\"\nkernel = \"" + c.path + "\"\n"), 2, 10, c.message);
+}
+
+TEST_P(DefinitionBadPath, SharePathIsRejected) {
+  const PathCase& c = GetParam();
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"t\"\npath = \"" + c.path + "\"\n"), 5, 8,
+                   c.message);
+}
+
+TEST_P(DefinitionBadPath, DiskPathIsRejected) {
+  const PathCase& c = GetParam();
+  expect_one_error(parse(std::string(kMinimal) + "[[disk]]\n  path = \"" + c.path + "\"\n"), 4, 10,
+                   c.message);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, DefinitionBadPath,
+    ::testing::Values(PathCase{"vmlinuz", "is relative: give an absolute path"},
+                      PathCase{"", "path is empty"},
+                      PathCase{"/a/../etc/shadow", "has a \"..\" component"},
+                      PathCase{"/a/./b", "has a \".\" component"},
+                      PathCase{"/a//b", "empty component"},
+                      PathCase{"/img/root.img,ro=false", "contains ','"},
+                      PathCase{"/img/a:b", "contains ':'"},
+                      PathCase{"/img/a=b", "contains '='"},
+                      PathCase{"/img/a\\u0001b", "contains a control character"},
+                      PathCase{"/img/a\\nb", "contains a control character"}));
+
+TEST(Definition, SharingTheRootIsRefused) {
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"t\"\npath = \"/\"\n"), 5, 8,
+                   "would share the whole host");
+}
+
+// --- tags --------------------------------------------------------------------
+
+class DefinitionBadTag : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DefinitionBadTag, IsRejectedAtTheTag) {
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"" + GetParam() + "\"\npath = \"/a\"\n"), 4,
+                   7, "is not valid: use 1 to 36 characters from A-Z, a-z, 0-9, '_', '-'");
+}
+
+INSTANTIATE_TEST_SUITE_P(All, DefinitionBadTag,
+                         ::testing::Values("", "home dir", "home,ro", "a:b", "a=b", "tag\\u0007",
+                                           std::string(37, 'x'), "naïve"));
+
+TEST(Definition, TagOf36CharactersIsAccepted) {
+  ParseResult result =
+      parse(std::string(kMinimal) + "[[share]]\ntag = \"" + std::string(36, 'x') + "\"\npath = \"/a\"\n");
+  EXPECT_TRUE(result.ok());
+}
+
+TEST(Definition, DuplicateTagIsReportedAtTheSecond) {
+  expect_one_error(parse(std::string(kMinimal) +
+                         "[[share]]\ntag = \"home\"\npath = \"/a\"\n[[share]]\ntag = \"home\"\npath = \"/b\"\n"),
+                   7, 7, "duplicate share tag \"home\" (first used at line 4)");
+}
+
+TEST(Definition, ShareWithoutTag) {
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\npath = \"/a\"\n"), 3, 1, "[[share]] needs a tag");
+}
+
+TEST(Definition, DuplicateDisk) {
+  expect_one_error(parse(std::string(kMinimal) + "[[disk]]\npath = \"/d\"\n[[disk]]\npath = \"/d\"\n"), 6, 8,
+                   "disk /d is already listed at line 4");
+}
+
+// --- names -------------------------------------------------------------------
+
+class DefinitionBadName : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DefinitionBadName, IsReportedAtTheStartOfTheFile) {
+  expect_one_error(parse(kMinimal, "/etc/vmwarden/vms/" + GetParam() + ".toml"), 1, 1, "VM name");
+}
+
+INSTANTIATE_TEST_SUITE_P(All, DefinitionBadName,
+                         ::testing::Values("Work", "-work", ".work", "_work", "wo rk", "wo:rk",
+                                           std::string(65, 'a')));
+
+TEST(Definition, NameOf64CharactersIsAccepted) {
+  EXPECT_TRUE(parse(kMinimal, std::string(64, 'a') + ".toml").ok());
+  EXPECT_TRUE(parse(kMinimal, "a.b-c_9.toml").ok());
+}
+
+TEST(Definition, FileMustEndInToml) {
+  expect_one_error(parse(kMinimal, "/etc/vmwarden/vms/work.conf"), 1, 1, "must be named NAME.toml");
+}
+
+TEST(Definition, BadAlias) {
+  expect_one_error(parse(std::string(kMinimal) + "[uid]\nalias = \"Work Stuff\"\n"), 4, 9, "UID alias");
+}
+
+// --- choices and structure -------------------------------------------------------
+
+TEST(Definition, UnknownVmmSuggestsTheClosest) {
+  expect_one_error(parse("vmm = \"qemy\"\nkernel = \"/k\"\n"), 1, 7,
+                   "vmm = \"qemy\" is not one of \"qemu\", \"crosvm\", \"cloud-hypervisor\"; did you mean \"qemu\"?");
+}
+
+TEST(Definition, UnknownAccess) {
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"t\"\npath = \"/a\"\naccess = \"rwx\"\n"), 6,
+                   10, "share.access = \"rwx\" is not one of \"ro\", \"rw\"");
+}
+
+TEST(Definition, NeitherVmmNorCommand) {
+  expect_one_error(parse("kernel = \"/k\"\n"), 1, 1, "needs vmm = ");
+}
+
+TEST(Definition, BothVmmAndCommand) {
+  expect_one_error(parse("vmm = \"qemu\"\nkernel = \"/k\"\ncommand = [\"/bin/true\"]\n"), 3, 11,
+                   "vmm and command exclude each other");
+}
+
+TEST(Definition, VmWithoutKernel) {
+  expect_one_error(parse("vmm = \"qemu\"\n"), 1, 1, "missing key \"kernel\"");
+}
+
+TEST(Definition, CommandRejectsVmOnlyKeys) {
+  expect_one_error(parse("command = [\"/bin/true\"]\nmemory_mib = 64\n"), 2, 14,
+                   "memory_mib applies only to a VM");
+}
+
+TEST(Definition, CommandMustBeAbsolute) {
+  expect_one_error(parse("command = [\"true\"]\n"), 1, 12, "must be an absolute path");
+}
+
+TEST(Definition, CommandMustNotBeEmpty) {
+  expect_one_error(parse("command = []\n"), 1, 11, "command is empty");
+}
+
+TEST(Definition, CommandElementsAreStrings) {
+  expect_one_error(parse("command = [\"/bin/echo\", 3]\n"), 1, 25, "each element of command must be a string");
+}
+
+TEST(Definition, WaylandNeedsCrosvm) {
+  expect_one_error(parse(std::string(kMinimal) + "[display]\nwayland = true\n"), 4, 11,
+                   "display.wayland is supported only with vmm = \"crosvm\", not \"qemu\"");
+}
+
+TEST(Definition, CmdlineControlCharacter) {
+  expect_one_error(parse(std::string(kMinimal) + "cmdline = \"a\\u0000b\"\n"), 3, 11,
+                   "cmdline contains a control character");
+}
+
+TEST(Definition, InvalidTomlIsReportedWhereTheParserStopped) {
+  ParseResult result = parse("vmm = \"qemu\"\nkernel = \n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].line, 2u);
+  EXPECT_NE(result.errors[0].message.find("invalid TOML"), std::string::npos);
+}
+
+TEST(Definition, AllErrorsAreReportedInFileOrder) {
+  ParseResult result = parse("cpus = 0\nvmm = \"qemu\"\nkernel = \"rel\"\n[sandbox]\nseccomp = \"trap\"\n");
+  ASSERT_EQ(result.errors.size(), 3u);
+  EXPECT_EQ(result.errors[0].line, 1u);
+  EXPECT_EQ(result.errors[1].line, 3u);
+  EXPECT_EQ(result.errors[2].line, 5u);
+  EXPECT_EQ(result.errors[2].to_string(),
+            "vm.toml:5:11: error: sandbox.seccomp = \"trap\" is not one of \"kill\", \"log\"");
+}
+
+// --- the filesystem checks ---------------------------------------------------
+
+class DefinitionFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_file(dir / "vmlinuz", "kernel");
+    write_file(dir / "initrd.img", "initrd");
+    write_file(dir / "root.img", "disk");
+    std::filesystem::create_directory(dir / "share");
+  }
+  std::string vm(std::string_view kernel, std::string_view disk, std::string_view share) {
+    return fmt::format("vmm = \"qemu\"\nkernel = \"{}\"\ninitramfs = \"{}\"\n[[disk]]\npath = \"{}\"\n"
+                       "[[share]]\ntag = \"s\"\npath = \"{}\"\n",
+                       kernel, (dir / "initrd.img").string(), disk, share);
+  }
+  TempDir dir;
+  const CheckOptions full{.check_filesystem = true};
+};
+
+TEST_F(DefinitionFiles, ExistingFilesPass) {
+  ParseResult result = parse(vm((dir / "vmlinuz").string(), (dir / "root.img").string(), (dir / "share").string()),
+                             "vm.toml", full);
+  EXPECT_TRUE(result.ok()) << result.errors.front().to_string();
+}
+
+TEST_F(DefinitionFiles, MissingKernel) {
+  expect_one_error(parse(vm((dir / "nope").string(), (dir / "root.img").string(), (dir / "share").string()),
+                         "vm.toml", full),
+                   2, 10, "does not exist");
+}
+
+TEST_F(DefinitionFiles, KernelThatIsADirectory) {
+  expect_one_error(parse(vm((dir / "share").string(), (dir / "root.img").string(), (dir / "share").string()),
+                         "vm.toml", full),
+                   2, 10, "is not a regular file");
+}
+
+TEST_F(DefinitionFiles, MissingDisk) {
+  expect_one_error(parse(vm((dir / "vmlinuz").string(), (dir / "gone.img").string(), (dir / "share").string()),
+                         "vm.toml", full),
+                   5, 8, "does not exist");
+}
+
+TEST_F(DefinitionFiles, ShareThatIsAFile) {
+  expect_one_error(parse(vm((dir / "vmlinuz").string(), (dir / "root.img").string(), (dir / "vmlinuz").string()),
+                         "vm.toml", full),
+                   8, 8, "is not a directory");
+}
+
+TEST_F(DefinitionFiles, MissingInitramfs) {
+  std::filesystem::remove(dir / "initrd.img");
+  expect_one_error(parse(vm((dir / "vmlinuz").string(), (dir / "root.img").string(), (dir / "share").string()),
+                         "vm.toml", full),
+                   3, 13, "does not exist");
+}
+
+TEST_F(DefinitionFiles, SyntaxOnlySkipsTheFilesystem) {
+  EXPECT_TRUE(parse(vm("/nonexistent/k", "/nonexistent/d", "/nonexistent/s"), "vm.toml", kSyntaxOnly).ok());
+}
+
+TEST_F(DefinitionFiles, CommandMustBeExecutable) {
+  write_file(dir / "script", "#!/bin/sh\n", 0644);
+  expect_one_error(parse("command = [\"" + (dir / "script").string() + "\"]\n", "vm.toml", full), 1, 12,
+                   "is not an executable file");
+}
+
+TEST_F(DefinitionFiles, UnreadableFileIsOneDiagnostic) {
+  ParseResult result = load_definition(dir / "missing.toml");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_NE(result.errors[0].to_string().find("missing.toml:1:1: error: cannot read definition"),
+            std::string::npos);
+}
+
+// --- the shipped examples ----------------------------------------------------------
+
+TEST(Examples, EveryExampleIsValid) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(vmwarden::testing::source_dir() / "doc/examples")) {
+    if (entry.path().extension() != ".toml") continue;
+    ++count;
+    ParseResult result = load_definition(entry.path(), kSyntaxOnly);
+    EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.errors.front().to_string());
+  }
+  EXPECT_GE(count, 4);
+}
+
+}  // namespace
+}  // namespace vmwarden::vm

@@ -1,0 +1,98 @@
+#include "vm-launcher/names.h"
+
+#include <fmt/core.h>
+#include <linux/limits.h>
+
+namespace vmwarden::vm {
+namespace {
+
+bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool is_alnum(char c) { return is_lower_alnum(c) || (c >= 'A' && c <= 'Z'); }
+bool is_control(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
+
+std::string printable(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (is_control(c)) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> lower_name_problem(std::string_view what, std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 64 && is_lower_alnum(name.front());
+  for (char c : name) {
+    ok = ok && (is_lower_alnum(c) || c == '_' || c == '.' || c == '-');
+  }
+  if (ok) return std::nullopt;
+  return fmt::format(
+      "{} \"{}\" is not valid: use 1 to 64 characters from a-z, 0-9, '_', '.', '-', "
+      "starting with a letter or digit",
+      what, printable(name));
+}
+
+}  // namespace
+
+std::optional<std::string> vm_name_problem(std::string_view name) {
+  return lower_name_problem("VM name", name);
+}
+
+std::optional<std::string> alias_problem(std::string_view alias) {
+  return lower_name_problem("UID alias", alias);
+}
+
+std::optional<std::string> tag_problem(std::string_view tag) {
+  bool ok = !tag.empty() && tag.size() <= 36;
+  for (char c : tag) ok = ok && (is_alnum(c) || c == '_' || c == '-');
+  if (ok) return std::nullopt;
+  return fmt::format("tag \"{}\" is not valid: use 1 to 36 characters from A-Z, a-z, 0-9, '_', '-'",
+                     printable(tag));
+}
+
+std::optional<std::string> path_problem(std::string_view path) {
+  if (path.empty()) return "path is empty: give an absolute path such as /var/lib/vmwarden/x";
+  if (path.size() >= PATH_MAX) return fmt::format("path is longer than {} bytes", PATH_MAX - 1);
+  for (char c : path) {
+    if (is_control(c)) {
+      return fmt::format("path \"{}\" contains a control character", printable(path));
+    }
+    if (c == ',' || c == ':' || c == '=') {
+      return fmt::format(
+          "path \"{}\" contains '{}', which a VMM would read as an option separator; "
+          "rename the file or directory, or reach it through a path without ',' ':' '='",
+          printable(path), c);
+    }
+  }
+  if (path.front() != '/') {
+    return fmt::format("path \"{}\" is relative: give an absolute path", printable(path));
+  }
+  auto empty_component = [&] {
+    return fmt::format("path \"{}\" has an empty component (\"//\"): write it with single slashes",
+                       printable(path));
+  };
+  std::string_view body = path.substr(1);
+  if (!body.empty() && body.back() == '/') body.remove_suffix(1);  // one trailing slash is fine
+  while (!body.empty()) {
+    size_t slash = body.find('/');
+    std::string_view component = body.substr(0, slash);
+    if (component.empty()) return empty_component();
+    if (component == "." || component == "..") {
+      return fmt::format("path \"{}\" has a \"{}\" component: give the path without \".\" or \"..\"",
+                         printable(path), component);
+    }
+    if (slash == std::string_view::npos) break;
+    body.remove_prefix(slash + 1);
+    if (body.empty()) return empty_component();
+  }
+  return std::nullopt;
+}
+
+std::string normalize_path(std::string_view path) {
+  if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  return std::string(path);
+}
+
+}  // namespace vmwarden::vm
