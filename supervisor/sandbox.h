@@ -1,0 +1,90 @@
+// The public interface of the supervisor: describe a sandbox (its services
+// and their confinement), then run it. The caller (the `vmwarden exec` CLI,
+// the VM launcher) builds a SandboxSpec; run_sandbox() becomes the outer
+// process, clones the PID-1 warden and returns the exit status to report.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "supervisor/confinement.h"
+
+namespace vmwarden::supervisor {
+
+struct FdMapping {
+  int parent_fd;  // open in the process that calls run_sandbox()
+  int child_fd;   // the number the service sees; every other fd is closed
+};
+
+class RunningService;
+
+struct ServiceSpec {
+  std::string name;                  // "virtiofsd-home", "vmm", "command"
+  std::vector<std::string> argv;     // argv[0] is an absolute path
+  std::vector<std::string> env;      // the complete environment, KEY=VALUE
+  std::filesystem::path cwd = "/";
+  std::vector<FdMapping> fds;
+  Confinement confinement;
+
+  // The main service's exit starts the shutdown, and its status becomes the
+  // sandbox's exit status. Exactly one service is main.
+  bool main = false;
+
+  // Services of the same stage start together; a stage starts once every
+  // service of the earlier stages is ready (e.g. every virtiofsd, then the VMM).
+  int stage = 0;
+
+  // Runs in the warden. Returns once the service is ready or throws when it
+  // cannot become ready by `deadline`. Unset: ready as soon as exec succeeded.
+  std::function<void(const RunningService&, std::chrono::steady_clock::time_point deadline)> wait_ready;
+
+  // Runs in the warden to ask the service to stop gracefully (QMP
+  // system_powerdown, `crosvm powerbtn`, ...). Unset: SIGTERM.
+  std::function<void(const RunningService&)> graceful_stop;
+};
+
+// A started service, as the warden sees it.
+class RunningService {
+ public:
+  virtual ~RunningService() = default;
+  virtual const ServiceSpec& spec() const = 0;
+  virtual pid_t pid() const = 0;     // in the warden's PID namespace
+  virtual bool running() const = 0;  // not yet reaped
+};
+
+// A mount made in the warden's mount namespace before any service starts.
+struct BindMount {
+  std::filesystem::path source;
+  std::filesystem::path target;  // usually == source: same path, new flags
+  bool readonly = true;
+};
+
+struct SandboxSpec {
+  std::string name;                    // logs, and the runtime dir's name
+  std::filesystem::path runtime_dir;   // created 0700, removed on every exit path
+  bool private_network = true;         // an empty network namespace
+  std::vector<BindMount> mounts;
+  std::vector<ServiceSpec> services;
+  std::chrono::milliseconds shutdown_timeout{30'000};
+  std::chrono::milliseconds ready_timeout{30'000};
+
+  // Readiness for s6 (`notification-fd`) or `--notify-fd`: a newline is
+  // written and the fd closed once every service is ready.
+  std::optional<int> notify_fd;
+
+  // Under s6: prove that the parent is the s6-supervise holding
+  // `supervise/lock` in the current directory before doing anything.
+  bool require_s6_parent = false;
+};
+
+// Exit status conventions: the main service's exit code; 128+N when it died
+// of signal N; 125 (PermanentError) for a sandbox that can never start.
+int run_sandbox(const SandboxSpec& spec);
+
+}  // namespace vmwarden::supervisor
