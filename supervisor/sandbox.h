@@ -68,6 +68,8 @@ struct BindMount {
 struct SandboxSpec {
   std::string name;                    // logs, and the runtime dir's name
   std::filesystem::path runtime_dir;   // created 0700, removed on every exit path
+  uid_t runtime_dir_uid = 0;           // its owner: the VM's UID, so that services
+  gid_t runtime_dir_gid = 0;           // running as that UID can create sockets there
   bool private_network = true;         // an empty network namespace
   std::vector<BindMount> mounts;
   std::vector<ServiceSpec> services;
