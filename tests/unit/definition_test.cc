@@ -353,6 +353,50 @@ TEST(Definition, InvalidTomlIsReportedWhereTheParserStopped) {
   EXPECT_NE(result.errors[0].message.find("invalid TOML"), std::string::npos);
 }
 
+// Inputs that reach an internal precondition of toml++ 3.3 (found by the
+// fuzzer); they must be ordinary errors, never an abort or undefined behaviour.
+TEST(Definition, HeadersWithoutKeyAreErrorsNotCrashes) {
+  struct Case {
+    std::string text;
+    std::uint32_t line, column;
+  };
+  for (const Case& c : {Case{"[#", 1, 1}, Case{"[[[1]]]", 1, 1}, Case{"[[=", 1, 1},
+                        Case{"vmm = \"qemu\"\n  [ #x\n", 2, 3}}) {
+    ParseResult result = parse(c.text);
+    ASSERT_EQ(result.errors.size(), 1u) << c.text;
+    EXPECT_EQ(result.errors[0].line, c.line) << c.text;
+    EXPECT_EQ(result.errors[0].column, c.column) << c.text;
+    EXPECT_NE(result.errors[0].message.find("invalid TOML"), std::string::npos) << c.text;
+  }
+}
+
+// Non-ASCII characters outside strings reached undefined behaviour inside
+// toml++ 3.3 (found by the fuzzer: U+01D9 after a key, U+031E after a
+// number); they must be ordinary, positioned errors.
+TEST(Definition, NonAsciiOutsideStringsIsAnError) {
+  for (std::string text : {"networ\xc7\x99 = 1\n", "e=0\"\xcc\x9e\n", "cpus = 1\xc3\xa9\n",
+                           "[\xc3\xa9]\n", "a = [1, \xef\xbb\xbf" "2]\n"}) {
+    ParseResult result = parse(text);
+    ASSERT_EQ(result.errors.size(), 1u) << text;
+    EXPECT_EQ(result.errors[0].line, 1u) << text;
+    EXPECT_NE(result.errors[0].message.find("invalid TOML"), std::string::npos) << result.errors[0].to_string();
+  }
+}
+
+TEST(Definition, NonAsciiInStringsAndCommentsIsFine) {
+  ParseResult result = parse(std::string(kMinimal) +
+                             "# caf\xc3\xa9 \xc7\x99\n"
+                             "cmdline = \"caf\xc3\xa9 \\\" \xc7\x99\"\n"
+                             "[[share]]\ntag = 'x'\npath = '/home/caf\xc3\xa9'\n"
+                             "[uid] # \xc7\x99\n");
+  ASSERT_TRUE(result.ok()) << result.errors.front().to_string();
+  EXPECT_EQ(result.definition->cmdline, "caf\xc3\xa9 \" \xc7\x99");
+  EXPECT_EQ(result.definition->shares.at(0).path, "/home/caf\xc3\xa9");
+  ParseResult multiline = parse("command = [\"/bin/x\", \"\"\"a\n\xc7\x99 \"\"\"\"]\n");
+  ASSERT_TRUE(multiline.ok()) << multiline.errors.front().to_string();
+  EXPECT_EQ(multiline.definition->command.at(1), "a\n\xc7\x99 \"");
+}
+
 TEST(Definition, AllErrorsAreReportedInFileOrder) {
   ParseResult result = parse("cpus = 0\nvmm = \"qemu\"\nkernel = \"rel\"\n[sandbox]\nseccomp = \"trap\"\n");
   ASSERT_EQ(result.errors.size(), 3u);
