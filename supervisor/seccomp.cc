@@ -35,7 +35,7 @@ constexpr Syscall kVmDaemonDenied[] = {
     {"ptrace"}, {"process_vm_readv"}, {"process_vm_writev"}, {"kcmp"},
     {"pidfd_getfd", 438}, {"process_madvise", 440},
     // Kernel attack surface a daemon has no use for.
-    {"bpf"}, {"perf_event_open"}, {"userfaultfd"}, {"lookup_dcookie"},
+    {"bpf"}, {"perf_event_open"}, {"lookup_dcookie"},
     {"keyctl"}, {"add_key"}, {"request_key"},
     {"memfd_secret", 447}, {"fanotify_init"},
     // Changing the kernel or the machine.
@@ -52,18 +52,25 @@ constexpr Syscall kVmDaemonDenied[] = {
     {"mount"}, {"umount2"}, {"pivot_root"},
     {"open_tree", 428}, {"move_mount", 429}, {"fsopen", 430}, {"fsconfig", 431},
     {"fsmount", 432}, {"fspick", 433}, {"mount_setattr", 442}, {"open_tree_attr", 467},
-    // Namespaces (clone's namespace flags are filtered below).
-    {"unshare"}, {"setns"},
+    // Namespaces (clone's and unshare's namespace flags are filtered below).
+    {"setns"},
     // File handles bypass path-based checks (open_by_handle_at) and leak
     // mount ids and inode handles (name_to_handle_at).
     {"open_by_handle_at"}, {"name_to_handle_at"},
 };
 
-// Answered ENOSYS: clone3 passes its flags in memory, where a filter cannot
-// see CLONE_NEW*, so glibc must fall back to clone; the others are recent
-// introspection calls that libraries probe and do without.
-constexpr Syscall kVmDaemonEnosys[] = {
+// Answered ENOSYS by every profile, whatever its action, because programs
+// probe them and do without: clone3 passes its flags in memory, where a
+// filter cannot see CLONE_NEW*, so glibc falls back to clone; userfaultfd
+// is probed by libvhost-user (virtiofsd) for post-copy migration; io_uring
+// performs operations that seccomp never sees, so QEMU falls back to epoll;
+// the rest are recent introspection calls.
+constexpr Syscall kEnosys[] = {
     {"clone3", 435},
+    {"userfaultfd"},
+    {"io_uring_setup", 425},
+    {"io_uring_enter", 426},
+    {"io_uring_register", 427},
     {"statmount", 457},
     {"listmount", 458},
     {"lsm_get_self_attr", 459},
@@ -73,9 +80,9 @@ constexpr Syscall kVmDaemonEnosys[] = {
 constexpr std::uint64_t kCloneNamespaceFlags[] = {
     CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
     CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
-    // CLONE_NEWTIME (0x80) shares its bit with clone's exit signal and is
-    // accepted only by unshare/clone3, which are denied anyway.
 };
+// unshare also takes CLONE_NEWTIME, whose bit clone uses for the exit signal.
+constexpr std::uint64_t kCloneNewTime = 0x80;
 
 // personality(2) flags that weaken the address space (turn off ASLR, make
 // reads executable, map page zero). Bit 31 is checked clear as well so that
@@ -103,15 +110,21 @@ constexpr ProfileDef kProfiles[] = {
     {"vm-daemon", SeccompKind::deny_list,
      "deny list: debugging, kernel modules and kexec, BPF, keyrings, the mount API, "
      "namespaces, file handles, clock and machine changes",
-     kVmDaemonDenied, kVmDaemonEnosys, true},
+     kVmDaemonDenied, kEnosys, true},
     {"qemu", SeccompKind::allow_list,
      "allow list: the syscalls QEMU (TCG) was seen to make booting a guest with virtio-fs",
-     kQemuAllowed, kVmDaemonEnosys, true},
+     kQemuAllowed, kEnosys, true},
     {"virtiofsd", SeccompKind::allow_list,
      "allow list: the syscalls the C virtiofsd was seen to make serving a share",
-     kVirtiofsdAllowed, kVmDaemonEnosys, true},
+     kVirtiofsdAllowed, kEnosys, true},
     {"none", SeccompKind::none, "no filter", {}, {}, false},
 };
+
+bool lists(const ProfileDef& profile, std::string_view name) {
+  for (const Syscall& syscall : profile.listed)
+    if (syscall.name == name) return true;
+  return false;
+}
 
 const ProfileDef& find_profile(std::string_view name) {
   for (const ProfileDef& profile : kProfiles)
@@ -169,13 +182,19 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
   info.syscalls = resolved_names(profile.listed);
   info.enosys = resolved_names(profile.enosys);
   if (profile.filter_arguments) {
-    info.argument_filters = {
-        "clone: refused with any CLONE_NEW* flag",
-        "personality: refused with ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, "
-        "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT",
-        profile.kind == SeccompKind::deny_list ? "ioctl: refused for TIOCSTI and TIOCLINUX"
-                                               : "ioctl: refused for TIOCSTI",
-    };
+    // In an allow list a filter applies only to a syscall the list names.
+    bool deny = profile.kind == SeccompKind::deny_list;
+    if (deny || lists(profile, "clone"))
+      info.argument_filters.push_back("clone: refused with any CLONE_NEW* flag");
+    if (deny || lists(profile, "unshare"))
+      info.argument_filters.push_back(
+          "unshare: refused with any CLONE_NEW* flag (unshare(CLONE_FS) stays allowed)");
+    if (deny || lists(profile, "personality"))
+      info.argument_filters.push_back(
+          "personality: refused with ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, "
+          "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT");
+    if (deny) info.argument_filters.push_back("ioctl: refused for TIOCSTI and TIOCLINUX");
+    else if (lists(profile, "ioctl")) info.argument_filters.push_back("ioctl: refused for TIOCSTI");
   }
   return info;
 }
@@ -205,7 +224,7 @@ SeccompFilter::SeccompFilter(const SeccompPolicy& policy) {
       std::string_view name = syscall.name;
       // In an allow list these three are allowed only with safe arguments.
       if (allow_list && profile.filter_arguments &&
-          (name == "clone" || name == "personality" || name == "ioctl"))
+          (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl"))
         continue;
       add_rule(ctx_, listed_action, syscall);
     }
@@ -215,23 +234,36 @@ SeccompFilter::SeccompFilter(const SeccompPolicy& policy) {
       std::uint64_t all_namespaces = 0;
       for (std::uint64_t flag : kCloneNamespaceFlags) all_namespaces |= flag;
       if (allow_list) {
-        scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces, 0);
-        add_rule(ctx_, SCMP_ACT_ALLOW, {"clone"}, {&no_namespace, 1});
-        // One comparison per argument is all libseccomp allows in a rule;
-        // TIOCLINUX's dangerous subcommands need CAP_SYS_ADMIN anyway.
-        scmp_arg_cmp not_tiocsti = SCMP_A1_32(SCMP_CMP_NE, TIOCSTI);
-        add_rule(ctx_, SCMP_ACT_ALLOW, {"ioctl"}, {&not_tiocsti, 1});
-        std::uint64_t dangerous = 0;
-        for (std::uint64_t flag : kDangerousPersonality) dangerous |= flag;
-        scmp_arg_cmp safe_personality = SCMP_A0_32(SCMP_CMP_MASKED_EQ, dangerous, 0);
-        add_rule(ctx_, SCMP_ACT_ALLOW, {"personality"}, {&safe_personality, 1});
-        scmp_arg_cmp query = SCMP_A0_32(SCMP_CMP_EQ, 0xffffffffU);
-        add_rule(ctx_, SCMP_ACT_ALLOW, {"personality"}, {&query, 1});
+        if (lists(profile, "clone")) {
+          scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces, 0);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"clone"}, {&no_namespace, 1});
+        }
+        if (lists(profile, "unshare")) {
+          scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces | kCloneNewTime, 0);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"unshare"}, {&no_namespace, 1});
+        }
+        if (lists(profile, "ioctl")) {
+          // One comparison per argument is all libseccomp allows in a rule;
+          // TIOCLINUX's dangerous subcommands need CAP_SYS_ADMIN anyway.
+          scmp_arg_cmp not_tiocsti = SCMP_A1_32(SCMP_CMP_NE, TIOCSTI);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"ioctl"}, {&not_tiocsti, 1});
+        }
+        if (lists(profile, "personality")) {
+          std::uint64_t dangerous = 0;
+          for (std::uint64_t flag : kDangerousPersonality) dangerous |= flag;
+          scmp_arg_cmp safe_personality = SCMP_A0_32(SCMP_CMP_MASKED_EQ, dangerous, 0);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"personality"}, {&safe_personality, 1});
+          scmp_arg_cmp query = SCMP_A0_32(SCMP_CMP_EQ, 0xffffffffU);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"personality"}, {&query, 1});
+        }
       } else {
         for (std::uint64_t flag : kCloneNamespaceFlags) {
           scmp_arg_cmp has_flag = SCMP_A0_64(SCMP_CMP_MASKED_EQ, flag, flag);
           add_rule(ctx_, refuse, {"clone"}, {&has_flag, 1});
+          add_rule(ctx_, refuse, {"unshare"}, {&has_flag, 1});
         }
+        scmp_arg_cmp new_time = SCMP_A0_64(SCMP_CMP_MASKED_EQ, kCloneNewTime, kCloneNewTime);
+        add_rule(ctx_, refuse, {"unshare"}, {&new_time, 1});
         for (std::uint64_t flag : kDangerousPersonality) {
           // The ioctl/personality arguments are 32-bit in the kernel: compare
           // only the low half, or garbage in the upper half would slip by.
