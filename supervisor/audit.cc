@@ -175,7 +175,7 @@ std::string describe_confinement_text(std::string_view service, const Confinemen
                        seccomp.kind == SeccompKind::deny_list ? " denied" : " allowed");
     for (const auto& filter : seccomp.argument_filters) out += fmt::format("    {}\n", filter);
     out += fmt::format("    ENOSYS: {}\n", join(seccomp.enosys, " "));
-    out += "    other architectures (i386, x32): refused\n";
+    out += fmt::format("    other architectures (i386, x32): {}\n", audit.seccomp_action);
   }
   for (const auto& flag : audit.flags) out += fmt::format("! {}\n", flag);
   return out;
