@@ -1,0 +1,213 @@
+#include "supervisor/audit.h"
+
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "common/error.h"
+#include "supervisor/caps.h"
+#include "supervisor/landlock.h"
+#include "supervisor/seccomp.h"
+
+namespace vmwarden::supervisor {
+namespace {
+
+struct PathAudit {
+  std::string path;
+  std::string type;  // "directory", "file", "missing"
+  std::vector<std::string> rights;
+};
+
+// Everything the two renderings show, gathered once.
+struct Audit {
+  std::string service;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<std::string> kept_capabilities;
+  std::vector<std::string> dropped_capabilities;
+  std::vector<std::string> securebits;
+
+  std::string landlock_mode;
+  int abi = 0;
+  std::optional<std::string> refused;  // a `required` policy this kernel cannot meet
+  std::vector<std::string> handled_fs, handled_net, scopes, dropped;
+  std::vector<PathAudit> paths;
+
+  SeccompProfileInfo seccomp;
+  std::string seccomp_action;
+
+  std::vector<std::string> flags;
+};
+
+std::string join(const std::vector<std::string>& items, std::string_view separator) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
+Audit gather(std::string_view service, const Confinement& confinement) {
+  Audit audit;
+  audit.service = service;
+  audit.uid = confinement.uid;
+  audit.gid = confinement.gid;
+  if (confinement.uid == 0) audit.flags.push_back("runs as root (uid 0)");
+
+  validate_capabilities(confinement.keep_capabilities);
+  for (int capability = 0; capability < capability_count(); ++capability) {
+    bool kept = std::find(confinement.keep_capabilities.begin(), confinement.keep_capabilities.end(),
+                          capability) != confinement.keep_capabilities.end();
+    (kept ? audit.kept_capabilities : audit.dropped_capabilities).push_back(capability_name(capability));
+  }
+  for (const auto& name : audit.kept_capabilities) audit.flags.push_back("keeps capability " + name);
+  audit.securebits = {"SECBIT_NOROOT", "SECBIT_NO_CAP_AMBIENT_RAISE", "SECBIT_KEEP_CAPS off",
+                      "all locked"};
+
+  const LandlockPolicy& policy = confinement.landlock;
+  audit.landlock_mode = policy.mode == LandlockMode::required ? "required" : "best-effort";
+  audit.abi = landlock_abi();
+  LandlockPlan plan;
+  try {
+    plan = plan_landlock(policy, audit.abi);
+  } catch (const PermanentError& error) {
+    audit.refused = error.what();
+    audit.flags.push_back("refuses to start: the kernel lacks Landlock features the policy requires");
+    // Describe what the policy would be on a kernel that has them.
+    LandlockPolicy relaxed = policy;
+    relaxed.mode = LandlockMode::best_effort;
+    plan = plan_landlock(relaxed, audit.abi);
+  }
+  audit.handled_fs = landlock_fs_names(plan.handled_fs);
+  audit.handled_net = landlock_net_names(plan.handled_net);
+  audit.scopes = landlock_scope_names(plan.scoped);
+  audit.dropped = plan.dropped;
+  if (!audit.refused)
+    for (const auto& dropped : plan.dropped) audit.flags.push_back("Landlock drops " + dropped);
+  for (const LandlockPathPlan& rule : plan.paths) {
+    PathAudit path{rule.path.string(), "missing", {}};
+    std::uint64_t allowed = rule.allowed;
+    struct stat st {};
+    if (::stat(rule.path.c_str(), &st) == 0) {
+      path.type = S_ISDIR(st.st_mode) ? "directory" : "file";
+      if (!S_ISDIR(st.st_mode)) allowed &= landlock_file_rights();
+    }
+    path.rights = landlock_fs_names(allowed);
+    if (rule.path == "/" && !path.rights.empty())
+      audit.flags.push_back("Landlock grants " + join(path.rights, "|") + " on the whole filesystem");
+    audit.paths.push_back(std::move(path));
+  }
+
+  audit.seccomp = describe_seccomp_profile(confinement.seccomp.profile);
+  audit.seccomp_action = confinement.seccomp.action == SeccompAction::kill ? "kill" : "log";
+  if (audit.seccomp.kind == SeccompKind::none)
+    audit.flags.push_back("no seccomp filter (profile \"none\")");
+  else if (confinement.seccomp.action == SeccompAction::log)
+    audit.flags.push_back("seccomp violations are only logged (action \"log\")");
+  return audit;
+}
+
+const char* kind_name(SeccompKind kind) {
+  switch (kind) {
+    case SeccompKind::deny_list: return "deny-list";
+    case SeccompKind::allow_list: return "allow-list";
+    case SeccompKind::none: break;
+  }
+  return "none";
+}
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+        else out += static_cast<char>(c);  // UTF-8 passes through unchanged
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_strings(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + json_string(items[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+std::string describe_confinement_text(std::string_view service, const Confinement& confinement) {
+  Audit audit = gather(service, confinement);
+  std::string out = fmt::format("service {}\n", audit.service);
+  out += fmt::format("  identity: uid {}, gid {}, no supplementary groups\n", audit.uid, audit.gid);
+  out += fmt::format("  capabilities: {} kept{}{}; {} dropped from every set and the bounding set\n",
+                     audit.kept_capabilities.size(), audit.kept_capabilities.empty() ? "" : " (ambient): ",
+                     join(audit.kept_capabilities, ", "), audit.dropped_capabilities.size());
+  out += fmt::format("  securebits: {}; no_new_privs; parent-death signal SIGKILL\n",
+                     join(audit.securebits, ", "));
+  out += fmt::format("  landlock: {}, this kernel's ABI {}\n", audit.landlock_mode, audit.abi);
+  if (audit.refused) out += fmt::format("    refuses to start: {}\n", *audit.refused);
+  if (audit.abi >= 1) {
+    out += fmt::format("    handled: {}\n", join(audit.handled_fs, " "));
+    for (const PathAudit& path : audit.paths)
+      out += fmt::format("    {} ({}): {}\n", path.path, path.type, join(path.rights, " "));
+    out += fmt::format("    tcp: {}\n", audit.handled_net.empty()
+                                           ? std::string("not restricted")
+                                           : join(audit.handled_net, " ") + " denied on every port");
+    out += fmt::format("    scopes: {}\n", audit.scopes.empty() ? "none" : join(audit.scopes, " "));
+  }
+  for (const auto& dropped : audit.dropped) out += fmt::format("    dropped: {}\n", dropped);
+  const SeccompProfileInfo& seccomp = audit.seccomp;
+  if (seccomp.kind == SeccompKind::none) {
+    out += fmt::format("  seccomp: profile {}: no filter\n", seccomp.name);
+  } else {
+    out += fmt::format("  seccomp: profile {} ({}), action {}, {} syscalls{}\n", seccomp.name,
+                       kind_name(seccomp.kind), audit.seccomp_action, seccomp.syscalls.size(),
+                       seccomp.kind == SeccompKind::deny_list ? " denied" : " allowed");
+    for (const auto& filter : seccomp.argument_filters) out += fmt::format("    {}\n", filter);
+    out += fmt::format("    ENOSYS: {}\n", join(seccomp.enosys, " "));
+    out += fmt::format("    other architectures (i386, x32): {}\n", audit.seccomp_action);
+  }
+  for (const auto& flag : audit.flags) out += fmt::format("! {}\n", flag);
+  return out;
+}
+
+std::string describe_confinement_json(std::string_view service, const Confinement& confinement) {
+  Audit audit = gather(service, confinement);
+  std::string paths = "[";
+  for (std::size_t i = 0; i < audit.paths.size(); ++i)
+    paths += fmt::format("{}{{\"path\":{},\"type\":{},\"rights\":{}}}", i ? "," : "",
+                         json_string(audit.paths[i].path), json_string(audit.paths[i].type),
+                         json_strings(audit.paths[i].rights));
+  paths += "]";
+  const SeccompProfileInfo& seccomp = audit.seccomp;
+  return fmt::format(
+      "{{\"service\":{},\"uid\":{},\"gid\":{},\"supplementary_groups\":[],"
+      "\"capabilities\":{{\"kept\":{},\"dropped\":{},\"securebits\":{},\"no_new_privs\":true}},"
+      "\"parent_death_signal\":\"SIGKILL\","
+      "\"landlock\":{{\"mode\":{},\"abi\":{},\"refused\":{},\"handled_fs\":{},\"paths\":{},"
+      "\"handled_net\":{},\"scopes\":{},\"dropped\":{}}},"
+      "\"seccomp\":{{\"profile\":{},\"kind\":{},\"action\":{},\"syscall_count\":{},\"syscalls\":{},"
+      "\"argument_filters\":{},\"enosys\":{}}},"
+      "\"flags\":{}}}",
+      json_string(audit.service), audit.uid, audit.gid, json_strings(audit.kept_capabilities),
+      json_strings(audit.dropped_capabilities), json_strings(audit.securebits),
+      json_string(audit.landlock_mode), audit.abi, audit.refused ? json_string(*audit.refused) : "null",
+      json_strings(audit.handled_fs), paths, json_strings(audit.handled_net),
+      json_strings(audit.scopes), json_strings(audit.dropped), json_string(seccomp.name),
+      json_string(kind_name(seccomp.kind)),
+      json_string(seccomp.kind == SeccompKind::none ? "none" : audit.seccomp_action),
+      seccomp.syscalls.size(), json_strings(seccomp.syscalls), json_strings(seccomp.argument_filters),
+      json_strings(seccomp.enosys), json_strings(audit.flags));
+}
+
+}  // namespace vmwarden::supervisor

@@ -1,0 +1,41 @@
+#include "supervisor/policy.h"
+
+#include <sys/stat.h>
+
+namespace vmwarden::supervisor {
+namespace {
+
+void add_existing(std::vector<PathRule>& rules, const char* path, PathRights rights,
+                  bool directories_only = false) {
+  struct stat st {};
+  if (::lstat(path, &st) != 0) return;
+  // A symlink like /lib -> usr/lib needs no rule: resolving it needs no
+  // Landlock right, and its target is covered by the /usr rule.
+  if (directories_only && !S_ISDIR(st.st_mode)) return;
+  rules.push_back({path, rights});
+}
+
+}  // namespace
+
+std::vector<PathRule> system_read_execute_rules() {
+  std::vector<PathRule> rules;
+  add_existing(rules, "/usr", PathRights::read_execute(), true);
+  for (const char* path : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"})
+    add_existing(rules, path, PathRights::read_execute(), true);
+  for (const char* path : {"/etc/ld.so.cache", "/etc/localtime", "/sys/devices/system/cpu"})
+    add_existing(rules, path, PathRights::read_only());
+  return rules;
+}
+
+std::vector<PathRule> device_rules() {
+  std::vector<PathRule> rules;
+  for (const char* path : {"/dev/null", "/dev/zero", "/dev/full"})
+    add_existing(rules, path, PathRights::read_write());
+  for (const char* path : {"/dev/random", "/dev/urandom"})
+    add_existing(rules, path, PathRights::read_only());
+  return rules;
+}
+
+std::vector<PathRule> proc_self_rules() { return {{"/proc/self", PathRights::read_only()}}; }
+
+}  // namespace vmwarden::supervisor

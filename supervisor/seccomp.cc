@@ -1,0 +1,299 @@
+#include "supervisor/seccomp.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/personality.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <span>
+
+#include "common/error.h"
+#include "common/suggest.h"
+
+namespace vmwarden::supervisor {
+namespace {
+
+// A syscall by name, with its number for those a libseccomp older than the
+// running kernel may not know. Since Linux 5.1 (424) new syscalls have one
+// number on every architecture, so these numbers are portable; older ones
+// are always resolved by name, and one the architecture lacks is skipped.
+struct Syscall {
+  const char* name;
+  int number = -1;
+};
+
+// Denied by the "vm-daemon" profile. No VM daemon (VMM, virtiofsd) and no
+// ordinary command needs any of these; each is a way out of a sandbox or
+// into the kernel's attack surface.
+constexpr Syscall kVmDaemonDenied[] = {
+    // Reading or changing other processes.
+    {"ptrace"}, {"process_vm_readv"}, {"process_vm_writev"}, {"kcmp"},
+    {"pidfd_getfd", 438}, {"process_madvise", 440},
+    // Kernel attack surface a daemon has no use for.
+    {"bpf"}, {"perf_event_open"}, {"lookup_dcookie"},
+    {"keyctl"}, {"add_key"}, {"request_key"},
+    {"memfd_secret", 447}, {"fanotify_init"},
+    // Changing the kernel or the machine.
+    {"kexec_load"}, {"kexec_file_load"},
+    {"init_module"}, {"finit_module"}, {"delete_module"},
+    {"create_module"}, {"query_module"}, {"get_kernel_syms"},
+    {"reboot"}, {"syslog"}, {"acct"}, {"swapon"}, {"swapoff"},
+    {"iopl"}, {"ioperm"}, {"modify_ldt"}, {"quotactl"}, {"quotactl_fd", 443},
+    {"nfsservctl"}, {"uselib"}, {"vhangup"}, {"_sysctl"},
+    {"sethostname"}, {"setdomainname"},
+    {"settimeofday"}, {"clock_settime"}, {"clock_adjtime"}, {"adjtimex"},
+    {"lsm_set_self_attr", 460},
+    // The mount API: a service works in the mounts the warden made.
+    {"mount"}, {"umount2"}, {"pivot_root"},
+    {"open_tree", 428}, {"move_mount", 429}, {"fsopen", 430}, {"fsconfig", 431},
+    {"fsmount", 432}, {"fspick", 433}, {"mount_setattr", 442}, {"open_tree_attr", 467},
+    // Namespaces (clone's and unshare's namespace flags are filtered below).
+    {"setns"},
+    // File handles bypass path-based checks (open_by_handle_at) and leak
+    // mount ids and inode handles (name_to_handle_at).
+    {"open_by_handle_at"}, {"name_to_handle_at"},
+};
+
+// Answered ENOSYS by every profile, whatever its action, because programs
+// probe them and do without: clone3 passes its flags in memory, where a
+// filter cannot see CLONE_NEW*, so glibc falls back to clone; userfaultfd
+// is probed by libvhost-user (virtiofsd) for post-copy migration; io_uring
+// performs operations that seccomp never sees, so QEMU falls back to epoll;
+// the rest are recent introspection calls.
+constexpr Syscall kEnosys[] = {
+    {"clone3", 435},
+    {"userfaultfd"},
+    {"io_uring_setup", 425},
+    {"io_uring_enter", 426},
+    {"io_uring_register", 427},
+    {"statmount", 457},
+    {"listmount", 458},
+    {"lsm_get_self_attr", 459},
+    {"lsm_list_modules", 461},
+};
+
+constexpr std::uint64_t kCloneNamespaceFlags[] = {
+    CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+    CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
+};
+// unshare also takes CLONE_NEWTIME, whose bit clone uses for the exit signal.
+constexpr std::uint64_t kCloneNewTime = 0x80;
+
+// personality(2) flags that weaken the address space (turn off ASLR, make
+// reads executable, map page zero). Bit 31 is checked clear as well so that
+// the query personality(0xffffffff) stays allowed.
+constexpr std::uint64_t kDangerousPersonality[] = {
+    ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, ADDR_COMPAT_LAYOUT, ADDR_LIMIT_32BIT,
+};
+
+// ioctls that push input into a terminal (TIOCSTI) or drive the virtual
+// console (TIOCLINUX): a classic way out of a sandbox sharing a tty.
+constexpr std::uint32_t kDangerousIoctls[] = {TIOCSTI, TIOCLINUX};
+
+struct ProfileDef {
+  std::string_view name;
+  SeccompKind kind;
+  std::string_view summary;
+  std::span<const Syscall> listed;
+  std::span<const Syscall> enosys;
+  bool filter_arguments;  // clone namespace flags, personality, ioctl
+};
+
+#include "supervisor/seccomp_allow_lists.inc"
+
+constexpr ProfileDef kProfiles[] = {
+    {"vm-daemon", SeccompKind::deny_list,
+     "deny list: debugging, kernel modules and kexec, BPF, keyrings, the mount API, "
+     "namespaces, file handles, clock and machine changes",
+     kVmDaemonDenied, kEnosys, true},
+    {"qemu", SeccompKind::allow_list,
+     "allow list: the syscalls QEMU (TCG) was seen to make booting a guest with virtio-fs",
+     kQemuAllowed, kEnosys, true},
+    {"virtiofsd", SeccompKind::allow_list,
+     "allow list: the syscalls the C virtiofsd was seen to make serving a share",
+     kVirtiofsdAllowed, kEnosys, true},
+    {"none", SeccompKind::none, "no filter", {}, {}, false},
+};
+
+bool lists(const ProfileDef& profile, std::string_view name) {
+  for (const Syscall& syscall : profile.listed)
+    if (syscall.name == name) return true;
+  return false;
+}
+
+const ProfileDef& find_profile(std::string_view name) {
+  for (const ProfileDef& profile : kProfiles)
+    if (profile.name == name) return profile;
+  std::vector<std::string_view> names;
+  for (const ProfileDef& profile : kProfiles) names.push_back(profile.name);
+  std::string hint;
+  if (auto match = closest_match(name, names)) hint = fmt::format(" (did you mean \"{}\"?)", *match);
+  std::string known;
+  for (auto known_name : names) known += fmt::format("{}\"{}\"", known.empty() ? "" : ", ", known_name);
+  throw UsageError(fmt::format("unknown seccomp profile \"{}\"{}; known profiles: {}", name, hint, known));
+}
+
+// The syscall's number on the native architecture, or nullopt when the
+// architecture has no such syscall.
+std::optional<int> resolve(const Syscall& syscall) {
+  int number = seccomp_syscall_resolve_name(syscall.name);
+  if (number != __NR_SCMP_ERROR) return number;
+  if (syscall.number >= 0) return syscall.number;
+  return std::nullopt;
+}
+
+std::vector<std::string> resolved_names(std::span<const Syscall> syscalls) {
+  std::vector<std::string> names;
+  for (const Syscall& syscall : syscalls)
+    if (resolve(syscall)) names.emplace_back(syscall.name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void add_rule(scmp_filter_ctx ctx, std::uint32_t action, const Syscall& syscall,
+              std::span<const scmp_arg_cmp> comparisons = {}) {
+  auto number = resolve(syscall);
+  if (!number) return;
+  check_negative_errno(
+      seccomp_rule_add_array(ctx, action, *number, static_cast<unsigned>(comparisons.size()),
+                             comparisons.data()),
+      fmt::format("seccomp_rule_add({})", syscall.name));
+}
+
+}  // namespace
+
+std::vector<std::string> seccomp_profile_names() {
+  std::vector<std::string> names;
+  for (const ProfileDef& profile : kProfiles) names.emplace_back(profile.name);
+  return names;
+}
+
+SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
+  const ProfileDef& profile = find_profile(name);
+  SeccompProfileInfo info;
+  info.name = profile.name;
+  info.kind = profile.kind;
+  info.summary = profile.summary;
+  info.syscalls = resolved_names(profile.listed);
+  info.enosys = resolved_names(profile.enosys);
+  if (profile.filter_arguments) {
+    // In an allow list a filter applies only to a syscall the list names.
+    bool deny = profile.kind == SeccompKind::deny_list;
+    if (deny || lists(profile, "clone"))
+      info.argument_filters.push_back("clone: refused with any CLONE_NEW* flag");
+    if (deny || lists(profile, "unshare"))
+      info.argument_filters.push_back(
+          "unshare: refused with any CLONE_NEW* flag (unshare(CLONE_FS) stays allowed)");
+    if (deny || lists(profile, "personality"))
+      info.argument_filters.push_back(
+          "personality: refused with ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, "
+          "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT");
+    if (deny) info.argument_filters.push_back("ioctl: refused for TIOCSTI and TIOCLINUX");
+    else if (lists(profile, "ioctl")) info.argument_filters.push_back("ioctl: refused for TIOCSTI");
+  }
+  return info;
+}
+
+SeccompFilter::SeccompFilter(const SeccompPolicy& policy) {
+  const ProfileDef& profile = find_profile(policy.profile);
+  if (profile.kind == SeccompKind::none) return;
+
+  const std::uint32_t refuse =
+      policy.action == SeccompAction::kill ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_LOG;
+  const bool allow_list = profile.kind == SeccompKind::allow_list;
+  ctx_ = seccomp_init(allow_list ? refuse : SCMP_ACT_ALLOW);
+  if (ctx_ == nullptr) throw_system_error(ENOMEM, "seccomp_init");
+  try {
+    // Only the native architecture is in the filter: i386 (int 0x80) and
+    // x32 syscalls reach the bad-architecture action, which kills the whole
+    // process (libseccomp's default kills only the thread). In log mode they
+    // are only logged as well.
+    check_negative_errno(seccomp_attr_set(ctx_, SCMP_FLTATR_ACT_BADARCH, refuse),
+                         "seccomp_attr_set(SCMP_FLTATR_ACT_BADARCH)");
+    // no_new_privs is set by apply_confinement() before the filter is loaded.
+    check_negative_errno(seccomp_attr_set(ctx_, SCMP_FLTATR_CTL_NNP, 0),
+                         "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)");
+
+    const std::uint32_t listed_action = allow_list ? SCMP_ACT_ALLOW : refuse;
+    for (const Syscall& syscall : profile.listed) {
+      std::string_view name = syscall.name;
+      // In an allow list these three are allowed only with safe arguments.
+      if (allow_list && profile.filter_arguments &&
+          (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl"))
+        continue;
+      add_rule(ctx_, listed_action, syscall);
+    }
+    for (const Syscall& syscall : profile.enosys) add_rule(ctx_, SCMP_ACT_ERRNO(ENOSYS), syscall);
+
+    if (profile.filter_arguments) {
+      std::uint64_t all_namespaces = 0;
+      for (std::uint64_t flag : kCloneNamespaceFlags) all_namespaces |= flag;
+      if (allow_list) {
+        if (lists(profile, "clone")) {
+          scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces, 0);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"clone"}, {&no_namespace, 1});
+        }
+        if (lists(profile, "unshare")) {
+          scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces | kCloneNewTime, 0);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"unshare"}, {&no_namespace, 1});
+        }
+        if (lists(profile, "ioctl")) {
+          // One comparison per argument is all libseccomp allows in a rule;
+          // TIOCLINUX's dangerous subcommands need CAP_SYS_ADMIN anyway.
+          scmp_arg_cmp not_tiocsti = SCMP_A1_32(SCMP_CMP_NE, TIOCSTI);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"ioctl"}, {&not_tiocsti, 1});
+        }
+        if (lists(profile, "personality")) {
+          std::uint64_t dangerous = 0;
+          for (std::uint64_t flag : kDangerousPersonality) dangerous |= flag;
+          scmp_arg_cmp safe_personality = SCMP_A0_32(SCMP_CMP_MASKED_EQ, dangerous, 0);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"personality"}, {&safe_personality, 1});
+          scmp_arg_cmp query = SCMP_A0_32(SCMP_CMP_EQ, 0xffffffffU);
+          add_rule(ctx_, SCMP_ACT_ALLOW, {"personality"}, {&query, 1});
+        }
+      } else {
+        for (std::uint64_t flag : kCloneNamespaceFlags) {
+          scmp_arg_cmp has_flag = SCMP_A0_64(SCMP_CMP_MASKED_EQ, flag, flag);
+          add_rule(ctx_, refuse, {"clone"}, {&has_flag, 1});
+          add_rule(ctx_, refuse, {"unshare"}, {&has_flag, 1});
+        }
+        scmp_arg_cmp new_time = SCMP_A0_64(SCMP_CMP_MASKED_EQ, kCloneNewTime, kCloneNewTime);
+        add_rule(ctx_, refuse, {"unshare"}, {&new_time, 1});
+        for (std::uint64_t flag : kDangerousPersonality) {
+          // The ioctl/personality arguments are 32-bit in the kernel: compare
+          // only the low half, or garbage in the upper half would slip by.
+          scmp_arg_cmp has_flag = SCMP_A0_32(SCMP_CMP_MASKED_EQ, flag | 0x80000000U, flag);
+          add_rule(ctx_, refuse, {"personality"}, {&has_flag, 1});
+        }
+        for (std::uint32_t request : kDangerousIoctls) {
+          scmp_arg_cmp is_request = SCMP_A1_32(SCMP_CMP_EQ, request);
+          add_rule(ctx_, refuse, {"ioctl"}, {&is_request, 1});
+        }
+      }
+    }
+  } catch (...) {
+    seccomp_release(ctx_);
+    throw;
+  }
+}
+
+SeccompFilter::~SeccompFilter() {
+  if (ctx_ != nullptr) seccomp_release(ctx_);
+}
+
+void SeccompFilter::load() {
+  if (ctx_ == nullptr) return;
+  check_negative_errno(seccomp_load(ctx_), "seccomp_load");
+}
+
+void SeccompFilter::export_bpf(int fd) const {
+  if (ctx_ == nullptr) return;
+  check_negative_errno(seccomp_export_bpf(ctx_, fd), "seccomp_export_bpf");
+}
+
+}  // namespace vmwarden::supervisor

@@ -1,0 +1,212 @@
+// The escape suite's attacker: each subcommand makes one attempt to get out
+// of a sandbox. Exit 0 and "ok ..." on stdout when the attack worked; exit
+// 10 with the errno name (e.g. "EPERM") on stdout when the kernel refused
+// it. A seccomp filter that kills shows as death by SIGSYS instead. Exit 2:
+// bad usage; exit 3: the attack could not even be set up.
+//
+// Deliberately plain C-style code with raw syscalls: what is measured is
+// exactly the one syscall the subcommand names.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace {
+
+constexpr int kDenied = 10;
+constexpr int kUsage = 2;
+constexpr int kSetupFailed = 3;
+
+int denied(const char* what) {
+  int error = errno;
+  std::printf("%s\n", strerrorname_np(error) ? strerrorname_np(error) : "E?");
+  std::fprintf(stderr, "attacker: %s: %s\n", what, strerror(error));
+  return kDenied;
+}
+
+int setup_failed(const char* what) {
+  std::fprintf(stderr, "attacker: setup: %s: %s\n", what, strerror(errno));
+  return kSetupFailed;
+}
+
+int ok(const std::string& what) {
+  std::printf("ok %s\n", what.c_str());
+  return 0;
+}
+
+void ready() {
+  std::printf("ready\n");
+  std::fflush(stdout);
+}
+
+sockaddr_un abstract_address(const char* name, socklen_t& length) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::size_t size = strnlen(name, sizeof address.sun_path - 1);
+  memcpy(address.sun_path + 1, name, size);  // sun_path[0] == 0: abstract
+  length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + size);
+  return address;
+}
+
+// A raw clone with no stack switch: the child only calls _exit.
+int raw_clone(unsigned long flags) {
+  long pid = syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, 0);
+  if (pid < 0) return denied("clone");
+  if (pid == 0) syscall(SYS_exit, 0);
+  waitpid(static_cast<pid_t>(pid), nullptr, 0);
+  return ok("clone");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: attacker COMMAND ARGS...\n");
+    return kUsage;
+  }
+  std::string command = argv[1];
+  auto arg = [&](int i) -> const char* {
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "attacker %s: missing argument %d\n", command.c_str(), i);
+      std::exit(kUsage);
+    }
+    return argv[i + 1];
+  };
+
+  if (command == "signal") {  // signal PID [SIGNAL]
+    pid_t pid = atoi(arg(1));
+    int signal = argc > 3 ? atoi(argv[3]) : SIGKILL;
+    if (kill(pid, signal) != 0) return denied("kill");
+    return ok("signalled");
+  }
+  if (command == "bind-abstract" || command == "connect-abstract") {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return setup_failed("socket");
+    socklen_t length = 0;
+    sockaddr_un address = abstract_address(arg(1), length);
+    if (command == "connect-abstract") {
+      if (connect(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) return denied("connect");
+      return ok("connected");
+    }
+    if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) return setup_failed("bind");
+    if (listen(fd, 8) != 0) return setup_failed("listen");
+    ready();
+    for (;;) pause();
+  }
+  if (command == "sleep") {
+    ready();
+    for (;;) pause();
+  }
+  if (command == "ptrace") {
+    pid_t pid = atoi(arg(1));
+    // SEIZE does not stop the target; exiting detaches it.
+    if (ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) return denied("ptrace(PTRACE_SEIZE)");
+    return ok("attached");
+  }
+  if (command == "read") {
+    int fd = open(arg(1), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return denied("open");
+    char byte;
+    if (read(fd, &byte, 1) < 0) return denied("read");
+    return ok("read");
+  }
+  if (command == "write") {
+    int fd = open(arg(1), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return denied("open");
+    if (write(fd, "x", 1) != 1) return denied("write");
+    return ok("written");
+  }
+  if (command == "truncate") {
+    if (truncate(arg(1), 0) != 0) return denied("truncate");
+    return ok("truncated");
+  }
+  if (command == "mount") {  // mount TARGET
+    if (mount("vmwarden-attack", arg(1), "tmpfs", 0, "size=16k") != 0) return denied("mount");
+    return ok("mounted");
+  }
+  if (command == "unshare-user") {
+    if (unshare(CLONE_NEWUSER) != 0) return denied("unshare(CLONE_NEWUSER)");
+    return ok("unshared");
+  }
+  if (command == "clone-newuser") return raw_clone(CLONE_NEWUSER);
+  if (command == "clone3") {
+    clone_args args{};
+    args.exit_signal = SIGCHLD;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0) return denied("clone3");
+    if (pid == 0) syscall(SYS_exit, 0);
+    waitpid(static_cast<pid_t>(pid), nullptr, 0);
+    return ok("clone3");
+  }
+  if (command == "setns") {  // setns /proc/PID/ns/KIND
+    int fd = open(arg(1), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return denied("open");
+    if (setns(fd, 0) != 0) return denied("setns");
+    return ok("joined");
+  }
+  if (command == "load-module") {
+    // Garbage, not a module: a kernel that lets us try answers ENOEXEC or
+    // EINVAL (the loader parsed it); EPERM means the capability check
+    // refused; ENOSYS means this kernel has no module support at all.
+    static const char garbage[] = "not an ELF module";
+    if (syscall(SYS_init_module, garbage, sizeof garbage, "") != 0) {
+      if (errno == ENOEXEC || errno == EINVAL) return ok(std::string("reached the loader: ") + strerrorname_np(errno));
+      return denied("init_module");
+    }
+    return ok("loaded");
+  }
+  if (command == "setuid-exec") {
+    execl(arg(1), arg(1), nullptr);
+    return denied("execve");
+  }
+  if (command == "proc-read") {  // proc-read PID [status|environ|...]
+    std::string path = std::string("/proc/") + arg(1) + "/" + (argc > 3 ? argv[3] : "status");
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return denied("open");
+    char buffer[64];
+    if (read(fd, buffer, sizeof buffer) < 0) return denied("read");
+    return ok("read " + path);
+  }
+  if (command == "tcp-connect") {  // tcp-connect ADDRESS PORT
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return setup_failed("socket");
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(atoi(arg(2))));
+    if (inet_pton(AF_INET, arg(1), &address.sin_addr) != 1) return kUsage;
+    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return denied("connect");
+    return ok("connected");
+  }
+  if (command == "i386-syscall") {
+    // getpid through the 32-bit entry point (int 0x80, i386 number 20).
+    long result = 20;
+    asm volatile("int $0x80" : "+a"(result) : : "memory");
+    if (result < 0) {
+      errno = static_cast<int>(-result);
+      return denied("int 0x80");
+    }
+    return ok("i386 getpid");
+  }
+  if (command == "x32-syscall") {
+    long result = syscall(0x40000000 | SYS_getpid);
+    if (result < 0) return denied("x32 getpid");
+    return ok("x32 getpid");
+  }
+  std::fprintf(stderr, "attacker: unknown command %s\n", command.c_str());
+  return kUsage;
+}

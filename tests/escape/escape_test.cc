@@ -1,0 +1,641 @@
+// The escape suite: each test forks a child, confines it with
+// apply_confinement() and execs the attacker, which makes one attempt to get
+// out. Every attack is shown denied (with the exact errno, or death by
+// SIGSYS where seccomp kills), and again with the protection that stops it
+// left out, where it must succeed: no test passes vacuously.
+//
+// Every process signalled, traced or probed here was started by the test.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/un.h>
+#include <linux/capability.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/unique_fd.h"
+#include "supervisor/confinement.h"
+#include "supervisor/confinement_testing.h"
+#include "supervisor/policy.h"
+#include "tests/support/support.h"
+
+namespace vmwarden::supervisor {
+namespace {
+
+namespace fs = std::filesystem;
+using vmwarden::testing::TempDir;
+using vmwarden::testing::write_file;
+
+constexpr unsigned kAllSteps =
+    step_identity | step_capabilities | step_no_new_privs | step_landlock | step_seccomp;
+// Landlock and seccomp need no_new_privs from a process without
+// CAP_SYS_ADMIN, so leaving it out means leaving them out as well.
+constexpr unsigned kWithoutNoNewPrivs = step_no_new_privs | step_landlock | step_seccomp;
+
+// The uid the services run as: unused on the machine, distinct per test run.
+uid_t service_uid() { return 3'100'000 + static_cast<uid_t>(getpid() % 100'000); }
+
+// The attacker and the probe, copied into a directory every uid can reach.
+class Tools {
+ public:
+  Tools() {
+    check(::chmod(dir_.path().c_str(), 0755), "chmod", dir_.path().string());
+    fs::copy_file(env("VMWARDEN_ATTACKER"), attacker());
+    fs::copy_file(env("VMWARDEN_PRIVILEGE_PROBE"), probe());
+    fs::permissions(attacker(), fs::perms(0755));
+    fs::permissions(probe(), fs::perms(0755));
+  }
+  fs::path dir() const { return dir_.path(); }
+  fs::path attacker() const { return dir_ / "attacker"; }
+  fs::path probe() const { return dir_ / "privilege-probe"; }
+
+ private:
+  static std::string env(const char* name) {
+    const char* value = std::getenv(name);
+    if (value == nullptr) throw std::runtime_error(std::string(name) + " is not set");
+    return value;
+  }
+  TempDir dir_{"vmwarden-escape-tools"};
+};
+
+struct Outcome {
+  int exit_code = -1;  // -1: killed by a signal
+  int signal = 0;
+  std::string out;
+  std::string err;
+};
+
+std::ostream& operator<<(std::ostream& stream, const Outcome& outcome) {
+  return stream << "exit " << outcome.exit_code << ", signal " << outcome.signal << ", stdout \""
+                << outcome.out << "\", stderr \"" << outcome.err << "\"";
+}
+
+struct SpawnOptions {
+  bool confine = true;           // false: a "host" process, no confinement at all
+  unsigned omitted = 0;          // ConfinementStep mask left out
+  bool private_mounts = false;   // its own mount namespace (for the mount attack)
+  bool new_uts_namespace = false;
+};
+
+// A child process running argv, confined or not. Killed and reaped when the
+// object goes away, so no test leaves a process behind.
+class Child {
+ public:
+  Child(const Confinement& confinement, std::vector<std::string> argv, SpawnOptions options = {}) {
+    int out[2], err[2];
+    check(::pipe2(out, O_CLOEXEC), "pipe2");
+    check(::pipe2(err, O_CLOEXEC), "pipe2");
+    out_ = UniqueFd(out[0]);
+    err_ = UniqueFd(err[0]);
+    UniqueFd out_write(out[1]), err_write(err[1]);
+    pid_ = check(::fork(), "fork");
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      rlimit no_core{0, 0};  // SIGSYS would dump core in the cwd otherwise
+      ::setrlimit(RLIMIT_CORE, &no_core);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      try {
+        if (options.private_mounts) {
+          check(::unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)");
+          check(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "mount / private");
+        }
+        if (options.new_uts_namespace) check(::unshare(CLONE_NEWUTS), "unshare(CLONE_NEWUTS)");
+        if (options.confine) apply_confinement_except(confinement, options.omitted);
+      } catch (const std::exception& error) {
+        std::fprintf(stderr, "confinement: %s\n", error.what());
+        ::_exit(125);
+      }
+      std::vector<char*> args;
+      for (auto& arg : argv) args.push_back(arg.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      std::fprintf(stderr, "execv %s: %s\n", args[0], strerror(errno));
+      ::_exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // Waits for the "ready" line of `sleep` and `bind-abstract`.
+  void wait_ready() {
+    std::string line;
+    char c;
+    while (line.find('\n') == std::string::npos) {
+      pollfd poll_fd{out_.get(), POLLIN, 0};
+      ASSERT_EQ(::poll(&poll_fd, 1, 10'000), 1) << "no \"ready\" from " << pid_;
+      ASSERT_EQ(::read(out_.get(), &c, 1), 1) << "child " << pid_ << " exited early: " << wait();
+      line += c;
+    }
+    ASSERT_EQ(line, "ready\n");
+  }
+
+  // Reads the output to the end and reaps the child (deadline: 20 s).
+  Outcome wait() {
+    Outcome outcome;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    std::vector<pollfd> fds{{out_.get(), POLLIN, 0}, {err_.get(), POLLIN, 0}};
+    int open_fds = 2;
+    while (open_fds > 0 && std::chrono::steady_clock::now() < deadline) {
+      if (::poll(fds.data(), fds.size(), 1000) <= 0) continue;
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+        char buffer[4096];
+        ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
+        if (n <= 0) {
+          fds[i].fd = -1;
+          --open_fds;
+        } else {
+          (i == 0 ? outcome.out : outcome.err).append(buffer, static_cast<std::size_t>(n));
+        }
+      }
+    }
+    if (open_fds > 0) ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
+    if (!outcome.out.empty() && outcome.out.back() == '\n') outcome.out.pop_back();
+    return outcome;
+  }
+
+  // Kills the child with `signal` from here (outside its domain) and
+  // returns how it ended.
+  Outcome kill_and_wait(int signal) {
+    ::kill(pid_, signal);
+    return wait();
+  }
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd out_, err_;
+};
+
+class EscapeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "the escape suite needs root (uid switch, setuid helper)";
+    if (landlock_abi() < 6) GTEST_SKIP() << "needs Landlock ABI >= 6, this kernel has " << landlock_abi();
+  }
+  void TearDown() override { override_landlock_abi_for_testing(std::nullopt); }
+
+  // The full confinement of a VM daemon: its own uid, no capabilities,
+  // system paths read/execute, the tools read/execute, devices, its /proc
+  // entry; scopes; TCP denied; the vm-daemon seccomp profile killing.
+  Confinement confinement() const {
+    Confinement confinement;
+    confinement.uid = service_uid();
+    confinement.gid = service_uid();
+    auto& paths = confinement.landlock.paths;
+    for (auto rules : {system_read_execute_rules(), device_rules(), proc_self_rules()})
+      paths.insert(paths.end(), rules.begin(), rules.end());
+    paths.push_back({tools_.dir(), PathRights::read_execute()});
+    return confinement;
+  }
+
+  Outcome attack(const Confinement& confinement, std::vector<std::string> args, SpawnOptions options = {}) {
+    args.insert(args.begin(), tools_.attacker().string());
+    return Child(confinement, args, options).wait();
+  }
+
+  // A target process in no sandbox at all, as a host process would be.
+  std::unique_ptr<Child> host_process(SpawnOptions options = {}) {
+    options.confine = false;
+    auto child = std::make_unique<Child>(Confinement{}, std::vector<std::string>{tools_.attacker(), "sleep"}, options);
+    child->wait_ready();
+    return child;
+  }
+
+  std::unique_ptr<Child> sibling(std::vector<std::string> args) {
+    args.insert(args.begin(), tools_.attacker().string());
+    auto child = std::make_unique<Child>(confinement(), args);
+    child->wait_ready();
+    return child;
+  }
+
+  Tools tools_;
+};
+
+// Attacker outcomes.
+void expect_denied(const Outcome& outcome, const char* errno_name) {
+  EXPECT_EQ(outcome.exit_code, 10) << outcome;
+  EXPECT_EQ(outcome.out, errno_name) << outcome;
+}
+void expect_killed_by_seccomp(const Outcome& outcome) { EXPECT_EQ(outcome.signal, SIGSYS) << outcome; }
+void expect_success(const Outcome& outcome) {
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out.rfind("ok ", 0), 0u) << outcome;
+}
+
+std::atomic<int> usr1_received{0};
+
+// --- signals --------------------------------------------------------------
+
+TEST_F(EscapeTest, CannotSignalItsParentButTheParentCanSignalIt) {
+  // The test process plays the warden: the service's parent.
+  struct sigaction action {}, previous{};
+  action.sa_handler = [](int) { usr1_received = 1; };
+  ASSERT_EQ(::sigaction(SIGUSR1, &action, &previous), 0);
+  std::string parent = std::to_string(getpid());
+  std::string usr1 = std::to_string(SIGUSR1);
+
+  usr1_received = 0;
+  expect_denied(attack(confinement(), {"signal", parent, usr1}), "EPERM");
+  // Still uid 0 (the parent's uid, so no DAC refusal): the scope alone stops it.
+  expect_denied(attack(confinement(), {"signal", parent, usr1}, {.omitted = step_identity}), "EPERM");
+  EXPECT_EQ(usr1_received, 0);
+
+  Confinement no_scope = confinement();
+  no_scope.landlock.scope_signal = false;
+  expect_success(attack(no_scope, {"signal", parent, usr1}, {.omitted = step_identity}));
+  EXPECT_EQ(usr1_received, 1);
+  ::sigaction(SIGUSR1, &previous, nullptr);
+
+  // Signals into the domain still work: the warden can stop its services.
+  Child service(confinement(), {tools_.attacker(), "sleep"});
+  service.wait_ready();
+  EXPECT_EQ(service.kill_and_wait(SIGTERM).signal, SIGTERM);
+}
+
+TEST_F(EscapeTest, CannotSignalAHostProcessOfTheSameUid) {
+  // A host process running as the service's uid, outside any domain: only
+  // the Landlock signal scope stands between them.
+  Child host(confinement(), {tools_.attacker(), "sleep"},
+             {.omitted = kAllSteps & ~step_identity});
+  host.wait_ready();
+  std::string pid = std::to_string(host.pid());
+  expect_denied(attack(confinement(), {"signal", pid}), "EPERM");
+
+  Confinement no_scope = confinement();
+  no_scope.landlock.scope_signal = false;
+  expect_success(attack(no_scope, {"signal", pid}));
+  EXPECT_EQ(host.wait().signal, SIGKILL);
+}
+
+TEST_F(EscapeTest, CannotSignalARootHostProcess) {
+  auto host = host_process();
+  std::string pid = std::to_string(host->pid());
+  expect_denied(attack(confinement(), {"signal", pid}), "EPERM");
+  expect_denied(attack(confinement(), {"signal", pid}, {.omitted = step_identity}), "EPERM");
+
+  Confinement no_scope = confinement();
+  no_scope.landlock.scope_signal = false;
+  expect_success(attack(no_scope, {"signal", pid}, {.omitted = step_identity}));
+  EXPECT_EQ(host->wait().signal, SIGKILL);
+}
+
+TEST_F(EscapeTest, CannotSignalASibling) {
+  auto target = sibling({"sleep"});
+  std::string pid = std::to_string(target->pid());
+  expect_denied(attack(confinement(), {"signal", pid}), "EPERM");
+
+  Confinement no_scope = confinement();
+  no_scope.landlock.scope_signal = false;
+  expect_success(attack(no_scope, {"signal", pid}));
+  EXPECT_EQ(target->wait().signal, SIGKILL);
+}
+
+// --- abstract unix sockets ------------------------------------------------
+
+TEST_F(EscapeTest, CannotConnectToAnAbstractSocketBoundOutsideTheDomain) {
+  std::string name = "vmwarden-escape-host-" + std::to_string(getpid());
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path + 1, name.data(), name.size());
+  auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), length), 0);
+  ASSERT_EQ(::listen(listener.get(), 8), 0);
+
+  expect_denied(attack(confinement(), {"connect-abstract", name}), "EPERM");
+  Confinement no_scope = confinement();
+  no_scope.landlock.scope_abstract_unix = false;
+  expect_success(attack(no_scope, {"connect-abstract", name}));
+}
+
+TEST_F(EscapeTest, CannotConnectToAnAbstractSocketBoundByASibling) {
+  std::string name = "vmwarden-escape-sibling-" + std::to_string(getpid());
+  auto target = sibling({"bind-abstract", name});
+  expect_denied(attack(confinement(), {"connect-abstract", name}), "EPERM");
+  Confinement no_scope = confinement();
+  no_scope.landlock.scope_abstract_unix = false;
+  expect_success(attack(no_scope, {"connect-abstract", name}));
+}
+
+// --- ptrace ---------------------------------------------------------------
+
+TEST_F(EscapeTest, CannotPtraceASibling) {
+  auto target = sibling({"sleep"});
+  std::string pid = std::to_string(target->pid());
+  expect_killed_by_seccomp(attack(confinement(), {"ptrace", pid}));
+  // Without seccomp, Landlock refuses: the sibling is not in a nested domain.
+  expect_denied(attack(confinement(), {"ptrace", pid}, {.omitted = step_seccomp}), "EPERM");
+  // Same uid, no capabilities on either side: only those two stood in the way.
+  expect_success(attack(confinement(), {"ptrace", pid}, {.omitted = step_seccomp | step_landlock}));
+}
+
+// --- the filesystem -------------------------------------------------------
+
+TEST_F(EscapeTest, CannotReadAHostFileOutsideItsRules) {
+  TempDir host_dir("vmwarden-escape-host");
+  ASSERT_EQ(::chmod(host_dir.path().c_str(), 0755), 0);
+  write_file(host_dir / "secret", "host secret\n", 0644);  // readable by every uid
+  std::string secret = host_dir / "secret";
+  expect_denied(attack(confinement(), {"read", secret}), "EACCES");
+
+  Confinement with_rule = confinement();
+  with_rule.landlock.paths.push_back({host_dir.path(), PathRights::read_only()});
+  expect_success(attack(with_rule, {"read", secret}));
+
+  // /etc/shadow: as uid 0 (which owns it) Landlock alone refuses it.
+  expect_denied(attack(confinement(), {"read", "/etc/shadow"}), "EACCES");
+  expect_denied(attack(confinement(), {"read", "/etc/shadow"}, {.omitted = step_identity}), "EACCES");
+  expect_success(attack(confinement(), {"read", "/etc/shadow"}, {.omitted = step_identity | step_landlock}));
+}
+
+TEST_F(EscapeTest, CannotWriteOrTruncateAReadOnlyPath) {
+  TempDir data("vmwarden-escape-data");
+  write_file(data / "existing", "keep me\n", 0666);
+  ASSERT_EQ(::chown(data.path().c_str(), service_uid(), service_uid()), 0);
+  ASSERT_EQ(::chown((data / "existing").c_str(), service_uid(), service_uid()), 0);
+  std::string created = data / "created", existing = data / "existing";
+
+  Confinement read_only = confinement();
+  read_only.landlock.paths.push_back({data.path(), PathRights::read_only()});
+  expect_denied(attack(read_only, {"write", created}), "EACCES");
+  expect_denied(attack(read_only, {"write", existing}), "EACCES");
+  expect_denied(attack(read_only, {"truncate", existing}), "EACCES");
+  EXPECT_FALSE(fs::exists(created));
+  EXPECT_EQ(vmwarden::testing::read_file(existing), "keep me\n");
+  expect_success(attack(read_only, {"read", existing}));
+
+  Confinement read_write = confinement();
+  read_write.landlock.paths.push_back({data.path(), PathRights::read_write()});
+  expect_success(attack(read_write, {"write", created}));
+  expect_success(attack(read_write, {"truncate", existing}));
+  EXPECT_TRUE(fs::exists(created));
+  EXPECT_EQ(fs::file_size(existing), 0u);
+}
+
+// --- the kernel's privileged interfaces -----------------------------------
+
+TEST_F(EscapeTest, CannotMount) {
+  TempDir target("vmwarden-escape-mnt");
+  std::vector<std::string> args{"mount", target.path()};
+  SpawnOptions options{.private_mounts = true};  // a success lands in a throwaway namespace
+  expect_killed_by_seccomp(attack(confinement(), args, options));
+  options.omitted = step_seccomp;
+  expect_denied(attack(confinement(), args, options), "EPERM");  // no CAP_SYS_ADMIN
+  // uid 0 with every capability: Landlock alone refuses mounts.
+  options.omitted = step_seccomp | step_identity | step_capabilities;
+  expect_denied(attack(confinement(), args, options), "EPERM");
+  options.omitted = kAllSteps;
+  expect_success(attack(confinement(), args, options));
+}
+
+TEST_F(EscapeTest, CannotCreateAUserNamespace) {
+  // An unprivileged process may create user namespaces: only seccomp
+  // refuses them, whether by unshare or by clone's flag.
+  expect_killed_by_seccomp(attack(confinement(), {"unshare-user"}));
+  expect_killed_by_seccomp(attack(confinement(), {"clone-newuser"}));
+  expect_success(attack(confinement(), {"unshare-user"}, {.omitted = step_seccomp}));
+  expect_success(attack(confinement(), {"clone-newuser"}, {.omitted = step_seccomp}));
+}
+
+TEST_F(EscapeTest, Clone3IsAnsweredEnosysSoThatLibcFallsBackToClone) {
+  expect_denied(attack(confinement(), {"clone3"}), "ENOSYS");
+  expect_success(attack(confinement(), {"clone3"}, {.omitted = step_seccomp}));
+}
+
+TEST_F(EscapeTest, CannotJoinAnotherNamespace) {
+  auto host = host_process({.new_uts_namespace = true});
+  std::vector<std::string> args{"setns", "/proc/" + std::to_string(host->pid()) + "/ns/uts"};
+  // Each layer on its own: Landlock (no /proc rule for other processes),
+  // the uid (the namespace file needs ptrace access to its owner), the
+  // capabilities (root without them may not access a root process with
+  // more capabilities), seccomp (setns itself).
+  expect_denied(attack(confinement(), args), "EACCES");
+  expect_denied(attack(confinement(), args, {.omitted = step_landlock}), "EACCES");
+  expect_denied(attack(confinement(), args, {.omitted = step_landlock | step_identity}), "EACCES");
+  expect_killed_by_seccomp(
+      attack(confinement(), args, {.omitted = step_landlock | step_identity | step_capabilities}));
+  expect_success(attack(confinement(), args, {.omitted = kAllSteps}));
+}
+
+TEST_F(EscapeTest, CannotLoadAKernelModule) {
+  expect_killed_by_seccomp(attack(confinement(), {"load-module"}));
+  // Without seccomp the call reaches the kernel. On a kernel with module
+  // support CAP_SYS_MODULE is then what refuses it (EPERM), and root with it
+  // gets to the loader; a kernel built without modules answers ENOSYS.
+  bool modules = fs::exists("/proc/modules");
+  Outcome unfiltered = attack(confinement(), {"load-module"}, {.omitted = step_seccomp});
+  expect_denied(unfiltered, modules ? "EPERM" : "ENOSYS");
+  Outcome unconfined = attack(confinement(), {"load-module"}, {.omitted = kAllSteps});
+  if (modules) expect_success(unconfined);
+  else expect_denied(unconfined, "ENOSYS");
+}
+
+TEST_F(EscapeTest, X32SyscallsAreKilled) {
+  expect_killed_by_seccomp(attack(confinement(), {"x32-syscall"}));
+  // Without the filter an x32 call reaches the kernel (ENOSYS from a kernel
+  // without the x32 ABI).
+  Outcome unfiltered = attack(confinement(), {"x32-syscall"}, {.omitted = step_seccomp});
+  EXPECT_EQ(unfiltered.signal, 0) << unfiltered;
+}
+
+TEST_F(EscapeTest, I386SyscallsAreKilled) {
+  // int 0x80 from a 64-bit process reaches the i386 syscall table, unless
+  // the machine does not offer that entry at all (a fault without a filter).
+  Outcome i386_unfiltered = attack(confinement(), {"i386-syscall"}, {.omitted = step_seccomp});
+  if (i386_unfiltered.signal == SIGSEGV) GTEST_SKIP() << "int 0x80 faults on this machine even unconfined";
+  expect_success(i386_unfiltered);
+  expect_killed_by_seccomp(attack(confinement(), {"i386-syscall"}));
+}
+
+TEST_F(EscapeTest, SeccompLogModeOnlyLogs) {
+  Confinement logging = confinement();
+  logging.seccomp.action = SeccompAction::log;
+  expect_success(attack(logging, {"unshare-user"}));
+}
+
+// --- capabilities through exec --------------------------------------------
+
+class SetuidTest : public EscapeTest {
+ protected:
+  void SetUp() override {
+    EscapeTest::SetUp();
+    if (IsSkipped()) return;
+    struct statvfs st {};
+    ASSERT_EQ(::statvfs(tools_.dir().c_str(), &st), 0);
+    if (st.f_flag & ST_NOSUID) GTEST_SKIP() << tools_.dir() << " is on a nosuid mount";
+    ASSERT_EQ(::chown(tools_.probe().c_str(), 0, 0), 0);
+    ASSERT_EQ(::chmod(tools_.probe().c_str(), 04755), 0);
+  }
+  std::string probe() const { return tools_.probe(); }
+  std::string euid(uid_t uid) const { return "euid=" + std::to_string(uid); }
+};
+
+// What a process of the test's own (root) credentials can hold: its
+// bounding set, as the probe prints it.
+std::string all_capabilities() {
+  std::string status = vmwarden::testing::read_file("/proc/self/status");
+  auto at = status.find("CapBnd:\t");
+  unsigned long long mask = std::stoull(status.substr(at + 8, 16), nullptr, 16);
+  char text[32];
+  std::snprintf(text, sizeof text, "%llx", mask);
+  return text;
+}
+
+TEST_F(SetuidTest, ASetuidRootBinaryGrantsNothing) {
+  Outcome full = attack(confinement(), {"setuid-exec", probe()});
+  EXPECT_EQ(full.out, euid(service_uid()) + " cap_eff=0 cap_prm=0") << full;
+
+  // Without no_new_privs the set-user-ID bit works, but SECBIT_NOROOT and
+  // the emptied bounding set still leave it without capabilities.
+  Outcome no_nnp = attack(confinement(), {"setuid-exec", probe()}, {.omitted = kWithoutNoNewPrivs});
+  EXPECT_EQ(no_nnp.out, euid(0) + " cap_eff=0 cap_prm=0") << no_nnp;
+
+  // Only the uid switch: the setuid binary regains every capability.
+  Outcome regained = attack(confinement(), {"setuid-exec", probe()},
+                            {.omitted = kWithoutNoNewPrivs | step_capabilities});
+  std::string all = all_capabilities();
+  EXPECT_EQ(regained.out, euid(0) + " cap_eff=" + all + " cap_prm=" + all) << regained;
+}
+
+TEST_F(SetuidTest, AUidZeroServiceHasNoCapabilities) {
+  // `vmwarden exec --uid 0`: root, but exec grants it nothing.
+  Confinement root = confinement();
+  root.uid = root.gid = 0;
+  Outcome confined = Child(root, {probe()}).wait();
+  EXPECT_EQ(confined.out, "euid=0 cap_eff=0 cap_prm=0") << confined;
+  Outcome with_caps = Child(root, {probe()}, {.omitted = step_capabilities}).wait();
+  std::string all = all_capabilities();
+  EXPECT_EQ(with_caps.out, "euid=0 cap_eff=" + all + " cap_prm=" + all) << with_caps;
+}
+
+TEST_F(SetuidTest, AKeptCapabilitySurvivesExecAlone) {
+  Confinement chroot = confinement();
+  chroot.keep_capabilities = {CAP_SYS_CHROOT};
+  Outcome outcome = Child(chroot, {probe()}).wait();
+  char mask[32];
+  std::snprintf(mask, sizeof mask, "%llx", 1ULL << CAP_SYS_CHROOT);
+  EXPECT_EQ(outcome.out, euid(service_uid()) + " cap_eff=" + mask + " cap_prm=" + mask) << outcome;
+}
+
+// --- /proc and the network ------------------------------------------------
+
+TEST_F(EscapeTest, CannotReadAHostProcessInProc) {
+  auto host = host_process();
+  std::string pid = std::to_string(host->pid());
+  // /proc/PID/status is world-readable: only Landlock (no rule for other
+  // processes' /proc entries) refuses it. Hiding the pid altogether is the
+  // PID namespace's job.
+  expect_denied(attack(confinement(), {"proc-read", pid, "status"}), "EACCES");
+  expect_success(attack(confinement(), {"proc-read", pid, "status"}, {.omitted = step_landlock}));
+  // environ needs ptrace access as well: the uid switch refuses it too.
+  expect_denied(attack(confinement(), {"proc-read", pid, "environ"}, {.omitted = step_landlock}), "EACCES");
+  expect_success(attack(confinement(), {"proc-read", pid, "environ"}, {.omitted = kAllSteps}));
+  // Its own entry stays readable (proc_self_rules()).
+  expect_success(attack(confinement(), {"proc-read", "self", "status"}));
+}
+
+TEST_F(EscapeTest, CannotConnectOverTcpWithoutNetwork) {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::string port = std::to_string(ntohs(address.sin_port));
+
+  expect_denied(attack(confinement(), {"tcp-connect", "127.0.0.1", port}), "EACCES");
+  Confinement network = confinement();
+  network.landlock.deny_tcp = false;
+  expect_success(attack(network, {"tcp-connect", "127.0.0.1", port}));
+}
+
+// --- Landlock ABI modes ---------------------------------------------------
+
+TEST_F(EscapeTest, RequiredRefusesWhenTheAbiIsFakedLower) {
+  override_landlock_abi_for_testing(5);
+  try {
+    check_confinement(confinement());
+    ADD_FAILURE() << "check_confinement accepted a required policy on ABI 5";
+  } catch (const PermanentError& error) {
+    std::string message = error.what();
+    EXPECT_NE(message.find("Landlock ABI 5"), std::string::npos) << message;
+    EXPECT_NE(message.find("scope SIGNAL (ABI 6"), std::string::npos) << message;
+    EXPECT_NE(message.find("scope ABSTRACT_UNIX_SOCKET (ABI 6"), std::string::npos) << message;
+  }
+  // apply_confinement() refuses as well, before changing anything: exec never happens.
+  Outcome refused = attack(confinement(), {"sleep"});
+  EXPECT_EQ(refused.exit_code, 125) << refused;
+  EXPECT_NE(refused.err.find("Landlock ABI 5"), std::string::npos) << refused;
+  EXPECT_EQ(refused.out, "") << refused;
+}
+
+TEST_F(EscapeTest, BestEffortAppliesWhatTheAbiHasAndReportsTheRest) {
+  TempDir host_dir("vmwarden-escape-host");
+  ASSERT_EQ(::chmod(host_dir.path().c_str(), 0755), 0);
+  write_file(host_dir / "secret", "host secret\n", 0644);
+  auto host = host_process();
+  Confinement best_effort = confinement();
+  best_effort.landlock.mode = LandlockMode::best_effort;
+
+  override_landlock_abi_for_testing(5);
+  std::vector<std::string> dropped = check_confinement(best_effort);
+  ASSERT_EQ(dropped.size(), 2u);
+  EXPECT_NE(dropped[0].find("scope ABSTRACT_UNIX_SOCKET (ABI 6"), std::string::npos) << dropped[0];
+  EXPECT_NE(dropped[1].find("scope SIGNAL (ABI 6"), std::string::npos) << dropped[1];
+  // The scopes are gone (uid 0 so that only the scope could refuse), the
+  // filesystem rules are not.
+  expect_denied(attack(best_effort, {"read", host_dir / "secret"}), "EACCES");
+  expect_success(attack(best_effort, {"signal", std::to_string(host->pid()), "0"},
+                        {.omitted = step_identity}));
+
+  override_landlock_abi_for_testing(3);
+  dropped = check_confinement(best_effort);
+  ASSERT_EQ(dropped.size(), 3u);
+  EXPECT_NE(dropped[0].find("NET_BIND_TCP and NET_CONNECT_TCP (ABI 4"), std::string::npos) << dropped[0];
+  expect_denied(attack(best_effort, {"truncate", host_dir / "secret"}, {.omitted = step_identity}), "EACCES");
+
+  override_landlock_abi_for_testing(2);
+  dropped = check_confinement(best_effort);
+  ASSERT_EQ(dropped.size(), 4u);
+  EXPECT_NE(dropped[0].find("FS_TRUNCATE (ABI 3"), std::string::npos) << dropped[0];
+  // Below ABI 3 truncate(2) is not restricted: that is what "dropped" means.
+  expect_success(attack(best_effort, {"truncate", host_dir / "secret"}, {.omitted = step_identity}));
+}
+
+}  // namespace
+}  // namespace vmwarden::supervisor
