@@ -27,6 +27,7 @@
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "supervisor/memory.h"
 #include "supervisor/namespaces.h"
 #include "supervisor/process_title.h"
 #include "supervisor/runtime_dir.h"
@@ -144,11 +145,18 @@ int run_sandbox(const SandboxSpec& spec) {
   log::debug("warden started (pid {})", warden.pid);
 
   siginfo_t info{};
+  bool trimmed = false;
   while (true) {
     pollfd fds[2] = {{signal_fd.get(), POLLIN, 0}, {warden.pidfd.get(), POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
+    int ready = ::poll(fds, 2, trimmed ? -1 : static_cast<int>(kIdleBeforeTrim.count()));
+    if (ready < 0) {
       if (errno == EINTR) continue;
       throw_errno("poll");
+    }
+    if (ready == 0) {
+      release_startup_memory();
+      trimmed = true;
+      continue;
     }
     if (fds[0].revents != 0) {
       signalfd_siginfo received;

@@ -34,6 +34,7 @@
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "supervisor/memory.h"
 #include "supervisor/mounts.h"
 #include "supervisor/process_title.h"
 #include "supervisor/service.h"
@@ -106,6 +107,7 @@ class Warden {
   // A shutdown someone asked for is logged step by step; a command that
   // simply exited on its own with nothing left behind is not worth a line.
   bool verbose_shutdown_ = false;
+  bool trimmed_ = false;
 };
 
 int Warden::run() {
@@ -200,9 +202,15 @@ void Warden::event_loop() {
     fds.push_back({signal_fd_.get(), POLLIN, 0});
     if (!outer_gone_) fds.push_back({outer_pidfd_, POLLIN, 0});
     if (timer_fd_) fds.push_back({timer_fd_.get(), POLLIN, 0});
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
+    int ready = ::poll(fds.data(), fds.size(), trimmed_ ? -1 : static_cast<int>(kIdleBeforeTrim.count()));
+    if (ready < 0) {
       if (errno == EINTR) continue;
       throw_errno("poll");
+    }
+    if (ready == 0) {
+      release_startup_memory();
+      trimmed_ = true;
+      continue;
     }
     for (const pollfd& entry : fds) {
       if (entry.revents == 0) continue;
