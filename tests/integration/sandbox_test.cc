@@ -328,22 +328,27 @@ TEST_F(SandboxTest, PsShowsNoHostProcess) {
 
 TEST_F(SandboxTest, TmpAndDevShmAreEmptyPrivateAndLimited) {
   // Something the sandbox must not see in the host's /tmp and /dev/shm.
-  TempDir host_file_dir("vmwarden-visible");
-  write_file("/dev/shm/vmwarden-test-" + marker_, "host");
+  std::string host_file = "vmwarden-visible-" + marker_;
+  write_file("/tmp/" + host_file, "host");
+  write_file("/dev/shm/" + host_file, "host");
   std::string inside_name = "inside-" + marker_;
   CommandResult result = exec(
       {"--uid", "0"},
       {"/bin/sh", "-c",
        "ls -A /tmp /dev/shm; touch /tmp/" + inside_name + " /dev/shm/" + inside_name +
            "; grep -E ' /(tmp|dev/shm) ' /proc/self/mountinfo | tail -n 2"});
-  std::filesystem::remove("/dev/shm/vmwarden-test-" + marker_);
+  std::filesystem::remove("/tmp/" + host_file);
+  std::filesystem::remove("/dev/shm/" + host_file);
+  // Were /tmp and /dev/shm not private, the command wrote to the host's.
+  bool leaked_tmp = std::filesystem::remove("/tmp/" + inside_name);
+  bool leaked_shm = std::filesystem::remove("/dev/shm/" + inside_name);
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.out, ::testing::StartsWith("/dev/shm:\n\n/tmp:\n")) << result.out;
-  EXPECT_THAT(result.out, Not(HasSubstr("vmwarden-visible")));
+  EXPECT_THAT(result.out, Not(HasSubstr(host_file)));
   EXPECT_THAT(result.out, ::testing::ContainsRegex("/tmp rw,nosuid,nodev,[^\n]* tmpfs tmpfs rw,size=65536k"));
   EXPECT_THAT(result.out, ::testing::ContainsRegex("/dev/shm rw,nosuid,nodev,[^\n]* tmpfs tmpfs rw,size=65536k"));
-  EXPECT_FALSE(std::filesystem::exists("/tmp/" + inside_name));
-  EXPECT_FALSE(std::filesystem::exists("/dev/shm/" + inside_name));
+  EXPECT_FALSE(leaked_tmp);
+  EXPECT_FALSE(leaked_shm);
 }
 
 TEST_F(SandboxTest, ExitStatusIsTheCommands) {
@@ -434,6 +439,14 @@ TEST_F(SandboxTest, NotifyFdStaysSilentWhenExecFails) {
   EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 125);
   EXPECT_THAT(sandbox.err(), HasSubstr("cannot start command: execve " + (dir / "script").string() + ": Exec format"));
   EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+}
+
+TEST_F(SandboxTest, CommandGetsOnlyStdinStdoutAndStderr) {
+  // fd 3 is open in vmwarden (it is the readiness fd) and must not reach the
+  // command; neither may any descriptor of the outer or the warden.
+  Launched sandbox(exec_argv({"--uid", "0", "--notify-fd", "3"}, {"/bin/sh", "-c", "ls /proc/$$/fd"}), options(true));
+  EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 0) << sandbox.err();
+  EXPECT_EQ(sandbox.out(), "0\n1\n2\n");
 }
 
 // ---- shutdown ----------------------------------------------------------------
@@ -565,6 +578,17 @@ TEST_F(TreeDeathTest, KillingTheWardenLeavesNothing) {
   EXPECT_THAT(sandbox_->err(), HasSubstr("the warden was killed by SIGKILL"));
 }
 
+TEST_F(TreeDeathTest, KillingTheCommandEndsTheSandbox) {
+  start(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command()), options(true));
+  pid_t command_pid = -1;
+  for (pid_t pid : processes_in_pid_namespace(namespace_)) {
+    if (pid != warden_) command_pid = pid;
+  }
+  ASSERT_GT(command_pid, 0);
+  kill_and_expect_gone(command_pid);
+  EXPECT_EQ(exit_code(sandbox_->wait(milliseconds(1'000))), 128 + SIGKILL);
+}
+
 TEST_F(TreeDeathTest, KillingTheS6SuperviseParentLeavesNothing) {
   TempDir service("vmwarden-service");
   std::vector<std::string> argv = exec_argv({"--s6", "--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command());
@@ -579,9 +603,12 @@ TEST_F(TreeDeathTest, KillingTheS6SuperviseParentLeavesNothing) {
 
 TEST_F(SandboxTest, S6ParentHoldingTheLockIsAccepted) {
   TempDir service("vmwarden-service");
+  // As s6 does: the readiness fd is named in the service directory.
+  write_file(service / "notification-fd", "3\n");
   std::vector<std::string> argv = exec_argv({"--s6", "--uid", "0"}, {"/bin/true"});
   argv.insert(argv.begin(), {std::getenv("FAKE_S6_SUPERVISE"), service.path().string()});
-  Launched sandbox(argv, options());
+  Launched sandbox(argv, options(true));
+  EXPECT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
   EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 0) << sandbox.err();
 }
 
