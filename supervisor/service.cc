@@ -140,7 +140,6 @@ void Service::start() {
   // fault in either process (on a virtual machine these dominate the start
   // time). The warden is suspended meanwhile; the child allocates nothing
   // on the way to exec, and only the error path allocates.
-  started_at_ = std::chrono::steady_clock::now();
   pid_t pid = ::clone(run_child, g_child_stack + sizeof g_child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
   if (pid < 0) throw_errno("clone", spec_.name);
   pid_ = pid;

@@ -1,11 +1,11 @@
-// One service as the warden runs it: started with fork + exec, with its fds,
+// One service as the warden runs it: started with clone + exec, with its fds,
 // mounts and confinement set up in the child, and tracked until reaped.
 #pragma once
 
 #include <sys/types.h>
 
-#include <chrono>
 #include <optional>
+#include <string>
 
 #include "supervisor/sandbox.h"
 
@@ -29,13 +29,11 @@ class Service final : public RunningService {
   // Records the child's wait status once reaped.
   void exited(int wait_status) { wait_status_ = wait_status; }
   std::optional<int> wait_status() const { return wait_status_; }
-  std::chrono::steady_clock::time_point started_at() const { return started_at_; }
 
  private:
   const ServiceSpec& spec_;
   pid_t pid_ = 0;
   std::optional<int> wait_status_;
-  std::chrono::steady_clock::time_point started_at_;
 };
 
 // The sandbox exit status for a wait status: the exit code, or 128+N for a

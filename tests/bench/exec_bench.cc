@@ -124,6 +124,9 @@ void measure_memory(const char* name, std::vector<std::string> argv, bool notify
 int main(int argc, char** argv) {
   int iterations = argc > 1 ? std::atoi(argv[1]) : 200;
   std::string vmwarden = vmwarden::testing::vmwarden_binary();
+  // The runtime dirs on a tmpfs, as /run/vmwarden is on a usual host: on a
+  // disk filesystem, evicting the removed directory alone costs 0.1-2 ms.
+  setenv("TMPDIR", "/dev/shm", 1);
   TempDir runtime("vmwarden-bench");
   setenv("VMWARDEN_RUNTIME_DIR", runtime.path().c_str(), 1);
 
