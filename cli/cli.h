@@ -26,5 +26,6 @@ struct Globals {
 };
 
 void add_check_command(CLI::App& app, Globals& globals);
+void add_exec_command(CLI::App& app, Globals& globals);
 
 }  // namespace vmwarden::cli

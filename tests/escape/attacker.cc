@@ -90,6 +90,13 @@ int main(int argc, char** argv) {
 
   if (command == "signal") {  // signal PID [SIGNAL]
     pid_t pid = atoi(arg(1));
+    // kill(0) and kill(-N) reach process groups, kill(-1) every process the
+    // caller may signal: a test that lost its target's pid must never turn
+    // into one of those.
+    if (pid <= 0) {
+      std::fprintf(stderr, "attacker signal: refusing pid %d (only a single process, pid > 0)\n", pid);
+      std::exit(kUsage);
+    }
     int signal = argc > 3 ? atoi(argv[3]) : SIGKILL;
     if (kill(pid, signal) != 0) return denied("kill");
     return ok("signalled");

@@ -28,6 +28,7 @@
 #include <cstring>
 #include <chrono>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -142,7 +143,12 @@ class Child {
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
-  pid_t pid() const { return pid_; }
+  // Never a reaped child's -1: a test that signalled "-1" would hit every
+  // process on the machine.
+  pid_t pid() const {
+    if (pid_ <= 0) throw std::logic_error("Child::pid() after the child was reaped");
+    return pid_;
+  }
 
   // Waits for the "ready" line of `sleep` and `bind-abstract`.
   void wait_ready() {
@@ -151,7 +157,10 @@ class Child {
     while (line.find('\n') == std::string::npos) {
       pollfd poll_fd{out_.get(), POLLIN, 0};
       ASSERT_EQ(::poll(&poll_fd, 1, 10'000), 1) << "no \"ready\" from " << pid_;
-      ASSERT_EQ(::read(out_.get(), &c, 1), 1) << "child " << pid_ << " exited early: " << wait();
+      if (::read(out_.get(), &c, 1) != 1) {
+        Outcome early = wait();
+        FAIL() << "child exited before it was ready: " << early;
+      }
       line += c;
     }
     ASSERT_EQ(line, "ready\n");

@@ -1,0 +1,24 @@
+// Creating the warden's process: one clone3() into fresh namespaces.
+#pragma once
+
+#include <sys/types.h>
+
+#include "common/unique_fd.h"
+
+namespace vmwarden::supervisor {
+
+struct ClonedProcess {
+  pid_t pid = 0;     // 0 in the child
+  UniqueFd pidfd;    // the child's pidfd, in the parent only
+};
+
+// Clones the calling process into new PID, mount, IPC, UTS and cgroup
+// namespaces, plus a new (empty) network namespace when private_network is
+// set. Returns in both processes, like fork(). The child is PID 1 of its PID
+// namespace; its SIGCHLD goes to the caller.
+//
+// The child runs without glibc's fork bookkeeping (no atfork handlers, stale
+// cached thread id): it must stay single-threaded and avoid raise()/abort().
+ClonedProcess clone_into_namespaces(bool private_network);
+
+}  // namespace vmwarden::supervisor

@@ -1,0 +1,183 @@
+// The outer process: what s6 (or the shell) started, staying in the host
+// namespaces. It proves its parent when run under s6, ties its life to that
+// parent, creates the runtime dir, clones the warden, forwards stop signals
+// to it and finally reports its status and removes the runtime dir.
+//
+// Death handling:
+//   - the parent dies: PR_SET_PDEATHSIG kills the outer with SIGKILL;
+//   - the outer dies: the warden sees it (pidfd, PDEATHSIG), stops the
+//     services within a fraction of a second and removes the runtime dir;
+//   - the warden dies: the kernel kills everything in its PID namespace; the
+//     outer removes the runtime dir and exits 128+N.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "common/error.h"
+#include "common/exit_status.h"
+#include "common/log.h"
+#include "common/unique_fd.h"
+#include "supervisor/memory.h"
+#include "supervisor/namespaces.h"
+#include "supervisor/process_title.h"
+#include "supervisor/runtime_dir.h"
+#include "supervisor/sandbox.h"
+#include "supervisor/warden.h"
+
+namespace vmwarden::supervisor {
+namespace {
+
+void validate(const SandboxSpec& spec) {
+  int mains = 0;
+  for (const ServiceSpec& service : spec.services) {
+    if (service.main) ++mains;
+    if (service.argv.empty() || !service.argv[0].starts_with('/')) {
+      throw PermanentError("service " + service.name + ": argv[0] must be an absolute path");
+    }
+  }
+  if (mains != 1) throw PermanentError(fmt::format("sandbox {} has {} main services; it needs exactly one", spec.name, mains));
+  for (const ServiceSpec& service : spec.services) {
+    for (const FdMapping& mapping : service.fds) {
+      if (::fcntl(mapping.parent_fd, F_GETFD) < 0) {
+        throw PermanentError(fmt::format("service {}: fd {} (to become its fd {}) is not open", service.name,
+                                         mapping.parent_fd, mapping.child_fd));
+      }
+    }
+  }
+  if (spec.notify_fd && ::fcntl(*spec.notify_fd, F_GETFD) < 0) {
+    throw PermanentError(fmt::format("the readiness notification fd {} is not open", *spec.notify_fd));
+  }
+}
+
+// s6-supervise holds an fcntl write lock on supervise/lock in the service
+// directory, which is the cwd of `run`. If `run` exec'd straight into us,
+// our parent is the lock holder; anything else (a fork in between, a copy
+// started by hand) would leave processes s6 does not know about.
+void check_s6_parent() {
+  std::string cwd = std::filesystem::current_path().string();
+  UniqueFd lock(::open("supervise/lock", O_RDONLY | O_CLOEXEC));
+  if (!lock) {
+    throw PermanentError(fmt::format("--s6: cannot open supervise/lock in {}: {}; vmwarden must be started by "
+                                     "s6-supervise, from the service directory's run script",
+                                     cwd, std::strerror(errno)));
+  }
+  struct flock query {};
+  query.l_type = F_WRLCK;
+  query.l_whence = SEEK_SET;
+  check(::fcntl(lock.get(), F_GETLK, &query), "fcntl F_GETLK", cwd + "/supervise/lock");
+  pid_t parent = ::getppid();
+  if (query.l_type == F_UNLCK) {
+    throw PermanentError(fmt::format("--s6: nobody holds {}/supervise/lock: no s6-supervise is running for this "
+                                     "service directory",
+                                     cwd));
+  }
+  if (query.l_pid != parent) {
+    throw PermanentError(fmt::format("--s6: the parent process (pid {}) is not the s6-supervise holding "
+                                     "{}/supervise/lock (pid {}); the run script must exec vmwarden directly",
+                                     parent, cwd, query.l_pid));
+  }
+}
+
+// Raw syscalls: bookworm's <sys/pidfd.h> lacks extern "C" and cannot be
+// linked from C++.
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_send_signal(int pidfd, int sig) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
+
+const char* signal_name(int sig) {
+  const char* name = ::sigabbrev_np(sig);
+  return name != nullptr ? name : "?";
+}
+
+}  // namespace
+
+int run_sandbox(const SandboxSpec& spec) {
+  log::set_prefix(fmt::format("vmwarden[{}]", spec.name));
+  // The parent at entry; PR_SET_PDEATHSIG never fires for a parent that is
+  // already gone, hence the re-check after it. The outer changes no
+  // credentials, so nothing clears it later.
+  pid_t parent = ::getppid();
+  check(::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG");
+  if (spec.require_s6_parent) check_s6_parent();
+  if (::getppid() != parent) throw std::runtime_error("the parent process exited while vmwarden was starting");
+
+  validate(spec);
+  for (const ServiceSpec& service : spec.services) {
+    for (const std::string& warning : check_confinement(service.confinement)) {
+      log::warning("{}: {}", service.name, warning);
+    }
+  }
+
+  // Blocked from here on, in the outer and (inherited) in the warden until
+  // its signalfd is ready, so that no stop request or death notice is lost.
+  sigset_t blocked = warden_signals();
+  check(::sigprocmask(SIG_BLOCK, &blocked, nullptr), "sigprocmask");
+  sigset_t forwarded;
+  sigemptyset(&forwarded);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&forwarded, sig);
+  UniqueFd signal_fd(check(::signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
+
+  RuntimeDir runtime_dir = RuntimeDir::create(spec.runtime_dir, spec.runtime_dir_uid, spec.runtime_dir_gid);
+  // Taken before the clone so that the warden can tell even an outer that
+  // died before the warden's first instruction.
+  UniqueFd self_pidfd(check(pidfd_open(::getpid()), "pidfd_open", "(self)"));
+
+  ClonedProcess warden = clone_into_namespaces(spec.private_network);
+  if (warden.pid == 0) {
+    signal_fd.reset();
+    run_warden(spec, self_pidfd.get(), runtime_dir);
+  }
+
+  self_pidfd.reset();
+  // The warden writes the readiness newline; our copy would keep the
+  // reader from ever seeing EOF if the warden dies first.
+  if (spec.notify_fd) ::close(*spec.notify_fd);
+  set_process_title("vmwarden", fmt::format("vmwarden[{}]", spec.name));
+  log::debug("warden started (pid {})", warden.pid);
+
+  siginfo_t info{};
+  bool trimmed = false;
+  while (true) {
+    pollfd fds[2] = {{signal_fd.get(), POLLIN, 0}, {warden.pidfd.get(), POLLIN, 0}};
+    int ready = ::poll(fds, 2, trimmed ? -1 : static_cast<int>(kIdleBeforeTrim.count()));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("poll");
+    }
+    if (ready == 0) {
+      release_startup_memory();
+      trimmed = true;
+      continue;
+    }
+    if (fds[0].revents != 0) {
+      signalfd_siginfo received;
+      while (::read(signal_fd.get(), &received, sizeof received) == sizeof received) {
+        int sig = static_cast<int>(received.ssi_signo);
+        log::info("forwarding SIG{} to the warden", signal_name(sig));
+        if (pidfd_send_signal(warden.pidfd.get(), sig) < 0 && errno != ESRCH) {
+          log::error("cannot forward SIG{} to the warden: {}", signal_name(sig), std::strerror(errno));
+        }
+      }
+    }
+    if (fds[1].revents != 0) {
+      if (::waitid(P_PIDFD, static_cast<id_t>(warden.pidfd.get()), &info, WEXITED) == 0) break;
+      if (errno != EINTR) throw_errno("waitid", "(warden)");
+    }
+  }
+
+  runtime_dir.remove();
+  if (info.si_code == CLD_EXITED) return info.si_status;
+  log::error("the warden was killed by SIG{}; every process of the sandbox died with it", signal_name(info.si_status));
+  return exit_status::kSignalBase + info.si_status;
+}
+
+}  // namespace vmwarden::supervisor

@@ -1,0 +1,46 @@
+// The VM's runtime directory (sockets, pid files): on the host filesystem so
+// that administrators and tests can see it, owned by the VM's UID, mode 0700,
+// and removed on every exit path.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+
+#include "common/unique_fd.h"
+
+namespace vmwarden::supervisor {
+
+class RuntimeDir {
+ public:
+  // Creates `path` (and missing parents, 0755) at mode 0700 owned by
+  // uid:gid, and holds an exclusive flock on it for as long as the returned
+  // object, or a process that inherited its descriptors, lives. A directory
+  // left behind by an instance that died without cleaning up is removed
+  // first; one still locked by a running instance is an error.
+  static RuntimeDir create(const std::filesystem::path& path, uid_t uid, gid_t gid);
+
+  RuntimeDir(RuntimeDir&&) noexcept = default;
+  RuntimeDir& operator=(RuntimeDir&&) = delete;
+  ~RuntimeDir() { remove(); }
+
+  const std::filesystem::path& path() const { return path_; }
+
+  // Removes the directory and everything in it without following symlinks.
+  // Works through descriptors opened in the host's mount namespace, so it
+  // also succeeds from the warden's namespace whatever is mounted there.
+  // Idempotent; failures are logged, not thrown (it runs on exit paths).
+  void remove() noexcept;
+
+ private:
+  RuntimeDir(std::filesystem::path path, UniqueFd parent, std::string name, UniqueFd dir)
+      : path_(std::move(path)), parent_(std::move(parent)), name_(std::move(name)), dir_(std::move(dir)) {}
+
+  std::filesystem::path path_;
+  UniqueFd parent_;  // the containing directory, opened before any namespace change
+  std::string name_;
+  UniqueFd dir_;     // the directory itself, flock()ed
+};
+
+}  // namespace vmwarden::supervisor

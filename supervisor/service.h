@@ -1,0 +1,46 @@
+// One service as the warden runs it: started with clone + exec, with its fds,
+// mounts and confinement set up in the child, and tracked until reaped.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include "supervisor/sandbox.h"
+
+namespace vmwarden::supervisor {
+
+class Service final : public RunningService {
+ public:
+  explicit Service(const ServiceSpec& spec) : spec_(spec) {}
+
+  const ServiceSpec& spec() const override { return spec_; }
+  pid_t pid() const override { return pid_; }
+  bool running() const override { return pid_ > 0 && !wait_status_; }
+
+  // Starts the child, which maps the fds (closing every other one), enters a
+  // mount namespace of its own, applies the confinement and execs argv. Returns
+  // once exec succeeded; throws with the child's own error message (which
+  // step, which path) if it did not. Either way the child is left to be
+  // reaped by the caller.
+  void start();
+
+  // Records the child's wait status once reaped.
+  void exited(int wait_status) { wait_status_ = wait_status; }
+  std::optional<int> wait_status() const { return wait_status_; }
+
+ private:
+  const ServiceSpec& spec_;
+  pid_t pid_ = 0;
+  std::optional<int> wait_status_;
+};
+
+// The sandbox exit status for a wait status: the exit code, or 128+N for a
+// death by signal N.
+int exit_status_of(int wait_status);
+
+// "exited with status 3" / "was killed by SIGKILL".
+std::string describe_wait_status(int wait_status);
+
+}  // namespace vmwarden::supervisor

@@ -1,0 +1,417 @@
+// The warden, PID 1 of the sandbox. It mounts the sandbox's /proc, starts
+// the services stage by stage, reaps every process of the namespace (orphans
+// of double forks included: they are reparented to it) and runs the
+// shutdown sequence:
+//   1. ask the main service to stop (its graceful_stop, else SIGTERM);
+//      once it is gone, SIGTERM whatever else is left;
+//   2. wait up to shutdown_timeout for the namespace to empty;
+//   3. SIGKILL the rest;
+//   4. exit, which makes the kernel tear the namespaces down.
+// Triggers: SIGTERM/SIGINT/SIGHUP (forwarded by the outer), the exit of any
+// service, or the death of the outer. In the last case nobody is left to
+// report a status or to clean up, and s6 will start a new instance that
+// needs the runtime dir: the sequence is bounded by kOrphanGrace instead of
+// the full timeout, and the warden removes the runtime dir itself.
+
+#include "supervisor/warden.h"
+
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/exit_status.h"
+#include "common/log.h"
+#include "common/unique_fd.h"
+#include "supervisor/memory.h"
+#include "supervisor/mounts.h"
+#include "supervisor/process_title.h"
+#include "supervisor/service.h"
+
+namespace vmwarden::supervisor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// How long the services get to stop after the outer died: short enough that
+// the whole tree is gone well within a second.
+constexpr milliseconds kOrphanGrace{200};
+
+long long ms_between(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration_cast<milliseconds>(to - from).count();
+}
+
+std::string seconds(milliseconds duration) { return fmt::format("{:.1f} s", duration.count() / 1000.0); }
+
+void noop_handler(int) {}
+
+bool readable_now(int fd) {
+  pollfd entry{fd, POLLIN, 0};
+  return ::poll(&entry, 1, 0) > 0 && (entry.revents & (POLLIN | POLLHUP)) != 0;
+}
+
+class Warden {
+ public:
+  Warden(const SandboxSpec& spec, int outer_pidfd, RuntimeDir& runtime_dir)
+      : spec_(spec), outer_pidfd_(outer_pidfd), runtime_dir_(runtime_dir) {}
+
+  // Everything up to the exit status; throws only on setup failures (before
+  // any service was started).
+  int run();
+
+  bool outer_gone() const { return outer_gone_; }
+
+ private:
+  void start_services();
+  bool start_stage(int stage);
+  void notify_ready();
+  void event_loop();
+  void read_signals();
+  void reap();
+  void begin_shutdown(const std::string& reason, milliseconds grace);
+  void stop_remaining();
+  void on_timeout();
+  void on_outer_death();
+  std::string main_name() const;
+  int final_status();
+
+  const SandboxSpec& spec_;
+  int outer_pidfd_;
+  RuntimeDir& runtime_dir_;
+  UniqueFd signal_fd_;
+  UniqueFd timer_fd_;
+  std::vector<std::unique_ptr<Service>> services_;
+  Service* main_ = nullptr;
+
+  bool outer_gone_ = false;
+  bool no_children_ = false;
+  bool rest_stopped_ = false;
+  bool killed_after_timeout_ = false;
+  bool main_killed_after_timeout_ = false;
+  std::optional<int> forced_status_;   // a failure to start overrides the main's status
+  std::optional<Clock::time_point> shutdown_started_;
+  Clock::time_point deadline_;
+  milliseconds grace_{0};
+  // A shutdown someone asked for is logged step by step; a command that
+  // simply exited on its own with nothing left behind is not worth a line.
+  bool verbose_shutdown_ = false;
+  bool trimmed_ = false;
+};
+
+int Warden::run() {
+  sigset_t signals = warden_signals();
+  // PID 1 drops signals it has no handler for, even a parent-death signal.
+  struct sigaction action {};
+  action.sa_handler = noop_handler;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, kOuterDeathSignal}) {
+    check(::sigaction(sig, &action, nullptr), "sigaction");
+  }
+  check(::sigprocmask(SIG_BLOCK, &signals, nullptr), "sigprocmask");
+  signal_fd_ = UniqueFd(check(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
+  check(::prctl(PR_SET_PDEATHSIG, kOuterDeathSignal, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG");
+  // The outer may have died before the prctl, when no signal will come.
+  if (readable_now(outer_pidfd_)) {
+    outer_gone_ = true;
+    throw std::runtime_error("the outer process exited before the warden started");
+  }
+
+  set_process_title("vmwarden-warden", fmt::format("vmwarden[{}/warden]", spec_.name));
+  check(::chdir("/"), "chdir", "/");
+  setup_warden_mounts(spec_.mounts);
+
+  start_services();
+  event_loop();
+  int status = final_status();
+  if (outer_gone_) runtime_dir_.remove();
+  return status;
+}
+
+void Warden::start_services() {
+  for (const ServiceSpec& spec : spec_.services) {
+    services_.push_back(std::make_unique<Service>(spec));
+    if (spec.main) main_ = services_.back().get();
+  }
+  std::vector<int> stages;
+  for (const ServiceSpec& spec : spec_.services) stages.push_back(spec.stage);
+  std::sort(stages.begin(), stages.end());
+  stages.erase(std::unique(stages.begin(), stages.end()), stages.end());
+  for (int stage : stages) {
+    if (!start_stage(stage)) return;
+  }
+  notify_ready();
+}
+
+bool Warden::start_stage(int stage) {
+  std::vector<Service*> started;
+  for (auto& service : services_) {
+    if (service->spec().stage != stage) continue;
+    try {
+      service->start();
+      log::debug("started {} (pid {})", service->spec().name, service->pid());
+      started.push_back(service.get());
+    } catch (const std::exception& e) {
+      log::error("{}", e.what());
+      forced_status_ = exit_status::kPermanent;
+      begin_shutdown("a service failed to start", spec_.shutdown_timeout);
+      return false;
+    }
+  }
+  Clock::time_point deadline = Clock::now() + spec_.ready_timeout;
+  for (Service* service : started) {
+    if (!service->spec().wait_ready) continue;
+    try {
+      service->spec().wait_ready(*service, deadline);
+      log::debug("{} is ready", service->spec().name);
+    } catch (const std::exception& e) {
+      log::error("{} did not become ready: {}", service->spec().name, e.what());
+      forced_status_ = exit_status::kPermanent;
+      begin_shutdown("a service did not become ready", spec_.shutdown_timeout);
+      return false;
+    }
+  }
+  return true;
+}
+
+void Warden::notify_ready() {
+  if (!spec_.notify_fd) return;
+  // s6 reads up to the newline; closing tells any other reader the same.
+  ssize_t n;
+  do {
+    n = ::write(*spec_.notify_fd, "\n", 1);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) log::warning("cannot write the readiness notification to fd {}: {}", *spec_.notify_fd, strerror(errno));
+  ::close(*spec_.notify_fd);
+}
+
+void Warden::event_loop() {
+  while (!(no_children_ && (shutdown_started_ || !main_ || !main_->running()))) {
+    std::vector<pollfd> fds;
+    fds.push_back({signal_fd_.get(), POLLIN, 0});
+    if (!outer_gone_) fds.push_back({outer_pidfd_, POLLIN, 0});
+    if (timer_fd_) fds.push_back({timer_fd_.get(), POLLIN, 0});
+    int ready = ::poll(fds.data(), fds.size(), trimmed_ ? -1 : static_cast<int>(kIdleBeforeTrim.count()));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("poll");
+    }
+    if (ready == 0) {
+      release_startup_memory();
+      trimmed_ = true;
+      continue;
+    }
+    for (const pollfd& entry : fds) {
+      if (entry.revents == 0) continue;
+      if (entry.fd == signal_fd_.get()) {
+        read_signals();
+      } else if (entry.fd == outer_pidfd_) {
+        on_outer_death();
+      } else if (timer_fd_ && entry.fd == timer_fd_.get()) {
+        uint64_t expirations;
+        if (::read(timer_fd_.get(), &expirations, sizeof expirations) > 0) on_timeout();
+      }
+    }
+  }
+  if (shutdown_started_ && verbose_shutdown_) {
+    log::info("all processes stopped {} ms after the shutdown began", ms_between(*shutdown_started_, Clock::now()));
+  }
+}
+
+void Warden::read_signals() {
+  signalfd_siginfo info;
+  while (::read(signal_fd_.get(), &info, sizeof info) == sizeof info) {
+    int sig = static_cast<int>(info.ssi_signo);
+    if (sig == SIGCHLD) {
+      reap();
+    } else if (sig == kOuterDeathSignal) {
+      on_outer_death();
+    } else {
+      verbose_shutdown_ = true;
+      begin_shutdown(fmt::format("SIG{} received", ::sigabbrev_np(sig)), spec_.shutdown_timeout);
+    }
+  }
+  // SIGCHLDs coalesce; one more pass catches children that exited while the
+  // queue was being read.
+  reap();
+}
+
+void Warden::reap() {
+  while (true) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid == 0) break;
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ECHILD) no_children_ = true;
+      break;
+    }
+    auto found = std::find_if(services_.begin(), services_.end(),
+                              [pid](const auto& service) { return service->pid() == pid; });
+    if (found == services_.end()) {
+      log::debug("reaped pid {} ({})", pid, describe_wait_status(status));
+      continue;
+    }
+    Service& service = **found;
+    service.exited(status);
+    if (&service == main_ && killed_after_timeout_ && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+      main_killed_after_timeout_ = true;
+    }
+    if (shutdown_started_) {
+      auto level = verbose_shutdown_ ? log::Level::info : log::Level::debug;
+      log::write(level, fmt::format("{} (pid {}) {} {} ms after the shutdown began", service.spec().name, pid,
+                                    describe_wait_status(status), ms_between(*shutdown_started_, Clock::now())));
+    } else if (&service == main_) {
+      log::debug("{} (pid {}) {}", service.spec().name, pid, describe_wait_status(status));
+    } else {
+      verbose_shutdown_ = true;
+      log::warning("{} (pid {}) {} while the sandbox was running", service.spec().name, pid,
+                   describe_wait_status(status));
+    }
+  }
+  if (!shutdown_started_) {
+    for (const auto& service : services_) {
+      if (service->pid() > 0 && !service->running()) {
+        begin_shutdown(service->spec().name + " " + describe_wait_status(*service->wait_status()),
+                       spec_.shutdown_timeout);
+        break;
+      }
+    }
+  }
+  if (shutdown_started_ && main_ && !main_->running() && !no_children_) stop_remaining();
+}
+
+void Warden::begin_shutdown(const std::string& reason, milliseconds grace) {
+  Clock::time_point now = Clock::now();
+  if (no_children_) {
+    // The last process is already gone (a command that simply exited).
+    if (!shutdown_started_) shutdown_started_ = now;
+    return;
+  }
+  if (shutdown_started_) {
+    if (now + grace >= deadline_) return;
+    log::info("{}: shortening the shutdown to {} ms from now", reason, grace.count());
+  } else {
+    shutdown_started_ = now;
+  }
+  deadline_ = now + grace;
+  grace_ = grace;
+  if (!timer_fd_) timer_fd_ = UniqueFd(check(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
+  itimerspec when{};
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(grace).count();
+  when.it_value.tv_sec = ns / 1'000'000'000;
+  when.it_value.tv_nsec = std::max<long long>(ns % 1'000'000'000, ns == 0 ? 1 : 0);
+  check(::timerfd_settime(timer_fd_.get(), 0, &when, nullptr), "timerfd_settime");
+  if (now != *shutdown_started_) return;
+
+  if (main_ && main_->running()) {
+    const ServiceSpec& main = main_->spec();
+    log::info("{}: stopping {} (pid {}) with {}; waiting up to {}", reason, main.name, main_->pid(),
+              main.graceful_stop ? "its graceful stop action" : "SIGTERM", seconds(grace));
+    verbose_shutdown_ = true;
+    try {
+      if (main.graceful_stop) {
+        main.graceful_stop(*main_);
+      } else {
+        check(::kill(main_->pid(), SIGTERM), "kill SIGTERM", main.name);
+      }
+    } catch (const std::exception& e) {
+      log::warning("graceful stop of {} failed ({}); sending SIGTERM", main.name, e.what());
+      ::kill(main_->pid(), SIGTERM);
+    }
+  } else {
+    log::write(verbose_shutdown_ ? log::Level::info : log::Level::debug,
+               fmt::format("{}: shutting down; waiting up to {}", reason, seconds(grace)));
+    stop_remaining();
+  }
+}
+
+void Warden::stop_remaining() {
+  if (rest_stopped_ || no_children_) return;
+  rest_stopped_ = true;
+  // kill(-1) from PID 1 reaches every other process of its namespace and
+  // nothing outside it.
+  if (::kill(-1, SIGTERM) == 0) {
+    verbose_shutdown_ = true;
+    log::info("sent SIGTERM to the remaining processes {} ms after the shutdown began",
+              ms_between(*shutdown_started_, Clock::now()));
+  }
+}
+
+void Warden::on_timeout() {
+  if (!shutdown_started_ || Clock::now() < deadline_) return;
+  verbose_shutdown_ = true;
+  killed_after_timeout_ = true;
+  log::warning("shutdown timeout of {} reached ({} ms after the shutdown began): sending SIGKILL to every remaining "
+               "process",
+               seconds(grace_), ms_between(*shutdown_started_, Clock::now()));
+  ::kill(-1, SIGKILL);
+  timer_fd_.reset();
+}
+
+void Warden::on_outer_death() {
+  if (outer_gone_) return;
+  outer_gone_ = true;
+  verbose_shutdown_ = true;
+  log::warning("the outer process is gone");
+  begin_shutdown("the outer process died", std::min(spec_.shutdown_timeout, kOrphanGrace));
+}
+
+int Warden::final_status() {
+  if (forced_status_) return *forced_status_;
+  if (!main_ || !main_->wait_status()) return exit_status::kFailure;
+  int status = exit_status_of(*main_->wait_status());
+  if (main_killed_after_timeout_) {
+    log::warning("{} was killed with SIGKILL after the shutdown timeout of {}; exit status {}", main_->spec().name,
+                 seconds(grace_), status);
+  } else if (verbose_shutdown_) {
+    log::info("exit status {}", status);
+  }
+  return status;
+}
+
+}  // namespace
+
+sigset_t warden_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, kOuterDeathSignal}) sigaddset(&set, sig);
+  return set;
+}
+
+void run_warden(const SandboxSpec& spec, int outer_pidfd, RuntimeDir& runtime_dir) {
+  log::set_prefix(fmt::format("vmwarden[{}/warden]", spec.name));
+  int status = exit_status::kPermanent;
+  bool outer_gone = false;
+  try {
+    Warden warden(spec, outer_pidfd, runtime_dir);
+    try {
+      status = warden.run();
+      ::_exit(status);
+    } catch (...) {
+      outer_gone = warden.outer_gone();
+      throw;
+    }
+  } catch (const std::exception& e) {
+    log::error("{}", e.what());
+  }
+  // A failure in the warden itself: nothing in the namespace may outlive it.
+  ::kill(-1, SIGKILL);
+  while (::waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+  }
+  if (outer_gone || readable_now(outer_pidfd)) runtime_dir.remove();
+  ::_exit(status);
+}
+
+}  // namespace vmwarden::supervisor

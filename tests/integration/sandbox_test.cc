@@ -1,0 +1,701 @@
+// The supervisor with real processes and real namespaces: `vmwarden exec`
+// driven as a user (or s6) would, and the process tree observed from the
+// host through /proc rather than trusting what vmwarden reports.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "tests/support/support.h"
+
+namespace vmwarden::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr const char* kMarkerVariable = "VMWARDEN_TEST_MARKER";
+
+std::string fresh_marker() {
+  std::random_device random;
+  return "m" + std::to_string(random()) + std::to_string(random());
+}
+
+// ---- looking at the host's process table -------------------------------
+
+std::vector<pid_t> all_pids() {
+  std::vector<pid_t> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* entry = readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end == '\0' && pid > 0) pids.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(proc);
+  return pids;
+}
+
+std::string read_proc(pid_t pid, const char* what) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/" + what, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// Live processes whose environment carries the marker: the outer, the warden
+// and the command all inherit it.
+std::vector<pid_t> marked_processes(const std::string& marker) {
+  std::string needle = std::string(kMarkerVariable) + "=" + marker;
+  std::vector<pid_t> found;
+  for (pid_t pid : all_pids()) {
+    std::string environ_text = read_proc(pid, "environ");
+    size_t start = 0;
+    while (start < environ_text.size()) {
+      size_t end = environ_text.find('\0', start);
+      if (end == std::string::npos) end = environ_text.size();
+      if (environ_text.compare(start, end - start, needle) == 0) {
+        found.push_back(pid);
+        break;
+      }
+      start = end + 1;
+    }
+  }
+  return found;
+}
+
+ino_t pid_namespace(pid_t pid) {
+  struct stat st {};
+  std::string path = "/proc/" + std::to_string(pid) + "/ns/pid";
+  return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+std::vector<pid_t> processes_in_pid_namespace(ino_t ns) {
+  std::vector<pid_t> found;
+  for (pid_t pid : all_pids()) {
+    if (pid_namespace(pid) == ns) found.push_back(pid);
+  }
+  return found;
+}
+
+char process_state(pid_t pid) {
+  std::string stat = read_proc(pid, "stat");
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? '\0' : stat[paren + 2];
+}
+
+std::vector<std::string> mount_table() {
+  std::vector<std::string> mounts;
+  std::istringstream in(read_proc(getpid(), "mountinfo"));
+  std::string line;
+  while (std::getline(in, line)) mounts.push_back(line);
+  return mounts;
+}
+
+// ---- running vmwarden --------------------------------------------------
+
+struct LaunchOptions {
+  std::map<std::string, std::string> env;
+  std::optional<std::filesystem::path> cwd;
+  bool notify_pipe = false;  // a pipe at fd 3 for --notify-fd 3
+};
+
+// A process started by the test: output to files, dies with the test.
+class Launched {
+ public:
+  Launched(const std::vector<std::string>& argv, const LaunchOptions& options) : output_("vmwarden-out") {
+    int notify[2] = {-1, -1};
+    if (options.notify_pipe && pipe2(notify, O_CLOEXEC) < 0) throw std::runtime_error("pipe2");
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string entry(*e);
+      if (!options.env.contains(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
+    }
+    for (const auto& [key, value] : options.env) env_strings.push_back(key + "=" + value);
+    std::vector<char*> args, envp;
+    std::vector<std::string> argv_copy = argv;
+    for (auto& arg : argv_copy) args.push_back(arg.data());
+    args.push_back(nullptr);
+    for (auto& entry : env_strings) envp.push_back(entry.data());
+    envp.push_back(nullptr);
+    std::string out = (output_ / "out").string(), err = (output_ / "err").string();
+    pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error("fork");
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      int in_fd = open("/dev/null", O_RDONLY);
+      int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(in_fd, 0);
+      dup2(out_fd, 1);
+      dup2(err_fd, 2);
+      if (options.notify_pipe) dup2(notify[1], 3);
+      if (options.cwd && chdir(options.cwd->c_str()) != 0) _exit(127);
+      execve(args[0], args.data(), envp.data());
+      _exit(127);
+    }
+    if (options.notify_pipe) {
+      close(notify[1]);
+      notify_ = UniqueFd(notify[0]);
+    }
+  }
+
+  ~Launched() {
+    // pid_ > 0 always holds after the constructor; checked anyway because
+    // kill(-1) or kill(0) here would hit far more than this test's process.
+    if (!reaped_ && pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // What arrived on the readiness pipe before EOF or the deadline.
+  std::string read_notify(milliseconds timeout, bool until_eof = false) {
+    std::string got;
+    auto deadline = steady_clock::now() + timeout;
+    while (true) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now()).count();
+      if (left <= 0) break;
+      pollfd entry{notify_.get(), POLLIN, 0};
+      if (poll(&entry, 1, static_cast<int>(left)) <= 0) break;
+      char buffer[64];
+      ssize_t n = read(notify_.get(), buffer, sizeof buffer);
+      if (n <= 0) break;
+      got.append(buffer, static_cast<size_t>(n));
+      if (!until_eof && got.find('\n') != std::string::npos) break;
+    }
+    return got;
+  }
+
+  // The wait status, or nullopt if it did not exit in time.
+  std::optional<int> wait(milliseconds timeout) {
+    auto deadline = steady_clock::now() + timeout;
+    while (true) {
+      int status = 0;
+      pid_t got = waitpid(pid_, &status, WNOHANG);
+      if (got == pid_) {
+        reaped_ = true;
+        return status;
+      }
+      if (steady_clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
+
+  std::string out() const { return read_file(output_ / "out"); }
+  std::string err() const { return read_file(output_ / "err"); }
+
+ private:
+  TempDir output_;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  UniqueFd notify_;
+};
+
+int exit_code(const std::optional<int>& status) {
+  if (!status) return -1;
+  if (WIFSIGNALED(*status)) return 128 + WTERMSIG(*status);
+  return WEXITSTATUS(*status);
+}
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // Scratch directories must be visible inside the sandbox, whose /tmp is
+    // private: meson points TMPDIR elsewhere.
+    const char* tmpdir = std::getenv("TMPDIR");
+    ASSERT_TRUE(tmpdir != nullptr && !std::string_view(tmpdir).starts_with("/tmp")) << "TMPDIR must not be /tmp";
+    std::filesystem::create_directories(tmpdir);
+    // Orphans of the trees under test (a warden whose outer was killed)
+    // come to the test, which reaps them, instead of to the host's init.
+    ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  }
+
+  SandboxTest() : runtime_root_("vmwarden-runtime"), marker_(fresh_marker()) {}
+
+  LaunchOptions options(bool notify = false) const {
+    LaunchOptions launch;
+    launch.env = {{"VMWARDEN_RUNTIME_DIR", runtime_root_.path().string()}, {kMarkerVariable, marker_}};
+    launch.notify_pipe = notify;
+    return launch;
+  }
+
+  std::vector<std::string> exec_argv(std::vector<std::string> flags, std::vector<std::string> command) const {
+    std::vector<std::string> argv = {vmwarden_binary(), "exec", "--name", name_};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), command.begin(), command.end());
+    return argv;
+  }
+
+  // Runs `vmwarden exec` to completion.
+  CommandResult exec(std::vector<std::string> flags, std::vector<std::string> command) {
+    CommandOptions run;
+    run.extra_env = options().env;
+    run.timeout = milliseconds(30'000);
+    return run_command(exec_argv(std::move(flags), std::move(command)), run);
+  }
+
+  std::filesystem::path runtime_dir() const { return runtime_root_.path() / name_; }
+
+  // Every process of the tree gone (counted through /proc by marker and by
+  // PID namespace), the runtime dir gone, the mount table as before, all
+  // within `deadline` of `since`. Returns what is left, for the message.
+  // Reaps the recorded processes that became the test's children (as
+  // subreaper), except `keep`, which its Launched object waits for.
+  std::string wait_until_tree_gone(steady_clock::time_point since, milliseconds deadline, ino_t ns,
+                                   const std::vector<pid_t>& recorded, const std::vector<std::string>& mounts,
+                                   pid_t keep) {
+    std::string left;
+    auto reap = [&] {
+      for (pid_t pid : recorded) {
+        if (pid != keep) waitpid(pid, nullptr, WNOHANG);
+      }
+    };
+    while (true) {
+      reap();
+      left.clear();
+      for (pid_t pid : marked_processes(marker_)) left += " marked:" + std::to_string(pid);
+      for (pid_t pid : processes_in_pid_namespace(ns)) left += " in-namespace:" + std::to_string(pid);
+      for (pid_t pid : recorded) {
+        char state = process_state(pid);
+        if (state != '\0' && state != 'Z') left += " recorded:" + std::to_string(pid) + state;
+      }
+      if (std::filesystem::exists(runtime_dir())) left += " runtime-dir";
+      if (mount_table() != mounts) left += " mounts-changed";
+      if (left.empty() || steady_clock::now() - since > deadline) break;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    reap();
+    return left;
+  }
+
+  TempDir runtime_root_;
+  std::string marker_;
+  std::string name_ = "test";
+};
+
+// ---- inside the sandbox --------------------------------------------------
+
+TEST_F(SandboxTest, CommandIsPid2AndWardenIsPid1) {
+  CommandResult result =
+      exec({"--uid", "0"}, {"/bin/sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/comm"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  std::istringstream lines(result.out);
+  std::string pid, cmdline, comm;
+  std::getline(lines, pid);
+  std::getline(lines, cmdline);
+  std::getline(lines, comm);
+  EXPECT_EQ(pid, "2");
+  EXPECT_THAT(cmdline, HasSubstr("vmwarden[test/warden]"));
+  EXPECT_EQ(comm, "vmwarden-warden");
+}
+
+TEST_F(SandboxTest, PsShowsNoHostProcess) {
+  // The host has many processes (this test among them); the sandbox's own
+  // /proc must show only the warden and ps itself.
+  ASSERT_GT(all_pids().size(), 3u);
+  CommandResult result = exec({"--uid", "0"}, {"ps", "-e", "-o", "pid=,comm="});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, ::testing::MatchesRegex(" *1 vmwarden-warden\n *2 ps\n")) << result.out;
+}
+
+TEST_F(SandboxTest, TmpAndDevShmAreEmptyPrivateAndLimited) {
+  // Something the sandbox must not see in the host's /tmp and /dev/shm.
+  std::string host_file = "vmwarden-visible-" + marker_;
+  write_file("/tmp/" + host_file, "host");
+  write_file("/dev/shm/" + host_file, "host");
+  std::string inside_name = "inside-" + marker_;
+  CommandResult result = exec(
+      {"--uid", "0"},
+      {"/bin/sh", "-c",
+       "ls -A /tmp /dev/shm; touch /tmp/" + inside_name + " /dev/shm/" + inside_name +
+           "; grep -E ' /(tmp|dev/shm) ' /proc/self/mountinfo | tail -n 2"});
+  std::filesystem::remove("/tmp/" + host_file);
+  std::filesystem::remove("/dev/shm/" + host_file);
+  // Were /tmp and /dev/shm not private, the command wrote to the host's.
+  bool leaked_tmp = std::filesystem::remove("/tmp/" + inside_name);
+  bool leaked_shm = std::filesystem::remove("/dev/shm/" + inside_name);
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, ::testing::StartsWith("/dev/shm:\n\n/tmp:\n")) << result.out;
+  EXPECT_THAT(result.out, Not(HasSubstr(host_file)));
+  EXPECT_THAT(result.out, ::testing::ContainsRegex("/tmp rw,nosuid,nodev,[^\n]* tmpfs tmpfs rw,size=65536k"));
+  EXPECT_THAT(result.out, ::testing::ContainsRegex("/dev/shm rw,nosuid,nodev,[^\n]* tmpfs tmpfs rw,size=65536k"));
+  EXPECT_FALSE(leaked_tmp);
+  EXPECT_FALSE(leaked_shm);
+}
+
+TEST_F(SandboxTest, ExitStatusIsTheCommands) {
+  EXPECT_EQ(exec({"--uid", "0"}, {"/bin/sh", "-c", "exit 7"}).exit_code, 7);
+  EXPECT_EQ(exec({"--uid", "0"}, {"/bin/sh", "-c", "kill -USR1 $$"}).exit_code, 128 + SIGUSR1);
+}
+
+TEST_F(SandboxTest, RunsAsTheGivenUidWithoutPrivileges) {
+  Launched sandbox(exec_argv({"--uid", "65534", "--notify-fd", "3"},
+                             {"/bin/sh", "-c", "id -u; id -g; id -G; grep NoNewPrivs /proc/self/status; sleep 30"}),
+                   options(true));
+  ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
+  // The command prints, then sleeps: wait for the whole output.
+  auto deadline = steady_clock::now() + milliseconds(10'000);
+  for (std::string out = sandbox.out(); std::count(out.begin(), out.end(), '\n') < 4; out = sandbox.out()) {
+    ASSERT_LT(steady_clock::now(), deadline) << out;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  struct stat st {};
+  ASSERT_EQ(stat(runtime_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_gid, 65534u);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  kill(sandbox.pid(), SIGTERM);
+  EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 128 + SIGTERM);
+  EXPECT_EQ(sandbox.out(), "65534\n65534\n65534\nNoNewPrivs:\t1\n");
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+}
+
+TEST_F(SandboxTest, NetworkIsPrivateUnlessShared) {
+  std::string host = read_file("/proc/net/dev");
+  CommandResult isolated = exec({"--uid", "0"}, {"cat", "/proc/net/dev"});
+  ASSERT_EQ(isolated.exit_code, 0) << isolated.err;
+  // Two header lines, then only the loopback device.
+  EXPECT_THAT(isolated.out, ::testing::MatchesRegex("[^\n]*\n[^\n]*\n *lo:[^\n]*\n")) << isolated.out;
+  CommandResult shared = exec({"--uid", "0", "--share-net"}, {"cat", "/proc/net/dev"});
+  ASSERT_EQ(shared.exit_code, 0) << shared.err;
+  auto interfaces = [](const std::string& text) {
+    std::set<std::string> names;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (auto colon = line.find(':'); colon != std::string::npos && line.find('|') == std::string::npos) {
+        names.insert(line.substr(line.find_first_not_of(' '), colon - line.find_first_not_of(' ')));
+      }
+    }
+    return names;
+  };
+  EXPECT_EQ(interfaces(shared.out), interfaces(host));
+}
+
+TEST_F(SandboxTest, ReadOnlyPathIsReadOnlyEvenForRoot) {
+  TempDir dir("vmwarden-ro");
+  std::string target = (dir / "written").string();
+  // Granted --rw, root inside the sandbox can write there ...
+  CommandResult writable = exec({"--uid", "0", "--rw", dir.path().string()}, {"/bin/sh", "-c", "echo x > " + target});
+  EXPECT_EQ(writable.exit_code, 0) << writable.err;
+  EXPECT_TRUE(std::filesystem::exists(target));
+  std::filesystem::remove(target);
+  // ... with it, not.
+  CommandResult readonly = exec({"--uid", "0", "--ro", dir.path().string()}, {"/bin/sh", "-c", "echo x > " + target});
+  EXPECT_NE(readonly.exit_code, 0);
+  EXPECT_THAT(readonly.err, HasSubstr("Read-only file system"));
+  EXPECT_FALSE(std::filesystem::exists(target));
+}
+
+// ---- readiness -------------------------------------------------------------
+
+TEST_F(SandboxTest, NotifyFdGetsANewlineOnceTheCommandRuns) {
+  Launched sandbox(exec_argv({"--uid", "0", "--notify-fd", "3"}, {"/bin/sleep", "30"}), options(true));
+  ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
+  // At that moment the command is running: sleep is in the tree.
+  bool sleeping = false;
+  for (pid_t pid : marked_processes(marker_)) sleeping |= read_proc(pid, "comm") == "sleep\n";
+  EXPECT_TRUE(sleeping);
+  EXPECT_EQ(sandbox.read_notify(milliseconds(2'000), true), "") << "the fd is closed after the newline";
+  kill(sandbox.pid(), SIGTERM);
+  EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 128 + SIGTERM);
+}
+
+TEST_F(SandboxTest, NotifyFdStaysSilentWhenExecFails) {
+  // Executable, found, but not a valid executable (no #!): execve fails with
+  // ENOEXEC inside the sandbox, after the outer's checks passed.
+  TempDir dir("vmwarden-noexec");
+  write_file(dir / "script", "echo hi\n", 0755);
+  Launched sandbox(exec_argv({"--uid", "0", "--notify-fd", "3"}, {(dir / "script").string()}), options(true));
+  EXPECT_EQ(sandbox.read_notify(milliseconds(10'000), true), "");
+  EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 125);
+  EXPECT_THAT(sandbox.err(), HasSubstr("cannot start command: execve " + (dir / "script").string() + ": Exec format"));
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+}
+
+TEST_F(SandboxTest, CommandGetsOnlyStdinStdoutAndStderr) {
+  // fd 3 is open in vmwarden (it is the readiness fd) and must not reach the
+  // command; neither may any descriptor of the outer or the warden.
+  Launched sandbox(exec_argv({"--uid", "0", "--notify-fd", "3"}, {"/bin/sh", "-c", "ls /proc/$$/fd"}), options(true));
+  EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 0) << sandbox.err();
+  EXPECT_EQ(sandbox.out(), "0\n1\n2\n");
+}
+
+// ---- shutdown ----------------------------------------------------------------
+
+TEST_F(SandboxTest, CommandThatExitsOnSigtermStopsCleanlyBeforeTheTimeout) {
+  Launched sandbox(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"},
+                             {"/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"}),
+                   options(true));
+  ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
+  std::this_thread::sleep_for(milliseconds(100));  // let sh install its trap
+  auto start = steady_clock::now();
+  kill(sandbox.pid(), SIGTERM);
+  auto status = sandbox.wait(milliseconds(10'000));
+  auto took = steady_clock::now() - start;
+  ASSERT_TRUE(status) << sandbox.err();
+  EXPECT_EQ(exit_code(status), 0) << sandbox.err();
+  EXPECT_LT(took, milliseconds(5'000)) << "the 30 s timeout must not be waited for";
+  EXPECT_THAT(sandbox.err(), HasSubstr("SIGTERM received: stopping command (pid 2) with SIGTERM; waiting up to 30.0 s"));
+  EXPECT_THAT(sandbox.err(), HasSubstr("all processes stopped"));
+  EXPECT_THAT(sandbox.err(), Not(HasSubstr("SIGKILL")));
+  EXPECT_TRUE(marked_processes(marker_).empty());
+}
+
+TEST_F(SandboxTest, CommandThatIgnoresSigtermIsKilledAfterTheTimeout) {
+  Launched sandbox(exec_argv({"--uid", "0", "--timeout", "1", "--notify-fd", "3"},
+                             {"/bin/sh", "-c", "trap '' TERM; exec sleep 1000"}),
+                   options(true));
+  ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
+  std::this_thread::sleep_for(milliseconds(200));  // let sh reach the exec
+  auto start = steady_clock::now();
+  kill(sandbox.pid(), SIGTERM);
+  auto status = sandbox.wait(milliseconds(10'000));
+  auto took = steady_clock::now() - start;
+  ASSERT_TRUE(status);
+  EXPECT_EQ(exit_code(status), 128 + SIGKILL);
+  EXPECT_GE(took, milliseconds(1'000));
+  EXPECT_THAT(sandbox.err(), HasSubstr("shutdown timeout of 1.0 s reached"));
+  EXPECT_THAT(sandbox.err(),
+              HasSubstr("command was killed with SIGKILL after the shutdown timeout of 1.0 s; exit status 137"));
+  EXPECT_TRUE(marked_processes(marker_).empty());
+}
+
+TEST_F(SandboxTest, SigintAndSighupStopTheSandboxToo) {
+  for (int sig : {SIGINT, SIGHUP}) {
+    Launched sandbox(exec_argv({"--uid", "0", "--notify-fd", "3"}, {"/bin/sleep", "1000"}), options(true));
+    ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
+    kill(sandbox.pid(), sig);
+    EXPECT_EQ(exit_code(sandbox.wait(milliseconds(5'000))), 128 + SIGTERM) << sandbox.err();
+    EXPECT_THAT(sandbox.err(), HasSubstr(std::string("SIG") + sigabbrev_np(sig) + " received"));
+  }
+}
+
+TEST_F(SandboxTest, ProcessesLeftWhenTheCommandExitsAreStopped) {
+  auto start = steady_clock::now();
+  CommandResult result = exec({"--uid", "0"}, {"/bin/sh", "-c", "sleep 1000 & exit 3"});
+  EXPECT_EQ(result.exit_code, 3) << result.err;
+  EXPECT_LT(steady_clock::now() - start, milliseconds(5'000));
+  EXPECT_THAT(result.err, HasSubstr("sent SIGTERM to the remaining processes"));
+  EXPECT_TRUE(marked_processes(marker_).empty());
+}
+
+TEST_F(SandboxTest, DoubleForkedOrphansAreReaped) {
+  // The subshell exits at once, so its background sleep is reparented to
+  // PID 1. Once that sleep exits, only PID 1 can reap it; the command waits
+  // for /proc/PID to vanish and fails if it lingers as a zombie.
+  std::string script =
+      "( sleep 0.2 & echo $! > /tmp/orphan ); pid=$(cat /tmp/orphan); "
+      "grep -q '^PPid:\t1$' /proc/$pid/status || { echo not-reparented; exit 2; }; "
+      "for i in $(seq 100); do [ -e /proc/$pid ] || { echo reaped; exit 0; }; sleep 0.05; done; "
+      "grep State /proc/$pid/status; exit 1";
+  CommandResult result = exec({"--uid", "0"}, {"/bin/sh", "-c", script});
+  EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_EQ(result.out, "reaped\n");
+}
+
+// ---- nothing outlives its supervisor -----------------------------------------
+
+class TreeDeathTest : public SandboxTest {
+ protected:
+  // Starts a tree whose command ignores SIGTERM (so only a bounded shutdown
+  // can end it in time) and records it as seen from the host.
+  void start(std::vector<std::string> argv, LaunchOptions launch) {
+    mounts_before_ = mount_table();
+    sandbox_.emplace(argv, launch);
+    ASSERT_EQ(sandbox_->read_notify(milliseconds(10'000)), "\n") << sandbox_->err();
+    std::this_thread::sleep_for(milliseconds(100));
+    recorded_ = marked_processes(marker_);
+    for (pid_t pid : recorded_) {
+      std::string comm = read_proc(pid, "comm");
+      if (comm == "vmwarden-warden\n") warden_ = pid;
+      if (comm == "vmwarden\n") outer_ = pid;
+    }
+    ASSERT_GT(warden_, 0);
+    ASSERT_GT(outer_, 0);
+    namespace_ = pid_namespace(warden_);
+    ASSERT_NE(namespace_, pid_namespace(getpid()));
+    ASSERT_EQ(processes_in_pid_namespace(namespace_).size(), 2u) << "the warden and the command";
+    ASSERT_TRUE(std::filesystem::is_directory(runtime_dir()));
+  }
+
+  std::vector<std::string> command() const {
+    return {"/bin/sh", "-c", "trap '' TERM; exec sleep 1000"};
+  }
+
+  void kill_and_expect_gone(pid_t victim) {
+    ASSERT_GT(victim, 0) << "refusing to signal a process group or every process";
+    auto killed_at = steady_clock::now();
+    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    std::string left = wait_until_tree_gone(killed_at, milliseconds(1'000), namespace_, recorded_, mounts_before_,
+                                       sandbox_->pid());
+    EXPECT_EQ(left, "") << "left 1 s after kill -9 of pid " << victim;
+  }
+
+  std::optional<Launched> sandbox_;
+  std::vector<std::string> mounts_before_;
+  std::vector<pid_t> recorded_;
+  pid_t warden_ = -1, outer_ = -1;
+  ino_t namespace_ = 0;
+};
+
+TEST_F(TreeDeathTest, KillingTheOuterLeavesNothing) {
+  start(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command()), options(true));
+  kill_and_expect_gone(outer_);
+}
+
+TEST_F(TreeDeathTest, KillingTheWardenLeavesNothing) {
+  start(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command()), options(true));
+  kill_and_expect_gone(warden_);
+  EXPECT_EQ(exit_code(sandbox_->wait(milliseconds(1'000))), 128 + SIGKILL);
+  EXPECT_THAT(sandbox_->err(), HasSubstr("the warden was killed by SIGKILL"));
+}
+
+TEST_F(TreeDeathTest, KillingTheCommandEndsTheSandbox) {
+  start(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command()), options(true));
+  pid_t command_pid = -1;
+  for (pid_t pid : processes_in_pid_namespace(namespace_)) {
+    if (pid != warden_) command_pid = pid;
+  }
+  ASSERT_GT(command_pid, 0);
+  kill_and_expect_gone(command_pid);
+  EXPECT_EQ(exit_code(sandbox_->wait(milliseconds(1'000))), 128 + SIGKILL);
+}
+
+TEST_F(TreeDeathTest, KillingTheS6SuperviseParentLeavesNothing) {
+  TempDir service("vmwarden-service");
+  std::vector<std::string> argv = exec_argv({"--s6", "--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command());
+  argv.insert(argv.begin(), {std::getenv("FAKE_S6_SUPERVISE"), service.path().string()});
+  start(argv, options(true));
+  pid_t supervise = sandbox_->pid();
+  ASSERT_EQ(std::count(recorded_.begin(), recorded_.end(), supervise), 1);
+  kill_and_expect_gone(supervise);
+}
+
+// ---- the s6 parent check --------------------------------------------------------
+
+TEST_F(SandboxTest, S6ParentHoldingTheLockIsAccepted) {
+  TempDir service("vmwarden-service");
+  // As s6 does: the readiness fd is named in the service directory.
+  write_file(service / "notification-fd", "3\n");
+  std::vector<std::string> argv = exec_argv({"--s6", "--uid", "0"}, {"/bin/true"});
+  argv.insert(argv.begin(), {std::getenv("FAKE_S6_SUPERVISE"), service.path().string()});
+  Launched sandbox(argv, options(true));
+  EXPECT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
+  EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 0) << sandbox.err();
+}
+
+TEST_F(SandboxTest, S6ParentThatIsNotTheLockHolderIsRefused) {
+  TempDir service("vmwarden-service");
+  std::vector<std::string> command = {"/bin/true"};
+  // Without --s6 the same process tree runs: the check is what refuses.
+  std::vector<std::string> unchecked = exec_argv({"--uid", "0"}, command);
+  unchecked.insert(unchecked.begin(), {std::getenv("FAKE_S6_SUPERVISE"), "--lock-elsewhere", service.path().string()});
+  Launched control(unchecked, options());
+  EXPECT_EQ(exit_code(control.wait(milliseconds(10'000))), 0) << control.err();
+
+  std::vector<std::string> checked = exec_argv({"--s6", "--uid", "0"}, command);
+  checked.insert(checked.begin(), {std::getenv("FAKE_S6_SUPERVISE"), "--lock-elsewhere", service.path().string()});
+  Launched sandbox(checked, options());
+  EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 125);
+  EXPECT_THAT(sandbox.err(), HasSubstr("is not the s6-supervise holding"));
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+}
+
+TEST_F(SandboxTest, S6WithoutASuperviseLockIsRefused) {
+  TempDir service("vmwarden-service");
+  CommandOptions run;
+  run.extra_env = options().env;
+  run.cwd = service.path();
+  CommandResult result = run_command(exec_argv({"--s6", "--uid", "0"}, {"/bin/true"}), run);
+  EXPECT_EQ(result.exit_code, 125);
+  EXPECT_THAT(result.err, HasSubstr("cannot open supervise/lock"));
+}
+
+// ---- the runtime dir ------------------------------------------------------------
+
+TEST_F(SandboxTest, RuntimeDirInUseIsRefusedAndAStaleOneReplaced) {
+  Launched first(exec_argv({"--uid", "0", "--notify-fd", "3"}, {"/bin/sleep", "1000"}), options(true));
+  ASSERT_EQ(first.read_notify(milliseconds(10'000)), "\n") << first.err();
+  CommandResult second = exec({"--uid", "0"}, {"/bin/true"});
+  EXPECT_EQ(second.exit_code, 125);
+  EXPECT_THAT(second.err, HasSubstr("is in use by a running instance"));
+  EXPECT_TRUE(std::filesystem::exists(runtime_dir())) << "the refused instance must not remove it";
+  kill(first.pid(), SIGTERM);
+  first.wait(milliseconds(10'000));
+
+  std::filesystem::create_directories(runtime_dir() / "sub");
+  write_file(runtime_dir() / "sub" / "stale", "x");
+  std::filesystem::create_symlink("/etc", runtime_dir() / "link");
+  CommandResult third = exec({"--uid", "0"}, {"/bin/sh", "-c", "ls -A " + runtime_dir().string()});
+  EXPECT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_EQ(third.out, "");
+  EXPECT_THAT(third.err, HasSubstr("removing the stale runtime directory"));
+  EXPECT_TRUE(std::filesystem::exists("/etc/passwd"));
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+}
+
+// ---- usage errors -----------------------------------------------------------------
+
+TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
+  TempDir dir("vmwarden-usage");
+  write_file(dir / "data", "not a program", 0644);
+  struct Case {
+    std::vector<std::string> argv;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {{vmwarden_binary(), "exec", "--bogus", "--uid", "0", "--", "/bin/true"}, "--bogus"},
+      {{vmwarden_binary(), "exec", "--uid", "0"}, "no command given"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--", "no-such-command-xyz"}, "command not found in PATH"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--", (dir / "data").string()}, "not executable"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--", dir.path().string()}, "is a directory"},
+      {{vmwarden_binary(), "exec", "--", "/bin/true"}, "needs the UID registry"},
+      {{vmwarden_binary(), "exec", "--uid", "no-such-user-xyz", "--", "/bin/true"}, "no such user"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--name", "Bad Name", "--", "/bin/true"}, "--name"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--timeout", "-1", "--", "/bin/true"}, "--timeout"},
+  };
+  for (const Case& c : cases) {
+    CommandOptions run;
+    run.extra_env = options().env;
+    CommandResult result = run_command(c.argv, run);
+    EXPECT_EQ(result.exit_code, 2) << c.message << ": " << result.err;
+    EXPECT_THAT(result.err, HasSubstr(c.message));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
+}
+
+}  // namespace
+}  // namespace vmwarden::testing
