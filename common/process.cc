@@ -1,0 +1,163 @@
+#include "common/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+
+#include <fmt/core.h>
+
+#include "common/error.h"
+
+namespace vmwarden {
+namespace {
+
+int milliseconds_until(Deadline deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return 0;
+  // Round up so that a poll does not return a millisecond early and spin.
+  return static_cast<int>(std::min<long long>(left.count() + 1, 60'000));
+}
+
+void write_all_best_effort(int fd, std::string_view text) {
+  while (!text.empty()) {
+    ssize_t n = ::write(fd, text.data(), text.size());
+    if (n <= 0) return;
+    text.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+PidFd::PidFd(pid_t pid) : pid_(pid) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) {
+    if (errno == ESRCH) return;  // already reaped
+    throw_errno("pidfd_open", fmt::format("pid {}", pid));
+  }
+  fd_.reset(fd);
+}
+
+bool PidFd::exited() const { return wait_exited(std::chrono::steady_clock::now()); }
+
+bool PidFd::wait_exited(Deadline deadline) const {
+  if (!fd_) return true;
+  for (;;) {
+    pollfd pfd{fd_.get(), POLLIN, 0};
+    int rc = ::poll(&pfd, 1, milliseconds_until(deadline));
+    if (rc < 0 && errno == EINTR) continue;
+    check(rc, "poll pidfd", fmt::format("pid {}", pid_));
+    if (rc > 0) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+  }
+}
+
+void PidFd::send_signal(int signal) const {
+  if (!fd_) return;
+  if (::syscall(SYS_pidfd_send_signal, fd_.get(), signal, nullptr, 0) < 0 && errno != ESRCH)
+    throw_errno(fmt::format("pidfd_send_signal {}", signal), fmt::format("pid {}", pid_));
+}
+
+std::string ProgramResult::describe() const {
+  std::string status;
+  if (timed_out)
+    status = "timed out";
+  else if (signal != 0)
+    status = fmt::format("killed by signal {}", signal);
+  else
+    status = fmt::format("exit {}", exit_code);
+  std::string_view first = output;
+  first = first.substr(0, first.find('\n'));
+  if (!first.empty()) status += fmt::format(": {}", first);
+  return status;
+}
+
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                          Deadline deadline, const std::function<void()>& in_child) {
+  if (argv.empty() || argv[0].empty() || argv[0][0] != '/')
+    throw UsageError(fmt::format("run_program needs an absolute program path, got \"{}\"",
+                                 argv.empty() ? "" : argv[0]));
+  int pipe_fds[2];
+  check(::pipe2(pipe_fds, O_CLOEXEC), "pipe2");
+  UniqueFd out_read(pipe_fds[0]), out_write(pipe_fds[1]);
+
+  // Everything the child needs is prepared before fork: it only calls
+  // async-signal-safe functions besides `in_child`.
+  std::vector<std::string> args_copy = argv, env_copy = env;
+  std::vector<char*> args, envp;
+  for (auto& arg : args_copy) args.push_back(arg.data());
+  args.push_back(nullptr);
+  for (auto& entry : env_copy) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork", argv[0]);
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(out_write.get(), 1) < 0 ||
+        ::dup2(out_write.get(), 2) < 0)
+      ::_exit(127);
+    if (in_child) {
+      try {
+        in_child();
+      } catch (const std::exception& e) {
+        write_all_best_effort(2, fmt::format("{}: {}\n", argv[0], e.what()));
+        ::_exit(127);
+      }
+    }
+    ::execve(args[0], args.data(), envp.data());
+    write_all_best_effort(2, fmt::format("exec {}: {}\n", argv[0], std::strerror(errno)));
+    ::_exit(127);
+  }
+  out_write.reset();
+  PidFd child(pid);
+
+  ProgramResult result;
+  bool output_open = true;
+  while (output_open) {
+    int timeout = milliseconds_until(deadline);
+    if (timeout == 0) break;
+    pollfd pfd{out_read.get(), POLLIN, 0};
+    int rc = ::poll(&pfd, 1, timeout);
+    if (rc < 0 && errno == EINTR) continue;
+    check(rc, "poll", argv[0]);
+    if (rc == 0) continue;
+    char buffer[4096];
+    ssize_t n = ::read(out_read.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      output_open = false;
+    } else if (result.output.size() < 64 * 1024) {
+      result.output.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  if (!child.wait_exited(deadline)) {
+    child.send_signal(SIGKILL);
+    result.timed_out = true;
+  }
+  siginfo_t info{};
+  int rc;
+  do rc = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    if (errno != ECHILD) throw_errno("waitid", argv[0]);
+    return result;  // reaped by someone else: status lost
+  }
+  if (info.si_code == CLD_EXITED)
+    result.exit_code = info.si_status;
+  else
+    result.signal = info.si_status;
+  return result;
+}
+
+}  // namespace vmwarden

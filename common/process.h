@@ -1,0 +1,59 @@
+// Child processes watched through pidfds: waiting with a deadline never
+// races a reused pid, and a process that another waiter has already reaped
+// is reported as gone instead of being signalled by number.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+
+namespace vmwarden {
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+// A pidfd on a process (not necessarily our child). It becomes readable once
+// the process has exited, zombie or reaped.
+class PidFd {
+ public:
+  // Opens a pidfd for `pid`. A process that is already gone gives an empty
+  // PidFd whose exited() is true.
+  explicit PidFd(pid_t pid);
+
+  pid_t pid() const { return pid_; }
+  bool exited() const;
+  // Waits until the process has exited or `deadline` passes; true if exited.
+  bool wait_exited(Deadline deadline) const;
+  // Sends `signal` unless the process has already exited.
+  void send_signal(int signal) const;
+
+ private:
+  pid_t pid_;
+  UniqueFd fd_;
+};
+
+struct ProgramResult {
+  int exit_code = -1;      // the exit status, or -1 when killed by a signal or lost
+  int signal = 0;          // the killing signal, if any
+  bool timed_out = false;  // SIGKILLed at the deadline
+  std::string output;      // stdout and stderr, interleaved
+
+  bool success() const { return exit_code == 0; }
+  // "exit 3", "killed by signal 9", "timed out" and the first output line.
+  std::string describe() const;
+};
+
+// Runs argv[0] (an absolute path, no PATH lookup) with `env` as its whole
+// environment, stdin from /dev/null, until it exits or `deadline` passes (then
+// it is SIGKILLed). `in_child` runs in the child between fork and exec (e.g.
+// to apply a confinement); if it throws, the child reports the message and
+// exits 127. The caller must be single-threaded, and must not reap the child
+// by other means while this runs.
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                          Deadline deadline, const std::function<void()>& in_child = {});
+
+}  // namespace vmwarden

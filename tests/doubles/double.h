@@ -1,0 +1,133 @@
+// Shared by the VMM and virtiofsd test doubles: they stand in for programs
+// that cannot run on the test machines (crosvm, cloud-hypervisor, the Rust
+// virtiofsd), record how they were called, and speak the real programs'
+// control protocols. Plain POSIX, no vmwarden code: a double must not share
+// the bugs of the code it tests.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace double_support {
+
+inline bool flag(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' && std::string_view(value) != "0";
+}
+
+// Appends argv to $VMWARDEN_FAKE_RECORD: the arguments separated by NUL
+// bytes, the call ended by a newline, written with one write(2) so that the
+// lines of concurrent callers never mix.
+inline void record(int argc, char** argv) {
+  const char* file = std::getenv("VMWARDEN_FAKE_RECORD");
+  if (file == nullptr || *file == '\0') return;
+  std::string line;
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0) line += '\0';
+    line += argv[i];
+  }
+  line += '\n';
+  int fd = ::open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 || ::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    std::fprintf(stderr, "%s: cannot record to %s: %s\n", argv[0], file, std::strerror(errno));
+    std::exit(70);
+  }
+  ::close(fd);
+}
+
+[[noreturn]] inline void die(const std::string& message, int status = 1) {
+  std::fprintf(stderr, "%s\n", message.c_str());
+  std::exit(status);
+}
+
+inline sockaddr_un address_of(const std::string& path) {
+  sockaddr_un address{};
+  if (path.size() >= sizeof address.sun_path) die("socket path too long: " + path);
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.data(), path.size());
+  return address;
+}
+
+inline int listen_at(const std::string& path, int type) {
+  int fd = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+  sockaddr_un address = address_of(path);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) < 0 || ::listen(fd, 8) < 0)
+    die("cannot listen on " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+// -1 with errno set on failure.
+inline int connect_to(const std::string& path, int type) {
+  int fd = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un address = address_of(path);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) < 0) {
+    int saved = errno;
+    ::close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
+// For sockets and files alike; SIGPIPE is ignored in every double.
+inline void write_all(int fd, std::string_view data) {
+  static const bool sigpipe_ignored = (::signal(SIGPIPE, SIG_IGN), true);
+  (void)sigpipe_ignored;
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// The value of "key=value" in a "k=v,k=v" option list, or "".
+inline std::string option_value(std::string_view options, std::string_view key) {
+  while (!options.empty()) {
+    size_t comma = options.find(',');
+    std::string_view item = options.substr(0, comma);
+    if (item.size() > key.size() && item.substr(0, key.size()) == key && item[key.size()] == '=')
+      return std::string(item.substr(key.size() + 1));
+    if (comma == std::string_view::npos) break;
+    options.remove_prefix(comma + 1);
+  }
+  return {};
+}
+
+}  // namespace double_support
+
+namespace double_support {
+
+// Reads one HTTP message (head and Content-Length body) from `fd`; "" at
+// end of stream.
+inline std::string read_http_message(int fd) {
+  std::string text;
+  char chunk[4096];
+  for (;;) {
+    size_t head_end = text.find("\r\n\r\n");
+    if (head_end != std::string::npos) {
+      size_t length = 0;
+      size_t at = text.find("Content-Length:");
+      if (at != std::string::npos && at < head_end) length = std::strtoul(text.c_str() + at + 15, nullptr, 10);
+      if (text.size() >= head_end + 4 + length) return text;
+    }
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return text;
+    text.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace double_support

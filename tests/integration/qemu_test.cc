@@ -1,0 +1,219 @@
+// The QMP client and the QEMU backend against the real QEMU of this machine
+// (TCG). The guest is a multiboot stub that halts forever: it ignores the
+// ACPI power button, which is exactly what the forced stop must handle.
+// Booting a real Linux guest is the end-to-end suite's job.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <thread>
+
+#include "common/error.h"
+#include "common/process.h"
+#include "tests/integration/service.h"
+#include "virtiofs-glue/virtiofsd.h"
+#include "vm-launcher/backend.h"
+#include "vm-launcher/qmp.h"
+
+namespace vmwarden::vm {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::TestService;
+namespace fs = std::filesystem;
+
+constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
+constexpr const char* kCDaemon = "/usr/lib/qemu/virtiofsd";
+
+Deadline in(std::chrono::milliseconds duration) { return std::chrono::steady_clock::now() + duration; }
+
+double milliseconds(std::chrono::steady_clock::duration duration) {
+  return std::chrono::duration<double, std::milli>(duration).count();
+}
+
+// A multiboot kernel (a.out kludge, loaded at 1 MiB) whose code is
+// `cli; hlt; jmp .-1`.
+std::string halting_kernel() {
+  const std::uint32_t magic = 0x1BADB002, flags = 0x00010000;
+  const std::uint32_t header[] = {magic, flags, static_cast<std::uint32_t>(-(magic + flags)), 0x100000,
+                                  0x100000, 0, 0, 0x100020};
+  std::string image(reinterpret_cast<const char*>(header), sizeof header);
+  image += "\xFA\xF4\xEB\xFD";
+  return image;
+}
+
+QmpClient connect_when_there(const fs::path& socket, Deadline deadline) {
+  for (;;) {
+    try {
+      return QmpClient::connect(socket, deadline);
+    } catch (const SystemError& e) {
+      if ((e.code() != ENOENT && e.code() != ECONNREFUSED) || std::chrono::steady_clock::now() >= deadline) throw;
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+}
+
+TEST(QmpAgainstQemu, CapabilitiesStatusAndQuit) {
+  if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
+  testing::TempDir dir("vmwarden-qmp-qemu");
+  fs::path socket = dir / "qmp.sock";
+  supervisor::ServiceSpec spec;
+  spec.argv = {kQemu, "-machine", "none", "-nodefaults", "-display", "none", "-qmp",
+               "unix:" + socket.string() + ",server=on,wait=off"};
+  TestService qemu(spec, /*confine=*/false);
+  QmpClient qmp = connect_when_there(socket, in(20s));
+  std::printf("QEMU -machine none: exec to QMP answering %.1f ms\n", milliseconds(std::chrono::steady_clock::now() - qemu.started()));
+  EXPECT_EQ(qmp.greeting().find("QMP")->find("version")->find("qemu")->find("major")->number, 7);
+  EXPECT_EQ(qmp.execute("query-status", in(5s)).string_member("status"), "running");
+  try {
+    qmp.execute("no-such-command", in(5s));
+    FAIL() << "no error for an unknown command";
+  } catch (const QmpError& e) {
+    EXPECT_EQ(e.error_class(), "CommandNotFound");
+  }
+  EXPECT_NO_THROW(qmp.execute("quit", in(5s)));
+  auto exit = qemu.wait_exit(in(10s));
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->exit_code, 0) << qemu.output();
+}
+
+TEST(QmpAgainstQemu, SystemPowerdownIsAcceptedAndAnnounced) {
+  if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
+  testing::TempDir dir("vmwarden-qmp-q35");
+  fs::path socket = dir / "qmp.sock";
+  supervisor::ServiceSpec spec;
+  spec.argv = {kQemu, "-machine", "q35", "-accel", "tcg", "-m", "32M", "-nodefaults", "-display", "none", "-qmp",
+               "unix:" + socket.string() + ",server=on,wait=off"};
+  TestService qemu(spec, /*confine=*/false);
+  QmpClient qmp = connect_when_there(socket, in(20s));
+  qmp.execute("system_powerdown", in(5s));
+  // The POWERDOWN event may precede the reply: it must not be taken for it.
+  qmp.execute("query-status", in(5s));
+  bool announced = false;
+  for (const Json& event : qmp.events()) announced = announced || event.string_member("event") == "POWERDOWN";
+  EXPECT_TRUE(announced);
+  qmp.execute("quit", in(5s));
+  EXPECT_TRUE(qemu.wait_exit(in(10s)));
+}
+
+// The whole QEMU plan for real: a share served by the real virtiofsd
+// (through virtiofs-glue, readiness first), a read-only and a read-write
+// disk, the VMM confined by the plan (its own uid, Landlock rules, the "qemu"
+// seccomp allow list), then readiness, power button and forced stop.
+TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (the services run as their own uid)";
+  if (!fs::exists(kQemu) || !fs::exists(kCDaemon)) GTEST_SKIP() << "QEMU or its virtiofsd is not installed";
+  const uid_t uid = testing::service_uid();
+  testing::TempDir root("vmwarden-qemu-backend");
+  check(::chmod(root.path().c_str(), 0755), "chmod", root.path().string());
+  for (auto dir : {"run", "share"}) fs::create_directory(root / dir);
+  check(::chown((root / "run").c_str(), uid, uid), "chown", "run");
+  check(::chmod((root / "run").c_str(), 0700), "chmod", "run");
+  testing::write_file(root / "kernel", halting_kernel());
+  testing::write_file(root / "ro.img", std::string(1 << 20, '\0'), 0644);
+  testing::write_file(root / "rw.img", std::string(1 << 20, '\0'), 0600);
+  check(::chown((root / "rw.img").c_str(), uid, uid), "chown", "rw.img");
+
+  Definition definition;
+  definition.name = "backend";
+  definition.vmm = Vmm::qemu;
+  definition.kernel = root / "kernel";
+  definition.cmdline = "console=ttyS0 quiet";
+  definition.memory_mib = 64;
+  definition.disks = {{root / "ro.img", true}, {root / "rw.img", false}};
+  definition.shares = {{"data", root / "share", Access::rw}};
+  Host host = Host::detect();
+  ASSERT_FALSE(host.kvm) << "this test expects TCG; adjust it for a machine with /dev/kvm";
+  RuntimePaths paths = RuntimePaths::in(root / "run", definition);
+  VmmPlan plan = plan_vmm(definition, paths, host);
+
+  // virtiofsd first, with a socket bound for it (the VM's uid may connect).
+  virtiofs::Share share;
+  share.binary = kCDaemon;
+  share.dialect = virtiofs::detect_dialect(kCDaemon);
+  share.tag = "data";
+  share.shared_dir = root / "share";
+  share.readonly = false;
+  share.socket = paths.share_sockets.at("data");
+  share.listen_fd = 3;
+  virtiofs::DaemonPlan daemon_plan = virtiofs::plan_virtiofsd(share);
+  UniqueFd listener = virtiofs::listen_socket(share.socket, uid, uid);
+  supervisor::ServiceSpec daemon_spec;
+  daemon_spec.name = "virtiofsd-data";
+  daemon_spec.argv = daemon_plan.argv;
+  daemon_spec.fds = {{listener.get(), 3}};
+  daemon_spec.confinement.keep_capabilities = daemon_plan.keep_capabilities;
+  daemon_spec.confinement.landlock.paths = daemon_plan.paths;
+  daemon_spec.confinement.seccomp.profile = daemon_plan.seccomp_profile;
+  TestService daemon(daemon_spec);
+  ASSERT_NO_THROW(daemon_plan.wait_ready(daemon, in(10s))) << daemon.output();
+
+  supervisor::ServiceSpec vmm_spec;
+  vmm_spec.name = "vmm";
+  vmm_spec.argv = plan.argv;
+  vmm_spec.confinement.uid = uid;
+  vmm_spec.confinement.gid = uid;
+  vmm_spec.confinement.landlock.paths = plan.paths;
+  vmm_spec.confinement.seccomp.profile = plan.seccomp_profile;
+  TestService qemu(vmm_spec);
+  ASSERT_NO_THROW(plan.wait_ready(qemu, in(30s))) << qemu.output();
+  std::printf("QEMU backend (TCG, confined, 1 share, 2 disks): exec to QMP ready %.1f ms\n",
+              milliseconds(std::chrono::steady_clock::now() - qemu.started()));
+
+  // QEMU connected to virtiofsd (the vhost-user handshake happens while the
+  // device is realized): the daemon left accept and is still serving.
+  EXPECT_FALSE(virtiofs::accepting_on(daemon.pid(), share.socket));
+  EXPECT_FALSE(daemon.wait_exit(in(100ms))) << daemon.output();
+  {
+    QmpClient qmp = QmpClient::connect(paths.control_socket, in(5s));
+    Json blocks = qmp.execute("query-block", in(5s));
+    std::map<std::string, bool> readonly;
+    for (const Json& block : blocks.items)
+      if (const Json* inserted = block.find("inserted"))
+        readonly[std::string(inserted->string_member("node-name"))] = inserted->find("ro")->boolean;
+    EXPECT_EQ(readonly, (std::map<std::string, bool>{{"disk0", true}, {"disk1", false}}));
+  }
+  EXPECT_TRUE(fs::exists(paths.serial_log));
+
+  // The halting guest ignores the power button...
+  ASSERT_NO_THROW(plan.graceful_stop(qemu));
+  EXPECT_FALSE(qemu.wait_exit(in(500ms))) << "the stub guest cannot power off";
+  // ...so the forced stop ends it: QMP quit, no signal needed.
+  auto stop_start = std::chrono::steady_clock::now();
+  plan.force_stop(qemu, in(10s));
+  auto exit = qemu.wait_exit(in(1s));
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->signal, 0) << qemu.output();
+  EXPECT_EQ(exit->exit_code, 0) << qemu.output();
+  std::printf("QEMU forced stop (QMP quit) took %.1f ms\n", milliseconds(std::chrono::steady_clock::now() - stop_start));
+  // Its frontend gone, virtiofsd exits too.
+  EXPECT_TRUE(daemon.wait_exit(in(10s))) << daemon.output();
+}
+
+TEST(QemuBackend, ReadinessFailsWhenQemuExits) {
+  if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
+  testing::TempDir root("vmwarden-qemu-bad");
+  testing::write_file(root / "kernel", "not a kernel at all");
+  Definition definition;
+  definition.name = "bad";
+  definition.vmm = Vmm::qemu;
+  definition.kernel = root / "kernel";
+  definition.memory_mib = 32;
+  VmmPlan plan = plan_vmm(definition, RuntimePaths::in(root.path(), definition), Host::detect());
+  supervisor::ServiceSpec spec;
+  spec.argv = plan.argv;
+  TestService qemu(spec, /*confine=*/false);
+  try {
+    plan.wait_ready(qemu, in(30s));
+    FAIL() << "ready with a bogus kernel";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("exited before it was ready"));
+  }
+}
+
+}  // namespace
+}  // namespace vmwarden::vm

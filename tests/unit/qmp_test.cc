@@ -1,0 +1,177 @@
+// The JSON reader and the QMP client against a scripted QMP server: replies
+// split across reads, events between a command and its reply, error replies,
+// and deadlines. The client against real QEMU: tests/integration.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "common/error.h"
+#include "tests/support/support.h"
+#include "vm-launcher/json.h"
+#include "vm-launcher/qmp.h"
+
+namespace vmwarden::vm {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+Deadline in(std::chrono::milliseconds duration) { return std::chrono::steady_clock::now() + duration; }
+
+TEST(Json, ParsesWhatQmpSends) {
+  Json value = parse_json(
+      R"({"return": {"status": "running", "running": true, "n": -1.5e2, "list": [1, null, "a\"b\u00e9\ud83d\ude00"]}})");
+  const Json* result = value.find("return");
+  ASSERT_NE(result, nullptr);
+  EXPECT_EQ(result->string_member("status"), "running");
+  EXPECT_TRUE(result->find("running")->boolean);
+  EXPECT_EQ(result->find("n")->number, -150);
+  const Json& list = *result->find("list");
+  ASSERT_EQ(list.items.size(), 3u);
+  EXPECT_EQ(list.items[1].type, Json::Type::null);
+  EXPECT_EQ(list.items[2].string, "a\"b\xc3\xa9\xf0\x9f\x98\x80");
+  EXPECT_EQ(result->string_member("missing"), "");
+}
+
+TEST(Json, RefusesDefects) {
+  for (const char* bad : {"", "{", R"({"a" 1})", R"({"a": 1,})", "[1 2]", R"("\x")", "tru", "01x", "{} {}",
+                          "\"a\nb\"", R"("\ud800")", "-", "1."})
+    EXPECT_THROW(parse_json(bad), std::runtime_error) << bad;
+}
+
+TEST(Json, QuotesStrings) {
+  EXPECT_EQ(json_quote("a\"b\\c\n\x01"), R"("a\"b\\c\n\u0001")");
+  EXPECT_EQ(parse_json(json_quote("/srv/a \"b\"\t,=:")).string, "/srv/a \"b\"\t,=:");
+}
+
+// A QMP server that plays a script: for each line the client sends, the
+// handler writes back whatever it wants, in as many pieces as it wants.
+class ScriptedQmp {
+ public:
+  using Handler = std::function<void(int fd, const std::string& line)>;
+
+  ScriptedQmp(std::string greeting_part1, std::string greeting_part2, Handler handler)
+      : socket_(dir_ / "qmp.sock") {
+    int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strcpy(address.sun_path, socket_.c_str());
+    EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    EXPECT_EQ(::listen(listener, 1), 0);
+    listener_.reset(listener);
+    thread_ = std::thread([this, greeting_part1, greeting_part2, handler] {
+      int fd = ::accept(listener_.get(), nullptr, nullptr);
+      if (fd < 0) return;
+      UniqueFd connection(fd);
+      send(fd, greeting_part1);
+      std::this_thread::sleep_for(20ms);  // the client must cope with a partial greeting
+      send(fd, greeting_part2);
+      std::string buffer;
+      char chunk[1024];
+      for (;;) {
+        ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n <= 0) return;
+        buffer.append(chunk, static_cast<size_t>(n));
+        size_t newline;
+        while ((newline = buffer.find('\n')) != std::string::npos) {
+          std::string line = buffer.substr(0, newline);
+          buffer.erase(0, newline + 1);
+          handler(fd, line);
+        }
+      }
+    });
+  }
+  ~ScriptedQmp() {
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    thread_.join();
+  }
+
+  static void send(int fd, const std::string& text) { ASSERT_EQ(::write(fd, text.data(), text.size()), ssize_t(text.size())); }
+  const std::filesystem::path& socket() const { return socket_; }
+
+ private:
+  testing::TempDir dir_{"vmwarden-qmp"};
+  std::filesystem::path socket_;
+  UniqueFd listener_;
+  std::thread thread_;
+};
+
+std::string id_of(const std::string& line) {
+  Json request = parse_json(line);
+  return std::to_string(static_cast<int>(request.find("id")->number));
+}
+
+const char* kGreetingStart = R"({"QMP": {"version": {"qemu": {"micro": 0, "min)";
+const char* kGreetingEnd = "or\": 2, \"major\": 7}}, \"capabilities\": [\"oob\"]}}\r\n";
+
+TEST(QmpClient, MatchesRepliesAcrossEventsAndSplitReads) {
+  ScriptedQmp server(kGreetingStart, kGreetingEnd, [](int fd, const std::string& line) {
+    std::string id = id_of(line);
+    if (line.find("qmp_capabilities") != std::string::npos) {
+      ScriptedQmp::send(fd, "{\"return\": {}, \"id\": " + id + "}\r\n");
+    } else if (line.find("query-status") != std::string::npos) {
+      ScriptedQmp::send(fd, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"RESUME\"}\r\n{\"ret");
+      std::this_thread::sleep_for(20ms);
+      ScriptedQmp::send(fd, "urn\": {\"status\": \"running\", \"running\": true}, \"id\": " + id + "}\r\n");
+    } else {
+      ScriptedQmp::send(fd, "{\"id\": " + id +
+                                ", \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command nope has not been found\"}}\r\n");
+    }
+  });
+  QmpClient qmp = QmpClient::connect(server.socket(), in(5s));
+  EXPECT_EQ(qmp.greeting().find("QMP")->find("version")->find("qemu")->find("major")->number, 7);
+  Json status = qmp.execute("query-status", in(5s));
+  EXPECT_EQ(status.string_member("status"), "running");
+  ASSERT_EQ(qmp.events().size(), 1u);
+  EXPECT_EQ(qmp.events()[0].string_member("event"), "RESUME");
+  try {
+    qmp.execute("nope", in(5s));
+    FAIL() << "no QmpError";
+  } catch (const QmpError& e) {
+    EXPECT_EQ(e.error_class(), "CommandNotFound");
+    EXPECT_THAT(e.what(), HasSubstr("has not been found"));
+  }
+}
+
+TEST(QmpClient, GivesUpAtTheDeadline) {
+  ScriptedQmp server(kGreetingStart, kGreetingEnd, [](int fd, const std::string& line) {
+    if (line.find("qmp_capabilities") != std::string::npos)
+      ScriptedQmp::send(fd, "{\"return\": {}, \"id\": " + id_of(line) + "}\n");
+    // anything else: never answered
+  });
+  QmpClient qmp = QmpClient::connect(server.socket(), in(5s));
+  auto start = std::chrono::steady_clock::now();
+  try {
+    qmp.execute("query-status", in(200ms));
+    FAIL() << "no timeout";
+  } catch (const SystemError& e) {
+    EXPECT_EQ(e.code(), ETIMEDOUT);
+  }
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, 190ms);
+  EXPECT_LT(waited, 3s);
+}
+
+TEST(QmpClient, RefusesASocketThatIsNotQmp) {
+  ScriptedQmp server("{\"hello\": ", "1}\n", [](int, const std::string&) {});
+  EXPECT_THROW(QmpClient::connect(server.socket(), in(5s)), std::runtime_error);
+}
+
+TEST(QmpClient, MissingSocketIsASystemError) {
+  testing::TempDir dir;
+  try {
+    QmpClient::connect(dir / "absent.sock", in(1s));
+    FAIL() << "connected to nothing";
+  } catch (const SystemError& e) {
+    EXPECT_EQ(e.code(), ENOENT);
+  }
+}
+
+}  // namespace
+}  // namespace vmwarden::vm

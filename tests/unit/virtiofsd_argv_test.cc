@@ -1,0 +1,158 @@
+// virtiofsd command lines in both dialects, their rules and capabilities,
+// and dialect detection against the real C virtiofsd and a Rust-dialect
+// double.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <linux/capability.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "common/error.h"
+#include "tests/support/support.h"
+#include "virtiofs-glue/virtiofsd.h"
+
+namespace vmwarden::virtiofs {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
+
+Share share(Dialect dialect) {
+  Share share;
+  share.binary = dialect == Dialect::c ? "/usr/lib/qemu/virtiofsd" : "/usr/libexec/virtiofsd";
+  share.dialect = dialect;
+  share.tag = "home";
+  share.shared_dir = "/home/user/work";
+  share.readonly = false;
+  share.socket = "/run/vmwarden/work/fs0.sock";
+  return share;
+}
+
+TEST(VirtiofsdArgv, CDialectWithListeningFd) {
+  Share s = share(Dialect::c);
+  s.listen_fd = 3;
+  DaemonPlan plan = plan_virtiofsd(s);
+  EXPECT_THAT(plan.argv, ElementsAre("/usr/lib/qemu/virtiofsd", "--fd=3", "-o", "source=/home/user/work", "-o",
+                                     "sandbox=chroot", "-o", "cache=auto", "-o", "no_xattr", "-o",
+                                     "modcaps=-mknod:-setfcap", "--rlimit-nofile=0"));
+  EXPECT_EQ(plan.seccomp_profile, "virtiofsd");
+  EXPECT_THAT(plan.keep_capabilities, UnorderedElementsAre(CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID,
+                                                           CAP_SETGID, CAP_SETUID, CAP_SETPCAP, CAP_SYS_CHROOT));
+}
+
+TEST(VirtiofsdArgv, CDialectCreatingItsSocketIsReadOnlyOnlyThroughRules) {
+  Share s = share(Dialect::c);
+  s.readonly = true;
+  DaemonPlan plan = plan_virtiofsd(s);
+  EXPECT_EQ(plan.argv[1], "--socket-path=/run/vmwarden/work/fs0.sock");
+  // The C daemon has no read-only flag: nothing in its argv says so...
+  for (const auto& arg : plan.argv) EXPECT_THAT(arg, ::testing::Not(HasSubstr("readonly")));
+  // ...its Landlock rule does (and the caller's read-only bind mount).
+  auto share_rule = std::find_if(plan.paths.begin(), plan.paths.end(),
+                                 [](const auto& rule) { return rule.path == "/home/user/work"; });
+  ASSERT_NE(share_rule, plan.paths.end());
+  EXPECT_TRUE(share_rule->rights.read);
+  EXPECT_FALSE(share_rule->rights.write);
+  // It creates its socket and a pid file in /var/run/virtiofsd.
+  auto has = [&](const char* path) {
+    return std::any_of(plan.paths.begin(), plan.paths.end(),
+                       [&](const auto& rule) { return rule.path == path && rule.rights.write; });
+  };
+  EXPECT_TRUE(has("/run/vmwarden/work"));
+  EXPECT_TRUE(has("/var/run/virtiofsd"));
+}
+
+TEST(VirtiofsdArgv, RustDialect) {
+  Share s = share(Dialect::rust);
+  s.readonly = true;
+  s.advertise_tag = true;
+  s.listen_fd = 4;
+  DaemonPlan plan = plan_virtiofsd(s);
+  EXPECT_THAT(plan.argv,
+              ElementsAreArray({"/usr/libexec/virtiofsd", "--fd=4", "--shared-dir=/home/user/work", "--tag=home",
+                                "--sandbox=chroot", "--seccomp=kill", "--cache=auto", "--modcaps=-mknod:-setfcap",
+                                "--rlimit-nofile=0", "--readonly"}));
+  EXPECT_EQ(plan.seccomp_profile, "vm-daemon");
+  // With --fd nothing is created: no write right outside the share.
+  for (const auto& rule : plan.paths) EXPECT_FALSE(rule.rights.write && rule.path.string().find("/run") == 0) << rule.path;
+
+  s.readonly = false;
+  s.advertise_tag = false;
+  s.listen_fd.reset();
+  EXPECT_THAT(plan_virtiofsd(s).argv,
+              ElementsAreArray({"/usr/libexec/virtiofsd", "--socket-path=/run/vmwarden/work/fs0.sock",
+                                "--shared-dir=/home/user/work", "--sandbox=chroot", "--seccomp=kill", "--cache=auto",
+                                "--modcaps=-mknod:-setfcap", "--rlimit-nofile=0"}));
+}
+
+TEST(VirtiofsdArgv, CDialectCannotAdvertiseATag) {
+  Share s = share(Dialect::c);
+  s.advertise_tag = true;
+  EXPECT_THROW(plan_virtiofsd(s), UsageError);
+}
+
+TEST(VirtiofsdArgv, RefusesInjection) {
+  // "-o source=/a,sandbox=none" would switch the C daemon's sandbox off.
+  for (Dialect dialect : {Dialect::c, Dialect::rust}) {
+    Share s = share(dialect);
+    s.shared_dir = "/srv/a,sandbox=none";
+    EXPECT_THROW(plan_virtiofsd(s), UsageError);
+    s = share(dialect);
+    s.socket = "/run/x:y.sock";
+    EXPECT_THROW(plan_virtiofsd(s), UsageError);
+    s = share(dialect);
+    s.shared_dir = "relative/dir";
+    EXPECT_THROW(plan_virtiofsd(s), UsageError);
+    s = share(dialect);
+    s.tag = "a,b";
+    EXPECT_THROW(plan_virtiofsd(s), UsageError);
+    s = share(dialect);
+    s.binary = "/opt/v=1/virtiofsd";
+    EXPECT_THROW(plan_virtiofsd(s), UsageError);
+    EXPECT_NO_THROW(plan_virtiofsd(share(dialect)));
+  }
+}
+
+TEST(VirtiofsdDialect, RecognisesTheRealCDaemon) {
+  const char* c_daemon = "/usr/lib/qemu/virtiofsd";
+  if (!std::filesystem::exists(c_daemon)) GTEST_SKIP() << c_daemon << " is not installed";
+  EXPECT_EQ(detect_dialect(c_daemon), Dialect::c);
+}
+
+TEST(VirtiofsdDialect, RecognisesTheRustDialectAndCachesIt) {
+  testing::TempDir dir;
+  std::filesystem::path binary = dir / "virtiofsd";
+  std::filesystem::copy_file(std::getenv("VMWARDEN_FAKE_VIRTIOFSD"), binary);
+  // Detection runs the program with a bare environment; a wrapper counts
+  // the calls.
+  std::filesystem::path wrapper = dir / "counting-virtiofsd";
+  testing::write_file(wrapper, "#!/bin/sh\necho call >> " + (dir / "calls").string() + "\nexec " + binary.string() +
+                                   " \"$@\"\n",
+                      0755);
+  EXPECT_EQ(detect_dialect(wrapper), Dialect::rust);
+  EXPECT_EQ(detect_dialect(wrapper), Dialect::rust);
+  EXPECT_EQ(testing::read_file(dir / "calls"), "call\n");
+  // A new binary at the same path is detected afresh.
+  std::filesystem::remove(wrapper);
+  testing::write_file(wrapper, "#!/bin/sh\necho call >> " + (dir / "calls").string() + "\necho usage: -o source=PATH\n",
+                      0755);
+  EXPECT_EQ(detect_dialect(wrapper), Dialect::c);
+  EXPECT_EQ(testing::read_file(dir / "calls"), "call\ncall\n");
+}
+
+TEST(VirtiofsdDialect, RefusesOtherPrograms) {
+  try {
+    detect_dialect("/bin/true");
+    FAIL() << "/bin/true taken for virtiofsd";
+  } catch (const PermanentError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("does not look like virtiofsd"));
+  }
+  EXPECT_THROW(detect_dialect("/nonexistent/virtiofsd"), PermanentError);
+  EXPECT_THROW(detect_dialect("relative/virtiofsd"), PermanentError);
+}
+
+}  // namespace
+}  // namespace vmwarden::virtiofs

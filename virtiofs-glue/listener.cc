@@ -1,0 +1,101 @@
+// The virtiofsd socket and the readiness probe.
+//
+// Both virtiofsd implementations serve exactly one frontend connection and
+// exit when it closes, so readiness must not connect. What the daemon does
+// once it is ready is visible in /proc: its main thread blocks in accept(2)
+// on the listening socket. The probe checks exactly that: a thread's current
+// syscall (/proc/PID/task/TID/syscall) is accept or accept4, its first
+// argument is a socket fd of the process (/proc/PID/fd), and that socket is a
+// listening unix socket bound at the expected path (/proc/PID/net/unix). The
+// C daemon reaches accept after checking its options and the shared directory;
+// with --fd the socket exists before exec, so a VMM may connect early and is
+// simply accepted once the daemon gets there.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/core.h>
+
+#include "common/error.h"
+#include "virtiofs-glue/virtiofsd.h"
+
+namespace vmwarden::virtiofs {
+namespace {
+
+constexpr unsigned long kAcceptingConnections = 0x10000;  // __SO_ACCEPTCON in /proc/net/unix
+
+std::optional<unsigned long> socket_inode(pid_t pid, long fd) {
+  char target[64];
+  ssize_t n = ::readlink(fmt::format("/proc/{}/fd/{}", pid, fd).c_str(), target, sizeof target - 1);
+  if (n <= 0) return std::nullopt;
+  target[n] = '\0';
+  unsigned long inode = 0;
+  if (std::sscanf(target, "socket:[%lu]", &inode) != 1) return std::nullopt;
+  return inode;
+}
+
+bool listening_at(pid_t pid, unsigned long inode, const std::string& expected_path) {
+  std::ifstream table(fmt::format("/proc/{}/net/unix", pid));
+  std::string line;
+  std::getline(table, line);  // the header
+  while (std::getline(table, line)) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    std::istringstream fields(line);
+    std::string num, refcount, protocol, flags, type, state, path;
+    unsigned long entry_inode = 0;
+    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> entry_inode)) continue;
+    if (entry_inode != inode) continue;
+    fields >> path;
+    return (std::strtoul(flags.c_str(), nullptr, 16) & kAcceptingConnections) != 0 && path == expected_path;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool accepting_on(pid_t pid, const std::filesystem::path& socket) {
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), error)) {
+    std::ifstream syscall_file(task.path() / "syscall");
+    long number = -1;
+    std::string first_argument;
+    // "running" for a thread on a CPU: no number, not in accept.
+    if (!(syscall_file >> number >> first_argument)) continue;
+    if (number != SYS_accept && number != SYS_accept4) continue;
+    long fd = std::strtol(first_argument.c_str(), nullptr, 16);
+    if (auto inode = socket_inode(pid, fd); inode && listening_at(pid, *inode, socket.native())) return true;
+  }
+  return false;
+}
+
+UniqueFd listen_socket(const std::filesystem::path& path, uid_t uid, gid_t gid) {
+  const std::string& name = path.native();
+  sockaddr_un address{};
+  if (name.empty() || name.size() >= sizeof address.sun_path)
+    throw UsageError(fmt::format("socket path \"{}\" is empty or longer than {} bytes", name,
+                                 sizeof address.sun_path - 1));
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, name.data(), name.size());
+  UniqueFd fd(check(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket", name));
+  // The socket file is born 0600 (no window in which others could connect)
+  // and then handed to the daemon's uid.
+  mode_t old_umask = ::umask(0177);
+  int rc = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  ::umask(old_umask);
+  check(rc, "bind", name);
+  if (::lchown(name.c_str(), uid, gid) < 0) {
+    int saved = errno;
+    ::unlink(name.c_str());
+    throw_system_error(saved, "lchown", name);
+  }
+  check(::listen(fd.get(), 1), "listen", name);
+  return fd;
+}
+
+}  // namespace vmwarden::virtiofs

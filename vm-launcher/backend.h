@@ -1,0 +1,83 @@
+// The VMM backends: for a VM definition and the paths of its running
+// sandbox, what to exec (argv), what the VMM may touch (Landlock rules), which
+// seccomp profile confines it, and how the warden sees it ready, asks it to
+// power off and forces it to stop. One file per VMM: qemu.cc, crosvm.cc,
+// cloud_hypervisor.cc. Building a plan starts nothing.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "supervisor/confinement.h"
+#include "supervisor/sandbox.h"
+#include "vm-launcher/definition.h"
+
+namespace vmwarden::vm {
+
+// Where the programs vmwarden runs live on this host, and whether KVM is
+// usable. detect() reads the overrides VMWARDEN_QEMU, VMWARDEN_CROSVM,
+// VMWARDEN_CLOUD_HYPERVISOR, VMWARDEN_CH_REMOTE and VMWARDEN_VIRTIOFSD, then
+// looks on PATH and in the standard locations (doc/VMM.md). A program that
+// is not found stays empty; planning a VM that needs it is then an error
+// that names the variable to set.
+struct Host {
+  std::filesystem::path qemu;
+  std::filesystem::path crosvm;
+  std::filesystem::path cloud_hypervisor;
+  std::filesystem::path ch_remote;
+  std::filesystem::path virtiofsd;
+  bool kvm = false;  // /dev/kvm opens read-write for the caller
+
+  static Host detect();
+};
+
+// The paths of one running VM, chosen by the caller (normally inside the VM's
+// runtime directory). Every path must be free of `,` `:` `=` and fit in a
+// unix socket address where it names a socket.
+struct RuntimePaths {
+  std::filesystem::path runtime_dir;
+  std::filesystem::path control_socket;  // QMP, crosvm control socket, cloud-hypervisor API
+  std::filesystem::path serial_log;
+  std::map<std::string, std::filesystem::path> share_sockets;  // vhost-user socket by share tag
+  std::filesystem::path wayland_socket;  // the host compositor's socket, for [display] wayland
+
+  // RUNTIME_DIR/control.sock, RUNTIME_DIR/serial.log, RUNTIME_DIR/fsN.sock for
+  // the Nth share (numbered, not named by tag, to stay within the 107 bytes
+  // of a socket address). The Wayland socket is left to the caller.
+  static RuntimePaths in(const std::filesystem::path& runtime_dir, const Definition& definition);
+};
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+struct VmmPlan {
+  std::vector<std::string> argv;  // argv[0] is the absolute path of the VMM
+  // Everything the VMM may touch: the system's programs and libraries, the
+  // usual devices, /proc/self, its own binary, kernel and initramfs (read),
+  // disks (read, or read-write unless `readonly`), the runtime directory and
+  // sockets (read-write), /dev/kvm (read-write and device ioctls) when used.
+  std::vector<supervisor::PathRule> paths;
+  std::string seccomp_profile;  // a profile name known to supervisor/seccomp.cc
+  bool needs_network = false;   // `[sandbox] network = true`: TCP must not be denied
+
+  // For ServiceSpec::wait_ready: returns once the VMM runs the guest, throws
+  // when it exits or is not ready by the deadline.
+  std::function<void(const supervisor::RunningService&, Deadline)> wait_ready;
+  // For ServiceSpec::graceful_stop: asks the guest to power off (ACPI power
+  // button) and returns without waiting for it.
+  std::function<void(const supervisor::RunningService&)> graceful_stop;
+  // Stops the VMM now: its own stop command first, then SIGKILL if it has not
+  // exited by the deadline. Returns once it has exited or was SIGKILLed.
+  std::function<void(const supervisor::RunningService&, Deadline)> force_stop;
+};
+
+// Throws UsageError for a definition the backend cannot express (a plain
+// command, `network = true` with crosvm or cloud-hypervisor, a path or tag
+// that would inject options, a socket path too long) and PermanentError when
+// the VMM's program is not installed.
+VmmPlan plan_vmm(const Definition& definition, const RuntimePaths& paths, const Host& host);
+
+}  // namespace vmwarden::vm

@@ -1,0 +1,55 @@
+// What the three backends share: argument checks that keep option
+// separators out of VMM command lines, the Landlock rules every VMM needs,
+// and running a VMM's control program under the VMM's own confinement.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/process.h"
+#include "supervisor/confinement.h"
+#include "supervisor/sandbox.h"
+#include "vm-launcher/backend.h"
+
+namespace vmwarden::vm::backend {
+
+// Returns `path` as a string once it passes path_problem(); throws UsageError
+// naming `what` otherwise. Applied to every path a backend puts in an argv,
+// wherever it came from: a definition was checked when parsed, but a
+// RuntimePaths or a programmatically built Definition was not.
+std::string checked_path(std::string_view what, const std::filesystem::path& path);
+// Also checks that `path` fits in a unix socket address.
+std::string checked_socket(std::string_view what, const std::filesystem::path& path);
+std::string checked_tag(std::string_view tag);
+// A kernel command line goes into one argv element: refuse control characters.
+std::string checked_cmdline(std::string_view cmdline);
+// The program for `vmm`, or PermanentError naming its override variable.
+std::filesystem::path required_program(const std::filesystem::path& program, std::string_view name,
+                                       std::string_view variable);
+// The share's socket from `paths`, or UsageError.
+std::filesystem::path share_socket(const RuntimePaths& paths, const Share& share);
+
+// System, device and /proc/self rules, the binaries, kernel, initramfs,
+// disks, runtime directory and share sockets.
+std::vector<supervisor::PathRule> common_rules(const Definition& definition, const RuntimePaths& paths,
+                                               const std::vector<std::filesystem::path>& programs);
+
+// Runs a VMM control program (`crosvm powerbtn SOCKET`, `ch-remote ...`) from
+// the warden as the VMM itself runs: same uid, Landlock domain and seccomp
+// profile, same environment. Throws with the program's output unless it
+// exits 0 by the deadline.
+void run_control_program(const supervisor::RunningService& vmm, const std::vector<std::string>& argv,
+                         Deadline deadline);
+
+// Waits for the VMM to exit until `deadline`, then SIGKILLs it.
+void kill_at_deadline(const supervisor::RunningService& vmm, Deadline deadline);
+
+// Fails readiness when the VMM has already exited.
+void require_running(const supervisor::RunningService& vmm, std::string_view what);
+
+// Sleeps a little between readiness probes, never past the deadline.
+void pause_before_retry(Deadline deadline);
+
+}  // namespace vmwarden::vm::backend

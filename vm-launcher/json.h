@@ -1,0 +1,36 @@
+// A minimal JSON reader for the few replies vmwarden reads from VMMs (QMP,
+// the cloud-hypervisor API). Values are parsed completely and strictly;
+// numbers are kept as doubles.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace vmwarden::vm {
+
+struct Json {
+  enum class Type { null, boolean, number, string, array, object };
+
+  Type type = Type::null;
+  bool boolean = false;
+  double number = 0;
+  std::string string;
+  std::vector<Json> items;                            // array
+  std::vector<std::pair<std::string, Json>> members;  // object, in order
+
+  // The member named `key` of an object, or nullptr.
+  const Json* find(std::string_view key) const;
+  // The string member `key`, or "" when absent or not a string.
+  std::string_view string_member(std::string_view key) const;
+};
+
+// Throws std::runtime_error("invalid JSON at byte N: ...") on any defect,
+// trailing garbage included.
+Json parse_json(std::string_view text);
+
+// `text` as a JSON string literal, quotes included.
+std::string json_quote(std::string_view text);
+
+}  // namespace vmwarden::vm

@@ -1,0 +1,69 @@
+#include "vm-launcher/unix_socket.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace vmwarden::vm {
+
+UnixConnection UnixConnection::connect(const std::filesystem::path& path, int type) {
+  const std::string& name = path.native();
+  if (name.size() > kMaxSocketPath)
+    throw UsageError("socket path " + name + " is longer than " + std::to_string(kMaxSocketPath) +
+                     " bytes; use a shorter runtime directory");
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, name.data(), name.size());
+  UniqueFd fd(check(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket", name));
+  // A unix connect completes or fails at once; EAGAIN means a full backlog.
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) < 0)
+    throw_errno("connect", name);
+  return UnixConnection(std::move(fd), path);
+}
+
+void UnixConnection::wait_for(short events, Deadline deadline, std::string_view operation) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) throw SystemError(ETIMEDOUT, operation, path_.native());
+    pollfd pfd{fd_.get(), events, 0};
+    int rc = ::poll(&pfd, 1, static_cast<int>(std::min<long long>(left.count() + 1, 60'000)));
+    if (rc < 0 && errno == EINTR) continue;
+    check(rc, "poll", path_.native());
+    if (rc > 0) return;
+  }
+}
+
+void UnixConnection::write_all(std::string_view data, Deadline deadline) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd_.get(), data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) throw_errno("send", path_.native());
+      wait_for(POLLOUT, deadline, "send");
+      continue;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+bool UnixConnection::read_some(std::string& buffer, Deadline deadline) {
+  for (;;) {
+    char chunk[8192];
+    ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
+    if (n > 0) {
+      buffer.append(chunk, static_cast<size_t>(n));
+      return true;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno == ECONNRESET) return false;
+    if (errno != EAGAIN) throw_errno("recv", path_.native());
+    wait_for(POLLIN, deadline, "recv");
+  }
+}
+
+}  // namespace vmwarden::vm

@@ -1,0 +1,42 @@
+// Client side of the VMMs' control sockets: connect to a pathname unix
+// socket and exchange bytes, every step bounded by a deadline.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/process.h"
+#include "common/unique_fd.h"
+
+namespace vmwarden::vm {
+
+// The longest socket path a sockaddr_un holds (107 bytes on Linux).
+inline constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
+
+// A connected socket (SOCK_STREAM or SOCK_SEQPACKET), non-blocking.
+class UnixConnection {
+ public:
+  // One attempt; throws SystemError (ENOENT, ECONNREFUSED, ...) on failure.
+  static UnixConnection connect(const std::filesystem::path& path, int type = SOCK_STREAM);
+
+  void write_all(std::string_view data, Deadline deadline);
+  // Appends what is available (waiting for at least one byte) to `buffer`.
+  // Returns false at end of stream; throws SystemError(ETIMEDOUT) at the deadline.
+  bool read_some(std::string& buffer, Deadline deadline);
+
+  int fd() const { return fd_.get(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  UnixConnection(UniqueFd fd, std::filesystem::path path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  void wait_for(short events, Deadline deadline, std::string_view operation);
+
+  UniqueFd fd_;
+  std::filesystem::path path_;
+};
+
+}  // namespace vmwarden::vm
