@@ -82,6 +82,8 @@ int run(int argc, char** argv) {
   app.add_flag("-v,--verbose", globals.verbose, "Log debug detail to stderr");
 
   add_check_command(app, globals);
+  add_uid_command(app, globals);
+  add_acl_command(app, globals);
 
   try {
     app.parse(argc, argv);

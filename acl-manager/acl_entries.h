@@ -1,0 +1,75 @@
+// The binary form of POSIX ACL xattrs (system.posix_acl_access/default) and
+// the edits vmwarden makes to them. Working on the kernel's own format lets
+// the walk read, decide and write each entry with one xattr call each way and
+// no libacl allocations. Internal to acl-manager.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vmwarden::acl::detail {
+
+enum Tag : std::uint16_t {
+  kUserObj = 0x01,
+  kUser = 0x02,
+  kGroupObj = 0x04,
+  kGroup = 0x08,
+  kMask = 0x10,
+  kOther = 0x20,
+};
+
+inline constexpr std::uint32_t kNoId = 0xffffffffu;
+inline constexpr std::uint16_t kRead = 4, kWrite = 2, kExecute = 1;
+
+struct Entry {
+  std::uint16_t tag = 0;
+  std::uint16_t perm = 0;
+  std::uint32_t id = kNoId;
+  friend bool operator==(const Entry&, const Entry&) = default;
+};
+
+using Entries = std::vector<Entry>;
+
+// Parses an xattr value. False when it is not a well-formed version-2 ACL
+// (the kernel never returns one, but a corrupt value must not be "fixed").
+bool decode(std::string_view value, Entries& out);
+// Appends the xattr value for `entries` (sorted, as the kernel requires) to out.
+void encode(const Entries& entries, std::string& out);
+
+// The three entries equivalent to a file mode without an ACL.
+Entries from_mode(mode_t mode);
+
+// Sorts by tag, then id: the order the kernel accepts.
+void sort_entries(Entries& entries);
+
+// The permissions "rX" / "rwX" mean for this object: X is execute for
+// directories, and for files only when someone may already execute it.
+std::uint16_t requested_perm(bool writable, bool is_directory, const Entries& access);
+
+// Gives `uid` exactly `perm`. The mask rule: the mask grows only by the bits
+// the new entry needs, and any bit it newly lets through is removed from every
+// other group-class entry (owning group, named users and groups), so what
+// each of them can effectively do stays exactly what it was. Returns whether
+// anything changed.
+bool set_user(Entries& entries, std::uint32_t uid, std::uint16_t perm);
+
+// Removes the named-user entries whose id matches, then recomputes the mask as
+// the union of what the remaining group-class entries could effectively do.
+// With no named entries left the mask goes, and the owning group keeps only
+// what it could effectively do, so nothing is widened. Returns whether
+// anything changed.
+bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& matches);
+
+// True when only the owner/group/other entries remain (an ACL the kernel
+// stores as plain mode bits).
+bool is_minimal(const Entries& entries);
+
+// "u:1000:r-x,..." for messages and tests.
+std::string to_text(const Entries& entries);
+
+}  // namespace vmwarden::acl::detail
