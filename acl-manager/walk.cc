@@ -101,6 +101,7 @@ class Walk {
     char buffer[kValueBuffer];
     unsigned fast_misses = 0;
     unsigned fast_pause = 0;
+    unsigned fast_rounds = 0;
 
     void note_error(const std::string& path, std::string_view operation, int error) {
       ++report.failed;
@@ -264,11 +265,16 @@ class Walk {
       if (walk.use_fast_check_ && fast_pause == 0) {
         if (already_right(walk, dirfd, name.c_str())) {
           fast_misses = 0;
+          fast_rounds = 0;
           ++report.unchanged;
           return;
         }
-        // Mostly-fresh trees: stop paying for the check for a while.
-        if (++fast_misses >= 16) fast_pause = 64;
+        // Mostly-fresh trees: stop paying for the check for a while, longer
+        // each time it keeps failing.
+        if (++fast_misses >= 16) {
+          fast_pause = std::min<unsigned>(4096, 64u << std::min(6u, fast_rounds++));
+          fast_misses = 0;
+        }
       } else if (fast_pause > 0) {
         --fast_pause;
       }
