@@ -33,6 +33,7 @@ Report& Report::operator+=(const Report& other) {
   skipped_mounts += other.skipped_mounts;
   vanished += other.vanished;
   failed += other.failed;
+  narrowed += other.narrowed;
   for (const std::string& path : other.hardlinks) {
     if (hardlinks.size() < 100) hardlinks.push_back(path);
   }
@@ -53,6 +54,7 @@ std::string Report::summary() const {
   add(skipped_special, "special files skipped");
   add(skipped_mounts, "mount points not crossed");
   add(vanished, "vanished");
+  add(narrowed, "narrowed by the mask rule");
   add(failed, "failed");
   return text;
 }
@@ -63,11 +65,11 @@ class GrantEditor final : public Editor {
  public:
   GrantEditor(uid_t uid, Access access) : uid_(uid), writable_(access == Access::rw) {}
 
-  bool edit_access(Entries& access, bool is_directory, Report&) const override {
-    return detail::set_user(access, uid_, detail::requested_perm(writable_, is_directory, access));
+  bool edit_access(Entries& access, bool is_directory, Report& report) const override {
+    return set(access, detail::requested_perm(writable_, is_directory, access), report);
   }
 
-  bool edit_default(Entries& entries, bool& present, const Entries& access, Report&) const override {
+  bool edit_default(Entries& entries, bool& present, const Entries& access, Report& report) const override {
     bool created = false;
     if (!present) {
       // Like setfacl -d -m: a new default ACL starts from the directory's
@@ -83,13 +85,19 @@ class GrantEditor final : public Editor {
     }
     // New files get rwX masked by their creation mode, so a later file is
     // readable (and, for rw, writable) by the UID.
-    bool changed = detail::set_user(entries, uid_, detail::kRead | (writable_ ? detail::kWrite : 0) | detail::kExecute);
+    bool changed = set(entries, detail::kRead | (writable_ ? detail::kWrite : 0) | detail::kExecute, report);
     return changed || created;
   }
 
   bool adds_entries() const override { return true; }
 
  private:
+  bool set(Entries& entries, std::uint16_t perm, Report& report) const {
+    bool changed = detail::set_user(entries, uid_, perm);
+    if (changed && detail::grantable(entries, uid_, perm) != perm) ++report.narrowed;
+    return changed;
+  }
+
   uid_t uid_;
   bool writable_;
 };
@@ -142,8 +150,12 @@ UniqueFd open_tree(const std::filesystem::path& tree) {
   int error = errno;
   switch (error) {
     case ENOENT: throw UsageError(fmt::format("{}: no such directory", tree.string()));
-    case ENOTDIR: throw UsageError(fmt::format("{}: not a directory (grants apply to directory trees)", tree.string()));
+    case ENOTDIR:
     case ELOOP: {
+      struct stat st;
+      if (error == ENOTDIR && (::lstat(tree.c_str(), &st) != 0 || !S_ISLNK(st.st_mode))) {
+        throw UsageError(fmt::format("{}: not a directory (grants apply to directory trees)", tree.string()));
+      }
       std::error_code ec;
       auto resolved = std::filesystem::canonical(tree, ec);
       throw UsageError(fmt::format("{}: the path goes through a symlink, which is never followed{}", tree.string(),
@@ -173,11 +185,15 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
   require_in_range(registry, uid);
   std::filesystem::path tree = normal_tree(tree_arg);
   UniqueFd root = open_tree(tree);
+  auto require_allocated = [&] {
+    auto info = registry.find(uid);
+    if (!info || !info->allocated) {
+      throw UsageError(fmt::format("UID {} is not allocated (`vmwarden uid alloc` hands one out)", uid));
+    }
+  };
+  require_allocated();
   UniqueFd lock = registry.lock_acl_changes();
-  auto info = registry.find(uid);
-  if (!info || !info->allocated) {
-    throw UsageError(fmt::format("UID {} is not allocated (`vmwarden uid alloc` hands one out)", uid));
-  }
+  require_allocated();
   if (!options.dry_run) {
     registry.add_grant_record(GrantRecord{uid, tree, access, options.cross_mounts});
   }

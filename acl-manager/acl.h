@@ -34,6 +34,7 @@ struct Report {
   std::uint64_t skipped_mounts = 0;     // mount points not crossed
   std::uint64_t vanished = 0;           // gone or replaced while the walk ran
   std::uint64_t failed = 0;             // objects whose ACL could not be read or written
+  std::uint64_t narrowed = 0;           // grants given less than asked by the mask rule (doc/ACL.md)
   std::vector<std::string> hardlinks;   // their paths (the first 100)
   std::vector<std::string> errors;      // the first 20 failures, "PATH: why"
   std::map<uid_t, std::uint64_t> removed;  // sweep: objects each UID's entries were removed from

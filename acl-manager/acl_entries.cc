@@ -100,36 +100,35 @@ std::uint16_t requested_perm(bool writable, bool is_directory, const Entries& ac
   return perm;
 }
 
-bool set_user(Entries& entries, std::uint32_t uid, std::uint16_t perm) {
-  Entry* mask = find(entries, kMask);
-  Entry* group_obj = find(entries, kGroupObj);
-  std::uint16_t old_mask = mask ? mask->perm : (group_obj ? group_obj->perm : 0);
-  Entry* own = find(entries, kUser, uid);
-  if (own != nullptr && own->perm == perm && mask != nullptr && (perm & ~old_mask) == 0) return false;
-  if (own != nullptr) {
-    // A changed grant starts from the ACL as it would be without it, so that
-    // going from rw to ro narrows the mask again.
-    remove_users(entries, [uid](std::uint32_t id) { return id == uid; });
-    mask = find(entries, kMask);
-    group_obj = find(entries, kGroupObj);
-    old_mask = mask ? mask->perm : (group_obj ? group_obj->perm : 0);
+std::uint16_t grantable(const Entries& entries, std::uint32_t uid, std::uint16_t perm) {
+  const Entry* mask = find(entries, kMask);
+  if (mask == nullptr) return perm;  // no named entries: only the owning group, which keeps its bits
+  std::uint16_t withheld = 0;
+  for (const Entry& entry : entries) {
+    if (is_group_class(entry) && !(entry.tag == kUser && entry.id == uid)) withheld |= entry.perm & ~mask->perm;
   }
+  return perm & ~withheld;
+}
 
-  std::uint16_t new_mask = old_mask | perm;
-  std::uint16_t unmasked = new_mask & ~old_mask;
-  if (unmasked != 0) {
-    for (Entry& entry : entries) {
-      if (is_group_class(entry) && !(entry.tag == kUser && entry.id == uid)) entry.perm &= ~unmasked;
-    }
-  }
-  entries.push_back({kUser, perm, uid});
-  mask = find(entries, kMask);
-  if (mask != nullptr) {
-    mask->perm = new_mask;
+bool set_user(Entries& entries, std::uint32_t uid, std::uint16_t perm) {
+  // Built from the ACL as it would be without `uid`'s entry, so that a
+  // changed grant (rw to ro) narrows the mask again; equal means already right.
+  thread_local Entries result;
+  result = entries;
+  if (find(result, kUser, uid) != nullptr) remove_users(result, [uid](std::uint32_t id) { return id == uid; });
+  const Entry* mask = find(result, kMask);
+  const Entry* group_obj = find(result, kGroupObj);
+  std::uint16_t old_mask = mask ? mask->perm : (group_obj ? group_obj->perm : 0);
+  std::uint16_t granted = grantable(result, uid, perm);
+  result.push_back({kUser, granted, uid});
+  if (Entry* m = find(result, kMask)) {
+    m->perm = old_mask | granted;
   } else {
-    entries.push_back({kMask, new_mask, kNoId});
+    result.push_back({kMask, static_cast<std::uint16_t>(old_mask | granted), kNoId});
   }
-  sort_entries(entries);
+  sort_entries(result);
+  if (result == entries) return false;
+  entries.swap(result);
   return true;
 }
 
@@ -147,12 +146,13 @@ bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& ma
     if (is_group_class(entry)) new_mask |= entry.perm & old_mask;
     if (entry.tag == kUser || entry.tag == kGroup) named_left = true;
   }
-  if (named_left) {
-    if (Entry* m = find(entries, kMask)) m->perm = new_mask;
-  } else {
+  Entry* group_obj = find(entries, kGroupObj);
+  if (!named_left && group_obj != nullptr && (group_obj->perm & ~old_mask) == 0) {
+    // Nothing left for a mask to limit: back to plain mode bits.
     entries.erase(std::remove_if(entries.begin(), entries.end(), [](const Entry& e) { return e.tag == kMask; }),
                   entries.end());
-    if (Entry* group_obj = find(entries, kGroupObj)) group_obj->perm &= old_mask;
+  } else if (Entry* m = find(entries, kMask)) {
+    m->perm = new_mask;
   }
   return true;
 }

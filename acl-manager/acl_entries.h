@@ -51,18 +51,21 @@ void sort_entries(Entries& entries);
 // directories, and for files only when someone may already execute it.
 std::uint16_t requested_perm(bool writable, bool is_directory, const Entries& access);
 
-// Gives `uid` exactly `perm`. The mask rule: the mask grows only by the bits
-// the new entry needs, and any bit it newly lets through is removed from every
-// other group-class entry (owning group, named users and groups), so what
-// each of them can effectively do stays exactly what it was. Returns whether
-// anything changed.
+// Gives `uid` the entry `perm`, subject to the mask rule: the mask never lets
+// through a bit that some other group-class entry (owning group, named user
+// or group) holds but the mask withholds today. Such bits (left by a chmod
+// that narrowed the mask) are withheld from `uid` too; bits nobody else holds
+// widen the mask. No other entry is modified, so what each of them can
+// effectively do stays what it was. Returns whether anything changed.
 bool set_user(Entries& entries, std::uint32_t uid, std::uint16_t perm);
+// The part of `perm` that set_user would give `uid` on these entries.
+std::uint16_t grantable(const Entries& entries, std::uint32_t uid, std::uint16_t perm);
 
 // Removes the named-user entries whose id matches, then recomputes the mask as
-// the union of what the remaining group-class entries could effectively do.
-// With no named entries left the mask goes, and the owning group keeps only
-// what it could effectively do, so nothing is widened. Returns whether
-// anything changed.
+// the union of what the remaining group-class entries can effectively do (the
+// smallest mask that serves them). With no named entries left and an owning
+// group inside the mask, the mask goes too. No other entry is modified.
+// Returns whether anything changed.
 bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& matches);
 
 // True when only the owner/group/other entries remain (an ACL the kernel

@@ -261,8 +261,10 @@ UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
   }
 }
 
-UniqueFd UidRegistry::lock_registry() const {
+UniqueFd UidRegistry::lock_registry(bool create) const {
   Paths paths(locations_);
+  // Reading a registry that does not exist yet must not create it.
+  if (!create && ::access(paths.uids.c_str(), F_OK) != 0) return UniqueFd();
   make_directories(paths.allocated, 0755);
   make_directories(paths.released, 0755);
   return lock_file(paths.registry_lock);
@@ -415,7 +417,7 @@ UniqueFd UidRegistry::take_lease(uid_t uid) const {
 bool UidRegistry::lease_held(uid_t uid) const { return lease_is_held(Paths(locations_), uid); }
 
 bool UidRegistry::is_leased(uid_t uid) const {
-  UniqueFd lock = lock_registry();
+  UniqueFd lock = lock_registry(false);
   return lease_held(uid);
 }
 
@@ -482,7 +484,7 @@ void UidRegistry::release(uid_t uid) {
 }
 
 std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
-  UniqueFd lock = lock_registry();
+  UniqueFd lock = lock_registry(false);
   for (const auto& [uid, name] : load().allocated) {
     if (name == alias) return uid;
   }
@@ -491,7 +493,7 @@ std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
 
 std::vector<UidInfo> UidRegistry::list(bool include_released) const {
   Paths paths(locations_);
-  UniqueFd lock = lock_registry();
+  UniqueFd lock = lock_registry(false);
   Snapshot snapshot = load();
   std::vector<UidInfo> infos;
   for (const auto& [uid, alias] : snapshot.allocated) {

@@ -134,7 +134,7 @@ class UidRegistry {
 
  private:
   struct Snapshot;
-  UniqueFd lock_registry() const;
+  UniqueFd lock_registry(bool create = true) const;
   Snapshot load() const;
   void recover(const Snapshot& snapshot) const;
   uid_t pick_single_use(const Snapshot& snapshot) const;
