@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -251,19 +252,24 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
   std::mt19937 random(std::random_device{}());
   std::vector<uid_t> single_use;        // printed by completed `uid alloc`
   std::map<std::string, uid_t> aliases;  // alias -> printed UID
-  int killed = 0, completed = 0;
-  constexpr int kRuns = 200;
-  for (int run = 0; run < kRuns; ++run) {
+  int killed = 0, completed = 0, partial = 0;
+  const std::size_t full = 20 * (1 + 25 + 1 + 1) + 1 + 20 * 2 + 1;  // access + default entries of a whole grant
+  // How long each kind of run takes uninterrupted; kills land uniformly in
+  // [0, 1.3 x that], so every phase of the run is hit.
+  std::map<int, std::chrono::microseconds> duration;
+
+  // One run of `op`; kill_after empty: let it finish.
+  auto run_once = [&](int op, std::optional<std::chrono::microseconds> kill_after) {
     std::vector<std::string> args{testing::vmwarden_binary()};
     std::string alias;
-    int op = run % 4;
-    if (op == 0 || single_use.empty()) {
+    uid_t target = 0;
+    if (op == 0) {
       args.insert(args.end(), {"uid", "alloc"});
     } else if (op == 1) {
       alias = fmt::format("a{}", random() % 8);
       args.insert(args.end(), {"uid", "alloc", "--alias", alias});
     } else {
-      uid_t target = single_use[random() % single_use.size()];
+      target = single_use[random() % single_use.size()];
       if (op == 2) {
         args.insert(args.end(), {"acl", "grant", "--uid", std::to_string(target), "--rw", env.tree.string()});
       } else {
@@ -272,6 +278,7 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
     }
     int out[2];
     ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    auto start = std::chrono::steady_clock::now();
     pid_t pid = ::fork();
     if (pid == 0) {
       ::dup2(out[1], 1);
@@ -283,22 +290,31 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
       ::_exit(127);
     }
     ::close(out[1]);
-    std::this_thread::sleep_for(std::chrono::microseconds(random() % 12000));
-    ::kill(pid, SIGKILL);
+    if (kill_after) {
+      std::this_thread::sleep_for(*kill_after);
+      ::kill(pid, SIGKILL);
+    }
     int status = 0;
     ::waitpid(pid, &status, 0);
+    if (!kill_after) {
+      duration[op] = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+    }
     std::string printed;
     char buffer[64];
     for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) printed.append(buffer, n);
     ::close(out[0]);
     if (WIFSIGNALED(status)) {
       ++killed;
+      if (op >= 2) {
+        std::size_t n = count_entries(getfacl(env.tree), target);
+        if (n != 0 && n != full) ++partial;
+      }
     } else {
       ++completed;
       ASSERT_EQ(WEXITSTATUS(status), 0) << args[1] << " " << args[2];
     }
     // Whatever printed a UID had made it durable before printing.
-    if (args[1] == "uid" && !printed.empty() && printed.back() == '\n') {
+    if (op <= 1 && !printed.empty() && printed.back() == '\n') {
       uid_t uid = static_cast<uid_t>(std::stoul(printed));
       if (alias.empty()) {
         single_use.push_back(uid);
@@ -306,10 +322,22 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
         EXPECT_EQ(aliases[alias], uid) << "alias " << alias << " changed UID";
       }
     }
+  };
+  for (int op = 0; op < 4; ++op) run_once(op, std::nullopt);
+  killed = completed = 0;
+
+  constexpr int kRuns = 200;
+  for (int run = 0; run < kRuns; ++run) {
+    int op = run % 4;
+    auto limit = duration[op].count() * 13 / 10 + 1;
+    run_once(op, std::chrono::microseconds(random() % limit));
   }
-  std::printf("crash: %d runs, %d killed mid-way, %d completed, %zu single-use UIDs allocated\n", kRuns, killed,
-              completed, single_use.size());
+  std::printf("crash: %d runs, %d killed, %d completed, %d walks left half-done, %zu single-use UIDs allocated; "
+              "uninterrupted alloc %ld us, grant %ld us, revoke %ld us\n",
+              kRuns, killed, completed, partial, single_use.size(), static_cast<long>(duration[0].count()),
+              static_cast<long>(duration[2].count()), static_cast<long>(duration[3].count()));
   EXPECT_GT(killed, kRuns / 4);
+  EXPECT_GT(partial, 0) << "no kill landed inside a walk; the test would prove little";
 
   // The registry loads, and nothing was handed out twice.
   std::vector<UidInfo> infos = registry.list(true);
@@ -333,8 +361,7 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
   std::string after = getfacl(env.tree);
   std::set<uid_t> left = uids_in(after, registry.range());
   EXPECT_EQ(left, std::set<uid_t>{keep}) << "entries of dead single-use UIDs survived the sweep";
-  std::size_t objects = 20 * (1 + 25 + 1 + 1) + 1;
-  EXPECT_EQ(count_entries(after, keep), objects + 20 * 2 + 1) << "the alias's own grant must survive";
+  EXPECT_EQ(count_entries(after, keep), full) << "the alias's own grant must survive";
   for (const UidInfo& info : registry.list()) {
     EXPECT_FALSE(info.alias.empty()) << "dead single-use UID " << info.uid << " still allocated after sweep";
   }
