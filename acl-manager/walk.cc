@@ -223,23 +223,9 @@ class Walk {
         return;
       }
       if (!walk.options_.dry_run) {
-        if (access_changed) {
-          value.clear();
-          encode(access, value);
-          if (::fsetxattr(fd, kAccessAcl, value.data(), value.size(), 0) < 0) {
-            if (is_root) throw_errno("set ACL on", path);
-            note_error(path, "set ACL", errno);
-            return;
-          }
-        }
+        if (access_changed && !write_directory_acl(fd, kAccessAcl, access, path, is_root, "ACL")) return;
         if (default_changed && present) {
-          value.clear();
-          encode(default_acl, value);
-          if (::fsetxattr(fd, kDefaultAcl, value.data(), value.size(), 0) < 0) {
-            if (is_root) throw_errno("set default ACL on", path);
-            note_error(path, "set default ACL", errno);
-            return;
-          }
+          if (!write_directory_acl(fd, kDefaultAcl, default_acl, path, is_root, "default ACL")) return;
         } else if (default_changed && had_default) {
           if (::fremovexattr(fd, kDefaultAcl) < 0 && errno != ENODATA) {
             note_error(path, "remove default ACL", errno);
@@ -248,6 +234,16 @@ class Walk {
         }
       }
       ++report.changed;
+    }
+
+    bool write_directory_acl(int fd, const char* attribute, const Entries& entries, const std::string& path,
+                             bool is_root, std::string_view what) {
+      value.clear();
+      encode(entries, value);
+      if (::fsetxattr(fd, attribute, value.data(), value.size(), 0) == 0) return true;
+      if (is_root) throw_errno(fmt::format("set {} on", what), path);
+      note_error(path, fmt::format("set {}", what), errno);
+      return false;
     }
 
     // The cheap check: one name-relative getxattrat that never follows a

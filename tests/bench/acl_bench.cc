@@ -2,7 +2,7 @@
 // one process, alternating which tool goes first, and prints the medians and
 // ratios. Run by hand:
 //
-//   build/tests/bench/acl_bench [--rounds N] [--dirs D] [--files F]
+//   build/tests/bench/acl_bench [--rounds N] [--dirs D] [--files F] [--threads T]
 //
 // Each round starts both trees without ACLs (reset with `setfacl -R -b`,
 // untimed), then times for each tool: a grant on the fresh tree
@@ -80,14 +80,16 @@ double median(std::vector<double> values) {
 
 int main(int argc, char** argv) {
   int rounds = 5, dirs = 1000, files = 100;
+  acl::WalkOptions walk;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string_view flag = argv[i];
     int value = std::atoi(argv[i + 1]);
     if (flag == "--rounds") rounds = value;
     else if (flag == "--dirs") dirs = value;
     else if (flag == "--files") files = value;
+    else if (flag == "--threads") walk.threads = static_cast<unsigned>(value);
     else {
-      std::fprintf(stderr, "usage: acl_bench [--rounds N] [--dirs D] [--files F]\n");
+      std::fprintf(stderr, "usage: acl_bench [--rounds N] [--dirs D] [--files F] [--threads T]\n");
       return 2;
     }
   }
@@ -109,9 +111,9 @@ int main(int argc, char** argv) {
       run_setfacl({"setfacl", "-R", "-b", ours.string()});
       run_setfacl({"setfacl", "-R", "-b", theirs.string()});
       auto run_ours = [&] {
-        grant_ours.push_back(time_it([&] { last_grant = acl::grant(registry, uid, ours, acl::Access::ro); }));
-        regrant_ours.push_back(time_it([&] { last_regrant = acl::grant(registry, uid, ours, acl::Access::ro); }));
-        revoke_ours.push_back(time_it([&] { last_revoke = acl::revoke(registry, uid, ours); }));
+        grant_ours.push_back(time_it([&] { last_grant = acl::grant(registry, uid, ours, acl::Access::ro, walk); }));
+        regrant_ours.push_back(time_it([&] { last_regrant = acl::grant(registry, uid, ours, acl::Access::ro, walk); }));
+        revoke_ours.push_back(time_it([&] { last_revoke = acl::revoke(registry, uid, ours, walk); }));
       };
       auto run_theirs = [&] {
         grant_theirs.push_back(run_setfacl({"setfacl", "-R", "-m", entry, theirs.string()}));

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -129,8 +131,7 @@ class Attacker {
               if (::symlink((swap_dir ? outside_dir : outside_file).c_str(), victim.c_str()) == 0) {
                 ++swaps_;
                 // Leave the trap in place briefly so walks run into it.
-                for (volatile int spin = 0; spin < 2000; ++spin) {
-                }
+                std::this_thread::sleep_for(std::chrono::microseconds(k % 3 == 0 ? 50 : 0));
                 ::unlink(victim.c_str());
               }
               ::rename(away.c_str(), victim.c_str());
@@ -242,6 +243,33 @@ TEST(AclHardlink, AnOutsideFileLinkedIntoTheTreeGainsNoEntry) {
   EXPECT_TRUE(has_acl(outside));
 }
 
+TEST(AclMounts, TheWalkStaysOnItsMountUnlessAsked) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("mounts");
+  // In a child with its own mount namespace, so the mount dies with it.
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(90);
+    std::filesystem::path mountpoint = env.tree / "d0/sub";
+    if (::mount("tmpfs", mountpoint.c_str(), "tmpfs", 0, "mode=0755") != 0) ::_exit(91);
+    testing::write_file(mountpoint / "on-other-fs", "x");
+    Report one = grant(registry, uid, env.tree, Access::ro);
+    if (one.skipped_mounts != 1) ::_exit(92);
+    if (has_acl(mountpoint / "on-other-fs") || has_acl(mountpoint)) ::_exit(93);
+    if (!has_acl(env.tree / "d0/f1")) ::_exit(94);
+    Report cross = grant(registry, uid, env.tree, Access::ro, WalkOptions{.cross_mounts = true});
+    if (cross.skipped_mounts != 0) ::_exit(95);
+    if (!has_acl(mountpoint / "on-other-fs")) ::_exit(96);
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "90/91: setup, 92/93: crossed a mount, 94: no grant, 95/96: did not cross";
+}
+
 TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
   Env env;
   make_tree(env.tree, 20, 25);
@@ -347,7 +375,9 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
   for (const UidInfo& info : infos) {
     if (!info.allocated) continue;
     EXPECT_FALSE(distinct.count(info.uid) && !info.alias.empty()) << "single-use UID reused as alias";
-    if (!info.alias.empty()) EXPECT_TRUE(alias_names.insert(info.alias).second) << "alias twice: " << info.alias;
+    if (!info.alias.empty()) {
+      EXPECT_TRUE(alias_names.insert(info.alias).second) << "alias twice: " << info.alias;
+    }
   }
   for (uid_t uid : single_use) {
     auto info = registry.find(uid);
