@@ -43,8 +43,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "grant",
       "Give UID u:UID:r-X (--ro) or u:UID:rwX (--rw) on every directory and regular file under "
       "PATH, and the same default entry on every directory so that new files inherit it. The mask "
-      "grows only by what the entry needs and never widens what another entry could do. Records "
-      "the grant under STATE_DIR/grants.");
+      "never lets through a bit it withholds from another entry (such a bit is withheld from UID "
+      "too), and no other entry is modified. Records the grant under STATE_DIR/grants.");
   grant->add_option("--uid", grant_options->uid, "An allocated UID in the range, or an alias")->required();
   grant->add_flag("--ro", grant_options->ro, "Read access (r-X)");
   grant->add_flag("--rw", grant_options->rw, "Read-write access (rwX)");
