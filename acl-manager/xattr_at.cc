@@ -54,6 +54,10 @@ bool have_xattrat() {
   return xattrat_state.load() == 2;
 }
 
+void force_xattrat_fallback(bool on) {
+  xattrat_state.store(on || kSysSetxattrat < 0 ? 0 : 1, std::memory_order_relaxed);
+}
+
 ssize_t get_xattr_at(int dirfd, const char* name, bool follow, const char* attribute, void* buffer, std::size_t size) {
   if (try_xattrat()) {
     XattrArgs args{reinterpret_cast<__u64>(buffer), static_cast<__u32>(size), 0};

@@ -19,5 +19,8 @@ int set_xattr_at(int dirfd, const char* name, bool follow, const char* attribute
 
 // Whether the running kernel has the *xattrat calls (checked once).
 bool have_xattrat();
+// Behave as on a kernel without them (on), or check again (off): for tests
+// of the fallback.
+void force_xattrat_fallback(bool on);
 
 }  // namespace vmwarden::acl::detail

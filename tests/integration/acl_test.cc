@@ -27,6 +27,7 @@
 
 #include "acl-manager/acl.h"
 #include "acl-manager/uid_registry.h"
+#include "acl-manager/xattr_at.h"
 #include "tests/support/support.h"
 
 namespace vmwarden::acl {
@@ -604,6 +605,53 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
     EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
   }
   EXPECT_EQ(snapshot(), before);
+}
+
+TEST(AclScopedGrants, RevokesEverythingOnScopeExit) {
+  Env env;
+  make_tree(env.tree, 2, 3);
+  std::filesystem::path second = env.temp / "second";
+  make_tree(second, 1, 1);
+  std::string before = getfacl(env.tree) + getfacl(second);
+  UidRegistry registry(env.locations);
+  {
+    UidLease lease = registry.lease_single_use();
+    ScopedGrants grants(registry, lease.uid());
+    grants.grant(env.tree, Access::rw);
+    grants.grant(second, Access::ro);
+    EXPECT_GT(count_entries(getfacl(second), lease.uid()), 0u);
+    EXPECT_EQ(registry.grant_records(lease.uid()).size(), 2u);
+  }
+  EXPECT_EQ(getfacl(env.tree) + getfacl(second), before);
+  EXPECT_TRUE(registry.grant_records().empty());
+  EXPECT_TRUE(registry.list().empty()) << "the single-use UID went back to the pool";
+}
+
+// Kernels before 6.13 have no getxattrat/setxattrat: the /proc/self/fd
+// fallback must give the same result.
+TEST(AclFallback, WithoutXattratTheResultIsTheSame) {
+  Env env;
+  make_tree(env.tree, 2, 5);
+  std::filesystem::path other = env.temp / "other";
+  make_tree(other, 2, 5);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("fallback");
+  grant(registry, uid, env.tree, Access::rw);
+  detail::force_xattrat_fallback(true);
+  struct Restore {
+    ~Restore() { detail::force_xattrat_fallback(false); }
+  } restore;
+  ASSERT_FALSE(detail::have_xattrat());
+  Report report = grant(registry, uid, other, Access::rw);
+  EXPECT_EQ(report.changed, 2u * 5 + 2 * 3 + 1);
+  auto strip = [](std::string text, const std::filesystem::path& root) {
+    for (std::size_t at; (at = text.find(root.string())) != std::string::npos;) text.erase(at, root.string().size());
+    return text;
+  };
+  EXPECT_EQ(strip(getfacl(other), other), strip(getfacl(env.tree), env.tree));
+  EXPECT_EQ(grant(registry, uid, other, Access::rw).unchanged, report.changed);
+  revoke(registry, uid, other);
+  EXPECT_EQ(count_entries(getfacl(other), uid), 0u);
 }
 
 }  // namespace
