@@ -287,8 +287,8 @@ UidRegistry::Snapshot UidRegistry::load() const {
     auto uid = parse_number<uid_t>(name);
     if (!uid) continue;
     std::string alias;
-    auto content = read_small_file(paths.allocated / name);
-    std::string_view text = trim(content.value_or(""));
+    std::string content = read_small_file(paths.allocated / name).value_or("");
+    std::string_view text = trim(content);
     if (text.starts_with("alias ")) {
       alias = std::string(trim(text.substr(6)));
     } else if (text != "single-use") {

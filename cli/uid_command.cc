@@ -25,12 +25,13 @@ void add_uid_command(CLI::App& app, Globals& globals) {
       "Print a UID. With --alias NAME: the alias's persistent UID, allocated on first use. Without: "
       "a fresh single-use UID (least recently released first); as nothing holds its lease, the "
       "next `acl sweep` releases it unless `uid release` does first.");
-  alloc->add_option("--alias", alloc_options->alias, "Alias name ([a-z0-9][a-z0-9_.-]{0,63})");
-  alloc->callback([&globals, alloc_options] {
-    globals.action = [&globals, alloc_options] {
+  CLI::Option* alias_option =
+      alloc->add_option("--alias", alloc_options->alias, "Alias name ([a-z0-9][a-z0-9_.-]{0,63})");
+  alloc->callback([&globals, alloc_options, alias_option] {
+    bool with_alias = alias_option->count() > 0;
+    globals.action = [&globals, alloc_options, with_alias] {
       acl::UidRegistry registry(globals.locations());
-      uid_t uid = alloc_options->alias.empty() ? registry.allocate_single_use()
-                                               : registry.allocate_alias(alloc_options->alias);
+      uid_t uid = with_alias ? registry.allocate_alias(alloc_options->alias) : registry.allocate_single_use();
       fmt::print("{}\n", uid);
       return exit_status::kOk;
     };

@@ -597,6 +597,7 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
       {{"uid", "release", "1879048300"}, "not allocated"},
       {{"uid", "release", "42"}, "outside the managed range"},
       {{"uid", "alloc", "--alias", "Bad/Name"}, "invalid alias"},
+      {{"uid", "alloc", "--alias", ""}, "invalid alias"},
       {{"acl", "show", "relative"}, "relative path"},
   };
   for (const Case& c : cases) {

@@ -40,7 +40,11 @@ Entries parse(const std::string& text) {
     std::uint16_t perm = (acl_get_perm(permset, ACL_READ) ? 4 : 0) | (acl_get_perm(permset, ACL_WRITE) ? 2 : 0) |
                          (acl_get_perm(permset, ACL_EXECUTE) ? 1 : 0);
     std::uint32_t qualifier = kNoId;
-    if (tag == ACL_USER || tag == ACL_GROUP) qualifier = *static_cast<id_t*>(acl_get_qualifier(entry));
+    if (tag == ACL_USER || tag == ACL_GROUP) {
+      void* value = acl_get_qualifier(entry);
+      qualifier = *static_cast<id_t*>(value);
+      acl_free(value);
+    }
     entries.push_back({static_cast<std::uint16_t>(tag), perm, qualifier});
   }
   acl_free(acl);
@@ -210,7 +214,9 @@ TEST(AclRules, RandomAclsKeepEveryOtherEntrysEffectivePermissions) {
     if (!has_named && !is_minimal(entries)) {
       // A mask stays only to keep limiting an owning group that has more.
       for (const Entry& entry : entries) {
-        if (entry.tag == kGroupObj) ASSERT_NE(entry.perm & ~union_of_effective, 0) << to_text(entries);
+        if (entry.tag == kGroupObj) {
+          ASSERT_NE(entry.perm & ~union_of_effective, 0) << to_text(entries);
+        }
       }
     }
   }
