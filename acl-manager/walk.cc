@@ -19,6 +19,7 @@
 
 #include <fmt/core.h>
 
+#include "acl-manager/batch_open.h"
 #include "acl-manager/xattr_at.h"
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -190,7 +191,7 @@ class Walk {
         }
         files.resize(kChunk);
       }
-      for (const std::string& name : files) process_file(walk, dir, name);
+      process_files(walk, dir, files);
     }
 
     void fix_directory(Walk& walk, int fd, const struct stat& st, const std::string& path, bool is_root) {
@@ -256,14 +257,15 @@ class Walk {
       return !walk.editor_.edit_access(access, false, scratch_report);
     }
 
-    void process_file(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::string& name) {
-      int dirfd = dir->fd.get();
+    // Whether `name` still needs the pinned path (the cheap check, when it is
+    // worth doing, did not settle it).
+    bool needs_pinned_path(Walk& walk, int dirfd, const std::string& name) {
       if (walk.use_fast_check_ && fast_pause == 0) {
         if (already_right(walk, dirfd, name.c_str())) {
           fast_misses = 0;
           fast_rounds = 0;
           ++report.unchanged;
-          return;
+          return false;
         }
         // Mostly-fresh trees: stop paying for the check for a while, longer
         // each time it keeps failing.
@@ -274,11 +276,41 @@ class Walk {
       } else if (fast_pause > 0) {
         --fast_pause;
       }
+      return true;
+    }
 
-      // The pinned path: the object is opened O_PATH without following a
-      // symlink, checked through that fd, and read and written through
-      // /proc/self/fd/N, so every step acts on the one inode that was checked.
-      int fd = open_beneath(dirfd, name.c_str(), O_PATH, walk.options_.cross_mounts);
+    // The pinned path: each object is opened O_PATH without following a
+    // symlink (in batches), checked through that fd, and read and written
+    // through /proc/self/fd/N, so every step acts on the one inode that was
+    // checked.
+    void process_files(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::vector<std::string>& names) {
+      int dirfd = dir->fd.get();
+      open_how how{};
+      how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+      how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (walk.options_.cross_mounts ? 0 : RESOLVE_NO_XDEV);
+      std::vector<const std::string*> pending;
+      std::vector<const char*> pending_names;
+      int fds[BatchOpen::kMaxBatch];
+      auto flush = [&] {
+        if (pending.empty()) return;
+        opener.open(dirfd, pending_names, how, std::span<int>(fds, pending.size()));
+        for (std::size_t i = 0; i < pending.size(); ++i) process_pinned(walk, dir, *pending[i], fds[i]);
+        opener.close(std::span<const int>(fds, pending.size()));
+        pending.clear();
+        pending_names.clear();
+      };
+      for (const std::string& name : names) {
+        if (!needs_pinned_path(walk, dirfd, name)) continue;
+        pending.push_back(&name);
+        pending_names.push_back(name.c_str());
+        if (pending.size() == BatchOpen::kMaxBatch) flush();
+      }
+      flush();
+    }
+
+    // `fd` is the O_PATH descriptor opened for `name`, or -errno; the caller
+    // closes it.
+    void process_pinned(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::string& name, int fd) {
       if (fd < 0) {
         switch (-fd) {
           case ENOENT: ++report.vanished; return;
@@ -287,7 +319,6 @@ class Walk {
           default: note_error(join(dir->path, name), "open", -fd); return;
         }
       }
-      UniqueFd pinned(fd);
       struct stat st;
       if (::fstat(fd, &st) < 0) {
         note_error(join(dir->path, name), "fstat", errno);
@@ -354,7 +385,7 @@ class Walk {
           case ENOENT: ++report.vanished; return;
           case ELOOP: ++report.skipped_symlinks; return;  // swapped for a symlink
           case EXDEV: ++report.skipped_mounts; return;
-          case ENOTDIR: process_file(walk, task.parent, task.name); return;
+          case ENOTDIR: process_files(walk, task.parent, {task.name}); return;
           default: note_error(join(task.parent->path, task.name), "open", -fd); return;
         }
       }
@@ -365,6 +396,7 @@ class Walk {
     }
 
     Report scratch_report;  // edits made only to decide are not reported
+    BatchOpen opener;
   };
 
   void push_subdirs(const std::shared_ptr<DirHandle>& parent, std::vector<std::string> names) {
@@ -394,7 +426,7 @@ class Walk {
       }
       try {
         if (task.dir) {
-          for (const std::string& name : task.files) worker.process_file(*this, task.dir, name);
+          worker.process_files(*this, task.dir, task.files);
         } else {
           worker.open_and_process(*this, task);
         }
