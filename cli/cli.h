@@ -27,5 +27,7 @@ struct Globals {
 
 void add_check_command(CLI::App& app, Globals& globals);
 void add_exec_command(CLI::App& app, Globals& globals);
+void add_uid_command(CLI::App& app, Globals& globals);
+void add_acl_command(CLI::App& app, Globals& globals);
 
 }  // namespace vmwarden::cli

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "common/accounts.h"
 #include "common/error.h"
 #include "supervisor/policy.h"
 #include "supervisor/sandbox.h"
@@ -53,42 +54,6 @@ std::optional<unsigned long> parse_id(const std::string& text) {
   return value;
 }
 
-// Names are looked up in /etc/passwd and /etc/group themselves, not through
-// NSS: the binary is linked statically (see cli/meson.build), where NSS
-// modules other than "files" cannot be loaded, and per-VM users are local.
-struct User {
-  uid_t uid;
-  gid_t gid;
-};
-
-std::optional<User> find_user(const std::string& name) {
-  FILE* file = std::fopen("/etc/passwd", "re");
-  if (file == nullptr) return std::nullopt;
-  std::optional<User> found;
-  while (const passwd* entry = ::fgetpwent(file)) {
-    if (name == entry->pw_name) {
-      found = User{entry->pw_uid, entry->pw_gid};
-      break;
-    }
-  }
-  std::fclose(file);
-  return found;
-}
-
-std::optional<gid_t> find_group(const std::string& name) {
-  FILE* file = std::fopen("/etc/group", "re");
-  if (file == nullptr) return std::nullopt;
-  std::optional<gid_t> found;
-  while (const group* entry = ::fgetgrent(file)) {
-    if (name == entry->gr_name) {
-      found = entry->gr_gid;
-      break;
-    }
-  }
-  std::fclose(file);
-  return found;
-}
-
 struct Identity {
   uid_t uid;
   gid_t gid;
@@ -107,7 +72,7 @@ Identity choose_identity(const ExecOptions& options) {
   // passwd entry, and the lookup (NSS) would cost more than the sandbox.
   if (auto number = parse_id(options.uid)) {
     identity.uid = static_cast<uid_t>(*number);
-  } else if (auto user = find_user(options.uid)) {
+  } else if (auto user = find_user_in_files(options.uid)) {
     identity.uid = user->uid;
     primary_gid = user->gid;
   } else {
@@ -119,7 +84,7 @@ Identity choose_identity(const ExecOptions& options) {
     identity.gid = primary_gid.value_or(static_cast<gid_t>(identity.uid));
   } else if (auto number = parse_id(options.gid)) {
     identity.gid = static_cast<gid_t>(*number);
-  } else if (auto gid = find_group(options.gid)) {
+  } else if (auto gid = find_group_in_files(options.gid)) {
     identity.gid = *gid;
   } else {
     throw UsageError("--gid " + options.gid + ": no such group in /etc/group (give a group name or a number)");

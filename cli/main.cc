@@ -87,6 +87,8 @@ int run(int argc, char** argv) {
 
   add_check_command(app, globals);
   add_exec_command(app, globals);
+  add_uid_command(app, globals);
+  add_acl_command(app, globals);
 
   try {
     app.parse(argc, argv);

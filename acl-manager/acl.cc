@@ -1,0 +1,368 @@
+#include "acl-manager/acl.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/acl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <acl/libacl.h>
+
+#include <mutex>
+#include <set>
+
+#include <fmt/core.h>
+
+#include "acl-manager/acl_entries.h"
+#include "acl-manager/walk.h"
+#include "common/error.h"
+#include "common/log.h"
+
+namespace vmwarden::acl {
+
+using detail::Editor;
+using detail::Entries;
+
+Report& Report::operator+=(const Report& other) {
+  changed += other.changed;
+  unchanged += other.unchanged;
+  skipped_hardlinks += other.skipped_hardlinks;
+  skipped_symlinks += other.skipped_symlinks;
+  skipped_special += other.skipped_special;
+  skipped_mounts += other.skipped_mounts;
+  vanished += other.vanished;
+  failed += other.failed;
+  narrowed += other.narrowed;
+  for (const std::string& path : other.hardlinks) {
+    if (hardlinks.size() < 100) hardlinks.push_back(path);
+  }
+  for (const std::string& error : other.errors) {
+    if (errors.size() < 20) errors.push_back(error);
+  }
+  for (auto [uid, count] : other.removed) removed[uid] += count;
+  return *this;
+}
+
+std::string Report::summary() const {
+  std::string text = fmt::format("{} changed, {} unchanged", changed, unchanged);
+  auto add = [&text](std::uint64_t count, std::string_view what) {
+    if (count != 0) text += fmt::format(", {} {}", count, what);
+  };
+  add(skipped_hardlinks, "hard-linked skipped");
+  add(skipped_symlinks, "symlinks skipped");
+  add(skipped_special, "special files skipped");
+  add(skipped_mounts, "mount points not crossed");
+  add(vanished, "vanished");
+  add(narrowed, "narrowed by the mask rule");
+  add(failed, "failed");
+  return text;
+}
+
+namespace {
+
+class GrantEditor final : public Editor {
+ public:
+  GrantEditor(uid_t uid, Access access) : uid_(uid), writable_(access == Access::rw) {}
+
+  bool edit_access(Entries& access, bool is_directory, Report& report) const override {
+    return set(access, detail::requested_perm(writable_, is_directory, access), report);
+  }
+
+  bool edit_default(Entries& entries, bool& present, const Entries& access, Report& report) const override {
+    bool created = false;
+    if (!present) {
+      // Like setfacl -d -m: a new default ACL starts from the directory's
+      // owner, group and other permissions.
+      entries.clear();
+      for (const detail::Entry& entry : access) {
+        if (entry.tag == detail::kUserObj || entry.tag == detail::kGroupObj || entry.tag == detail::kOther) {
+          entries.push_back(entry);
+        }
+      }
+      present = true;
+      created = true;
+    }
+    // New files get rwX masked by their creation mode, so a later file is
+    // readable (and, for rw, writable) by the UID.
+    bool changed = set(entries, detail::kRead | (writable_ ? detail::kWrite : 0) | detail::kExecute, report);
+    return changed || created;
+  }
+
+  bool adds_entries() const override { return true; }
+
+ private:
+  bool set(Entries& entries, std::uint16_t perm, Report& report) const {
+    bool changed = detail::set_user(entries, uid_, perm);
+    if (changed && detail::grantable(entries, uid_, perm) != perm) ++report.narrowed;
+    return changed;
+  }
+
+  uid_t uid_;
+  bool writable_;
+};
+
+// Removes the entries of every UID `remove` selects, from access and default
+// ACLs; a default ACL left without named entries is removed.
+class RemoveEditor final : public Editor {
+ public:
+  explicit RemoveEditor(std::function<bool(uid_t)> remove) : remove_(std::move(remove)) {}
+
+  bool edit_access(Entries& access, bool, Report& report) const override { return remove(access, report); }
+
+  bool edit_default(Entries& entries, bool& present, const Entries&, Report& report) const override {
+    if (!present || !remove(entries, report)) return false;
+    if (detail::is_minimal(entries)) present = false;
+    return true;
+  }
+
+  bool adds_entries() const override { return false; }
+
+ private:
+  bool remove(Entries& entries, Report& report) const {
+    bool any = false;
+    for (const detail::Entry& entry : entries) {
+      if (entry.tag == detail::kUser && remove_(entry.id)) {
+        any = true;
+        ++report.removed[entry.id];
+      }
+    }
+    if (!any) return false;
+    return detail::remove_users(entries, remove_);
+  }
+
+  std::function<bool(uid_t)> remove_;
+};
+
+// Opens a tree's root: absolute, no symlink anywhere on the way, a directory.
+UniqueFd open_tree(const std::filesystem::path& tree) {
+  if (!tree.is_absolute()) {
+    throw UsageError(fmt::format("\"{}\" is a relative path; give the tree as an absolute path", tree.string()));
+  }
+  if (tree.string().find('\n') != std::string::npos) {
+    throw UsageError("a tree path must not contain a newline");
+  }
+  open_how how{};
+  how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long fd = syscall(SYS_openat2, AT_FDCWD, tree.c_str(), &how, sizeof how);
+  if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+  int error = errno;
+  switch (error) {
+    case ENOENT: throw UsageError(fmt::format("{}: no such directory", tree.string()));
+    case ENOTDIR:
+    case ELOOP: {
+      struct stat st;
+      if (error == ENOTDIR && (::lstat(tree.c_str(), &st) != 0 || !S_ISLNK(st.st_mode))) {
+        throw UsageError(fmt::format("{}: not a directory (grants apply to directory trees)", tree.string()));
+      }
+      std::error_code ec;
+      auto resolved = std::filesystem::canonical(tree, ec);
+      throw UsageError(fmt::format("{}: the path goes through a symlink, which is never followed{}", tree.string(),
+                                   ec ? std::string() : fmt::format("; its resolved form is {}", resolved.string())));
+    }
+    default: throw_system_error(error, "open", tree.string());
+  }
+}
+
+std::filesystem::path normal_tree(const std::filesystem::path& tree) {
+  std::filesystem::path normal = tree.lexically_normal();
+  std::string text = normal.string();
+  if (text.size() > 1 && text.back() == '/') text.pop_back();
+  return text;
+}
+
+void require_in_range(const UidRegistry& registry, uid_t uid) {
+  if (!registry.range().contains(uid)) {
+    throw UsageError(fmt::format("UID {} is outside the managed range {}", uid, registry.range().to_string()));
+  }
+}
+
+}  // namespace
+
+Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, Access access,
+             const WalkOptions& options) {
+  require_in_range(registry, uid);
+  std::filesystem::path tree = normal_tree(tree_arg);
+  UniqueFd root = open_tree(tree);
+  auto require_allocated = [&] {
+    auto info = registry.find(uid);
+    if (!info || !info->allocated) {
+      throw UsageError(fmt::format("UID {} is not allocated (`vmwarden uid alloc` hands one out)", uid));
+    }
+  };
+  require_allocated();
+  UniqueFd lock = registry.lock_acl_changes();
+  require_allocated();
+  if (!options.dry_run) {
+    registry.add_grant_record(GrantRecord{uid, tree, access, options.cross_mounts});
+  }
+  GrantEditor editor(uid, access);
+  return detail::walk_tree(root.get(), tree.string(), editor, options);
+}
+
+Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& options) {
+  require_in_range(registry, uid);
+  std::filesystem::path tree = normal_tree(tree_arg);
+  UniqueFd root = open_tree(tree);
+  UniqueFd lock = registry.lock_acl_changes();
+  RemoveEditor editor([uid](uid_t id) { return id == uid; });
+  Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
+  if (!options.dry_run && report.failed == 0) registry.remove_grant_record(uid, tree);
+  return report;
+}
+
+SweepReport sweep(UidRegistry& registry, bool dry_run) {
+  UniqueFd lock = registry.lock_acl_changes();
+  SweepReport result;
+
+  std::set<uid_t> leased;
+  std::map<uid_t, std::string> allocated;
+  for (const UidInfo& info : registry.list()) {
+    allocated.emplace(info.uid, info.alias);
+    if (info.leased_by) leased.insert(info.uid);
+  }
+  std::vector<GrantRecord> records = registry.grant_records();
+  std::map<std::filesystem::path, bool> trees;  // tree -> cross mounts
+  for (const GrantRecord& record : records) trees[record.tree] = trees[record.tree] || record.cross_mounts;
+
+  const UidRange range = registry.range();
+  auto is_live_alias = [&](uid_t uid) {
+    auto it = allocated.find(uid);
+    return it != allocated.end() && !it->second.empty();
+  };
+
+  for (const auto& [tree, cross_mounts] : trees) {
+    std::set<uid_t> kept;
+    for (const GrantRecord& record : records) {
+      if (record.tree == tree && is_live_alias(record.uid)) kept.insert(record.uid);
+    }
+    SweepReport::Tree entry;
+    entry.path = tree;
+    UniqueFd root;
+    try {
+      root = open_tree(tree);
+    } catch (const UsageError& e) {
+      entry.missing = true;
+      log::warning("sweep: {}", e.what());
+    }
+    if (root) {
+      RemoveEditor editor([&](uid_t uid) { return range.contains(uid) && !leased.count(uid) && !kept.count(uid); });
+      WalkOptions options{.cross_mounts = cross_mounts, .dry_run = dry_run};
+      entry.report = detail::walk_tree(root.get(), tree.string(), editor, options);
+    }
+    result.trees.push_back(std::move(entry));
+  }
+  if (dry_run) return result;
+
+  // The entries are gone from every recorded tree that could be walked without
+  // failures: drop the records of dead UIDs there, then release dead
+  // single-use UIDs that have no records left.
+  std::set<std::filesystem::path> clean;
+  for (const SweepReport::Tree& tree : result.trees) {
+    if (tree.missing || tree.report.failed == 0) clean.insert(tree.path);
+  }
+  for (const GrantRecord& record : records) {
+    bool dead = range.contains(record.uid) && !leased.count(record.uid) && !is_live_alias(record.uid);
+    if (dead && clean.count(record.tree)) {
+      registry.remove_grant_record(record.uid, record.tree);
+      ++result.records_removed;
+    }
+  }
+  for (const auto& [uid, alias] : allocated) {
+    if (!alias.empty() || leased.count(uid) || !range.contains(uid)) continue;
+    if (!registry.grant_records(uid).empty()) continue;
+    try {
+      registry.release(uid);
+      result.released.push_back(uid);
+    } catch (const std::exception& e) {
+      log::info("sweep: UID {} kept: {}", uid, e.what());
+    }
+  }
+  return result;
+}
+
+std::string show(const std::filesystem::path& path, const UidRegistry* registry) {
+  if (!path.is_absolute()) {
+    throw UsageError(fmt::format("\"{}\" is a relative path; give an absolute path", path.string()));
+  }
+  struct stat st;
+  if (::lstat(path.c_str(), &st) < 0) {
+    if (errno == ENOENT) throw UsageError(fmt::format("{}: no such file or directory", path.string()));
+    throw_errno("lstat", path.string());
+  }
+  if (S_ISLNK(st.st_mode)) throw UsageError(fmt::format("{}: a symlink (ACLs are never read through one)", path.string()));
+
+  std::map<uid_t, std::string> names;
+  if (registry != nullptr) {
+    for (const UidInfo& info : registry->list(true)) {
+      std::string name = info.alias.empty() ? "single-use" : "alias " + info.alias;
+      if (!info.allocated) name = "released";
+      if (info.leased_by) name += fmt::format(", leased by pid {}", *info.leased_by);
+      names[info.uid] = name;
+    }
+  }
+  std::string out = fmt::format("# file: {}\n# owner: {}\n# group: {}\n", path.string(), st.st_uid, st.st_gid);
+  auto append = [&](acl_type_t type, std::string_view prefix) {
+    acl_t acl = acl_get_file(path.c_str(), type);
+    if (acl == nullptr) throw_errno("acl_get_file", path.string());
+    char* text = acl_to_any_text(acl, nullptr, '\n', TEXT_NUMERIC_IDS | TEXT_SOME_EFFECTIVE | TEXT_SMART_INDENT);
+    acl_free(acl);
+    if (text == nullptr) throw_errno("acl_to_any_text", path.string());
+    std::string_view rest = text;
+    while (!rest.empty()) {
+      auto end = rest.find('\n');
+      std::string line(rest.substr(0, end));
+      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+      if (line.empty()) continue;
+      out += prefix;
+      out += line;
+      if (line.starts_with("user:")) {
+        auto colon = line.find(':', 5);
+        try {
+          uid_t uid = static_cast<uid_t>(std::stoul(line.substr(5, colon - 5)));
+          if (auto it = names.find(uid); it != names.end()) out += "\t# vmwarden: " + it->second;
+        } catch (const std::exception&) {
+        }
+      }
+      out += '\n';
+    }
+    acl_free(text);
+  };
+  append(ACL_TYPE_ACCESS, "");
+  if (S_ISDIR(st.st_mode)) append(ACL_TYPE_DEFAULT, "default:");
+  return out;
+}
+
+ScopedGrants::ScopedGrants(ScopedGrants&& other) noexcept
+    : registry_(other.registry_), uid_(other.uid_), trees_(std::move(other.trees_)) {
+  other.trees_.clear();
+}
+
+ScopedGrants::~ScopedGrants() {
+  try {
+    revoke_all();
+  } catch (const std::exception& e) {
+    log::warning("revoking the grants of UID {}: {} (acl sweep will remove them)", uid_, e.what());
+  }
+}
+
+Report ScopedGrants::grant(const std::filesystem::path& tree, Access access, const WalkOptions& options) {
+  // Remembered first: a grant that fails halfway is still revoked.
+  trees_.emplace_back(tree, options);
+  return acl::grant(*registry_, uid_, tree, access, options);
+}
+
+void ScopedGrants::revoke_all() {
+  while (!trees_.empty()) {
+    auto [tree, options] = trees_.back();
+    try {
+      revoke(*registry_, uid_, tree, options);
+    } catch (const UsageError&) {
+      // The tree is gone: nothing left to revoke there.
+    }
+    trees_.pop_back();
+  }
+}
+
+}  // namespace vmwarden::acl

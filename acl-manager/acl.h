@@ -1,0 +1,100 @@
+// Symlink-safe POSIX ACL grant / revoke / sweep over a directory tree, for the
+// per-VM UIDs handed out by UidRegistry (see doc/ACL.md).
+//
+// Every walk is fd-relative and never follows a symlink; it stays on the
+// tree's mount unless asked; it skips (and reports) non-directories with more
+// than one link, since a hard link is how a writer inside the tree would bring
+// in an outside file; and an entry that vanishes under it is normal.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "acl-manager/uid_registry.h"
+
+namespace vmwarden::acl {
+
+struct WalkOptions {
+  bool cross_mounts = false;  // descend into other mounts below the tree
+  unsigned threads = 0;       // 0: one per online CPU
+  bool dry_run = false;       // decide and count, write nothing
+};
+
+struct Report {
+  std::uint64_t changed = 0;            // objects whose ACL was (or, dry run, would be) rewritten
+  std::uint64_t unchanged = 0;          // already right
+  std::uint64_t skipped_hardlinks = 0;  // non-directories with st_nlink > 1
+  std::uint64_t skipped_symlinks = 0;
+  std::uint64_t skipped_special = 0;    // fifos, sockets, devices
+  std::uint64_t skipped_mounts = 0;     // mount points not crossed
+  std::uint64_t vanished = 0;           // gone or replaced while the walk ran
+  std::uint64_t failed = 0;             // objects whose ACL could not be read or written
+  std::uint64_t narrowed = 0;           // grants given less than asked by the mask rule (doc/ACL.md)
+  std::vector<std::string> hardlinks;   // their paths (the first 100)
+  std::vector<std::string> errors;      // the first 20 failures, "PATH: why"
+  std::map<uid_t, std::uint64_t> removed;  // sweep: objects each UID's entries were removed from
+
+  Report& operator+=(const Report& other);
+  std::string summary() const;  // one line: "12 changed, 3 unchanged, ..."
+};
+
+// Gives `uid` u:UID:r-X (ro) or u:UID:rwX (rw) on every directory and regular
+// file under `tree`, and the same as a default entry on every directory. The
+// grant record is written first, so a crash mid-walk leaves it for revoke and
+// sweep. UsageError (nothing changed) for a relative or missing path, a path
+// with a symlink in it, a UID outside the range or not allocated.
+Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, Access access,
+             const WalkOptions& options = {});
+
+// Removes `uid`'s access and default entries under `tree`, then its grant record.
+Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const WalkOptions& options = {});
+
+struct SweepReport {
+  struct Tree {
+    std::filesystem::path path;
+    bool missing = false;  // the recorded tree no longer exists (its records are dropped)
+    Report report;
+  };
+  std::vector<Tree> trees;
+  std::vector<uid_t> released;          // dead single-use UIDs returned to the pool
+  std::uint64_t records_removed = 0;
+};
+
+// In every recorded tree, removes the entries of UIDs in the managed range that
+// are neither leased nor an alias with a grant record for that tree; then drops
+// the records of dead UIDs and releases dead single-use UIDs.
+SweepReport sweep(UidRegistry& registry, bool dry_run = false);
+
+// getfacl-style text for one path (not followed if it is a symlink), with the
+// registry's names for managed UIDs when a registry is given.
+std::string show(const std::filesystem::path& path, const UidRegistry* registry = nullptr);
+
+// Grants made through this object are revoked when it goes out of scope (for
+// single-use UIDs: the outer process revokes them at VM exit).
+class ScopedGrants {
+ public:
+  ScopedGrants(UidRegistry& registry, uid_t uid) : registry_(&registry), uid_(uid) {}
+  ScopedGrants(ScopedGrants&& other) noexcept;
+  ScopedGrants& operator=(ScopedGrants&&) = delete;
+  ScopedGrants(const ScopedGrants&) = delete;
+  ScopedGrants& operator=(const ScopedGrants&) = delete;
+  ~ScopedGrants();
+
+  Report grant(const std::filesystem::path& tree, Access access, const WalkOptions& options = {});
+  // Revokes everything granted so far; throws on failure (the destructor logs instead).
+  void revoke_all();
+  // Keeps the grants (e.g. for an alias) and forgets them.
+  void dismiss() noexcept { trees_.clear(); }
+
+ private:
+  UidRegistry* registry_;
+  uid_t uid_;
+  std::vector<std::pair<std::filesystem::path, WalkOptions>> trees_;
+};
+
+}  // namespace vmwarden::acl

@@ -1,0 +1,117 @@
+#include "acl-manager/store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+
+#include <fmt/core.h>
+
+#include "common/error.h"
+
+namespace vmwarden::acl::detail {
+namespace {
+
+constexpr std::string_view kTemporaryPrefix = ".tmp-";
+
+void fsync_dir(const std::filesystem::path& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno("open", dir.string());
+  check(::fsync(fd.get()), "fsync", dir.string());
+}
+
+}  // namespace
+
+void make_directories(const std::filesystem::path& path, mode_t mode) {
+  if (path.empty() || path == path.root_path()) return;
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) throw_system_error(ENOTDIR, "mkdir", path.string());
+    return;
+  }
+  make_directories(path.parent_path(), mode);
+  if (::mkdir(path.c_str(), mode) < 0 && errno != EEXIST) throw_errno("mkdir", path.string());
+}
+
+bool is_temporary(std::string_view name) { return name.starts_with(kTemporaryPrefix); }
+
+void write_atomically(const std::filesystem::path& dir, std::string_view name, std::string_view content) {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  std::string temporary = fmt::format("{}{}-{:x}", kTemporaryPrefix, ::getpid(), random());
+  std::filesystem::path temporary_path = dir / temporary;
+  UniqueFd fd(::open(temporary_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd) throw_errno("create", temporary_path.string());
+  try {
+    std::size_t written = 0;
+    while (written < content.size()) {
+      ssize_t n = ::write(fd.get(), content.data() + written, content.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      check(n, "write", temporary_path.string());
+      written += static_cast<std::size_t>(n);
+    }
+    check(::fsync(fd.get()), "fsync", temporary_path.string());
+    fd.reset();
+    std::filesystem::path final_path = dir / std::string(name);
+    check(::rename(temporary_path.c_str(), final_path.c_str()), "rename", final_path.string());
+  } catch (...) {
+    ::unlink(temporary_path.c_str());
+    throw;
+  }
+  fsync_dir(dir);
+}
+
+void remove_durably(const std::filesystem::path& dir, std::string_view name) {
+  std::filesystem::path path = dir / std::string(name);
+  if (::unlink(path.c_str()) < 0) {
+    if (errno == ENOENT) return;
+    throw_errno("unlink", path.string());
+  }
+  fsync_dir(dir);
+}
+
+std::optional<std::string> read_small_file(const std::filesystem::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_errno("open", path.string());
+  }
+  std::string content;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    check(n, "read", path.string());
+    if (n == 0) break;
+    content.append(buffer, static_cast<std::size_t>(n));
+    if (content.size() > (1u << 20)) throw_system_error(EFBIG, "read", path.string());
+  }
+  return content;
+}
+
+std::vector<std::string> list_names(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  std::error_code error;
+  std::filesystem::directory_iterator it(dir, error);
+  if (error) {
+    if (error == std::errc::no_such_file_or_directory) return names;
+    throw_system_error(error.value(), "opendir", dir.string());
+  }
+  for (const auto& entry : it) names.push_back(entry.path().filename().string());
+  return names;
+}
+
+UniqueFd lock_file(const std::filesystem::path& path, bool wait) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!fd) throw_errno("open", path.string());
+  for (;;) {
+    if (::flock(fd.get(), LOCK_EX | (wait ? 0 : LOCK_NB)) == 0) return fd;
+    if (errno == EINTR) continue;
+    if (!wait && errno == EWOULDBLOCK) return UniqueFd();
+    throw_errno("flock", path.string());
+  }
+}
+
+}  // namespace vmwarden::acl::detail

@@ -1,0 +1,36 @@
+// Crash-safe small files and flock helpers for the registry. Every record is
+// written to a temporary file, fsync'ed, renamed into place and its directory
+// fsync'ed: after a crash at any instant it is either wholly there or absent.
+// Internal to acl-manager.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/unique_fd.h"
+
+namespace vmwarden::acl::detail {
+
+// mkdir -p with `mode` for the directories it creates.
+void make_directories(const std::filesystem::path& path, mode_t mode);
+
+// Atomically replaces dir/name with `content`.
+void write_atomically(const std::filesystem::path& dir, std::string_view name, std::string_view content);
+// Removes dir/name (absent is fine) and makes the removal durable.
+void remove_durably(const std::filesystem::path& dir, std::string_view name);
+
+std::optional<std::string> read_small_file(const std::filesystem::path& path);
+// Names in dir (absent dir: none), without "." and "..".
+std::vector<std::string> list_names(const std::filesystem::path& dir);
+
+// Opens (creating) path and takes an exclusive flock; blocks unless `wait` is
+// false, in which case an empty fd means somebody else holds it.
+UniqueFd lock_file(const std::filesystem::path& path, bool wait = true);
+
+// Leftover temporary files of an interrupted write.
+bool is_temporary(std::string_view name);
+
+}  // namespace vmwarden::acl::detail

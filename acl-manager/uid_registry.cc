@@ -1,0 +1,598 @@
+#include "acl-manager/uid_registry.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <stdexcept>
+
+#include <fmt/core.h>
+
+#include "acl-manager/store.h"
+#include "common/accounts.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/suggest.h"
+
+namespace vmwarden::acl {
+
+using detail::list_names;
+using detail::lock_file;
+using detail::make_directories;
+using detail::read_small_file;
+using detail::remove_durably;
+using detail::write_atomically;
+
+namespace {
+
+struct Paths {
+  std::filesystem::path uids, allocated, released, registry_lock, grants, grants_lock, leases;
+
+  explicit Paths(const Locations& locations)
+      : uids(locations.state_dir / "uids"),
+        allocated(uids / "allocated"),
+        released(uids / "released"),
+        registry_lock(uids / "lock"),
+        grants(locations.state_dir / "grants"),
+        grants_lock(grants / "lock"),
+        leases(locations.runtime_dir / "_uid-leases") {}
+
+  std::filesystem::path lease(uid_t uid) const { return leases / std::to_string(uid); }
+  std::filesystem::path grants_of(uid_t uid) const { return grants / std::to_string(uid); }
+};
+
+template <typename T>
+std::optional<T> parse_number(std::string_view text) {
+  T value{};
+  if (text.empty() || text.size() > 20) return std::nullopt;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t' || text.front() == '\n')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n')) text.remove_suffix(1);
+  return text;
+}
+
+// 64-bit FNV-1a: stable across builds, which std::hash is not.
+std::string tree_key(const std::filesystem::path& tree) {
+  std::uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : tree.string()) {
+    hash ^= c;
+    hash *= 0x100000001b3ull;
+  }
+  return fmt::format("{:016x}", hash);
+}
+
+std::string released_name(std::uint64_t seq, uid_t uid) { return fmt::format("{:012}-{}", seq, uid); }
+
+bool parse_released_name(std::string_view name, std::uint64_t& seq, uid_t& uid) {
+  auto dash = name.find('-');
+  if (dash == std::string_view::npos) return false;
+  auto s = parse_number<std::uint64_t>(name.substr(0, dash));
+  auto u = parse_number<uid_t>(name.substr(dash + 1));
+  if (!s || !u) return false;
+  seq = *s;
+  uid = *u;
+  return true;
+}
+
+std::optional<pid_t> lease_holder_pid(const Paths& paths, uid_t uid) {
+  auto content = read_small_file(paths.lease(uid));
+  if (!content) return std::nullopt;
+  std::string_view text = trim(*content);
+  if (text.starts_with("pid ")) text.remove_prefix(4);
+  return parse_number<pid_t>(text);
+}
+
+bool lease_is_held(const Paths& paths, uid_t uid) {
+  UniqueFd fd(::open(paths.lease(uid).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT) return false;
+    throw_errno("open", paths.lease(uid).string());
+  }
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) return false;
+  if (errno == EWOULDBLOCK) return true;
+  throw_errno("flock", paths.lease(uid).string());
+}
+
+std::uint64_t next_release_seq(const Paths& paths) {
+  std::uint64_t max_seq = 0;
+  for (const std::string& name : list_names(paths.released)) {
+    std::uint64_t seq;
+    uid_t uid;
+    if (parse_released_name(name, seq, uid)) max_seq = std::max(max_seq, seq);
+  }
+  return max_seq + 1;
+}
+
+// Under the registry lock: records the release, then removes the allocation.
+// A crash between the two leaves the UID allocated (the stale released entry
+// is cleaned up later), so a release is either complete or did not happen.
+void release_locked(const Paths& paths, uid_t uid) {
+  make_directories(paths.released, 0755);
+  write_atomically(paths.released, released_name(next_release_seq(paths), uid), "");
+  remove_durably(paths.allocated, std::to_string(uid));
+  ::unlink(paths.lease(uid).c_str());
+}
+
+std::vector<std::pair<uid_t, uid_t>> read_subordinate_ranges(const std::vector<std::filesystem::path>& files) {
+  std::vector<std::pair<uid_t, uid_t>> ranges;
+  for (const auto& file : files) {
+    std::optional<std::string> content;
+    try {
+      content = read_small_file(file);
+    } catch (const SystemError&) {
+      continue;
+    }
+    if (!content) continue;
+    std::string_view rest = *content;
+    while (!rest.empty()) {
+      auto end = rest.find('\n');
+      std::string_view line = rest.substr(0, end);
+      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+      line = trim(line);
+      if (line.empty() || line.front() == '#') continue;
+      auto first_colon = line.find(':');
+      auto second_colon = line.find(':', first_colon + 1);
+      if (first_colon == std::string_view::npos || second_colon == std::string_view::npos) continue;
+      auto start = parse_number<std::uint64_t>(line.substr(first_colon + 1, second_colon - first_colon - 1));
+      auto count = parse_number<std::uint64_t>(line.substr(second_colon + 1));
+      if (!start || !count || *count == 0) continue;
+      std::uint64_t last = std::min<std::uint64_t>(*start + *count - 1, std::numeric_limits<uid_t>::max());
+      ranges.emplace_back(static_cast<uid_t>(std::min<std::uint64_t>(*start, last)), static_cast<uid_t>(last));
+    }
+  }
+  return ranges;
+}
+
+}  // namespace
+
+std::string_view to_string(Access access) { return access == Access::rw ? "rw" : "ro"; }
+
+std::string UidRange::to_string() const { return fmt::format("{}-{}", first, last); }
+
+UidRange parse_uid_range(std::string_view text) {
+  text = trim(text);
+  auto dash = text.find('-');
+  std::optional<std::uint64_t> first, last;
+  if (dash != std::string_view::npos) {
+    first = parse_number<std::uint64_t>(trim(text.substr(0, dash)));
+    last = parse_number<std::uint64_t>(trim(text.substr(dash + 1)));
+  }
+  if (!first || !last) {
+    throw UsageError(fmt::format("invalid UID range \"{}\": expected FIRST-LAST in decimal, e.g. {}", text,
+                                 kDefaultUidRange.to_string()));
+  }
+  if (*first == 0 || *last < *first || *last > 0x7fffffffu) {
+    throw UsageError(fmt::format("invalid UID range \"{}\": need 0 < FIRST <= LAST <= 2147483647", text));
+  }
+  return UidRange{static_cast<uid_t>(*first), static_cast<uid_t>(*last)};
+}
+
+bool valid_alias(std::string_view alias) {
+  if (alias.empty() || alias.size() > 64) return false;
+  for (std::size_t i = 0; i < alias.size(); ++i) {
+    char c = alias[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '_' || c == '.' || c == '-'));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// ---- UidLease ----
+
+UidLease& UidLease::operator=(UidLease&& other) noexcept {
+  if (this != &other) {
+    try {
+      release();
+    } catch (const std::exception& e) {
+      log::warning("releasing UID {}: {}", uid_, e.what());
+    }
+    locations_ = std::move(other.locations_);
+    uid_ = other.uid_;
+    alias_ = std::move(other.alias_);
+    lock_ = std::move(other.lock_);
+  }
+  return *this;
+}
+
+UidLease::~UidLease() {
+  try {
+    release();
+  } catch (const std::exception& e) {
+    log::warning("releasing UID {}: {} (acl sweep will release it)", uid_, e.what());
+  }
+}
+
+void UidLease::release() {
+  if (!lock_) return;
+  Paths paths(locations_);
+  {
+    UniqueFd registry = lock_file(paths.registry_lock);
+    if (single_use()) {
+      release_locked(paths, uid_);
+    } else {
+      ::unlink(paths.lease(uid_).c_str());
+    }
+  }
+  lock_.reset();
+}
+
+// ---- UidRegistry ----
+
+struct UidRegistry::Snapshot {
+  std::map<uid_t, std::string> allocated;  // uid -> alias ("" for single-use)
+  std::map<uid_t, std::uint64_t> released;  // uid -> latest release seq
+  std::vector<std::string> stale;           // released/ names to delete
+  std::vector<std::string> temporaries;     // in allocated/ and released/
+};
+
+UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
+    : locations_(locations), options_(std::move(options)) {
+  if (options_.range) {
+    range_ = *options_.range;
+  } else {
+    std::filesystem::path file = locations_.config_dir / "uid-range";
+    std::optional<std::string> content = read_small_file(file);
+    if (content) {
+      std::string text;
+      for (std::string_view rest = *content; !rest.empty();) {
+        auto end = rest.find('\n');
+        std::string_view line = trim(rest.substr(0, end));
+        rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+        if (!line.empty() && line.front() != '#') text += line;
+      }
+      try {
+        range_ = parse_uid_range(text);
+      } catch (const UsageError& e) {
+        throw UsageError(fmt::format("{}: {}", file.string(), e.what()));
+      }
+    } else {
+      range_ = kDefaultUidRange;
+    }
+  }
+}
+
+UniqueFd UidRegistry::lock_registry(bool create) const {
+  Paths paths(locations_);
+  // Reading a registry that does not exist yet must not create it.
+  if (!create && ::access(paths.uids.c_str(), F_OK) != 0) return UniqueFd();
+  make_directories(paths.allocated, 0755);
+  make_directories(paths.released, 0755);
+  return lock_file(paths.registry_lock);
+}
+
+UniqueFd UidRegistry::lock_acl_changes() const {
+  Paths paths(locations_);
+  make_directories(paths.grants, 0755);
+  return lock_file(paths.grants_lock);
+}
+
+UidRegistry::Snapshot UidRegistry::load() const {
+  Paths paths(locations_);
+  Snapshot snapshot;
+  for (const std::string& name : list_names(paths.allocated)) {
+    if (detail::is_temporary(name)) {
+      snapshot.temporaries.push_back((paths.allocated / name).string());
+      continue;
+    }
+    auto uid = parse_number<uid_t>(name);
+    if (!uid) continue;
+    std::string alias;
+    std::string content = read_small_file(paths.allocated / name).value_or("");
+    std::string_view text = trim(content);
+    if (text.starts_with("alias ")) {
+      alias = std::string(trim(text.substr(6)));
+    } else if (text != "single-use") {
+      // Written atomically, so this is damage from outside: keep the UID out
+      // of the pool rather than guess.
+      log::warning("{}: unexpected content; treating UID {} as allocated", (paths.allocated / name).string(), *uid);
+    }
+    snapshot.allocated.emplace(*uid, alias);
+  }
+  std::map<uid_t, std::string> latest_name;
+  for (const std::string& name : list_names(paths.released)) {
+    if (detail::is_temporary(name)) {
+      snapshot.temporaries.push_back((paths.released / name).string());
+      continue;
+    }
+    std::uint64_t seq;
+    uid_t uid;
+    if (!parse_released_name(name, seq, uid)) continue;
+    if (snapshot.allocated.count(uid)) {
+      snapshot.stale.push_back(name);
+      continue;
+    }
+    auto [it, inserted] = snapshot.released.emplace(uid, seq);
+    if (!inserted) {
+      if (seq > it->second) {
+        snapshot.stale.push_back(latest_name[uid]);
+        it->second = seq;
+      } else {
+        snapshot.stale.push_back(name);
+        continue;
+      }
+    }
+    latest_name[uid] = name;
+  }
+  return snapshot;
+}
+
+void UidRegistry::recover(const Snapshot& snapshot) const {
+  Paths paths(locations_);
+  for (const std::string& path : snapshot.temporaries) ::unlink(path.c_str());
+  for (const std::string& name : snapshot.stale) remove_durably(paths.released, name);
+}
+
+bool UidRegistry::never_hand_out(uid_t uid) const {
+  if (uid == 0 || uid == 65534 || uid == 65535 || uid == static_cast<uid_t>(-1)) return true;
+  for (auto [first, last] : read_subordinate_ranges(options_.subordinate_id_files)) {
+    if (uid >= first && uid <= last) return true;
+  }
+  return id_known_to_system(uid);
+}
+
+uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
+  // Never used before: the lowest such UID.
+  for (std::uint64_t uid = range_.first; uid <= range_.last; ++uid) {
+    auto u = static_cast<uid_t>(uid);
+    if (snapshot.allocated.count(u) || snapshot.released.count(u)) continue;
+    if (never_hand_out(u)) continue;
+    return u;
+  }
+  // Otherwise the least recently released one without grant records.
+  Paths paths(locations_);
+  std::vector<std::pair<std::uint64_t, uid_t>> order;
+  for (auto [uid, seq] : snapshot.released) {
+    if (range_.contains(uid)) order.emplace_back(seq, uid);
+  }
+  std::sort(order.begin(), order.end());
+  std::size_t with_records = 0;
+  for (auto [seq, uid] : order) {
+    if (!list_names(paths.grants_of(uid)).empty()) {
+      ++with_records;
+      continue;
+    }
+    if (never_hand_out(uid)) continue;
+    return uid;
+  }
+  throw std::runtime_error(fmt::format(
+      "no free UID in the range {} ({} allocated, {} released but still with grant records; "
+      "`vmwarden acl sweep` removes the records of dead UIDs)",
+      range_.to_string(), snapshot.allocated.size(), with_records));
+}
+
+uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot) {
+  Paths paths(locations_);
+  if (!alias.empty()) {
+    for (const auto& [uid, name] : snapshot.allocated) {
+      if (name == alias) return uid;
+    }
+  }
+  uid_t uid = pick_single_use(snapshot);
+  std::string content = alias.empty() ? "single-use\n" : fmt::format("alias {}\n", alias);
+  write_atomically(paths.allocated, std::to_string(uid), content);
+  snapshot.allocated.emplace(uid, std::string(alias));
+  if (snapshot.released.erase(uid)) {
+    // The allocation is durable already; a crash here leaves a stale
+    // released entry that load() ignores and recover() removes.
+    for (const std::string& name : list_names(paths.released)) {
+      std::uint64_t seq;
+      uid_t released_uid;
+      if (parse_released_name(name, seq, released_uid) && released_uid == uid) remove_durably(paths.released, name);
+    }
+  }
+  return uid;
+}
+
+UniqueFd UidRegistry::take_lease(uid_t uid) const {
+  Paths paths(locations_);
+  make_directories(paths.leases, 0755);
+  UniqueFd fd = lock_file(paths.lease(uid), /*wait=*/false);
+  if (!fd) {
+    auto pid = lease_holder_pid(paths, uid);
+    throw std::runtime_error(fmt::format("UID {} is in use: its lease {} is held by {}", uid,
+                                         paths.lease(uid).string(),
+                                         pid ? fmt::format("pid {}", *pid) : std::string("another process")));
+  }
+  std::string content = fmt::format("pid {}\n", ::getpid());
+  check(::ftruncate(fd.get(), 0), "truncate", paths.lease(uid).string());
+  check(::pwrite(fd.get(), content.data(), content.size(), 0), "write", paths.lease(uid).string());
+  return fd;
+}
+
+bool UidRegistry::lease_held(uid_t uid) const { return lease_is_held(Paths(locations_), uid); }
+
+bool UidRegistry::is_leased(uid_t uid) const {
+  UniqueFd lock = lock_registry(false);
+  return lease_held(uid);
+}
+
+static void require_alias(std::string_view alias) {
+  if (!valid_alias(alias)) {
+    throw UsageError(fmt::format("invalid alias \"{}\": use 1-64 characters from a-z, 0-9, '_', '.', '-', "
+                                 "starting with a letter or digit",
+                                 alias));
+  }
+}
+
+UidLease UidRegistry::lease_alias(std::string_view alias) {
+  require_alias(alias);
+  UniqueFd lock = lock_registry();
+  Snapshot snapshot = load();
+  recover(snapshot);
+  uid_t uid = allocate_locked(alias, snapshot);
+  return UidLease(locations_, uid, std::string(alias), take_lease(uid));
+}
+
+UidLease UidRegistry::lease_single_use() {
+  UniqueFd lock = lock_registry();
+  Snapshot snapshot = load();
+  recover(snapshot);
+  uid_t uid = pick_single_use(snapshot);
+  // Leased before it is published: the allocation is never visible unleased
+  // while its holder lives.
+  UniqueFd lease = take_lease(uid);
+  uid_t allocated = allocate_locked("", snapshot);
+  if (allocated != uid) throw std::logic_error("registry changed under its lock");
+  return UidLease(locations_, uid, std::string(), std::move(lease));
+}
+
+uid_t UidRegistry::allocate_alias(std::string_view alias) {
+  require_alias(alias);
+  UniqueFd lock = lock_registry();
+  Snapshot snapshot = load();
+  recover(snapshot);
+  return allocate_locked(alias, snapshot);
+}
+
+uid_t UidRegistry::allocate_single_use() {
+  UniqueFd lock = lock_registry();
+  Snapshot snapshot = load();
+  recover(snapshot);
+  return allocate_locked("", snapshot);
+}
+
+void UidRegistry::release(uid_t uid) {
+  if (!range_.contains(uid)) {
+    throw UsageError(fmt::format("UID {} is outside the managed range {}", uid, range_.to_string()));
+  }
+  Paths paths(locations_);
+  UniqueFd lock = lock_registry();
+  Snapshot snapshot = load();
+  recover(snapshot);
+  if (!snapshot.allocated.count(uid)) throw UsageError(fmt::format("UID {} is not allocated", uid));
+  if (lease_held(uid)) {
+    auto pid = lease_holder_pid(paths, uid);
+    throw std::runtime_error(fmt::format("UID {} is leased by {}; stop its VM first", uid,
+                                         pid ? fmt::format("pid {}", *pid) : std::string("another process")));
+  }
+  release_locked(paths, uid);
+}
+
+std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
+  UniqueFd lock = lock_registry(false);
+  for (const auto& [uid, name] : load().allocated) {
+    if (name == alias) return uid;
+  }
+  return std::nullopt;
+}
+
+std::vector<UidInfo> UidRegistry::list(bool include_released) const {
+  Paths paths(locations_);
+  UniqueFd lock = lock_registry(false);
+  Snapshot snapshot = load();
+  std::vector<UidInfo> infos;
+  for (const auto& [uid, alias] : snapshot.allocated) {
+    UidInfo info;
+    info.uid = uid;
+    info.alias = alias;
+    info.allocated = true;
+    if (lease_held(uid)) info.leased_by = lease_holder_pid(paths, uid).value_or(0);
+    info.grant_records = list_names(paths.grants_of(uid)).size();
+    infos.push_back(std::move(info));
+  }
+  if (include_released) {
+    for (const auto& [uid, seq] : snapshot.released) {
+      UidInfo info;
+      info.uid = uid;
+      info.released_seq = seq;
+      info.grant_records = list_names(paths.grants_of(uid)).size();
+      infos.push_back(std::move(info));
+    }
+  }
+  return infos;
+}
+
+std::optional<UidInfo> UidRegistry::find(uid_t uid) const {
+  for (UidInfo& info : list(true)) {
+    if (info.uid == uid) return info;
+  }
+  return std::nullopt;
+}
+
+uid_t UidRegistry::resolve(std::string_view text) const {
+  if (!text.empty() && text.front() >= '0' && text.front() <= '9') {
+    auto uid = parse_number<uid_t>(text);
+    if (!uid) throw UsageError(fmt::format("invalid UID \"{}\": expected a number or an alias", text));
+    if (!range_.contains(*uid)) {
+      throw UsageError(fmt::format("UID {} is outside the managed range {} (set in {})", *uid, range_.to_string(),
+                                   (locations_.config_dir / "uid-range").string()));
+    }
+    return *uid;
+  }
+  if (auto uid = find_alias(text)) return *uid;
+  std::vector<std::string> aliases;
+  for (const UidInfo& info : list()) {
+    if (!info.alias.empty()) aliases.push_back(info.alias);
+  }
+  std::vector<std::string_view> views(aliases.begin(), aliases.end());
+  std::string message = fmt::format("unknown alias \"{}\"", text);
+  if (auto guess = closest_match(text, views)) {
+    message += fmt::format("; did you mean \"{}\"?", *guess);
+  } else if (aliases.empty()) {
+    message += " (no aliases are allocated; `vmwarden uid alloc --alias NAME` makes one)";
+  }
+  throw UsageError(message);
+}
+
+std::vector<GrantRecord> UidRegistry::grant_records(uid_t uid) const {
+  Paths paths(locations_);
+  std::vector<GrantRecord> records;
+  for (const std::string& name : list_names(paths.grants_of(uid))) {
+    if (detail::is_temporary(name)) continue;
+    auto content = read_small_file(paths.grants_of(uid) / name);
+    if (!content) continue;
+    GrantRecord record;
+    record.uid = uid;
+    std::string_view rest = *content;
+    while (!rest.empty()) {
+      auto end = rest.find('\n');
+      std::string_view line = rest.substr(0, end);
+      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+      if (line.starts_with("path ")) record.tree = std::string(line.substr(5));
+      if (line == "access rw") record.access = Access::rw;
+      if (line == "mounts cross") record.cross_mounts = true;
+    }
+    if (!record.tree.empty()) records.push_back(std::move(record));
+  }
+  return records;
+}
+
+std::vector<GrantRecord> UidRegistry::grant_records() const {
+  Paths paths(locations_);
+  std::vector<GrantRecord> records;
+  for (const std::string& name : list_names(paths.grants)) {
+    auto uid = parse_number<uid_t>(name);
+    if (!uid) continue;
+    for (GrantRecord& record : grant_records(*uid)) records.push_back(std::move(record));
+  }
+  return records;
+}
+
+void UidRegistry::add_grant_record(const GrantRecord& record) {
+  Paths paths(locations_);
+  std::filesystem::path dir = paths.grants_of(record.uid);
+  make_directories(dir, 0755);
+  write_atomically(dir, tree_key(record.tree),
+                   fmt::format("path {}\naccess {}\nmounts {}\n", record.tree.string(), to_string(record.access),
+                               record.cross_mounts ? "cross" : "one"));
+}
+
+void UidRegistry::remove_grant_record(uid_t uid, const std::filesystem::path& tree) {
+  Paths paths(locations_);
+  std::filesystem::path dir = paths.grants_of(uid);
+  remove_durably(dir, tree_key(tree));
+  if (list_names(dir).empty()) ::rmdir(dir.c_str());
+}
+
+}  // namespace vmwarden::acl

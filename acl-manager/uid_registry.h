@@ -1,0 +1,155 @@
+// The per-VM UID registry: aliases (persistent named UIDs), single-use UIDs,
+// leases and grant records. All state is plain files under
+// STATE_DIR/uids and STATE_DIR/grants, leases are flock'ed files under
+// RUNTIME_DIR/_uid-leases; doc/ACL.md describes the layout and the rules.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/locations.h"
+#include "common/unique_fd.h"
+
+namespace vmwarden::acl {
+
+enum class Access { ro, rw };
+std::string_view to_string(Access access);
+
+struct UidRange {
+  uid_t first = 0;
+  uid_t last = 0;
+  bool contains(uid_t uid) const { return uid >= first && uid <= last; }
+  std::string to_string() const;  // "FIRST-LAST"
+};
+
+// 0x70000000 + 64 Ki: above the nspawn container range, below 2^31, far from
+// login users (1000-60000), DynamicUser (61184-65519) and useradd's subordinate
+// ranges (100000 upwards).
+inline constexpr UidRange kDefaultUidRange{1879048192u, 1879048192u + 65535u};
+
+// Parses "FIRST-LAST" (decimal). Throws UsageError saying what is wrong.
+UidRange parse_uid_range(std::string_view text);
+
+struct RegistryOptions {
+  // Unset: CONFIG_DIR/uid-range if that file exists, else kDefaultUidRange.
+  std::optional<UidRange> range;
+  // UIDs inside any range listed here (subuid(5) format) are never handed out.
+  std::vector<std::filesystem::path> subordinate_id_files{"/etc/subuid", "/etc/subgid"};
+};
+
+struct UidInfo {
+  uid_t uid = 0;
+  std::string alias;               // empty: single-use
+  bool allocated = false;          // false: released (only listed with include_released)
+  std::uint64_t released_seq = 0;  // order of release, for released UIDs
+  std::optional<pid_t> leased_by;  // the pid holding the lease
+  std::size_t grant_records = 0;
+};
+
+struct GrantRecord {
+  uid_t uid = 0;
+  std::filesystem::path tree;
+  Access access = Access::ro;
+  bool cross_mounts = false;
+};
+
+class UidRegistry;
+
+// A held UID: a flock on RUNTIME_DIR/_uid-leases/UID that the kernel drops
+// when the holder dies, however it dies. Move-only. Destroying or release()ing
+// the lease of a single-use UID returns the UID to the pool.
+class UidLease {
+ public:
+  UidLease(UidLease&& other) noexcept = default;
+  UidLease& operator=(UidLease&& other) noexcept;
+  UidLease(const UidLease&) = delete;
+  UidLease& operator=(const UidLease&) = delete;
+  ~UidLease();
+
+  uid_t uid() const { return uid_; }
+  const std::string& alias() const { return alias_; }
+  bool single_use() const { return alias_.empty(); }
+  explicit operator bool() const { return static_cast<bool>(lock_); }
+
+  // Ends the lease now (throws on failure; the destructor only logs).
+  void release();
+
+ private:
+  friend class UidRegistry;
+  UidLease(Locations locations, uid_t uid, std::string alias, UniqueFd lock)
+      : locations_(std::move(locations)), uid_(uid), alias_(std::move(alias)), lock_(std::move(lock)) {}
+
+  Locations locations_;
+  uid_t uid_ = 0;
+  std::string alias_;
+  UniqueFd lock_;
+};
+
+class UidRegistry {
+ public:
+  // Reads the range (see RegistryOptions); creates nothing until first used.
+  explicit UidRegistry(const Locations& locations, RegistryOptions options = {});
+
+  const UidRange& range() const { return range_; }
+  const Locations& locations() const { return locations_; }
+
+  // For a VM with [uid] alias = NAME: the alias's UID (allocated on first use),
+  // leased. Fails if another live process holds it.
+  UidLease lease_alias(std::string_view alias);
+  // For a transient VM: a fresh single-use UID, leased.
+  UidLease lease_single_use();
+
+  // Without a lease (the CLI): the alias's UID, allocated on first use.
+  uid_t allocate_alias(std::string_view alias);
+  // Without a lease: a single-use UID. Nothing holds it, so the next sweep
+  // releases it unless `uid release` comes first.
+  uid_t allocate_single_use();
+  // Returns an allocated UID to the pool. UsageError if it is not allocated or
+  // outside the range; fails if it is leased.
+  void release(uid_t uid);
+
+  std::optional<uid_t> find_alias(std::string_view alias) const;
+  std::optional<UidInfo> find(uid_t uid) const;
+  std::vector<UidInfo> list(bool include_released = false) const;
+  bool is_leased(uid_t uid) const;
+
+  // Resolves a --uid argument: a number in the range or an existing alias.
+  // UsageError otherwise.
+  uid_t resolve(std::string_view uid_or_alias) const;
+
+  std::vector<GrantRecord> grant_records() const;
+  std::vector<GrantRecord> grant_records(uid_t uid) const;
+  void add_grant_record(const GrantRecord& record);
+  void remove_grant_record(uid_t uid, const std::filesystem::path& tree);
+
+  // The flock serialising every ACL change (grant, revoke, sweep), so that
+  // two walks never interleave their read-modify-write on one object.
+  UniqueFd lock_acl_changes() const;
+
+ private:
+  struct Snapshot;
+  UniqueFd lock_registry(bool create = true) const;
+  Snapshot load() const;
+  void recover(const Snapshot& snapshot) const;
+  uid_t pick_single_use(const Snapshot& snapshot) const;
+  uid_t allocate_locked(std::string_view alias, Snapshot& snapshot);
+  UniqueFd take_lease(uid_t uid) const;
+  bool lease_held(uid_t uid) const;
+  bool never_hand_out(uid_t uid) const;
+
+  Locations locations_;
+  RegistryOptions options_;
+  UidRange range_;
+  friend class UidLease;
+};
+
+// Alias names follow the VM-name rule: [a-z0-9][a-z0-9_.-]{0,63}.
+bool valid_alias(std::string_view alias);
+
+}  // namespace vmwarden::acl

@@ -1,0 +1,463 @@
+#include "acl-manager/walk.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "acl-manager/batch_open.h"
+#include "acl-manager/xattr_at.h"
+#include "common/error.h"
+#include "common/unique_fd.h"
+
+namespace vmwarden::acl::detail {
+namespace {
+
+constexpr std::size_t kMaxHardlinkPaths = 100;
+constexpr std::size_t kMaxErrors = 20;
+// A directory with more entries than this is split across threads.
+constexpr std::size_t kChunk = 512;
+// ACL values up to this size are read without a second call.
+constexpr std::size_t kValueBuffer = 1024;
+
+struct DirHandle {
+  UniqueFd fd;
+  std::string path;
+};
+
+struct Task {
+  // Either a subdirectory to open (parent + name)...
+  std::shared_ptr<DirHandle> parent;
+  std::string name;
+  // ...or a batch of non-directories in an open directory.
+  std::shared_ptr<DirHandle> dir;
+  std::vector<std::string> files;
+};
+
+int open_beneath(int dirfd, const char* name, std::uint64_t flags, bool cross_mounts) {
+  open_how how{};
+  how.flags = flags | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (cross_mounts ? 0 : RESOLVE_NO_XDEV);
+  long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+  return fd < 0 ? -errno : static_cast<int>(fd);
+}
+
+std::string join(const std::string& dir, std::string_view name) {
+  std::string path = dir;
+  if (path.empty() || path.back() != '/') path += '/';
+  path += name;
+  return path;
+}
+
+class Walk {
+ public:
+  Walk(const Editor& editor, const WalkOptions& options) : editor_(editor), options_(options) {
+    proc_fd_ = UniqueFd(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!proc_fd_) throw_errno("open", "/proc/self/fd");
+    use_fast_check_ = have_xattrat();
+  }
+
+  Report run(int root_fd, const std::string& display_root) {
+    auto root = std::make_shared<DirHandle>();
+    root->fd = UniqueFd(check(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0), "dup", display_root));
+    root->path = display_root;
+
+    unsigned threads = options_.threads != 0 ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
+    std::vector<Worker> workers(threads);
+    {
+      // The root is processed first, by this thread, so that a root that is
+      // not a usable directory fails the whole call.
+      workers[0].process_dir(*this, root, /*is_root=*/true);
+    }
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this, &workers, i] { loop(workers[i]); });
+    loop(workers[0]);
+    for (std::thread& thread : pool) thread.join();
+    if (error_) std::rethrow_exception(error_);
+
+    Report total;
+    for (const Worker& worker : workers) total += worker.report;
+    return total;
+  }
+
+ private:
+  struct Worker {
+    Report report;
+    Entries access, default_acl, original;
+    std::string value;
+    char buffer[kValueBuffer];
+    unsigned fast_misses = 0;
+    unsigned fast_pause = 0;
+    unsigned fast_rounds = 0;
+
+    void note_error(const std::string& path, std::string_view operation, int error) {
+      ++report.failed;
+      if (report.errors.size() < kMaxErrors) {
+        report.errors.push_back(fmt::format("{}: {}: {}", path, operation, std::strerror(error)));
+      }
+    }
+
+    // Reads an xattr into `value`; returns 0, or -errno (ENODATA: none).
+    int read_value(int dirfd, const char* name, bool follow, const char* attribute) {
+      ssize_t size = get_xattr_at(dirfd, name, follow, attribute, buffer, sizeof buffer);
+      if (size >= 0) {
+        value.assign(buffer, static_cast<std::size_t>(size));
+        return 0;
+      }
+      if (size != -ERANGE) return static_cast<int>(size);
+      for (int attempt = 0; attempt < 4; ++attempt) {
+        ssize_t needed = get_xattr_at(dirfd, name, follow, attribute, nullptr, 0);
+        if (needed < 0) return static_cast<int>(needed);
+        value.resize(static_cast<std::size_t>(needed));
+        size = get_xattr_at(dirfd, name, follow, attribute, value.data(), value.size());
+        if (size >= 0) {
+          value.resize(static_cast<std::size_t>(size));
+          return 0;
+        }
+        if (size != -ERANGE) return static_cast<int>(size);
+      }
+      return -ERANGE;
+    }
+
+    int read_fd_value(int fd, const char* attribute) {
+      ssize_t size = ::fgetxattr(fd, attribute, buffer, sizeof buffer);
+      if (size >= 0) {
+        value.assign(buffer, static_cast<std::size_t>(size));
+        return 0;
+      }
+      if (errno != ERANGE) return -errno;
+      ssize_t needed = ::fgetxattr(fd, attribute, nullptr, 0);
+      if (needed < 0) return -errno;
+      value.resize(static_cast<std::size_t>(needed));
+      size = ::fgetxattr(fd, attribute, value.data(), value.size());
+      if (size < 0) return -errno;
+      value.resize(static_cast<std::size_t>(size));
+      return 0;
+    }
+
+    void process_dir(Walk& walk, const std::shared_ptr<DirHandle>& dir, bool is_root) {
+      int fd = dir->fd.get();
+      struct stat st;
+      if (::fstat(fd, &st) < 0) {
+        if (is_root) throw_errno("fstat", dir->path);
+        note_error(dir->path, "fstat", errno);
+        return;
+      }
+      fix_directory(walk, fd, st, dir->path, is_root);
+
+      std::vector<std::string> files;
+      std::vector<std::string> subdirs;
+      alignas(8) char entries_buffer[32768];
+      for (;;) {
+        long n = syscall(SYS_getdents64, fd, entries_buffer, sizeof entries_buffer);
+        if (n < 0) {
+          if (is_root) throw_errno("getdents64", dir->path);
+          note_error(dir->path, "getdents64", errno);
+          break;
+        }
+        if (n == 0) break;
+        for (long offset = 0; offset < n;) {
+          auto* entry = reinterpret_cast<struct dirent64*>(entries_buffer + offset);
+          offset += entry->d_reclen;
+          const char* name = entry->d_name;
+          if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+          switch (entry->d_type) {
+            case DT_DIR: subdirs.emplace_back(name); break;
+            case DT_LNK: ++report.skipped_symlinks; break;
+            case DT_REG: case DT_UNKNOWN: files.emplace_back(name); break;
+            default: ++report.skipped_special; break;
+          }
+        }
+      }
+      walk.push_subdirs(dir, std::move(subdirs));
+      if (files.size() > kChunk) {
+        for (std::size_t start = kChunk; start < files.size(); start += kChunk) {
+          std::size_t end = std::min(files.size(), start + kChunk);
+          walk.push_files(dir, std::vector<std::string>(files.begin() + start, files.begin() + end));
+        }
+        files.resize(kChunk);
+      }
+      process_files(walk, dir, files);
+    }
+
+    void fix_directory(Walk& walk, int fd, const struct stat& st, const std::string& path, bool is_root) {
+      const Editor& editor = walk.editor_;
+      int rc = read_fd_value(fd, kAccessAcl);
+      if (rc == -ENODATA) {
+        access = from_mode(st.st_mode);
+      } else if (rc < 0 || !decode(value, access)) {
+        if (is_root) throw_system_error(rc < 0 ? -rc : EINVAL, "read ACL of", path);
+        note_error(path, "read ACL", rc < 0 ? -rc : EINVAL);
+        return;
+      }
+      bool access_changed = editor.edit_access(access, true, report);
+
+      bool present = true;
+      rc = read_fd_value(fd, kDefaultAcl);
+      if (rc == -ENODATA) {
+        present = false;
+        default_acl.clear();
+      } else if (rc < 0 || !decode(value, default_acl)) {
+        if (is_root) throw_system_error(rc < 0 ? -rc : EINVAL, "read default ACL of", path);
+        note_error(path, "read default ACL", rc < 0 ? -rc : EINVAL);
+        return;
+      }
+      bool had_default = present;
+      bool default_changed = editor.edit_default(default_acl, present, access, report);
+
+      if (!access_changed && !default_changed) {
+        ++report.unchanged;
+        return;
+      }
+      if (!walk.options_.dry_run) {
+        if (access_changed && !write_directory_acl(fd, kAccessAcl, access, path, is_root, "ACL")) return;
+        if (default_changed && present) {
+          if (!write_directory_acl(fd, kDefaultAcl, default_acl, path, is_root, "default ACL")) return;
+        } else if (default_changed && had_default) {
+          if (::fremovexattr(fd, kDefaultAcl) < 0 && errno != ENODATA) {
+            note_error(path, "remove default ACL", errno);
+            return;
+          }
+        }
+      }
+      ++report.changed;
+    }
+
+    bool write_directory_acl(int fd, const char* attribute, const Entries& entries, const std::string& path,
+                             bool is_root, std::string_view what) {
+      value.clear();
+      encode(entries, value);
+      if (::fsetxattr(fd, attribute, value.data(), value.size(), 0) == 0) return true;
+      if (is_root) throw_errno(fmt::format("set {} on", what), path);
+      note_error(path, fmt::format("set {}", what), errno);
+      return false;
+    }
+
+    // The cheap check: one name-relative getxattrat that never follows a
+    // symlink. It only ever decides "nothing to do"; any change goes through
+    // the pinned path below, which re-reads what it writes.
+    bool already_right(Walk& walk, int dirfd, const char* name) {
+      int rc = read_value(dirfd, name, /*follow=*/false, kAccessAcl);
+      if (rc == -ENODATA) return !walk.editor_.adds_entries();
+      if (rc < 0 || !decode(value, access)) return false;
+      return !walk.editor_.edit_access(access, false, scratch_report);
+    }
+
+    // Whether `name` still needs the pinned path (the cheap check, when it is
+    // worth doing, did not settle it).
+    bool needs_pinned_path(Walk& walk, int dirfd, const std::string& name) {
+      if (walk.use_fast_check_ && fast_pause == 0) {
+        if (already_right(walk, dirfd, name.c_str())) {
+          fast_misses = 0;
+          fast_rounds = 0;
+          ++report.unchanged;
+          return false;
+        }
+        // Mostly-fresh trees: stop paying for the check for a while, longer
+        // each time it keeps failing.
+        if (++fast_misses >= 16) {
+          fast_pause = std::min<unsigned>(4096, 64u << std::min(6u, fast_rounds++));
+          fast_misses = 0;
+        }
+      } else if (fast_pause > 0) {
+        --fast_pause;
+      }
+      return true;
+    }
+
+    // The pinned path: each object is opened O_PATH without following a
+    // symlink (in batches), checked through that fd, and read and written
+    // through /proc/self/fd/N, so every step acts on the one inode that was
+    // checked.
+    void process_files(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::vector<std::string>& names) {
+      int dirfd = dir->fd.get();
+      open_how how{};
+      how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+      how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (walk.options_.cross_mounts ? 0 : RESOLVE_NO_XDEV);
+      std::vector<const std::string*> pending;
+      std::vector<const char*> pending_names;
+      int fds[BatchOpen::kMaxBatch];
+      auto flush = [&] {
+        if (pending.empty()) return;
+        opener.open(dirfd, pending_names, how, std::span<int>(fds, pending.size()));
+        for (std::size_t i = 0; i < pending.size(); ++i) process_pinned(walk, dir, *pending[i], fds[i]);
+        opener.close(std::span<const int>(fds, pending.size()));
+        pending.clear();
+        pending_names.clear();
+      };
+      for (const std::string& name : names) {
+        if (!needs_pinned_path(walk, dirfd, name)) continue;
+        pending.push_back(&name);
+        pending_names.push_back(name.c_str());
+        if (pending.size() == BatchOpen::kMaxBatch) flush();
+      }
+      flush();
+    }
+
+    // `fd` is the O_PATH descriptor opened for `name`, or -errno; the caller
+    // closes it.
+    void process_pinned(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::string& name, int fd) {
+      if (fd < 0) {
+        switch (-fd) {
+          case ENOENT: ++report.vanished; return;
+          case ELOOP: ++report.skipped_symlinks; return;
+          case EXDEV: ++report.skipped_mounts; return;
+          default: note_error(join(dir->path, name), "open", -fd); return;
+        }
+      }
+      struct stat st;
+      if (::fstat(fd, &st) < 0) {
+        note_error(join(dir->path, name), "fstat", errno);
+        return;
+      }
+      if (S_ISDIR(st.st_mode)) {
+        // Was a file when listed (or the filesystem gave no type): walk it as
+        // a directory, opened again by name without following symlinks.
+        walk.push_subdirs(dir, {name});
+        return;
+      }
+      if (S_ISLNK(st.st_mode)) {
+        ++report.skipped_symlinks;
+        return;
+      }
+      if (!S_ISREG(st.st_mode)) {
+        ++report.skipped_special;
+        return;
+      }
+      if (st.st_nlink > 1) {
+        ++report.skipped_hardlinks;
+        if (report.hardlinks.size() < kMaxHardlinkPaths) report.hardlinks.push_back(join(dir->path, name));
+        return;
+      }
+      char fd_name[16];
+      std::snprintf(fd_name, sizeof fd_name, "%d", fd);
+      int proc = walk.proc_fd_.get();
+      int rc = read_value(proc, fd_name, /*follow=*/true, kAccessAcl);
+      if (rc == -ENODATA) {
+        if (!walk.editor_.adds_entries()) {
+          ++report.unchanged;
+          return;
+        }
+        access = from_mode(st.st_mode);
+      } else if (rc < 0 || !decode(value, access)) {
+        note_error(join(dir->path, name), "read ACL", rc < 0 ? -rc : EINVAL);
+        return;
+      }
+      if (!walk.editor_.edit_access(access, false, report)) {
+        ++report.unchanged;
+        return;
+      }
+      if (!walk.options_.dry_run) {
+        value.clear();
+        encode(access, value);
+        rc = set_xattr_at(proc, fd_name, /*follow=*/true, kAccessAcl, value.data(), value.size());
+        if (rc < 0) {
+          if (rc == -ENOENT) {
+            ++report.vanished;
+          } else {
+            note_error(join(dir->path, name), "set ACL", -rc);
+          }
+          return;
+        }
+      }
+      ++report.changed;
+    }
+
+    void open_and_process(Walk& walk, const Task& task) {
+      int fd = open_beneath(task.parent->fd.get(), task.name.c_str(), O_RDONLY | O_DIRECTORY,
+                            walk.options_.cross_mounts);
+      if (fd < 0) {
+        switch (-fd) {
+          case ENOENT: ++report.vanished; return;
+          case ELOOP: ++report.skipped_symlinks; return;  // swapped for a symlink
+          case EXDEV: ++report.skipped_mounts; return;
+          case ENOTDIR: process_files(walk, task.parent, {task.name}); return;
+          default: note_error(join(task.parent->path, task.name), "open", -fd); return;
+        }
+      }
+      auto dir = std::make_shared<DirHandle>();
+      dir->fd = UniqueFd(fd);
+      dir->path = join(task.parent->path, task.name);
+      process_dir(walk, dir, false);
+    }
+
+    Report scratch_report;  // edits made only to decide are not reported
+    BatchOpen opener;
+  };
+
+  void push_subdirs(const std::shared_ptr<DirHandle>& parent, std::vector<std::string> names) {
+    if (names.empty()) return;
+    std::lock_guard lock(mutex_);
+    for (std::string& name : names) tasks_.push_back(Task{parent, std::move(name), nullptr, {}});
+    wakeup_.notify_all();
+  }
+
+  void push_files(const std::shared_ptr<DirHandle>& dir, std::vector<std::string> files) {
+    std::lock_guard lock(mutex_);
+    tasks_.push_back(Task{nullptr, {}, dir, std::move(files)});
+    wakeup_.notify_all();
+  }
+
+  void loop(Worker& worker) {
+    for (;;) {
+      Task task;
+      {
+        std::unique_lock lock(mutex_);
+        wakeup_.wait(lock, [this] { return !tasks_.empty() || busy_ == 0 || error_; });
+        if (error_ || tasks_.empty()) return;
+        // Last in, first out: depth first, so few directories stay open.
+        task = std::move(tasks_.back());
+        tasks_.pop_back();
+        ++busy_;
+      }
+      try {
+        if (task.dir) {
+          worker.process_files(*this, task.dir, task.files);
+        } else {
+          worker.open_and_process(*this, task);
+        }
+      } catch (...) {
+        std::lock_guard lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+      task = Task{};  // drop the directory references outside the lock
+      std::lock_guard lock(mutex_);
+      --busy_;
+      if (busy_ == 0 || error_) wakeup_.notify_all();
+    }
+  }
+
+  const Editor& editor_;
+  const WalkOptions& options_;
+  UniqueFd proc_fd_;
+  bool use_fast_check_ = false;
+
+  std::mutex mutex_;
+  std::condition_variable wakeup_;
+  std::vector<Task> tasks_;
+  int busy_ = 0;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options) {
+  Walk walk(editor, options);
+  return walk.run(root_fd, display_root);
+}
+
+}  // namespace vmwarden::acl::detail

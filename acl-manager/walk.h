@@ -1,0 +1,31 @@
+// The parallel, fd-relative tree walk under every ACL change. Internal to
+// acl-manager.
+#pragma once
+
+#include <string>
+
+#include "acl-manager/acl.h"
+#include "acl-manager/acl_entries.h"
+
+namespace vmwarden::acl::detail {
+
+// What one operation does to each object's ACLs. Called from several threads
+// at once: implementations must be safe for that.
+class Editor {
+ public:
+  virtual ~Editor() = default;
+  // Edits an access ACL; returns whether it changed.
+  virtual bool edit_access(Entries& access, bool is_directory, Report& report) const = 0;
+  // Edits a directory's default ACL (`present` false: there is none, entries
+  // empty; set it false to delete the default ACL). `access` is the
+  // directory's access ACL as it will be. Returns whether it changed.
+  virtual bool edit_default(Entries& entries, bool& present, const Entries& access, Report& report) const = 0;
+  // Whether an object with no ACL at all can need a change (only grants add).
+  virtual bool adds_entries() const = 0;
+};
+
+// Walks the directory open as root_fd (which the caller opened without
+// following symlinks). `display_root` prefixes paths in the report.
+Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options);
+
+}  // namespace vmwarden::acl::detail

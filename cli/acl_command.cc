@@ -1,0 +1,129 @@
+// vmwarden acl: symlink-safe grant / revoke / sweep / show of POSIX ACL
+// entries for the registry's UIDs.
+
+#include <fmt/core.h>
+
+#include "acl-manager/acl.h"
+#include "cli/cli.h"
+#include "common/error.h"
+#include "common/exit_status.h"
+
+namespace vmwarden::cli {
+namespace {
+
+int finish(const acl::Report& report, std::string_view what) {
+  for (const std::string& path : report.hardlinks) {
+    fmt::print(stderr, "vmwarden: skipped (more than one hard link): {}\n", path);
+  }
+  for (const std::string& error : report.errors) fmt::print(stderr, "vmwarden: {}\n", error);
+  fmt::print("{}: {}\n", what, report.summary());
+  return report.failed == 0 ? exit_status::kOk : exit_status::kFailure;
+}
+
+}  // namespace
+
+void add_acl_command(CLI::App& app, Globals& globals) {
+  CLI::App* acl = app.add_subcommand(
+      "acl",
+      "Grant, revoke, sweep and show POSIX ACL entries for registry UIDs. Walks never follow "
+      "symlinks, stay on the tree's mount unless --cross-mounts, and skip (and report) "
+      "non-directories with more than one hard link.");
+  acl->require_subcommand(1);
+
+  struct TreeOptions {
+    std::string uid;
+    std::string path;
+    bool ro = false;
+    bool rw = false;
+    bool cross_mounts = false;
+  };
+
+  auto grant_options = std::make_shared<TreeOptions>();
+  CLI::App* grant = acl->add_subcommand(
+      "grant",
+      "Give UID u:UID:r-X (--ro) or u:UID:rwX (--rw) on every directory and regular file under "
+      "PATH, and the same default entry on every directory so that new files inherit it. The mask "
+      "never lets through a bit it withholds from another entry (such a bit is withheld from UID "
+      "too), and no other entry is modified. Records the grant under STATE_DIR/grants.");
+  grant->add_option("--uid", grant_options->uid, "An allocated UID in the range, or an alias")->required();
+  grant->add_flag("--ro", grant_options->ro, "Read access (r-X)");
+  grant->add_flag("--rw", grant_options->rw, "Read-write access (rwX)");
+  grant->add_flag("--cross-mounts", grant_options->cross_mounts, "Also descend into other mounts under PATH");
+  grant->add_option("path", grant_options->path, "Absolute path of the tree (no symlinks on the way)")->required();
+  grant->callback([&globals, grant_options] {
+    globals.action = [&globals, grant_options] {
+      if (grant_options->ro == grant_options->rw) throw UsageError("acl grant needs exactly one of --ro and --rw");
+      acl::UidRegistry registry(globals.locations());
+      uid_t uid = registry.resolve(grant_options->uid);
+      acl::WalkOptions options{.cross_mounts = grant_options->cross_mounts};
+      acl::Report report = acl::grant(registry, uid, grant_options->path,
+                                      grant_options->rw ? acl::Access::rw : acl::Access::ro, options);
+      return finish(report, fmt::format("grant {} {}", uid, grant_options->path));
+    };
+  });
+
+  auto revoke_options = std::make_shared<TreeOptions>();
+  CLI::App* revoke = acl->add_subcommand(
+      "revoke",
+      "Remove UID's access and default entries under PATH, recompute each mask as the smallest "
+      "that serves the remaining entries, and drop the grant record.");
+  revoke->add_option("--uid", revoke_options->uid, "A UID in the range, or an alias")->required();
+  revoke->add_flag("--cross-mounts", revoke_options->cross_mounts, "Also descend into other mounts under PATH");
+  revoke->add_option("path", revoke_options->path, "Absolute path of the tree")->required();
+  revoke->callback([&globals, revoke_options] {
+    globals.action = [&globals, revoke_options] {
+      acl::UidRegistry registry(globals.locations());
+      uid_t uid = registry.resolve(revoke_options->uid);
+      acl::WalkOptions options{.cross_mounts = revoke_options->cross_mounts};
+      acl::Report report = acl::revoke(registry, uid, revoke_options->path, options);
+      return finish(report, fmt::format("revoke {} {}", uid, revoke_options->path));
+    };
+  });
+
+  auto dry_run = std::make_shared<bool>(false);
+  CLI::App* sweep = acl->add_subcommand(
+      "sweep",
+      "In every recorded tree, remove the entries of UIDs in the range that are neither leased "
+      "nor an alias with a grant record for that tree (the clean-up after unclean shutdowns); "
+      "then drop dead UIDs' records and release dead single-use UIDs.");
+  sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
+  sweep->callback([&globals, dry_run] {
+    globals.action = [&globals, dry_run] {
+      acl::UidRegistry registry(globals.locations());
+      acl::SweepReport result = acl::sweep(registry, *dry_run);
+      bool failed = false;
+      std::string_view verb = *dry_run ? "would remove" : "removed";
+      for (const auto& tree : result.trees) {
+        if (tree.missing) {
+          fmt::print("{}: missing\n", tree.path.string());
+          continue;
+        }
+        for (auto [uid, count] : tree.report.removed) {
+          fmt::print("{}: {} {} entr{} of UID {}\n", tree.path.string(), verb, count, count == 1 ? "y" : "ies", uid);
+        }
+        for (const std::string& error : tree.report.errors) fmt::print(stderr, "vmwarden: {}\n", error);
+        failed = failed || tree.report.failed != 0;
+      }
+      if (!*dry_run) {
+        for (uid_t uid : result.released) fmt::print("released single-use UID {}\n", uid);
+        fmt::print("sweep: {} tree(s), {} record(s) dropped, {} UID(s) released\n", result.trees.size(),
+                   result.records_removed, result.released.size());
+      }
+      return failed ? exit_status::kFailure : exit_status::kOk;
+    };
+  });
+
+  auto show_path = std::make_shared<std::string>();
+  CLI::App* show = acl->add_subcommand(
+      "show", "Print PATH's access and default ACL with numeric ids, naming the registry's UIDs.");
+  show->add_option("path", *show_path, "Absolute path")->required();
+  show->callback([&globals, show_path] {
+    globals.action = [&globals, show_path] {
+      acl::UidRegistry registry(globals.locations());
+      fmt::print("{}", acl::show(*show_path, &registry));
+      return exit_status::kOk;
+    };
+  });
+}
+
+}  // namespace vmwarden::cli

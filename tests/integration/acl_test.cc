@@ -1,0 +1,659 @@
+// acl-manager against the real kernel, as root: a racing attacker, hard
+// links, kill -9 at random points, concurrent allocation, inheritance, exact
+// revoke, sweep, and bad input through the real `vmwarden` binary.
+
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "acl-manager/acl.h"
+#include "acl-manager/uid_registry.h"
+#include "acl-manager/xattr_at.h"
+#include "tests/support/support.h"
+
+namespace vmwarden::acl {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempDir;
+
+struct Env {
+  TempDir temp{"vmwarden-acl"};
+  Locations locations{temp / "config", temp / "state", temp / "run"};
+  std::filesystem::path tree = temp / "tree";
+
+  std::map<std::string, std::string> env() const {
+    return {{"VMWARDEN_CONFIG_DIR", locations.config_dir.string()},
+            {"VMWARDEN_STATE_DIR", locations.state_dir.string()},
+            {"VMWARDEN_RUNTIME_DIR", locations.runtime_dir.string()}};
+  }
+  testing::CommandResult vmwarden(std::vector<std::string> args) const {
+    args.insert(args.begin(), testing::vmwarden_binary());
+    testing::CommandOptions options;
+    options.extra_env = env();
+    return testing::run_command(args, options);
+  }
+};
+
+void make_tree(const std::filesystem::path& root, int dirs, int files) {
+  std::filesystem::create_directories(root);
+  for (int d = 0; d < dirs; ++d) {
+    std::filesystem::path dir = root / fmt::format("d{}", d);
+    std::filesystem::create_directories(dir / "sub");
+    for (int f = 0; f < files; ++f) testing::write_file(dir / fmt::format("f{}", f), "data", f % 5 ? 0644 : 0755);
+    testing::write_file(dir / "sub/inner", "data");
+  }
+}
+
+bool has_acl(const std::filesystem::path& path) {
+  return ::lgetxattr(path.c_str(), "system.posix_acl_access", nullptr, 0) >= 0 ||
+         ::lgetxattr(path.c_str(), "system.posix_acl_default", nullptr, 0) >= 0;
+}
+
+// getfacl's own view, physical walk, numeric ids.
+std::string getfacl(const std::filesystem::path& path) {
+  auto result = testing::run_command({"getfacl", "-R", "-P", "-n", "-p", path.string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  return result.out;
+}
+
+// Lines of getfacl output naming user `uid` (access and default entries).
+std::size_t count_entries(const std::string& getfacl_output, uid_t uid) {
+  std::size_t count = 0;
+  std::istringstream lines(getfacl_output);
+  std::string needle = fmt::format("user:{}:", uid);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with(needle) || line.starts_with("default:" + needle)) ++count;
+  }
+  return count;
+}
+
+// In-range UIDs with entries in the output.
+std::set<uid_t> uids_in(const std::string& getfacl_output, const UidRange& range) {
+  std::set<uid_t> uids;
+  std::regex entry("^(default:)?user:([0-9]+):");
+  std::istringstream lines(getfacl_output);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch match;
+    if (std::regex_search(line, match, entry)) {
+      uid_t uid = static_cast<uid_t>(std::stoul(match[2]));
+      if (range.contains(uid)) uids.insert(uid);
+    }
+  }
+  return uids;
+}
+
+// Runs `fn` in a child with the identity of `uid` (no supplementary groups);
+// returns its exit code.
+int as_user(uid_t uid, const std::function<int()>& fn) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0) ::_exit(99);
+    ::_exit(fn());
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Swaps directories and files in the tree for symlinks to outside targets,
+// and back, as fast as it can.
+class Attacker {
+ public:
+  Attacker(const std::filesystem::path& tree, const std::filesystem::path& outside_dir,
+           const std::filesystem::path& outside_file)
+      : thread_([=, this] {
+          int k = 0;
+          while (!stop_) {
+            std::filesystem::path dir = tree / fmt::format("d{}", k % 4);
+            bool swap_dir = k % 2 == 0;
+            std::filesystem::path victim = swap_dir ? dir / "sub" : dir / fmt::format("f{}", k % 7);
+            std::filesystem::path away = victim.string() + ".away";
+            if (::rename(victim.c_str(), away.c_str()) == 0) {
+              if (::symlink((swap_dir ? outside_dir : outside_file).c_str(), victim.c_str()) == 0) {
+                ++swaps_;
+                // Leave the trap in place briefly so walks run into it.
+                std::this_thread::sleep_for(std::chrono::microseconds(k % 3 == 0 ? 50 : 0));
+                ::unlink(victim.c_str());
+              }
+              ::rename(away.c_str(), victim.c_str());
+            }
+            ++k;
+          }
+        }) {}
+  ~Attacker() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  long swaps() const { return swaps_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<long> swaps_{0};
+  std::thread thread_;
+};
+
+TEST(AclRace, SymlinkSwapsNeverReachTheOutsideTarget) {
+  Env env;
+  make_tree(env.tree, 4, 30);
+  std::filesystem::path outside_dir = env.temp / "outside";
+  std::filesystem::create_directories(outside_dir);
+  testing::write_file(outside_dir / "secret", "secret", 0600);
+  std::filesystem::path outside_file = env.temp / "outside-file";
+  testing::write_file(outside_file, "secret", 0600);
+
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("race");
+  long walks = 0;
+  Report seen;
+  {
+    Attacker attacker(env.tree, outside_dir, outside_file);
+    auto deadline = std::chrono::steady_clock::now() + 40s;
+    while ((attacker.swaps() < 5000 || walks < 100) && std::chrono::steady_clock::now() < deadline) {
+      seen += grant(registry, uid, env.tree, walks % 2 ? Access::rw : Access::ro);
+      seen += revoke(registry, uid, env.tree);
+      walks += 2;
+    }
+    attacker.stop();
+    std::printf("race: %ld walks, %ld swaps, %lu symlinks met, %lu vanished\n", walks, attacker.swaps(),
+                static_cast<unsigned long>(seen.skipped_symlinks), static_cast<unsigned long>(seen.vanished));
+    EXPECT_GE(attacker.swaps(), 2000);
+  }
+  EXPECT_GT(seen.skipped_symlinks + seen.vanished, 0u) << "the walks never met the attacker";
+  for (const auto& path : {outside_dir, outside_dir / "secret", outside_file}) {
+    EXPECT_FALSE(has_acl(path)) << path << " gained an ACL";
+  }
+  EXPECT_EQ(std::filesystem::status(outside_dir / "secret").permissions(), std::filesystem::perms(0600));
+  EXPECT_EQ(count_entries(getfacl(env.temp / "outside"), uid), 0u);
+}
+
+// The attack is real: a walk that checks with lstat and then sets by path
+// (what setfacl does) is redirected to the outside target.
+TEST(AclRace, ThePathBasedWalkFallsForTheSameAttack) {
+  Env env;
+  make_tree(env.tree, 4, 30);
+  std::filesystem::path outside_dir = env.temp / "outside";
+  std::filesystem::create_directories(outside_dir);
+  std::filesystem::path outside_file = env.temp / "outside-file";
+  testing::write_file(outside_file, "secret", 0600);
+  std::string value;
+  {
+    // u::rw-,u:1879048192:r--,g::---,m::r--,o::---
+    const unsigned char bytes[] = {2, 0, 0, 0, 1, 0, 6, 0, 255, 255, 255, 255, 2, 0, 4, 0, 0, 0, 0, 0x70,
+                                   4, 0, 0, 0, 255, 255, 255, 255, 0x10, 0, 4, 0, 255, 255, 255, 255,
+                                   0x20, 0, 0, 0, 255, 255, 255, 255};
+    value.assign(reinterpret_cast<const char*>(bytes), sizeof bytes);
+  }
+  Attacker attacker(env.tree, outside_dir, outside_file);
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  bool reached = false;
+  while (!reached && std::chrono::steady_clock::now() < deadline) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(env.tree, ec);
+         it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      struct stat st;
+      if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      ::setxattr(it->path().c_str(), "system.posix_acl_access", value.data(), value.size(), 0);
+    }
+    reached = has_acl(outside_file);
+  }
+  attacker.stop();
+  EXPECT_TRUE(reached) << "the control attack did not land; the race test would prove nothing";
+}
+
+TEST(AclHardlink, AnOutsideFileLinkedIntoTheTreeGainsNoEntry) {
+  Env env;
+  make_tree(env.tree, 1, 3);
+  std::filesystem::path outside = env.temp / "outside-file";
+  testing::write_file(outside, "secret", 0600);
+  std::filesystem::create_hard_link(outside, env.tree / "d0/link");
+
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("hl");
+  Report report = grant(registry, uid, env.tree, Access::rw);
+  EXPECT_EQ(report.skipped_hardlinks, 1u);
+  ASSERT_EQ(report.hardlinks.size(), 1u);
+  EXPECT_EQ(report.hardlinks[0], (env.tree / "d0/link").string());
+  EXPECT_FALSE(has_acl(outside));
+  EXPECT_GT(count_entries(getfacl(env.tree), uid), 0u);
+
+  // Without the check the outside file would have been changed: setfacl does.
+  auto result = testing::run_command({"setfacl", "-R", "-m", fmt::format("u:{}:rX", uid + 1), env.tree.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(has_acl(outside));
+}
+
+TEST(AclMounts, TheWalkStaysOnItsMountUnlessAsked) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("mounts");
+  // In a child with its own mount namespace, so the mount dies with it.
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(90);
+    std::filesystem::path mountpoint = env.tree / "d0/sub";
+    if (::mount("tmpfs", mountpoint.c_str(), "tmpfs", 0, "mode=0755") != 0) ::_exit(91);
+    testing::write_file(mountpoint / "on-other-fs", "x");
+    Report one = grant(registry, uid, env.tree, Access::ro);
+    if (one.skipped_mounts != 1) ::_exit(92);
+    if (has_acl(mountpoint / "on-other-fs") || has_acl(mountpoint)) ::_exit(93);
+    if (!has_acl(env.tree / "d0/f1")) ::_exit(94);
+    Report cross = grant(registry, uid, env.tree, Access::ro, WalkOptions{.cross_mounts = true});
+    if (cross.skipped_mounts != 0) ::_exit(95);
+    if (!has_acl(mountpoint / "on-other-fs")) ::_exit(96);
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "90/91: setup, 92/93: crossed a mount, 94: no grant, 95/96: did not cross";
+}
+
+TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
+  Env env;
+  make_tree(env.tree, 20, 25);
+  UidRegistry registry(env.locations);
+  uid_t keep = registry.allocate_alias("keep");
+  grant(registry, keep, env.tree, Access::ro);
+
+  std::mt19937 random(std::random_device{}());
+  std::vector<uid_t> single_use;        // printed by completed `uid alloc`
+  std::map<std::string, uid_t> aliases;  // alias -> printed UID
+  int killed = 0, completed = 0, partial = 0;
+  const std::size_t full = 20 * (1 + 25 + 1 + 1) + 1 + 20 * 2 + 1;  // access + default entries of a whole grant
+  // How long each kind of run takes uninterrupted; kills land uniformly in
+  // [0, 1.3 x that], so every phase of the run is hit.
+  std::map<int, std::chrono::microseconds> duration;
+
+  // One run of `op`; kill_after empty: let it finish.
+  auto run_once = [&](int op, std::optional<std::chrono::microseconds> kill_after) {
+    std::vector<std::string> args{testing::vmwarden_binary()};
+    std::string alias;
+    uid_t target = 0;
+    if (op == 0) {
+      args.insert(args.end(), {"uid", "alloc"});
+    } else if (op == 1) {
+      alias = fmt::format("a{}", random() % 8);
+      args.insert(args.end(), {"uid", "alloc", "--alias", alias});
+    } else {
+      target = single_use[random() % single_use.size()];
+      if (op == 2) {
+        args.insert(args.end(), {"acl", "grant", "--uid", std::to_string(target), "--rw", env.tree.string()});
+      } else {
+        args.insert(args.end(), {"acl", "revoke", "--uid", std::to_string(target), env.tree.string()});
+      }
+    }
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    auto start = std::chrono::steady_clock::now();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::dup2(out[1], 1);
+      for (const auto& [key, value] : env.env()) ::setenv(key.c_str(), value.c_str(), 1);
+      std::vector<char*> argv;
+      for (std::string& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    if (kill_after) {
+      std::this_thread::sleep_for(*kill_after);
+      ::kill(pid, SIGKILL);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!kill_after) {
+      duration[op] = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+    }
+    std::string printed;
+    char buffer[64];
+    for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) printed.append(buffer, n);
+    ::close(out[0]);
+    if (WIFSIGNALED(status)) {
+      ++killed;
+      if (op >= 2) {
+        std::size_t n = count_entries(getfacl(env.tree), target);
+        if (n != 0 && n != full) ++partial;
+      }
+    } else {
+      ++completed;
+      ASSERT_EQ(WEXITSTATUS(status), 0) << args[1] << " " << args[2];
+    }
+    // Whatever printed a UID had made it durable before printing.
+    if (op <= 1 && !printed.empty() && printed.back() == '\n') {
+      uid_t uid = static_cast<uid_t>(std::stoul(printed));
+      if (alias.empty()) {
+        single_use.push_back(uid);
+      } else if (!aliases.emplace(alias, uid).second) {
+        EXPECT_EQ(aliases[alias], uid) << "alias " << alias << " changed UID";
+      }
+    }
+  };
+  for (int op = 0; op < 4; ++op) run_once(op, std::nullopt);
+  killed = completed = 0;
+
+  constexpr int kRuns = 200;
+  for (int run = 0; run < kRuns; ++run) {
+    int op = run % 4;
+    auto limit = duration[op].count() * 13 / 10 + 1;
+    run_once(op, std::chrono::microseconds(random() % limit));
+  }
+  std::printf("crash: %d runs, %d killed, %d completed, %d walks left half-done, %zu single-use UIDs allocated; "
+              "uninterrupted alloc %ld us, grant %ld us, revoke %ld us\n",
+              kRuns, killed, completed, partial, single_use.size(), static_cast<long>(duration[0].count()),
+              static_cast<long>(duration[2].count()), static_cast<long>(duration[3].count()));
+  EXPECT_GT(killed, kRuns / 4);
+  EXPECT_GT(partial, 0) << "no kill landed inside a walk; the test would prove little";
+
+  // The registry loads, and nothing was handed out twice.
+  std::vector<UidInfo> infos = registry.list(true);
+  std::set<uid_t> distinct(single_use.begin(), single_use.end());
+  EXPECT_EQ(distinct.size(), single_use.size()) << "a UID was handed out twice";
+  std::set<std::string> alias_names;
+  for (const UidInfo& info : infos) {
+    if (!info.allocated) continue;
+    EXPECT_FALSE(distinct.count(info.uid) && !info.alias.empty()) << "single-use UID reused as alias";
+    if (!info.alias.empty()) {
+      EXPECT_TRUE(alias_names.insert(info.alias).second) << "alias twice: " << info.alias;
+    }
+  }
+  for (uid_t uid : single_use) {
+    auto info = registry.find(uid);
+    ASSERT_TRUE(info && info->allocated) << uid << " was printed but is not allocated";
+  }
+  for (const auto& [alias, uid] : aliases) EXPECT_EQ(registry.find_alias(alias), uid);
+  EXPECT_EQ(env.vmwarden({"uid", "list", "--all"}).exit_code, 0);
+
+  auto sweep_result = env.vmwarden({"acl", "sweep"});
+  ASSERT_EQ(sweep_result.exit_code, 0) << sweep_result.err;
+  std::string after = getfacl(env.tree);
+  std::set<uid_t> left = uids_in(after, registry.range());
+  EXPECT_EQ(left, std::set<uid_t>{keep}) << "entries of dead single-use UIDs survived the sweep";
+  EXPECT_EQ(count_entries(after, keep), full) << "the alias's own grant must survive";
+  for (const UidInfo& info : registry.list()) {
+    EXPECT_FALSE(info.alias.empty()) << "dead single-use UID " << info.uid << " still allocated after sweep";
+  }
+}
+
+TEST(AclConcurrency, FiftyConcurrentAllocationsGetFiftyUids) {
+  Env env;
+  struct Child {
+    pid_t pid;
+    int out;
+    bool alias;
+  };
+  std::vector<Child> children;
+  // 50 single-use allocations and 10 of one alias, all started at once.
+  for (int i = 0; i < 60; ++i) {
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::dup2(out[1], 1);
+      for (const auto& [key, value] : env.env()) ::setenv(key.c_str(), value.c_str(), 1);
+      std::string binary = testing::vmwarden_binary();
+      if (i % 6 != 5) {
+        ::execl(binary.c_str(), binary.c_str(), "uid", "alloc", nullptr);
+      } else {
+        ::execl(binary.c_str(), binary.c_str(), "uid", "alloc", "--alias", "shared", nullptr);
+      }
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    children.push_back({pid, out[0], i % 6 == 5});
+  }
+  std::vector<uid_t> single_use;
+  std::set<uid_t> shared;
+  for (const Child& child : children) {
+    std::string printed;
+    char buffer[64];
+    for (ssize_t n; (n = ::read(child.out, buffer, sizeof buffer)) > 0;) printed.append(buffer, n);
+    ::close(child.out);
+    int status;
+    ::waitpid(child.pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    uid_t uid = static_cast<uid_t>(std::stoul(printed));
+    if (child.alias) {
+      shared.insert(uid);
+    } else {
+      single_use.push_back(uid);
+    }
+  }
+  ASSERT_EQ(single_use.size(), 50u);
+  EXPECT_EQ(std::set<uid_t>(single_use.begin(), single_use.end()).size(), 50u) << "a UID was handed out twice";
+  EXPECT_EQ(shared.size(), 1u) << "one alias, one UID";
+  EXPECT_FALSE(std::set<uid_t>(single_use.begin(), single_use.end()).count(*shared.begin()));
+  UidRegistry registry(env.locations);
+  EXPECT_EQ(registry.list().size(), 51u);
+}
+
+TEST(AclInheritance, AFileCreatedAfterTheGrantIsUsableByTheUid) {
+  Env env;
+  std::filesystem::create_directories(env.tree / "inner");
+  std::filesystem::permissions(env.tree, std::filesystem::perms(0700));
+  std::filesystem::permissions(env.tree / "inner", std::filesystem::perms(0700));
+  UidRegistry registry(env.locations);
+  uid_t rw = registry.allocate_alias("writer");
+  uid_t ro = registry.allocate_alias("reader");
+  std::filesystem::permissions(env.temp.path(), std::filesystem::perms(0755));
+
+  auto can_read = [&](uid_t uid, const std::filesystem::path& path) {
+    return as_user(uid, [&] { return ::open(path.c_str(), O_RDONLY) >= 0 ? 0 : 1; }) == 0;
+  };
+  auto can_write = [&](uid_t uid, const std::filesystem::path& path) {
+    return as_user(uid, [&] { return ::open(path.c_str(), O_WRONLY) >= 0 ? 0 : 1; }) == 0;
+  };
+  testing::write_file(env.tree / "inner/before", "x", 0600);
+  EXPECT_FALSE(can_read(rw, env.tree / "inner/before")) << "the test would prove nothing";
+
+  grant(registry, rw, env.tree, Access::rw);
+  grant(registry, ro, env.tree, Access::ro);
+  EXPECT_TRUE(can_read(rw, env.tree / "inner/before"));
+
+  // Created afterwards by someone else, with an ordinary mode and umask.
+  mode_t old_umask = ::umask(022);
+  testing::write_file(env.tree / "inner/later", "x", 0644);
+  std::filesystem::create_directories(env.tree / "inner/newdir");
+  testing::write_file(env.tree / "inner/newdir/deeper", "x", 0664);
+  ::umask(old_umask);
+
+  EXPECT_TRUE(can_read(rw, env.tree / "inner/later"));
+  EXPECT_TRUE(can_write(rw, env.tree / "inner/newdir/deeper"));
+  EXPECT_TRUE(can_read(ro, env.tree / "inner/newdir/deeper"));
+  EXPECT_FALSE(can_write(ro, env.tree / "inner/newdir/deeper"));
+  EXPECT_EQ(as_user(rw, [&] {
+              return ::open((env.tree / "inner/newdir/by-vm").c_str(), O_CREAT | O_WRONLY, 0600) >= 0 ? 0 : 1;
+            }),
+            0);
+}
+
+TEST(AclRevoke, RemovesExactlyItsOwnEntriesAndKeepsTheMaskRule) {
+  Env env;
+  make_tree(env.tree, 3, 4);
+  // Existing ACLs: a named user and group, default entries, and one file
+  // whose mask a chmod narrowed below what its named user was given.
+  auto setfacl = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "setfacl");
+    auto result = testing::run_command(args);
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+  };
+  setfacl({"-R", "-m", "u:1000:rwX,g:100:rX", env.tree.string()});
+  setfacl({"-d", "-m", "u:1000:rwx", (env.tree / "d1").string()});
+  setfacl({"-m", "u:1001:rwx", (env.tree / "d2/f1").string()});
+  std::filesystem::permissions(env.tree / "d2/f1", std::filesystem::perms(0640));  // mask r--
+  std::string before = getfacl(env.tree);
+
+  UidRegistry registry(env.locations);
+  uid_t a = registry.allocate_alias("a");
+  uid_t b = registry.allocate_alias("b");
+  grant(registry, a, env.tree, Access::rw);
+  std::string narrowed = getfacl(env.tree / "d2/f1");
+  EXPECT_NE(narrowed.find("user:1001:rwx\t#effective:r--"), std::string::npos) << narrowed;
+  EXPECT_NE(narrowed.find(fmt::format("user:{}:r--", a)), std::string::npos) << "w is withheld by the mask: " << narrowed;
+  EXPECT_NE(narrowed.find("group::r--"), std::string::npos) << "the owning group gained: " << narrowed;
+
+  revoke(registry, a, env.tree);
+  EXPECT_EQ(getfacl(env.tree), before) << "grant + revoke must restore every ACL exactly";
+
+  grant(registry, b, env.tree, Access::ro);
+  std::string only_b = getfacl(env.tree);
+  grant(registry, a, env.tree, Access::rw);
+  revoke(registry, a, env.tree);
+  std::string after = getfacl(env.tree);
+  EXPECT_EQ(count_entries(after, a), 0u);
+  EXPECT_EQ(count_entries(after, b), count_entries(only_b, b));
+  revoke(registry, b, env.tree);
+  EXPECT_EQ(getfacl(env.tree), before);
+  EXPECT_TRUE(registry.grant_records().empty());
+}
+
+TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
+  Env env;
+  make_tree(env.tree, 2, 3);
+  std::filesystem::path other = env.temp / "other";
+  make_tree(other, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t alias = registry.allocate_alias("work");
+  UidLease live = registry.lease_single_use();
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, alias, env.tree, Access::rw);
+  grant(registry, live.uid(), env.tree, Access::ro);
+  grant(registry, dead, env.tree, Access::ro);
+  grant(registry, dead, other, Access::ro);
+  // The alias has entries in `other` but no record there (a leftover).
+  auto result = testing::run_command({"setfacl", "-R", "-m", fmt::format("u:{}:rX", alias), other.string()});
+  ASSERT_EQ(result.exit_code, 0);
+
+  std::string tree_before = getfacl(env.tree), other_before = getfacl(other);
+  auto dry = env.vmwarden({"acl", "sweep", "--dry-run"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find(fmt::format("{}: would remove", env.tree.string())), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find(fmt::format("entries of UID {}", dead)), std::string::npos) << dry.out;
+  EXPECT_EQ(dry.out.find(fmt::format("entries of UID {}", live.uid())), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find(fmt::format("{}: would remove", other.string())), std::string::npos) << dry.out;
+  EXPECT_EQ(getfacl(env.tree), tree_before) << "--dry-run changed something";
+  EXPECT_EQ(getfacl(other), other_before);
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  ASSERT_EQ(swept.exit_code, 0) << swept.err;
+  std::string tree_after = getfacl(env.tree), other_after = getfacl(other);
+  EXPECT_EQ(uids_in(tree_after, registry.range()), (std::set<uid_t>{alias, live.uid()}));
+  EXPECT_TRUE(uids_in(other_after, registry.range()).empty()) << other_after;
+  EXPECT_FALSE(registry.find(dead)->allocated) << "the dead single-use UID is released";
+  EXPECT_TRUE(registry.grant_records(dead).empty());
+  EXPECT_EQ(registry.grant_records(alias).size(), 1u);
+}
+
+TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  std::filesystem::create_directory_symlink(env.tree, env.temp / "via-link");
+  ASSERT_EQ(env.vmwarden({"uid", "alloc", "--alias", "work"}).exit_code, 0);
+  auto snapshot = [&] {
+    std::string state;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(env.locations.state_dir)) {
+      state += entry.path().string() + "\n";
+      if (entry.is_regular_file()) state += testing::read_file(entry.path());
+    }
+    return state + getfacl(env.tree);
+  };
+  std::string before = snapshot();
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  std::vector<Case> cases{
+      {{"acl", "grant", "--uid", "work", "--ro", (env.temp / "missing").string()}, "no such directory"},
+      {{"acl", "grant", "--uid", "work", "--ro", "tree"}, "relative path"},
+      {{"acl", "grant", "--uid", "1000", "--ro", env.tree.string()}, "outside the managed range"},
+      {{"acl", "grant", "--uid", "wrok", "--ro", env.tree.string()}, "did you mean \"work\""},
+      {{"acl", "grant", "--uid", "work", "--ro", (env.temp / "via-link").string()}, "symlink"},
+      {{"acl", "grant", "--uid", "work", "--ro", "--rw", env.tree.string()}, "exactly one of --ro and --rw"},
+      {{"acl", "grant", "--uid", "1879048200", "--ro", env.tree.string()}, "not allocated"},
+      {{"acl", "revoke", "--uid", "nobody-here", env.tree.string()}, "unknown alias"},
+      {{"uid", "release", "1879048300"}, "not allocated"},
+      {{"uid", "release", "42"}, "outside the managed range"},
+      {{"uid", "alloc", "--alias", "Bad/Name"}, "invalid alias"},
+      {{"uid", "alloc", "--alias", ""}, "invalid alias"},
+      {{"acl", "show", "relative"}, "relative path"},
+  };
+  for (const Case& c : cases) {
+    auto result = env.vmwarden(c.args);
+    EXPECT_EQ(result.exit_code, 2) << c.args[0] << " " << c.args[1] << ": " << result.err;
+    EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
+  }
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST(AclScopedGrants, RevokesEverythingOnScopeExit) {
+  Env env;
+  make_tree(env.tree, 2, 3);
+  std::filesystem::path second = env.temp / "second";
+  make_tree(second, 1, 1);
+  std::string before = getfacl(env.tree) + getfacl(second);
+  UidRegistry registry(env.locations);
+  {
+    UidLease lease = registry.lease_single_use();
+    ScopedGrants grants(registry, lease.uid());
+    grants.grant(env.tree, Access::rw);
+    grants.grant(second, Access::ro);
+    EXPECT_GT(count_entries(getfacl(second), lease.uid()), 0u);
+    EXPECT_EQ(registry.grant_records(lease.uid()).size(), 2u);
+  }
+  EXPECT_EQ(getfacl(env.tree) + getfacl(second), before);
+  EXPECT_TRUE(registry.grant_records().empty());
+  EXPECT_TRUE(registry.list().empty()) << "the single-use UID went back to the pool";
+}
+
+// Kernels before 6.13 have no getxattrat/setxattrat: the /proc/self/fd
+// fallback must give the same result.
+TEST(AclFallback, WithoutXattratTheResultIsTheSame) {
+  Env env;
+  make_tree(env.tree, 2, 5);
+  std::filesystem::path other = env.temp / "other";
+  make_tree(other, 2, 5);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("fallback");
+  grant(registry, uid, env.tree, Access::rw);
+  detail::force_xattrat_fallback(true);
+  struct Restore {
+    ~Restore() { detail::force_xattrat_fallback(false); }
+  } restore;
+  ASSERT_FALSE(detail::have_xattrat());
+  Report report = grant(registry, uid, other, Access::rw);
+  EXPECT_EQ(report.changed, 2u * 5 + 2 * 3 + 1);
+  auto strip = [](std::string text, const std::filesystem::path& root) {
+    for (std::size_t at; (at = text.find(root.string())) != std::string::npos;) text.erase(at, root.string().size());
+    return text;
+  };
+  EXPECT_EQ(strip(getfacl(other), other), strip(getfacl(env.tree), env.tree));
+  EXPECT_EQ(grant(registry, uid, other, Access::rw).unchanged, report.changed);
+  revoke(registry, uid, other);
+  EXPECT_EQ(count_entries(getfacl(other), uid), 0u);
+}
+
+}  // namespace
+}  // namespace vmwarden::acl

@@ -1,0 +1,190 @@
+// The UID registry: range, exclusions, aliases, single-use reuse order,
+// leases, grant records, crash leftovers and bad input.
+
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "acl-manager/uid_registry.h"
+#include "common/error.h"
+#include "tests/support/support.h"
+
+namespace vmwarden::acl {
+namespace {
+
+using testing::TempDir;
+
+constexpr uid_t kFirst = 1879048192;
+
+struct Fixture {
+  TempDir temp{"vmwarden-registry"};
+  Locations locations{temp / "config", temp / "state", temp / "run"};
+  RegistryOptions options(uid_t first, uid_t last) const {
+    RegistryOptions o;
+    o.range = UidRange{first, last};
+    o.subordinate_id_files = {temp / "subuid", temp / "subgid"};
+    return o;
+  }
+};
+
+TEST(UidRegistry, DefaultRangeAndConfigFile) {
+  Fixture f;
+  EXPECT_EQ(UidRegistry(f.locations).range().to_string(), "1879048192-1879113727");
+  std::filesystem::create_directories(f.locations.config_dir);
+  testing::write_file(f.locations.config_dir / "uid-range", "# vmwarden UIDs\n 200000000-200000099\n");
+  EXPECT_EQ(UidRegistry(f.locations).range().to_string(), "200000000-200000099");
+  testing::write_file(f.locations.config_dir / "uid-range", "100-oops\n");
+  EXPECT_THROW(UidRegistry{f.locations}, UsageError);
+  EXPECT_THROW(parse_uid_range("0-10"), UsageError);
+  EXPECT_THROW(parse_uid_range("20-10"), UsageError);
+  EXPECT_THROW(parse_uid_range("1-4294967294"), UsageError);
+}
+
+TEST(UidRegistry, AliasesAreStableAndDistinct) {
+  Fixture f;
+  uid_t work = UidRegistry(f.locations, f.options(kFirst, kFirst + 9)).allocate_alias("work");
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  EXPECT_EQ(registry.allocate_alias("work"), work);
+  uid_t files = registry.allocate_alias("files");
+  EXPECT_NE(files, work);
+  EXPECT_EQ(registry.resolve("work"), work);
+  EXPECT_EQ(registry.resolve(std::to_string(files)), files);
+  EXPECT_EQ(testing::read_file(f.locations.state_dir / "uids/allocated" / std::to_string(work)), "alias work\n");
+}
+
+TEST(UidRegistry, NeverHandsOutSubordinateOrPasswdIds) {
+  Fixture f;
+  testing::write_file(f.temp / "subuid", fmt::format("someone:{}:3\n", kFirst));
+  testing::write_file(f.temp / "subgid", fmt::format("someone:{}:2\n", kFirst + 3));
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 5);
+
+  // A range holding only users from the passwd database has nothing to give.
+  struct passwd* daemon_user = ::getpwnam("daemon");
+  ASSERT_NE(daemon_user, nullptr);
+  UidRegistry users(f.locations, f.options(daemon_user->pw_uid, daemon_user->pw_uid));
+  EXPECT_THROW(users.allocate_single_use(), std::runtime_error);
+}
+
+TEST(UidRegistry, SingleUseReuseIsLeastRecentlyReleasedFirst) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 3));
+  std::vector<uid_t> uids;
+  for (int i = 0; i < 4; ++i) uids.push_back(registry.allocate_single_use());
+  EXPECT_EQ(uids, (std::vector<uid_t>{kFirst, kFirst + 1, kFirst + 2, kFirst + 3}));
+  EXPECT_THROW(registry.allocate_single_use(), std::runtime_error) << "the range is exhausted";
+  for (uid_t uid : {kFirst + 2, kFirst, kFirst + 3, kFirst + 1}) registry.release(uid);
+  // kFirst + 3 has a grant record left: it is skipped until the record goes.
+  registry.add_grant_record(GrantRecord{kFirst + 3, "/srv/x", Access::ro, false});
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 2);
+  EXPECT_EQ(registry.allocate_single_use(), kFirst);
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 1);
+  EXPECT_THROW(registry.allocate_single_use(), std::runtime_error);
+  registry.remove_grant_record(kFirst + 3, "/srv/x");
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 3);
+}
+
+TEST(UidRegistry, NeverUsedUidsComeBeforeReleasedOnes) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  uid_t first = registry.allocate_single_use();
+  registry.release(first);
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 1);
+}
+
+TEST(UidRegistry, LeasesLockAndSingleUseLeasesReleaseOnDestruction) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  uid_t uid;
+  {
+    UidLease lease = registry.lease_single_use();
+    uid = lease.uid();
+    EXPECT_TRUE(lease.single_use());
+    EXPECT_TRUE(registry.is_leased(uid));
+    EXPECT_THROW(registry.release(uid), std::runtime_error) << "a leased UID cannot be released";
+    UidLease moved = std::move(lease);
+    EXPECT_TRUE(registry.is_leased(uid));
+  }
+  EXPECT_FALSE(registry.is_leased(uid));
+  auto info = registry.find(uid);
+  ASSERT_TRUE(info);
+  EXPECT_FALSE(info->allocated) << "destroying a single-use lease returns the UID";
+
+  UidLease work = registry.lease_alias("work");
+  EXPECT_THROW(registry.lease_alias("work"), std::runtime_error) << "one holder at a time";
+  uid_t work_uid = work.uid();
+  work.release();
+  EXPECT_FALSE(registry.is_leased(work_uid));
+  EXPECT_TRUE(registry.find(work_uid)->allocated) << "an alias outlives its lease";
+}
+
+TEST(UidRegistry, ALeaseDiesWithItsProcess) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    UidLease lease = registry.lease_single_use();
+    char byte = 1;
+    (void)!::write(ready[1], &byte, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char byte;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  EXPECT_TRUE(registry.is_leased(kFirst));
+  auto infos = registry.list();
+  ASSERT_EQ(infos.size(), 1u);
+  EXPECT_EQ(infos[0].leased_by, child);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  EXPECT_FALSE(registry.is_leased(kFirst));
+  EXPECT_TRUE(registry.find(kFirst)->allocated) << "still allocated until released or swept";
+}
+
+TEST(UidRegistry, CrashLeftoversAreIgnoredAndCleaned) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  uid_t a = registry.allocate_single_use();
+  registry.release(a);
+  uid_t b = registry.allocate_single_use();
+  std::filesystem::path uids = f.locations.state_dir / "uids";
+  // An interrupted write, and a release that stopped before removing the
+  // allocation (so it did not happen).
+  testing::write_file(uids / "allocated/.tmp-1-abc", "single-use\n");
+  testing::write_file(uids / fmt::format("released/000000000099-{}", b), "");
+  auto infos = registry.list(true);
+  ASSERT_EQ(infos.size(), 2u);
+  EXPECT_TRUE(registry.find(b)->allocated);
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 2);
+  EXPECT_FALSE(std::filesystem::exists(uids / "allocated/.tmp-1-abc"));
+  EXPECT_FALSE(std::filesystem::exists(uids / fmt::format("released/000000000099-{}", b)));
+}
+
+TEST(UidRegistry, BadInputIsRefusedAndChangesNothing) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  registry.allocate_alias("work");
+  auto before = registry.list(true);
+  EXPECT_THROW(registry.resolve("wrok"), UsageError);
+  try {
+    registry.resolve("wrok");
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("did you mean \"work\""), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(registry.resolve("5"), UsageError);
+  EXPECT_THROW(registry.resolve("99999999999"), UsageError);
+  EXPECT_THROW(registry.release(5), UsageError);
+  EXPECT_THROW(registry.release(kFirst + 5), UsageError) << "not allocated";
+  EXPECT_THROW(registry.allocate_alias("Bad/Name"), UsageError);
+  EXPECT_THROW(registry.allocate_alias(""), UsageError);
+  EXPECT_EQ(registry.list(true).size(), before.size());
+}
+
+}  // namespace
+}  // namespace vmwarden::acl
