@@ -27,6 +27,7 @@ struct Globals {
 
 void add_check_command(CLI::App& app, Globals& globals);
 void add_exec_command(CLI::App& app, Globals& globals);
+void add_supervise_command(CLI::App& app, Globals& globals);
 void add_uid_command(CLI::App& app, Globals& globals);
 void add_acl_command(CLI::App& app, Globals& globals);
 

@@ -158,14 +158,6 @@ fs::path existing_path(const std::string& flag, const std::string& given) {
   return path;
 }
 
-std::optional<int> s6_notification_fd() {
-  std::ifstream in("notification-fd");
-  if (!in) return std::nullopt;
-  int fd = -1;
-  if (!(in >> fd) || fd < 0) throw UsageError("--s6: notification-fd does not hold a file descriptor number");
-  return fd;
-}
-
 supervisor::SandboxSpec build_spec(const ExecOptions& options, const Locations& locations) {
   if (options.command.empty()) {
     throw UsageError("no command given: vmwarden exec [OPTIONS] -- COMMAND [ARGS...]");
@@ -195,7 +187,7 @@ supervisor::SandboxSpec build_spec(const ExecOptions& options, const Locations& 
     }
     spec.notify_fd = options.notify_fd;
   } else if (options.s6) {
-    spec.notify_fd = s6_notification_fd();
+    spec.notify_fd = supervisor::read_s6_notification_fd();
   }
 
   supervisor::ServiceSpec service;
@@ -216,16 +208,7 @@ supervisor::SandboxSpec build_spec(const ExecOptions& options, const Locations& 
   // through --ro and --rw. --ro is also a read-only bind mount, which holds
   // even for root.
   auto& rules = service.confinement.landlock.paths;
-  for (auto builder : {supervisor::system_read_execute_rules, supervisor::device_rules}) {
-    for (supervisor::PathRule& rule : builder()) rules.push_back(std::move(rule));
-  }
-  rules.push_back({command, supervisor::PathRights::read_execute()});
-  rules.push_back({spec.runtime_dir, supervisor::PathRights::read_write()});
-  // /tmp and /dev/shm are the command's own empty tmpfs, and /proc shows
-  // only the sandbox's PID namespace: nothing of the host is behind them.
-  rules.push_back({"/tmp", supervisor::PathRights::read_write()});
-  rules.push_back({"/dev/shm", supervisor::PathRights::read_write()});
-  rules.push_back({"/proc", supervisor::PathRights::read_only()});
+  rules = supervisor::command_rules(command, spec.runtime_dir);
   service.confinement.landlock.deny_tcp = !options.share_net;
   for (const std::string& path : options.rw) {
     service.confinement.landlock.paths.push_back({existing_path("--rw", path), supervisor::PathRights::read_write()});

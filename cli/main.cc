@@ -87,6 +87,7 @@ int run(int argc, char** argv) {
 
   add_check_command(app, globals);
   add_exec_command(app, globals);
+  add_supervise_command(app, globals);
   add_uid_command(app, globals);
   add_acl_command(app, globals);
 

@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -59,11 +61,23 @@ void validate(const SandboxSpec& spec) {
   }
 }
 
+// Raw syscalls: bookworm's <sys/pidfd.h> lacks extern "C" and cannot be
+// linked from C++.
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_send_signal(int pidfd, int sig) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
+
+const char* signal_name(int sig) {
+  const char* name = ::sigabbrev_np(sig);
+  return name != nullptr ? name : "?";
+}
+
+}  // namespace
+
 // s6-supervise holds an fcntl write lock on supervise/lock in the service
 // directory, which is the cwd of `run`. If `run` exec'd straight into us,
 // our parent is the lock holder; anything else (a fork in between, a copy
 // started by hand) would leave processes s6 does not know about.
-void check_s6_parent() {
+void verify_s6_parent() {
   std::string cwd = std::filesystem::current_path().string();
   UniqueFd lock(::open("supervise/lock", O_RDONLY | O_CLOEXEC));
   if (!lock) {
@@ -88,17 +102,22 @@ void check_s6_parent() {
   }
 }
 
-// Raw syscalls: bookworm's <sys/pidfd.h> lacks extern "C" and cannot be
-// linked from C++.
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-int pidfd_send_signal(int pidfd, int sig) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
-
-const char* signal_name(int sig) {
-  const char* name = ::sigabbrev_np(sig);
-  return name != nullptr ? name : "?";
+std::optional<int> read_s6_notification_fd() {
+  UniqueFd file(::open("notification-fd", O_RDONLY | O_CLOEXEC));
+  if (!file) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_errno("open", "notification-fd");
+  }
+  char text[16] = {};
+  ssize_t n = check(::read(file.get(), text, sizeof text - 1), "read", "notification-fd");
+  int fd = -1;
+  auto [end, error] = std::from_chars(text, text + n, fd);
+  bool only_space = std::all_of(end, static_cast<const char*>(text + n), [](char c) { return c == '\n' || c == ' '; });
+  if (error != std::errc() || !only_space || fd < 3) {
+    throw PermanentError("notification-fd in the service directory must hold a descriptor number of 3 or more");
+  }
+  return fd;
 }
-
-}  // namespace
 
 int run_sandbox(const SandboxSpec& spec) {
   log::set_prefix(fmt::format("vmwarden[{}]", spec.name));
@@ -107,7 +126,7 @@ int run_sandbox(const SandboxSpec& spec) {
   // credentials, so nothing clears it later.
   pid_t parent = ::getppid();
   check(::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG");
-  if (spec.require_s6_parent) check_s6_parent();
+  if (spec.require_s6_parent) verify_s6_parent();
   if (::getppid() != parent) throw std::runtime_error("the parent process exited while vmwarden was starting");
 
   validate(spec);

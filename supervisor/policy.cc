@@ -38,4 +38,16 @@ std::vector<PathRule> device_rules() {
 
 std::vector<PathRule> proc_self_rules() { return {{"/proc/self", PathRights::read_only()}}; }
 
+std::vector<PathRule> command_rules(const std::filesystem::path& program, const std::filesystem::path& runtime_dir) {
+  std::vector<PathRule> rules = system_read_execute_rules();
+  for (PathRule& rule : device_rules()) rules.push_back(std::move(rule));
+  rules.push_back({program, PathRights::read_execute()});
+  rules.push_back({runtime_dir, PathRights::read_write()});
+  // Nothing of the host is behind these inside the sandbox.
+  rules.push_back({"/tmp", PathRights::read_write()});
+  rules.push_back({"/dev/shm", PathRights::read_write()});
+  rules.push_back({"/proc", PathRights::read_only()});
+  return rules;
+}
+
 }  // namespace vmwarden::supervisor

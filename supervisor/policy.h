@@ -24,4 +24,10 @@ std::vector<PathRule> device_rules();
 // threads included) and no other process's, not even its future children's.
 std::vector<PathRule> proc_self_rules();
 
+// Everything a plain command (`vmwarden exec`, a `command = [...]`
+// definition) may touch without being granted more: the system rules, the
+// devices, `program` itself, its sandbox's runtime dir, and the sandbox's own
+// /tmp, /dev/shm (private tmpfs) and /proc (its PID namespace only).
+std::vector<PathRule> command_rules(const std::filesystem::path& program, const std::filesystem::path& runtime_dir);
+
 }  // namespace vmwarden::supervisor

@@ -85,6 +85,15 @@ struct SandboxSpec {
   bool require_s6_parent = false;
 };
 
+// Under s6 (the current directory is the service directory): throws
+// PermanentError unless the parent process is the s6-supervise holding
+// supervise/lock. run_sandbox() checks it too when require_s6_parent is set.
+void verify_s6_parent();
+
+// Under s6: the number in the service directory's `notification-fd` file
+// (the current directory), if there is one.
+std::optional<int> read_s6_notification_fd();
+
 // Exit status conventions: the main service's exit code; 128+N when it died
 // of signal N; 125 (PermanentError) for a sandbox that can never start.
 int run_sandbox(const SandboxSpec& spec);

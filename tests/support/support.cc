@@ -21,8 +21,9 @@ namespace vmwarden::testing {
 
 TempDir::TempDir(std::string_view prefix) {
   const char* base = std::getenv("TMPDIR");
-  std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" +
-                      std::string(prefix) + ".XXXXXX";
+  std::filesystem::path parent = base != nullptr && *base != '\0' ? base : "/tmp";
+  std::filesystem::create_directories(parent);
+  std::string templ = (parent / (std::string(prefix) + ".XXXXXX")).string();
   if (::mkdtemp(templ.data()) == nullptr) throw_errno("mkdtemp", templ);
   path_ = templ;
 }

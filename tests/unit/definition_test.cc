@@ -230,6 +230,13 @@ INSTANTIATE_TEST_SUITE_P(
                       PathCase{"/img/a\\u0001b", "contains a control character"},
                       PathCase{"/img/a\\nb", "contains a control character"}));
 
+TEST(Definition, PathsUnderThePrivateTmpfsAreRefused) {
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"t\"\npath = \"/tmp/x\"\n"), 5, 8,
+                   "share.path: /tmp/x lies under /tmp, which every service of the sandbox sees as its own empty tmpfs");
+  expect_one_error(parse("vmm = \"qemu\"\nkernel = \"/dev/shm/k\"\n"), 2, 10, "lies under /dev/shm");
+  EXPECT_TRUE(parse(std::string(kMinimal) + "[[share]]\ntag = \"t\"\npath = \"/tmpfiles\"\n").ok());
+}
+
 TEST(Definition, SharingTheRootIsRefused) {
   expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"t\"\npath = \"/\"\n"), 5, 8,
                    "would share the whole host");

@@ -1,0 +1,151 @@
+// `vmwarden supervise` on plain-command definitions: the real binary, real
+// namespaces, real ACLs, with the UID registry and runtime dirs in scratch
+// locations.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <sstream>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "tests/support/support.h"
+
+namespace vmwarden {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::CommandResult;
+using testing::TempDir;
+using testing::read_file;
+using testing::run_command;
+using testing::write_file;
+namespace fs = std::filesystem;
+
+class SuperviseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // The VM's UID must be able to reach the shares (mkdtemp made it 0700).
+    fs::permissions(root_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    for (const char* dir : {"config/vms", "state", "run", "rw", "ro"}) fs::create_directories(root_ / dir);
+    write_file(root_ / "ro/in.txt", "from the host\n");
+  }
+
+  // Writes CONFIG/vms/NAME.toml running `script` with an rw and an ro share.
+  void define(const std::string& name, const std::string& script, const std::string& extra = "") {
+    write_file(root_ / "config/vms" / (name + ".toml"),
+               fmt::format("command = [\"/bin/sh\", \"-c\", '''{}''']\nshutdown_timeout_s = 5\n{}\n"
+                           "[[share]]\ntag = \"rw\"\npath = \"{}\"\naccess = \"rw\"\n"
+                           "[[share]]\ntag = \"ro\"\npath = \"{}\"\n",
+                           script, extra, (root_ / "rw").string(), (root_ / "ro").string()));
+  }
+
+  CommandResult supervise(const std::string& name) {
+    return run_command({testing::vmwarden_binary(), "supervise", name},
+                       {.extra_env = {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+                                      {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+                                      {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}},
+                        .timeout = std::chrono::seconds(60)});
+  }
+
+  // getfacl's entries naming `uid`, across the whole share tree.
+  std::string acl_entries_for(uid_t uid, const fs::path& tree) {
+    CommandResult result = run_command({"getfacl", "-R", "-p", "-n", tree.string()});
+    std::string found;
+    std::istringstream lines(result.out);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(":" + std::to_string(uid) + ":") != std::string::npos) found += line + "\n";
+    }
+    return found;
+  }
+
+  TempDir scratch_{"vmwarden-supervise"};
+  fs::path root_ = scratch_.path();
+};
+
+TEST_F(SuperviseTest, ACommandRunsAsASingleUseUidWithItsSharesAndNothingElse) {
+  define("app", fmt::format("id -u > {0}/rw/uid; cat {0}/ro/in.txt > {0}/rw/copy; "
+                            "echo x > {0}/ro/new 2>/dev/null || echo ro-refused > {0}/rw/ro; "
+                            "cat /etc/hostname > /dev/null 2>&1 || echo etc-refused > {0}/rw/etc; exit 7",
+                            root_.string()));
+  CommandResult result = supervise("app");
+  EXPECT_EQ(result.exit_code, 7) << result.err;
+
+  uid_t uid = static_cast<uid_t>(std::stoul(read_file(root_ / "rw/uid")));
+  EXPECT_GE(uid, 1879048192u) << "a UID from the registry's range";
+  struct stat st {};
+  ASSERT_EQ(::stat((root_ / "rw/uid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, uid) << "files the command creates belong to the VM's UID on the host";
+  EXPECT_EQ(read_file(root_ / "rw/copy"), "from the host\n");
+  EXPECT_EQ(read_file(root_ / "rw/ro"), "ro-refused\n");
+  EXPECT_FALSE(fs::exists(root_ / "ro/new"));
+  EXPECT_EQ(read_file(root_ / "rw/etc"), "etc-refused\n") << "paths outside the shares are not reachable";
+
+  // A single-use UID's grants are revoked at exit, the UID is released and
+  // the runtime dir removed.
+  EXPECT_EQ(acl_entries_for(uid, root_ / "rw"), "");
+  EXPECT_EQ(acl_entries_for(uid, root_ / "ro"), "");
+  EXPECT_FALSE(fs::exists(root_ / "run/app"));
+  CommandResult list = run_command({testing::vmwarden_binary(), "--state-dir", (root_ / "state").string(),
+                                    "--runtime-dir", (root_ / "run").string(), "--config-dir",
+                                    (root_ / "config").string(), "uid", "list"});
+  EXPECT_THAT(list.out, ::testing::Not(HasSubstr(std::to_string(uid)))) << list.out;
+}
+
+TEST_F(SuperviseTest, AnAliasKeepsItsUidAndGrantsAcrossRuns) {
+  define("work", fmt::format("id -u >> {}/rw/uids", root_.string()), "[uid]\nalias = \"work\"\n");
+  ASSERT_EQ(supervise("work").exit_code, 0);
+  ASSERT_EQ(supervise("work").exit_code, 0);
+  std::istringstream uids(read_file(root_ / "rw/uids"));
+  std::string first, second;
+  uids >> first >> second;
+  EXPECT_EQ(first, second);
+  EXPECT_NE(acl_entries_for(static_cast<uid_t>(std::stoul(first)), root_ / "rw"), "")
+      << "an alias's grants stay for the next run";
+}
+
+TEST_F(SuperviseTest, AnInvalidDefinitionExits125AndChangesNothing) {
+  write_file(root_ / "config/vms/bad.toml", "command = [\"/bin/true\"]\nmemroy_mib = 5\n");
+  CommandResult result = supervise("bad");
+  EXPECT_EQ(result.exit_code, 125);
+  EXPECT_THAT(result.err, HasSubstr("bad.toml:2:1: error: unknown key \"memroy_mib\""));
+  EXPECT_TRUE(fs::is_empty(root_ / "state")) << "no UID allocated";
+  EXPECT_TRUE(fs::is_empty(root_ / "run"));
+
+  CommandResult missing = supervise("nosuchvm");
+  EXPECT_EQ(missing.exit_code, 125);
+  EXPECT_THAT(missing.err, HasSubstr("nosuchvm.toml:1:1: error: cannot read definition"));
+}
+
+TEST_F(SuperviseTest, AShareTheUidCannotReachIsRefusedBeforeAnyGrant) {
+  fs::create_directories(root_ / "private/inner");
+  fs::permissions(root_ / "private", fs::perms::owner_all);
+  write_file(root_ / "config/vms/hidden.toml",
+             fmt::format("command = [\"/bin/true\"]\n[[share]]\ntag = \"in\"\npath = \"{}\"\naccess = \"rw\"\n",
+                         (root_ / "private/inner").string()));
+  CommandResult result = supervise("hidden");
+  EXPECT_EQ(result.exit_code, 125);
+  EXPECT_THAT(result.err, HasSubstr("cannot reach " + (root_ / "private/inner").string()));
+  EXPECT_EQ(run_command({"getfacl", "-p", "-n", (root_ / "private/inner").string()}).out.find("user:1879"),
+            std::string::npos)
+      << "nothing granted";
+}
+
+TEST_F(SuperviseTest, AParentThatIsNotS6IsRefusedBeforeAnyChange) {
+  define("app", "true");
+  CommandResult result = run_command({testing::vmwarden_binary(), "supervise", "--s6", "app"},
+                                     {.extra_env = {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+                                                    {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+                                                    {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}},
+                                      .cwd = root_});
+  EXPECT_EQ(result.exit_code, 125);
+  EXPECT_THAT(result.err, HasSubstr("supervise/lock"));
+  EXPECT_TRUE(fs::is_empty(root_ / "state"));
+  EXPECT_EQ(acl_entries_for(1879048192u, root_ / "rw"), "");
+}
+
+}  // namespace
+}  // namespace vmwarden

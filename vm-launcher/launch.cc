@@ -1,0 +1,163 @@
+// From a definition to a running sandbox. The order of the outer process's
+// own privileged steps is in launch(); each service's confinement is decided
+// in plan_launch() and applied by the supervisor.
+
+#include "vm-launcher/launch.h"
+
+#include <grp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include "acl-manager/acl.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "supervisor/policy.h"
+
+extern char** environ;
+
+namespace vmwarden::vm {
+namespace {
+
+acl::Access acl_access(Access access) { return access == Access::rw ? acl::Access::rw : acl::Access::ro; }
+
+supervisor::PathRights share_rights(Access access) {
+  return access == Access::rw ? supervisor::PathRights::read_write() : supervisor::PathRights::read_only();
+}
+
+supervisor::Confinement base_confinement(const Definition& definition, uid_t uid) {
+  supervisor::Confinement confinement;
+  confinement.uid = uid;
+  confinement.gid = static_cast<gid_t>(uid);  // each VM UID doubles as its own group
+  confinement.landlock.mode = definition.landlock == LandlockMode::required ? supervisor::LandlockMode::required
+                                                                             : supervisor::LandlockMode::best_effort;
+  confinement.landlock.deny_tcp = !definition.network;
+  confinement.seccomp.action =
+      definition.seccomp == SeccompMode::kill ? supervisor::SeccompAction::kill : supervisor::SeccompAction::log;
+  return confinement;
+}
+
+// A plain-command definition: the program is the sandbox's one (main)
+// service, confined like `vmwarden exec`, and its shares are paths it may
+// use at the same place as on the host.
+supervisor::ServiceSpec command_service(const Definition& definition, const supervisor::SandboxSpec& spec,
+                                        uid_t uid) {
+  supervisor::ServiceSpec service;
+  service.name = "command";
+  service.main = true;
+  service.argv = definition.command;
+  for (char** entry = environ; *entry != nullptr; ++entry) service.env.emplace_back(*entry);
+  service.cwd = "/";
+  service.fds = {{0, 0}, {1, 1}, {2, 2}};
+  service.confinement = base_confinement(definition, uid);
+  service.confinement.landlock.paths = supervisor::command_rules(definition.command.front(), spec.runtime_dir);
+  for (const Share& share : definition.shares) {
+    service.confinement.landlock.paths.push_back({share.path, share_rights(share.access)});
+  }
+  return service;
+}
+
+// Grants cover the shares themselves, never the directories above them (a
+// change there would land outside the tree asked for). So each share's parent
+// must already be searchable by the VM's UID; find out as that UID, in a
+// child, before anything is granted.
+void check_shares_reachable(const Definition& definition, uid_t uid) {
+  for (const Share& share : definition.shares) {
+    std::filesystem::path parent = share.path.parent_path();
+    pid_t child = ::fork();
+    if (child < 0) throw_errno("fork");
+    if (child == 0) {
+      bool reachable = ::setgroups(0, nullptr) == 0 && ::setresgid(uid, uid, uid) == 0 &&
+                       ::setresuid(uid, uid, uid) == 0 && ::access(parent.c_str(), X_OK) == 0;
+      ::_exit(reachable ? 0 : 1);
+    }
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0) {
+      if (errno != EINTR) throw_errno("waitpid");
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      throw PermanentError(fmt::format(
+          "share \"{}\": the VM's UID {} cannot reach {}: a directory above it is not searchable by other users "
+          "(chmod o+x on it, or move the share below a directory that is)",
+          share.tag, uid, share.path.string()));
+    }
+  }
+}
+
+}  // namespace
+
+LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOptions& options) {
+  LaunchPlan plan;
+  plan.uid_alias = definition.uid_alias;
+  plan.uid = uid;
+
+  supervisor::SandboxSpec& spec = plan.sandbox;
+  spec.name = definition.name;
+  spec.runtime_dir = options.locations.vm_runtime_dir(definition.name);
+  spec.runtime_dir_uid = uid;
+  spec.runtime_dir_gid = static_cast<gid_t>(uid);
+  spec.private_network = !definition.network;
+  spec.shutdown_timeout = std::chrono::seconds(definition.shutdown_timeout_s);
+  spec.require_s6_parent = options.under_s6;
+  spec.notify_fd = options.under_s6 ? supervisor::read_s6_notification_fd() : options.notify_fd;
+
+  // Every share is granted to the VM's UID, so that its services pass the
+  // host's permission checks there; a read-only share is also a read-only
+  // bind mount in the sandbox, which holds whatever the ACLs say.
+  for (const Share& share : definition.shares) {
+    plan.grants.push_back({share.path, acl_access(share.access)});
+    if (share.access == Access::ro) spec.mounts.push_back({.source = share.path, .target = share.path});
+  }
+
+  if (definition.is_command()) {
+    spec.services.push_back(command_service(definition, spec, uid));
+  } else {
+    throw PermanentError(fmt::format("{}: VM definitions cannot be launched by this build yet", definition.name));
+  }
+  return plan;
+}
+
+std::vector<std::string> check_plan(const LaunchPlan& plan) {
+  std::vector<std::string> warnings;
+  for (const supervisor::ServiceSpec& service : plan.sandbox.services) {
+    for (std::string& warning : supervisor::check_confinement(service.confinement)) {
+      warnings.push_back(service.name + ": " + warning);
+    }
+  }
+  return warnings;
+}
+
+int launch(const Definition& definition, const LaunchOptions& options) {
+  // 1. Under s6, prove the parent before changing anything.
+  if (options.under_s6) supervisor::verify_s6_parent();
+
+  // 2. The VM's UID: a lease that the kernel drops however this process
+  //    dies, so that `vmwarden acl sweep` can tell live UIDs from dead ones.
+  acl::UidRegistry registry(options.locations);
+  acl::UidLease lease =
+      definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
+
+  // 3. The whole plan, checked against the kernel, before any ACL changes.
+  LaunchPlan plan = plan_launch(definition, lease.uid(), options);
+  for (const std::string& warning : check_plan(plan)) log::warning("{}", warning);
+  check_shares_reachable(definition, lease.uid());
+
+  // 4. ACL grants. A single-use UID's grants are revoked when `grants` goes
+  //    out of scope, on every exit path; an alias keeps its grants between
+  //    runs (revoked by `vmwarden acl revoke`, or by a sweep once the alias
+  //    is released).
+  acl::ScopedGrants grants(registry, lease.uid());
+  for (const GrantPlan& grant : plan.grants) {
+    acl::Report report = grants.grant(grant.tree, grant.access);
+    log::info("granted {} on {} to UID {}: {}", acl::to_string(grant.access), grant.tree.string(), lease.uid(),
+              report.summary());
+  }
+  if (!lease.single_use()) grants.dismiss();
+
+  // 5. The sandbox: the outer process, the warden and the services.
+  return supervisor::run_sandbox(plan.sandbox);
+}
+
+}  // namespace vmwarden::vm

@@ -1,0 +1,60 @@
+// Launching a definition: everything the outer process will do for it is
+// decided first, as a LaunchPlan (what `vmwarden audit` prints), and only then
+// acted on (what `vmwarden supervise` runs). The plan combines the other
+// components: the UID registry and ACL grants (acl-manager), the services and
+// their confinement (supervisor), the VMM backend and one virtiofsd per share.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "acl-manager/uid_registry.h"
+#include "common/locations.h"
+#include "supervisor/sandbox.h"
+#include "vm-launcher/definition.h"
+
+namespace vmwarden::vm {
+
+struct LaunchOptions {
+  Locations locations;
+  // Started by s6-supervise: prove it (supervise/lock), and report readiness
+  // on the service directory's notification-fd.
+  bool under_s6 = false;
+  // Readiness outside s6 (`--notify-fd`).
+  std::optional<int> notify_fd;
+};
+
+// An ACL grant the outer process makes before the sandbox starts, so that the
+// VM's UID can reach a share (or a disk) through the host's permission checks.
+struct GrantPlan {
+  std::filesystem::path tree;
+  acl::Access access = acl::Access::ro;
+};
+
+struct LaunchPlan {
+  std::string uid_alias;  // empty: a single-use UID, released (and its grants revoked) at exit
+  uid_t uid = 0;
+  std::vector<GrantPlan> grants;
+  supervisor::SandboxSpec sandbox;
+};
+
+// The plan for running `definition` as `uid`. Pure: reads the host (which
+// VMM binaries exist, /dev/kvm) but changes nothing. Throws UsageError for
+// what the definition asks that cannot be done here.
+LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOptions& options);
+
+// Checks every service's confinement against the running kernel (see
+// supervisor::check_confinement): throws PermanentError for an unmet
+// `landlock = "required"`, and returns what `best-effort` will drop.
+std::vector<std::string> check_plan(const LaunchPlan& plan);
+
+// Leases the VM's UID, plans, checks, grants, runs the sandbox, and on every
+// exit path revokes a single-use UID's grants and releases it. Returns the
+// sandbox's exit status.
+int launch(const Definition& definition, const LaunchOptions& options);
+
+}  // namespace vmwarden::vm
