@@ -61,7 +61,7 @@ class Parser {
         if (pos_ >= text_.size() || text_[pos_] != '"') fail("expected a member name");
         std::string key = parse_string();
         expect(':');
-        value.members.emplace_back(std::move(key), parse_value(depth + 1));
+        value.members.push_back(JsonMember{std::move(key), parse_value(depth + 1)});
         skip_space();
         if (consume(",")) continue;
         expect('}');

@@ -10,6 +10,8 @@
 
 namespace vmwarden::vm {
 
+struct JsonMember;
+
 struct Json {
   enum class Type { null, boolean, number, string, array, object };
 
@@ -18,7 +20,7 @@ struct Json {
   double number = 0;
   std::string string;
   std::vector<Json> items;                            // array
-  std::vector<std::pair<std::string, Json>> members;  // object, in order
+  std::vector<JsonMember> members;                    // object, in order
 
   // The member named `key` of an object, or nullptr.
   const Json* find(std::string_view key) const;
@@ -28,6 +30,13 @@ struct Json {
 
 // Throws std::runtime_error("invalid JSON at byte N: ...") on any defect,
 // trailing garbage included.
+// A named member of an object. Its own type rather than std::pair, which may
+// not be instantiated while Json is still incomplete.
+struct JsonMember {
+  std::string name;
+  Json value;
+};
+
 Json parse_json(std::string_view text);
 
 // `text` as a JSON string literal, quotes included.
