@@ -25,6 +25,7 @@ struct PathAudit {
 struct Audit {
   std::string service;
   uid_t uid = 0;
+  bool user_namespace = false;
   gid_t gid = 0;
   std::vector<std::string> kept_capabilities;
   std::vector<std::string> dropped_capabilities;
@@ -55,6 +56,7 @@ Audit gather(std::string_view service, const Confinement& confinement) {
   Audit audit;
   audit.service = service;
   audit.uid = confinement.uid;
+  audit.user_namespace = confinement.user_namespace;
   audit.gid = confinement.gid;
   if (confinement.uid == 0) audit.flags.push_back("runs as root (uid 0)");
 
@@ -64,7 +66,9 @@ Audit gather(std::string_view service, const Confinement& confinement) {
                           capability) != confinement.keep_capabilities.end();
     (kept ? audit.kept_capabilities : audit.dropped_capabilities).push_back(capability_name(capability));
   }
-  for (const auto& name : audit.kept_capabilities) audit.flags.push_back("keeps capability " + name);
+  for (const auto& name : audit.kept_capabilities)
+    audit.flags.push_back("keeps capability " + name +
+                          (confinement.user_namespace ? " (over its own user namespace only)" : ""));
   audit.securebits = {"SECBIT_NOROOT", "SECBIT_NO_CAP_AMBIENT_RAISE", "SECBIT_KEEP_CAPS off",
                       "all locked"};
 
@@ -149,6 +153,10 @@ std::string describe_confinement_text(std::string_view service, const Confinemen
   Audit audit = gather(service, confinement);
   std::string out = fmt::format("service {}\n", audit.service);
   out += fmt::format("  identity: uid {}, gid {}, no supplementary groups\n", audit.uid, audit.gid);
+  if (audit.user_namespace)
+    out += fmt::format("  user namespace: its own, mapping only uid {} and gid {} onto themselves; setgroups "
+                       "denied\n",
+                       audit.uid, audit.gid);
   out += fmt::format("  capabilities: {} kept{}{}; {} dropped from every set and the bounding set\n",
                      audit.kept_capabilities.size(), audit.kept_capabilities.empty() ? "" : " (ambient): ",
                      join(audit.kept_capabilities, ", "), audit.dropped_capabilities.size());
@@ -191,7 +199,7 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
   paths += "]";
   const SeccompProfileInfo& seccomp = audit.seccomp;
   return fmt::format(
-      "{{\"service\":{},\"uid\":{},\"gid\":{},\"supplementary_groups\":[],"
+      "{{\"service\":{},\"uid\":{},\"gid\":{},\"supplementary_groups\":[],\"user_namespace\":{},"
       "\"capabilities\":{{\"kept\":{},\"dropped\":{},\"securebits\":{},\"no_new_privs\":true}},"
       "\"parent_death_signal\":\"SIGKILL\","
       "\"landlock\":{{\"mode\":{},\"abi\":{},\"refused\":{},\"handled_fs\":{},\"paths\":{},"
@@ -199,7 +207,8 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
       "\"seccomp\":{{\"profile\":{},\"kind\":{},\"action\":{},\"syscall_count\":{},\"syscalls\":{},"
       "\"argument_filters\":{},\"enosys\":{}}},"
       "\"flags\":{}}}",
-      json_string(audit.service), audit.uid, audit.gid, json_strings(audit.kept_capabilities),
+      json_string(audit.service), audit.uid, audit.gid, audit.user_namespace ? "true" : "false",
+      json_strings(audit.kept_capabilities),
       json_strings(audit.dropped_capabilities), json_strings(audit.securebits),
       json_string(audit.landlock_mode), audit.abi, audit.refused ? json_string(*audit.refused) : "null",
       json_strings(audit.handled_fs), paths, json_strings(audit.handled_net),

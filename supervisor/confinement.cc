@@ -12,6 +12,7 @@
 #include "supervisor/caps.h"
 #include "supervisor/confinement_testing.h"
 #include "supervisor/landlock.h"
+#include "supervisor/namespaces.h"
 #include "supervisor/seccomp.h"
 
 namespace vmwarden::supervisor {
@@ -50,6 +51,13 @@ void apply_confinement_except(const Confinement& confinement, unsigned omitted) 
   //    change CAP_SETGID would be gone from the effective set). The permitted
   //    set is kept across the switch for step 3.
   if (wanted(step_identity)) switch_identity(confinement.uid, confinement.gid);
+
+  // 2a. A user namespace of its own, entered as the new uid so that the
+  //     namespace belongs to it: every capability step 3 keeps is then a
+  //     capability over that namespace only (files owned by uid:gid), never
+  //     over the host's.
+  if (confinement.user_namespace && wanted(step_user_namespace))
+    enter_identity_user_namespace(confinement.uid, confinement.gid);
 
   // 3. Capabilities: only keep_capabilities remain, in every set including
   //    ambient (so they survive execve); the bounding set loses the rest;

@@ -58,6 +58,11 @@ struct Confinement {
   // Capabilities the service keeps across exec (as ambient capabilities);
   // every other capability leaves all five sets, the bounding set included.
   std::vector<int> keep_capabilities;
+  // Run in a user namespace of the service's own, created after the uid
+  // switch, which maps only uid and gid onto themselves. The kept
+  // capabilities then hold in that namespace only: they act on files owned
+  // by uid:gid and nowhere else on the host (virtiofsd's file-server set).
+  bool user_namespace = false;
   LandlockPolicy landlock;
   SeccompPolicy seccomp;
 };

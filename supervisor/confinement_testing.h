@@ -13,6 +13,7 @@ enum ConfinementStep : unsigned {
   step_no_new_privs = 1u << 2,
   step_landlock = 1u << 3,
   step_seccomp = 1u << 4,
+  step_user_namespace = 1u << 5,
 };
 
 // apply_confinement() without the steps in `omitted` (a ConfinementStep mask).

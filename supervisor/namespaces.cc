@@ -10,7 +10,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/prctl.h>
+
 #include <cstdint>
+#include <cstdio>
 
 #include "common/error.h"
 
@@ -32,6 +36,36 @@ ClonedProcess clone_into_namespaces(bool private_network) {
   result.pid = static_cast<pid_t>(pid);
   if (pid != 0) result.pidfd = UniqueFd(pidfd);
   return result;
+}
+
+namespace {
+
+// No allocation: this runs in a service's child, which shares the warden's
+// memory until exec.
+void write_proc_file(const char* path, const char* text, size_t length) {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno("open", path);
+  ssize_t written = ::write(fd, text, length);
+  int saved = errno;
+  ::close(fd);
+  if (written != static_cast<ssize_t>(length)) throw_system_error(written < 0 ? saved : EIO, "write", path);
+}
+
+}  // namespace
+
+void enter_identity_user_namespace(uid_t uid, gid_t gid) {
+  check(::unshare(CLONE_NEWUSER), "unshare", "(user namespace)");
+  // The uid switch made the process non-dumpable, which leaves its /proc
+  // files owned by root and the id maps unwritable. Exec resets it anyway.
+  check(::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)");
+  // An unprivileged writer may map its own ids only, and gid_map only once
+  // setgroups is denied (which also keeps the empty group list for good).
+  char map[48];
+  write_proc_file("/proc/self/setgroups", "deny", 4);
+  int length = std::snprintf(map, sizeof map, "%u %u 1\n", uid, uid);
+  write_proc_file("/proc/self/uid_map", map, static_cast<size_t>(length));
+  length = std::snprintf(map, sizeof map, "%u %u 1\n", gid, gid);
+  write_proc_file("/proc/self/gid_map", map, static_cast<size_t>(length));
 }
 
 }  // namespace vmwarden::supervisor

@@ -21,4 +21,10 @@ struct ClonedProcess {
 // cached thread id): it must stay single-threaded and avoid raise()/abort().
 ClonedProcess clone_into_namespaces(bool private_network);
 
+// Moves the calling process (already running as uid:gid) into a new user
+// namespace in which uid and gid map onto themselves and nothing else is
+// mapped; setgroups is denied there. The process holds every capability in
+// the new namespace until restrict_capabilities() trims them.
+void enter_identity_user_namespace(uid_t uid, gid_t gid);
+
 }  // namespace vmwarden::supervisor

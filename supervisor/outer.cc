@@ -24,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "common/exit_status.h"
@@ -54,6 +55,13 @@ void validate(const SandboxSpec& spec) {
         throw PermanentError(fmt::format("service {}: fd {} (to become its fd {}) is not open", service.name,
                                          mapping.parent_fd, mapping.child_fd));
       }
+    }
+  }
+  for (const ServiceSpec& service : spec.services) {
+    for (const ListenSocket& socket : service.listen_sockets) {
+      if (socket.path.parent_path() != spec.runtime_dir)
+        throw PermanentError(fmt::format("service {}: socket {} must be directly in the runtime dir {}",
+                                         service.name, socket.path.string(), spec.runtime_dir.string()));
     }
   }
   if (spec.notify_fd && ::fcntl(*spec.notify_fd, F_GETFD) < 0) {

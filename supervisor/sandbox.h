@@ -24,12 +24,22 @@ struct FdMapping {
 
 class RunningService;
 
+// A unix socket the supervisor binds for a service (see ServiceSpec).
+struct ListenSocket {
+  std::filesystem::path path;  // inside the sandbox's runtime dir
+  int child_fd;                // the number the service sees
+};
+
 struct ServiceSpec {
   std::string name;                  // "virtiofsd-home", "vmm", "command"
   std::vector<std::string> argv;     // argv[0] is an absolute path
   std::vector<std::string> env;      // the complete environment, KEY=VALUE
   std::filesystem::path cwd = "/";
   std::vector<FdMapping> fds;
+  // Bound and listening before any service starts, owned by the service's
+  // uid and gid, mode 0600: a client started later (the VMM) can connect at
+  // once, and the service never needs write access where the socket lives.
+  std::vector<ListenSocket> listen_sockets;
   Confinement confinement;
 
   // The main service's exit starts the shutdown, and its status becomes the
@@ -47,6 +57,10 @@ struct ServiceSpec {
   // Runs in the warden to ask the service to stop gracefully (QMP
   // system_powerdown, `crosvm powerbtn`, ...). Unset: SIGTERM.
   std::function<void(const RunningService&)> graceful_stop;
+  // Asks again at this interval until the service exits or the shutdown
+  // deadline passes: a guest that has not loaded its ACPI button driver yet
+  // loses the press. Zero: asked once.
+  std::chrono::milliseconds graceful_stop_repeat{0};
 };
 
 // A started service, as the warden sees it.
@@ -94,7 +108,8 @@ void verify_s6_parent();
 // (the current directory), if there is one.
 std::optional<int> read_s6_notification_fd();
 
-// Exit status conventions: the main service's exit code; 128+N when it died
+// Exit status conventions: the main service's exit code; any other service
+// exiting while the sandbox runs shuts it down (its status is logged); 128+N when it died
 // of signal N; 125 (PermanentError) for a sandbox that can never start.
 int run_sandbox(const SandboxSpec& spec);
 

@@ -44,6 +44,7 @@ void write_all(int fd, std::string_view text) {
 // exec.
 struct ChildPlan {
   const ServiceSpec* spec;
+  const std::vector<FdMapping>* fds;
   int error_pipe;
   std::vector<char*> argv, envp;
   std::vector<int> sources;  // scratch: each mapping's parent_fd, copied out of the way
@@ -55,7 +56,7 @@ struct ChildPlan {
 // close-on-exec, so the service receives exactly the mapped ones. The error
 // pipe is moved above the targets first so that no dup2 can replace it.
 void map_fds(ChildPlan& plan) {
-  const std::vector<FdMapping>& fds = plan.spec->fds;
+  const std::vector<FdMapping>& fds = *plan.fds;
   plan.error_pipe = check(::fcntl(plan.error_pipe, F_DUPFD_CLOEXEC, plan.floor), "fcntl F_DUPFD_CLOEXEC",
                           "(exec status pipe)");
   // Copy every source above all targets first: a source may be another
@@ -113,6 +114,12 @@ alignas(64) char g_child_stack[256 * 1024];
 
 }  // namespace
 
+Service::Service(const ServiceSpec& spec, const std::vector<int>& listen_fds) : spec_(spec), fds_(spec.fds) {
+  if (listen_fds.size() != spec.listen_sockets.size())
+    throw std::logic_error("service " + spec.name + ": listening sockets and their descriptors differ in number");
+  for (size_t i = 0; i < listen_fds.size(); ++i) fds_.push_back({listen_fds[i], spec.listen_sockets[i].child_fd});
+}
+
 void Service::start() {
   if (spec_.argv.empty()) throw PermanentError("service " + spec_.name + " has no argv");
   int pipe_fds[2];
@@ -121,14 +128,15 @@ void Service::start() {
 
   ChildPlan plan;
   plan.spec = &spec_;
+  plan.fds = &fds_;
   plan.error_pipe = write_end.get();
   for (const std::string& arg : spec_.argv) plan.argv.push_back(const_cast<char*>(arg.c_str()));
   plan.argv.push_back(nullptr);
   for (const std::string& entry : spec_.env) plan.envp.push_back(const_cast<char*>(entry.c_str()));
   plan.envp.push_back(nullptr);
-  plan.sources.resize(spec_.fds.size());
+  plan.sources.resize(fds_.size());
   int highest_target = 2;
-  for (const FdMapping& mapping : spec_.fds) {
+  for (const FdMapping& mapping : fds_) {
     plan.targets.push_back(mapping.child_fd);
     highest_target = std::max(highest_target, mapping.child_fd);
   }

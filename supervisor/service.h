@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "supervisor/sandbox.h"
 
@@ -13,7 +14,9 @@ namespace vmwarden::supervisor {
 
 class Service final : public RunningService {
  public:
-  explicit Service(const ServiceSpec& spec) : spec_(spec) {}
+  // `listen_fds`: the warden's copies of the sockets bound for
+  // spec.listen_sockets, in that order.
+  Service(const ServiceSpec& spec, const std::vector<int>& listen_fds);
 
   const ServiceSpec& spec() const override { return spec_; }
   pid_t pid() const override { return pid_; }
@@ -32,6 +35,7 @@ class Service final : public RunningService {
 
  private:
   const ServiceSpec& spec_;
+  std::vector<FdMapping> fds_;  // spec.fds, then the listening sockets
   pid_t pid_ = 0;
   std::optional<int> wait_status_;
 };

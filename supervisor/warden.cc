@@ -34,6 +34,7 @@
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "common/unix_socket.h"
 #include "supervisor/memory.h"
 #include "supervisor/mounts.h"
 #include "supervisor/process_title.h"
@@ -74,6 +75,7 @@ class Warden {
   bool outer_gone() const { return outer_gone_; }
 
  private:
+  std::vector<int> bind_listen_sockets(const ServiceSpec& service);
   void start_services();
   bool start_stage(int stage);
   void notify_ready();
@@ -83,6 +85,7 @@ class Warden {
   void begin_shutdown(const std::string& reason, milliseconds grace);
   void stop_remaining();
   void on_timeout();
+  void repeat_graceful_stop();
   void on_outer_death();
   std::string main_name() const;
   int final_status();
@@ -90,7 +93,9 @@ class Warden {
   const SandboxSpec& spec_;
   int outer_pidfd_;
   RuntimeDir& runtime_dir_;
+  std::vector<UniqueFd> sockets_;  // every service's listening sockets
   UniqueFd signal_fd_;
+  UniqueFd repeat_fd_;  // graceful_stop_repeat of the main service
   UniqueFd timer_fd_;
   std::vector<std::unique_ptr<Service>> services_;
   Service* main_ = nullptr;
@@ -139,9 +144,22 @@ int Warden::run() {
   return status;
 }
 
+// Bound here rather than in the outer so that they belong to the sandbox's
+// network namespace, where /proc/PID/net/unix (readiness probes) shows them.
+// Before any service starts: a client started in a later stage can connect
+// at once.
+std::vector<int> Warden::bind_listen_sockets(const ServiceSpec& service) {
+  std::vector<int> fds;
+  for (const ListenSocket& socket : service.listen_sockets) {
+    sockets_.push_back(listen_unix_socket(socket.path, service.confinement.uid, service.confinement.gid));
+    fds.push_back(sockets_.back().get());
+  }
+  return fds;
+}
+
 void Warden::start_services() {
   for (const ServiceSpec& spec : spec_.services) {
-    services_.push_back(std::make_unique<Service>(spec));
+    services_.push_back(std::make_unique<Service>(spec, bind_listen_sockets(spec)));
     if (spec.main) main_ = services_.back().get();
   }
   std::vector<int> stages;
@@ -202,6 +220,7 @@ void Warden::event_loop() {
     fds.push_back({signal_fd_.get(), POLLIN, 0});
     if (!outer_gone_) fds.push_back({outer_pidfd_, POLLIN, 0});
     if (timer_fd_) fds.push_back({timer_fd_.get(), POLLIN, 0});
+    if (repeat_fd_) fds.push_back({repeat_fd_.get(), POLLIN, 0});
     int ready = ::poll(fds.data(), fds.size(), trimmed_ ? -1 : static_cast<int>(kIdleBeforeTrim.count()));
     if (ready < 0) {
       if (errno == EINTR) continue;
@@ -221,6 +240,9 @@ void Warden::event_loop() {
       } else if (timer_fd_ && entry.fd == timer_fd_.get()) {
         uint64_t expirations;
         if (::read(timer_fd_.get(), &expirations, sizeof expirations) > 0) on_timeout();
+      } else if (repeat_fd_ && entry.fd == repeat_fd_.get()) {
+        uint64_t expirations;
+        if (::read(repeat_fd_.get(), &expirations, sizeof expirations) > 0) repeat_graceful_stop();
       }
     }
   }
@@ -323,6 +345,15 @@ void Warden::begin_shutdown(const std::string& reason, milliseconds grace) {
     try {
       if (main.graceful_stop) {
         main.graceful_stop(*main_);
+        if (main.graceful_stop_repeat.count() > 0) {
+          repeat_fd_ = UniqueFd(
+              check(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
+          auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(main.graceful_stop_repeat).count();
+          itimerspec every{};
+          every.it_value.tv_sec = every.it_interval.tv_sec = ns / 1'000'000'000;
+          every.it_value.tv_nsec = every.it_interval.tv_nsec = ns % 1'000'000'000;
+          check(::timerfd_settime(repeat_fd_.get(), 0, &every, nullptr), "timerfd_settime");
+        }
       } else {
         check(::kill(main_->pid(), SIGTERM), "kill SIGTERM", main.name);
       }
@@ -358,6 +389,19 @@ void Warden::on_timeout() {
                seconds(grace_), ms_between(*shutdown_started_, Clock::now()));
   ::kill(-1, SIGKILL);
   timer_fd_.reset();
+}
+
+void Warden::repeat_graceful_stop() {
+  if (!main_ || !main_->running() || Clock::now() >= deadline_) {
+    repeat_fd_.reset();
+    return;
+  }
+  try {
+    main_->spec().graceful_stop(*main_);
+    log::debug("asked {} to stop again", main_->spec().name);
+  } catch (const std::exception& e) {
+    log::debug("repeated graceful stop of {} failed: {}", main_->spec().name, e.what());
+  }
 }
 
 void Warden::on_outer_death() {

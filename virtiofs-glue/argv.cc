@@ -37,8 +37,16 @@ std::string checked_tag(std::string_view tag) {
 }
 
 // Neither device nodes (CAP_MKNOD) nor file capabilities (CAP_SETFCAP) are
-// ever created on the guest's behalf; extended attributes stay off, so the
-// guest cannot set security.* or ACL xattrs either.
+// ever created on the guest's behalf.
+//
+// Extended attributes and POSIX ACLs are on: the share is reachable by the
+// VM's UID through the ACL vmwarden granted (the directory's mode bits are
+// usually the host user's own), and the guest kernel checks permissions
+// itself (virtiofs mounts with default_permissions), so it must see that
+// ACL. What the guest can set is bounded by the daemon's user namespace:
+// user.* attributes and ACLs naming the VM's own UID; trusted.* and
+// security.* need capabilities over the host's namespace, and an ACL naming
+// any other uid does not map (EINVAL). See doc/SECURITY.md.
 constexpr std::string_view kDroppedCaps = "-mknod:-setfcap";
 
 }  // namespace
@@ -61,7 +69,7 @@ DaemonPlan plan_virtiofsd(const Share& share) {
                                    "use the Rust virtiofsd",
                                    tag));
     for (std::string option : {"source=" + dir, std::string("sandbox=chroot"), std::string("cache=auto"),
-                               std::string("no_xattr"), fmt::format("modcaps={}", kDroppedCaps)}) {
+                               std::string("xattr"), std::string("posix_acl"), fmt::format("modcaps={}", kDroppedCaps)}) {
       argv.push_back("-o");
       argv.push_back(option);
     }
@@ -76,6 +84,8 @@ DaemonPlan plan_virtiofsd(const Share& share) {
     argv.push_back("--sandbox=chroot");
     argv.push_back("--seccomp=kill");
     argv.push_back("--cache=auto");
+    argv.push_back("--xattr");
+    argv.push_back("--posix-acl");
     argv.push_back(fmt::format("--modcaps={}", kDroppedCaps));
     argv.push_back("--rlimit-nofile=0");
     if (share.readonly) argv.push_back("--readonly");

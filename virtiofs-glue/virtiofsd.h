@@ -39,7 +39,7 @@ struct Share {
   bool readonly = true;  // the Rust daemon also gets --readonly; the caller adds
                          // the read-only bind mount either way
   // The vhost-user socket the VMM connects to. With `listen_fd` set it is
-  // already bound and listening (see listen_socket()) and the daemon gets
+  // already bound and listening (see common/unix_socket.h) and the daemon gets
   // --fd; otherwise the daemon creates it (and a pid file: the C daemon in
   // /var/run/virtiofsd/, the Rust one next to the socket).
   std::filesystem::path socket;
@@ -69,10 +69,6 @@ struct DaemonPlan {
 // control characters, not absolute), a bad tag, or an option the dialect
 // cannot express (--tag with the C daemon).
 DaemonPlan plan_virtiofsd(const Share& share);
-
-// A unix stream socket bound at `path` (which must not exist), owned by
-// uid:gid, mode 0600, listening: for Share::listen_fd.
-UniqueFd listen_socket(const std::filesystem::path& path, uid_t uid, gid_t gid);
 
 // The readiness probe: some thread of `pid` is blocked in accept(2) on a
 // listening unix socket bound at `socket`. Reads /proc only; connects to

@@ -10,11 +10,15 @@
 
 #include <cerrno>
 #include <chrono>
+#include <string_view>
 
 #include "acl-manager/acl.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "supervisor/policy.h"
+#include "virtiofs-glue/virtiofsd.h"
+#include "vm-launcher/backend.h"
+#include "vm-launcher/backend_util.h"
 
 extern char** environ;
 
@@ -59,31 +63,122 @@ supervisor::ServiceSpec command_service(const Definition& definition, const supe
   return service;
 }
 
+// Whether `uid` (as its own group, with no supplementary groups) passes
+// access(path, mode): found out in a child that switches to it.
+bool accessible_as(uid_t uid, const std::filesystem::path& path, int mode) {
+  pid_t child = ::fork();
+  if (child < 0) throw_errno("fork");
+  if (child == 0) {
+    bool ok = ::setgroups(0, nullptr) == 0 && ::setresgid(uid, uid, uid) == 0 && ::setresuid(uid, uid, uid) == 0 &&
+              ::access(path.c_str(), mode) == 0;
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) throw_errno("waitpid");
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 // Grants cover the shares themselves, never the directories above them (a
 // change there would land outside the tree asked for). So each share's parent
-// must already be searchable by the VM's UID; find out as that UID, in a
-// child, before anything is granted.
-void check_shares_reachable(const Definition& definition, uid_t uid) {
+// must already be searchable by the VM's UID, and the files the VMM opens
+// (kernel, initramfs, disks) must be readable (writable for a read-write
+// disk) by it as they are. Found out as that UID before anything is granted.
+void check_reachable(const Definition& definition, uid_t uid) {
   for (const Share& share : definition.shares) {
-    std::filesystem::path parent = share.path.parent_path();
-    pid_t child = ::fork();
-    if (child < 0) throw_errno("fork");
-    if (child == 0) {
-      bool reachable = ::setgroups(0, nullptr) == 0 && ::setresgid(uid, uid, uid) == 0 &&
-                       ::setresuid(uid, uid, uid) == 0 && ::access(parent.c_str(), X_OK) == 0;
-      ::_exit(reachable ? 0 : 1);
-    }
-    int status = 0;
-    while (::waitpid(child, &status, 0) < 0) {
-      if (errno != EINTR) throw_errno("waitpid");
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (!accessible_as(uid, share.path.parent_path(), X_OK))
       throw PermanentError(fmt::format(
           "share \"{}\": the VM's UID {} cannot reach {}: a directory above it is not searchable by other users "
           "(chmod o+x on it, or move the share below a directory that is)",
           share.tag, uid, share.path.string()));
+  }
+  auto require = [uid](std::string_view what, const std::filesystem::path& path, int mode, std::string_view fix) {
+    if (!path.empty() && !accessible_as(uid, path, mode))
+      throw PermanentError(fmt::format("{} {}: the VM's UID {} cannot {} it; {}", what, path.string(), uid,
+                                       mode == R_OK ? "read" : "read and write", fix));
+  };
+  constexpr std::string_view kReadable =
+      "make it readable by others (chmod o+r, and o+x on every directory above it)";
+  require("kernel", definition.kernel, R_OK, kReadable);
+  require("initramfs", definition.initramfs, R_OK, kReadable);
+  for (const Disk& disk : definition.disks) {
+    if (disk.readonly)
+      require("disk", disk.path, R_OK, kReadable);
+    else
+      require("read-write disk", disk.path, R_OK | W_OK,
+              "give the VM a persistent UID ([uid] alias) and make the image its own (chown UID:UID), or grant "
+              "it with setfacl -m u:UID:rw");
+  }
+}
+
+// Services get a fixed, minimal environment: nothing of the caller's leaks
+// into the VM's daemons.
+std::vector<std::string> daemon_environment() { return {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}; }
+
+// A VM: one virtiofsd per share first (stage 0), each in a user namespace of
+// its own so that its file-server capabilities act on the VM's files only,
+// listening on a socket the supervisor bound; then the VMM (stage 1, the
+// main service), once every virtiofsd waits for it.
+void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec, uid_t uid) {
+  Host host = Host::detect();
+  RuntimePaths paths = RuntimePaths::in(spec.runtime_dir, definition);
+  VmmPlan vmm = plan_vmm(definition, paths, host);
+  // The daemons' output and the VMM's go to the supervisor's stderr: the
+  // terminal, or s6-log under s6.
+  const std::vector<supervisor::FdMapping> output = {{2, 1}, {2, 2}};
+
+  if (!definition.shares.empty()) {
+    std::filesystem::path binary = backend::required_program(host.virtiofsd, "virtiofsd", "VMWARDEN_VIRTIOFSD");
+    virtiofs::Dialect dialect = virtiofs::detect_dialect(binary);
+    for (const Share& share : definition.shares) {
+      constexpr int kListenFd = 3;
+      virtiofs::Share daemon_share;
+      daemon_share.binary = binary;
+      daemon_share.dialect = dialect;
+      daemon_share.tag = share.tag;
+      daemon_share.shared_dir = share.path;
+      daemon_share.readonly = share.access == Access::ro;
+      daemon_share.socket = backend::share_socket(paths, share);
+      daemon_share.listen_fd = kListenFd;
+      // crosvm finds the tag through the device; QEMU names it itself.
+      daemon_share.advertise_tag = definition.vmm == Vmm::crosvm;
+      virtiofs::DaemonPlan daemon = virtiofs::plan_virtiofsd(daemon_share);
+
+      supervisor::ServiceSpec service;
+      service.name = "virtiofsd-" + share.tag;
+      service.argv = daemon.argv;
+      service.env = daemon_environment();
+      service.fds = output;
+      service.listen_sockets = {{daemon_share.socket, kListenFd}};
+      service.stage = 0;
+      service.confinement = base_confinement(definition, uid);
+      service.confinement.keep_capabilities = daemon.keep_capabilities;
+      service.confinement.user_namespace = true;
+      service.confinement.landlock.paths = daemon.paths;
+      service.confinement.seccomp.profile = daemon.seccomp_profile;
+      // virtiofsd never uses the network, whatever the VM does.
+      service.confinement.landlock.deny_tcp = true;
+      service.wait_ready = daemon.wait_ready;
+      spec.services.push_back(std::move(service));
     }
   }
+
+  supervisor::ServiceSpec service;
+  service.name = "vmm";
+  service.main = true;
+  service.stage = 1;
+  service.argv = vmm.argv;
+  service.env = daemon_environment();
+  service.fds = output;
+  service.confinement = base_confinement(definition, uid);
+  service.confinement.landlock.paths = vmm.paths;
+  service.confinement.landlock.deny_tcp = !vmm.needs_network;
+  service.confinement.seccomp.profile = vmm.seccomp_profile;
+  service.wait_ready = vmm.wait_ready;
+  service.graceful_stop = vmm.graceful_stop;
+  service.graceful_stop_repeat = std::chrono::seconds(1);
+  spec.services.push_back(std::move(service));
 }
 
 }  // namespace
@@ -114,7 +209,7 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
   if (definition.is_command()) {
     spec.services.push_back(command_service(definition, spec, uid));
   } else {
-    throw PermanentError(fmt::format("{}: VM definitions cannot be launched by this build yet", definition.name));
+    add_vm_services(definition, spec, uid);
   }
   return plan;
 }
@@ -142,7 +237,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   // 3. The whole plan, checked against the kernel, before any ACL changes.
   LaunchPlan plan = plan_launch(definition, lease.uid(), options);
   for (const std::string& warning : check_plan(plan)) log::warning("{}", warning);
-  check_shares_reachable(definition, lease.uid());
+  check_reachable(definition, lease.uid());
 
   // 4. ACL grants. A single-use UID's grants are revoked when `grants` goes
   //    out of scope, on every exit path; an alias keeps its grants between

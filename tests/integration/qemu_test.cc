@@ -11,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/unix_socket.h"
 #include "common/error.h"
 #include "common/process.h"
 #include "tests/integration/service.h"
@@ -141,7 +142,7 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   share.socket = paths.share_sockets.at("data");
   share.listen_fd = 3;
   virtiofs::DaemonPlan daemon_plan = virtiofs::plan_virtiofsd(share);
-  UniqueFd listener = virtiofs::listen_socket(share.socket, uid, uid);
+  UniqueFd listener = listen_unix_socket(share.socket, uid, uid);
   supervisor::ServiceSpec daemon_spec;
   daemon_spec.name = "virtiofsd-data";
   daemon_spec.argv = daemon_plan.argv;

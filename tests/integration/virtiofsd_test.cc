@@ -13,6 +13,7 @@
 
 #include <fmt/core.h>
 
+#include "common/unix_socket.h"
 #include "common/error.h"
 #include "common/process.h"
 #include "tests/integration/service.h"
@@ -96,7 +97,7 @@ TEST_F(VirtiofsdTest, CDaemonWithAListeningFdIsReadyAndStillServesItsFrontend) {
   Share s = share(kCDaemon, detect_dialect(kCDaemon), true);
   ASSERT_EQ(s.dialect, Dialect::c);
   DaemonPlan plan = plan_virtiofsd(s);
-  UniqueFd listener = listen_socket(s.socket, 0, 0);
+  UniqueFd listener = listen_unix_socket(s.socket, 0, 0);
   auto daemon = start(plan, &listener);
   ASSERT_NO_THROW(plan.wait_ready(*daemon, in(10s))) << daemon->output();
   auto ready_after = std::chrono::steady_clock::now() - daemon->started();
@@ -150,7 +151,7 @@ TEST_F(VirtiofsdTest, ReadinessFailsWhenTheDaemonExits) {
   s.shared_dir = gone;
   DaemonPlan plan = plan_virtiofsd(s);
   fs::remove(gone);  // after the plan, before the daemon: it refuses to start
-  UniqueFd listener = listen_socket(s.socket, 0, 0);
+  UniqueFd listener = listen_unix_socket(s.socket, 0, 0);
   DaemonPlan unconfined = plan;
   supervisor::ServiceSpec spec;
   spec.name = "virtiofsd-gone";
@@ -171,7 +172,7 @@ TEST_F(VirtiofsdTest, ProbeRequiresAcceptOnTheExpectedSocket) {
   if (!fs::exists(kCDaemon)) GTEST_SKIP() << kCDaemon << " is not installed";
   Share s = share(kCDaemon, Dialect::c, true);
   DaemonPlan plan = plan_virtiofsd(s);
-  UniqueFd listener = listen_socket(s.socket, 0, 0);
+  UniqueFd listener = listen_unix_socket(s.socket, 0, 0);
   auto daemon = start(plan, &listener);
   ASSERT_NO_THROW(plan.wait_ready(*daemon, in(10s))) << daemon->output();
   EXPECT_FALSE(accepting_on(daemon->pid(), root_ / "run" / "other.sock"));
@@ -193,7 +194,7 @@ TEST_F(VirtiofsdTest, RustDialectDoubleIsReadyTheSameWay) {
   Share s = share(binary, detect_dialect(binary), true);
   ASSERT_EQ(s.dialect, Dialect::rust);
   DaemonPlan plan = plan_virtiofsd(s);
-  UniqueFd listener = listen_socket(s.socket, 0, 0);
+  UniqueFd listener = listen_unix_socket(s.socket, 0, 0);
   auto daemon = start(plan, &listener);
   ASSERT_NO_THROW(plan.wait_ready(*daemon, in(10s))) << daemon->output();
   UniqueFd frontend = connect_to(s.socket);

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "common/unix_socket.h"
 #include "common/error.h"
 #include "tests/integration/service.h"
 #include "virtiofs-glue/virtiofsd.h"
@@ -66,7 +67,7 @@ class VmmDoubleTest : public ::testing::TestWithParam<Vmm> {
     definition_.shares = {{"data", root_ / "share", Access::rw}};
     paths_ = RuntimePaths::in(root_ / "run", definition_);
     // The share's virtiofsd socket, listening: the VMM connects to it at start.
-    virtiofsd_socket_ = virtiofs::listen_socket(paths_.share_sockets.at("data"), uid_, uid_);
+    virtiofsd_socket_ = listen_unix_socket(paths_.share_sockets.at("data"), uid_, uid_);
   }
 
   std::unique_ptr<TestService> start(const VmmPlan& plan, std::vector<std::string> flags = {}) {

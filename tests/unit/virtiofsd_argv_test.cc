@@ -36,7 +36,7 @@ TEST(VirtiofsdArgv, CDialectWithListeningFd) {
   s.listen_fd = 3;
   DaemonPlan plan = plan_virtiofsd(s);
   EXPECT_THAT(plan.argv, ElementsAre("/usr/lib/qemu/virtiofsd", "--fd=3", "-o", "source=/home/user/work", "-o",
-                                     "sandbox=chroot", "-o", "cache=auto", "-o", "no_xattr", "-o",
+                                     "sandbox=chroot", "-o", "cache=auto", "-o", "xattr", "-o", "posix_acl", "-o",
                                      "modcaps=-mknod:-setfcap", "--rlimit-nofile=0"));
   EXPECT_EQ(plan.seccomp_profile, "virtiofsd");
   EXPECT_THAT(plan.keep_capabilities, UnorderedElementsAre(CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID,
