@@ -73,7 +73,7 @@ TEST(VirtiofsdArgv, RustDialect) {
   DaemonPlan plan = plan_virtiofsd(s);
   EXPECT_THAT(plan.argv,
               ElementsAreArray({"/usr/libexec/virtiofsd", "--fd=4", "--shared-dir=/home/user/work", "--tag=home",
-                                "--sandbox=chroot", "--seccomp=kill", "--cache=auto", "--modcaps=-mknod:-setfcap",
+                                "--sandbox=chroot", "--seccomp=kill", "--cache=auto", "--xattr", "--posix-acl", "--modcaps=-mknod:-setfcap",
                                 "--rlimit-nofile=0", "--readonly"}));
   EXPECT_EQ(plan.seccomp_profile, "vm-daemon");
   // With --fd nothing is created: no write right outside the share.
@@ -85,7 +85,7 @@ TEST(VirtiofsdArgv, RustDialect) {
   EXPECT_THAT(plan_virtiofsd(s).argv,
               ElementsAreArray({"/usr/libexec/virtiofsd", "--socket-path=/run/vmwarden/work/fs0.sock",
                                 "--shared-dir=/home/user/work", "--sandbox=chroot", "--seccomp=kill", "--cache=auto",
-                                "--modcaps=-mknod:-setfcap", "--rlimit-nofile=0"}));
+                                "--xattr", "--posix-acl", "--modcaps=-mknod:-setfcap", "--rlimit-nofile=0"}));
 }
 
 TEST(VirtiofsdArgv, CDialectCannotAdvertiseATag) {

@@ -1,0 +1,301 @@
+// End to end: `vmwarden supervise` boots the real guest image
+// (tools/build-guest-image) under QEMU with the real virtiofsd, under the
+// full sandbox, and the host checks what the guest did. The guest's init
+// (tools/guest-init) runs a script from the read-only share as the VM's UID
+// and reports on its serial console and in the read-write share.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "tests/support/support.h"
+
+namespace vmwarden {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using testing::CommandResult;
+using testing::TempDir;
+using testing::read_file;
+using testing::run_command;
+using testing::write_file;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The image is built once per build tree; the builder does nothing when it
+// is up to date.
+fs::path guest_image() {
+  static std::optional<fs::path> image;
+  if (image) return *image;
+  fs::path dir = fs::path(testing::vmwarden_binary()).parent_path() / "guest-image";
+  CommandResult built = run_command({(testing::source_dir() / "tools/build-guest-image").string(), dir.string()},
+                                    {.timeout = 20min});
+  if (built.exit_code != 0) throw std::runtime_error("build-guest-image failed:\n" + built.err);
+  for (const char* file : {"vmlinuz", "initrd.img"}) fs::permissions(dir / file, fs::perms(0644));
+  image = dir;
+  return dir;
+}
+
+// Everything but the binary and the image lives in one scratch tree that is
+// searchable by the VM's UID.
+class VmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (!fs::exists("/usr/bin/qemu-system-x86_64") || !fs::exists("/usr/lib/qemu/virtiofsd"))
+      GTEST_SKIP() << "QEMU or virtiofsd is not installed";
+    image_ = guest_image();
+    fs::permissions(root_, fs::perms(0711));
+    for (const char* dir : {"config/vms", "state", "run", "ro", "rw"}) fs::create_directories(root_ / dir);
+    uid_ = static_cast<uid_t>(std::stoul(vmwarden({"uid", "alloc", "--alias", "e2e"}).out));
+    // The read-only share belongs to the VM's UID and is writable by its
+    // mode: only the read-only bind mount stops the guest's writes there.
+    ASSERT_EQ(::chown((root_ / "ro").c_str(), uid_, uid_), 0);
+    write_file(root_ / "ro/greeting.txt", "hello guest\n");
+    // The read-write share is root's and private: the ACL grant lets the VM in.
+    fs::permissions(root_ / "rw", fs::perms(0700));
+  }
+
+  CommandResult vmwarden(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
+    args.insert(args.begin(), testing::vmwarden_binary());
+    return run_command(args, {.extra_env = env(), .timeout = timeout});
+  }
+
+  std::map<std::string, std::string> env() const {
+    return {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+            {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+            {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}};
+  }
+
+  // A VM whose guest runs `script` (from the ro share) as the VM's UID.
+  fs::path define(const std::string& script, const std::string& guest_flags = "", int timeout_s = 20) {
+    write_file(root_ / "ro/run.sh", "#!/bin/sh\n" + script + "\n", 0755);
+    fs::path file = root_ / "config/vms/e2e.toml";
+    write_file(file, fmt::format(R"TOML(vmm = "qemu"
+kernel = "{image}/vmlinuz"
+initramfs = "{image}/initrd.img"
+cmdline = "console=ttyS0 quiet vmwarden.share=ro@/mnt/ro vmwarden.share=rw@/mnt/rw vmwarden.run=/mnt/ro/run.sh vmwarden.uid={uid} {flags}"
+memory_mib = 256
+shutdown_timeout_s = {timeout}
+[uid]
+alias = "e2e"
+[[share]]
+tag = "ro"
+path = "{root}/ro"
+access = "ro"
+[[share]]
+tag = "rw"
+path = "{root}/rw"
+access = "rw"
+)TOML",
+                                 fmt::arg("image", image_.string()), fmt::arg("uid", uid_),
+                                 fmt::arg("flags", guest_flags), fmt::arg("timeout", timeout_s),
+                                 fmt::arg("root", root_.string())));
+    return file;
+  }
+
+  // `vmwarden supervise` in the background, its stderr in a file.
+  pid_t start_supervise() {
+    started_ = Clock::now();
+    pid_t child = ::fork();
+    if (child == 0) {
+      for (const auto& [key, value] : env()) ::setenv(key.c_str(), value.c_str(), 1);
+      int log = ::open((root_ / "supervise.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+      ::execl(testing::vmwarden_binary().c_str(), "vmwarden", "supervise", "e2e", nullptr);
+      ::_exit(127);
+    }
+    outer_ = child;
+    return child;
+  }
+
+  // The outer's exit status (128+N for signal N), or nothing at the deadline.
+  std::optional<int> wait_outer(std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(outer_, &status, WNOHANG) == outer_) {
+        outer_ = 0;
+        return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return std::nullopt;
+  }
+
+  // Waits for `line` on the guest's serial console (in the runtime dir).
+  bool wait_serial(const std::string& line, std::chrono::milliseconds timeout = 120s) {
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      std::ifstream serial(root_ / "run/e2e/serial.log");
+      std::stringstream text;
+      text << serial.rdbuf();
+      if (text.str().find(line) != std::string::npos) return true;
+      if (outer_ == 0) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  std::string log() const { return read_file(root_ / "supervise.log"); }
+
+  // Processes whose command line names this test's scratch tree: the
+  // virtiofsd (its shared dir) and QEMU (its sockets) of this VM only.
+  std::set<pid_t> processes_of_this_vm() const {
+    std::set<pid_t> found;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      pid_t pid = std::atoi(entry.path().filename().c_str());
+      if (pid <= 0 || pid == ::getpid()) continue;
+      std::ifstream file(entry.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+      if (cmdline.find(root_.string()) != std::string::npos) found.insert(pid);
+    }
+    return found;
+  }
+
+  bool mounted_anywhere(const fs::path& path) const {
+    std::ifstream mounts("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(mounts, line))
+      if (line.find(" " + path.string() + " ") != std::string::npos) return true;
+    return false;
+  }
+
+  void TearDown() override {
+    if (outer_ > 0) {
+      ::kill(outer_, SIGKILL);
+      ::waitpid(outer_, nullptr, 0);
+    }
+  }
+
+  TempDir scratch_{"vmwarden-e2e"};
+  fs::path root_ = scratch_.path();
+  fs::path image_;
+  uid_t uid_ = 0;
+  pid_t outer_ = 0;
+  Clock::time_point started_;
+};
+
+TEST_F(VmTest, GuestReadsRoShareCannotWriteItAndWritesRwShareAsTheVmUid) {
+  define(R"SH(r=/mnt/rw/report
+id -u > $r.uid
+cat /mnt/ro/greeting.txt > $r.read 2>&1 || echo "read failed" >> $r.read
+if (echo x > /mnt/ro/intruder) 2> $r.rowrite; then echo WRITTEN >> $r.rowrite; fi
+mkdir /mnt/rw/made && echo data > /mnt/rw/made/file
+ls /mnt/rw > /dev/null && echo done > $r.done)SH");
+  start_supervise();
+  ASSERT_TRUE(wait_serial("vmwarden-guest: ready")) << log();
+  fmt::print("cold start to guest init ready: {:.2f} s\n", seconds_since(started_));
+  // Without vmwarden.idle the guest powers off after its script.
+  auto status = wait_outer(120s);
+  ASSERT_TRUE(status) << log();
+  EXPECT_EQ(*status, 0) << log();
+
+  EXPECT_EQ(read_file(root_ / "rw/report.uid"), fmt::format("{}\n", uid_));
+  EXPECT_EQ(read_file(root_ / "rw/report.read"), "hello guest\n");
+  // The guest's kernel let the write through (the directory is the VM's
+  // own, mode 0755): the host's read-only bind mount refused it.
+  EXPECT_NE(read_file(root_ / "rw/report.rowrite").find("Read-only file system"), std::string::npos)
+      << read_file(root_ / "rw/report.rowrite");
+  EXPECT_FALSE(fs::exists(root_ / "ro/intruder"));
+  struct stat st {};
+  ASSERT_EQ(::stat((root_ / "rw/made/file").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, uid_);
+  EXPECT_EQ(st.st_gid, uid_);
+  EXPECT_EQ(read_file(root_ / "rw/made/file"), "data\n");
+  EXPECT_TRUE(fs::exists(root_ / "rw/report.done"));
+  // The runtime dir (sockets, serial log) is gone with the VM.
+  EXPECT_FALSE(fs::exists(root_ / "run/e2e"));
+}
+
+TEST_F(VmTest, SigtermPowersTheGuestOffThroughTheButtonWithExitZero) {
+  define("echo started > /mnt/rw/started", "vmwarden.idle=1", 20);
+  start_supervise();
+  ASSERT_TRUE(wait_serial("vmwarden-guest: ready")) << log();
+  ASSERT_TRUE(wait_serial("vmwarden-guest: exit=0")) << log();
+  auto stop = Clock::now();
+  ASSERT_EQ(::kill(outer_, SIGTERM), 0);
+  auto status = wait_outer(30s);
+  ASSERT_TRUE(status) << log();
+  double latency = seconds_since(stop);
+  fmt::print("clean shutdown (SIGTERM to exit): {:.2f} s\n", latency);
+  EXPECT_EQ(*status, 0) << log();
+  EXPECT_LT(latency, 10.0) << "well inside the 20 s timeout";
+  EXPECT_NE(log().find("graceful stop action"), std::string::npos) << log();
+  EXPECT_TRUE(processes_of_this_vm().empty());
+}
+
+TEST_F(VmTest, AGuestIgnoringTheButtonIsKilledAtTheTimeout) {
+  define("true", "vmwarden.idle=1 vmwarden.ignore_powerbtn=1", 3);
+  start_supervise();
+  ASSERT_TRUE(wait_serial("vmwarden-guest: exit=0")) << log();
+  auto stop = Clock::now();
+  ASSERT_EQ(::kill(outer_, SIGTERM), 0);
+  auto status = wait_outer(30s);
+  ASSERT_TRUE(status) << log();
+  double took = seconds_since(stop);
+  EXPECT_EQ(*status, 128 + SIGKILL) << log();
+  EXPECT_GE(took, 2.9);
+  EXPECT_NE(log().find("killed with SIGKILL after the shutdown timeout"), std::string::npos) << log();
+  EXPECT_TRUE(processes_of_this_vm().empty());
+}
+
+TEST_F(VmTest, KillingTheOuterLeavesNoProcessMountOrSocket) {
+  define("true", "vmwarden.idle=1", 20);
+  start_supervise();
+  ASSERT_TRUE(wait_serial("vmwarden-guest: exit=0")) << log();
+  std::set<pid_t> before = processes_of_this_vm();
+  EXPECT_GE(before.size(), 3u) << "two virtiofsd and QEMU";
+  ASSERT_EQ(::kill(outer_, SIGKILL), 0);
+  ASSERT_TRUE(wait_outer(5s));
+  auto deadline = Clock::now() + 2s;
+  while (!processes_of_this_vm().empty() && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(processes_of_this_vm().empty());
+  // The warden removes the runtime dir (sockets included) once the outer is gone.
+  deadline = Clock::now() + 2s;
+  while (fs::exists(root_ / "run/e2e") && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(fs::exists(root_ / "run/e2e"));
+  EXPECT_FALSE(mounted_anywhere(root_ / "ro"));
+}
+
+TEST_F(VmTest, KillingAVirtiofsdShutsTheVmDown) {
+  define("true", "vmwarden.idle=1", 5);
+  start_supervise();
+  ASSERT_TRUE(wait_serial("vmwarden-guest: exit=0")) << log();
+  pid_t daemon = 0;
+  for (pid_t pid : processes_of_this_vm()) {
+    std::ifstream file(fmt::format("/proc/{}/cmdline", pid));
+    std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (cmdline.find("virtiofsd") != std::string::npos && cmdline.find("/rw") != std::string::npos) daemon = pid;
+  }
+  ASSERT_GT(daemon, 0);
+  ASSERT_EQ(::kill(daemon, SIGKILL), 0);
+  auto status = wait_outer(30s);
+  ASSERT_TRUE(status) << log();
+  EXPECT_NE(log().find("virtiofsd-rw"), std::string::npos) << log();
+  EXPECT_NE(log().find("was killed by SIGKILL while the sandbox was running"), std::string::npos) << log();
+  EXPECT_TRUE(processes_of_this_vm().empty());
+  EXPECT_FALSE(fs::exists(root_ / "run/e2e"));
+}
+
+}  // namespace
+}  // namespace vmwarden
