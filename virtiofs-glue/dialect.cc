@@ -1,17 +1,51 @@
 // Which virtiofsd is this? Both print their options for --help and exit 0:
 // the C daemon documents "-o source=PATH", the Rust one "--shared-dir".
+// That help text is in the binary itself, so the binary is searched for it
+// first (well under a millisecond); only when it holds neither or both (a
+// wrapper script, a compressed binary) is --help run, which costs a process
+// start on every `vmwarden supervise`.
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <map>
+#include <optional>
 #include <tuple>
 
 #include <fmt/core.h>
 
 #include "common/error.h"
 #include "common/process.h"
+#include "common/unique_fd.h"
 #include "virtiofs-glue/virtiofsd.h"
 
 namespace vmwarden::virtiofs {
+
+namespace {
+
+constexpr std::string_view kRustMarker = "--shared-dir";
+constexpr std::string_view kCMarker = "-o source=";
+
+std::optional<Dialect> dialect_from_contents(const std::filesystem::path& binary, const struct stat& st) {
+  constexpr off_t kLargest = 256 << 20;
+  if (st.st_size <= 0 || st.st_size > kLargest) return std::nullopt;
+  UniqueFd fd(::open(binary.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  size_t size = static_cast<size_t>(st.st_size);
+  void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+  if (data == MAP_FAILED) return std::nullopt;
+  auto contains = [&](std::string_view marker) {
+    return ::memmem(data, size, marker.data(), marker.size()) != nullptr;
+  };
+  bool rust = contains(kRustMarker), c = contains(kCMarker);
+  ::munmap(data, size);
+  if (rust == c) return std::nullopt;
+  return rust ? Dialect::rust : Dialect::c;
+}
+
+}  // namespace
 
 std::string_view to_string(Dialect dialect) { return dialect == Dialect::c ? "c" : "rust"; }
 
@@ -26,12 +60,16 @@ Dialect detect_dialect(const std::filesystem::path& binary) {
   Key key{binary.native(), st.st_dev, st.st_ino, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
   if (auto found = cache.find(key); found != cache.end()) return found->second;
 
+  if (auto dialect = dialect_from_contents(binary, st)) {
+    cache.emplace(key, *dialect);
+    return *dialect;
+  }
   ProgramResult result = run_program({binary.native(), "--help"}, {"LC_ALL=C"},
                                      std::chrono::steady_clock::now() + std::chrono::seconds(10));
   Dialect dialect;
-  if (result.output.find("--shared-dir") != std::string::npos)
+  if (result.output.find(kRustMarker) != std::string::npos)
     dialect = Dialect::rust;
-  else if (result.output.find("-o source=") != std::string::npos)
+  else if (result.output.find(kCMarker) != std::string::npos)
     dialect = Dialect::c;
   else
     throw PermanentError(fmt::format(

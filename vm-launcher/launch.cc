@@ -63,53 +63,60 @@ supervisor::ServiceSpec command_service(const Definition& definition, const supe
   return service;
 }
 
-// Whether `uid` (as its own group, with no supplementary groups) passes
-// access(path, mode): found out in a child that switches to it.
-bool accessible_as(uid_t uid, const std::filesystem::path& path, int mode) {
+// Grants cover the shares themselves, never the directories above them (a
+// change there would land outside the tree asked for). So each share's parent
+// must already be searchable by the VM's UID, and the files the VMM opens
+// (kernel, initramfs, disks) must be readable (writable for a read-write
+// disk) by it as they are. Found out as that UID, in one child, before
+// anything is granted.
+void check_reachable(const Definition& definition, uid_t uid) {
+  struct Need {
+    std::filesystem::path path;
+    int mode;
+    std::string problem;
+  };
+  std::vector<Need> needs;
+  for (const Share& share : definition.shares)
+    needs.push_back({share.path.parent_path(), X_OK,
+                     fmt::format("share \"{}\": the VM's UID {} cannot reach {}: a directory above it is not "
+                                 "searchable by other users (chmod o+x on it, or move the share below a directory "
+                                 "that is)",
+                                 share.tag, uid, share.path.string())});
+  constexpr std::string_view kReadable = "make it readable by others (chmod o+r, and o+x on every directory above it)";
+  auto file = [&](std::string_view what, const std::filesystem::path& path, int mode, std::string_view fix) {
+    if (path.empty()) return;
+    needs.push_back({path, mode, fmt::format("{} {}: the VM's UID {} cannot {} it; {}", what, path.string(), uid,
+                                             mode == R_OK ? "read" : "read and write", fix)});
+  };
+  file("kernel", definition.kernel, R_OK, kReadable);
+  file("initramfs", definition.initramfs, R_OK, kReadable);
+  for (const Disk& disk : definition.disks) {
+    if (disk.readonly)
+      file("disk", disk.path, R_OK, kReadable);
+    else
+      file("read-write disk", disk.path, R_OK | W_OK,
+           "give the VM a persistent UID ([uid] alias) and make the image its own (chown UID:UID), or grant it "
+           "with setfacl -m u:UID:rw");
+  }
+  if (needs.empty()) return;
+
+  // The child exits with the index of the first path it cannot use, 254 if
+  // it cannot become the UID, or 255 when every path is usable.
   pid_t child = ::fork();
   if (child < 0) throw_errno("fork");
   if (child == 0) {
-    bool ok = ::setgroups(0, nullptr) == 0 && ::setresgid(uid, uid, uid) == 0 && ::setresuid(uid, uid, uid) == 0 &&
-              ::access(path.c_str(), mode) == 0;
-    ::_exit(ok ? 0 : 1);
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0) ::_exit(254);
+    for (size_t i = 0; i < needs.size() && i < 254; ++i)
+      if (::access(needs[i].path.c_str(), needs[i].mode) != 0) ::_exit(static_cast<int>(i));
+    ::_exit(255);
   }
   int status = 0;
   while (::waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) throw_errno("waitpid");
   }
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-// Grants cover the shares themselves, never the directories above them (a
-// change there would land outside the tree asked for). So each share's parent
-// must already be searchable by the VM's UID, and the files the VMM opens
-// (kernel, initramfs, disks) must be readable (writable for a read-write
-// disk) by it as they are. Found out as that UID before anything is granted.
-void check_reachable(const Definition& definition, uid_t uid) {
-  for (const Share& share : definition.shares) {
-    if (!accessible_as(uid, share.path.parent_path(), X_OK))
-      throw PermanentError(fmt::format(
-          "share \"{}\": the VM's UID {} cannot reach {}: a directory above it is not searchable by other users "
-          "(chmod o+x on it, or move the share below a directory that is)",
-          share.tag, uid, share.path.string()));
-  }
-  auto require = [uid](std::string_view what, const std::filesystem::path& path, int mode, std::string_view fix) {
-    if (!path.empty() && !accessible_as(uid, path, mode))
-      throw PermanentError(fmt::format("{} {}: the VM's UID {} cannot {} it; {}", what, path.string(), uid,
-                                       mode == R_OK ? "read" : "read and write", fix));
-  };
-  constexpr std::string_view kReadable =
-      "make it readable by others (chmod o+r, and o+x on every directory above it)";
-  require("kernel", definition.kernel, R_OK, kReadable);
-  require("initramfs", definition.initramfs, R_OK, kReadable);
-  for (const Disk& disk : definition.disks) {
-    if (disk.readonly)
-      require("disk", disk.path, R_OK, kReadable);
-    else
-      require("read-write disk", disk.path, R_OK | W_OK,
-              "give the VM a persistent UID ([uid] alias) and make the image its own (chown UID:UID), or grant "
-              "it with setfacl -m u:UID:rw");
-  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 254)
+    throw std::runtime_error(fmt::format("cannot check the VM's paths as UID {}: the check failed to run", uid));
+  if (WEXITSTATUS(status) != 255) throw PermanentError(needs.at(static_cast<size_t>(WEXITSTATUS(status))).problem);
 }
 
 // Services get a fixed, minimal environment: nothing of the caller's leaks

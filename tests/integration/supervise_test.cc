@@ -147,5 +147,32 @@ TEST_F(SuperviseTest, AParentThatIsNotS6IsRefusedBeforeAnyChange) {
   EXPECT_EQ(acl_entries_for(1879048192u, root_ / "rw"), "");
 }
 
+TEST_F(SuperviseTest, BadVmDefinitionsAreRefusedBeforeAnythingStarts) {
+  fs::create_directories(root_ / "odd,dir");
+  write_file(root_ / "kernel", "not started anyway");
+  struct Case {
+    std::string name, toml, diagnostic;
+  };
+  const std::vector<Case> cases = {
+      {"nokernel",
+       fmt::format("vmm = \"qemu\"\nkernel = \"{}/missing/vmlinuz\"\n", root_.string()), "nokernel.toml:2:"},
+      {"comma",
+       fmt::format("vmm = \"qemu\"\nkernel = \"{0}/kernel\"\n[[share]]\ntag = \"odd\"\npath = \"{0}/odd,dir\"\n",
+                   root_.string()),
+       "comma.toml:5:"},
+  };
+  for (const Case& bad : cases) {
+    write_file(root_ / "config/vms" / (bad.name + ".toml"), bad.toml);
+    CommandResult result = supervise(bad.name);
+    EXPECT_EQ(result.exit_code, 125) << bad.name << ": " << result.err;
+    EXPECT_THAT(result.err, HasSubstr(bad.diagnostic)) << bad.name;
+    EXPECT_THAT(result.err, HasSubstr("invalid definition, not started")) << bad.name;
+  }
+  // Nothing leased, granted or created.
+  EXPECT_TRUE(fs::is_empty(root_ / "state"));
+  EXPECT_TRUE(fs::is_empty(root_ / "run"));
+  EXPECT_EQ(acl_entries_for(1879048192u, root_ / "odd,dir"), "");
+}
+
 }  // namespace
 }  // namespace vmwarden

@@ -135,12 +135,23 @@ TEST(VirtiofsdDialect, RecognisesTheRustDialectAndCachesIt) {
   EXPECT_EQ(detect_dialect(wrapper), Dialect::rust);
   EXPECT_EQ(detect_dialect(wrapper), Dialect::rust);
   EXPECT_EQ(testing::read_file(dir / "calls"), "call\n");
-  // A new binary at the same path is detected afresh.
+  // A new binary at the same path is detected afresh (the marker is split
+  // in the file, so only --help shows it).
   std::filesystem::remove(wrapper);
-  testing::write_file(wrapper, "#!/bin/sh\necho call >> " + (dir / "calls").string() + "\necho usage: -o source=PATH\n",
-                      0755);
+  testing::write_file(wrapper,
+                      "#!/bin/sh\necho call >> " + (dir / "calls").string() + "\necho usage: -o sour\"\"ce=PATH\n", 0755);
   EXPECT_EQ(detect_dialect(wrapper), Dialect::c);
   EXPECT_EQ(testing::read_file(dir / "calls"), "call\ncall\n");
+}
+
+TEST(VirtiofsdDialect, ABinaryHoldingItsHelpTextIsRecognisedWithoutRunningIt) {
+  testing::TempDir dir;
+  // Not executable: running it would fail, so only the contents can tell.
+  std::filesystem::path rust = dir / "rust-virtiofsd", c = dir / "c-virtiofsd";
+  testing::write_file(rust, "\x7f" "ELF...Options: --shared-dir <DIR> ...", 0644);
+  testing::write_file(c, "\x7f" "ELF...usage: -o source=PATH ...", 0644);
+  EXPECT_EQ(detect_dialect(rust), Dialect::rust);
+  EXPECT_EQ(detect_dialect(c), Dialect::c);
 }
 
 TEST(VirtiofsdDialect, RefusesOtherPrograms) {
