@@ -45,7 +45,9 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 fs::path guest_image() {
   static std::optional<fs::path> image;
   if (image) return *image;
-  fs::path dir = fs::path(testing::vmwarden_binary()).parent_path() / "guest-image";
+  const char* configured = std::getenv("VMWARDEN_TEST_IMAGE_DIR");
+  fs::path dir = configured != nullptr ? fs::path(configured)
+                                       : fs::path(testing::vmwarden_binary()).parent_path() / "guest-image";
   CommandResult built = run_command({(testing::source_dir() / "tools/build-guest-image").string(), dir.string()},
                                     {.timeout = 20min});
   if (built.exit_code != 0) throw std::runtime_error("build-guest-image failed:\n" + built.err);
