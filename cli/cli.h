@@ -31,5 +31,6 @@ void add_supervise_command(CLI::App& app, Globals& globals);
 void add_uid_command(CLI::App& app, Globals& globals);
 void add_acl_command(CLI::App& app, Globals& globals);
 void add_demo_command(CLI::App& app, Globals& globals);
+void add_s6_command(CLI::App& app, Globals& globals);
 
 }  // namespace vmwarden::cli

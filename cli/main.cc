@@ -91,6 +91,7 @@ int run(int argc, char** argv) {
   add_uid_command(app, globals);
   add_acl_command(app, globals);
   add_demo_command(app, globals);
+  add_s6_command(app, globals);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,155 @@
+// The service directory's files are generated from one table here; the
+// installed templates (s6-services/templates/) are the same text with
+// placeholders, and a test keeps the two in step.
+
+#include "s6-services/service_dir.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/core.h>
+
+#include "common/error.h"
+
+namespace vmwarden::s6 {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kMarker = ".vmwarden-service";
+
+// Single-quoted for sh: the only character that needs care is the quote.
+std::string sh_quote(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string read_all(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_atomically(const fs::path& path, const ServiceFile& file) {
+  fs::path temporary = path.parent_path() / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << file.contents;
+    out.close();
+    if (!out) throw SystemError(EIO, fmt::format("cannot write {}", temporary.string()));
+  }
+  check(::chmod(temporary.c_str(), file.mode), "chmod", temporary.string());
+  check(::rename(temporary.c_str(), path.c_str()), "rename", path.string());
+}
+
+}  // namespace
+
+std::map<std::string, ServiceFile> service_files(const ServiceOptions& options) {
+  std::map<std::string, ServiceFile> files;
+  std::string environment;
+  for (const auto& [key, value] : options.environment)
+    environment += fmt::format("export {}={}\n", key, sh_quote(value));
+
+  // exec, never fork: s6-supervise must stay vmwarden's parent (vmwarden
+  // checks it through supervise/lock).
+  files["run"] = {fmt::format("#!/bin/sh\n"
+                              "# Written by `vmwarden s6 service {name}`; rewritten when it runs again.\n"
+                              "{redirect}{environment}"
+                              "exec {vmwarden} supervise --s6 {definition}\n",
+                              fmt::arg("name", options.name),
+                              fmt::arg("redirect", options.log ? "exec 2>&1\n" : ""),
+                              fmt::arg("environment", environment),
+                              fmt::arg("vmwarden", sh_quote(options.vmwarden.string())),
+                              fmt::arg("definition", sh_quote(options.definition.string()))),
+                  0755};
+
+  // $1: the exit code (256 when killed by a signal), $2: the signal.
+  files["finish"] = {
+      "#!/bin/sh\n"
+      "# Written by `vmwarden s6 service`. 125 from vmwarden means the VM can never\n"
+      "# start as defined (invalid definition, unmet `landlock = \"required\"`, a\n"
+      "# share its UID cannot reach): pass it on, and s6-supervise stops\n"
+      "# restarting. Any other failure is restarted, at most once every 3 s\n"
+      "# (s6-supervise waits 1 s itself).\n"
+      "case \"$1\" in\n"
+      "  0) exit 0 ;;\n"
+      "  125) echo \"vmwarden: permanent failure, not restarting (s6-svc -u after fixing it)\" >&2; exit 125 ;;\n"
+      "  *) sleep 2 ;;\n"
+      "esac\n",
+      0755};
+  files["notification-fd"] = {"3\n"};
+  files["down-signal"] = {"SIGTERM\n"};
+  // s6-supervise's own backstop, above vmwarden's shutdown timeout (vmwarden
+  // SIGKILLs its tree at shutdown_timeout_s; this catches vmwarden itself).
+  files["timeout-kill"] = {fmt::format("{}\n", (options.shutdown_timeout_s + 5) * 1000)};
+  files["timeout-finish"] = {"5000\n"};
+  files[std::string(kMarker)] = {fmt::format("vmwarden s6 service {}\n", options.name)};
+  if (options.log) {
+    // n20: keep 20 archived files, s1000000: rotate at 1 MB, T: ISO 8601
+    // timestamps; the logs go to log/main.
+    files["log/run"] = {"#!/bin/sh\n"
+                        "# Written by `vmwarden s6 service --log`.\n"
+                        "exec s6-log -b n20 s1000000 T ./main\n",
+                        0755};
+  }
+  return files;
+}
+
+WriteResult write_service_dir(const ServiceOptions& options) {
+  if (!fs::is_directory(options.scandir))
+    throw UsageError(fmt::format("scandir {} is not a directory; create it (and run s6-svscan on it) first",
+                                 options.scandir.string()));
+  fs::path dir = options.scandir / options.name;
+  auto files = service_files(options);
+
+  std::error_code error;
+  if (fs::exists(fs::symlink_status(dir, error))) {
+    if (!fs::is_directory(fs::symlink_status(dir)) || !fs::exists(dir / kMarker))
+      throw UsageError(fmt::format("{} exists and was not written by vmwarden (no {} in it); remove it or choose "
+                                   "another scandir",
+                                   dir.string(), kMarker));
+    bool changed = false;
+    for (const auto& [name, file] : files) {
+      fs::path path = dir / name;
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0 && read_all(path) == file.contents && (st.st_mode & 07777) == file.mode)
+        continue;
+      fs::create_directories(path.parent_path());
+      write_atomically(path, file);
+      changed = true;
+    }
+    // --log dropped since the last time: the log service goes.
+    if (!options.log && fs::exists(dir / "log/run")) {
+      fs::remove(dir / "log/run");
+      changed = true;
+    }
+    return changed ? WriteResult::updated : WriteResult::unchanged;
+  }
+
+  // Assembled under a dot-name, which s6-svscan skips, then renamed: the
+  // scanner never sees a half-written service.
+  fs::path staging = options.scandir / fmt::format(".{}.new-{}", options.name, ::getpid());
+  fs::remove_all(staging);
+  try {
+    fs::create_directory(staging);
+    check(::chmod(staging.c_str(), 0755), "chmod", staging.string());
+    for (const auto& [name, file] : files) {
+      fs::create_directories((staging / name).parent_path());
+      write_atomically(staging / name, file);
+    }
+    check(::rename(staging.c_str(), dir.c_str()), "rename", dir.string());
+  } catch (...) {
+    fs::remove_all(staging, error);
+    throw;
+  }
+  return WriteResult::created;
+}
+
+}  // namespace vmwarden::s6

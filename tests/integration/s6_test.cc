@@ -1,0 +1,260 @@
+// vmwarden under the real s6: s6-svscan on a scratch scandir, service
+// directories written by `vmwarden s6 service`, plain-command definitions
+// (fast), driven with s6-svc / s6-svwait / s6-svstat as an s6 user would.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "tests/support/support.h"
+
+namespace vmwarden {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::CommandResult;
+using testing::run_command;
+using testing::write_file;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+class S6Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (!fs::exists("/usr/bin/s6-svscan")) GTEST_SKIP() << "s6 is not installed";
+    fs::permissions(root_, fs::perms(0711));
+    for (const char* dir : {"config/vms", "state", "run", "scandir", "rw"}) fs::create_directories(root_ / dir);
+    svscan_ = ::fork();
+    if (svscan_ == 0) {
+      int log = ::open((root_ / "svscan.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+      ::execl("/usr/bin/s6-svscan", "s6-svscan", (root_ / "scandir").c_str(), nullptr);
+      ::_exit(127);
+    }
+  }
+
+  void TearDown() override {
+    if (svscan_ <= 0) return;
+    run_command({"s6-svscanctl", "-t", (root_ / "scandir").string()});
+    auto deadline = Clock::now() + 20s;
+    while (Clock::now() < deadline && ::waitpid(svscan_, nullptr, WNOHANG) == 0) std::this_thread::sleep_for(10ms);
+    if (::waitpid(svscan_, nullptr, WNOHANG) == 0) {
+      ::kill(svscan_, SIGKILL);
+      ::waitpid(svscan_, nullptr, 0);
+    }
+  }
+
+  std::map<std::string, std::string> env() const {
+    return {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+            {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+            {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}};
+  }
+
+  // A plain-command definition running `script` (sh), with the rw share.
+  void define(const std::string& name, const std::string& script) {
+    write_file(root_ / "config/vms" / (name + ".toml"),
+               fmt::format("command = [\"/bin/sh\", \"-c\", '''{}''']\nshutdown_timeout_s = 5\n"
+                           "[[share]]\ntag = \"rw\"\npath = \"{}\"\naccess = \"rw\"\n",
+                           script, (root_ / "rw").string()));
+  }
+
+  CommandResult vmwarden(std::vector<std::string> args) {
+    args.insert(args.begin(), testing::vmwarden_binary());
+    return run_command(args, {.extra_env = env()});
+  }
+
+  fs::path service(const std::string& name) const { return root_ / "scandir" / name; }
+
+  void add_service(const std::string& name, bool log = false) {
+    std::vector<std::string> args = {"s6", "service", name, "--scandir", (root_ / "scandir").string()};
+    if (log) args.push_back("--log");
+    CommandResult result = vmwarden(args);
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+  }
+
+  // Rescans, and waits until s6-supervise runs for each of `names` (before
+  // that, s6-svc and s6-svwait cannot reach it).
+  void rescan(const std::vector<std::string>& names) {
+    ASSERT_EQ(run_command({"s6-svscanctl", "-a", (root_ / "scandir").string()}).exit_code, 0);
+    for (const std::string& name : names)
+      ASSERT_TRUE(wait_until([&] { return run_command({"s6-svok", service(name).string()}).exit_code == 0; }, 10s))
+          << name << " is not supervised";
+  }
+
+  std::string svstat(const std::string& name, const std::string& fields = "") {
+    std::vector<std::string> args = {"s6-svstat"};
+    if (!fields.empty()) args.insert(args.end(), {"-o", fields});
+    args.push_back(service(name).string());
+    return run_command(args).out;
+  }
+
+  // Processes whose command line contains `marker`.
+  static std::set<pid_t> processes_with(const std::string& marker) {
+    std::set<pid_t> found;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      pid_t pid = std::atoi(entry.path().filename().c_str());
+      if (pid <= 0 || pid == ::getpid()) continue;
+      std::ifstream file(entry.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+      if (cmdline.find(marker) != std::string::npos) found.insert(pid);
+    }
+    return found;
+  }
+
+  static bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return condition();
+  }
+
+  testing::TempDir scratch_{"vmwarden-s6"};
+  fs::path root_ = scratch_.path();
+  pid_t svscan_ = 0;
+};
+
+TEST_F(S6Test, SvwaitReadyReturnsOnlyOnceTheSandboxedCommandRuns) {
+  define("app", "while :; do sleep 1; done # marker-s6-ready");
+  add_service("app");
+  rescan({"app"});
+  CommandResult waited = run_command({"s6-svwait", "-U", "-t", "20000", service("app").string()});
+  ASSERT_EQ(waited.exit_code, 0) << waited.err;
+  // Ready means the warden started the command: it is there now.
+  EXPECT_FALSE(processes_with("marker-s6-ready").empty());
+  EXPECT_THAT(svstat("app", "up,ready"), HasSubstr("true true"));
+}
+
+TEST_F(S6Test, SvcDownStopsGracefullyAndLeavesNothing) {
+  define("app", fmt::format("trap 'echo stopped > {}/stopped; exit 0' TERM; while :; do sleep 0.1; done # marker-s6-down",
+                            (root_ / "rw").string()));
+  add_service("app");
+  rescan({"app"});
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("app").string()}).exit_code, 0);
+  auto start = Clock::now();
+  ASSERT_EQ(run_command({"s6-svc", "-d", service("app").string()}).exit_code, 0);
+  ASSERT_EQ(run_command({"s6-svwait", "-D", "-t", "20000", service("app").string()}).exit_code, 0);
+  fmt::print("s6-svc -d to down: {:.2f} s\n", seconds_since(start));
+  EXPECT_THAT(svstat("app"), ::testing::StartsWith("down"));
+  EXPECT_EQ(testing::read_file(root_ / "rw/stopped"), "stopped\n") << "SIGTERM reached the command";
+  EXPECT_TRUE(processes_with("marker-s6-down").empty());
+}
+
+TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
+  define("app", "while :; do sleep 1; done # marker-s6-kill");
+  add_service("app");
+  rescan({"app"});
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("app").string()}).exit_code, 0);
+  std::set<pid_t> tree = processes_with("marker-s6-kill");
+  pid_t outer = std::stoi(svstat("app", "pid"));
+  tree.insert(outer);
+  std::ifstream stat(fmt::format("/proc/{}/stat", outer));
+  std::string skip;
+  pid_t supervise = 0;
+  stat >> skip >> skip >> skip >> supervise;
+  ASSERT_GT(supervise, 1);
+  ASSERT_EQ(::kill(supervise, SIGKILL), 0);
+  // Gone: no such process, or a zombie waiting for whoever inherited it.
+  auto gone = [&tree] {
+    for (pid_t pid : tree) {
+      std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+      std::string line;
+      if (!std::getline(stat, line)) continue;
+      if (line.substr(line.rfind(')') + 2, 1) != "Z") return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(wait_until(gone, 1s)) << "processes of the old tree left after 1 s";
+}
+
+TEST_F(S6Test, ACrashIsRestartedAndAnInvalidDefinitionIsNot) {
+  define("crash", fmt::format("echo run >> {}/runs; exit 3", (root_ / "rw").string()));
+  define("broken", "true");
+  add_service("crash");
+  add_service("broken");
+  // Broken after the service was written (which validates it).
+  write_file(root_ / "config/vms/broken.toml", "command = [\"/bin/true\"\nshutdown_timeout_s = oops\n");
+  rescan({"crash", "broken"});
+  EXPECT_TRUE(wait_until(
+      [&] { return fs::exists(root_ / "rw/runs") && testing::read_file(root_ / "rw/runs") == "run\nrun\n"; }, 15s))
+      << "restarted after the crash";
+  EXPECT_TRUE(wait_until([&] { return svstat("broken", "wantedup,exitcode") == "false 125\n"; }, 10s))
+      << svstat("broken");
+  // And it stays down.
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(svstat("broken", "up,wantedup,exitcode"), "false false 125\n");
+}
+
+TEST_F(S6Test, TwentyServicesStartTogetherAndStopWithTheScanner) {
+  std::vector<std::string> dirs = {"s6-svwait", "-U", "-a", "-t", "60000"};
+  std::vector<std::string> names;
+  for (int i = 0; i < 20; ++i) {
+    std::string name = fmt::format("vm{:02}", i);
+    names.push_back(name);
+    define(name, fmt::format("trap 'exit 0' TERM; while :; do sleep 0.1; done # marker-s6-many"));
+    add_service(name);
+    dirs.push_back(service(name).string());
+  }
+  auto start = Clock::now();
+  rescan(names);
+  CommandResult waited = run_command(dirs, {.timeout = 90s});
+  ASSERT_EQ(waited.exit_code, 0) << waited.err;
+  double up = seconds_since(start);
+  EXPECT_EQ(processes_with("marker-s6-many").size(), 20u);
+
+  auto stop = Clock::now();
+  ASSERT_EQ(run_command({"s6-svscanctl", "-t", (root_ / "scandir").string()}).exit_code, 0);
+  int status = 0;
+  ASSERT_TRUE(wait_until([&] { return ::waitpid(svscan_, &status, WNOHANG) == svscan_; }, 60s));
+  svscan_ = 0;
+  double down = seconds_since(stop);
+  fmt::print("20 plain-command services: all ready {:.2f} s after the scan, all stopped {:.2f} s after "
+             "s6-svscanctl -t\n",
+             up, down);
+  EXPECT_TRUE(wait_until([] { return processes_with("marker-s6-many").empty(); }, 5s));
+}
+
+TEST_F(S6Test, TheLogGoesThroughS6Log) {
+  define("chatty", "echo hello-from-the-sandbox; echo on-stderr >&2; exec sleep 1000");
+  add_service("chatty", true);
+  rescan({"chatty"});
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("chatty").string()}).exit_code, 0);
+  fs::path current = service("chatty") / "log/main/current";
+  ASSERT_TRUE(wait_until(
+      [&] { return fs::exists(current) && testing::read_file(current).find("on-stderr") != std::string::npos; }, 10s));
+  std::string log = testing::read_file(current);
+  EXPECT_THAT(log, HasSubstr("hello-from-the-sandbox"));
+  // T: an ISO 8601 timestamp ("2026-11-22 11:50:24.311652898") starts each line.
+  EXPECT_TRUE(log.size() > 30 && log[4] == '-' && log[7] == '-' && log[10] == ' ' && log[13] == ':' && log[19] == '.')
+      << log;
+}
+
+TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
+  define("app", "true");
+  add_service("app");
+  // The service's own run script, started by hand rather than by s6-supervise.
+  CommandResult result = run_command({(service("app") / "run").string()}, {.cwd = service("app")});
+  EXPECT_EQ(result.exit_code, 125);
+  EXPECT_THAT(result.err, HasSubstr("supervise/lock"));
+}
+
+}  // namespace
+}  // namespace vmwarden

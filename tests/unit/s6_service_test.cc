@@ -1,0 +1,97 @@
+// The s6 service directory generator: its files, the installed templates,
+// and what it refuses.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "common/error.h"
+#include "s6-services/service_dir.h"
+#include "tests/support/support.h"
+
+namespace vmwarden::s6 {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+ServiceOptions options_for(const fs::path& scandir, bool log = false) {
+  ServiceOptions options;
+  options.name = "work";
+  options.definition = "/etc/vmwarden/vms/work.toml";
+  options.scandir = scandir;
+  options.vmwarden = "/usr/bin/vmwarden";
+  options.shutdown_timeout_s = 30;
+  options.log = log;
+  return options;
+}
+
+TEST(S6ServiceFiles, RunExecsVmwardenSoS6SuperviseStaysTheParent) {
+  auto files = service_files(options_for("/service"));
+  EXPECT_EQ(files["run"].contents.substr(files["run"].contents.rfind("exec ")),
+            "exec '/usr/bin/vmwarden' supervise --s6 '/etc/vmwarden/vms/work.toml'\n");
+  EXPECT_EQ(files["run"].mode, 0755u);
+  EXPECT_EQ(files["notification-fd"].contents, "3\n");
+  EXPECT_EQ(files["down-signal"].contents, "SIGTERM\n");
+  EXPECT_EQ(files["timeout-kill"].contents, "35000\n") << "shutdown_timeout_s + 5 s, in ms";
+  EXPECT_THAT(files["finish"].contents, HasSubstr("125) "));
+  EXPECT_EQ(files.count("log/run"), 0u);
+}
+
+TEST(S6ServiceFiles, EnvironmentIsQuotedForSh) {
+  ServiceOptions options = options_for("/service");
+  options.environment["VMWARDEN_STATE_DIR"] = "/var/lib/it's here";
+  EXPECT_THAT(service_files(options)["run"].contents, HasSubstr("export VMWARDEN_STATE_DIR='/var/lib/it'\\''s here'\n"));
+}
+
+// The installed templates are the generator's output with placeholders.
+TEST(S6ServiceFiles, InstalledTemplatesMatchTheGenerator) {
+  ServiceOptions options = options_for("/service", true);
+  options.name = "@NAME@";
+  options.vmwarden = "@VMWARDEN@";
+  options.definition = "@DEFINITION@";
+  fs::path templates = testing::source_dir() / "s6-services/templates";
+  for (const auto& [name, file] : service_files(options)) {
+    if (name == ".vmwarden-service") continue;  // the generator's own marker
+    ASSERT_TRUE(fs::exists(templates / name)) << name;
+    EXPECT_EQ(testing::read_file(templates / name), file.contents) << name;
+    struct stat st {};
+    ASSERT_EQ(::stat((templates / name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0111, file.mode & 0111) << name << ": executable bits";
+  }
+}
+
+TEST(S6ServiceDir, CreatesThenIsIdempotentThenUpdates) {
+  testing::TempDir scandir;
+  EXPECT_EQ(write_service_dir(options_for(scandir.path())), WriteResult::created);
+  EXPECT_TRUE(fs::exists(scandir / "work/run"));
+  EXPECT_EQ(write_service_dir(options_for(scandir.path())), WriteResult::unchanged);
+  EXPECT_EQ(write_service_dir(options_for(scandir.path(), true)), WriteResult::updated);
+  EXPECT_TRUE(fs::exists(scandir / "work/log/run"));
+  EXPECT_EQ(write_service_dir(options_for(scandir.path(), false)), WriteResult::updated);
+  EXPECT_FALSE(fs::exists(scandir / "work/log/run"));
+  // No staging directory is left behind.
+  int entries = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(scandir.path())) ++entries;
+  EXPECT_EQ(entries, 1);
+}
+
+TEST(S6ServiceDir, RefusesADirectoryItDidNotWriteAndChangesNothing) {
+  testing::TempDir scandir;
+  fs::create_directory(scandir / "work");
+  testing::write_file(scandir / "work/run", "#!/bin/sh\nexec my-own-thing\n", 0755);
+  try {
+    write_service_dir(options_for(scandir.path()));
+    FAIL() << "overwrote a foreign service";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("was not written by vmwarden"));
+  }
+  EXPECT_EQ(testing::read_file(scandir / "work/run"), "#!/bin/sh\nexec my-own-thing\n");
+  EXPECT_FALSE(fs::exists(scandir / "work/finish"));
+  EXPECT_THROW(write_service_dir(options_for(scandir / "missing")), UsageError);
+}
+
+}  // namespace
+}  // namespace vmwarden::s6
