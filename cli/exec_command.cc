@@ -135,8 +135,9 @@ constexpr std::string_view kPrivateInSandbox[] = {"/tmp", "/dev/shm"};
 
 std::optional<std::string_view> hidden_in_sandbox(const fs::path& path) {
   for (std::string_view dir : kPrivateInSandbox) {
-    auto [end, _] = std::mismatch(fs::path(dir).begin(), fs::path(dir).end(), path.begin(), path.end());
-    if (end == fs::path(dir).end()) return dir;
+    const fs::path prefix(dir);  // one object: its iterators must not outlive it
+    auto [end, _] = std::mismatch(prefix.begin(), prefix.end(), path.begin(), path.end());
+    if (end == prefix.end()) return dir;
   }
   return std::nullopt;
 }

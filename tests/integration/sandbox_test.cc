@@ -353,6 +353,22 @@ TEST_F(SandboxTest, TmpAndDevShmAreEmptyPrivateAndLimited) {
   EXPECT_FALSE(leaked_shm);
 }
 
+// /tmp is the sandbox's own empty tmpfs: a caller whose cwd is beneath it
+// gets "/" inside, whatever the path looks like.
+TEST_F(SandboxTest, ACwdBeneathTmpBecomesTheRoot) {
+  char pattern[] = "/tmp/vmwarden-cwd-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  std::filesystem::path dir = std::filesystem::path(pattern) / "deeper";
+  std::filesystem::create_directory(dir);
+  CommandOptions run;
+  run.extra_env = options().env;
+  run.cwd = dir;
+  CommandResult result = run_command(exec_argv({"--uid", "0"}, {"/bin/pwd"}), run);
+  std::filesystem::remove_all(pattern);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "/\n");
+}
+
 TEST_F(SandboxTest, ExitStatusIsTheCommands) {
   EXPECT_EQ(exec({"--uid", "0"}, {"/bin/sh", "-c", "exit 7"}).exit_code, 7);
   EXPECT_EQ(exec({"--uid", "0"}, {"/bin/sh", "-c", "kill -USR1 $$"}).exit_code, 128 + SIGUSR1);

@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -84,6 +85,29 @@ TEST(UidRegistry, SingleUseReuseIsLeastRecentlyReleasedFirst) {
   EXPECT_THROW(registry.allocate_single_use(), std::runtime_error);
   registry.remove_grant_record(kFirst + 3, "/srv/x");
   EXPECT_EQ(registry.allocate_single_use(), kFirst + 3);
+}
+
+TEST(UidRegistry, AnUnchangedGrantRecordIsNotRewritten) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  registry.add_grant_record(GrantRecord{kFirst, "/srv/x", Access::ro, false});
+  std::filesystem::path record;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(f.locations.state_dir / "grants"))
+    if (entry.is_regular_file() && entry.path().parent_path().filename() == std::to_string(kFirst))
+      record = entry.path();
+  ASSERT_FALSE(record.empty());
+  struct stat before {};
+  ASSERT_EQ(::stat(record.c_str(), &before), 0);
+  registry.add_grant_record(GrantRecord{kFirst, "/srv/x", Access::ro, false});
+  struct stat same {};
+  ASSERT_EQ(::stat(record.c_str(), &same), 0);
+  EXPECT_EQ(same.st_ino, before.st_ino) << "rewritten (a rename would give a new inode)";
+  // A change of access is written.
+  registry.add_grant_record(GrantRecord{kFirst, "/srv/x", Access::rw, false});
+  struct stat changed {};
+  ASSERT_EQ(::stat(record.c_str(), &changed), 0);
+  EXPECT_NE(changed.st_ino, before.st_ino);
+  EXPECT_EQ(registry.grant_records(kFirst).at(0).access, Access::rw);
 }
 
 TEST(UidRegistry, NeverUsedUidsComeBeforeReleasedOnes) {
