@@ -40,6 +40,12 @@ using testing::write_file;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
+testing::CommandOptions with_timeout(std::chrono::milliseconds timeout) {
+  testing::CommandOptions options;
+  options.timeout = timeout;
+  return options;
+}
+
 // The image is built once per build tree; the builder does nothing when it
 // is up to date.
 fs::path guest_image() {
@@ -49,7 +55,7 @@ fs::path guest_image() {
   fs::path dir = configured != nullptr ? fs::path(configured)
                                        : fs::path(testing::vmwarden_binary()).parent_path() / "guest-image";
   CommandResult built = run_command({(testing::source_dir() / "tools/build-guest-image").string(), dir.string()},
-                                    {.timeout = 20min});
+                                    with_timeout(20min));
   if (built.exit_code != 0) throw std::runtime_error("build-guest-image failed:\n" + built.err);
   for (const char* file : {"vmlinuz", "initrd.img"}) fs::permissions(dir / file, fs::perms(0644));
   image = dir;
@@ -78,7 +84,10 @@ class VmTest : public ::testing::Test {
 
   CommandResult vmwarden(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
     args.insert(args.begin(), testing::vmwarden_binary());
-    return run_command(args, {.extra_env = env(), .timeout = timeout});
+    testing::CommandOptions options;
+    options.extra_env = env();
+    options.timeout = timeout;
+    return run_command(args, options);
   }
 
   std::map<std::string, std::string> env() const {
@@ -169,7 +178,8 @@ access = "rw"
       if (pid <= 0 || pid == ::getpid()) continue;
       std::ifstream file(entry.path() / "cmdline");
       std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-      if (cmdline.find(root_.string()) != std::string::npos) found.insert(pid);
+      // s6-svscan names the scandir; it is the test's, not the VM's.
+      if (cmdline.find(root_.string()) != std::string::npos && !cmdline.starts_with("s6-svscan")) found.insert(pid);
     }
     return found;
   }
@@ -297,6 +307,63 @@ TEST_F(VmTest, KillingAVirtiofsdShutsTheVmDown) {
   EXPECT_NE(log().find("was killed by SIGKILL while the sandbox was running"), std::string::npos) << log();
   EXPECT_TRUE(processes_of_this_vm().empty());
   EXPECT_FALSE(fs::exists(root_ / "run/e2e"));
+}
+
+
+// The guest as an s6 service: s6-svwait -U returns once QEMU runs the guest
+// and both virtiofsd serve, s6-svc -d powers it off through the button.
+TEST_F(VmTest, UnderS6ReadinessMeansTheGuestRunsAndDownPowersItOff) {
+  if (!fs::exists("/usr/bin/s6-svscan")) GTEST_SKIP() << "s6 is not installed";
+  define("echo up > /mnt/rw/up", "vmwarden.idle=1", 20);
+  fs::create_directories(root_ / "scandir");
+  CommandResult written = vmwarden({"s6", "service", "e2e", "--scandir", (root_ / "scandir").string(), "--log"});
+  ASSERT_EQ(written.exit_code, 0) << written.err;
+  fs::path service = root_ / "scandir/e2e";
+  // Written down, so that the test decides when it starts.
+  write_file(service / "down", "");
+  pid_t svscan = ::fork();
+  if (svscan == 0) {
+    ::execl("/usr/bin/s6-svscan", "s6-svscan", (root_ / "scandir").c_str(), nullptr);
+    ::_exit(127);
+  }
+  auto stop_scanner = [&] {
+    run_command({"s6-svscanctl", "-t", (root_ / "scandir").string()});
+    for (int i = 0; i < 3000 && ::waitpid(svscan, nullptr, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
+    if (::waitpid(svscan, nullptr, WNOHANG) == 0) {
+      ::kill(svscan, SIGKILL);
+      ::waitpid(svscan, nullptr, 0);
+    }
+  };
+  bool supervised = false;
+  for (int i = 0; i < 500 && !supervised; ++i) {
+    supervised = run_command({"s6-svok", service.string()}).exit_code == 0;
+    if (!supervised) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(supervised);
+  outer_ = -1;  // the outer is s6-supervise's child, not ours: wait_serial keeps waiting
+
+  auto start = Clock::now();
+  run_command({"s6-svc", "-u", service.string()});
+  CommandResult ready = run_command({"s6-svwait", "-U", "-t", "60000", service.string()}, with_timeout(70s));
+  double up = seconds_since(start);
+  EXPECT_EQ(ready.exit_code, 0) << ready.err;
+  // Ready: QEMU answers QMP with "running", and both daemons serve it.
+  EXPECT_GE(processes_of_this_vm().size(), 3u);
+  fmt::print("under s6: s6-svc -u to ready {:.2f} s\n", up);
+  EXPECT_TRUE(wait_serial("vmwarden-guest: exit=0", 120s));
+
+  auto stop = Clock::now();
+  run_command({"s6-svc", "-d", service.string()});
+  CommandResult down = run_command({"s6-svwait", "-D", "-t", "30000", service.string()}, with_timeout(40s));
+  double latency = seconds_since(stop);
+  EXPECT_EQ(down.exit_code, 0) << down.err;
+  fmt::print("under s6: s6-svc -d to down {:.2f} s\n", latency);
+  EXPECT_EQ(run_command({"s6-svstat", "-o", "up,exitcode", service.string()}).out, "false 0\n");
+  EXPECT_TRUE(processes_of_this_vm().empty());
+  EXPECT_EQ(read_file(root_ / "rw/up"), "up\n");
+  std::string log = read_file(service / "log/main/current");
+  EXPECT_NE(log.find("graceful stop action"), std::string::npos) << log;
+  stop_scanner();
 }
 
 }  // namespace
