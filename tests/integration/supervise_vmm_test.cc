@@ -1,0 +1,136 @@
+// `vmwarden supervise` with crosvm and cloud-hypervisor, which cannot run
+// here: their test doubles (tests/doubles) stand in, and everything else is
+// real: the UID lease and grants, the warden, a Rust-dialect virtiofsd
+// double in its user namespace on a socket the warden bound, readiness
+// through the VMM's control socket, and the graceful stop through the VMM's
+// own control program (`crosvm powerbtn`, `ch-remote power-button`) run by
+// the warden under the VMM's confinement.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "tests/support/support.h"
+
+namespace vmwarden {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+
+struct Backend {
+  const char* vmm;
+  std::vector<std::pair<std::string, std::string>> programs;  // VMWARDEN_* -> double's env name
+  const char* process;  // the double's file name
+};
+
+class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    fs::permissions(root_, fs::perms(0711));
+    for (const char* dir : {"config/vms", "state", "run", "share"}) fs::create_directories(root_ / dir);
+    testing::write_file(root_ / "vmlinuz", "not booted by a double");
+    testing::write_file(root_ / "config/vms/vm.toml",
+                        fmt::format("vmm = \"{0}\"\nkernel = \"{1}/vmlinuz\"\ncmdline = \"console=ttyS0\"\n"
+                                    "shutdown_timeout_s = 10\n[[share]]\ntag = \"data\"\npath = \"{1}/share\"\n"
+                                    "access = \"rw\"\n",
+                                    GetParam().vmm, root_.string()));
+  }
+
+  // The command line of the running process whose executable is `name`
+  // and whose arguments name this test's tree.
+  std::vector<std::string> find_argv(const std::string& name) const {
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      if (std::atoi(entry.path().filename().c_str()) <= 0) continue;
+      std::ifstream file(entry.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+      if (cmdline.find(root_.string()) == std::string::npos) continue;
+      std::vector<std::string> argv;
+      size_t start = 0;
+      for (size_t end; (end = cmdline.find('\0', start)) != std::string::npos; start = end + 1)
+        argv.push_back(cmdline.substr(start, end - start));
+      if (!argv.empty() && fs::path(argv[0]).filename() == name && argv.size() > 2) return argv;
+    }
+    return {};
+  }
+
+  testing::TempDir scratch_{"vmwarden-supervise-vmm"};
+  fs::path root_ = scratch_.path();
+};
+
+TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
+  const Backend& backend = GetParam();
+  pid_t outer = ::fork();
+  if (outer == 0) {
+    ::setenv("VMWARDEN_CONFIG_DIR", (root_ / "config").c_str(), 1);
+    ::setenv("VMWARDEN_STATE_DIR", (root_ / "state").c_str(), 1);
+    ::setenv("VMWARDEN_RUNTIME_DIR", (root_ / "run").c_str(), 1);
+    ::setenv("VMWARDEN_VIRTIOFSD", std::getenv("VMWARDEN_FAKE_VIRTIOFSD"), 1);
+    for (const auto& [variable, fake] : backend.programs) ::setenv(variable.c_str(), std::getenv(fake.c_str()), 1);
+    int log = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(log, 2);
+    std::string binary = testing::vmwarden_binary();
+    ::execl(binary.c_str(), "vmwarden", "supervise", "vm", nullptr);
+    ::_exit(127);
+  }
+  std::vector<std::string> vmm, daemon;
+  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && vmm.empty();) {
+    std::this_thread::sleep_for(10ms);
+    vmm = find_argv(backend.process);
+  }
+  daemon = find_argv("fake-virtiofsd");
+  ASSERT_FALSE(vmm.empty()) << testing::read_file(root_ / "log");
+  ASSERT_FALSE(daemon.empty()) << "virtiofsd serves while the VMM runs";
+  fs::path runtime = root_ / "run/vm";
+  // The daemon got the socket the warden bound, and the VMM connects to it.
+  EXPECT_THAT(daemon, Contains("--fd=3"));
+  EXPECT_THAT(daemon, Contains(fmt::format("--shared-dir={}/share", root_.string())));
+  std::string joined;
+  for (const auto& arg : vmm) joined += arg + " ";
+  EXPECT_THAT(joined, HasSubstr((runtime / "fs0.sock").string()));
+  EXPECT_THAT(joined, HasSubstr((runtime / "control.sock").string()));
+  EXPECT_THAT(joined, HasSubstr((root_ / "vmlinuz").string()));
+
+  ASSERT_EQ(::kill(outer, SIGTERM), 0);
+  int status = 0;
+  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline;) {
+    if (::waitpid(outer, &status, WNOHANG) == outer) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  std::string log = testing::read_file(root_ / "log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << log;
+  EXPECT_THAT(log, HasSubstr("with its graceful stop action"));
+  EXPECT_FALSE(fs::exists(runtime)) << "the runtime dir goes with the VM";
+  EXPECT_TRUE(find_argv(backend.process).empty());
+  EXPECT_TRUE(find_argv("fake-virtiofsd").empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Doubles, SuperviseVmmTest,
+    ::testing::Values(Backend{"crosvm", {{"VMWARDEN_CROSVM", "VMWARDEN_FAKE_CROSVM"}}, "fake-crosvm"},
+                      Backend{"cloud-hypervisor",
+                              {{"VMWARDEN_CLOUD_HYPERVISOR", "VMWARDEN_FAKE_CLOUD_HYPERVISOR"},
+                               {"VMWARDEN_CH_REMOTE", "VMWARDEN_FAKE_CH_REMOTE"}},
+                              "fake-cloud-hypervisor"}),
+    [](const auto& info) { return std::string(info.param.vmm == std::string("crosvm") ? "crosvm" : "cloud_hypervisor"); });
+
+}  // namespace
+}  // namespace vmwarden
