@@ -90,6 +90,7 @@ int run(int argc, char** argv) {
   add_supervise_command(app, globals);
   add_uid_command(app, globals);
   add_acl_command(app, globals);
+  add_audit_command(app, globals);
 
   try {
     app.parse(argc, argv);
