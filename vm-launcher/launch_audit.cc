@@ -8,8 +8,8 @@ namespace vmwarden::vm {
 namespace {
 
 std::string placeholder_label(const LaunchPlan& plan, UidSource source) {
-  if (source == UidSource::alias) return fmt::format("UID of alias \"{}\" (allocated on first start)", plan.uid_alias);
-  return "single-use UID (allocated at start)";
+  if (source == UidSource::alias) return fmt::format("<UID of alias \"{}\">", plan.uid_alias);
+  return "<single-use UID>";
 }
 
 std::string uid_fact(const LaunchPlan& plan, const LaunchAuditOptions& options) {

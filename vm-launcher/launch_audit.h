@@ -22,8 +22,8 @@ struct LaunchAuditOptions {
   std::string title;  // "definition work", "vmwarden exec"
   Locations locations;
   UidSource uid_source = UidSource::single_use;
-  // plan.uid is only a stand-in, shown by a label: a single-use UID, or an
-  // alias that has no UID yet.
+  // plan.uid is only a stand-in, shown as "<single-use UID>" (allocated at
+  // start) or "<UID of alias "NAME">" (allocated on first start).
   bool uid_is_placeholder = false;
   std::string uid_range;  // "FIRST-LAST", for a single-use UID
   // launch() checks, as the VM's uid, that each share's parent is searchable.

@@ -816,7 +816,7 @@ TEST_F(SandboxTest, UidZeroOnlyWhenAskedAndFlaggedByTheAudit) {
   CommandResult single_use = exec({"--audit"}, {"/bin/true"});
   ASSERT_EQ(single_use.exit_code, 0) << single_use.err;
   EXPECT_THAT(single_use.out, HasSubstr("\nwarnings: none\n"));
-  EXPECT_THAT(single_use.out, HasSubstr("identity: uid single-use UID (allocated at start)"));
+  EXPECT_THAT(single_use.out, HasSubstr("identity: uid <single-use UID>, gid the same number"));
 }
 
 // ---- Landlock modes and the injectable ABI ------------------------------------
