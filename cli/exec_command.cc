@@ -214,6 +214,8 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   supervisor::SandboxSpec& spec = plan.launch.sandbox;
   spec.name = name;
   spec.runtime_dir = locations.vm_runtime_dir(name);
+  // The services reach it at the same path, which a private tmpfs would hide.
+  check_visible("the runtime directory (VMWARDEN_RUNTIME_DIR or --runtime-dir)", spec.runtime_dir);
   spec.private_network = !options.network;
   spec.shutdown_timeout = std::chrono::milliseconds(std::llround(options.timeout_s * 1000));
   spec.require_s6_parent = options.s6;
