@@ -194,7 +194,7 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
   paths += "]";
   const SeccompProfileInfo& seccomp = audit.seccomp;
   return fmt::format(
-      "{{\"service\":{},\"uid\":{},\"uid_label\":{},\"gid\":{},\"gid_label\":{},\"supplementary_groups\":[],"
+      "{{\"service\":{},\"uid\":{},\"gid\":{},\"supplementary_groups\":[],\"uid_label\":{},\"gid_label\":{},"
       "\"capabilities\":{{\"kept\":{},\"dropped\":{},\"securebits\":{},\"no_new_privs\":true}},"
       "\"parent_death_signal\":\"SIGKILL\","
       "\"landlock\":{{\"mode\":{},\"abi\":{},\"refused\":{},\"handled_fs\":{},\"paths\":{},"
@@ -202,7 +202,7 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
       "\"seccomp\":{{\"profile\":{},\"kind\":{},\"action\":{},\"syscall_count\":{},\"syscalls\":{},"
       "\"argument_filters\":{},\"enosys\":{}}},"
       "\"flags\":{}}}",
-      json_string(audit.service), id_json(audit.uid), label_json(audit.uid), id_json(audit.gid),
+      json_string(audit.service), id_json(audit.uid), id_json(audit.gid), label_json(audit.uid),
       label_json(audit.gid), json_strings(audit.kept_capabilities),
       json_strings(audit.dropped_capabilities), json_strings(audit.securebits),
       json_string(audit.landlock_mode), audit.abi, audit.refused ? json_string(*audit.refused) : "null",
