@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 
 #include <fmt/core.h>
@@ -338,7 +340,62 @@ bool UidRegistry::never_hand_out(uid_t uid) const {
   for (auto [first, last] : read_subordinate_ranges(options_.subordinate_id_files)) {
     if (uid >= first && uid <= last) return true;
   }
-  return id_known_to_system(uid);
+  return known_to_system(uid);
+}
+
+namespace {
+
+// How long an answer of the user and group databases is trusted, and how
+// many UIDs are asked about at once. Asking costs two getent runs (tens of
+// milliseconds, most of a sandbox's start); the next single-use UIDs are the
+// ones after the one wanted now, so a batch serves many allocations. An
+// account added to an NSS source within the lifetime can be missed, as it
+// can be right after any check.
+constexpr std::int64_t kVettingLifetimeSeconds = 600;
+constexpr uid_t kVettingBatch = 64;
+
+// STATE_DIR/uids/vetted: "TIME FIRST LAST" and the known ids among
+// FIRST..LAST, as the databases answered at TIME. A cache: lost or damaged,
+// it is asked again.
+struct Vetting {
+  std::int64_t at = 0;
+  uid_t first = 1, last = 0;
+  std::vector<uid_t> known;
+};
+
+Vetting read_vetting(const std::filesystem::path& file) {
+  Vetting vetting;
+  std::optional<std::string> content = read_small_file(file);
+  if (!content) return {};
+  std::istringstream in(*content);
+  if (!(in >> vetting.at >> vetting.first >> vetting.last)) return {};
+  for (uid_t id; in >> id;) vetting.known.push_back(id);
+  return vetting;
+}
+
+}  // namespace
+
+bool UidRegistry::known_to_system(uid_t uid) const {
+  std::filesystem::path file = Paths(locations_).uids / "vetted";
+  std::int64_t now = ::time(nullptr);
+  Vetting vetting = read_vetting(file);
+  if (uid >= vetting.first && uid <= vetting.last && now >= vetting.at &&
+      now - vetting.at < kVettingLifetimeSeconds) {
+    return std::find(vetting.known.begin(), vetting.known.end(), uid) != vetting.known.end();
+  }
+  vetting = Vetting{.at = now, .first = uid, .last = uid};
+  if (range_.contains(uid)) vetting.last = static_cast<uid_t>(std::min<std::uint64_t>(range_.last, std::uint64_t{uid} + kVettingBatch - 1));
+  std::vector<unsigned> ids;
+  for (std::uint64_t id = vetting.first; id <= vetting.last; ++id) ids.push_back(static_cast<unsigned>(id));
+  for (unsigned id : ids_known_to_system(ids)) vetting.known.push_back(static_cast<uid_t>(id));
+  std::string text = fmt::format("{} {} {}\n", vetting.at, vetting.first, vetting.last);
+  for (uid_t id : vetting.known) text += fmt::format("{}\n", id);
+  try {
+    write_atomically(file.parent_path(), file.filename().string(), text);
+  } catch (const std::exception& e) {
+    log::debug("cannot keep the account check in {}: {}", file.string(), e.what());
+  }
+  return std::find(vetting.known.begin(), vetting.known.end(), uid) != vetting.known.end();
 }
 
 uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
@@ -371,14 +428,14 @@ uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
       range_.to_string(), snapshot.allocated.size(), with_records));
 }
 
-uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot) {
+uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, std::optional<uid_t> picked) {
   Paths paths(locations_);
   if (!alias.empty()) {
     for (const auto& [uid, name] : snapshot.allocated) {
       if (name == alias) return uid;
     }
   }
-  uid_t uid = pick_single_use(snapshot);
+  uid_t uid = picked ? *picked : pick_single_use(snapshot);
   std::string content = alias.empty() ? "single-use\n" : fmt::format("alias {}\n", alias);
   write_atomically(paths.allocated, std::to_string(uid), content);
   snapshot.allocated.emplace(uid, std::string(alias));
@@ -442,8 +499,7 @@ UidLease UidRegistry::lease_single_use() {
   // Leased before it is published: the allocation is never visible unleased
   // while its holder lives.
   UniqueFd lease = take_lease(uid);
-  uid_t allocated = allocate_locked("", snapshot);
-  if (allocated != uid) throw std::logic_error("registry changed under its lock");
+  allocate_locked("", snapshot, uid);
   return UidLease(locations_, uid, std::string(), std::move(lease));
 }
 

@@ -138,10 +138,13 @@ class UidRegistry {
   Snapshot load() const;
   void recover(const Snapshot& snapshot) const;
   uid_t pick_single_use(const Snapshot& snapshot) const;
-  uid_t allocate_locked(std::string_view alias, Snapshot& snapshot);
+  // `picked`: a UID pick_single_use() already chose under the same lock.
+  uid_t allocate_locked(std::string_view alias, Snapshot& snapshot, std::optional<uid_t> picked = std::nullopt);
   UniqueFd take_lease(uid_t uid) const;
   bool lease_held(uid_t uid) const;
   bool never_hand_out(uid_t uid) const;
+  // Known to the user or group databases (answers cached in STATE_DIR/uids/vetted).
+  bool known_to_system(uid_t uid) const;
 
   Locations locations_;
   RegistryOptions options_;

@@ -9,6 +9,11 @@
 
 #include "common/locations.h"
 
+namespace vmwarden::vm {
+struct LaunchPlan;
+struct LaunchAuditOptions;
+}  // namespace vmwarden::vm
+
 namespace vmwarden::cli {
 
 struct Globals {
@@ -32,5 +37,10 @@ void add_uid_command(CLI::App& app, Globals& globals);
 void add_acl_command(CLI::App& app, Globals& globals);
 void add_demo_command(CLI::App& app, Globals& globals);
 void add_s6_command(CLI::App& app, Globals& globals);
+void add_audit_command(CLI::App& app, Globals& globals);
+
+// `vmwarden audit` and `vmwarden exec --audit`: the plan's privileged steps
+// and final confinement on stdout, as text or JSON.
+void print_audit(const vm::LaunchPlan& plan, const vm::LaunchAuditOptions& options, bool json);
 
 }  // namespace vmwarden::cli

@@ -22,11 +22,18 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
+
+#include "acl-manager/acl.h"
+#include "acl-manager/uid_registry.h"
 #include "cli/cli.h"
 #include "common/accounts.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "supervisor/policy.h"
 #include "supervisor/sandbox.h"
+#include "vm-launcher/launch.h"
+#include "vm-launcher/launch_audit.h"
 #include "vm-launcher/names.h"
 
 namespace vmwarden::cli {
@@ -42,8 +49,13 @@ struct ExecOptions {
   double timeout_s = 10;
   int notify_fd = -1;
   std::string name;
-  bool share_net = false;
+  bool network = false;
   bool s6 = false;
+  std::string landlock = "required";
+  std::string seccomp = "kill";
+  std::string seccomp_profile = "vm-daemon";
+  bool audit = false;
+  bool json = false;
   std::vector<std::string> command;
 };
 
@@ -59,12 +71,12 @@ struct Identity {
   gid_t gid;
 };
 
-// The one place that decides whom the command runs as.
-Identity choose_identity(const ExecOptions& options) {
+// The one place that decides whom the command runs as: --uid (and --gid),
+// or else nullopt, meaning a single-use UID leased from the registry.
+std::optional<Identity> given_identity(const ExecOptions& options) {
   if (options.uid.empty()) {
-    throw UsageError(
-        "--uid is required: the default, a single-use UID, needs the UID registry, which is not available yet; "
-        "give --uid USER or --uid NUMBER (--uid 0 runs the command as root)");
+    if (!options.gid.empty()) throw UsageError("--gid needs --uid (a single-use UID always runs with its own group)");
+    return std::nullopt;
   }
   Identity identity{};
   std::optional<gid_t> primary_gid;
@@ -159,13 +171,38 @@ fs::path existing_path(const std::string& flag, const std::string& given) {
   return path;
 }
 
-supervisor::SandboxSpec build_spec(const ExecOptions& options, const Locations& locations) {
+supervisor::LandlockMode landlock_mode(const std::string& text) {
+  if (text == "required") return supervisor::LandlockMode::required;
+  if (text == "best-effort") return supervisor::LandlockMode::best_effort;
+  return supervisor::LandlockMode::off;  // CLI11 admits nothing else
+}
+
+// What exec will do, decided before anything is done: the sandbox, the ACL
+// grants a single-use UID needs, and whom the command runs as.
+struct ExecPlan {
+  vm::LaunchPlan launch;
+  bool single_use = false;  // launch.uid is a stand-in until the lease is taken
+  std::string uid_range;
+};
+
+void set_identity(ExecPlan& plan, uid_t uid, gid_t gid) {
+  plan.launch.uid = uid;
+  plan.launch.sandbox.runtime_dir_uid = uid;
+  plan.launch.sandbox.runtime_dir_gid = gid;
+  for (supervisor::ServiceSpec& service : plan.launch.sandbox.services) {
+    service.confinement.uid = uid;
+    service.confinement.gid = gid;
+  }
+}
+
+ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   if (options.command.empty()) {
     throw UsageError("no command given: vmwarden exec [OPTIONS] -- COMMAND [ARGS...]");
   }
+  if (options.json && !options.audit) throw UsageError("--json goes with --audit");
   fs::path command = resolve_command(options.command.front());
   check_visible(options.command.front(), command);
-  Identity identity = choose_identity(options);
+  std::optional<Identity> given = given_identity(options);
 
   std::string name = options.name.empty() ? fmt::format("exec-{}", ::getpid()) : options.name;
   if (auto problem = vm::vm_name_problem(name)) throw UsageError("--name " + name + ": " + *problem);
@@ -173,12 +210,14 @@ supervisor::SandboxSpec build_spec(const ExecOptions& options, const Locations& 
     throw UsageError(fmt::format("--timeout {}: give a number of seconds from 0 to 86400", options.timeout_s));
   }
 
-  supervisor::SandboxSpec spec;
+  ExecPlan plan;
+  plan.single_use = !given;
+  supervisor::SandboxSpec& spec = plan.launch.sandbox;
   spec.name = name;
   spec.runtime_dir = locations.vm_runtime_dir(name);
-  spec.runtime_dir_uid = identity.uid;
-  spec.runtime_dir_gid = identity.gid;
-  spec.private_network = !options.share_net;
+  // The services reach it at the same path, which a private tmpfs would hide.
+  check_visible("the runtime directory (VMWARDEN_RUNTIME_DIR or --runtime-dir)", spec.runtime_dir);
+  spec.private_network = !options.network;
   spec.shutdown_timeout = std::chrono::milliseconds(std::llround(options.timeout_s * 1000));
   spec.require_s6_parent = options.s6;
   if (options.notify_fd >= 0) {
@@ -187,7 +226,7 @@ supervisor::SandboxSpec build_spec(const ExecOptions& options, const Locations& 
       throw UsageError(fmt::format("--notify-fd {}: no such open file descriptor", options.notify_fd));
     }
     spec.notify_fd = options.notify_fd;
-  } else if (options.s6) {
+  } else if (options.s6 && !options.audit) {
     spec.notify_fd = supervisor::read_s6_notification_fd();
   }
 
@@ -202,25 +241,90 @@ supervisor::SandboxSpec build_spec(const ExecOptions& options, const Locations& 
   service.cwd = fs::current_path(error);
   if (error || hidden_in_sandbox(service.cwd)) service.cwd = "/";
   service.fds = {{0, 0}, {1, 1}, {2, 2}};
-  service.confinement.uid = identity.uid;
-  service.confinement.gid = identity.gid;
   // Landlock: what any dynamically linked program needs to start, the
   // command itself and the sandbox's runtime dir; everything else only
   // through --ro and --rw. --ro is also a read-only bind mount, which holds
   // even for root.
-  auto& rules = service.confinement.landlock.paths;
-  rules = supervisor::command_rules(command, spec.runtime_dir);
-  service.confinement.landlock.deny_tcp = !options.share_net;
-  for (const std::string& path : options.rw) {
-    service.confinement.landlock.paths.push_back({existing_path("--rw", path), supervisor::PathRights::read_write()});
+  supervisor::Confinement& confinement = service.confinement;
+  confinement.landlock.mode = landlock_mode(options.landlock);
+  confinement.landlock.paths = supervisor::command_rules(command, spec.runtime_dir);
+  confinement.landlock.deny_tcp = !options.network;
+  confinement.seccomp.profile = options.seccomp_profile;
+  confinement.seccomp.action = options.seccomp == "log" ? supervisor::SeccompAction::log : supervisor::SeccompAction::kill;
+  // A single-use UID owns nothing on the host: it gets ACL grants on the
+  // --rw and --ro trees for the run (revoked at exit), so that the host's
+  // permission checks let it do what Landlock allows. A --uid is the
+  // caller's to have permissions for.
+  for (const std::string& given_path : options.rw) {
+    fs::path path = existing_path("--rw", given_path);
+    confinement.landlock.paths.push_back({path, supervisor::PathRights::read_write()});
+    if (plan.single_use) plan.launch.grants.push_back({path, acl::Access::rw});
   }
-  for (const std::string& given : options.ro) {
-    fs::path path = existing_path("--ro", given);
-    service.confinement.landlock.paths.push_back({path, supervisor::PathRights::read_execute()});
+  for (const std::string& given_path : options.ro) {
+    fs::path path = existing_path("--ro", given_path);
+    confinement.landlock.paths.push_back({path, supervisor::PathRights::read_execute()});
     spec.mounts.push_back({.source = path, .target = path, .readonly = true});
+    if (plan.single_use) plan.launch.grants.push_back({path, acl::Access::ro});
   }
   spec.services.push_back(std::move(service));
-  return spec;
+
+  if (given) {
+    set_identity(plan, given->uid, given->gid);
+  } else {
+    // A stand-in from the registry's range until the lease is taken: every
+    // check below is the same for any UID of the range.
+    acl::UidRegistry registry(locations);
+    plan.uid_range = registry.range().to_string();
+    set_identity(plan, registry.range().first, static_cast<gid_t>(registry.range().first));
+  }
+
+  // The confinement against this kernel, before anything exists: an unknown
+  // seccomp profile is a usage error, a `required` Landlock policy the
+  // kernel cannot meet a permanent one (125). What best-effort drops is
+  // logged once, by run_sandbox(); the audit reports both instead.
+  if (!options.audit) vm::check_plan(plan.launch);
+  return plan;
+}
+
+int audit(const ExecPlan& plan, const ExecOptions& options, const Locations& locations) {
+  vm::LaunchAuditOptions audit{
+      .title = "vmwarden exec",
+      .locations = locations,
+      .uid_source = plan.single_use ? vm::UidSource::single_use : vm::UidSource::given,
+      .uid_is_placeholder = plan.single_use,
+      .uid_range = plan.uid_range,
+      .checks_shares = false,
+      .refusals = {},
+  };
+  print_audit(plan.launch, audit, options.json);
+  return 0;
+}
+
+// Runs the plan: lease a single-use UID and grant it its trees when no
+// --uid was given, run the sandbox, then revoke and release on every way
+// out (the stop signals are turned into a normal return by run_sandbox).
+int run(ExecPlan& plan, const Locations& locations) {
+  if (!plan.single_use) return supervisor::run_sandbox(plan.launch.sandbox);
+  // From the lease on, a stop signal must not kill this process before it
+  // has revoked and released: block them now; run_sandbox() reads them
+  // from a signalfd (a pending one included) and forwards them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop, sig);
+  check(::sigprocmask(SIG_BLOCK, &stop, nullptr), "sigprocmask");
+
+  acl::UidRegistry registry(locations);
+  acl::UidLease lease = registry.lease_single_use();
+  set_identity(plan, lease.uid(), static_cast<gid_t>(lease.uid()));
+  log::debug("running as single-use UID {}", lease.uid());
+  acl::ScopedGrants grants(registry, lease.uid());
+  for (const vm::GrantPlan& grant : plan.launch.grants) {
+    acl::Report report = grants.grant(grant.tree, grant.access);
+    log::debug("granted {} on {} to UID {}: {}", acl::to_string(grant.access), grant.tree.string(), lease.uid(),
+               report.summary());
+  }
+  return supervisor::run_sandbox(plan.launch.sandbox);
+  // `grants` revokes, then `lease` releases the UID, as they go out of scope.
 }
 
 }  // namespace
@@ -230,37 +334,72 @@ void add_exec_command(CLI::App& app, Globals& globals) {
   CLI::App* command = app.add_subcommand(
       "exec",
       "Run COMMAND inside a sandbox: vmwarden is PID 1 of fresh PID, mount, IPC, UTS, cgroup and (unless "
-      "--share-net) network namespaces, the command is PID 2 with a private /tmp and /dev/shm, running as --uid. "
-      "SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after --timeout). Exits with the "
-      "command's status (128+N if killed by signal N); 2 if COMMAND cannot be found or a flag is wrong; 125 if "
-      "the sandbox cannot start.");
-  command->add_option("--rw", options->rw, "Allow reading and writing beneath PATH (enforced by Landlock)")
+      "--network) network namespaces, the command is PID 2 with a private /tmp and /dev/shm, running under a "
+      "single-use UID (or --uid) with no capabilities, its own Landlock domain (signal and abstract-socket "
+      "scopes) and a seccomp filter. SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
+      "--timeout). Exits with the command's status (128+N if killed by signal N); 2 if COMMAND cannot be found "
+      "or a flag is wrong; 125 if the sandbox cannot start (e.g. --landlock required on a kernel that lacks a "
+      "needed feature).");
+  command->add_option("--rw", options->rw,
+                      "Allow reading and writing beneath PATH (Landlock); a single-use UID also gets an ACL grant "
+                      "(rwX) on it for the run")
       ->allow_extra_args(false)
       ->type_name("PATH");
   command
       ->add_option("--ro", options->ro,
-                   "Allow reading and executing beneath PATH (Landlock), and bind-mount it read-only in the sandbox")
+                   "Allow reading and executing beneath PATH (Landlock), and bind-mount it read-only in the "
+                   "sandbox; a single-use UID also gets an ACL grant (r-X) on it for the run")
       ->allow_extra_args(false)
       ->type_name("PATH");
-  command->add_option("--uid", options->uid, "Run the command as this user (name or number; 0 for root)")
+  command
+      ->add_option("--uid", options->uid,
+                   "Run the command as this user (name or number) instead of a single-use UID leased from the "
+                   "registry and released at exit. --uid 0 runs it as root (still without capabilities); the "
+                   "audit flags it")
       ->type_name("USER");
-  command->add_option("--gid", options->gid, "Run the command with this group (default: the primary group of a --uid NAME, the same number for a --uid NUMBER)")
+  command->add_option("--gid", options->gid, "With --uid: run the command with this group (default: the primary group of a --uid NAME, the same number for a --uid NUMBER)")
       ->type_name("GROUP");
+  command
+      ->add_option("--landlock", options->landlock,
+                   "required (default): refuse to start (exit 125) if the kernel lacks a Landlock feature the "
+                   "policy needs, naming it and the kernel's ABI; best-effort: apply what the kernel has and log "
+                   "exactly what was dropped; off: no Landlock domain at all (the audit flags it)")
+      ->check(CLI::IsMember({"required", "best-effort", "off"}))
+      ->type_name("MODE");
+  command
+      ->add_option("--seccomp", options->seccomp,
+                   "What a syscall the profile refuses does: kill (default) the process, or only log it")
+      ->check(CLI::IsMember({"kill", "log"}))
+      ->type_name("ACTION");
+  command
+      ->add_option("--seccomp-profile", options->seccomp_profile,
+                   "vm-daemon (default: a deny list of debugging, module, BPF, keyring, mount and namespace "
+                   "calls), qemu or virtiofsd (allow lists for those daemons), or none (no filter; the audit "
+                   "flags it)")
+      ->type_name("NAME");
+  command->add_flag("--network,--share-net", options->network,
+                    "Keep the host's network namespace and allow TCP bind/connect (default: an empty network "
+                    "namespace, and Landlock denies TCP)");
   command->add_option("--timeout", options->timeout_s, "Seconds between SIGTERM and SIGKILL when stopping (default 10)")
       ->type_name("SECONDS");
   command->add_option("--notify-fd", options->notify_fd,
                       "Write a newline to this fd and close it once the command was exec'd")
       ->type_name("FD");
   command->add_option("--name", options->name, "Sandbox name: log prefix and runtime dir name (default exec-PID)");
-  command->add_flag("--share-net", options->share_net, "Keep the host's network namespace");
   command->add_flag("--s6", options->s6,
                     "Run as an s6 service: refuse unless the parent is the s6-supervise holding ./supervise/lock, "
                     "and take the readiness fd from ./notification-fd");
+  command->add_flag("--audit", options->audit,
+                    "Run nothing: print every privileged step exec would take, with the capability each needs, "
+                    "and the command's final confinement; nothing is leased, granted or created");
+  command->add_flag("--json", options->json, "With --audit: print the audit as one JSON object");
   command->add_option("command", options->command, "The command and its arguments, after --")->type_name("COMMAND");
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
-      supervisor::SandboxSpec spec = build_spec(*options, globals.locations());
-      return supervisor::run_sandbox(spec);
+      Locations locations = globals.locations();
+      ExecPlan plan = build_plan(*options, locations);
+      if (options->audit) return audit(plan, *options, locations);
+      return run(plan, locations);
     };
   });
 }

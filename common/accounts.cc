@@ -4,9 +4,13 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <set>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "common/process.h"
 
@@ -51,19 +55,50 @@ std::optional<gid_t> find_group_in_files(std::string_view name) {
   return found;
 }
 
-bool id_known_to_system(unsigned id) {
-  if (scan<passwd>("/etc/passwd", ::fgetpwent, [&](const passwd& entry) { return entry.pw_uid == id; }) ||
-      scan<group>("/etc/group", ::fgetgrent, [&](const group& entry) { return entry.gr_gid == id; })) {
-    return true;
-  }
-  if (::access(kGetent, X_OK) != 0) return false;  // only the files databases exist
+std::vector<unsigned> ids_known_to_system(const std::vector<unsigned>& ids) {
+  std::set<unsigned> wanted(ids.begin(), ids.end());
+  std::set<unsigned> known;
+  scan<passwd>("/etc/passwd", ::fgetpwent, [&](const passwd& entry) {
+    if (wanted.contains(entry.pw_uid)) known.insert(entry.pw_uid);
+    return false;
+  });
+  scan<group>("/etc/group", ::fgetgrent, [&](const group& entry) {
+    if (wanted.contains(entry.gr_gid)) known.insert(entry.gr_gid);
+    return false;
+  });
+  std::vector<std::string> ask;
+  for (unsigned id : wanted)
+    if (!known.contains(id)) ask.push_back(std::to_string(id));
+  if (ask.empty() || ::access(kGetent, X_OK) != 0) return {known.begin(), known.end()};  // only the files databases exist
+
+  // One getent per database for every id: it prints the entries it found
+  // and exits 2 when some key had none.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (const char* database : {"passwd", "group"}) {
-    ProgramResult result = run_program({kGetent, database, std::to_string(id)}, {}, deadline);
-    if (result.exit_code == 2) continue;  // getent: no such key
-    return true;                          // found (0), or no clear answer
+    std::vector<std::string> argv = {kGetent, database};
+    argv.insert(argv.end(), ask.begin(), ask.end());
+    ProgramResult result = run_program(argv, {}, deadline);
+    if (result.exit_code != 0 && result.exit_code != 2) {
+      // No clear answer: count every id as known, so that none is handed out.
+      for (const std::string& id : ask) known.insert(static_cast<unsigned>(std::stoul(id)));
+      break;
+    }
+    std::istringstream lines(result.output);
+    for (std::string line; std::getline(lines, line);) {
+      // NAME:PASSWORD:ID:...
+      std::size_t first = line.find(':');
+      std::size_t second = first == std::string::npos ? first : line.find(':', first + 1);
+      if (second == std::string::npos) continue;
+      std::size_t end = line.find(':', second + 1);
+      std::string field = line.substr(second + 1, end == std::string::npos ? end : end - second - 1);
+      unsigned id = 0;
+      auto [stop, error] = std::from_chars(field.data(), field.data() + field.size(), id);
+      if (error == std::errc() && stop == field.data() + field.size() && wanted.contains(id)) known.insert(id);
+    }
   }
-  return false;
+  return {known.begin(), known.end()};
 }
+
+bool id_known_to_system(unsigned id) { return !ids_known_to_system({id}).empty(); }
 
 }  // namespace vmwarden

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace vmwarden {
 
@@ -24,5 +25,8 @@ std::optional<gid_t> find_group_in_files(std::string_view name);
 // linked program that can load them. If getent cannot give a clear answer the
 // id counts as known, so that a caller picking free ids skips it.
 bool id_known_to_system(unsigned id);
+// The same for many ids at once (one getent per database for all of them):
+// those the system knows, sorted.
+std::vector<unsigned> ids_known_to_system(const std::vector<unsigned>& ids);
 
 }  // namespace vmwarden

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "supervisor/caps.h"
+#include "supervisor/json_text.h"
 #include "supervisor/landlock.h"
 #include "supervisor/seccomp.h"
 
@@ -52,13 +53,14 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
   return out;
 }
 
-Audit gather(std::string_view service, const Confinement& confinement) {
+Audit gather(std::string_view service, const Confinement& confinement, const AuditLabels& labels) {
   Audit audit;
   audit.service = service;
   audit.uid = confinement.uid;
   audit.user_namespace = confinement.user_namespace;
   audit.gid = confinement.gid;
-  if (confinement.uid == 0) audit.flags.push_back("runs as root (uid 0)");
+  if (confinement.uid == 0 && labels.label(0) == nullptr)
+    audit.flags.push_back("runs as root (uid 0)");
 
   validate_capabilities(confinement.keep_capabilities);
   for (int capability = 0; capability < capability_count(); ++capability) {
@@ -73,8 +75,13 @@ Audit gather(std::string_view service, const Confinement& confinement) {
                       "all locked"};
 
   const LandlockPolicy& policy = confinement.landlock;
-  audit.landlock_mode = policy.mode == LandlockMode::required ? "required" : "best-effort";
+  audit.landlock_mode = policy.mode == LandlockMode::required      ? "required"
+                        : policy.mode == LandlockMode::best_effort ? "best-effort"
+                                                                    : "off";
   audit.abi = landlock_abi();
+  if (policy.mode == LandlockMode::off)
+    audit.flags.push_back("no Landlock domain (landlock off): no filesystem, TCP, signal or abstract-socket "
+                          "restriction by Landlock");
   LandlockPlan plan;
   try {
     plan = plan_landlock(policy, audit.abi);
@@ -124,39 +131,32 @@ const char* kind_name(SeccompKind kind) {
   return "none";
 }
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += static_cast<char>(c);  // UTF-8 passes through unchanged
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_strings(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + json_string(items[i]);
-  return out + "]";
-}
-
 }  // namespace
 
-std::string describe_confinement_text(std::string_view service, const Confinement& confinement) {
-  Audit audit = gather(service, confinement);
+const std::string* AuditLabels::label(uid_t uid) const {
+  auto found = uids.find(uid);
+  return found == uids.end() ? nullptr : &found->second;
+}
+
+std::string AuditLabels::text(uid_t uid) const {
+  const std::string* found = label(uid);
+  return found ? *found : std::to_string(uid);
+}
+
+std::string describe_confinement_text(std::string_view service, const Confinement& confinement,
+                                      const AuditLabels& labels) {
+  Audit audit = gather(service, confinement, labels);
   std::string out = fmt::format("service {}\n", audit.service);
-  out += fmt::format("  identity: uid {}, gid {}, no supplementary groups\n", audit.uid, audit.gid);
+  const std::string* uid_label = labels.label(audit.uid);
+  const std::string* gid_label = labels.label(audit.gid);
+  std::string uid = uid_label ? *uid_label : std::to_string(audit.uid);
+  std::string gid = gid_label ? (audit.gid == audit.uid ? std::string("the same number") : *gid_label)
+                              : std::to_string(audit.gid);
+  out += fmt::format("  identity: uid {}, gid {}, no supplementary groups\n", uid, gid);
   if (audit.user_namespace)
     out += fmt::format("  user namespace: its own, mapping only uid {} and gid {} onto themselves; setgroups "
                        "denied\n",
-                       audit.uid, audit.gid);
+                       uid, gid);
   out += fmt::format("  capabilities: {} kept{}{}; {} dropped from every set and the bounding set\n",
                      audit.kept_capabilities.size(), audit.kept_capabilities.empty() ? "" : " (ambient): ",
                      join(audit.kept_capabilities, ", "), audit.dropped_capabilities.size());
@@ -164,7 +164,7 @@ std::string describe_confinement_text(std::string_view service, const Confinemen
                      join(audit.securebits, ", "));
   out += fmt::format("  landlock: {}, this kernel's ABI {}\n", audit.landlock_mode, audit.abi);
   if (audit.refused) out += fmt::format("    refuses to start: {}\n", *audit.refused);
-  if (audit.abi >= 1) {
+  if (audit.abi >= 1 && audit.landlock_mode != "off") {
     out += fmt::format("    handled: {}\n", join(audit.handled_fs, " "));
     for (const PathAudit& path : audit.paths)
       out += fmt::format("    {} ({}): {}\n", path.path, path.type, join(path.rights, " "));
@@ -189,8 +189,11 @@ std::string describe_confinement_text(std::string_view service, const Confinemen
   return out;
 }
 
-std::string describe_confinement_json(std::string_view service, const Confinement& confinement) {
-  Audit audit = gather(service, confinement);
+std::string describe_confinement_json(std::string_view service, const Confinement& confinement,
+                                      const AuditLabels& labels) {
+  Audit audit = gather(service, confinement, labels);
+  auto id_json = [&](uid_t id) { return labels.label(id) ? std::string("null") : std::to_string(id); };
+  auto label_json = [&](uid_t id) { return labels.label(id) ? json_string(*labels.label(id)) : std::string("null"); };
   std::string paths = "[";
   for (std::size_t i = 0; i < audit.paths.size(); ++i)
     paths += fmt::format("{}{{\"path\":{},\"type\":{},\"rights\":{}}}", i ? "," : "",
@@ -199,7 +202,8 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
   paths += "]";
   const SeccompProfileInfo& seccomp = audit.seccomp;
   return fmt::format(
-      "{{\"service\":{},\"uid\":{},\"gid\":{},\"supplementary_groups\":[],\"user_namespace\":{},"
+      "{{\"service\":{},\"uid\":{},\"gid\":{},\"supplementary_groups\":[],\"uid_label\":{},\"gid_label\":{},"
+      "\"user_namespace\":{},"
       "\"capabilities\":{{\"kept\":{},\"dropped\":{},\"securebits\":{},\"no_new_privs\":true}},"
       "\"parent_death_signal\":\"SIGKILL\","
       "\"landlock\":{{\"mode\":{},\"abi\":{},\"refused\":{},\"handled_fs\":{},\"paths\":{},"
@@ -207,8 +211,8 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
       "\"seccomp\":{{\"profile\":{},\"kind\":{},\"action\":{},\"syscall_count\":{},\"syscalls\":{},"
       "\"argument_filters\":{},\"enosys\":{}}},"
       "\"flags\":{}}}",
-      json_string(audit.service), audit.uid, audit.gid, audit.user_namespace ? "true" : "false",
-      json_strings(audit.kept_capabilities),
+      json_string(audit.service), id_json(audit.uid), id_json(audit.gid), label_json(audit.uid),
+      label_json(audit.gid), audit.user_namespace ? "true" : "false", json_strings(audit.kept_capabilities),
       json_strings(audit.dropped_capabilities), json_strings(audit.securebits),
       json_string(audit.landlock_mode), audit.abi, audit.refused ? json_string(*audit.refused) : "null",
       json_strings(audit.handled_fs), paths, json_strings(audit.handled_net),

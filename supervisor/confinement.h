@@ -35,6 +35,7 @@ struct PathRule {
 enum class LandlockMode {
   required,     // a right, scope or net rule the kernel lacks is a refusal to start
   best_effort,  // apply what the kernel supports; log exactly what was dropped
+  off,          // no Landlock domain at all (`vmwarden exec --landlock off`; flagged by the audit)
 };
 
 struct LandlockPolicy {

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
+#include <cstdlib>
 #include <string_view>
 #include <optional>
 
@@ -95,6 +97,33 @@ std::optional<int>& abi_override() {
   return value;
 }
 
+// VMWARDEN_LANDLOCK_ABI=N, a testing aid: treat the kernel as offering ABI N
+// when N is lower than what it offers, so that `required` and `best-effort`
+// can be exercised end to end on a new kernel. It can only take protections
+// away from what the kernel would enforce in the eyes of the plan, never
+// claim ones the kernel lacks: a value above the detected ABI is ignored.
+int apply_abi_from_environment(int detected) {
+  const char* text = std::getenv("VMWARDEN_LANDLOCK_ABI");
+  if (text == nullptr || *text == '\0') return detected;
+  int wanted = -1;
+  std::string_view view(text);
+  auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), wanted);
+  if (error != std::errc() || end != view.data() + view.size() || wanted < 0) {
+    throw UsageError(fmt::format("VMWARDEN_LANDLOCK_ABI={}: give a Landlock ABI number (0 = no Landlock) no higher "
+                                 "than this kernel's, {}",
+                                 text, detected));
+  }
+  if (wanted >= detected) {
+    if (wanted > detected)
+      log::warning("VMWARDEN_LANDLOCK_ABI={} ignored: it can only lower this kernel's Landlock ABI, {}", wanted,
+                   detected);
+    return detected;
+  }
+  log::warning("VMWARDEN_LANDLOCK_ABI={}: treating this kernel's Landlock ABI {} as {} (a testing aid)", wanted,
+               detected, wanted);
+  return wanted;
+}
+
 std::string join_paths(const std::vector<std::filesystem::path>& paths) {
   std::string out;
   for (const auto& path : paths) {
@@ -108,7 +137,7 @@ std::string join_paths(const std::vector<std::filesystem::path>& paths) {
 
 int landlock_abi() {
   if (abi_override()) return *abi_override();
-  static const int detected = detect_abi();
+  static const int detected = apply_abi_from_environment(detect_abi());
   return detected;
 }
 
@@ -144,6 +173,9 @@ std::uint64_t landlock_access_for(const PathRights& rights) {
 LandlockPlan plan_landlock(const LandlockPolicy& policy, int abi) {
   LandlockPlan plan;
   plan.mode = policy.mode;
+  // Off: no ruleset at all, whatever the kernel offers. Nothing counts as
+  // dropped: the policy asked for nothing (the audit flags the mode itself).
+  if (policy.mode == LandlockMode::off) return plan;
   plan.abi = abi;
 
   // What the policy relies on, feature by feature. The filesystem rules as a
@@ -187,8 +219,8 @@ LandlockPlan plan_landlock(const LandlockPolicy& policy, int abi) {
     for (const auto& item : missing) list += fmt::format("\n  - {}", item);
     throw PermanentError(fmt::format(
         "landlock = \"required\", but this kernel offers Landlock ABI {}, which lacks:{}\n"
-        "Run on Linux >= {} (Landlock ABI {}), or set landlock = \"best-effort\" to run with "
-        "these protections dropped.",
+        "Run on Linux >= {} (Landlock ABI {}), or set landlock = \"best-effort\" (vmwarden exec "
+        "--landlock best-effort) to run with these protections dropped.",
         abi, list, kernel_for_abi(needed_abi), needed_abi));
   }
   plan.dropped = std::move(missing);

@@ -37,6 +37,7 @@
 #include "supervisor/confinement.h"
 #include "supervisor/confinement_testing.h"
 #include "supervisor/policy.h"
+#include "tests/escape/escape_support.h"
 #include "tests/support/support.h"
 
 namespace vmwarden::supervisor {
@@ -45,6 +46,11 @@ namespace {
 namespace fs = std::filesystem;
 using vmwarden::testing::TempDir;
 using vmwarden::testing::write_file;
+using vmwarden::escape::Outcome;
+using vmwarden::escape::Tools;
+using vmwarden::escape::expect_denied;
+using vmwarden::escape::expect_killed_by_seccomp;
+using vmwarden::escape::expect_success;
 
 constexpr unsigned kAllSteps =
     step_identity | step_capabilities | step_no_new_privs | step_landlock | step_seccomp;
@@ -54,41 +60,6 @@ constexpr unsigned kWithoutNoNewPrivs = step_no_new_privs | step_landlock | step
 
 // The uid the services run as: unused on the machine, distinct per test run.
 uid_t service_uid() { return 3'100'000 + static_cast<uid_t>(getpid() % 100'000); }
-
-// The attacker and the probe, copied into a directory every uid can reach.
-class Tools {
- public:
-  Tools() {
-    check(::chmod(dir_.path().c_str(), 0755), "chmod", dir_.path().string());
-    fs::copy_file(env("VMWARDEN_ATTACKER"), attacker());
-    fs::copy_file(env("VMWARDEN_PRIVILEGE_PROBE"), probe());
-    fs::permissions(attacker(), fs::perms(0755));
-    fs::permissions(probe(), fs::perms(0755));
-  }
-  fs::path dir() const { return dir_.path(); }
-  fs::path attacker() const { return dir_ / "attacker"; }
-  fs::path probe() const { return dir_ / "privilege-probe"; }
-
- private:
-  static std::string env(const char* name) {
-    const char* value = std::getenv(name);
-    if (value == nullptr) throw std::runtime_error(std::string(name) + " is not set");
-    return value;
-  }
-  TempDir dir_{"vmwarden-escape-tools"};
-};
-
-struct Outcome {
-  int exit_code = -1;  // -1: killed by a signal
-  int signal = 0;
-  std::string out;
-  std::string err;
-};
-
-std::ostream& operator<<(std::ostream& stream, const Outcome& outcome) {
-  return stream << "exit " << outcome.exit_code << ", signal " << outcome.signal << ", stdout \""
-                << outcome.out << "\", stderr \"" << outcome.err << "\"";
-}
 
 struct SpawnOptions {
   bool confine = true;           // false: a "host" process, no confinement at all
@@ -252,17 +223,6 @@ class EscapeTest : public ::testing::Test {
 
   Tools tools_;
 };
-
-// Attacker outcomes.
-void expect_denied(const Outcome& outcome, const char* errno_name) {
-  EXPECT_EQ(outcome.exit_code, 10) << outcome;
-  EXPECT_EQ(outcome.out, errno_name) << outcome;
-}
-void expect_killed_by_seccomp(const Outcome& outcome) { EXPECT_EQ(outcome.signal, SIGSYS) << outcome; }
-void expect_success(const Outcome& outcome) {
-  EXPECT_EQ(outcome.exit_code, 0) << outcome;
-  EXPECT_EQ(outcome.out.rfind("ok ", 0), 0u) << outcome;
-}
 
 std::atomic<int> usr1_received{0};
 

@@ -239,11 +239,16 @@ class SandboxTest : public ::testing::Test {
     ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   }
 
-  SandboxTest() : runtime_root_("vmwarden-runtime"), marker_(fresh_marker()) {}
+  SandboxTest()
+      : runtime_root_("vmwarden-runtime"), state_root_("vmwarden-state"), config_root_("vmwarden-config"),
+        marker_(fresh_marker()) {}
 
   LaunchOptions options(bool notify = false) const {
     LaunchOptions launch;
-    launch.env = {{"VMWARDEN_RUNTIME_DIR", runtime_root_.path().string()}, {kMarkerVariable, marker_}};
+    launch.env = {{"VMWARDEN_RUNTIME_DIR", runtime_root_.path().string()},
+                  {"VMWARDEN_STATE_DIR", state_root_.path().string()},
+                  {"VMWARDEN_CONFIG_DIR", config_root_.path().string()},
+                  {kMarkerVariable, marker_}};
     launch.notify_pipe = notify;
     return launch;
   }
@@ -299,6 +304,8 @@ class SandboxTest : public ::testing::Test {
   }
 
   TempDir runtime_root_;
+  TempDir state_root_;
+  TempDir config_root_;
   std::string marker_;
   std::string name_ = "test";
 };
@@ -681,6 +688,249 @@ TEST_F(SandboxTest, RuntimeDirInUseIsRefusedAndAStaleOneReplaced) {
   EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
 }
 
+// ---- identity: single-use UIDs ------------------------------------------------
+
+// The default UID range of the registry (acl-manager/uid_registry.h).
+constexpr uid_t kFirstManagedUid = 1879048192u;
+constexpr uid_t kLastManagedUid = kFirstManagedUid + 65535u;
+
+std::vector<std::string> directory_names(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Waits until the sandbox printed `lines` lines (it prints, then sleeps).
+void wait_for_lines(Launched& sandbox, std::size_t lines) {
+  auto deadline = steady_clock::now() + milliseconds(10'000);
+  for (std::string out = sandbox.out(); static_cast<std::size_t>(std::count(out.begin(), out.end(), '\n')) < lines;
+       out = sandbox.out()) {
+    ASSERT_LT(steady_clock::now(), deadline) << out << sandbox.err();
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+}
+
+class SingleUseUidTest : public SandboxTest {
+ protected:
+  std::filesystem::path allocated_dir() const { return state_root_.path() / "uids" / "allocated"; }
+  std::filesystem::path leases_dir() const { return runtime_root_.path() / "_uid-leases"; }
+
+  // Starts `exec` without --uid; returns the UID the command reports, after
+  // checking it is leased and owns the runtime dir while the command runs.
+  uid_t start(std::optional<Launched>& sandbox) {
+    sandbox.emplace(exec_argv({"--notify-fd", "3"}, {"/bin/sh", "-c", "id -u; id -g; id -G; sleep 30"}),
+                    options(true));
+    EXPECT_EQ(sandbox->read_notify(milliseconds(10'000)), "\n") << sandbox->err();
+    wait_for_lines(*sandbox, 3);
+    std::istringstream lines(sandbox->out());
+    std::string uid, gid, groups;
+    std::getline(lines, uid);
+    std::getline(lines, gid);
+    std::getline(lines, groups);
+    uid_t value = static_cast<uid_t>(std::stoul(uid));
+    EXPECT_GE(value, kFirstManagedUid);
+    EXPECT_LE(value, kLastManagedUid);
+    EXPECT_EQ(gid, uid);
+    EXPECT_EQ(groups, uid) << "no supplementary groups";
+    EXPECT_EQ(directory_names(allocated_dir()), std::vector<std::string>{uid});
+    EXPECT_EQ(read_file(allocated_dir() / uid), "single-use\n");
+    EXPECT_EQ(directory_names(leases_dir()), std::vector<std::string>{uid});
+    struct stat st {};
+    EXPECT_EQ(stat(runtime_dir().c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, value);
+    return value;
+  }
+};
+
+TEST_F(SingleUseUidTest, ReleasedWhenTheCommandExits) {
+  CommandResult result = exec({}, {"/bin/sh", "-c", "id -u"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  uid_t uid = static_cast<uid_t>(std::stoul(result.out));
+  EXPECT_GE(uid, kFirstManagedUid);
+  EXPECT_LE(uid, kLastManagedUid);
+  EXPECT_TRUE(directory_names(allocated_dir()).empty());
+  EXPECT_TRUE(directory_names(leases_dir()).empty());
+  // Released, so the registry can hand it out again (the released list
+  // remembers it for the least-recently-used order).
+  EXPECT_THAT(directory_names(state_root_.path() / "uids" / "released"),
+              ::testing::ElementsAre(::testing::EndsWith("-" + std::to_string(uid))));
+}
+
+TEST_F(SingleUseUidTest, ReleasedWhenTheSandboxIsStoppedBySignal) {
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    std::optional<Launched> sandbox;
+    start(sandbox);
+    kill(sandbox->pid(), sig);
+    EXPECT_EQ(exit_code(sandbox->wait(milliseconds(15'000))), 128 + SIGTERM) << sigabbrev_np(sig) << sandbox->err();
+    EXPECT_TRUE(directory_names(allocated_dir()).empty()) << sigabbrev_np(sig);
+    EXPECT_TRUE(directory_names(leases_dir()).empty()) << sigabbrev_np(sig);
+    EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+  }
+}
+
+TEST_F(SingleUseUidTest, AKilledOuterLeavesNoLeaseAndTheSweepReleasesTheUid) {
+  std::optional<Launched> sandbox;
+  uid_t uid = start(sandbox);
+  ASSERT_GT(sandbox->pid(), 0);
+  kill(sandbox->pid(), SIGKILL);
+  sandbox->wait(milliseconds(5'000));
+  // The lease is a flock: the kernel drops it once the outer and the warden
+  // (which inherited it) are gone; the warden follows its outer at once.
+  CommandOptions run;
+  run.extra_env = options().env;
+  auto deadline = steady_clock::now() + milliseconds(10'000);
+  std::string list;
+  while (steady_clock::now() < deadline) {
+    list = run_command({vmwarden_binary(), "uid", "list"}, run).out;
+    if (list.find(std::to_string(uid)) != std::string::npos && list.find("pid ") == std::string::npos) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_THAT(list, HasSubstr(std::to_string(uid)));
+  EXPECT_THAT(list, Not(HasSubstr("pid "))) << "still leased";
+  CommandResult sweep = run_command({vmwarden_binary(), "acl", "sweep"}, run);
+  EXPECT_EQ(sweep.exit_code, 0) << sweep.err;
+  EXPECT_TRUE(directory_names(allocated_dir()).empty()) << sweep.out;
+}
+
+TEST_F(SingleUseUidTest, GetsAclGrantsOnRwAndRoTreesForTheRunOnly) {
+  TempDir writable("vmwarden-rw"), readable("vmwarden-ro");
+  ASSERT_EQ(chmod(writable.path().c_str(), 0700), 0);  // only root, and ACL grants
+  ASSERT_EQ(chmod(readable.path().c_str(), 0700), 0);
+  write_file(readable / "secret", "for the command\n", 0600);
+  std::string out_file = (writable / "out").string();
+  CommandResult result = exec({"--rw", writable.path().string(), "--ro", readable.path().string()},
+                              {"/bin/sh", "-c", "id -u > " + out_file + " && cat " + (readable / "secret").string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "for the command\n");
+  std::string uid = read_file(out_file);
+  uid.pop_back();
+  struct stat st {};
+  ASSERT_EQ(stat(out_file.c_str(), &st), 0);
+  EXPECT_EQ(std::to_string(st.st_uid), uid);
+  // Revoked at exit: no entry for the UID is left on either tree.
+  for (const std::filesystem::path& path :
+       {writable.path(), readable.path(), readable / "secret", std::filesystem::path(out_file)}) {
+    CommandResult acl = run_command({"getfacl", "-n", "-p", path.string()});
+    EXPECT_THAT(acl.out, Not(HasSubstr(":" + uid + ":"))) << path;
+  }
+  // Without the grants the UID could not have entered the 0700 trees.
+  CommandResult denied = exec({"--uid", uid, "--rw", writable.path().string()}, {"/bin/sh", "-c", "ls " + writable.path().string()});
+  EXPECT_NE(denied.exit_code, 0);
+  EXPECT_THAT(denied.err, HasSubstr("Permission denied"));
+}
+
+TEST_F(SandboxTest, UidZeroOnlyWhenAskedAndFlaggedByTheAudit) {
+  CommandResult root = exec({"--uid", "0"}, {"/bin/sh", "-c", "id -u; grep CapEff /proc/self/status"});
+  ASSERT_EQ(root.exit_code, 0) << root.err;
+  EXPECT_EQ(root.out, "0\nCapEff:\t0000000000000000\n");
+  CommandResult audit = exec({"--uid", "0", "--audit"}, {"/bin/true"});
+  ASSERT_EQ(audit.exit_code, 0) << audit.err;
+  EXPECT_THAT(audit.out, HasSubstr("\nwarnings:\n! service command: runs as root (uid 0)\n"));
+  EXPECT_THAT(audit.out, HasSubstr("uid: 0 (root), given explicitly with --uid 0"));
+  CommandResult single_use = exec({"--audit"}, {"/bin/true"});
+  ASSERT_EQ(single_use.exit_code, 0) << single_use.err;
+  EXPECT_THAT(single_use.out, HasSubstr("\nwarnings: none\n"));
+  EXPECT_THAT(single_use.out, HasSubstr("identity: uid <single-use UID>, gid the same number"));
+}
+
+// ---- Landlock modes and the injectable ABI ------------------------------------
+
+// `kill -0 1` from the command as uid 0: the warden is uid 0 too, so only the
+// Landlock signal scope (ABI 6) can refuse it.
+const std::vector<std::string> kSignalTheWarden = {"/bin/sh", "-c", "kill -0 1 && echo signalled"};
+
+TEST_F(SandboxTest, RequiredRefusesWhenTheAbiIsFakedLower) {
+  LaunchOptions launch = options();
+  launch.env["VMWARDEN_LANDLOCK_ABI"] = "5";
+  CommandOptions run;
+  run.extra_env = launch.env;
+  // Without --uid too: the refusal comes before a UID is leased.
+  for (std::vector<std::string> flags : {std::vector<std::string>{}, {"--uid", "0"}, {"--landlock", "required"}}) {
+    CommandResult result = run_command(exec_argv(flags, {"/bin/sh", "-c", "echo ran"}), run);
+    EXPECT_EQ(result.exit_code, 125) << result.err;
+    EXPECT_EQ(result.out, "");
+    EXPECT_THAT(result.err, HasSubstr("this kernel offers Landlock ABI 5, which lacks:"));
+    EXPECT_THAT(result.err, HasSubstr("scope SIGNAL (ABI 6, Linux 6.12)"));
+    EXPECT_THAT(result.err, HasSubstr("scope ABSTRACT_UNIX_SOCKET (ABI 6, Linux 6.12)"));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
+  EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
+}
+
+TEST_F(SandboxTest, BestEffortRunsAndLogsExactlyWhatWasDropped) {
+  // On this kernel the scope refuses.
+  CommandResult scoped = exec({"--uid", "0", "--landlock", "best-effort"}, kSignalTheWarden);
+  EXPECT_NE(scoped.exit_code, 0);
+  EXPECT_THAT(scoped.err, HasSubstr("Operation not permitted"));
+  EXPECT_THAT(scoped.err, Not(HasSubstr("dropped")));
+
+  auto dropped_lines = [](const std::string& err) {
+    std::vector<std::string> lines;
+    std::istringstream in(err);
+    for (std::string line; std::getline(in, line);)
+      if (line.find("landlock = \"best-effort\": dropped ") != std::string::npos)
+        lines.push_back(line.substr(line.find("dropped ") + 8));
+    return lines;
+  };
+  LaunchOptions launch = options();
+  launch.env["VMWARDEN_LANDLOCK_ABI"] = "5";
+  CommandOptions run;
+  run.extra_env = launch.env;
+  CommandResult abi5 = run_command(exec_argv({"--uid", "0", "--landlock", "best-effort"}, kSignalTheWarden), run);
+  EXPECT_EQ(abi5.exit_code, 0) << abi5.err;
+  EXPECT_EQ(abi5.out, "signalled\n");  // the scope really is gone
+  EXPECT_THAT(abi5.err, HasSubstr("VMWARDEN_LANDLOCK_ABI=5: treating this kernel's Landlock ABI"));
+  EXPECT_THAT(dropped_lines(abi5.err),
+              ::testing::ElementsAre(
+                  "scope ABSTRACT_UNIX_SOCKET (ABI 6, Linux 6.12): abstract unix sockets outside the domain are "
+                  "reachable",
+                  "scope SIGNAL (ABI 6, Linux 6.12): processes outside the domain can be signalled"));
+
+  launch.env["VMWARDEN_LANDLOCK_ABI"] = "3";
+  run.extra_env = launch.env;
+  CommandResult abi3 = run_command(exec_argv({"--uid", "0", "--landlock", "best-effort"}, {"/bin/true"}), run);
+  EXPECT_EQ(abi3.exit_code, 0) << abi3.err;
+  EXPECT_THAT(dropped_lines(abi3.err),
+              ::testing::ElementsAre(::testing::StartsWith("NET_BIND_TCP and NET_CONNECT_TCP (ABI 4, Linux 6.7)"),
+                                     ::testing::StartsWith("scope ABSTRACT_UNIX_SOCKET (ABI 6"),
+                                     ::testing::StartsWith("scope SIGNAL (ABI 6")));
+}
+
+TEST_F(SandboxTest, TheInjectedAbiCanOnlyLowerTheKernels) {
+  LaunchOptions launch = options();
+  launch.env["VMWARDEN_LANDLOCK_ABI"] = "99";
+  CommandOptions run;
+  run.extra_env = launch.env;
+  CommandResult raised = run_command(exec_argv({"--uid", "0"}, kSignalTheWarden), run);
+  EXPECT_THAT(raised.err, HasSubstr("VMWARDEN_LANDLOCK_ABI=99 ignored: it can only lower"));
+  EXPECT_THAT(raised.err, HasSubstr("Operation not permitted"));  // still scoped
+  EXPECT_EQ(raised.out, "");
+
+  launch.env["VMWARDEN_LANDLOCK_ABI"] = "six";
+  run.extra_env = launch.env;
+  CommandResult garbage = run_command(exec_argv({"--uid", "0"}, {"/bin/true"}), run);
+  EXPECT_EQ(garbage.exit_code, 2) << garbage.err;
+  EXPECT_THAT(garbage.err, HasSubstr("VMWARDEN_LANDLOCK_ABI=six: give a Landlock ABI number"));
+}
+
+TEST_F(SandboxTest, LandlockOffAndSeccompFlagsChangeWhatTheCommandMayDo) {
+  CommandResult off = exec({"--uid", "0", "--landlock", "off"}, kSignalTheWarden);
+  EXPECT_EQ(off.exit_code, 0) << off.err;
+  EXPECT_EQ(off.out, "signalled\n");
+  CommandResult off_audit = exec({"--uid", "0", "--landlock", "off", "--audit"}, {"/bin/true"});
+  EXPECT_THAT(off_audit.out, HasSubstr("! service command: no Landlock domain (landlock off)"));
+
+  // A user namespace: the vm-daemon profile kills, log only logs, none has no filter.
+  std::vector<std::string> unshare = {"/usr/bin/unshare", "--user", "/bin/true"};
+  EXPECT_EQ(exec({}, unshare).exit_code, 128 + SIGSYS);
+  EXPECT_EQ(exec({"--seccomp", "log"}, unshare).exit_code, 0);
+  EXPECT_EQ(exec({"--seccomp-profile", "none"}, unshare).exit_code, 0);
+  CommandResult audit = exec({"--seccomp", "log", "--audit"}, {"/bin/true"});
+  EXPECT_THAT(audit.out, HasSubstr("! service command: seccomp violations are only logged"));
+}
+
 // ---- usage errors -----------------------------------------------------------------
 
 TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
@@ -696,7 +946,11 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "0", "--", "no-such-command-xyz"}, "command not found in PATH"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--", (dir / "data").string()}, "not executable"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--", dir.path().string()}, "is a directory"},
-      {{vmwarden_binary(), "exec", "--", "/bin/true"}, "needs the UID registry"},
+      {{vmwarden_binary(), "exec", "--gid", "0", "--", "/bin/true"}, "--gid needs --uid"},
+      {{vmwarden_binary(), "exec", "--landlock", "sometimes", "--", "/bin/true"}, "best-effort"},
+      {{vmwarden_binary(), "exec", "--seccomp", "trap", "--", "/bin/true"}, "kill"},
+      {{vmwarden_binary(), "exec", "--seccomp-profile", "vm-deamon", "--", "/bin/true"}, "\"vm-daemon\""},
+      {{vmwarden_binary(), "exec", "--json", "--", "/bin/true"}, "--json goes with --audit"},
       {{vmwarden_binary(), "exec", "--uid", "no-such-user-xyz", "--", "/bin/true"}, "no such user"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
@@ -711,6 +965,7 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
     EXPECT_THAT(result.err, HasSubstr(c.message));
   }
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
+  EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
 }
 
 }  // namespace

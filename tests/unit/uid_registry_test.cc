@@ -69,6 +69,27 @@ TEST(UidRegistry, NeverHandsOutSubordinateOrPasswdIds) {
   EXPECT_THROW(users.allocate_single_use(), std::runtime_error);
 }
 
+TEST(UidRegistry, AccountChecksAreAskedInBatchesAndKeptForAWhile) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 99));
+  EXPECT_EQ(registry.allocate_single_use(), kFirst);
+  // The answer covers the next UIDs too, so the next allocations ask nothing.
+  std::filesystem::path vetted = f.locations.state_dir / "uids" / "vetted";
+  std::string content = testing::read_file(vetted);
+  EXPECT_NE(content.find(fmt::format(" {} {}\n", kFirst, kFirst + 63)), std::string::npos) << content;
+
+  // A fresh answer is trusted: a UID it names as known is skipped ...
+  auto now = static_cast<long long>(::time(nullptr));
+  testing::write_file(vetted, fmt::format("{} {} {}\n{}\n", now, kFirst + 1, kFirst + 9, kFirst + 1));
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 2);
+  // ... an old one is asked again (and this UID is known to nobody).
+  testing::write_file(vetted, fmt::format("{} {} {}\n{}\n", now - 3600, kFirst + 1, kFirst + 9, kFirst + 1));
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 1);
+  // Damage is only a cache miss.
+  testing::write_file(vetted, "garbage");
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 3);
+}
+
 TEST(UidRegistry, SingleUseReuseIsLeastRecentlyReleasedFirst) {
   Fixture f;
   UidRegistry registry(f.locations, f.options(kFirst, kFirst + 3));

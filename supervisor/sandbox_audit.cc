@@ -1,0 +1,272 @@
+// What run_sandbox() (outer.cc, warden.cc, service.cc, confinement.cc) does
+// with privilege, written out as data. Keep it in step with those files:
+// tests/golden/ holds the rendered output for the example definitions.
+#include "supervisor/sandbox_audit.h"
+
+#include <fmt/format.h>
+
+#include <string_view>
+
+#include "supervisor/caps.h"
+#include "supervisor/json_text.h"
+
+namespace vmwarden::supervisor {
+namespace {
+
+std::string join(const std::vector<std::string>& items, std::string_view separator) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
+std::string upper(std::string text) {
+  for (char& c : text) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+  return text;
+}
+
+std::string argv_text(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const std::string& arg : argv) {
+    if (!out.empty()) out += ' ';
+    bool plain = !arg.empty() && arg.find_first_of(" \t\n'\"\\$`*?[]{}()<>|&;") == std::string::npos;
+    out += plain ? arg : "'" + arg + "'";
+  }
+  return out;
+}
+
+// The "! ..." lines of a service's confinement text.
+std::vector<std::string> flag_lines(const std::string& text) {
+  std::vector<std::string> flags;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + start, end - start);
+    if (line.starts_with("! ")) flags.emplace_back(line.substr(2));
+    start = end + 1;
+  }
+  return flags;
+}
+
+std::vector<std::string> all_warnings(const SandboxSpec& spec, const SandboxAudit& audit) {
+  std::vector<std::string> warnings = audit.warnings;
+  for (const ServiceSpec& service : spec.services) {
+    for (const std::string& flag : flag_lines(describe_confinement_text(service.name, service.confinement,
+                                                                        audit.labels)))
+      warnings.push_back(fmt::format("service {}: {}", service.name, flag));
+  }
+  return warnings;
+}
+
+std::string steps_text(const std::vector<PrivilegedStep>& steps, int& number) {
+  std::string out;
+  for (const PrivilegedStep& step : steps) {
+    out += fmt::format("  {:>2}. {}: {}\n", ++number, step.actor, step.action);
+    out += fmt::format("      needs: {}\n", step.capabilities.empty() ? "no capability" : join(step.capabilities, ", "));
+    out += fmt::format("      why: {}\n", step.why);
+  }
+  return out;
+}
+
+std::string steps_json(const std::vector<PrivilegedStep>& steps, int& number) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const PrivilegedStep& step = steps[i];
+    out += fmt::format("{}{{\"step\":{},\"actor\":{},\"action\":{},\"capabilities\":{},\"why\":{}}}", i ? "," : "",
+                       ++number, json_string(step.actor), json_string(step.action), json_strings(step.capabilities),
+                       json_string(step.why));
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> service_namespaces(const SandboxSpec& spec) {
+  return {
+      {"pid", "sandbox"},
+      {"mount", "service"},
+      {"ipc", "sandbox"},
+      {"uts", "sandbox"},
+      {"cgroup", "sandbox"},
+      {"net", spec.private_network ? "sandbox" : "host"},
+      {"user", "host"},
+      {"time", "host"},
+  };
+}
+
+std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const AuditLabels& labels) {
+  std::vector<PrivilegedStep> steps;
+  steps.push_back({"outer",
+                   fmt::format("create the runtime directory {} (missing parents 0755) at mode 0700, chown it to "
+                               "uid {}, gid {}, and hold a flock on it while the sandbox runs",
+                               spec.runtime_dir.string(), labels.text(spec.runtime_dir_uid),
+                               labels.text(spec.runtime_dir_gid)),
+                   {"CAP_CHOWN", "CAP_DAC_OVERRIDE"},
+                   "the services, running as that uid, create their sockets there and nobody else may enter; "
+                   "CAP_DAC_OVERRIDE only to remove a directory left by an instance that died (its contents "
+                   "belong to the VM's uid)"});
+  std::string namespaces = "PID, mount, IPC, UTS and cgroup namespaces";
+  if (spec.private_network) namespaces += " and an empty network namespace";
+  steps.push_back({"outer",
+                   fmt::format("clone3 the warden into new {}; it becomes PID 1 there", namespaces),
+                   {"CAP_SYS_ADMIN"},
+                   spec.private_network
+                       ? "a PID 1 that reaps every process and whose death kills them all; private mounts; "
+                         "no network interface but loopback"
+                       : "a PID 1 that reaps every process and whose death kills them all; private mounts "
+                         "(the host's network namespace is kept: network = true)"});
+  steps.push_back({"warden", "make every mount private (MS_REC | MS_PRIVATE on /)", {"CAP_SYS_ADMIN"},
+                   "nothing mounted in the sandbox propagates to the host"});
+  steps.push_back({"warden", "mount a new proc on /proc (nosuid, nodev, noexec)", {"CAP_SYS_ADMIN"},
+                   "the services see only the sandbox's processes"});
+  for (const BindMount& mount : spec.mounts) {
+    steps.push_back(
+        {"warden",
+         mount.source == mount.target
+             ? fmt::format("bind-mount {} onto itself{}", mount.source.string(),
+                           mount.readonly ? ", read-only recursively (mount_setattr)" : "")
+             : fmt::format("bind-mount {} on {}{}", mount.source.string(), mount.target.string(),
+                           mount.readonly ? ", read-only recursively (mount_setattr)" : ""),
+         {"CAP_SYS_ADMIN"},
+         mount.readonly ? "read-only whatever the file permissions and ACLs say, even for uid 0"
+                        : "the path as the services must see it"});
+  }
+  for (const ServiceSpec& service : spec.services) {
+    std::string actor = "service " + service.name;
+    const Confinement& confinement = service.confinement;
+    steps.push_back({actor,
+                     "in the child, before exec: unshare a mount namespace and mount a private tmpfs (nosuid, "
+                     "nodev, 64 MiB, 16k inodes) on /tmp and on /dev/shm",
+                     {"CAP_SYS_ADMIN"},
+                     "services cannot meet, or leave files for each other, in shared scratch space"});
+    if (confinement.landlock.mode != LandlockMode::off && !confinement.landlock.paths.empty()) {
+      steps.push_back({actor,
+                       fmt::format("open the {} Landlock rule paths (O_PATH) with the supervisor's credentials",
+                                   confinement.landlock.paths.size()),
+                       {"CAP_DAC_READ_SEARCH"},
+                       "a rule needs a descriptor; the service's own uid still passes every permission check "
+                       "afterwards"});
+    }
+    steps.push_back({actor,
+                     fmt::format("setgroups(0), setresgid({}), setresuid({})", labels.text(confinement.gid),
+                                 labels.text(confinement.uid)),
+                     {"CAP_SETGID", "CAP_SETUID"},
+                     "the service runs as the VM's uid, with no supplementary groups"});
+    std::vector<std::string> kept;
+    for (int capability : confinement.keep_capabilities) kept.push_back(upper(capability_name(capability)));
+    steps.push_back(
+        {actor,
+         fmt::format("keep {} in the permitted, effective, inheritable and ambient sets; drop every other "
+                     "capability from them and from the bounding set; lock the securebits NOROOT and "
+                     "NO_CAP_AMBIENT_RAISE",
+                     kept.empty() ? std::string("no capability") : join(kept, ", ")),
+         {"CAP_SETPCAP"},
+         kept.empty() ? "nothing privileged survives exec, and nothing can come back"
+                      : "only the capabilities the policy names survive exec, and nothing can come back"});
+    std::string restrict = "set no_new_privs and the parent-death signal (SIGKILL)";
+    if (confinement.landlock.mode != LandlockMode::off) restrict += ", restrict itself with its Landlock ruleset";
+    restrict += confinement.seccomp.profile == "none"
+                    ? ", no seccomp filter (profile none)"
+                    : fmt::format(", load the seccomp profile {} ({})", confinement.seccomp.profile,
+                                  confinement.seccomp.action == SeccompAction::kill ? "kill" : "log");
+    steps.push_back({actor, restrict, {},
+                     "unprivileged: no_new_privs is what lets a process without CAP_SYS_ADMIN restrict itself"});
+    steps.push_back({actor, "execve " + (service.argv.empty() ? std::string("?") : service.argv.front()), {},
+                     "from here on the service holds only what is listed under its name below"});
+  }
+  return steps;
+}
+
+std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec) {
+  bool other_uid = false;
+  for (const ServiceSpec& service : spec.services) other_uid = other_uid || service.confinement.uid != 0;
+  std::vector<PrivilegedStep> steps;
+  steps.push_back({"warden",
+                   fmt::format("stop the services (their graceful stop or SIGTERM, SIGKILL after {} ms), reap "
+                               "them and exit; the kernel kills whatever is left in the PID namespace",
+                               spec.shutdown_timeout.count()),
+                   other_uid ? std::vector<std::string>{"CAP_KILL"} : std::vector<std::string>{},
+                   "the services run as another uid; their Landlock scopes restrict only signals out of them"});
+  steps.push_back({"outer",
+                   fmt::format("remove {} and everything in it, never following a symlink", spec.runtime_dir.string()),
+                   {"CAP_DAC_OVERRIDE"},
+                   "the directory and what the services left in it belong to the VM's uid"});
+  return steps;
+}
+
+std::string describe_sandbox_text(const SandboxSpec& spec, const SandboxAudit& audit) {
+  std::string out = fmt::format("vmwarden audit of {}: sandbox {}; nothing below has run yet\n", audit.title, spec.name);
+  for (const auto& [key, value] : audit.facts) out += fmt::format("  {}: {}\n", key, value);
+
+  std::vector<std::string> warnings = all_warnings(spec, audit);
+  out += warnings.empty() ? "\nwarnings: none\n" : "\nwarnings:\n";
+  for (const std::string& warning : warnings) out += fmt::format("! {}\n", warning);
+
+  int number = 0;
+  out += "\nprivileged steps, in order:\n";
+  out += steps_text(audit.before, number);
+  out += steps_text(sandbox_start_steps(spec, audit.labels), number);
+  out += "when the sandbox ends:\n";
+  out += steps_text(sandbox_exit_steps(spec), number);
+  out += steps_text(audit.after, number);
+
+  for (const ServiceSpec& service : spec.services) {
+    std::string confinement = describe_confinement_text(service.name, service.confinement, audit.labels);
+    // The confinement's first line names the service; the sandbox adds what
+    // it runs and where, right below it.
+    std::size_t first_line = confinement.find('\n') + 1;
+    std::vector<std::string> namespaces;
+    for (const auto& [kind, whose] : service_namespaces(spec)) namespaces.push_back(kind + " (" + whose + ")");
+    out += "\n" + confinement.substr(0, first_line);
+    out += fmt::format("  role: {}, stage {}\n", service.main ? "main (its exit ends the sandbox)" : "helper",
+                       service.stage);
+    out += fmt::format("  argv: {}\n", argv_text(service.argv));
+    out += fmt::format("  namespaces: {}\n", join(namespaces, ", "));
+    out += confinement.substr(first_line);
+  }
+  return out;
+}
+
+std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& audit) {
+  std::string facts = "{";
+  for (std::size_t i = 0; i < audit.facts.size(); ++i)
+    facts += fmt::format("{}{}:{}", i ? "," : "", json_string(audit.facts[i].first), json_string(audit.facts[i].second));
+  facts += "}";
+  int number = 0;
+  std::string before = steps_json(audit.before, number);
+  std::string start = steps_json(sandbox_start_steps(spec, audit.labels), number);
+  std::string exit = steps_json(sandbox_exit_steps(spec), number);
+  std::string after = steps_json(audit.after, number);
+  // The four lists are one numbered sequence; join them into one array.
+  auto inner = [](const std::string& list) { return list.substr(1, list.size() - 2); };
+  std::vector<std::string> start_parts, end_parts;
+  for (const std::string* list : {&before, &start})
+    if (list->size() > 2) start_parts.push_back(inner(*list));
+  for (const std::string* list : {&exit, &after})
+    if (list->size() > 2) end_parts.push_back(inner(*list));
+
+  std::string services = "[";
+  for (std::size_t i = 0; i < spec.services.size(); ++i) {
+    const ServiceSpec& service = spec.services[i];
+    std::string namespaces = "{";
+    auto kinds = service_namespaces(spec);
+    for (std::size_t k = 0; k < kinds.size(); ++k)
+      namespaces += fmt::format("{}{}:{}", k ? "," : "", json_string(kinds[k].first), json_string(kinds[k].second));
+    namespaces += "}";
+    services += fmt::format("{}{{\"name\":{},\"main\":{},\"stage\":{},\"argv\":{},\"namespaces\":{},\"confinement\":{}}}",
+                            i ? "," : "", json_string(service.name), service.main ? "true" : "false", service.stage,
+                            json_strings(service.argv), namespaces,
+                            describe_confinement_json(service.name, service.confinement, audit.labels));
+  }
+  services += "]";
+  return fmt::format(
+      "{{\"audit\":{},\"sandbox\":{},\"facts\":{},\"warnings\":{},\"steps\":[{}],\"exit_steps\":[{}],"
+      "\"services\":{}}}\n",
+      json_string(audit.title), json_string(spec.name), facts, json_strings(all_warnings(spec, audit)),
+      join(start_parts, ","), join(end_parts, ","), services);
+}
+
+}  // namespace vmwarden::supervisor

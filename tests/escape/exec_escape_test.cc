@@ -1,0 +1,660 @@
+// The escape suite through the real binary: each attack is the command of
+// `vmwarden exec` (the attacker from tests/escape/attacker.cc), confined by
+// exactly what the CLI sets up: PID 1 warden, namespaces, private /tmp,
+// single-use or given uid, Landlock domain, seccomp profile. Each is shown
+// denied with its errno (or killed by seccomp), and shown to succeed with
+// the protection that stops it switched off by a flag (--landlock off,
+// --seccomp-profile none, --uid 0, --network) or, where no flag can switch
+// it off (capabilities, the PID namespace), when the same attacker runs on
+// the host outside vmwarden.
+//
+// `exec` runs one command, so a "sibling service" is a process the test
+// places beside it: in the sandbox's PID and network namespaces (setns into
+// the warden's), running as the same uid under its own confinement
+// (apply_confinement(): its own Landlock domain, the same seccomp profile),
+// as the warden's own services are. A "host process" is one the test starts
+// on the host; the PID namespace hides it, so it is attacked a second time
+// placed in the namespace without a Landlock domain, as it would be seen if
+// the namespace did not hide it.
+//
+// Every process signalled, traced or probed here was started by the test;
+// the attacker refuses pid <= 0.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "supervisor/confinement.h"
+#include "supervisor/confinement_testing.h"
+#include "supervisor/policy.h"
+#include "tests/escape/escape_support.h"
+#include "tests/support/support.h"
+
+namespace vmwarden::escape {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+using testing::CommandResult;
+using testing::TempDir;
+using testing::run_command;
+using testing::vmwarden_binary;
+using testing::write_file;
+
+// The uid given with --uid where a sibling must share it: unused on the
+// machine, distinct per test run.
+uid_t attacker_uid() { return 3'300'000 + static_cast<uid_t>(getpid() % 100'000); }
+std::string uid_text() { return std::to_string(attacker_uid()); }
+
+int kernel_landlock_abi() {
+  long abi = ::syscall(444 /* landlock_create_ruleset */, nullptr, 0, 1U /* VERSION */);
+  return abi < 0 ? 0 : static_cast<int>(abi);
+}
+
+Outcome outcome_of(const CommandResult& result) {
+  Outcome outcome;
+  // exec reports a command killed by signal N as 128+N.
+  if (result.exit_code > 128 && result.exit_code < 128 + 65) {
+    outcome.signal = result.exit_code - 128;
+  } else {
+    outcome.exit_code = result.exit_code;
+  }
+  outcome.out = result.out;
+  if (!outcome.out.empty() && outcome.out.back() == '\n') outcome.out.pop_back();
+  outcome.err = result.err;
+  return outcome;
+}
+
+std::string shell_quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+constexpr const char* kTarget = "{target}";
+
+// `vmwarden exec` started in the background, its stdin a pipe the test
+// writes to; its output collected once it exits. Killed and reaped if the
+// test ends first.
+class LiveSandbox {
+ public:
+  LiveSandbox(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env)
+      : output_("vmwarden-escape-out") {
+    int in[2], notify[2];
+    check(::pipe2(in, O_CLOEXEC), "pipe2");
+    check(::pipe2(notify, O_CLOEXEC), "pipe2");
+    stdin_ = UniqueFd(in[1]);
+    notify_ = UniqueFd(notify[0]);
+    UniqueFd in_read(in[0]), notify_write(notify[1]);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string entry(*e);
+      if (!env.contains(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
+    }
+    for (const auto& [key, value] : env) env_strings.push_back(key + "=" + value);
+    std::vector<std::string> args = argv;
+    std::vector<char*> arg_pointers, env_pointers;
+    for (auto& arg : args) arg_pointers.push_back(arg.data());
+    arg_pointers.push_back(nullptr);
+    for (auto& entry : env_strings) env_pointers.push_back(entry.data());
+    env_pointers.push_back(nullptr);
+    std::string out = (output_ / "out").string(), err = (output_ / "err").string();
+    pid_ = check(::fork(), "fork");
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(in_read.get(), 0);
+      ::dup2(out_fd, 1);
+      ::dup2(err_fd, 2);
+      ::dup2(notify_write.get(), 3);
+      ::execve(arg_pointers[0], arg_pointers.data(), env_pointers.data());
+      ::_exit(127);
+    }
+  }
+  ~LiveSandbox() {
+    if (!reaped_ && pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  LiveSandbox(const LiveSandbox&) = delete;
+  LiveSandbox& operator=(const LiveSandbox&) = delete;
+
+  // Once the command was exec'd (--notify-fd 3).
+  bool wait_ready() {
+    pollfd entry{notify_.get(), POLLIN, 0};
+    char c = 0;
+    return ::poll(&entry, 1, 10'000) == 1 && ::read(notify_.get(), &c, 1) == 1 && c == '\n';
+  }
+
+  // The warden: the outer's one child.
+  pid_t warden() const {
+    std::ifstream children("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
+    pid_t pid = -1;
+    children >> pid;
+    return pid;
+  }
+
+  void send(const std::string& line) {
+    std::string text = line + "\n";
+    ASSERT_EQ(::write(stdin_.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    stdin_.reset();
+  }
+
+  Outcome finish() {
+    CommandResult result;
+    auto deadline = steady_clock::now() + milliseconds(30'000);
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) != pid_) {
+      if (steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    reaped_ = true;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    result.out = testing::read_file(output_ / "out");
+    result.err = testing::read_file(output_ / "err");
+    return outcome_of(result);
+  }
+
+ private:
+  TempDir output_;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  UniqueFd stdin_, notify_;
+};
+
+// A process placed in a running sandbox's PID and network namespaces (and,
+// if asked, a UTS namespace of its own), confined by `confinement` without
+// the steps in `omitted`, running the attacker with `args` until it is
+// killed. An intermediate child does the setns (which only affects its
+// children) and stays its parent, so that the pid the test holds is never
+// reused: the neighbour dies with it (parent-death signal).
+class Neighbour {
+ public:
+  Neighbour(pid_t warden, const supervisor::Confinement& confinement, unsigned omitted,
+            std::vector<std::string> args, bool new_uts = false) {
+    if (warden <= 0) throw std::logic_error("no warden to join");
+    UniqueFd pid_ns(::open(("/proc/" + std::to_string(warden) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd net_ns(::open(("/proc/" + std::to_string(warden) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!pid_ns || !net_ns) throw_errno("open the warden's namespaces");
+    int report[2], ready[2];
+    check(::pipe2(report, O_CLOEXEC), "pipe2");
+    check(::pipe2(ready, O_CLOEXEC), "pipe2");
+    UniqueFd report_read(report[0]), report_write(report[1]);
+    ready_ = UniqueFd(ready[0]);
+    UniqueFd ready_write(ready[1]);
+    intermediate_ = check(::fork(), "fork");
+    if (intermediate_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::setns(pid_ns.get(), CLONE_NEWPID) != 0 || ::setns(net_ns.get(), CLONE_NEWNET) != 0) ::_exit(126);
+      pid_t child = ::fork();
+      if (child == 0) {
+        ::dup2(ready_write.get(), 1);
+        try {
+          if (new_uts) check(::unshare(CLONE_NEWUTS), "unshare(CLONE_NEWUTS)");
+          supervisor::apply_confinement_except(confinement, omitted);
+        } catch (const std::exception& error) {
+          std::fprintf(stderr, "neighbour: %s\n", error.what());
+          ::_exit(125);
+        }
+        std::vector<char*> argv;
+        for (auto& arg : args) argv.push_back(arg.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+      }
+      ::write(report_write.get(), &child, sizeof child);
+      int status = 0;
+      ::waitpid(child, &status, 0);
+      ::_exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
+    }
+    report_write.reset();
+    ready_write.reset();
+    if (::read(report_read.get(), &host_pid_, sizeof host_pid_) != sizeof host_pid_) host_pid_ = -1;
+  }
+  ~Neighbour() {
+    if (intermediate_ > 0) {
+      ::kill(intermediate_, SIGKILL);
+      ::waitpid(intermediate_, nullptr, 0);
+    }
+  }
+  Neighbour(const Neighbour&) = delete;
+  Neighbour& operator=(const Neighbour&) = delete;
+
+  // Its "ready" line; then its pid in the sandbox's PID namespace.
+  std::string wait_ready() {
+    std::string line;
+    char c;
+    pollfd entry{ready_.get(), POLLIN, 0};
+    while (line.find('\n') == std::string::npos && ::poll(&entry, 1, 10'000) == 1 && ::read(ready_.get(), &c, 1) == 1)
+      line += c;
+    if (line != "ready\n") return "";
+    std::ifstream status("/proc/" + std::to_string(host_pid_) + "/status");
+    for (std::string text; std::getline(status, text);) {
+      if (text.rfind("NSpid:", 0) == 0) return text.substr(text.rfind('\t') + 1);
+    }
+    return "";
+  }
+
+ private:
+  pid_t intermediate_ = -1;
+  pid_t host_pid_ = -1;
+  UniqueFd ready_;
+};
+
+// A process the test starts on the host (outside any sandbox), as `uid`
+// if given, running `attacker sleep` until the object goes away.
+class HostProcess {
+ public:
+  HostProcess(const fs::path& attacker, std::optional<uid_t> uid) {
+    int ready[2];
+    check(::pipe2(ready, O_CLOEXEC), "pipe2");
+    UniqueFd ready_read(ready[0]), ready_write(ready[1]);
+    pid_ = check(::fork(), "fork");
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::dup2(ready_write.get(), 1);
+      if (uid && (::setgroups(0, nullptr) != 0 || ::setresgid(*uid, *uid, *uid) != 0 ||
+                  ::setresuid(*uid, *uid, *uid) != 0))
+        ::_exit(126);
+      ::execl(attacker.c_str(), attacker.c_str(), "sleep", nullptr);
+      ::_exit(127);
+    }
+    ready_write.reset();
+    char line[6] = {};
+    if (::read(ready_read.get(), line, sizeof line) != 6) throw std::runtime_error("the host process did not start");
+  }
+  ~HostProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  HostProcess(const HostProcess&) = delete;
+  HostProcess& operator=(const HostProcess&) = delete;
+  std::string pid() const { return std::to_string(pid_); }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class ExecEscapeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "vmwarden exec needs root";
+    if (kernel_landlock_abi() < 6) GTEST_SKIP() << "needs Landlock ABI >= 6, this kernel has " << kernel_landlock_abi();
+  }
+
+  std::map<std::string, std::string> env() const {
+    return {{"VMWARDEN_RUNTIME_DIR", runtime_.path().string()},
+            {"VMWARDEN_STATE_DIR", state_.path().string()},
+            {"VMWARDEN_CONFIG_DIR", config_.path().string()}};
+  }
+
+  std::vector<std::string> exec_argv(const std::vector<std::string>& flags, const std::vector<std::string>& command,
+                                     bool notify = false) const {
+    std::vector<std::string> argv = {vmwarden_binary(), "exec", "--name", "escape", "--ro", tools_.dir().string()};
+    if (notify) argv.insert(argv.end(), {"--notify-fd", "3"});
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), command.begin(), command.end());
+    return argv;
+  }
+
+  std::vector<std::string> attacker(std::vector<std::string> args) const {
+    args.insert(args.begin(), tools_.attacker().string());
+    return args;
+  }
+
+  // The attacker as the command of `vmwarden exec FLAGS`.
+  Outcome exec_attack(const std::vector<std::string>& flags, const std::vector<std::string>& args) const {
+    testing::CommandOptions options;
+    options.extra_env = env();
+    options.timeout = milliseconds(30'000);
+    return outcome_of(run_command(exec_argv(flags, attacker(args)), options));
+  }
+
+  // The attacker on the host, outside vmwarden: as root, or as `uid`
+  // (setpriv), in a private mount namespace if asked (unshare).
+  Outcome host_attack(const std::vector<std::string>& args, std::optional<uid_t> uid = std::nullopt,
+                      bool private_mounts = false) const {
+    std::vector<std::string> argv;
+    if (private_mounts) argv = {"unshare", "--mount", "--propagation", "private"};
+    if (uid) {
+      std::string id = std::to_string(*uid);
+      argv.insert(argv.end(), {"setpriv", "--reuid", id, "--regid", id, "--clear-groups"});
+    }
+    for (const std::string& arg : attacker(args)) argv.push_back(arg);
+    return outcome_of(run_command(argv));
+  }
+
+  // The sandbox's PID 1 and sibling setup: starts `exec FLAGS`, whose
+  // command waits for a target on stdin and then attacks it; `place` puts
+  // the target beside it and returns what to attack (a pid in the sandbox's
+  // namespace, a socket name), substituted for {target} in `args`.
+  template <typename Place>
+  Outcome attack_beside(const std::vector<std::string>& flags, const std::vector<std::string>& args, Place place) {
+    std::string script = "read target && exec";
+    for (const std::string& arg : attacker(args)) script += " " + (arg == kTarget ? "\"$target\"" : shell_quote(arg));
+    LiveSandbox sandbox(exec_argv(flags, {"/bin/sh", "-c", script}, true), env());
+    if (!sandbox.wait_ready()) {
+      ADD_FAILURE() << "the sandbox did not start: " << sandbox.finish();
+      return {};
+    }
+    std::string target = place(sandbox.warden());
+    if (target.empty()) {
+      ADD_FAILURE() << "the target could not be placed";
+      return {};
+    }
+    sandbox.send(target);
+    return sandbox.finish();
+  }
+
+  // A sibling service: the same uid, its own Landlock domain and seccomp
+  // filter, in the sandbox's PID and network namespaces.
+  supervisor::Confinement sibling_confinement() const {
+    supervisor::Confinement confinement;
+    confinement.uid = confinement.gid = attacker_uid();
+    auto& paths = confinement.landlock.paths;
+    for (auto rules : {supervisor::system_read_execute_rules(), supervisor::device_rules(),
+                       supervisor::proc_self_rules()})
+      paths.insert(paths.end(), rules.begin(), rules.end());
+    paths.push_back({tools_.dir(), supervisor::PathRights::read_execute()});
+    return confinement;
+  }
+
+  // Everything but the uid switch: a host process of the attacker's uid,
+  // in no Landlock domain, without seccomp.
+  static constexpr unsigned kOnlyIdentity = supervisor::step_capabilities | supervisor::step_no_new_privs |
+                                            supervisor::step_landlock | supervisor::step_seccomp;
+
+  Tools tools_;
+  TempDir runtime_{"vmwarden-escape-run"}, state_{"vmwarden-escape-state"}, config_{"vmwarden-escape-config"};
+};
+
+const std::vector<std::string> kAsAttackerUid = {"--uid", uid_text()};
+
+std::vector<std::string> with(std::vector<std::string> flags, const std::vector<std::string>& more) {
+  flags.insert(flags.end(), more.begin(), more.end());
+  return flags;
+}
+
+// --- signals --------------------------------------------------------------
+
+TEST_F(ExecEscapeTest, CannotSignalTheWarden) {
+  // Signal 0: the permission check without disturbing the warden.
+  std::vector<std::string> args = {"signal", "1", "0"};
+  expect_denied(exec_attack({}, args), "EPERM");
+  // As uid 0, like the warden: only the Landlock signal scope refuses.
+  expect_denied(exec_attack({"--uid", "0"}, args), "EPERM");
+  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, args));
+}
+
+TEST_F(ExecEscapeTest, CannotSignalASibling) {
+  std::optional<Neighbour> sibling;
+  auto place = [&](pid_t warden) {
+    sibling.emplace(warden, sibling_confinement(), 0, attacker({"sleep"}));
+    return sibling->wait_ready();
+  };
+  expect_denied(attack_beside(kAsAttackerUid, {"signal", kTarget}, place), "EPERM");
+  expect_success(attack_beside(with(kAsAttackerUid, {"--landlock", "off"}), {"signal", kTarget}, place));
+}
+
+TEST_F(ExecEscapeTest, CannotSignalAHostProcess) {
+  // On the host, the PID namespace hides it: its pid names nothing inside.
+  {
+    HostProcess process(tools_.attacker(), attacker_uid());
+    expect_denied(exec_attack(kAsAttackerUid, {"signal", process.pid(), "0"}), "ESRCH");
+    expect_success(host_attack({"signal", process.pid(), "0"}, attacker_uid()));
+  }
+
+  std::optional<Neighbour> host;
+  // Placed in the namespace without a Landlock domain (as the host would be
+  // seen without the PID namespace), same uid: the signal scope refuses.
+  auto place = [&](pid_t warden) {
+    host.emplace(warden, sibling_confinement(), kOnlyIdentity, attacker({"sleep"}));
+    return host->wait_ready();
+  };
+  expect_denied(attack_beside(kAsAttackerUid, {"signal", kTarget}, place), "EPERM");
+  expect_success(attack_beside(with(kAsAttackerUid, {"--landlock", "off"}), {"signal", kTarget}, place));
+}
+
+// --- abstract unix sockets ------------------------------------------------
+
+TEST_F(ExecEscapeTest, CannotConnectToAnAbstractSocketBoundOutside) {
+  std::string name = "vmwarden-exec-escape-host-" + std::to_string(getpid());
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path + 1, name.data(), name.size());
+  auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), length), 0);
+  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  std::vector<std::string> args = {"connect-abstract", name};
+  // Abstract names belong to a network namespace: the sandbox's own empty
+  // one does not have it at all.
+  expect_denied(exec_attack({}, args), "ECONNREFUSED");
+  // In the host's network namespace the Landlock scope refuses.
+  expect_denied(exec_attack({"--network"}, args), "EPERM");
+  expect_success(exec_attack({"--network", "--landlock", "off"}, args));
+}
+
+TEST_F(ExecEscapeTest, CannotConnectToAnAbstractSocketBoundByASibling) {
+  std::string name = "vmwarden-exec-escape-sibling-" + std::to_string(getpid());
+  std::optional<Neighbour> sibling;
+  auto place = [&](pid_t warden) {
+    sibling.emplace(warden, sibling_confinement(), 0, attacker({"bind-abstract", name}));
+    return sibling->wait_ready().empty() ? std::string() : name;
+  };
+  expect_denied(attack_beside(kAsAttackerUid, {"connect-abstract", kTarget}, place), "EPERM");
+  expect_success(attack_beside(with(kAsAttackerUid, {"--landlock", "off"}), {"connect-abstract", kTarget}, place));
+}
+
+// --- ptrace ---------------------------------------------------------------
+
+TEST_F(ExecEscapeTest, CannotPtraceASibling) {
+  std::optional<Neighbour> sibling;
+  auto place = [&](pid_t warden) {
+    sibling.emplace(warden, sibling_confinement(), 0, attacker({"sleep"}));
+    return sibling->wait_ready();
+  };
+  std::vector<std::string> args = {"ptrace", kTarget};
+  expect_killed_by_seccomp(attack_beside(kAsAttackerUid, args, place));
+  // Without seccomp, Landlock: the sibling is not in a domain nested in the attacker's.
+  expect_denied(attack_beside(with(kAsAttackerUid, {"--seccomp-profile", "none"}), args, place), "EPERM");
+  // Same uid, no capabilities on either side: only those two stood in the way.
+  expect_success(
+      attack_beside(with(kAsAttackerUid, {"--seccomp-profile", "none", "--landlock", "off"}), args, place));
+}
+
+// --- the filesystem -------------------------------------------------------
+
+TEST_F(ExecEscapeTest, CannotReadEtcShadow) {
+  std::vector<std::string> args = {"read", "/etc/shadow"};
+  expect_denied(exec_attack({}, args), "EACCES");
+  // As uid 0, which owns it: Landlock alone refuses.
+  expect_denied(exec_attack({"--uid", "0"}, args), "EACCES");
+  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, args));
+}
+
+TEST_F(ExecEscapeTest, CannotWriteOrTruncateAReadOnlyPath) {
+  TempDir data("vmwarden-exec-escape-data");
+  ASSERT_EQ(::chmod(data.path().c_str(), 0777), 0);
+  write_file(data / "existing", "keep me\n", 0666);  // writable by every uid, as far as the mode goes
+  std::string dir = data.path().string(), existing = data / "existing", created = data / "created";
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"write", created}, {"write", existing}, {"truncate", existing}}) {
+    SCOPED_TRACE(args[0] + " " + args[1]);
+    // --ro is a Landlock rule without write and a read-only bind mount; the
+    // mount answers first, and holds for uid 0 and without Landlock too.
+    expect_denied(exec_attack({"--uid", "0", "--ro", dir}, args), "EROFS");
+    expect_denied(exec_attack({"--uid", "0", "--ro", dir, "--landlock", "off"}, args), "EROFS");
+    // Not named at all: Landlock alone refuses, even uid 0 (the mode allows it).
+    expect_denied(exec_attack({"--uid", "0"}, args), "EACCES");
+  }
+  EXPECT_FALSE(fs::exists(created));
+  EXPECT_EQ(testing::read_file(existing), "keep me\n");
+  expect_success(exec_attack({"--ro", dir}, {"read", existing}));
+  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"write", created}));
+  // Given --rw, the same writes work.
+  expect_success(exec_attack({"--rw", dir}, {"write", existing}));
+  expect_success(exec_attack({"--rw", dir}, {"truncate", existing}));
+  EXPECT_EQ(fs::file_size(existing), 0u);
+}
+
+// --- the kernel's privileged interfaces -----------------------------------
+
+TEST_F(ExecEscapeTest, CannotMount) {
+  TempDir target("vmwarden-exec-escape-mnt");
+  std::vector<std::string> args = {"mount", target.path().string()};
+  expect_killed_by_seccomp(exec_attack({}, args));
+  expect_denied(exec_attack({"--seccomp-profile", "none"}, args), "EPERM");  // no CAP_SYS_ADMIN
+  // exec never leaves a capability, whatever the flags.
+  expect_denied(exec_attack({"--uid", "0", "--seccomp-profile", "none", "--landlock", "off"}, args), "EPERM");
+  // Root on the host, in a throwaway mount namespace, may.
+  expect_success(host_attack(args, std::nullopt, true));
+}
+
+TEST_F(ExecEscapeTest, CannotCreateAUserNamespace) {
+  for (const char* attack : {"unshare-user", "clone-newuser"}) {
+    SCOPED_TRACE(attack);
+    // Any uid may create one: only seccomp refuses.
+    expect_killed_by_seccomp(exec_attack({}, {attack}));
+    expect_success(exec_attack({"--seccomp-profile", "none"}, {attack}));
+  }
+}
+
+TEST_F(ExecEscapeTest, CannotJoinANamespace) {
+  // Its own namespace, which it may open: setns itself is refused.
+  std::vector<std::string> own = {"setns", "/proc/self/ns/uts"};
+  expect_killed_by_seccomp(exec_attack({}, own));
+  expect_denied(exec_attack({"--seccomp-profile", "none"}, own), "EPERM");  // no CAP_SYS_ADMIN
+  expect_success(host_attack(own));
+
+  // A sibling's: its namespace files are out of reach of the attacker's
+  // Landlock domain (ptrace access).
+  std::optional<Neighbour> sibling;
+  auto place = [&](pid_t warden) {
+    sibling.emplace(warden, sibling_confinement(), 0, attacker({"sleep"}), /*new_uts=*/true);
+    return sibling->wait_ready();
+  };
+  // The shell substitutes whole arguments only: build the path there.
+  auto foreign_attack = [&](const std::vector<std::string>& flags) {
+    std::string script = "read target && exec " + shell_quote(tools_.attacker()) + " setns \"/proc/$target/ns/uts\"";
+    LiveSandbox sandbox(exec_argv(flags, {"/bin/sh", "-c", script}, true), env());
+    if (!sandbox.wait_ready()) return Outcome{};
+    sandbox.send(place(sandbox.warden()));
+    return sandbox.finish();
+  };
+  expect_denied(foreign_attack(kAsAttackerUid), "EACCES");
+  expect_killed_by_seccomp(foreign_attack(with(kAsAttackerUid, {"--landlock", "off"})));
+  expect_denied(foreign_attack(with(kAsAttackerUid, {"--landlock", "off", "--seccomp-profile", "none"})), "EPERM");
+}
+
+TEST_F(ExecEscapeTest, CannotLoadAKernelModule) {
+  expect_killed_by_seccomp(exec_attack({}, {"load-module"}));
+  // Without seccomp the call reaches the kernel: CAP_SYS_MODULE is missing
+  // (EPERM), or the kernel has no module support at all (ENOSYS: then
+  // nothing can load a module, root on the host included).
+  bool modules = fs::exists("/proc/modules");
+  expect_denied(exec_attack({"--seccomp-profile", "none"}, {"load-module"}), modules ? "EPERM" : "ENOSYS");
+  Outcome host = host_attack({"load-module"});
+  if (modules) expect_success(host);
+  else expect_denied(host, "ENOSYS");
+}
+
+TEST_F(ExecEscapeTest, ASetuidRootBinaryGrantsNothing) {
+  struct statvfs st {};
+  ASSERT_EQ(::statvfs(tools_.dir().c_str(), &st), 0);
+  if (st.f_flag & ST_NOSUID) GTEST_SKIP() << tools_.dir() << " is on a nosuid mount";
+  ASSERT_EQ(::chown(tools_.probe().c_str(), 0, 0), 0);
+  ASSERT_EQ(::chmod(tools_.probe().c_str(), 04755), 0);
+  testing::CommandOptions options;
+  options.extra_env = env();
+  Outcome confined = outcome_of(run_command(exec_argv(kAsAttackerUid, {tools_.probe()}), options));
+  EXPECT_EQ(confined.out, "euid=" + uid_text() + " cap_eff=0 cap_prm=0") << confined;
+  Outcome root = outcome_of(run_command(exec_argv({"--uid", "0"}, {tools_.probe()}), options));
+  EXPECT_EQ(root.out, "euid=0 cap_eff=0 cap_prm=0") << root;
+  // The same uid on the host: the set-user-ID bit gives it root and every capability.
+  std::string id = uid_text();
+  Outcome host = outcome_of(
+      run_command({"setpriv", "--reuid", id, "--regid", id, "--clear-groups", tools_.probe().string()}));
+  EXPECT_EQ(host.out.rfind("euid=0 cap_eff=", 0), 0u) << host;
+  EXPECT_EQ(host.out.find("cap_eff=0 "), std::string::npos) << host;
+}
+
+// --- /proc and the network ------------------------------------------------
+
+TEST_F(ExecEscapeTest, CannotReachAHostProcessThroughProc) {
+  {
+    HostProcess process(tools_.attacker(), std::nullopt);
+    // The sandbox's /proc is its PID namespace's: the host pid is not there.
+    expect_denied(exec_attack({}, {"proc-read", process.pid(), "status"}), "ENOENT");
+    expect_denied(exec_attack({"--uid", "0", "--landlock", "off", "--seccomp-profile", "none"},
+                              {"proc-read", process.pid(), "status"}),
+                  "ENOENT");
+    expect_success(host_attack({"proc-read", process.pid(), "status"}, attacker_uid()));
+  }
+
+  // A host process of the same uid placed in the namespace: its entries
+  // that need ptrace access are refused by Landlock.
+  std::optional<Neighbour> host;
+  auto place = [&](pid_t warden) {
+    host.emplace(warden, sibling_confinement(), kOnlyIdentity, attacker({"sleep"}));
+    return host->wait_ready();
+  };
+  expect_denied(attack_beside(kAsAttackerUid, {"proc-read", kTarget, "environ"}, place), "EACCES");
+  expect_success(
+      attack_beside(with(kAsAttackerUid, {"--landlock", "off"}), {"proc-read", kTarget, "environ"}, place));
+}
+
+TEST_F(ExecEscapeTest, CannotConnectOverTcpWithoutNetwork) {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::vector<std::string> args = {"tcp-connect", "127.0.0.1", std::to_string(ntohs(address.sin_port))};
+  // Landlock refuses before the (empty) network namespace is even consulted.
+  expect_denied(exec_attack({}, args), "EACCES");
+  // Without Landlock, the namespace: its loopback is down and not the host's.
+  expect_denied(exec_attack({"--landlock", "off"}, args), "ENETUNREACH");
+  expect_success(exec_attack({"--network"}, args));
+}
+
+}  // namespace
+}  // namespace vmwarden::escape

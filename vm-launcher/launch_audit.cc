@@ -1,0 +1,116 @@
+// The launcher's own privileged steps around run_sandbox(), in the order
+// launch() takes them (vm-launcher/launch.cc) and `vmwarden exec` mirrors.
+#include "vm-launcher/launch_audit.h"
+
+#include <fmt/format.h>
+
+namespace vmwarden::vm {
+namespace {
+
+std::string placeholder_label(const LaunchPlan& plan, UidSource source) {
+  if (source == UidSource::alias) return fmt::format("<UID of alias \"{}\">", plan.uid_alias);
+  return "<single-use UID>";
+}
+
+std::string uid_fact(const LaunchPlan& plan, const LaunchAuditOptions& options) {
+  switch (options.uid_source) {
+    case UidSource::single_use:
+      return fmt::format("a single-use UID from {}, leased at start; its ACL grants revoked and the UID released "
+                         "when the sandbox ends",
+                         options.uid_range);
+    case UidSource::alias:
+      return options.uid_is_placeholder
+                 ? fmt::format("alias \"{}\": a UID allocated on first start and kept; leased while the sandbox "
+                               "runs; its ACL grants stay between runs",
+                               plan.uid_alias)
+                 : fmt::format("{} (alias \"{}\"), leased while the sandbox runs; its ACL grants stay between runs",
+                               plan.uid, plan.uid_alias);
+    case UidSource::given:
+      break;
+  }
+  return plan.uid == 0 ? std::string("0 (root), given explicitly with --uid 0; no lease, no ACL grants")
+                       : fmt::format("{}, given with --uid; no lease, no ACL grants", plan.uid);
+}
+
+}  // namespace
+
+supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditOptions& options) {
+  supervisor::SandboxAudit audit;
+  audit.title = options.title;
+  if (options.uid_is_placeholder) audit.labels.uids[plan.uid] = placeholder_label(plan, options.uid_source);
+  const std::string uid = audit.labels.text(plan.uid);
+  const supervisor::SandboxSpec& spec = plan.sandbox;
+
+  audit.facts.push_back({"uid", uid_fact(plan, options)});
+  audit.facts.push_back({"runtime dir", spec.runtime_dir.string()});
+  audit.facts.push_back({"network", spec.private_network
+                                        ? "none: an empty network namespace, and TCP bind/connect denied by Landlock"
+                                        : "the host's network namespace"});
+  audit.facts.push_back({"shutdown timeout", fmt::format("{} ms", spec.shutdown_timeout.count())});
+  for (const std::string& refusal : options.refusals) audit.warnings.push_back("refuses to start: " + refusal);
+
+  const auto uids_dir = (options.locations.state_dir / "uids").string();
+  const std::string uid_in_path = options.uid_is_placeholder ? "UID" : std::to_string(plan.uid);
+  const auto lease_file = (options.locations.runtime_dir / "_uid-leases" / uid_in_path).string();
+  const auto grants_dir = (options.locations.state_dir / "grants").string();
+  const char* lease_why =
+      "the kernel drops the lease's flock however the process dies, so that a sweep tells live UIDs from dead ones";
+  if (options.uid_source == UidSource::single_use) {
+    audit.before.push_back({"outer",
+                            fmt::format("allocate a single-use UID in {} ({}) and lease it: a flock on {}",
+                                        options.uid_range, uids_dir, lease_file),
+                            {},
+                            std::string("a UID no other sandbox and no host account uses; ") + lease_why});
+  } else if (options.uid_source == UidSource::alias) {
+    audit.before.push_back({"outer",
+                            fmt::format("lease the UID of alias \"{}\" ({}{}): a flock on {}", plan.uid_alias,
+                                        uids_dir, options.uid_is_placeholder ? ", allocated now" : "", lease_file),
+                            {},
+                            std::string("one running instance per alias; ") + lease_why});
+  }
+
+  if (options.checks_shares && !plan.grants.empty()) {
+    std::vector<std::string> parents;
+    for (const GrantPlan& grant : plan.grants) parents.push_back(grant.tree.parent_path().string());
+    std::string list;
+    for (const std::string& parent : parents) list += (list.empty() ? "" : ", ") + parent;
+    audit.before.push_back({"outer",
+                            fmt::format("in a forked child switched to uid {} (setgroups, setresgid, setresuid), "
+                                        "check that each share's parent is searchable: {}",
+                                        uid, list),
+                            {"CAP_SETGID", "CAP_SETUID"},
+                            "grants cover the shares, never the directories above them; refuse to start rather "
+                            "than run a VM that cannot reach its share"});
+  }
+  for (const GrantPlan& grant : plan.grants) {
+    audit.before.push_back(
+        {"outer",
+         fmt::format("grant u:{}:{} on every directory and regular file under {} (and as a default entry on its "
+                     "directories), recorded in {}",
+                     uid, grant.access == acl::Access::rw ? "rwX" : "r-X", grant.tree.string(), grants_dir),
+         {"CAP_FOWNER", "CAP_DAC_READ_SEARCH"},
+         "the VM's uid must pass the host's permission checks beneath the tree; the walk never follows a "
+         "symlink and skips hard links (doc/ACL.md)"});
+  }
+
+  bool revokes = options.uid_source == UidSource::single_use && !plan.grants.empty();
+  for (const GrantPlan& grant : plan.grants) {
+    if (!revokes) break;
+    audit.after.push_back({"outer",
+                           fmt::format("revoke uid {}'s entries under {} and remove the grant record", uid,
+                                       grant.tree.string()),
+                           {"CAP_FOWNER", "CAP_DAC_READ_SEARCH"},
+                           "a single-use UID keeps nothing; if this process is killed first, `vmwarden acl sweep` "
+                           "revokes them"});
+  }
+  if (options.uid_source == UidSource::single_use) {
+    audit.after.push_back({"outer", fmt::format("release the lease on {} and return the UID to the pool", lease_file),
+                           {}, "the next single-use sandbox may get it; nothing of this run is left granted to it"});
+  } else if (options.uid_source == UidSource::alias) {
+    audit.after.push_back({"outer", fmt::format("release the lease on {} (the alias keeps its UID)", lease_file),
+                           {}, "another instance of the VM may start"});
+  }
+  return audit;
+}
+
+}  // namespace vmwarden::vm

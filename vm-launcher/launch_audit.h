@@ -1,0 +1,38 @@
+// `vmwarden audit`: what launch() (and `vmwarden exec`) will do for a
+// LaunchPlan, step by step with the capability each step needs, before any
+// of it is done. Pure: describing a plan leases, grants and changes nothing.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/locations.h"
+#include "supervisor/sandbox_audit.h"
+#include "vm-launcher/launch.h"
+
+namespace vmwarden::vm {
+
+enum class UidSource {
+  single_use,  // leased at start, released (its grants revoked) at exit
+  alias,       // the alias's UID, leased while the sandbox runs
+  given,       // `vmwarden exec --uid`: no lease, no grants
+};
+
+struct LaunchAuditOptions {
+  std::string title;  // "definition work", "vmwarden exec"
+  Locations locations;
+  UidSource uid_source = UidSource::single_use;
+  // plan.uid is only a stand-in, shown as "<single-use UID>" (allocated at
+  // start) or "<UID of alias "NAME">" (allocated on first start).
+  bool uid_is_placeholder = false;
+  std::string uid_range;  // "FIRST-LAST", for a single-use UID
+  // launch() checks, as the VM's uid, that each share's parent is searchable.
+  bool checks_shares = false;
+  // What will make the start fail although the plan could be made (e.g. a
+  // file the definition names is missing); shown as warnings.
+  std::vector<std::string> refusals;
+};
+
+supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditOptions& options);
+
+}  // namespace vmwarden::vm
