@@ -135,6 +135,18 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                         : "the path as the services must see it"});
   }
   for (const ServiceSpec& service : spec.services) {
+    for (const ListenSocket& socket : service.listen_sockets) {
+      steps.push_back({"warden",
+                       fmt::format("bind and listen on the unix socket {} (mode 0600), chown it to uid {}, gid {}; "
+                                   "service {} receives it as fd {}",
+                                   socket.path.string(), labels.text(service.confinement.uid),
+                                   labels.text(service.confinement.gid), service.name, socket.child_fd),
+                       {"CAP_CHOWN"},
+                       "the socket exists before any service starts, so a client started later connects at once; "
+                       "the service needs no write access where it lives"});
+    }
+  }
+  for (const ServiceSpec& service : spec.services) {
     std::string actor = "service " + service.name;
     const Confinement& confinement = service.confinement;
     steps.push_back({actor,
@@ -155,6 +167,15 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                                  labels.text(confinement.uid)),
                      {"CAP_SETGID", "CAP_SETUID"},
                      "the service runs as the VM's uid, with no supplementary groups"});
+    if (confinement.user_namespace) {
+      steps.push_back({actor,
+                       fmt::format("as that uid: unshare a user namespace, deny setgroups there, map only uid {} "
+                                   "and gid {} onto themselves",
+                                   labels.text(confinement.uid), labels.text(confinement.gid)),
+                       {},
+                       "unprivileged; the namespace belongs to the VM's uid, so the capabilities kept below act "
+                       "on files owned by it and nowhere else"});
+    }
     std::vector<std::string> kept;
     for (int capability : confinement.keep_capabilities) kept.push_back(upper(capability_name(capability)));
     steps.push_back(
