@@ -37,6 +37,7 @@ void add_uid_command(CLI::App& app, Globals& globals);
 void add_acl_command(CLI::App& app, Globals& globals);
 void add_demo_command(CLI::App& app, Globals& globals);
 void add_s6_command(CLI::App& app, Globals& globals);
+void add_run_command(CLI::App& app, Globals& globals);
 void add_audit_command(CLI::App& app, Globals& globals);
 
 // `vmwarden audit` and `vmwarden exec --audit`: the plan's privileged steps

@@ -92,6 +92,7 @@ int run(int argc, char** argv) {
   add_acl_command(app, globals);
   add_demo_command(app, globals);
   add_s6_command(app, globals);
+  add_run_command(app, globals);
   add_audit_command(app, globals);
 
   try {

@@ -50,6 +50,10 @@ using std::chrono::milliseconds;
 // the whole tree is gone well within a second.
 constexpr milliseconds kOrphanGrace{200};
 
+// How long a clean exit of a non-main service waits for the main service
+// to exit too before it counts as a failure.
+constexpr milliseconds kSettle{500};
+
 long long ms_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration_cast<milliseconds>(to - from).count();
 }
@@ -82,6 +86,7 @@ class Warden {
   void event_loop();
   void read_signals();
   void reap();
+  bool main_exits_within(milliseconds timeout);
   void begin_shutdown(const std::string& reason, milliseconds grace);
   void stop_remaining();
   void on_timeout();
@@ -296,6 +301,12 @@ void Warden::reap() {
                                     describe_wait_status(status), ms_between(*shutdown_started_, Clock::now())));
     } else if (&service == main_) {
       log::debug("{} (pid {}) {}", service.spec().name, pid, describe_wait_status(status));
+    } else if (main_ && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+               (!main_->running() || main_exits_within(kSettle))) {
+      // A daemon that serves the main service alone (virtiofsd) exits
+      // cleanly as soon as the main one closes its connection, and may be
+      // reaped first: that is the main service ending, not a failure.
+      log::debug("{} (pid {}) exited with the main service", service.spec().name, pid);
     } else {
       verbose_shutdown_ = true;
       log::warning("{} (pid {}) {} while the sandbox was running", service.spec().name, pid,
@@ -312,6 +323,23 @@ void Warden::reap() {
     }
   }
   if (shutdown_started_ && main_ && !main_->running() && !no_children_) stop_remaining();
+}
+
+// Reaps the main service if it exits within `timeout`.
+bool Warden::main_exits_within(milliseconds timeout) {
+  Clock::time_point deadline = Clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t pid = ::waitpid(main_->pid(), &status, WNOHANG);
+    if (pid == main_->pid()) {
+      main_->exited(status);
+      log::debug("{} (pid {}) {}", main_->spec().name, pid, describe_wait_status(status));
+      return true;
+    }
+    if (pid < 0 && errno != EINTR) return false;
+    if (Clock::now() >= deadline) return false;
+    ::usleep(5000);
+  }
 }
 
 void Warden::begin_shutdown(const std::string& reason, milliseconds grace) {

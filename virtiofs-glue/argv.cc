@@ -69,7 +69,8 @@ DaemonPlan plan_virtiofsd(const Share& share) {
                                    "use the Rust virtiofsd",
                                    tag));
     for (std::string option : {"source=" + dir, std::string("sandbox=chroot"), std::string("cache=auto"),
-                               std::string("xattr"), std::string("posix_acl"), fmt::format("modcaps={}", kDroppedCaps)}) {
+                               std::string("xattr"), std::string("posix_acl"), fmt::format("modcaps={}", kDroppedCaps),
+                               std::string("log_level=warn")}) {
       argv.push_back("-o");
       argv.push_back(option);
     }
@@ -88,6 +89,7 @@ DaemonPlan plan_virtiofsd(const Share& share) {
     argv.push_back("--posix-acl");
     argv.push_back(fmt::format("--modcaps={}", kDroppedCaps));
     argv.push_back("--rlimit-nofile=0");
+    argv.push_back("--log-level=warn");
     if (share.readonly) argv.push_back("--readonly");
     // No traced allow list for this daemon: the deny list, under its own
     // allow-list filter.

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <string_view>
 
@@ -119,6 +120,18 @@ void check_reachable(const Definition& definition, uid_t uid) {
   if (WEXITSTATUS(status) != 255) throw PermanentError(needs.at(static_cast<size_t>(WEXITSTATUS(status))).problem);
 }
 
+// The compositor's socket: WAYLAND_DISPLAY, relative to XDG_RUNTIME_DIR
+// unless absolute. Empty when unset (the backend then refuses).
+std::filesystem::path host_wayland_socket() {
+  const char* display = std::getenv("WAYLAND_DISPLAY");
+  if (display == nullptr || *display == '\0') return {};
+  std::filesystem::path socket(display);
+  if (socket.is_absolute()) return socket;
+  const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+  if (runtime == nullptr || *runtime == '\0') return {};
+  return std::filesystem::path(runtime) / socket;
+}
+
 // Services get a fixed, minimal environment: nothing of the caller's leaks
 // into the VM's daemons.
 std::vector<std::string> daemon_environment() { return {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}; }
@@ -130,6 +143,7 @@ std::vector<std::string> daemon_environment() { return {"PATH=/usr/sbin:/usr/bin
 void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec, uid_t uid) {
   Host host = Host::detect();
   RuntimePaths paths = RuntimePaths::in(spec.runtime_dir, definition);
+  if (definition.wayland) paths.wayland_socket = host_wayland_socket();
   VmmPlan vmm = plan_vmm(definition, paths, host);
   // The daemons' output and the VMM's go to the supervisor's stderr: the
   // terminal, or s6-log under s6.
@@ -240,6 +254,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   acl::UidRegistry registry(options.locations);
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
+  if (options.prepare) options.prepare(lease.uid());
 
   // 3. The whole plan, checked against the kernel, before any ACL changes.
   LaunchPlan plan = plan_launch(definition, lease.uid(), options);

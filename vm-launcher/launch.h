@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ struct LaunchOptions {
   bool under_s6 = false;
   // Readiness outside s6 (`--notify-fd`).
   std::optional<int> notify_fd;
+  // Runs once the VM's UID is leased, before anything is planned or granted:
+  // `vmwarden run` writes the guest's manifest, which names the UID, there.
+  std::function<void(uid_t)> prepare;
 };
 
 // An ACL grant the outer process makes before the sandbox starts, so that the

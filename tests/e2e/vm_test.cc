@@ -24,6 +24,7 @@
 
 #include <fmt/core.h>
 
+#include "tests/e2e/image.h"
 #include "tests/support/support.h"
 
 namespace vmwarden {
@@ -46,22 +47,6 @@ testing::CommandOptions with_timeout(std::chrono::milliseconds timeout) {
   return options;
 }
 
-// The image is built once per build tree; the builder does nothing when it
-// is up to date.
-fs::path guest_image() {
-  static std::optional<fs::path> image;
-  if (image) return *image;
-  const char* configured = std::getenv("VMWARDEN_TEST_IMAGE_DIR");
-  fs::path dir = configured != nullptr ? fs::path(configured)
-                                       : fs::path(testing::vmwarden_binary()).parent_path() / "guest-image";
-  CommandResult built = run_command({(testing::source_dir() / "tools/build-guest-image").string(), dir.string()},
-                                    with_timeout(20min));
-  if (built.exit_code != 0) throw std::runtime_error("build-guest-image failed:\n" + built.err);
-  for (const char* file : {"vmlinuz", "initrd.img"}) fs::permissions(dir / file, fs::perms(0644));
-  image = dir;
-  return dir;
-}
-
 // Everything but the binary and the image lives in one scratch tree that is
 // searchable by the VM's UID.
 class VmTest : public ::testing::Test {
@@ -70,7 +55,7 @@ class VmTest : public ::testing::Test {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root";
     if (!fs::exists("/usr/bin/qemu-system-x86_64") || !fs::exists("/usr/lib/qemu/virtiofsd"))
       GTEST_SKIP() << "QEMU or virtiofsd is not installed";
-    image_ = guest_image();
+    image_ = testing::guest_image();
     fs::permissions(root_, fs::perms(0711));
     for (const char* dir : {"config/vms", "state", "run", "ro", "rw"}) fs::create_directories(root_ / dir);
     uid_ = static_cast<uid_t>(std::stoul(vmwarden({"uid", "alloc", "--alias", "e2e"}).out));

@@ -37,7 +37,7 @@ TEST(VirtiofsdArgv, CDialectWithListeningFd) {
   DaemonPlan plan = plan_virtiofsd(s);
   EXPECT_THAT(plan.argv, ElementsAre("/usr/lib/qemu/virtiofsd", "--fd=3", "-o", "source=/home/user/work", "-o",
                                      "sandbox=chroot", "-o", "cache=auto", "-o", "xattr", "-o", "posix_acl", "-o",
-                                     "modcaps=-mknod:-setfcap", "--rlimit-nofile=0"));
+                                     "modcaps=-mknod:-setfcap", "-o", "log_level=warn", "--rlimit-nofile=0"));
   EXPECT_EQ(plan.seccomp_profile, "virtiofsd");
   EXPECT_THAT(plan.keep_capabilities, UnorderedElementsAre(CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID,
                                                            CAP_SETGID, CAP_SETUID, CAP_SETPCAP, CAP_SYS_CHROOT));
@@ -74,7 +74,7 @@ TEST(VirtiofsdArgv, RustDialect) {
   EXPECT_THAT(plan.argv,
               ElementsAreArray({"/usr/libexec/virtiofsd", "--fd=4", "--shared-dir=/home/user/work", "--tag=home",
                                 "--sandbox=chroot", "--seccomp=kill", "--cache=auto", "--xattr", "--posix-acl", "--modcaps=-mknod:-setfcap",
-                                "--rlimit-nofile=0", "--readonly"}));
+                                "--rlimit-nofile=0", "--log-level=warn", "--readonly"}));
   EXPECT_EQ(plan.seccomp_profile, "vm-daemon");
   // With --fd nothing is created: no write right outside the share.
   for (const auto& rule : plan.paths) EXPECT_FALSE(rule.rights.write && rule.path.string().find("/run") == 0) << rule.path;
@@ -85,7 +85,7 @@ TEST(VirtiofsdArgv, RustDialect) {
   EXPECT_THAT(plan_virtiofsd(s).argv,
               ElementsAreArray({"/usr/libexec/virtiofsd", "--socket-path=/run/vmwarden/work/fs0.sock",
                                 "--shared-dir=/home/user/work", "--sandbox=chroot", "--seccomp=kill", "--cache=auto",
-                                "--xattr", "--posix-acl", "--modcaps=-mknod:-setfcap", "--rlimit-nofile=0"}));
+                                "--xattr", "--posix-acl", "--modcaps=-mknod:-setfcap", "--rlimit-nofile=0", "--log-level=warn"}));
 }
 
 TEST(VirtiofsdArgv, CDialectCannotAdvertiseATag) {

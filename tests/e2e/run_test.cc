@@ -1,0 +1,234 @@
+// `vmwarden run` end to end: the real guest image with the guest agent,
+// under QEMU with the real virtiofsd, through the real binary.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "tests/e2e/image.h"
+#include "tests/support/support.h"
+
+namespace vmwarden {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::CommandResult;
+using testing::read_file;
+using testing::run_command;
+using testing::write_file;
+
+class RunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    if (!fs::exists("/usr/bin/qemu-system-x86_64") || !fs::exists("/usr/lib/qemu/virtiofsd"))
+      GTEST_SKIP() << "QEMU or virtiofsd is not installed";
+    image_ = testing::guest_image();
+    fs::permissions(root_, fs::perms(0711));
+    for (const char* dir : {"state", "run", "config", "d", "ro", "hidden", "store/bin"}) fs::create_directories(root_ / dir);
+    fs::permissions(root_ / "d", fs::perms(0700));  // reachable by the ACL grant only
+    write_file(root_ / "ro/file", "read me\n");
+    write_file(root_ / "hidden/secret", "not passed\n");
+    write_file(root_ / "store/bin/hello", "#!/bin/sh\necho hello-from-the-store\n", 0755);
+  }
+
+  std::vector<std::string> run_argv(std::vector<std::string> flags, const std::string& script) const {
+    std::vector<std::string> argv = {testing::vmwarden_binary(), "run", "--kernel", (image_ / "vmlinuz").string(),
+                                     "--initramfs", (image_ / "initrd.img").string()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.insert(argv.end(), {"--", "sh", "-c", script});
+    return argv;
+  }
+
+  std::map<std::string, std::string> env() const {
+    return {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+            {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+            {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}};
+  }
+
+  CommandResult run(std::vector<std::string> flags, const std::string& script) {
+    testing::CommandOptions options;
+    options.extra_env = env();
+    options.timeout = 180s;
+    return run_command(run_argv(std::move(flags), script), options);
+  }
+
+  pid_t start(std::vector<std::string> flags, const std::string& script, const fs::path& log) {
+    std::vector<std::string> argv = run_argv(std::move(flags), script);
+    pid_t child = ::fork();
+    if (child == 0) {
+      for (const auto& [key, value] : env()) ::setenv(key.c_str(), value.c_str(), 1);
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> args;
+      for (auto& arg : argv) args.push_back(arg.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    return child;
+  }
+
+  static std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
+    for (auto deadline = Clock::now() + timeout; Clock::now() < deadline; std::this_thread::sleep_for(10ms)) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return std::nullopt;
+  }
+
+  static bool wait_for(const fs::path& file, std::chrono::milliseconds timeout) {
+    for (auto deadline = Clock::now() + timeout; Clock::now() < deadline; std::this_thread::sleep_for(20ms))
+      if (fs::exists(file)) return true;
+    return false;
+  }
+
+  // getfacl entries naming `uid` anywhere under `tree`.
+  static std::string acl_entries(uid_t uid, const fs::path& tree) {
+    std::istringstream lines(run_command({"getfacl", "-R", "-p", "-n", tree.string()}).out);
+    std::string found;
+    for (std::string line; std::getline(lines, line);)
+      if (line.find(":" + std::to_string(uid) + ":") != std::string::npos) found += line + "\n";
+    return found;
+  }
+
+  testing::TempDir scratch_{"vmwarden-run"};
+  fs::path root_ = scratch_.path();
+  fs::path image_;
+};
+
+TEST_F(RunTest, ExitsWithTheProgramsStatusAsTheVmUidAndLeavesNoGrant) {
+  fs::path d = root_ / "d";
+  auto start = Clock::now();
+  CommandResult result = run({"--rw", d.string()}, fmt::format("id -u > {0}/uid; id -G > {0}/groups; exit 7", d.string()));
+  fmt::print("vmwarden run (rw dir, exit 7): {:.2f} s\n", std::chrono::duration<double>(Clock::now() - start).count());
+  EXPECT_EQ(result.exit_code, 7) << result.err;
+  uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
+  EXPECT_GE(uid, 1879048192u);
+  struct stat st {};
+  ASSERT_EQ(::stat((d / "uid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, uid) << "owned by the VM's UID on the host";
+  EXPECT_EQ(read_file(d / "groups"), fmt::format("{}\n", uid)) << "no supplementary groups";
+  EXPECT_EQ(acl_entries(uid, d), "") << "grants revoked";
+  EXPECT_TRUE(fs::is_empty(root_ / "state/runs")) << "the run's directory is gone";
+}
+
+TEST_F(RunTest, RoIsReadOnlyStoreRunsByNameAndNothingElseIsVisible) {
+  fs::path d = root_ / "d";
+  CommandResult result = run(
+      {"--rw", d.string(), "--ro", (root_ / "ro").string(), "--store", (root_ / "store").string()},
+      fmt::format("cat {1}/file > {0}/read; (echo x > {1}/new) 2> {0}/rowrite || echo refused >> {0}/rowrite; "
+                  "hello > {0}/store; ls {2} > {0}/hidden 2>&1 || echo invisible >> {0}/hidden; echo $PATH > {0}/path",
+                  d.string(), (root_ / "ro").string(), (root_ / "hidden").string()));
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(read_file(d / "read"), "read me\n");
+  EXPECT_THAT(read_file(d / "rowrite"), HasSubstr("refused"));
+  EXPECT_THAT(read_file(d / "rowrite"), HasSubstr("Read-only file system"));
+  EXPECT_FALSE(fs::exists(root_ / "ro/new"));
+  EXPECT_EQ(read_file(d / "store"), "hello-from-the-store\n");
+  EXPECT_THAT(read_file(d / "path"), ::testing::StartsWith((root_ / "store/bin").string() + ":"));
+  EXPECT_THAT(read_file(d / "hidden"), HasSubstr("invisible"));
+}
+
+TEST_F(RunTest, SigintPowersTheGuestOffAndCleansUp) {
+  fs::path d = root_ / "d";
+  pid_t pid = start({"--rw", d.string()}, fmt::format("id -u > {0}/uid; touch {0}/started; sleep 1000", d.string()),
+                    root_ / "log");
+  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
+  uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
+  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  auto status = wait_exit(pid, 60s);
+  ASSERT_TRUE(status) << read_file(root_ / "log");
+  EXPECT_EQ(*status, 128 + SIGTERM) << "the program got SIGTERM from the power button\n" << read_file(root_ / "log");
+  EXPECT_EQ(acl_entries(uid, d), "");
+  EXPECT_TRUE(fs::is_empty(root_ / "state/runs"));
+}
+
+TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {
+  fs::path d = root_ / "d";
+  pid_t pid = start({"--rw", d.string()}, fmt::format("id -u > {0}/uid; touch {0}/started; sleep 1000", d.string()),
+                    root_ / "log");
+  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
+  uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(wait_exit(pid, 10s));
+  EXPECT_NE(acl_entries(uid, d), "") << "a SIGKILLed run cannot clean up itself";
+  testing::CommandOptions options;
+  options.extra_env = env();
+  // The lease goes with the warden, which follows the outer within a second.
+  CommandResult sweep;
+  for (auto deadline = Clock::now() + 10s; Clock::now() < deadline; std::this_thread::sleep_for(100ms)) {
+    sweep = run_command({testing::vmwarden_binary(), "acl", "sweep"}, options);
+    if (acl_entries(uid, d).empty()) break;
+  }
+  EXPECT_EQ(sweep.exit_code, 0) << sweep.err;
+  EXPECT_EQ(acl_entries(uid, d), "");
+}
+
+TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {
+  fs::create_directories(root_ / "d2");
+  fs::permissions(root_ / "d2", fs::perms(0700));
+  std::vector<fs::path> outs = {root_ / "d", root_ / "d2"};
+  std::vector<pid_t> pids;
+  for (size_t i = 0; i < 2; ++i)
+    pids.push_back(start({"--rw", outs[i].string(), "--scratch"},
+                         fmt::format("id -u > {0}/uid; echo $HOME > {0}/home; echo mine > $HOME/private; "
+                                     "touch {0}/started; while [ ! -e {0}/go ]; do sleep 0.1; done",
+                                     outs[i].string()),
+                         root_ / fmt::format("log{}", i)));
+  for (size_t i = 0; i < 2; ++i) ASSERT_TRUE(wait_for(outs[i] / "started", 120s)) << read_file(root_ / fmt::format("log{}", i));
+  std::vector<uid_t> uids;
+  std::vector<std::string> homes;
+  for (const auto& out : outs) {
+    uids.push_back(static_cast<uid_t>(std::stoul(read_file(out / "uid"))));
+    std::string home = read_file(out / "home");
+    homes.push_back(home.substr(0, home.size() - 1));
+  }
+  EXPECT_NE(uids[0], uids[1]);
+  EXPECT_NE(homes[0], homes[1]);
+  // As each VM's UID, the other's scratch directory cannot be read.
+  for (size_t i = 0; i < 2; ++i) {
+    CommandResult peek = run_command({"setpriv", "--reuid", std::to_string(uids[i]), "--regid", std::to_string(uids[i]),
+                                      "--clear-groups", "cat", homes[1 - i] + "/private"});
+    EXPECT_NE(peek.exit_code, 0) << "uid " << uids[i] << " read " << homes[1 - i];
+    EXPECT_THAT(peek.err, HasSubstr("Permission denied"));
+  }
+  // ...while its owner can (the test is not vacuous).
+  CommandResult own = run_command({"setpriv", "--reuid", std::to_string(uids[0]), "--regid", std::to_string(uids[0]),
+                                   "--clear-groups", "cat", homes[0] + "/private"});
+  EXPECT_EQ(own.out, "mine\n") << own.err;
+  for (size_t i = 0; i < 2; ++i) write_file(outs[i] / "go", "");
+  for (pid_t pid : pids) EXPECT_EQ(wait_exit(pid, 60s), 0);
+  EXPECT_FALSE(fs::exists(homes[0]));
+  EXPECT_FALSE(fs::exists(homes[1]));
+}
+
+TEST_F(RunTest, WallTimeOfTrue) {
+  auto start = Clock::now();
+  CommandResult result = run({}, "true");
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  fmt::print("vmwarden run -- true: {:.2f} s wall\n", seconds);
+}
+
+}  // namespace
+}  // namespace vmwarden

@@ -1,0 +1,196 @@
+// `vmwarden run`, in the order the steps happen. Everything the user passed
+// is checked before anything is created; the run's own directory
+// (STATE_DIR/runs/NAME: the definition, the config share, the report share,
+// the scratch directory) is removed on every exit path that lets code run.
+
+#include "vm-launcher/run.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <fmt/core.h>
+
+#include "common/error.h"
+#include "common/exit_status.h"
+#include "common/log.h"
+#include "vm-launcher/guest_manifest.h"
+#include "vm-launcher/launch.h"
+
+namespace vmwarden::vm {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Where the guest's init mounts the config share, and the agent it runs
+// (tools/guest-init, guest-agent/).
+constexpr std::string_view kGuestConfigDir = "/run/vmwarden/config";
+constexpr std::string_view kGuestAgent = "/bin/vmwarden-guest";
+constexpr std::string_view kConfigTag = "vmwarden-config";
+constexpr std::string_view kReportTag = "vmwarden-report";
+
+std::string toml_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+fs::path existing_dir(const fs::path& path, std::string_view flag) {
+  std::error_code error;
+  fs::path absolute = fs::absolute(path, error);
+  if (error || !fs::is_directory(absolute))
+    throw UsageError(fmt::format("{} {}: not an existing directory", flag, path.string()));
+  return absolute.lexically_normal();
+}
+
+// Removes the run's directory when the run ends, however it ends.
+class RunDir {
+ public:
+  explicit RunDir(fs::path path) : path_(std::move(path)) {}
+  ~RunDir() {
+    std::error_code error;
+    fs::remove_all(path_, error);
+    if (error) log::warning("cannot remove {}: {}", path_.string(), error.message());
+  }
+  RunDir(const RunDir&) = delete;
+  RunDir& operator=(const RunDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+void make_dir(const fs::path& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) throw_errno("mkdir", path.string());
+  check(::chmod(path.c_str(), mode), "chmod", path.string());
+}
+
+}  // namespace
+
+int run_program_in_vm(const RunOptions& options) {
+  // Stop requests wait from here on: once the sandbox runs they power the
+  // VM off (the supervisor reads them), and before that they must not cut
+  // the run short of its clean-up.
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, sig);
+  check(::sigprocmask(SIG_BLOCK, &stop, nullptr), "sigprocmask");
+
+  // 1. Everything the user named, checked before anything is created.
+  if (options.command.empty()) throw UsageError("no program given: vmwarden run [OPTIONS] -- PROGRAM [ARGS...]");
+  std::vector<fs::path> ro, rw, store;
+  for (const auto& dir : options.ro) ro.push_back(existing_dir(dir, "--ro"));
+  for (const auto& dir : options.rw) rw.push_back(existing_dir(dir, "--rw"));
+  for (const auto& dir : options.store) store.push_back(existing_dir(dir, "--store"));
+  for (const auto& entry : options.env)
+    if (entry.empty() || entry.front() == '=' || entry.find('=') == std::string::npos)
+      throw UsageError(fmt::format("--env {}: want KEY=VALUE", entry));
+  fs::path kernel = options.kernel, initramfs = options.initramfs;
+  if (kernel.empty()) {
+    fs::path image = options.locations.state_dir / "images" / options.image;
+    kernel = image / "vmlinuz";
+    initramfs = image / "initrd.img";
+    if (!fs::exists(kernel))
+      throw UsageError(fmt::format("image \"{}\": {} does not exist; build one with VMWARDEN_GUEST_AGENT=PATH "
+                                   "tools/build-guest-image {} (doc/GUEST-AGENT.md), or pass --kernel and "
+                                   "--initramfs",
+                                   options.image, kernel.string(), image.string()));
+  }
+
+  // 2. The run's directory: one per run, reachable (not listable) by the
+  //    VM's UID, with the config share (root's, read-only for the VM) and
+  //    the report share (granted read-write like any share).
+  fs::path runs = options.locations.state_dir / "runs";
+  fs::create_directories(runs);
+  check(::chmod(options.locations.state_dir.c_str(), 0755), "chmod", options.locations.state_dir.string());
+  check(::chmod(runs.c_str(), 0711), "chmod", runs.string());
+  std::string name = fmt::format("run-{}-{:x}", ::getpid(), std::random_device{}() & 0xffff);
+  RunDir dir(runs / name);
+  make_dir(dir.path(), 0711);
+  fs::path config = dir.path() / "config", report = dir.path() / "report", scratch = dir.path() / "scratch";
+  make_dir(config, 0755);
+  make_dir(report, 0700);
+  if (options.scratch) make_dir(scratch, 0700);
+
+  // 3. The transient definition, validated like any other.
+  struct ShareEntry {
+    std::string tag;
+    fs::path path;
+    bool readonly;
+  };
+  std::vector<ShareEntry> shares = {{std::string(kConfigTag), config, true}, {std::string(kReportTag), report, false}};
+  for (size_t i = 0; i < ro.size(); ++i) shares.push_back({fmt::format("ro{}", i), ro[i], true});
+  for (size_t i = 0; i < rw.size(); ++i) shares.push_back({fmt::format("rw{}", i), rw[i], false});
+  for (size_t i = 0; i < store.size(); ++i) shares.push_back({fmt::format("store{}", i), store[i], true});
+  if (options.scratch) shares.push_back({"scratch", scratch, false});
+  std::string toml = fmt::format(
+      "# Written by `vmwarden run` for one run; removed when it ends.\n"
+      "vmm = {}\nkernel = {}\n{}cmdline = {}\nmemory_mib = {}\ncpus = 1\nshutdown_timeout_s = {}\n",
+      toml_string(to_string(options.vmm)), toml_string(kernel.string()),
+      initramfs.empty() ? "" : "initramfs = " + toml_string(initramfs.string()) + "\n",
+      toml_string(fmt::format("console=ttyS0 quiet vmwarden.share={}@{} vmwarden.run={}", kConfigTag, kGuestConfigDir,
+                              kGuestAgent)),
+      options.memory_mib, options.timeout_s);
+  if (options.wayland) toml += "[display]\nwayland = true\n";
+  for (const auto& share : shares)
+    toml += fmt::format("[[share]]\ntag = {}\npath = {}\naccess = \"{}\"\n", toml_string(share.tag),
+                        toml_string(share.path.string()), share.readonly ? "ro" : "rw");
+  fs::path definition_file = dir.path() / (name + ".toml");
+  {
+    std::ofstream out(definition_file);
+    out << toml;
+    if (!out) throw SystemError(EIO, "cannot write " + definition_file.string());
+  }
+  ParseResult parsed = load_definition(definition_file);
+  if (!parsed.ok()) {
+    std::string errors;
+    for (const auto& diagnostic : parsed.errors) errors += "\n  " + diagnostic.to_string();
+    throw UsageError("the run's definition is invalid:" + errors);
+  }
+
+  // 4. Once the UID is known: the manifest, and the scratch dir made the
+  //    UID's own (it is the program's HOME).
+  LaunchOptions launch_options;
+  launch_options.locations = options.locations;
+  launch_options.prepare = [&](uid_t uid) {
+    guest::Manifest manifest;
+    manifest.uid = uid;
+    manifest.gid = static_cast<gid_t>(uid);
+    manifest.home = options.scratch ? scratch.string() : "/";
+    manifest.program = options.command.front();
+    manifest.args.assign(options.command.begin() + 1, options.command.end());
+    manifest.env = options.env;
+    for (const auto& share : shares) {
+      if (share.tag == kConfigTag || share.tag == kReportTag) continue;
+      manifest.mounts.push_back({share.tag, share.path.string(), share.readonly});
+    }
+    for (const auto& path : store) manifest.store.push_back(path.string());
+    manifest.store_lib = options.store_lib;
+    manifest.report_tag = std::string(kReportTag);
+    std::ofstream out(config / std::string(guest::kManifestFile));
+    out << guest::write_manifest(manifest);
+    if (!out) throw SystemError(EIO, "cannot write the manifest in " + config.string());
+    if (options.scratch) check(::chown(scratch.c_str(), uid, uid), "chown", scratch.string());
+  };
+
+  // 5. The VM in the foreground (SIGINT/SIGTERM power it off), then its
+  //    grants revoked and its UID released by launch().
+  int status = launch(*parsed.definition, launch_options);
+
+  // 6. The program's status, as the agent reported it.
+  std::ifstream reported(report / std::string(guest::kExitStatusFile));
+  int program_status = -1;
+  if (reported >> program_status && program_status >= 0 && program_status <= 255) return program_status;
+  log::error("the guest reported no exit status for {} (the VM exited with status {})", options.command.front(),
+             status);
+  return status == 0 ? exit_status::kFailure : status;
+}
+
+}  // namespace vmwarden::vm
