@@ -38,7 +38,8 @@ void make_directories(const std::filesystem::path& path, mode_t mode) {
 
 bool is_temporary(std::string_view name) { return name.starts_with(kTemporaryPrefix); }
 
-void write_atomically(const std::filesystem::path& dir, std::string_view name, std::string_view content) {
+void write_atomically(const std::filesystem::path& dir, std::string_view name, std::string_view content,
+                      bool durable) {
   thread_local std::mt19937_64 random{std::random_device{}()};
   std::string temporary = fmt::format("{}{}-{:x}", kTemporaryPrefix, ::getpid(), random());
   std::filesystem::path temporary_path = dir / temporary;
@@ -52,7 +53,7 @@ void write_atomically(const std::filesystem::path& dir, std::string_view name, s
       check(n, "write", temporary_path.string());
       written += static_cast<std::size_t>(n);
     }
-    check(::fsync(fd.get()), "fsync", temporary_path.string());
+    if (durable) check(::fsync(fd.get()), "fsync", temporary_path.string());
     fd.reset();
     std::filesystem::path final_path = dir / std::string(name);
     check(::rename(temporary_path.c_str(), final_path.c_str()), "rename", final_path.string());
@@ -60,16 +61,16 @@ void write_atomically(const std::filesystem::path& dir, std::string_view name, s
     ::unlink(temporary_path.c_str());
     throw;
   }
-  fsync_dir(dir);
+  if (durable) fsync_dir(dir);
 }
 
-void remove_durably(const std::filesystem::path& dir, std::string_view name) {
+void remove_durably(const std::filesystem::path& dir, std::string_view name, bool durable) {
   std::filesystem::path path = dir / std::string(name);
   if (::unlink(path.c_str()) < 0) {
     if (errno == ENOENT) return;
     throw_errno("unlink", path.string());
   }
-  fsync_dir(dir);
+  if (durable) fsync_dir(dir);
 }
 
 std::optional<std::string> read_small_file(const std::filesystem::path& path) {

@@ -17,10 +17,13 @@ namespace vmwarden::acl::detail {
 // mkdir -p with `mode` for the directories it creates.
 void make_directories(const std::filesystem::path& path, mode_t mode);
 
-// Atomically replaces dir/name with `content`.
-void write_atomically(const std::filesystem::path& dir, std::string_view name, std::string_view content);
-// Removes dir/name (absent is fine) and makes the removal durable.
-void remove_durably(const std::filesystem::path& dir, std::string_view name);
+// Atomically replaces dir/name with `content`. Not `durable`: still atomic
+// (rename), but without the two fsyncs, for a record whose loss in a crash
+// is harmless (see the callers).
+void write_atomically(const std::filesystem::path& dir, std::string_view name, std::string_view content,
+                      bool durable = true);
+// Removes dir/name (absent is fine) and, if `durable`, makes the removal durable.
+void remove_durably(const std::filesystem::path& dir, std::string_view name, bool durable = true);
 
 std::optional<std::string> read_small_file(const std::filesystem::path& path);
 // Names in dir (absent dir: none), without "." and "..".

@@ -119,10 +119,13 @@ std::uint64_t next_release_seq(const Paths& paths) {
 // Under the registry lock: records the release, then removes the allocation.
 // A crash between the two leaves the UID allocated (the stale released entry
 // is cleaned up later), so a release is either complete or did not happen.
-void release_locked(const Paths& paths, uid_t uid) {
+// A single-use UID's release at the end of its lease need not be durable: if
+// a crash loses it, the UID is found allocated and unleased, and the next
+// sweep releases it.
+void release_locked(const Paths& paths, uid_t uid, bool durable) {
   make_directories(paths.released, 0755);
-  write_atomically(paths.released, released_name(next_release_seq(paths), uid), "");
-  remove_durably(paths.allocated, std::to_string(uid));
+  write_atomically(paths.released, released_name(next_release_seq(paths), uid), "", durable);
+  remove_durably(paths.allocated, std::to_string(uid), durable);
   ::unlink(paths.lease(uid).c_str());
 }
 
@@ -221,7 +224,7 @@ void UidLease::release() {
   {
     UniqueFd registry = lock_file(paths.registry_lock);
     if (single_use()) {
-      release_locked(paths, uid_);
+      release_locked(paths, uid_, /*durable=*/false);
     } else {
       ::unlink(paths.lease(uid_).c_str());
     }
@@ -437,7 +440,11 @@ uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, s
   }
   uid_t uid = picked ? *picked : pick_single_use(snapshot);
   std::string content = alias.empty() ? "single-use\n" : fmt::format("alias {}\n", alias);
-  write_atomically(paths.allocated, std::to_string(uid), content);
+  // An alias must keep its UID across crashes. A single-use allocation lost
+  // in a crash is harmless: its lease died with it, and any ACL it was
+  // granted has a durable grant record, which keeps the UID from being
+  // handed out again until a sweep has removed those entries.
+  write_atomically(paths.allocated, std::to_string(uid), content, /*durable=*/!alias.empty());
   snapshot.allocated.emplace(uid, std::string(alias));
   if (snapshot.released.erase(uid)) {
     // The allocation is durable already; a crash here leaves a stale
@@ -445,7 +452,8 @@ uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, s
     for (const std::string& name : list_names(paths.released)) {
       std::uint64_t seq;
       uid_t released_uid;
-      if (parse_released_name(name, seq, released_uid) && released_uid == uid) remove_durably(paths.released, name);
+      if (parse_released_name(name, seq, released_uid) && released_uid == uid)
+        remove_durably(paths.released, name, /*durable=*/!alias.empty());
     }
   }
   return uid;
@@ -532,7 +540,7 @@ void UidRegistry::release(uid_t uid) {
     throw std::runtime_error(fmt::format("UID {} is leased by {}; stop its VM first", uid,
                                          pid ? fmt::format("pid {}", *pid) : std::string("another process")));
   }
-  release_locked(paths, uid);
+  release_locked(paths, uid, /*durable=*/true);
 }
 
 std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
