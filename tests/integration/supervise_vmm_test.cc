@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +48,15 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
     fs::permissions(root_, fs::perms(0711));
     for (const char* dir : {"config/vms", "state", "run", "share"}) fs::create_directories(root_ / dir);
     testing::write_file(root_ / "vmlinuz", "not booted by a double");
+    // Copies of the doubles in the scratch tree: a build tree under /tmp
+    // would be hidden from the services, who see /tmp as their own tmpfs.
+    fs::create_directories(root_ / "bin");
+    for (const char* fake : {"VMWARDEN_FAKE_VIRTIOFSD", "VMWARDEN_FAKE_CROSVM", "VMWARDEN_FAKE_CLOUD_HYPERVISOR",
+                             "VMWARDEN_FAKE_CH_REMOTE"}) {
+      fs::path source = std::getenv(fake);
+      fs::copy_file(source, root_ / "bin" / source.filename());
+      doubles_[fake] = (root_ / "bin" / source.filename()).string();
+    }
     testing::write_file(root_ / "config/vms/vm.toml",
                         fmt::format("vmm = \"{0}\"\nkernel = \"{1}/vmlinuz\"\ncmdline = \"console=ttyS0\"\n"
                                     "shutdown_timeout_s = 10\n[[share]]\ntag = \"data\"\npath = \"{1}/share\"\n"
@@ -71,6 +81,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
     return {};
   }
 
+  std::map<std::string, std::string> doubles_;  // VMWARDEN_FAKE_* -> the copy
   testing::TempDir scratch_{"vmwarden-supervise-vmm"};
   fs::path root_ = scratch_.path();
 };
@@ -82,8 +93,8 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
     ::setenv("VMWARDEN_CONFIG_DIR", (root_ / "config").c_str(), 1);
     ::setenv("VMWARDEN_STATE_DIR", (root_ / "state").c_str(), 1);
     ::setenv("VMWARDEN_RUNTIME_DIR", (root_ / "run").c_str(), 1);
-    ::setenv("VMWARDEN_VIRTIOFSD", std::getenv("VMWARDEN_FAKE_VIRTIOFSD"), 1);
-    for (const auto& [variable, fake] : backend.programs) ::setenv(variable.c_str(), std::getenv(fake.c_str()), 1);
+    ::setenv("VMWARDEN_VIRTIOFSD", doubles_.at("VMWARDEN_FAKE_VIRTIOFSD").c_str(), 1);
+    for (const auto& [variable, fake] : backend.programs) ::setenv(variable.c_str(), doubles_.at(fake).c_str(), 1);
     int log = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(log, 2);
     std::string binary = testing::vmwarden_binary();
