@@ -321,7 +321,9 @@ TEST_F(VmTest, UnderS6ReadinessMeansTheGuestRunsAndDownPowersItOff) {
   };
   bool supervised = false;
   for (int i = 0; i < 500 && !supervised; ++i) {
-    supervised = run_command({"s6-svok", service.string()}).exit_code == 0;
+    // s6-svc and s6-svwait need the control fifo, the event fifodir and the status file.
+    supervised = run_command({"s6-svok", service.string()}).exit_code == 0 && fs::exists(service / "event") &&
+                 fs::exists(service / "supervise/status");
     if (!supervised) std::this_thread::sleep_for(10ms);
   }
   ASSERT_TRUE(supervised);

@@ -89,6 +89,13 @@ class S6Test : public ::testing::Test {
     ASSERT_EQ(result.exit_code, 0) << result.err;
   }
 
+  // s6-supervise runs for `dir` and has set up what s6-svc and s6-svwait use:
+  // its control fifo (s6-svok), its event fifodir and its status file.
+  static bool supervised(const fs::path& dir) {
+    return run_command({"s6-svok", dir.string()}).exit_code == 0 && fs::exists(dir / "event") &&
+           fs::exists(dir / "supervise/status");
+  }
+
   // Rescans, and waits until s6-supervise runs for each of `names` (before
   // that, s6-svc and s6-svwait cannot reach it).
   void rescan(const std::vector<std::string>& names) {
@@ -97,8 +104,7 @@ class S6Test : public ::testing::Test {
         [&] { return run_command({"s6-svscanctl", "-a", (root_ / "scandir").string()}).exit_code == 0; }, 10s))
         << "s6-svscan does not take commands";
     for (const std::string& name : names)
-      ASSERT_TRUE(wait_until([&] { return run_command({"s6-svok", service(name).string()}).exit_code == 0; }, 10s))
-          << name << " is not supervised";
+      ASSERT_TRUE(wait_until([&] { return supervised(service(name)); }, 10s)) << name << " is not supervised";
   }
 
   std::string svstat(const std::string& name, const std::string& fields = "") {
