@@ -44,15 +44,6 @@ struct Audit {
   std::vector<std::string> flags;
 };
 
-std::string join(const std::vector<std::string>& items, std::string_view separator) {
-  std::string out;
-  for (const auto& item : items) {
-    if (!out.empty()) out += separator;
-    out += item;
-  }
-  return out;
-}
-
 Audit gather(std::string_view service, const Confinement& confinement, const AuditLabels& labels) {
   Audit audit;
   audit.service = service;

@@ -27,4 +27,13 @@ std::string json_strings(const std::vector<std::string>& items) {
   return out + "]";
 }
 
+std::string join(const std::vector<std::string>& items, std::string_view separator) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += separator;
+    out += item;
+  }
+  return out;
+}
+
 }  // namespace vmwarden::supervisor
