@@ -38,7 +38,8 @@ void apply_confinement_except(const Confinement& confinement, unsigned omitted) 
   // 1. Everything that can fail for a reason other than the kernel refusing
   //    a step is done first, while nothing has changed yet: the Landlock plan
   //    (a `required` policy the ABI cannot meet throws here), the seccomp
-  //    filter in memory, and the ruleset with a rule per path. The paths are
+  //    program (compiled at build time, only looked up here), and the
+  //    ruleset with a rule per path. The paths are
   //    opened with the supervisor's credentials: the rules only say where the
   //    service may act, its own uid still has to pass the permission checks.
   validate_capabilities(confinement.keep_capabilities);

@@ -3,7 +3,11 @@
 #include <errno.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
+#include <unistd.h>
+
+#include <seccomp.h>
 
 #include <fmt/format.h>
 
@@ -14,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/suggest.h"
+#include "common/unique_fd.h"
 
 namespace vmwarden::supervisor {
 namespace {
@@ -199,101 +204,112 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
   return info;
 }
 
-SeccompFilter::SeccompFilter(const SeccompPolicy& policy) {
+namespace {
+
+// libseccomp's filter context, released once.
+struct SeccompContext {
+  scmp_filter_ctx ctx;
+  explicit SeccompContext(std::uint32_t default_action) : ctx(seccomp_init(default_action)) {
+    if (ctx == nullptr) throw_system_error(ENOMEM, "seccomp_init");
+  }
+  ~SeccompContext() { seccomp_release(ctx); }
+  SeccompContext(const SeccompContext&) = delete;
+  SeccompContext& operator=(const SeccompContext&) = delete;
+};
+
+// libseccomp 2.5 exports only to a file descriptor.
+std::vector<sock_filter> export_program(scmp_filter_ctx ctx) {
+  UniqueFd memory(check(::memfd_create("seccomp-bpf", MFD_CLOEXEC), "memfd_create"));
+  check_negative_errno(seccomp_export_bpf(ctx, memory.get()), "seccomp_export_bpf");
+  off_t size = check(::lseek(memory.get(), 0, SEEK_END), "lseek", "(seccomp program)");
+  if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0)
+    throw SystemError(EINVAL, fmt::format("seccomp_export_bpf wrote {} bytes, not whole instructions", size));
+  std::vector<sock_filter> program(static_cast<std::size_t>(size) / sizeof(sock_filter));
+  ssize_t read = check(::pread(memory.get(), program.data(), static_cast<std::size_t>(size), 0), "pread",
+                       "(seccomp program)");
+  if (read != size) throw SystemError(EIO, "short read of the exported seccomp program");
+  return program;
+}
+
+}  // namespace
+
+std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
   const ProfileDef& profile = find_profile(policy.profile);
-  if (profile.kind == SeccompKind::none) return;
+  if (profile.kind == SeccompKind::none) return {};
 
   const std::uint32_t refuse =
       policy.action == SeccompAction::kill ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_LOG;
   const bool allow_list = profile.kind == SeccompKind::allow_list;
-  ctx_ = seccomp_init(allow_list ? refuse : SCMP_ACT_ALLOW);
-  if (ctx_ == nullptr) throw_system_error(ENOMEM, "seccomp_init");
-  try {
-    // Only the native architecture is in the filter: i386 (int 0x80) and
-    // x32 syscalls reach the bad-architecture action, which kills the whole
-    // process (libseccomp's default kills only the thread). In log mode they
-    // are only logged as well.
-    check_negative_errno(seccomp_attr_set(ctx_, SCMP_FLTATR_ACT_BADARCH, refuse),
-                         "seccomp_attr_set(SCMP_FLTATR_ACT_BADARCH)");
-    // no_new_privs is set by apply_confinement() before the filter is loaded.
-    check_negative_errno(seccomp_attr_set(ctx_, SCMP_FLTATR_CTL_NNP, 0),
-                         "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)");
+  SeccompContext context(allow_list ? refuse : SCMP_ACT_ALLOW);
+  scmp_filter_ctx ctx = context.ctx;
+  // Only the native architecture is in the filter: i386 (int 0x80) and
+  // x32 syscalls reach the bad-architecture action, which kills the whole
+  // process (libseccomp's default kills only the thread). In log mode they
+  // are only logged as well.
+  check_negative_errno(seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, refuse),
+                       "seccomp_attr_set(SCMP_FLTATR_ACT_BADARCH)");
+  // no_new_privs is set by apply_confinement() before the filter is loaded.
+  check_negative_errno(seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0),
+                       "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)");
 
-    const std::uint32_t listed_action = allow_list ? SCMP_ACT_ALLOW : refuse;
-    for (const Syscall& syscall : profile.listed) {
-      std::string_view name = syscall.name;
-      // In an allow list these three are allowed only with safe arguments.
-      if (allow_list && profile.filter_arguments &&
-          (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl"))
-        continue;
-      add_rule(ctx_, listed_action, syscall);
-    }
-    for (const Syscall& syscall : profile.enosys) add_rule(ctx_, SCMP_ACT_ERRNO(ENOSYS), syscall);
+  const std::uint32_t listed_action = allow_list ? SCMP_ACT_ALLOW : refuse;
+  for (const Syscall& syscall : profile.listed) {
+    std::string_view name = syscall.name;
+    // In an allow list these three are allowed only with safe arguments.
+    if (allow_list && profile.filter_arguments &&
+        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl"))
+      continue;
+    add_rule(ctx, listed_action, syscall);
+  }
+  for (const Syscall& syscall : profile.enosys) add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), syscall);
 
-    if (profile.filter_arguments) {
-      std::uint64_t all_namespaces = 0;
-      for (std::uint64_t flag : kCloneNamespaceFlags) all_namespaces |= flag;
-      if (allow_list) {
-        if (lists(profile, "clone")) {
-          scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces, 0);
-          add_rule(ctx_, SCMP_ACT_ALLOW, {"clone"}, {&no_namespace, 1});
-        }
-        if (lists(profile, "unshare")) {
-          scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces | kCloneNewTime, 0);
-          add_rule(ctx_, SCMP_ACT_ALLOW, {"unshare"}, {&no_namespace, 1});
-        }
-        if (lists(profile, "ioctl")) {
-          // One comparison per argument is all libseccomp allows in a rule;
-          // TIOCLINUX's dangerous subcommands need CAP_SYS_ADMIN anyway.
-          scmp_arg_cmp not_tiocsti = SCMP_A1_32(SCMP_CMP_NE, TIOCSTI);
-          add_rule(ctx_, SCMP_ACT_ALLOW, {"ioctl"}, {&not_tiocsti, 1});
-        }
-        if (lists(profile, "personality")) {
-          std::uint64_t dangerous = 0;
-          for (std::uint64_t flag : kDangerousPersonality) dangerous |= flag;
-          scmp_arg_cmp safe_personality = SCMP_A0_32(SCMP_CMP_MASKED_EQ, dangerous, 0);
-          add_rule(ctx_, SCMP_ACT_ALLOW, {"personality"}, {&safe_personality, 1});
-          scmp_arg_cmp query = SCMP_A0_32(SCMP_CMP_EQ, 0xffffffffU);
-          add_rule(ctx_, SCMP_ACT_ALLOW, {"personality"}, {&query, 1});
-        }
-      } else {
-        for (std::uint64_t flag : kCloneNamespaceFlags) {
-          scmp_arg_cmp has_flag = SCMP_A0_64(SCMP_CMP_MASKED_EQ, flag, flag);
-          add_rule(ctx_, refuse, {"clone"}, {&has_flag, 1});
-          add_rule(ctx_, refuse, {"unshare"}, {&has_flag, 1});
-        }
-        scmp_arg_cmp new_time = SCMP_A0_64(SCMP_CMP_MASKED_EQ, kCloneNewTime, kCloneNewTime);
-        add_rule(ctx_, refuse, {"unshare"}, {&new_time, 1});
-        for (std::uint64_t flag : kDangerousPersonality) {
-          // The ioctl/personality arguments are 32-bit in the kernel: compare
-          // only the low half, or garbage in the upper half would slip by.
-          scmp_arg_cmp has_flag = SCMP_A0_32(SCMP_CMP_MASKED_EQ, flag | 0x80000000U, flag);
-          add_rule(ctx_, refuse, {"personality"}, {&has_flag, 1});
-        }
-        for (std::uint32_t request : kDangerousIoctls) {
-          scmp_arg_cmp is_request = SCMP_A1_32(SCMP_CMP_EQ, request);
-          add_rule(ctx_, refuse, {"ioctl"}, {&is_request, 1});
-        }
+  if (profile.filter_arguments) {
+    std::uint64_t all_namespaces = 0;
+    for (std::uint64_t flag : kCloneNamespaceFlags) all_namespaces |= flag;
+    if (allow_list) {
+      if (lists(profile, "clone")) {
+        scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces, 0);
+        add_rule(ctx, SCMP_ACT_ALLOW, {"clone"}, {&no_namespace, 1});
+      }
+      if (lists(profile, "unshare")) {
+        scmp_arg_cmp no_namespace = SCMP_A0_64(SCMP_CMP_MASKED_EQ, all_namespaces | kCloneNewTime, 0);
+        add_rule(ctx, SCMP_ACT_ALLOW, {"unshare"}, {&no_namespace, 1});
+      }
+      if (lists(profile, "ioctl")) {
+        // One comparison per argument is all libseccomp allows in a rule;
+        // TIOCLINUX's dangerous subcommands need CAP_SYS_ADMIN anyway.
+        scmp_arg_cmp not_tiocsti = SCMP_A1_32(SCMP_CMP_NE, TIOCSTI);
+        add_rule(ctx, SCMP_ACT_ALLOW, {"ioctl"}, {&not_tiocsti, 1});
+      }
+      if (lists(profile, "personality")) {
+        std::uint64_t dangerous = 0;
+        for (std::uint64_t flag : kDangerousPersonality) dangerous |= flag;
+        scmp_arg_cmp safe_personality = SCMP_A0_32(SCMP_CMP_MASKED_EQ, dangerous, 0);
+        add_rule(ctx, SCMP_ACT_ALLOW, {"personality"}, {&safe_personality, 1});
+        scmp_arg_cmp query = SCMP_A0_32(SCMP_CMP_EQ, 0xffffffffU);
+        add_rule(ctx, SCMP_ACT_ALLOW, {"personality"}, {&query, 1});
+      }
+    } else {
+      for (std::uint64_t flag : kCloneNamespaceFlags) {
+        scmp_arg_cmp has_flag = SCMP_A0_64(SCMP_CMP_MASKED_EQ, flag, flag);
+        add_rule(ctx, refuse, {"clone"}, {&has_flag, 1});
+        add_rule(ctx, refuse, {"unshare"}, {&has_flag, 1});
+      }
+      scmp_arg_cmp new_time = SCMP_A0_64(SCMP_CMP_MASKED_EQ, kCloneNewTime, kCloneNewTime);
+      add_rule(ctx, refuse, {"unshare"}, {&new_time, 1});
+      for (std::uint64_t flag : kDangerousPersonality) {
+        // The ioctl/personality arguments are 32-bit in the kernel: compare
+        // only the low half, or garbage in the upper half would slip by.
+        scmp_arg_cmp has_flag = SCMP_A0_32(SCMP_CMP_MASKED_EQ, flag | 0x80000000U, flag);
+        add_rule(ctx, refuse, {"personality"}, {&has_flag, 1});
+      }
+      for (std::uint32_t request : kDangerousIoctls) {
+        scmp_arg_cmp is_request = SCMP_A1_32(SCMP_CMP_EQ, request);
+        add_rule(ctx, refuse, {"ioctl"}, {&is_request, 1});
       }
     }
-  } catch (...) {
-    seccomp_release(ctx_);
-    throw;
   }
-}
-
-SeccompFilter::~SeccompFilter() {
-  if (ctx_ != nullptr) seccomp_release(ctx_);
-}
-
-void SeccompFilter::load() {
-  if (ctx_ == nullptr) return;
-  check_negative_errno(seccomp_load(ctx_), "seccomp_load");
-}
-
-void SeccompFilter::export_bpf(int fd) const {
-  if (ctx_ == nullptr) return;
-  check_negative_errno(seccomp_export_bpf(ctx_, fd), "seccomp_export_bpf");
+  return export_program(ctx);
 }
 
 }  // namespace vmwarden::supervisor

@@ -30,7 +30,7 @@ struct Host {
   std::filesystem::path cloud_hypervisor;
   std::filesystem::path ch_remote;
   std::filesystem::path virtiofsd;
-  bool kvm = false;  // /dev/kvm opens read-write for the caller
+  bool kvm = false;  // /dev/kvm is read-write for every user (the VM's UID) and opens
 
   static Host detect();
 };

@@ -128,7 +128,7 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   definition.disks = {{root / "ro.img", true}, {root / "rw.img", false}};
   definition.shares = {{"data", root / "share", Access::rw}};
   Host host = Host::detect();
-  ASSERT_FALSE(host.kvm) << "this test expects TCG; adjust it for a machine with /dev/kvm";
+  host.kvm = false;  // the halting kernel and the seccomp profile were made for TCG
   RuntimePaths paths = RuntimePaths::in(root / "run", definition);
   VmmPlan plan = plan_vmm(definition, paths, host);
 

@@ -171,6 +171,32 @@ TEST(Seccomp, EveryProfileBuildsAndUnknownOnesAreRefused) {
   }
 }
 
+// The programs the binary carries (compiled at build time) are exactly what
+// libseccomp compiles from the profiles now, for both actions; the kill and
+// log variants differ only in their action.
+TEST(Seccomp, PrecompiledProgramsMatchTheProfiles) {
+  for (const std::string& name : seccomp_profile_names()) {
+    for (SeccompAction action : {SeccompAction::kill, SeccompAction::log}) {
+      SeccompPolicy policy{.profile = name, .action = action};
+      std::vector<sock_filter> compiled = compile_seccomp_program(policy);
+      std::span<const sock_filter> precompiled = SeccompFilter(policy).program();
+      ASSERT_EQ(precompiled.size(), compiled.size()) << name;
+      for (std::size_t i = 0; i < compiled.size(); ++i) {
+        EXPECT_EQ(precompiled[i].code, compiled[i].code) << name << " instruction " << i;
+        EXPECT_EQ(precompiled[i].jt, compiled[i].jt) << name << " instruction " << i;
+        EXPECT_EQ(precompiled[i].jf, compiled[i].jf) << name << " instruction " << i;
+        EXPECT_EQ(precompiled[i].k, compiled[i].k) << name << " instruction " << i;
+      }
+    }
+    if (describe_seccomp_profile(name).kind == SeccompKind::none) continue;
+    auto kill = SeccompFilter({.profile = name, .action = SeccompAction::kill}).program();
+    auto log = SeccompFilter({.profile = name, .action = SeccompAction::log}).program();
+    EXPECT_FALSE(std::equal(kill.begin(), kill.end(), log.begin(), log.end(),
+                            [](const sock_filter& a, const sock_filter& b) { return a.k == b.k; }))
+        << name;
+  }
+}
+
 TEST(Caps, NamesAndValidation) {
   EXPECT_EQ(capability_name(18), "cap_sys_chroot");
   EXPECT_EQ(capability_from_name("cap_sys_chroot"), 18);
