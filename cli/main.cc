@@ -45,28 +45,47 @@ Locations (flag, then environment, then default):
 
 See vmwarden(1) and doc/ for the configuration reference and the security model.)";
 
-// CLI11 reports a mistyped subcommand as "a subcommand is required"; say
-// which word was not understood and what was probably meant.
-std::optional<std::string> subcommand_hint(CLI::App& app, int argc, char** argv) {
-  if (!app.get_subcommands().empty()) return std::nullopt;
+struct Subcommand {
+  std::string_view name;
+  void (*add)(CLI::App&, Globals&);
+};
+
+constexpr Subcommand kSubcommands[] = {
+    {"check", add_check_command}, {"exec", add_exec_command},   {"supervise", add_supervise_command},
+    {"uid", add_uid_command},     {"acl", add_acl_command},     {"demo", add_demo_command},
+    {"s6", add_s6_command},       {"run", add_run_command},     {"audit", add_audit_command},
+};
+
+// The first word that is not a global option or its value: the subcommand
+// the user meant, or the mistyped word. Empty when there is none, or when
+// the top level's --help or --version comes first.
+std::string_view first_word(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view word = argv[i];
+    if (word == "--" || word == "-h" || word == "--help" || word == "--version") return {};
     if (word.starts_with('-')) {
       // Skip the value of a global option given as "--flag VALUE".
-      if (word.find('=') == std::string_view::npos && word != "-v" && word != "--verbose" && word.starts_with("--") &&
-          word != "--help" && word != "--version") {
+      if (word.find('=') == std::string_view::npos && word != "-v" && word != "--verbose" && word.starts_with("--")) {
         ++i;
       }
       continue;
     }
-    std::vector<std::string> names;
-    for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
-    std::vector<std::string_view> views(names.begin(), names.end());
-    std::string hint = fmt::format("unknown subcommand \"{}\"", word);
-    if (auto guess = closest_match(word, views)) hint += fmt::format("; did you mean \"{}\"?", *guess);
-    return hint + " (see vmwarden --help)";
+    return word;
   }
-  return std::nullopt;
+  return {};
+}
+
+// CLI11 reports a mistyped subcommand as "a subcommand is required"; say
+// which word was not understood and what was probably meant.
+std::optional<std::string> subcommand_hint(CLI::App& app, int argc, char** argv) {
+  if (!app.get_subcommands().empty()) return std::nullopt;
+  std::string_view word = first_word(argc, argv);
+  if (word.empty()) return std::nullopt;
+  std::vector<std::string_view> names;
+  for (const Subcommand& subcommand : kSubcommands) names.push_back(subcommand.name);
+  std::string hint = fmt::format("unknown subcommand \"{}\"", word);
+  if (auto guess = closest_match(word, names)) hint += fmt::format("; did you mean \"{}\"?", *guess);
+  return hint + " (see vmwarden --help)";
 }
 
 int run(int argc, char** argv) {
@@ -85,15 +104,21 @@ int run(int argc, char** argv) {
   app.add_option("--runtime-dir", globals.runtime_dir, "Directory for per-VM runtime directories");
   app.add_flag("-v,--verbose", globals.verbose, "Log debug detail to stderr");
 
-  add_check_command(app, globals);
-  add_exec_command(app, globals);
-  add_supervise_command(app, globals);
-  add_uid_command(app, globals);
-  add_acl_command(app, globals);
-  add_demo_command(app, globals);
-  add_s6_command(app, globals);
-  add_run_command(app, globals);
-  add_audit_command(app, globals);
+  // Only the subcommand named on the command line is built: building all of
+  // them (hundreds of options and validators) costs more than the rest of
+  // a `vmwarden exec`'s user-space work. `vmwarden --help` and a mistyped
+  // word get them all.
+  std::string_view chosen = first_word(argc, argv);
+  bool known = false;
+  for (const Subcommand& subcommand : kSubcommands) {
+    if (subcommand.name == chosen) {
+      subcommand.add(app, globals);
+      known = true;
+    }
+  }
+  if (!known) {
+    for (const Subcommand& subcommand : kSubcommands) subcommand.add(app, globals);
+  }
 
   try {
     app.parse(argc, argv);
