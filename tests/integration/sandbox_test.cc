@@ -956,6 +956,8 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--name", "Bad Name", "--", "/bin/true"}, "--name"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--timeout", "-1", "--", "/bin/true"}, "--timeout"},
+      {{vmwarden_binary(), "exce", "--", "/bin/true"}, "unknown subcommand \"exce\"; did you mean \"exec\"?"},
+      {{vmwarden_binary(), "--state-dir", "/x", "supervize", "vm"}, "did you mean \"supervise\"?"},
   };
   for (const Case& c : cases) {
     CommandOptions run;
@@ -966,6 +968,18 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   }
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
+}
+
+// Only the subcommand on the command line is built; the top level's help
+// still lists every one.
+TEST_F(SandboxTest, TopLevelHelpListsEverySubcommand) {
+  CommandResult result = run_command({vmwarden_binary(), "--help"}, {});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  for (const char* name : {"check", "exec", "supervise", "uid", "acl", "demo", "s6", "run", "audit"})
+    EXPECT_THAT(result.out, HasSubstr("\n  " + std::string(name) + " ")) << name;
+  CommandResult exec_help = run_command({vmwarden_binary(), "exec", "--help"}, {});
+  EXPECT_EQ(exec_help.exit_code, 0);
+  EXPECT_THAT(exec_help.out, HasSubstr("Usage: vmwarden exec"));
 }
 
 }  // namespace
