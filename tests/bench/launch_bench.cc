@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
   fs::path root = scratch.path();
   fs::permissions(root, fs::perms(0711));
   for (const char* dir : {"config/vms", "state", "run", "a", "b"}) fs::create_directories(root / dir);
+  // The runtime dir on a tmpfs, as /run is on a usual host (this machine's
+  // /run is on disk); the state dir stays on disk.
+  vmwarden::testing::PrivateTmpfs runtime_tmpfs(root / "run");
   write_file(root / "kernel", "never booted");
   write_file(root / "config/vms/bench.toml",
              fmt::format("vmm = \"qemu\"\nkernel = \"{0}/kernel\"\n[uid]\nalias = \"bench\"\n"

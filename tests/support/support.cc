@@ -1,10 +1,12 @@
 #include "tests/support/support.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,5 +152,14 @@ std::string required_env(const char* name) {
 
 std::string vmwarden_binary() { return required_env("VMWARDEN_BIN"); }
 std::filesystem::path source_dir() { return required_env("VMWARDEN_SOURCE_DIR"); }
+
+PrivateTmpfs::PrivateTmpfs(std::filesystem::path dir) : dir_(std::move(dir)) {
+  check(::unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)");
+  check(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mount propagation private on", "/");
+  check(::mount("tmpfs", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64m"), "mount tmpfs on",
+        dir_.string());
+}
+
+PrivateTmpfs::~PrivateTmpfs() { ::umount2(dir_.c_str(), MNT_DETACH); }
 
 }  // namespace vmwarden::testing

@@ -53,6 +53,22 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
 
 // The vmwarden binary under test ($VMWARDEN_BIN, set by meson).
 std::string vmwarden_binary();
+
+// For benchmarks: moves the calling process into a mount namespace of its
+// own (propagation private) and mounts a tmpfs on `dir`, as /run is on a
+// usual host. The host never sees the mount; it is undone when the object
+// goes (so that a TempDir holding `dir` can then remove it), or at the
+// latest with the namespace. Needs root.
+class PrivateTmpfs {
+ public:
+  explicit PrivateTmpfs(std::filesystem::path dir);
+  ~PrivateTmpfs();
+  PrivateTmpfs(const PrivateTmpfs&) = delete;
+  PrivateTmpfs& operator=(const PrivateTmpfs&) = delete;
+
+ private:
+  std::filesystem::path dir_;
+};
 // The source tree ($VMWARDEN_SOURCE_DIR, set by meson).
 std::filesystem::path source_dir();
 
