@@ -23,6 +23,16 @@ void fsync_dir(const std::filesystem::path& dir) {
   check(::fsync(fd.get()), "fsync", dir.string());
 }
 
+void write_all(int fd, std::string_view content, const std::filesystem::path& path) {
+  std::size_t written = 0;
+  while (written < content.size()) {
+    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    check(n, "write", path.string());
+    written += static_cast<std::size_t>(n);
+  }
+}
+
 }  // namespace
 
 void make_directories(const std::filesystem::path& path, mode_t mode) {
@@ -46,13 +56,7 @@ void write_atomically(const std::filesystem::path& dir, std::string_view name, s
   UniqueFd fd(::open(temporary_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd) throw_errno("create", temporary_path.string());
   try {
-    std::size_t written = 0;
-    while (written < content.size()) {
-      ssize_t n = ::write(fd.get(), content.data() + written, content.size() - written);
-      if (n < 0 && errno == EINTR) continue;
-      check(n, "write", temporary_path.string());
-      written += static_cast<std::size_t>(n);
-    }
+    write_all(fd.get(), content, temporary_path);
     if (durable) check(::fsync(fd.get()), "fsync", temporary_path.string());
     fd.reset();
     std::filesystem::path final_path = dir / std::string(name);
@@ -62,6 +66,19 @@ void write_atomically(const std::filesystem::path& dir, std::string_view name, s
     throw;
   }
   if (durable) fsync_dir(dir);
+}
+
+void create_exclusively(const std::filesystem::path& dir, std::string_view name, std::string_view content,
+                        bool durable) {
+  std::filesystem::path path = dir / std::string(name);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!fd) throw_errno("create", path.string());
+  write_all(fd.get(), content, path);
+  if (durable) {
+    check(::fsync(fd.get()), "fsync", path.string());
+    fd.reset();
+    fsync_dir(dir);
+  }
 }
 
 void remove_durably(const std::filesystem::path& dir, std::string_view name, bool durable) {

@@ -22,6 +22,13 @@ void make_directories(const std::filesystem::path& path, mode_t mode);
 // is harmless (see the callers).
 void write_atomically(const std::filesystem::path& dir, std::string_view name, std::string_view content,
                       bool durable = true);
+// Creates dir/name, which must not exist yet, with `content`: one file
+// creation instead of write_atomically's create and rename. A crash can
+// leave it empty or partly written, so only for records that mean the same
+// in every such state (see the callers). `durable`: then fsyncs the file and
+// the directory.
+void create_exclusively(const std::filesystem::path& dir, std::string_view name, std::string_view content,
+                        bool durable);
 // Removes dir/name (absent is fine) and, if `durable`, makes the removal durable.
 void remove_durably(const std::filesystem::path& dir, std::string_view name, bool durable = true);
 

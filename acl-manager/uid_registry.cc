@@ -74,7 +74,9 @@ std::string tree_key(const std::filesystem::path& tree) {
   return fmt::format("{:016x}", hash);
 }
 
-std::string released_name(std::uint64_t seq, uid_t uid) { return fmt::format("{:012}-{}", seq, uid); }
+// SEQ is the release time in nanoseconds since the epoch, 20 digits wide so
+// that `ls` lists the records in reuse order.
+std::string released_name(std::uint64_t seq, uid_t uid) { return fmt::format("{:020}-{}", seq, uid); }
 
 bool parse_released_name(std::string_view name, std::uint64_t& seq, uid_t& uid) {
   auto dash = name.find('-');
@@ -106,14 +108,13 @@ bool lease_is_held(const Paths& paths, uid_t uid) {
   throw_errno("flock", paths.lease(uid).string());
 }
 
-std::uint64_t next_release_seq(const Paths& paths) {
-  std::uint64_t max_seq = 0;
-  for (const std::string& name : list_names(paths.released)) {
-    std::uint64_t seq;
-    uid_t uid;
-    if (parse_released_name(name, seq, uid)) max_seq = std::max(max_seq, seq);
-  }
-  return max_seq + 1;
+// The release's place in the reuse order: the time, taken under the
+// registry lock, so that no directory listing is needed at release. A clock
+// set back can only change which released UID is reused first.
+std::uint64_t release_seq() {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(now.tv_nsec);
 }
 
 // Under the registry lock: records the release, then removes the allocation.
@@ -124,7 +125,8 @@ std::uint64_t next_release_seq(const Paths& paths) {
 // sweep releases it.
 void release_locked(const Paths& paths, uid_t uid, bool durable) {
   make_directories(paths.released, 0755);
-  write_atomically(paths.released, released_name(next_release_seq(paths), uid), "", durable);
+  // Empty: a crash leaves it whole or absent.
+  detail::create_exclusively(paths.released, released_name(release_seq(), uid), "", durable);
   remove_durably(paths.allocated, std::to_string(uid), durable);
   ::unlink(paths.lease(uid).c_str());
 }
@@ -297,9 +299,10 @@ UidRegistry::Snapshot UidRegistry::load() const {
     std::string_view text = trim(content);
     if (text.starts_with("alias ")) {
       alias = std::string(trim(text.substr(6)));
-    } else if (text != "single-use") {
-      // Written atomically, so this is damage from outside: keep the UID out
-      // of the pool rather than guess.
+    } else if (!std::string_view("single-use").starts_with(text)) {
+      // A single-use record cut short by a crash is a prefix of its content
+      // (even empty); an alias record is written atomically. Anything else is
+      // damage from outside: keep the UID out of the pool rather than guess.
       log::warning("{}: unexpected content; treating UID {} as allocated", (paths.allocated / name).string(), *uid);
     }
     snapshot.allocated.emplace(*uid, alias);
@@ -402,15 +405,18 @@ bool UidRegistry::known_to_system(uid_t uid) const {
 }
 
 uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
-  // Never used before: the lowest such UID.
+  // Never used before: the lowest such UID. One whose allocation record was
+  // lost in a power failure looks never used; if it was granted anything,
+  // its durable grant records keep it out until a sweep has removed them.
+  Paths paths(locations_);
   for (std::uint64_t uid = range_.first; uid <= range_.last; ++uid) {
     auto u = static_cast<uid_t>(uid);
     if (snapshot.allocated.count(u) || snapshot.released.count(u)) continue;
+    if (!list_names(paths.grants_of(u)).empty()) continue;
     if (never_hand_out(u)) continue;
     return u;
   }
   // Otherwise the least recently released one without grant records.
-  Paths paths(locations_);
   std::vector<std::pair<std::uint64_t, uid_t>> order;
   for (auto [uid, seq] : snapshot.released) {
     if (range_.contains(uid)) order.emplace_back(seq, uid);
@@ -444,7 +450,12 @@ uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, s
   // in a crash is harmless: its lease died with it, and any ACL it was
   // granted has a durable grant record, which keeps the UID from being
   // handed out again until a sweep has removed those entries.
-  write_atomically(paths.allocated, std::to_string(uid), content, /*durable=*/!alias.empty());
+  // A single-use record is created in place: cut short by a crash, it reads
+  // as allocated without an alias, i.e. single-use, which it is.
+  if (alias.empty())
+    detail::create_exclusively(paths.allocated, std::to_string(uid), content, /*durable=*/false);
+  else
+    write_atomically(paths.allocated, std::to_string(uid), content, /*durable=*/true);
   snapshot.allocated.emplace(uid, std::string(alias));
   if (snapshot.released.erase(uid)) {
     // The allocation is durable already; a crash here leaves a stale

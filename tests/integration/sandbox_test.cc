@@ -694,14 +694,6 @@ TEST_F(SandboxTest, RuntimeDirInUseIsRefusedAndAStaleOneReplaced) {
 constexpr uid_t kFirstManagedUid = 1879048192u;
 constexpr uid_t kLastManagedUid = kFirstManagedUid + 65535u;
 
-std::vector<std::string> directory_names(const std::filesystem::path& dir) {
-  std::vector<std::string> names;
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) names.push_back(entry.path().filename());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 // Waits until the sandbox printed `lines` lines (it prints, then sleeps).
 void wait_for_lines(Launched& sandbox, std::size_t lines) {
   auto deadline = steady_clock::now() + milliseconds(10'000);

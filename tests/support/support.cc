@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -152,6 +153,14 @@ std::string required_env(const char* name) {
 
 std::string vmwarden_binary() { return required_env("VMWARDEN_BIN"); }
 std::filesystem::path source_dir() { return required_env("VMWARDEN_SOURCE_DIR"); }
+
+std::vector<std::string> directory_names(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 PrivateTmpfs::PrivateTmpfs(std::filesystem::path dir) : dir_(std::move(dir)) {
   check(::unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)");

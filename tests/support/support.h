@@ -31,6 +31,8 @@ class TempDir {
 
 void write_file(const std::filesystem::path& path, std::string_view content, mode_t mode = 0644);
 std::string read_file(const std::filesystem::path& path);
+// The names in dir, sorted; none when it does not exist.
+std::vector<std::string> directory_names(const std::filesystem::path& dir);
 
 struct CommandResult {
   int exit_code = -1;     // the exit status, or -1 when killed by a signal

@@ -108,6 +108,32 @@ TEST(UidRegistry, SingleUseReuseIsLeastRecentlyReleasedFirst) {
   EXPECT_EQ(registry.allocate_single_use(), kFirst + 3);
 }
 
+// What a power failure can leave of the records written without fsync and
+// rename: a single-use allocation lost (the UID looks never used) or cut
+// short (empty).
+TEST(UidRegistry, PowerFailureRemnantsOfSingleUseRecordsAreSafe) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  // kFirst's allocation was lost after it was granted a tree: its grant
+  // record keeps it from being handed out again.
+  registry.add_grant_record(GrantRecord{kFirst, "/srv/x", Access::rw, false});
+  uid_t next = registry.allocate_single_use();
+  EXPECT_EQ(next, kFirst + 1);
+  // An allocation cut short reads as single-use, without alias: still taken.
+  testing::write_file(f.locations.state_dir / "uids/allocated" / std::to_string(kFirst + 2), "singl");
+  testing::write_file(f.locations.state_dir / "uids/allocated" / std::to_string(kFirst + 3), "");
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 4);
+  ASSERT_TRUE(registry.find(kFirst + 2));
+  EXPECT_TRUE(registry.find(kFirst + 2)->allocated);
+  EXPECT_EQ(registry.find(kFirst + 3)->alias, "");
+  // A release is recorded as released/SEQ-UID with SEQ the release time.
+  registry.release(next);
+  auto released = testing::directory_names(f.locations.state_dir / "uids/released");
+  ASSERT_EQ(released.size(), 1u);
+  EXPECT_EQ(released[0].size(), 21 + std::to_string(next).size()) << released[0];
+  EXPECT_TRUE(released[0].ends_with("-" + std::to_string(next))) << released[0];
+}
+
 TEST(UidRegistry, AnUnchangedGrantRecordIsNotRewritten) {
   Fixture f;
   UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
