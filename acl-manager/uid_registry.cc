@@ -284,7 +284,7 @@ UniqueFd UidRegistry::lock_acl_changes() const {
   return lock_file(paths.grants_lock);
 }
 
-UidRegistry::Snapshot UidRegistry::load() const {
+UidRegistry::Snapshot UidRegistry::load(bool with_released) const {
   Paths paths(locations_);
   Snapshot snapshot;
   for (const std::string& name : list_names(paths.allocated)) {
@@ -307,6 +307,7 @@ UidRegistry::Snapshot UidRegistry::load() const {
     }
     snapshot.allocated.emplace(*uid, alias);
   }
+  if (!with_released) return snapshot;
   std::map<uid_t, std::string> latest_name;
   for (const std::string& name : list_names(paths.released)) {
     if (detail::is_temporary(name)) {
@@ -379,6 +380,35 @@ Vetting read_vetting(const std::filesystem::path& file) {
   return vetting;
 }
 
+// STATE_DIR/uids/never-used: "FIRST LAST NEXT": within the range FIRST-LAST,
+// no UID from NEXT up has ever been allocated. It spares a single-use
+// allocation the listing of released/, which grows towards one entry per
+// UID of the range. Rewritten in place, without fsync: a power failure can
+// leave an older, lower NEXT, and then a released UID may be reused before
+// its turn (each candidate is still checked against allocations and grant
+// records). Missing or damaged, it is computed again from a full listing.
+struct NeverUsed {
+  UidRange range;
+  std::uint64_t next = 0;
+};
+
+std::optional<NeverUsed> read_never_used(const std::filesystem::path& file) {
+  std::optional<std::string> content = read_small_file(file);
+  if (!content) return std::nullopt;
+  std::istringstream in(*content);
+  NeverUsed mark;
+  if (!(in >> mark.range.first >> mark.range.last >> mark.next)) return std::nullopt;
+  return mark;
+}
+
+void write_never_used(const std::filesystem::path& file, const NeverUsed& mark) {
+  // Fixed width, so that rewriting in place never leaves a longer tail.
+  std::string text = fmt::format("{:010} {:010} {:011}\n", mark.range.first, mark.range.last, mark.next);
+  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!fd || ::pwrite(fd.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+    log::debug("cannot keep the high-water mark in {}: {}", file.string(), std::strerror(errno));
+}
+
 }  // namespace
 
 bool UidRegistry::known_to_system(uid_t uid) const {
@@ -402,6 +432,20 @@ bool UidRegistry::known_to_system(uid_t uid) const {
     log::debug("cannot keep the account check in {}: {}", file.string(), e.what());
   }
   return std::find(vetting.known.begin(), vetting.known.end(), uid) != vetting.known.end();
+}
+
+std::optional<uid_t> UidRegistry::pick_never_used(const Snapshot& allocations) const {
+  Paths paths(locations_);
+  std::optional<NeverUsed> mark = read_never_used(paths.uids / "never-used");
+  if (!mark || mark->range.first != range_.first || mark->range.last != range_.last) return std::nullopt;
+  for (std::uint64_t uid = std::max<std::uint64_t>(mark->next, range_.first); uid <= range_.last; ++uid) {
+    auto u = static_cast<uid_t>(uid);
+    if (allocations.allocated.count(u)) continue;
+    if (!list_names(paths.grants_of(u)).empty()) continue;
+    if (never_hand_out(u)) continue;
+    return u;
+  }
+  return std::nullopt;
 }
 
 uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
@@ -457,6 +501,21 @@ uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, s
   else
     write_atomically(paths.allocated, std::to_string(uid), content, /*durable=*/true);
   snapshot.allocated.emplace(uid, std::string(alias));
+  std::filesystem::path mark_file = paths.uids / "never-used";
+  std::optional<NeverUsed> mark = read_never_used(mark_file);
+  if (!mark || mark->range.first != range_.first || mark->range.last != range_.last) {
+    // Computed from the full snapshot, which the callers that have no mark
+    // loaded: one past the highest UID of the range ever allocated.
+    NeverUsed fresh{range_, range_.first};
+    for (const auto& [known, name] : snapshot.allocated)
+      if (range_.contains(known)) fresh.next = std::max<std::uint64_t>(fresh.next, std::uint64_t{known} + 1);
+    for (const auto& [known, seq] : snapshot.released)
+      if (range_.contains(known)) fresh.next = std::max<std::uint64_t>(fresh.next, std::uint64_t{known} + 1);
+    write_never_used(mark_file, fresh);
+  } else if (uid >= mark->next) {
+    mark->next = std::uint64_t{uid} + 1;
+    write_never_used(mark_file, *mark);
+  }
   if (snapshot.released.erase(uid)) {
     // The allocation is durable already; a crash here leaves a stale
     // released entry that load() ignores and recover() removes.
@@ -512,9 +571,13 @@ UidLease UidRegistry::lease_alias(std::string_view alias) {
 
 UidLease UidRegistry::lease_single_use() {
   UniqueFd lock = lock_registry();
-  Snapshot snapshot = load();
+  // The common case: a UID never used before, found without listing
+  // released/; otherwise the full snapshot and the reuse order.
+  Snapshot snapshot = load(/*with_released=*/false);
+  std::optional<uid_t> never_used = pick_never_used(snapshot);
+  if (!never_used) snapshot = load();
   recover(snapshot);
-  uid_t uid = pick_single_use(snapshot);
+  uid_t uid = never_used ? *never_used : pick_single_use(snapshot);
   // Leased before it is published: the allocation is never visible unleased
   // while its holder lives.
   UniqueFd lease = take_lease(uid);

@@ -135,8 +135,12 @@ class UidRegistry {
  private:
   struct Snapshot;
   UniqueFd lock_registry(bool create = true) const;
-  Snapshot load() const;
+  // `with_released` false: the allocations only (see pick_never_used).
+  Snapshot load(bool with_released = true) const;
   void recover(const Snapshot& snapshot) const;
+  // Above the high-water mark, without listing released/; nullopt when the
+  // mark is missing or the range above it is used up.
+  std::optional<uid_t> pick_never_used(const Snapshot& allocations) const;
   uid_t pick_single_use(const Snapshot& snapshot) const;
   // `picked`: a UID pick_single_use() already chose under the same lock.
   uid_t allocate_locked(std::string_view alias, Snapshot& snapshot, std::optional<uid_t> picked = std::nullopt);

@@ -134,6 +134,39 @@ TEST(UidRegistry, PowerFailureRemnantsOfSingleUseRecordsAreSafe) {
   EXPECT_TRUE(released[0].ends_with("-" + std::to_string(next))) << released[0];
 }
 
+// uids/never-used spares single-use leases the listing of released/. Lost,
+// it is computed again; left lower than the truth (a power failure), it can
+// only make a released UID come back early, never hand out an allocated one
+// or one with grant records.
+TEST(UidRegistry, TheHighWaterMarkIsACacheThatNeverHandsOutAUsedUid) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  std::filesystem::path mark = f.locations.state_dir / "uids/never-used";
+  uid_t a = registry.allocate_single_use();
+  uid_t b = registry.allocate_single_use();
+  registry.release(a);
+  EXPECT_EQ(testing::read_file(mark), fmt::format("{:010} {:010} {:011}\n", kFirst, kFirst + 9, kFirst + 2));
+  {
+    UidLease lease = registry.lease_single_use();
+    EXPECT_EQ(lease.uid(), kFirst + 2) << "never used first, the released one waits";
+  }
+  std::filesystem::remove(mark);
+  EXPECT_EQ(registry.lease_single_use().uid(), kFirst + 3) << "computed again from the full listing";
+  EXPECT_EQ(testing::read_file(mark), fmt::format("{:010} {:010} {:011}\n", kFirst, kFirst + 9, kFirst + 4));
+  // Stale: says nothing from kFirst up was used. b is still allocated and
+  // kFirst + 4 has a grant record: neither is handed out.
+  registry.add_grant_record(GrantRecord{kFirst + 4, "/srv/x", Access::ro, false});
+  testing::write_file(mark, fmt::format("{:010} {:010} {:011}\n", kFirst, kFirst + 9, kFirst));
+  UidLease early = registry.lease_single_use();
+  EXPECT_EQ(early.uid(), a) << "the released UID comes back early, which is all a stale mark can do";
+  UidLease next = registry.lease_single_use();
+  EXPECT_NE(next.uid(), b);
+  EXPECT_NE(next.uid(), kFirst + 4);
+  // A mark of another range is ignored.
+  testing::write_file(mark, "0000000001 0000000009 00000000001\n");
+  EXPECT_EQ(registry.lease_single_use().uid(), kFirst + 5);
+}
+
 TEST(UidRegistry, AnUnchangedGrantRecordIsNotRewritten) {
   Fixture f;
   UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
