@@ -51,7 +51,11 @@ bool PidFd::wait_exited(Deadline deadline) const {
   if (!fd_) return true;
   for (;;) {
     pollfd pfd{fd_.get(), POLLIN, 0};
-    int rc = ::poll(&pfd, 1, milliseconds_until(deadline));
+    // ppoll: waits shorter than a millisecond are meant (readiness probes).
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() < 0) left = std::chrono::nanoseconds(0);
+    timespec timeout{static_cast<time_t>(left.count() / 1'000'000'000), static_cast<long>(left.count() % 1'000'000'000)};
+    int rc = ::ppoll(&pfd, 1, &timeout, nullptr);
     if (rc < 0 && errno == EINTR) continue;
     check(rc, "poll pidfd", fmt::format("pid {}", pid_));
     if (rc > 0) return true;

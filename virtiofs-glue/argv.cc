@@ -121,15 +121,18 @@ DaemonPlan plan_virtiofsd(const Share& share) {
     };
     if (!daemon.running()) throw exited();
     PidFd process(daemon.pid());
+    // Start-up takes a few milliseconds: probe soon, then less often (a
+    // probe reads a handful of /proc files).
+    std::chrono::microseconds interval{250};
     for (;;) {
       if (process.exited()) throw exited();
       if (accepting_on(daemon.pid(), socket_path)) return;
       if (std::chrono::steady_clock::now() >= deadline)
         throw std::runtime_error(fmt::format("{} is not waiting for its VMM on {} by the deadline",
                                              daemon.spec().name, socket_path.native()));
-      // Start-up takes milliseconds; poll the pidfd meanwhile so that an
-      // exit ends the wait at once.
-      process.wait_exited(std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(2)));
+      // Waiting on the pidfd meanwhile, so that an exit ends the wait at once.
+      process.wait_exited(std::min(deadline, std::chrono::steady_clock::now() + interval));
+      interval = std::min<std::chrono::microseconds>(interval * 2, std::chrono::milliseconds(2));
     }
   };
   return plan;
