@@ -548,11 +548,13 @@ ParseResult load_definition(const std::filesystem::path& file, const CheckOption
   };
   std::ifstream in(file, std::ios::binary);
   if (!in) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  // Read in chunks rather than into a buffer of the largest size: zeroing
+  // a megabyte costs more than parsing a definition.
   std::string text;
-  text.resize(kMaxDefinitionBytes + 1);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  char chunk[16384];
+  while (text.size() <= kMaxDefinitionBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+    text.append(chunk, static_cast<std::size_t>(in.gcount()));
   if (in.bad()) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
-  text.resize(static_cast<std::size_t>(in.gcount()));
   if (text.size() > kMaxDefinitionBytes) {
     return unreadable(fmt::format("definition is larger than {} bytes", kMaxDefinitionBytes));
   }

@@ -487,6 +487,20 @@ TEST_F(DefinitionFiles, UnreadableFileIsOneDiagnostic) {
             std::string::npos);
 }
 
+TEST_F(DefinitionFiles, ADefinitionOverOneMebibyteIsRefused) {
+  // Valid TOML (a comment) of exactly the limit loads; one byte more does not.
+  std::string text = "vmm = \"qemu\"\n#" + std::string((1 << 20) - 15, 'x') + "\n";
+  ASSERT_EQ(text.size(), std::size_t{1} << 20);
+  write_file(dir / "big.toml", text);
+  ParseResult fits = load_definition(dir / "big.toml", kSyntaxOnly);
+  for (const auto& error : fits.errors) EXPECT_EQ(error.message.find("larger than"), std::string::npos);
+  write_file(dir / "big.toml", text + "#");
+  ParseResult result = load_definition(dir / "big.toml", kSyntaxOnly);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_NE(result.errors[0].to_string().find("big.toml:1:1: error: definition is larger than 1048576 bytes"),
+            std::string::npos);
+}
+
 // --- the shipped examples ----------------------------------------------------------
 
 TEST(Examples, EveryExampleIsValid) {
