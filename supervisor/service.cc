@@ -108,8 +108,8 @@ int run_child(void* arg) {
   ::_exit(kChildSetupFailed);
 }
 
-// The child's stack. It runs on its own stack but in the warden's memory,
-// and the warden starts one child at a time.
+// The child's stack. A child sharing the warden's memory runs on it while
+// the warden is suspended; a copy-on-write child runs on its own copy.
 alignas(64) char g_child_stack[256 * 1024];
 
 }  // namespace
@@ -120,7 +120,7 @@ Service::Service(const ServiceSpec& spec, const std::vector<int>& listen_fds) : 
   for (size_t i = 0; i < listen_fds.size(); ++i) fds_.push_back({listen_fds[i], spec.listen_sockets[i].child_fd});
 }
 
-void Service::start() {
+void Service::launch(bool share_memory) {
   if (spec_.argv.empty()) throw PermanentError("service " + spec_.name + " has no argv");
   int pipe_fds[2];
   check(::pipe2(pipe_fds, O_CLOEXEC), "pipe2");
@@ -143,24 +143,30 @@ void Service::start() {
   std::sort(plan.targets.begin(), plan.targets.end());
   plan.floor = highest_target + 1;
 
-  // posix_spawn-style: CLONE_VM|CLONE_VFORK shares the warden's memory until
-  // the child execs, so there is no page-table copy and no copy-on-write
-  // fault in either process (on a virtual machine these dominate the start
-  // time). The warden is suspended meanwhile; the child allocates nothing
-  // on the way to exec, and only the error path allocates.
-  pid_t pid = ::clone(run_child, g_child_stack + sizeof g_child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  // Shared: posix_spawn-style, CLONE_VM|CLONE_VFORK shares the warden's
+  // memory until the child execs, so there is no page-table copy and no
+  // copy-on-write fault in either process (on a virtual machine these
+  // dominate the start time). The warden is suspended meanwhile; the child
+  // allocates nothing on the way to exec, and only the error path allocates.
+  // Not shared: a copy-on-write child (on its copy of the same stack), which
+  // confines itself while the warden starts the next one.
+  int flags = share_memory ? CLONE_VM | CLONE_VFORK | SIGCHLD : SIGCHLD;
+  pid_t pid = ::clone(run_child, g_child_stack + sizeof g_child_stack, flags, &plan);
   if (pid < 0) throw_errno("clone", spec_.name);
   pid_ = pid;
-  write_end.reset();
+  exec_status_ = std::move(read_end);
+}
 
+void Service::await_exec() {
   std::string error;
   char buffer[512];
   while (true) {
-    ssize_t n = ::read(read_end.get(), buffer, sizeof buffer);
+    ssize_t n = ::read(exec_status_.get(), buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     error.append(buffer, static_cast<size_t>(n));
   }
+  exec_status_.reset();
   if (!error.empty()) throw PermanentError("cannot start " + spec_.name + ": " + error);
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/unique_fd.h"
 #include "supervisor/sandbox.h"
 
 namespace vmwarden::supervisor {
@@ -27,7 +28,18 @@ class Service final : public RunningService {
   // once exec succeeded; throws with the child's own error message (which
   // step, which path) if it did not. Either way the child is left to be
   // reaped by the caller.
-  void start();
+  void start() {
+    launch(/*share_memory=*/true);
+    await_exec();
+  }
+
+  // start() in two halves, so that several children of one stage confine
+  // themselves at once: launch(false) forks a copy of the warden that goes
+  // its own way at once; launch(true) shares the warden's memory (no page
+  // table copy) and returns only once the child has exec'd or failed.
+  // await_exec() then reports the outcome as start() does.
+  void launch(bool share_memory);
+  void await_exec();
 
   // Records the child's wait status once reaped.
   void exited(int wait_status) { wait_status_ = wait_status; }
@@ -36,6 +48,7 @@ class Service final : public RunningService {
  private:
   const ServiceSpec& spec_;
   std::vector<FdMapping> fds_;  // spec.fds, then the listening sockets
+  UniqueFd exec_status_;        // read end of the child's CLOEXEC error pipe
   pid_t pid_ = 0;
   std::optional<int> wait_status_;
 };

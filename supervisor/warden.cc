@@ -179,18 +179,33 @@ void Warden::start_services() {
 
 bool Warden::start_stage(int stage) {
   std::vector<Service*> started;
-  for (auto& service : services_) {
-    if (service->spec().stage != stage) continue;
+  for (auto& service : services_)
+    if (service->spec().stage == stage) started.push_back(service.get());
+  // Every service of the stage but the last is forked and confines itself
+  // on its own; the last shares the warden's memory (the cheaper start),
+  // which suspends the warden until it has exec'd. Then each one's exec is
+  // awaited, in order.
+  std::size_t launched = 0;
+  try {
+    for (; launched < started.size(); ++launched)
+      started[launched]->launch(/*share_memory=*/launched + 1 == started.size());
+  } catch (const std::exception& e) {
+    log::error("{}", e.what());
+  }
+  bool failed = launched < started.size();
+  for (std::size_t i = 0; i < launched; ++i) {
     try {
-      service->start();
-      log::debug("started {} (pid {})", service->spec().name, service->pid());
-      started.push_back(service.get());
+      started[i]->await_exec();
+      log::debug("started {} (pid {})", started[i]->spec().name, started[i]->pid());
     } catch (const std::exception& e) {
       log::error("{}", e.what());
-      forced_status_ = exit_status::kPermanent;
-      begin_shutdown("a service failed to start", spec_.shutdown_timeout);
-      return false;
+      failed = true;
     }
+  }
+  if (failed) {
+    forced_status_ = exit_status::kPermanent;
+    begin_shutdown("a service failed to start", spec_.shutdown_timeout);
+    return false;
   }
   Clock::time_point deadline = Clock::now() + spec_.ready_timeout;
   for (Service* service : started) {

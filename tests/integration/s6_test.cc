@@ -153,11 +153,14 @@ TEST_F(S6Test, SvwaitReadyReturnsOnlyOnceTheSandboxedCommandRuns) {
 }
 
 TEST_F(S6Test, SvcDownStopsGracefullyAndLeavesNothing) {
-  define("app", fmt::format("trap 'echo stopped > {}/stopped; exit 0' TERM; while :; do sleep 0.1; done # marker-s6-down",
+  define("app", fmt::format("trap 'echo stopped > {0}/stopped; exit 0' TERM; : > {0}/trapped; "
+                            "while :; do sleep 0.1; done # marker-s6-down",
                             (root_ / "rw").string()));
   add_service("app");
   rescan({"app"});
   ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("app").string()}).exit_code, 0);
+  // Ready means exec'd; the shell still has to install its trap.
+  ASSERT_TRUE(wait_until([this] { return std::filesystem::exists(root_ / "rw/trapped"); }, 10s));
   auto start = Clock::now();
   ASSERT_EQ(run_command({"s6-svc", "-d", service("app").string()}).exit_code, 0);
   ASSERT_EQ(run_command({"s6-svwait", "-D", "-t", "20000", service("app").string()}).exit_code, 0);
