@@ -4,6 +4,7 @@
 // (tools/guest-init) runs a script from the read-only share as the VM's UID
 // and reports on its serial console and in the read-write share.
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -38,6 +39,8 @@ using testing::TempDir;
 using testing::read_file;
 using testing::run_command;
 using testing::write_file;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
@@ -222,6 +225,51 @@ ls /mnt/rw > /dev/null && echo done > $r.done)SH");
   EXPECT_TRUE(fs::exists(root_ / "rw/report.done"));
   // The runtime dir (sockets, serial log) is gone with the VM.
   EXPECT_FALSE(fs::exists(root_ / "run/e2e"));
+}
+
+// A guest whose root is hostile sends virtiofsd requests as uid 0 and as
+// uids of its choosing. virtiofsd's user namespace maps the VM's UID alone,
+// so nothing can be created or given away as another uid, and no device node
+// made; what the VM's UID may do (append to its own file) still works, which
+// shows the share served guest root's requests at all.
+TEST_F(VmTest, GuestRootCannotCreateOrChownAsAnotherUidNorMakeDevices) {
+  write_file(root_ / "rw/victim", "host\n", 0644);
+  ASSERT_EQ(::chown((root_ / "rw/victim").c_str(), uid_, uid_), 0);
+  define(R"SH(cd /mnt/rw
+r() { echo "attack: $1 rc=$2"; }
+echo guest >> victim; r append $?
+echo x > rootfile; r create $?
+mkdir rootdir; r mkdir $?
+ln -s /etc/shadow link; r symlink $?
+chown 0:0 victim; r chown-root $?
+chown 4242:4242 victim; r chown-other $?
+mknod node c 1 3; r mknod $?
+echo "attack: uid=$(id -u)")SH",
+         "vmwarden.uid=0 vmwarden.idle=1");
+  start_supervise();
+  ASSERT_TRUE(wait_serial("vmwarden-guest: exit=")) << log();
+  std::string console = read_file(root_ / "run/e2e/serial.log");
+  ::kill(outer_, SIGTERM);
+  auto status = wait_outer(60s);
+  ASSERT_TRUE(status) << log();
+  EXPECT_EQ(*status, 0) << log();
+
+  std::istringstream lines(console);
+  for (std::string line; std::getline(lines, line);)
+    if (line.starts_with("attack:")) fmt::print("{}\n", line);
+  EXPECT_THAT(console, HasSubstr("attack: append rc=0")) << console;
+  EXPECT_THAT(console, HasSubstr("attack: uid=0")) << "the script ran as guest root: " << console;
+  for (const char* attack : {"create", "mkdir", "symlink", "chown-root", "chown-other", "mknod"}) {
+    EXPECT_THAT(console, HasSubstr(fmt::format("attack: {} rc=", attack))) << console;
+    EXPECT_THAT(console, Not(HasSubstr(fmt::format("attack: {} rc=0", attack)))) << attack << " succeeded";
+  }
+  EXPECT_EQ(read_file(root_ / "rw/victim"), "host\nguest\n") << "guest root's append as the VM's UID";
+  struct stat st {};
+  ASSERT_EQ(::lstat((root_ / "rw/victim").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, uid_) << "chown to root or another uid went through";
+  EXPECT_EQ(st.st_gid, uid_);
+  for (const char* name : {"rootfile", "rootdir", "link", "node"})
+    EXPECT_FALSE(fs::exists(fs::symlink_status(root_ / "rw" / name))) << name << " was created by guest root";
 }
 
 TEST_F(VmTest, SigtermPowersTheGuestOffThroughTheButtonWithExitZero) {
