@@ -220,7 +220,7 @@ class Walk {
       const Editor& editor = walk.editor_;
       int rc = read_fd_value(fd, kAccessAcl);
       if (rc == -ENODATA) {
-        access = from_mode(st.st_mode);
+        from_mode(st.st_mode, access);
       } else if (rc < 0 || !decode(value, access)) {
         if (is_root) throw_system_error(rc < 0 ? -rc : EINVAL, "read ACL of", path);
         note_error(path, "read ACL", rc < 0 ? -rc : EINVAL);
@@ -403,8 +403,8 @@ class Walk {
         if (report.hardlinks.size() < kMaxHardlinkPaths) report.hardlinks.push_back(join(dir->path, name));
         return;
       }
-      char fd_name[16];
-      std::snprintf(fd_name, sizeof fd_name, "%d", fd);
+      char fd_name[16] = {};
+      if (o_path) std::snprintf(fd_name, sizeof fd_name, "%d", fd);
       int proc = walk.proc_fd_.get();
       int rc = o_path ? read_value(proc, fd_name, /*follow=*/true, kAccessAcl) : read_fd_value(fd, kAccessAcl);
       if (rc == -ENODATA) {
@@ -412,7 +412,7 @@ class Walk {
           ++report.unchanged;
           return;
         }
-        access = from_mode(st.st_mode);
+        from_mode(st.st_mode, access);
       } else if (rc < 0 || !decode(value, access)) {
         note_error(join(dir->path, name), "read ACL", rc < 0 ? -rc : EINVAL);
         return;
