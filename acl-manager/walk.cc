@@ -60,6 +60,16 @@ int open_beneath(int dirfd, const char* name, std::uint64_t flags, bool cross_mo
   return fd < 0 ? -errno : static_cast<int>(fd);
 }
 
+// Closes a batch of descriptors from BatchOpen::open however the scope is left.
+struct CloseBatch {
+  BatchOpen& opener;
+  std::span<int> fds;
+  CloseBatch(BatchOpen& o, std::span<int> f) : opener(o), fds(f) {}
+  CloseBatch(const CloseBatch&) = delete;
+  CloseBatch& operator=(const CloseBatch&) = delete;
+  ~CloseBatch() { opener.close(fds); }
+};
+
 std::string join(const std::string& dir, std::string_view name) {
   std::string path = dir;
   if (path.empty() || path.back() != '/') path += '/';
@@ -334,17 +344,19 @@ class Walk {
         }
         pending_names.clear();
         for (const std::string* name : pending) pending_names.push_back(name->c_str());
-        std::span<int> fds(fds_, pending.size());
-        opener.open(dirfd, pending_names, walk.read_how_, fds);
         retry.clear();
-        for (std::size_t i = 0; i < pending.size(); ++i) {
-          if (fds[i] >= 0) {
-            process_pinned(walk, dir, *pending[i], fds[i], /*o_path=*/false);
-          } else if (!note_refusal(-fds[i])) {
-            retry.push_back(pending[i]);
+        {
+          std::span<int> fds(fds_, pending.size());
+          opener.open(dirfd, pending_names, walk.read_how_, fds);
+          CloseBatch closer{opener, fds};
+          for (std::size_t i = 0; i < pending.size(); ++i) {
+            if (fds[i] >= 0) {
+              process_pinned(walk, dir, *pending[i], fds[i], /*o_path=*/false);
+            } else if (!note_refusal(-fds[i])) {
+              retry.push_back(pending[i]);
+            }
           }
         }
-        opener.close(fds);
         pending.clear();
         if (!retry.empty()) pin_with_o_path(walk, dir, retry);
       };
@@ -363,6 +375,7 @@ class Walk {
       for (const std::string* name : names) path_names.push_back(name->c_str());
       std::span<int> fds(path_fds_, names.size());
       opener.open(dir->fd.get(), path_names, walk.path_how_, fds);
+      CloseBatch closer{opener, fds};
       for (std::size_t i = 0; i < names.size(); ++i) {
         if (fds[i] >= 0) {
           process_pinned(walk, dir, *names[i], fds[i], /*o_path=*/true);
@@ -370,7 +383,6 @@ class Walk {
           note_error(join(dir->path, *names[i]), "open", -fds[i]);
         }
       }
-      opener.close(fds);
     }
 
     // `fd` pins the object listed as `name`: opened O_RDONLY (o_path false:
