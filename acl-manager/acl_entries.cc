@@ -75,11 +75,17 @@ void encode(const Entries& entries, std::string& out) {
 }
 
 Entries from_mode(mode_t mode) {
-  return Entries{
+  Entries entries;
+  from_mode(mode, entries);
+  return entries;
+}
+
+void from_mode(mode_t mode, Entries& out) {
+  out.assign({
       {kUserObj, static_cast<std::uint16_t>((mode >> 6) & 7), kNoId},
       {kGroupObj, static_cast<std::uint16_t>((mode >> 3) & 7), kNoId},
       {kOther, static_cast<std::uint16_t>(mode & 7), kNoId},
-  };
+  });
 }
 
 void sort_entries(Entries& entries) {

@@ -43,6 +43,8 @@ void encode(const Entries& entries, std::string& out);
 
 // The three entries equivalent to a file mode without an ACL.
 Entries from_mode(mode_t mode);
+// The same into `out`, reusing its storage (the walk does this per file).
+void from_mode(mode_t mode, Entries& out);
 
 // Sorts by tag, then id: the order the kernel accepts.
 void sort_entries(Entries& entries);

@@ -15,11 +15,13 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 
 #include <fmt/core.h>
 
 #include "acl-manager/batch_open.h"
+#include "acl-manager/nodev_view.h"
 #include "acl-manager/xattr_at.h"
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -43,9 +45,11 @@ struct Task {
   // Either a subdirectory to open (parent + name)...
   std::shared_ptr<DirHandle> parent;
   std::string name;
-  // ...or a batch of non-directories in an open directory.
+  // ...or a batch of non-directories in an open directory, all listed as
+  // regular files (d_type DT_REG) or all not.
   std::shared_ptr<DirHandle> dir;
   std::vector<std::string> files;
+  bool listed_regular = false;
 };
 
 int open_beneath(int dirfd, const char* name, std::uint64_t flags, bool cross_mounts) {
@@ -55,6 +59,16 @@ int open_beneath(int dirfd, const char* name, std::uint64_t flags, bool cross_mo
   long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof how);
   return fd < 0 ? -errno : static_cast<int>(fd);
 }
+
+// Closes a batch of descriptors from BatchOpen::open however the scope is left.
+struct CloseBatch {
+  BatchOpen& opener;
+  std::span<int> fds;
+  CloseBatch(BatchOpen& o, std::span<int> f) : opener(o), fds(f) {}
+  CloseBatch(const CloseBatch&) = delete;
+  CloseBatch& operator=(const CloseBatch&) = delete;
+  ~CloseBatch() { opener.close(fds); }
+};
 
 std::string join(const std::string& dir, std::string_view name) {
   std::string path = dir;
@@ -69,11 +83,28 @@ class Walk {
     proc_fd_ = UniqueFd(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!proc_fd_) throw_errno("open", "/proc/self/fd");
     use_fast_check_ = have_xattrat();
+    std::uint64_t resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (options_.cross_mounts ? 0 : RESOLVE_NO_XDEV);
+    path_how_.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    path_how_.resolve = resolve;
+    // O_NONBLOCK: a FIFO renamed in under a file's name opens at once instead
+    // of waiting for a writer, and a file under a lease fails with EAGAIN
+    // (then pinned with O_PATH) instead of waiting for the lease's holder.
+    // O_NOCTTY for form's sake: the view is nodev, so no terminal opens.
+    read_how_.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC;
+    read_how_.resolve = resolve;
   }
 
   Report run(int root_fd, const std::string& display_root) {
     auto root = std::make_shared<DirHandle>();
-    root->fd = UniqueFd(check(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0), "dup", display_root));
+    view_ = open_nodev_view(root_fd);
+    if (view_) {
+      // Walked through the nodev view, so that files listed as regular can be
+      // opened for reading (see process_files).
+      root->fd = std::move(view_.dir);
+      view_active_ = true;
+    } else {
+      root->fd = UniqueFd(check(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0), "dup", display_root));
+    }
     root->path = display_root;
 
     unsigned threads = options_.threads != 0 ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -111,42 +142,40 @@ class Walk {
       }
     }
 
-    // Reads an xattr into `value`; returns 0, or -errno (ENODATA: none).
-    int read_value(int dirfd, const char* name, bool follow, const char* attribute) {
-      ssize_t size = get_xattr_at(dirfd, name, follow, attribute, buffer, sizeof buffer);
+    // Reads an xattr into `value` with `get` (getxattr's contract, but
+    // -errno on failure); returns 0, or -errno (ENODATA: none). A value that
+    // grows between the calls is asked for again, a few times.
+    template <typename Get>
+    int read_into_value(Get&& get) {
+      ssize_t size = get(buffer, sizeof buffer);
       if (size >= 0) {
         value.assign(buffer, static_cast<std::size_t>(size));
         return 0;
       }
-      if (size != -ERANGE) return static_cast<int>(size);
-      for (int attempt = 0; attempt < 4; ++attempt) {
-        ssize_t needed = get_xattr_at(dirfd, name, follow, attribute, nullptr, 0);
+      for (int attempt = 0; attempt < 4 && size == -ERANGE; ++attempt) {
+        ssize_t needed = get(nullptr, 0);
         if (needed < 0) return static_cast<int>(needed);
         value.resize(static_cast<std::size_t>(needed));
-        size = get_xattr_at(dirfd, name, follow, attribute, value.data(), value.size());
+        size = get(value.data(), value.size());
         if (size >= 0) {
           value.resize(static_cast<std::size_t>(size));
           return 0;
         }
-        if (size != -ERANGE) return static_cast<int>(size);
       }
-      return -ERANGE;
+      return static_cast<int>(size);
+    }
+
+    int read_value(int dirfd, const char* name, bool follow, const char* attribute) {
+      return read_into_value([&](void* data, std::size_t size) {
+        return get_xattr_at(dirfd, name, follow, attribute, data, size);
+      });
     }
 
     int read_fd_value(int fd, const char* attribute) {
-      ssize_t size = ::fgetxattr(fd, attribute, buffer, sizeof buffer);
-      if (size >= 0) {
-        value.assign(buffer, static_cast<std::size_t>(size));
-        return 0;
-      }
-      if (errno != ERANGE) return -errno;
-      ssize_t needed = ::fgetxattr(fd, attribute, nullptr, 0);
-      if (needed < 0) return -errno;
-      value.resize(static_cast<std::size_t>(needed));
-      size = ::fgetxattr(fd, attribute, value.data(), value.size());
-      if (size < 0) return -errno;
-      value.resize(static_cast<std::size_t>(size));
-      return 0;
+      return read_into_value([&](void* data, std::size_t size) -> ssize_t {
+        ssize_t rc = ::fgetxattr(fd, attribute, data, size);
+        return rc < 0 ? -errno : rc;
+      });
     }
 
     void process_dir(Walk& walk, const std::shared_ptr<DirHandle>& dir, bool is_root) {
@@ -159,7 +188,8 @@ class Walk {
       }
       fix_directory(walk, fd, st, dir->path, is_root);
 
-      std::vector<std::string> files;
+      std::vector<std::string> files;    // listed as regular files
+      std::vector<std::string> unknown;  // the filesystem gave no type
       std::vector<std::string> subdirs;
       alignas(8) char entries_buffer[32768];
       for (;;) {
@@ -178,7 +208,8 @@ class Walk {
           switch (entry->d_type) {
             case DT_DIR: subdirs.emplace_back(name); break;
             case DT_LNK: ++report.skipped_symlinks; break;
-            case DT_REG: case DT_UNKNOWN: files.emplace_back(name); break;
+            case DT_REG: files.emplace_back(name); break;
+            case DT_UNKNOWN: unknown.emplace_back(name); break;
             default: ++report.skipped_special; break;
           }
         }
@@ -187,18 +218,19 @@ class Walk {
       if (files.size() > kChunk) {
         for (std::size_t start = kChunk; start < files.size(); start += kChunk) {
           std::size_t end = std::min(files.size(), start + kChunk);
-          walk.push_files(dir, std::vector<std::string>(files.begin() + start, files.begin() + end));
+          walk.push_files(dir, std::vector<std::string>(files.begin() + start, files.begin() + end), true);
         }
         files.resize(kChunk);
       }
-      process_files(walk, dir, files);
+      process_files(walk, dir, files, /*listed_regular=*/true);
+      if (!unknown.empty()) process_files(walk, dir, unknown, /*listed_regular=*/false);
     }
 
     void fix_directory(Walk& walk, int fd, const struct stat& st, const std::string& path, bool is_root) {
       const Editor& editor = walk.editor_;
       int rc = read_fd_value(fd, kAccessAcl);
       if (rc == -ENODATA) {
-        access = from_mode(st.st_mode);
+        from_mode(st.st_mode, access);
       } else if (rc < 0 || !decode(value, access)) {
         if (is_root) throw_system_error(rc < 0 ? -rc : EINVAL, "read ACL of", path);
         note_error(path, "read ACL", rc < 0 ? -rc : EINVAL);
@@ -279,46 +311,86 @@ class Walk {
       return true;
     }
 
-    // The pinned path: each object is opened O_PATH without following a
-    // symlink (in batches), checked through that fd, and read and written
-    // through /proc/self/fd/N, so every step acts on the one inode that was
-    // checked.
-    void process_files(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::vector<std::string>& names) {
+    // Counts the refusals every open of a listed name can meet; false for
+    // any other error.
+    bool note_refusal(int error) {
+      switch (error) {
+        case ENOENT: ++report.vanished; return true;
+        case ELOOP: ++report.skipped_symlinks; return true;  // swapped for a symlink
+        case EXDEV: ++report.skipped_mounts; return true;
+        default: return false;
+      }
+    }
+
+    // Pins each name that the cheap check did not settle, in batches of
+    // BatchOpen::kMaxBatch, and hands it to process_pinned. Names listed as
+    // regular files are opened O_RDONLY|O_NONBLOCK when the walk runs through
+    // its nodev view (doc/ACL.md, "Safety of the walk"): their ACL is then read
+    // and written through that descriptor. Everything else, and every name
+    // that such an open refuses for another reason than the ones all opens
+    // meet (EACCES: a device node on the nodev view; EAGAIN: a lease), is
+    // opened O_PATH instead.
+    void process_files(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::vector<std::string>& names,
+                       bool listed_regular) {
       int dirfd = dir->fd.get();
-      open_how how{};
-      how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-      how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (walk.options_.cross_mounts ? 0 : RESOLVE_NO_XDEV);
-      std::vector<const std::string*> pending;
-      std::vector<const char*> pending_names;
-      int fds[BatchOpen::kMaxBatch];
+      bool for_reading = listed_regular && walk.view_active_;
+      pending.clear();
       auto flush = [&] {
         if (pending.empty()) return;
-        opener.open(dirfd, pending_names, how, std::span<int>(fds, pending.size()));
-        for (std::size_t i = 0; i < pending.size(); ++i) process_pinned(walk, dir, *pending[i], fds[i]);
-        opener.close(std::span<const int>(fds, pending.size()));
-        pending.clear();
+        if (!for_reading) {
+          pin_with_o_path(walk, dir, pending);
+          pending.clear();
+          return;
+        }
         pending_names.clear();
+        for (const std::string* name : pending) pending_names.push_back(name->c_str());
+        retry.clear();
+        {
+          std::span<int> fds(fds_, pending.size());
+          opener.open(dirfd, pending_names, walk.read_how_, fds);
+          CloseBatch closer{opener, fds};
+          for (std::size_t i = 0; i < pending.size(); ++i) {
+            if (fds[i] >= 0) {
+              process_pinned(walk, dir, *pending[i], fds[i], /*o_path=*/false);
+            } else if (!note_refusal(-fds[i])) {
+              retry.push_back(pending[i]);
+            }
+          }
+        }
+        pending.clear();
+        if (!retry.empty()) pin_with_o_path(walk, dir, retry);
       };
       for (const std::string& name : names) {
         if (!needs_pinned_path(walk, dirfd, name)) continue;
         pending.push_back(&name);
-        pending_names.push_back(name.c_str());
         if (pending.size() == BatchOpen::kMaxBatch) flush();
       }
       flush();
     }
 
-    // `fd` is the O_PATH descriptor opened for `name`, or -errno; the caller
-    // closes it.
-    void process_pinned(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::string& name, int fd) {
-      if (fd < 0) {
-        switch (-fd) {
-          case ENOENT: ++report.vanished; return;
-          case ELOOP: ++report.skipped_symlinks; return;
-          case EXDEV: ++report.skipped_mounts; return;
-          default: note_error(join(dir->path, name), "open", -fd); return;
+    // At most BatchOpen::kMaxBatch names.
+    void pin_with_o_path(Walk& walk, const std::shared_ptr<DirHandle>& dir,
+                         const std::vector<const std::string*>& names) {
+      path_names.clear();
+      for (const std::string* name : names) path_names.push_back(name->c_str());
+      std::span<int> fds(path_fds_, names.size());
+      opener.open(dir->fd.get(), path_names, walk.path_how_, fds);
+      CloseBatch closer{opener, fds};
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        if (fds[i] >= 0) {
+          process_pinned(walk, dir, *names[i], fds[i], /*o_path=*/true);
+        } else if (!note_refusal(-fds[i])) {
+          note_error(join(dir->path, *names[i]), "open", -fds[i]);
         }
       }
+    }
+
+    // `fd` pins the object listed as `name`: opened O_RDONLY (o_path false:
+    // its ACL is read and written through it) or O_PATH (through
+    // /proc/self/fd/N, since the xattr calls refuse O_PATH descriptors). Every
+    // step acts on this one inode, which is checked first. The caller closes it.
+    void process_pinned(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::string& name, int fd,
+                        bool o_path) {
       struct stat st;
       if (::fstat(fd, &st) < 0) {
         note_error(join(dir->path, name), "fstat", errno);
@@ -343,16 +415,16 @@ class Walk {
         if (report.hardlinks.size() < kMaxHardlinkPaths) report.hardlinks.push_back(join(dir->path, name));
         return;
       }
-      char fd_name[16];
-      std::snprintf(fd_name, sizeof fd_name, "%d", fd);
+      char fd_name[16] = {};
+      if (o_path) std::snprintf(fd_name, sizeof fd_name, "%d", fd);
       int proc = walk.proc_fd_.get();
-      int rc = read_value(proc, fd_name, /*follow=*/true, kAccessAcl);
+      int rc = o_path ? read_value(proc, fd_name, /*follow=*/true, kAccessAcl) : read_fd_value(fd, kAccessAcl);
       if (rc == -ENODATA) {
         if (!walk.editor_.adds_entries()) {
           ++report.unchanged;
           return;
         }
-        access = from_mode(st.st_mode);
+        from_mode(st.st_mode, access);
       } else if (rc < 0 || !decode(value, access)) {
         note_error(join(dir->path, name), "read ACL", rc < 0 ? -rc : EINVAL);
         return;
@@ -364,7 +436,11 @@ class Walk {
       if (!walk.options_.dry_run) {
         value.clear();
         encode(access, value);
-        rc = set_xattr_at(proc, fd_name, /*follow=*/true, kAccessAcl, value.data(), value.size());
+        if (o_path) {
+          rc = set_xattr_at(proc, fd_name, /*follow=*/true, kAccessAcl, value.data(), value.size());
+        } else {
+          rc = ::fsetxattr(fd, kAccessAcl, value.data(), value.size(), 0) == 0 ? 0 : -errno;
+        }
         if (rc < 0) {
           if (rc == -ENOENT) {
             ++report.vanished;
@@ -385,7 +461,7 @@ class Walk {
           case ENOENT: ++report.vanished; return;
           case ELOOP: ++report.skipped_symlinks; return;  // swapped for a symlink
           case EXDEV: ++report.skipped_mounts; return;
-          case ENOTDIR: process_files(walk, task.parent, {task.name}); return;
+          case ENOTDIR: process_files(walk, task.parent, {task.name}, /*listed_regular=*/false); return;
           default: note_error(join(task.parent->path, task.name), "open", -fd); return;
         }
       }
@@ -397,18 +473,23 @@ class Walk {
 
     Report scratch_report;  // edits made only to decide are not reported
     BatchOpen opener;
+    // Scratch space of process_files and pin_with_o_path, kept between calls.
+    std::vector<const std::string*> pending, retry;
+    std::vector<const char*> pending_names, path_names;
+    int fds_[BatchOpen::kMaxBatch];
+    int path_fds_[BatchOpen::kMaxBatch];
   };
 
   void push_subdirs(const std::shared_ptr<DirHandle>& parent, std::vector<std::string> names) {
     if (names.empty()) return;
     std::lock_guard lock(mutex_);
-    for (std::string& name : names) tasks_.push_back(Task{parent, std::move(name), nullptr, {}});
+    for (std::string& name : names) tasks_.push_back(Task{parent, std::move(name), nullptr, {}, false});
     wakeup_.notify_all();
   }
 
-  void push_files(const std::shared_ptr<DirHandle>& dir, std::vector<std::string> files) {
+  void push_files(const std::shared_ptr<DirHandle>& dir, std::vector<std::string> files, bool listed_regular) {
     std::lock_guard lock(mutex_);
-    tasks_.push_back(Task{nullptr, {}, dir, std::move(files)});
+    tasks_.push_back(Task{nullptr, {}, dir, std::move(files), listed_regular});
     wakeup_.notify_all();
   }
 
@@ -426,7 +507,7 @@ class Walk {
       }
       try {
         if (task.dir) {
-          worker.process_files(*this, task.dir, task.files);
+          worker.process_files(*this, task.dir, task.files, task.listed_regular);
         } else {
           worker.open_and_process(*this, task);
         }
@@ -445,6 +526,12 @@ class Walk {
   const WalkOptions& options_;
   UniqueFd proc_fd_;
   bool use_fast_check_ = false;
+  // How non-directories are pinned: O_PATH, or opened for reading (only
+  // through the nodev view, only names listed as regular files).
+  open_how path_how_{};
+  open_how read_how_{};
+  NodevView view_;  // keeps the view's mounts together while the walk runs
+  bool view_active_ = false;
 
   std::mutex mutex_;
   std::condition_variable wakeup_;

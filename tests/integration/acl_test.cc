@@ -6,8 +6,10 @@
 #include <grp.h>
 #include <signal.h>
 #include <sched.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <random>
@@ -26,8 +29,10 @@
 #include <thread>
 
 #include "acl-manager/acl.h"
+#include "acl-manager/nodev_view.h"
 #include "acl-manager/uid_registry.h"
 #include "acl-manager/xattr_at.h"
+#include "common/unique_fd.h"
 #include "tests/support/support.h"
 
 namespace vmwarden::acl {
@@ -153,7 +158,15 @@ class Attacker {
   std::thread thread_;
 };
 
-TEST(AclRace, SymlinkSwapsNeverReachTheOutsideTarget) {
+// Walks without the nodev view (every file pinned O_PATH) while alive.
+struct WithoutNodevView {
+  WithoutNodevView() { detail::force_no_nodev_view(true); }
+  ~WithoutNodevView() { detail::force_no_nodev_view(false); }
+  WithoutNodevView(const WithoutNodevView&) = delete;
+  WithoutNodevView& operator=(const WithoutNodevView&) = delete;
+};
+
+void symlink_race() {
   Env env;
   make_tree(env.tree, 4, 30);
   std::filesystem::path outside_dir = env.temp / "outside";
@@ -185,6 +198,144 @@ TEST(AclRace, SymlinkSwapsNeverReachTheOutsideTarget) {
   }
   EXPECT_EQ(std::filesystem::status(outside_dir / "secret").permissions(), std::filesystem::perms(0600));
   EXPECT_EQ(count_entries(getfacl(env.temp / "outside"), uid), 0u);
+}
+
+TEST(AclRace, SymlinkSwapsNeverReachTheOutsideTarget) { symlink_race(); }
+
+// The same with every file pinned O_PATH, as where the nodev view cannot be had.
+TEST(AclRace, SymlinkSwapsNeverReachTheOutsideTargetWithoutTheNodevView) {
+  WithoutNodevView without;
+  symlink_race();
+}
+
+// Renames a device node and a FIFO in under the names of files of the tree,
+// and back, as fast as it can.
+class SpecialSwapper {
+ public:
+  SpecialSwapper(const std::filesystem::path& tree, const std::filesystem::path& device,
+                 const std::filesystem::path& fifo)
+      : thread_([=, this] {
+          for (int k = 0; !stop_; ++k) {
+            std::filesystem::path victim = tree / fmt::format("d{}", k % 4) / fmt::format("f{}", k % 7);
+            std::filesystem::path away = victim.string() + ".away";
+            const std::filesystem::path& special = k % 2 == 0 ? device : fifo;
+            if (::rename(victim.c_str(), away.c_str()) != 0) continue;
+            if (::rename(special.c_str(), victim.c_str()) == 0) {
+              ++swaps_;
+              std::this_thread::sleep_for(std::chrono::microseconds(k % 3 == 0 ? 50 : 0));
+              ::rename(victim.c_str(), special.c_str());
+            }
+            ::rename(away.c_str(), victim.c_str());
+          }
+        }) {}
+  ~SpecialSwapper() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  long swaps() const { return swaps_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<long> swaps_{0};
+  std::thread thread_;
+};
+
+// IN_OPEN events on `path` since `watch` was set up (0 when none).
+int count_opens(int inotify_fd) {
+  int opens = 0;
+  alignas(inotify_event) char buffer[4096];
+  for (ssize_t n; (n = ::read(inotify_fd, buffer, sizeof buffer)) > 0;) {
+    for (ssize_t offset = 0; offset < n;) {
+      auto* event = reinterpret_cast<inotify_event*>(buffer + offset);
+      if (event->mask & IN_OPEN) ++opens;
+      offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+    }
+  }
+  return opens;
+}
+
+struct SpecialFiles {
+  std::filesystem::path device, fifo;
+  UniqueFd inotify;
+  bool ok = false;
+};
+
+// A /dev/null node and a FIFO in the tree (d0/dev, not among the victims),
+// and an inotify watch for opens of the node.
+SpecialFiles make_special_files(const std::filesystem::path& tree) {
+  SpecialFiles files;
+  std::filesystem::create_directories(tree / "d0/dev");
+  files.device = tree / "d0/dev/null";
+  files.fifo = tree / "d0/dev/fifo";
+  if (::mknod(files.device.c_str(), S_IFCHR | 0666, makedev(1, 3)) != 0) return files;
+  if (::mkfifo(files.fifo.c_str(), 0600) != 0) return files;
+  files.inotify = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!files.inotify || ::inotify_add_watch(files.inotify.get(), files.device.c_str(), IN_OPEN) < 0) return files;
+  // The test is only meaningful where the node can be opened at all.
+  UniqueFd probe(::open(files.device.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!probe) return files;
+  probe.reset();
+  files.ok = count_opens(files.inotify.get()) == 1;
+  return files;
+}
+
+// Files are opened for reading only through the nodev view, so a device node
+// renamed in under a file's name is never opened (and a FIFO does not block
+// the walk); the device and the FIFO gain no ACL.
+TEST(AclRace, DevicesRenamedInUnderFileNamesAreNeverOpened) {
+  Env env;
+  make_tree(env.tree, 4, 30);
+  SpecialFiles special = make_special_files(env.tree);
+  if (!special.ok) GTEST_SKIP() << "cannot create and open a device node here";
+
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("devices");
+  long walks = 0;
+  Report seen;
+  {
+    SpecialSwapper swapper(env.tree, special.device, special.fifo);
+    auto deadline = std::chrono::steady_clock::now() + 40s;
+    while ((swapper.swaps() < 5000 || walks < 400) && std::chrono::steady_clock::now() < deadline) {
+      seen += grant(registry, uid, env.tree, walks % 2 ? Access::rw : Access::ro);
+      seen += revoke(registry, uid, env.tree);
+      walks += 2;
+    }
+    swapper.stop();
+    std::printf("devices: %ld walks, %ld swaps, %lu special files met\n", walks, swapper.swaps(),
+                static_cast<unsigned long>(seen.skipped_special));
+    EXPECT_GE(swapper.swaps(), 2000);
+  }
+  EXPECT_EQ(count_opens(special.inotify.get()), 0) << "the walk opened the device node";
+  EXPECT_FALSE(has_acl(special.device));
+  EXPECT_FALSE(has_acl(special.fifo));
+  EXPECT_EQ(seen.failed, 0u);
+}
+
+// The control: opening each name listed as a regular file for reading, as
+// the walk does but without the nodev view, does reach the device node.
+TEST(AclRace, AnOpenOutsideTheNodevViewReachesTheDevice) {
+  Env env;
+  make_tree(env.tree, 4, 30);
+  SpecialFiles special = make_special_files(env.tree);
+  if (!special.ok) GTEST_SKIP() << "cannot create and open a device node here";
+  SpecialSwapper swapper(env.tree, special.device, special.fifo);
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  int opens = 0;
+  while (opens == 0 && std::chrono::steady_clock::now() < deadline) {
+    for (int d = 0; d < 4; ++d) {
+      UniqueFd dir(::open((env.tree / fmt::format("d{}", d)).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!dir) continue;
+      for (const auto& entry : std::filesystem::directory_iterator(env.tree / fmt::format("d{}", d))) {
+        if (!entry.is_regular_file()) continue;
+        UniqueFd fd(::openat(dir.get(), entry.path().filename().c_str(),
+                             O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC));
+      }
+    }
+    opens += count_opens(special.inotify.get());
+  }
+  swapper.stop();
+  EXPECT_GT(opens, 0) << "the control never reached the device; the test above would prove nothing";
 }
 
 // The attack is real: a walk that checks with lstat and then sets by path
@@ -653,6 +804,119 @@ TEST(AclFallback, WithoutXattratTheResultIsTheSame) {
   EXPECT_EQ(grant(registry, uid, other, Access::rw).unchanged, report.changed);
   revoke(registry, uid, other);
   EXPECT_EQ(count_entries(getfacl(other), uid), 0u);
+}
+
+// Where the nodev view cannot be had every file is pinned O_PATH: the same
+// result, the same counts.
+TEST(AclFallback, WithoutTheNodevViewTheResultIsTheSame) {
+  Env env;
+  make_tree(env.tree, 2, 5);
+  std::filesystem::path other = env.temp / "other";
+  make_tree(other, 2, 5);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("noview");
+  Report with_view = grant(registry, uid, env.tree, Access::rw);
+  Report without;
+  {
+    WithoutNodevView force;
+    without = grant(registry, uid, other, Access::rw);
+  }
+  EXPECT_EQ(without.changed, with_view.changed);
+  EXPECT_EQ(without.changed, 2u * 5 + 2 * 3 + 1);
+  auto strip = [](std::string text, const std::filesystem::path& root) {
+    for (std::size_t at; (at = text.find(root.string())) != std::string::npos;) text.erase(at, root.string().size());
+    return text;
+  };
+  EXPECT_EQ(strip(getfacl(other), other), strip(getfacl(env.tree), env.tree));
+  WithoutNodevView force;
+  EXPECT_EQ(grant(registry, uid, other, Access::rw).unchanged, without.changed);
+  revoke(registry, uid, other);
+  EXPECT_EQ(count_entries(getfacl(other), uid), 0u);
+}
+
+// Which way a file is pinned, seen from outside: opened for reading through
+// the nodev view (an IN_OPEN event), or O_PATH (none). Shows that the tests
+// above exercise both.
+TEST(AclFallback, FilesAreOpenedForReadingOnlyThroughTheNodevView) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  {
+    UniqueFd dir(::open(env.tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!detail::open_nodev_view(dir.get())) GTEST_SKIP() << "no nodev view here";
+  }
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("opens");
+  auto opens_during = [&](auto&& walk) {
+    UniqueFd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    EXPECT_GE(::inotify_add_watch(inotify.get(), (env.tree / "d0/f1").c_str(), IN_OPEN), 0);
+    walk();
+    return count_opens(inotify.get());
+  };
+  EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 1);
+  EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 0) << "already right: only read by name";
+  EXPECT_EQ(opens_during([&] { revoke(registry, uid, env.tree); }), 1);
+  WithoutNodevView force;
+  EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 0);
+  EXPECT_EQ(opens_during([&] { revoke(registry, uid, env.tree); }), 0);
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u);
+}
+
+// A file under a write lease refuses an open for reading with O_NONBLOCK
+// (EAGAIN) instead of waiting up to lease-break-time for its holder: the walk
+// pins it O_PATH instead and does not wait.
+TEST(AclLease, AFileUnderALeaseIsGrantedWithoutWaiting) {
+  Env env;
+  make_tree(env.tree, 1, 3);
+  std::filesystem::path leased = env.tree / "d0/f1";
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("lease");
+  // The lease break is signalled to its holder, this process.
+  struct sigaction ignore {}, old {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGIO, &ignore, &old), 0);
+  UniqueFd holder(::open(leased.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(holder);
+  if (::fcntl(holder.get(), F_SETLEASE, F_WRLCK) != 0) {
+    ::sigaction(SIGIO, &old, nullptr);
+    GTEST_SKIP() << "no leases here: " << std::strerror(errno);
+  }
+  auto start = std::chrono::steady_clock::now();
+  Report report = grant(registry, uid, env.tree, Access::ro);
+  auto took = std::chrono::steady_clock::now() - start;
+  holder.reset();
+  ::sigaction(SIGIO, &old, nullptr);
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(report.failed, 0u);
+  EXPECT_EQ(report.changed, 1u + 3 + 1 + 1 + 1);
+  EXPECT_EQ(count_entries(getfacl(leased), uid), 1u);
+}
+
+// A recursive copy of the mounts leaves out unbindable ones, and the walk
+// through it would see the directory such a mount covers: where there is
+// one, the walk goes without the view and still stops at the mount.
+TEST(AclMounts, AnUnbindableMountBelowTheTreeIsNotEnteredEither) {
+  Env env;
+  make_tree(env.tree, 1, 2);  // d0/sub/inner is what the mount covers
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("unbindable");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(90);
+    std::filesystem::path mountpoint = env.tree / "d0/sub";
+    if (::mount("tmpfs", mountpoint.c_str(), "tmpfs", 0, "mode=0755") != 0) ::_exit(91);
+    if (::mount(nullptr, mountpoint.c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0) ::_exit(91);
+    Report report = grant(registry, uid, env.tree, Access::ro);
+    if (report.skipped_mounts != 1) ::_exit(92);
+    if (!has_acl(env.tree / "d0/f1")) ::_exit(94);
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "90/91: setup, 92: crossed the mount, 94: no grant";
+  // The mount went with the child's namespace: what it covered is untouched.
+  EXPECT_FALSE(has_acl(env.tree / "d0/sub"));
+  EXPECT_FALSE(has_acl(env.tree / "d0/sub/inner"));
 }
 
 }  // namespace

@@ -1,0 +1,124 @@
+#include "acl-manager/nodev_view.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+
+namespace vmwarden::acl::detail {
+namespace {
+
+std::atomic<bool> forced_off{false};
+
+// Mount points in mountinfo escape space, tab, newline and backslash as \ooo.
+std::string unescape(std::string_view field) {
+  std::string out;
+  out.reserve(field.size());
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      std::string_view digits = field.substr(i + 1, 3);
+      if (digits.find_first_not_of("01234567") == std::string_view::npos) {
+        out += static_cast<char>((digits[0] - '0') * 64 + (digits[1] - '0') * 8 + (digits[2] - '0'));
+        i += 3;
+        continue;
+      }
+    }
+    out += field[i];
+  }
+  return out;
+}
+
+bool at_or_below(std::string_view mount_point, std::string_view path) {
+  if (path == "/") return true;
+  if (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  return mount_point == path || (mount_point.size() > path.size() && mount_point.starts_with(path) &&
+                                 mount_point[path.size()] == '/');
+}
+
+// The whole of a small file that may change between reads (a procfs file):
+// read in one go as far as the buffer allows.
+bool read_proc_file(const char* path, std::string& out) {
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  out.clear();
+  char buffer[16384];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (n == 0) return true;
+    out.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path) {
+  while (!mountinfo.empty()) {
+    std::size_t end = mountinfo.find('\n');
+    std::string_view line = mountinfo.substr(0, end);
+    mountinfo = end == std::string_view::npos ? std::string_view() : mountinfo.substr(end + 1);
+    // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
+    std::string_view mount_point;
+    bool unbindable = false;
+    for (int field = 0; !line.empty(); ++field) {
+      std::size_t space = line.find(' ');
+      std::string_view word = line.substr(0, space);
+      line = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
+      if (field == 4) mount_point = word;
+      if (field >= 6) {
+        if (word == "-") break;
+        if (word == "unbindable") unbindable = true;
+      }
+    }
+    if (unbindable && at_or_below(unescape(mount_point), path)) return true;
+  }
+  return false;
+}
+
+void force_no_nodev_view(bool on) { forced_off.store(on, std::memory_order_relaxed); }
+
+NodevView open_nodev_view(int dir_fd) {
+  if (forced_off.load(std::memory_order_relaxed)) return {};
+
+  // Where the directory is, as mountinfo names mount points: both are
+  // printed relative to this process's root.
+  char link[32];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", dir_fd);
+  char target[4097];
+  ssize_t length = ::readlink(link, target, sizeof target - 1);
+  if (length <= 0 || length >= static_cast<ssize_t>(sizeof target - 1) || target[0] != '/') return {};
+  std::string_view path(target, static_cast<std::size_t>(length));
+  if (path.ends_with(" (deleted)")) return {};
+  std::string mountinfo;
+  if (!read_proc_file("/proc/self/mountinfo", mountinfo)) return {};
+  if (has_unbindable_mount_at_or_below(mountinfo, path)) return {};
+
+  NodevView view;
+  view.tree = UniqueFd(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));
+  if (!view.tree) return {};
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_NODEV;
+  if (::mount_setattr(view.tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) return {};
+  view.dir = UniqueFd(::openat(view.tree.get(), ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!view.dir) return {};
+
+  // The same directory, and the kernel agrees that devices cannot be opened
+  // through it: anything else and the walk does without the view.
+  struct stat original, seen;
+  struct statvfs fs;
+  if (::fstat(dir_fd, &original) != 0 || ::fstat(view.dir.get(), &seen) != 0 || original.st_dev != seen.st_dev ||
+      original.st_ino != seen.st_ino || ::fstatvfs(view.dir.get(), &fs) != 0 || !(fs.f_flag & ST_NODEV)) {
+    return {};
+  }
+  return view;
+}
+
+}  // namespace vmwarden::acl::detail

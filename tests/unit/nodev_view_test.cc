@@ -1,0 +1,80 @@
+// The nodev view of a tree: the same directory, devices refused, O_PATH
+// still allowed; and the mountinfo check that keeps the walk off it when the
+// copy would leave out an unbindable mount.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "acl-manager/nodev_view.h"
+#include "common/unique_fd.h"
+#include "tests/support/support.h"
+
+namespace vmwarden::acl::detail {
+namespace {
+
+TEST(NodevView, UnbindableMountsAtOrBelowThePathAreFound) {
+  const char* mountinfo =
+      "22 27 0:21 / /proc rw,relatime shared:12 - proc proc rw\n"
+      "30 27 0:30 / /srv/tree/a\\040b rw unbindable - tmpfs tmpfs rw\n"
+      "31 27 0:31 / /srv/treetop rw unbindable - tmpfs tmpfs rw\n"
+      "32 27 0:32 / /srv/other rw master:3 unbindable - tmpfs tmpfs rw\n"
+      "33 27 0:33 / /srv/shared rw shared:4 - tmpfs unbindable rw\n";
+  EXPECT_TRUE(has_unbindable_mount_at_or_below(mountinfo, "/srv/tree"));
+  EXPECT_TRUE(has_unbindable_mount_at_or_below(mountinfo, "/srv/tree/a b"));
+  EXPECT_FALSE(has_unbindable_mount_at_or_below(mountinfo, "/srv/tree/a")) << "a\\040b is \"a b\", not below a";
+  EXPECT_TRUE(has_unbindable_mount_at_or_below(mountinfo, "/srv/treetop"));
+  EXPECT_TRUE(has_unbindable_mount_at_or_below(mountinfo, "/srv/other/"));
+  EXPECT_FALSE(has_unbindable_mount_at_or_below(mountinfo, "/srv/other/x"));
+  EXPECT_FALSE(has_unbindable_mount_at_or_below(mountinfo, "/srv/shared")) << "\"unbindable\" after the - is a source";
+  EXPECT_FALSE(has_unbindable_mount_at_or_below(mountinfo, "/proc"));
+  EXPECT_FALSE(has_unbindable_mount_at_or_below(mountinfo, "/var"));
+  EXPECT_TRUE(has_unbindable_mount_at_or_below(mountinfo, "/"));
+  EXPECT_FALSE(has_unbindable_mount_at_or_below("", "/"));
+}
+
+TEST(NodevView, SameDirectoryDevicesRefused) {
+  testing::TempDir temp;
+  testing::write_file(temp / "file", "x");
+  UniqueFd dir(::open(temp.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir);
+  NodevView view = open_nodev_view(dir.get());
+  if (!view) GTEST_SKIP() << "no nodev view here (not root, or the mount API is refused)";
+
+  struct stat a, b;
+  ASSERT_EQ(::fstat(dir.get(), &a), 0);
+  ASSERT_EQ(::fstat(view.dir.get(), &b), 0);
+  EXPECT_EQ(a.st_dev, b.st_dev);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  UniqueFd file(::openat(view.dir.get(), "file", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  EXPECT_TRUE(file) << "regular files open for reading";
+
+  // /dev/null's numbers: opening it outside the view works, through it the
+  // kernel refuses before the driver is reached; O_PATH still works.
+  if (::mknodat(dir.get(), "null", S_IFCHR | 0666, makedev(1, 3)) != 0) GTEST_SKIP() << "mknod: not root";
+  UniqueFd outside(::openat(dir.get(), "null", O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!outside) GTEST_SKIP() << "the test directory's own mount is nodev";
+  errno = 0;
+  UniqueFd inside(::openat(view.dir.get(), "null", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  EXPECT_FALSE(inside);
+  EXPECT_EQ(errno, EACCES);
+  UniqueFd path(::openat(view.dir.get(), "null", O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  ASSERT_TRUE(path);
+  ASSERT_EQ(::fstat(path.get(), &b), 0);
+  EXPECT_TRUE(S_ISCHR(b.st_mode));
+}
+
+TEST(NodevView, ForcedOffGivesNone) {
+  testing::TempDir temp;
+  UniqueFd dir(::open(temp.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir);
+  force_no_nodev_view(true);
+  EXPECT_FALSE(open_nodev_view(dir.get()));
+  force_no_nodev_view(false);
+}
+
+}  // namespace
+}  // namespace vmwarden::acl::detail
