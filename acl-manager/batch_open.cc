@@ -13,10 +13,15 @@ struct BatchOpen::Ring {
   bool broken = false;
 };
 
-BatchOpen::BatchOpen(bool use_io_uring) {
-  if (!use_io_uring) return;
-  auto ring = std::make_unique<Ring>();
-  if (io_uring_queue_init(kMaxBatch, &ring->ring, 0) == 0) ring_ = std::move(ring);
+BatchOpen::BatchOpen(bool use_io_uring) : want_ring_(use_io_uring) {}
+
+BatchOpen::Ring* BatchOpen::ring() {
+  if (want_ring_ && !ring_) {
+    want_ring_ = false;  // one attempt
+    auto ring = std::make_unique<Ring>();
+    if (io_uring_queue_init(kMaxBatch, &ring->ring, 0) == 0) ring_ = std::move(ring);
+  }
+  return ring_.get();
 }
 
 BatchOpen::~BatchOpen() {
@@ -46,7 +51,7 @@ bool run(io_uring& ring, unsigned count, std::span<int> results) {
 }  // namespace
 
 void BatchOpen::open(int dirfd, std::span<const char* const> names, const open_how& how, std::span<int> results) {
-  if (ring_ && !ring_->broken && names.size() <= kMaxBatch) {
+  if (names.size() > 1 && ring() != nullptr && !ring_->broken && names.size() <= kMaxBatch) {
     for (std::size_t i = 0; i < names.size(); ++i) {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
       io_uring_prep_openat2(sqe, dirfd, names[i], const_cast<open_how*>(&how));

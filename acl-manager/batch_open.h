@@ -30,10 +30,15 @@ class BatchOpen {
   // Closes every fd >= 0 in fds.
   void close(std::span<const int> fds);
 
-  bool uses_io_uring() const { return ring_ != nullptr; }
+  // Whether batches go through io_uring (sets the ring up if not yet done).
+  bool uses_io_uring() { return ring() != nullptr; }
 
  private:
   struct Ring;
+  // Set up at the first batch of more than one name: a walk of a tree with
+  // a handful of files (a VM's small share) never pays for a ring.
+  Ring* ring();
+  bool want_ring_ = true;
   std::unique_ptr<Ring> ring_;
 };
 

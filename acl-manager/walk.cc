@@ -114,8 +114,11 @@ class Walk {
       // not a usable directory fails the whole call.
       workers[0].process_dir(*this, root, /*is_root=*/true);
     }
+    // More threads only when the root left work queued: a tree that is one
+    // directory (a VM's fresh share) costs no thread start.
     std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this, &workers, i] { loop(workers[i]); });
+    if (!tasks_.empty())
+      for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this, &workers, i] { loop(workers[i]); });
     loop(workers[0]);
     for (std::thread& thread : pool) thread.join();
     if (error_) std::rethrow_exception(error_);
