@@ -33,6 +33,9 @@ constexpr std::size_t kMaxHardlinkPaths = 100;
 constexpr std::size_t kMaxErrors = 20;
 // A directory with more entries than this is split across threads.
 constexpr std::size_t kChunk = 512;
+// A root holding no directory and at most this many other entries is walked
+// without the nodev view (see Walk::run).
+constexpr std::size_t kSmallTree = 64;
 // ACL values up to this size are read without a second call.
 constexpr std::size_t kValueBuffer = 1024;
 
@@ -70,6 +73,28 @@ struct CloseBatch {
   ~CloseBatch() { opener.close(fds); }
 };
 
+// Whether the directory open as dir_fd holds no subdirectory (nor an entry
+// of unknown type) and at most kSmallTree other entries. Lists it through a
+// descriptor of its own, leaving dir_fd's position alone.
+bool small_flat_tree(int dir_fd) {
+  UniqueFd dir(::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return false;
+  alignas(8) char entries[8192];
+  std::size_t count = 0;
+  for (;;) {
+    long n = syscall(SYS_getdents64, dir.get(), entries, sizeof entries);
+    if (n < 0) return false;
+    if (n == 0) return true;
+    for (long offset = 0; offset < n;) {
+      auto* entry = reinterpret_cast<struct dirent64*>(entries + offset);
+      offset += entry->d_reclen;
+      const char* name = entry->d_name;
+      if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+      if (entry->d_type == DT_DIR || entry->d_type == DT_UNKNOWN || ++count > kSmallTree) return false;
+    }
+  }
+}
+
 std::string join(const std::string& dir, std::string_view name) {
   std::string path = dir;
   if (path.empty() || path.back() != '/') path += '/';
@@ -96,7 +121,11 @@ class Walk {
 
   Report run(int root_fd, const std::string& display_root) {
     auto root = std::make_shared<DirHandle>();
-    view_ = open_nodev_view(root_fd);
+    // A small flat tree (a VM's fresh share) goes without the view: making
+    // it and dissolving it (closing its descriptor waits for an RCU grace
+    // period) costs more than pinning a few files O_PATH. If the tree grows
+    // after this look, the rest is pinned O_PATH too, which is always safe.
+    if (!small_flat_tree(root_fd)) view_ = open_nodev_view(root_fd);
     if (view_) {
       // Walked through the nodev view, so that files listed as regular can be
       // opened for reading (see process_files).
