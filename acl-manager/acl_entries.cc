@@ -169,6 +169,15 @@ bool is_minimal(const Entries& entries) {
   });
 }
 
+bool is_minimal_for_mode(const Entries& entries, mode_t mode) {
+  if (!is_minimal(entries)) return false;
+  const Entry* user = find(entries, kUserObj);
+  const Entry* group = find(entries, kGroupObj);
+  const Entry* other = find(entries, kOther);
+  if (user == nullptr || group == nullptr || other == nullptr) return false;
+  return static_cast<mode_t>(user->perm << 6 | group->perm << 3 | other->perm) == (mode & 0777);
+}
+
 std::string to_text(const Entries& entries) {
   std::string text;
   for (const Entry& entry : entries) {
