@@ -117,6 +117,14 @@ std::uint16_t grantable(const Entries& entries, std::uint32_t uid, std::uint16_t
 }
 
 bool set_user(Entries& entries, std::uint32_t uid, std::uint16_t perm) {
+  // A re-grant asks this of every file, and most files of a tree carry the
+  // same ACL: the last one found already right is remembered (per thread;
+  // the answer depends on nothing else).
+  thread_local Entries last_right;
+  thread_local std::uint32_t last_uid = kNoId;
+  thread_local std::uint16_t last_perm = 0;
+  if (uid == last_uid && perm == last_perm && entries == last_right) return false;
+
   // Built from the ACL as it would be without `uid`'s entry, so that a
   // changed grant (rw to ro) narrows the mask again; equal means already right.
   thread_local Entries result;
@@ -133,7 +141,12 @@ bool set_user(Entries& entries, std::uint32_t uid, std::uint16_t perm) {
     result.push_back({kMask, static_cast<std::uint16_t>(old_mask | granted), kNoId});
   }
   sort_entries(result);
-  if (result == entries) return false;
+  if (result == entries) {
+    last_right = entries;
+    last_uid = uid;
+    last_perm = perm;
+    return false;
+  }
   entries.swap(result);
   return true;
 }
@@ -167,6 +180,15 @@ bool is_minimal(const Entries& entries) {
   return std::all_of(entries.begin(), entries.end(), [](const Entry& entry) {
     return entry.tag == kUserObj || entry.tag == kGroupObj || entry.tag == kOther;
   });
+}
+
+bool is_minimal_for_mode(const Entries& entries, mode_t mode) {
+  if (!is_minimal(entries)) return false;
+  const Entry* user = find(entries, kUserObj);
+  const Entry* group = find(entries, kGroupObj);
+  const Entry* other = find(entries, kOther);
+  if (user == nullptr || group == nullptr || other == nullptr) return false;
+  return static_cast<mode_t>(user->perm << 6 | group->perm << 3 | other->perm) == (mode & 0777);
 }
 
 std::string to_text(const Entries& entries) {

@@ -74,6 +74,11 @@ bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& ma
 // stores as plain mode bits).
 bool is_minimal(const Entries& entries);
 
+// Whether `entries` is minimal and grants exactly the permission bits of
+// `mode`: storing it then leaves the object as it would be with no ACL xattr
+// at all and its mode unchanged.
+bool is_minimal_for_mode(const Entries& entries, mode_t mode);
+
 // "u:1000:r-x,..." for messages and tests.
 std::string to_text(const Entries& entries);
 

@@ -288,7 +288,13 @@ class Walk {
         return;
       }
       if (!walk.options_.dry_run) {
-        if (access_changed && !write_directory_acl(fd, kAccessAcl, access, path, is_root, "ACL")) return;
+        if (access_changed) {
+          if (int stored = store_access_acl(fd, access, st.st_mode); stored < 0) {
+            if (is_root) throw_system_error(-stored, "set ACL on", path);
+            note_error(path, "set ACL", -stored);
+            return;
+          }
+        }
         if (default_changed && present) {
           if (!write_directory_acl(fd, kDefaultAcl, default_acl, path, is_root, "default ACL")) return;
         } else if (default_changed && had_default) {
@@ -299,6 +305,24 @@ class Walk {
         }
       }
       ++report.changed;
+    }
+
+    // Stores `entries` as the access ACL of the object open as `fd` (not
+    // O_PATH), whose mode was `mode`; returns 0 or -errno. An ACL that is
+    // minimal and grants what the mode's permission bits already say (what a
+    // revoke usually leaves) is stored by the kernel as no xattr at all:
+    // removing the xattr then has the same result as writing it, for about a
+    // quarter less work (no ACL to parse, no mode to compare). Not with
+    // S_ISGID set: writing an ACL may clear that bit (when the caller is
+    // neither in the group nor has CAP_FSETID), removing one never does.
+    int store_access_acl(int fd, const Entries& entries, mode_t mode) {
+      if (!(mode & S_ISGID) && is_minimal_for_mode(entries, mode)) {
+        // ENODATA: someone removed it meanwhile, which is where this was going.
+        return ::fremovexattr(fd, kAccessAcl) == 0 || errno == ENODATA ? 0 : -errno;
+      }
+      value.clear();
+      encode(entries, value);
+      return ::fsetxattr(fd, kAccessAcl, value.data(), value.size(), 0) == 0 ? 0 : -errno;
     }
 
     bool write_directory_acl(int fd, const char* attribute, const Entries& entries, const std::string& path,
@@ -466,12 +490,12 @@ class Walk {
         return;
       }
       if (!walk.options_.dry_run) {
-        value.clear();
-        encode(access, value);
         if (o_path) {
+          value.clear();
+          encode(access, value);
           rc = set_xattr_at(proc, fd_name, /*follow=*/true, kAccessAcl, value.data(), value.size());
         } else {
-          rc = ::fsetxattr(fd, kAccessAcl, value.data(), value.size(), 0) == 0 ? 0 : -errno;
+          rc = store_access_acl(fd, access, st.st_mode);
         }
         if (rc < 0) {
           if (rc == -ENOENT) {

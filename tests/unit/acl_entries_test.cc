@@ -155,6 +155,23 @@ TEST(AclRules, GrantThenRevokeRestoresTheOriginalExactly) {
   EXPECT_EQ(entries, plain) << "a grant and revoke on a file without ACL leaves it without one";
 }
 
+TEST(AclRules, AMinimalAclMatchesTheModeItStoresAs) {
+  EXPECT_TRUE(is_minimal_for_mode(parse("u::rw-,g::r--,o::r--"), 0100644));
+  EXPECT_TRUE(is_minimal_for_mode(parse("u::rwx,g::r-x,o::---"), 02750)) << "only permission bits count";
+  EXPECT_FALSE(is_minimal_for_mode(parse("u::rw-,g::r--,o::r--"), 0100664)) << "the mode's group bits are a mask";
+  EXPECT_FALSE(is_minimal_for_mode(parse("u::rw-,g::r--,o::r--"), 0100640));
+  EXPECT_FALSE(is_minimal_for_mode(parse("u::rw-,g::r--,m::r--,o::r--"), 0100644)) << "a mask is not minimal";
+  EXPECT_FALSE(is_minimal_for_mode(parse("u::rw-,u:1000:r--,g::r--,m::r--,o::r--"), 0100644));
+  Entries entries = from_mode(0640);
+  set_user(entries, 1879048192, 4);
+  remove_users(entries, [](std::uint32_t id) { return id == 1879048192; });
+  EXPECT_TRUE(is_minimal_for_mode(entries, 0640)) << "grant r then revoke on a 0640 file";
+  entries = from_mode(0640);
+  set_user(entries, 1879048192, 6);
+  remove_users(entries, [](std::uint32_t id) { return id == 1879048192; });
+  EXPECT_FALSE(is_minimal_for_mode(entries, 0660)) << "grant rw widened the mask, so the mode must change back";
+}
+
 TEST(AclRules, RevokeShrinksTheMaskToWhatRemainingEntriesUse) {
   Entries entries = parse("u::rw-,u:1000:r--,u:1879048192:rwx,g::r--,m::rwx,o::---");
   ASSERT_TRUE(remove_users(entries, [](std::uint32_t id) { return id == 1879048192; }));
