@@ -25,7 +25,8 @@ class Editor {
 };
 
 // Walks the directory open as root_fd (which the caller opened without
-// following symlinks). `display_root` prefixes paths in the report.
+// following symlinks), through a nodev view of it where one can be had
+// (nodev_view.h). `display_root` prefixes paths in the report.
 Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options);
 
 }  // namespace vmwarden::acl::detail

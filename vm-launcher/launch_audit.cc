@@ -88,9 +88,10 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
          fmt::format("grant u:{}:{} on every directory and regular file under {} (and as a default entry on its "
                      "directories), recorded in {}",
                      uid, grant.access == acl::Access::rw ? "rwX" : "r-X", grant.tree.string(), grants_dir),
-         {"CAP_FOWNER", "CAP_DAC_READ_SEARCH"},
+         {"CAP_FOWNER", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
          "the VM's uid must pass the host's permission checks beneath the tree; the walk never follows a "
-         "symlink and skips hard links (doc/ACL.md)"});
+         "symlink and skips hard links (doc/ACL.md); CAP_SYS_ADMIN, where held, only for a detached nodev copy "
+         "of the tree's mounts that the walk opens files through and that is attached nowhere"});
   }
 
   bool revokes = options.uid_source == UidSource::single_use && !plan.grants.empty();
@@ -99,9 +100,9 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
     audit.after.push_back({"outer",
                            fmt::format("revoke uid {}'s entries under {} and remove the grant record", uid,
                                        grant.tree.string()),
-                           {"CAP_FOWNER", "CAP_DAC_READ_SEARCH"},
+                           {"CAP_FOWNER", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
                            "a single-use UID keeps nothing; if this process is killed first, `vmwarden acl sweep` "
-                           "revokes them"});
+                           "revokes them; CAP_SYS_ADMIN as for the grant"});
   }
   if (options.uid_source == UidSource::single_use) {
     audit.after.push_back({"outer", fmt::format("release the lease on {} and return the UID to the pool", lease_file),
