@@ -120,13 +120,30 @@ int as_user(uid_t uid, const std::function<int()>& fn) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// A thread that changes the tree under the walk until stopped, counting
+// what it did. The subclass starts it in its constructor.
+class SwapLoop {
+ public:
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  long swaps() const { return swaps_; }
+
+ protected:
+  std::atomic<bool> stop_{false};
+  std::atomic<long> swaps_{0};
+  std::thread thread_;
+};
+
 // Swaps directories and files in the tree for symlinks to outside targets,
 // and back, as fast as it can.
-class Attacker {
+class Attacker : public SwapLoop {
  public:
   Attacker(const std::filesystem::path& tree, const std::filesystem::path& outside_dir,
            const std::filesystem::path& outside_file)
-      : thread_([=, this] {
+  {
+    thread_ = std::thread([=, this] {
           int k = 0;
           while (!stop_) {
             std::filesystem::path dir = tree / fmt::format("d{}", k % 4);
@@ -144,19 +161,16 @@ class Attacker {
             }
             ++k;
           }
-        }) {}
-  ~Attacker() { stop(); }
-  void stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
+        });
   }
-  long swaps() const { return swaps_; }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::atomic<long> swaps_{0};
-  std::thread thread_;
+  ~Attacker() { stop(); }
 };
+
+// getfacl text with every mention of `root` removed, to compare two trees.
+std::string without_root(std::string text, const std::filesystem::path& root) {
+  for (std::size_t at; (at = text.find(root.string())) != std::string::npos;) text.erase(at, root.string().size());
+  return text;
+}
 
 // Walks without the nodev view (every file pinned O_PATH) while alive.
 struct WithoutNodevView {
@@ -210,11 +224,12 @@ TEST(AclRace, SymlinkSwapsNeverReachTheOutsideTargetWithoutTheNodevView) {
 
 // Renames a device node and a FIFO in under the names of files of the tree,
 // and back, as fast as it can.
-class SpecialSwapper {
+class SpecialSwapper : public SwapLoop {
  public:
   SpecialSwapper(const std::filesystem::path& tree, const std::filesystem::path& device,
                  const std::filesystem::path& fifo)
-      : thread_([=, this] {
+  {
+    thread_ = std::thread([=, this] {
           for (int k = 0; !stop_; ++k) {
             std::filesystem::path victim = tree / fmt::format("d{}", k % 4) / fmt::format("f{}", k % 7);
             std::filesystem::path away = victim.string() + ".away";
@@ -227,18 +242,9 @@ class SpecialSwapper {
             }
             ::rename(away.c_str(), victim.c_str());
           }
-        }) {}
-  ~SpecialSwapper() { stop(); }
-  void stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
+        });
   }
-  long swaps() const { return swaps_; }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::atomic<long> swaps_{0};
-  std::thread thread_;
+  ~SpecialSwapper() { stop(); }
 };
 
 // IN_OPEN events on `path` since `watch` was set up (0 when none).
@@ -779,59 +785,43 @@ TEST(AclScopedGrants, RevokesEverythingOnScopeExit) {
   EXPECT_TRUE(registry.list().empty()) << "the single-use UID went back to the pool";
 }
 
-// Kernels before 6.13 have no getxattrat/setxattrat: the /proc/self/fd
-// fallback must give the same result.
-TEST(AclFallback, WithoutXattratTheResultIsTheSame) {
+// Walks one tree normally and a like one with `set_fallback(true)` in force
+// (grant, re-grant, revoke): the same result and the same counts.
+void expect_the_fallback_walks_alike(const char* alias, void (*set_fallback)(bool)) {
   Env env;
   make_tree(env.tree, 2, 5);
   std::filesystem::path other = env.temp / "other";
   make_tree(other, 2, 5);
   UidRegistry registry(env.locations);
-  uid_t uid = registry.allocate_alias("fallback");
-  grant(registry, uid, env.tree, Access::rw);
-  detail::force_xattrat_fallback(true);
+  uid_t uid = registry.allocate_alias(alias);
+  Report normal = grant(registry, uid, env.tree, Access::rw);
+  set_fallback(true);
   struct Restore {
-    ~Restore() { detail::force_xattrat_fallback(false); }
-  } restore;
-  ASSERT_FALSE(detail::have_xattrat());
+    void (*set)(bool);
+    ~Restore() { set(false); }
+  } restore{set_fallback};
   Report report = grant(registry, uid, other, Access::rw);
+  EXPECT_EQ(report.changed, normal.changed);
   EXPECT_EQ(report.changed, 2u * 5 + 2 * 3 + 1);
-  auto strip = [](std::string text, const std::filesystem::path& root) {
-    for (std::size_t at; (at = text.find(root.string())) != std::string::npos;) text.erase(at, root.string().size());
-    return text;
-  };
-  EXPECT_EQ(strip(getfacl(other), other), strip(getfacl(env.tree), env.tree));
+  EXPECT_EQ(without_root(getfacl(other), other), without_root(getfacl(env.tree), env.tree));
   EXPECT_EQ(grant(registry, uid, other, Access::rw).unchanged, report.changed);
   revoke(registry, uid, other);
   EXPECT_EQ(count_entries(getfacl(other), uid), 0u);
 }
 
+// Kernels before 6.13 have no getxattrat/setxattrat: the /proc/self/fd
+// fallback must give the same result.
+TEST(AclFallback, WithoutXattratTheResultIsTheSame) {
+  expect_the_fallback_walks_alike("fallback", [](bool on) {
+    detail::force_xattrat_fallback(on);
+    if (on) EXPECT_FALSE(detail::have_xattrat());
+  });
+}
+
 // Where the nodev view cannot be had every file is pinned O_PATH: the same
 // result, the same counts.
 TEST(AclFallback, WithoutTheNodevViewTheResultIsTheSame) {
-  Env env;
-  make_tree(env.tree, 2, 5);
-  std::filesystem::path other = env.temp / "other";
-  make_tree(other, 2, 5);
-  UidRegistry registry(env.locations);
-  uid_t uid = registry.allocate_alias("noview");
-  Report with_view = grant(registry, uid, env.tree, Access::rw);
-  Report without;
-  {
-    WithoutNodevView force;
-    without = grant(registry, uid, other, Access::rw);
-  }
-  EXPECT_EQ(without.changed, with_view.changed);
-  EXPECT_EQ(without.changed, 2u * 5 + 2 * 3 + 1);
-  auto strip = [](std::string text, const std::filesystem::path& root) {
-    for (std::size_t at; (at = text.find(root.string())) != std::string::npos;) text.erase(at, root.string().size());
-    return text;
-  };
-  EXPECT_EQ(strip(getfacl(other), other), strip(getfacl(env.tree), env.tree));
-  WithoutNodevView force;
-  EXPECT_EQ(grant(registry, uid, other, Access::rw).unchanged, without.changed);
-  revoke(registry, uid, other);
-  EXPECT_EQ(count_entries(getfacl(other), uid), 0u);
+  expect_the_fallback_walks_alike("noview", [](bool on) { detail::force_no_nodev_view(on); });
 }
 
 // Which way a file is pinned, seen from outside: opened for reading through
