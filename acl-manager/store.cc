@@ -81,6 +81,20 @@ void create_exclusively(const std::filesystem::path& dir, std::string_view name,
   }
 }
 
+bool move_exclusively(const std::filesystem::path& from_dir, std::string_view from_name,
+                      const std::filesystem::path& to_dir, std::string_view to_name, bool durable) {
+  std::filesystem::path from = from_dir / std::string(from_name), to = to_dir / std::string(to_name);
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) < 0) {
+    if (errno == ENOENT && ::access(from.c_str(), F_OK) != 0 && errno == ENOENT) return false;
+    throw_errno("rename " + from.string() + " to", to.string());
+  }
+  if (durable) {
+    fsync_dir(to_dir);
+    fsync_dir(from_dir);
+  }
+  return true;
+}
+
 void remove_durably(const std::filesystem::path& dir, std::string_view name, bool durable) {
   std::filesystem::path path = dir / std::string(name);
   if (::unlink(path.c_str()) < 0) {

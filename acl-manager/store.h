@@ -29,6 +29,12 @@ void write_atomically(const std::filesystem::path& dir, std::string_view name, s
 // the directory.
 void create_exclusively(const std::filesystem::path& dir, std::string_view name, std::string_view content,
                         bool durable);
+// Renames from_dir/from_name to to_dir/to_name, which must not exist yet:
+// one atomic step, after a crash either name is there and never both.
+// Returns false (and changes nothing) when from_dir/from_name is absent.
+// `durable`: then fsyncs both directories.
+bool move_exclusively(const std::filesystem::path& from_dir, std::string_view from_name,
+                      const std::filesystem::path& to_dir, std::string_view to_name, bool durable);
 // Removes dir/name (absent is fine) and, if `durable`, makes the removal durable.
 void remove_durably(const std::filesystem::path& dir, std::string_view name, bool durable = true);
 

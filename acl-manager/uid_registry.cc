@@ -117,17 +117,21 @@ std::uint64_t release_seq() {
   return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(now.tv_nsec);
 }
 
-// Under the registry lock: records the release, then removes the allocation.
-// A crash between the two leaves the UID allocated (the stale released entry
-// is cleaned up later), so a release is either complete or did not happen.
+// Under the registry lock: the allocation record becomes the release record
+// in one rename, so after a crash the UID is either allocated or released,
+// never both nor neither (a rename creates no inode and frees none, which
+// makes it the cheapest step too). An allocation record lost in a power
+// failure leaves nothing to rename: the release record is created instead.
 // A single-use UID's release at the end of its lease need not be durable: if
 // a crash loses it, the UID is found allocated and unleased, and the next
 // sweep releases it.
 void release_locked(const Paths& paths, uid_t uid, bool durable) {
   make_directories(paths.released, 0755);
-  // Empty: a crash leaves it whole or absent.
-  detail::create_exclusively(paths.released, released_name(release_seq(), uid), "", durable);
-  remove_durably(paths.allocated, std::to_string(uid), durable);
+  std::string released = released_name(release_seq(), uid);
+  if (!detail::move_exclusively(paths.allocated, std::to_string(uid), paths.released, released, durable)) {
+    // Empty: a crash leaves it whole or absent.
+    detail::create_exclusively(paths.released, released, "", durable);
+  }
   ::unlink(paths.lease(uid).c_str());
 }
 

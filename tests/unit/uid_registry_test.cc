@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "acl-manager/uid_registry.h"
 #include "common/error.h"
 #include "tests/support/support.h"
@@ -132,6 +134,24 @@ TEST(UidRegistry, PowerFailureRemnantsOfSingleUseRecordsAreSafe) {
   ASSERT_EQ(released.size(), 1u);
   EXPECT_EQ(released[0].size(), 21 + std::to_string(next).size()) << released[0];
   EXPECT_TRUE(released[0].ends_with("-" + std::to_string(next))) << released[0];
+  EXPECT_FALSE(std::filesystem::exists(f.locations.state_dir / "uids/allocated" / std::to_string(next)))
+      << "the allocation record became the release record";
+
+  // A lease whose allocation record was lost is still released: the release
+  // record is then created, and the UID is free again.
+  {
+    UidLease lease = registry.lease_single_use();
+    ASSERT_TRUE(std::filesystem::remove(f.locations.state_dir / "uids/allocated" / std::to_string(lease.uid())));
+    uid_t lost = lease.uid();
+    lease.release();
+    released = testing::directory_names(f.locations.state_dir / "uids/released");
+    EXPECT_EQ(std::count_if(released.begin(), released.end(),
+                            [&](const std::string& name) { return name.ends_with("-" + std::to_string(lost)); }),
+              1)
+        << "released records: " << released.size();
+    ASSERT_TRUE(registry.find(lost));
+    EXPECT_FALSE(registry.find(lost)->allocated);
+  }
 }
 
 // uids/never-used spares single-use leases the listing of released/. Lost,
