@@ -1,7 +1,8 @@
 // The sandbox's mount layout. The warden's namespace is a private copy of
 // the host's with its own /proc; each service gets a further copy with its
 // own /tmp and /dev/shm so that services cannot meet through shared scratch
-// space (or leave files there for each other).
+// space (or leave files there for each other). A single service needs no
+// copy: the scratch space is mounted in the warden's namespace instead.
 
 #include "supervisor/mounts.h"
 
@@ -39,21 +40,28 @@ void bind_mount(const BindMount& bind) {
   }
 }
 
+void mount_scratch() {
+  mount_scratch_tmpfs("/tmp");
+  mount_scratch_tmpfs("/dev/shm");
+}
+
 }  // namespace
 
-void setup_warden_mounts(const std::vector<BindMount>& mounts) {
+bool services_have_own_mount_namespaces(const SandboxSpec& spec) { return spec.services.size() > 1; }
+
+void setup_warden_mounts(const SandboxSpec& spec) {
   // Private first: nothing mounted below may propagate back to the host.
   check(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mount propagation private on", "/");
   check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount proc on", "/proc");
-  for (const BindMount& bind : mounts) bind_mount(bind);
+  for (const BindMount& bind : spec.mounts) bind_mount(bind);
+  if (!services_have_own_mount_namespaces(spec)) mount_scratch();
 }
 
 void setup_service_mounts() {
   // Propagation is already private in the warden's namespace, and a new
   // namespace copies that.
   check(::unshare(CLONE_NEWNS), "unshare", "(mount namespace of a service)");
-  mount_scratch_tmpfs("/tmp");
-  mount_scratch_tmpfs("/dev/shm");
+  mount_scratch();
 }
 
 }  // namespace vmwarden::supervisor

@@ -9,9 +9,19 @@
 
 namespace vmwarden::supervisor {
 
+// Whether each service gets a mount namespace of its own. Its purpose is a
+// /tmp and /dev/shm per service, so that services cannot meet there; a
+// sandbox of one service (`vmwarden exec`, a VM without shares) has nobody
+// to keep apart, and its service lives in the warden's namespace, with the
+// scratch tmpfs mounted there. Nothing differs for the service (the view is
+// the same; a copy would be identical), and the sandbox is spared a
+// namespace copy and its teardown (an expedited RCU grace period, ~0.3 ms).
+bool services_have_own_mount_namespaces(const SandboxSpec& spec);
+
 // In the warden, before any service starts: recursive private propagation on
-// /, a fresh /proc for the new PID namespace, then the sandbox's bind mounts.
-void setup_warden_mounts(const std::vector<BindMount>& mounts);
+// /, a fresh /proc for the new PID namespace, the sandbox's bind mounts, and
+// the scratch tmpfs when the services have no mount namespaces of their own.
+void setup_warden_mounts(const SandboxSpec& spec);
 
 // In a service's child, before its confinement: a mount namespace of its own
 // with private, size-limited nodev,nosuid tmpfs on /tmp and /dev/shm.

@@ -9,6 +9,7 @@
 
 #include "supervisor/caps.h"
 #include "supervisor/json_text.h"
+#include "supervisor/mounts.h"
 
 namespace vmwarden::supervisor {
 namespace {
@@ -78,7 +79,7 @@ std::string steps_json(const std::vector<PrivilegedStep>& steps, int& number) {
 std::vector<std::pair<std::string, std::string>> service_namespaces(const SandboxSpec& spec) {
   return {
       {"pid", "sandbox"},
-      {"mount", "service"},
+      {"mount", services_have_own_mount_namespaces(spec) ? "service" : "sandbox"},
       {"ipc", "sandbox"},
       {"uts", "sandbox"},
       {"cgroup", "sandbox"},
@@ -137,14 +138,21 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                        "the service needs no write access where it lives"});
     }
   }
+  constexpr const char* kScratch = "a private tmpfs (nosuid, nodev, 64 MiB, 16k inodes) on /tmp and on /dev/shm";
+  const bool own_mount_namespaces = services_have_own_mount_namespaces(spec);
+  if (!own_mount_namespaces) {
+    steps.push_back({"warden", fmt::format("mount {}, for the one service", kScratch), {"CAP_SYS_ADMIN"},
+                     "the service sees none of the host's scratch space; it is the only service, and shares "
+                     "the warden's mount namespace, which no other service enters"});
+  }
   for (const ServiceSpec& service : spec.services) {
     std::string actor = "service " + service.name;
     const Confinement& confinement = service.confinement;
-    steps.push_back({actor,
-                     "in the child, before exec: unshare a mount namespace and mount a private tmpfs (nosuid, "
-                     "nodev, 64 MiB, 16k inodes) on /tmp and on /dev/shm",
-                     {"CAP_SYS_ADMIN"},
-                     "services cannot meet, or leave files for each other, in shared scratch space"});
+    if (own_mount_namespaces) {
+      steps.push_back({actor, fmt::format("in the child, before exec: unshare a mount namespace and mount {}", kScratch),
+                       {"CAP_SYS_ADMIN"},
+                       "services cannot meet, or leave files for each other, in shared scratch space"});
+    }
     if (confinement.landlock.mode != LandlockMode::off && !confinement.landlock.paths.empty()) {
       steps.push_back({actor,
                        fmt::format("open the {} Landlock rule paths (O_PATH) with the supervisor's credentials",

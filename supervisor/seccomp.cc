@@ -251,6 +251,13 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
   // no_new_privs is set by apply_confinement() before the filter is loaded.
   check_negative_errno(seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0),
                        "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)");
+  // A binary search over the syscall numbers instead of a linear chain: when
+  // the filter is loaded the kernel runs it once for every syscall number to
+  // build its allow cache, so the load costs (syscalls × chain length) with
+  // a chain and (syscalls × log of it) with a tree; every refused or
+  // argument-checked syscall is cheaper to decide too.
+  check_negative_errno(seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2),
+                       "seccomp_attr_set(SCMP_FLTATR_CTL_OPTIMIZE)");
 
   const std::uint32_t listed_action = allow_list ? SCMP_ACT_ALLOW : refuse;
   for (const Syscall& syscall : profile.listed) {

@@ -16,15 +16,17 @@ namespace vmwarden::supervisor {
 class Service final : public RunningService {
  public:
   // `listen_fds`: the warden's copies of the sockets bound for
-  // spec.listen_sockets, in that order.
-  Service(const ServiceSpec& spec, const std::vector<int>& listen_fds);
+  // spec.listen_sockets, in that order. `own_mount_namespace`: see
+  // services_have_own_mount_namespaces().
+  Service(const ServiceSpec& spec, const std::vector<int>& listen_fds, bool own_mount_namespace);
 
   const ServiceSpec& spec() const override { return spec_; }
   pid_t pid() const override { return pid_; }
   bool running() const override { return pid_ > 0 && !wait_status_; }
 
   // Starts the child, which maps the fds (closing every other one), enters a
-  // mount namespace of its own, applies the confinement and execs argv. Returns
+  // mount namespace of its own (if it has one), applies the confinement and
+  // execs argv. Returns
   // once exec succeeded; throws with the child's own error message (which
   // step, which path) if it did not. Either way the child is left to be
   // reaped by the caller.
@@ -47,6 +49,7 @@ class Service final : public RunningService {
 
  private:
   const ServiceSpec& spec_;
+  bool own_mount_namespace_;
   std::vector<FdMapping> fds_;  // spec.fds, then the listening sockets
   UniqueFd exec_status_;        // read end of the child's CLOEXEC error pipe
   pid_t pid_ = 0;

@@ -140,7 +140,7 @@ int Warden::run() {
 
   set_process_title("vmwarden-warden", fmt::format("vmwarden[{}/warden]", spec_.name));
   check(::chdir("/"), "chdir", "/");
-  setup_warden_mounts(spec_.mounts);
+  setup_warden_mounts(spec_);
 
   start_services();
   event_loop();
@@ -164,7 +164,8 @@ std::vector<int> Warden::bind_listen_sockets(const ServiceSpec& service) {
 
 void Warden::start_services() {
   for (const ServiceSpec& spec : spec_.services) {
-    services_.push_back(std::make_unique<Service>(spec, bind_listen_sockets(spec)));
+    services_.push_back(
+        std::make_unique<Service>(spec, bind_listen_sockets(spec), services_have_own_mount_namespaces(spec_)));
     if (spec.main) main_ = services_.back().get();
   }
   std::vector<int> stages;

@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/core.h>
+
 #include "common/unique_fd.h"
 #include "tests/support/support.h"
 
@@ -576,6 +578,14 @@ class TreeDeathTest : public SandboxTest {
     return {"/bin/sh", "-c", "trap '' TERM; exec sleep 1000"};
   }
 
+  // The command's pid as the host sees it: the other process of the sandbox.
+  pid_t sandboxed_command_pid() const {
+    for (pid_t pid : processes_in_pid_namespace(namespace_)) {
+      if (pid != warden_) return pid;
+    }
+    return -1;
+  }
+
   void kill_and_expect_gone(pid_t victim) {
     ASSERT_GT(victim, 0) << "refusing to signal a process group or every process";
     auto killed_at = steady_clock::now();
@@ -606,13 +616,30 @@ TEST_F(TreeDeathTest, KillingTheWardenLeavesNothing) {
 
 TEST_F(TreeDeathTest, KillingTheCommandEndsTheSandbox) {
   start(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command()), options(true));
-  pid_t command_pid = -1;
-  for (pid_t pid : processes_in_pid_namespace(namespace_)) {
-    if (pid != warden_) command_pid = pid;
-  }
+  pid_t command_pid = sandboxed_command_pid();
   ASSERT_GT(command_pid, 0);
   kill_and_expect_gone(command_pid);
   EXPECT_EQ(exit_code(sandbox_->wait(milliseconds(1'000))), 128 + SIGKILL);
+}
+
+// A sandbox of one service runs it in the warden's mount namespace (a copy
+// of it would be identical); multi-service sandboxes are covered by
+// supervise_vmm_test. Either way it is not the host's, and /tmp is not the
+// host's /tmp.
+TEST_F(TreeDeathTest, TheOneServiceSharesTheWardensMountNamespaceNotTheHosts) {
+  start(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command()), options(true));
+  pid_t command_pid = sandboxed_command_pid();
+  ASSERT_GT(command_pid, 0);
+  auto mount_namespace = [](pid_t pid) {
+    return std::filesystem::read_symlink(fmt::format("/proc/{}/ns/mnt", pid)).string();
+  };
+  EXPECT_EQ(mount_namespace(command_pid), mount_namespace(warden_));
+  EXPECT_NE(mount_namespace(command_pid), mount_namespace(::getpid()));
+  struct stat in_sandbox {}, on_host {};
+  ASSERT_EQ(::stat(fmt::format("/proc/{}/root/tmp", command_pid).c_str(), &in_sandbox), 0);
+  ASSERT_EQ(::stat("/tmp", &on_host), 0);
+  EXPECT_NE(in_sandbox.st_dev, on_host.st_dev) << "the command's /tmp is a tmpfs of its own";
+  kill_and_expect_gone(outer_);
 }
 
 TEST_F(TreeDeathTest, KillingTheS6SuperviseParentLeavesNothing) {

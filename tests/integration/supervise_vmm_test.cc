@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,7 +67,10 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
 
   // The command line of the running process whose executable is `name`
   // and whose arguments name this test's tree.
-  std::vector<std::string> find_argv(const std::string& name) const {
+  std::vector<std::string> find_argv(const std::string& name) const { return find(name).second; }
+
+  // Its pid and command line; {0, {}} if there is none.
+  std::pair<pid_t, std::vector<std::string>> find(const std::string& name) const {
     for (const auto& entry : fs::directory_iterator("/proc")) {
       if (std::atoi(entry.path().filename().c_str()) <= 0) continue;
       std::ifstream file(entry.path() / "cmdline");
@@ -76,9 +80,10 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
       size_t start = 0;
       for (size_t end; (end = cmdline.find('\0', start)) != std::string::npos; start = end + 1)
         argv.push_back(cmdline.substr(start, end - start));
-      if (!argv.empty() && fs::path(argv[0]).filename() == name && argv.size() > 2) return argv;
+      if (!argv.empty() && fs::path(argv[0]).filename() == name && argv.size() > 2)
+        return {std::atoi(entry.path().filename().c_str()), argv};
     }
-    return {};
+    return {0, {}};
   }
 
   std::map<std::string, std::string> doubles_;  // VMWARDEN_FAKE_* -> the copy
@@ -118,6 +123,27 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   EXPECT_THAT(joined, HasSubstr((runtime / "fs0.sock").string()));
   EXPECT_THAT(joined, HasSubstr((runtime / "control.sock").string()));
   EXPECT_THAT(joined, HasSubstr((root_ / "vmlinuz").string()));
+
+  // Each service has a mount namespace, and so a /tmp, of its own: neither
+  // the warden's nor the other's.
+  pid_t vmm_pid = find(backend.process).first, daemon_pid = find("fake-virtiofsd").first;
+  ASSERT_GT(vmm_pid, 0);
+  ASSERT_GT(daemon_pid, 0);
+  std::string vmm_status = testing::read_file(fmt::format("/proc/{}/status", vmm_pid));
+  size_t ppid_at = vmm_status.find("PPid:");
+  ASSERT_NE(ppid_at, std::string::npos);
+  pid_t warden_pid = std::atoi(vmm_status.c_str() + ppid_at + 5);
+  ASSERT_GT(warden_pid, 1);
+  auto mount_namespace = [](pid_t pid) { return fs::read_symlink(fmt::format("/proc/{}/ns/mnt", pid)).string(); };
+  EXPECT_NE(mount_namespace(vmm_pid), mount_namespace(daemon_pid));
+  EXPECT_NE(mount_namespace(vmm_pid), mount_namespace(warden_pid));
+  EXPECT_NE(mount_namespace(daemon_pid), mount_namespace(warden_pid));
+  auto tmp_device = [](pid_t pid) {
+    struct stat st {};
+    EXPECT_EQ(::stat(fmt::format("/proc/{}/root/tmp", pid).c_str(), &st), 0);
+    return st.st_dev;
+  };
+  EXPECT_NE(tmp_device(vmm_pid), tmp_device(daemon_pid));
 
   ASSERT_EQ(::kill(outer, SIGTERM), 0);
   int status = 0;
