@@ -9,6 +9,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <optional>
+
+#include "acl-manager/store.h"
 
 namespace vmwarden::acl::detail {
 namespace {
@@ -38,24 +41,6 @@ bool at_or_below(std::string_view mount_point, std::string_view path) {
   if (!path.empty() && path.back() == '/') path.remove_suffix(1);
   return mount_point == path || (mount_point.size() > path.size() && mount_point.starts_with(path) &&
                                  mount_point[path.size()] == '/');
-}
-
-// The whole of a small file that may change between reads (a procfs file):
-// read in one go as far as the buffer allows.
-bool read_proc_file(const char* path, std::string& out) {
-  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
-  if (!fd) return false;
-  out.clear();
-  char buffer[16384];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (n == 0) return true;
-    out.append(buffer, static_cast<std::size_t>(n));
-  }
 }
 
 }  // namespace
@@ -97,9 +82,13 @@ NodevView open_nodev_view(int dir_fd) {
   if (length <= 0 || length >= static_cast<ssize_t>(sizeof target - 1) || target[0] != '/') return {};
   std::string_view path(target, static_cast<std::size_t>(length));
   if (path.ends_with(" (deleted)")) return {};
-  std::string mountinfo;
-  if (!read_proc_file("/proc/self/mountinfo", mountinfo)) return {};
-  if (has_unbindable_mount_at_or_below(mountinfo, path)) return {};
+  std::optional<std::string> mountinfo;
+  try {
+    mountinfo = read_small_file("/proc/self/mountinfo");
+  } catch (const std::exception&) {
+    return {};
+  }
+  if (!mountinfo || has_unbindable_mount_at_or_below(*mountinfo, path)) return {};
 
   NodevView view;
   view.tree = UniqueFd(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH));

@@ -130,7 +130,6 @@ class Walk {
       // Walked through the nodev view, so that files listed as regular can be
       // opened for reading (see process_files).
       root->fd = std::move(view_.dir);
-      view_active_ = true;
     } else {
       root->fd = UniqueFd(check(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0), "dup", display_root));
     }
@@ -389,7 +388,7 @@ class Walk {
     void process_files(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::vector<std::string>& names,
                        bool listed_regular) {
       int dirfd = dir->fd.get();
-      bool for_reading = listed_regular && walk.view_active_;
+      bool for_reading = listed_regular && walk.through_view();
       pending.clear();
       auto flush = [&] {
         if (pending.empty()) return;
@@ -513,13 +512,13 @@ class Walk {
       int fd = open_beneath(task.parent->fd.get(), task.name.c_str(), O_RDONLY | O_DIRECTORY,
                             walk.options_.cross_mounts);
       if (fd < 0) {
-        switch (-fd) {
-          case ENOENT: ++report.vanished; return;
-          case ELOOP: ++report.skipped_symlinks; return;  // swapped for a symlink
-          case EXDEV: ++report.skipped_mounts; return;
-          case ENOTDIR: process_files(walk, task.parent, {task.name}, /*listed_regular=*/false); return;
-          default: note_error(join(task.parent->path, task.name), "open", -fd); return;
+        if (note_refusal(-fd)) return;
+        if (fd == -ENOTDIR) {
+          process_files(walk, task.parent, {task.name}, /*listed_regular=*/false);
+        } else {
+          note_error(join(task.parent->path, task.name), "open", -fd);
         }
+        return;
       }
       auto dir = std::make_shared<DirHandle>();
       dir->fd = UniqueFd(fd);
@@ -587,7 +586,9 @@ class Walk {
   open_how path_how_{};
   open_how read_how_{};
   NodevView view_;  // keeps the view's mounts together while the walk runs
-  bool view_active_ = false;
+  // Whether the walk runs through the view (its root directory was taken
+  // from view_.dir).
+  bool through_view() const { return static_cast<bool>(view_.tree); }
 
   std::mutex mutex_;
   std::condition_variable wakeup_;

@@ -136,6 +136,26 @@ class SwapLoop {
   std::thread thread_;
 };
 
+// Grants (ro and rw in turn) and revokes `tree` while `attacker` swaps, until
+// it has made 5000 swaps and at least `min_walks` walks ran, or 40 s passed;
+// then stops it. What the walks reported, summed.
+struct RaceWalks {
+  long walks = 0;
+  Report seen;
+};
+RaceWalks walk_during(SwapLoop& attacker, UidRegistry& registry, uid_t uid, const std::filesystem::path& tree,
+                      long min_walks) {
+  RaceWalks result;
+  auto deadline = std::chrono::steady_clock::now() + 40s;
+  while ((attacker.swaps() < 5000 || result.walks < min_walks) && std::chrono::steady_clock::now() < deadline) {
+    result.seen += grant(registry, uid, tree, result.walks % 2 ? Access::rw : Access::ro);
+    result.seen += revoke(registry, uid, tree);
+    result.walks += 2;
+  }
+  attacker.stop();
+  return result;
+}
+
 // Swaps directories and files in the tree for symlinks to outside targets,
 // and back, as fast as it can.
 class Attacker : public SwapLoop {
@@ -191,22 +211,15 @@ void symlink_race() {
 
   UidRegistry registry(env.locations);
   uid_t uid = registry.allocate_alias("race");
-  long walks = 0;
-  Report seen;
+  RaceWalks race;
   {
     Attacker attacker(env.tree, outside_dir, outside_file);
-    auto deadline = std::chrono::steady_clock::now() + 40s;
-    while ((attacker.swaps() < 5000 || walks < 100) && std::chrono::steady_clock::now() < deadline) {
-      seen += grant(registry, uid, env.tree, walks % 2 ? Access::rw : Access::ro);
-      seen += revoke(registry, uid, env.tree);
-      walks += 2;
-    }
-    attacker.stop();
-    std::printf("race: %ld walks, %ld swaps, %lu symlinks met, %lu vanished\n", walks, attacker.swaps(),
-                static_cast<unsigned long>(seen.skipped_symlinks), static_cast<unsigned long>(seen.vanished));
+    race = walk_during(attacker, registry, uid, env.tree, 100);
+    std::printf("race: %ld walks, %ld swaps, %lu symlinks met, %lu vanished\n", race.walks, attacker.swaps(),
+                static_cast<unsigned long>(race.seen.skipped_symlinks), static_cast<unsigned long>(race.seen.vanished));
     EXPECT_GE(attacker.swaps(), 2000);
   }
-  EXPECT_GT(seen.skipped_symlinks + seen.vanished, 0u) << "the walks never met the attacker";
+  EXPECT_GT(race.seen.skipped_symlinks + race.seen.vanished, 0u) << "the walks never met the attacker";
   for (const auto& path : {outside_dir, outside_dir / "secret", outside_file}) {
     EXPECT_FALSE(has_acl(path)) << path << " gained an ACL";
   }
@@ -297,25 +310,18 @@ TEST(AclRace, DevicesRenamedInUnderFileNamesAreNeverOpened) {
 
   UidRegistry registry(env.locations);
   uid_t uid = registry.allocate_alias("devices");
-  long walks = 0;
-  Report seen;
+  RaceWalks race;
   {
     SpecialSwapper swapper(env.tree, special.device, special.fifo);
-    auto deadline = std::chrono::steady_clock::now() + 40s;
-    while ((swapper.swaps() < 5000 || walks < 400) && std::chrono::steady_clock::now() < deadline) {
-      seen += grant(registry, uid, env.tree, walks % 2 ? Access::rw : Access::ro);
-      seen += revoke(registry, uid, env.tree);
-      walks += 2;
-    }
-    swapper.stop();
-    std::printf("devices: %ld walks, %ld swaps, %lu special files met\n", walks, swapper.swaps(),
-                static_cast<unsigned long>(seen.skipped_special));
+    race = walk_during(swapper, registry, uid, env.tree, 400);
+    std::printf("devices: %ld walks, %ld swaps, %lu special files met\n", race.walks, swapper.swaps(),
+                static_cast<unsigned long>(race.seen.skipped_special));
     EXPECT_GE(swapper.swaps(), 2000);
   }
   EXPECT_EQ(count_opens(special.inotify.get()), 0) << "the walk opened the device node";
   EXPECT_FALSE(has_acl(special.device));
   EXPECT_FALSE(has_acl(special.fifo));
-  EXPECT_EQ(seen.failed, 0u);
+  EXPECT_EQ(race.seen.failed, 0u);
 }
 
 // The control: opening each name listed as a regular file for reading, as
