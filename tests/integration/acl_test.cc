@@ -350,8 +350,11 @@ TEST(AclRace, AnOpenOutsideTheNodevViewReachesTheDevice) {
   EXPECT_GT(opens, 0) << "the control never reached the device; the test above would prove nothing";
 }
 
-// The attack is real: a walk that checks with lstat and then sets by path
-// (what setfacl does) is redirected to the outside target.
+// The attack is real: a walk that checks each name with lstat and sets the
+// ACL by path afterwards (setfacl's walk stats every entry first, then acts
+// on it by name) is redirected to the outside target. Each directory is
+// checked whole before its files are set, so the walk meets the attacker's
+// traps often enough to land within the deadline even on a loaded machine.
 TEST(AclRace, ThePathBasedWalkFallsForTheSameAttack) {
   Env env;
   make_tree(env.tree, 4, 30);
@@ -370,14 +373,17 @@ TEST(AclRace, ThePathBasedWalkFallsForTheSameAttack) {
   Attacker attacker(env.tree, outside_dir, outside_file);
   auto deadline = std::chrono::steady_clock::now() + 30s;
   bool reached = false;
+  std::vector<std::filesystem::path> checked;
   while (!reached && std::chrono::steady_clock::now() < deadline) {
-    std::error_code ec;
-    for (auto it = std::filesystem::recursive_directory_iterator(env.tree, ec);
-         it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) break;
-      struct stat st;
-      if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      ::setxattr(it->path().c_str(), "system.posix_acl_access", value.data(), value.size(), 0);
+    for (int d = 0; d < 4; ++d) {
+      checked.clear();
+      std::error_code ec;
+      for (const auto& entry : std::filesystem::directory_iterator(env.tree / fmt::format("d{}", d), ec)) {
+        struct stat st;
+        if (::lstat(entry.path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) checked.push_back(entry.path());
+      }
+      for (const auto& path : checked)
+        ::setxattr(path.c_str(), "system.posix_acl_access", value.data(), value.size(), 0);
     }
     reached = has_acl(outside_file);
   }
