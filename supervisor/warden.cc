@@ -392,10 +392,10 @@ void Warden::begin_shutdown(const std::string& reason, milliseconds grace) {
         if (main.graceful_stop_repeat.count() > 0) {
           repeat_fd_ = UniqueFd(
               check(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
-          auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(main.graceful_stop_repeat).count();
+          auto period = std::chrono::duration_cast<std::chrono::nanoseconds>(main.graceful_stop_repeat).count();
           itimerspec every{};
-          every.it_value.tv_sec = every.it_interval.tv_sec = ns / 1'000'000'000;
-          every.it_value.tv_nsec = every.it_interval.tv_nsec = ns % 1'000'000'000;
+          every.it_value.tv_sec = every.it_interval.tv_sec = period / 1'000'000'000;
+          every.it_value.tv_nsec = every.it_interval.tv_nsec = period % 1'000'000'000;
           check(::timerfd_settime(repeat_fd_.get(), 0, &every, nullptr), "timerfd_settime");
         }
       } else {

@@ -826,7 +826,9 @@ void expect_the_fallback_walks_alike(const char* alias, void (*set_fallback)(boo
 TEST(AclFallback, WithoutXattratTheResultIsTheSame) {
   expect_the_fallback_walks_alike("fallback", [](bool on) {
     detail::force_xattrat_fallback(on);
-    if (on) EXPECT_FALSE(detail::have_xattrat());
+    if (on) {
+      EXPECT_FALSE(detail::have_xattrat());
+    }
   });
 }
 

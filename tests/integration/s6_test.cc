@@ -187,9 +187,9 @@ TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
   // Gone: no such process, or a zombie waiting for whoever inherited it.
   auto gone = [&tree] {
     for (pid_t pid : tree) {
-      std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+      std::ifstream stat_file(fmt::format("/proc/{}/stat", pid));
       std::string line;
-      if (!std::getline(stat, line)) continue;
+      if (!std::getline(stat_file, line)) continue;
       if (line.substr(line.rfind(')') + 2, 1) != "Z") return false;
     }
     return true;

@@ -167,7 +167,7 @@ INSTANTIATE_TEST_SUITE_P(
                               {{"VMWARDEN_CLOUD_HYPERVISOR", "VMWARDEN_FAKE_CLOUD_HYPERVISOR"},
                                {"VMWARDEN_CH_REMOTE", "VMWARDEN_FAKE_CH_REMOTE"}},
                               "fake-cloud-hypervisor"}),
-    [](const auto& info) { return std::string(info.param.vmm == std::string("crosvm") ? "crosvm" : "cloud_hypervisor"); });
+    [](const auto& test_info) { return std::string(test_info.param.vmm == std::string("crosvm") ? "crosvm" : "cloud_hypervisor"); });
 
 }  // namespace
 }  // namespace vmwarden
