@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sched.h>
 #include <sys/inotify.h>
@@ -863,6 +864,38 @@ TEST(AclFallback, FilesAreOpenedForReadingOnlyThroughTheNodevView) {
   EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 0);
   EXPECT_EQ(opens_during([&] { revoke(registry, uid, env.tree); }), 0);
   EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u);
+}
+
+bool has_effective_cap_sys_admin() {
+  std::istringstream status(testing::read_file("/proc/self/status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("CapEff:")) return (std::stoull(line.substr(7), nullptr, 16) >> CAP_SYS_ADMIN) & 1;
+  }
+  return false;
+}
+
+// With CAP_SYS_ADMIN, and no unbindable mount at or below the tree, the view
+// is there: a kernel or seccomp policy that refuses the mount API would
+// otherwise move every walk to the O_PATH path unnoticed, and the test above
+// would only skip. Through the view, the kernel refuses to open a device node.
+TEST(AclFallback, TheNodevViewIsHadWithCapSysAdmin) {
+  if (!has_effective_cap_sys_admin()) GTEST_SKIP() << "needs CAP_SYS_ADMIN";
+  Env env;
+  make_tree(env.tree, 1, 2);
+  std::filesystem::create_directories(env.tree / "d0/dev");
+  ASSERT_EQ(::mknod((env.tree / "d0/dev/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0) << std::strerror(errno);
+  UniqueFd dir(::open(env.tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir);
+  detail::NodevView view = detail::open_nodev_view(dir.get());
+  ASSERT_TRUE(view) << "no nodev view of " << env.tree << " although this process holds CAP_SYS_ADMIN";
+  UniqueFd direct(::openat(dir.get(), "d0/dev/null", O_RDONLY | O_CLOEXEC));
+  EXPECT_TRUE(direct) << "the control: the node opens outside the view";
+  errno = 0;
+  UniqueFd through_view(::openat(view.dir.get(), "d0/dev/null", O_RDONLY | O_CLOEXEC));
+  EXPECT_FALSE(through_view);
+  EXPECT_EQ(errno, EACCES);
+  UniqueFd file(::openat(view.dir.get(), "d0/f1", O_RDONLY | O_CLOEXEC));
+  EXPECT_TRUE(file) << "regular files open through the view: " << std::strerror(errno);
 }
 
 // A file under a write lease refuses an open for reading with O_NONBLOCK
