@@ -83,14 +83,18 @@ std::string ProgramResult::describe() const {
   return status;
 }
 
+Pipe make_pipe() {
+  int ends[2];
+  check(::pipe2(ends, O_CLOEXEC), "pipe2");
+  return {UniqueFd(ends[0]), UniqueFd(ends[1])};
+}
+
 ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                           Deadline deadline, const std::function<void()>& in_child) {
   if (argv.empty() || argv[0].empty() || argv[0][0] != '/')
     throw UsageError(fmt::format("run_program needs an absolute program path, got \"{}\"",
                                  argv.empty() ? "" : argv[0]));
-  int pipe_fds[2];
-  check(::pipe2(pipe_fds, O_CLOEXEC), "pipe2");
-  UniqueFd out_read(pipe_fds[0]), out_write(pipe_fds[1]);
+  auto [out_read, out_write] = make_pipe();
 
   // Everything the child needs is prepared before fork: it only calls
   // async-signal-safe functions besides `in_child`.

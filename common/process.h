@@ -36,6 +36,12 @@ class PidFd {
   UniqueFd fd_;
 };
 
+// Both ends of a new pipe, close-on-exec; throws SystemError.
+struct Pipe {
+  UniqueFd read_end, write_end;
+};
+Pipe make_pipe();
+
 struct ProgramResult {
   int exit_code = -1;      // the exit status, or -1 when killed by a signal or lost
   int signal = 0;          // the killing signal, if any

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/exit_status.h"
+#include "common/process.h"
 #include "common/unique_fd.h"
 #include "supervisor/mounts.h"
 
@@ -124,9 +125,7 @@ Service::Service(const ServiceSpec& spec, const std::vector<int>& listen_fds, bo
 
 void Service::launch(bool share_memory) {
   if (spec_.argv.empty()) throw PermanentError("service " + spec_.name + " has no argv");
-  int pipe_fds[2];
-  check(::pipe2(pipe_fds, O_CLOEXEC), "pipe2");
-  UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  auto [read_end, write_end] = make_pipe();
 
   ChildPlan plan;
   plan.spec = &spec_;

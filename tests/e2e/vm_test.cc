@@ -161,14 +161,11 @@ access = "rw"
   // virtiofsd (its shared dir) and QEMU (its sockets) of this VM only.
   std::set<pid_t> processes_of_this_vm() const {
     std::set<pid_t> found;
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-      pid_t pid = std::atoi(entry.path().filename().c_str());
-      if (pid <= 0 || pid == ::getpid()) continue;
-      std::ifstream file(entry.path() / "cmdline");
-      std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    auto of_this_vm = [&](const std::vector<std::string>& argv) {
       // s6-svscan names the scandir; it is the test's, not the VM's.
-      if (cmdline.find(root_.string()) != std::string::npos && !cmdline.starts_with("s6-svscan")) found.insert(pid);
-    }
+      return testing::some_argument_contains(argv, root_.string()) && !argv[0].starts_with("s6-svscan");
+    };
+    for (const testing::ProcessInfo& process : testing::processes_where(of_this_vm)) found.insert(process.pid);
     return found;
   }
 

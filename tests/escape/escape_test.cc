@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/process.h"
 #include "common/unique_fd.h"
 #include "supervisor/confinement.h"
 #include "supervisor/confinement_testing.h"
@@ -73,16 +74,13 @@ struct SpawnOptions {
 class Child {
  public:
   Child(const Confinement& confinement, std::vector<std::string> argv, SpawnOptions options = {}) {
-    int out[2], err[2];
-    check(::pipe2(out, O_CLOEXEC), "pipe2");
-    check(::pipe2(err, O_CLOEXEC), "pipe2");
-    out_ = UniqueFd(out[0]);
-    err_ = UniqueFd(err[0]);
-    UniqueFd out_write(out[1]), err_write(err[1]);
+    Pipe out = make_pipe(), err = make_pipe();
+    out_ = std::move(out.read_end);
+    err_ = std::move(err.read_end);
     pid_ = check(::fork(), "fork");
     if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::dup2(err[1], 2);
+      ::dup2(out.write_end.get(), 1);
+      ::dup2(err.write_end.get(), 2);
       rlimit no_core{0, 0};  // SIGSYS would dump core in the cwd otherwise
       ::setrlimit(RLIMIT_CORE, &no_core);
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -296,13 +294,7 @@ TEST_F(EscapeTest, CannotSignalASibling) {
 
 TEST_F(EscapeTest, CannotConnectToAnAbstractSocketBoundOutsideTheDomain) {
   std::string name = "vmwarden-escape-host-" + std::to_string(getpid());
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path + 1, name.data(), name.size());
-  auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), length), 0);
-  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  UniqueFd listener = testing::listen_on_abstract_socket(name);
 
   expect_denied(attack(confinement(), {"connect-abstract", name}), "EPERM");
   Confinement no_scope = confinement();

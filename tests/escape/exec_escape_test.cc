@@ -48,6 +48,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/process.h"
 #include "common/unique_fd.h"
 #include "supervisor/confinement.h"
 #include "supervisor/confinement_testing.h"
@@ -106,12 +107,10 @@ class LiveSandbox {
  public:
   LiveSandbox(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env)
       : output_("vmwarden-escape-out") {
-    int in[2], notify[2];
-    check(::pipe2(in, O_CLOEXEC), "pipe2");
-    check(::pipe2(notify, O_CLOEXEC), "pipe2");
-    stdin_ = UniqueFd(in[1]);
-    notify_ = UniqueFd(notify[0]);
-    UniqueFd in_read(in[0]), notify_write(notify[1]);
+    auto [in_read, in_write] = make_pipe();
+    auto [notify_read, notify_write] = make_pipe();
+    stdin_ = std::move(in_write);
+    notify_ = std::move(notify_read);
     std::vector<std::string> env_strings;
     for (char** e = environ; *e != nullptr; ++e) {
       std::string entry(*e);
@@ -208,12 +207,9 @@ class Neighbour {
     UniqueFd pid_ns(::open(("/proc/" + std::to_string(warden) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC));
     UniqueFd net_ns(::open(("/proc/" + std::to_string(warden) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
     if (!pid_ns || !net_ns) throw_errno("open the warden's namespaces");
-    int report[2], ready[2];
-    check(::pipe2(report, O_CLOEXEC), "pipe2");
-    check(::pipe2(ready, O_CLOEXEC), "pipe2");
-    UniqueFd report_read(report[0]), report_write(report[1]);
-    ready_ = UniqueFd(ready[0]);
-    UniqueFd ready_write(ready[1]);
+    auto [report_read, report_write] = make_pipe();
+    auto [ready_read, ready_write] = make_pipe();
+    ready_ = std::move(ready_read);
     intermediate_ = check(::fork(), "fork");
     if (intermediate_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -278,9 +274,7 @@ class Neighbour {
 class HostProcess {
  public:
   HostProcess(const fs::path& attacker, std::optional<uid_t> uid) {
-    int ready[2];
-    check(::pipe2(ready, O_CLOEXEC), "pipe2");
-    UniqueFd ready_read(ready[0]), ready_write(ready[1]);
+    auto [ready_read, ready_write] = make_pipe();
     pid_ = check(::fork(), "fork");
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -454,13 +448,7 @@ TEST_F(ExecEscapeTest, CannotSignalAHostProcess) {
 
 TEST_F(ExecEscapeTest, CannotConnectToAnAbstractSocketBoundOutside) {
   std::string name = "vmwarden-exec-escape-host-" + std::to_string(getpid());
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path + 1, name.data(), name.size());
-  auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), length), 0);
-  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  UniqueFd listener = testing::listen_on_abstract_socket(name);
   std::vector<std::string> args = {"connect-abstract", name};
   // Abstract names belong to a network namespace: the sandbox's own empty
   // one does not have it at all.

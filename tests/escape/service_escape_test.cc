@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/process.h"
 #include "common/unique_fd.h"
 #include "supervisor/confinement.h"
 #include "supervisor/policy.h"
@@ -89,13 +90,9 @@ class ServiceEscapeTest : public ::testing::Test {
   // is ready, the attacker (`attack_args`). Returns the attacker's outcome.
   Outcome attack(const std::vector<std::string>& target_args, const std::vector<std::string>& attack_args,
                  Without without = {}) {
-    int target_out[2], attacker_out[2], attacker_err[2];
-    check(::pipe2(target_out, O_CLOEXEC), "pipe2");
-    check(::pipe2(attacker_out, O_CLOEXEC), "pipe2");
-    check(::pipe2(attacker_err, O_CLOEXEC), "pipe2");
-    UniqueFd target_read(target_out[0]), target_write(target_out[1]);
-    UniqueFd out_read(attacker_out[0]), out_write(attacker_out[1]);
-    UniqueFd err_read(attacker_err[0]), err_write(attacker_err[1]);
+    auto [target_read, target_write] = make_pipe();
+    auto [out_read, out_write] = make_pipe();
+    auto [err_read, err_write] = make_pipe();
     int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     UniqueFd null_fd(null);
 
@@ -111,10 +108,10 @@ class ServiceEscapeTest : public ::testing::Test {
     target.name = "target";
     target.argv = program(target_args);
     target.confinement = confinement();
-    target.fds = {{null, 0}, {target_out[1], 1}, {null, 2}};
+    target.fds = {{null, 0}, {target_write.get(), 1}, {null, 2}};
     target.stage = 0;
     // In the warden: the target printed "ready" (its socket is bound).
-    const int ready_fd = target_out[0];
+    const int ready_fd = target_read.get();
     target.wait_ready = [ready_fd](const RunningService& service, Clock::time_point deadline) {
       std::string seen;
       while (seen.find("ready\n") == std::string::npos) {
@@ -133,7 +130,7 @@ class ServiceEscapeTest : public ::testing::Test {
     attacker.name = "attacker";
     attacker.argv = program(attack_args);
     attacker.confinement = confinement(without);
-    attacker.fds = {{null, 0}, {attacker_out[1], 1}, {attacker_err[1], 2}};
+    attacker.fds = {{null, 0}, {out_write.get(), 1}, {err_write.get(), 2}};
     attacker.stage = 1;
     attacker.main = true;
     spec.services = {target, attacker};

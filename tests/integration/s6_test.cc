@@ -117,13 +117,8 @@ class S6Test : public ::testing::Test {
   // Processes whose command line contains `marker`.
   static std::set<pid_t> processes_with(const std::string& marker) {
     std::set<pid_t> found;
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-      pid_t pid = std::atoi(entry.path().filename().c_str());
-      if (pid <= 0 || pid == ::getpid()) continue;
-      std::ifstream file(entry.path() / "cmdline");
-      std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-      if (cmdline.find(marker) != std::string::npos) found.insert(pid);
-    }
+    auto with_marker = [&](const std::vector<std::string>& argv) { return testing::some_argument_contains(argv, marker); };
+    for (const testing::ProcessInfo& process : testing::processes_where(with_marker)) found.insert(process.pid);
     return found;
   }
 

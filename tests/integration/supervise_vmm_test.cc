@@ -71,19 +71,13 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
 
   // Its pid and command line; {0, {}} if there is none.
   std::pair<pid_t, std::vector<std::string>> find(const std::string& name) const {
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-      if (std::atoi(entry.path().filename().c_str()) <= 0) continue;
-      std::ifstream file(entry.path() / "cmdline");
-      std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-      if (cmdline.find(root_.string()) == std::string::npos) continue;
-      std::vector<std::string> argv;
-      size_t start = 0;
-      for (size_t end; (end = cmdline.find('\0', start)) != std::string::npos; start = end + 1)
-        argv.push_back(cmdline.substr(start, end - start));
-      if (!argv.empty() && fs::path(argv[0]).filename() == name && argv.size() > 2)
-        return {std::atoi(entry.path().filename().c_str()), argv};
-    }
-    return {0, {}};
+    auto named = [&](const std::vector<std::string>& argv) {
+      return fs::path(argv[0]).filename() == name && argv.size() > 2 &&
+             testing::some_argument_contains(argv, root_.string());
+    };
+    std::vector<testing::ProcessInfo> found = testing::processes_where(named);
+    if (found.empty()) return {0, {}};
+    return {found.front().pid, found.front().argv};
   }
 
   std::map<std::string, std::string> doubles_;  // VMWARDEN_FAKE_* -> the copy

@@ -6,11 +6,14 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -18,6 +21,7 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "common/process.h"
 #include "common/unique_fd.h"
 
 namespace vmwarden::testing {
@@ -57,13 +61,9 @@ std::string read_file(const std::filesystem::path& path) {
 }
 
 CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
-  int out_pipe[2], err_pipe[2], in_pipe[2];
-  check(::pipe2(out_pipe, O_CLOEXEC), "pipe2");
-  check(::pipe2(err_pipe, O_CLOEXEC), "pipe2");
-  check(::pipe2(in_pipe, O_CLOEXEC), "pipe2");
-  UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
-  UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
-  UniqueFd in_read(in_pipe[0]), in_write(in_pipe[1]);
+  auto [out_read, out_write] = make_pipe();
+  auto [err_read, err_write] = make_pipe();
+  auto [in_read, in_write] = make_pipe();
 
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -160,6 +160,38 @@ std::vector<std::string> directory_names(const std::filesystem::path& dir) {
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) names.push_back(entry.path().filename());
   std::sort(names.begin(), names.end());
   return names;
+}
+
+UniqueFd listen_on_abstract_socket(std::string_view name) {
+  sockaddr_un address{};
+  if (name.empty() || name.size() >= sizeof address.sun_path) throw std::invalid_argument("bad abstract socket name");
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path + 1, name.data(), name.size());  // sun_path[0] == 0: abstract
+  auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  UniqueFd listener(check(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+  check(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), length), "bind abstract", name);
+  check(::listen(listener.get(), 8), "listen on abstract", name);
+  return listener;
+}
+
+std::vector<ProcessInfo> processes_where(const std::function<bool(const std::vector<std::string>& argv)>& matches) {
+  std::vector<ProcessInfo> found;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = std::atoi(entry.path().filename().c_str());
+    if (pid <= 0 || pid == ::getpid()) continue;
+    std::ifstream file(entry.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    ProcessInfo process{pid, {}};
+    for (std::size_t start = 0, end; (end = cmdline.find('\0', start)) != std::string::npos; start = end + 1) {
+      process.argv.push_back(cmdline.substr(start, end - start));
+    }
+    if (!process.argv.empty() && matches(process.argv)) found.push_back(std::move(process));
+  }
+  return found;
+}
+
+bool some_argument_contains(const std::vector<std::string>& argv, std::string_view text) {
+  return std::ranges::any_of(argv, [&](const std::string& arg) { return arg.find(text) != std::string::npos; });
 }
 
 PrivateTmpfs::PrivateTmpfs(std::filesystem::path dir) : dir_(std::move(dir)) {

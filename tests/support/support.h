@@ -6,10 +6,13 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "common/unique_fd.h"
 
 namespace vmwarden::testing {
 
@@ -73,5 +76,19 @@ class PrivateTmpfs {
 };
 // The source tree ($VMWARDEN_SOURCE_DIR, set by meson).
 std::filesystem::path source_dir();
+
+// A socket listening on the abstract unix address `name` (given without its
+// leading NUL) in this process's network namespace; throws if it is taken.
+UniqueFd listen_on_abstract_socket(std::string_view name);
+
+struct ProcessInfo {
+  pid_t pid = 0;
+  std::vector<std::string> argv;  // from /proc/PID/cmdline
+};
+// The processes other than this one whose argv satisfies `matches`, as
+// /proc shows them now (one that exits meanwhile is left out).
+std::vector<ProcessInfo> processes_where(const std::function<bool(const std::vector<std::string>& argv)>& matches);
+// Whether some argument of `argv` contains `text`.
+bool some_argument_contains(const std::vector<std::string>& argv, std::string_view text);
 
 }  // namespace vmwarden::testing
