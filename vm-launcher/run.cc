@@ -19,6 +19,7 @@
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "vm-launcher/guest_manifest.h"
+#include "vm-launcher/guest_report.h"
 #include "vm-launcher/launch.h"
 
 namespace vmwarden::vm {
@@ -185,9 +186,7 @@ int run_program_in_vm(const RunOptions& options) {
   int status = launch(*parsed.definition, launch_options);
 
   // 6. The program's status, as the agent reported it.
-  std::ifstream reported(report / std::string(guest::kExitStatusFile));
-  int program_status = -1;
-  if (reported >> program_status && program_status >= 0 && program_status <= 255) return program_status;
+  if (std::optional<int> program_status = read_reported_exit_status(report)) return *program_status;
   log::error("the guest reported no exit status for {} (the VM exited with status {})", options.command.front(),
              status);
   return status == 0 ? exit_status::kFailure : status;

@@ -1,0 +1,80 @@
+// The exit status the guest reports: read from a share the VM's UID can
+// write, so everything the guest could put there instead is tried.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
+
+#include "tests/support/support.h"
+#include "vm-launcher/guest_report.h"
+
+namespace vmwarden::vm {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+class GuestReportTest : public ::testing::Test {
+ protected:
+  testing::TempDir dir_{"vmwarden-guest-report"};
+  fs::path report_ = dir_ / "report";
+  fs::path status_ = report_ / "exit-status";
+  void SetUp() override { fs::create_directory(report_); }
+};
+
+TEST_F(GuestReportTest, ReadsTheStatusTheAgentWrites) {
+  testing::write_file(status_, "7\n");
+  EXPECT_EQ(read_reported_exit_status(report_), 7);
+  testing::write_file(status_, "0\n");
+  EXPECT_EQ(read_reported_exit_status(report_), 0);
+  testing::write_file(status_, "255");
+  EXPECT_EQ(read_reported_exit_status(report_), 255);
+}
+
+TEST_F(GuestReportTest, NoneWhenAbsentOrNotAStatus) {
+  EXPECT_EQ(read_reported_exit_status(report_), std::nullopt);
+  EXPECT_EQ(read_reported_exit_status(dir_ / "no-such-dir"), std::nullopt);
+  for (const char* text : {"", "\n", "256\n", "-1\n", "7 and more\n", "x\n", "99999999999999999999\n", " 7\n"}) {
+    testing::write_file(status_, text);
+    EXPECT_EQ(read_reported_exit_status(report_), std::nullopt) << '"' << text << '"';
+  }
+}
+
+// A symlink to a host file that starts with a number: not followed.
+TEST_F(GuestReportTest, DoesNotFollowASymlink) {
+  testing::write_file(dir_ / "host-file", "42\n");
+  fs::create_symlink(dir_ / "host-file", status_);
+  EXPECT_EQ(read_reported_exit_status(report_), std::nullopt);
+  // Nor when the report directory itself is the symlink.
+  fs::path elsewhere = dir_ / "elsewhere";
+  fs::create_directory(elsewhere);
+  testing::write_file(elsewhere / "exit-status", "42\n");
+  fs::create_directory_symlink(elsewhere, dir_ / "report-link");
+  EXPECT_EQ(read_reported_exit_status(dir_ / "report-link"), std::nullopt);
+}
+
+// A FIFO with no writer would block a plain open for ever; a directory is
+// what an agent's rename would then fail on.
+TEST_F(GuestReportTest, NeitherAFifoNorADirectoryIsWaitedOnOrRead) {
+  ASSERT_EQ(::mkfifo(status_.c_str(), 0644), 0);
+  auto reading = std::async(std::launch::async, [&] { return read_reported_exit_status(report_); });
+  if (reading.wait_for(10s) != std::future_status::ready) {
+    // Unblock the reader so that the test ends, then fail.
+    int writer = ::open(status_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (writer >= 0) ::close(writer);
+    FAIL() << "blocked on a FIFO";
+  }
+  EXPECT_EQ(reading.get(), std::nullopt);
+  fs::remove(status_);
+  fs::create_directory(status_);
+  EXPECT_EQ(read_reported_exit_status(report_), std::nullopt);
+}
+
+}  // namespace
+}  // namespace vmwarden::vm

@@ -1,0 +1,37 @@
+#include "vm-launcher/guest_report.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <string>
+
+#include "common/unique_fd.h"
+#include "vm-launcher/guest_manifest.h"
+
+namespace vmwarden::vm {
+
+std::optional<int> read_reported_exit_status(const std::filesystem::path& report_dir) {
+  // The directory itself is the host's (inside the root-owned run
+  // directory); only what is in it can be the guest's.
+  UniqueFd dir(::open(report_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return std::nullopt;
+  // O_NONBLOCK: a FIFO put in the file's place opens at once (and is then
+  // refused as not regular) instead of waiting for a writer forever.
+  std::string name(guest::kExitStatusFile);
+  UniqueFd file(::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  struct stat st;
+  if (!file || ::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  char text[8];  // "255\n" and then some
+  ssize_t length = ::read(file.get(), text, sizeof text);
+  if (length <= 0) return std::nullopt;
+  const char* end = text + length;
+  int status = -1;
+  auto [rest, error] = std::from_chars(text, end, status);
+  if (error != std::errc() || rest == text || status < 0 || status > 255) return std::nullopt;
+  if (rest != end && *rest != '\n') return std::nullopt;
+  return status;
+}
+
+}  // namespace vmwarden::vm
