@@ -90,8 +90,10 @@ constexpr std::uint64_t kCloneNamespaceFlags[] = {
 constexpr std::uint64_t kCloneNewTime = 0x80;
 
 // personality(2) flags that weaken the address space (turn off ASLR, make
-// reads executable, map page zero). Bit 31 is checked clear as well so that
-// the query personality(0xffffffff) stays allowed.
+// reads executable, map page zero). The kernel stores every value but the
+// query 0xffffffff, bit 31 set or not, so a deny list must refuse these flags
+// with bit 31 clear and, separately, every value with bit 31 set but the
+// query (no persona uses that bit).
 constexpr std::uint64_t kDangerousPersonality[] = {
     ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, ADDR_COMPAT_LAYOUT, ADDR_LIMIT_32BIT,
 };
@@ -197,7 +199,7 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
     if (deny || lists(profile, "personality"))
       info.argument_filters.push_back(
           "personality: refused with ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, "
-          "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT");
+          "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT, and with bit 31 set unless it is the query 0xffffffff");
     if (deny) info.argument_filters.push_back("ioctl: refused for TIOCSTI and TIOCLINUX");
     else if (lists(profile, "ioctl")) info.argument_filters.push_back("ioctl: refused for TIOCSTI");
   }
@@ -291,7 +293,7 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
       if (lists(profile, "personality")) {
         std::uint64_t dangerous = 0;
         for (std::uint64_t flag : kDangerousPersonality) dangerous |= flag;
-        scmp_arg_cmp safe_personality = SCMP_A0_32(SCMP_CMP_MASKED_EQ, dangerous, 0);
+        scmp_arg_cmp safe_personality = SCMP_A0_32(SCMP_CMP_MASKED_EQ, dangerous | 0x80000000U, 0);
         add_rule(ctx, SCMP_ACT_ALLOW, {"personality"}, {&safe_personality, 1});
         scmp_arg_cmp query = SCMP_A0_32(SCMP_CMP_EQ, 0xffffffffU);
         add_rule(ctx, SCMP_ACT_ALLOW, {"personality"}, {&query, 1});
@@ -304,11 +306,19 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
       }
       scmp_arg_cmp new_time = SCMP_A0_64(SCMP_CMP_MASKED_EQ, kCloneNewTime, kCloneNewTime);
       add_rule(ctx, refuse, {"unshare"}, {&new_time, 1});
+      // The ioctl/personality arguments are 32-bit in the kernel: compare
+      // only the low half, or garbage in the upper half would slip by.
+      constexpr std::uint32_t kBit31 = 0x80000000U;
       for (std::uint64_t flag : kDangerousPersonality) {
-        // The ioctl/personality arguments are 32-bit in the kernel: compare
-        // only the low half, or garbage in the upper half would slip by.
-        scmp_arg_cmp has_flag = SCMP_A0_32(SCMP_CMP_MASKED_EQ, flag | 0x80000000U, flag);
+        scmp_arg_cmp has_flag = SCMP_A0_32(SCMP_CMP_MASKED_EQ, flag | kBit31, flag);
         add_rule(ctx, refuse, {"personality"}, {&has_flag, 1});
+      }
+      // Bit 31 set and some other bit clear: anything but the query. One
+      // comparison per argument is all libseccomp allows in a rule, hence
+      // one rule per bit.
+      for (int bit = 0; bit < 31; ++bit) {
+        scmp_arg_cmp not_query = SCMP_A0_32(SCMP_CMP_MASKED_EQ, kBit31 | (1U << bit), kBit31);
+        add_rule(ctx, refuse, {"personality"}, {&not_query, 1});
       }
       for (std::uint32_t request : kDangerousIoctls) {
         scmp_arg_cmp is_request = SCMP_A1_32(SCMP_CMP_EQ, request);

@@ -209,6 +209,15 @@ int main(int argc, char** argv) {
     }
     return ok("i386 getpid");
   }
+  if (command == "personality") {  // personality VALUE: set it, then read it back
+    unsigned long value = std::strtoul(arg(1), nullptr, 0);
+    long old = syscall(SYS_personality, value);
+    if (old < 0) return denied("personality");
+    long now = syscall(SYS_personality, 0xffffffffUL);
+    char text[64];
+    std::snprintf(text, sizeof text, "persona 0x%lx", static_cast<unsigned long>(now));
+    return ok(text);
+  }
   if (command == "x32-syscall") {
     long result = syscall(0x40000000 | SYS_getpid);
     if (result < 0) return denied("x32 getpid");

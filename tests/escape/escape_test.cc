@@ -424,6 +424,21 @@ TEST_F(EscapeTest, CannotLoadAKernelModule) {
   else expect_denied(unconfined, "ENOSYS");
 }
 
+// The kernel stores any personality but the query 0xffffffff, bit 31 set or
+// not: ASLR cannot be turned off however the flag is dressed up.
+TEST_F(EscapeTest, CannotTurnOffAddressSpaceRandomisation) {
+  for (const char* value : {"0x40000", "0x400000", "0x80040000", "0x80400000", "0xfffffffe", "0x80000000"}) {
+    expect_killed_by_seccomp(attack(confinement(), {"personality", value}));
+  }
+  Outcome query = attack(confinement(), {"personality", "0xffffffff"});
+  expect_success(query);
+  EXPECT_EQ(query.out, "ok persona 0x0") << query;
+  expect_success(attack(confinement(), {"personality", "0x0"}));
+  // The control: without the filter, the dressed-up flag sticks.
+  Outcome unfiltered = attack(confinement(), {"personality", "0x80040000"}, {.omitted = step_seccomp});
+  EXPECT_EQ(unfiltered.out, "ok persona 0x80040000") << unfiltered;
+}
+
 TEST_F(EscapeTest, X32SyscallsAreKilled) {
   expect_killed_by_seccomp(attack(confinement(), {"x32-syscall"}));
   // Without the filter an x32 call reaches the kernel (ENOSYS from a kernel
