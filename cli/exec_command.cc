@@ -339,7 +339,7 @@ void add_exec_command(CLI::App& app, Globals& globals) {
       "scopes) and a seccomp filter. SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
       "--timeout). Exits with the command's status (128+N if killed by signal N); 2 if COMMAND cannot be found "
       "or a flag is wrong; 125 if the sandbox cannot start (e.g. --landlock required on a kernel that lacks a "
-      "needed feature).");
+      "needed feature); 1 if it could not start for want of processes, memory or descriptors (a retry may work).");
   command->add_option("--rw", options->rw,
                       "Allow reading and writing beneath PATH (Landlock); a single-use UID also gets an ACL grant "
                       "(rwX) on it for the run")

@@ -187,9 +187,15 @@ bool Warden::start_stage(int stage) {
   // which suspends the warden until it has exec'd. Then each one's exec is
   // awaited, in order.
   std::size_t launched = 0;
+  bool transient = false;
   try {
     for (; launched < started.size(); ++launched)
       started[launched]->launch(/*share_memory=*/launched + 1 == started.size());
+  } catch (const SystemError& e) {
+    // Out of processes, memory or descriptors: another try may well work,
+    // so s6 should restart rather than give up.
+    transient = e.code() == EAGAIN || e.code() == ENOMEM || e.code() == EMFILE || e.code() == ENFILE;
+    log::error("{}", e.what());
   } catch (const std::exception& e) {
     log::error("{}", e.what());
   }
@@ -204,7 +210,9 @@ bool Warden::start_stage(int stage) {
     }
   }
   if (failed) {
-    forced_status_ = exit_status::kPermanent;
+    forced_status_ = transient ? exit_status::kFailure : exit_status::kPermanent;
+    // With no child at all, no SIGCHLD will ever say so: find out now.
+    reap();
     begin_shutdown("a service failed to start", spec_.shutdown_timeout);
     return false;
   }
@@ -421,6 +429,8 @@ void Warden::stop_remaining() {
     verbose_shutdown_ = true;
     log::info("sent SIGTERM to the remaining processes {} ms after the shutdown began",
               ms_between(*shutdown_started_, Clock::now()));
+  } else if (errno == ESRCH) {
+    reap();  // nobody left: no SIGCHLD will come
   }
 }
 
@@ -433,6 +443,8 @@ void Warden::on_timeout() {
                seconds(grace_), ms_between(*shutdown_started_, Clock::now()));
   ::kill(-1, SIGKILL);
   timer_fd_.reset();
+  // Nothing will wake the loop again if nobody was left to kill.
+  reap();
 }
 
 void Warden::repeat_graceful_stop() {

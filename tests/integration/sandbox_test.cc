@@ -124,6 +124,8 @@ struct LaunchOptions {
   std::map<std::string, std::string> env;
   std::optional<std::filesystem::path> cwd;
   bool notify_pipe = false;  // a pipe at fd 3 for --notify-fd 3
+  // A cgroup.procs file the process moves itself into before exec.
+  std::optional<std::filesystem::path> cgroup_procs;
 };
 
 // A process started by the test: output to files, dies with the test.
@@ -159,6 +161,11 @@ class Launched {
       dup2(err_fd, 2);
       if (options.notify_pipe) dup2(notify[1], 3);
       if (options.cwd && chdir(options.cwd->c_str()) != 0) _exit(127);
+      if (options.cgroup_procs) {
+        int procs = open(options.cgroup_procs->c_str(), O_WRONLY | O_CLOEXEC);
+        if (procs < 0 || write(procs, "0", 1) != 1) _exit(126);  // "0": the writer itself
+        close(procs);
+      }
       execve(args[0], args.data(), envp.data());
       _exit(127);
     }
@@ -514,6 +521,57 @@ TEST_F(SandboxTest, CommandThatIgnoresSigtermIsKilledAfterTheTimeout) {
   EXPECT_THAT(sandbox.err(),
               HasSubstr("command was killed with SIGKILL after the shutdown timeout of 1.0 s; exit status 137"));
   EXPECT_TRUE(marked_processes(marker_).empty());
+}
+
+// A pids cgroup of the host's v1 hierarchy, made for one test and removed
+// with it (once the processes in it are gone). Empty where there is none.
+class PidsCgroup {
+ public:
+  explicit PidsCgroup(int max) {
+    std::filesystem::path root = "/sys/fs/cgroup/pids";
+    if (!std::filesystem::exists(root / "cgroup.procs") || std::filesystem::exists(root / "cgroup.controllers")) return;
+    std::filesystem::path dir = root / ("vmwarden-test-" + std::to_string(getpid()));
+    if (mkdir(dir.c_str(), 0755) != 0) return;
+    dir_ = dir;
+    try {
+      testing::write_file(dir / "pids.max", std::to_string(max));
+    } catch (const std::exception&) {
+      remove();
+    }
+  }
+  ~PidsCgroup() { remove(); }
+  PidsCgroup(const PidsCgroup&) = delete;
+  PidsCgroup& operator=(const PidsCgroup&) = delete;
+
+  explicit operator bool() const { return !dir_.empty(); }
+  std::filesystem::path procs() const { return dir_ / "cgroup.procs"; }
+  bool empty() const { return dir_.empty() || testing::read_file(procs()).empty(); }
+
+ private:
+  void remove() {
+    if (dir_.empty()) return;
+    for (int i = 0; i < 500 && !empty(); ++i) std::this_thread::sleep_for(milliseconds(10));
+    rmdir(dir_.c_str());
+    dir_.clear();
+  }
+  std::filesystem::path dir_;
+};
+
+// The command cannot even be cloned (the cgroup admits the outer and the
+// warden only): there is no child, so no SIGCHLD, and the warden must still
+// end at once instead of waiting for one, with a status that lets s6 retry.
+TEST_F(SandboxTest, AServiceThatCannotBeClonedEndsTheSandboxAtOnce) {
+  PidsCgroup cgroup(2);
+  if (!cgroup) GTEST_SKIP() << "no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids";
+  LaunchOptions launch = options();
+  launch.cgroup_procs = cgroup.procs();
+  Launched sandbox(exec_argv({"--uid", "0", "--timeout", "1"}, {"/bin/true"}), launch);
+  auto status = sandbox.wait(milliseconds(20'000));
+  ASSERT_TRUE(status) << "still running 20 s later: " << sandbox.err();
+  EXPECT_THAT(sandbox.err(), HasSubstr("clone command: Resource temporarily unavailable"));
+  EXPECT_EQ(exit_code(status), 1) << "out of processes is worth a retry, not 125: " << sandbox.err();
+  EXPECT_THAT(sandbox.err(), Not(HasSubstr("shutdown timeout of 1.0 s reached")));
+  EXPECT_TRUE(cgroup.empty());
 }
 
 TEST_F(SandboxTest, SigintAndSighupStopTheSandboxToo) {
