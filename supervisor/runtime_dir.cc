@@ -90,8 +90,10 @@ RuntimeDir RuntimeDir::create(const std::filesystem::path& path, uid_t uid, gid_
     if (!old) throw_errno("open existing runtime directory", where);
     if (::flock(old.get(), LOCK_EX | LOCK_NB) < 0) {
       if (errno == EWOULDBLOCK) {
-        throw PermanentError("runtime directory " + where +
-                             " is in use by a running instance; stop it first or choose another name");
+        // Not permanent: the holder is often the instance s6 is replacing,
+        // still stopping; a retry once it is gone succeeds.
+        throw std::runtime_error("runtime directory " + where +
+                                 " is in use by a running instance; stop it first or choose another name");
       }
       throw_errno("flock", where);
     }

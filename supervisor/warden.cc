@@ -82,6 +82,7 @@ class Warden {
   std::vector<int> bind_listen_sockets(const ServiceSpec& service);
   void start_services();
   bool start_stage(int stage);
+  bool startup_may_go_on();
   void notify_ready();
   void event_loop();
   void read_signals();
@@ -173,9 +174,19 @@ void Warden::start_services() {
   std::sort(stages.begin(), stages.end());
   stages.erase(std::unique(stages.begin(), stages.end()), stages.end());
   for (int stage : stages) {
-    if (!start_stage(stage)) return;
+    if (!startup_may_go_on() || !start_stage(stage)) return;
   }
-  notify_ready();
+  if (startup_may_go_on()) notify_ready();
+}
+
+// Start-up runs before the event loop, and a stage's readiness wait can take
+// seconds: between its steps, take in what the loop would (a stop signal,
+// the outer's death, a service's exit), so that no later stage, the VMM
+// above all, is started for nobody.
+bool Warden::startup_may_go_on() {
+  if (readable_now(signal_fd_.get())) read_signals();
+  if (!outer_gone_ && readable_now(outer_pidfd_)) on_outer_death();
+  return !shutdown_started_;
 }
 
 bool Warden::start_stage(int stage) {
@@ -219,6 +230,7 @@ bool Warden::start_stage(int stage) {
   Clock::time_point deadline = Clock::now() + spec_.ready_timeout;
   for (Service* service : started) {
     if (!service->spec().wait_ready) continue;
+    if (!startup_may_go_on()) return false;
     try {
       service->spec().wait_ready(*service, deadline);
       log::debug("{} is ready", service->spec().name);
