@@ -18,6 +18,7 @@
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "common/suggest.h"
+#include "supervisor/sandbox.h"
 
 namespace vmwarden::cli {
 
@@ -89,6 +90,7 @@ std::optional<std::string> subcommand_hint(CLI::App& app, int argc, char** argv)
 }
 
 int run(int argc, char** argv) {
+  supervisor::remember_parent();
   CLI::App app{"vmwarden: a per-VM sandbox supervisor. Each VM's daemons (virtiofsd, the VMM) "
                "run under their own UID, Landlock domain and seccomp filter, inside a PID "
                "namespace whose init is vmwarden itself.",

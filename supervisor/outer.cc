@@ -40,6 +40,8 @@
 namespace vmwarden::supervisor {
 namespace {
 
+pid_t remembered_parent = 0;  // see remember_parent()
+
 void validate(const SandboxSpec& spec) {
   int mains = 0;
   for (const ServiceSpec& service : spec.services) {
@@ -127,12 +129,14 @@ std::optional<int> read_s6_notification_fd() {
   return fd;
 }
 
+void remember_parent() { remembered_parent = ::getppid(); }
+
 int run_sandbox(const SandboxSpec& spec) {
   log::set_prefix(fmt::format("vmwarden[{}]", spec.name));
-  // The parent at entry; PR_SET_PDEATHSIG never fires for a parent that is
-  // already gone, hence the re-check after it. The outer changes no
-  // credentials, so nothing clears it later.
-  pid_t parent = ::getppid();
+  // The parent at the process's start (or at entry); PR_SET_PDEATHSIG never
+  // fires for a parent that is already gone, hence the re-check after it.
+  // The outer changes no credentials, so nothing clears it later.
+  pid_t parent = remembered_parent > 0 ? remembered_parent : ::getppid();
   check(::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG");
   if (spec.require_s6_parent) verify_s6_parent();
   if (::getppid() != parent) throw std::runtime_error("the parent process exited while vmwarden was starting");

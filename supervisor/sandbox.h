@@ -108,6 +108,12 @@ void verify_s6_parent();
 // (the current directory), if there is one.
 std::optional<int> read_s6_notification_fd();
 
+// Records the parent process as it is now. main() calls it first thing: a
+// sandbox started later (after a UID lease and ACL grants, which can take
+// seconds) then refuses to start when that parent is gone by then, instead
+// of taking whoever inherited it for its parent and running orphaned.
+void remember_parent();
+
 // Exit status conventions: the main service's exit code; any other service
 // exiting while the sandbox runs shuts it down (its status is logged); 128+N when it died
 // of signal N; 125 (PermanentError) for a sandbox that can never start.

@@ -176,7 +176,9 @@ void Warden::start_services() {
   for (int stage : stages) {
     if (!startup_may_go_on() || !start_stage(stage)) return;
   }
-  if (startup_may_go_on()) notify_ready();
+  // Every stage started and was ready: that is what readiness says, even if
+  // the command has exited since.
+  notify_ready();
 }
 
 // Start-up runs before the event loop, and a stage's readiness wait can take

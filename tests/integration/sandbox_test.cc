@@ -646,6 +646,72 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   EXPECT_FALSE(std::filesystem::exists(spec.runtime_dir));
 }
 
+// The parent recorded at the start (remember_parent(), as main() does) dies
+// while the process is still busy before the sandbox (a lease, ACL grants):
+// the sandbox refuses to start rather than run with whoever inherited it.
+TEST_F(SandboxTest, AParentThatDiedBeforeTheSandboxStartedIsNoticed) {
+  using namespace vmwarden::supervisor;
+  auto [result_read, result_write] = make_pipe();
+  SandboxSpec spec;
+  spec.name = "orphan-" + std::to_string(getpid());
+  spec.runtime_dir = runtime_root_.path() / spec.name;
+  ServiceSpec command;
+  command.name = "command";
+  command.argv = {"/bin/true"};
+  command.confinement.landlock.mode = LandlockMode::off;
+  command.confinement.seccomp.profile = "none";
+  command.main = true;
+  spec.services = {command};
+
+  pid_t parent = fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    pid_t self = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+      remember_parent();
+      ::kill(getppid(), SIGKILL);  // its own parent, which this test started
+      // This test is a subreaper: the orphan becomes its child. Wait until
+      // the test has reaped the dead parent too: the kernel sends parent-
+      // death signals while it reparents, and a PR_SET_PDEATHSIG set at that
+      // moment would be answered at once.
+      for (int waited = 0; getppid() == self || ::kill(self, 0) == 0; ++waited) {
+        if (waited == 10'000) _exit(3);  // 10 s: the read below then ends without an outcome
+        usleep(1000);
+      }
+      std::string outcome;
+      try {
+        outcome = "started, status " + std::to_string(run_sandbox(spec));
+      } catch (const std::exception& error) {
+        outcome = error.what();
+      }
+      (void)!write(result_write.get(), outcome.data(), outcome.size());
+      _exit(0);
+    }
+    pause();
+    _exit(0);
+  }
+  result_write.reset();
+  waitpid(parent, nullptr, 0);
+  std::string outcome;
+  char buffer[256];
+  for (ssize_t n; (n = read(result_read.get(), buffer, sizeof buffer)) != 0;) {
+    if (n > 0) {
+      outcome.append(buffer, n);
+    } else if (errno != EINTR) {
+      ADD_FAILURE() << "read: " << strerror(errno);
+      break;
+    }
+  }
+  // Reap the orphan: this test's only child now, as its subreaper; it has
+  // closed the pipe, so it is exiting.
+  int orphan_status = 0;
+  pid_t orphan = waitpid(-1, &orphan_status, 0);
+  EXPECT_THAT(outcome, HasSubstr("the parent process exited while vmwarden was starting"))
+      << "orphan " << orphan << " status " << orphan_status;
+  EXPECT_FALSE(std::filesystem::exists(spec.runtime_dir));
+}
+
 TEST_F(SandboxTest, SigintAndSighupStopTheSandboxToo) {
   for (int sig : {SIGINT, SIGHUP}) {
     Launched sandbox(exec_argv({"--uid", "0", "--notify-fd", "3"}, {"/bin/sleep", "1000"}), options(true));
