@@ -50,13 +50,17 @@ struct ChildPlan {
   int error_pipe;
   std::vector<char*> argv, envp;
   std::vector<int> sources;  // scratch: each mapping's parent_fd, copied out of the way
-  std::vector<int> targets;  // sorted child fds
+  std::vector<int> targets;  // sorted child fds, 0-2 always among them
+  std::vector<int> nulled;   // standard fds no mapping names: /dev/null
   int floor;                 // above every target
 };
 
-// Puts each parent_fd at its child_fd and marks every other descriptor
-// close-on-exec, so the service receives exactly the mapped ones. The error
-// pipe is moved above the targets first so that no dup2 can replace it.
+// Puts each parent_fd at its child_fd, /dev/null on each standard fd that
+// no mapping names, and marks every other descriptor close-on-exec, so the
+// service receives exactly these. A closed standard fd would be taken by the
+// service's first open(), and stray reads and writes would then hit that
+// file. The error pipe is moved above the targets first so that no dup2 can
+// replace it.
 void map_fds(ChildPlan& plan) {
   const std::vector<FdMapping>& fds = *plan.fds;
   plan.error_pipe = check(::fcntl(plan.error_pipe, F_DUPFD_CLOEXEC, plan.floor), "fcntl F_DUPFD_CLOEXEC",
@@ -70,6 +74,15 @@ void map_fds(ChildPlan& plan) {
   }
   for (size_t i = 0; i < fds.size(); ++i) {
     if (::dup2(plan.sources[i], fds[i].child_fd) < 0) throw_errno("dup2", "fd " + std::to_string(fds[i].child_fd));
+  }
+  for (int standard : plan.nulled) {
+    int null = check(::open("/dev/null", O_RDWR | O_CLOEXEC), "open", "/dev/null");
+    if (null != standard) {
+      check(::dup2(null, standard), "dup2", "/dev/null");
+      ::close(null);
+    } else {
+      check(::fcntl(null, F_SETFD, 0), "fcntl F_SETFD", "/dev/null");
+    }
   }
   unsigned next = 0;
   for (int target : plan.targets) {
@@ -141,6 +154,11 @@ void Service::launch(bool share_memory) {
   for (const FdMapping& mapping : fds_) {
     plan.targets.push_back(mapping.child_fd);
     highest_target = std::max(highest_target, mapping.child_fd);
+  }
+  for (int standard = 0; standard <= 2; ++standard) {
+    if (std::find(plan.targets.begin(), plan.targets.end(), standard) != plan.targets.end()) continue;
+    plan.nulled.push_back(standard);
+    plan.targets.push_back(standard);
   }
   std::sort(plan.targets.begin(), plan.targets.end());
   plan.floor = highest_target + 1;

@@ -485,6 +485,48 @@ TEST_F(SandboxTest, CommandGetsOnlyStdinStdoutAndStderr) {
   EXPECT_EQ(sandbox.out(), "0\n1\n2\n");
 }
 
+// A service given only stdout (as the VM's daemons get only their log on 1
+// and 2) finds /dev/null on its other standard descriptors, not a closed
+// slot that its first open() would take.
+TEST_F(SandboxTest, UnmappedStandardDescriptorsAreDevNull) {
+  using namespace vmwarden::supervisor;
+  auto [out_read, out_write] = make_pipe();
+  SandboxSpec spec;
+  spec.name = "stdfds-" + std::to_string(getpid());
+  spec.runtime_dir = runtime_root_.path() / spec.name;
+  ServiceSpec command;
+  command.name = "command";
+  command.argv = {"/bin/sh", "-c", "readlink /proc/$$/fd/0 /proc/$$/fd/2"};
+  command.confinement.landlock.mode = LandlockMode::off;
+  command.confinement.seccomp.profile = "none";
+  command.fds = {{out_write.get(), 1}};
+  command.main = true;
+  spec.services = {command};
+  pid_t outer = fork();
+  ASSERT_GE(outer, 0);
+  if (outer == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int status = 125;
+    try {
+      status = run_sandbox(spec);
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "run_sandbox: %s\n", error.what());
+    }
+    _exit(status);
+  }
+  out_write.reset();
+  std::string out;
+  char buffer[256];
+  for (ssize_t n; (n = read(out_read.get(), buffer, sizeof buffer)) != 0;) {
+    if (n > 0) out.append(buffer, n);
+    else if (errno != EINTR) break;
+  }
+  int status = 0;
+  waitpid(outer, &status, 0);
+  EXPECT_EQ(exit_code(status), 0);
+  EXPECT_EQ(out, "/dev/null\n/dev/null\n");
+}
+
 // ---- shutdown ----------------------------------------------------------------
 
 TEST_F(SandboxTest, CommandThatExitsOnSigtermStopsCleanlyBeforeTheTimeout) {
