@@ -166,7 +166,11 @@ fs::path existing_path(const std::string& flag, const std::string& given) {
   if (given.empty()) throw UsageError(flag + " needs a path");
   fs::path path = fs::absolute(given).lexically_normal();
   std::error_code error;
-  if (!fs::exists(path, error)) throw UsageError(fmt::format("{} {}: no such file or directory", flag, given));
+  if (!fs::exists(path, error)) {
+    // exists() is false on an error too: say which (EACCES, ELOOP, ...).
+    std::string why = error ? error.message() : "no such file or directory";
+    throw UsageError(fmt::format("{} {}: {}", flag, given, why));
+  }
   check_visible(flag + " " + given, path);
   return path;
 }

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cli/cli.h"
@@ -24,9 +25,14 @@ namespace vmwarden::cli {
 
 Locations Globals::locations() const {
   Locations locations = Locations::from_environment();
-  if (!config_dir.empty()) locations.config_dir = config_dir;
-  if (!state_dir.empty()) locations.state_dir = state_dir;
-  if (!runtime_dir.empty()) locations.runtime_dir = runtime_dir;
+  for (auto [flag, given, location, example] :
+       {std::tuple{"--config-dir", &config_dir, &locations.config_dir, kDefaultConfigDir},
+        std::tuple{"--state-dir", &state_dir, &locations.state_dir, kDefaultStateDir},
+        std::tuple{"--runtime-dir", &runtime_dir, &locations.runtime_dir, kDefaultRuntimeDir}}) {
+    if (given->empty()) continue;
+    require_absolute_location(*given, flag, example);
+    *location = *given;
+  }
   return locations;
 }
 

@@ -12,17 +12,22 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "common/process.h"
 
 namespace vmwarden {
 namespace {
 
 // Calls `match` on each entry of a passwd- or group-format file until it
-// returns true; returns whether one did.
+// returns true; returns whether one did. A missing file has no entries; one
+// that cannot be read is an error, not "no such user".
 template <typename Entry, typename Match>
 bool scan(const char* path, Entry* (*next)(FILE*), Match match) {
   FILE* file = std::fopen(path, "re");
-  if (file == nullptr) return false;
+  if (file == nullptr) {
+    if (errno == ENOENT) return false;
+    throw_errno("open", path);
+  }
   bool found = false;
   while (Entry* entry = next(file)) {
     if ((found = match(*entry))) break;

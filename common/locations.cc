@@ -3,16 +3,28 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/error.h"
+
 namespace vmwarden {
 namespace {
 
 std::filesystem::path from_env(const char* variable, std::string_view fallback) {
   const char* value = std::getenv(variable);
-  if (value != nullptr && *value != '\0') return value;
-  return std::filesystem::path(fallback);
+  if (value == nullptr || *value == '\0') return std::filesystem::path(fallback);
+  require_absolute_location(value, variable, fallback);
+  return value;
 }
 
 }  // namespace
+
+void require_absolute_location(const std::filesystem::path& path, std::string_view source,
+                               std::string_view example) {
+  if (path.is_absolute()) return;
+  // Relative to what: the current directory differs between a shell, an s6
+  // service directory and the sandbox, so it is refused rather than guessed.
+  throw UsageError(std::string(source) + " \"" + path.string() + "\" is a relative path; give an absolute one, e.g. " +
+                   std::string(example));
+}
 
 Locations Locations::from_environment() {
   return Locations{

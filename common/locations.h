@@ -21,6 +21,11 @@ struct Locations {
   std::filesystem::path vm_runtime_dir(std::string_view vm_name) const;
 };
 
+// Throws UsageError naming `source` (the variable or flag it came from) and
+// suggesting `example` unless `path` is absolute.
+void require_absolute_location(const std::filesystem::path& path, std::string_view source,
+                               std::string_view example);
+
 inline constexpr std::string_view kDefaultConfigDir = "/etc/vmwarden";
 inline constexpr std::string_view kDefaultStateDir = "/var/lib/vmwarden";
 inline constexpr std::string_view kDefaultRuntimeDir = "/run/vmwarden";

@@ -124,7 +124,11 @@ std::optional<int> read_s6_notification_fd() {
   auto [end, error] = std::from_chars(text, text + n, fd);
   bool only_space = std::all_of(end, static_cast<const char*>(text + n), [](char c) { return c == '\n' || c == ' '; });
   if (error != std::errc() || !only_space || fd < 3) {
-    throw PermanentError("notification-fd in the service directory must hold a descriptor number of 3 or more");
+    std::string shown(text, static_cast<std::size_t>(n));
+    while (!shown.empty() && (shown.back() == '\n' || shown.back() == ' ')) shown.pop_back();
+    throw PermanentError(fmt::format("{}/notification-fd holds \"{}\"; it must hold a descriptor number of 3 or "
+                                     "more, e.g. 3",
+                                     std::filesystem::current_path().string(), shown));
   }
   return fd;
 }

@@ -903,6 +903,16 @@ TEST_F(SandboxTest, S6ParentHoldingTheLockIsAccepted) {
   EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 0) << sandbox.err();
 }
 
+TEST_F(SandboxTest, S6NotificationFdThatIsNotANumberIsRefusedNamingIt) {
+  TempDir service("vmwarden-service");
+  write_file(service / "notification-fd", "three\n");
+  std::vector<std::string> argv = exec_argv({"--s6", "--uid", "0"}, {"/bin/true"});
+  argv.insert(argv.begin(), {std::getenv("FAKE_S6_SUPERVISE"), service.path().string()});
+  Launched sandbox(argv, options());
+  EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 125) << sandbox.err();
+  EXPECT_THAT(sandbox.err(), HasSubstr(service.path().string() + "/notification-fd holds \"three\""));
+}
+
 TEST_F(SandboxTest, S6ParentThatIsNotTheLockHolderIsRefused) {
   TempDir service("vmwarden-service");
   std::vector<std::string> command = {"/bin/true"};
@@ -1215,14 +1225,26 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "0", "--timeout", "-1", "--", "/bin/true"}, "--timeout"},
       {{vmwarden_binary(), "exce", "--", "/bin/true"}, "unknown subcommand \"exce\"; did you mean \"exec\"?"},
       {{vmwarden_binary(), "--state-dir", "/x", "supervize", "vm"}, "did you mean \"supervise\"?"},
+      {{vmwarden_binary(), "--runtime-dir", "relrun", "exec", "--", "/bin/true"},
+       "--runtime-dir \"relrun\" is a relative path"},
   };
+  TempDir cwd("vmwarden-cwd");  // where a relative location would have been created
   for (const Case& c : cases) {
     CommandOptions run;
     run.extra_env = options().env;
+    run.cwd = cwd.path();
     CommandResult result = run_command(c.argv, run);
     EXPECT_EQ(result.exit_code, 2) << c.message << ": " << result.err;
     EXPECT_THAT(result.err, HasSubstr(c.message));
   }
+  CommandOptions relative;
+  relative.extra_env = options().env;
+  relative.extra_env["VMWARDEN_RUNTIME_DIR"] = "relrun";
+  relative.cwd = cwd.path();
+  CommandResult result = run_command({vmwarden_binary(), "exec", "--", "/bin/true"}, relative);
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("VMWARDEN_RUNTIME_DIR \"relrun\" is a relative path"));
+  EXPECT_TRUE(std::filesystem::is_empty(cwd.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
 }
