@@ -73,6 +73,14 @@ void make_tree(const std::filesystem::path& root, int dirs, int files) {
   }
 }
 
+// env.tree (one directory, two files) and a smaller second tree, temp/NAME.
+std::filesystem::path make_two_trees(const Env& env, const char* name) {
+  make_tree(env.tree, 1, 2);
+  std::filesystem::path second = env.temp / name;
+  make_tree(second, 1, 1);
+  return second;
+}
+
 bool has_acl(const std::filesystem::path& path) {
   return ::lgetxattr(path.c_str(), "system.posix_acl_access", nullptr, 0) >= 0 ||
          ::lgetxattr(path.c_str(), "system.posix_acl_default", nullptr, 0) >= 0;
@@ -441,62 +449,61 @@ TEST(AclHardlink, RevokeRemovesTheEntryOfAFileTheUidLinkedItself) {
   EXPECT_TRUE(registry.grant_records(uid).empty());
 }
 
-TEST(AclMounts, TheWalkStaysOnItsMountUnlessAsked) {
-  Env env;
+// Makes a tree and allocates `alias`, then runs `body` in a child with its
+// own mount namespace (so the mount dies with it) and a tmpfs on
+// tree/d0/sub holding a file "on-other-fs"; returns the child's exit status
+// (90/91: setup failed).
+using MountBody = std::function<int(UidRegistry&, uid_t, const std::filesystem::path& mountpoint)>;
+int with_tmpfs_below(const Env& env, const char* alias, const MountBody& body) {
   make_tree(env.tree, 1, 2);
   UidRegistry registry(env.locations);
-  uid_t uid = registry.allocate_alias("mounts");
-  // In a child with its own mount namespace, so the mount dies with it.
+  uid_t uid = registry.allocate_alias(alias);
   pid_t pid = ::fork();
   if (pid == 0) {
     if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(90);
     std::filesystem::path mountpoint = env.tree / "d0/sub";
     if (::mount("tmpfs", mountpoint.c_str(), "tmpfs", 0, "mode=0755") != 0) ::_exit(91);
     testing::write_file(mountpoint / "on-other-fs", "x");
-    Report one = grant(registry, uid, env.tree, Access::ro);
-    if (one.skipped_mounts != 1) ::_exit(92);
-    if (has_acl(mountpoint / "on-other-fs") || has_acl(mountpoint)) ::_exit(93);
-    if (!has_acl(env.tree / "d0/f1")) ::_exit(94);
-    Report cross = grant(registry, uid, env.tree, Access::ro, WalkOptions{.cross_mounts = true});
-    if (cross.skipped_mounts != 0) ::_exit(95);
-    if (!has_acl(mountpoint / "on-other-fs")) ::_exit(96);
-    ::_exit(0);
+    ::_exit(body(registry, uid, mountpoint));
   }
   int status = 0;
   ::waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "90/91: setup, 92/93: crossed a mount, 94: no grant, 95/96: did not cross";
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(AclMounts, TheWalkStaysOnItsMountUnlessAsked) {
+  Env env;
+  int status = with_tmpfs_below(env, "mounts", [&](UidRegistry& registry, uid_t uid, const std::filesystem::path& mountpoint) {
+    Report one = grant(registry, uid, env.tree, Access::ro);
+    if (one.skipped_mounts != 1) return 92;
+    if (has_acl(mountpoint / "on-other-fs") || has_acl(mountpoint)) return 93;
+    if (!has_acl(env.tree / "d0/f1")) return 94;
+    Report cross = grant(registry, uid, env.tree, Access::ro, WalkOptions{.cross_mounts = true});
+    if (cross.skipped_mounts != 0) return 95;
+    if (!has_acl(mountpoint / "on-other-fs")) return 96;
+    return 0;
+  });
+  EXPECT_EQ(status, 0) << "90/91: setup, 92/93: crossed a mount, 94: no grant, 95/96: did not cross";
 }
 
 // --cross-mounts is kept in the grant record: a re-grant without it keeps
 // it there, and a revoke without it still reaches the entries below the mount.
 TEST(AclMounts, RevokeCrossesMountsWhenTheRecordSaysSo) {
   Env env;
-  make_tree(env.tree, 1, 2);
-  UidRegistry registry(env.locations);
-  uid_t uid = registry.allocate_alias("crossing");
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(90);
-    std::filesystem::path mountpoint = env.tree / "d0/sub";
-    if (::mount("tmpfs", mountpoint.c_str(), "tmpfs", 0, "mode=0755") != 0) ::_exit(91);
-    testing::write_file(mountpoint / "on-other-fs", "x");
+  int status = with_tmpfs_below(env, "crossing", [&](UidRegistry& registry, uid_t uid, const std::filesystem::path& mountpoint) {
     grant(registry, uid, env.tree, Access::ro, WalkOptions{.cross_mounts = true});
-    if (count_entries(getfacl(mountpoint / "on-other-fs"), uid) != 1) ::_exit(92);
+    if (count_entries(getfacl(mountpoint / "on-other-fs"), uid) != 1) return 92;
     grant(registry, uid, env.tree, Access::rw);
     auto records = registry.grant_records(uid);
-    if (records.size() != 1 || !records[0].cross_mounts) ::_exit(93);
-    if (records[0].access != Access::rw) ::_exit(94);
+    if (records.size() != 1 || !records[0].cross_mounts) return 93;
+    if (records[0].access != Access::rw) return 94;
     Report report = revoke(registry, uid, env.tree);
-    if (report.skipped_mounts != 0) ::_exit(95);
-    if (count_entries(getfacl(mountpoint / "on-other-fs"), uid) != 0) ::_exit(96);
-    if (count_entries(getfacl(env.tree), uid) != 0) ::_exit(97);
-    ::_exit(0);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "90/91: setup, 92: no cross grant, 93: the re-grant downgraded the record, "
+    if (report.skipped_mounts != 0) return 95;
+    if (count_entries(getfacl(mountpoint / "on-other-fs"), uid) != 0) return 96;
+    if (count_entries(getfacl(env.tree), uid) != 0) return 97;
+    return 0;
+  });
+  EXPECT_EQ(status, 0) << "90/91: setup, 92: no cross grant, 93: the re-grant downgraded the record, "
                                        "94: access not rewritten, 95/96: revoke did not cross, 97: entries left";
 }
 
@@ -878,9 +885,7 @@ TEST(AclSweep, ATreeThatFailsIsReportedAndTheOthersAreStillSwept) {
 // symlink (the tree renamed, its entries still there) keeps its record.
 TEST(AclSweep, ATreeReplacedByASymlinkKeepsItsRecord) {
   Env env;
-  make_tree(env.tree, 1, 2);
-  std::filesystem::path gone = env.temp / "gone";
-  make_tree(gone, 1, 1);
+  std::filesystem::path gone = make_two_trees(env, "gone");
   UidRegistry registry(env.locations);
   uid_t dead = registry.allocate_single_use();
   grant(registry, dead, env.tree, Access::ro);
@@ -961,9 +966,7 @@ TEST(AclScopedGrants, RevokesEverythingOnScopeExit) {
 // revoked, and the failure is reported once at the end.
 TEST(AclScopedGrants, OneFailedRevokeDoesNotStopTheOthers) {
   Env env;
-  make_tree(env.tree, 1, 2);
-  std::filesystem::path second = env.temp / "second";
-  make_tree(second, 1, 1);
+  std::filesystem::path second = make_two_trees(env, "second");
   UidRegistry registry(env.locations);
   UidLease lease = registry.lease_single_use();
   ScopedGrants grants(registry, lease.uid());
