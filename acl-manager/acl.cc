@@ -5,6 +5,7 @@
 #include <sys/acl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <acl/libacl.h>
@@ -16,6 +17,7 @@
 
 #include "acl-manager/acl_entries.h"
 #include "acl-manager/walk.h"
+#include "acl-manager/xattr_at.h"
 #include "common/error.h"
 #include "common/log.h"
 
@@ -134,6 +136,14 @@ class RemoveEditor final : public Editor {
   std::function<bool(uid_t)> remove_;
 };
 
+// The tree's path does not exist (ENOENT): the only failure to open a tree
+// that lets sweep drop its records. A symlink or a non-directory in its place
+// may be the tree moved aside, its entries still there.
+class MissingTree : public UsageError {
+ public:
+  using UsageError::UsageError;
+};
+
 // Opens a tree's root: absolute, no symlink anywhere on the way, a directory.
 UniqueFd open_tree(const std::filesystem::path& tree) {
   if (!tree.is_absolute()) {
@@ -149,7 +159,7 @@ UniqueFd open_tree(const std::filesystem::path& tree) {
   if (fd >= 0) return UniqueFd(static_cast<int>(fd));
   int error = errno;
   switch (error) {
-    case ENOENT: throw UsageError(fmt::format("{}: no such directory", tree.string()));
+    case ENOENT: throw MissingTree(fmt::format("{}: no such directory", tree.string()));
     case ENOTDIR:
     case ELOOP: {
       struct stat st;
@@ -172,6 +182,30 @@ std::filesystem::path normal_tree(const std::filesystem::path& tree) {
   return text;
 }
 
+// Whether the filesystem of the directory open as `fd` supports POSIX ACLs
+// (reading its access ACL does not fail with EOPNOTSUPP); other failures
+// to read it throw.
+bool supports_acls(int fd, const std::filesystem::path& tree) {
+  if (::fgetxattr(fd, detail::kAccessAcl, nullptr, 0) >= 0 || errno == ENODATA || errno == ERANGE) return true;
+  if (errno == EOPNOTSUPP) return false;
+  throw_errno("read ACL of", tree.string());
+}
+
+// Before a grant writes its record: a root that cannot carry ACLs (/proc,
+// sysfs) or cannot be listed would fail the walk at once, and its record
+// would then be left for revoke and sweep to trip over. Bad input changes
+// nothing.
+void require_grantable_root(int fd, const std::filesystem::path& tree) {
+  if (!supports_acls(fd, tree)) {
+    throw UsageError(fmt::format("{}: its filesystem does not support POSIX ACLs", tree.string()));
+  }
+  // Listed through a descriptor of its own, leaving fd's position alone.
+  UniqueFd dir(::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) throw_errno("open", tree.string());
+  alignas(8) char entries[1024];
+  if (syscall(SYS_getdents64, dir.get(), entries, sizeof entries) < 0) throw_errno("list", tree.string());
+}
+
 void require_in_range(const UidRegistry& registry, uid_t uid) {
   if (!registry.range().contains(uid)) {
     throw UsageError(fmt::format("UID {} is outside the managed range {}", uid, registry.range().to_string()));
@@ -185,6 +219,7 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
   require_in_range(registry, uid);
   std::filesystem::path tree = normal_tree(tree_arg);
   UniqueFd root = open_tree(tree);
+  require_grantable_root(root.get(), tree);
   auto require_allocated = [&] {
     auto info = registry.find(uid);
     if (!info || !info->allocated) {
@@ -201,11 +236,23 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
   return detail::walk_tree(root.get(), tree.string(), editor, options);
 }
 
-Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& options) {
+Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& asked) {
   require_in_range(registry, uid);
   std::filesystem::path tree = normal_tree(tree_arg);
   UniqueFd root = open_tree(tree);
   UniqueFd lock = registry.lock_acl_changes();
+  // A grant made with --cross-mounts left entries below other mounts: revoke
+  // goes there too, asked or not.
+  WalkOptions options = asked;
+  for (const GrantRecord& record : registry.grant_records(uid)) {
+    if (record.tree == tree && record.cross_mounts) options.cross_mounts = true;
+  }
+  if (!supports_acls(root.get(), tree)) {
+    // No entry can be there (a record from before grant checked this): only
+    // the record goes.
+    if (!options.dry_run) registry.remove_grant_record(uid, tree);
+    return Report{};
+  }
   RemoveEditor editor([uid](uid_t id) { return id == uid; });
   Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
   if (!options.dry_run && report.failed == 0) registry.remove_grant_record(uid, tree);
@@ -239,17 +286,19 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     }
     SweepReport::Tree entry;
     entry.path = tree;
-    UniqueFd root;
+    // One tree's failure (a symlink in its place, a filesystem without ACLs,
+    // an unreadable root) keeps its records and does not stop the others.
     try {
-      root = open_tree(tree);
-    } catch (const UsageError& e) {
-      entry.missing = true;
-      log::warning("sweep: {}", e.what());
-    }
-    if (root) {
+      UniqueFd root = open_tree(tree);
       RemoveEditor editor([&](uid_t uid) { return range.contains(uid) && !leased.count(uid) && !kept.count(uid); });
       WalkOptions options{.cross_mounts = cross_mounts, .dry_run = dry_run};
       entry.report = detail::walk_tree(root.get(), tree.string(), editor, options);
+    } catch (const MissingTree& e) {
+      entry.missing = true;
+      log::warning("sweep: {}", e.what());
+    } catch (const std::exception& e) {
+      ++entry.report.failed;
+      entry.report.errors.push_back(e.what());
     }
     result.trees.push_back(std::move(entry));
   }
@@ -286,12 +335,25 @@ std::string show(const std::filesystem::path& path, const UidRegistry* registry)
   if (!path.is_absolute()) {
     throw UsageError(fmt::format("\"{}\" is a relative path; give an absolute path", path.string()));
   }
-  struct stat st;
-  if (::lstat(path.c_str(), &st) < 0) {
+  // Pinned O_PATH without following any symlink, anywhere on the path, then
+  // read through /proc/self/fd/N: what is checked is what is read.
+  open_how how{};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long opened = syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
+  if (opened < 0) {
     if (errno == ENOENT) throw UsageError(fmt::format("{}: no such file or directory", path.string()));
-    throw_errno("lstat", path.string());
+    if (errno == ELOOP) {
+      throw UsageError(fmt::format("{}: the path goes through a symlink (ACLs are never read through one)",
+                                   path.string()));
+    }
+    throw_errno("open", path.string());
   }
+  UniqueFd pinned(static_cast<int>(opened));
+  struct stat st;
+  check(::fstat(pinned.get(), &st), "fstat", path.string());
   if (S_ISLNK(st.st_mode)) throw UsageError(fmt::format("{}: a symlink (ACLs are never read through one)", path.string()));
+  std::string proc_path = fmt::format("/proc/self/fd/{}", pinned.get());
 
   std::map<uid_t, std::string> names;
   if (registry != nullptr) {
@@ -304,7 +366,7 @@ std::string show(const std::filesystem::path& path, const UidRegistry* registry)
   }
   std::string out = fmt::format("# file: {}\n# owner: {}\n# group: {}\n", path.string(), st.st_uid, st.st_gid);
   auto append = [&](acl_type_t type, std::string_view prefix) {
-    acl_t acl = acl_get_file(path.c_str(), type);
+    acl_t acl = acl_get_file(proc_path.c_str(), type);
     if (acl == nullptr) throw_errno("acl_get_file", path.string());
     char* text = acl_to_any_text(acl, nullptr, '\n', TEXT_NUMERIC_IDS | TEXT_SOME_EFFECTIVE | TEXT_SMART_INDENT);
     acl_free(acl);
@@ -354,15 +416,26 @@ Report ScopedGrants::grant(const std::filesystem::path& tree, Access access, con
 }
 
 void ScopedGrants::revoke_all() {
+  // Every tree is revoked, whatever fails on another: one failure must not
+  // leave the rest granted. A failed tree keeps its grant record, so sweep
+  // finishes it later; it is not tried again here.
+  std::vector<std::string> failures;
   while (!trees_.empty()) {
-    auto [tree, options] = trees_.back();
-    try {
-      revoke(*registry_, uid_, tree, options);
-    } catch (const UsageError&) {
-      // The tree is gone: nothing left to revoke there.
-    }
+    auto [tree, options] = std::move(trees_.back());
     trees_.pop_back();
+    try {
+      Report report = revoke(*registry_, uid_, tree, options);
+      if (report.failed != 0) failures.push_back(fmt::format("{}: {}", tree.string(), report.summary()));
+    } catch (const MissingTree&) {
+      // The tree is gone: nothing left to revoke there.
+    } catch (const std::exception& e) {
+      failures.push_back(fmt::format("{}: {}", tree.string(), e.what()));
+    }
   }
+  if (failures.empty()) return;
+  std::string message = fmt::format("revoking the grants of UID {} failed in {} tree(s)", uid_, failures.size());
+  for (const std::string& failure : failures) message += "; " + failure;
+  throw std::runtime_error(message);
 }
 
 }  // namespace vmwarden::acl

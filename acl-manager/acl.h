@@ -2,9 +2,10 @@
 // per-VM UIDs handed out by UidRegistry (see doc/ACL.md).
 //
 // Every walk is fd-relative and never follows a symlink; it stays on the
-// tree's mount unless asked; it skips (and reports) non-directories with more
-// than one link, since a hard link is how a writer inside the tree would bring
-// in an outside file; and an entry that vanishes under it is normal.
+// tree's mount unless asked; a grant skips (and reports) non-directories with
+// more than one link, since a hard link is how a writer inside the tree would
+// bring in an outside file (revoke and sweep act on them: removing entries
+// only ever narrows access); and an entry that vanishes under it is normal.
 #pragma once
 
 #include <sys/types.h>
@@ -28,7 +29,7 @@ struct WalkOptions {
 struct Report {
   std::uint64_t changed = 0;            // objects whose ACL was (or, dry run, would be) rewritten
   std::uint64_t unchanged = 0;          // already right
-  std::uint64_t skipped_hardlinks = 0;  // non-directories with st_nlink > 1
+  std::uint64_t skipped_hardlinks = 0;  // grants: non-directories with st_nlink > 1
   std::uint64_t skipped_symlinks = 0;
   std::uint64_t skipped_special = 0;    // fifos, sockets, devices
   std::uint64_t skipped_mounts = 0;     // mount points not crossed
@@ -47,17 +48,23 @@ struct Report {
 // file under `tree`, and the same as a default entry on every directory. The
 // grant record is written first, so a crash mid-walk leaves it for revoke and
 // sweep. UsageError (nothing changed) for a relative or missing path, a path
-// with a symlink in it, a UID outside the range or not allocated.
+// with a symlink in it, a root whose filesystem has no POSIX ACLs, a UID
+// outside the range or not allocated.
 Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, Access access,
              const WalkOptions& options = {});
 
-// Removes `uid`'s access and default entries under `tree`, then its grant record.
+// Removes `uid`'s access and default entries under `tree`, then its grant
+// record. Crosses mounts if asked or if the grant record says so. On a tree
+// whose filesystem has no POSIX ACLs, only the record is dropped.
 Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const WalkOptions& options = {});
 
 struct SweepReport {
   struct Tree {
     std::filesystem::path path;
-    bool missing = false;  // the recorded tree no longer exists (its records are dropped)
+    // The recorded path no longer exists (ENOENT; its records are dropped).
+    // Any other failure to open or walk it (a symlink or a file in its
+    // place, no ACL support) counts in report.failed and keeps the records.
+    bool missing = false;
     Report report;
   };
   std::vector<Tree> trees;
@@ -67,11 +74,12 @@ struct SweepReport {
 
 // In every recorded tree, removes the entries of UIDs in the managed range that
 // are neither leased nor an alias with a grant record for that tree; then drops
-// the records of dead UIDs and releases dead single-use UIDs.
+// the records of dead UIDs and releases dead single-use UIDs. A tree that
+// cannot be opened or walked is reported and skipped, the others are swept.
 SweepReport sweep(UidRegistry& registry, bool dry_run = false);
 
-// getfacl-style text for one path (not followed if it is a symlink), with the
-// registry's names for managed UIDs when a registry is given.
+// getfacl-style text for one path (refused if it or any directory on the way
+// is a symlink), with the registry's names for managed UIDs when a registry is given.
 std::string show(const std::filesystem::path& path, const UidRegistry* registry = nullptr);
 
 // Grants made through this object are revoked when it goes out of scope (for

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace vmwarden::acl::detail {
@@ -30,22 +31,35 @@ BatchOpen::~BatchOpen() {
 
 namespace {
 
-// Submits what is queued and collects one result per request (user_data is
-// its index). False when the ring itself failed: the caller then falls back.
-bool run(io_uring& ring, unsigned count, std::span<int> results) {
-  int submitted = io_uring_submit_and_wait(&ring, count);
-  if (submitted < 0 || static_cast<unsigned>(submitted) != count) return false;
+struct Outcome {
+  unsigned submitted = 0;  // the first `submitted` queued requests went to the kernel
+  bool ok = false;         // all `count` submitted and every completion seen
+};
+
+// Submits the `count` queued requests and collects one result per submitted
+// request (user_data is its index into results). Every submitted request is
+// waited for even when the submission fell short: one in flight may still
+// open or close a descriptor, and only its completion says which. Requests
+// the kernel never took (the ones from `submitted` on) leave their results
+// alone and are never run: the ring is not used again after a failure. Only
+// if waiting itself fails (which io_uring_wait_cqe does for a broken ring
+// alone) is a completion lost, and with it a descriptor it may have opened.
+Outcome run(io_uring& ring, unsigned count, std::span<int> results) {
+  int rc = io_uring_submit_and_wait(&ring, count);
+  Outcome outcome;
+  outcome.submitted = rc < 0 ? 0 : std::min(static_cast<unsigned>(rc), count);
   unsigned seen = 0;
-  while (seen < count) {
+  while (seen < outcome.submitted) {
     io_uring_cqe* cqe = nullptr;
-    int rc = io_uring_wait_cqe(&ring, &cqe);
+    rc = io_uring_wait_cqe(&ring, &cqe);
     if (rc == -EINTR) continue;
-    if (rc < 0) return false;
+    if (rc < 0) return outcome;
     if (cqe->user_data < results.size()) results[cqe->user_data] = cqe->res;
     io_uring_cqe_seen(&ring, cqe);
     ++seen;
   }
-  return true;
+  outcome.ok = outcome.submitted == count;
+  return outcome;
 }
 
 }  // namespace
@@ -58,9 +72,10 @@ void BatchOpen::open(int dirfd, std::span<const char* const> names, const open_h
       sqe->user_data = i;
       results[i] = -ECANCELED;
     }
-    if (run(ring_->ring, static_cast<unsigned>(names.size()), results)) return;
-    // A ring that failed mid-batch may have opened some: close those, then
-    // do it the slow way from now on.
+    if (run(ring_->ring, static_cast<unsigned>(names.size()), results).ok) return;
+    // A ring that failed mid-batch may have opened some: run() has collected
+    // every completion it could, so each fd in results is open and ours.
+    // Close those, then do it the slow way from now on.
     ring_->broken = true;
     for (std::size_t i = 0; i < names.size(); ++i) {
       if (results[i] >= 0) ::close(results[i]);
@@ -75,16 +90,24 @@ void BatchOpen::open(int dirfd, std::span<const char* const> names, const open_h
 void BatchOpen::close(std::span<const int> fds) {
   if (ring_ && !ring_->broken && fds.size() <= kMaxBatch) {
     unsigned count = 0;
+    int queued[kMaxBatch];  // request i closes queued[i]
     for (int fd : fds) {
       if (fd < 0) continue;
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
       io_uring_prep_close(sqe, fd);
-      sqe->user_data = count++;
+      sqe->user_data = count;
+      queued[count++] = fd;
     }
+    if (count == 0) return;
     int ignored[kMaxBatch];
-    if (count == 0 || run(ring_->ring, count, std::span<int>(ignored, count))) return;
-    // Closing is not retried: a descriptor number may already be reused.
+    Outcome outcome = run(ring_->ring, count, std::span<int>(ignored, count));
+    if (outcome.ok) return;
     ring_->broken = true;
+    // A submitted close is not retried, whatever its result: the kernel
+    // released the number (close(2) does even when it reports an error), so
+    // it may already be reused. The requests the kernel never took left
+    // their descriptors open: those are closed here, exactly once.
+    for (unsigned i = outcome.submitted; i < count; ++i) ::close(queued[i]);
     return;
   }
   for (int fd : fds) {

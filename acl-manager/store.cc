@@ -17,12 +17,6 @@ namespace {
 
 constexpr std::string_view kTemporaryPrefix = ".tmp-";
 
-void fsync_dir(const std::filesystem::path& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) throw_errno("open", dir.string());
-  check(::fsync(fd.get()), "fsync", dir.string());
-}
-
 void write_all(int fd, std::string_view content, const std::filesystem::path& path) {
   std::size_t written = 0;
   while (written < content.size()) {
@@ -34,6 +28,12 @@ void write_all(int fd, std::string_view content, const std::filesystem::path& pa
 }
 
 }  // namespace
+
+void fsync_dir(const std::filesystem::path& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno("open", dir.string());
+  check(::fsync(fd.get()), "fsync", dir.string());
+}
 
 void make_directories(const std::filesystem::path& path, mode_t mode) {
   if (path.empty() || path == path.root_path()) return;

@@ -14,6 +14,9 @@
 
 namespace vmwarden::acl::detail {
 
+// Makes dir's entries (names created, renamed or removed in it) durable.
+void fsync_dir(const std::filesystem::path& dir);
+
 // mkdir -p with `mode` for the directories it creates.
 void make_directories(const std::filesystem::path& path, mode_t mode);
 

@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -193,7 +194,10 @@ bool valid_alias(std::string_view alias) {
   if (alias.empty() || alias.size() > 64) return false;
   for (std::size_t i = 0; i < alias.size(); ++i) {
     char c = alias[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '_' || c == '.' || c == '-'));
+    // A letter first: resolve() reads an argument starting with a digit as
+    // a UID number, so an alias such as "1abc" (or "1879048200", another
+    // UID) could be created but never named.
+    bool ok = (c >= 'a' && c <= 'z') || (i > 0 && ((c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'));
     if (!ok) return false;
   }
   return true;
@@ -559,7 +563,7 @@ bool UidRegistry::is_leased(uid_t uid) const {
 static void require_alias(std::string_view alias) {
   if (!valid_alias(alias)) {
     throw UsageError(fmt::format("invalid alias \"{}\": use 1-64 characters from a-z, 0-9, '_', '.', '-', "
-                                 "starting with a letter or digit",
+                                 "starting with a lowercase letter (a name starting with a digit is read as a UID)",
                                  alias));
   }
 }
@@ -724,13 +728,24 @@ std::vector<GrantRecord> UidRegistry::grant_records() const {
 void UidRegistry::add_grant_record(const GrantRecord& record) {
   Paths paths(locations_);
   std::filesystem::path dir = paths.grants_of(record.uid);
+  struct stat st;
+  bool dir_is_new = ::lstat(dir.c_str(), &st) != 0;
+  if (dir_is_new && errno != ENOENT) throw_errno("lstat", dir.string());
   make_directories(dir, 0755);
+  // The record's own fsyncs make it durable within grants/UID; a new
+  // grants/UID needs its entry in grants/ made durable too, or a crash could
+  // lose the directory with the record in it.
+  if (dir_is_new) detail::fsync_dir(paths.grants);
+  std::string key = tree_key(record.tree);
+  std::optional<std::string> old = read_small_file(dir / key);
+  // Never downgraded from cross to one: a grant made with --cross-mounts left
+  // entries below other mounts, and revoke and sweep must still reach them.
+  bool cross_mounts = record.cross_mounts || (old && old->find("\nmounts cross\n") != std::string::npos);
   std::string content = fmt::format("path {}\naccess {}\nmounts {}\n", record.tree.string(),
-                                    to_string(record.access), record.cross_mounts ? "cross" : "one");
+                                    to_string(record.access), cross_mounts ? "cross" : "one");
   // An alias re-granted at every start finds its record as it was: no
   // rewrite, and none of the two fsyncs (about 10 ms each on a VM disk).
-  std::string key = tree_key(record.tree);
-  if (read_small_file(dir / key) == content) return;
+  if (old == content) return;
   write_atomically(dir, key, content);
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -28,6 +29,13 @@
 
 namespace vmwarden::acl::detail {
 namespace {
+
+std::atomic<bool> unknown_d_type_forced{false};
+
+// The entry's type as the listing gives it (DT_UNKNOWN: not given).
+unsigned char listed_type(const struct dirent64& entry) {
+  return unknown_d_type_forced.load(std::memory_order_relaxed) ? static_cast<unsigned char>(DT_UNKNOWN) : entry.d_type;
+}
 
 constexpr std::size_t kMaxHardlinkPaths = 100;
 constexpr std::size_t kMaxErrors = 20;
@@ -90,7 +98,8 @@ bool small_flat_tree(int dir_fd) {
       offset += entry->d_reclen;
       const char* name = entry->d_name;
       if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
-      if (entry->d_type == DT_DIR || entry->d_type == DT_UNKNOWN || ++count > kSmallTree) return false;
+      unsigned char type = listed_type(*entry);
+      if (type == DT_DIR || type == DT_UNKNOWN || ++count > kSmallTree) return false;
     }
   }
 }
@@ -236,7 +245,7 @@ class Walk {
           offset += entry->d_reclen;
           const char* name = entry->d_name;
           if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
-          switch (entry->d_type) {
+          switch (listed_type(*entry)) {
             case DT_DIR: subdirs.emplace_back(name); break;
             case DT_LNK: ++report.skipped_symlinks; break;
             case DT_REG: files.emplace_back(name); break;
@@ -345,7 +354,9 @@ class Walk {
     }
 
     // Whether `name` still needs the pinned path (the cheap check, when it is
-    // worth doing, did not settle it).
+    // worth doing, did not settle it). Only for names listed as regular
+    // files: the check reads a name's own ACL and cannot tell a directory,
+    // which must be entered even when its own ACL is right.
     bool needs_pinned_path(Walk& walk, int dirfd, const std::string& name) {
       if (walk.use_fast_check_ && fast_pause == 0) {
         if (already_right(walk, dirfd, name.c_str())) {
@@ -416,7 +427,9 @@ class Walk {
         if (!retry.empty()) pin_with_o_path(walk, dir, retry);
       };
       for (const std::string& name : names) {
-        if (!needs_pinned_path(walk, dirfd, name)) continue;
+        // A name of unknown type (no d_type from the filesystem) is always
+        // pinned: it may be a directory, and the pinned path learns its type.
+        if (listed_regular && !needs_pinned_path(walk, dirfd, name)) continue;
         pending.push_back(&name);
         if (pending.size() == BatchOpen::kMaxBatch) flush();
       }
@@ -465,7 +478,13 @@ class Walk {
         ++report.skipped_special;
         return;
       }
-      if (st.st_nlink > 1) {
+      // A second link may be an outside file brought into the tree (by a
+      // writer inside it, e.g. the VM itself): a grant must not give it an
+      // entry. A walk that only removes entries acts on it all the same:
+      // removing a UID's own entries, and shrinking the mask to the smallest
+      // that serves the remaining entries, only ever narrows access, and
+      // skipping it would leave the entry behind once its record is gone.
+      if (st.st_nlink > 1 && walk.editor_.adds_entries()) {
         ++report.skipped_hardlinks;
         if (report.hardlinks.size() < kMaxHardlinkPaths) report.hardlinks.push_back(join(dir->path, name));
         return;
@@ -603,5 +622,7 @@ Report walk_tree(int root_fd, const std::string& display_root, const Editor& edi
   Walk walk(editor, options);
   return walk.run(root_fd, display_root);
 }
+
+void force_unknown_d_type(bool on) { unknown_d_type_forced.store(on, std::memory_order_relaxed); }
 
 }  // namespace vmwarden::acl::detail

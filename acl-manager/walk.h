@@ -29,4 +29,8 @@ class Editor {
 // (nodev_view.h). `display_root` prefixes paths in the report.
 Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options);
 
+// For tests: while on, directory listings report DT_UNKNOWN for every entry,
+// as on a filesystem that gives no d_type.
+void force_unknown_d_type(bool on);
+
 }  // namespace vmwarden::acl::detail

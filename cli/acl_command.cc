@@ -26,8 +26,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   CLI::App* acl = app.add_subcommand(
       "acl",
       "Grant, revoke, sweep and show POSIX ACL entries for registry UIDs. Walks never follow "
-      "symlinks, stay on the tree's mount unless --cross-mounts, and skip (and report) "
-      "non-directories with more than one hard link.");
+      "symlinks and stay on the tree's mount unless --cross-mounts; grants skip (and report) "
+      "non-directories with more than one hard link, revoke and sweep act on them too.");
   acl->require_subcommand(1);
 
   struct TreeOptions {
@@ -44,11 +44,14 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "Give UID u:UID:r-X (--ro) or u:UID:rwX (--rw) on every directory and regular file under "
       "PATH, and the same default entry on every directory so that new files inherit it. The mask "
       "never lets through a bit it withholds from another entry (such a bit is withheld from UID "
-      "too), and no other entry is modified. Records the grant under STATE_DIR/grants.");
+      "too), and no other entry is modified. Records the grant under STATE_DIR/grants (after "
+      "checking that PATH's filesystem supports POSIX ACLs).");
   grant->add_option("--uid", grant_options->uid, "An allocated UID in the range, or an alias")->required();
   grant->add_flag("--ro", grant_options->ro, "Read access (r-X)");
   grant->add_flag("--rw", grant_options->rw, "Read-write access (rwX)");
-  grant->add_flag("--cross-mounts", grant_options->cross_mounts, "Also descend into other mounts under PATH");
+  grant->add_flag("--cross-mounts", grant_options->cross_mounts,
+                  "Also descend into other mounts under PATH; kept in the grant record (a later grant without "
+                  "it does not take it out), so that revoke and sweep do the same");
   grant->add_option("path", grant_options->path, "Absolute path of the tree (no symlinks on the way)")->required();
   grant->callback([&globals, grant_options] {
     globals.action = [&globals, grant_options] {
@@ -66,9 +69,11 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   CLI::App* revoke = acl->add_subcommand(
       "revoke",
       "Remove UID's access and default entries under PATH, recompute each mask as the smallest "
-      "that serves the remaining entries, and drop the grant record.");
+      "that serves the remaining entries, and drop the grant record (only the record, where PATH's "
+      "filesystem has no POSIX ACLs).");
   revoke->add_option("--uid", revoke_options->uid, "A UID in the range, or an alias")->required();
-  revoke->add_flag("--cross-mounts", revoke_options->cross_mounts, "Also descend into other mounts under PATH");
+  revoke->add_flag("--cross-mounts", revoke_options->cross_mounts,
+                   "Also descend into other mounts under PATH (done anyway if the grant record says so)");
   revoke->add_option("path", revoke_options->path, "Absolute path of the tree")->required();
   revoke->callback([&globals, revoke_options] {
     globals.action = [&globals, revoke_options] {
@@ -85,7 +90,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "sweep",
       "In every recorded tree, remove the entries of UIDs in the range that are neither leased "
       "nor an alias with a grant record for that tree (the clean-up after unclean shutdowns); "
-      "then drop dead UIDs' records and release dead single-use UIDs.");
+      "then drop dead UIDs' records and release dead single-use UIDs. A tree whose path no longer "
+      "exists loses its records; one that fails otherwise (e.g. a symlink in its place) keeps them, "
+      "is reported, and the other trees are still swept (exit status 1).");
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
   sweep->callback([&globals, dry_run] {
     globals.action = [&globals, dry_run] {
@@ -102,6 +109,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
           fmt::print("{}: {} {} entr{} of UID {}\n", tree.path.string(), verb, count, count == 1 ? "y" : "ies", uid);
         }
         for (const std::string& error : tree.report.errors) fmt::print(stderr, "vmwarden: {}\n", error);
+        if (tree.report.failed != 0) fmt::print("{}: {} failure(s), its records kept\n", tree.path.string(), tree.report.failed);
         failed = failed || tree.report.failed != 0;
       }
       if (!*dry_run) {
@@ -115,7 +123,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
 
   auto show_path = std::make_shared<std::string>();
   CLI::App* show = acl->add_subcommand(
-      "show", "Print PATH's access and default ACL with numeric ids, naming the registry's UIDs.");
+      "show",
+      "Print PATH's access and default ACL with numeric ids, naming the registry's UIDs. Refused if PATH "
+      "or any directory on the way is a symlink.");
   show->add_option("path", *show_path, "Absolute path")->required();
   show->callback([&globals, show_path] {
     globals.action = [&globals, show_path] {

@@ -23,10 +23,11 @@ void add_uid_command(CLI::App& app, Globals& globals) {
   CLI::App* alloc = command->add_subcommand(
       "alloc",
       "Print a UID. With --alias NAME: the alias's persistent UID, allocated on first use. Without: "
-      "a fresh single-use UID (least recently released first); as nothing holds its lease, the "
+      "a fresh single-use UID (one never used before if any is left, else the least recently released "
+      "one without grant records); as nothing holds its lease, the "
       "next `acl sweep` releases it unless `uid release` does first.");
   CLI::Option* alias_option =
-      alloc->add_option("--alias", alloc_options->alias, "Alias name ([a-z0-9][a-z0-9_.-]{0,63})");
+      alloc->add_option("--alias", alloc_options->alias, "Alias name ([a-z][a-z0-9_.-]{0,63}: a lowercase letter first)");
   alloc->callback([&globals, alloc_options, alias_option] {
     bool with_alias = alias_option->count() > 0;
     globals.action = [&globals, alloc_options, with_alias] {

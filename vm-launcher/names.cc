@@ -41,6 +41,13 @@ std::optional<std::string> vm_name_problem(std::string_view name) {
 }
 
 std::optional<std::string> alias_problem(std::string_view alias) {
+  // A letter first, as the UID registry requires: a --uid argument starting
+  // with a digit is read as a UID number.
+  if (!alias.empty() && !(alias.front() >= 'a' && alias.front() <= 'z')) {
+    return fmt::format("UID alias \"{}\" is not valid: it must start with a lowercase letter "
+                       "(a name starting with a digit is read as a UID)",
+                       printable(alias));
+  }
   return lower_name_problem("UID alias", alias);
 }
 

@@ -14,7 +14,7 @@ namespace vmwarden::vm {
 // Each returns std::nullopt when the value is acceptable, otherwise a message
 // that says what is wrong and what would be right.
 std::optional<std::string> vm_name_problem(std::string_view name);    // [a-z0-9][a-z0-9_.-]{0,63}
-std::optional<std::string> alias_problem(std::string_view alias);     // same rule as a VM name
+std::optional<std::string> alias_problem(std::string_view alias);     // as a VM name, but [a-z] first
 std::optional<std::string> tag_problem(std::string_view tag);         // [A-Za-z0-9_-]{1,36}
 // Absolute, no "." or ".." or empty components, no `,` `:` `=` or control
 // characters, at most PATH_MAX bytes. A single trailing slash is tolerated

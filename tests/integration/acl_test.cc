@@ -7,7 +7,9 @@
 #include <linux/capability.h>
 #include <signal.h>
 #include <sched.h>
+#include <linux/fs.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -32,6 +34,7 @@
 #include "acl-manager/acl.h"
 #include "acl-manager/nodev_view.h"
 #include "acl-manager/uid_registry.h"
+#include "acl-manager/walk.h"
 #include "acl-manager/xattr_at.h"
 #include "common/unique_fd.h"
 #include "tests/support/support.h"
@@ -68,6 +71,14 @@ void make_tree(const std::filesystem::path& root, int dirs, int files) {
     for (int f = 0; f < files; ++f) testing::write_file(dir / fmt::format("f{}", f), "data", f % 5 ? 0644 : 0755);
     testing::write_file(dir / "sub/inner", "data");
   }
+}
+
+// env.tree (one directory, two files) and a smaller second tree, temp/NAME.
+std::filesystem::path make_two_trees(const Env& env, const char* name) {
+  make_tree(env.tree, 1, 2);
+  std::filesystem::path second = env.temp / name;
+  make_tree(second, 1, 1);
+  return second;
 }
 
 bool has_acl(const std::filesystem::path& path) {
@@ -414,31 +425,86 @@ TEST(AclHardlink, AnOutsideFileLinkedIntoTheTreeGainsNoEntry) {
   EXPECT_TRUE(has_acl(outside));
 }
 
-TEST(AclMounts, TheWalkStaysOnItsMountUnlessAsked) {
+// The VM itself can make a second link to a file it may read and write
+// (fs.protected_hardlinks allows that): revoke must still remove its entry
+// there before dropping the record.
+TEST(AclHardlink, RevokeRemovesTheEntryOfAFileTheUidLinkedItself) {
   Env env;
   make_tree(env.tree, 1, 2);
   UidRegistry registry(env.locations);
-  uid_t uid = registry.allocate_alias("mounts");
-  // In a child with its own mount namespace, so the mount dies with it.
+  uid_t uid = registry.allocate_alias("linker");
+  ASSERT_EQ(env.vmwarden({"acl", "grant", "--uid", "linker", "--rw", env.tree.string()}).exit_code, 0);
+  std::filesystem::path target = env.tree / "d0/sub/inner", link = env.tree / "f-link";
+  // What the VM can do (it may read and write the file); made here as root,
+  // since the UID cannot reach the scratch directory's parents.
+  std::filesystem::create_hard_link(target, link);
+  struct stat st {};
+  ASSERT_EQ(::stat(link.c_str(), &st), 0);
+  ASSERT_EQ(st.st_nlink, 2u);
+
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", "linker", env.tree.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
+  EXPECT_EQ(revoked.out.find("hard-linked"), std::string::npos) << revoked.out;
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u) << getfacl(target);
+  EXPECT_TRUE(registry.grant_records(uid).empty());
+}
+
+// Makes a tree and allocates `alias`, then runs `body` in a child with its
+// own mount namespace (so the mount dies with it) and a tmpfs on
+// tree/d0/sub holding a file "on-other-fs"; returns the child's exit status
+// (90/91: setup failed).
+using MountBody = std::function<int(UidRegistry&, uid_t, const std::filesystem::path& mountpoint)>;
+int with_tmpfs_below(const Env& env, const char* alias, const MountBody& body) {
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias(alias);
   pid_t pid = ::fork();
   if (pid == 0) {
     if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(90);
     std::filesystem::path mountpoint = env.tree / "d0/sub";
     if (::mount("tmpfs", mountpoint.c_str(), "tmpfs", 0, "mode=0755") != 0) ::_exit(91);
     testing::write_file(mountpoint / "on-other-fs", "x");
-    Report one = grant(registry, uid, env.tree, Access::ro);
-    if (one.skipped_mounts != 1) ::_exit(92);
-    if (has_acl(mountpoint / "on-other-fs") || has_acl(mountpoint)) ::_exit(93);
-    if (!has_acl(env.tree / "d0/f1")) ::_exit(94);
-    Report cross = grant(registry, uid, env.tree, Access::ro, WalkOptions{.cross_mounts = true});
-    if (cross.skipped_mounts != 0) ::_exit(95);
-    if (!has_acl(mountpoint / "on-other-fs")) ::_exit(96);
-    ::_exit(0);
+    ::_exit(body(registry, uid, mountpoint));
   }
   int status = 0;
   ::waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "90/91: setup, 92/93: crossed a mount, 94: no grant, 95/96: did not cross";
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(AclMounts, TheWalkStaysOnItsMountUnlessAsked) {
+  Env env;
+  int status = with_tmpfs_below(env, "mounts", [&](UidRegistry& registry, uid_t uid, const std::filesystem::path& mountpoint) {
+    Report one = grant(registry, uid, env.tree, Access::ro);
+    if (one.skipped_mounts != 1) return 92;
+    if (has_acl(mountpoint / "on-other-fs") || has_acl(mountpoint)) return 93;
+    if (!has_acl(env.tree / "d0/f1")) return 94;
+    Report cross = grant(registry, uid, env.tree, Access::ro, WalkOptions{.cross_mounts = true});
+    if (cross.skipped_mounts != 0) return 95;
+    if (!has_acl(mountpoint / "on-other-fs")) return 96;
+    return 0;
+  });
+  EXPECT_EQ(status, 0) << "90/91: setup, 92/93: crossed a mount, 94: no grant, 95/96: did not cross";
+}
+
+// --cross-mounts is kept in the grant record: a re-grant without it keeps
+// it there, and a revoke without it still reaches the entries below the mount.
+TEST(AclMounts, RevokeCrossesMountsWhenTheRecordSaysSo) {
+  Env env;
+  int status = with_tmpfs_below(env, "crossing", [&](UidRegistry& registry, uid_t uid, const std::filesystem::path& mountpoint) {
+    grant(registry, uid, env.tree, Access::ro, WalkOptions{.cross_mounts = true});
+    if (count_entries(getfacl(mountpoint / "on-other-fs"), uid) != 1) return 92;
+    grant(registry, uid, env.tree, Access::rw);
+    auto records = registry.grant_records(uid);
+    if (records.size() != 1 || !records[0].cross_mounts) return 93;
+    if (records[0].access != Access::rw) return 94;
+    Report report = revoke(registry, uid, env.tree);
+    if (report.skipped_mounts != 0) return 95;
+    if (count_entries(getfacl(mountpoint / "on-other-fs"), uid) != 0) return 96;
+    if (count_entries(getfacl(env.tree), uid) != 0) return 97;
+    return 0;
+  });
+  EXPECT_EQ(status, 0) << "90/91: setup, 92: no cross grant, 93: the re-grant downgraded the record, "
+                                       "94: access not rewritten, 95/96: revoke did not cross, 97: entries left";
 }
 
 TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
@@ -768,7 +834,12 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
       {{"uid", "release", "42"}, "outside the managed range"},
       {{"uid", "alloc", "--alias", "Bad/Name"}, "invalid alias"},
       {{"uid", "alloc", "--alias", ""}, "invalid alias"},
+      {{"uid", "alloc", "--alias", "1abc"}, "starting with a lowercase letter"},
+      {{"uid", "alloc", "--alias", "1879048200"}, "starting with a lowercase letter"},
       {{"acl", "show", "relative"}, "relative path"},
+      {{"acl", "show", (env.temp / "via-link/d0/f1").string()}, "goes through a symlink"},
+      {{"acl", "show", (env.temp / "via-link").string()}, "a symlink"},
+      {{"acl", "grant", "--uid", "work", "--ro", "/proc"}, "does not support POSIX ACLs"},
   };
   for (const Case& c : cases) {
     auto result = env.vmwarden(c.args);
@@ -776,6 +847,99 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
     EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
   }
   EXPECT_EQ(snapshot(), before);
+}
+
+// A record of a tree without ACL support (written before grant checked
+// that) can be revoked: there is no entry to remove, only the record.
+TEST(AclNoAclSupport, RevokeDropsTheRecordOfATreeWithoutAcls) {
+  Env env;
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("proc");
+  registry.add_grant_record(GrantRecord{uid, "/proc", Access::ro, false});
+  auto result = env.vmwarden({"acl", "revoke", "--uid", "proc", "/proc"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(registry.grant_records(uid).empty());
+}
+
+// One bad tree (no ACL support) does not stop the sweep of the others: the
+// good one is cleaned and its record dropped, the bad one is reported and
+// keeps its record.
+TEST(AclSweep, ATreeThatFailsIsReportedAndTheOthersAreStillSwept) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, dead, env.tree, Access::ro);
+  registry.add_grant_record(GrantRecord{dead, "/proc", Access::ro, false});
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+  EXPECT_NE(swept.err.find("/proc"), std::string::npos) << swept.err;
+  EXPECT_EQ(count_entries(getfacl(env.tree), dead), 0u);
+  auto records = registry.grant_records(dead);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].tree, "/proc");
+  EXPECT_TRUE(registry.find(dead)->allocated) << "a UID with records left is not released";
+}
+
+// Only a tree whose path is gone counts as missing. One replaced by a
+// symlink (the tree renamed, its entries still there) keeps its record.
+TEST(AclSweep, ATreeReplacedByASymlinkKeepsItsRecord) {
+  Env env;
+  std::filesystem::path gone = make_two_trees(env, "gone");
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, dead, env.tree, Access::ro);
+  grant(registry, dead, gone, Access::ro);
+  std::filesystem::path moved = env.temp / "moved";
+  std::filesystem::rename(env.tree, moved);
+  std::filesystem::create_directory_symlink(moved, env.tree);
+  std::filesystem::remove_all(gone);
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+  EXPECT_NE(swept.out.find(fmt::format("{}: missing", gone.string())), std::string::npos) << swept.out;
+  EXPECT_NE(swept.err.find("symlink"), std::string::npos) << swept.err;
+  auto records = registry.grant_records(dead);
+  ASSERT_EQ(records.size(), 1u) << "the missing tree's record is dropped, the symlinked one's kept";
+  EXPECT_EQ(records[0].tree, env.tree);
+  EXPECT_GT(count_entries(getfacl(moved), dead), 0u) << "the sweep went through the symlink";
+}
+
+struct WithUnknownDType {
+  WithUnknownDType() { detail::force_unknown_d_type(true); }
+  ~WithUnknownDType() { detail::force_unknown_d_type(false); }
+};
+
+// On a filesystem without d_type, a name whose own ACL is already right may
+// still be a directory with work below it: the walk must enter it.
+TEST(AclUnknownType, ADirectoryWhoseOwnAclIsRightIsStillEntered) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("untyped");
+  grant(registry, uid, env.tree, Access::ro);
+  // Moved in after the grant: a rename keeps its (lack of an) ACL.
+  testing::write_file(env.temp / "newcomer", "x");
+  std::filesystem::rename(env.temp / "newcomer", env.tree / "d0/sub/newcomer");
+  ASSERT_EQ(count_entries(getfacl(env.tree / "d0/sub/newcomer"), uid), 0u);
+  {
+    WithUnknownDType force;
+    Report regrant = grant(registry, uid, env.tree, Access::ro);
+    EXPECT_EQ(regrant.failed, 0u);
+  }
+  EXPECT_EQ(count_entries(getfacl(env.tree / "d0/sub/newcomer"), uid), 1u) << "the re-grant did not enter d0/sub";
+
+  // A subdirectory without an ACL of its own, entries below it.
+  auto cleared = testing::run_command({"setfacl", "-b", (env.tree / "d0/sub").string()});
+  ASSERT_EQ(cleared.exit_code, 0) << cleared.err;
+  ASSERT_FALSE(has_acl(env.tree / "d0/sub"));
+  ASSERT_EQ(count_entries(getfacl(env.tree / "d0/sub/inner"), uid), 1u);
+  {
+    WithUnknownDType force;
+    Report revoked = revoke(registry, uid, env.tree);
+    EXPECT_EQ(revoked.failed, 0u);
+  }
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u) << getfacl(env.tree / "d0/sub");
 }
 
 TEST(AclScopedGrants, RevokesEverythingOnScopeExit) {
@@ -796,6 +960,44 @@ TEST(AclScopedGrants, RevokesEverythingOnScopeExit) {
   EXPECT_EQ(getfacl(env.tree) + getfacl(second), before);
   EXPECT_TRUE(registry.grant_records().empty());
   EXPECT_TRUE(registry.list().empty()) << "the single-use UID went back to the pool";
+}
+
+// A tree whose revoke fails does not keep the others granted: every tree is
+// revoked, and the failure is reported once at the end.
+TEST(AclScopedGrants, OneFailedRevokeDoesNotStopTheOthers) {
+  Env env;
+  std::filesystem::path second = make_two_trees(env, "second");
+  UidRegistry registry(env.locations);
+  UidLease lease = registry.lease_single_use();
+  ScopedGrants grants(registry, lease.uid());
+  grants.grant(env.tree, Access::rw);
+  grants.grant(second, Access::ro);
+  // The second tree (revoked first) cannot lose its record: its file is
+  // made immutable, which unlink refuses (EPERM).
+  std::filesystem::path records = env.locations.state_dir / "grants" / std::to_string(lease.uid());
+  std::filesystem::path blocked;
+  for (const auto& entry : std::filesystem::directory_iterator(records)) {
+    if (testing::read_file(entry.path()).find("path " + second.string() + "\n") != std::string::npos) blocked = entry.path();
+  }
+  ASSERT_FALSE(blocked.empty());
+  UniqueFd record(::open(blocked.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(record);
+  int flags = 0;
+  if (::ioctl(record.get(), FS_IOC_GETFLAGS, &flags) != 0) GTEST_SKIP() << "no inode flags here";
+  int immutable = flags | FS_IMMUTABLE_FL;
+  if (::ioctl(record.get(), FS_IOC_SETFLAGS, &immutable) != 0) GTEST_SKIP() << "no immutable files here";
+  struct Unblock {
+    int fd, flags;
+    ~Unblock() { ::ioctl(fd, FS_IOC_SETFLAGS, &flags); }
+  } unblock{record.get(), flags};
+  try {
+    grants.revoke_all();
+    ADD_FAILURE() << "revoke_all did not report the failure";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(second.string()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(count_entries(getfacl(env.tree), lease.uid()), 0u) << "the other tree was left granted";
+  EXPECT_EQ(count_entries(getfacl(second), lease.uid()), 0u);
 }
 
 // Walks one tree normally and a like one with `set_fallback(true)` in force

@@ -299,6 +299,8 @@ TEST(Definition, FileMustEndInToml) {
 
 TEST(Definition, BadAlias) {
   expect_one_error(parse(std::string(kMinimal) + "[uid]\nalias = \"Work Stuff\"\n"), 4, 9, "UID alias");
+  // The registry reads a --uid starting with a digit as a UID number.
+  expect_one_error(parse(std::string(kMinimal) + "[uid]\nalias = \"1abc\"\n"), 4, 9, "lowercase letter");
 }
 
 // --- choices and structure -------------------------------------------------------

@@ -307,6 +307,12 @@ TEST(UidRegistry, BadInputIsRefusedAndChangesNothing) {
   EXPECT_THROW(registry.release(kFirst + 5), UsageError) << "not allocated";
   EXPECT_THROW(registry.allocate_alias("Bad/Name"), UsageError);
   EXPECT_THROW(registry.allocate_alias(""), UsageError);
+  // An alias starting with a digit could never be named: resolve() reads it
+  // as a UID number.
+  EXPECT_THROW(registry.allocate_alias("1abc"), UsageError);
+  EXPECT_THROW(registry.lease_alias(std::to_string(kFirst + 7)), UsageError);
+  EXPECT_FALSE(valid_alias("1abc"));
+  EXPECT_TRUE(valid_alias("a1"));
   EXPECT_EQ(registry.list(true).size(), before.size());
 }
 
