@@ -40,9 +40,9 @@ void write_all(int fd, std::string_view text) {
   }
 }
 
-// Everything the child needs, prepared by the parent: the child shares the
-// warden's memory (see Service::start) and must not allocate on its way to
-// exec.
+// Everything the child needs, prepared by the parent, so that the child,
+// which may share the warden's memory (see Service::launch), does as little
+// as it can on its way to exec.
 struct ChildPlan {
   const ServiceSpec* spec;
   const std::vector<FdMapping>* fds;
@@ -166,8 +166,12 @@ void Service::launch(bool share_memory) {
   // Shared: posix_spawn-style, CLONE_VM|CLONE_VFORK shares the warden's
   // memory until the child execs, so there is no page-table copy and no
   // copy-on-write fault in either process (on a virtual machine these
-  // dominate the start time). The warden is suspended meanwhile; the child
-  // allocates nothing on the way to exec, and only the error path allocates.
+  // dominate the start time). The warden is suspended meanwhile. The child's
+  // confinement does allocate (the Landlock rules, libcap's state) on the
+  // shared heap: safe only because the warden is single-threaded, so no
+  // other thread can hold the allocator's lock or see the heap change, and
+  // it must stay so. What the child leaves allocated is not freed (a few
+  // hundred bytes per start).
   // Not shared: a copy-on-write child (on its copy of the same stack), which
   // confines itself while the warden starts the next one.
   int flags = share_memory ? CLONE_VM | CLONE_VFORK | SIGCHLD : SIGCHLD;
