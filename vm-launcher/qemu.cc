@@ -138,8 +138,7 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
   plan.wait_ready = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_qmp(qmp, vmm, deadline);
   };
-  plan.graceful_stop = [qmp](const supervisor::RunningService&) {
-    Deadline deadline = std::chrono::steady_clock::now() + 5s;
+  plan.graceful_stop = [qmp](const supervisor::RunningService&, Deadline deadline) {
     QmpClient::connect(qmp, deadline).execute("system_powerdown", deadline);
   };
   plan.force_stop = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
