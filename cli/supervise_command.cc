@@ -47,7 +47,13 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
       if (!parsed.ok()) {
         throw PermanentError(fmt::format("{}: invalid definition, not started", options->target));
       }
-      return vm::launch(*parsed.definition, launch);
+      try {
+        return vm::launch(*parsed.definition, launch);
+      } catch (const UsageError& e) {
+        // A definition the backends refuse is as permanent as one the
+        // validator refuses: exit 125 so that s6 does not restart it.
+        throw PermanentError(fmt::format("{}: {}; not started", options->target, e.what()));
+      }
     };
   });
 }

@@ -88,7 +88,10 @@ std::map<std::string, ServiceFile> service_files(const ServiceOptions& options) 
   files["down-signal"] = {"SIGTERM\n"};
   // s6-supervise's own backstop, above vmwarden's shutdown timeout (vmwarden
   // SIGKILLs its tree at shutdown_timeout_s; this catches vmwarden itself).
-  files["timeout-kill"] = {fmt::format("{}\n", (options.shutdown_timeout_s + 5) * 1000)};
+  // The margin covers the warden's last graceful-stop attempt (at most 1 s),
+  // the kernel tearing the namespace down and the outer revoking grants and
+  // releasing the lease: 10 s, so a slow revoke is not cut short by SIGKILL.
+  files["timeout-kill"] = {fmt::format("{}\n", (options.shutdown_timeout_s + 10) * 1000)};
   files["timeout-finish"] = {"5000\n"};
   files[std::string(kMarker)] = {fmt::format("vmwarden s6 service {}\n", options.name)};
   if (options.log) {

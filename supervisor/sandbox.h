@@ -55,8 +55,11 @@ struct ServiceSpec {
   std::function<void(const RunningService&, std::chrono::steady_clock::time_point deadline)> wait_ready;
 
   // Runs in the warden to ask the service to stop gracefully (QMP
-  // system_powerdown, `crosvm powerbtn`, ...). Unset: SIGTERM.
-  std::function<void(const RunningService&)> graceful_stop;
+  // system_powerdown, `crosvm powerbtn`, ...). Unset: SIGTERM. It runs on
+  // the warden's loop, so it must give up by `deadline` (the warden passes
+  // about a second, never past the shutdown deadline): a wedged control
+  // socket must not hold the loop past the point where it SIGKILLs.
+  std::function<void(const RunningService&, std::chrono::steady_clock::time_point deadline)> graceful_stop;
   // Asks again at this interval until the service exits or the shutdown
   // deadline passes: a guest that has not loaded its ACPI button driver yet
   // loses the press. Zero: asked once.

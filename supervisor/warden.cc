@@ -92,6 +92,7 @@ class Warden {
   void stop_remaining();
   void on_timeout();
   void repeat_graceful_stop();
+  Clock::time_point graceful_stop_deadline() const;
   void on_outer_death();
   std::string main_name() const;
   int final_status();
@@ -410,7 +411,7 @@ void Warden::begin_shutdown(const std::string& reason, milliseconds grace) {
     verbose_shutdown_ = true;
     try {
       if (main.graceful_stop) {
-        main.graceful_stop(*main_);
+        main.graceful_stop(*main_, graceful_stop_deadline());
         if (main.graceful_stop_repeat.count() > 0) {
           repeat_fd_ = UniqueFd(
               check(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), "timerfd_create"));
@@ -461,13 +462,20 @@ void Warden::on_timeout() {
   reap();
 }
 
+// One attempt blocks the loop; about a second is plenty for a control socket
+// that answers, and it never runs past the shutdown deadline.
+Clock::time_point Warden::graceful_stop_deadline() const {
+  using namespace std::chrono_literals;
+  return std::min(Clock::now() + 1s, deadline_);
+}
+
 void Warden::repeat_graceful_stop() {
   if (!main_ || !main_->running() || Clock::now() >= deadline_) {
     repeat_fd_.reset();
     return;
   }
   try {
-    main_->spec().graceful_stop(*main_);
+    main_->spec().graceful_stop(*main_, graceful_stop_deadline());
     log::debug("asked {} to stop again", main_->spec().name);
   } catch (const std::exception& e) {
     log::debug("repeated graceful stop of {} failed: {}", main_->spec().name, e.what());

@@ -45,19 +45,27 @@ bool listening_at(pid_t pid, unsigned long inode, const std::string& expected_pa
   std::string line;
   std::getline(table, line);  // the header
   while (std::getline(table, line)) {
-    // Num RefCount Protocol Flags Type St Inode Path
-    std::istringstream fields(line);
-    std::string num, refcount, protocol, flags, type, state, path;
-    unsigned long entry_inode = 0;
-    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> entry_inode)) continue;
-    if (entry_inode != inode) continue;
-    fields >> path;
-    return (std::strtoul(flags.c_str(), nullptr, 16) & kAcceptingConnections) != 0 && path == expected_path;
+    if (auto answer = unix_table_listening(line, inode, expected_path)) return *answer;
   }
   return false;
 }
 
 }  // namespace
+
+std::optional<bool> unix_table_listening(const std::string& line, unsigned long inode,
+                                         const std::string& expected_path) {
+  // Num RefCount Protocol Flags Type St Inode Path
+  std::istringstream fields(line);
+  std::string num, refcount, protocol, flags, type, state, path;
+  unsigned long entry_inode = 0;
+  if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> entry_inode)) return std::nullopt;
+  if (entry_inode != inode) return std::nullopt;
+  // The path is the rest of the line after one separating space: a runtime
+  // directory may contain spaces (path_problem allows them), so reading one
+  // whitespace-delimited word would never match such a socket.
+  if (fields.get() == ' ') std::getline(fields, path);
+  return (std::strtoul(flags.c_str(), nullptr, 16) & kAcceptingConnections) != 0 && path == expected_path;
+}
 
 bool accepting_on(pid_t pid, const std::filesystem::path& socket) {
   std::error_code error;

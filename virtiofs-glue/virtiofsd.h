@@ -75,4 +75,10 @@ DaemonPlan plan_virtiofsd(const Share& share);
 // nothing.
 bool accepting_on(pid_t pid, const std::filesystem::path& socket);
 
+// One line of /proc/PID/net/unix: nullopt when it is not the socket `inode`,
+// otherwise whether that socket listens at exactly `expected_path` (the path
+// is the rest of the line, spaces included).
+std::optional<bool> unix_table_listening(const std::string& line, unsigned long inode,
+                                         const std::string& expected_path);
+
 }  // namespace vmwarden::virtiofs

@@ -68,7 +68,8 @@ struct VmmPlan {
   std::function<void(const supervisor::RunningService&, Deadline)> wait_ready;
   // For ServiceSpec::graceful_stop: asks the guest to power off (ACPI power
   // button) and returns without waiting for it.
-  std::function<void(const supervisor::RunningService&)> graceful_stop;
+  // Gives up by the deadline (the warden's loop waits on it).
+  std::function<void(const supervisor::RunningService&, Deadline)> graceful_stop;
   // Stops the VMM now: its own stop command first, then SIGKILL if it has not
   // exited by the deadline. Returns once it has exited or was SIGKILLed.
   std::function<void(const supervisor::RunningService&, Deadline)> force_stop;

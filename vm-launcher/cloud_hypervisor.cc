@@ -138,9 +138,8 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
   plan.wait_ready = [socket](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_running(socket, vmm, deadline);
   };
-  plan.graceful_stop = [ch_remote, api](const supervisor::RunningService& vmm) {
-    backend::run_control_program(vmm, {ch_remote.native(), "--api-socket", api, "power-button"},
-                                 std::chrono::steady_clock::now() + 5s);
+  plan.graceful_stop = [ch_remote, api](const supervisor::RunningService& vmm, Deadline deadline) {
+    backend::run_control_program(vmm, {ch_remote.native(), "--api-socket", api, "power-button"}, deadline);
   };
   // `shutdown` would only shut the VM down and leave the VMM process serving
   // its API; `shutdown-vmm` makes the process exit.

@@ -93,8 +93,8 @@ VmmPlan plan_crosvm(const Definition& definition, const RuntimePaths& paths, con
   plan.wait_ready = [control](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_control_socket(control, vmm, deadline);
   };
-  plan.graceful_stop = [crosvm, control](const supervisor::RunningService& vmm) {
-    backend::run_control_program(vmm, {crosvm.native(), "powerbtn", control}, std::chrono::steady_clock::now() + 5s);
+  plan.graceful_stop = [crosvm, control](const supervisor::RunningService& vmm, Deadline deadline) {
+    backend::run_control_program(vmm, {crosvm.native(), "powerbtn", control}, deadline);
   };
   plan.force_stop = [crosvm, control](const supervisor::RunningService& vmm, Deadline deadline) {
     try {

@@ -251,7 +251,16 @@ int launch(const Definition& definition, const LaunchOptions& options) {
 
   // 2. The VM's UID: a lease that the kernel drops however this process
   //    dies, so that `vmwarden acl sweep` can tell live UIDs from dead ones.
+  // 2a. Plan once with a stand-in UID from the range (as `vmwarden audit`
+  //     does) before leasing: a definition the backends refuse (crosvm or
+  //     cloud-hypervisor with network, a cmdline starting with '-', a
+  //     missing VMM program, ...) then fails with nothing changed on disk.
   acl::UidRegistry registry(options.locations);
+  {
+    LaunchOptions dry = options;
+    dry.prepare = nullptr;
+    (void)plan_launch(definition, registry.range().first, dry);
+  }
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());

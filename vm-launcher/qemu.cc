@@ -6,6 +6,8 @@
 // (any character is just data) handed to the `file` protocol driver
 // explicitly, so neither QemuOpts splitting nor QEMU's "protocol:" and
 // "json:" file name prefixes ever apply to it.
+#include <sys/stat.h>
+
 #include <cerrno>
 
 #include <fmt/core.h>
@@ -22,12 +24,26 @@ namespace {
 using namespace std::chrono_literals;
 using supervisor::PathRights;
 
+// QEMU >= 6 refuses the `file` driver on a block device ("'file' driver
+// requires ... to be a regular file"); block devices take `host_device`.
+// lstat, like the validator: a symlink is never followed here either.
+const char* protocol_driver(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    // A plan made for audit or a test may name a disk that is not there (yet);
+    // QEMU then reports the missing file itself.
+    if (errno == ENOENT) return "file";
+    throw SystemError(errno, "lstat", path);
+  }
+  return S_ISBLK(st.st_mode) ? "host_device" : "file";
+}
+
 std::string blockdev_json(size_t index, const std::string& path, bool readonly) {
   const char* ro = readonly ? "true" : "false";
   return fmt::format(
       "{{\"driver\":\"raw\",\"node-name\":\"disk{}\",\"read-only\":{},"
-      "\"file\":{{\"driver\":\"file\",\"filename\":{},\"read-only\":{}}}}}",
-      index, ro, json_quote(path), ro);
+      "\"file\":{{\"driver\":\"{}\",\"filename\":{},\"read-only\":{}}}}}",
+      index, ro, protocol_driver(path), json_quote(path), ro);
 }
 
 // The socket exists and QEMU answers once it has parsed its command line and
@@ -122,8 +138,7 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
   plan.wait_ready = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_qmp(qmp, vmm, deadline);
   };
-  plan.graceful_stop = [qmp](const supervisor::RunningService&) {
-    Deadline deadline = std::chrono::steady_clock::now() + 5s;
+  plan.graceful_stop = [qmp](const supervisor::RunningService&, Deadline deadline) {
     QmpClient::connect(qmp, deadline).execute("system_powerdown", deadline);
   };
   plan.force_stop = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {

@@ -181,7 +181,7 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   EXPECT_TRUE(fs::exists(paths.serial_log));
 
   // The halting guest ignores the power button...
-  ASSERT_NO_THROW(plan.graceful_stop(qemu));
+  ASSERT_NO_THROW(plan.graceful_stop(qemu, in(10s)));
   EXPECT_FALSE(qemu.wait_exit(in(500ms))) << "the stub guest cannot power off";
   // ...so the forced stop ends it: QMP quit, no signal needed.
   auto stop_start = std::chrono::steady_clock::now();

@@ -174,5 +174,27 @@ TEST_F(SuperviseTest, BadVmDefinitionsAreRefusedBeforeAnythingStarts) {
   EXPECT_EQ(acl_entries_for(1879048192u, root_ / "odd,dir"), "");
 }
 
+// Definitions the validator passes but a backend refuses while planning: the
+// plan is made before the lease, so nothing is leased, granted or created,
+// and the refusal is permanent (125), not a restart loop under s6.
+TEST_F(SuperviseTest, ABackendRefusalExits125BeforeAnyLease) {
+  fs::create_directories(root_ / "shared");
+  write_file(root_ / "kernel", "not started anyway");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"dashcmdline", fmt::format("vmm = \"qemu\"\nkernel = \"{}/kernel\"\ncmdline = \"-S console=ttyS0\"\n"
+                                  "[[share]]\ntag = \"s\"\npath = \"{}/shared\"\naccess = \"rw\"\n",
+                                  root_.string(), root_.string())},
+      {"crosvmnet", fmt::format("vmm = \"crosvm\"\nkernel = \"{}/kernel\"\n[sandbox]\nnetwork = true\n", root_.string())},
+  };
+  for (const auto& [name, toml] : cases) {
+    write_file(root_ / "config/vms" / (name + ".toml"), toml);
+    CommandResult result = supervise(name);
+    EXPECT_EQ(result.exit_code, 125) << name << ": " << result.err;
+  }
+  EXPECT_TRUE(fs::is_empty(root_ / "state")) << "no UID leased";
+  EXPECT_TRUE(fs::is_empty(root_ / "run"));
+  EXPECT_EQ(acl_entries_for(1879048192u, root_ / "shared"), "") << "nothing granted";
+}
+
 }  // namespace
 }  // namespace vmwarden

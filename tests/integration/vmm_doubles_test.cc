@@ -107,7 +107,7 @@ TEST_P(VmmDoubleTest, ReadyThenPowerButtonEndsTheVmm) {
   VmmPlan plan = plan_vmm(definition_, paths_, host_);
   auto vmm = start(plan);
   ASSERT_NO_THROW(plan.wait_ready(*vmm, in(10s))) << vmm->output();
-  plan.graceful_stop(*vmm);
+  plan.graceful_stop(*vmm, in(5s));
   auto exit = vmm->wait_exit(in(10s));
   ASSERT_TRUE(exit) << "the guest did not power off";
   EXPECT_EQ(exit->exit_code, 0) << vmm->output();
@@ -122,7 +122,7 @@ TEST_P(VmmDoubleTest, ForceStopUsesTheVmmsStopWhenTheGuestIgnoresTheButton) {
   VmmPlan plan = plan_vmm(definition_, paths_, host_);
   auto vmm = start(plan, {"VMWARDEN_FAKE_IGNORE_POWER"});
   ASSERT_NO_THROW(plan.wait_ready(*vmm, in(10s))) << vmm->output();
-  plan.graceful_stop(*vmm);
+  plan.graceful_stop(*vmm, in(5s));
   EXPECT_FALSE(vmm->wait_exit(in(300ms))) << "the guest was meant to ignore the button";
   plan.force_stop(*vmm, in(10s));
   auto exit = vmm->wait_exit(in(1s));
@@ -175,7 +175,7 @@ TEST_P(VmmDoubleTest, GracefulStopFailsLoudlyWhenTheVmmIsGone) {
   ASSERT_NO_THROW(plan.wait_ready(*vmm, in(10s))) << vmm->output();
   plan.force_stop(*vmm, in(5s));
   ASSERT_TRUE(vmm->wait_exit(in(1s)));
-  EXPECT_THROW(plan.graceful_stop(*vmm), std::runtime_error);
+  EXPECT_THROW(plan.graceful_stop(*vmm, in(5s)), std::runtime_error);
 }
 
 // cloud-hypervisor is ready when the API reports the VM running, not when the
@@ -201,6 +201,31 @@ TEST(CloudHypervisorDouble, ReadinessWaitsForTheRunningState) {
   auto start_time = std::chrono::steady_clock::now();
   ASSERT_NO_THROW(plan.wait_ready(vmm, in(10s))) << vmm.output();
   EXPECT_GE(std::chrono::steady_clock::now() - start_time, 350ms);
+}
+
+// A control socket that accepts (the kernel's backlog completes the connect)
+// and never answers: the graceful stop runs on the warden's loop, so it must
+// give up by the deadline it is given instead of a fixed 5 s. The bound is
+// generous (deadline + 2 s) so a loaded machine does not fail it.
+TEST(QemuGracefulStop, GivesUpByTheDeadlineOnAWedgedControlSocket) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  testing::TempDir root("vmwarden-qmp-wedged");
+  testing::write_file(root / "vmlinuz", "kernel\n");
+  Host host;
+  host.qemu = "/usr/bin/qemu-system-x86_64";
+  Definition definition;
+  definition.name = "wedged";
+  definition.vmm = Vmm::qemu;
+  definition.kernel = root / "vmlinuz";
+  RuntimePaths paths = RuntimePaths::in(root.path(), definition);
+  VmmPlan plan = plan_vmm(definition, paths, host);
+  UniqueFd wedged = listen_unix_socket(paths.control_socket, 0, 0);
+  supervisor::ServiceSpec spec;
+  spec.argv = {"/bin/sleep", "30"};
+  TestService vmm(spec, /*confine=*/false);
+  auto start_time = std::chrono::steady_clock::now();
+  EXPECT_THROW(plan.graceful_stop(vmm, in(500ms)), std::exception);
+  EXPECT_LT(std::chrono::steady_clock::now() - start_time, 2500ms) << "the stop overran its deadline";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, VmmDoubleTest, ::testing::Values(Vmm::crosvm, Vmm::cloud_hypervisor),

@@ -35,7 +35,7 @@ TEST(S6ServiceFiles, RunExecsVmwardenSoS6SuperviseStaysTheParent) {
   EXPECT_EQ(files["run"].mode, 0755u);
   EXPECT_EQ(files["notification-fd"].contents, "3\n");
   EXPECT_EQ(files["down-signal"].contents, "SIGTERM\n");
-  EXPECT_EQ(files["timeout-kill"].contents, "35000\n") << "shutdown_timeout_s + 5 s, in ms";
+  EXPECT_EQ(files["timeout-kill"].contents, "40000\n") << "shutdown_timeout_s + 10 s, in ms";
   EXPECT_THAT(files["finish"].contents, HasSubstr("125) "));
   EXPECT_EQ(files.count("log/run"), 0u);
 }

@@ -167,3 +167,20 @@ TEST(VirtiofsdDialect, RefusesOtherPrograms) {
 
 }  // namespace
 }  // namespace vmwarden::virtiofs
+
+namespace vmwarden::virtiofs {
+namespace {
+
+// A runtime directory with a space: the readiness probe must compare the
+// whole path, not its first word.
+TEST(ReadinessProbe, SocketPathWithSpaceMatches) {
+  const std::string line = "0000000000000000: 00000002 00000000 00010000 0001 01 4242 /run/vm warden/work/fs0.sock";
+  EXPECT_EQ(unix_table_listening(line, 4242, "/run/vm warden/work/fs0.sock"), std::optional<bool>(true));
+  EXPECT_EQ(unix_table_listening(line, 4242, "/run/vm"), std::optional<bool>(false));
+  EXPECT_EQ(unix_table_listening(line, 4243, "/run/vm warden/work/fs0.sock"), std::nullopt);
+  const std::string not_listening = "0000000000000000: 00000002 00000000 00000000 0001 01 4242 /run/a b";
+  EXPECT_EQ(unix_table_listening(not_listening, 4242, "/run/a b"), std::optional<bool>(false));
+}
+
+}  // namespace
+}  // namespace vmwarden::virtiofs

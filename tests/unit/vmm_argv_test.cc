@@ -1,5 +1,7 @@
 // Golden command lines of the three VMM backends, and the checks that keep
 // option separators out of them whatever built the definition.
+#include <sys/stat.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -103,6 +105,22 @@ TEST(QemuArgv, Full) {
       "-device", "virtio-blk-pci,drive=disk1",
   };
   EXPECT_THAT(argv_of(full_definition(Vmm::qemu)), ElementsAreArray(expected));
+}
+
+// A block device takes QEMU's host_device driver (QEMU >= 6 refuses `file`
+// on one); a regular file keeps `file`. /dev/loop0 is only stat'ed.
+TEST(QemuArgv, BlockDeviceDiskUsesHostDevice) {
+  struct stat st {};
+  if (::lstat("/dev/loop0", &st) != 0 || !S_ISBLK(st.st_mode)) GTEST_SKIP() << "no /dev/loop0 block device";
+  Definition definition = minimal_definition(Vmm::qemu);
+  definition.disks = {{"/dev/loop0", true}, {"/proc/self/status", true}};
+  Args argv = argv_of(definition);
+  EXPECT_THAT(argv, ::testing::Contains(
+                        R"({"driver":"raw","node-name":"disk0","read-only":true,)"
+                        R"("file":{"driver":"host_device","filename":"/dev/loop0","read-only":true}})"));
+  EXPECT_THAT(argv, ::testing::Contains(
+                        R"({"driver":"raw","node-name":"disk1","read-only":true,)"
+                        R"("file":{"driver":"file","filename":"/proc/self/status","read-only":true}})"));
 }
 
 TEST(QemuArgv, MinimalWithKvmAndNetwork) {
