@@ -415,6 +415,9 @@ class Validator {
       if (std::any_of(cmdline->begin(), cmdline->end(),
                       [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
         error(node, "cmdline contains a control character");
+      } else if (!cmdline->empty() && cmdline->front() == '-') {
+        error(node, "cmdline starts with '-', which a VMM could read as an option of its own; start it with "
+                    "a kernel parameter, e.g. cmdline = \"console=ttyS0 ...\"");
       } else if (cmdline->size() > 2047) {
         error(node, "cmdline is longer than the kernel's 2047-byte limit");
       } else {
@@ -522,7 +525,15 @@ class Validator {
     if (auto index = read_choice(sandbox, "sandbox", "seccomp", {"kill", "log"})) {
       definition.seccomp = *index == 0 ? SeccompMode::kill : SeccompMode::log;
     }
-    if (auto network = read_bool(sandbox, "sandbox", "network")) definition.network = *network;
+    if (auto network = read_bool(sandbox, "sandbox", "network")) {
+      definition.network = *network;
+      if (*network && definition.vmm && *definition.vmm != Vmm::qemu) {
+        error(*sandbox.get("network"),
+              fmt::format("sandbox.network = true needs a tap device with vmm = \"{}\", which vmwarden does not "
+                          "set up; use vmm = \"qemu\" (user-mode networking) or network = false",
+                          to_string(*definition.vmm)));
+      }
+    }
   }
 
   std::string file_;

@@ -85,7 +85,7 @@ wayland = true
 [sandbox]
 landlock = "best-effort"
 seccomp = "log"
-network = true
+network = false
 )");
   ASSERT_TRUE(result.ok()) << result.errors.front().to_string();
   const Definition& d = *result.definition;
@@ -106,7 +106,7 @@ network = true
   EXPECT_TRUE(d.wayland);
   EXPECT_EQ(d.landlock, LandlockMode::best_effort);
   EXPECT_EQ(d.seccomp, SeccompMode::log);
-  EXPECT_TRUE(d.network);
+  EXPECT_FALSE(d.network);  // true needs qemu: NetworkNeedsQemu
 }
 
 TEST(Definition, PlainCommand) {
@@ -343,6 +343,21 @@ TEST(Definition, CommandMustNotBeEmpty) {
 
 TEST(Definition, CommandElementsAreStrings) {
   expect_one_error(parse("command = [\"/bin/echo\", 3]\n"), 1, 25, "each element of command must be a string");
+}
+
+TEST(Definition, NetworkNeedsQemu) {
+  for (const char* vmm : {"crosvm", "cloud-hypervisor"}) {
+    std::string text = fmt::format("vmm = \"{}\"\nkernel = \"/boot/vmlinuz\"\n[sandbox]\nnetwork = true\n", vmm);
+    expect_one_error(parse(text), 4, 11, fmt::format("network = true needs a tap device with vmm = \"{}\"", vmm));
+  }
+  ParseResult qemu = parse(std::string(kMinimal) + "[sandbox]\nnetwork = true\n");
+  ASSERT_TRUE(qemu.ok()) << qemu.errors.front().to_string();
+  EXPECT_TRUE(qemu.definition->network);
+}
+
+TEST(Definition, CmdlineMustNotStartWithADash) {
+  expect_one_error(parse(std::string(kMinimal) + "cmdline = \"-S console=ttyS0\"\n"), 3, 11,
+                   "cmdline starts with '-'");
 }
 
 TEST(Definition, WaylandNeedsCrosvm) {
