@@ -64,6 +64,13 @@ struct ServiceSpec {
   // deadline passes: a guest that has not loaded its ACPI button driver yet
   // loses the press. Zero: asked once.
   std::chrono::milliseconds graceful_stop_repeat{0};
+
+  // Runs in the warden when the shutdown timeout has passed and the main
+  // service still runs: its own immediate stop (QMP `quit`, `crosvm stop`,
+  // `ch-remote shutdown-vmm`), so that the VMM exits on its own terms (its
+  // disk images flushed) rather than by SIGKILL; returns once it has exited
+  // or, at `deadline` (about a second on), SIGKILLs it. Unset: SIGKILL.
+  std::function<void(const RunningService&, std::chrono::steady_clock::time_point deadline)> force_stop;
 };
 
 // A started service, as the warden sees it.

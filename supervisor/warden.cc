@@ -53,6 +53,9 @@ constexpr milliseconds kOrphanGrace{200};
 // How long a clean exit of a non-main service waits for the main service
 // to exit too before it counts as a failure.
 constexpr milliseconds kSettle{500};
+// How long the main service's own forced stop may take once the shutdown
+// timeout has passed, before SIGKILL.
+constexpr milliseconds kForceStopGrace{1'000};
 
 long long ms_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration_cast<milliseconds>(to - from).count();
@@ -453,9 +456,24 @@ void Warden::on_timeout() {
   if (!shutdown_started_ || Clock::now() < deadline_) return;
   verbose_shutdown_ = true;
   killed_after_timeout_ = true;
-  log::warning("shutdown timeout of {} reached ({} ms after the shutdown began): sending SIGKILL to every remaining "
-               "process",
-               seconds(grace_), ms_between(*shutdown_started_, Clock::now()));
+  if (main_ && main_->running() && main_->spec().force_stop) {
+    // Blocks the loop for at most kForceStopGrace: the VMM's own stop lets it
+    // exit on its own terms; whatever is left is SIGKILLed right after.
+    log::warning("shutdown timeout of {} reached ({} ms after the shutdown began): stopping {} with its own stop "
+                 "command, SIGKILL after {} ms",
+                 seconds(grace_), ms_between(*shutdown_started_, Clock::now()), main_->spec().name,
+                 kForceStopGrace.count());
+    try {
+      main_->spec().force_stop(*main_, Clock::now() + kForceStopGrace);
+    } catch (const std::exception& e) {
+      log::warning("forced stop of {} failed: {}", main_->spec().name, e.what());
+    }
+    log::info("sending SIGKILL to every remaining process");
+  } else {
+    log::warning("shutdown timeout of {} reached ({} ms after the shutdown began): sending SIGKILL to every "
+                 "remaining process",
+                 seconds(grace_), ms_between(*shutdown_started_, Clock::now()));
+  }
   ::kill(-1, SIGKILL);
   timer_fd_.reset();
   // Nothing will wake the loop again if nobody was left to kill.

@@ -198,6 +198,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
   service.confinement.seccomp.profile = vmm.seccomp_profile;
   service.wait_ready = vmm.wait_ready;
   service.graceful_stop = vmm.graceful_stop;
+  service.force_stop = vmm.force_stop;
   service.graceful_stop_repeat = std::chrono::seconds(1);
   spec.services.push_back(std::move(service));
 }

@@ -21,9 +21,21 @@
 
 namespace double_support {
 
+// The guest kernel's command line, as a VMM double was given it. A real
+// kernel hands unknown NAME=VALUE parameters to init as environment; the
+// doubles' simulated guest reads its flags from there too, so that a test can
+// set them through a VM definition (`vmwarden supervise` gives the VMM a
+// fixed environment of its own).
+inline std::string& kernel_params() {
+  static std::string params;
+  return params;
+}
+
 inline bool flag(const char* name) {
   const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' && std::string_view(value) != "0";
+  if (value != nullptr && *value != '\0' && std::string_view(value) != "0") return true;
+  std::string word = " " + std::string(name) + "=1 ";
+  return (" " + kernel_params() + " ").find(word) != std::string::npos;
 }
 
 // Appends argv to $VMWARDEN_FAKE_RECORD: the arguments separated by NUL

@@ -48,12 +48,14 @@ int main(int argc, char** argv) {
       serial = option_value(value, "file");
     else if (arg == "--kernel")
       kernel = value;
+    else if (arg == "--cmdline")
+      kernel_params() = value;
     else if (arg == "--memory")
       memory = value;
     else if (arg == "--fs") {
       if (option_value(value, "tag").empty()) die("Error parsing --fs: tag missing");
       fs_sockets.push_back(option_value(value, "socket"));
-    } else if (arg != "--initramfs" && arg != "--cmdline" && arg != "--cpus" && arg != "--disk" &&
+    } else if (arg != "--initramfs" && arg != "--cpus" && arg != "--disk" &&
                arg != "--console" && arg != "--seccomp")
       die("error: unexpected argument '" + arg + "' found");
   }

@@ -43,8 +43,10 @@ int run(int argc, char** argv) {
       std::string value = argv[++i];
       if (value.rfind("fs,", 0) != 0 && value.rfind("type=fs,", 0) != 0) die("unsupported --vhost-user " + value, kInvalidArgs);
       vhost_user.push_back(option_value(value, "socket"));
-    } else if ((arg == "--mem" || arg == "--cpus" || arg == "--block" || arg == "--params" ||
-                arg == "--initrd" || arg == "--wayland-sock") && has_value) {
+    } else if (arg == "--params" && has_value) {
+      kernel_params() = argv[++i];
+    } else if ((arg == "--mem" || arg == "--cpus" || arg == "--block" || arg == "--initrd" ||
+                arg == "--wayland-sock") && has_value) {
       ++i;
     } else if (arg == "--disable-sandbox") {
     } else if (arg.substr(0, 1) == "-") {

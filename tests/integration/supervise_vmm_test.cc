@@ -80,6 +80,37 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
     return {found.front().pid, found.front().argv};
   }
 
+  // Starts `vmwarden supervise vm` with the doubles; its stderr goes to
+  // root_/log.
+  pid_t start_supervise() const {
+    pid_t outer = ::fork();
+    if (outer == 0) {
+      ::setenv("VMWARDEN_CONFIG_DIR", (root_ / "config").c_str(), 1);
+      ::setenv("VMWARDEN_STATE_DIR", (root_ / "state").c_str(), 1);
+      ::setenv("VMWARDEN_RUNTIME_DIR", (root_ / "run").c_str(), 1);
+      ::setenv("VMWARDEN_VIRTIOFSD", doubles_.at("VMWARDEN_FAKE_VIRTIOFSD").c_str(), 1);
+      for (const auto& [variable, fake] : GetParam().programs) ::setenv(variable.c_str(), doubles_.at(fake).c_str(), 1);
+      int log = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(log, 2);
+      std::string binary = testing::vmwarden_binary();
+      ::execl(binary.c_str(), "vmwarden", "supervise", "vm", nullptr);
+      ::_exit(127);
+    }
+    return outer;
+  }
+
+  // The wait status of `outer`, waited for up to `timeout`; SIGKILLed after.
+  static int wait_for(pid_t outer, std::chrono::seconds timeout) {
+    int status = 0;
+    for (auto deadline = Clock::now() + timeout; Clock::now() < deadline;) {
+      if (::waitpid(outer, &status, WNOHANG) == outer) return status;
+      std::this_thread::sleep_for(10ms);
+    }
+    ::kill(outer, SIGKILL);
+    ::waitpid(outer, &status, 0);
+    return status;
+  }
+
   std::map<std::string, std::string> doubles_;  // VMWARDEN_FAKE_* -> the copy
   testing::TempDir scratch_{"vmwarden-supervise-vmm"};
   fs::path root_ = scratch_.path();
@@ -87,19 +118,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
 
 TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   const Backend& backend = GetParam();
-  pid_t outer = ::fork();
-  if (outer == 0) {
-    ::setenv("VMWARDEN_CONFIG_DIR", (root_ / "config").c_str(), 1);
-    ::setenv("VMWARDEN_STATE_DIR", (root_ / "state").c_str(), 1);
-    ::setenv("VMWARDEN_RUNTIME_DIR", (root_ / "run").c_str(), 1);
-    ::setenv("VMWARDEN_VIRTIOFSD", doubles_.at("VMWARDEN_FAKE_VIRTIOFSD").c_str(), 1);
-    for (const auto& [variable, fake] : backend.programs) ::setenv(variable.c_str(), doubles_.at(fake).c_str(), 1);
-    int log = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(log, 2);
-    std::string binary = testing::vmwarden_binary();
-    ::execl(binary.c_str(), "vmwarden", "supervise", "vm", nullptr);
-    ::_exit(127);
-  }
+  pid_t outer = start_supervise();
   std::vector<std::string> vmm, daemon;
   for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && vmm.empty();) {
     std::this_thread::sleep_for(10ms);
@@ -140,11 +159,7 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   EXPECT_NE(tmp_device(vmm_pid), tmp_device(daemon_pid));
 
   ASSERT_EQ(::kill(outer, SIGTERM), 0);
-  int status = 0;
-  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline;) {
-    if (::waitpid(outer, &status, WNOHANG) == outer) break;
-    std::this_thread::sleep_for(10ms);
-  }
+  int status = wait_for(outer, 20s);
   std::string log = testing::read_file(root_ / "log");
   ASSERT_TRUE(WIFEXITED(status)) << log;
   EXPECT_EQ(WEXITSTATUS(status), 0) << log;
@@ -152,6 +167,51 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   EXPECT_FALSE(fs::exists(runtime)) << "the runtime dir goes with the VM";
   EXPECT_TRUE(find_argv(backend.process).empty());
   EXPECT_TRUE(find_argv("fake-virtiofsd").empty());
+}
+
+// A guest that ignores the power button: at the shutdown timeout the warden
+// stops the VMM with the VMM's own stop command (`crosvm stop`, `ch-remote
+// shutdown-vmm`), which lets it exit by itself, before it SIGKILLs anything.
+TEST_P(SuperviseVmmTest, AtTheTimeoutTheVmmIsStoppedWithItsOwnStopBeforeSigkill) {
+  const Backend& backend = GetParam();
+  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
+  definition.replace(definition.find("shutdown_timeout_s = 10"), 23, "shutdown_timeout_s = 1");
+  // The doubles' guest reads its flags from the kernel command line.
+  definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 VMWARDEN_FAKE_IGNORE_POWER=1");
+  testing::write_file(root_ / "config/vms/vm.toml", definition);
+  pid_t outer = start_supervise();
+  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && find(backend.process).first == 0;) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GT(find(backend.process).first, 0) << testing::read_file(root_ / "log");
+  ASSERT_EQ(::kill(outer, SIGTERM), 0);
+  int status = wait_for(outer, 20s);
+  std::string log = testing::read_file(root_ / "log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the VMM exited by itself, not by SIGKILL (137): " << log;
+  EXPECT_THAT(log, HasSubstr("with its own stop command"));
+  EXPECT_TRUE(find_argv(backend.process).empty());
+}
+
+// The same when the VMM ignores its stop too: SIGKILL about a second later.
+TEST_P(SuperviseVmmTest, AVmmThatIgnoresItsStopIsKilled) {
+  const Backend& backend = GetParam();
+  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
+  definition.replace(definition.find("shutdown_timeout_s = 10"), 23, "shutdown_timeout_s = 1");
+  definition.replace(definition.find("console=ttyS0"), 13,
+                     "console=ttyS0 VMWARDEN_FAKE_IGNORE_POWER=1 VMWARDEN_FAKE_IGNORE_STOP=1");
+  testing::write_file(root_ / "config/vms/vm.toml", definition);
+  pid_t outer = start_supervise();
+  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && find(backend.process).first == 0;) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GT(find(backend.process).first, 0) << testing::read_file(root_ / "log");
+  ASSERT_EQ(::kill(outer, SIGTERM), 0);
+  int status = wait_for(outer, 20s);
+  std::string log = testing::read_file(root_ / "log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGKILL) << log;
+  EXPECT_TRUE(find_argv(backend.process).empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(
