@@ -21,6 +21,7 @@
 #include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/guest_report.h"
 #include "vm-launcher/launch.h"
+#include "vm-launcher/names.h"
 
 namespace vmwarden::vm {
 namespace {
@@ -43,12 +44,40 @@ std::string toml_string(std::string_view text) {
   return out + "\"";
 }
 
+// A share's path must pass the definition's rules (it becomes a [[share]])
+// and the guest agent's manifest (it is mounted at the same path there,
+// and a manifest line cannot carry a space).
 fs::path existing_dir(const fs::path& path, std::string_view flag) {
   std::error_code error;
   fs::path absolute = fs::absolute(path, error);
   if (error || !fs::is_directory(absolute))
     throw UsageError(fmt::format("{} {}: not an existing directory", flag, path.string()));
-  return absolute.lexically_normal();
+  absolute = absolute.lexically_normal();
+  std::string text = normalize_path(absolute.string());
+  if (auto problem = path_problem(text)) throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
+  if (text.find(' ') != std::string::npos) {
+    throw UsageError(fmt::format("{} {}: the guest mounts it at the same path, which may not contain a space; "
+                                 "share a directory whose path has none",
+                                 flag, path.string()));
+  }
+  return text;
+}
+
+// The kernel or initramfs named on the command line, made absolute.
+fs::path existing_file(const fs::path& path, std::string_view flag) {
+  std::error_code error;
+  fs::path absolute = fs::absolute(path, error).lexically_normal();
+  if (error || !fs::is_regular_file(absolute))
+    throw UsageError(fmt::format("{} {}: not an existing regular file", flag, path.string()));
+  if (auto problem = path_problem(absolute.string()))
+    throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
+  return absolute;
+}
+
+// One line of the guest agent's manifest: no newline, no NUL.
+void require_single_line(std::string_view value, std::string_view what) {
+  if (value.find('\n') != std::string_view::npos || value.find('\0') != std::string_view::npos)
+    throw UsageError(fmt::format("{} contains a newline or NUL, which the guest agent cannot be given", what));
 }
 
 // Removes the run's directory when the run ends, however it ends.
@@ -90,10 +119,17 @@ int run_program_in_vm(const RunOptions& options) {
   for (const auto& dir : options.ro) ro.push_back(existing_dir(dir, "--ro"));
   for (const auto& dir : options.rw) rw.push_back(existing_dir(dir, "--rw"));
   for (const auto& dir : options.store) store.push_back(existing_dir(dir, "--store"));
-  for (const auto& entry : options.env)
+  for (const auto& entry : options.env) {
     if (entry.empty() || entry.front() == '=' || entry.find('=') == std::string::npos)
       throw UsageError(fmt::format("--env {}: want KEY=VALUE", entry));
-  fs::path kernel = options.kernel, initramfs = options.initramfs;
+    require_single_line(entry, "--env " + entry.substr(0, entry.find('=')));
+  }
+  require_single_line(options.command.front(), "the program's name");
+  for (std::size_t i = 1; i < options.command.size(); ++i)
+    require_single_line(options.command[i], fmt::format("the program's argument {}", i));
+  fs::path kernel, initramfs;
+  if (!options.kernel.empty()) kernel = existing_file(options.kernel, "--kernel");
+  if (!options.initramfs.empty()) initramfs = existing_file(options.initramfs, "--initramfs");
   if (kernel.empty()) {
     fs::path image = options.locations.state_dir / "images" / options.image;
     kernel = image / "vmlinuz";

@@ -1249,6 +1249,42 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
 }
 
+// `vmwarden run` checks every flag before it leases, grants or creates
+// anything (no runs/ directory in the state dir afterwards).
+TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
+  TempDir scratch("vmwarden-run-flags");
+  write_file(scratch / "vmlinuz", "not booted");
+  std::filesystem::create_directories(scratch / "dir with space");
+  std::string kernel = (scratch / "vmlinuz").string();
+  struct Case {
+    std::vector<std::string> argv;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {{"--ro", (scratch / "dir with space").string(), "--", "/bin/true"}, "may not contain a space"},
+      {{"--rw", (scratch / "missing").string(), "--", "/bin/true"}, "--rw"},
+      {{"--env", "A=1\nB=2", "--", "/bin/true"}, "--env A contains a newline"},
+      {{"--", "/bin/echo", "one\ntwo"}, "argument 1 contains a newline"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {vmwarden_binary(), "run", "--kernel", kernel};
+    argv.insert(argv.end(), c.argv.begin(), c.argv.end());
+    CommandOptions run;
+    run.extra_env = options().env;
+    CommandResult result = run_command(argv, run);
+    EXPECT_EQ(result.exit_code, 2) << c.message << ": " << result.err;
+    EXPECT_THAT(result.err, HasSubstr(c.message));
+  }
+  CommandOptions run;
+  run.extra_env = options().env;
+  run.cwd = scratch.path();
+  CommandResult relative = run_command({vmwarden_binary(), "run", "--kernel", "no-such-kernel", "--", "/bin/true"}, run);
+  EXPECT_EQ(relative.exit_code, 2) << relative.err;
+  EXPECT_THAT(relative.err, HasSubstr("--kernel no-such-kernel: not an existing regular file"));
+  EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
+  EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
+}
+
 // Only the subcommand on the command line is built; the top level's help
 // still lists every one.
 TEST_F(SandboxTest, TopLevelHelpListsEverySubcommand) {
