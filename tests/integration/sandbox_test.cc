@@ -314,6 +314,22 @@ class SandboxTest : public ::testing::Test {
     return left;
   }
 
+  // A sandbox of one main service, "command", running `argv` without
+  // Landlock or seccomp (what is tested is the supervisor around it).
+  supervisor::SandboxSpec unconfined_sandbox(const std::string& name, std::vector<std::string> argv) const {
+    supervisor::SandboxSpec spec;
+    spec.name = name + "-" + std::to_string(getpid());
+    spec.runtime_dir = runtime_root_.path() / spec.name;
+    supervisor::ServiceSpec command;
+    command.name = "command";
+    command.argv = std::move(argv);
+    command.confinement.landlock.mode = supervisor::LandlockMode::off;
+    command.confinement.seccomp.profile = "none";
+    command.main = true;
+    spec.services = {command};
+    return spec;
+  }
+
   TempDir runtime_root_;
   TempDir state_root_;
   TempDir config_root_;
@@ -485,42 +501,49 @@ TEST_F(SandboxTest, CommandGetsOnlyStdinStdoutAndStderr) {
   EXPECT_EQ(sandbox.out(), "0\n1\n2\n");
 }
 
+// Forks a process that runs the sandbox, as `vmwarden exec` would, and exits
+// with its status (125 if run_sandbox throws, with the reason on stderr).
+pid_t fork_run_sandbox(const supervisor::SandboxSpec& spec) {
+  pid_t outer = fork();
+  if (outer == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int status = 125;
+    try {
+      status = supervisor::run_sandbox(spec);
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "run_sandbox: %s\n", error.what());
+    }
+    _exit(status);
+  }
+  return outer;
+}
+
+std::string read_until_eof(int fd) {
+  std::string text;
+  char buffer[256];
+  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) != 0;) {
+    if (n > 0) {
+      text.append(buffer, static_cast<std::size_t>(n));
+    } else if (errno != EINTR) {
+      ADD_FAILURE() << "read: " << strerror(errno);
+      break;
+    }
+  }
+  return text;
+}
+
 // A service given only stdout (as the VM's daemons get only their log on 1
 // and 2) finds /dev/null on its other standard descriptors, not a closed
 // slot that its first open() would take.
 TEST_F(SandboxTest, UnmappedStandardDescriptorsAreDevNull) {
   using namespace vmwarden::supervisor;
   auto [out_read, out_write] = make_pipe();
-  SandboxSpec spec;
-  spec.name = "stdfds-" + std::to_string(getpid());
-  spec.runtime_dir = runtime_root_.path() / spec.name;
-  ServiceSpec command;
-  command.name = "command";
-  command.argv = {"/bin/sh", "-c", "readlink /proc/$$/fd/0 /proc/$$/fd/2"};
-  command.confinement.landlock.mode = LandlockMode::off;
-  command.confinement.seccomp.profile = "none";
-  command.fds = {{out_write.get(), 1}};
-  command.main = true;
-  spec.services = {command};
-  pid_t outer = fork();
-  ASSERT_GE(outer, 0);
-  if (outer == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int status = 125;
-    try {
-      status = run_sandbox(spec);
-    } catch (const std::exception& error) {
-      std::fprintf(stderr, "run_sandbox: %s\n", error.what());
-    }
-    _exit(status);
-  }
+  SandboxSpec spec = unconfined_sandbox("stdfds", {"/bin/sh", "-c", "readlink /proc/$$/fd/0 /proc/$$/fd/2"});
+  spec.services[0].fds = {{out_write.get(), 1}};
+  pid_t outer = fork_run_sandbox(spec);
+  ASSERT_GT(outer, 0);
   out_write.reset();
-  std::string out;
-  char buffer[256];
-  for (ssize_t n; (n = read(out_read.get(), buffer, sizeof buffer)) != 0;) {
-    if (n > 0) out.append(buffer, n);
-    else if (errno != EINTR) break;
-  }
+  std::string out = read_until_eof(out_read.get());
   int status = 0;
   waitpid(outer, &status, 0);
   EXPECT_EQ(exit_code(status), 0);
@@ -657,18 +680,8 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   };
   spec.services = {first, second};
 
-  pid_t outer = fork();
-  ASSERT_GE(outer, 0);
-  if (outer == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int status = 125;
-    try {
-      status = run_sandbox(spec);
-    } catch (const std::exception& error) {
-      std::fprintf(stderr, "run_sandbox: %s\n", error.what());
-    }
-    _exit(status);
-  }
+  pid_t outer = fork_run_sandbox(spec);
+  ASSERT_GT(outer, 0);
   started_write.reset();
   std::this_thread::sleep_for(milliseconds(300));  // inside the readiness wait
   ASSERT_EQ(kill(outer, SIGTERM), 0);
@@ -694,16 +707,7 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
 TEST_F(SandboxTest, AParentThatDiedBeforeTheSandboxStartedIsNoticed) {
   using namespace vmwarden::supervisor;
   auto [result_read, result_write] = make_pipe();
-  SandboxSpec spec;
-  spec.name = "orphan-" + std::to_string(getpid());
-  spec.runtime_dir = runtime_root_.path() / spec.name;
-  ServiceSpec command;
-  command.name = "command";
-  command.argv = {"/bin/true"};
-  command.confinement.landlock.mode = LandlockMode::off;
-  command.confinement.seccomp.profile = "none";
-  command.main = true;
-  spec.services = {command};
+  SandboxSpec spec = unconfined_sandbox("orphan", {"/bin/true"});
 
   pid_t parent = fork();
   ASSERT_GE(parent, 0);
@@ -735,16 +739,7 @@ TEST_F(SandboxTest, AParentThatDiedBeforeTheSandboxStartedIsNoticed) {
   }
   result_write.reset();
   waitpid(parent, nullptr, 0);
-  std::string outcome;
-  char buffer[256];
-  for (ssize_t n; (n = read(result_read.get(), buffer, sizeof buffer)) != 0;) {
-    if (n > 0) {
-      outcome.append(buffer, n);
-    } else if (errno != EINTR) {
-      ADD_FAILURE() << "read: " << strerror(errno);
-      break;
-    }
-  }
+  std::string outcome = read_until_eof(result_read.get());
   // Reap the orphan: this test's only child now, as its subreaper; it has
   // closed the pipe, so it is exiting.
   int orphan_status = 0;

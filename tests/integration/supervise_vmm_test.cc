@@ -111,6 +111,23 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
     return status;
   }
 
+  // With a 1 s shutdown timeout and `flags` on the kernel command line (the
+  // doubles' guest reads them there): starts the VM, sends SIGTERM once the
+  // VMM runs, and returns supervise's wait status.
+  int stop_a_guest_that_ignores(const std::string& flags) {
+    std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
+    definition.replace(definition.find("shutdown_timeout_s = 10"), 23, "shutdown_timeout_s = 1");
+    definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 " + flags);
+    testing::write_file(root_ / "config/vms/vm.toml", definition);
+    pid_t outer = start_supervise();
+    for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && find(GetParam().process).first == 0;) {
+      std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_GT(find(GetParam().process).first, 0) << testing::read_file(root_ / "log");
+    EXPECT_EQ(::kill(outer, SIGTERM), 0);
+    return wait_for(outer, 20s);
+  }
+
   std::map<std::string, std::string> doubles_;  // VMWARDEN_FAKE_* -> the copy
   testing::TempDir scratch_{"vmwarden-supervise-vmm"};
   fs::path root_ = scratch_.path();
@@ -174,18 +191,7 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
 // shutdown-vmm`), which lets it exit by itself, before it SIGKILLs anything.
 TEST_P(SuperviseVmmTest, AtTheTimeoutTheVmmIsStoppedWithItsOwnStopBeforeSigkill) {
   const Backend& backend = GetParam();
-  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
-  definition.replace(definition.find("shutdown_timeout_s = 10"), 23, "shutdown_timeout_s = 1");
-  // The doubles' guest reads its flags from the kernel command line.
-  definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 VMWARDEN_FAKE_IGNORE_POWER=1");
-  testing::write_file(root_ / "config/vms/vm.toml", definition);
-  pid_t outer = start_supervise();
-  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && find(backend.process).first == 0;) {
-    std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_GT(find(backend.process).first, 0) << testing::read_file(root_ / "log");
-  ASSERT_EQ(::kill(outer, SIGTERM), 0);
-  int status = wait_for(outer, 20s);
+  int status = stop_a_guest_that_ignores("VMWARDEN_FAKE_IGNORE_POWER=1");
   std::string log = testing::read_file(root_ / "log");
   ASSERT_TRUE(WIFEXITED(status)) << log;
   EXPECT_EQ(WEXITSTATUS(status), 0) << "the VMM exited by itself, not by SIGKILL (137): " << log;
@@ -196,18 +202,7 @@ TEST_P(SuperviseVmmTest, AtTheTimeoutTheVmmIsStoppedWithItsOwnStopBeforeSigkill)
 // The same when the VMM ignores its stop too: SIGKILL about a second later.
 TEST_P(SuperviseVmmTest, AVmmThatIgnoresItsStopIsKilled) {
   const Backend& backend = GetParam();
-  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
-  definition.replace(definition.find("shutdown_timeout_s = 10"), 23, "shutdown_timeout_s = 1");
-  definition.replace(definition.find("console=ttyS0"), 13,
-                     "console=ttyS0 VMWARDEN_FAKE_IGNORE_POWER=1 VMWARDEN_FAKE_IGNORE_STOP=1");
-  testing::write_file(root_ / "config/vms/vm.toml", definition);
-  pid_t outer = start_supervise();
-  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && find(backend.process).first == 0;) {
-    std::this_thread::sleep_for(10ms);
-  }
-  ASSERT_GT(find(backend.process).first, 0) << testing::read_file(root_ / "log");
-  ASSERT_EQ(::kill(outer, SIGTERM), 0);
-  int status = wait_for(outer, 20s);
+  int status = stop_a_guest_that_ignores("VMWARDEN_FAKE_IGNORE_POWER=1 VMWARDEN_FAKE_IGNORE_STOP=1");
   std::string log = testing::read_file(root_ / "log");
   ASSERT_TRUE(WIFEXITED(status)) << log;
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGKILL) << log;
