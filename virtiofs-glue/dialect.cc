@@ -3,7 +3,10 @@
 // That help text is in the binary itself, so the binary is searched for it
 // first (in one pass, a few tenths of a millisecond); only when it holds neither or both (a
 // wrapper script, a compressed binary) is --help run, which costs a process
-// start on every `vmwarden supervise`.
+// start on every `vmwarden supervise`. That run is unprivileged: uid and gid
+// 65534 (nobody), no supplementary groups, no capabilities, no_new_privs and
+// the default seccomp deny list, as it happens before any confinement is
+// planned (and during `vmwarden audit`).
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,6 +22,7 @@
 #include "common/error.h"
 #include "common/process.h"
 #include "common/unique_fd.h"
+#include "supervisor/confinement.h"
 #include "virtiofs-glue/virtiofsd.h"
 
 namespace vmwarden::virtiofs {
@@ -27,6 +31,7 @@ namespace {
 
 constexpr std::string_view kRustMarker = "--shared-dir";
 constexpr std::string_view kCMarker = "-o source=";
+constexpr uid_t kNobody = 65534;
 
 std::optional<Dialect> dialect_from_contents(const std::filesystem::path& binary, const struct stat& st) {
   constexpr off_t kLargest = 256 << 20;
@@ -71,8 +76,14 @@ Dialect detect_dialect(const std::filesystem::path& binary) {
     cache.emplace(key, *dialect);
     return *dialect;
   }
+  supervisor::Confinement unprivileged;
+  unprivileged.uid = unprivileged.gid = kNobody;
+  // Landlock would need every path a wrapper may use; the uid already keeps
+  // it from writing anything of root's.
+  unprivileged.landlock.mode = supervisor::LandlockMode::off;
   ProgramResult result = run_program({binary.native(), "--help"}, {"LC_ALL=C"},
-                                     std::chrono::steady_clock::now() + std::chrono::seconds(10));
+                                     std::chrono::steady_clock::now() + std::chrono::seconds(10),
+                                     [&unprivileged] { supervisor::apply_confinement(unprivileged); });
   Dialect dialect;
   if (result.output.find(kRustMarker) != std::string::npos)
     dialect = Dialect::rust;

@@ -124,8 +124,12 @@ TEST(VirtiofsdDialect, RecognisesTheRealCDaemon) {
 
 TEST(VirtiofsdDialect, RecognisesTheRustDialectAndCachesIt) {
   testing::TempDir dir;
+  // --help runs as nobody: it must reach the programs and write the count.
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0777));
+  testing::write_file(dir / "calls", "", 0666);
   std::filesystem::path binary = dir / "virtiofsd";
   std::filesystem::copy_file(std::getenv("VMWARDEN_FAKE_VIRTIOFSD"), binary);
+  std::filesystem::permissions(binary, std::filesystem::perms(0755));
   // Detection runs the program with a bare environment; a wrapper counts
   // the calls.
   std::filesystem::path wrapper = dir / "counting-virtiofsd";
@@ -152,6 +156,20 @@ TEST(VirtiofsdDialect, ABinaryHoldingItsHelpTextIsRecognisedWithoutRunningIt) {
   testing::write_file(c, "\x7f" "ELF...usage: -o source=PATH ...", 0644);
   EXPECT_EQ(detect_dialect(rust), Dialect::rust);
   EXPECT_EQ(detect_dialect(c), Dialect::c);
+}
+
+// The --help run is unprivileged: a wrapper that answers only as nobody
+// without capabilities.
+TEST(VirtiofsdDialect, HelpRunsAsNobodyWithoutCapabilities) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  testing::TempDir dir;
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+  std::filesystem::path strict = dir / "virtiofsd";
+  testing::write_file(strict,
+                      "#!/bin/sh\n[ \"$(id -u):$(id -g)\" = 65534:65534 ] && "
+                      "grep -q 'CapEff:.*0000000000000000' /proc/self/status && echo '  -o source=PATH'\n",
+                      0755);
+  EXPECT_NO_THROW(EXPECT_EQ(detect_dialect(strict), Dialect::c)) << "--help ran as root or with capabilities";
 }
 
 TEST(VirtiofsdDialect, RefusesOtherPrograms) {
