@@ -691,6 +691,31 @@ uid_t UidRegistry::resolve(std::string_view text) const {
   throw UsageError(message);
 }
 
+namespace {
+
+// A grant record's file: "path TREE", "access ro|rw", "mounts one|cross",
+// a line each. Parsed and written only here.
+GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
+  GrantRecord record;
+  record.uid = uid;
+  while (!content.empty()) {
+    auto end = content.find('\n');
+    std::string_view line = content.substr(0, end);
+    content = end == std::string_view::npos ? std::string_view() : content.substr(end + 1);
+    if (line.starts_with("path ")) record.tree = std::string(line.substr(5));
+    if (line == "access rw") record.access = Access::rw;
+    if (line == "mounts cross") record.cross_mounts = true;
+  }
+  return record;
+}
+
+std::string format_grant_record(const GrantRecord& record) {
+  return fmt::format("path {}\naccess {}\nmounts {}\n", record.tree.string(), to_string(record.access),
+                     record.cross_mounts ? "cross" : "one");
+}
+
+}  // namespace
+
 std::vector<GrantRecord> UidRegistry::grant_records(uid_t uid) const {
   Paths paths(locations_);
   std::vector<GrantRecord> records;
@@ -698,17 +723,7 @@ std::vector<GrantRecord> UidRegistry::grant_records(uid_t uid) const {
     if (detail::is_temporary(name)) continue;
     auto content = read_small_file(paths.grants_of(uid) / name);
     if (!content) continue;
-    GrantRecord record;
-    record.uid = uid;
-    std::string_view rest = *content;
-    while (!rest.empty()) {
-      auto end = rest.find('\n');
-      std::string_view line = rest.substr(0, end);
-      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
-      if (line.starts_with("path ")) record.tree = std::string(line.substr(5));
-      if (line == "access rw") record.access = Access::rw;
-      if (line == "mounts cross") record.cross_mounts = true;
-    }
+    GrantRecord record = parse_grant_record(uid, *content);
     if (!record.tree.empty()) records.push_back(std::move(record));
   }
   return records;
@@ -740,9 +755,9 @@ void UidRegistry::add_grant_record(const GrantRecord& record) {
   std::optional<std::string> old = read_small_file(dir / key);
   // Never downgraded from cross to one: a grant made with --cross-mounts left
   // entries below other mounts, and revoke and sweep must still reach them.
-  bool cross_mounts = record.cross_mounts || (old && old->find("\nmounts cross\n") != std::string::npos);
-  std::string content = fmt::format("path {}\naccess {}\nmounts {}\n", record.tree.string(),
-                                    to_string(record.access), cross_mounts ? "cross" : "one");
+  GrantRecord updated = record;
+  updated.cross_mounts = record.cross_mounts || (old && parse_grant_record(record.uid, *old).cross_mounts);
+  std::string content = format_grant_record(updated);
   // An alias re-granted at every start finds its record as it was: no
   // rewrite, and none of the two fsyncs (about 10 ms each on a VM disk).
   if (old == content) return;

@@ -257,11 +257,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //     cloud-hypervisor with network, a cmdline starting with '-', a
   //     missing VMM program, ...) then fails with nothing changed on disk.
   acl::UidRegistry registry(options.locations);
-  {
-    LaunchOptions dry = options;
-    dry.prepare = nullptr;
-    (void)plan_launch(definition, registry.range().first, dry);
-  }
+  (void)plan_launch(definition, registry.range().first, options);
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());
