@@ -20,7 +20,7 @@ namespace {
 
 // Calls `match` on each entry of a passwd- or group-format file until it
 // returns true; returns whether one did. A missing file has no entries; one
-// that cannot be read is an error, not "no such user".
+// that cannot be opened or read is an error, not "no such user".
 template <typename Entry, typename Match>
 bool scan(const char* path, Entry* (*next)(FILE*), Match match) {
   FILE* file = std::fopen(path, "re");
@@ -32,7 +32,10 @@ bool scan(const char* path, Entry* (*next)(FILE*), Match match) {
   while (Entry* entry = next(file)) {
     if ((found = match(*entry))) break;
   }
+  // The entry functions return null at the end and on a read error alike.
+  int read_error = std::ferror(file) ? errno : 0;
   std::fclose(file);
+  if (!found && read_error != 0) throw_system_error(read_error, "read", path);
   return found;
 }
 
