@@ -51,7 +51,9 @@ struct ServiceSpec {
   int stage = 0;
 
   // Runs in the warden. Returns once the service is ready or throws when it
-  // cannot become ready by `deadline`. Unset: ready as soon as exec succeeded.
+  // cannot become ready by `deadline`, or as soon as the service's
+  // stop_requested() says so (between probes). Unset: ready as soon as exec
+  // succeeded.
   std::function<void(const RunningService&, std::chrono::steady_clock::time_point deadline)> wait_ready;
 
   // Runs in the warden to ask the service to stop gracefully (QMP
@@ -80,6 +82,10 @@ class RunningService {
   virtual const ServiceSpec& spec() const = 0;
   virtual pid_t pid() const = 0;     // in the warden's PID namespace
   virtual bool running() const = 0;  // not yet reaped
+  // A stop (SIGTERM, SIGINT, SIGHUP, the outer's death) has arrived and
+  // waits for the warden: a readiness wait gives up at once instead of
+  // running to its deadline, and the warden then stops the sandbox.
+  virtual bool stop_requested() const = 0;
 };
 
 // A mount made in the warden's mount namespace before any service starts.

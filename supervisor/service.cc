@@ -21,6 +21,7 @@
 #include "common/process.h"
 #include "common/unique_fd.h"
 #include "supervisor/mounts.h"
+#include "supervisor/warden.h"
 
 namespace vmwarden::supervisor {
 namespace {
@@ -193,6 +194,10 @@ void Service::await_exec() {
   exec_status_.reset();
   if (!error.empty()) throw PermanentError("cannot start " + spec_.name + ": " + error);
 }
+
+// Services run only under the warden, which blocks the stop signals and
+// reads them from a signalfd: pending means not yet taken in.
+bool Service::stop_requested() const { return stop_signal_pending(); }
 
 int exit_status_of(int wait_status) {
   if (WIFSIGNALED(wait_status)) return exit_status::kSignalBase + WTERMSIG(wait_status);

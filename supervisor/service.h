@@ -23,6 +23,7 @@ class Service final : public RunningService {
   const ServiceSpec& spec() const override { return spec_; }
   pid_t pid() const override { return pid_; }
   bool running() const override { return pid_ > 0 && !wait_status_; }
+  bool stop_requested() const override;
 
   // Starts the child, which maps the fds (closing every other one), enters a
   // mount namespace of its own (if it has one), applies the confinement and

@@ -241,6 +241,12 @@ bool Warden::start_stage(int stage) {
       service->spec().wait_ready(*service, deadline);
       log::debug("{} is ready", service->spec().name);
     } catch (const std::exception& e) {
+      // The wait gave up for a stop: the shutdown is under way, and the
+      // service is not at fault.
+      if (!startup_may_go_on()) {
+        log::debug("{} stopped waiting for readiness: {}", service->spec().name, e.what());
+        return false;
+      }
       log::error("{} did not become ready: {}", service->spec().name, e.what());
       forced_status_ = exit_status::kPermanent;
       begin_shutdown("a service did not become ready", spec_.shutdown_timeout);
@@ -528,6 +534,14 @@ sigset_t warden_signals() {
   sigemptyset(&set);
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, kOuterDeathSignal}) sigaddset(&set, sig);
   return set;
+}
+
+bool stop_signal_pending() {
+  sigset_t pending;
+  if (::sigpending(&pending) != 0) return false;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, kOuterDeathSignal})
+    if (sigismember(&pending, sig) == 1) return true;
+  return false;
 }
 
 void run_warden(const SandboxSpec& spec, int outer_pidfd, RuntimeDir& runtime_dir) {

@@ -23,4 +23,8 @@ inline constexpr int kOuterDeathSignal = SIGUSR1;
 // SIGTERM, SIGINT, SIGHUP (stop requests), SIGCHLD, kOuterDeathSignal.
 sigset_t warden_signals();
 
+// In the warden, where those signals are blocked: a stop request or the
+// outer's death is pending (not yet read from the signalfd).
+bool stop_signal_pending();
+
 }  // namespace vmwarden::supervisor

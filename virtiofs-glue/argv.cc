@@ -126,6 +126,8 @@ DaemonPlan plan_virtiofsd(const Share& share) {
     std::chrono::microseconds interval{250};
     for (;;) {
       if (process.exited()) throw exited();
+      if (daemon.stop_requested())
+        throw std::runtime_error(fmt::format("stopped while waiting for {}", daemon.spec().name));
       if (accepting_on(daemon.pid(), socket_path)) return;
       if (std::chrono::steady_clock::now() >= deadline)
         throw std::runtime_error(fmt::format("{} is not waiting for its VMM on {} by the deadline",

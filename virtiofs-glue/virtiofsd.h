@@ -60,8 +60,8 @@ struct DaemonPlan {
   // (CAP_SYS_CHROOT), re-applies its capability sets (CAP_SETPCAP) and keeps
   // the file-server set it acts on the guest's behalf with.
   std::vector<int> keep_capabilities;
-  // Returns once the daemon waits for its frontend; throws when it exits or
-  // is not waiting by the deadline.
+  // Returns once the daemon waits for its frontend; throws when it exits, is
+  // not waiting by the deadline, or a stop arrives (stop_requested()).
   std::function<void(const supervisor::RunningService&, std::chrono::steady_clock::time_point)> wait_ready;
 };
 

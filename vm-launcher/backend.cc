@@ -138,6 +138,11 @@ void kill_at_deadline(const supervisor::RunningService& vmm, Deadline deadline) 
 void require_running(const supervisor::RunningService& vmm, std::string_view what) {
   if (!vmm.running() || PidFd(vmm.pid()).exited())
     throw std::runtime_error(fmt::format("{} exited before it was ready", what));
+  if (vmm.stop_requested()) throw std::runtime_error(fmt::format("stopped while waiting for {}", what));
+}
+
+Deadline probe_deadline(Deadline deadline) {
+  return std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
 }
 
 void pause_before_retry(Deadline deadline) {

@@ -64,7 +64,8 @@ struct VmmPlan {
   bool needs_network = false;   // `[sandbox] network = true`: TCP must not be denied
 
   // For ServiceSpec::wait_ready: returns once the VMM runs the guest, throws
-  // when it exits or is not ready by the deadline.
+  // when it exits, is not ready by the deadline, or a stop arrives
+  // (stop_requested(), checked between probes).
   std::function<void(const supervisor::RunningService&, Deadline)> wait_ready;
   // For ServiceSpec::graceful_stop: asks the guest to power off (ACPI power
   // button) and returns without waiting for it.

@@ -46,8 +46,14 @@ void run_control_program(const supervisor::RunningService& vmm, const std::vecto
 // Waits for the VMM to exit until `deadline`, then SIGKILLs it.
 void kill_at_deadline(const supervisor::RunningService& vmm, Deadline deadline);
 
-// Fails readiness when the VMM has already exited.
+// Fails readiness when the VMM has already exited, or a stop has arrived
+// (RunningService::stop_requested()).
 void require_running(const supervisor::RunningService& vmm, std::string_view what);
+
+// A readiness probe's own bound: a VMM that accepts a connection and then
+// does not answer is asked again (a timeout is "not yet"), so that a stop
+// is noticed between probes within a second or so.
+Deadline probe_deadline(Deadline deadline);
 
 // Sleeps a little between readiness probes, never past the deadline.
 void pause_before_retry(Deadline deadline);

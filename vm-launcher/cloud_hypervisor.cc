@@ -69,7 +69,7 @@ void wait_for_running(const std::filesystem::path& socket, const supervisor::Run
   while (std::chrono::steady_clock::now() < deadline) {
     backend::require_running(vmm, "cloud-hypervisor");
     try {
-      HttpResponse response = http_request(socket, "GET", "vm.info", deadline);
+      HttpResponse response = http_request(socket, "GET", "vm.info", backend::probe_deadline(deadline));
       if (response.status == 200) {
         std::string_view state = parse_json(response.body).string_member("state");
         if (state == "Running") return;

@@ -58,9 +58,9 @@ void wait_for_qmp(const std::filesystem::path& socket, const supervisor::Running
   while (std::chrono::steady_clock::now() < deadline) {
     backend::require_running(vmm, "QEMU");
     try {
-      QmpClient qmp = QmpClient::connect(socket, deadline);
+      QmpClient qmp = QmpClient::connect(socket, backend::probe_deadline(deadline));
       for (;;) {
-        Json status = qmp.execute("query-status", deadline);
+        Json status = qmp.execute("query-status", backend::probe_deadline(deadline));
         std::string_view state = status.string_member("status");
         if (state == "running") return;
         last = fmt::format("QEMU reports status \"{}\"", state);

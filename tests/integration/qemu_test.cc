@@ -216,5 +216,40 @@ TEST(QemuBackend, ReadinessFailsWhenQemuExits) {
   }
 }
 
+// A QMP socket that accepts connections and never answers (a wedged VMM)
+// holds a probe for at most its own bound: a stop arriving meanwhile ends
+// the wait long before the ready deadline.
+TEST(QemuBackend, AStopEndsTheWaitWhenQmpNeverAnswers) {
+  if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
+  testing::TempDir root("vmwarden-qemu-mute");
+  testing::write_file(root / "kernel", "never booted");
+  Definition definition;
+  definition.name = "mute";
+  definition.vmm = Vmm::qemu;
+  definition.kernel = root / "kernel";
+  RuntimePaths paths = RuntimePaths::in(root.path(), definition);
+  VmmPlan plan = plan_vmm(definition, paths, Host::detect());
+  // The backlog completes connections nobody accepts: connect() succeeds,
+  // the QMP greeting never comes.
+  UniqueFd mute = listen_unix_socket(paths.control_socket, 0, 0);
+  supervisor::ServiceSpec spec;
+  spec.name = "mute-qemu";
+  spec.argv = {"/bin/sleep", "300"};
+  TestService qemu(spec, /*confine=*/false);
+  std::thread stopper([&qemu] {
+    std::this_thread::sleep_for(300ms);
+    qemu.request_stop();
+  });
+  auto start_time = std::chrono::steady_clock::now();
+  try {
+    plan.wait_ready(qemu, in(120s));
+    ADD_FAILURE() << "ready without a QMP greeting";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("stopped while waiting for QEMU"));
+  }
+  stopper.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start_time, 60s) << "a probe held the stop to the deadline";
+}
+
 }  // namespace
 }  // namespace vmwarden::vm

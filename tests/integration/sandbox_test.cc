@@ -503,10 +503,11 @@ TEST_F(SandboxTest, CommandGetsOnlyStdinStdoutAndStderr) {
 
 // Forks a process that runs the sandbox, as `vmwarden exec` would, and exits
 // with its status (125 if run_sandbox throws, with the reason on stderr).
-pid_t fork_run_sandbox(const supervisor::SandboxSpec& spec) {
+pid_t fork_run_sandbox(const supervisor::SandboxSpec& spec, int stderr_fd = -1) {
   pid_t outer = fork();
   if (outer == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (stderr_fd >= 0 && dup2(stderr_fd, STDERR_FILENO) < 0) _exit(125);
     int status = 125;
     try {
       status = supervisor::run_sandbox(spec);
@@ -698,6 +699,52 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   char buffer[64];
   ssize_t n = read(started_read.get(), buffer, sizeof buffer);
   EXPECT_EQ(n, 0) << "the second stage was started: " << std::string(buffer, n > 0 ? n : 0);
+  EXPECT_FALSE(std::filesystem::exists(spec.runtime_dir));
+}
+
+// A wait that asks stop_requested() between probes (as the virtiofsd and
+// VMM waits do) ends as soon as a stop arrives, not at the ready timeout;
+// the service is not blamed for a failed start-up.
+TEST_F(SandboxTest, AStopEndsAReadinessWaitAtOnce) {
+  using namespace vmwarden::supervisor;
+  auto [waiting_read, waiting_write] = make_pipe();
+  auto [err_read, err_write] = make_pipe();
+  SandboxSpec spec = unconfined_sandbox("stop-wait", {"/bin/echo", "second started"});
+  spec.ready_timeout = milliseconds(120'000);
+  spec.shutdown_timeout = milliseconds(2'000);
+  spec.services[0].stage = 1;
+  ServiceSpec first = spec.services[0];
+  first.name = "never-ready";
+  first.argv = {"/bin/sleep", "1000"};
+  first.main = false;
+  first.stage = 0;
+  first.wait_ready = [waiting = waiting_write.get()](const RunningService& service,
+                                                     steady_clock::time_point deadline) {
+    if (write(waiting, "w", 1) != 1) throw std::runtime_error("write");
+    while (!service.stop_requested()) {
+      if (steady_clock::now() >= deadline) throw std::runtime_error("not ready by the deadline");
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    throw std::runtime_error("stopped while waiting");
+  };
+  spec.services.insert(spec.services.begin(), first);
+
+  pid_t outer = fork_run_sandbox(spec, err_write.get());
+  ASSERT_GT(outer, 0);
+  waiting_write.reset();
+  err_write.reset();
+  char byte;
+  ASSERT_EQ(read(waiting_read.get(), &byte, 1), 1) << "the readiness wait never began";
+  auto stop_sent = steady_clock::now();
+  ASSERT_EQ(kill(outer, SIGTERM), 0);
+  // The warden's stderr closes when every process of the sandbox is gone.
+  std::string err = read_until_eof(err_read.get());
+  auto took = steady_clock::now() - stop_sent;
+  int status = 0;
+  ASSERT_EQ(waitpid(outer, &status, 0), outer);
+  EXPECT_LT(took, milliseconds(60'000)) << "the wait ran on towards the 120 s ready timeout";
+  EXPECT_EQ(exit_code(status), 1) << err;
+  EXPECT_THAT(err, Not(HasSubstr("did not become ready"))) << err;
   EXPECT_FALSE(std::filesystem::exists(spec.runtime_dir));
 }
 

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -35,6 +36,10 @@ class TestService : public supervisor::RunningService {
   const supervisor::ServiceSpec& spec() const override { return spec_; }
   pid_t pid() const override { return pid_; }
   bool running() const override { return !exit_.has_value(); }
+  bool stop_requested() const override { return stop_requested_; }
+  // As the warden's stop_requested() turns true when a SIGTERM arrives
+  // (from another thread too).
+  void request_stop() { stop_requested_ = true; }
 
   // Reaps the service if it exits by the deadline.
   std::optional<ServiceExit> wait_exit(std::chrono::steady_clock::time_point deadline);
@@ -47,6 +52,7 @@ class TestService : public supervisor::RunningService {
   TempDir log_dir_{"vmwarden-service-log"};
   pid_t pid_ = -1;
   std::optional<ServiceExit> exit_;
+  std::atomic<bool> stop_requested_ = false;
   std::chrono::steady_clock::time_point started_;
 };
 

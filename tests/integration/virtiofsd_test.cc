@@ -189,6 +189,25 @@ TEST_F(VirtiofsdTest, ProbeRequiresAcceptOnTheExpectedSocket) {
   EXPECT_GE(std::chrono::steady_clock::now() - start_time, 290ms);
 }
 
+TEST_F(VirtiofsdTest, ReadinessGivesUpWhenAStopArrives) {
+  // The plan's daemon is never run: a sleeper stands in for it.
+  Share s = share(root_ / "virtiofsd", Dialect::rust, true);
+  DaemonPlan plan = plan_virtiofsd(s);
+  supervisor::ServiceSpec spec;
+  spec.name = "not-virtiofsd";
+  spec.argv = {"/bin/sleep", "300"};
+  TestService sleeper(spec, /*confine=*/false);
+  sleeper.request_stop();
+  auto start_time = std::chrono::steady_clock::now();
+  try {
+    plan.wait_ready(sleeper, in(120s));
+    FAIL() << "ready without a socket";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("stopped while waiting for not-virtiofsd"));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start_time, 60s) << "waited for the deadline";
+}
+
 TEST_F(VirtiofsdTest, RustDialectDoubleIsReadyTheSameWay) {
   fs::create_directory(root_ / "bin");
   fs::path binary = testing::copy_program("VMWARDEN_FAKE_VIRTIOFSD", root_ / "bin");

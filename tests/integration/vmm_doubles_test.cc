@@ -169,6 +169,24 @@ TEST_P(VmmDoubleTest, ReadinessTimesOutWithoutAControlSocket) {
   EXPECT_GE(std::chrono::steady_clock::now() - start_time, 290ms);
 }
 
+// A stop arriving while the warden waits for the VMM ends the wait at the
+// next probe, not at the ready timeout.
+TEST_P(VmmDoubleTest, ReadinessGivesUpWhenAStopArrives) {
+  VmmPlan plan = plan_vmm(definition_, paths_, host_);
+  VmmPlan sleeper = plan;
+  sleeper.argv = {"/bin/sleep", "300"};
+  auto vmm = start(sleeper);
+  vmm->request_stop();
+  auto start_time = std::chrono::steady_clock::now();
+  try {
+    plan.wait_ready(*vmm, in(120s));
+    FAIL() << "ready without a control socket";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("stopped while waiting for"));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start_time, 60s) << "waited for the deadline";
+}
+
 TEST_P(VmmDoubleTest, GracefulStopFailsLoudlyWhenTheVmmIsGone) {
   VmmPlan plan = plan_vmm(definition_, paths_, host_);
   auto vmm = start(plan);
