@@ -1,8 +1,11 @@
 // Batched O_PATH opens give exactly what openat2 gives, with io_uring and
 // without, including its refusals (symlinks, missing names).
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <seccomp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -74,6 +77,70 @@ TEST(BatchOpen, WithoutIoUring) {
   BatchOpen opener(/*use_io_uring=*/false);
   EXPECT_FALSE(opener.uses_io_uring());
   check_batch(opener);
+}
+
+int open_descriptor_count() {
+  int count = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  while (dirent* entry = ::readdir(dir))
+    if (entry->d_name[0] != '.') ++count;
+  ::closedir(dir);
+  return count - 1;  // the directory's own descriptor
+}
+
+// Runs in a child, which exits with the number of the first check that
+// failed (0: all held; 77: no io_uring here).
+int ring_failure_in_child() {
+  testing::TempDir temp;
+  testing::write_file(temp / "file", "x");
+  UniqueFd dirfd(::open(temp.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dirfd) return 1;
+  open_how how{};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS;
+  const char* names[] = {"file", "missing", "file", "file"};
+  int first[4], second[4];
+
+  BatchOpen closer, opener;
+  if (!closer.uses_io_uring() || !opener.uses_io_uring()) return 77;
+  closer.open(dirfd.get(), names, how, first);
+  if (first[0] < 0 || first[1] != -ENOENT) return 2;
+  int before = open_descriptor_count();
+
+  // From here on every io_uring_enter fails, as on a ring that broke.
+  scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ALLOW);
+  if (filter == nullptr || seccomp_rule_add(filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(io_uring_enter), 0) != 0 ||
+      seccomp_load(filter) != 0)
+    return 3;
+  seccomp_release(filter);
+
+  // A batch close whose submission fails closes each descriptor itself, once.
+  closer.close(first);
+  for (int fd : first)
+    if (fd >= 0 && ::fcntl(fd, F_GETFD) != -1) return 4;
+  if (open_descriptor_count() != before - 3) return 5;
+
+  // A batch open whose submission fails gives what openat2 gives, one by one.
+  opener.open(dirfd.get(), names, how, second);
+  struct stat st;
+  if (second[0] < 0 || ::fstat(second[0], &st) != 0 || !S_ISREG(st.st_mode)) return 6;
+  if (second[1] != -ENOENT || second[2] < 0 || second[3] < 0) return 7;
+  if (open_descriptor_count() != before) return 8;  // three opened, none leaked
+  opener.close(second);
+  if (open_descriptor_count() != before - 3) return 9;
+  return 0;
+}
+
+TEST(BatchOpen, ARingThatFailsFallsBackWithoutLosingOrLeakingDescriptors) {
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(ring_failure_in_child());
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "io_uring is not available here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "check " << WEXITSTATUS(status) << " failed (see the child's code)";
 }
 
 }  // namespace
