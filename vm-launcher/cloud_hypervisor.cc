@@ -129,8 +129,8 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
   add({"--seccomp", "true"});
 
   plan.paths = backend::common_rules(definition, paths, {vmm_program, ch_remote});
-  // The VMM runs on KVM only; without it, it fails at
-  // start with their own message.
+  // The VMM runs on KVM only; without it, it fails at start with its own
+  // message.
   if (host.kvm) plan.paths.push_back({"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}});
   plan.seccomp_profile = "vm-daemon";
 
