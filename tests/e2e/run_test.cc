@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,6 +74,9 @@ class RunTest : public ::testing::Test {
     std::vector<std::string> argv = run_argv(std::move(flags), script);
     pid_t child = ::fork();
     if (child == 0) {
+      // A failed assertion leaves the test early: the VM goes with the test
+      // binary at the latest.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       for (const auto& [key, value] : env()) ::setenv(key.c_str(), value.c_str(), 1);
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
@@ -102,15 +106,6 @@ class RunTest : public ::testing::Test {
     return false;
   }
 
-  // getfacl entries naming `uid` anywhere under `tree`.
-  static std::string acl_entries(uid_t uid, const fs::path& tree) {
-    std::istringstream lines(run_command({"getfacl", "-R", "-p", "-n", tree.string()}).out);
-    std::string found;
-    for (std::string line; std::getline(lines, line);)
-      if (line.find(":" + std::to_string(uid) + ":") != std::string::npos) found += line + "\n";
-    return found;
-  }
-
   testing::TempDir scratch_{"vmwarden-run"};
   fs::path root_ = scratch_.path();
   fs::path image_;
@@ -128,7 +123,7 @@ TEST_F(RunTest, ExitsWithTheProgramsStatusAsTheVmUidAndLeavesNoGrant) {
   ASSERT_EQ(::stat((d / "uid").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, uid) << "owned by the VM's UID on the host";
   EXPECT_EQ(read_file(d / "groups"), fmt::format("{}\n", uid)) << "no supplementary groups";
-  EXPECT_EQ(acl_entries(uid, d), "") << "grants revoked";
+  EXPECT_EQ(testing::acl_entries_naming(uid, d), "") << "grants revoked";
   EXPECT_TRUE(fs::is_empty(root_ / "state/runs")) << "the run's directory is gone";
 }
 
@@ -159,7 +154,7 @@ TEST_F(RunTest, SigintPowersTheGuestOffAndCleansUp) {
   auto status = wait_exit(pid, 60s);
   ASSERT_TRUE(status) << read_file(root_ / "log");
   EXPECT_EQ(*status, 128 + SIGTERM) << "the program got SIGTERM from the power button\n" << read_file(root_ / "log");
-  EXPECT_EQ(acl_entries(uid, d), "");
+  EXPECT_EQ(testing::acl_entries_naming(uid, d), "");
   EXPECT_TRUE(fs::is_empty(root_ / "state/runs"));
 }
 
@@ -171,17 +166,17 @@ TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {
   uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   ASSERT_TRUE(wait_exit(pid, 10s));
-  EXPECT_NE(acl_entries(uid, d), "") << "a SIGKILLed run cannot clean up itself";
+  EXPECT_NE(testing::acl_entries_naming(uid, d), "") << "a SIGKILLed run cannot clean up itself";
   testing::CommandOptions options;
   options.extra_env = env();
   // The lease goes with the warden, which follows the outer within a second.
   CommandResult sweep;
   for (auto deadline = Clock::now() + 10s; Clock::now() < deadline; std::this_thread::sleep_for(100ms)) {
     sweep = run_command({testing::vmwarden_binary(), "acl", "sweep"}, options);
-    if (acl_entries(uid, d).empty()) break;
+    if (testing::acl_entries_naming(uid, d).empty()) break;
   }
   EXPECT_EQ(sweep.exit_code, 0) << sweep.err;
-  EXPECT_EQ(acl_entries(uid, d), "");
+  EXPECT_EQ(testing::acl_entries_naming(uid, d), "");
 }
 
 TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,6 +117,7 @@ access = "rw"
     started_ = Clock::now();
     pid_t child = ::fork();
     if (child == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // gone with the test binary at the latest
       for (const auto& [key, value] : env()) ::setenv(key.c_str(), value.c_str(), 1);
       int log = ::open((root_ / "supervise.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(log, 1);
@@ -357,6 +359,7 @@ TEST_F(VmTest, UnderS6ReadinessMeansTheGuestRunsAndDownPowersItOff) {
   write_file(service / "down", "");
   pid_t svscan = ::fork();
   if (svscan == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // see S6Test::SetUp
     ::execl("/usr/bin/s6-svscan", "s6-svscan", (root_ / "scandir").c_str(), nullptr);
     ::_exit(127);
   }

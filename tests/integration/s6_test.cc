@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +43,9 @@ class S6Test : public ::testing::Test {
     for (const char* dir : {"config/vms", "state", "run", "scandir", "rw"}) fs::create_directories(root_ / dir);
     svscan_ = ::fork();
     if (svscan_ == 0) {
+      // Should the test binary be killed (a meson timeout), s6-svscan brings
+      // its services down and exits rather than restarting them forever.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       int log = ::open((root_ / "svscan.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(log, 1);
       ::dup2(log, 2);

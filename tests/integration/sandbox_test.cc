@@ -222,6 +222,15 @@ class Launched {
   }
 
   std::string out() const { return read_file(output_ / "out"); }
+
+  // Whether stdout holds `text` by the deadline (e.g. a shell saying that
+  // its trap is set).
+  bool wait_for_output(const std::string& text, milliseconds timeout) const {
+    for (auto deadline = steady_clock::now() + timeout; steady_clock::now() < deadline;
+         std::this_thread::sleep_for(milliseconds(5)))
+      if (out().find(text) != std::string::npos) return true;
+    return false;
+  }
   std::string err() const { return read_file(output_ / "err"); }
 
  private:
@@ -555,10 +564,10 @@ TEST_F(SandboxTest, UnmappedStandardDescriptorsAreDevNull) {
 
 TEST_F(SandboxTest, CommandThatExitsOnSigtermStopsCleanlyBeforeTheTimeout) {
   Launched sandbox(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"},
-                             {"/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"}),
+                             {"/bin/sh", "-c", "trap 'exit 0' TERM; echo trapped; sleep 1000 & wait"}),
                    options(true));
   ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
-  std::this_thread::sleep_for(milliseconds(100));  // let sh install its trap
+  ASSERT_TRUE(sandbox.wait_for_output("trapped", milliseconds(10'000))) << sandbox.err();
   auto start = steady_clock::now();
   kill(sandbox.pid(), SIGTERM);
   auto status = sandbox.wait(milliseconds(10'000));
@@ -574,10 +583,11 @@ TEST_F(SandboxTest, CommandThatExitsOnSigtermStopsCleanlyBeforeTheTimeout) {
 
 TEST_F(SandboxTest, CommandThatIgnoresSigtermIsKilledAfterTheTimeout) {
   Launched sandbox(exec_argv({"--uid", "0", "--timeout", "1", "--notify-fd", "3"},
-                             {"/bin/sh", "-c", "trap '' TERM; exec sleep 1000"}),
+                             {"/bin/sh", "-c", "trap '' TERM; echo trapped; exec sleep 1000"}),
                    options(true));
   ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
-  std::this_thread::sleep_for(milliseconds(200));  // let sh reach the exec
+  // An ignored SIGTERM stays ignored across the exec.
+  ASSERT_TRUE(sandbox.wait_for_output("trapped", milliseconds(10'000))) << sandbox.err();
   auto start = steady_clock::now();
   kill(sandbox.pid(), SIGTERM);
   auto status = sandbox.wait(milliseconds(10'000));
@@ -648,6 +658,7 @@ TEST_F(SandboxTest, AServiceThatCannotBeClonedEndsTheSandboxAtOnce) {
 TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   using namespace vmwarden::supervisor;
   auto [started_read, started_write] = make_pipe();
+  auto [waiting_read, waiting_write] = make_pipe();
   UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   ASSERT_TRUE(null);
   Confinement unconfined;
@@ -664,8 +675,11 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   first.confinement = unconfined;
   first.fds = {{null.get(), 0}, {null.get(), 1}, {null.get(), 2}};
   first.stage = 0;
-  first.wait_ready = [](const RunningService&, steady_clock::time_point) {
-    std::this_thread::sleep_for(milliseconds(1'500));  // a slow start
+  // A slow start that does not look at stop_requested(): the stop is taken
+  // in once it ends.
+  first.wait_ready = [waiting = waiting_write.get()](const RunningService&, steady_clock::time_point) {
+    if (write(waiting, "w", 1) != 1) throw std::runtime_error("write");
+    std::this_thread::sleep_for(milliseconds(1'500));
   };
   ServiceSpec second;
   second.name = "second";
@@ -684,7 +698,9 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   pid_t outer = fork_run_sandbox(spec);
   ASSERT_GT(outer, 0);
   started_write.reset();
-  std::this_thread::sleep_for(milliseconds(300));  // inside the readiness wait
+  waiting_write.reset();
+  char byte;
+  ASSERT_EQ(read(waiting_read.get(), &byte, 1), 1) << "the readiness wait never began";
   ASSERT_EQ(kill(outer, SIGTERM), 0);
   int status = 0;
   auto deadline = steady_clock::now() + milliseconds(20'000);
@@ -1121,8 +1137,7 @@ TEST_F(SingleUseUidTest, GetsAclGrantsOnRwAndRoTreesForTheRunOnly) {
   // Revoked at exit: no entry for the UID is left on either tree.
   for (const std::filesystem::path& path :
        {writable.path(), readable.path(), readable / "secret", std::filesystem::path(out_file)}) {
-    CommandResult acl = run_command({"getfacl", "-n", "-p", path.string()});
-    EXPECT_THAT(acl.out, Not(HasSubstr(":" + uid + ":"))) << path;
+    EXPECT_EQ(testing::acl_entries_naming(std::stoul(uid), path, /*recursive=*/false), "") << path;
   }
   // Without the grants the UID could not have entered the 0700 trees.
   CommandResult denied = exec({"--uid", uid, "--rw", writable.path().string()}, {"/bin/sh", "-c", "ls " + writable.path().string()});

@@ -51,17 +51,6 @@ class SuperviseTest : public ::testing::Test {
                         .timeout = std::chrono::seconds(60)});
   }
 
-  // getfacl's entries naming `uid`, across the whole share tree.
-  std::string acl_entries_for(uid_t uid, const fs::path& tree) {
-    CommandResult result = run_command({"getfacl", "-R", "-p", "-n", tree.string()});
-    std::string found;
-    std::istringstream lines(result.out);
-    for (std::string line; std::getline(lines, line);) {
-      if (line.find(":" + std::to_string(uid) + ":") != std::string::npos) found += line + "\n";
-    }
-    return found;
-  }
-
   TempDir scratch_{"vmwarden-supervise"};
   fs::path root_ = scratch_.path();
 };
@@ -86,12 +75,13 @@ TEST_F(SuperviseTest, ACommandRunsAsASingleUseUidWithItsSharesAndNothingElse) {
 
   // A single-use UID's grants are revoked at exit, the UID is released and
   // the runtime dir removed.
-  EXPECT_EQ(acl_entries_for(uid, root_ / "rw"), "");
-  EXPECT_EQ(acl_entries_for(uid, root_ / "ro"), "");
+  EXPECT_EQ(testing::acl_entries_naming(uid, root_ / "rw"), "");
+  EXPECT_EQ(testing::acl_entries_naming(uid, root_ / "ro"), "");
   EXPECT_FALSE(fs::exists(root_ / "run/app"));
   CommandResult list = run_command({testing::vmwarden_binary(), "--state-dir", (root_ / "state").string(),
                                     "--runtime-dir", (root_ / "run").string(), "--config-dir",
                                     (root_ / "config").string(), "uid", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_THAT(list.out, ::testing::Not(HasSubstr(std::to_string(uid)))) << list.out;
 }
 
@@ -103,7 +93,7 @@ TEST_F(SuperviseTest, AnAliasKeepsItsUidAndGrantsAcrossRuns) {
   std::string first, second;
   uids >> first >> second;
   EXPECT_EQ(first, second);
-  EXPECT_NE(acl_entries_for(static_cast<uid_t>(std::stoul(first)), root_ / "rw"), "")
+  EXPECT_NE(testing::acl_entries_naming(static_cast<uid_t>(std::stoul(first)), root_ / "rw"), "")
       << "an alias's grants stay for the next run";
 }
 
@@ -129,9 +119,7 @@ TEST_F(SuperviseTest, AShareTheUidCannotReachIsRefusedBeforeAnyGrant) {
   CommandResult result = supervise("hidden");
   EXPECT_EQ(result.exit_code, 125);
   EXPECT_THAT(result.err, HasSubstr("cannot reach " + (root_ / "private/inner").string()));
-  EXPECT_EQ(run_command({"getfacl", "-p", "-n", (root_ / "private/inner").string()}).out.find("user:1879"),
-            std::string::npos)
-      << "nothing granted";
+  EXPECT_EQ(testing::named_acl_entries(root_ / "private/inner"), "") << "nothing granted";
 }
 
 TEST_F(SuperviseTest, AParentThatIsNotS6IsRefusedBeforeAnyChange) {
@@ -144,7 +132,7 @@ TEST_F(SuperviseTest, AParentThatIsNotS6IsRefusedBeforeAnyChange) {
   EXPECT_EQ(result.exit_code, 125);
   EXPECT_THAT(result.err, HasSubstr("supervise/lock"));
   EXPECT_TRUE(fs::is_empty(root_ / "state"));
-  EXPECT_EQ(acl_entries_for(1879048192u, root_ / "rw"), "");
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "");
 }
 
 TEST_F(SuperviseTest, BadVmDefinitionsAreRefusedBeforeAnythingStarts) {
@@ -171,7 +159,7 @@ TEST_F(SuperviseTest, BadVmDefinitionsAreRefusedBeforeAnythingStarts) {
   // Nothing leased, granted or created.
   EXPECT_TRUE(fs::is_empty(root_ / "state"));
   EXPECT_TRUE(fs::is_empty(root_ / "run"));
-  EXPECT_EQ(acl_entries_for(1879048192u, root_ / "odd,dir"), "");
+  EXPECT_EQ(testing::named_acl_entries(root_ / "odd,dir"), "");
 }
 
 // Definitions the validator passes but a backend refuses while planning: the
@@ -193,7 +181,7 @@ TEST_F(SuperviseTest, ABackendRefusalExits125BeforeAnyLease) {
   }
   EXPECT_TRUE(fs::is_empty(root_ / "state")) << "no UID leased";
   EXPECT_TRUE(fs::is_empty(root_ / "run"));
-  EXPECT_EQ(acl_entries_for(1879048192u, root_ / "shared"), "") << "nothing granted";
+  EXPECT_EQ(testing::named_acl_entries(root_ / "shared"), "") << "nothing granted";
 }
 
 }  // namespace

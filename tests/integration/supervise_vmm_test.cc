@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -85,6 +86,9 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
   pid_t start_supervise() const {
     pid_t outer = ::fork();
     if (outer == 0) {
+      // A failed assertion leaves the test early: the VM goes with the test
+      // binary at the latest (the warden follows its outer).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::setenv("VMWARDEN_CONFIG_DIR", (root_ / "config").c_str(), 1);
       ::setenv("VMWARDEN_STATE_DIR", (root_ / "state").c_str(), 1);
       ::setenv("VMWARDEN_RUNTIME_DIR", (root_ / "run").c_str(), 1);

@@ -142,6 +142,46 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
 }
 
 namespace {
+
+// getfacl -n's entry lines for `tree` that `keep` accepts.
+template <typename Keep>
+std::string acl_lines(const std::filesystem::path& tree, bool recursive, Keep keep) {
+  std::vector<std::string> argv = {"getfacl", "-p", "-n", tree.string()};
+  if (recursive) argv.insert(argv.begin() + 1, "-R");
+  CommandResult result = run_command(argv);
+  if (result.exit_code != 0 || result.out.find("# file:") == std::string::npos)
+    throw std::runtime_error("getfacl failed on " + tree.string() + " (exit " + std::to_string(result.exit_code) +
+                             "): " + result.err);
+  std::string found;
+  std::istringstream lines(result.out);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.starts_with("#") && keep(line)) found += line + "\n";
+  return found;
+}
+
+}  // namespace
+
+std::string acl_entries_naming(unsigned uid, const std::filesystem::path& tree, bool recursive) {
+  std::string id = ":" + std::to_string(uid) + ":";
+  return acl_lines(tree, recursive, [&](const std::string& line) { return line.find(id) != std::string::npos; });
+}
+
+std::string named_acl_entries(const std::filesystem::path& tree, bool recursive) {
+  // "user:1879048192:r-x", "default:group:7:rwx"; the owner's "user::rwx" is
+  // not named.
+  return acl_lines(tree, recursive, [](const std::string& line) {
+    for (const char* tag : {"user:", "group:"}) {
+      std::size_t at = line.find(tag);
+      if (at != std::string::npos) {
+        std::size_t id = at + std::strlen(tag);
+        if (id < line.size() && line[id] >= '0' && line[id] <= '9') return true;
+      }
+    }
+    return false;
+  });
+}
+
+namespace {
 std::string required_env(const char* name) {
   const char* value = std::getenv(name);
   if (value == nullptr || *value == '\0') {

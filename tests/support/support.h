@@ -56,6 +56,15 @@ struct CommandOptions {
 // SIGKILLed at the deadline; it dies with the test (PDEATHSIG) either way.
 CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options = {});
 
+// The ACL entries (getfacl -R -n, one per line) that name `uid`, anywhere
+// under `tree` (or on `tree` alone with recursive false). Throws when
+// getfacl fails or lists nothing: an empty answer must mean "no entry",
+// never "getfacl did not run".
+std::string acl_entries_naming(unsigned uid, const std::filesystem::path& tree, bool recursive = true);
+// The same for every named user or group entry (any uid or gid), access
+// and default: "nothing was granted to anyone".
+std::string named_acl_entries(const std::filesystem::path& tree, bool recursive = true);
+
 // The vmwarden binary under test ($VMWARDEN_BIN, set by meson).
 std::string vmwarden_binary();
 
