@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "acl-manager/uid_registry.h"
 #include "cli/cli.h"
@@ -49,6 +50,9 @@ int audit_definition(const AuditOptions& options, const Locations& locations) {
       .checks_shares = true,
       .refusals = refusals,
   };
+  for (const std::filesystem::path& file : {definition.kernel, definition.initramfs})
+    if (!file.empty()) audit.files_read_as_uid.push_back(file);
+  for (const vm::Disk& disk : definition.disks) audit.files_read_as_uid.push_back(disk.path);
   // A UID the registry does not have yet is planned with a stand-in from the
   // range and shown by a label; looking an alias up changes nothing.
   uid_t uid = registry.range().first;
@@ -59,8 +63,15 @@ int audit_definition(const AuditOptions& options, const Locations& locations) {
 
   vm::LaunchOptions launch;
   launch.locations = locations;
-  vm::LaunchPlan plan = vm::plan_launch(definition, uid, launch);
-  print_audit(plan, audit, options.json);
+  std::optional<vm::LaunchPlan> plan;
+  try {
+    plan = vm::plan_launch(definition, uid, launch);
+  } catch (const UsageError& e) {
+    // What a backend refuses for this host (no Wayland socket, a virtiofsd
+    // the VMM cannot use) is as permanent for supervise, which exits 125.
+    throw PermanentError(fmt::format("{}: {}; supervise would not start it", options.target, e.what()));
+  }
+  print_audit(*plan, audit, options.json);
   return 0;
 }
 

@@ -69,18 +69,25 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
                             std::string("one running instance per alias; ") + lease_why});
   }
 
-  if (options.checks_shares && !plan.grants.empty()) {
-    std::vector<std::string> parents;
-    for (const GrantPlan& grant : plan.grants) parents.push_back(grant.tree.parent_path().string());
-    std::string list;
-    for (const std::string& parent : parents) list += (list.empty() ? "" : ", ") + parent;
+  if (options.checks_shares && (!plan.grants.empty() || !options.files_read_as_uid.empty())) {
+    std::string parents, files;
+    for (const GrantPlan& grant : plan.grants)
+      parents += (parents.empty() ? "" : ", ") + grant.tree.parent_path().string();
+    for (const std::filesystem::path& file : options.files_read_as_uid)
+      files += (files.empty() ? "" : ", ") + file.string();
+    std::string what;
+    if (!parents.empty()) what = "that each share's parent is searchable: " + parents;
+    if (!files.empty()) what += (what.empty() ? "" : "; and ") + ("that the VMM's files can be opened: " + files);
     audit.before.push_back({"outer",
                             fmt::format("in a forked child switched to uid {} (setgroups, setresgid, setresuid), "
-                                        "check that each share's parent is searchable: {}",
-                                        uid, list),
+                                        "before any grant, check {}",
+                                        uid, what),
                             {"CAP_SETGID", "CAP_SETUID"},
-                            "grants cover the shares, never the directories above them; refuse to start rather "
-                            "than run a VM that cannot reach its share"});
+                            files.empty() ? "grants cover the shares, never the directories above them; refuse to "
+                                            "start rather than run a VM that cannot reach its share"
+                                          : "grants cover the shares, never the directories above them, and nothing "
+                                            "grants the VMM its kernel or disks; refuse to start, naming the path, "
+                                            "rather than run a VM that cannot reach them"});
   }
   for (const GrantPlan& grant : plan.grants) {
     audit.before.push_back(

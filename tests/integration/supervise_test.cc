@@ -43,8 +43,11 @@ class SuperviseTest : public ::testing::Test {
                            script, extra, (root_ / "rw").string(), (root_ / "ro").string()));
   }
 
-  CommandResult supervise(const std::string& name) {
-    return run_command({testing::vmwarden_binary(), "supervise", name},
+  CommandResult supervise(const std::string& name, std::vector<std::string> flags = {}) {
+    std::vector<std::string> argv = {testing::vmwarden_binary(), "supervise"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.push_back(name);
+    return run_command(argv,
                        {.extra_env = {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
                                       {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
                                       {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}},
@@ -182,6 +185,36 @@ TEST_F(SuperviseTest, ABackendRefusalExits125BeforeAnyLease) {
   EXPECT_TRUE(fs::is_empty(root_ / "state")) << "no UID leased";
   EXPECT_TRUE(fs::is_empty(root_ / "run"));
   EXPECT_EQ(testing::named_acl_entries(root_ / "shared"), "") << "nothing granted";
+}
+
+// A readiness fd that is not open is a usage error found before the lease
+// and the grants, not a permanent failure after them.
+TEST_F(SuperviseTest, ANotifyFdThatIsNotOpenIsRefusedBeforeAnyChange) {
+  define("app", "true", "[uid]\nalias = \"kept\"\n");
+  CommandResult result = supervise("app", {"--notify-fd", "47"});
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("--notify-fd 47: no such open file descriptor"));
+  EXPECT_TRUE(fs::is_empty(root_ / "state")) << "nothing leased";
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "nothing granted";
+}
+
+// What a backend refuses for this host, the audit reports with supervise's
+// permanent status (125), not as a usage error.
+TEST_F(SuperviseTest, AuditExits125WhereSuperviseWouldRefuseTheHost) {
+  write_file(root_ / "kernel", "not started anyway");
+  write_file(root_ / "config/vms/gui.toml",
+             fmt::format("vmm = \"crosvm\"\nkernel = \"{}/kernel\"\n[display]\nwayland = true\n", root_.string()));
+  auto env = std::map<std::string, std::string>{{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+                                                {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+                                                {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()},
+                                                {"VMWARDEN_CROSVM", "/bin/true"},
+                                                {"WAYLAND_DISPLAY", ""}};
+  CommandResult audit = run_command({testing::vmwarden_binary(), "audit", "gui"}, {.extra_env = env});
+  EXPECT_EQ(audit.exit_code, 125) << audit.err;
+  EXPECT_THAT(audit.err, HasSubstr("no Wayland socket was found"));
+  CommandResult supervise = run_command({testing::vmwarden_binary(), "supervise", "gui"}, {.extra_env = env});
+  EXPECT_EQ(supervise.exit_code, 125) << supervise.err;
+  EXPECT_TRUE(fs::is_empty(root_ / "state"));
 }
 
 }  // namespace
