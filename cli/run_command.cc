@@ -19,11 +19,15 @@ void add_run_command(CLI::App& app, Globals& globals) {
       "path, SIGINT and SIGTERM included (they power the VM off), the grants are revoked and the UID released; "
       "after a SIGKILL, `vmwarden acl sweep` cleans up. Needs an image with the guest agent "
       "(doc/GUEST-AGENT.md).");
-  command->add_option("--image", options->image, "Boot STATE_DIR/images/NAME/{vmlinuz,initrd.img}")
+  CLI::Option* image = command->add_option("--image", options->image, "Boot STATE_DIR/images/NAME/{vmlinuz,initrd.img}")
       ->type_name("NAME")
       ->capture_default_str();
-  command->add_option("--kernel", options->kernel, "Boot this kernel instead of an image")->type_name("FILE");
-  command->add_option("--initramfs", options->initramfs, "...with this initramfs")->type_name("FILE");
+  CLI::Option* kernel =
+      command->add_option("--kernel", options->kernel, "Boot this kernel instead of an image")->type_name("FILE");
+  command->add_option("--initramfs", options->initramfs, "With --kernel: the initramfs to boot it with")
+      ->type_name("FILE")
+      ->needs(kernel);
+  image->excludes(kernel);
   command->add_option("--ro", *ro, "A directory the program may read (repeatable)")->type_name("DIR")->allow_extra_args(false);
   command->add_option("--rw", *rw, "A directory the program may read and write (repeatable)")->type_name("DIR")->allow_extra_args(false);
   command->add_option("--store", *store, "A store path, read-only; its bin/ goes first on PATH (repeatable)")

@@ -270,13 +270,9 @@ class Validator {
       return std::nullopt;
     }
     std::filesystem::path path = normalize_path(*value);
-    for (std::string_view hidden : {"/tmp", "/dev/shm"}) {
-      if (path == hidden || path.string().starts_with(std::string(hidden) + "/")) {
-        error(node, fmt::format("{}: {} lies under {}, which every service of the sandbox sees as its own "
-                                "empty tmpfs; use a path outside /tmp and /dev/shm (e.g. under /var/lib)",
-                                qualified(context, key), path.string(), hidden));
-        return std::nullopt;
-      }
+    if (auto problem = hidden_path_problem(path.native())) {
+      error(node, fmt::format("{}: {}", qualified(context, key), *problem));
+      return std::nullopt;
     }
     if (options_.check_filesystem) {
       if (auto problem = file_problem(path, kind)) {

@@ -59,6 +59,16 @@ std::optional<std::string> tag_problem(std::string_view tag) {
                      printable(tag));
 }
 
+std::optional<std::string> hidden_path_problem(std::string_view path) {
+  for (std::string_view hidden : {"/tmp", "/dev/shm"}) {
+    if (path == hidden || (path.starts_with(hidden) && path.size() > hidden.size() && path[hidden.size()] == '/'))
+      return fmt::format("{} lies under {}, which every service of the sandbox sees as its own empty tmpfs; use "
+                         "a path outside /tmp and /dev/shm (e.g. under /var/lib)",
+                         path, hidden);
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> path_problem(std::string_view path) {
   if (path.empty()) return "path is empty: give an absolute path such as /var/lib/vmwarden/x";
   if (path.size() >= PATH_MAX) return fmt::format("path is longer than {} bytes", PATH_MAX - 1);

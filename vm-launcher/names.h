@@ -21,6 +21,10 @@ std::optional<std::string> tag_problem(std::string_view tag);         // [A-Za-z
 // by normalize_path().
 std::optional<std::string> path_problem(std::string_view path);
 
+// A (normalized) path under /tmp or /dev/shm, which every service of a
+// sandbox sees as its own empty tmpfs: the problem, saying what to use.
+std::optional<std::string> hidden_path_problem(std::string_view path);
+
 // Drops one trailing slash ("/a/b/" -> "/a/b"); "/" stays "/".
 std::string normalize_path(std::string_view path);
 

@@ -55,6 +55,8 @@ fs::path existing_dir(const fs::path& path, std::string_view flag) {
   absolute = absolute.lexically_normal();
   std::string text = normalize_path(absolute.string());
   if (auto problem = path_problem(text)) throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
+  if (auto problem = hidden_path_problem(text))
+    throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
   if (text.find(' ') != std::string::npos) {
     throw UsageError(fmt::format("{} {}: the guest mounts it at the same path, which may not contain a space; "
                                  "share a directory whose path has none",
@@ -70,6 +72,8 @@ fs::path existing_file(const fs::path& path, std::string_view flag) {
   if (error || !fs::is_regular_file(absolute))
     throw UsageError(fmt::format("{} {}: not an existing regular file", flag, path.string()));
   if (auto problem = path_problem(absolute.string()))
+    throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
+  if (auto problem = hidden_path_problem(absolute.native()))
     throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
   return absolute;
 }
@@ -127,6 +131,8 @@ int run_program_in_vm(const RunOptions& options) {
   require_single_line(options.command.front(), "the program's name");
   for (std::size_t i = 1; i < options.command.size(); ++i)
     require_single_line(options.command[i], fmt::format("the program's argument {}", i));
+  if (options.wayland && options.vmm != Vmm::crosvm)
+    throw UsageError("--wayland needs --vmm crosvm (only crosvm passes a Wayland socket to the guest)");
   fs::path kernel, initramfs;
   if (!options.kernel.empty()) kernel = existing_file(options.kernel, "--kernel");
   if (!options.initramfs.empty()) initramfs = existing_file(options.initramfs, "--initramfs");

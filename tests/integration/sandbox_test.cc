@@ -1322,6 +1322,9 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
       {{"--rw", (scratch / "missing").string(), "--", "/bin/true"}, "--rw"},
       {{"--env", "A=1\nB=2", "--", "/bin/true"}, "--env A contains a newline"},
       {{"--", "/bin/echo", "one\ntwo"}, "argument 1 contains a newline"},
+      {{"--ro", "/tmp", "--", "/bin/true"}, "--ro /tmp: /tmp lies under /tmp"},
+      {{"--wayland", "--", "/bin/true"}, "--wayland needs --vmm crosvm"},
+      {{"--image", "base", "--", "/bin/true"}, "--image excludes --kernel"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {vmwarden_binary(), "run", "--kernel", kernel};
@@ -1338,6 +1341,11 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   CommandResult relative = run_command({vmwarden_binary(), "run", "--kernel", "no-such-kernel", "--", "/bin/true"}, run);
   EXPECT_EQ(relative.exit_code, 2) << relative.err;
   EXPECT_THAT(relative.err, HasSubstr("--kernel no-such-kernel: not an existing regular file"));
+  // Without --kernel the image's initrd.img is booted: an --initramfs alone
+  // would be ignored.
+  CommandResult alone = run_command({vmwarden_binary(), "run", "--initramfs", kernel, "--", "/bin/true"}, run);
+  EXPECT_EQ(alone.exit_code, 2) << alone.err;
+  EXPECT_THAT(alone.err, HasSubstr("--initramfs requires --kernel"));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 }
