@@ -27,7 +27,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "acl",
       "Grant, revoke, sweep and show POSIX ACL entries for registry UIDs. Walks never follow "
       "symlinks and stay on the tree's mount unless --cross-mounts; grants skip (and report) "
-      "non-directories with more than one hard link, revoke and sweep act on them too.");
+      "non-directories with more than one hard link; revoke and sweep act on them too.");
   acl->require_subcommand(1);
 
   struct TreeOptions {

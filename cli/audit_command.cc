@@ -99,8 +99,8 @@ void add_audit_command(CLI::App& app, Globals& globals) {
                       "A definition file (NAME.toml), or the NAME of one in CONFIG_DIR/vms/")
       ->required();
   command->add_flag("--json", options->json,
-                    "Print one JSON object (on an error: {\"audit\": ..., \"error\": MESSAGE}, with the same exit "
-                    "status)");
+                    "Print one JSON object (on an error: {\"audit\": ..., \"error\": MESSAGE}, with the exit status "
+                    "it has without --json)");
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
       try {

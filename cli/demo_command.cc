@@ -20,7 +20,8 @@ void add_demo_command(CLI::App& app, Globals& globals) {
       "when /dev/kvm is not usable. Exits 0 when every check passed.");
   command->add_option("--timeout", *timeout, "Seconds to wait for the guest's report")
       ->check(CLI::Range(10, 3600))
-      ->type_name("S");
+      ->type_name("S")
+      ->capture_default_str();
   command->callback([&globals, timeout] {
     globals.action = [&globals, timeout] {
       if (::geteuid() != 0) throw UsageError("the demo needs root: run it with sudo");

@@ -387,7 +387,7 @@ void add_exec_command(CLI::App& app, Globals& globals) {
   command->add_option("--timeout", options->timeout_s, "Seconds between SIGTERM and SIGKILL when stopping (default 10)")
       ->type_name("SECONDS");
   command->add_option("--notify-fd", options->notify_fd,
-                      "Write a newline to this fd and close it once the command was exec'd")
+                      "Write a newline to this fd and close it once the command has been exec'd")
       ->type_name("FD");
   command->add_option("--name", options->name, "Sandbox name: log prefix and runtime dir name (default exec-PID)");
   command->add_flag("--s6", options->s6,

@@ -42,7 +42,7 @@ constexpr const char* kFooter = R"(Exit status:
   0    success (for exec/run/supervise: the command's or VM's own status)
   1    a runtime failure
   2    bad usage or invalid input; nothing was changed
-  125  permanent failure under s6 (e.g. an invalid VM definition): do not restart
+  125  permanent failure (supervise, audit: e.g. a definition this host cannot run): s6 does not restart
   128+N  the main service was killed by signal N
 
 Locations (flag, then environment, then default):
@@ -98,7 +98,7 @@ std::optional<std::string> subcommand_hint(CLI::App& app, int argc, char** argv)
 int run(int argc, char** argv) {
   supervisor::remember_parent();
   CLI::App app{"vmwarden: a per-VM sandbox supervisor. Each VM's daemons (virtiofsd, the VMM) "
-               "run under their own UID, Landlock domain and seccomp filter, inside a PID "
+               "run under the VM's own UID, each in its own Landlock domain and seccomp filter, inside a PID "
                "namespace whose init is vmwarden itself.",
                "vmwarden"};
   app.footer(kFooter);
