@@ -176,7 +176,19 @@ TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
   ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("app").string()}).exit_code, 0);
   std::set<pid_t> tree = processes_with("marker-s6-kill");
   pid_t outer = std::stoi(svstat("app", "pid"));
-  tree.insert(outer);
+  // The whole tree under the outer: the warden (retitled, no marker), the
+  // shell and its sleep.
+  std::vector<pid_t> parents = {outer};
+  while (!parents.empty()) {
+    pid_t parent = parents.back();
+    parents.pop_back();
+    tree.insert(parent);
+    for (const auto& task : fs::directory_iterator(fmt::format("/proc/{}/task", parent), fs::directory_options::skip_permission_denied)) {
+      std::ifstream children(task.path() / "children");
+      for (pid_t child; children >> child;) parents.push_back(child);
+    }
+  }
+  ASSERT_GE(tree.size(), 3u) << "outer, warden and the command's shell";
   std::ifstream stat(fmt::format("/proc/{}/stat", outer));
   std::string skip;
   pid_t supervise = 0;

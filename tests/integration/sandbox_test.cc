@@ -1251,6 +1251,12 @@ TEST_F(SandboxTest, LandlockOffAndSeccompFlagsChangeWhatTheCommandMayDo) {
   EXPECT_EQ(exec({}, unshare).exit_code, 128 + SIGSYS);
   EXPECT_EQ(exec({"--seccomp", "log"}, unshare).exit_code, 0);
   EXPECT_EQ(exec({"--seccomp-profile", "none"}, unshare).exit_code, 0);
+  // Log mode still installs the filter (mode 2), as "none" does not.
+  std::vector<std::string> status = {"/bin/grep", "^Seccomp:", "/proc/self/status"};
+  CommandResult logged = exec({"--seccomp", "log"}, status);
+  EXPECT_EQ(logged.out, "Seccomp:\t2\n") << logged.err;
+  CommandResult unfiltered = exec({"--seccomp-profile", "none"}, status);
+  EXPECT_EQ(unfiltered.out, "Seccomp:\t0\n") << unfiltered.err;
   CommandResult audit = exec({"--seccomp", "log", "--audit"}, {"/bin/true"});
   EXPECT_THAT(audit.out, HasSubstr("! service command: seccomp violations are only logged"));
 }

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "tests/support/support.h"
 
 namespace vmwarden {
 namespace {
@@ -81,13 +82,10 @@ int lookup_with_passwd_replaced(const char* source, uid_t uid, int expected_errn
 // a UID that exists could otherwise be handed out as a free one.
 TEST(Accounts, AnUnreadablePasswdFileIsAnError) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root (mount namespace)";
-  char path[] = "/tmp/vmwarden-passwd-XXXXXX";
-  int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(fchmod(fd, 0600), 0);
-  close(fd);
-  EXPECT_EQ(lookup_with_passwd_replaced(path, 65534, EACCES), 0);
-  unlink(path);
+  testing::TempDir dir("vmwarden-passwd");
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));  // nobody reaches the file...
+  testing::write_file(dir / "passwd", "root:x:0:0::/root:/bin/sh\n", 0600);  // ...and cannot open it
+  EXPECT_EQ(lookup_with_passwd_replaced((dir / "passwd").c_str(), 65534, EACCES), 0);
 }
 
 // The same for a file that opens but fails to read (here a process's own

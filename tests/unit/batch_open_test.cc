@@ -73,6 +73,17 @@ TEST(BatchOpen, WithIoUringWhereTheKernelAllowsIt) {
   check_batch(opener);
 }
 
+// Where the kernel offers io_uring to root, the walk must be using it: a
+// ring that silently failed to set up would only show as a slower walk.
+TEST(BatchOpen, TheRingIsUsedWhereTheKernelOffersIt) {
+  std::string disabled = "0";
+  if (std::filesystem::exists("/proc/sys/kernel/io_uring_disabled"))
+    disabled = testing::read_file("/proc/sys/kernel/io_uring_disabled").substr(0, 1);
+  if (::geteuid() != 0 || disabled == "2") GTEST_SKIP() << "io_uring is not offered to this process";
+  BatchOpen opener;
+  EXPECT_TRUE(opener.uses_io_uring());
+}
+
 TEST(BatchOpen, WithoutIoUring) {
   BatchOpen opener(/*use_io_uring=*/false);
   EXPECT_FALSE(opener.uses_io_uring());
