@@ -195,15 +195,21 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   EXPECT_TRUE(daemon.wait_exit(in(10s))) << daemon.output();
 }
 
-TEST(QemuBackend, ReadinessFailsWhenQemuExits) {
-  if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
-  testing::TempDir root("vmwarden-qemu-bad");
+// A QEMU definition named `name` whose kernel, in `root`, is not one.
+Definition bogus_kernel_definition(const testing::TempDir& root, const std::string& name) {
   testing::write_file(root / "kernel", "not a kernel at all");
   Definition definition;
-  definition.name = "bad";
+  definition.name = name;
   definition.vmm = Vmm::qemu;
   definition.kernel = root / "kernel";
   definition.memory_mib = 32;
+  return definition;
+}
+
+TEST(QemuBackend, ReadinessFailsWhenQemuExits) {
+  if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
+  testing::TempDir root("vmwarden-qemu-bad");
+  Definition definition = bogus_kernel_definition(root, "bad");
   VmmPlan plan = plan_vmm(definition, RuntimePaths::in(root.path(), definition), Host::detect());
   supervisor::ServiceSpec spec;
   spec.argv = plan.argv;
@@ -222,11 +228,7 @@ TEST(QemuBackend, ReadinessFailsWhenQemuExits) {
 TEST(QemuBackend, AStopEndsTheWaitWhenQmpNeverAnswers) {
   if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
   testing::TempDir root("vmwarden-qemu-mute");
-  testing::write_file(root / "kernel", "never booted");
-  Definition definition;
-  definition.name = "mute";
-  definition.vmm = Vmm::qemu;
-  definition.kernel = root / "kernel";
+  Definition definition = bogus_kernel_definition(root, "mute");  // never booted
   RuntimePaths paths = RuntimePaths::in(root.path(), definition);
   VmmPlan plan = plan_vmm(definition, paths, Host::detect());
   // The backlog completes connections nobody accepts: connect() succeeds,
