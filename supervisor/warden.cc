@@ -241,10 +241,13 @@ bool Warden::start_stage(int stage) {
       service->spec().wait_ready(*service, deadline);
       log::debug("{} is ready", service->spec().name);
     } catch (const std::exception& e) {
-      // The wait gave up for a stop: the shutdown is under way, and the
-      // service is not at fault.
-      if (!startup_may_go_on()) {
+      // The wait gave up for a stop (still pending: the signalfd has not
+      // read it): take it in, which begins the shutdown; the service is not
+      // at fault. A service that failed on its own is, whatever else is
+      // pending.
+      if (service->stop_requested()) {
         log::debug("{} stopped waiting for readiness: {}", service->spec().name, e.what());
+        startup_may_go_on();
         return false;
       }
       log::error("{} did not become ready: {}", service->spec().name, e.what());

@@ -764,6 +764,40 @@ TEST_F(SandboxTest, AStopEndsAReadinessWaitAtOnce) {
   EXPECT_FALSE(std::filesystem::exists(spec.runtime_dir));
 }
 
+// A service that fails its readiness on its own is blamed (125: permanent),
+// even when its exit (SIGCHLD) is pending as the wait gives up: only a
+// stop request makes a failed wait no fault of the service's.
+TEST_F(SandboxTest, AServiceThatExitsBeforeItIsReadyIsAPermanentFailure) {
+  using namespace vmwarden::supervisor;
+  auto [err_read, err_write] = make_pipe();
+  SandboxSpec spec = unconfined_sandbox("dies-early", {"/bin/true"});
+  spec.services[0].stage = 1;
+  ServiceSpec first = spec.services[0];
+  first.name = "dies-early";
+  first.argv = {"/bin/false"};
+  first.main = false;
+  first.stage = 0;
+  first.wait_ready = [](const RunningService& service, steady_clock::time_point deadline) {
+    // As a real probe would find it: gone, its SIGCHLD not yet taken in.
+    while (steady_clock::now() < deadline && !service.stop_requested()) {
+      // Not reaped yet (the warden is here), so its /proc entry is a zombie's.
+      if (read_file("/proc/" + std::to_string(service.pid()) + "/stat").find(") Z") != std::string::npos)
+        throw std::runtime_error("dies-early exited before it was ready");
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    throw std::runtime_error("not ready by the deadline");
+  };
+  spec.services.insert(spec.services.begin(), first);
+  pid_t outer = fork_run_sandbox(spec, err_write.get());
+  ASSERT_GT(outer, 0);
+  err_write.reset();
+  std::string err = read_until_eof(err_read.get());
+  int status = 0;
+  ASSERT_EQ(waitpid(outer, &status, 0), outer);
+  EXPECT_EQ(exit_code(status), 125) << err;
+  EXPECT_THAT(err, HasSubstr("dies-early did not become ready: dies-early exited before it was ready")) << err;
+}
+
 // The parent recorded at the start (remember_parent(), as main() does) dies
 // while the process is still busy before the sandbox (a lease, ACL grants):
 // the sandbox refuses to start rather than run with whoever inherited it.
