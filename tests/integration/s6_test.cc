@@ -178,16 +178,7 @@ TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
   pid_t outer = std::stoi(svstat("app", "pid"));
   // The whole tree under the outer: the warden (retitled, no marker), the
   // shell and its sleep.
-  std::vector<pid_t> parents = {outer};
-  while (!parents.empty()) {
-    pid_t parent = parents.back();
-    parents.pop_back();
-    tree.insert(parent);
-    for (const auto& task : fs::directory_iterator(fmt::format("/proc/{}/task", parent), fs::directory_options::skip_permission_denied)) {
-      std::ifstream children(task.path() / "children");
-      for (pid_t child; children >> child;) parents.push_back(child);
-    }
-  }
+  tree.merge(testing::process_tree(outer));
   ASSERT_GE(tree.size(), 3u) << "outer, warden and the command's shell";
   std::ifstream stat(fmt::format("/proc/{}/stat", outer));
   std::string skip;
@@ -195,15 +186,8 @@ TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
   stat >> skip >> skip >> skip >> supervise;
   ASSERT_GT(supervise, 1);
   ASSERT_EQ(::kill(supervise, SIGKILL), 0);
-  // Gone: no such process, or a zombie waiting for whoever inherited it.
   auto gone = [&tree] {
-    for (pid_t pid : tree) {
-      std::ifstream stat_file(fmt::format("/proc/{}/stat", pid));
-      std::string line;
-      if (!std::getline(stat_file, line)) continue;
-      if (line.substr(line.rfind(')') + 2, 1) != "Z") return false;
-    }
-    return true;
+    return std::all_of(tree.begin(), tree.end(), [](pid_t pid) { return testing::process_gone(pid); });
   };
   EXPECT_TRUE(wait_until(gone, 1s)) << "processes of the old tree left after 1 s";
 }

@@ -230,6 +230,30 @@ std::vector<ProcessInfo> processes_where(const std::function<bool(const std::vec
   return found;
 }
 
+std::set<pid_t> process_tree(pid_t root) {
+  std::set<pid_t> tree;
+  std::vector<pid_t> parents = {root};
+  while (!parents.empty()) {
+    pid_t parent = parents.back();
+    parents.pop_back();
+    if (!tree.insert(parent).second) continue;
+    std::error_code error;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(parent) + "/task", error)) {
+      std::ifstream children(task.path() / "children");
+      for (pid_t child; children >> child;) parents.push_back(child);
+    }
+  }
+  return tree;
+}
+
+bool process_gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  std::size_t end = line.rfind(')');
+  return end != std::string::npos && end + 2 < line.size() && line[end + 2] == 'Z';
+}
+
 bool some_argument_contains(const std::vector<std::string>& argv, std::string_view text) {
   return std::ranges::any_of(argv, [&](const std::string& arg) { return arg.find(text) != std::string::npos; });
 }

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,10 @@ struct ProcessInfo {
 // The processes other than this one whose argv satisfies `matches`, as
 // /proc shows them now (one that exits meanwhile is left out).
 std::vector<ProcessInfo> processes_where(const std::function<bool(const std::vector<std::string>& argv)>& matches);
+// `root` and every process below it now (through /proc/PID/task/*/children).
+std::set<pid_t> process_tree(pid_t root);
+// No such process, or a zombie waiting for whoever inherited it.
+bool process_gone(pid_t pid);
 // Whether some argument of `argv` contains `text`.
 bool some_argument_contains(const std::vector<std::string>& argv, std::string_view text);
 
