@@ -30,6 +30,10 @@ struct Globals {
   Locations locations() const;
 };
 
+// --notify-fd of exec and supervise: returns `fd` once it is open and not
+// 0-2; UsageError otherwise (checked before anything is leased or granted).
+int checked_notify_fd(int fd);
+
 void add_check_command(CLI::App& app, Globals& globals);
 void add_exec_command(CLI::App& app, Globals& globals);
 void add_supervise_command(CLI::App& app, Globals& globals);

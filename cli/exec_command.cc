@@ -2,7 +2,6 @@
 // a VM. Everything the user can get wrong (flags, the command, paths, ids)
 // is checked here, before anything is created.
 
-#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -225,11 +224,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   spec.shutdown_timeout = std::chrono::milliseconds(std::llround(options.timeout_s * 1000));
   spec.require_s6_parent = options.s6;
   if (options.notify_fd >= 0) {
-    if (options.notify_fd <= 2) throw UsageError("--notify-fd must not be stdin, stdout or stderr (0-2)");
-    if (::fcntl(options.notify_fd, F_GETFD) < 0) {
-      throw UsageError(fmt::format("--notify-fd {}: no such open file descriptor", options.notify_fd));
-    }
-    spec.notify_fd = options.notify_fd;
+    spec.notify_fd = checked_notify_fd(options.notify_fd);
   } else if (options.s6 && !options.audit) {
     spec.notify_fd = supervisor::read_s6_notification_fd();
   }

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -34,6 +35,12 @@ Locations Globals::locations() const {
     *location = *given;
   }
   return locations;
+}
+
+int checked_notify_fd(int fd) {
+  if (fd <= 2) throw UsageError("--notify-fd must not be stdin, stdout or stderr (0-2)");
+  if (::fcntl(fd, F_GETFD) < 0) throw UsageError(fmt::format("--notify-fd {}: no such open file descriptor", fd));
+  return fd;
 }
 
 namespace {

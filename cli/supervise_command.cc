@@ -1,7 +1,6 @@
 // vmwarden supervise: run one VM definition in its sandbox, in the
 // foreground. This is the s6 entry point: `run` execs into it.
 
-#include <fcntl.h>
 #include <fmt/core.h>
 
 #include "cli/cli.h"
@@ -38,11 +37,7 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
       vm::LaunchOptions launch{.locations = globals.locations(), .under_s6 = options->s6};
       if (options->notify_fd >= 0) {
         if (options->s6) throw UsageError("--notify-fd and --s6 exclude each other (s6 names the fd)");
-        if (options->notify_fd <= 2) throw UsageError("--notify-fd must not be stdin, stdout or stderr (0-2)");
-        // Checked before anything is leased or granted.
-        if (::fcntl(options->notify_fd, F_GETFD) < 0)
-          throw UsageError(fmt::format("--notify-fd {}: no such open file descriptor", options->notify_fd));
-        launch.notify_fd = options->notify_fd;
+        launch.notify_fd = checked_notify_fd(options->notify_fd);
       }
       // An invalid definition cannot fix itself: exit 125 so that s6 does
       // not restart the service in a loop.

@@ -44,6 +44,13 @@ std::string toml_string(std::string_view text) {
   return out + "\"";
 }
 
+// `text` (the absolute form of `given`) must pass the definition's path
+// rules and not lie where the sandbox hides everything.
+void require_usable_path(std::string_view flag, const fs::path& given, const std::string& text) {
+  for (auto problem : {path_problem(text), hidden_path_problem(text)})
+    if (problem) throw UsageError(fmt::format("{} {}: {}", flag, given.string(), *problem));
+}
+
 // A share's path must pass the definition's rules (it becomes a [[share]])
 // and the guest agent's manifest (it is mounted at the same path there,
 // and a manifest line cannot carry a space).
@@ -54,9 +61,7 @@ fs::path existing_dir(const fs::path& path, std::string_view flag) {
     throw UsageError(fmt::format("{} {}: not an existing directory", flag, path.string()));
   absolute = absolute.lexically_normal();
   std::string text = normalize_path(absolute.string());
-  if (auto problem = path_problem(text)) throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
-  if (auto problem = hidden_path_problem(text))
-    throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
+  require_usable_path(flag, path, text);
   if (text.find(' ') != std::string::npos) {
     throw UsageError(fmt::format("{} {}: the guest mounts it at the same path, which may not contain a space; "
                                  "share a directory whose path has none",
@@ -71,10 +76,7 @@ fs::path existing_file(const fs::path& path, std::string_view flag) {
   fs::path absolute = fs::absolute(path, error).lexically_normal();
   if (error || !fs::is_regular_file(absolute))
     throw UsageError(fmt::format("{} {}: not an existing regular file", flag, path.string()));
-  if (auto problem = path_problem(absolute.string()))
-    throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
-  if (auto problem = hidden_path_problem(absolute.native()))
-    throw UsageError(fmt::format("{} {}: {}", flag, path.string(), *problem));
+  require_usable_path(flag, path, absolute.string());
   return absolute;
 }
 

@@ -339,6 +339,24 @@ class SandboxTest : public ::testing::Test {
     return spec;
   }
 
+  // An unconfined sandbox whose main service (`main_argv`, stage 1) waits
+  // for `first` (argv `first_argv`, stage 0) to pass `wait_ready`.
+  supervisor::SandboxSpec sandbox_after_first_stage(
+      const std::string& name, std::vector<std::string> main_argv, const std::string& first,
+      std::vector<std::string> first_argv,
+      std::function<void(const supervisor::RunningService&, steady_clock::time_point)> wait_ready) const {
+    supervisor::SandboxSpec spec = unconfined_sandbox(name, std::move(main_argv));
+    spec.services[0].stage = 1;
+    supervisor::ServiceSpec service = spec.services[0];
+    service.name = first;
+    service.argv = std::move(first_argv);
+    service.main = false;
+    service.stage = 0;
+    service.wait_ready = std::move(wait_ready);
+    spec.services.insert(spec.services.begin(), service);
+    return spec;
+  }
+
   TempDir runtime_root_;
   TempDir state_root_;
   TempDir config_root_;
@@ -725,25 +743,18 @@ TEST_F(SandboxTest, AStopEndsAReadinessWaitAtOnce) {
   using namespace vmwarden::supervisor;
   auto [waiting_read, waiting_write] = make_pipe();
   auto [err_read, err_write] = make_pipe();
-  SandboxSpec spec = unconfined_sandbox("stop-wait", {"/bin/echo", "second started"});
+  SandboxSpec spec = sandbox_after_first_stage(
+      "stop-wait", {"/bin/echo", "second started"}, "never-ready", {"/bin/sleep", "1000"},
+      [waiting = waiting_write.get()](const RunningService& service, steady_clock::time_point deadline) {
+        if (write(waiting, "w", 1) != 1) throw std::runtime_error("write");
+        while (!service.stop_requested()) {
+          if (steady_clock::now() >= deadline) throw std::runtime_error("not ready by the deadline");
+          std::this_thread::sleep_for(milliseconds(2));
+        }
+        throw std::runtime_error("stopped while waiting");
+      });
   spec.ready_timeout = milliseconds(120'000);
   spec.shutdown_timeout = milliseconds(2'000);
-  spec.services[0].stage = 1;
-  ServiceSpec first = spec.services[0];
-  first.name = "never-ready";
-  first.argv = {"/bin/sleep", "1000"};
-  first.main = false;
-  first.stage = 0;
-  first.wait_ready = [waiting = waiting_write.get()](const RunningService& service,
-                                                     steady_clock::time_point deadline) {
-    if (write(waiting, "w", 1) != 1) throw std::runtime_error("write");
-    while (!service.stop_requested()) {
-      if (steady_clock::now() >= deadline) throw std::runtime_error("not ready by the deadline");
-      std::this_thread::sleep_for(milliseconds(2));
-    }
-    throw std::runtime_error("stopped while waiting");
-  };
-  spec.services.insert(spec.services.begin(), first);
 
   pid_t outer = fork_run_sandbox(spec, err_write.get());
   ASSERT_GT(outer, 0);
@@ -770,24 +781,18 @@ TEST_F(SandboxTest, AStopEndsAReadinessWaitAtOnce) {
 TEST_F(SandboxTest, AServiceThatExitsBeforeItIsReadyIsAPermanentFailure) {
   using namespace vmwarden::supervisor;
   auto [err_read, err_write] = make_pipe();
-  SandboxSpec spec = unconfined_sandbox("dies-early", {"/bin/true"});
-  spec.services[0].stage = 1;
-  ServiceSpec first = spec.services[0];
-  first.name = "dies-early";
-  first.argv = {"/bin/false"};
-  first.main = false;
-  first.stage = 0;
-  first.wait_ready = [](const RunningService& service, steady_clock::time_point deadline) {
-    // As a real probe would find it: gone, its SIGCHLD not yet taken in.
-    while (steady_clock::now() < deadline && !service.stop_requested()) {
-      // Not reaped yet (the warden is here), so its /proc entry is a zombie's.
-      if (read_file("/proc/" + std::to_string(service.pid()) + "/stat").find(") Z") != std::string::npos)
-        throw std::runtime_error("dies-early exited before it was ready");
-      std::this_thread::sleep_for(milliseconds(2));
-    }
-    throw std::runtime_error("not ready by the deadline");
-  };
-  spec.services.insert(spec.services.begin(), first);
+  SandboxSpec spec = sandbox_after_first_stage(
+      "dies-early", {"/bin/true"}, "dies-early", {"/bin/false"},
+      [](const RunningService& service, steady_clock::time_point deadline) {
+        // As a real probe would find it: gone, its SIGCHLD not yet taken in.
+        while (steady_clock::now() < deadline && !service.stop_requested()) {
+          // Not reaped yet (the warden is here), so its /proc entry is a zombie's.
+          if (read_file("/proc/" + std::to_string(service.pid()) + "/stat").find(") Z") != std::string::npos)
+            throw std::runtime_error("dies-early exited before it was ready");
+          std::this_thread::sleep_for(milliseconds(2));
+        }
+        throw std::runtime_error("not ready by the deadline");
+      });
   pid_t outer = fork_run_sandbox(spec, err_write.get());
   ASSERT_GT(outer, 0);
   err_write.reset();

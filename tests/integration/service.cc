@@ -82,6 +82,20 @@ std::string TestService::output() const {
   return read_file(log_dir_ / "output");
 }
 
+WaitOutcome run_wait(const std::function<void(const supervisor::RunningService&,
+                                              std::chrono::steady_clock::time_point)>& wait_ready,
+                     const supervisor::RunningService& service) {
+  auto start = std::chrono::steady_clock::now();
+  WaitOutcome outcome;
+  try {
+    wait_ready(service, start + std::chrono::seconds(120));
+  } catch (const std::runtime_error& e) {
+    outcome.error = e.what();
+  }
+  outcome.took = std::chrono::steady_clock::now() - start;
+  return outcome;
+}
+
 uid_t service_uid() { return 3'200'000 + static_cast<uid_t>(::getpid() % 100'000); }
 
 std::filesystem::path copy_program(const char* variable, const std::filesystem::path& dir) {

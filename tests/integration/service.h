@@ -56,6 +56,17 @@ class TestService : public supervisor::RunningService {
   std::chrono::steady_clock::time_point started_;
 };
 
+// A readiness wait run against `service` with a 120 s deadline, for the
+// tests that stop it early: what it threw ("" if it returned) and how long
+// it took.
+struct WaitOutcome {
+  std::string error;
+  std::chrono::steady_clock::duration took;
+};
+WaitOutcome run_wait(const std::function<void(const supervisor::RunningService&,
+                                              std::chrono::steady_clock::time_point)>& wait_ready,
+                     const supervisor::RunningService& service);
+
 // The uid the services run as: unused on the machine, distinct per test run.
 uid_t service_uid();
 
