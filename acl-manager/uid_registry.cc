@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/suggest.h"
+#include "common/uid_alias.h"
 
 namespace vmwarden::acl {
 
@@ -188,19 +189,6 @@ UidRange parse_uid_range(std::string_view text) {
     throw UsageError(fmt::format("invalid UID range \"{}\": need 0 < FIRST <= LAST <= 2147483647", text));
   }
   return UidRange{static_cast<uid_t>(*first), static_cast<uid_t>(*last)};
-}
-
-bool valid_alias(std::string_view alias) {
-  if (alias.empty() || alias.size() > 64) return false;
-  for (std::size_t i = 0; i < alias.size(); ++i) {
-    char c = alias[i];
-    // A letter first: resolve() reads an argument starting with a digit as
-    // a UID number, so an alias such as "1abc" (or "1879048200", another
-    // UID) could be created but never named.
-    bool ok = (c >= 'a' && c <= 'z') || (i > 0 && ((c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'));
-    if (!ok) return false;
-  }
-  return true;
 }
 
 // ---- UidLease ----
@@ -561,7 +549,7 @@ bool UidRegistry::is_leased(uid_t uid) const {
 }
 
 static void require_alias(std::string_view alias) {
-  if (!valid_alias(alias)) {
+  if (!valid_uid_alias(alias)) {
     throw UsageError(fmt::format("invalid alias \"{}\": use 1-64 characters from a-z, 0-9, '_', '.', '-', "
                                  "starting with a lowercase letter (a name starting with a digit is read as a UID)",
                                  alias));

@@ -156,8 +156,4 @@ class UidRegistry {
   friend class UidLease;
 };
 
-// Alias names: [a-z][a-z0-9_.-]{0,63}. Unlike VM names they start with a
-// letter, since a --uid argument starting with a digit is a UID number.
-bool valid_alias(std::string_view alias);
-
 }  // namespace vmwarden::acl

@@ -3,6 +3,8 @@
 #include <fmt/core.h>
 #include <linux/limits.h>
 
+#include "common/uid_alias.h"
+
 namespace vmwarden::vm {
 namespace {
 
@@ -41,14 +43,15 @@ std::optional<std::string> vm_name_problem(std::string_view name) {
 }
 
 std::optional<std::string> alias_problem(std::string_view alias) {
-  // A letter first, as the UID registry requires: a --uid argument starting
-  // with a digit is read as a UID number.
+  if (valid_uid_alias(alias)) return std::nullopt;
   if (!alias.empty() && !(alias.front() >= 'a' && alias.front() <= 'z')) {
     return fmt::format("UID alias \"{}\" is not valid: it must start with a lowercase letter "
                        "(a name starting with a digit is read as a UID)",
                        printable(alias));
   }
-  return lower_name_problem("UID alias", alias);
+  return fmt::format("UID alias \"{}\" is not valid: use 1 to 64 characters from a-z, 0-9, '_', '.', '-', "
+                     "starting with a lowercase letter",
+                     printable(alias));
 }
 
 std::optional<std::string> tag_problem(std::string_view tag) {

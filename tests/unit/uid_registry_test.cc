@@ -13,6 +13,7 @@
 
 #include "acl-manager/uid_registry.h"
 #include "common/error.h"
+#include "common/uid_alias.h"
 #include "tests/support/support.h"
 
 namespace vmwarden::acl {
@@ -317,8 +318,8 @@ TEST(UidRegistry, BadInputIsRefusedAndChangesNothing) {
   // as a UID number.
   EXPECT_THROW(registry.allocate_alias("1abc"), UsageError);
   EXPECT_THROW(registry.lease_alias(std::to_string(kFirst + 7)), UsageError);
-  EXPECT_FALSE(valid_alias("1abc"));
-  EXPECT_TRUE(valid_alias("a1"));
+  EXPECT_FALSE(valid_uid_alias("1abc"));
+  EXPECT_TRUE(valid_uid_alias("a1"));
   EXPECT_EQ(registry.list(true).size(), before.size());
 }
 
