@@ -20,6 +20,7 @@
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -847,6 +848,83 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
     EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
   }
   EXPECT_EQ(snapshot(), before);
+}
+
+// The record files' crash safety as the kernel sees it, traced with strace:
+// each durable record reaches its name only after its content is fsynced,
+// and its directory is fsynced after the rename (or unlink), so a power
+// failure leaves the old record or the whole new one.
+std::vector<std::string> traced_store_calls(const Env& env, const std::vector<std::string>& args) {
+  std::filesystem::path trace = env.temp / "trace";
+  std::vector<std::string> argv{"strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rename,renameat2,unlink,unlinkat",
+                                "-o", trace.string(), "--", testing::vmwarden_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  testing::CommandOptions options;
+  options.extra_env = env.env();
+  auto result = testing::run_command(argv, options);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  std::vector<std::string> calls;
+  std::istringstream lines(testing::read_file(trace));
+  for (std::string line; std::getline(lines, line);) {
+    // "PID call(...) = RESULT": the pid dropped, and only calls that succeeded.
+    std::size_t call = line.find_first_not_of(' ', line.find(' '));
+    if (call != std::string::npos && line.ends_with(" = 0")) calls.push_back(line.substr(call));
+  }
+  return calls;
+}
+
+// Whether `calls` holds a line matching each pattern, in this order.
+::testing::AssertionResult in_order(const std::vector<std::string>& calls, const std::vector<std::string>& patterns) {
+  auto call = calls.begin();
+  for (const std::string& pattern : patterns) {
+    std::regex wanted(pattern);
+    call = std::find_if(call, calls.end(), [&](const std::string& line) { return std::regex_search(line, wanted); });
+    if (call == calls.end()) {
+      std::string all;
+      for (const std::string& line : calls) all += "  " + line + "\n";
+      return ::testing::AssertionFailure() << "no call matching " << pattern << " (in order) among:\n" << all;
+    }
+    ++call;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string quoted(const std::filesystem::path& path) {
+  return std::regex_replace(path.string(), std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)");
+}
+
+TEST(AclDurability, RecordsAreFsyncedBeforeTheyAreNamedAndTheirDirectoriesAfter) {
+  if (::access("/usr/bin/strace", X_OK) != 0) GTEST_SKIP() << "strace is not installed (./bootstrap installs it)";
+  Env env;
+  make_tree(env.tree, 1, 1);
+  std::filesystem::path uids = env.locations.state_dir / "uids/allocated";
+  std::filesystem::path grants = env.locations.state_dir / "grants";
+
+  // An alias's allocation: temporary file fsynced, renamed, directory fsynced.
+  auto calls = traced_store_calls(env, {"uid", "alloc", "--alias", "work"});
+  auto record = testing::directory_names(uids);
+  ASSERT_EQ(record.size(), 1u);
+  std::string uid = record[0];
+  EXPECT_TRUE(in_order(calls, {"^fsync\\(\\d+<" + quoted(uids) + "/\\.tmp-[^>]*>\\)",
+                               "^rename\\(\"" + quoted(uids) + "/\\.tmp-[^\"]*\", \"" + quoted(uids / uid) + "\"\\)",
+                               "^fsync\\(\\d+<" + quoted(uids) + ">\\)"}));
+
+  // The first grant of a UID: grants/ fsynced once grants/UID is in it,
+  // then the record as above.
+  calls = traced_store_calls(env, {"acl", "grant", "--uid", "work", "--ro", env.tree.string()});
+  std::filesystem::path records = grants / uid;
+  auto keys = testing::directory_names(records);
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_TRUE(in_order(calls, {"^fsync\\(\\d+<" + quoted(grants) + ">\\)",
+                               "^fsync\\(\\d+<" + quoted(records) + "/\\.tmp-[^>]*>\\)",
+                               "^rename\\(\"" + quoted(records) + "/\\.tmp-[^\"]*\", \"" + quoted(records / keys[0]) + "\"\\)",
+                               "^fsync\\(\\d+<" + quoted(records) + ">\\)"}));
+
+  // A revoke: the record unlinked, then its directory fsynced.
+  calls = traced_store_calls(env, {"acl", "revoke", "--uid", "work", env.tree.string()});
+  EXPECT_TRUE(in_order(calls, {"^unlink(at)?\\(.*" + quoted(records / keys[0]) + "\"",
+                               "^fsync\\(\\d+<" + quoted(records) + ">\\)"}));
+  EXPECT_FALSE(std::filesystem::exists(records / keys[0]));
 }
 
 // A record of a tree without ACL support (written before grant checked
