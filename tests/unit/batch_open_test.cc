@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <seccomp.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -152,6 +153,47 @@ TEST(BatchOpen, ARingThatFailsFallsBackWithoutLosingOrLeakingDescriptors) {
   ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
   if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "io_uring is not available here";
   EXPECT_EQ(WEXITSTATUS(status), 0) << "check " << WEXITSTATUS(status) << " failed (see the child's code)";
+}
+
+// A submission the kernel takes only in part: a name it cannot read (here
+// an address in an inaccessible page) fails as the ring prepares it, and
+// the kernel stops there, leaving the requests after it unsubmitted. What
+// the ring opened before the failure is closed again, every name gets
+// openat2's own answer, and no descriptor is lost or leaked.
+TEST(BatchOpen, ASubmissionTakenInPartFallsBackWithoutLosingOrLeakingDescriptors) {
+  testing::TempDir temp;
+  testing::write_file(temp / "file", "x");
+  UniqueFd dirfd(::open(temp.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dirfd);
+  BatchOpen opener;
+  if (!opener.uses_io_uring()) GTEST_SKIP() << "io_uring is not available here";
+  long page = ::sysconf(_SC_PAGESIZE);
+  void* unreadable = ::mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(unreadable, MAP_FAILED);
+  open_how how{};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS;
+  const char* names[] = {"file", "file", static_cast<const char*>(unreadable), "file", "file"};
+  int fds[5];
+  int before = open_descriptor_count();
+  opener.open(dirfd.get(), names, how, fds);
+  EXPECT_EQ(fds[2], -EFAULT);
+  struct stat st;
+  for (int i : {0, 1, 3, 4}) {
+    ASSERT_GE(fds[i], 0) << "name " << i;
+    ASSERT_EQ(::fstat(fds[i], &st), 0);
+    EXPECT_TRUE(S_ISREG(st.st_mode));
+  }
+  EXPECT_EQ(open_descriptor_count(), before + 4) << "the ring's own opens were closed, none leaked";
+  opener.close(fds);
+  EXPECT_EQ(open_descriptor_count(), before);
+  // The ring is not used again: the requests it never took are still queued.
+  opener.open(dirfd.get(), std::span<const char* const>(names, 2), how, std::span<int>(fds, 2));
+  EXPECT_GE(fds[0], 0);
+  EXPECT_GE(fds[1], 0);
+  opener.close(std::span<const int>(fds, 2));
+  EXPECT_EQ(open_descriptor_count(), before);
+  ::munmap(unreadable, page);
 }
 
 }  // namespace
