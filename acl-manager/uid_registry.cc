@@ -614,6 +614,9 @@ void UidRegistry::release(uid_t uid) {
 }
 
 std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
+  // A single-use UID is recorded with an empty alias: only a real alias
+  // may name one.
+  if (!valid_uid_alias(alias)) return std::nullopt;
   UniqueFd lock = lock_registry(false);
   for (const auto& [uid, name] : load().allocated) {
     if (name == alias) return uid;
@@ -663,6 +666,11 @@ uid_t UidRegistry::resolve(std::string_view text) const {
                                    (locations_.config_dir / "uid-range").string()));
     }
     return *uid;
+  }
+  if (!valid_uid_alias(text)) {
+    throw UsageError(fmt::format("invalid UID \"{}\": give a UID number in the managed range {} or an alias "
+                                 "(a-z first, then a-z, 0-9, '_', '.', '-')",
+                                 text, range_.to_string()));
   }
   if (auto uid = find_alias(text)) return *uid;
   std::vector<std::string> aliases;

@@ -46,7 +46,7 @@ struct ExecOptions {
   std::string uid;
   std::string gid;
   double timeout_s = 10;
-  int notify_fd = -1;
+  std::optional<int> notify_fd;
   std::string name;
   bool network = false;
   bool s6 = false;
@@ -223,8 +223,8 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   spec.private_network = !options.network;
   spec.shutdown_timeout = std::chrono::milliseconds(std::llround(options.timeout_s * 1000));
   spec.require_s6_parent = options.s6;
-  if (options.notify_fd >= 0) {
-    spec.notify_fd = checked_notify_fd(options.notify_fd);
+  if (options.notify_fd) {
+    spec.notify_fd = checked_notify_fd(*options.notify_fd);
   } else if (options.s6 && !options.audit) {
     spec.notify_fd = supervisor::read_s6_notification_fd();
   }

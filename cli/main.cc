@@ -38,6 +38,7 @@ Locations Globals::locations() const {
 }
 
 int checked_notify_fd(int fd) {
+  if (fd < 0) throw UsageError(fmt::format("--notify-fd {}: give an open file descriptor, 3 or more", fd));
   if (fd <= 2) throw UsageError("--notify-fd must not be stdin, stdout or stderr (0-2)");
   if (::fcntl(fd, F_GETFD) < 0) throw UsageError(fmt::format("--notify-fd {}: no such open file descriptor", fd));
   return fd;
@@ -102,6 +103,22 @@ std::optional<std::string> subcommand_hint(CLI::App& app, int argc, char** argv)
   return hint + " (see vmwarden --help)";
 }
 
+// An option that takes a value refuses an empty one: "--state-dir $UNSET"
+// must not quietly mean "no --state-dir" (the system's default), nor
+// "--timeout ''" a timeout of 0. Positional arguments (a command's own
+// arguments) may be empty.
+void refuse_empty_values(const CLI::App& app) {
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->get_positional() || option->get_expected_min() == 0 || option->count() == 0) continue;
+    for (const std::string& value : option->results()) {
+      if (value.empty())
+        throw UsageError(fmt::format("{} was given an empty value; give it a value or leave the option out",
+                                     option->get_name()));
+    }
+  }
+  for (const CLI::App* subcommand : app.get_subcommands()) refuse_empty_values(*subcommand);
+}
+
 int run(int argc, char** argv) {
   supervisor::remember_parent();
   CLI::App app{"vmwarden: a per-VM sandbox supervisor. Each VM's daemons (virtiofsd, the VMM) "
@@ -148,6 +165,7 @@ int run(int argc, char** argv) {
   if (globals.verbose) log::set_min_level(log::Level::debug);
   int status = exit_status::kFailure;
   try {
+    refuse_empty_values(app);
     status = globals.action();
   } catch (const UsageError& e) {
     log::error("{}", e.what());

@@ -3,6 +3,8 @@
 
 #include <fmt/core.h>
 
+#include <optional>
+
 #include "cli/cli.h"
 #include "common/error.h"
 #include "common/exit_status.h"
@@ -15,7 +17,7 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
   struct Options {
     std::string target;
     bool s6 = false;
-    int notify_fd = -1;
+    std::optional<int> notify_fd;
   };
   auto options = std::make_shared<Options>();
   CLI::App* command = app.add_subcommand(
@@ -35,9 +37,9 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
       vm::LaunchOptions launch{.locations = globals.locations(), .under_s6 = options->s6};
-      if (options->notify_fd >= 0) {
+      if (options->notify_fd) {
         if (options->s6) throw UsageError("--notify-fd and --s6 exclude each other (s6 names the fd)");
-        launch.notify_fd = checked_notify_fd(options->notify_fd);
+        launch.notify_fd = checked_notify_fd(*options->notify_fd);
       }
       // An invalid definition cannot fix itself: exit 125 so that s6 does
       // not restart the service in a loop.

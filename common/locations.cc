@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <fmt/core.h>
+
 #include "common/error.h"
 
 namespace vmwarden {
@@ -10,7 +12,12 @@ namespace {
 
 std::filesystem::path from_env(const char* variable, std::string_view fallback) {
   const char* value = std::getenv(variable);
-  if (value == nullptr || *value == '\0') return std::filesystem::path(fallback);
+  if (value == nullptr) return std::filesystem::path(fallback);
+  // Set but empty is most likely an unset shell variable: acting on the
+  // default (the system's own state) instead would be a surprise.
+  if (*value == '\0')
+    throw UsageError(fmt::format("{} is set but empty; unset it for the default {}, or give an absolute path",
+                                 variable, fallback));
   require_absolute_location(value, variable, fallback);
   return value;
 }

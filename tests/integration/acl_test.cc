@@ -809,6 +809,8 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
   make_tree(env.tree, 1, 2);
   std::filesystem::create_directory_symlink(env.tree, env.temp / "via-link");
   ASSERT_EQ(env.vmwarden({"uid", "alloc", "--alias", "work"}).exit_code, 0);
+  // A single-use UID has no alias: an empty --uid must not name it.
+  ASSERT_EQ(env.vmwarden({"uid", "alloc"}).exit_code, 0);
   auto snapshot = [&] {
     std::string state;
     for (const auto& entry : std::filesystem::recursive_directory_iterator(env.locations.state_dir)) {
@@ -834,19 +836,31 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
       {{"uid", "release", "1879048300"}, "not allocated"},
       {{"uid", "release", "42"}, "outside the managed range"},
       {{"uid", "alloc", "--alias", "Bad/Name"}, "invalid alias"},
-      {{"uid", "alloc", "--alias", ""}, "invalid alias"},
+      {{"uid", "alloc", "--alias", ""}, "--alias was given an empty value"},
       {{"uid", "alloc", "--alias", "1abc"}, "starting with a lowercase letter"},
       {{"uid", "alloc", "--alias", "1879048200"}, "starting with a lowercase letter"},
       {{"acl", "show", "relative"}, "relative path"},
       {{"acl", "show", (env.temp / "via-link/d0/f1").string()}, "goes through a symlink"},
       {{"acl", "show", (env.temp / "via-link").string()}, "a symlink"},
       {{"acl", "grant", "--uid", "work", "--ro", "/proc"}, "does not support POSIX ACLs"},
+      {{"acl", "grant", "--uid", "", "--rw", env.tree.string()}, "--uid was given an empty value"},
+      {{"acl", "revoke", "--uid", "-1", env.tree.string()}, "invalid UID \"-1\""},
+      {{"uid", "release", ""}, "invalid UID \"\""},
+      {{"--state-dir", "", "uid", "list"}, "--state-dir was given an empty value"},
   };
   for (const Case& c : cases) {
     auto result = env.vmwarden(c.args);
     EXPECT_EQ(result.exit_code, 2) << c.args[0] << " " << c.args[1] << ": " << result.err;
     EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
   }
+  // A location variable set but empty (an unset shell variable) is not
+  // taken for "the default", which is the system's own state.
+  testing::CommandOptions options;
+  options.extra_env = env.env();
+  options.extra_env["VMWARDEN_STATE_DIR"] = "";
+  auto result = testing::run_command({testing::vmwarden_binary(), "uid", "release", "work"}, options);
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("VMWARDEN_STATE_DIR is set but empty"), std::string::npos) << result.err;
   EXPECT_EQ(snapshot(), before);
 }
 
