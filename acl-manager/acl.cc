@@ -175,7 +175,15 @@ UniqueFd open_tree(const std::filesystem::path& tree) {
   }
 }
 
+// The tree's spelling as recorded: "." and repeated slashes dropped. A ".."
+// is refused, not folded away: the kernel resolves "a/link/../b" through
+// the link, so its text and the directory it names can differ.
 std::filesystem::path normal_tree(const std::filesystem::path& tree) {
+  for (const std::filesystem::path& part : tree) {
+    if (part == "..")
+      throw UsageError(fmt::format("{}: a tree path must not contain \"..\"; give the directory's own path",
+                                   tree.string()));
+  }
   std::filesystem::path normal = tree.lexically_normal();
   std::string text = normal.string();
   if (text.size() > 1 && text.back() == '/') text.pop_back();

@@ -839,6 +839,8 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
       {{"uid", "alloc", "--alias", ""}, "--alias was given an empty value"},
       {{"uid", "alloc", "--alias", "1abc"}, "starting with a lowercase letter"},
       {{"uid", "alloc", "--alias", "1879048200"}, "starting with a lowercase letter"},
+      {{"acl", "grant", "--uid", "work", "--ro", (env.temp / "via-link/../tree").string()}, "must not contain \"..\""},
+      {{"acl", "revoke", "--uid", "work", (env.tree / "d0/..").string()}, "must not contain \"..\""},
       {{"acl", "show", "relative"}, "relative path"},
       {{"acl", "show", (env.temp / "via-link/d0/f1").string()}, "goes through a symlink"},
       {{"acl", "show", (env.temp / "via-link").string()}, "a symlink"},
