@@ -222,6 +222,13 @@ void require_in_range(const UidRegistry& registry, uid_t uid) {
 
 }  // namespace
 
+std::filesystem::path checked_tree(const std::filesystem::path& tree_arg) {
+  std::filesystem::path tree = normal_tree(tree_arg);
+  UniqueFd root = open_tree(tree);
+  require_grantable_root(root.get(), tree);
+  return tree;
+}
+
 Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, Access access,
              const WalkOptions& options) {
   require_in_range(registry, uid);

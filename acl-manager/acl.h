@@ -53,6 +53,13 @@ struct Report {
 Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, Access access,
              const WalkOptions& options = {});
 
+// The checks grant() makes of a tree before it changes anything (an
+// absolute path without "..", no symlink on the way, an existing directory
+// whose filesystem has POSIX ACLs), for callers that must refuse a tree
+// before they lease a UID. Returns the tree as grant() records it; throws
+// UsageError.
+std::filesystem::path checked_tree(const std::filesystem::path& tree);
+
 // Removes `uid`'s access and default entries under `tree`, then its grant
 // record. Crosses mounts if asked or if the grant record says so. On a tree
 // whose filesystem has no POSIX ACLs, only the record is dropped.

@@ -161,6 +161,21 @@ void check_visible(const std::string& what, const fs::path& path) {
   }
 }
 
+// A tree granted to the single-use UID: refused here, before the lease,
+// for whatever grant() would refuse it for (a symlink or ".." on the way,
+// not a directory, no POSIX ACLs).
+fs::path granted_tree(const std::string& flag, const std::string& given) {
+  if (given.empty()) throw UsageError(flag + " needs a path");
+  fs::path tree;
+  try {
+    tree = acl::checked_tree(fs::absolute(given));
+  } catch (const UsageError& e) {
+    throw UsageError(fmt::format("{}: {}", flag, e.what()));
+  }
+  check_visible(flag + " " + given, tree);
+  return tree;
+}
+
 fs::path existing_path(const std::string& flag, const std::string& given) {
   if (given.empty()) throw UsageError(flag + " needs a path");
   fs::path path = fs::absolute(given).lexically_normal();
@@ -254,13 +269,18 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   // --rw and --ro trees for the run (revoked at exit), so that the host's
   // permission checks let it do what Landlock allows. A --uid is the
   // caller's to have permissions for.
+  std::vector<fs::path> read_write;
   for (const std::string& given_path : options.rw) {
-    fs::path path = existing_path("--rw", given_path);
+    fs::path path = plan.single_use ? granted_tree("--rw", given_path) : existing_path("--rw", given_path);
+    read_write.push_back(path);
     confinement.landlock.paths.push_back({path, supervisor::PathRights::read_write()});
     if (plan.single_use) plan.launch.grants.push_back({path, acl::Access::rw});
   }
   for (const std::string& given_path : options.ro) {
-    fs::path path = existing_path("--ro", given_path);
+    fs::path path = plan.single_use ? granted_tree("--ro", given_path) : existing_path("--ro", given_path);
+    // The read-only bind mount would win over the read-write grant.
+    if (std::find(read_write.begin(), read_write.end(), path) != read_write.end())
+      throw UsageError(fmt::format("{} is given to both --ro and --rw; give it once", path.string()));
     confinement.landlock.paths.push_back({path, supervisor::PathRights::read_execute()});
     spec.mounts.push_back({.source = path, .target = path, .readonly = true});
     if (plan.single_use) plan.launch.grants.push_back({path, acl::Access::ro});

@@ -470,6 +470,7 @@ class Validator {
 
   void read_shares(const toml::table& root, Definition& definition) {
     std::map<std::string, Position> seen_tags;
+    std::map<std::string, Position> seen_paths;
     for (const toml::table* share_table : read_table_array(root, "share")) {
       reject_unknown_keys(*share_table, "share", {"tag", "path", "access"});
       Share share;
@@ -500,6 +501,17 @@ class Validator {
         if (*path == "/") {
           error(*share_table->get("path"), "share.path \"/\" would share the whole host: name a "
                                            "directory that belongs to this VM");
+          complete = false;
+        }
+        // A directory shared twice would be granted twice, the second grant
+        // contradicting the first, and one mount would hide the other.
+        Position here = position_of(share_table->get("path")->source());
+        std::string key = path->lexically_normal().string();
+        if (key.size() > 1 && key.back() == '/') key.pop_back();
+        if (auto [it, inserted] = seen_paths.emplace(key, here); !inserted) {
+          error(here, fmt::format("{} is already shared at line {}: give each directory one share, with "
+                                  "one access",
+                                  path->string(), it->second.line));
           complete = false;
         }
         share.path = *path;

@@ -256,8 +256,16 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //     does) before leasing: a definition the backends refuse (crosvm or
   //     cloud-hypervisor with network, a cmdline starting with '-', a
   //     missing VMM program, ...) then fails with nothing changed on disk.
+  //     Each share is checked as its grant will check it (a symlink on the
+  //     way, no POSIX ACLs, ...), which `check` cannot do on its own.
   acl::UidRegistry registry(options.locations);
-  (void)plan_launch(definition, registry.range().first, options);
+  for (const GrantPlan& grant : plan_launch(definition, registry.range().first, options).grants) {
+    try {
+      (void)acl::checked_tree(grant.tree);
+    } catch (const UsageError& e) {
+      throw UsageError(fmt::format("a share cannot be granted: {}", e.what()));
+    }
+  }
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());

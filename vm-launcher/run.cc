@@ -9,12 +9,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
 
 #include <fmt/core.h>
 
+#include "acl-manager/acl.h"
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
@@ -54,13 +56,20 @@ void require_usable_path(std::string_view flag, const fs::path& given, const std
 // A share's path must pass the definition's rules (it becomes a [[share]])
 // and the guest agent's manifest (it is mounted at the same path there,
 // and a manifest line cannot carry a space).
+// It is granted to the VM's UID, so grant()'s own refusals (a symlink or
+// ".." on the way, not a directory, no POSIX ACLs) come here, before
+// anything is created or leased.
 fs::path existing_dir(const fs::path& path, std::string_view flag) {
   std::error_code error;
   fs::path absolute = fs::absolute(path, error);
-  if (error || !fs::is_directory(absolute))
-    throw UsageError(fmt::format("{} {}: not an existing directory", flag, path.string()));
-  absolute = absolute.lexically_normal();
-  std::string text = normalize_path(absolute.string());
+  if (error) throw UsageError(fmt::format("{} {}: {}", flag, path.string(), error.message()));
+  fs::path tree;
+  try {
+    tree = acl::checked_tree(absolute);
+  } catch (const UsageError& e) {
+    throw UsageError(fmt::format("{}: {}", flag, e.what()));
+  }
+  std::string text = normalize_path(tree.string());
   require_usable_path(flag, path, text);
   if (text.find(' ') != std::string::npos) {
     throw UsageError(fmt::format("{} {}: the guest mounts it at the same path, which may not contain a space; "
@@ -125,11 +134,26 @@ int run_program_in_vm(const RunOptions& options) {
   for (const auto& dir : options.ro) ro.push_back(existing_dir(dir, "--ro"));
   for (const auto& dir : options.rw) rw.push_back(existing_dir(dir, "--rw"));
   for (const auto& dir : options.store) store.push_back(existing_dir(dir, "--store"));
+  {
+    // One share per directory: a second one would get a second grant that
+    // contradicts the first, and mount over it in the guest.
+    std::vector<fs::path> all = ro;
+    all.insert(all.end(), rw.begin(), rw.end());
+    all.insert(all.end(), store.begin(), store.end());
+    std::sort(all.begin(), all.end());
+    if (auto twice = std::adjacent_find(all.begin(), all.end()); twice != all.end())
+      throw UsageError(fmt::format("{} is given more than once (--ro, --rw, --store); give it once", twice->string()));
+  }
+  if (options.image.empty() || options.image == "." || options.image == ".." ||
+      options.image.find('/') != std::string::npos)
+    throw UsageError(fmt::format("--image \"{}\": give the name of an image in {} (no '/')", options.image,
+                                 (options.locations.state_dir / "images").string()));
   for (const auto& entry : options.env) {
     if (entry.empty() || entry.front() == '=' || entry.find('=') == std::string::npos)
       throw UsageError(fmt::format("--env {}: want KEY=VALUE", entry));
     require_single_line(entry, "--env " + entry.substr(0, entry.find('=')));
   }
+  if (options.command.front().empty()) throw UsageError("the program's name is an empty string");
   require_single_line(options.command.front(), "the program's name");
   for (std::size_t i = 1; i < options.command.size(); ++i)
     require_single_line(options.command[i], fmt::format("the program's argument {}", i));

@@ -1305,6 +1305,9 @@ TEST_F(SandboxTest, LandlockOffAndSeccompFlagsChangeWhatTheCommandMayDo) {
 TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   TempDir dir("vmwarden-usage");
   write_file(dir / "data", "not a program", 0644);
+  std::filesystem::create_directories(dir / "tree/sub");
+  std::filesystem::create_directory_symlink(dir / "tree", dir / "link");
+  std::string tree = (dir / "tree").string();
   struct Case {
     std::vector<std::string> argv;
     std::string message;
@@ -1325,6 +1328,14 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--name", "Bad Name", "--", "/bin/true"}, "--name"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--timeout", "-1", "--", "/bin/true"}, "--timeout"},
+      {{vmwarden_binary(), "exec", "--timeout", "", "--", "/bin/true"}, "--timeout was given an empty value"},
+      {{vmwarden_binary(), "exec", "--notify-fd", "-1", "--", "/bin/true"}, "--notify-fd -1"},
+      // What a grant to the single-use UID would refuse is refused before
+      // the lease.
+      {{vmwarden_binary(), "exec", "--rw", (dir / "link").string(), "--", "/bin/true"}, "goes through a symlink"},
+      {{vmwarden_binary(), "exec", "--ro", (dir / "tree/sub/..").string(), "--", "/bin/true"}, "must not contain \"..\""},
+      {{vmwarden_binary(), "exec", "--ro", (dir / "data").string(), "--", "/bin/true"}, "not a directory"},
+      {{vmwarden_binary(), "exec", "--ro", tree, "--rw", tree + "/", "--", "/bin/true"}, "given to both --ro and --rw"},
       {{vmwarden_binary(), "exce", "--", "/bin/true"}, "unknown subcommand \"exce\"; did you mean \"exec\"?"},
       {{vmwarden_binary(), "--state-dir", "/x", "supervize", "vm"}, "did you mean \"supervise\"?"},
       {{vmwarden_binary(), "--runtime-dir", "relrun", "exec", "--", "/bin/true"},
@@ -1357,6 +1368,8 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   TempDir scratch("vmwarden-run-flags");
   write_file(scratch / "vmlinuz", "not booted");
   std::filesystem::create_directories(scratch / "dir with space");
+  std::filesystem::create_directories(scratch / "share");
+  std::filesystem::create_directory_symlink(scratch / "share", scratch / "link");
   std::string kernel = (scratch / "vmlinuz").string();
   struct Case {
     std::vector<std::string> argv;
@@ -1370,6 +1383,9 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
       {{"--ro", "/tmp", "--", "/bin/true"}, "--ro /tmp: /tmp lies under /tmp"},
       {{"--wayland", "--", "/bin/true"}, "--wayland needs --vmm crosvm"},
       {{"--image", "base", "--", "/bin/true"}, "--image excludes --kernel"},
+      {{"--ro", (scratch / "link").string(), "--", "/bin/true"}, "--ro: " + (scratch / "link").string() + ": the path goes through a symlink"},
+      {{"--ro", (scratch / "share").string(), "--rw", (scratch / "share/").string(), "--", "/bin/true"}, "is given more than once"},
+      {{"--", ""}, "the program's name is an empty string"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {vmwarden_binary(), "run", "--kernel", kernel};
@@ -1391,6 +1407,9 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   CommandResult alone = run_command({vmwarden_binary(), "run", "--initramfs", kernel, "--", "/bin/true"}, run);
   EXPECT_EQ(alone.exit_code, 2) << alone.err;
   EXPECT_THAT(alone.err, HasSubstr("--initramfs requires --kernel"));
+  CommandResult image = run_command({vmwarden_binary(), "run", "--image", "../x", "--", "/bin/true"}, run);
+  EXPECT_EQ(image.exit_code, 2) << image.err;
+  EXPECT_THAT(image.err, HasSubstr("--image \"../x\": give the name of an image"));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 }

@@ -191,6 +191,29 @@ TEST_F(SuperviseTest, ABackendRefusalExits125BeforeAnyLease) {
   EXPECT_EQ(testing::named_acl_entries(root_ / "shared"), "") << "nothing granted";
 }
 
+// What the grant of a share would refuse (a symlink on the way, a
+// filesystem without POSIX ACLs) is found before the lease: `check` passes
+// such a definition, since it does not look at the host.
+TEST_F(SuperviseTest, AShareTheGrantWouldRefuseIsRefusedBeforeAnyLease) {
+  fs::create_directory_symlink(root_ / "ro", root_ / "link");
+  write_file(root_ / "config/vms/viasymlink.toml",
+             fmt::format("command = [\"/bin/true\"]\n[uid]\nalias = \"sym\"\n"
+                         "[[share]]\ntag = \"rw\"\npath = \"{}\"\naccess = \"rw\"\n"
+                         "[[share]]\ntag = \"ro\"\npath = \"{}\"\n",
+                         (root_ / "rw").string(), (root_ / "link").string()));
+  write_file(root_ / "config/vms/proc.toml",
+             "command = [\"/bin/true\"]\n[[share]]\ntag = \"p\"\npath = \"/proc/sys\"\n");
+  for (const auto& [name, message] : {std::pair{"viasymlink", "the path goes through a symlink"},
+                                      std::pair{"proc", "does not support POSIX ACLs"}}) {
+    CommandResult result = supervise(name);
+    EXPECT_EQ(result.exit_code, 125) << result.err;
+    EXPECT_THAT(result.err, HasSubstr(message));
+  }
+  EXPECT_TRUE(fs::is_empty(root_ / "state")) << "no UID leased, no alias allocated";
+  EXPECT_TRUE(fs::is_empty(root_ / "run"));
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "nothing granted";
+}
+
 // A readiness fd that is not open is a usage error found before the lease
 // and the grants, not a permanent failure after them.
 TEST_F(SuperviseTest, ANotifyFdThatIsNotOpenIsRefusedBeforeAnyChange) {

@@ -267,6 +267,12 @@ TEST(Definition, DuplicateTagIsReportedAtTheSecond) {
                    7, 7, "duplicate share tag \"home\" (first used at line 4)");
 }
 
+TEST(Definition, ADirectorySharedTwiceIsReportedAtTheSecond) {
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"a\"\npath = \"/srv/x\"\n[[share]]\ntag = "
+                         "\"b\"\npath = \"/srv/x/\"\naccess = \"rw\"\n"),
+                   8, 8, "/srv/x is already shared at line 5");
+}
+
 TEST(Definition, ShareWithoutTag) {
   expect_one_error(parse(std::string(kMinimal) + "[[share]]\npath = \"/a\"\n"), 3, 1, "[[share]] needs a tag");
 }
