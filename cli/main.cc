@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -119,8 +120,17 @@ void refuse_empty_values(const CLI::App& app) {
   for (const CLI::App* subcommand : app.get_subcommands()) refuse_empty_values(*subcommand);
 }
 
+void ignore_write_to_closed_pipe(int) {}
+
 int run(int argc, char** argv) {
   supervisor::remember_parent();
+  // A reader that went away (`vmwarden ... 2>&1 | head -1`) must not kill
+  // vmwarden between a lease or grant and its undoing: a write to it then
+  // fails with EPIPE instead. A handler rather than SIG_IGN, since a handler
+  // is reset at execve, so every program vmwarden starts gets the default.
+  struct sigaction on_pipe {};
+  on_pipe.sa_handler = ignore_write_to_closed_pipe;
+  check(::sigaction(SIGPIPE, &on_pipe, nullptr), "sigaction", "SIGPIPE");
   CLI::App app{"vmwarden: a per-VM sandbox supervisor. Each VM's daemons (virtiofsd, the VMM) "
                "run under the VM's own UID, each in its own Landlock domain and seccomp filter, inside a PID "
                "namespace whose init is vmwarden itself.",

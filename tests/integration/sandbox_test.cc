@@ -1122,6 +1122,42 @@ TEST_F(SingleUseUidTest, ReleasedWhenTheCommandExits) {
               ::testing::ElementsAre(::testing::EndsWith("-" + std::to_string(uid))));
 }
 
+// A reader of vmwarden's stderr that went away (`2>&1 | head -1`) must not
+// kill it between the lease and grant and their undoing: every log line
+// then meets a pipe with no reader, from the first one on.
+TEST_F(SingleUseUidTest, ReleasedWhenStderrIsAPipeWithoutReader) {
+  TempDir tree("vmwarden-pipe-tree");
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  ::close(pipe_fds[0]);
+  std::vector<std::string> argv = exec_argv({"--rw", tree.path().string()}, {"/bin/true"});
+  argv.insert(argv.begin() + 1, "--verbose");
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) env.emplace_back(*entry);
+  for (const auto& [key, value] : options().env) env.push_back(key + "=" + value);
+  std::vector<char*> argv_ptrs, env_ptrs;
+  for (std::string& arg : argv) argv_ptrs.push_back(arg.data());
+  for (std::string& entry : env) env_ptrs.push_back(entry.data());
+  argv_ptrs.push_back(nullptr);
+  env_ptrs.push_back(nullptr);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::signal(SIGPIPE, SIG_DFL);
+    ::dup2(pipe_fds[1], STDERR_FILENO);
+    ::execve(argv_ptrs[0], argv_ptrs.data(), env_ptrs.data());
+    ::_exit(127);
+  }
+  ::close(pipe_fds[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_FALSE(WIFSIGNALED(status)) << "killed by " << sigabbrev_np(WTERMSIG(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(directory_names(allocated_dir()).empty()) << "the UID was released";
+  EXPECT_TRUE(directory_names(leases_dir()).empty());
+  EXPECT_EQ(named_acl_entries(tree.path()), "") << "the grant was revoked";
+}
+
 TEST_F(SingleUseUidTest, ReleasedWhenTheSandboxIsStoppedBySignal) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     std::optional<Launched> sandbox;
