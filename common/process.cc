@@ -115,6 +115,14 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
     if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(out_write.get(), 1) < 0 ||
         ::dup2(out_write.get(), 2) < 0)
       ::_exit(127);
+    // The program gets stdin, stdout and stderr and nothing else of the
+    // caller's: no descriptor it inherited without close-on-exec (an s6
+    // notification fd would let it report readiness), and no blocked signal
+    // (the warden blocks the ones it reads from a signalfd).
+    sigset_t none;
+    sigemptyset(&none);
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 || ::sigprocmask(SIG_SETMASK, &none, nullptr) < 0)
+      ::_exit(127);
     if (in_child) {
       try {
         in_child();
