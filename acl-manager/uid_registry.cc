@@ -140,12 +140,10 @@ void release_locked(const Paths& paths, uid_t uid, bool durable) {
 std::vector<std::pair<uid_t, uid_t>> read_subordinate_ranges(const std::vector<std::filesystem::path>& files) {
   std::vector<std::pair<uid_t, uid_t>> ranges;
   for (const auto& file : files) {
-    std::optional<std::string> content;
-    try {
-      content = read_small_file(file);
-    } catch (const SystemError&) {
-      continue;
-    }
+    // A missing file lists no range; one that cannot be read fails the
+    // allocation, as an unreadable passwd database does, rather than count
+    // as empty and let a subordinate ID be handed out.
+    std::optional<std::string> content = read_small_file(file);
     if (!content) continue;
     std::string_view rest = *content;
     while (!rest.empty()) {

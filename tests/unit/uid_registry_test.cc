@@ -59,6 +59,19 @@ TEST(UidRegistry, AliasesAreStableAndDistinct) {
   EXPECT_EQ(testing::read_file(f.locations.state_dir / "uids/allocated" / std::to_string(work)), "alias work\n");
 }
 
+TEST(UidRegistry, ASubordinateIdFileThatCannotBeReadFailsTheAllocation) {
+  Fixture f;
+  std::filesystem::create_directory(f.temp / "subuid");  // read() fails: EISDIR
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  try {
+    registry.allocate_single_use();
+    ADD_FAILURE() << "a UID was handed out without the subordinate ranges";
+  } catch (const SystemError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr((f.temp / "subuid").string()));
+  }
+  EXPECT_TRUE(registry.list().empty());
+}
+
 TEST(UidRegistry, NeverHandsOutSubordinateOrPasswdIds) {
   Fixture f;
   testing::write_file(f.temp / "subuid", fmt::format("someone:{}:3\n", kFirst));
