@@ -30,6 +30,7 @@ Report& Report::operator+=(const Report& other) {
   changed += other.changed;
   unchanged += other.unchanged;
   skipped_hardlinks += other.skipped_hardlinks;
+  skipped_foreign += other.skipped_foreign;
   skipped_symlinks += other.skipped_symlinks;
   skipped_special += other.skipped_special;
   skipped_mounts += other.skipped_mounts;
@@ -38,6 +39,9 @@ Report& Report::operator+=(const Report& other) {
   narrowed += other.narrowed;
   for (const std::string& path : other.hardlinks) {
     if (hardlinks.size() < 100) hardlinks.push_back(path);
+  }
+  for (const std::string& path : other.foreign) {
+    if (foreign.size() < 100) foreign.push_back(path);
   }
   for (const std::string& error : other.errors) {
     if (errors.size() < 20) errors.push_back(error);
@@ -52,6 +56,7 @@ std::string Report::summary() const {
     if (count != 0) text += fmt::format(", {} {}", count, what);
   };
   add(skipped_hardlinks, "hard-linked skipped");
+  add(skipped_foreign, "owned by a third party skipped");
   add(skipped_symlinks, "symlinks skipped");
   add(skipped_special, "special files skipped");
   add(skipped_mounts, "mount points not crossed");
@@ -65,7 +70,8 @@ namespace {
 
 class GrantEditor final : public Editor {
  public:
-  GrantEditor(uid_t uid, Access access) : uid_(uid), writable_(access == Access::rw) {}
+  GrantEditor(uid_t uid, Access access, UidRange managed)
+      : uid_(uid), writable_(access == Access::rw), managed_(managed) {}
 
   bool edit_access(Entries& access, bool is_directory, Report& report) const override {
     return set(access, detail::requested_perm(writable_, is_directory, access), report);
@@ -93,6 +99,16 @@ class GrantEditor final : public Editor {
 
   bool adds_entries() const override { return true; }
 
+  // An object of a third party's in the tree was most likely moved in by
+  // someone who can write there (a rename needs no access to the object
+  // itself): granting it would hand the VM what its owner never shared.
+  // Only the tree's owner's objects and VMs' own (any UID of the managed
+  // range: what this VM, or an earlier single-use UID, wrote there) are
+  // granted.
+  bool accepts_owner(uid_t owner, uid_t root_owner) const override {
+    return owner == root_owner || managed_.contains(owner);
+  }
+
  private:
   bool set(Entries& entries, std::uint16_t perm, Report& report) const {
     bool changed = detail::set_user(entries, uid_, perm);
@@ -102,6 +118,7 @@ class GrantEditor final : public Editor {
 
   uid_t uid_;
   bool writable_;
+  UidRange managed_;
 };
 
 // Removes the entries of every UID `remove` selects, from access and default
@@ -119,6 +136,8 @@ class RemoveEditor final : public Editor {
   }
 
   bool adds_entries() const override { return false; }
+  // Removing entries only narrows access, whoever owns the object.
+  bool accepts_owner(uid_t, uid_t) const override { return true; }
 
  private:
   bool remove(Entries& entries, Report& report) const {
@@ -247,7 +266,7 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
   if (!options.dry_run) {
     registry.add_grant_record(GrantRecord{uid, tree, access, options.cross_mounts});
   }
-  GrantEditor editor(uid, access);
+  GrantEditor editor(uid, access, registry.range());
   return detail::walk_tree(root.get(), tree.string(), editor, options);
 }
 

@@ -30,6 +30,7 @@ struct Report {
   std::uint64_t changed = 0;            // objects whose ACL was (or, dry run, would be) rewritten
   std::uint64_t unchanged = 0;          // already right
   std::uint64_t skipped_hardlinks = 0;  // grants: non-directories with st_nlink > 1
+  std::uint64_t skipped_foreign = 0;    // grants: owned by neither the tree's owner nor a VM (not entered)
   std::uint64_t skipped_symlinks = 0;
   std::uint64_t skipped_special = 0;    // fifos, sockets, devices
   std::uint64_t skipped_mounts = 0;     // mount points not crossed
@@ -37,6 +38,7 @@ struct Report {
   std::uint64_t failed = 0;             // objects whose ACL could not be read or written
   std::uint64_t narrowed = 0;           // grants given less than asked by the mask rule (doc/ACL.md)
   std::vector<std::string> hardlinks;   // their paths (the first 100)
+  std::vector<std::string> foreign;     // the third party's objects' paths (the first 100)
   std::vector<std::string> errors;      // the first 20 failures, "PATH: why"
   std::map<uid_t, std::uint64_t> removed;  // sweep: objects each UID's entries were removed from
 

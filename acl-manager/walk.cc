@@ -175,6 +175,11 @@ class Walk {
     unsigned fast_pause = 0;
     unsigned fast_rounds = 0;
 
+    void note_foreign(const std::string& path) {
+      ++report.skipped_foreign;
+      if (report.foreign.size() < kMaxHardlinkPaths) report.foreign.push_back(path);
+    }
+
     void note_error(const std::string& path, std::string_view operation, int error) {
       ++report.failed;
       if (report.errors.size() < kMaxErrors) {
@@ -224,6 +229,14 @@ class Walk {
       if (::fstat(fd, &st) < 0) {
         if (is_root) throw_errno("fstat", dir->path);
         note_error(dir->path, "fstat", errno);
+        return;
+      }
+      // The root's owner decides whose objects a grant may edit. A directory
+      // of a third party's is not entered either: what lies below it came in
+      // with it.
+      if (is_root) walk.root_owner_ = st.st_uid;
+      if (!is_root && !walk.editor_.accepts_owner(st.st_uid, walk.root_owner_)) {
+        note_foreign(dir->path);
         return;
       }
       fix_directory(walk, fd, st, dir->path, is_root);
@@ -489,6 +502,10 @@ class Walk {
         if (report.hardlinks.size() < kMaxHardlinkPaths) report.hardlinks.push_back(join(dir->path, name));
         return;
       }
+      if (!walk.editor_.accepts_owner(st.st_uid, walk.root_owner_)) {
+        note_foreign(join(dir->path, name));
+        return;
+      }
       char fd_name[16] = {};
       if (o_path) std::snprintf(fd_name, sizeof fd_name, "%d", fd);
       int proc = walk.proc_fd_.get();
@@ -598,6 +615,7 @@ class Walk {
 
   const Editor& editor_;
   const WalkOptions& options_;
+  uid_t root_owner_ = 0;  // set by the root's processing, before other threads start
   UniqueFd proc_fd_;
   bool use_fast_check_ = false;
   // How non-directories are pinned: O_PATH, or opened for reading (only

@@ -2,6 +2,8 @@
 // acl-manager.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "acl-manager/acl.h"
@@ -22,6 +24,9 @@ class Editor {
   virtual bool edit_default(Entries& entries, bool& present, const Entries& access, Report& report) const = 0;
   // Whether an object with no ACL at all can need a change (only grants add).
   virtual bool adds_entries() const = 0;
+  // Whether an object owned by `owner`, in a tree whose root `root_owner`
+  // owns, may be edited. Grants say no to a third party's objects.
+  virtual bool accepts_owner(uid_t owner, uid_t root_owner) const = 0;
 };
 
 // Walks the directory open as root_fd (which the caller opened without

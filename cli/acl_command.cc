@@ -15,6 +15,9 @@ int finish(const acl::Report& report, std::string_view what) {
   for (const std::string& path : report.hardlinks) {
     fmt::print(stderr, "vmwarden: skipped (more than one hard link): {}\n", path);
   }
+  for (const std::string& path : report.foreign) {
+    fmt::print(stderr, "vmwarden: skipped (owned by neither the tree's owner nor a VM): {}\n", path);
+  }
   for (const std::string& error : report.errors) fmt::print(stderr, "vmwarden: {}\n", error);
   fmt::print("{}: {}\n", what, report.summary());
   return report.failed == 0 ? exit_status::kOk : exit_status::kFailure;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <fmt/core.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -424,6 +425,52 @@ TEST(AclHardlink, AnOutsideFileLinkedIntoTheTreeGainsNoEntry) {
   auto result = testing::run_command({"setfacl", "-R", "-m", fmt::format("u:{}:rX", uid + 1), env.tree.string()});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_TRUE(has_acl(outside));
+}
+
+// A rename needs no access to the object moved: whoever can write the tree
+// (or a directory the object lies in) can move a third party's file or
+// directory into it. A grant leaves such objects alone, and does not enter
+// such a directory; VMs' own objects (any UID of the managed range) are
+// granted. Revoke acts on all.
+TEST(AclRename, AThirdPartysObjectMovedIntoTheTreeGainsNoEntry) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("mv");
+  const uid_t third_party = 4242;
+  std::filesystem::path file = env.tree / "d0/bobs-file", dir = env.tree / "d0/bobs-dir";
+  testing::write_file(file, "secret", 0600);
+  std::filesystem::create_directory(dir);
+  testing::write_file(dir / "inner", "secret", 0644);  // root's, but came in with the directory
+  testing::write_file(env.tree / "d0/vms-own", "mine", 0600);
+  testing::write_file(env.tree / "d0/earlier-vms", "an earlier single-use UID's", 0600);
+  ASSERT_EQ(::chown(file.c_str(), third_party, third_party), 0);
+  ASSERT_EQ(::chown(dir.c_str(), third_party, third_party), 0);
+  ASSERT_EQ(::chown((env.tree / "d0/vms-own").c_str(), uid, uid), 0);
+  ASSERT_EQ(::chown((env.tree / "d0/earlier-vms").c_str(), uid + 5, uid + 5), 0);
+
+  Report report = grant(registry, uid, env.tree, Access::rw);
+  EXPECT_EQ(report.skipped_foreign, 2u) << report.summary();
+  EXPECT_THAT(report.foreign, ::testing::UnorderedElementsAre(file.string(), dir.string()));
+  EXPECT_FALSE(has_acl(file));
+  EXPECT_FALSE(has_acl(dir));
+  EXPECT_FALSE(has_acl(dir / "inner"));
+  EXPECT_EQ(count_entries(getfacl(env.tree / "d0/vms-own"), uid), 1u);
+  EXPECT_EQ(count_entries(getfacl(env.tree / "d0/earlier-vms"), uid), 1u);
+  EXPECT_EQ(count_entries(getfacl(env.tree / "d0/f0"), uid), 1u);
+
+  // The CLI names them.
+  auto again = env.vmwarden({"acl", "grant", "--uid", "mv", "--rw", env.tree.string()});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("skipped (owned by neither the tree's owner nor a VM): " + file.string()),
+            std::string::npos)
+      << again.err;
+
+  // An entry there from before (however it got there) is still revoked.
+  ASSERT_EQ(testing::run_command({"setfacl", "-m", fmt::format("u:{}:r", uid), file.string()}).exit_code, 0);
+  Report revoked = revoke(registry, uid, env.tree);
+  EXPECT_EQ(revoked.skipped_foreign, 0u);
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u);
 }
 
 // The VM itself can make a second link to a file it may read and write
