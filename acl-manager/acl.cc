@@ -294,7 +294,7 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
 }
 
 SweepReport sweep(UidRegistry& registry, bool dry_run) {
-  UniqueFd lock = registry.lock_acl_changes();
+  UniqueFd lock = registry.lock_acl_changes(/*create=*/!dry_run);
   SweepReport result;
 
   std::set<uid_t> leased;
@@ -336,27 +336,30 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     }
     result.trees.push_back(std::move(entry));
   }
-  if (dry_run) return result;
 
   // The entries are gone from every recorded tree that could be walked without
   // failures: drop the records of dead UIDs there, then release dead
-  // single-use UIDs that have no records left.
+  // single-use UIDs that have no records left. A dry run counts what it
+  // would drop and release.
   std::set<std::filesystem::path> clean;
   for (const SweepReport::Tree& tree : result.trees) {
     if (tree.missing || tree.report.failed == 0) clean.insert(tree.path);
   }
+  std::map<uid_t, std::size_t> records_left;
   for (const GrantRecord& record : records) {
     bool dead = range.contains(record.uid) && !leased.count(record.uid) && !is_live_alias(record.uid);
     if (dead && clean.count(record.tree)) {
-      registry.remove_grant_record(record.uid, record.tree);
+      if (!dry_run) registry.remove_grant_record(record.uid, record.tree);
       ++result.records_removed;
+    } else {
+      ++records_left[record.uid];
     }
   }
   for (const auto& [uid, alias] : allocated) {
     if (!alias.empty() || leased.count(uid) || !range.contains(uid)) continue;
-    if (!registry.grant_records(uid).empty()) continue;
+    if (records_left.count(uid) || (!dry_run && !registry.grant_records(uid).empty())) continue;
     try {
-      registry.release(uid);
+      if (!dry_run) registry.release(uid);
       result.released.push_back(uid);
     } catch (const std::exception& e) {
       log::info("sweep: UID {} kept: {}", uid, e.what());

@@ -77,8 +77,8 @@ struct SweepReport {
     Report report;
   };
   std::vector<Tree> trees;
-  std::vector<uid_t> released;          // dead single-use UIDs returned to the pool
-  std::uint64_t records_removed = 0;
+  std::vector<uid_t> released;          // dead single-use UIDs returned to the pool (dry run: that would be)
+  std::uint64_t records_removed = 0;    // (dry run: that would be)
 };
 
 // In every recorded tree, removes the entries of UIDs in the managed range that

@@ -272,8 +272,9 @@ UniqueFd UidRegistry::lock_registry(bool create) const {
   return lock_file(paths.registry_lock);
 }
 
-UniqueFd UidRegistry::lock_acl_changes() const {
+UniqueFd UidRegistry::lock_acl_changes(bool create) const {
   Paths paths(locations_);
+  if (!create && ::access(paths.grants.c_str(), F_OK) != 0) return UniqueFd();
   make_directories(paths.grants, 0755);
   return lock_file(paths.grants_lock);
 }
@@ -599,6 +600,8 @@ void UidRegistry::release(uid_t uid) {
     throw UsageError(fmt::format("UID {} is outside the managed range {}", uid, range_.to_string()));
   }
   Paths paths(locations_);
+  // No registry yet: nothing is allocated, and a refusal creates nothing.
+  if (::access(paths.uids.c_str(), F_OK) != 0) throw UsageError(fmt::format("UID {} is not allocated", uid));
   UniqueFd lock = lock_registry();
   Snapshot snapshot = load();
   recover(snapshot);

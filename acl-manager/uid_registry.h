@@ -130,7 +130,9 @@ class UidRegistry {
 
   // The flock serialising every ACL change (grant, revoke, sweep), so that
   // two walks never interleave their read-modify-write on one object.
-  UniqueFd lock_acl_changes() const;
+  // create=false: where no grant was ever recorded, create nothing and
+  // return an empty fd (a dry run's view).
+  UniqueFd lock_acl_changes(bool create = true) const;
 
  private:
   struct Snapshot;

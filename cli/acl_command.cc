@@ -119,6 +119,11 @@ void add_acl_command(CLI::App& app, Globals& globals) {
         for (uid_t uid : result.released) fmt::print("released single-use UID {}\n", uid);
         fmt::print("sweep: {} tree(s), {} record(s) dropped, {} UID(s) released\n", result.trees.size(),
                    result.records_removed, result.released.size());
+      } else {
+        for (uid_t uid : result.released) fmt::print("would release single-use UID {}\n", uid);
+        fmt::print("sweep (dry run, nothing changed): {} tree(s), {} record(s) would be dropped, {} UID(s) would be "
+                   "released\n",
+                   result.trees.size(), result.records_removed, result.released.size());
       }
       return failed ? exit_status::kFailure : exit_status::kOk;
     };

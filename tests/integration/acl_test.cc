@@ -838,11 +838,20 @@ TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
   EXPECT_NE(dry.out.find(fmt::format("entries of UID {}", dead)), std::string::npos) << dry.out;
   EXPECT_EQ(dry.out.find(fmt::format("entries of UID {}", live.uid())), std::string::npos) << dry.out;
   EXPECT_NE(dry.out.find(fmt::format("{}: would remove", other.string())), std::string::npos) << dry.out;
+  // The records it would drop and the UID it would release, as the sweep
+  // below then does.
+  EXPECT_NE(dry.out.find(fmt::format("would release single-use UID {}\n", dead)), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("2 tree(s), 2 record(s) would be dropped, 1 UID(s) would be released"), std::string::npos)
+      << dry.out;
   EXPECT_EQ(getfacl(env.tree), tree_before) << "--dry-run changed something";
   EXPECT_EQ(getfacl(other), other_before);
+  EXPECT_TRUE(registry.find(dead)->allocated);
+  EXPECT_EQ(registry.grant_records(dead).size(), 2u);
 
   auto swept = env.vmwarden({"acl", "sweep"});
   ASSERT_EQ(swept.exit_code, 0) << swept.err;
+  EXPECT_NE(swept.out.find(fmt::format("released single-use UID {}\n", dead)), std::string::npos) << swept.out;
+  EXPECT_NE(swept.out.find("2 tree(s), 2 record(s) dropped, 1 UID(s) released"), std::string::npos) << swept.out;
   std::string tree_after = getfacl(env.tree), other_after = getfacl(other);
   EXPECT_EQ(uids_in(tree_after, registry.range()), (std::set<uid_t>{alias, live.uid()}));
   EXPECT_TRUE(uids_in(other_after, registry.range()).empty()) << other_after;
@@ -911,6 +920,19 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.err.find("VMWARDEN_STATE_DIR is set but empty"), std::string::npos) << result.err;
   EXPECT_EQ(snapshot(), before);
+
+  // Against a state directory that does not exist yet, neither a dry-run
+  // sweep nor a refused release creates it.
+  testing::CommandOptions fresh;
+  fresh.extra_env = env.env();
+  fresh.extra_env["VMWARDEN_STATE_DIR"] = (env.temp / "no-state").string();
+  auto dry = testing::run_command({testing::vmwarden_binary(), "acl", "sweep", "--dry-run"}, fresh);
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("sweep (dry run, nothing changed): 0 tree(s)"), std::string::npos) << dry.out;
+  auto release = testing::run_command({testing::vmwarden_binary(), "uid", "release", "1879048200"}, fresh);
+  EXPECT_EQ(release.exit_code, 2) << release.err;
+  EXPECT_NE(release.err.find("not allocated"), std::string::npos) << release.err;
+  EXPECT_FALSE(std::filesystem::exists(env.temp / "no-state"));
 }
 
 // The record files' crash safety as the kernel sees it, traced with strace:
