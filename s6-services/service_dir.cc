@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -128,9 +129,13 @@ WriteResult write_service_dir(const ServiceOptions& options) {
       write_atomically(path, file);
       changed = true;
     }
-    // --log dropped since the last time: the log service goes.
-    if (!options.log && fs::exists(dir / "log/run")) {
+    // --log dropped since the last time: the log service goes. s6-svscan
+    // supervises any log/ subdirectory, run script or not, so the directory
+    // is moved aside (the logs in it kept), not just emptied of its script.
+    if (!options.log && fs::is_directory(fs::symlink_status(dir / "log"))) {
       fs::remove(dir / "log/run");
+      fs::path kept = dir / fmt::format("log.old-{}", ::time(nullptr));
+      check(::rename((dir / "log").c_str(), kept.c_str()), "rename", (dir / "log").string());
       changed = true;
     }
     return changed ? WriteResult::updated : WriteResult::unchanged;

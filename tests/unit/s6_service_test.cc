@@ -70,8 +70,20 @@ TEST(S6ServiceDir, CreatesThenIsIdempotentThenUpdates) {
   EXPECT_EQ(write_service_dir(options_for(scandir.path())), WriteResult::unchanged);
   EXPECT_EQ(write_service_dir(options_for(scandir.path(), true)), WriteResult::updated);
   EXPECT_TRUE(fs::exists(scandir / "work/log/run"));
+  fs::create_directories(scandir / "work/log/main");
+  testing::write_file(scandir / "work/log/main/current", "a log line\n");
   EXPECT_EQ(write_service_dir(options_for(scandir.path(), false)), WriteResult::updated);
-  EXPECT_FALSE(fs::exists(scandir / "work/log/run"));
+  // No log/ left for s6-svscan to supervise; the logs kept beside it.
+  EXPECT_FALSE(fs::exists(scandir / "work/log"));
+  int kept = 0;
+  for (const auto& entry : fs::directory_iterator(scandir / "work")) {
+    if (!entry.path().filename().string().starts_with("log.old-")) continue;
+    ++kept;
+    EXPECT_EQ(testing::read_file(entry.path() / "main/current"), "a log line\n");
+    EXPECT_FALSE(fs::exists(entry.path() / "run"));
+  }
+  EXPECT_EQ(kept, 1);
+  EXPECT_EQ(write_service_dir(options_for(scandir.path(), false)), WriteResult::unchanged);
   // No staging directory is left behind.
   int entries = 0;
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(scandir.path())) ++entries;
