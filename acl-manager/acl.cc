@@ -404,7 +404,9 @@ std::string show(const std::filesystem::path& path, const UidRegistry* registry)
   std::string out = fmt::format("# file: {}\n# owner: {}\n# group: {}\n", path.string(), st.st_uid, st.st_gid);
   auto append = [&](acl_type_t type, std::string_view prefix) {
     acl_t acl = acl_get_file(proc_path.c_str(), type);
-    if (acl == nullptr) throw_errno("acl_get_file", path.string());
+    if (acl == nullptr && errno == EOPNOTSUPP)
+      throw UsageError(fmt::format("{}: its filesystem does not support POSIX ACLs", path.string()));
+    if (acl == nullptr) throw_errno("read ACL of", path.string());
     char* text = acl_to_any_text(acl, nullptr, '\n', TEXT_NUMERIC_IDS | TEXT_SOME_EFFECTIVE | TEXT_SMART_INDENT);
     acl_free(acl);
     if (text == nullptr) throw_errno("acl_to_any_text", path.string());

@@ -10,6 +10,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <cmath>
@@ -58,10 +59,17 @@ struct ExecOptions {
   std::vector<std::string> command;
 };
 
-std::optional<unsigned long> parse_id(const std::string& text) {
+// A number (0 to 4294967294), or nullopt for a name. What starts like a
+// number but is not a valid one ("-1", "12x", "4294967295") is refused here,
+// rather than looked up as a name and reported as an unknown user.
+std::optional<unsigned long> parse_id(const std::string& flag, const std::string& text) {
+  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text.front())) || text.front() == '-' ||
+                        text.front() == '+'))
+    return std::nullopt;
   unsigned long value = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value >= 0xFFFFFFFFUL) return std::nullopt;
+  if (error != std::errc() || end != text.data() + text.size() || value >= 0xFFFFFFFFUL)
+    throw UsageError(fmt::format("{} {}: not a valid id; give a number from 0 to 4294967294, or a name", flag, text));
   return value;
 }
 
@@ -81,7 +89,7 @@ std::optional<Identity> given_identity(const ExecOptions& options) {
   std::optional<gid_t> primary_gid;
   // A number is taken as is, without a passwd lookup: per-VM UIDs have no
   // passwd entry, and the lookup (NSS) would cost more than the sandbox.
-  if (auto number = parse_id(options.uid)) {
+  if (auto number = parse_id("--uid", options.uid)) {
     identity.uid = static_cast<uid_t>(*number);
   } else if (auto user = find_user_in_files(options.uid)) {
     identity.uid = user->uid;
@@ -93,7 +101,7 @@ std::optional<Identity> given_identity(const ExecOptions& options) {
     // --uid NUMBER: the group of the same number; --uid NAME: the user's
     // primary group.
     identity.gid = primary_gid.value_or(static_cast<gid_t>(identity.uid));
-  } else if (auto number = parse_id(options.gid)) {
+  } else if (auto number = parse_id("--gid", options.gid)) {
     identity.gid = static_cast<gid_t>(*number);
   } else if (auto gid = find_group_in_files(options.gid)) {
     identity.gid = *gid;

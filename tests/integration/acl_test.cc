@@ -901,6 +901,7 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
       {{"acl", "show", (env.temp / "via-link/d0/f1").string()}, "goes through a symlink"},
       {{"acl", "show", (env.temp / "via-link").string()}, "a symlink"},
       {{"acl", "grant", "--uid", "work", "--ro", "/proc"}, "does not support POSIX ACLs"},
+      {{"acl", "show", "/proc/1"}, "/proc/1: its filesystem does not support POSIX ACLs"},
       {{"acl", "grant", "--uid", "", "--rw", env.tree.string()}, "--uid was given an empty value"},
       {{"acl", "revoke", "--uid", "-1", env.tree.string()}, "invalid UID \"-1\""},
       {{"uid", "release", ""}, "invalid UID \"\""},

@@ -1360,6 +1360,8 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--seccomp-profile", "vm-deamon", "--", "/bin/true"}, "\"vm-daemon\""},
       {{vmwarden_binary(), "exec", "--json", "--", "/bin/true"}, "--json goes with --audit"},
       {{vmwarden_binary(), "exec", "--uid", "no-such-user-xyz", "--", "/bin/true"}, "no such user"},
+      {{vmwarden_binary(), "exec", "--uid", "4294967295", "--", "/bin/true"}, "--uid 4294967295: not a valid id"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "12x", "--", "/bin/true"}, "--gid 12x: not a valid id"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--name", "Bad Name", "--", "/bin/true"}, "--name"},
