@@ -27,9 +27,9 @@ struct HttpResponse {
 // One request on a fresh connection to the API socket (HTTP/1.1 as
 // cloud-hypervisor's own ch-remote sends it). The response ends after
 // Content-Length bytes of body, or at end of stream without one.
-HttpResponse http_request(const std::filesystem::path& socket, std::string_view method, std::string_view endpoint,
-                          Deadline deadline) {
-  UnixConnection connection = UnixConnection::connect(socket);
+HttpResponse http_request(const std::filesystem::path& socket, uid_t peer_uid, std::string_view method,
+                          std::string_view endpoint, Deadline deadline) {
+  UnixConnection connection = UnixConnection::connect(socket, SOCK_STREAM, peer_uid);
   connection.write_all(
       fmt::format("{} /api/v1/{} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n", method, endpoint), deadline);
   std::string text;
@@ -69,7 +69,8 @@ void wait_for_running(const std::filesystem::path& socket, const supervisor::Run
   while (std::chrono::steady_clock::now() < deadline) {
     backend::require_running(vmm, "cloud-hypervisor");
     try {
-      HttpResponse response = http_request(socket, "GET", "vm.info", backend::probe_deadline(deadline));
+      HttpResponse response =
+          http_request(socket, vmm.spec().confinement.uid, "GET", "vm.info", backend::probe_deadline(deadline));
       if (response.status == 200) {
         std::string_view state = parse_json(response.body).string_member("state");
         if (state == "Running") return;

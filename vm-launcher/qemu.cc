@@ -58,7 +58,7 @@ void wait_for_qmp(const std::filesystem::path& socket, const supervisor::Running
   while (std::chrono::steady_clock::now() < deadline) {
     backend::require_running(vmm, "QEMU");
     try {
-      QmpClient qmp = QmpClient::connect(socket, backend::probe_deadline(deadline));
+      QmpClient qmp = QmpClient::connect(socket, backend::probe_deadline(deadline), vmm.spec().confinement.uid);
       for (;;) {
         Json status = qmp.execute("query-status", backend::probe_deadline(deadline));
         std::string_view state = status.string_member("status");
@@ -138,13 +138,13 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
   plan.wait_ready = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_qmp(qmp, vmm, deadline);
   };
-  plan.graceful_stop = [qmp](const supervisor::RunningService&, Deadline deadline) {
-    QmpClient::connect(qmp, deadline).execute("system_powerdown", deadline);
+  plan.graceful_stop = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
+    QmpClient::connect(qmp, deadline, vmm.spec().confinement.uid).execute("system_powerdown", deadline);
   };
   plan.force_stop = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
     try {
       Deadline quick = std::min(deadline, std::chrono::steady_clock::now() + 2s);
-      QmpClient::connect(qmp, quick).execute("quit", quick);
+      QmpClient::connect(qmp, quick, vmm.spec().confinement.uid).execute("quit", quick);
     } catch (const std::exception&) {
       // QMP is gone or stuck: SIGKILL below settles it.
     }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -30,7 +31,9 @@ class QmpClient {
   // Connects, reads the greeting and leaves capabilities negotiation mode
   // (qmp_capabilities). Throws SystemError when the socket is not there or
   // does not answer by the deadline.
-  static QmpClient connect(const std::filesystem::path& socket, Deadline deadline);
+  // With `peer_uid`, only a socket served by that UID is talked to.
+  static QmpClient connect(const std::filesystem::path& socket, Deadline deadline,
+                           std::optional<uid_t> peer_uid = std::nullopt);
 
   // Runs `command` with `arguments` (a JSON object, or empty) and returns the
   // "return" value. Throws QmpError for an error reply, SystemError on a

@@ -6,11 +6,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include <fmt/core.h>
+
 #include "common/error.h"
 
 namespace vmwarden::vm {
 
-UnixConnection UnixConnection::connect(const std::filesystem::path& path, int type) {
+UnixConnection UnixConnection::connect(const std::filesystem::path& path, int type, std::optional<uid_t> peer_uid) {
   const std::string& name = path.native();
   if (name.size() > kMaxSocketPath)
     throw UsageError("socket path " + name + " is longer than " + std::to_string(kMaxSocketPath) +
@@ -22,6 +24,14 @@ UnixConnection UnixConnection::connect(const std::filesystem::path& path, int ty
   // A unix connect completes or fails at once; EAGAIN means a full backlog.
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) < 0)
     throw_errno("connect", name);
+  if (peer_uid) {
+    ucred peer{};
+    socklen_t size = sizeof peer;
+    check(::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size), "getsockopt SO_PEERCRED", name);
+    if (peer.uid != *peer_uid)
+      throw PermanentError(fmt::format("{} is served by UID {}, not by the VMM's UID {}: not talking to it", name,
+                                       peer.uid, *peer_uid));
+  }
   return UnixConnection(std::move(fd), path);
 }
 

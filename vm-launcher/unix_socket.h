@@ -6,6 +6,7 @@
 #include <sys/un.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -21,7 +22,11 @@ inline constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 class UnixConnection {
  public:
   // One attempt; throws SystemError (ENOENT, ECONNREFUSED, ...) on failure.
-  static UnixConnection connect(const std::filesystem::path& path, int type = SOCK_STREAM);
+  // With `peer_uid`, the socket must be served by a process of that UID (the
+  // VMM's own): the directory it lies in is the VM's, and a socket or
+  // symlink swapped in there could lead to another VM's control socket.
+  static UnixConnection connect(const std::filesystem::path& path, int type = SOCK_STREAM,
+                                std::optional<uid_t> peer_uid = std::nullopt);
 
   void write_all(std::string_view data, Deadline deadline);
   // Appends what is available (waiting for at least one byte) to `buffer`.

@@ -1,6 +1,7 @@
 // The JSON reader and the QMP client against a scripted QMP server: replies
 // split across reads, events between a command and its reply, error replies,
 // and deadlines. The client against real QEMU: tests/integration.
+#include <fmt/core.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -161,6 +162,38 @@ TEST(QmpClient, GivesUpAtTheDeadline) {
 TEST(QmpClient, RefusesASocketThatIsNotQmp) {
   ScriptedQmp server("{\"hello\": ", "1}\n", [](int, const std::string&) {});
   EXPECT_THROW(QmpClient::connect(server.socket(), in(5s)), std::runtime_error);
+}
+
+// The control socket lies in a directory the VM's UID owns: a socket served
+// by another UID (another VM's QEMU, reached through a symlink swapped in)
+// is not talked to at all.
+TEST(QmpClient, TalksOnlyToASocketServedByTheExpectedUid) {
+  // Listening, never accepting: the connect completes in the backlog, and
+  // nothing may be read or sent on it.
+  testing::TempDir dir("vmwarden-qmp");
+  std::filesystem::path socket = dir / "qmp.sock";
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strcpy(address.sun_path, socket.c_str());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  auto start = std::chrono::steady_clock::now();
+  try {
+    QmpClient::connect(socket, in(5s), ::getuid() + 1);
+    FAIL() << "talked to a socket of another UID";
+  } catch (const PermanentError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr(fmt::format("is served by UID {}", ::getuid())));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "refused at once, not after waiting for a greeting";
+}
+
+TEST(QmpClient, TalksToASocketServedByTheExpectedUid) {
+  ScriptedQmp server(kGreetingStart, kGreetingEnd, [](int fd, const std::string& line) {
+    ScriptedQmp::send(fd, "{\"return\": {}, \"id\": " + id_of(line) + "}\r\n");
+  });
+  QmpClient client = QmpClient::connect(server.socket(), in(5s), ::getuid());
+  client.execute("query-status", in(5s));
 }
 
 TEST(QmpClient, MissingSocketIsASystemError) {
