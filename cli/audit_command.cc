@@ -107,7 +107,7 @@ void add_audit_command(CLI::App& app, Globals& globals) {
         return audit_definition(*options, globals.locations());
       } catch (const std::exception& error) {
         if (options->json)
-          fmt::print("{{\"audit\":{},\"error\":{}}}\n", vm::json_quote(options->target), vm::json_quote(error.what()));
+          fmt::print("{{\"audit\":{},\"error\":{}}}\n", json_quote(options->target), json_quote(error.what()));
         throw;
       }
     };

@@ -184,11 +184,11 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
                                       const AuditLabels& labels) {
   Audit audit = gather(service, confinement, labels);
   auto id_json = [&](uid_t id) { return labels.label(id) ? std::string("null") : std::to_string(id); };
-  auto label_json = [&](uid_t id) { return labels.label(id) ? json_string(*labels.label(id)) : std::string("null"); };
+  auto label_json = [&](uid_t id) { return labels.label(id) ? json_quote(*labels.label(id)) : std::string("null"); };
   std::string paths = "[";
   for (std::size_t i = 0; i < audit.paths.size(); ++i)
     paths += fmt::format("{}{{\"path\":{},\"type\":{},\"rights\":{}}}", i ? "," : "",
-                         json_string(audit.paths[i].path), json_string(audit.paths[i].type),
+                         json_quote(audit.paths[i].path), json_quote(audit.paths[i].type),
                          json_strings(audit.paths[i].rights));
   paths += "]";
   const SeccompProfileInfo& seccomp = audit.seccomp;
@@ -202,14 +202,14 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
       "\"seccomp\":{{\"profile\":{},\"kind\":{},\"action\":{},\"syscall_count\":{},\"syscalls\":{},"
       "\"argument_filters\":{},\"enosys\":{}}},"
       "\"flags\":{}}}",
-      json_string(audit.service), id_json(audit.uid), id_json(audit.gid), label_json(audit.uid),
+      json_quote(audit.service), id_json(audit.uid), id_json(audit.gid), label_json(audit.uid),
       label_json(audit.gid), audit.user_namespace ? "true" : "false", json_strings(audit.kept_capabilities),
       json_strings(audit.dropped_capabilities), json_strings(audit.securebits),
-      json_string(audit.landlock_mode), audit.abi, audit.refused ? json_string(*audit.refused) : "null",
+      json_quote(audit.landlock_mode), audit.abi, audit.refused ? json_quote(*audit.refused) : "null",
       json_strings(audit.handled_fs), paths, json_strings(audit.handled_net),
-      json_strings(audit.scopes), json_strings(audit.dropped), json_string(seccomp.name),
-      json_string(kind_name(seccomp.kind)),
-      json_string(seccomp.kind == SeccompKind::none ? "none" : audit.seccomp_action),
+      json_strings(audit.scopes), json_strings(audit.dropped), json_quote(seccomp.name),
+      json_quote(kind_name(seccomp.kind)),
+      json_quote(seccomp.kind == SeccompKind::none ? "none" : audit.seccomp_action),
       seccomp.syscalls.size(), json_strings(seccomp.syscalls), json_strings(seccomp.argument_filters),
       json_strings(seccomp.enosys), json_strings(audit.flags));
 }

@@ -7,10 +7,11 @@
 #include <string_view>
 #include <vector>
 
+#include "common/json_quote.h"
+
 namespace vmwarden::supervisor {
 
-// `text` as a JSON string literal, quotes included. UTF-8 passes through.
-std::string json_string(std::string_view text);
+// JSON string literals (common/json_quote.h) and arrays of them.
 std::string json_strings(const std::vector<std::string>& items);
 
 // The items with `separator` between them.

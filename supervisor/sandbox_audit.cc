@@ -68,8 +68,8 @@ std::string steps_json(const std::vector<PrivilegedStep>& steps, int& number) {
   for (std::size_t i = 0; i < steps.size(); ++i) {
     const PrivilegedStep& step = steps[i];
     out += fmt::format("{}{{\"step\":{},\"actor\":{},\"action\":{},\"capabilities\":{},\"why\":{}}}", i ? "," : "",
-                       ++number, json_string(step.actor), json_string(step.action), json_strings(step.capabilities),
-                       json_string(step.why));
+                       ++number, json_quote(step.actor), json_quote(step.action), json_strings(step.capabilities),
+                       json_quote(step.why));
   }
   return out + "]";
 }
@@ -253,7 +253,7 @@ std::string describe_sandbox_text(const SandboxSpec& spec, const SandboxAudit& a
 std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& audit) {
   std::string facts = "{";
   for (std::size_t i = 0; i < audit.facts.size(); ++i)
-    facts += fmt::format("{}{}:{}", i ? "," : "", json_string(audit.facts[i].first), json_string(audit.facts[i].second));
+    facts += fmt::format("{}{}:{}", i ? "," : "", json_quote(audit.facts[i].first), json_quote(audit.facts[i].second));
   facts += "}";
   int number = 0;
   std::string before = steps_json(audit.before, number);
@@ -274,10 +274,10 @@ std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& a
     std::string namespaces = "{";
     auto kinds = service_namespaces(spec);
     for (std::size_t k = 0; k < kinds.size(); ++k)
-      namespaces += fmt::format("{}{}:{}", k ? "," : "", json_string(kinds[k].first), json_string(kinds[k].second));
+      namespaces += fmt::format("{}{}:{}", k ? "," : "", json_quote(kinds[k].first), json_quote(kinds[k].second));
     namespaces += "}";
     services += fmt::format("{}{{\"name\":{},\"main\":{},\"stage\":{},\"argv\":{},\"namespaces\":{},\"confinement\":{}}}",
-                            i ? "," : "", json_string(service.name), service.main ? "true" : "false", service.stage,
+                            i ? "," : "", json_quote(service.name), service.main ? "true" : "false", service.stage,
                             json_strings(service.argv), namespaces,
                             describe_confinement_json(service.name, service.confinement, audit.labels));
   }
@@ -285,7 +285,7 @@ std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& a
   return fmt::format(
       "{{\"audit\":{},\"sandbox\":{},\"facts\":{},\"warnings\":{},\"steps\":[{}],\"exit_steps\":[{}],"
       "\"services\":{}}}\n",
-      json_string(audit.title), json_string(spec.name), facts, json_strings(all_warnings(spec, audit)),
+      json_quote(audit.title), json_quote(spec.name), facts, json_strings(all_warnings(spec, audit)),
       join(start_parts, ","), join(end_parts, ","), services);
 }
 

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/json_quote.h"
+
 namespace vmwarden::vm {
 
 struct JsonMember;
@@ -39,7 +41,5 @@ struct JsonMember {
 
 Json parse_json(std::string_view text);
 
-// `text` as a JSON string literal, quotes included.
-std::string json_quote(std::string_view text);
 
 }  // namespace vmwarden::vm

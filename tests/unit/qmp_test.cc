@@ -51,6 +51,18 @@ TEST(Json, QuotesStrings) {
   EXPECT_EQ(parse_json(json_quote("/srv/a \"b\"\t,=:")).string, "/srv/a \"b\"\t,=:");
 }
 
+// A path is any bytes; the JSON written is always valid: valid UTF-8 passes
+// through, every other byte becomes U+FFFD.
+TEST(Json, QuotesBytesThatAreNotUtf8AsReplacementCharacters) {
+  EXPECT_EQ(json_quote("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  EXPECT_EQ(json_quote("a\xff" "b"), R"("a\ufffdb")");
+  EXPECT_EQ(json_quote("\xc3"), R"("\ufffd")") << "cut short";
+  EXPECT_EQ(json_quote("\xc0\xaf"), R"("\ufffd\ufffd")") << "overlong";
+  EXPECT_EQ(json_quote("\xed\xa0\x80"), R"("\ufffd\ufffd\ufffd")") << "surrogate";
+  EXPECT_EQ(json_quote("\xf4\x90\x80\x80"), R"("\ufffd\ufffd\ufffd\ufffd")") << "above U+10FFFF";
+  EXPECT_EQ(parse_json(json_quote("/srv/\xff\xfe")).string, "/srv/\xef\xbf\xbd\xef\xbf\xbd");
+}
+
 // A QMP server that plays a script: for each line the client sends, the
 // handler writes back whatever it wants, in as many pieces as it wants.
 class ScriptedQmp {
