@@ -233,6 +233,32 @@ void require_grantable_root(int fd, const std::filesystem::path& tree) {
   if (syscall(SYS_getdents64, dir.get(), entries, sizeof entries) < 0) throw_errno("list", tree.string());
 }
 
+// Whether `inner` lies strictly below `outer` (both as normal_tree gives them).
+bool strictly_below(const std::filesystem::path& inner, const std::filesystem::path& outer) {
+  const std::string& a = inner.native();
+  const std::string& b = outer.native();
+  if (b == "/") return a.size() > 1;
+  return a.size() > b.size() && a.compare(0, b.size(), b) == 0 && a[b.size()] == '/';
+}
+
+// Grants of one UID on nested trees share the objects of the inner one: the
+// last walk decides their entries, and revoking either takes them away.
+// Said, not refused: nesting can be what the administrator meant.
+void warn_of_nested_records(const UidRegistry& registry, uid_t uid, const std::filesystem::path& tree,
+                            std::string_view doing) {
+  for (const GrantRecord& record : registry.grant_records(uid)) {
+    if (strictly_below(tree, record.tree)) {
+      log::warning("{} {} for UID {}: it lies inside {}, granted {} to the same UID; the entries below {} are this "
+                   "walk's, and revoking either tree removes them",
+                   doing, tree.string(), uid, record.tree.string(), to_string(record.access), tree.string());
+    } else if (strictly_below(record.tree, tree)) {
+      log::warning("{} {} for UID {}: it holds {}, granted {} to the same UID; this walk changes the entries there "
+                   "too, and that record stays",
+                   doing, tree.string(), uid, record.tree.string(), to_string(record.access));
+    }
+  }
+}
+
 void require_in_range(const UidRegistry& registry, uid_t uid) {
   if (!registry.range().contains(uid)) {
     throw UsageError(fmt::format("UID {} is outside the managed range {}", uid, registry.range().to_string()));
@@ -263,6 +289,7 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
   require_allocated();
   UniqueFd lock = registry.lock_acl_changes();
   require_allocated();
+  warn_of_nested_records(registry, uid, tree, "granting");
   if (!options.dry_run) {
     registry.add_grant_record(GrantRecord{uid, tree, access, options.cross_mounts});
   }
@@ -287,6 +314,7 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
     if (!options.dry_run) registry.remove_grant_record(uid, tree);
     return Report{};
   }
+  warn_of_nested_records(registry, uid, tree, "revoking");
   RemoveEditor editor([uid](uid_t id) { return id == uid; });
   Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
   if (!options.dry_run && report.failed == 0) registry.remove_grant_record(uid, tree);

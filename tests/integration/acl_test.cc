@@ -473,6 +473,30 @@ TEST(AclRename, AThirdPartysObjectMovedIntoTheTreeGainsNoEntry) {
   EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u);
 }
 
+// Nested grants of one UID share the inner tree's objects: allowed, but
+// said, at the grant and at the revoke.
+TEST(AclNested, GrantsOnNestedTreesOfOneUidAreWarnedAbout) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  ASSERT_EQ(env.vmwarden({"uid", "alloc", "--alias", "nest"}).exit_code, 0);
+  ASSERT_EQ(env.vmwarden({"acl", "grant", "--uid", "nest", "--rw", env.tree.string()}).exit_code, 0);
+  auto inner = env.vmwarden({"acl", "grant", "--uid", "nest", "--ro", (env.tree / "d0").string()});
+  EXPECT_EQ(inner.exit_code, 0) << inner.err;
+  EXPECT_NE(inner.err.find(fmt::format("it lies inside {}, granted rw to the same UID", env.tree.string())),
+            std::string::npos)
+      << inner.err;
+  auto outer = env.vmwarden({"acl", "revoke", "--uid", "nest", env.tree.string()});
+  EXPECT_EQ(outer.exit_code, 0) << outer.err;
+  EXPECT_NE(outer.err.find(fmt::format("it holds {}, granted ro to the same UID", (env.tree / "d0").string())),
+            std::string::npos)
+      << outer.err;
+  // A sibling is not nested.
+  std::filesystem::create_directory(env.temp / "tree2");
+  auto sibling = env.vmwarden({"acl", "grant", "--uid", "nest", "--ro", (env.temp / "tree2").string()});
+  EXPECT_EQ(sibling.exit_code, 0) << sibling.err;
+  EXPECT_EQ(sibling.err.find("same UID"), std::string::npos) << sibling.err;
+}
+
 // The VM itself can make a second link to a file it may read and write
 // (fs.protected_hardlinks allows that): revoke must still remove its entry
 // there before dropping the record.
