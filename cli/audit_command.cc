@@ -26,10 +26,25 @@ struct AuditOptions {
 // The definition, valid apart from the files it names: a definition is
 // audited before its images exist, and a missing file is reported as what
 // will stop it from starting. Anything else wrong is a usage error.
+// The diagnostics of an invalid definition travel with the error, so that
+// --json can carry them too.
+class InvalidDefinition : public UsageError {
+ public:
+  InvalidDefinition(const std::string& message, std::vector<std::string> diagnostics)
+      : UsageError(message), diagnostics(std::move(diagnostics)) {}
+  std::vector<std::string> diagnostics;
+};
+
 vm::Definition load(const std::filesystem::path& file, std::vector<std::string>& refusals) {
   vm::ParseResult parsed = vm::load_definition(file, {.check_filesystem = false});
-  for (const vm::Diagnostic& diagnostic : parsed.errors) fmt::print(stderr, "{}\n", diagnostic.to_string());
-  if (!parsed.ok()) throw UsageError(fmt::format("{}: invalid definition, nothing to audit", file.string()));
+  std::vector<std::string> diagnostics;
+  for (const vm::Diagnostic& diagnostic : parsed.errors) {
+    diagnostics.push_back(diagnostic.to_string());
+    fmt::print(stderr, "{}\n", diagnostics.back());
+  }
+  if (!parsed.ok())
+    throw InvalidDefinition(fmt::format("{}: invalid definition, nothing to audit", file.string()),
+                            std::move(diagnostics));
   for (const vm::Diagnostic& diagnostic : vm::load_definition(file).errors) {
     // Named by message alone: the file's location is not part of the plan.
     refusals.push_back(fmt::format("line {}: {}", diagnostic.line, diagnostic.message));
@@ -99,15 +114,23 @@ void add_audit_command(CLI::App& app, Globals& globals) {
                       "A definition file (NAME.toml), or the NAME of one in CONFIG_DIR/vms/")
       ->required();
   command->add_flag("--json", options->json,
-                    "Print one JSON object (on an error: {\"audit\": ..., \"error\": MESSAGE}, with the exit status "
-                    "it has without --json)");
+                    "Print one JSON object (on an error: {\"audit\": ..., \"error\": MESSAGE}, with \"diagnostics\": "
+                    "[\"FILE:LINE:COL: ...\", ...] for an invalid definition, and the exit status it has without --json)");
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
       try {
         return audit_definition(*options, globals.locations());
       } catch (const std::exception& error) {
-        if (options->json)
-          fmt::print("{{\"audit\":{},\"error\":{}}}\n", json_quote(options->target), json_quote(error.what()));
+        if (options->json) {
+          std::string diagnostics;
+          if (const auto* invalid = dynamic_cast<const InvalidDefinition*>(&error)) {
+            for (const std::string& diagnostic : invalid->diagnostics)
+              diagnostics += (diagnostics.empty() ? "" : ",") + json_quote(diagnostic);
+            diagnostics = ",\"diagnostics\":[" + diagnostics + "]";
+          }
+          fmt::print("{{\"audit\":{},\"error\":{}{}}}\n", json_quote(options->target), json_quote(error.what()),
+                     diagnostics);
+        }
         throw;
       }
     };

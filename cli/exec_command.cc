@@ -25,6 +25,7 @@
 #include <signal.h>
 
 #include "acl-manager/acl.h"
+#include "common/json_quote.h"
 #include "acl-manager/uid_registry.h"
 #include "cli/cli.h"
 #include "common/accounts.h"
@@ -424,9 +425,18 @@ void add_exec_command(CLI::App& app, Globals& globals) {
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
       Locations locations = globals.locations();
-      ExecPlan plan = build_plan(*options, locations);
-      if (options->audit) return audit(plan, *options, locations);
-      return run(plan, locations);
+      if (!options->audit) {
+        ExecPlan plan = build_plan(*options, locations);
+        return run(plan, locations);
+      }
+      try {
+        ExecPlan plan = build_plan(*options, locations);
+        return audit(plan, *options, locations);
+      } catch (const std::exception& error) {
+        // As `vmwarden audit --json`: one JSON object whatever happens.
+        if (options->json) fmt::print("{{\"audit\":\"vmwarden exec\",\"error\":{}}}\n", json_quote(error.what()));
+        throw;
+      }
     };
   });
 }

@@ -187,8 +187,17 @@ TEST(Audit, InvalidDefinitionsAndUnknownNamesAreUsageErrors) {
   EXPECT_EQ(broken.out, "");
   CommandResult json = vmwarden({"audit", "--json", (dir / "broken.toml").string()});
   EXPECT_EQ(json.exit_code, 2);
-  EXPECT_NO_THROW(vm::parse_json(json.out)) << json.out;
+  ASSERT_NO_THROW(vm::parse_json(json.out)) << json.out;
   EXPECT_THAT(json.out, HasSubstr("\"error\":"));
+  // The FILE:LINE:COL diagnostics are in the object too.
+  const vm::Json* diagnostics = vm::parse_json(json.out).find("diagnostics");
+  ASSERT_NE(diagnostics, nullptr) << json.out;
+  EXPECT_THAT(json.out, HasSubstr("broken.toml:2:"));
+  // exec --audit --json says what was wrong as one JSON object as well.
+  CommandResult exec_json = vmwarden({"exec", "--audit", "--json", "--ro", (dir / "absent").string(), "--", "/bin/true"});
+  EXPECT_EQ(exec_json.exit_code, 2) << exec_json.err;
+  ASSERT_NO_THROW(vm::parse_json(exec_json.out)) << exec_json.out;
+  EXPECT_THAT(exec_json.out, HasSubstr("no such directory"));
   CommandResult missing = vmwarden({"audit", "no-such-vm"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_THAT(missing.err, HasSubstr("no-such-vm"));
