@@ -269,6 +269,13 @@ class Validator {
       error(node, fmt::format("{}: {}", qualified(context, key), *problem));
       return std::nullopt;
     }
+    // A trailing '/' asks for a directory, and the kernel would refuse the
+    // file behind it: said here rather than dropped with the normalisation.
+    if (kind != FileKind::directory && value->size() > 1 && value->back() == '/') {
+      error(node, fmt::format("{}: \"{}\" ends with '/', but must name a file; drop the '/'",
+                              qualified(context, key), *value));
+      return std::nullopt;
+    }
     std::filesystem::path path = normalize_path(*value);
     if (auto problem = hidden_path_problem(path.native())) {
       error(node, fmt::format("{}: {}", qualified(context, key), *problem));

@@ -267,6 +267,10 @@ TEST(Definition, DuplicateTagIsReportedAtTheSecond) {
                    7, 7, "duplicate share tag \"home\" (first used at line 4)");
 }
 
+TEST(Definition, AFileNamedWithATrailingSlashIsAnError) {
+  expect_one_error(parse("vmm = \"qemu\"\nkernel = \"/boot/vmlinuz/\"\n"), 2, 10, "ends with '/', but must name a file");
+}
+
 TEST(Definition, ADirectorySharedTwiceIsReportedAtTheSecond) {
   expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"a\"\npath = \"/srv/x\"\n[[share]]\ntag = "
                          "\"b\"\npath = \"/srv/x/\"\naccess = \"rw\"\n"),
