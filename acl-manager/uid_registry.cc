@@ -595,8 +595,13 @@ uid_t UidRegistry::allocate_single_use() {
   return allocate_locked("", snapshot);
 }
 
+bool UidRegistry::is_allocated(uid_t uid) const {
+  std::optional<UidInfo> info = find(uid);
+  return info && info->allocated;
+}
+
 void UidRegistry::release(uid_t uid) {
-  if (!range_.contains(uid)) {
+  if (!range_.contains(uid) && !is_allocated(uid)) {
     throw UsageError(fmt::format("UID {} is outside the managed range {}", uid, range_.to_string()));
   }
   Paths paths(locations_);
@@ -662,7 +667,9 @@ uid_t UidRegistry::resolve(std::string_view text) const {
   if (!text.empty() && text.front() >= '0' && text.front() <= '9') {
     auto uid = parse_number<uid_t>(text);
     if (!uid) throw UsageError(fmt::format("invalid UID \"{}\": expected a number or an alias", text));
-    if (!range_.contains(*uid)) {
+    // One allocated before the range last changed stays nameable (to be
+    // released; grants check the range themselves).
+    if (!range_.contains(*uid) && !is_allocated(*uid)) {
       throw UsageError(fmt::format("UID {} is outside the managed range {} (set in {})", *uid, range_.to_string(),
                                    (locations_.config_dir / "uid-range").string()));
     }

@@ -149,6 +149,8 @@ class UidRegistry {
   UniqueFd take_lease(uid_t uid) const;
   bool lease_held(uid_t uid) const;
   bool never_hand_out(uid_t uid) const;
+  // Allocated now (inside the range or, from before the range changed, outside it).
+  bool is_allocated(uid_t uid) const;
   // Known to the user or group databases (answers cached in STATE_DIR/uids/vetted).
   bool known_to_system(uid_t uid) const;
 

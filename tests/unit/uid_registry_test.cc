@@ -59,6 +59,20 @@ TEST(UidRegistry, AliasesAreStableAndDistinct) {
   EXPECT_EQ(testing::read_file(f.locations.state_dir / "uids/allocated" / std::to_string(work)), "alias work\n");
 }
 
+// UIDs allocated before the range moved stay valid: they can still be named
+// and released, while a number outside the range that is not allocated is
+// refused as before.
+TEST(UidRegistry, AUidAllocatedBeforeTheRangeMovedCanStillBeReleased) {
+  Fixture f;
+  uid_t old_uid = UidRegistry(f.locations, f.options(kFirst, kFirst + 9)).allocate_alias("old");
+  UidRegistry moved(f.locations, f.options(kFirst + 100, kFirst + 109));
+  EXPECT_EQ(moved.resolve(std::to_string(old_uid)), old_uid);
+  EXPECT_THROW(moved.resolve(std::to_string(old_uid + 1)), UsageError);
+  moved.release(old_uid);
+  EXPECT_FALSE(moved.find(old_uid)->allocated);
+  EXPECT_THROW(moved.release(old_uid), UsageError) << "released already, and outside the range";
+}
+
 TEST(UidRegistry, ASubordinateIdFileThatCannotBeReadFailsTheAllocation) {
   Fixture f;
   std::filesystem::create_directory(f.temp / "subuid");  // read() fails: EISDIR
