@@ -126,6 +126,9 @@ struct LaunchOptions {
   std::map<std::string, std::string> env;
   std::optional<std::filesystem::path> cwd;
   bool notify_pipe = false;  // a pipe at fd 3 for --notify-fd 3
+  // stderr a pipe whose reader is gone (`2>&1 | head -1` after head exits),
+  // with SIGPIPE at its default action.
+  bool stderr_without_reader = false;
   // A cgroup.procs file the process moves itself into before exec.
   std::optional<std::filesystem::path> cgroup_procs;
 };
@@ -149,6 +152,11 @@ class Launched {
     for (auto& entry : env_strings) envp.push_back(entry.data());
     envp.push_back(nullptr);
     std::string out = (output_ / "out").string(), err = (output_ / "err").string();
+    int readerless[2] = {-1, -1};
+    if (options.stderr_without_reader) {
+      if (pipe2(readerless, O_CLOEXEC) < 0) throw std::runtime_error("pipe2");
+      close(readerless[0]);
+    }
     pid_t parent = getpid();
     pid_ = fork();
     if (pid_ < 0) throw std::runtime_error("fork");
@@ -160,7 +168,8 @@ class Launched {
       int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       dup2(in_fd, 0);
       dup2(out_fd, 1);
-      dup2(err_fd, 2);
+      dup2(options.stderr_without_reader ? readerless[1] : err_fd, 2);
+      if (options.stderr_without_reader) signal(SIGPIPE, SIG_DFL);
       if (options.notify_pipe) dup2(notify[1], 3);
       if (options.cwd && chdir(options.cwd->c_str()) != 0) _exit(127);
       if (options.cgroup_procs) {
@@ -175,6 +184,7 @@ class Launched {
       close(notify[1]);
       notify_ = UniqueFd(notify[0]);
     }
+    if (options.stderr_without_reader) close(readerless[1]);
   }
 
   ~Launched() {
@@ -1127,32 +1137,15 @@ TEST_F(SingleUseUidTest, ReleasedWhenTheCommandExits) {
 // then meets a pipe with no reader, from the first one on.
 TEST_F(SingleUseUidTest, ReleasedWhenStderrIsAPipeWithoutReader) {
   TempDir tree("vmwarden-pipe-tree");
-  int pipe_fds[2];
-  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
-  ::close(pipe_fds[0]);
   std::vector<std::string> argv = exec_argv({"--rw", tree.path().string()}, {"/bin/true"});
   argv.insert(argv.begin() + 1, "--verbose");
-  std::vector<std::string> env;
-  for (char** entry = environ; *entry != nullptr; ++entry) env.emplace_back(*entry);
-  for (const auto& [key, value] : options().env) env.push_back(key + "=" + value);
-  std::vector<char*> argv_ptrs, env_ptrs;
-  for (std::string& arg : argv) argv_ptrs.push_back(arg.data());
-  for (std::string& entry : env) env_ptrs.push_back(entry.data());
-  argv_ptrs.push_back(nullptr);
-  env_ptrs.push_back(nullptr);
-  pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    ::signal(SIGPIPE, SIG_DFL);
-    ::dup2(pipe_fds[1], STDERR_FILENO);
-    ::execve(argv_ptrs[0], argv_ptrs.data(), env_ptrs.data());
-    ::_exit(127);
-  }
-  ::close(pipe_fds[1]);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_FALSE(WIFSIGNALED(status)) << "killed by " << sigabbrev_np(WTERMSIG(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  LaunchOptions launch = options();
+  launch.stderr_without_reader = true;
+  Launched sandbox(argv, launch);
+  std::optional<int> status = sandbox.wait(milliseconds(30'000));
+  ASSERT_TRUE(status.has_value()) << "still running";
+  ASSERT_FALSE(WIFSIGNALED(*status)) << "killed by " << sigabbrev_np(WTERMSIG(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
   EXPECT_TRUE(directory_names(allocated_dir()).empty()) << "the UID was released";
   EXPECT_TRUE(directory_names(leases_dir()).empty());
   EXPECT_EQ(named_acl_entries(tree.path()), "") << "the grant was revoked";
