@@ -244,9 +244,9 @@ bool strictly_below(const std::filesystem::path& inner, const std::filesystem::p
 // Grants of one UID on nested trees share the objects of the inner one: the
 // last walk decides their entries, and revoking either takes them away.
 // Said, not refused: nesting can be what the administrator meant.
-void warn_of_nested_records(const UidRegistry& registry, uid_t uid, const std::filesystem::path& tree,
+void warn_of_nested_records(const std::vector<GrantRecord>& records, uid_t uid, const std::filesystem::path& tree,
                             std::string_view doing) {
-  for (const GrantRecord& record : registry.grant_records(uid)) {
+  for (const GrantRecord& record : records) {
     if (strictly_below(tree, record.tree)) {
       log::warning("{} {} for UID {}: it lies inside {}, granted {} to the same UID; the entries below {} are this "
                    "walk's, and revoking either tree removes them",
@@ -281,15 +281,13 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
   UniqueFd root = open_tree(tree);
   require_grantable_root(root.get(), tree);
   auto require_allocated = [&] {
-    auto info = registry.find(uid);
-    if (!info || !info->allocated) {
+    if (!registry.is_allocated(uid))
       throw UsageError(fmt::format("UID {} is not allocated (`vmwarden uid alloc` hands one out)", uid));
-    }
   };
   require_allocated();
   UniqueFd lock = registry.lock_acl_changes();
   require_allocated();
-  warn_of_nested_records(registry, uid, tree, "granting");
+  warn_of_nested_records(registry.grant_records(uid), uid, tree, "granting");
   if (!options.dry_run) {
     registry.add_grant_record(GrantRecord{uid, tree, access, options.cross_mounts});
   }
@@ -305,7 +303,8 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
   // A grant made with --cross-mounts left entries below other mounts: revoke
   // goes there too, asked or not.
   WalkOptions options = asked;
-  for (const GrantRecord& record : registry.grant_records(uid)) {
+  std::vector<GrantRecord> records = registry.grant_records(uid);
+  for (const GrantRecord& record : records) {
     if (record.tree == tree && record.cross_mounts) options.cross_mounts = true;
   }
   if (!supports_acls(root.get(), tree)) {
@@ -314,7 +313,7 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
     if (!options.dry_run) registry.remove_grant_record(uid, tree);
     return Report{};
   }
-  warn_of_nested_records(registry, uid, tree, "revoking");
+  warn_of_nested_records(records, uid, tree, "revoking");
   RemoveEditor editor([uid](uid_t id) { return id == uid; });
   Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
   if (!options.dry_run && report.failed == 0) registry.remove_grant_record(uid, tree);
@@ -385,7 +384,8 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   }
   for (const auto& [uid, alias] : allocated) {
     if (!alias.empty() || leased.count(uid) || !range.contains(uid)) continue;
-    if (records_left.count(uid) || (!dry_run && !registry.grant_records(uid).empty())) continue;
+    // `records` was read under the lock that every grant takes: none came since.
+    if (records_left.count(uid)) continue;
     try {
       if (!dry_run) registry.release(uid);
       result.released.push_back(uid);

@@ -110,16 +110,19 @@ class UidRegistry {
   // Without a lease: a single-use UID. Nothing holds it, so the next sweep
   // releases it unless `uid release` comes first.
   uid_t allocate_single_use();
-  // Returns an allocated UID to the pool. UsageError if it is not allocated or
-  // outside the range; fails if it is leased.
+  // Returns an allocated UID to the pool (one allocated before the range
+  // moved too). UsageError if it is not allocated; fails if it is leased.
   void release(uid_t uid);
 
   std::optional<uid_t> find_alias(std::string_view alias) const;
   std::optional<UidInfo> find(uid_t uid) const;
+  // Allocated now (inside the range or, from before the range changed, outside it).
+  bool is_allocated(uid_t uid) const;
   std::vector<UidInfo> list(bool include_released = false) const;
   bool is_leased(uid_t uid) const;
 
-  // Resolves a --uid argument: a number in the range or an existing alias.
+  // Resolves a --uid argument: a number in the range (or an allocated one
+  // from before the range moved) or an existing alias.
   // UsageError otherwise.
   uid_t resolve(std::string_view uid_or_alias) const;
 
@@ -149,8 +152,6 @@ class UidRegistry {
   UniqueFd take_lease(uid_t uid) const;
   bool lease_held(uid_t uid) const;
   bool never_hand_out(uid_t uid) const;
-  // Allocated now (inside the range or, from before the range changed, outside it).
-  bool is_allocated(uid_t uid) const;
   // Known to the user or group databases (answers cached in STATE_DIR/uids/vetted).
   bool known_to_system(uid_t uid) const;
 

@@ -259,13 +259,8 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //     Each share is checked as its grant will check it (a symlink on the
   //     way, no POSIX ACLs, ...), which `check` cannot do on its own.
   acl::UidRegistry registry(options.locations);
-  for (const GrantPlan& grant : plan_launch(definition, registry.range().first, options).grants) {
-    try {
-      (void)acl::checked_tree(grant.tree);
-    } catch (const UsageError& e) {
-      throw UsageError(fmt::format("a share cannot be granted: {}", e.what()));
-    }
-  }
+  for (const GrantPlan& grant : plan_launch(definition, registry.range().first, options).grants)
+    (void)acl::checked_tree(grant.tree);
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());
