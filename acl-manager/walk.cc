@@ -37,7 +37,7 @@ unsigned char listed_type(const struct dirent64& entry) {
   return unknown_d_type_forced.load(std::memory_order_relaxed) ? static_cast<unsigned char>(DT_UNKNOWN) : entry.d_type;
 }
 
-constexpr std::size_t kMaxHardlinkPaths = 100;
+constexpr std::size_t kMaxSkippedPaths = 100;
 constexpr std::size_t kMaxErrors = 20;
 // A directory with more entries than this is split across threads.
 constexpr std::size_t kChunk = 512;
@@ -177,7 +177,7 @@ class Walk {
 
     void note_foreign(const std::string& path) {
       ++report.skipped_foreign;
-      if (report.foreign.size() < kMaxHardlinkPaths) report.foreign.push_back(path);
+      if (report.foreign.size() < kMaxSkippedPaths) report.foreign.push_back(path);
     }
 
     void note_error(const std::string& path, std::string_view operation, int error) {
@@ -499,7 +499,7 @@ class Walk {
       // skipping it would leave the entry behind once its record is gone.
       if (st.st_nlink > 1 && walk.editor_.adds_entries()) {
         ++report.skipped_hardlinks;
-        if (report.hardlinks.size() < kMaxHardlinkPaths) report.hardlinks.push_back(join(dir->path, name));
+        if (report.hardlinks.size() < kMaxSkippedPaths) report.hardlinks.push_back(join(dir->path, name));
         return;
       }
       if (!walk.editor_.accepts_owner(st.st_uid, walk.root_owner_)) {
