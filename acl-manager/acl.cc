@@ -274,8 +274,10 @@ std::filesystem::path checked_tree(const std::filesystem::path& tree_arg) {
   return tree;
 }
 
-Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, Access access,
-             const WalkOptions& options) {
+namespace {
+
+Granted grant_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, Access access,
+                   const WalkOptions& options) {
   require_in_range(registry, uid);
   std::filesystem::path tree = normal_tree(tree_arg);
   UniqueFd root = open_tree(tree);
@@ -292,7 +294,15 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
     registry.add_grant_record(GrantRecord{uid, tree, access, options.cross_mounts});
   }
   GrantEditor editor(uid, access, registry.range());
-  return detail::walk_tree(root.get(), tree.string(), editor, options);
+  Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
+  return {std::move(report), std::move(root)};
+}
+
+}  // namespace
+
+Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, Access access,
+             const WalkOptions& options) {
+  return grant_tree(registry, uid, tree, access, options).report;
 }
 
 Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& asked) {
@@ -476,10 +486,10 @@ ScopedGrants::~ScopedGrants() {
   }
 }
 
-Report ScopedGrants::grant(const std::filesystem::path& tree, Access access, const WalkOptions& options) {
+Granted ScopedGrants::grant(const std::filesystem::path& tree, Access access, const WalkOptions& options) {
   // Remembered first: a grant that fails halfway is still revoked.
   trees_.emplace_back(tree, options);
-  return acl::grant(*registry_, uid_, tree, access, options);
+  return grant_tree(*registry_, uid_, tree, access, options);
 }
 
 void ScopedGrants::revoke_all() {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "acl-manager/uid_registry.h"
+#include "common/unique_fd.h"
 
 namespace vmwarden::acl {
 
@@ -91,6 +92,16 @@ SweepReport sweep(UidRegistry& registry, bool dry_run = false);
 // is a symlink), with the registry's names for managed UIDs when a registry is given.
 std::string show(const std::filesystem::path& path, const UidRegistry* registry = nullptr);
 
+// What ScopedGrants::grant() did, and the tree's root as the grant opened
+// it (a directory descriptor, close-on-exec, never reached through a
+// symlink). A caller that hands the tree on (a mount, a Landlock rule) uses
+// this rather than the path: whoever can write the tree's parent may have
+// put something else under that name since.
+struct Granted {
+  Report report;
+  UniqueFd root;
+};
+
 // Grants made through this object are revoked when it goes out of scope (for
 // single-use UIDs: the outer process revokes them at VM exit).
 class ScopedGrants {
@@ -102,7 +113,7 @@ class ScopedGrants {
   ScopedGrants& operator=(const ScopedGrants&) = delete;
   ~ScopedGrants();
 
-  Report grant(const std::filesystem::path& tree, Access access, const WalkOptions& options = {});
+  Granted grant(const std::filesystem::path& tree, Access access, const WalkOptions& options = {});
   // Revokes everything granted so far; throws on failure (the destructor logs instead).
   void revoke_all();
   // Keeps the grants (e.g. for an alias) and forgets them.

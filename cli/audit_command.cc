@@ -62,7 +62,7 @@ int audit_definition(const AuditOptions& options, const Locations& locations) {
       .locations = locations,
       .uid_source = definition.uid_alias.empty() ? vm::UidSource::single_use : vm::UidSource::alias,
       .uid_range = registry.range().to_string(),
-      .checks_shares = true,
+      .checks_shares = definition.is_command(),
       .refusals = refusals,
   };
   for (const std::filesystem::path& file : {definition.kernel, definition.initramfs})

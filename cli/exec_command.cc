@@ -346,10 +346,10 @@ int run(ExecPlan& plan, const Locations& locations) {
   set_identity(plan, lease.uid(), static_cast<gid_t>(lease.uid()));
   log::debug("running as single-use UID {}", lease.uid());
   acl::ScopedGrants grants(registry, lease.uid());
-  for (const vm::GrantPlan& grant : plan.launch.grants) {
-    acl::Report report = grants.grant(grant.tree, grant.access);
-    log::debug("granted {} on {} to UID {}: {}", acl::to_string(grant.access), grant.tree.string(), lease.uid(),
-               report.summary());
+  std::vector<acl::Report> reports = vm::grant_shares(plan.launch, grants);
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    log::debug("granted {} on {} to UID {}: {}", acl::to_string(plan.launch.grants[i].access),
+               plan.launch.grants[i].tree.string(), lease.uid(), reports[i].summary());
   }
   return supervisor::run_sandbox(plan.launch.sandbox);
   // `grants` revokes, then `lease` releases the UID, as they go out of scope.

@@ -7,9 +7,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "common/unique_fd.h"
 
 namespace vmwarden::supervisor {
 
@@ -30,6 +33,11 @@ struct PathRights {
 struct PathRule {
   std::filesystem::path path;
   PathRights rights;
+  // The directory `path` named when the caller checked it (a granted tree's
+  // root, as its grant opened it). Set, the rule is made from this
+  // descriptor: whatever the name leads to by the time the service starts,
+  // the rule covers the directory that was granted and nothing else.
+  std::shared_ptr<const UniqueFd> pinned;
 };
 
 enum class LandlockMode {

@@ -239,7 +239,7 @@ LandlockPlan plan_landlock(const LandlockPolicy& policy, int abi) {
     if (!rule.path.is_absolute())
       throw UsageError(fmt::format("Landlock rule path {} is not absolute", rule.path.string()));
     std::uint64_t allowed = landlock_access_for(rule.rights) & plan.handled_fs;
-    if (allowed != 0) plan.paths.push_back({rule.path, allowed});
+    if (allowed != 0) plan.paths.push_back({rule.path, allowed, rule.pinned});
   }
   return plan;
 }
@@ -256,8 +256,10 @@ UniqueFd create_landlock_ruleset(const LandlockPlan& plan) {
   if (!ruleset) throw_errno("landlock_create_ruleset");
 
   for (const LandlockPathPlan& rule : plan.paths) {
-    UniqueFd fd(::open(rule.path.c_str(), O_PATH | O_CLOEXEC));
-    if (!fd) {
+    UniqueFd opened;
+    if (!rule.pinned) opened = UniqueFd(::open(rule.path.c_str(), O_PATH | O_CLOEXEC));
+    int fd = rule.pinned ? rule.pinned->get() : opened.get();
+    if (fd < 0) {
       if (errno == ENOENT && plan.mode == LandlockMode::best_effort) {
         log::warning("Landlock rule for {} skipped: it does not exist (nothing is granted there)",
                      rule.path.string());
@@ -266,8 +268,8 @@ UniqueFd create_landlock_ruleset(const LandlockPlan& plan) {
       throw_errno("open for a Landlock rule", rule.path.string());
     }
     struct stat st {};
-    check(::fstat(fd.get(), &st), "fstat for a Landlock rule", rule.path.string());
-    PathBeneathAttr beneath{rule.allowed, fd.get()};
+    check(::fstat(fd, &st), "fstat for a Landlock rule", rule.path.string());
+    PathBeneathAttr beneath{rule.allowed, fd};
     // Directory-only rights on a file are EINVAL: a file keeps the rest.
     if (!S_ISDIR(st.st_mode)) beneath.allowed_access &= landlock_file_rights();
     if (beneath.allowed_access == 0) continue;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@ std::uint64_t landlock_access_for(const PathRights& rights);
 struct LandlockPathPlan {
   std::filesystem::path path;
   std::uint64_t allowed = 0;  // masked to the ABI; files get landlock_file_rights() of it
+  std::shared_ptr<const UniqueFd> pinned;  // PathRule::pinned
 };
 
 // The ruleset a policy becomes on one ABI.

@@ -6,13 +6,22 @@
 
 #include "supervisor/mounts.h"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <cctype>
+#include <cstring>
 #include <string>
 
+#include <fmt/core.h>
+
 #include "common/error.h"
+#include "common/log.h"
 
 namespace vmwarden::supervisor {
 namespace {
@@ -25,18 +34,81 @@ void mount_scratch_tmpfs(const char* target) {
   check(::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, kScratchOptions), "mount tmpfs on", target);
 }
 
-void bind_mount(const BindMount& bind) {
+// Holds the mount points of BindMounts without a target; read-only once
+// they are made, so a few inodes suffice.
+constexpr const char* kPrivateMountsOptions = "mode=0755,size=16k,nr_inodes=128";
+
+std::filesystem::path private_mounts_dir(const SandboxSpec& spec) { return spec.runtime_dir / "mnt"; }
+
+// mount_setattr() with AT_RECURSIVE makes the submounts read-only too, which
+// a classic MS_REMOUNT|MS_BIND|MS_RDONLY would leave writable.
+void make_read_only(int dirfd, const char* path, unsigned flags, const std::string& what) {
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY;
+  check(::mount_setattr(dirfd, path, flags, &attr, sizeof attr), "make read-only", what);
+}
+
+void bind_mount(const BindMount& bind, const std::filesystem::path& target_path) {
   std::string source = bind.source.string();
-  std::string target = bind.target.string();
+  std::string target = target_path.string();
   check(::mount(source.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr), "bind mount " + source + " on",
         target);
-  if (bind.readonly) {
-    // mount_setattr() with AT_RECURSIVE makes the submounts read-only too,
-    // which a classic MS_REMOUNT|MS_BIND|MS_RDONLY would leave writable.
-    mount_attr attr{};
-    attr.attr_set = MOUNT_ATTR_RDONLY;
-    check(::mount_setattr(AT_FDCWD, target.c_str(), AT_RECURSIVE, &attr, sizeof attr), "make read-only (recursively)",
-          target);
+  if (bind.readonly) make_read_only(AT_FDCWD, target.c_str(), AT_RECURSIVE, target + " (recursively)");
+}
+
+// The directory a copy goes on, never through a symlink. Named like the
+// source, it must still be the directory that was copied: a writer of its
+// parent may have renamed it away and put something else there since.
+UniqueFd open_mount_target(const BindMount& bind, const std::filesystem::path& target) {
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  UniqueFd where(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, target.c_str(), &how, sizeof how)));
+  bool named_like_source = target == bind.source;
+  auto replaced = [&](std::string_view how_now) {
+    return PermanentError(fmt::format("{} {} since it was checked (and granted): renamed away, or replaced by "
+                                      "something else; not starting. Keep shares where only their owner and root "
+                                      "can write the directory above them",
+                                      target.string(), how_now));
+  };
+  if (!where) {
+    if (named_like_source && (errno == ELOOP || errno == ENOTDIR || errno == ENOENT))
+      throw replaced(errno == ENOENT ? "is gone" : "now goes through a symlink or is no longer a directory");
+    throw_errno("open the mount point", target.string());
+  }
+  if (named_like_source) {
+    struct stat now {}, copied {};
+    check(::fstat(where.get(), &now), "fstat", target.string());
+    check(::fstat(bind.source_copy->get(), &copied), "fstat the copy of", bind.source.string());
+    if (now.st_dev != copied.st_dev || now.st_ino != copied.st_ino) throw replaced("is another directory");
+  }
+  return where;
+}
+
+// Attaches the caller's copy of the source's mounts: no lookup of the
+// source's path is involved, so what is mounted is what was checked.
+void attach_copy(const BindMount& bind, const std::filesystem::path& target) {
+  int copy = bind.source_copy->get();
+  if (bind.readonly)
+    make_read_only(copy, "", AT_EMPTY_PATH | AT_RECURSIVE, "the copy of " + bind.source.string() + " (recursively)");
+  UniqueFd where = open_mount_target(bind, target);
+  check(::move_mount(copy, "", where.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+        "mount the copy of " + bind.source.string() + " on", target.string());
+}
+
+// The mount points for BindMounts without a target, on a tmpfs of the
+// warden's own: root's, so the VM's UID, which owns the runtime dir around
+// it, can neither rename nor replace anything on the way to them (and a
+// mount point cannot be renamed in a namespace where it is one).
+void make_private_mount_points(const SandboxSpec& spec) {
+  std::filesystem::path dir = private_mounts_dir(spec);
+  check(::mkdir(dir.c_str(), 0755), "mkdir", dir.string());
+  check(::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, kPrivateMountsOptions),
+        "mount tmpfs on", dir.string());
+  for (const BindMount& bind : spec.mounts) {
+    if (!bind.target.empty()) continue;
+    std::filesystem::path point = private_mount_point(spec, bind.name);
+    check(::mkdir(point.c_str(), 0755), "mkdir", point.string());
   }
 }
 
@@ -47,14 +119,55 @@ void mount_scratch() {
 
 }  // namespace
 
+std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 64;
+  for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-');
+  if (!ok) throw UsageError(fmt::format("mount name \"{}\" must be 1 to 64 characters from A-Z a-z 0-9 _ -", name));
+  return private_mounts_dir(spec) / std::string(name);
+}
+
+UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path) {
+  UniqueFd copy(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
+  if (!copy) throw_errno("copy the mounts (open_tree) of", path.string());
+  return copy;
+}
+
 bool services_have_own_mount_namespaces(const SandboxSpec& spec) { return spec.services.size() > 1; }
+
+bool has_private_mount_points(const SandboxSpec& spec) {
+  for (const BindMount& bind : spec.mounts) {
+    if (bind.target.empty()) return true;
+  }
+  return false;
+}
 
 void setup_warden_mounts(const SandboxSpec& spec) {
   // Private first: nothing mounted below may propagate back to the host.
   check(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mount propagation private on", "/");
   check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount proc on", "/proc");
-  for (const BindMount& bind : spec.mounts) bind_mount(bind);
+  bool private_points = has_private_mount_points(spec);
+  if (private_points) make_private_mount_points(spec);
+  for (const BindMount& bind : spec.mounts) {
+    std::filesystem::path target = bind.target.empty() ? private_mount_point(spec, bind.name) : bind.target;
+    if (bind.source_copy) {
+      attach_copy(bind, target);
+    } else {
+      bind_mount(bind, target);
+    }
+  }
+  if (private_points) {
+    std::string dir = private_mounts_dir(spec).string();
+    make_read_only(AT_FDCWD, dir.c_str(), 0, dir);
+  }
   if (!services_have_own_mount_namespaces(spec)) mount_scratch();
+}
+
+void unmount_private_mount_points(const SandboxSpec& spec) noexcept {
+  if (!has_private_mount_points(spec)) return;
+  std::string dir = private_mounts_dir(spec).string();
+  // EINVAL: not mounted (the warden failed before it mounted it).
+  if (::umount2(dir.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL && errno != ENOENT)
+    log::warning("unmount {}: {}", dir, std::strerror(errno));
 }
 
 void setup_service_mounts() {

@@ -18,10 +18,21 @@ namespace vmwarden::supervisor {
 // namespace copy and its teardown (an expedited RCU grace period, ~0.3 ms).
 bool services_have_own_mount_namespaces(const SandboxSpec& spec);
 
+// Whether a BindMount goes on a private_mount_point() (it has no target).
+bool has_private_mount_points(const SandboxSpec& spec);
+
 // In the warden, before any service starts: recursive private propagation on
-// /, a fresh /proc for the new PID namespace, the sandbox's bind mounts, and
-// the scratch tmpfs when the services have no mount namespaces of their own.
+// /, a fresh /proc for the new PID namespace, the sandbox's bind mounts (on
+// their private mount points, which it makes, for those without a target),
+// and the scratch tmpfs when the services have no mount namespaces of their
+// own.
 void setup_warden_mounts(const SandboxSpec& spec);
+
+// In the warden, before it removes the runtime dir itself (when the outer
+// is gone): the tmpfs of private_mount_point()s is a mount point in the
+// warden's namespace, which the kernel will not let it remove while
+// mounted. Detaches it with the shares on it; failures are logged.
+void unmount_private_mount_points(const SandboxSpec& spec) noexcept;
 
 // In a service's child, before its confinement: a mount namespace of its own
 // with private, size-limited nodev,nosuid tmpfs on /tmp and /dev/shm.

@@ -9,8 +9,10 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "supervisor/confinement.h"
@@ -91,8 +93,16 @@ class RunningService {
 // A mount made in the warden's mount namespace before any service starts.
 struct BindMount {
   std::filesystem::path source;
-  std::filesystem::path target;  // usually == source: same path, new flags
+  // Usually == source: same path, new flags. Empty: at
+  // private_mount_point(spec, name), where only root can rename anything.
+  std::filesystem::path target;
+  std::string name;
   bool readonly = true;
+  // A copy of `source`'s mounts (detached_copy() in mounts.h) made when the
+  // caller checked it; for a granted tree, right after its grant. Set, the
+  // mount is that copy, not `source` looked up by name again, and a target
+  // named like the source must still be the very directory copied.
+  std::shared_ptr<const UniqueFd> source_copy;
 };
 
 struct SandboxSpec {
@@ -114,6 +124,20 @@ struct SandboxSpec {
   // `supervise/lock` in the current directory before doing anything.
   bool require_s6_parent = false;
 };
+
+// Where a BindMount without a target is mounted: RUNTIME_DIR/mnt/NAME. The
+// warden mounts a tmpfs of its own on RUNTIME_DIR/mnt, makes NAME there and
+// then makes that tmpfs read-only: nothing on the way can be renamed or
+// replaced by the VM's UID (which owns the runtime dir) or anyone else, so
+// a service given this path reaches the mount whatever happens to the
+// source's own path. `name` is 1-64 characters of [A-Za-z0-9_-].
+std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_view name);
+
+// A detached copy of the mounts at and below the directory open as `dir_fd`
+// (open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)), for BindMount::source_copy:
+// it holds the directory itself, not its path. Close-on-exec. `path` is for
+// messages.
+UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path);
 
 // Under s6 (the current directory is the service directory): throws
 // PermanentError unless the parent process is the s6-supervise holding

@@ -114,17 +114,31 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                    "nothing mounted in the sandbox propagates to the host"});
   steps.push_back({"warden", "mount a new proc on /proc (nosuid, nodev, noexec)", {"CAP_SYS_ADMIN"},
                    "the services see only the sandbox's processes"});
+  if (has_private_mount_points(spec)) {
+    steps.push_back({"warden",
+                     fmt::format("make {} (root's, 0755), mount a tmpfs there (nosuid, nodev, noexec) with a mount "
+                                 "point per share, and make that tmpfs read-only once they are mounted",
+                                 (spec.runtime_dir / "mnt").string()),
+                     {"CAP_SYS_ADMIN"},
+                     "a service given a share's mount point reaches the share that was granted, whatever happens "
+                     "to the share's own path: nobody but root can rename or replace anything on the way"});
+  }
   for (const BindMount& mount : spec.mounts) {
+    std::filesystem::path target = mount.target.empty() ? private_mount_point(spec, mount.name) : mount.target;
+    std::string where = target == mount.source ? "onto itself" : "on " + target.string();
     steps.push_back(
         {"warden",
-         mount.source == mount.target
-             ? fmt::format("bind-mount {} onto itself{}", mount.source.string(),
-                           mount.readonly ? ", read-only recursively (mount_setattr)" : "")
-             : fmt::format("bind-mount {} on {}{}", mount.source.string(), mount.target.string(),
-                           mount.readonly ? ", read-only recursively (mount_setattr)" : ""),
+         fmt::format("mount {} {}{}: the detached copy of its mounts that the caller made when it checked (or "
+                     "granted) it, if it made one (move_mount; a target named like the source must still be the "
+                     "directory copied), else by path (MS_BIND | MS_REC)",
+                     mount.source.string(), where,
+                     mount.readonly ? ", read-only recursively (mount_setattr)" : ""),
          {"CAP_SYS_ADMIN"},
-         mount.readonly ? "read-only whatever the file permissions and ACLs say, even for uid 0"
-                        : "the path as the services must see it"});
+         fmt::format("{}{}", mount.readonly ? "read-only whatever the file permissions and ACLs say, even for uid 0"
+                                            : "the path as the services must see it",
+                     mount.target.empty() ? "; a service is given this path rather than the source's own, which "
+                                            "whoever can write the directory above the source could change"
+                                          : "")});
   }
   for (const ServiceSpec& service : spec.services) {
     for (const ListenSocket& socket : service.listen_sockets) {
@@ -155,7 +169,8 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
     }
     if (confinement.landlock.mode != LandlockMode::off && !confinement.landlock.paths.empty()) {
       steps.push_back({actor,
-                       fmt::format("open the {} Landlock rule paths (O_PATH) with the supervisor's credentials",
+                       fmt::format("open the {} Landlock rule paths (O_PATH) with the supervisor's credentials "
+                                   "(a granted tree's rule uses the descriptor its grant opened instead)",
                                    confinement.landlock.paths.size()),
                        {"CAP_DAC_READ_SEARCH"},
                        "a rule needs a descriptor; the service's own uid still passes every permission check "

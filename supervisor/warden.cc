@@ -150,7 +150,10 @@ int Warden::run() {
   start_services();
   event_loop();
   int status = final_status();
-  if (outer_gone_) runtime_dir_.remove();
+  if (outer_gone_) {
+    unmount_private_mount_points(spec_);
+    runtime_dir_.remove();
+  }
   return status;
 }
 
@@ -567,7 +570,10 @@ void run_warden(const SandboxSpec& spec, int outer_pidfd, RuntimeDir& runtime_di
   ::kill(-1, SIGKILL);
   while (::waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
   }
-  if (outer_gone || readable_now(outer_pidfd)) runtime_dir.remove();
+  if (outer_gone || readable_now(outer_pidfd)) {
+    unmount_private_mount_points(spec);
+    runtime_dir.remove();
+  }
   ::_exit(status);
 }
 

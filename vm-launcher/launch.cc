@@ -9,8 +9,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <chrono>
+#include <cstdlib>
+#include <memory>
 #include <string_view>
 
 #include "acl-manager/acl.h"
@@ -65,8 +66,10 @@ supervisor::ServiceSpec command_service(const Definition& definition, const supe
 }
 
 // Grants cover the shares themselves, never the directories above them (a
-// change there would land outside the tree asked for). So each share's parent
-// must already be searchable by the VM's UID, and the files the VMM opens
+// change there would land outside the tree asked for). So a command, which
+// uses its shares at their own paths, needs each share's parent searchable
+// by the VM's UID already (a virtiofsd reaches its share through the mount
+// under the runtime dir instead); and the files the VMM opens
 // (kernel, initramfs, disks) must be readable (writable for a read-write
 // disk) by it as they are. Found out as that UID, in one child, before
 // anything is granted.
@@ -77,12 +80,14 @@ void check_reachable(const Definition& definition, uid_t uid) {
     std::string problem;
   };
   std::vector<Need> needs;
-  for (const Share& share : definition.shares)
+  for (const Share& share : definition.shares) {
+    if (!definition.is_command()) break;
     needs.push_back({share.path.parent_path(), X_OK,
                      fmt::format("share \"{}\": the VM's UID {} cannot reach {}: a directory above it is not "
                                  "searchable by other users (chmod o+x on it, or move the share below a directory "
                                  "that is)",
                                  share.tag, uid, share.path.string())});
+  }
   constexpr std::string_view kReadable = "make it readable by others (chmod o+r, and o+x on every directory above it)";
   auto file = [&](std::string_view what, const std::filesystem::path& path, int mode, std::string_view fix) {
     if (path.empty()) return;
@@ -158,7 +163,9 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
       daemon_share.binary = binary;
       daemon_share.dialect = dialect;
       daemon_share.tag = share.tag;
-      daemon_share.shared_dir = share.path;
+      // Not the share's own path: the mount of the tree its grant opened,
+      // where nothing on the way can be renamed (see plan_launch).
+      daemon_share.shared_dir = supervisor::private_mount_point(spec, share.tag);
       daemon_share.readonly = share.access == Access::ro;
       daemon_share.socket = backend::share_socket(paths, share);
       daemon_share.listen_fd = kListenFd;
@@ -221,11 +228,23 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
   spec.notify_fd = options.under_s6 ? supervisor::read_s6_notification_fd() : options.notify_fd;
 
   // Every share is granted to the VM's UID, so that its services pass the
-  // host's permission checks there; a read-only share is also a read-only
-  // bind mount in the sandbox, which holds whatever the ACLs say.
+  // host's permission checks there. The sandbox then mounts the tree the
+  // grant opened (grant_shares() attaches it), read-only for a read-only
+  // share, which holds whatever the ACLs say:
+  // - a command sees its shares where they are on the host, so a
+  //   read-only share is mounted over its own path (a read-write one needs
+  //   no mount; its Landlock rule is made from the granted directory);
+  // - each virtiofsd is given the share's mount under the runtime dir
+  //   instead of its path, which whoever can write the share's parent could
+  //   have pointed elsewhere by the time the daemon looks it up.
   for (const Share& share : definition.shares) {
     plan.grants.push_back({share.path, acl_access(share.access)});
-    if (share.access == Access::ro) spec.mounts.push_back({.source = share.path, .target = share.path});
+    bool readonly = share.access == Access::ro;
+    if (definition.is_command()) {
+      if (readonly) spec.mounts.push_back({.source = share.path, .target = share.path});
+    } else {
+      spec.mounts.push_back({.source = share.path, .name = share.tag, .readonly = readonly});
+    }
   }
 
   if (definition.is_command()) {
@@ -234,6 +253,25 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
     add_vm_services(definition, spec, uid);
   }
   return plan;
+}
+
+std::vector<acl::Report> grant_shares(LaunchPlan& plan, acl::ScopedGrants& grants) {
+  std::vector<acl::Report> reports;
+  for (const GrantPlan& grant : plan.grants) {
+    acl::Granted granted = grants.grant(grant.tree, grant.access);
+    auto root = std::make_shared<const UniqueFd>(std::move(granted.root));
+    for (supervisor::BindMount& mount : plan.sandbox.mounts) {
+      if (mount.source == grant.tree)
+        mount.source_copy = std::make_shared<const UniqueFd>(supervisor::detached_copy(root->get(), grant.tree));
+    }
+    for (supervisor::ServiceSpec& service : plan.sandbox.services) {
+      for (supervisor::PathRule& rule : service.confinement.landlock.paths) {
+        if (rule.path == grant.tree) rule.pinned = root;
+      }
+    }
+    reports.push_back(std::move(granted.report));
+  }
+  return reports;
 }
 
 std::vector<std::string> check_plan(const LaunchPlan& plan) {
@@ -275,10 +313,10 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //    runs (revoked by `vmwarden acl revoke`, or by a sweep once the alias
   //    is released).
   acl::ScopedGrants grants(registry, lease.uid());
-  for (const GrantPlan& grant : plan.grants) {
-    acl::Report report = grants.grant(grant.tree, grant.access);
-    log::info("granted {} on {} to UID {}: {}", acl::to_string(grant.access), grant.tree.string(), lease.uid(),
-              report.summary());
+  std::vector<acl::Report> reports = grant_shares(plan, grants);
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    log::info("granted {} on {} to UID {}: {}", acl::to_string(plan.grants[i].access), plan.grants[i].tree.string(),
+              lease.uid(), reports[i].summary());
   }
   if (!lease.single_use()) grants.dismiss();
 

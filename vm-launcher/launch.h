@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "acl-manager/acl.h"
 #include "acl-manager/uid_registry.h"
 #include "common/locations.h"
 #include "supervisor/sandbox.h"
@@ -55,6 +56,13 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
 // supervisor::check_confinement): throws PermanentError for an unmet
 // `landlock = "required"`, and returns what `best-effort` will drop.
 std::vector<std::string> check_plan(const LaunchPlan& plan);
+
+// Grants each of plan.grants through `grants` (in order; one report each)
+// and points the sandbox at the directories those grants opened: a mount
+// of a granted tree becomes a detached copy of it, made now, and a Landlock
+// rule naming one is made from its descriptor. From the grant on, nothing
+// looks a share up by its path again (doc/SECURITY.md).
+std::vector<acl::Report> grant_shares(LaunchPlan& plan, acl::ScopedGrants& grants);
 
 // Leases the VM's UID, plans, checks, grants, runs the sandbox, and on every
 // exit path revokes a single-use UID's grants and releases it. Returns the

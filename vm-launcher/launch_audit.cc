@@ -69,10 +69,11 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
                             std::string("one running instance per alias; ") + lease_why});
   }
 
-  if (options.checks_shares && (!plan.grants.empty() || !options.files_read_as_uid.empty())) {
+  if ((options.checks_shares && !plan.grants.empty()) || !options.files_read_as_uid.empty()) {
     std::string parents, files;
-    for (const GrantPlan& grant : plan.grants)
-      parents += (parents.empty() ? "" : ", ") + grant.tree.parent_path().string();
+    for (const GrantPlan& grant : plan.grants) {
+      if (options.checks_shares) parents += (parents.empty() ? "" : ", ") + grant.tree.parent_path().string();
+    }
     for (const std::filesystem::path& file : options.files_read_as_uid)
       files += (files.empty() ? "" : ", ") + file.string();
     std::string what;
@@ -99,6 +100,15 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
          "the VM's uid must pass the host's permission checks beneath the tree; the walk never follows a "
          "symlink and skips hard links (doc/ACL.md); CAP_SYS_ADMIN, where held, only for a detached nodev copy "
          "of the tree's mounts that the walk opens files through and that is attached nowhere"});
+    audit.before.push_back(
+        {"outer",
+         fmt::format("keep the directory descriptor the grant opened for {}; make a detached copy of its mounts "
+                     "(open_tree OPEN_TREE_CLONE | AT_RECURSIVE) for each sandbox mount of it; Landlock rules "
+                     "naming it are made from that descriptor",
+                     grant.tree.string()),
+         {"CAP_SYS_ADMIN"},
+         "from the grant on, nothing looks the tree up by its path again: whoever can write the directory "
+         "above it could have renamed it away and put a symlink in its place"});
   }
 
   bool revokes = options.uid_source == UidSource::single_use && !plan.grants.empty();

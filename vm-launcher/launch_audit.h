@@ -27,8 +27,9 @@ struct LaunchAuditOptions {
   bool uid_is_placeholder = false;
   std::string uid_range;  // "FIRST-LAST", for a single-use UID
   // launch() checks, as the VM's uid, that each share's parent is searchable
-  // and that each of `files_read_as_uid` (the kernel, initramfs and disks) can
-  // be opened as the VMM will.
+  // (a command's: it uses its shares at their own paths) and that each of
+  // `files_read_as_uid` (the kernel, initramfs and disks) can be opened as
+  // the VMM will.
   bool checks_shares = false;
   std::vector<std::filesystem::path> files_read_as_uid;
   // What will make the start fail although the plan could be made (e.g. a

@@ -48,7 +48,13 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root";
     fs::permissions(root_, fs::perms(0711));
-    for (const char* dir : {"config/vms", "state", "run", "share"}) fs::create_directories(root_ / dir);
+    for (const char* dir : {"config/vms", "state", "run", "private/share", "outside"})
+      fs::create_directories(root_ / dir);
+    // The share lies below a directory the VM's UID cannot search: its
+    // virtiofsd reaches it through its mount under the runtime dir.
+    fs::permissions(root_ / "private", fs::perms::owner_all);
+    testing::write_file(root_ / "private/share/marker", "the share");
+    testing::write_file(root_ / "outside/secret", "not shared");
     testing::write_file(root_ / "vmlinuz", "not booted by a double");
     // Copies of the doubles in the scratch tree: a build tree under /tmp
     // would be hidden from the services, who see /tmp as their own tmpfs.
@@ -61,7 +67,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
     }
     testing::write_file(root_ / "config/vms/vm.toml",
                         fmt::format("vmm = \"{0}\"\nkernel = \"{1}/vmlinuz\"\ncmdline = \"console=ttyS0\"\n"
-                                    "shutdown_timeout_s = 10\n[[share]]\ntag = \"data\"\npath = \"{1}/share\"\n"
+                                    "shutdown_timeout_s = 10\n[[share]]\ntag = \"data\"\npath = \"{1}/private/share\"\n"
                                     "access = \"rw\"\n",
                                     GetParam().vmm, root_.string()));
   }
@@ -151,7 +157,8 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   fs::path runtime = root_ / "run/vm";
   // The daemon got the socket the warden bound, and the VMM connects to it.
   EXPECT_THAT(daemon, Contains("--fd=3"));
-  EXPECT_THAT(daemon, Contains(fmt::format("--shared-dir={}/share", root_.string())));
+  // Not the share's path: its mount under the runtime dir.
+  EXPECT_THAT(daemon, Contains(fmt::format("--shared-dir={}/mnt/data", runtime.string())));
   std::string joined;
   for (const auto& arg : vmm) joined += arg + " ";
   EXPECT_THAT(joined, HasSubstr((runtime / "fs0.sock").string()));
@@ -178,6 +185,18 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
     return st.st_dev;
   };
   EXPECT_NE(tmp_device(vmm_pid), tmp_device(daemon_pid));
+
+  // The daemon's shared dir is the share. Whoever can write the share's
+  // parent renames it away and puts a symlink to another directory in its
+  // place: the daemon's path still leads to the share.
+  fs::path seen = fmt::format("/proc/{}/root{}/mnt/data", daemon_pid, runtime.string());
+  EXPECT_EQ(testing::read_file(seen / "marker"), "the share");
+  fs::rename(root_ / "private/share", root_ / "private/moved");
+  fs::create_directory_symlink(root_ / "outside", root_ / "private/share");
+  EXPECT_EQ(testing::read_file(seen / "marker"), "the share");
+  EXPECT_FALSE(fs::exists(seen / "secret"));
+  fs::remove(root_ / "private/share");
+  fs::rename(root_ / "private/moved", root_ / "private/share");
 
   ASSERT_EQ(::kill(outer, SIGTERM), 0);
   int status = wait_for(outer, 20s);

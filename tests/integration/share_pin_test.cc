@@ -1,0 +1,211 @@
+// A share swapped between its grant and the sandbox's start. Whoever can
+// write the directory above a share can rename the share away and put a
+// symlink (or another directory) under its name at any moment; the grant
+// opened the share without following symlinks, and from then on the sandbox
+// must use what the grant opened, never the name. Each test makes the swap
+// at the worst moment: after the grant, before the warden's first lookup.
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "acl-manager/acl.h"
+#include "acl-manager/uid_registry.h"
+#include "common/locations.h"
+#include "common/unique_fd.h"
+#include "supervisor/sandbox.h"
+#include "tests/support/support.h"
+#include "vm-launcher/launch.h"
+
+namespace vmwarden::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Outcome {
+  int status = -1;  // the sandbox's exit status, or 125 when it refused to start
+  std::string out;  // the command's stdout
+  std::string err;  // the outer's stderr
+};
+
+class SharePinTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    // The single-use UID passes through the scratch tree to its shares.
+    fs::permissions(root_.path(), fs::perms(0711));
+    for (fs::path dir = root_.path(); dir != dir.parent_path(); dir = dir.parent_path()) {
+      struct stat st {};
+      ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+      ASSERT_NE(st.st_mode & S_IXOTH, 0U) << dir << " must be searchable by other users";
+    }
+    for (const char* dir : {"config", "state", "run", "parent/share", "outside"}) fs::create_directories(root_ / dir);
+    write_file(root_ / "parent/share/marker", "the share\n");
+    write_file(root_ / "outside/secret", "not shared\n", 0644);
+  }
+
+  fs::path share() const { return root_ / "parent/share"; }
+
+  // A command definition with the one share, planned, leased, granted and
+  // run as `vmwarden supervise` would, with `swap` called between the
+  // grants and the sandbox's start. Runs in a child, which is the outer.
+  Outcome run(acl::Access access, const std::string& script, const std::function<void()>& swap) {
+    vm::Definition definition;
+    definition.name = "pin";
+    definition.command = {"/bin/sh", "-c", script};
+    definition.shutdown_timeout_s = 5;
+    definition.shares.push_back({"data", share(), access == acl::Access::rw ? vm::Access::rw : vm::Access::ro});
+    Locations locations{root_ / "config", root_ / "state", root_ / "run"};
+    fs::path out = root_ / "out", err = root_ / "err";
+
+    pid_t outer = ::fork();
+    if (outer == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) ::_exit(126);
+      int status = 125;
+      try {
+        acl::UidRegistry registry(locations);
+        acl::UidLease lease = registry.lease_single_use();
+        vm::LaunchPlan plan = vm::plan_launch(definition, lease.uid(), {.locations = locations});
+        acl::ScopedGrants grants(registry, lease.uid());
+        vm::grant_shares(plan, grants);
+        swap();
+        status = supervisor::run_sandbox(plan.sandbox);
+      } catch (const std::exception& error) {
+        std::fprintf(stderr, "%s\n", error.what());
+      }
+      std::fflush(stderr);
+      ::_exit(status);
+    }
+    int status = 0;
+    EXPECT_EQ(::waitpid(outer, &status, 0), outer);
+    EXPECT_TRUE(WIFEXITED(status));
+    return {WEXITSTATUS(status), read_file(out), read_file(err)};
+  }
+
+  // The share renamed away and a symlink to a directory it does not hold
+  // put in its place.
+  void swap_for_symlink() const {
+    fs::rename(share(), root_ / "parent/moved");
+    fs::create_directory_symlink(root_ / "outside", share());
+  }
+
+  TempDir root_{"vmwarden-share-pin"};
+};
+
+TEST_F(SharePinTest, AReadWriteShareSwappedForASymlinkAfterItsGrantReachesNothingElse) {
+  std::string script = fmt::format("cat {0}/secret; cat {1}/marker; echo written > {0}/planted; echo done",
+                                   share().string(), (root_ / "parent/moved").string());
+  Outcome outcome = run(acl::Access::rw, script, [this] { swap_for_symlink(); });
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  // The command's Landlock rule covers the directory that was granted, now
+  // under another name, and nothing that its old name leads to.
+  EXPECT_THAT(outcome.out, Not(HasSubstr("not shared")));
+  EXPECT_THAT(outcome.out, HasSubstr("the share"));
+  EXPECT_THAT(outcome.out, HasSubstr("done"));
+  EXPECT_FALSE(fs::exists(root_ / "outside/planted"));
+  EXPECT_EQ(named_acl_entries(root_ / "outside"), "") << "the grant never reached it";
+}
+
+TEST_F(SharePinTest, AReadOnlyShareSwappedForASymlinkAfterItsGrantIsRefused) {
+  std::string script = fmt::format("cat {}/secret; echo ran", share().string());
+  Outcome outcome = run(acl::Access::ro, script, [this] { swap_for_symlink(); });
+  // Its read-only mount is made over its path, which no longer leads to the
+  // directory granted: the sandbox does not start.
+  EXPECT_EQ(outcome.status, 125);
+  EXPECT_THAT(outcome.err, HasSubstr(share().string() + " now goes through a symlink"));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("not shared")));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("ran")));
+}
+
+TEST_F(SharePinTest, AReadOnlyShareReplacedByAnotherDirectoryAfterItsGrantIsRefused) {
+  std::string script = fmt::format("cat {}/secret; echo ran", share().string());
+  Outcome outcome = run(acl::Access::ro, script, [this] {
+    fs::rename(share(), root_ / "parent/moved");
+    fs::rename(root_ / "outside", share());
+  });
+  EXPECT_EQ(outcome.status, 125);
+  EXPECT_THAT(outcome.err, HasSubstr(share().string() + " is another directory"));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("ran")));
+}
+
+TEST_F(SharePinTest, AReadOnlyShareLeftAloneIsMountedReadOnly) {
+  std::string script = fmt::format("cat {0}/marker; echo x > {0}/new || echo refused", share().string());
+  Outcome outcome = run(acl::Access::ro, script, [] {});
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "the share\nrefused\n");
+  EXPECT_FALSE(fs::exists(share() / "new"));
+}
+
+// The VM's daemons get a share's mount under the runtime dir instead of its
+// path: made from the same copy, on a tmpfs only root can write.
+TEST_F(SharePinTest, AMountPointUnderTheRuntimeDirHoldsTheCopyWhateverHappensToThePath) {
+  UniqueFd dir(::open(share().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dir);
+  supervisor::SandboxSpec spec;
+  spec.name = "pin";
+  spec.runtime_dir = root_ / "run/pin";
+  spec.runtime_dir_uid = 65534;
+  spec.runtime_dir_gid = 65534;
+  spec.shutdown_timeout = std::chrono::seconds(5);
+  spec.mounts.push_back({.source = share(), .name = "data", .readonly = false,
+                         .source_copy = std::make_shared<const UniqueFd>(supervisor::detached_copy(dir.get(), share()))});
+  fs::path point = supervisor::private_mount_point(spec, "data");
+  EXPECT_EQ(point, root_ / "run/pin/mnt/data");
+  swap_for_symlink();
+
+  supervisor::ServiceSpec service;
+  service.name = "command";
+  service.main = true;
+  // As the nobody user: what a VM's UID can do there.
+  service.argv = {"/bin/sh", "-c",
+                  fmt::format("cat {0}/marker; ls {0}; stat -c '%U %a' {1}; mkdir {1}/other 2>&1 || echo refused; "
+                              "mv {0} {1}/x 2>&1 || echo refused",
+                              point.string(), point.parent_path().string())};
+  service.confinement.uid = 65534;
+  service.confinement.gid = 65534;
+  service.confinement.landlock.mode = supervisor::LandlockMode::off;
+  UniqueFd output(::open((root_ / "out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  ASSERT_TRUE(output);
+  service.fds = {{output.get(), 1}, {output.get(), 2}};
+  spec.services.push_back(std::move(service));
+
+  pid_t outer = ::fork();
+  if (outer == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int status = 125;
+    try {
+      status = supervisor::run_sandbox(spec);
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "run_sandbox: %s\n", error.what());
+    }
+    ::_exit(status);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(outer, &status, 0), outer);
+  std::string out = read_file(root_ / "out");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_THAT(out, HasSubstr("the share\nmarker\n"));
+  EXPECT_THAT(out, Not(HasSubstr("secret")));
+  EXPECT_THAT(out, HasSubstr("root 755"));
+  EXPECT_THAT(out, HasSubstr("Read-only file system"));
+  EXPECT_FALSE(fs::exists(root_ / "run/pin")) << "the runtime dir goes with the sandbox";
+}
+
+}  // namespace
+}  // namespace vmwarden::testing
