@@ -37,6 +37,7 @@ Report& Report::operator+=(const Report& other) {
   vanished += other.vanished;
   failed += other.failed;
   narrowed += other.narrowed;
+  setid_cleared += other.setid_cleared;
   for (const std::string& path : other.hardlinks) {
     if (hardlinks.size() < 100) hardlinks.push_back(path);
   }
@@ -62,6 +63,7 @@ std::string Report::summary() const {
   add(skipped_mounts, "mount points not crossed");
   add(vanished, "vanished");
   add(narrowed, "narrowed by the mask rule");
+  add(setid_cleared, "set-ID bits cleared");
   add(failed, "failed");
   return text;
 }
@@ -98,6 +100,8 @@ class GrantEditor final : public Editor {
   }
 
   bool adds_entries() const override { return true; }
+  bool clears_setid_bits() const override { return false; }
+  mode_t setid_bits_to_clear(const struct stat&) const override { return 0; }
 
   // An object of a third party's in the tree was most likely moved in by
   // someone who can write there (a rename needs no access to the object
@@ -138,6 +142,15 @@ class RemoveEditor final : public Editor {
   bool adds_entries() const override { return false; }
   // Removing entries only narrows access, whoever owns the object.
   bool accepts_owner(uid_t, uid_t) const override { return true; }
+
+  // A set-user-ID file of a UID whose access goes (one a VM made in a
+  // read-write share) would let whoever runs it act as that UID later: as
+  // the next VM given the UID, if it is a single-use one. Set-group-ID
+  // likewise for the UID's group (a VM's gid is its uid).
+  bool clears_setid_bits() const override { return true; }
+  mode_t setid_bits_to_clear(const struct stat& st) const override {
+    return (remove_(st.st_uid) ? S_ISUID : 0) | (remove_(st.st_gid) ? S_ISGID : 0);
+  }
 
  private:
   bool remove(Entries& entries, Report& report) const {

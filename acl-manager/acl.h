@@ -38,6 +38,7 @@ struct Report {
   std::uint64_t vanished = 0;           // gone or replaced while the walk ran
   std::uint64_t failed = 0;             // objects whose ACL could not be read or written
   std::uint64_t narrowed = 0;           // grants given less than asked by the mask rule (doc/ACL.md)
+  std::uint64_t setid_cleared = 0;      // revoke, sweep: files of a removed UID whose set-ID bits were cleared
   std::vector<std::string> hardlinks;   // their paths (the first 100)
   std::vector<std::string> foreign;     // the third party's objects' paths (the first 100)
   std::vector<std::string> errors;      // the first 20 failures, "PATH: why"

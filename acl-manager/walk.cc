@@ -116,7 +116,9 @@ class Walk {
   Walk(const Editor& editor, const WalkOptions& options) : editor_(editor), options_(options) {
     proc_fd_ = UniqueFd(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!proc_fd_) throw_errno("open", "/proc/self/fd");
-    use_fast_check_ = have_xattrat();
+    // The cheap check reads a name's ACL only: a walk that must also see
+    // each file's owner and mode goes through the pinned path for all.
+    use_fast_check_ = have_xattrat() && !editor.clears_setid_bits();
     std::uint64_t resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (options_.cross_mounts ? 0 : RESOLVE_NO_XDEV);
     path_how_.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
     path_how_.resolve = resolve;
@@ -509,6 +511,18 @@ class Walk {
       char fd_name[16] = {};
       if (o_path) std::snprintf(fd_name, sizeof fd_name, "%d", fd);
       int proc = walk.proc_fd_.get();
+      if (mode_t setid = walk.editor_.setid_bits_to_clear(st) & st.st_mode; setid != 0) {
+        // The same permission bits: on a file with an ACL they are its mask
+        // and owner and other entries, which this leaves as they are.
+        mode_t mode = st.st_mode & 07777 & ~setid;
+        if (!walk.options_.dry_run &&
+            (o_path ? ::fchmodat(proc, fd_name, mode, 0) : ::fchmod(fd, mode)) != 0) {
+          note_error(join(dir->path, name), "clear set-ID bits", errno);
+          return;
+        }
+        st.st_mode &= ~setid;
+        ++report.setid_cleared;
+      }
       int rc = o_path ? read_value(proc, fd_name, /*follow=*/true, kAccessAcl) : read_fd_value(fd, kAccessAcl);
       if (rc == -ENODATA) {
         if (!walk.editor_.adds_entries()) {

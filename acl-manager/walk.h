@@ -2,6 +2,7 @@
 // acl-manager.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <string>
@@ -24,6 +25,12 @@ class Editor {
   virtual bool edit_default(Entries& entries, bool& present, const Entries& access, Report& report) const = 0;
   // Whether an object with no ACL at all can need a change (only grants add).
   virtual bool adds_entries() const = 0;
+  // Whether setid_bits_to_clear() can be non-zero: the walk then learns
+  // every regular file's owner and mode (no name-relative cheap check).
+  virtual bool clears_setid_bits() const = 0;
+  // The set-ID bits (S_ISUID, S_ISGID) to clear on a regular file with this
+  // owner, group and mode, if it has them.
+  virtual mode_t setid_bits_to_clear(const struct stat& st) const = 0;
   // Whether an object owned by `owner`, in a tree whose root `root_owner`
   // owns, may be edited. Grants say no to a third party's objects.
   virtual bool accepts_owner(uid_t owner, uid_t root_owner) const = 0;

@@ -72,8 +72,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   CLI::App* revoke = acl->add_subcommand(
       "revoke",
       "Remove UID's access and default entries under PATH, recompute each mask as the smallest "
-      "that serves the remaining entries, and drop the grant record (only the record, where PATH's "
-      "filesystem has no POSIX ACLs).");
+      "that serves the remaining entries, clear the set-user-ID bit of UID's files and the "
+      "set-group-ID bit of its group's (so that nothing left there runs as UID), and drop the grant "
+      "record (only the record, where PATH's filesystem has no POSIX ACLs).");
   revoke->add_option("--uid", revoke_options->uid, "A UID in the range, or an alias")->required();
   revoke->add_flag("--cross-mounts", revoke_options->cross_mounts,
                    "Also descend into other mounts under PATH (done anyway if the grant record says so)");
@@ -92,8 +93,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   CLI::App* sweep = acl->add_subcommand(
       "sweep",
       "In every recorded tree, remove the entries of UIDs in the range that are neither leased "
-      "nor an alias with a grant record for that tree (the clean-up after unclean shutdowns); "
-      "then drop dead UIDs' records and release dead single-use UIDs. A tree whose path no longer "
+      "nor an alias with a grant record for that tree, and clear those UIDs' set-ID bits as revoke "
+      "does (the clean-up after unclean shutdowns); then drop dead UIDs' records and release dead single-use UIDs. A tree whose path no longer "
       "exists loses its records; one that fails otherwise (e.g. a symlink in its place) keeps them, "
       "is reported, and the other trees are still swept (exit status 1).");
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
@@ -110,6 +111,10 @@ void add_acl_command(CLI::App& app, Globals& globals) {
         }
         for (auto [uid, count] : tree.report.removed) {
           fmt::print("{}: {} {} entr{} of UID {}\n", tree.path.string(), verb, count, count == 1 ? "y" : "ies", uid);
+        }
+        if (tree.report.setid_cleared != 0) {
+          fmt::print("{}: {} the set-ID bits of {} file(s)\n", tree.path.string(), *dry_run ? "would clear" : "cleared",
+                     tree.report.setid_cleared);
         }
         for (const std::string& error : tree.report.errors) fmt::print(stderr, "vmwarden: {}\n", error);
         if (tree.report.failed != 0) fmt::print("{}: {} failure(s), its records kept\n", tree.path.string(), tree.report.failed);

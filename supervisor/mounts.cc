@@ -129,6 +129,16 @@ std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_v
 UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path) {
   UniqueFd copy(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
   if (!copy) throw_errno("copy the mounts (open_tree) of", path.string());
+  // A copy keeps the peer groups of the host's mounts it was made from, and
+  // the warden's MS_PRIVATE on / (made before the copy is attached) never
+  // reaches it: without this, an unmount in the sandbox would unmount the
+  // host's mounts below the share, a mount made there would appear on the
+  // host, and a mount the host makes below a read-only share later would
+  // appear in the sandbox, writable.
+  mount_attr attr{};
+  attr.propagation = MS_PRIVATE;
+  check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr),
+        "make private (recursively) the copy of the mounts of", path.string());
   return copy;
 }
 
@@ -151,6 +161,11 @@ void setup_warden_mounts(const SandboxSpec& spec) {
     std::filesystem::path target = bind.target.empty() ? private_mount_point(spec, bind.name) : bind.target;
     if (bind.source_copy) {
       attach_copy(bind, target);
+    } else if (bind.target.empty()) {
+      // Such a mount exists to hold what the caller checked: looking its
+      // source up by name here would defeat it.
+      throw PermanentError(fmt::format("the mount of {} on {} comes without the copy made when it was checked",
+                                       bind.source.string(), target.string()));
     } else {
       bind_mount(bind, target);
     }

@@ -94,7 +94,7 @@ class RunningService {
 struct BindMount {
   std::filesystem::path source;
   // Usually == source: same path, new flags. Empty: at
-  // private_mount_point(spec, name), where only root can rename anything.
+  // private_mount_point(spec, name), and then source_copy is required.
   std::filesystem::path target;
   std::string name;
   bool readonly = true;
@@ -127,10 +127,11 @@ struct SandboxSpec {
 
 // Where a BindMount without a target is mounted: RUNTIME_DIR/mnt/NAME. The
 // warden mounts a tmpfs of its own on RUNTIME_DIR/mnt, makes NAME there and
-// then makes that tmpfs read-only: nothing on the way can be renamed or
-// replaced by the VM's UID (which owns the runtime dir) or anyone else, so
-// a service given this path reaches the mount whatever happens to the
-// source's own path. `name` is 1-64 characters of [A-Za-z0-9_-].
+// then makes that tmpfs read-only: a service given this path reaches the
+// mount whatever happens to the source's own path. Only root and the VM's
+// UID (which owns the runtime dir, and could only ever lead its own
+// services to what it can reach itself) can change anything on the way.
+// `name` is 1-64 characters of [A-Za-z0-9_-].
 std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_view name);
 
 // A detached copy of the mounts at and below the directory open as `dir_fd`

@@ -121,16 +121,17 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                                  (spec.runtime_dir / "mnt").string()),
                      {"CAP_SYS_ADMIN"},
                      "a service given a share's mount point reaches the share that was granted, whatever happens "
-                     "to the share's own path: nobody but root can rename or replace anything on the way"});
+                     "to the share's own path: only root and the VM's uid (whose runtime dir it is) can change "
+                     "anything on the way"});
   }
   for (const BindMount& mount : spec.mounts) {
     std::filesystem::path target = mount.target.empty() ? private_mount_point(spec, mount.name) : mount.target;
     std::string where = target == mount.source ? "onto itself" : "on " + target.string();
     steps.push_back(
         {"warden",
-         fmt::format("mount {} {}{}: the detached copy of its mounts that the caller made when it checked (or "
-                     "granted) it, if it made one (move_mount; a target named like the source must still be the "
-                     "directory copied), else by path (MS_BIND | MS_REC)",
+         fmt::format("mount {} {}{}: the detached, private copy of its mounts that the caller made when it "
+                     "checked (or granted) it, if it made one (move_mount; a target named like the source must "
+                     "still be the directory copied), else by path (MS_BIND | MS_REC)",
                      mount.source.string(), where,
                      mount.readonly ? ", read-only recursively (mount_setattr)" : ""),
          {"CAP_SYS_ADMIN"},
@@ -169,8 +170,7 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
     }
     if (confinement.landlock.mode != LandlockMode::off && !confinement.landlock.paths.empty()) {
       steps.push_back({actor,
-                       fmt::format("open the {} Landlock rule paths (O_PATH) with the supervisor's credentials "
-                                   "(a granted tree's rule uses the descriptor its grant opened instead)",
+                       fmt::format("open the {} Landlock rule paths (O_PATH) with the supervisor's credentials",
                                    confinement.landlock.paths.size()),
                        {"CAP_DAC_READ_SEARCH"},
                        "a rule needs a descriptor; the service's own uid still passes every permission check "

@@ -100,23 +100,28 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
          "the VM's uid must pass the host's permission checks beneath the tree; the walk never follows a "
          "symlink and skips hard links (doc/ACL.md); CAP_SYS_ADMIN, where held, only for a detached nodev copy "
          "of the tree's mounts that the walk opens files through and that is attached nowhere"});
-    audit.before.push_back(
-        {"outer",
-         fmt::format("keep the directory descriptor the grant opened for {}; make a detached copy of its mounts "
-                     "(open_tree OPEN_TREE_CLONE | AT_RECURSIVE) for each sandbox mount of it; Landlock rules "
-                     "naming it are made from that descriptor",
-                     grant.tree.string()),
-         {"CAP_SYS_ADMIN"},
-         "from the grant on, nothing looks the tree up by its path again: whoever can write the directory "
-         "above it could have renamed it away and put a symlink in its place"});
+    bool mounted = false, ruled = false;
+    for (const supervisor::BindMount& mount : plan.sandbox.mounts) mounted = mounted || mount.source == grant.tree;
+    for (const supervisor::ServiceSpec& service : plan.sandbox.services) {
+      for (const supervisor::PathRule& rule : service.confinement.landlock.paths) ruled = ruled || rule.path == grant.tree;
+    }
+    std::string action = fmt::format("keep the directory descriptor the grant opened for {}", grant.tree.string());
+    if (mounted)
+      action += "; make a detached copy of its mounts through it (open_tree OPEN_TREE_CLONE | AT_RECURSIVE), "
+                "private (mount_setattr MS_PRIVATE), for the sandbox's mount of it";
+    if (ruled) action += "; the Landlock rules naming it are made from that descriptor";
+    audit.before.push_back({"outer", action, mounted ? std::vector<std::string>{"CAP_SYS_ADMIN"} : std::vector<std::string>{},
+                            "from the grant on, nothing looks the tree up by its path again: whoever can write the "
+                            "directory above it could have renamed it away and put a symlink in its place"});
   }
 
   bool revokes = options.uid_source == UidSource::single_use && !plan.grants.empty();
   for (const GrantPlan& grant : plan.grants) {
     if (!revokes) break;
     audit.after.push_back({"outer",
-                           fmt::format("revoke uid {}'s entries under {} and remove the grant record", uid,
-                                       grant.tree.string()),
+                           fmt::format("revoke uid {}'s entries under {}, clear the set-ID bits of its files "
+                                       "there, and remove the grant record",
+                                       uid, grant.tree.string()),
                            {"CAP_FOWNER", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
                            "a single-use UID keeps nothing; if this process is killed first, `vmwarden acl sweep` "
                            "revokes them; CAP_SYS_ADMIN as for the grant"});

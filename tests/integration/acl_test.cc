@@ -838,6 +838,67 @@ TEST(AclRevoke, RemovesExactlyItsOwnEntriesAndKeepsTheMaskRule) {
   EXPECT_TRUE(registry.grant_records().empty());
 }
 
+// A VM can leave a set-user-ID file of its UID in a read-write share (its
+// virtiofsd lets it chmod its own files). Whoever runs it later would act as
+// that UID: as the next VM given a single-use UID. Revoking the UID's access
+// clears it, whatever the file's ACL says, on the pinned path with and
+// without the nodev view; nothing else changes.
+void expect_revoke_clears_the_uids_set_id_bits() {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_single_use();
+  std::filesystem::path dir = env.tree / "d0";
+  auto make = [&](const char* name, uid_t owner, gid_t group, mode_t mode) {
+    std::filesystem::path file = dir / name;
+    testing::write_file(file, "#!/bin/sh\n");
+    EXPECT_EQ(::chown(file.c_str(), owner, group), 0);
+    EXPECT_EQ(::chmod(file.c_str(), mode), 0);
+    return file;
+  };
+  std::filesystem::path setuid_with_acl = make("setuid", uid, uid, 04755);
+  std::filesystem::path setgid = make("setgid", 0, uid, 02755);
+  std::filesystem::path setuid_bare = make("bare", uid, uid, 06750);
+  std::filesystem::path roots = make("roots", 0, 0, 04755);
+  ASSERT_EQ(::chmod(dir.c_str(), 02755), 0);
+  grant(registry, uid, env.tree, Access::rw);
+  // The VM removed its own file's ACL: nothing for revoke to remove there.
+  ASSERT_EQ(::removexattr(setuid_bare.c_str(), "system.posix_acl_access"), 0);
+  auto mode_of = [](const std::filesystem::path& path) {
+    struct stat st {};
+    EXPECT_EQ(::lstat(path.c_str(), &st), 0);
+    return st.st_mode & 07777;
+  };
+
+  // The grant widened the masks (group bits) to rwx; revoke narrows them
+  // back. The set-ID bits are what this is about.
+  mode_t bare_mode = mode_of(setuid_bare);
+  EXPECT_EQ(bare_mode, 06770u);
+
+  Report dry = revoke(registry, uid, env.tree, {.dry_run = true});
+  EXPECT_EQ(dry.setid_cleared, 3u);
+  EXPECT_EQ(mode_of(setuid_bare), bare_mode) << "--dry-run changed a mode";
+
+  Report report = revoke(registry, uid, env.tree);
+  EXPECT_EQ(report.setid_cleared, 3u) << report.summary();
+  EXPECT_NE(report.summary().find("3 set-ID bits cleared"), std::string::npos) << report.summary();
+  EXPECT_EQ(mode_of(setuid_with_acl), 0755u);
+  EXPECT_EQ(mode_of(setgid), 0755u);
+  EXPECT_EQ(mode_of(setuid_bare), 0770u) << "only the set-ID bits go";
+  EXPECT_EQ(mode_of(roots), 04755u) << "another owner's set-user-ID file is left alone";
+  EXPECT_EQ(mode_of(dir), 02755u) << "a directory's set-group-ID bit is left alone";
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u);
+  EXPECT_FALSE(has_acl(setuid_with_acl)) << "grant + revoke leaves no ACL where there was none";
+}
+
+TEST(AclRevoke, ClearsTheSetIdBitsOfTheUidsFiles) { expect_revoke_clears_the_uids_set_id_bits(); }
+
+TEST(AclRevoke, ClearsTheSetIdBitsOfTheUidsFilesWithoutTheNodevView) {
+  detail::force_no_nodev_view(true);
+  expect_revoke_clears_the_uids_set_id_bits();
+  detail::force_no_nodev_view(false);
+}
+
 TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
   Env env;
   make_tree(env.tree, 2, 3);
@@ -851,6 +912,13 @@ TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
   grant(registry, live.uid(), env.tree, Access::ro);
   grant(registry, dead, env.tree, Access::ro);
   grant(registry, dead, other, Access::ro);
+  // A set-user-ID file the dead UID left, and one of the live UID's.
+  std::filesystem::path dead_setuid = env.tree / "d0/dead-setuid", live_setuid = env.tree / "d0/live-setuid";
+  for (auto [file, owner] : {std::pair{dead_setuid, dead}, std::pair{live_setuid, live.uid()}}) {
+    testing::write_file(file, "#!/bin/sh\n");
+    ASSERT_EQ(::chown(file.c_str(), owner, owner), 0);
+    ASSERT_EQ(::chmod(file.c_str(), 04755), 0);
+  }
   // The alias has entries in `other` but no record there (a leftover).
   auto result = testing::run_command({"setfacl", "-R", "-m", fmt::format("u:{}:rX", alias), other.string()});
   ASSERT_EQ(result.exit_code, 0);
@@ -867,6 +935,9 @@ TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
   EXPECT_NE(dry.out.find(fmt::format("would release single-use UID {}\n", dead)), std::string::npos) << dry.out;
   EXPECT_NE(dry.out.find("2 tree(s), 2 record(s) would be dropped, 1 UID(s) would be released"), std::string::npos)
       << dry.out;
+  EXPECT_NE(dry.out.find(fmt::format("{}: would clear the set-ID bits of 1 file(s)", env.tree.string())),
+            std::string::npos)
+      << dry.out;
   EXPECT_EQ(getfacl(env.tree), tree_before) << "--dry-run changed something";
   EXPECT_EQ(getfacl(other), other_before);
   EXPECT_TRUE(registry.find(dead)->allocated);
@@ -879,6 +950,12 @@ TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
   std::string tree_after = getfacl(env.tree), other_after = getfacl(other);
   EXPECT_EQ(uids_in(tree_after, registry.range()), (std::set<uid_t>{alias, live.uid()}));
   EXPECT_TRUE(uids_in(other_after, registry.range()).empty()) << other_after;
+  EXPECT_NE(swept.out.find(fmt::format("{}: cleared the set-ID bits of 1 file(s)", env.tree.string())),
+            std::string::npos)
+      << swept.out;
+  EXPECT_EQ(std::filesystem::status(dead_setuid).permissions(), std::filesystem::perms(0755));
+  EXPECT_EQ(std::filesystem::status(live_setuid).permissions(),
+            std::filesystem::perms(0755) | std::filesystem::perms::set_uid);
   EXPECT_FALSE(registry.find(dead)->allocated) << "the dead single-use UID is released";
   EXPECT_TRUE(registry.grant_records(dead).empty());
   EXPECT_EQ(registry.grant_records(alias).size(), 1u);

@@ -5,6 +5,8 @@
 // must use what the grant opened, never the name. Each test makes the swap
 // at the worst moment: after the grant, before the warden's first lookup.
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -13,9 +15,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 #include <fmt/core.h>
@@ -59,18 +63,28 @@ class SharePinTest : public ::testing::Test {
 
   fs::path share() const { return root_ / "parent/share"; }
 
-  // A command definition with the one share, planned, leased, granted and
-  // run as `vmwarden supervise` would, with `swap` called between the
-  // grants and the sandbox's start. Runs in a child, which is the outer.
-  Outcome run(acl::Access access, const std::string& script, const std::function<void()>& swap) {
+  Locations locations() const { return {root_ / "config", root_ / "state", root_ / "run"}; }
+
+  // A command definition with the one share, as `vmwarden supervise` plans
+  // it for `uid`.
+  std::function<vm::LaunchPlan(uid_t)> command(acl::Access access, const std::string& script) const {
     vm::Definition definition;
     definition.name = "pin";
     definition.command = {"/bin/sh", "-c", script};
     definition.shutdown_timeout_s = 5;
     definition.shares.push_back({"data", share(), access == acl::Access::rw ? vm::Access::rw : vm::Access::ro});
-    Locations locations{root_ / "config", root_ / "state", root_ / "run"};
-    fs::path out = root_ / "out", err = root_ / "err";
+    return [definition, locations = locations()](uid_t uid) {
+      return vm::plan_launch(definition, uid, {.locations = locations});
+    };
+  }
 
+  // The plan for `uid` (`plan`) leased, granted and run as `vmwarden
+  // supervise` does, with `swap` called between the grants and the
+  // sandbox's start, and `setup` before anything. Runs in a child, which is
+  // the outer; the command's output goes to `out`.
+  Outcome run(const std::function<vm::LaunchPlan(uid_t)>& plan_for, const std::function<void()>& swap,
+              const std::function<void()>& setup = [] {}) {
+    fs::path out = root_ / "out", err = root_ / "err";
     pid_t outer = ::fork();
     if (outer == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -79,9 +93,10 @@ class SharePinTest : public ::testing::Test {
       if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) ::_exit(126);
       int status = 125;
       try {
-        acl::UidRegistry registry(locations);
+        setup();
+        acl::UidRegistry registry(locations());
         acl::UidLease lease = registry.lease_single_use();
-        vm::LaunchPlan plan = vm::plan_launch(definition, lease.uid(), {.locations = locations});
+        vm::LaunchPlan plan = plan_for(lease.uid());
         acl::ScopedGrants grants(registry, lease.uid());
         vm::grant_shares(plan, grants);
         swap();
@@ -111,7 +126,7 @@ class SharePinTest : public ::testing::Test {
 TEST_F(SharePinTest, AReadWriteShareSwappedForASymlinkAfterItsGrantReachesNothingElse) {
   std::string script = fmt::format("cat {0}/secret; cat {1}/marker; echo written > {0}/planted; echo done",
                                    share().string(), (root_ / "parent/moved").string());
-  Outcome outcome = run(acl::Access::rw, script, [this] { swap_for_symlink(); });
+  Outcome outcome = run(command(acl::Access::rw, script), [this] { swap_for_symlink(); });
   EXPECT_EQ(outcome.status, 0) << outcome.err;
   // The command's Landlock rule covers the directory that was granted, now
   // under another name, and nothing that its old name leads to.
@@ -119,12 +134,11 @@ TEST_F(SharePinTest, AReadWriteShareSwappedForASymlinkAfterItsGrantReachesNothin
   EXPECT_THAT(outcome.out, HasSubstr("the share"));
   EXPECT_THAT(outcome.out, HasSubstr("done"));
   EXPECT_FALSE(fs::exists(root_ / "outside/planted"));
-  EXPECT_EQ(named_acl_entries(root_ / "outside"), "") << "the grant never reached it";
 }
 
 TEST_F(SharePinTest, AReadOnlyShareSwappedForASymlinkAfterItsGrantIsRefused) {
   std::string script = fmt::format("cat {}/secret; echo ran", share().string());
-  Outcome outcome = run(acl::Access::ro, script, [this] { swap_for_symlink(); });
+  Outcome outcome = run(command(acl::Access::ro, script), [this] { swap_for_symlink(); });
   // Its read-only mount is made over its path, which no longer leads to the
   // directory granted: the sandbox does not start.
   EXPECT_EQ(outcome.status, 125);
@@ -135,7 +149,7 @@ TEST_F(SharePinTest, AReadOnlyShareSwappedForASymlinkAfterItsGrantIsRefused) {
 
 TEST_F(SharePinTest, AReadOnlyShareReplacedByAnotherDirectoryAfterItsGrantIsRefused) {
   std::string script = fmt::format("cat {}/secret; echo ran", share().string());
-  Outcome outcome = run(acl::Access::ro, script, [this] {
+  Outcome outcome = run(command(acl::Access::ro, script), [this] {
     fs::rename(share(), root_ / "parent/moved");
     fs::rename(root_ / "outside", share());
   });
@@ -146,65 +160,78 @@ TEST_F(SharePinTest, AReadOnlyShareReplacedByAnotherDirectoryAfterItsGrantIsRefu
 
 TEST_F(SharePinTest, AReadOnlyShareLeftAloneIsMountedReadOnly) {
   std::string script = fmt::format("cat {0}/marker; echo x > {0}/new || echo refused", share().string());
-  Outcome outcome = run(acl::Access::ro, script, [] {});
+  Outcome outcome = run(command(acl::Access::ro, script), [] {});
   EXPECT_EQ(outcome.status, 0) << outcome.err;
   EXPECT_EQ(outcome.out, "the share\nrefused\n");
   EXPECT_FALSE(fs::exists(share() / "new"));
 }
 
-// The VM's daemons get a share's mount under the runtime dir instead of its
-// path: made from the same copy, on a tmpfs only root can write.
-TEST_F(SharePinTest, AMountPointUnderTheRuntimeDirHoldsTheCopyWhateverHappensToThePath) {
-  UniqueFd dir(::open(share().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  ASSERT_TRUE(dir);
-  supervisor::SandboxSpec spec;
-  spec.name = "pin";
-  spec.runtime_dir = root_ / "run/pin";
-  spec.runtime_dir_uid = 65534;
-  spec.runtime_dir_gid = 65534;
-  spec.shutdown_timeout = std::chrono::seconds(5);
-  spec.mounts.push_back({.source = share(), .name = "data", .readonly = false,
-                         .source_copy = std::make_shared<const UniqueFd>(supervisor::detached_copy(dir.get(), share()))});
-  fs::path point = supervisor::private_mount_point(spec, "data");
-  EXPECT_EQ(point, root_ / "run/pin/mnt/data");
-  swap_for_symlink();
-
-  supervisor::ServiceSpec service;
-  service.name = "command";
-  service.main = true;
-  // As the nobody user: what a VM's UID can do there.
-  service.argv = {"/bin/sh", "-c",
-                  fmt::format("cat {0}/marker; ls {0}; stat -c '%U %a' {1}; mkdir {1}/other 2>&1 || echo refused; "
-                              "mv {0} {1}/x 2>&1 || echo refused",
-                              point.string(), point.parent_path().string())};
-  service.confinement.uid = 65534;
-  service.confinement.gid = 65534;
-  service.confinement.landlock.mode = supervisor::LandlockMode::off;
-  UniqueFd output(::open((root_ / "out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  ASSERT_TRUE(output);
-  service.fds = {{output.get(), 1}, {output.get(), 2}};
-  spec.services.push_back(std::move(service));
-
-  pid_t outer = ::fork();
-  if (outer == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int status = 125;
-    try {
-      status = supervisor::run_sandbox(spec);
-    } catch (const std::exception& error) {
-      std::fprintf(stderr, "run_sandbox: %s\n", error.what());
-    }
-    ::_exit(status);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(outer, &status, 0), outer);
-  std::string out = read_file(root_ / "out");
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
-  EXPECT_THAT(out, HasSubstr("the share\nmarker\n"));
-  EXPECT_THAT(out, Not(HasSubstr("secret")));
-  EXPECT_THAT(out, HasSubstr("root 755"));
-  EXPECT_THAT(out, HasSubstr("Read-only file system"));
+// A VM's daemons get a share's mount under the runtime dir instead of its
+// path (plan_launch gives a VM share a mount without a target): the copy
+// grant_shares() made, on a tmpfs only root can write.
+TEST_F(SharePinTest, AVmShareSwappedAfterItsGrantIsStillTheShareAtItsMountPoint) {
+  auto plan_for = [this](uid_t uid) {
+    vm::LaunchPlan plan;
+    plan.uid = uid;
+    plan.grants.push_back({share(), acl::Access::rw});
+    supervisor::SandboxSpec& spec = plan.sandbox;
+    spec.name = "pin";
+    spec.runtime_dir = root_ / "run/pin";
+    spec.runtime_dir_uid = uid;
+    spec.runtime_dir_gid = uid;
+    spec.shutdown_timeout = std::chrono::seconds(5);
+    spec.mounts.push_back({.source = share(), .name = "data", .readonly = false});
+    fs::path point = supervisor::private_mount_point(spec, "data");
+    supervisor::ServiceSpec service;
+    service.name = "daemon";
+    service.main = true;
+    service.argv = {"/bin/sh", "-c",
+                    fmt::format("cat {0}/marker; ls {0}; stat -c '%U %a' {1}; mkdir {1}/other 2>&1 || echo refused; "
+                                "mv {0} {1}/x 2>&1 || echo refused; echo written > {0}/new",
+                                point.string(), point.parent_path().string())};
+    service.fds = {{1, 1}, {1, 2}};
+    service.confinement.uid = uid;
+    service.confinement.gid = uid;
+    service.confinement.landlock.mode = supervisor::LandlockMode::off;
+    spec.services.push_back(std::move(service));
+    return plan;
+  };
+  Outcome outcome = run(plan_for, [this] { swap_for_symlink(); });
+  EXPECT_EQ(outcome.status, 0) << outcome.err << outcome.out;
+  EXPECT_THAT(outcome.out, HasSubstr("the share\nmarker\n"));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("secret")));
+  EXPECT_THAT(outcome.out, HasSubstr("root 755"));
+  EXPECT_THAT(outcome.out, HasSubstr("Read-only file system"));
+  EXPECT_EQ(read_file(root_ / "parent/moved/new"), "written\n") << "the share is written, not what its name leads to";
+  EXPECT_FALSE(fs::exists(root_ / "outside/new"));
   EXPECT_FALSE(fs::exists(root_ / "run/pin")) << "the runtime dir goes with the sandbox";
+}
+
+// The copies are private: where the share lies on a shared mount (the usual
+// case on a host whose / is shared), a copy would otherwise stay a peer of
+// the host's mounts, and an unmount or mount in the sandbox would reach the
+// host (and a mount the host makes below a read-only share would appear in
+// the sandbox, writable). Made in a mount namespace of the outer's own, so
+// that the host's mounts are not involved.
+TEST_F(SharePinTest, TheCopyOfASharedMountIsPrivate) {
+  fs::path parent = root_ / "parent";
+  auto setup = [&] {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      throw std::runtime_error("private mount namespace");
+    if (::mount("tmpfs", parent.c_str(), "tmpfs", 0, "mode=0755") != 0) throw std::runtime_error("mount tmpfs");
+    fs::create_directories(share() / "sub");
+    write_file(share() / "marker", "the share\n");
+    if (::mount("tmpfs", (share() / "sub").c_str(), "tmpfs", 0, "mode=0755") != 0)
+      throw std::runtime_error("mount tmpfs below the share");
+    if (::mount(nullptr, parent.c_str(), nullptr, MS_REC | MS_SHARED, nullptr) != 0)
+      throw std::runtime_error("make shared");
+  };
+  std::string script = fmt::format("cat {0}/marker; grep -e ' {0} ' -e ' {0}/sub ' /proc/self/mountinfo", share().string());
+  Outcome outcome = run(command(acl::Access::ro, script), [] {}, setup);
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("the share\n"));
+  EXPECT_THAT(outcome.out, HasSubstr(" " + (share() / "sub").string() + " ")) << "the submount is in the copy";
+  EXPECT_THAT(outcome.out, Not(HasSubstr("shared:"))) << outcome.out;
 }
 
 }  // namespace
