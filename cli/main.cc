@@ -122,7 +122,19 @@ void refuse_empty_values(const CLI::App& app) {
 
 void ignore_write_to_closed_pipe(int) {}
 
+// A standard descriptor closed by the caller would be taken by the first
+// file vmwarden opens (a lock, a grant's directory), which a service would
+// then get as its stdin, stdout or stderr. /dev/null holds its place.
+void hold_closed_standard_descriptors() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+    int held = ::open("/dev/null", O_RDWR);  // the lowest free number: fd
+    if (held != fd) throw_errno("open /dev/null for a closed standard descriptor");
+  }
+}
+
 int run(int argc, char** argv) {
+  hold_closed_standard_descriptors();
   supervisor::remember_parent();
   // A reader that went away (`vmwarden ... 2>&1 | head -1`) must not kill
   // vmwarden between a lease or grant and its undoing: a write to it then

@@ -538,6 +538,26 @@ TEST_F(SandboxTest, CommandGetsOnlyStdinStdoutAndStderr) {
   EXPECT_EQ(sandbox.out(), "0\n1\n2\n");
 }
 
+// Started with its standard descriptors closed, vmwarden holds them with
+// /dev/null before it opens anything: otherwise its first files (a lock, a
+// granted directory) would take their numbers and reach the command as its
+// stdin, stdout or stderr.
+TEST_F(SandboxTest, ClosedStandardDescriptorsReachTheCommandAsDevNull) {
+  TempDir dir("vmwarden-closed-fds");
+  std::string out = (dir / "out").string();
+  std::vector<std::string> argv = exec_argv({"--uid", "0", "--rw", dir.path().string()},
+                                            {"/bin/sh", "-c", "readlink /proc/$$/fd/0 /proc/$$/fd/2 > " + out});
+  // The shell closes 0 and 2 and then runs vmwarden in its place.
+  std::string script = "exec 0<&- 2>&-; exec \"$@\"";
+  argv.insert(argv.begin(), {"/bin/sh", "-c", script, "sh"});
+  CommandOptions run;
+  run.extra_env = options().env;
+  run.timeout = milliseconds(30'000);
+  CommandResult result = run_command(argv, run);
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(read_file(dir / "out"), "/dev/null\n/dev/null\n");
+}
+
 // Forks a process that runs the sandbox, as `vmwarden exec` would, and exits
 // with its status (125 if run_sandbox throws, with the reason on stderr).
 pid_t fork_run_sandbox(const supervisor::SandboxSpec& spec, int stderr_fd = -1) {
