@@ -63,7 +63,7 @@ std::string Report::summary() const {
   add(skipped_mounts, "mount points not crossed");
   add(vanished, "vanished");
   add(narrowed, "narrowed by the mask rule");
-  add(setid_cleared, "set-ID bits cleared");
+  add(setid_cleared, "files cleared of set-ID bits");
   add(failed, "failed");
   return text;
 }
@@ -331,8 +331,9 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
     if (record.tree == tree && record.cross_mounts) options.cross_mounts = true;
   }
   if (!supports_acls(root.get(), tree)) {
-    // No entry can be there (a record from before grant checked this): only
-    // the record goes.
+    // No entry can be there (a record from before grant checked this), and
+    // no VM was ever given the tree (a grant refuses it): only the record
+    // goes.
     if (!options.dry_run) registry.remove_grant_record(uid, tree);
     return Report{};
   }
@@ -364,9 +365,13 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   };
 
   for (const auto& [tree, cross_mounts] : trees) {
+    // An alias keeps its entries in a tree it holds a record for, and also
+    // in one nested with such a tree either way: its entries there (and
+    // its files' set-ID bits) may be what that record granted.
     std::set<uid_t> kept;
     for (const GrantRecord& record : records) {
-      if (record.tree == tree && is_live_alias(record.uid)) kept.insert(record.uid);
+      bool related = record.tree == tree || strictly_below(record.tree, tree) || strictly_below(tree, record.tree);
+      if (related && is_live_alias(record.uid)) kept.insert(record.uid);
     }
     SweepReport::Tree entry;
     entry.path = tree;

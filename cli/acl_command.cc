@@ -93,8 +93,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   CLI::App* sweep = acl->add_subcommand(
       "sweep",
       "In every recorded tree, remove the entries of UIDs in the range that are neither leased "
-      "nor an alias with a grant record for that tree, and clear those UIDs' set-ID bits as revoke "
-      "does (the clean-up after unclean shutdowns); then drop dead UIDs' records and release dead single-use UIDs. A tree whose path no longer "
+      "nor an alias with a grant record for that tree (or one nested with it), and clear those UIDs' "
+      "set-ID bits as revoke does (the clean-up after unclean shutdowns); then drop dead UIDs' "
+      "records and release dead single-use UIDs. A tree whose path no longer "
       "exists loses its records; one that fails otherwise (e.g. a symlink in its place) keeps them, "
       "is reported, and the other trees are still swept (exit status 1).");
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");

@@ -283,7 +283,12 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
     fs::path path = plan.single_use ? granted_tree("--rw", given_path) : existing_path("--rw", given_path);
     read_write.push_back(path);
     confinement.landlock.paths.push_back({path, supervisor::PathRights::read_write()});
-    if (plan.single_use) plan.launch.grants.push_back({path, acl::Access::rw});
+    // Granted, it is mounted over itself from the grant's copy: the tree's
+    // own mount, as the grant (and the revoke) walk it, nothing below.
+    if (plan.single_use) {
+      plan.launch.grants.push_back({path, acl::Access::rw});
+      spec.mounts.push_back({.source = path, .target = path, .readonly = false});
+    }
   }
   for (const std::string& given_path : options.ro) {
     fs::path path = plan.single_use ? granted_tree("--ro", given_path) : existing_path("--ro", given_path);
@@ -370,13 +375,15 @@ void add_exec_command(CLI::App& app, Globals& globals) {
       "needed feature); 1 if it could not start for want of processes, memory or descriptors (a retry may work).");
   command->add_option("--rw", options->rw,
                       "Allow reading and writing beneath PATH (Landlock); a single-use UID also gets an ACL grant "
-                      "(rwX) on it for the run")
+                      "(rwX) on it for the run, and PATH is then mounted over itself from the directory the grant "
+                      "opened (its own mount only)")
       ->allow_extra_args(false)
       ->type_name("PATH");
   command
       ->add_option("--ro", options->ro,
-                   "Allow reading and executing beneath PATH (Landlock), and bind-mount it read-only in the "
-                   "sandbox; a single-use UID also gets an ACL grant (r-X) on it for the run")
+                   "Allow reading and executing beneath PATH (Landlock), and mount it read-only in the sandbox; "
+                   "a single-use UID also gets an ACL grant (r-X) on it for the run, and the mount is then made "
+                   "from the directory the grant opened (its own mount only)")
       ->allow_extra_args(false)
       ->type_name("PATH");
   command

@@ -127,18 +127,21 @@ std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_v
 }
 
 UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path) {
-  UniqueFd copy(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
+  // The directory's own mount only: what a grant walks (unless told to
+  // cross mounts, which the launcher never is), so that the services can
+  // neither reach nor leave files in what lies below it on other mounts,
+  // which a revoke would not walk either.
+  UniqueFd copy(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
   if (!copy) throw_errno("copy the mounts (open_tree) of", path.string());
-  // A copy keeps the peer groups of the host's mounts it was made from, and
+  // A copy keeps the peer group of the host's mount it was made from, and
   // the warden's MS_PRIVATE on / (made before the copy is attached) never
-  // reaches it: without this, an unmount in the sandbox would unmount the
-  // host's mounts below the share, a mount made there would appear on the
-  // host, and a mount the host makes below a read-only share later would
-  // appear in the sandbox, writable.
+  // reaches it: without this, a mount or unmount in the sandbox below the
+  // share would reach the host, and a mount the host makes below a
+  // read-only share later would appear in the sandbox, writable.
   mount_attr attr{};
   attr.propagation = MS_PRIVATE;
-  check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr),
-        "make private (recursively) the copy of the mounts of", path.string());
+  check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH, &attr, sizeof attr), "make private the copy of the mount of",
+        path.string());
   return copy;
 }
 

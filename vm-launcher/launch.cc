@@ -229,11 +229,12 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
 
   // Every share is granted to the VM's UID, so that its services pass the
   // host's permission checks there. The sandbox then mounts the tree the
-  // grant opened (grant_shares() attaches it), read-only for a read-only
+  // grant opened (grant_shares() attaches it): its own mount, as the grant
+  // walked it, without the mounts below it; read-only for a read-only
   // share, which holds whatever the ACLs say:
-  // - a command sees its shares where they are on the host, so a
-  //   read-only share is mounted over its own path (a read-write one needs
-  //   no mount; its Landlock rule is made from the granted directory);
+  // - a command sees its shares where they are on the host, so each is
+  //   mounted over its own path (its Landlock rule is made from the granted
+  //   directory as well);
   // - each virtiofsd is given the share's mount under the runtime dir
   //   instead of its path, which whoever can write the share's parent could
   //   have pointed elsewhere by the time the daemon looks it up.
@@ -241,7 +242,7 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
     plan.grants.push_back({share.path, acl_access(share.access)});
     bool readonly = share.access == Access::ro;
     if (definition.is_command()) {
-      if (readonly) spec.mounts.push_back({.source = share.path, .target = share.path});
+      spec.mounts.push_back({.source = share.path, .target = share.path, .readonly = readonly});
     } else {
       spec.mounts.push_back({.source = share.path, .name = share.tag, .readonly = readonly});
     }

@@ -107,8 +107,8 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
     }
     std::string action = fmt::format("keep the directory descriptor the grant opened for {}", grant.tree.string());
     if (mounted)
-      action += "; make a detached copy of its mounts through it (open_tree OPEN_TREE_CLONE | AT_RECURSIVE), "
-                "private (mount_setattr MS_PRIVATE), for the sandbox's mount of it";
+      action += "; make a detached copy of its mount through it (open_tree OPEN_TREE_CLONE; the tree's own mount, "
+                "as the grant walks it), private (mount_setattr MS_PRIVATE), for the sandbox's mount of it";
     if (ruled) action += "; the Landlock rules naming it are made from that descriptor";
     audit.before.push_back({"outer", action, mounted ? std::vector<std::string>{"CAP_SYS_ADMIN"} : std::vector<std::string>{},
                             "from the grant on, nothing looks the tree up by its path again: whoever can write the "
@@ -122,9 +122,10 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
                            fmt::format("revoke uid {}'s entries under {}, clear the set-ID bits of its files "
                                        "there, and remove the grant record",
                                        uid, grant.tree.string()),
-                           {"CAP_FOWNER", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
-                           "a single-use UID keeps nothing; if this process is killed first, `vmwarden acl sweep` "
-                           "revokes them; CAP_SYS_ADMIN as for the grant"});
+                           {"CAP_FOWNER", "CAP_FSETID", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
+                           "a single-use UID keeps nothing, and no file it made runs as it later; if this process "
+                           "is killed first, `vmwarden acl sweep` revokes them; CAP_FSETID so that clearing one "
+                           "set-ID bit keeps another owner's; CAP_SYS_ADMIN as for the grant"});
   }
   if (options.uid_source == UidSource::single_use) {
     audit.after.push_back({"outer", fmt::format("release the lease on {} and return the UID to the pool", lease_file),

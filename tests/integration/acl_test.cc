@@ -860,6 +860,10 @@ void expect_revoke_clears_the_uids_set_id_bits() {
   std::filesystem::path setgid = make("setgid", 0, uid, 02755);
   std::filesystem::path setuid_bare = make("bare", uid, uid, 06750);
   std::filesystem::path roots = make("roots", 0, 0, 04755);
+  // Root's set-user-ID file in the UID's group: only the group's bit goes.
+  std::filesystem::path both = make("both", 0, uid, 06755);
+  // The UID's own directory keeps its set-group-ID bit.
+  ASSERT_EQ(::chown(dir.c_str(), uid, uid), 0);
   ASSERT_EQ(::chmod(dir.c_str(), 02755), 0);
   grant(registry, uid, env.tree, Access::rw);
   // The VM removed its own file's ACL: nothing for revoke to remove there.
@@ -876,16 +880,17 @@ void expect_revoke_clears_the_uids_set_id_bits() {
   EXPECT_EQ(bare_mode, 06770u);
 
   Report dry = revoke(registry, uid, env.tree, {.dry_run = true});
-  EXPECT_EQ(dry.setid_cleared, 3u);
+  EXPECT_EQ(dry.setid_cleared, 4u);
   EXPECT_EQ(mode_of(setuid_bare), bare_mode) << "--dry-run changed a mode";
 
   Report report = revoke(registry, uid, env.tree);
-  EXPECT_EQ(report.setid_cleared, 3u) << report.summary();
-  EXPECT_NE(report.summary().find("3 set-ID bits cleared"), std::string::npos) << report.summary();
+  EXPECT_EQ(report.setid_cleared, 4u) << report.summary();
+  EXPECT_NE(report.summary().find("4 files cleared of set-ID bits"), std::string::npos) << report.summary();
   EXPECT_EQ(mode_of(setuid_with_acl), 0755u);
   EXPECT_EQ(mode_of(setgid), 0755u);
   EXPECT_EQ(mode_of(setuid_bare), 0770u) << "only the set-ID bits go";
   EXPECT_EQ(mode_of(roots), 04755u) << "another owner's set-user-ID file is left alone";
+  EXPECT_EQ(mode_of(both), 04755u);
   EXPECT_EQ(mode_of(dir), 02755u) << "a directory's set-group-ID bit is left alone";
   EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u);
   EXPECT_FALSE(has_acl(setuid_with_acl)) << "grant + revoke leaves no ACL where there was none";
@@ -958,6 +963,33 @@ TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
             std::filesystem::perms(0755) | std::filesystem::perms::set_uid);
   EXPECT_FALSE(registry.find(dead)->allocated) << "the dead single-use UID is released";
   EXPECT_TRUE(registry.grant_records(dead).empty());
+  EXPECT_EQ(registry.grant_records(alias).size(), 1u);
+}
+
+// An alias's grant on a tree inside another UID's recorded tree: sweeping
+// the outer tree for a dead UID leaves the alias's entries, and its files'
+// set-ID bits, in the inner one alone.
+TEST(AclSweep, AnAliasGrantedATreeInsideASweptTreeKeepsItsEntriesAndBits) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  std::filesystem::path inner = env.tree / "d0";
+  UidRegistry registry(env.locations);
+  uid_t alias = registry.allocate_alias("build");
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, dead, env.tree, Access::ro);
+  grant(registry, alias, inner, Access::rw);
+  std::filesystem::path tool = inner / "tool";
+  testing::write_file(tool, "#!/bin/sh\n");
+  ASSERT_EQ(::chown(tool.c_str(), alias, alias), 0);
+  ASSERT_EQ(::chmod(tool.c_str(), 04755), 0);
+  std::size_t alias_entries = count_entries(getfacl(inner), alias);
+  ASSERT_GT(alias_entries, 0u);
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  ASSERT_EQ(swept.exit_code, 0) << swept.err;
+  EXPECT_EQ(count_entries(getfacl(env.tree), dead), 0u);
+  EXPECT_EQ(count_entries(getfacl(inner), alias), alias_entries) << swept.out;
+  EXPECT_EQ(std::filesystem::status(tool).permissions(), std::filesystem::perms(0755) | std::filesystem::perms::set_uid);
   EXPECT_EQ(registry.grant_records(alias).size(), 1u);
 }
 

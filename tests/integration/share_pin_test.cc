@@ -78,12 +78,20 @@ class SharePinTest : public ::testing::Test {
     };
   }
 
-  // The plan for `uid` (`plan`) leased, granted and run as `vmwarden
-  // supervise` does, with `swap` called between the grants and the
-  // sandbox's start, and `setup` before anything. Runs in a child, which is
-  // the outer; the command's output goes to `out`.
-  Outcome run(const std::function<vm::LaunchPlan(uid_t)>& plan_for, const std::function<void()>& swap,
-              const std::function<void()>& setup = [] {}) {
+  // What a test does around the run, in the child that is the outer
+  // (`setup` before anything, `swap` between the grants and the sandbox's
+  // start, `after` once the grants are revoked and the UID released, its
+  // output appended to the command's).
+  struct Hooks {
+    std::function<void()> setup = [] {};
+    std::function<void()> swap = [] {};
+    std::function<void()> after = [] {};
+  };
+
+  // The plan for a UID (`plan_for`) leased, granted and run as `vmwarden
+  // supervise` does. Runs in a child, which is the outer; the command's
+  // output goes to `out`.
+  Outcome run(const std::function<vm::LaunchPlan(uid_t)>& plan_for, const Hooks& hooks) {
     fs::path out = root_ / "out", err = root_ / "err";
     pid_t outer = ::fork();
     if (outer == 0) {
@@ -93,17 +101,22 @@ class SharePinTest : public ::testing::Test {
       if (out_fd < 0 || err_fd < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) ::_exit(126);
       int status = 125;
       try {
-        setup();
-        acl::UidRegistry registry(locations());
-        acl::UidLease lease = registry.lease_single_use();
-        vm::LaunchPlan plan = plan_for(lease.uid());
-        acl::ScopedGrants grants(registry, lease.uid());
-        vm::grant_shares(plan, grants);
-        swap();
-        status = supervisor::run_sandbox(plan.sandbox);
+        hooks.setup();
+        {
+          acl::UidRegistry registry(locations());
+          acl::UidLease lease = registry.lease_single_use();
+          vm::LaunchPlan plan = plan_for(lease.uid());
+          acl::ScopedGrants grants(registry, lease.uid());
+          vm::grant_shares(plan, grants);
+          hooks.swap();
+          status = supervisor::run_sandbox(plan.sandbox);
+        }
+        std::fflush(stdout);
+        hooks.after();
       } catch (const std::exception& error) {
         std::fprintf(stderr, "%s\n", error.what());
       }
+      std::fflush(stdout);
       std::fflush(stderr);
       ::_exit(status);
     }
@@ -111,6 +124,23 @@ class SharePinTest : public ::testing::Test {
     EXPECT_EQ(::waitpid(outer, &status, 0), outer);
     EXPECT_TRUE(WIFEXITED(status));
     return {WEXITSTATUS(status), read_file(out), read_file(err)};
+  }
+
+  // In the outer's own mount namespace (nothing reaches the host's): a
+  // tmpfs on the share's parent, made shared (as / is on many hosts), the
+  // share on it, and a world-writable tmpfs mounted below the share.
+  void share_on_a_shared_mount_with_a_mount_below() const {
+    fs::path parent = root_ / "parent";
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      throw std::runtime_error("private mount namespace");
+    if (::mount("tmpfs", parent.c_str(), "tmpfs", 0, "mode=0755") != 0) throw std::runtime_error("mount tmpfs");
+    fs::create_directories(share() / "sub");
+    write_file(share() / "marker", "the share\n");
+    if (::mount("tmpfs", (share() / "sub").c_str(), "tmpfs", 0, "mode=1777") != 0)
+      throw std::runtime_error("mount tmpfs below the share");
+    write_file(share() / "sub/below", "on the mount below\n");
+    if (::mount(nullptr, parent.c_str(), nullptr, MS_REC | MS_SHARED, nullptr) != 0)
+      throw std::runtime_error("make shared");
   }
 
   // The share renamed away and a symlink to a directory it does not hold
@@ -123,22 +153,46 @@ class SharePinTest : public ::testing::Test {
   TempDir root_{"vmwarden-share-pin"};
 };
 
-TEST_F(SharePinTest, AReadWriteShareSwappedForASymlinkAfterItsGrantReachesNothingElse) {
-  std::string script = fmt::format("cat {0}/secret; cat {1}/marker; echo written > {0}/planted; echo done",
-                                   share().string(), (root_ / "parent/moved").string());
-  Outcome outcome = run(command(acl::Access::rw, script), [this] { swap_for_symlink(); });
-  EXPECT_EQ(outcome.status, 0) << outcome.err;
-  // The command's Landlock rule covers the directory that was granted, now
-  // under another name, and nothing that its old name leads to.
+TEST_F(SharePinTest, AReadWriteShareSwappedForASymlinkAfterItsGrantIsRefused) {
+  std::string script = fmt::format("cat {0}/secret; echo written > {0}/planted; echo ran", share().string());
+  Outcome outcome = run(command(acl::Access::rw, script), {.swap = [this] { swap_for_symlink(); }});
+  // It is mounted over its path from the grant's copy, and that path no
+  // longer leads to the directory granted: the sandbox does not start.
+  EXPECT_EQ(outcome.status, 125);
+  EXPECT_THAT(outcome.err, HasSubstr(share().string() + " now goes through a symlink"));
   EXPECT_THAT(outcome.out, Not(HasSubstr("not shared")));
-  EXPECT_THAT(outcome.out, HasSubstr("the share"));
-  EXPECT_THAT(outcome.out, HasSubstr("done"));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("ran")));
   EXPECT_FALSE(fs::exists(root_ / "outside/planted"));
+}
+
+// Between the warden's mount and the service's Landlock rule the name can
+// still change: a granted tree's rule is made from the grant's descriptor,
+// whatever its path names by then. Shown with a rule whose path names
+// another directory than its descriptor.
+TEST_F(SharePinTest, ALandlockRuleWithADescriptorCoversThatDirectoryNotItsPath) {
+  auto plan_for = [this](uid_t uid) {
+    vm::LaunchPlan plan = command(acl::Access::rw,
+                                  fmt::format("cat {}/marker; cat {}/secret; echo done", share().string(),
+                                              (root_ / "outside").string()))(uid);
+    auto pinned = std::make_shared<const UniqueFd>(::open(share().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    for (supervisor::PathRule& rule : plan.sandbox.services[0].confinement.landlock.paths) {
+      if (rule.path == share()) {
+        rule.path = root_ / "outside";
+        rule.pinned = pinned;
+      }
+    }
+    plan.sandbox.mounts.clear();
+    plan.grants.clear();
+    return plan;
+  };
+  Outcome outcome = run(plan_for, {});
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "the share\ndone\n") << outcome.err;
 }
 
 TEST_F(SharePinTest, AReadOnlyShareSwappedForASymlinkAfterItsGrantIsRefused) {
   std::string script = fmt::format("cat {}/secret; echo ran", share().string());
-  Outcome outcome = run(command(acl::Access::ro, script), [this] { swap_for_symlink(); });
+  Outcome outcome = run(command(acl::Access::ro, script), {.swap = [this] { swap_for_symlink(); }});
   // Its read-only mount is made over its path, which no longer leads to the
   // directory granted: the sandbox does not start.
   EXPECT_EQ(outcome.status, 125);
@@ -149,10 +203,10 @@ TEST_F(SharePinTest, AReadOnlyShareSwappedForASymlinkAfterItsGrantIsRefused) {
 
 TEST_F(SharePinTest, AReadOnlyShareReplacedByAnotherDirectoryAfterItsGrantIsRefused) {
   std::string script = fmt::format("cat {}/secret; echo ran", share().string());
-  Outcome outcome = run(command(acl::Access::ro, script), [this] {
-    fs::rename(share(), root_ / "parent/moved");
-    fs::rename(root_ / "outside", share());
-  });
+  Outcome outcome = run(command(acl::Access::ro, script), {.swap = [this] {
+                                                                fs::rename(share(), root_ / "parent/moved");
+                                                                fs::rename(root_ / "outside", share());
+                                                              }});
   EXPECT_EQ(outcome.status, 125);
   EXPECT_THAT(outcome.err, HasSubstr(share().string() + " is another directory"));
   EXPECT_THAT(outcome.out, Not(HasSubstr("ran")));
@@ -160,7 +214,7 @@ TEST_F(SharePinTest, AReadOnlyShareReplacedByAnotherDirectoryAfterItsGrantIsRefu
 
 TEST_F(SharePinTest, AReadOnlyShareLeftAloneIsMountedReadOnly) {
   std::string script = fmt::format("cat {0}/marker; echo x > {0}/new || echo refused", share().string());
-  Outcome outcome = run(command(acl::Access::ro, script), [] {});
+  Outcome outcome = run(command(acl::Access::ro, script), {});
   EXPECT_EQ(outcome.status, 0) << outcome.err;
   EXPECT_EQ(outcome.out, "the share\nrefused\n");
   EXPECT_FALSE(fs::exists(share() / "new"));
@@ -196,7 +250,7 @@ TEST_F(SharePinTest, AVmShareSwappedAfterItsGrantIsStillTheShareAtItsMountPoint)
     spec.services.push_back(std::move(service));
     return plan;
   };
-  Outcome outcome = run(plan_for, [this] { swap_for_symlink(); });
+  Outcome outcome = run(plan_for, {.swap = [this] { swap_for_symlink(); }});
   EXPECT_EQ(outcome.status, 0) << outcome.err << outcome.out;
   EXPECT_THAT(outcome.out, HasSubstr("the share\nmarker\n"));
   EXPECT_THAT(outcome.out, Not(HasSubstr("secret")));
@@ -209,29 +263,34 @@ TEST_F(SharePinTest, AVmShareSwappedAfterItsGrantIsStillTheShareAtItsMountPoint)
 
 // The copies are private: where the share lies on a shared mount (the usual
 // case on a host whose / is shared), a copy would otherwise stay a peer of
-// the host's mounts, and an unmount or mount in the sandbox would reach the
+// the host's mount, and a mount or unmount in the sandbox would reach the
 // host (and a mount the host makes below a read-only share would appear in
-// the sandbox, writable). Made in a mount namespace of the outer's own, so
-// that the host's mounts are not involved.
-TEST_F(SharePinTest, TheCopyOfASharedMountIsPrivate) {
-  fs::path parent = root_ / "parent";
-  auto setup = [&] {
-    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      throw std::runtime_error("private mount namespace");
-    if (::mount("tmpfs", parent.c_str(), "tmpfs", 0, "mode=0755") != 0) throw std::runtime_error("mount tmpfs");
-    fs::create_directories(share() / "sub");
-    write_file(share() / "marker", "the share\n");
-    if (::mount("tmpfs", (share() / "sub").c_str(), "tmpfs", 0, "mode=0755") != 0)
-      throw std::runtime_error("mount tmpfs below the share");
-    if (::mount(nullptr, parent.c_str(), nullptr, MS_REC | MS_SHARED, nullptr) != 0)
-      throw std::runtime_error("make shared");
-  };
-  std::string script = fmt::format("cat {0}/marker; grep -e ' {0} ' -e ' {0}/sub ' /proc/self/mountinfo", share().string());
-  Outcome outcome = run(command(acl::Access::ro, script), [] {}, setup);
+// the sandbox, writable). And a copy is the share's own mount only.
+TEST_F(SharePinTest, TheCopyOfASharedMountIsPrivateAndHoldsNoMountBelowIt) {
+  std::string script = fmt::format("cat {0}/marker; ls {0}/sub; grep -e ' {0} ' -e ' {0}/sub ' /proc/self/mountinfo",
+                                   share().string());
+  Outcome outcome = run(command(acl::Access::ro, script), {.setup = [this] { share_on_a_shared_mount_with_a_mount_below(); }});
   EXPECT_EQ(outcome.status, 0) << outcome.err;
   EXPECT_THAT(outcome.out, HasSubstr("the share\n"));
-  EXPECT_THAT(outcome.out, HasSubstr(" " + (share() / "sub").string() + " ")) << "the submount is in the copy";
+  EXPECT_THAT(outcome.out, HasSubstr(" " + share().string() + " ")) << "the copy is mounted";
   EXPECT_THAT(outcome.out, Not(HasSubstr("shared:"))) << outcome.out;
+  EXPECT_THAT(outcome.out, Not(HasSubstr("below"))) << "the mount below the share is not in the copy";
+}
+
+// The grant and the revoke walk the share's own mount, and that is all a
+// read-write share holds too: the VM neither sees a mount below the share
+// nor can leave anything in it (or, unless the directory under it lets
+// anyone write, in that directory), where a revoke would not look.
+TEST_F(SharePinTest, AReadWriteShareHoldsNoMountBelowIt) {
+  std::string script = fmt::format("ls {0}/sub; touch {0}/sub/left 2>&1 || echo refused", share().string());
+  Hooks hooks;
+  hooks.setup = [this] { share_on_a_shared_mount_with_a_mount_below(); };
+  hooks.after = [this] { std::printf("left on the mount below: %d\n", fs::exists(share() / "sub/left") ? 1 : 0); };
+  Outcome outcome = run(command(acl::Access::rw, script), hooks);
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, Not(HasSubstr("below\n"))) << "the mount below the share is not in the copy";
+  EXPECT_THAT(outcome.out, HasSubstr("Permission denied"));
+  EXPECT_THAT(outcome.out, HasSubstr("refused\nleft on the mount below: 0\n"));
 }
 
 }  // namespace
