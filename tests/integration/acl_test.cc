@@ -83,6 +83,14 @@ std::filesystem::path make_two_trees(const Env& env, const char* name) {
   return second;
 }
 
+// A small script owned by owner:group at `mode`, set-ID bits included (a
+// plain chmod after the chown: a chown clears them).
+void write_owned_file(const std::filesystem::path& file, uid_t owner, gid_t group, mode_t mode) {
+  testing::write_file(file, "#!/bin/sh\n");
+  ASSERT_EQ(::chown(file.c_str(), owner, group), 0);
+  ASSERT_EQ(::chmod(file.c_str(), mode), 0);
+}
+
 bool has_acl(const std::filesystem::path& path) {
   return ::lgetxattr(path.c_str(), "system.posix_acl_access", nullptr, 0) >= 0 ||
          ::lgetxattr(path.c_str(), "system.posix_acl_default", nullptr, 0) >= 0;
@@ -850,11 +858,8 @@ void expect_revoke_clears_the_uids_set_id_bits() {
   uid_t uid = registry.allocate_single_use();
   std::filesystem::path dir = env.tree / "d0";
   auto make = [&](const char* name, uid_t owner, gid_t group, mode_t mode) {
-    std::filesystem::path file = dir / name;
-    testing::write_file(file, "#!/bin/sh\n");
-    EXPECT_EQ(::chown(file.c_str(), owner, group), 0);
-    EXPECT_EQ(::chmod(file.c_str(), mode), 0);
-    return file;
+    write_owned_file(dir / name, owner, group, mode);
+    return dir / name;
   };
   std::filesystem::path setuid_with_acl = make("setuid", uid, uid, 04755);
   std::filesystem::path setgid = make("setgid", 0, uid, 02755);
@@ -919,11 +924,8 @@ TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
   grant(registry, dead, other, Access::ro);
   // A set-user-ID file the dead UID left, and one of the live UID's.
   std::filesystem::path dead_setuid = env.tree / "d0/dead-setuid", live_setuid = env.tree / "d0/live-setuid";
-  for (auto [file, owner] : {std::pair{dead_setuid, dead}, std::pair{live_setuid, live.uid()}}) {
-    testing::write_file(file, "#!/bin/sh\n");
-    ASSERT_EQ(::chown(file.c_str(), owner, owner), 0);
-    ASSERT_EQ(::chmod(file.c_str(), 04755), 0);
-  }
+  write_owned_file(dead_setuid, dead, dead, 04755);
+  write_owned_file(live_setuid, live.uid(), live.uid(), 04755);
   // The alias has entries in `other` but no record there (a leftover).
   auto result = testing::run_command({"setfacl", "-R", "-m", fmt::format("u:{}:rX", alias), other.string()});
   ASSERT_EQ(result.exit_code, 0);
@@ -979,9 +981,7 @@ TEST(AclSweep, AnAliasGrantedATreeInsideASweptTreeKeepsItsEntriesAndBits) {
   grant(registry, dead, env.tree, Access::ro);
   grant(registry, alias, inner, Access::rw);
   std::filesystem::path tool = inner / "tool";
-  testing::write_file(tool, "#!/bin/sh\n");
-  ASSERT_EQ(::chown(tool.c_str(), alias, alias), 0);
-  ASSERT_EQ(::chmod(tool.c_str(), 04755), 0);
+  write_owned_file(tool, alias, alias, 04755);
   std::size_t alias_entries = count_entries(getfacl(inner), alias);
   ASSERT_GT(alias_entries, 0u);
 
