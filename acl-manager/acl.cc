@@ -318,10 +318,11 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
   return grant_tree(registry, uid, tree, access, options).report;
 }
 
-Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& asked) {
-  require_in_range(registry, uid);
-  std::filesystem::path tree = normal_tree(tree_arg);
-  UniqueFd root = open_tree(tree);
+namespace {
+
+// Revokes under the directory open as `root`, recorded as `tree`.
+Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const UniqueFd& root,
+                   const WalkOptions& asked) {
   UniqueFd lock = registry.lock_acl_changes();
   // A grant made with --cross-mounts left entries below other mounts: revoke
   // goes there too, asked or not.
@@ -342,6 +343,15 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
   Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
   if (!options.dry_run && report.failed == 0) registry.remove_grant_record(uid, tree);
   return report;
+}
+
+}  // namespace
+
+Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& options) {
+  require_in_range(registry, uid);
+  std::filesystem::path tree = normal_tree(tree_arg);
+  UniqueFd root = open_tree(tree);
+  return revoke_tree(registry, uid, tree, root, options);
 }
 
 SweepReport sweep(UidRegistry& registry, bool dry_run) {
@@ -505,9 +515,15 @@ ScopedGrants::~ScopedGrants() {
 }
 
 Granted ScopedGrants::grant(const std::filesystem::path& tree, Access access, const WalkOptions& options) {
-  // Remembered first: a grant that fails halfway is still revoked.
-  trees_.emplace_back(tree, options);
-  return grant_tree(*registry_, uid_, tree, access, options);
+  // Remembered first: a grant that fails halfway is still revoked (by its
+  // path, then; once granted, through the directory the grant opened).
+  trees_.push_back({tree, options, {}});
+  Granted granted = grant_tree(*registry_, uid_, tree, access, options);
+  // Opened again rather than dup'ed: the walk listed the granted one to
+  // its end, and a dup would share that position.
+  trees_.back().root = UniqueFd(::openat(granted.root.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!trees_.back().root) throw_errno("open again", tree.string());
+  return granted;
 }
 
 void ScopedGrants::revoke_all() {
@@ -516,10 +532,14 @@ void ScopedGrants::revoke_all() {
   // finishes it later; it is not tried again here.
   std::vector<std::string> failures;
   while (!trees_.empty()) {
-    auto [tree, options] = std::move(trees_.back());
+    GrantedTree granted = std::move(trees_.back());
     trees_.pop_back();
+    const std::filesystem::path& tree = granted.tree;
     try {
-      Report report = revoke(*registry_, uid_, tree, options);
+      // Through the directory the grant opened: renamed away meanwhile, it
+      // is still found, and nothing put under its name is walked instead.
+      Report report = granted.root ? revoke_tree(*registry_, uid_, normal_tree(tree), granted.root, granted.options)
+                                   : revoke(*registry_, uid_, tree, granted.options);
       if (report.failed != 0) failures.push_back(fmt::format("{}: {}", tree.string(), report.summary()));
     } catch (const MissingTree&) {
       // The tree is gone: nothing left to revoke there.

@@ -104,7 +104,8 @@ struct Granted {
 };
 
 // Grants made through this object are revoked when it goes out of scope (for
-// single-use UIDs: the outer process revokes them at VM exit).
+// single-use UIDs: the outer process revokes them at VM exit), through the
+// directory each grant opened, wherever it has been renamed to since.
 class ScopedGrants {
  public:
   ScopedGrants(UidRegistry& registry, uid_t uid) : registry_(&registry), uid_(uid) {}
@@ -121,9 +122,14 @@ class ScopedGrants {
   void dismiss() noexcept { trees_.clear(); }
 
  private:
+  struct GrantedTree {
+    std::filesystem::path tree;
+    WalkOptions options;
+    UniqueFd root;  // as the grant opened it; empty if the grant failed before
+  };
   UidRegistry* registry_;
   uid_t uid_;
-  std::vector<std::pair<std::filesystem::path, WalkOptions>> trees_;
+  std::vector<GrantedTree> trees_;
 };
 
 }  // namespace vmwarden::acl

@@ -177,7 +177,7 @@ fs::path granted_tree(const std::string& flag, const std::string& given) {
   if (given.empty()) throw UsageError(flag + " needs a path");
   fs::path tree;
   try {
-    tree = acl::checked_tree(fs::absolute(given));
+    tree = vm::checked_share(fs::absolute(given));
   } catch (const UsageError& e) {
     throw UsageError(fmt::format("{}: {}", flag, e.what()));
   }
@@ -283,8 +283,8 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
     fs::path path = plan.single_use ? granted_tree("--rw", given_path) : existing_path("--rw", given_path);
     read_write.push_back(path);
     confinement.landlock.paths.push_back({path, supervisor::PathRights::read_write()});
-    // Granted, it is mounted over itself from the grant's copy: the tree's
-    // own mount, as the grant (and the revoke) walk it, nothing below.
+    // Granted, it is mounted over itself from the grant's copy, the mounts
+    // below it (which the grant and the revoke do not walk) read-only.
     if (plan.single_use) {
       plan.launch.grants.push_back({path, acl::Access::rw});
       spec.mounts.push_back({.source = path, .target = path, .readonly = false});
@@ -376,14 +376,14 @@ void add_exec_command(CLI::App& app, Globals& globals) {
   command->add_option("--rw", options->rw,
                       "Allow reading and writing beneath PATH (Landlock); a single-use UID also gets an ACL grant "
                       "(rwX) on it for the run, and PATH is then mounted over itself from the directory the grant "
-                      "opened (its own mount only)")
+                      "opened (mounts below PATH read-only)")
       ->allow_extra_args(false)
       ->type_name("PATH");
   command
       ->add_option("--ro", options->ro,
                    "Allow reading and executing beneath PATH (Landlock), and mount it read-only in the sandbox; "
                    "a single-use UID also gets an ACL grant (r-X) on it for the run, and the mount is then made "
-                   "from the directory the grant opened (its own mount only)")
+                   "from the directory the grant opened")
       ->allow_extra_args(false)
       ->type_name("PATH");
   command

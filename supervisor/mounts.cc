@@ -11,12 +11,17 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <iterator>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <fmt/core.h>
 
@@ -87,6 +92,8 @@ UniqueFd open_mount_target(const BindMount& bind, const std::filesystem::path& t
 
 // Attaches the caller's copy of the source's mounts: no lookup of the
 // source's path is involved, so what is mounted is what was checked.
+// (Nested targets: the caller attaches the outer first, and the inner
+// target is then looked up through the outer copy.)
 void attach_copy(const BindMount& bind, const std::filesystem::path& target) {
   int copy = bind.source_copy->get();
   if (bind.readonly)
@@ -97,9 +104,8 @@ void attach_copy(const BindMount& bind, const std::filesystem::path& target) {
 }
 
 // The mount points for BindMounts without a target, on a tmpfs of the
-// warden's own: root's, so the VM's UID, which owns the runtime dir around
-// it, can neither rename nor replace anything on the way to them (and a
-// mount point cannot be renamed in a namespace where it is one).
+// warden's own: root's, and read-only once they are made (see
+// private_mount_point() for who else could change the way to them).
 void make_private_mount_points(const SandboxSpec& spec) {
   std::filesystem::path dir = private_mounts_dir(spec);
   check(::mkdir(dir.c_str(), 0755), "mkdir", dir.string());
@@ -127,21 +133,35 @@ std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_v
 }
 
 UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path) {
-  // The directory's own mount only: what a grant walks (unless told to
-  // cross mounts, which the launcher never is), so that the services can
-  // neither reach nor leave files in what lies below it on other mounts,
-  // which a revoke would not walk either.
-  UniqueFd copy(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+  UniqueFd copy(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
   if (!copy) throw_errno("copy the mounts (open_tree) of", path.string());
-  // A copy keeps the peer group of the host's mount it was made from, and
+  // A copy keeps the peer groups of the host's mounts it was made from, and
   // the warden's MS_PRIVATE on / (made before the copy is attached) never
   // reaches it: without this, a mount or unmount in the sandbox below the
   // share would reach the host, and a mount the host makes below a
   // read-only share later would appear in the sandbox, writable.
   mount_attr attr{};
   attr.propagation = MS_PRIVATE;
-  check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH, &attr, sizeof attr), "make private the copy of the mount of",
-        path.string());
+  check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr),
+        "make private (recursively) the copy of the mounts of", path.string());
+  // The mounts below the share are read-only in the sandbox: the grant
+  // walks the share's own mount only (and the revoke with it), so nothing
+  // the VM could leave on them (a set-user-ID file of its UID) would be
+  // found again. Shown, so that nothing a mount hides on the host (the
+  // directory under it) comes to light. The share's own mount keeps what
+  // it is on the host.
+  struct statvfs top {};
+  check(::fstatvfs(copy.get(), &top), "statvfs", path.string());
+  mount_attr readonly{};
+  readonly.attr_set = MOUNT_ATTR_RDONLY;
+  check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &readonly, sizeof readonly),
+        "make read-only the mounts below", path.string());
+  if ((top.f_flag & ST_RDONLY) == 0) {
+    mount_attr writable{};
+    writable.attr_clr = MOUNT_ATTR_RDONLY;
+    check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH, &writable, sizeof writable), "keep writable the copy of",
+          path.string());
+  }
   return copy;
 }
 
@@ -160,8 +180,16 @@ void setup_warden_mounts(const SandboxSpec& spec) {
   check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount proc on", "/proc");
   bool private_points = has_private_mount_points(spec);
   if (private_points) make_private_mount_points(spec);
-  for (const BindMount& bind : spec.mounts) {
-    std::filesystem::path target = bind.target.empty() ? private_mount_point(spec, bind.name) : bind.target;
+  // Outer targets first: a share inside another (--ro X --rw X/sub) is
+  // mounted onto the outer one's copy, not hidden under it.
+  std::vector<std::pair<std::filesystem::path, const BindMount*>> ordered;
+  for (const BindMount& bind : spec.mounts)
+    ordered.emplace_back(bind.target.empty() ? private_mount_point(spec, bind.name) : bind.target, &bind);
+  auto depth = [](const std::filesystem::path& path) { return std::distance(path.begin(), path.end()); };
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [&](const auto& a, const auto& b) { return depth(a.first) < depth(b.first); });
+  for (const auto& [target, bind_ptr] : ordered) {
+    const BindMount& bind = *bind_ptr;
     if (bind.source_copy) {
       attach_copy(bind, target);
     } else if (bind.target.empty()) {

@@ -98,7 +98,7 @@ struct BindMount {
   std::filesystem::path target;
   std::string name;
   bool readonly = true;
-  // A copy of `source`'s mount (detached_copy() below) made when the
+  // A copy of `source`'s mounts (detached_copy() below) made when the
   // caller checked it; for a granted tree, right after its grant. Set, the
   // mount is that copy, not `source` looked up by name again, and a target
   // named like the source must still be the very directory copied.
@@ -134,10 +134,10 @@ struct SandboxSpec {
 // `name` is 1-64 characters of [A-Za-z0-9_-].
 std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_view name);
 
-// A detached, private copy of the mount at the directory open as `dir_fd`
-// (open_tree(OPEN_TREE_CLONE), without the mounts below it), for
-// BindMount::source_copy: it holds the directory itself, not its path.
-// Close-on-exec. `path` is for messages.
+// A detached, private copy of the mounts at and below the directory open as
+// `dir_fd` (open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)), those below it
+// read-only, for BindMount::source_copy: it holds the directory itself, not
+// its path. Close-on-exec. `path` is for messages.
 UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path);
 
 // Under s6 (the current directory is the service directory): throws

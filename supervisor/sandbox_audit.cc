@@ -129,7 +129,7 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
     std::string where = target == mount.source ? "onto itself" : "on " + target.string();
     steps.push_back(
         {"warden",
-         fmt::format("mount {} {}{}: the detached, private copy of its own mount (not those below it) that the "
+         fmt::format("mount {} {}{}: the detached, private copy of its mounts (those below it read-only) that the "
                      "caller made when it checked (or granted) it, if it made one (move_mount; a target named like "
                      "the source must still be the directory copied), else by path (MS_BIND | MS_REC)",
                      mount.source.string(), where,

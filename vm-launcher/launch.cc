@@ -8,9 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <iterator>
 #include <memory>
 #include <string_view>
 
@@ -229,9 +231,9 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
 
   // Every share is granted to the VM's UID, so that its services pass the
   // host's permission checks there. The sandbox then mounts the tree the
-  // grant opened (grant_shares() attaches it): its own mount, as the grant
-  // walked it, without the mounts below it; read-only for a read-only
-  // share, which holds whatever the ACLs say:
+  // grant opened (grant_shares() attaches it), with the mounts below it
+  // read-only (the grant did not walk them); all of it read-only for a
+  // read-only share, which holds whatever the ACLs say:
   // - a command sees its shares where they are on the host, so each is
   //   mounted over its own path (its Landlock rule is made from the granted
   //   directory as well);
@@ -256,7 +258,20 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
   return plan;
 }
 
+std::filesystem::path checked_share(const std::filesystem::path& tree) {
+  std::filesystem::path checked = acl::checked_tree(tree);
+  if (checked == "/")
+    throw UsageError("/ cannot be a share: its grant would rewrite the ACL of every file on the root filesystem, "
+                     "and its copy would bring the host's /proc into the sandbox; share the directories needed");
+  return checked;
+}
+
 std::vector<acl::Report> grant_shares(LaunchPlan& plan, acl::ScopedGrants& grants) {
+  // Outer trees first: where one share lies inside another, the last walk
+  // decides the entries there, and that must be the inner share's own.
+  auto depth = [](const std::filesystem::path& path) { return std::distance(path.begin(), path.end()); };
+  std::stable_sort(plan.grants.begin(), plan.grants.end(),
+                   [&](const GrantPlan& a, const GrantPlan& b) { return depth(a.tree) < depth(b.tree); });
   std::vector<acl::Report> reports;
   for (const GrantPlan& grant : plan.grants) {
     acl::Granted granted = grants.grant(grant.tree, grant.access);
@@ -299,7 +314,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //     way, no POSIX ACLs, ...), which `check` cannot do on its own.
   acl::UidRegistry registry(options.locations);
   for (const GrantPlan& grant : plan_launch(definition, registry.range().first, options).grants)
-    (void)acl::checked_tree(grant.tree);
+    (void)checked_share(grant.tree);
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());

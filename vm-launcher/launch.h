@@ -57,7 +57,14 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
 // `landlock = "required"`, and returns what `best-effort` will drop.
 std::vector<std::string> check_plan(const LaunchPlan& plan);
 
-// Grants each of plan.grants through `grants` (in order; one report each)
+// acl::checked_tree() (what a grant would refuse: a symlink or ".." on the
+// way, not a directory, no POSIX ACLs), and "/" besides. For callers that
+// must refuse a share before they lease a UID. Throws UsageError.
+std::filesystem::path checked_share(const std::filesystem::path& tree);
+
+// Grants each of plan.grants through `grants` (sorted, outer trees first,
+// so that a share inside another gets its own access; one report each, in
+// plan.grants' new order)
 // and points the sandbox at the directories those grants opened: a mount
 // of a granted tree becomes a detached copy of it, made now, and a Landlock
 // rule naming one is made from its descriptor. From the grant on, nothing

@@ -107,8 +107,9 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
     }
     std::string action = fmt::format("keep the directory descriptor the grant opened for {}", grant.tree.string());
     if (mounted)
-      action += "; make a detached copy of its mount through it (open_tree OPEN_TREE_CLONE; the tree's own mount, "
-                "as the grant walks it), private (mount_setattr MS_PRIVATE), for the sandbox's mount of it";
+      action += "; make a detached copy of its mounts through it (open_tree OPEN_TREE_CLONE | AT_RECURSIVE), private "
+                "(mount_setattr MS_PRIVATE), the mounts below the tree, which the grant does not walk, read-only, "
+                "for the sandbox's mount of it";
     if (ruled) action += "; the Landlock rules naming it are made from that descriptor";
     audit.before.push_back({"outer", action, mounted ? std::vector<std::string>{"CAP_SYS_ADMIN"} : std::vector<std::string>{},
                             "from the grant on, nothing looks the tree up by its path again: whoever can write the "

@@ -65,7 +65,7 @@ fs::path existing_dir(const fs::path& path, std::string_view flag) {
   if (error) throw UsageError(fmt::format("{} {}: {}", flag, path.string(), error.message()));
   fs::path tree;
   try {
-    tree = acl::checked_tree(absolute);
+    tree = checked_share(absolute);
   } catch (const UsageError& e) {
     throw UsageError(fmt::format("{}: {}", flag, e.what()));
   }

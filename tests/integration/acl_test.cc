@@ -1259,6 +1259,35 @@ TEST(AclScopedGrants, RevokesEverythingOnScopeExit) {
   EXPECT_TRUE(registry.list().empty()) << "the single-use UID went back to the pool";
 }
 
+// The tree renamed away while granted (by whoever can write its parent, or
+// its owner): the revoke at scope exit still reaches it, through the
+// directory the grant opened, and walks nothing put under its old name.
+TEST(AclScopedGrants, RevokesATreeRenamedAwayAndNotWhatTookItsName) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  std::filesystem::path moved = env.temp / "moved", decoy = env.temp / "decoy";
+  make_tree(decoy, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t uid = 0;
+  {
+    UidLease lease = registry.lease_single_use();
+    uid = lease.uid();
+    ScopedGrants grants(registry, uid);
+    grants.grant(env.tree, Access::rw);
+    write_owned_file(env.tree / "d0/tool", uid, uid, 04755);
+    std::filesystem::rename(env.tree, moved);
+    std::filesystem::rename(decoy, env.tree);
+    // The decoy carries an entry of the UID that a walk of the old name
+    // would remove.
+    auto result = testing::run_command({"setfacl", "-m", fmt::format("u:{}:r", uid), (env.tree / "d0/f0").string()});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+  }
+  EXPECT_EQ(count_entries(getfacl(moved), uid), 0u);
+  EXPECT_EQ(std::filesystem::status(moved / "d0/tool").permissions(), std::filesystem::perms(0755));
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 1u) << "the decoy was not walked";
+  EXPECT_TRUE(registry.grant_records().empty());
+}
+
 // A tree whose revoke fails does not keep the others granted: every tree is
 // revoked, and the failure is reported once at the end.
 TEST(AclScopedGrants, OneFailedRevokeDoesNotStopTheOthers) {

@@ -1376,6 +1376,7 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "4294967295", "--", "/bin/true"}, "--uid 4294967295: not a valid id"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "12x", "--", "/bin/true"}, "--gid 12x: not a valid id"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
+      {{vmwarden_binary(), "exec", "--ro", "/", "--", "/bin/true"}, "/ cannot be a share"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--name", "Bad Name", "--", "/bin/true"}, "--name"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--timeout", "-1", "--", "/bin/true"}, "--timeout"},

@@ -263,34 +263,58 @@ TEST_F(SharePinTest, AVmShareSwappedAfterItsGrantIsStillTheShareAtItsMountPoint)
 
 // The copies are private: where the share lies on a shared mount (the usual
 // case on a host whose / is shared), a copy would otherwise stay a peer of
-// the host's mount, and a mount or unmount in the sandbox would reach the
+// the host's mounts, and a mount or unmount in the sandbox would reach the
 // host (and a mount the host makes below a read-only share would appear in
-// the sandbox, writable). And a copy is the share's own mount only.
-TEST_F(SharePinTest, TheCopyOfASharedMountIsPrivateAndHoldsNoMountBelowIt) {
-  std::string script = fmt::format("cat {0}/marker; ls {0}/sub; grep -e ' {0} ' -e ' {0}/sub ' /proc/self/mountinfo",
+// the sandbox, writable).
+TEST_F(SharePinTest, TheCopyOfASharedMountIsPrivate) {
+  std::string script = fmt::format("cat {0}/marker; grep -e ' {0} ' -e ' {0}/sub ' /proc/self/mountinfo",
                                    share().string());
   Outcome outcome = run(command(acl::Access::ro, script), {.setup = [this] { share_on_a_shared_mount_with_a_mount_below(); }});
   EXPECT_EQ(outcome.status, 0) << outcome.err;
   EXPECT_THAT(outcome.out, HasSubstr("the share\n"));
   EXPECT_THAT(outcome.out, HasSubstr(" " + share().string() + " ")) << "the copy is mounted";
+  EXPECT_THAT(outcome.out, HasSubstr(" " + (share() / "sub").string() + " ")) << "with the mount below the share";
   EXPECT_THAT(outcome.out, Not(HasSubstr("shared:"))) << outcome.out;
-  EXPECT_THAT(outcome.out, Not(HasSubstr("below"))) << "the mount below the share is not in the copy";
 }
 
-// The grant and the revoke walk the share's own mount, and that is all a
-// read-write share holds too: the VM neither sees a mount below the share
-// nor can leave anything in it (or, unless the directory under it lets
-// anyone write, in that directory), where a revoke would not look.
-TEST_F(SharePinTest, AReadWriteShareHoldsNoMountBelowIt) {
-  std::string script = fmt::format("ls {0}/sub; touch {0}/sub/left 2>&1 || echo refused", share().string());
+// The grant and the revoke walk the share's own mount. A mount below a
+// read-write share is in the copy (what it hides on the host stays hidden),
+// read-only: the VM can leave nothing there (a set-user-ID file of its UID)
+// that the revoke would not find.
+TEST_F(SharePinTest, AMountBelowAReadWriteShareIsReadOnly) {
+  std::string script = fmt::format("cat {0}/sub/below; touch {0}/sub/left 2>&1 || echo refused; touch {0}/top && echo top",
+                                   share().string());
   Hooks hooks;
   hooks.setup = [this] { share_on_a_shared_mount_with_a_mount_below(); };
   hooks.after = [this] { std::printf("left on the mount below: %d\n", fs::exists(share() / "sub/left") ? 1 : 0); };
   Outcome outcome = run(command(acl::Access::rw, script), hooks);
   EXPECT_EQ(outcome.status, 0) << outcome.err;
-  EXPECT_THAT(outcome.out, Not(HasSubstr("below\n"))) << "the mount below the share is not in the copy";
-  EXPECT_THAT(outcome.out, HasSubstr("Permission denied"));
-  EXPECT_THAT(outcome.out, HasSubstr("refused\nleft on the mount below: 0\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("on the mount below\n"));
+  EXPECT_THAT(outcome.out, HasSubstr("Read-only file system"));
+  EXPECT_THAT(outcome.out, HasSubstr("refused\ntop\nleft on the mount below: 0\n"));
+}
+
+// A share inside another: the outer is mounted first, whatever order they
+// are given in, so the inner one is not hidden under it.
+TEST_F(SharePinTest, AShareInsideAnotherIsMountedOnTopOfIt) {
+  fs::create_directories(share() / "inner");
+  vm::Definition definition;
+  definition.name = "pin";
+  definition.command = {"/bin/sh", "-c",
+                        fmt::format("echo x > {0}/inner/new && echo inner; echo x > {0}/new 2>&1 || echo outer refused",
+                                    share().string())};
+  definition.shutdown_timeout_s = 5;
+  definition.shares.push_back({"in", share() / "inner", vm::Access::rw});
+  definition.shares.push_back({"out", share(), vm::Access::ro});
+  auto plan_for = [definition, locations = locations()](uid_t uid) {
+    return vm::plan_launch(definition, uid, {.locations = locations});
+  };
+  Outcome outcome = run(plan_for, {});
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "inner\nouter refused\n");
+  EXPECT_THAT(outcome.err, HasSubstr("Read-only file system"));
+  EXPECT_TRUE(fs::exists(share() / "inner/new"));
+  EXPECT_FALSE(fs::exists(share() / "new"));
 }
 
 }  // namespace
