@@ -519,10 +519,9 @@ Granted ScopedGrants::grant(const std::filesystem::path& tree, Access access, co
   // path, then; once granted, through the directory the grant opened).
   trees_.push_back({tree, options, {}});
   Granted granted = grant_tree(*registry_, uid_, tree, access, options);
-  // Opened again rather than dup'ed: the walk listed the granted one to
-  // its end, and a dup would share that position.
-  trees_.back().root = UniqueFd(::openat(granted.root.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!trees_.back().root) throw_errno("open again", tree.string());
+  // Its own copy, rewound at revoke (the walk listed it to its end).
+  trees_.back().root = UniqueFd(::fcntl(granted.root.get(), F_DUPFD_CLOEXEC, 3));
+  if (!trees_.back().root) throw_errno("dup", tree.string());
   return granted;
 }
 
@@ -538,6 +537,7 @@ void ScopedGrants::revoke_all() {
     try {
       // Through the directory the grant opened: renamed away meanwhile, it
       // is still found, and nothing put under its name is walked instead.
+      if (granted.root && ::lseek(granted.root.get(), 0, SEEK_SET) < 0) throw_errno("rewind", tree.string());
       Report report = granted.root ? revoke_tree(*registry_, uid_, normal_tree(tree), granted.root, granted.options)
                                    : revoke(*registry_, uid_, tree, granted.options);
       if (report.failed != 0) failures.push_back(fmt::format("{}: {}", tree.string(), report.summary()));

@@ -12,61 +12,14 @@
 #include <optional>
 
 #include "acl-manager/store.h"
+#include "common/mountinfo.h"
 
 namespace vmwarden::acl::detail {
 namespace {
 
 std::atomic<bool> forced_off{false};
 
-// Mount points in mountinfo escape space, tab, newline and backslash as \ooo.
-std::string unescape(std::string_view field) {
-  std::string out;
-  out.reserve(field.size());
-  for (std::size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size()) {
-      std::string_view digits = field.substr(i + 1, 3);
-      if (digits.find_first_not_of("01234567") == std::string_view::npos) {
-        out += static_cast<char>((digits[0] - '0') * 64 + (digits[1] - '0') * 8 + (digits[2] - '0'));
-        i += 3;
-        continue;
-      }
-    }
-    out += field[i];
-  }
-  return out;
-}
-
-bool at_or_below(std::string_view mount_point, std::string_view path) {
-  if (path == "/") return true;
-  if (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  return mount_point == path || (mount_point.size() > path.size() && mount_point.starts_with(path) &&
-                                 mount_point[path.size()] == '/');
-}
-
 }  // namespace
-
-bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path) {
-  while (!mountinfo.empty()) {
-    std::size_t end = mountinfo.find('\n');
-    std::string_view line = mountinfo.substr(0, end);
-    mountinfo = end == std::string_view::npos ? std::string_view() : mountinfo.substr(end + 1);
-    // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
-    std::string_view mount_point;
-    bool unbindable = false;
-    for (int field = 0; !line.empty(); ++field) {
-      std::size_t space = line.find(' ');
-      std::string_view word = line.substr(0, space);
-      line = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
-      if (field == 4) mount_point = word;
-      if (field >= 6) {
-        if (word == "-") break;
-        if (word == "unbindable") unbindable = true;
-      }
-    }
-    if (unbindable && at_or_below(unescape(mount_point), path)) return true;
-  }
-  return false;
-}
 
 void force_no_nodev_view(bool on) { forced_off.store(on, std::memory_order_relaxed); }
 

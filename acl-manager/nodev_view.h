@@ -29,11 +29,6 @@ struct NodevView {
 // then pins every file with O_PATH.
 NodevView open_nodev_view(int dir_fd);
 
-// Whether /proc/self/mountinfo text lists an unbindable mount at `path` or
-// below it. A recursive copy leaves such mounts out, and the walk would then
-// see the directories they cover. `path` is absolute, as the kernel prints it.
-bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path);
-
 // Behave as when no view can be had (on), or try again (off): for tests of
 // the O_PATH path.
 void force_no_nodev_view(bool on);

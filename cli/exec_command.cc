@@ -300,6 +300,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
     if (plan.single_use) plan.launch.grants.push_back({path, acl::Access::ro});
   }
   spec.services.push_back(std::move(service));
+  vm::order_outer_first(plan.launch);
 
   if (given) {
     set_identity(plan, given->uid, given->gid);

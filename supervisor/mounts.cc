@@ -27,6 +27,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/mountinfo.h"
 
 namespace vmwarden::supervisor {
 namespace {
@@ -132,7 +133,15 @@ std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_v
   return private_mounts_dir(spec) / std::string(name);
 }
 
+void require_copyable_mounts(const std::filesystem::path& dir) {
+  if (has_unbindable_mount_at_or_below(read_mountinfo(), dir.native()))
+    throw UsageError(fmt::format("{} has an unbindable mount at or below it, which a copy of its mounts would leave "
+                                 "out (showing the directory it covers instead); share a directory without one",
+                                 dir.string()));
+}
+
 UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path) {
+  require_copyable_mounts(path);
   UniqueFd copy(::open_tree(dir_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
   if (!copy) throw_errno("copy the mounts (open_tree) of", path.string());
   // A copy keeps the peer groups of the host's mounts it was made from, and

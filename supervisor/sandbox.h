@@ -134,10 +134,16 @@ struct SandboxSpec {
 // `name` is 1-64 characters of [A-Za-z0-9_-].
 std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_view name);
 
+// Throws UsageError when an unbindable mount lies at `dir` or below it: a
+// copy (detached_copy()) would leave it out, and show in the sandbox the
+// directory it covers on the host, which no grant has walked.
+void require_copyable_mounts(const std::filesystem::path& dir);
+
 // A detached, private copy of the mounts at and below the directory open as
 // `dir_fd` (open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)), those below it
 // read-only, for BindMount::source_copy: it holds the directory itself, not
-// its path. Close-on-exec. `path` is for messages.
+// its path. Close-on-exec. `path` is where it lies (require_copyable_mounts()
+// is checked there again).
 UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path);
 
 // Under s6 (the current directory is the service directory): throws

@@ -250,6 +250,8 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
     }
   }
 
+  order_outer_first(plan);
+
   if (definition.is_command()) {
     spec.services.push_back(command_service(definition, spec, uid));
   } else {
@@ -263,15 +265,21 @@ std::filesystem::path checked_share(const std::filesystem::path& tree) {
   if (checked == "/")
     throw UsageError("/ cannot be a share: its grant would rewrite the ACL of every file on the root filesystem, "
                      "and its copy would bring the host's /proc into the sandbox; share the directories needed");
+  supervisor::require_copyable_mounts(checked);
   return checked;
 }
 
-std::vector<acl::Report> grant_shares(LaunchPlan& plan, acl::ScopedGrants& grants) {
-  // Outer trees first: where one share lies inside another, the last walk
-  // decides the entries there, and that must be the inner share's own.
+void order_outer_first(LaunchPlan& plan) {
   auto depth = [](const std::filesystem::path& path) { return std::distance(path.begin(), path.end()); };
   std::stable_sort(plan.grants.begin(), plan.grants.end(),
                    [&](const GrantPlan& a, const GrantPlan& b) { return depth(a.tree) < depth(b.tree); });
+  std::stable_sort(plan.sandbox.mounts.begin(), plan.sandbox.mounts.end(),
+                   [&](const supervisor::BindMount& a, const supervisor::BindMount& b) {
+                     return depth(a.target) < depth(b.target);
+                   });
+}
+
+std::vector<acl::Report> grant_shares(LaunchPlan& plan, acl::ScopedGrants& grants) {
   std::vector<acl::Report> reports;
   for (const GrantPlan& grant : plan.grants) {
     acl::Granted granted = grants.grant(grant.tree, grant.access);

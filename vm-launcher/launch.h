@@ -58,13 +58,18 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
 std::vector<std::string> check_plan(const LaunchPlan& plan);
 
 // acl::checked_tree() (what a grant would refuse: a symlink or ".." on the
-// way, not a directory, no POSIX ACLs), and "/" besides. For callers that
-// must refuse a share before they lease a UID. Throws UsageError.
+// way, not a directory, no POSIX ACLs), "/", and a tree with an unbindable
+// mount at or below it (supervisor::require_copyable_mounts()). For callers
+// that must refuse a share before they lease a UID. Throws UsageError.
 std::filesystem::path checked_share(const std::filesystem::path& tree);
 
-// Grants each of plan.grants through `grants` (sorted, outer trees first,
-// so that a share inside another gets its own access; one report each, in
-// plan.grants' new order)
+// Sorts plan.grants and plan.sandbox.mounts outer trees first (stable):
+// where one share lies inside another, the last grant decides the entries
+// there and the last mount is what shows, and both must be the inner
+// share's own. plan_launch() does it; other planners call it once done.
+void order_outer_first(LaunchPlan& plan);
+
+// Grants each of plan.grants through `grants` (in order; one report each)
 // and points the sandbox at the directories those grants opened: a mount
 // of a granted tree becomes a detached copy of it, made now, and a Landlock
 // rule naming one is made from its descriptor. From the grant on, nothing

@@ -317,5 +317,20 @@ TEST_F(SharePinTest, AShareInsideAnotherIsMountedOnTopOfIt) {
   EXPECT_FALSE(fs::exists(share() / "new"));
 }
 
+// A copy of a share's mounts leaves out an unbindable mount below it and
+// would show the directory it covers, which no grant walked: refused.
+TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefused) {
+  Hooks hooks;
+  hooks.setup = [this] {
+    share_on_a_shared_mount_with_a_mount_below();
+    if (::mount(nullptr, (share() / "sub").c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
+      throw std::runtime_error("make unbindable");
+  };
+  Outcome outcome = run(command(acl::Access::rw, "echo ran"), hooks);
+  EXPECT_EQ(outcome.status, 125);
+  EXPECT_THAT(outcome.err, HasSubstr(share().string() + " has an unbindable mount at or below it"));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("ran")));
+}
+
 }  // namespace
 }  // namespace vmwarden::testing

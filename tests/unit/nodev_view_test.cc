@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "acl-manager/nodev_view.h"
+#include "common/mountinfo.h"
 #include "common/unique_fd.h"
 #include "tests/support/support.h"
 

@@ -1,0 +1,20 @@
+// /proc/self/mountinfo, as far as the components need it: whether a
+// recursive copy of a directory's mounts (open_tree(OPEN_TREE_CLONE |
+// AT_RECURSIVE)) would leave one out.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace vmwarden {
+
+// This process's /proc/self/mountinfo, whole. Throws SystemError.
+std::string read_mountinfo();
+
+// Whether mountinfo text lists an unbindable mount at `path` or below it. A
+// recursive copy leaves such mounts out, and shows the directories they
+// cover instead. `path` is absolute, as the kernel prints mount points
+// (relative to this process's root).
+bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path);
+
+}  // namespace vmwarden
