@@ -15,13 +15,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cctype>
 #include <cstring>
-#include <iterator>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include <fmt/core.h>
 
@@ -93,7 +89,7 @@ UniqueFd open_mount_target(const BindMount& bind, const std::filesystem::path& t
 
 // Attaches the caller's copy of the source's mounts: no lookup of the
 // source's path is involved, so what is mounted is what was checked.
-// (Nested targets: the caller attaches the outer first, and the inner
+// (Nested targets: the outer comes first in the spec, and the inner
 // target is then looked up through the outer copy.)
 void attach_copy(const BindMount& bind, const std::filesystem::path& target) {
   int copy = bind.source_copy->get();
@@ -189,16 +185,8 @@ void setup_warden_mounts(const SandboxSpec& spec) {
   check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount proc on", "/proc");
   bool private_points = has_private_mount_points(spec);
   if (private_points) make_private_mount_points(spec);
-  // Outer targets first: a share inside another (--ro X --rw X/sub) is
-  // mounted onto the outer one's copy, not hidden under it.
-  std::vector<std::pair<std::filesystem::path, const BindMount*>> ordered;
-  for (const BindMount& bind : spec.mounts)
-    ordered.emplace_back(bind.target.empty() ? private_mount_point(spec, bind.name) : bind.target, &bind);
-  auto depth = [](const std::filesystem::path& path) { return std::distance(path.begin(), path.end()); };
-  std::stable_sort(ordered.begin(), ordered.end(),
-                   [&](const auto& a, const auto& b) { return depth(a.first) < depth(b.first); });
-  for (const auto& [target, bind_ptr] : ordered) {
-    const BindMount& bind = *bind_ptr;
+  for (const BindMount& bind : spec.mounts) {
+    std::filesystem::path target = bind.target.empty() ? private_mount_point(spec, bind.name) : bind.target;
     if (bind.source_copy) {
       attach_copy(bind, target);
     } else if (bind.target.empty()) {

@@ -111,7 +111,7 @@ struct SandboxSpec {
   uid_t runtime_dir_uid = 0;           // its owner: the VM's UID, so that services
   gid_t runtime_dir_gid = 0;           // running as that UID can create sockets there
   bool private_network = true;         // an empty network namespace
-  std::vector<BindMount> mounts;
+  std::vector<BindMount> mounts;      // in this order: a target inside another after it
   std::vector<ServiceSpec> services;
   std::chrono::milliseconds shutdown_timeout{30'000};
   std::chrono::milliseconds ready_timeout{30'000};

@@ -166,7 +166,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
       daemon_share.dialect = dialect;
       daemon_share.tag = share.tag;
       // Not the share's own path: the mount of the tree its grant opened,
-      // where nothing on the way can be renamed (see plan_launch).
+      // on a tmpfs only root can write (see plan_launch).
       daemon_share.shared_dir = supervisor::private_mount_point(spec, share.tag);
       daemon_share.readonly = share.access == Access::ro;
       daemon_share.socket = backend::share_socket(paths, share);

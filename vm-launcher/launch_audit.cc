@@ -116,9 +116,10 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
                             "directory above it could have renamed it away and put a symlink in its place"});
   }
 
+  // Revoked in the reverse order of the grants (ScopedGrants).
   bool revokes = options.uid_source == UidSource::single_use && !plan.grants.empty();
-  for (const GrantPlan& grant : plan.grants) {
-    if (!revokes) break;
+  for (auto it = plan.grants.rbegin(); revokes && it != plan.grants.rend(); ++it) {
+    const GrantPlan& grant = *it;
     audit.after.push_back({"outer",
                            fmt::format("revoke uid {}'s entries under {}, clear the set-ID bits of its files "
                                        "there, and remove the grant record",

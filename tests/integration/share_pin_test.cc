@@ -26,6 +26,7 @@
 
 #include "acl-manager/acl.h"
 #include "acl-manager/uid_registry.h"
+#include "common/error.h"
 #include "common/locations.h"
 #include "common/unique_fd.h"
 #include "supervisor/sandbox.h"
@@ -330,6 +331,29 @@ TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefused) {
   EXPECT_EQ(outcome.status, 125);
   EXPECT_THAT(outcome.err, HasSubstr(share().string() + " has an unbindable mount at or below it"));
   EXPECT_THAT(outcome.out, Not(HasSubstr("ran")));
+}
+
+// The same refusal before anything is leased or granted (what `exec`, `run`
+// and `supervise` check a share with): a usage error.
+TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefusedBeforeTheLease) {
+  Hooks hooks;
+  hooks.setup = [this] {
+    share_on_a_shared_mount_with_a_mount_below();
+    if (::mount(nullptr, (share() / "sub").c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
+      throw std::runtime_error("make unbindable");
+    try {
+      (void)vm::checked_share(share());
+      std::printf("accepted\n");
+    } catch (const UsageError& error) {
+      std::printf("refused: %s\n", error.what());
+    }
+    std::fflush(stdout);
+    ::_exit(0);  // before the lease
+  };
+  Outcome outcome = run(command(acl::Access::rw, "echo ran"), hooks);
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_THAT(outcome.out, HasSubstr("refused: " + share().string() + " has an unbindable mount at or below it"));
+  EXPECT_TRUE(fs::is_empty(root_ / "state")) << "nothing leased";
 }
 
 }  // namespace
