@@ -151,6 +151,13 @@ class SharePinTest : public ::testing::Test {
     fs::create_directory_symlink(root_ / "outside", share());
   }
 
+  // As above, the mount below the share made unbindable.
+  void share_with_an_unbindable_mount_below() const {
+    share_on_a_shared_mount_with_a_mount_below();
+    if (::mount(nullptr, (share() / "sub").c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
+      throw std::runtime_error("make unbindable");
+  }
+
   TempDir root_{"vmwarden-share-pin"};
 };
 
@@ -322,11 +329,7 @@ TEST_F(SharePinTest, AShareInsideAnotherIsMountedOnTopOfIt) {
 // would show the directory it covers, which no grant walked: refused.
 TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefused) {
   Hooks hooks;
-  hooks.setup = [this] {
-    share_on_a_shared_mount_with_a_mount_below();
-    if (::mount(nullptr, (share() / "sub").c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
-      throw std::runtime_error("make unbindable");
-  };
+  hooks.setup = [this] { share_with_an_unbindable_mount_below(); };
   Outcome outcome = run(command(acl::Access::rw, "echo ran"), hooks);
   EXPECT_EQ(outcome.status, 125);
   EXPECT_THAT(outcome.err, HasSubstr(share().string() + " has an unbindable mount at or below it"));
@@ -338,9 +341,7 @@ TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefused) {
 TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefusedBeforeTheLease) {
   Hooks hooks;
   hooks.setup = [this] {
-    share_on_a_shared_mount_with_a_mount_below();
-    if (::mount(nullptr, (share() / "sub").c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
-      throw std::runtime_error("make unbindable");
+    share_with_an_unbindable_mount_below();
     try {
       (void)vm::checked_share(share());
       std::printf("accepted\n");
