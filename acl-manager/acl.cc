@@ -10,12 +10,16 @@
 
 #include <acl/libacl.h>
 
+#include <algorithm>
+#include <exception>
 #include <mutex>
 #include <set>
+#include <utility>
 
 #include <fmt/core.h>
 
 #include "acl-manager/acl_entries.h"
+#include "acl-manager/tree_root.h"
 #include "acl-manager/walk.h"
 #include "acl-manager/xattr_at.h"
 #include "common/error.h"
@@ -48,6 +52,7 @@ Report& Report::operator+=(const Report& other) {
     if (errors.size() < 20) errors.push_back(error);
   }
   for (auto [uid, count] : other.removed) removed[uid] += count;
+  moved.insert(moved.end(), other.moved.begin(), other.moved.end());
   return *this;
 }
 
@@ -278,6 +283,62 @@ void require_in_range(const UidRegistry& registry, uid_t uid) {
   }
 }
 
+// The roots a grant records for `tree`: the directory it opened, and the
+// ones an earlier grant of the same UID recorded under that path that are
+// elsewhere now and still exist. Those keep that grant's entries, and the
+// record is how revoke and sweep find them. An unchanged list (an alias
+// re-granted at every start) leaves the record as it was.
+std::vector<RecordedRoot> roots_to_record(const std::vector<GrantRecord>& records, const std::filesystem::path& tree,
+                                          int root_fd) {
+  std::optional<RecordedRoot> opened = detail::record_root(root_fd, tree);
+  std::vector<RecordedRoot> roots;
+  if (opened) roots.push_back(*opened);
+  for (const GrantRecord& record : records) {
+    if (record.tree != tree) continue;
+    if (opened && std::find(record.roots.begin(), record.roots.end(), *opened) != record.roots.end()) {
+      return record.roots;
+    }
+    for (const RecordedRoot& earlier : record.roots) {
+      try {
+        if (!detail::reopen_root(earlier).dir) continue;  // gone: nothing left to revoke there
+      } catch (const std::exception& e) {
+        log::warning("granting {}: {}; its earlier directory stays in the record", tree.string(), e.what());
+      }
+      roots.push_back(earlier);
+    }
+  }
+  return roots;
+}
+
+struct MovedRoot {
+  RecordedRoot recorded;
+  detail::ReopenedRoot now;
+};
+
+// The recorded directories other than the one open as `at_path` (none: the
+// path did not open), opened where they are now. Those that are gone are
+// left out.
+std::vector<MovedRoot> reopen_moved(const std::vector<RecordedRoot>& recorded, const UniqueFd& at_path) {
+  std::set<std::pair<dev_t, ino_t>> seen;
+  struct stat st;
+  if (at_path && ::fstat(at_path.get(), &st) == 0) seen.emplace(st.st_dev, st.st_ino);
+  std::vector<MovedRoot> moved;
+  for (const RecordedRoot& root : recorded) {
+    if (!seen.emplace(root.device, root.inode).second) continue;
+    detail::ReopenedRoot reopened = detail::reopen_root(root);
+    if (reopened.dir) moved.push_back({root, std::move(reopened)});
+  }
+  return moved;
+}
+
+std::string message_of(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
 }  // namespace
 
 std::filesystem::path checked_tree(const std::filesystem::path& tree_arg) {
@@ -302,9 +363,12 @@ Granted grant_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   require_allocated();
   UniqueFd lock = registry.lock_acl_changes();
   require_allocated();
-  warn_of_nested_records(registry.grant_records(uid), uid, tree, "granting");
+  std::vector<GrantRecord> records = registry.grant_records(uid);
+  warn_of_nested_records(records, uid, tree, "granting");
   if (!options.dry_run) {
-    registry.add_grant_record(GrantRecord{uid, tree, access, options.cross_mounts});
+    GrantRecord record{uid, tree, access, options.cross_mounts};
+    record.roots = roots_to_record(records, tree, root.get());
+    registry.add_grant_record(record);
   }
   GrantEditor editor(uid, access, registry.range());
   Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
@@ -320,18 +384,28 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
 
 namespace {
 
-// Revokes under the directory open as `root`, recorded as `tree`.
+// Revokes under the directory open as `root`, recorded as `tree`, and
+// under each directory the record names that is elsewhere now. `root` is
+// empty when `tree` did not open (`unopened` says why, and is thrown if
+// the record names no directory that can be found either).
 Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const UniqueFd& root,
-                   const WalkOptions& asked) {
+                   const WalkOptions& asked, const std::exception_ptr& unopened = nullptr) {
   UniqueFd lock = registry.lock_acl_changes();
   // A grant made with --cross-mounts left entries below other mounts: revoke
   // goes there too, asked or not.
   WalkOptions options = asked;
   std::vector<GrantRecord> records = registry.grant_records(uid);
+  std::vector<RecordedRoot> recorded;
   for (const GrantRecord& record : records) {
-    if (record.tree == tree && record.cross_mounts) options.cross_mounts = true;
+    if (record.tree != tree) continue;
+    if (record.cross_mounts) options.cross_mounts = true;
+    recorded = record.roots;
   }
-  if (!supports_acls(root.get(), tree)) {
+  std::vector<MovedRoot> moved = reopen_moved(recorded, root);
+  if (!root) {
+    if (moved.empty()) std::rethrow_exception(unopened);
+    log::warning("{}; revoking the directory granted as {} where it is now", message_of(unopened), tree.string());
+  } else if (!supports_acls(root.get(), tree)) {
     // No entry can be there (a record from before grant checked this), and
     // no VM was ever given the tree (a grant refuses it): only the record
     // goes.
@@ -340,7 +414,12 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   }
   warn_of_nested_records(records, uid, tree, "revoking");
   RemoveEditor editor([uid](uid_t id) { return id == uid; });
-  Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
+  Report report;
+  if (root) report += detail::walk_tree(root.get(), tree.string(), editor, options);
+  for (const MovedRoot& elsewhere : moved) {
+    report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);
+    report.moved.push_back(elsewhere.now.where);
+  }
   if (!options.dry_run && report.failed == 0) registry.remove_grant_record(uid, tree);
   return report;
 }
@@ -350,8 +429,16 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
 Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& options) {
   require_in_range(registry, uid);
   std::filesystem::path tree = normal_tree(tree_arg);
-  UniqueFd root = open_tree(tree);
-  return revoke_tree(registry, uid, tree, root, options);
+  UniqueFd root;
+  std::exception_ptr unopened;
+  try {
+    root = open_tree(tree);
+  } catch (const UsageError&) {
+    // Gone, or a symlink or a file in its place: the directory that was
+    // granted may have been renamed, which its record can find.
+    unopened = std::current_exception();
+  }
+  return revoke_tree(registry, uid, tree, root, options, unopened);
 }
 
 SweepReport sweep(UidRegistry& registry, bool dry_run) {
@@ -365,8 +452,20 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     if (info.leased_by) leased.insert(info.uid);
   }
   std::vector<GrantRecord> records = registry.grant_records();
-  std::map<std::filesystem::path, bool> trees;  // tree -> cross mounts
-  for (const GrantRecord& record : records) trees[record.tree] = trees[record.tree] || record.cross_mounts;
+  struct RecordedTree {
+    bool cross_mounts = false;
+    bool by_path_alone = false;  // a record names no directory by handle
+    std::vector<RecordedRoot> roots;
+    std::map<std::pair<dev_t, ino_t>, std::set<uid_t>> granted;  // root -> the UIDs whose records name it
+  };
+  std::map<std::filesystem::path, RecordedTree> trees;
+  for (const GrantRecord& record : records) {
+    RecordedTree& tree = trees[record.tree];
+    tree.cross_mounts = tree.cross_mounts || record.cross_mounts;
+    tree.by_path_alone = tree.by_path_alone || record.roots.empty();
+    tree.roots.insert(tree.roots.end(), record.roots.begin(), record.roots.end());
+    for (const RecordedRoot& root : record.roots) tree.granted[{root.device, root.inode}].insert(record.uid);
+  }
 
   const UidRange range = registry.range();
   auto is_live_alias = [&](uid_t uid) {
@@ -374,7 +473,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     return it != allocated.end() && !it->second.empty();
   };
 
-  for (const auto& [tree, cross_mounts] : trees) {
+  for (const auto& [tree, recorded] : trees) {
     // An alias keeps its entries in a tree it holds a record for, and also
     // in one nested with such a tree either way: its entries there (and
     // its files' set-ID bits) may be what that record granted.
@@ -388,13 +487,47 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     // One tree's failure (a symlink in its place, a filesystem without ACLs,
     // an unreadable root) keeps its records and does not stop the others.
     try {
-      UniqueFd root = open_tree(tree);
-      RemoveEditor editor([&](uid_t uid) { return range.contains(uid) && !leased.count(uid) && !kept.count(uid); });
-      WalkOptions options{.cross_mounts = cross_mounts, .dry_run = dry_run};
-      entry.report = detail::walk_tree(root.get(), tree.string(), editor, options);
-    } catch (const MissingTree& e) {
-      entry.missing = true;
-      log::warning("sweep: {}", e.what());
+      UniqueFd root;
+      std::string unopened;
+      bool path_missing = false;
+      try {
+        root = open_tree(tree);
+      } catch (const MissingTree& e) {
+        path_missing = true;
+        unopened = e.what();
+      } catch (const UsageError& e) {
+        unopened = e.what();
+      }
+      std::vector<MovedRoot> moved = reopen_moved(recorded.roots, root);
+      WalkOptions options{.cross_mounts = recorded.cross_mounts, .dry_run = dry_run};
+      if (root) {
+        RemoveEditor editor([&](uid_t uid) { return range.contains(uid) && !leased.count(uid) && !kept.count(uid); });
+        entry.report += detail::walk_tree(root.get(), tree.string(), editor, options);
+      }
+      // A directory renamed away may now lie in another UID's granted tree,
+      // which no record here speaks for: only the dead UIDs whose records
+      // name that directory lose their entries there.
+      for (const MovedRoot& elsewhere : moved) {
+        const std::set<uid_t>& granted = recorded.granted.at({elsewhere.recorded.device, elsewhere.recorded.inode});
+        RemoveEditor editor([&](uid_t uid) {
+          return granted.count(uid) && range.contains(uid) && !leased.count(uid) && !is_live_alias(uid);
+        });
+        entry.report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);
+        entry.report.moved.push_back(elsewhere.now.where);
+      }
+      if (!root) {
+        // What is at the path now was never granted, unless a record knows
+        // the tree by its path alone: then a symlink or a file there may be
+        // the tree moved aside, its entries unreachable.
+        bool lost_track = !path_missing && recorded.by_path_alone;
+        if (lost_track) {
+          ++entry.report.failed;
+          entry.report.errors.push_back(unopened);
+        } else if (moved.empty()) {
+          entry.missing = true;
+          log::warning("sweep: {}", unopened);
+        }
+      }
     } catch (const std::exception& e) {
       ++entry.report.failed;
       entry.report.errors.push_back(e.what());

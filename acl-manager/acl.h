@@ -43,6 +43,9 @@ struct Report {
   std::vector<std::string> foreign;     // the third party's objects' paths (the first 100)
   std::vector<std::string> errors;      // the first 20 failures, "PATH: why"
   std::map<uid_t, std::uint64_t> removed;  // sweep: objects each UID's entries were removed from
+  // revoke, sweep: where directories granted under the path are now, found
+  // by the record's file handles after a rename, and walked there too
+  std::vector<std::string> moved;
 
   Report& operator+=(const Report& other);
   std::string summary() const;  // one line: "12 changed, 3 unchanged, ..."
@@ -66,15 +69,24 @@ std::filesystem::path checked_tree(const std::filesystem::path& tree);
 
 // Removes `uid`'s access and default entries under `tree`, then its grant
 // record. Crosses mounts if asked or if the grant record says so. On a tree
-// whose filesystem has no POSIX ACLs, only the record is dropped.
+// whose filesystem has no POSIX ACLs, only the record is dropped. A
+// directory the record names (by file handle) that is no longer at `tree`,
+// renamed away since its grant, is found where it is now and revoked there
+// too (Report::moved); so is the directory when `tree` itself no longer
+// opens (gone, or a symlink in its place), which otherwise is a UsageError.
 Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const WalkOptions& options = {});
 
 struct SweepReport {
   struct Tree {
     std::filesystem::path path;
-    // The recorded path no longer exists (ENOENT; its records are dropped).
-    // Any other failure to open or walk it (a symlink or a file in its
-    // place, no ACL support) counts in report.failed and keeps the records.
+    // Nothing granted as this path is left to sweep (its records are
+    // dropped): the path does not exist (ENOENT) and none of the directories
+    // its records name by file handle can be found, or the path is
+    // something else now (a symlink, a file) and every record names its
+    // directories and they are gone. A path that cannot be opened for
+    // another reason (no ACL support), or is something else now while a
+    // record knows the tree by its path alone, counts in report.failed and
+    // keeps the records. Directories found elsewhere are in report.moved.
     bool missing = false;
     Report report;
   };

@@ -1,9 +1,11 @@
 #include "acl-manager/uid_registry.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,10 +54,10 @@ struct Paths {
 };
 
 template <typename T>
-std::optional<T> parse_number(std::string_view text) {
+std::optional<T> parse_number(std::string_view text, int base = 10) {
   T value{};
   if (text.empty() || text.size() > 20) return std::nullopt;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value, base);
   if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
   return value;
 }
@@ -698,7 +700,35 @@ uid_t UidRegistry::resolve(std::string_view text) const {
 namespace {
 
 // A grant record's file: "path TREE", "access ro|rw", "mounts one|cross",
-// a line each. Parsed and written only here.
+// and "root MAJ:MIN INODE HANDLE-TYPE HEX" for each directory granted as
+// TREE, a line each. Parsed and written only here; a root line that does
+// not parse is left out (the record then works by its path alone).
+std::optional<RecordedRoot> parse_root(std::string_view text) {
+  std::istringstream in{std::string(text)};
+  unsigned major_number = 0, minor_number = 0;
+  char colon = 0;
+  RecordedRoot root;
+  std::string hex;
+  if (!(in >> major_number >> colon >> minor_number >> root.inode >> root.handle_type >> hex) || colon != ':' ||
+      hex.size() % 2 != 0 || hex.size() > 2 * MAX_HANDLE_SZ) {
+    return std::nullopt;
+  }
+  root.device = makedev(major_number, minor_number);
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    auto byte = parse_number<unsigned>(hex.substr(i, 2), 16);
+    if (!byte) return std::nullopt;
+    root.handle += static_cast<char>(*byte);
+  }
+  return root;
+}
+
+std::string format_root(const RecordedRoot& root) {
+  std::string hex;
+  for (unsigned char byte : root.handle) hex += fmt::format("{:02x}", byte);
+  return fmt::format("root {}:{} {} {} {}\n", major(root.device), minor(root.device), root.inode, root.handle_type,
+                     hex);
+}
+
 GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
   GrantRecord record;
   record.uid = uid;
@@ -709,13 +739,18 @@ GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
     if (line.starts_with("path ")) record.tree = std::string(line.substr(5));
     if (line == "access rw") record.access = Access::rw;
     if (line == "mounts cross") record.cross_mounts = true;
+    if (line.starts_with("root ")) {
+      if (auto root = parse_root(line.substr(5))) record.roots.push_back(std::move(*root));
+    }
   }
   return record;
 }
 
 std::string format_grant_record(const GrantRecord& record) {
-  return fmt::format("path {}\naccess {}\nmounts {}\n", record.tree.string(), to_string(record.access),
-                     record.cross_mounts ? "cross" : "one");
+  std::string text = fmt::format("path {}\naccess {}\nmounts {}\n", record.tree.string(), to_string(record.access),
+                                 record.cross_mounts ? "cross" : "one");
+  for (const RecordedRoot& root : record.roots) text += format_root(root);
+  return text;
 }
 
 }  // namespace

@@ -52,11 +52,26 @@ struct UidInfo {
   std::size_t grant_records = 0;
 };
 
+// A directory granted under a record's path, as the kernel can find it
+// again wherever it is renamed to on its filesystem: its device and inode,
+// and its file handle (name_to_handle_at(2)).
+struct RecordedRoot {
+  dev_t device = 0;
+  ino_t inode = 0;
+  int handle_type = 0;
+  std::string handle;  // the handle's bytes
+  bool operator==(const RecordedRoot&) const = default;
+};
+
 struct GrantRecord {
   uid_t uid = 0;
   std::filesystem::path tree;
   Access access = Access::ro;
   bool cross_mounts = false;
+  // The directories granted as `tree`: usually one, more if the path was
+  // given to another directory while the first kept its entries. None for
+  // a filesystem without file handles.
+  std::vector<RecordedRoot> roots;
 };
 
 class UidRegistry;

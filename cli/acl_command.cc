@@ -19,6 +19,9 @@ int finish(const acl::Report& report, std::string_view what) {
     fmt::print(stderr, "vmwarden: skipped (owned by neither the tree's owner nor a VM): {}\n", path);
   }
   for (const std::string& error : report.errors) fmt::print(stderr, "vmwarden: {}\n", error);
+  for (const std::string& where : report.moved) {
+    fmt::print("{}: a directory granted under this path is now at {}; walked there too\n", what, where);
+  }
   fmt::print("{}: {}\n", what, report.summary());
   return report.failed == 0 ? exit_status::kOk : exit_status::kFailure;
 }
@@ -74,7 +77,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "Remove UID's access and default entries under PATH, recompute each mask as the smallest "
       "that serves the remaining entries, clear the set-user-ID bit of UID's files and the "
       "set-group-ID bit of its group's (so that nothing left there runs as UID), and drop the grant "
-      "record (only the record, where PATH's filesystem has no POSIX ACLs).");
+      "record (only the record, where PATH's filesystem has no POSIX ACLs). A directory granted under "
+      "PATH and renamed away since is found by the file handle in its record and revoked where it is "
+      "now, also when PATH itself is gone.");
   revoke->add_option("--uid", revoke_options->uid, "A UID in the range, or an alias")->required();
   revoke->add_flag("--cross-mounts", revoke_options->cross_mounts,
                    "Also descend into other mounts under PATH (done anyway if the grant record says so)");
@@ -95,9 +100,11 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "In every recorded tree, remove the entries of UIDs in the range that are neither leased "
       "nor an alias with a grant record for that tree (or one nested with it), and clear those UIDs' "
       "set-ID bits as revoke does (the clean-up after unclean shutdowns); then drop dead UIDs' "
-      "records and release dead single-use UIDs. A tree whose path no longer "
-      "exists loses its records; one that fails otherwise (e.g. a symlink in its place) keeps them, "
-      "is reported, and the other trees are still swept (exit status 1).");
+      "records and release dead single-use UIDs. A directory renamed away since its grant is found by "
+      "the file handle in its record and swept where it is now. A tree of which nothing is left (its "
+      "path gone and its recorded directories removed) loses its records; one that fails otherwise "
+      "(e.g. a symlink in its place where the record has no file handle) keeps them, is reported, and "
+      "the other trees are still swept (exit status 1).");
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
   sweep->callback([&globals, dry_run] {
     globals.action = [&globals, dry_run] {
@@ -109,6 +116,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
         if (tree.missing) {
           fmt::print("{}: missing\n", tree.path.string());
           continue;
+        }
+        for (const std::string& where : tree.report.moved) {
+          fmt::print("{}: a directory granted under this path is now at {}; swept there\n", tree.path.string(), where);
         }
         for (auto [uid, count] : tree.report.removed) {
           fmt::print("{}: {} {} entr{} of UID {}\n", tree.path.string(), verb, count, count == 1 ? "y" : "ies", uid);

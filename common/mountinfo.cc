@@ -1,7 +1,10 @@
 #include "common/mountinfo.h"
 
 #include <fcntl.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <fmt/core.h>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -34,6 +37,38 @@ bool at_or_below(std::string_view mount_point, std::string_view path) {
                                  mount_point[path.size()] == '/');
 }
 
+// One line of mountinfo, as far as it is read here:
+// ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
+struct MountLine {
+  std::string_view device;  // MAJ:MIN
+  std::string_view root;
+  std::string_view mount_point;  // escaped
+  bool unbindable = false;
+};
+
+template <typename Visit>
+void for_each_mount(std::string_view mountinfo, Visit visit) {
+  while (!mountinfo.empty()) {
+    std::size_t end = mountinfo.find('\n');
+    std::string_view line = mountinfo.substr(0, end);
+    mountinfo = end == std::string_view::npos ? std::string_view() : mountinfo.substr(end + 1);
+    MountLine mount;
+    for (int field = 0; !line.empty(); ++field) {
+      std::size_t space = line.find(' ');
+      std::string_view word = line.substr(0, space);
+      line = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
+      if (field == 2) mount.device = word;
+      if (field == 3) mount.root = word;
+      if (field == 4) mount.mount_point = word;
+      if (field >= 6) {
+        if (word == "-") break;
+        if (word == "unbindable") mount.unbindable = true;
+      }
+    }
+    visit(mount);
+  }
+}
+
 }  // namespace
 
 std::string read_mountinfo() {
@@ -51,26 +86,22 @@ std::string read_mountinfo() {
 }
 
 bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path) {
-  while (!mountinfo.empty()) {
-    std::size_t end = mountinfo.find('\n');
-    std::string_view line = mountinfo.substr(0, end);
-    mountinfo = end == std::string_view::npos ? std::string_view() : mountinfo.substr(end + 1);
-    // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
-    std::string_view mount_point;
-    bool unbindable = false;
-    for (int field = 0; !line.empty(); ++field) {
-      std::size_t space = line.find(' ');
-      std::string_view word = line.substr(0, space);
-      line = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
-      if (field == 4) mount_point = word;
-      if (field >= 6) {
-        if (word == "-") break;
-        if (word == "unbindable") unbindable = true;
-      }
-    }
-    if (unbindable && at_or_below(unescape(mount_point), path)) return true;
-  }
-  return false;
+  bool found = false;
+  for_each_mount(mountinfo, [&](const MountLine& mount) {
+    found = found || (mount.unbindable && at_or_below(unescape(mount.mount_point), path));
+  });
+  return found;
+}
+
+std::vector<std::string> mount_points_of_device(std::string_view mountinfo, dev_t device) {
+  std::string wanted = fmt::format("{}:{}", major(device), minor(device));
+  std::vector<std::string> whole, part;
+  for_each_mount(mountinfo, [&](const MountLine& mount) {
+    if (mount.device != wanted) return;
+    (mount.root == "/" ? whole : part).push_back(unescape(mount.mount_point));
+  });
+  whole.insert(whole.end(), part.begin(), part.end());
+  return whole;
 }
 
 }  // namespace vmwarden

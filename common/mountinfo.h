@@ -1,10 +1,13 @@
 // /proc/self/mountinfo, as far as the components need it: whether a
 // recursive copy of a directory's mounts (open_tree(OPEN_TREE_CLONE |
-// AT_RECURSIVE)) would leave one out.
+// AT_RECURSIVE)) would leave one out, and where a filesystem is mounted.
 #pragma once
+
+#include <sys/types.h>
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vmwarden {
 
@@ -16,5 +19,10 @@ std::string read_mountinfo();
 // cover instead. `path` is absolute, as the kernel prints mount points
 // (relative to this process's root).
 bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path);
+
+// The mount points of the filesystem whose st_dev is `device`, mounts of
+// its root directory first (a bind mount of a subdirectory shows less of
+// it). Unescaped, as the kernel prints them.
+std::vector<std::string> mount_points_of_device(std::string_view mountinfo, dev_t device);
 
 }  // namespace vmwarden

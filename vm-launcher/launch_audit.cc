@@ -94,12 +94,13 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
     audit.before.push_back(
         {"outer",
          fmt::format("grant u:{}:{} on every directory and regular file under {} (and as a default entry on its "
-                     "directories), recorded in {}",
+                     "directories), recorded in {} with the directory's file handle",
                      uid, grant.access == acl::Access::rw ? "rwX" : "r-X", grant.tree.string(), grants_dir),
          {"CAP_FOWNER", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
          "the VM's uid must pass the host's permission checks beneath the tree; the walk never follows a "
-         "symlink and skips hard links (doc/ACL.md); CAP_SYS_ADMIN, where held, only for a detached nodev copy "
-         "of the tree's mounts that the walk opens files through and that is attached nowhere"});
+         "symlink and skips hard links (doc/ACL.md); the handle lets revoke and sweep find the directory after a "
+         "rename; CAP_SYS_ADMIN, where held, only for a detached nodev copy of the tree's mounts that the walk "
+         "opens files through and that is attached nowhere"});
     bool mounted = false, ruled = false;
     for (const supervisor::BindMount& mount : plan.sandbox.mounts) mounted = mounted || mount.source == grant.tree;
     for (const supervisor::ServiceSpec& service : plan.sandbox.services) {

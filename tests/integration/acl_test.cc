@@ -1178,28 +1178,156 @@ TEST(AclSweep, ATreeThatFailsIsReportedAndTheOthersAreStillSwept) {
   EXPECT_TRUE(registry.find(dead)->allocated) << "a UID with records left is not released";
 }
 
-// Only a tree whose path is gone counts as missing. One replaced by a
-// symlink (the tree renamed, its entries still there) keeps its record.
-TEST(AclSweep, ATreeReplacedByASymlinkKeepsItsRecord) {
+// A tree renamed away into an alias's tree, a symlink in its place, and a
+// second tree removed. The sweep finds the first where it is now, by the
+// file handle in its record, never goes through the symlink, and removes
+// there only the dead UID's entries (not the alias's, whose records speak
+// for that place); of the second nothing is left, so its record goes.
+TEST(AclSweep, ATreeRenamedAwayIsSweptWhereItIsNow) {
   Env env;
   std::filesystem::path gone = make_two_trees(env, "gone");
+  std::filesystem::path home = env.temp / "home";
+  make_tree(home, 1, 1);
   UidRegistry registry(env.locations);
+  uid_t alias = registry.allocate_alias("home");
   uid_t dead = registry.allocate_single_use();
   grant(registry, dead, env.tree, Access::ro);
   grant(registry, dead, gone, Access::ro);
+  std::filesystem::path moved = home / "moved";
+  std::filesystem::rename(env.tree, moved);
+  grant(registry, alias, home, Access::rw);
+  std::size_t alias_entries = count_entries(getfacl(moved), alias);
+  ASSERT_GT(alias_entries, 0u);
+  std::filesystem::remove_all(gone);
+  // The symlink leads to a decoy holding an entry of the dead UID that no
+  // record asked for: a sweep that followed it would remove that.
+  std::filesystem::path decoy = env.temp / "decoy";
+  make_tree(decoy, 1, 1);
+  std::filesystem::create_directory_symlink(decoy, env.tree);
+  auto marked = testing::run_command({"setfacl", "-m", fmt::format("u:{}:r", dead), (decoy / "d0/f0").string()});
+  ASSERT_EQ(marked.exit_code, 0) << marked.err;
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
+  EXPECT_NE(swept.out.find(fmt::format("{}: missing", gone.string())), std::string::npos) << swept.out;
+  EXPECT_NE(swept.out.find(fmt::format("{}: a directory granted under this path is now at {}; swept there",
+                                       env.tree.string(), moved.string())),
+            std::string::npos)
+      << swept.out;
+  EXPECT_EQ(count_entries(getfacl(moved), dead), 0u);
+  EXPECT_EQ(count_entries(getfacl(moved), alias), alias_entries) << "the alias's entries went too";
+  EXPECT_EQ(count_entries(getfacl(decoy), dead), 1u) << "the sweep went through the symlink";
+  EXPECT_TRUE(registry.grant_records(dead).empty());
+  EXPECT_FALSE(registry.find(dead)->allocated) << "a UID whose trees are all swept is released";
+}
+
+// The same, where the record names no directory by file handle (written
+// before records had them, or on a filesystem without handles): the tree is
+// known by its path alone, so a symlink in its place may hide its entries.
+// The record stays and the sweep fails.
+TEST(AclSweep, ATreeKnownByItsPathAloneAndReplacedByASymlinkKeepsItsRecord) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, dead, env.tree, Access::ro);
+  std::vector<GrantRecord> records = registry.grant_records(dead);
+  ASSERT_EQ(records.size(), 1u);
+  ASSERT_EQ(records[0].roots.size(), 1u) << "a grant records its directory's file handle";
+  records[0].roots.clear();
+  registry.remove_grant_record(dead, env.tree);
+  registry.add_grant_record(records[0]);
   std::filesystem::path moved = env.temp / "moved";
   std::filesystem::rename(env.tree, moved);
   std::filesystem::create_directory_symlink(moved, env.tree);
-  std::filesystem::remove_all(gone);
 
   auto swept = env.vmwarden({"acl", "sweep"});
   EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
-  EXPECT_NE(swept.out.find(fmt::format("{}: missing", gone.string())), std::string::npos) << swept.out;
   EXPECT_NE(swept.err.find("symlink"), std::string::npos) << swept.err;
-  auto records = registry.grant_records(dead);
-  ASSERT_EQ(records.size(), 1u) << "the missing tree's record is dropped, the symlinked one's kept";
-  EXPECT_EQ(records[0].tree, env.tree);
+  ASSERT_EQ(registry.grant_records(dead).size(), 1u);
   EXPECT_GT(count_entries(getfacl(moved), dead), 0u) << "the sweep went through the symlink";
+  EXPECT_TRUE(registry.find(dead)->allocated) << "a UID with records left is not released";
+}
+
+// `acl revoke` by path, after the tree was renamed: the directory that was
+// granted is revoked where it is now, when the path is gone and when
+// another directory took the path (that one is revoked too, being what
+// was asked for).
+TEST(AclRevoke, ATreeRenamedAwayIsRevokedWhereItIsNow) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t alias = registry.allocate_alias("renamed");
+  grant(registry, alias, env.tree, Access::rw);
+  std::filesystem::path moved = env.temp / "moved";
+  std::filesystem::rename(env.tree, moved);
+
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", "renamed", env.tree.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.out << revoked.err;
+  EXPECT_NE(revoked.out.find(fmt::format("a directory granted under this path is now at {}", moved.string())),
+            std::string::npos)
+      << revoked.out;
+  EXPECT_NE(revoked.err.find("no such directory"), std::string::npos) << revoked.err;
+  EXPECT_EQ(count_entries(getfacl(moved), alias), 0u);
+  EXPECT_TRUE(registry.grant_records(alias).empty());
+
+  // Granted again, renamed again, and the path given to a new directory
+  // that is granted in turn: the record names both.
+  grant(registry, alias, moved, Access::ro);
+  std::filesystem::path aside = env.temp / "aside";
+  std::filesystem::rename(moved, aside);
+  make_tree(moved, 1, 1);
+  grant(registry, alias, moved, Access::ro);
+  std::vector<GrantRecord> records = registry.grant_records(alias);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].roots.size(), 2u);
+  ASSERT_GT(count_entries(getfacl(aside), alias), 0u);
+  revoked = env.vmwarden({"acl", "revoke", "--uid", "renamed", moved.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.out << revoked.err;
+  EXPECT_EQ(count_entries(getfacl(moved), alias), 0u);
+  EXPECT_EQ(count_entries(getfacl(aside), alias), 0u) << revoked.out;
+  EXPECT_TRUE(registry.grant_records(alias).empty());
+
+  // With nothing left of what was granted, the path's absence is an error
+  // again, and changes nothing.
+  grant(registry, alias, aside, Access::ro);
+  std::filesystem::remove_all(aside);
+  revoked = env.vmwarden({"acl", "revoke", "--uid", "renamed", aside.string()});
+  EXPECT_EQ(revoked.exit_code, 2) << revoked.out << revoked.err;
+  EXPECT_NE(revoked.err.find("no such directory"), std::string::npos) << revoked.err;
+  EXPECT_EQ(registry.grant_records(alias).size(), 1u);
+}
+
+// A record is plain text: the root line gives the device, the inode and the
+// file handle, and an earlier directory is dropped from it once removed.
+TEST(AclRecords, TheRecordNamesTheGrantedDirectoryAndForgetsRemovedOnes) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t alias = registry.allocate_alias("recorded");
+  grant(registry, alias, env.tree, Access::ro);
+  std::filesystem::path dir = env.locations.state_dir / "grants" / std::to_string(alias);
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) names.push_back(entry.path().filename());
+  ASSERT_EQ(names.size(), 1u);
+  std::string text = testing::read_file(dir / names[0]);
+  struct stat st;
+  ASSERT_EQ(::stat(env.tree.c_str(), &st), 0);
+  EXPECT_THAT(text, ::testing::ContainsRegex(fmt::format("\nroot {}:{} {} [0-9]+ [0-9a-f]+\n", major(st.st_dev),
+                                                        minor(st.st_dev), st.st_ino)))
+      << text;
+
+  // Renamed away and removed: the re-grant of the path's new directory
+  // records that one alone.
+  std::filesystem::rename(env.tree, env.temp / "old");
+  make_tree(env.tree, 1, 1);
+  std::filesystem::remove_all(env.temp / "old");
+  grant(registry, alias, env.tree, Access::ro);
+  std::vector<GrantRecord> records = registry.grant_records(alias);
+  ASSERT_EQ(records.size(), 1u);
+  ASSERT_EQ(records[0].roots.size(), 1u);
+  ASSERT_EQ(::stat(env.tree.c_str(), &st), 0);
+  EXPECT_EQ(records[0].roots[0].inode, st.st_ino);
 }
 
 struct WithUnknownDType {

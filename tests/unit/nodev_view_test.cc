@@ -1,6 +1,6 @@
 // The nodev view of a tree: the same directory, devices refused, O_PATH
 // still allowed; and the mountinfo check that keeps the walk off it when the
-// copy would leave out an unbindable mount.
+// copy would leave out an unbindable mount; the mount points of a device.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -35,6 +35,19 @@ TEST(NodevView, UnbindableMountsAtOrBelowThePathAreFound) {
   EXPECT_FALSE(has_unbindable_mount_at_or_below(mountinfo, "/var"));
   EXPECT_TRUE(has_unbindable_mount_at_or_below(mountinfo, "/"));
   EXPECT_FALSE(has_unbindable_mount_at_or_below("", "/"));
+}
+
+TEST(Mountinfo, MountPointsOfADeviceListMountsOfItsRootFirst) {
+  const char* mountinfo =
+      "27 1 254:0 /srv /home/a\\040b rw,relatime - ext4 /dev/vda rw\n"
+      "28 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+      "29 27 254:1 / /boot rw - ext4 /dev/vdb rw\n"
+      "30 28 254:0 / /mnt/again rw - ext4 /dev/vda rw\n"
+      "31 28 0:254 / /mnt/other rw - tmpfs tmpfs rw\n";
+  EXPECT_EQ(mount_points_of_device(mountinfo, makedev(254, 0)),
+            (std::vector<std::string>{"/", "/mnt/again", "/home/a b"}));
+  EXPECT_EQ(mount_points_of_device(mountinfo, makedev(254, 1)), (std::vector<std::string>{"/boot"}));
+  EXPECT_TRUE(mount_points_of_device(mountinfo, makedev(8, 1)).empty());
 }
 
 TEST(NodevView, SameDirectoryDevicesRefused) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -242,6 +243,32 @@ TEST(UidRegistry, AnUnchangedGrantRecordIsNotRewritten) {
   ASSERT_EQ(::stat(record.c_str(), &changed), 0);
   EXPECT_NE(changed.st_ino, before.st_ino);
   EXPECT_EQ(registry.grant_records(kFirst).at(0).access, Access::rw);
+}
+
+// The directories a record names by file handle survive the text form
+// byte for byte; a damaged root line is left out, and the rest of the
+// record still reads.
+TEST(UidRegistry, GrantRecordsKeepTheirRootsAndSkipDamagedRootLines) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  GrantRecord record{kFirst, "/srv/x", Access::rw, true};
+  record.roots.push_back(RecordedRoot{makedev(254, 0), 1234567, 1, std::string("\x00\x01\xfe\xff", 4)});
+  record.roots.push_back(RecordedRoot{makedev(0, 45), 2, 0x81, std::string(8, '\x7f')});
+  registry.add_grant_record(record);
+  std::vector<GrantRecord> read = registry.grant_records(kFirst);
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ(read[0].roots, record.roots);
+  EXPECT_TRUE(read[0].cross_mounts);
+
+  std::filesystem::path dir = f.locations.state_dir / "grants" / std::to_string(kFirst);
+  std::filesystem::path file = std::filesystem::directory_iterator(dir)->path();
+  std::string text = testing::read_file(file);
+  EXPECT_NE(text.find("root 254:0 1234567 1 0001feff\n"), std::string::npos) << text;
+  testing::write_file(file, text + "root 254:0 99 1 abc\nroot 254 99 1 ab\nroot 1:2 3 4 zz\n");
+  read = registry.grant_records(kFirst);
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_EQ(read[0].roots, record.roots);
+  EXPECT_EQ(read[0].tree, "/srv/x");
 }
 
 TEST(UidRegistry, NeverUsedUidsComeBeforeReleasedOnes) {
