@@ -15,8 +15,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <stdexcept>
@@ -355,6 +357,37 @@ TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefusedBeforeTheLease) 
   EXPECT_EQ(outcome.status, 0) << outcome.err;
   EXPECT_THAT(outcome.out, HasSubstr("refused: " + share().string() + " has an unbindable mount at or below it"));
   EXPECT_TRUE(fs::is_empty(root_ / "state")) << "nothing leased";
+}
+
+// A share whose own mount is read-only on the host (a read-only bind mount,
+// say) stays read-only in its copy, read-write share or not: the copy
+// makes the share's own mount writable again only where it was writable.
+// (A grant writes ACLs, so such a share is reached with entries already
+// right; the copy is made directly here.)
+TEST_F(SharePinTest, TheCopyOfAShareOnAReadOnlyMountStaysReadOnly) {
+  Hooks hooks;
+  hooks.setup = [this] {
+    share_on_a_shared_mount_with_a_mount_below();
+    if (::mount(share().c_str(), share().c_str(), nullptr, MS_BIND, nullptr) != 0 ||
+        ::mount(nullptr, share().c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0)
+      throw std::runtime_error("bind the share read-only");
+    for (const char* place : {"parent/share", "parent"}) {
+      fs::path source = root_ / place, target = root_ / "outside";
+      UniqueFd dir(::open(source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      UniqueFd copy = supervisor::detached_copy(dir.get(), source);
+      if (::move_mount(copy.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        throw std::runtime_error("attach the copy");
+      int fd = ::open((target / "new").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      std::printf("%s: %s\n", place, fd >= 0 ? "written" : std::strerror(errno));
+      if (fd >= 0) ::close(fd);
+      if (::umount2(target.c_str(), MNT_DETACH) != 0) throw std::runtime_error("detach the copy");
+    }
+    std::fflush(stdout);
+    ::_exit(0);
+  };
+  Outcome outcome = run(command(acl::Access::rw, "echo ran"), hooks);
+  EXPECT_EQ(outcome.status, 0) << outcome.err;
+  EXPECT_EQ(outcome.out, "parent/share: Read-only file system\nparent: written\n") << outcome.err;
 }
 
 }  // namespace
