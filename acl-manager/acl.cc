@@ -285,9 +285,9 @@ void require_in_range(const UidRegistry& registry, uid_t uid) {
 
 // The roots a grant records for `tree`: the directory it opened, and the
 // ones an earlier grant of the same UID recorded under that path that are
-// elsewhere now and still exist. Those keep that grant's entries, and the
-// record is how revoke and sweep find them. An unchanged list (an alias
-// re-granted at every start) leaves the record as it was.
+// not known to be gone. Those keep that grant's entries, and the record is
+// how revoke and sweep find them. An unchanged list (an alias re-granted at
+// every start) leaves the record as it was.
 std::vector<RecordedRoot> roots_to_record(const std::vector<GrantRecord>& records, const std::filesystem::path& tree,
                                           int root_fd) {
   std::optional<RecordedRoot> opened = detail::record_root(root_fd, tree);
@@ -300,7 +300,7 @@ std::vector<RecordedRoot> roots_to_record(const std::vector<GrantRecord>& record
     }
     for (const RecordedRoot& earlier : record.roots) {
       try {
-        if (!detail::reopen_root(earlier).dir) continue;  // gone: nothing left to revoke there
+        if (detail::reopen_root(earlier, tree).state == detail::ReopenedRoot::State::gone) continue;
       } catch (const std::exception& e) {
         log::warning("granting {}: {}; its earlier directory stays in the record", tree.string(), e.what());
       }
@@ -315,18 +315,52 @@ struct MovedRoot {
   detail::ReopenedRoot now;
 };
 
-// The recorded directories other than the one open as `at_path` (none: the
-// path did not open), opened where they are now. Those that are gone are
-// left out.
-std::vector<MovedRoot> reopen_moved(const std::vector<RecordedRoot>& recorded, const UniqueFd& at_path) {
-  std::set<std::pair<dev_t, ino_t>> seen;
+struct MovedRoots {
+  std::vector<MovedRoot> found;
+  // Recorded directories whose fate is unknown (their filesystem cannot be
+  // reached here, or the kernel refused to open them): why, for each.
+  std::vector<std::string> unknown;
+};
+
+// The directories recorded for `tree`, other than the one open as `at_path`
+// (none: the path did not open), opened where they are now. Those known to
+// be gone are left out; those that cannot be looked for are in `unknown`,
+// and do not stop the others.
+MovedRoots reopen_moved(const std::vector<RecordedRoot>& recorded, const std::filesystem::path& tree,
+                        const UniqueFd& at_path) {
+  MovedRoots moved;
+  std::optional<RecordedRoot> here;
+  std::set<std::pair<dev_t, ino_t>> walked;  // live directories, so none is walked twice
   struct stat st;
-  if (at_path && ::fstat(at_path.get(), &st) == 0) seen.emplace(st.st_dev, st.st_ino);
-  std::vector<MovedRoot> moved;
+  if (at_path && ::fstat(at_path.get(), &st) == 0) {
+    walked.emplace(st.st_dev, st.st_ino);
+    try {
+      here = detail::record_root(at_path.get(), tree);
+    } catch (const std::exception&) {
+      // Then each recorded directory is opened to tell.
+    }
+  }
+  std::vector<RecordedRoot> tried;
   for (const RecordedRoot& root : recorded) {
-    if (!seen.emplace(root.device, root.inode).second) continue;
-    detail::ReopenedRoot reopened = detail::reopen_root(root);
-    if (reopened.dir) moved.push_back({root, std::move(reopened)});
+    // The same handle twice (two UIDs' records), or the directory at the
+    // path (compared by handle: an inode number alone is reused at once).
+    if (root == here || std::find(tried.begin(), tried.end(), root) != tried.end()) continue;
+    tried.push_back(root);
+    try {
+      detail::ReopenedRoot now = detail::reopen_root(root, tree);
+      if (now.state == detail::ReopenedRoot::State::unreachable) {
+        moved.unknown.push_back(fmt::format(
+            "{}: the directory granted under this path (inode {}) cannot be looked for: no mount of its "
+            "filesystem can be opened here; the record is kept (mount that filesystem and run this again)",
+            tree.string(), root.inode));
+        continue;
+      }
+      if (now.state == detail::ReopenedRoot::State::gone) continue;
+      if (::fstat(now.dir.get(), &st) != 0 || !walked.emplace(st.st_dev, st.st_ino).second) continue;
+      moved.found.push_back({root, std::move(now)});
+    } catch (const std::exception& e) {
+      moved.unknown.push_back(e.what());
+    }
   }
   return moved;
 }
@@ -387,7 +421,7 @@ namespace {
 // Revokes under the directory open as `root`, recorded as `tree`, and
 // under each directory the record names that is elsewhere now. `root` is
 // empty when `tree` did not open (`unopened` says why, and is thrown if
-// the record names no directory that can be found either).
+// the record names no directory that is still there, or may be).
 Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const UniqueFd& root,
                    const WalkOptions& asked, const std::exception_ptr& unopened = nullptr) {
   UniqueFd lock = registry.lock_acl_changes();
@@ -401,22 +435,24 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
     if (record.cross_mounts) options.cross_mounts = true;
     recorded = record.roots;
   }
-  std::vector<MovedRoot> moved = reopen_moved(recorded, root);
+  MovedRoots moved = reopen_moved(recorded, tree, root);
   if (!root) {
-    if (moved.empty()) std::rethrow_exception(unopened);
+    if (moved.found.empty() && moved.unknown.empty()) std::rethrow_exception(unopened);
     log::warning("{}; revoking the directory granted as {} where it is now", message_of(unopened), tree.string());
-  } else if (!supports_acls(root.get(), tree)) {
-    // No entry can be there (a record from before grant checked this), and
-    // no VM was ever given the tree (a grant refuses it): only the record
-    // goes.
-    if (!options.dry_run) registry.remove_grant_record(uid, tree);
-    return Report{};
   }
   warn_of_nested_records(records, uid, tree, "revoking");
   RemoveEditor editor([uid](uid_t id) { return id == uid; });
   Report report;
-  if (root) report += detail::walk_tree(root.get(), tree.string(), editor, options);
-  for (const MovedRoot& elsewhere : moved) {
+  for (const std::string& why : moved.unknown) {
+    ++report.failed;
+    report.errors.push_back(why);
+  }
+  // Where the path's filesystem has no POSIX ACLs, no entry can be there (a
+  // record from before grant checked this), and no VM was ever given the
+  // tree (a grant refuses it): nothing to walk at the path.
+  if (root && supports_acls(root.get(), tree)) report += detail::walk_tree(root.get(), tree.string(), editor, options);
+  for (const MovedRoot& elsewhere : moved.found) {
+    warn_of_nested_records(records, uid, elsewhere.now.where, "revoking");
     report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);
     report.moved.push_back(elsewhere.now.where);
   }
@@ -455,16 +491,19 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   struct RecordedTree {
     bool cross_mounts = false;
     bool by_path_alone = false;  // a record names no directory by handle
-    std::vector<RecordedRoot> roots;
-    std::map<std::pair<dev_t, ino_t>, std::set<uid_t>> granted;  // root -> the UIDs whose records name it
+    // Each recorded directory, with the UIDs whose records name it.
+    std::vector<std::pair<RecordedRoot, std::set<uid_t>>> roots;
   };
   std::map<std::filesystem::path, RecordedTree> trees;
   for (const GrantRecord& record : records) {
     RecordedTree& tree = trees[record.tree];
     tree.cross_mounts = tree.cross_mounts || record.cross_mounts;
     tree.by_path_alone = tree.by_path_alone || record.roots.empty();
-    tree.roots.insert(tree.roots.end(), record.roots.begin(), record.roots.end());
-    for (const RecordedRoot& root : record.roots) tree.granted[{root.device, root.inode}].insert(record.uid);
+    for (const RecordedRoot& root : record.roots) {
+      auto it = std::find_if(tree.roots.begin(), tree.roots.end(), [&](const auto& known) { return known.first == root; });
+      if (it == tree.roots.end()) it = tree.roots.insert(tree.roots.end(), {root, {}});
+      it->second.insert(record.uid);
+    }
   }
 
   const UidRange range = registry.range();
@@ -472,6 +511,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     auto it = allocated.find(uid);
     return it != allocated.end() && !it->second.empty();
   };
+  auto is_dead = [&](uid_t uid) { return range.contains(uid) && !leased.count(uid) && !is_live_alias(uid); };
 
   for (const auto& [tree, recorded] : trees) {
     // An alias keeps its entries in a tree it holds a record for, and also
@@ -498,7 +538,17 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       } catch (const UsageError& e) {
         unopened = e.what();
       }
-      std::vector<MovedRoot> moved = reopen_moved(recorded.roots, root);
+      // Only directories a dead UID's record names are looked for: the
+      // others' entries stay wherever those directories are now.
+      std::vector<RecordedRoot> of_the_dead;
+      for (const auto& [root, uids] : recorded.roots) {
+        if (std::any_of(uids.begin(), uids.end(), is_dead)) of_the_dead.push_back(root);
+      }
+      MovedRoots moved = reopen_moved(of_the_dead, tree, root);
+      for (const std::string& why : moved.unknown) {
+        ++entry.report.failed;
+        entry.report.errors.push_back(why);
+      }
       WalkOptions options{.cross_mounts = recorded.cross_mounts, .dry_run = dry_run};
       if (root) {
         RemoveEditor editor([&](uid_t uid) { return range.contains(uid) && !leased.count(uid) && !kept.count(uid); });
@@ -507,23 +557,22 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       // A directory renamed away may now lie in another UID's granted tree,
       // which no record here speaks for: only the dead UIDs whose records
       // name that directory lose their entries there.
-      for (const MovedRoot& elsewhere : moved) {
-        const std::set<uid_t>& granted = recorded.granted.at({elsewhere.recorded.device, elsewhere.recorded.inode});
-        RemoveEditor editor([&](uid_t uid) {
-          return granted.count(uid) && range.contains(uid) && !leased.count(uid) && !is_live_alias(uid);
-        });
+      for (const MovedRoot& elsewhere : moved.found) {
+        auto it = std::find_if(recorded.roots.begin(), recorded.roots.end(),
+                               [&](const auto& known) { return known.first == elsewhere.recorded; });
+        const std::set<uid_t>& granted = it->second;
+        RemoveEditor editor([&](uid_t uid) { return granted.count(uid) && is_dead(uid); });
         entry.report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);
         entry.report.moved.push_back(elsewhere.now.where);
       }
       if (!root) {
         // What is at the path now was never granted, unless a record knows
         // the tree by its path alone: then a symlink or a file there may be
-        // the tree moved aside, its entries unreachable.
-        bool lost_track = !path_missing && recorded.by_path_alone;
-        if (lost_track) {
+        // the tree moved aside, its entries out of reach.
+        if (!path_missing && recorded.by_path_alone) {
           ++entry.report.failed;
           entry.report.errors.push_back(unopened);
-        } else if (moved.empty()) {
+        } else if (path_missing && moved.found.empty() && moved.unknown.empty()) {
           entry.missing = true;
           log::warning("sweep: {}", unopened);
         }
@@ -541,7 +590,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   // would drop and release.
   std::set<std::filesystem::path> clean;
   for (const SweepReport::Tree& tree : result.trees) {
-    if (tree.missing || tree.report.failed == 0) clean.insert(tree.path);
+    if (tree.report.failed == 0) clean.insert(tree.path);
   }
   std::map<uid_t, std::size_t> records_left;
   for (const GrantRecord& record : records) {

@@ -79,14 +79,14 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
 struct SweepReport {
   struct Tree {
     std::filesystem::path path;
-    // Nothing granted as this path is left to sweep (its records are
-    // dropped): the path does not exist (ENOENT) and none of the directories
-    // its records name by file handle can be found, or the path is
-    // something else now (a symlink, a file) and every record names its
-    // directories and they are gone. A path that cannot be opened for
-    // another reason (no ACL support), or is something else now while a
-    // record knows the tree by its path alone, counts in report.failed and
-    // keeps the records. Directories found elsewhere are in report.moved.
+    // The path does not exist (ENOENT), and no directory its records name
+    // was found elsewhere or is of unknown fate: nothing granted as it is
+    // left (its dead UIDs' records are dropped). A path that cannot be
+    // opened for another reason (no ACL support), or is something else now
+    // while a record knows the tree by its path alone, and a recorded
+    // directory whose fate is unknown (its filesystem not mounted here)
+    // count in report.failed and keep the records. Directories found
+    // elsewhere are in report.moved.
     bool missing = false;
     Report report;
   };

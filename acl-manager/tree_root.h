@@ -15,19 +15,27 @@
 namespace vmwarden::acl::detail {
 
 // The directory open as `dir_fd` (known as `tree`), for its grant record.
-// Empty where its filesystem gives out no file handles, which leaves the
-// record to its path.
+// Empty where its filesystem gives out no file handles, or is FUSE (whose
+// daemon decides what a handle opens), which leaves the record to its path.
 std::optional<RecordedRoot> record_root(int dir_fd, const std::filesystem::path& tree);
 
 struct ReopenedRoot {
-  UniqueFd dir;       // O_RDONLY|O_DIRECTORY; empty: the directory is gone
-  std::string where;  // its path now, as the kernel shows it (for messages)
+  enum class State {
+    found,        // `dir` is the recorded directory
+    gone,         // its filesystem says it no longer exists (ESTALE)
+    unreachable,  // no mount of its filesystem could be opened here: unknown
+  };
+  State state = State::unreachable;
+  UniqueFd dir;       // found: O_RDONLY|O_DIRECTORY
+  std::string where;  // found: its path now, as the kernel shows it (for messages)
 };
 
-// Opens the recorded directory again through a mount of its filesystem
-// listed in /proc/self/mountinfo (needs CAP_DAC_READ_SEARCH). Empty when it
-// was removed or no mount of its filesystem can be opened here. Throws
-// SystemError for any other failure.
-ReopenedRoot reopen_root(const RecordedRoot& root);
+// Opens the recorded directory again (needs CAP_DAC_READ_SEARCH) through a
+// mount of its filesystem: one listed in /proc/self/mountinfo for its
+// device, else the nearest directory above `tree` that exists. A candidate
+// is used only if its filesystem has the recorded type and id, so a handle
+// is never decoded by another filesystem (nor handed to a FUSE daemon).
+// Throws SystemError when the kernel refuses for another reason.
+ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& tree);
 
 }  // namespace vmwarden::acl::detail

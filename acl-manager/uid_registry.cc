@@ -700,20 +700,33 @@ uid_t UidRegistry::resolve(std::string_view text) const {
 namespace {
 
 // A grant record's file: "path TREE", "access ro|rw", "mounts one|cross",
-// and "root MAJ:MIN INODE HANDLE-TYPE HEX" for each directory granted as
-// TREE, a line each. Parsed and written only here; a root line that does
-// not parse is left out (the record then works by its path alone).
+// and for each directory granted as TREE "root MAJ:MIN INODE FS-TYPE FS-ID
+// HANDLE-TYPE HANDLE" (the last four in hex), a line each. Parsed and
+// written only here; a root line that does not parse is left out (the
+// record then works by its path alone).
 std::optional<RecordedRoot> parse_root(std::string_view text) {
-  std::istringstream in{std::string(text)};
-  unsigned major_number = 0, minor_number = 0;
-  char colon = 0;
-  RecordedRoot root;
-  std::string hex;
-  if (!(in >> major_number >> colon >> minor_number >> root.inode >> root.handle_type >> hex) || colon != ':' ||
-      hex.size() % 2 != 0 || hex.size() > 2 * MAX_HANDLE_SZ) {
+  std::vector<std::string_view> fields;
+  while (!text.empty()) {
+    std::size_t space = text.find(' ');
+    fields.push_back(text.substr(0, space));
+    text = space == std::string_view::npos ? std::string_view() : text.substr(space + 1);
+  }
+  if (fields.size() != 6) return std::nullopt;
+  std::size_t colon = fields[0].find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  auto major_number = parse_number<unsigned>(fields[0].substr(0, colon));
+  auto minor_number = parse_number<unsigned>(fields[0].substr(colon + 1));
+  auto inode = parse_number<ino_t>(fields[1]);
+  auto fs_type = parse_number<std::uint64_t>(fields[2], 16);
+  auto fs_id = parse_number<std::uint64_t>(fields[3], 16);
+  auto handle_type = parse_number<unsigned>(fields[4], 16);
+  std::string_view hex = fields[5];
+  if (!major_number || !minor_number || !inode || !fs_type || !fs_id || !handle_type || hex.empty() ||
+      hex.size() % 2 != 0 || hex.size() > 2 * MAX_HANDLE_SZ || *handle_type > static_cast<unsigned>(std::numeric_limits<int>::max())) {
     return std::nullopt;
   }
-  root.device = makedev(major_number, minor_number);
+  RecordedRoot root{makedev(*major_number, *minor_number), *inode, *fs_type, *fs_id, static_cast<int>(*handle_type),
+                    {}};
   for (std::size_t i = 0; i < hex.size(); i += 2) {
     auto byte = parse_number<unsigned>(hex.substr(i, 2), 16);
     if (!byte) return std::nullopt;
@@ -725,8 +738,8 @@ std::optional<RecordedRoot> parse_root(std::string_view text) {
 std::string format_root(const RecordedRoot& root) {
   std::string hex;
   for (unsigned char byte : root.handle) hex += fmt::format("{:02x}", byte);
-  return fmt::format("root {}:{} {} {} {}\n", major(root.device), minor(root.device), root.inode, root.handle_type,
-                     hex);
+  return fmt::format("root {}:{} {} {:x} {:x} {:x} {}\n", major(root.device), minor(root.device), root.inode,
+                     root.fs_type, root.fs_id, static_cast<unsigned>(root.handle_type), hex);
 }
 
 GrantRecord parse_grant_record(uid_t uid, std::string_view content) {

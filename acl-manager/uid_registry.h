@@ -54,10 +54,13 @@ struct UidInfo {
 
 // A directory granted under a record's path, as the kernel can find it
 // again wherever it is renamed to on its filesystem: its device and inode,
-// and its file handle (name_to_handle_at(2)).
+// its filesystem's type and id (statfs(2) f_type, f_fsid), and its file
+// handle (name_to_handle_at(2)).
 struct RecordedRoot {
   dev_t device = 0;
   ino_t inode = 0;
+  std::uint64_t fs_type = 0;
+  std::uint64_t fs_id = 0;
   int handle_type = 0;
   std::string handle;  // the handle's bytes
   bool operator==(const RecordedRoot&) const = default;

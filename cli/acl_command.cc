@@ -51,7 +51,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "PATH, and the same default entry on every directory so that new files inherit it. The mask "
       "never lets through a bit it withholds from another entry (such a bit is withheld from UID "
       "too), and no other entry is modified. Records the grant under STATE_DIR/grants (after "
-      "checking that PATH's filesystem supports POSIX ACLs).");
+      "checking that PATH's filesystem supports POSIX ACLs), with the directory's file handle, so that "
+      "revoke and sweep find it after a rename; a directory granted as PATH before that still exists "
+      "stays in the record.");
   grant->add_option("--uid", grant_options->uid, "An allocated UID in the range, or an alias")->required();
   grant->add_flag("--ro", grant_options->ro, "Read access (r-X)");
   grant->add_flag("--rw", grant_options->rw, "Read-write access (rwX)");
@@ -101,10 +103,11 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "nor an alias with a grant record for that tree (or one nested with it), and clear those UIDs' "
       "set-ID bits as revoke does (the clean-up after unclean shutdowns); then drop dead UIDs' "
       "records and release dead single-use UIDs. A directory renamed away since its grant is found by "
-      "the file handle in its record and swept where it is now. A tree of which nothing is left (its "
-      "path gone and its recorded directories removed) loses its records; one that fails otherwise "
-      "(e.g. a symlink in its place where the record has no file handle) keeps them, is reported, and "
-      "the other trees are still swept (exit status 1).");
+      "the file handle in its record and swept where it is now (of the dead UIDs whose records name it "
+      "only). A tree of which nothing is left (its path gone or something else now, its recorded "
+      "directories removed) loses the dead UIDs' records; one that fails otherwise (e.g. a symlink in "
+      "its place where the record has no file handle, or a recorded directory whose filesystem is not "
+      "mounted here) keeps them, is reported, and the other trees are still swept (exit status 1).");
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
   sweep->callback([&globals, dry_run] {
     globals.action = [&globals, dry_run] {
@@ -113,10 +116,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       bool failed = false;
       std::string_view verb = *dry_run ? "would remove" : "removed";
       for (const auto& tree : result.trees) {
-        if (tree.missing) {
-          fmt::print("{}: missing\n", tree.path.string());
-          continue;
-        }
+        if (tree.missing) fmt::print("{}: missing\n", tree.path.string());
         for (const std::string& where : tree.report.moved) {
           fmt::print("{}: a directory granted under this path is now at {}; swept there\n", tree.path.string(), where);
         }

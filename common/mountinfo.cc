@@ -43,8 +43,18 @@ struct MountLine {
   std::string_view device;  // MAJ:MIN
   std::string_view root;
   std::string_view mount_point;  // escaped
+  std::string_view options;      // per-mount options: "rw,relatime,idmapped"
   bool unbindable = false;
 };
+
+bool has_option(std::string_view options, std::string_view option) {
+  while (!options.empty()) {
+    std::size_t comma = options.find(',');
+    if (options.substr(0, comma) == option) return true;
+    options = comma == std::string_view::npos ? std::string_view() : options.substr(comma + 1);
+  }
+  return false;
+}
 
 template <typename Visit>
 void for_each_mount(std::string_view mountinfo, Visit visit) {
@@ -60,6 +70,7 @@ void for_each_mount(std::string_view mountinfo, Visit visit) {
       if (field == 2) mount.device = word;
       if (field == 3) mount.root = word;
       if (field == 4) mount.mount_point = word;
+      if (field == 5) mount.options = word;
       if (field >= 6) {
         if (word == "-") break;
         if (word == "unbindable") mount.unbindable = true;
@@ -95,13 +106,17 @@ bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_vi
 
 std::vector<std::string> mount_points_of_device(std::string_view mountinfo, dev_t device) {
   std::string wanted = fmt::format("{}:{}", major(device), minor(device));
-  std::vector<std::string> whole, part;
+  // Ranked: the filesystem's root before a subdirectory of it, writable
+  // before read-only.
+  std::vector<std::string> ranked[4];
   for_each_mount(mountinfo, [&](const MountLine& mount) {
-    if (mount.device != wanted) return;
-    (mount.root == "/" ? whole : part).push_back(unescape(mount.mount_point));
+    if (mount.device != wanted || has_option(mount.options, "idmapped")) return;
+    int rank = (mount.root == "/" ? 0 : 2) + (has_option(mount.options, "ro") ? 1 : 0);
+    ranked[rank].push_back(unescape(mount.mount_point));
   });
-  whole.insert(whole.end(), part.begin(), part.end());
-  return whole;
+  std::vector<std::string> points;
+  for (const auto& group : ranked) points.insert(points.end(), group.begin(), group.end());
+  return points;
 }
 
 }  // namespace vmwarden

@@ -20,9 +20,11 @@ std::string read_mountinfo();
 // (relative to this process's root).
 bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path);
 
-// The mount points of the filesystem whose st_dev is `device`, mounts of
+// The mount points of the filesystem whose st_dev is `device`: mounts of
 // its root directory first (a bind mount of a subdirectory shows less of
-// it). Unescaped, as the kernel prints them.
+// it), writable ones before read-only ones; idmapped mounts (which would
+// change the ids read and written through them) left out. Unescaped, as
+// the kernel prints them.
 std::vector<std::string> mount_points_of_device(std::string_view mountinfo, dev_t device);
 
 }  // namespace vmwarden

@@ -1298,6 +1298,138 @@ TEST(AclRevoke, ATreeRenamedAwayIsRevokedWhereItIsNow) {
   EXPECT_EQ(registry.grant_records(alias).size(), 1u);
 }
 
+// `uid`'s record of `tree`, made to name `roots` instead (as a record can
+// come to: stale handles, a filesystem that changed, a damaged line).
+void rewrite_roots(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree,
+                   const std::vector<RecordedRoot>& roots) {
+  for (GrantRecord record : registry.grant_records(uid)) {
+    if (record.tree != tree) continue;
+    record.roots = roots;
+    registry.remove_grant_record(uid, tree);
+    registry.add_grant_record(record);
+    return;
+  }
+  FAIL() << "no record of " << tree << " for UID " << uid;
+}
+
+RecordedRoot recorded_root(const UidRegistry& registry, uid_t uid) {
+  std::vector<GrantRecord> records = registry.grant_records(uid);
+  EXPECT_EQ(records.size(), 1u);
+  EXPECT_EQ(records.empty() ? 0u : records[0].roots.size(), 1u);
+  return records.empty() || records[0].roots.empty() ? RecordedRoot{} : records[0].roots[0];
+}
+
+// A tree renamed away to a place no record covers. Its record also names a
+// stale handle of the same inode number (ext4 hands a freed inode number to
+// the next directory at once; only the handle's generation tells them
+// apart), tried first. The sweep still finds the live directory and clears
+// the dead UID's entries there, and nothing else does.
+TEST(AclSweep, ATreeRenamedAwayIsFoundPastAStaleHandleOfTheSameInodeNumber) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, dead, env.tree, Access::ro);
+  RecordedRoot live = recorded_root(registry, dead);
+  RecordedRoot stale = live;
+  ASSERT_FALSE(stale.handle.empty());
+  stale.handle.back() = static_cast<char>(stale.handle.back() ^ 1);
+  rewrite_roots(registry, dead, env.tree, {stale, live});
+  std::filesystem::path moved = env.temp / "moved";
+  std::filesystem::rename(env.tree, moved);
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
+  EXPECT_NE(swept.out.find(fmt::format("now at {}; swept there", moved.string())), std::string::npos) << swept.out;
+  EXPECT_EQ(count_entries(getfacl(moved), dead), 0u);
+  EXPECT_TRUE(registry.grant_records(dead).empty());
+  EXPECT_FALSE(registry.find(dead)->allocated);
+}
+
+// A recorded directory whose filesystem cannot be found (here: its id
+// changed in the record, as a device renumbered or a disk unplugged would
+// look) is not taken for gone: the tree fails and keeps its records, with
+// a symlink at its path and with its path removed.
+TEST(AclSweep, ADirectoryThatCannotBeLookedForKeepsItsRecords) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, dead, env.tree, Access::ro);
+  RecordedRoot elsewhere = recorded_root(registry, dead);
+  elsewhere.fs_id ^= 1;
+  rewrite_roots(registry, dead, env.tree, {elsewhere});
+  std::filesystem::path moved = env.temp / "moved";
+  std::filesystem::rename(env.tree, moved);
+  std::filesystem::create_directory_symlink(moved, env.tree);
+  for (int round = 0; round < 2; ++round) {
+    auto swept = env.vmwarden({"acl", "sweep"});
+    EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+    EXPECT_NE(swept.err.find("cannot be looked for"), std::string::npos) << swept.err;
+    EXPECT_EQ(registry.grant_records(dead).size(), 1u);
+    EXPECT_TRUE(registry.find(dead)->allocated) << "a UID with records left is not released";
+    EXPECT_GT(count_entries(getfacl(moved), dead), 0u) << "the sweep went through the symlink";
+    std::filesystem::remove(env.tree);
+  }
+}
+
+// One recorded directory the kernel refuses to open (a handle of a type it
+// rejects: EINVAL) is a failure of its own: the walk at the path still
+// happens, and the record stays. For sweep and for revoke.
+TEST(AclSweep, ARecordedDirectoryThatFailsDoesNotStopTheWalkAtThePath) {
+  Env env;
+  std::filesystem::path second = make_two_trees(env, "second");
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  uid_t alias = registry.allocate_alias("refused");
+  grant(registry, dead, env.tree, Access::ro);
+  grant(registry, alias, second, Access::ro);
+  for (auto [uid, tree] : {std::pair{dead, env.tree}, std::pair{alias, second}}) {
+    RecordedRoot good = recorded_root(registry, uid);
+    RecordedRoot refused = good;
+    refused.handle_type |= 0x40000;  // a flag no kernel accepts from user space
+    rewrite_roots(registry, uid, tree, {refused, good});
+  }
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+  EXPECT_NE(swept.err.find("open_by_handle_at"), std::string::npos) << swept.err;
+  EXPECT_EQ(count_entries(getfacl(env.tree), dead), 0u) << "the walk at the path did not happen";
+  EXPECT_EQ(registry.grant_records(dead).size(), 1u);
+
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", "refused", second.string()});
+  EXPECT_EQ(revoked.exit_code, 1) << revoked.out << revoked.err;
+  EXPECT_NE(revoked.err.find("open_by_handle_at"), std::string::npos) << revoked.err;
+  EXPECT_EQ(count_entries(getfacl(second), alias), 0u) << "the walk at the path did not happen";
+  EXPECT_EQ(registry.grant_records(alias).size(), 1u);
+}
+
+// The path given to a directory of a filesystem without POSIX ACLs (a
+// ramfs, mounted in a private mount namespace): nothing to walk there, but
+// the directory granted, renamed away, is still revoked, and only then does
+// the record go.
+TEST(AclRevoke, ATreeRenamedAwayIsRevokedWhereItsPathNowHasNoAcls) {
+  Env env;
+  make_tree(env.tree, 1, 2);
+  UidRegistry registry(env.locations);
+  uid_t alias = registry.allocate_alias("ramfs");
+  grant(registry, alias, env.tree, Access::rw);
+  std::filesystem::path moved = env.temp / "moved";
+  std::filesystem::rename(env.tree, moved);
+  std::filesystem::create_directory(env.tree);
+  testing::CommandOptions options;
+  options.extra_env = env.env();
+  auto revoked = testing::run_command(
+      {"unshare", "--mount", "--propagation", "private", "sh", "-c",
+       fmt::format("mount -t ramfs ramfs {0} && exec {1} acl revoke --uid ramfs {0}", env.tree.string(),
+                   testing::vmwarden_binary())},
+      options);
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.out << revoked.err;
+  EXPECT_NE(revoked.out.find(fmt::format("now at {}", moved.string())), std::string::npos) << revoked.out;
+  EXPECT_EQ(count_entries(getfacl(moved), alias), 0u);
+  EXPECT_TRUE(registry.grant_records(alias).empty());
+}
+
 // A record is plain text: the root line gives the device, the inode and the
 // file handle, and an earlier directory is dropped from it once removed.
 TEST(AclRecords, TheRecordNamesTheGrantedDirectoryAndForgetsRemovedOnes) {
@@ -1313,7 +1445,7 @@ TEST(AclRecords, TheRecordNamesTheGrantedDirectoryAndForgetsRemovedOnes) {
   std::string text = testing::read_file(dir / names[0]);
   struct stat st;
   ASSERT_EQ(::stat(env.tree.c_str(), &st), 0);
-  EXPECT_THAT(text, ::testing::ContainsRegex(fmt::format("\nroot {}:{} {} [0-9]+ [0-9a-f]+\n", major(st.st_dev),
+  EXPECT_THAT(text, ::testing::ContainsRegex(fmt::format("\nroot {}:{} {} [0-9a-f]+ [0-9a-f]+ [0-9a-f]+ [0-9a-f]+\n", major(st.st_dev),
                                                         minor(st.st_dev), st.st_ino)))
       << text;
 

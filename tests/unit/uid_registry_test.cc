@@ -252,8 +252,9 @@ TEST(UidRegistry, GrantRecordsKeepTheirRootsAndSkipDamagedRootLines) {
   Fixture f;
   UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
   GrantRecord record{kFirst, "/srv/x", Access::rw, true};
-  record.roots.push_back(RecordedRoot{makedev(254, 0), 1234567, 1, std::string("\x00\x01\xfe\xff", 4)});
-  record.roots.push_back(RecordedRoot{makedev(0, 45), 2, 0x81, std::string(8, '\x7f')});
+  record.roots.push_back(
+      RecordedRoot{makedev(254, 0), 1234567, 0xef53, 0x1a2b3c4d5e6f7788, 1, std::string("\x00\x01\xfe\xff", 4)});
+  record.roots.push_back(RecordedRoot{makedev(0, 45), 2, 0x1021994, 0, 0x81, std::string(8, '\x7f')});
   registry.add_grant_record(record);
   std::vector<GrantRecord> read = registry.grant_records(kFirst);
   ASSERT_EQ(read.size(), 1u);
@@ -263,8 +264,16 @@ TEST(UidRegistry, GrantRecordsKeepTheirRootsAndSkipDamagedRootLines) {
   std::filesystem::path dir = f.locations.state_dir / "grants" / std::to_string(kFirst);
   std::filesystem::path file = std::filesystem::directory_iterator(dir)->path();
   std::string text = testing::read_file(file);
-  EXPECT_NE(text.find("root 254:0 1234567 1 0001feff\n"), std::string::npos) << text;
-  testing::write_file(file, text + "root 254:0 99 1 abc\nroot 254 99 1 ab\nroot 1:2 3 4 zz\n");
+  EXPECT_NE(text.find("root 254:0 1234567 ef53 1a2b3c4d5e6f7788 1 0001feff\n"), std::string::npos) << text;
+  testing::write_file(file, text +
+                                "root 254:0 99 ef53 0 1 abc\n"    // odd length
+                                "root 254 99 ef53 0 1 ab\n"       // no minor
+                                "root 1:2 3 ef53 0 4 zz\n"        // not hex
+                                "root 1:2 -3 ef53 0 4 ab\n"       // negative
+                                "root 1:2 3 ef53 0 -4 ab\n"
+                                "root 1:2 3 ef53 4 ab\n"          // a field short
+                                "root 1:2 3 ef53 0 4 ab extra\n"  // one too many
+                                "root 1:2 3 ef53 0 80000000 ab\n");  // type beyond int
   read = registry.grant_records(kFirst);
   ASSERT_EQ(read.size(), 1u);
   EXPECT_EQ(read[0].roots, record.roots);
