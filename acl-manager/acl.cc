@@ -295,10 +295,10 @@ std::vector<RecordedRoot> roots_to_record(const std::vector<GrantRecord>& record
   if (opened) roots.push_back(*opened);
   for (const GrantRecord& record : records) {
     if (record.tree != tree) continue;
-    if (opened && std::find(record.roots.begin(), record.roots.end(), *opened) != record.roots.end()) {
-      return record.roots;
-    }
     for (const RecordedRoot& earlier : record.roots) {
+      // The directory granted now, already recorded: kept as it is now
+      // (its filesystem's device number may have changed).
+      if (opened && earlier.same_directory(*opened)) continue;
       try {
         if (detail::reopen_root(earlier, tree).state == detail::ReopenedRoot::State::gone) continue;
       } catch (const std::exception& e) {
@@ -342,16 +342,18 @@ MovedRoots reopen_moved(const std::vector<RecordedRoot>& recorded, const std::fi
   }
   std::vector<RecordedRoot> tried;
   for (const RecordedRoot& root : recorded) {
-    // The same handle twice (two UIDs' records), or the directory at the
+    // The same directory twice (two UIDs' records), or the directory at the
     // path (compared by handle: an inode number alone is reused at once).
-    if (root == here || std::find(tried.begin(), tried.end(), root) != tried.end()) continue;
+    auto same = [&](const RecordedRoot& other) { return root.same_directory(other); };
+    if ((here && same(*here)) || std::any_of(tried.begin(), tried.end(), same)) continue;
     tried.push_back(root);
     try {
       detail::ReopenedRoot now = detail::reopen_root(root, tree);
       if (now.state == detail::ReopenedRoot::State::unreachable) {
         moved.unknown.push_back(fmt::format(
             "{}: the directory granted under this path (inode {}) cannot be looked for: no mount of its "
-            "filesystem can be opened here; the record is kept (mount that filesystem and run this again)",
+            "filesystem can be opened here; the record is kept (mount that filesystem and run this again; if "
+            "it is gone for good, `vmwarden acl forget` drops the record)",
             tree.string(), root.inode));
         continue;
       }
@@ -430,14 +432,33 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   WalkOptions options = asked;
   std::vector<GrantRecord> records = registry.grant_records(uid);
   std::vector<RecordedRoot> recorded;
+  bool has_record = false;
   for (const GrantRecord& record : records) {
     if (record.tree != tree) continue;
+    has_record = true;
     if (record.cross_mounts) options.cross_mounts = true;
     recorded = record.roots;
   }
   MovedRoots moved = reopen_moved(recorded, tree, root);
+  if (!root && moved.found.empty() && moved.unknown.empty()) {
+    // Nothing granted as the path is left: the path is gone or something
+    // else, and every directory the record names is known to be gone. A
+    // record that knows the tree by its path alone is dropped only if the
+    // path is gone; without a record, it is the user's mistake.
+    bool missing = false;
+    try {
+      std::rethrow_exception(unopened);
+    } catch (const MissingTree&) {
+      missing = true;
+    } catch (...) {
+    }
+    if (!has_record || (recorded.empty() && !missing)) std::rethrow_exception(unopened);
+    log::warning("{}; nothing granted as it is left, and its grant record is {}", message_of(unopened),
+                 options.dry_run ? "kept (dry run)" : "dropped");
+    if (!options.dry_run) registry.remove_grant_record(uid, tree);
+    return Report{};
+  }
   if (!root) {
-    if (moved.found.empty() && moved.unknown.empty()) std::rethrow_exception(unopened);
     log::warning("{}; revoking the directory granted as {} where it is now", message_of(unopened), tree.string());
   }
   warn_of_nested_records(records, uid, tree, "revoking");
@@ -477,6 +498,42 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
   return revoke_tree(registry, uid, tree, root, options, unopened);
 }
 
+std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg) {
+  require_in_range(registry, uid);
+  std::filesystem::path tree = normal_tree(tree_arg);
+  UniqueFd lock = registry.lock_acl_changes();
+  std::optional<GrantRecord> found;
+  for (const GrantRecord& record : registry.grant_records(uid)) {
+    if (record.tree == tree) found = record;
+  }
+  if (!found) {
+    throw UsageError(fmt::format("UID {} has no grant record for {} (`vmwarden uid list` counts each UID's records)",
+                                 uid, tree.string()));
+  }
+  if (registry.is_leased(uid)) {
+    throw UsageError(fmt::format("UID {} is leased by a running sandbox, whose exit revokes its grants; stop it "
+                                 "first",
+                                 uid));
+  }
+  bool path_opens = false;
+  try {
+    path_opens = static_cast<bool>(open_tree(tree));
+  } catch (const UsageError&) {
+  }
+  if (path_opens) {
+    throw UsageError(fmt::format("{} is there: `vmwarden acl revoke --uid {} {}` removes the entries and the record",
+                                 tree.string(), uid, tree.string()));
+  }
+  MovedRoots moved = reopen_moved(found->roots, tree, UniqueFd());
+  if (!moved.found.empty()) {
+    throw UsageError(fmt::format("the directory granted as {} is at {}: `vmwarden acl revoke --uid {} {}` removes "
+                                 "its entries and the record",
+                                 tree.string(), moved.found.front().now.where, uid, tree.string()));
+  }
+  registry.remove_grant_record(uid, tree);
+  return found->roots.size();
+}
+
 SweepReport sweep(UidRegistry& registry, bool dry_run) {
   UniqueFd lock = registry.lock_acl_changes(/*create=*/!dry_run);
   SweepReport result;
@@ -500,7 +557,8 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     tree.cross_mounts = tree.cross_mounts || record.cross_mounts;
     tree.by_path_alone = tree.by_path_alone || record.roots.empty();
     for (const RecordedRoot& root : record.roots) {
-      auto it = std::find_if(tree.roots.begin(), tree.roots.end(), [&](const auto& known) { return known.first == root; });
+      auto it = std::find_if(tree.roots.begin(), tree.roots.end(),
+                             [&](const auto& known) { return known.first.same_directory(root); });
       if (it == tree.roots.end()) it = tree.roots.insert(tree.roots.end(), {root, {}});
       it->second.insert(record.uid);
     }
@@ -541,8 +599,8 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       // Only directories a dead UID's record names are looked for: the
       // others' entries stay wherever those directories are now.
       std::vector<RecordedRoot> of_the_dead;
-      for (const auto& [root, uids] : recorded.roots) {
-        if (std::any_of(uids.begin(), uids.end(), is_dead)) of_the_dead.push_back(root);
+      for (const auto& [directory, uids] : recorded.roots) {
+        if (std::any_of(uids.begin(), uids.end(), is_dead)) of_the_dead.push_back(directory);
       }
       MovedRoots moved = reopen_moved(of_the_dead, tree, root);
       for (const std::string& why : moved.unknown) {
@@ -559,7 +617,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       // name that directory lose their entries there.
       for (const MovedRoot& elsewhere : moved.found) {
         auto it = std::find_if(recorded.roots.begin(), recorded.roots.end(),
-                               [&](const auto& known) { return known.first == elsewhere.recorded; });
+                               [&](const auto& known) { return known.first.same_directory(elsewhere.recorded); });
         const std::set<uid_t>& granted = it->second;
         RemoveEditor editor([&](uid_t uid) { return granted.count(uid) && is_dead(uid); });
         entry.report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);

@@ -15,14 +15,15 @@
 namespace vmwarden::acl::detail {
 
 // The directory open as `dir_fd` (known as `tree`), for its grant record.
-// Empty where its filesystem gives out no file handles, or is FUSE (whose
-// daemon decides what a handle opens), which leaves the record to its path.
+// Empty, which leaves the record to its path, unless the directory is on a
+// local filesystem of a kind listed in doc/ACL.md that has a non-zero id
+// and gives out file handles.
 std::optional<RecordedRoot> record_root(int dir_fd, const std::filesystem::path& tree);
 
 struct ReopenedRoot {
   enum class State {
     found,        // `dir` is the recorded directory
-    gone,         // its filesystem says it no longer exists (ESTALE)
+    gone,         // its filesystem says it no longer exists (a stale handle, a tmpfs of an earlier boot)
     unreachable,  // no mount of its filesystem could be opened here: unknown
   };
   State state = State::unreachable;
@@ -31,11 +32,10 @@ struct ReopenedRoot {
 };
 
 // Opens the recorded directory again (needs CAP_DAC_READ_SEARCH) through a
-// mount of its filesystem: one listed in /proc/self/mountinfo for its
-// device, else the nearest directory above `tree` that exists. A candidate
-// is used only if its filesystem has the recorded type and id, so a handle
-// is never decoded by another filesystem (nor handed to a FUSE daemon).
-// Throws SystemError when the kernel refuses for another reason.
+// mount of its filesystem: one of the recorded type in /proc/self/mountinfo
+// whose filesystem has the recorded id, so that no other filesystem is
+// ever given the handle to decode. Throws SystemError when the kernel
+// refuses for another reason than a stale handle.
 ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& tree);
 
 }  // namespace vmwarden::acl::detail

@@ -701,9 +701,10 @@ namespace {
 
 // A grant record's file: "path TREE", "access ro|rw", "mounts one|cross",
 // and for each directory granted as TREE "root MAJ:MIN INODE FS-TYPE FS-ID
-// HANDLE-TYPE HANDLE" (the last four in hex), a line each. Parsed and
-// written only here; a root line that does not parse is left out (the
-// record then works by its path alone).
+// BOOT HANDLE-TYPE HANDLE" (BOOT "-" but on a tmpfs; the handle's type and
+// bytes in hex), a line each. Parsed and written only here; a root line
+// that does not parse is left out, with a warning (the record then knows
+// that directory by its path alone).
 std::optional<RecordedRoot> parse_root(std::string_view text) {
   std::vector<std::string_view> fields;
   while (!text.empty()) {
@@ -711,22 +712,27 @@ std::optional<RecordedRoot> parse_root(std::string_view text) {
     fields.push_back(text.substr(0, space));
     text = space == std::string_view::npos ? std::string_view() : text.substr(space + 1);
   }
-  if (fields.size() != 6) return std::nullopt;
+  if (fields.size() != 7) return std::nullopt;
   std::size_t colon = fields[0].find(':');
   if (colon == std::string_view::npos) return std::nullopt;
   auto major_number = parse_number<unsigned>(fields[0].substr(0, colon));
   auto minor_number = parse_number<unsigned>(fields[0].substr(colon + 1));
   auto inode = parse_number<ino_t>(fields[1]);
-  auto fs_type = parse_number<std::uint64_t>(fields[2], 16);
-  auto fs_id = parse_number<std::uint64_t>(fields[3], 16);
-  auto handle_type = parse_number<unsigned>(fields[4], 16);
-  std::string_view hex = fields[5];
-  if (!major_number || !minor_number || !inode || !fs_type || !fs_id || !handle_type || hex.empty() ||
-      hex.size() % 2 != 0 || hex.size() > 2 * MAX_HANDLE_SZ || *handle_type > static_cast<unsigned>(std::numeric_limits<int>::max())) {
+  auto handle_type = parse_number<unsigned>(fields[5], 16);
+  std::string_view fs_id = fields[3], hex = fields[6];
+  bool id_ok = (fs_id.starts_with("uuid:") || fs_id.starts_with("fsid:")) && fs_id.size() > 5;
+  if (!major_number || !minor_number || !inode || !handle_type || !id_ok || fields[2].empty() || hex.empty() ||
+      hex.size() % 2 != 0 || hex.size() > 2 * MAX_HANDLE_SZ ||
+      *handle_type > static_cast<unsigned>(std::numeric_limits<int>::max())) {
     return std::nullopt;
   }
-  RecordedRoot root{makedev(*major_number, *minor_number), *inode, *fs_type, *fs_id, static_cast<int>(*handle_type),
-                    {}};
+  RecordedRoot root;
+  root.device = makedev(*major_number, *minor_number);
+  root.inode = *inode;
+  root.fs_type = std::string(fields[2]);
+  root.fs_id = std::string(fs_id);
+  if (fields[4] != "-") root.boot = std::string(fields[4]);
+  root.handle_type = static_cast<int>(*handle_type);
   for (std::size_t i = 0; i < hex.size(); i += 2) {
     auto byte = parse_number<unsigned>(hex.substr(i, 2), 16);
     if (!byte) return std::nullopt;
@@ -738,8 +744,9 @@ std::optional<RecordedRoot> parse_root(std::string_view text) {
 std::string format_root(const RecordedRoot& root) {
   std::string hex;
   for (unsigned char byte : root.handle) hex += fmt::format("{:02x}", byte);
-  return fmt::format("root {}:{} {} {:x} {:x} {:x} {}\n", major(root.device), minor(root.device), root.inode,
-                     root.fs_type, root.fs_id, static_cast<unsigned>(root.handle_type), hex);
+  return fmt::format("root {}:{} {} {} {} {} {:x} {}\n", major(root.device), minor(root.device), root.inode,
+                     root.fs_type, root.fs_id, root.boot.empty() ? "-" : root.boot,
+                     static_cast<unsigned>(root.handle_type), hex);
 }
 
 GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
@@ -753,7 +760,12 @@ GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
     if (line == "access rw") record.access = Access::rw;
     if (line == "mounts cross") record.cross_mounts = true;
     if (line.starts_with("root ")) {
-      if (auto root = parse_root(line.substr(5))) record.roots.push_back(std::move(*root));
+      if (auto root = parse_root(line.substr(5))) {
+        record.roots.push_back(std::move(*root));
+      } else {
+        log::warning("grant record of UID {} for {}: a root line that does not parse is left out: {}", uid,
+                     record.tree.string(), line);
+      }
     }
   }
   return record;

@@ -53,17 +53,23 @@ struct UidInfo {
 };
 
 // A directory granted under a record's path, as the kernel can find it
-// again wherever it is renamed to on its filesystem: its device and inode,
-// its filesystem's type and id (statfs(2) f_type, f_fsid), and its file
-// handle (name_to_handle_at(2)).
+// again wherever it is renamed to on its filesystem: its file handle
+// (name_to_handle_at(2)), and which filesystem decodes it.
 struct RecordedRoot {
-  dev_t device = 0;
-  ino_t inode = 0;
-  std::uint64_t fs_type = 0;
-  std::uint64_t fs_id = 0;
+  dev_t device = 0;     // as it was at the grant (for messages)
+  ino_t inode = 0;      // likewise
+  std::string fs_type;  // as mountinfo names it: "ext4"
+  std::string fs_id;    // "uuid:HEX" (FS_IOC_GETFSUUID) or "fsid:HEX" (statfs f_fsid)
+  std::string boot;     // tmpfs: the boot it was granted in (a tmpfs does not outlive it); else empty
   int handle_type = 0;
   std::string handle;  // the handle's bytes
   bool operator==(const RecordedRoot&) const = default;
+  // The same directory: the same handle on the same filesystem, whatever
+  // device number the filesystem has had since.
+  bool same_directory(const RecordedRoot& other) const {
+    return fs_type == other.fs_type && fs_id == other.fs_id && handle_type == other.handle_type &&
+           handle == other.handle;
+  }
 };
 
 struct GrantRecord {

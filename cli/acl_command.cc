@@ -31,7 +31,7 @@ int finish(const acl::Report& report, std::string_view what) {
 void add_acl_command(CLI::App& app, Globals& globals) {
   CLI::App* acl = app.add_subcommand(
       "acl",
-      "Grant, revoke, sweep and show POSIX ACL entries for registry UIDs. Walks never follow "
+      "Grant, revoke, sweep, forget and show POSIX ACL entries for registry UIDs. Walks never follow "
       "symlinks and stay on the tree's mount unless --cross-mounts; grants skip (and report) "
       "non-directories with more than one hard link; revoke and sweep act on them too.");
   acl->require_subcommand(1);
@@ -81,7 +81,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "set-group-ID bit of its group's (so that nothing left there runs as UID), and drop the grant "
       "record (only the record, where PATH's filesystem has no POSIX ACLs). A directory granted under "
       "PATH and renamed away since is found by the file handle in its record and revoked where it is "
-      "now, also when PATH itself is gone.");
+      "now, also when PATH itself is gone; when nothing granted as PATH is left, only the record is "
+      "dropped.");
   revoke->add_option("--uid", revoke_options->uid, "A UID in the range, or an alias")->required();
   revoke->add_flag("--cross-mounts", revoke_options->cross_mounts,
                    "Also descend into other mounts under PATH (done anyway if the grant record says so)");
@@ -96,6 +97,28 @@ void add_acl_command(CLI::App& app, Globals& globals) {
     };
   });
 
+  auto forget_options = std::make_shared<TreeOptions>();
+  CLI::App* forget = acl->add_subcommand(
+      "forget",
+      "Drop UID's grant record for PATH without walking anything, for a tree whose filesystem is gone "
+      "for good (a disk that will not come back), on which revoke and sweep otherwise keep failing and "
+      "keep the record. Any entries of UID still on that filesystem are then unknown to vmwarden; a "
+      "single-use UID left without records goes back to the pool at the next sweep. Refused (exit 2, "
+      "nothing changed) if the record covers anything that can be reached (revoke it instead), if UID "
+      "is leased, or if there is no such record.");
+  forget->add_option("--uid", forget_options->uid, "A UID in the range, or an alias")->required();
+  forget->add_option("path", forget_options->path, "The tree's path, as recorded")->required();
+  forget->callback([&globals, forget_options] {
+    globals.action = [&globals, forget_options] {
+      acl::UidRegistry registry(globals.locations());
+      uid_t uid = registry.resolve(forget_options->uid);
+      std::size_t roots = acl::forget(registry, uid, forget_options->path);
+      fmt::print("forget {} {}: grant record dropped ({} recorded director{} not found)\n", uid,
+                 forget_options->path, roots, roots == 1 ? "y" : "ies");
+      return exit_status::kOk;
+    };
+  });
+
   auto dry_run = std::make_shared<bool>(false);
   CLI::App* sweep = acl->add_subcommand(
       "sweep",
@@ -107,7 +130,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "only). A tree of which nothing is left (its path gone or something else now, its recorded "
       "directories removed) loses the dead UIDs' records; one that fails otherwise (e.g. a symlink in "
       "its place where the record has no file handle, or a recorded directory whose filesystem is not "
-      "mounted here) keeps them, is reported, and the other trees are still swept (exit status 1).");
+      "mounted here: see forget) keeps them, is reported, and the other trees are still swept (exit "
+      "status 1).");
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
   sweep->callback([&globals, dry_run] {
     globals.action = [&globals, dry_run] {

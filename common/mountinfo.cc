@@ -1,10 +1,7 @@
 #include "common/mountinfo.h"
 
 #include <fcntl.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
-
-#include <fmt/core.h>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -40,10 +37,11 @@ bool at_or_below(std::string_view mount_point, std::string_view path) {
 // One line of mountinfo, as far as it is read here:
 // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
 struct MountLine {
-  std::string_view device;  // MAJ:MIN
+  std::string_view id;
   std::string_view root;
   std::string_view mount_point;  // escaped
   std::string_view options;      // per-mount options: "rw,relatime,idmapped"
+  std::string_view fs_type;
   bool unbindable = false;
 };
 
@@ -63,17 +61,24 @@ void for_each_mount(std::string_view mountinfo, Visit visit) {
     std::string_view line = mountinfo.substr(0, end);
     mountinfo = end == std::string_view::npos ? std::string_view() : mountinfo.substr(end + 1);
     MountLine mount;
+    bool after_separator = false;
     for (int field = 0; !line.empty(); ++field) {
       std::size_t space = line.find(' ');
       std::string_view word = line.substr(0, space);
       line = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
-      if (field == 2) mount.device = word;
+      if (field == 0) mount.id = word;
       if (field == 3) mount.root = word;
       if (field == 4) mount.mount_point = word;
       if (field == 5) mount.options = word;
-      if (field >= 6) {
-        if (word == "-") break;
+      if (field >= 6 && !after_separator) {
+        if (word == "-") {
+          after_separator = true;
+          continue;
+        }
         if (word == "unbindable") mount.unbindable = true;
+      } else if (after_separator) {
+        mount.fs_type = word;
+        break;
       }
     }
     visit(mount);
@@ -104,19 +109,26 @@ bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_vi
   return found;
 }
 
-std::vector<std::string> mount_points_of_device(std::string_view mountinfo, dev_t device) {
-  std::string wanted = fmt::format("{}:{}", major(device), minor(device));
+std::vector<std::string> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type) {
   // Ranked: the filesystem's root before a subdirectory of it, writable
   // before read-only.
   std::vector<std::string> ranked[4];
   for_each_mount(mountinfo, [&](const MountLine& mount) {
-    if (mount.device != wanted || has_option(mount.options, "idmapped")) return;
+    if (mount.fs_type != fs_type || has_option(mount.options, "idmapped")) return;
     int rank = (mount.root == "/" ? 0 : 2) + (has_option(mount.options, "ro") ? 1 : 0);
     ranked[rank].push_back(unescape(mount.mount_point));
   });
   std::vector<std::string> points;
   for (const auto& group : ranked) points.insert(points.end(), group.begin(), group.end());
   return points;
+}
+
+std::string filesystem_type_of_mount(std::string_view mountinfo, int mount_id) {
+  std::string wanted = std::to_string(mount_id), type;
+  for_each_mount(mountinfo, [&](const MountLine& mount) {
+    if (mount.id == wanted) type = mount.fs_type;
+  });
+  return type;
 }
 
 }  // namespace vmwarden

@@ -20,11 +20,15 @@ std::string read_mountinfo();
 // (relative to this process's root).
 bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path);
 
-// The mount points of the filesystem whose st_dev is `device`: mounts of
-// its root directory first (a bind mount of a subdirectory shows less of
-// it), writable ones before read-only ones; idmapped mounts (which would
-// change the ids read and written through them) left out. Unescaped, as
-// the kernel prints them.
-std::vector<std::string> mount_points_of_device(std::string_view mountinfo, dev_t device);
+// The mount points of filesystems of type `fs_type` ("ext4"): mounts of a
+// filesystem's root directory first (a bind mount of a subdirectory shows
+// less of it), writable ones before read-only ones; idmapped mounts (which
+// would change the ids read and written through them) left out. Unescaped,
+// as the kernel prints them.
+std::vector<std::string> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type);
+
+// The filesystem type of the mount with ID `mount_id` (mountinfo's first
+// field, as name_to_handle_at(2) gives it); empty if it is not listed.
+std::string filesystem_type_of_mount(std::string_view mountinfo, int mount_id);
 
 }  // namespace vmwarden

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sched.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -1288,14 +1289,19 @@ TEST(AclRevoke, ATreeRenamedAwayIsRevokedWhereItIsNow) {
   EXPECT_EQ(count_entries(getfacl(aside), alias), 0u) << revoked.out;
   EXPECT_TRUE(registry.grant_records(alias).empty());
 
-  // With nothing left of what was granted, the path's absence is an error
-  // again, and changes nothing.
+  // With nothing left of what was granted (the directory removed), the
+  // record goes, said as such; without a record, the path's absence is an
+  // error again, and changes nothing.
   grant(registry, alias, aside, Access::ro);
   std::filesystem::remove_all(aside);
   revoked = env.vmwarden({"acl", "revoke", "--uid", "renamed", aside.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.out << revoked.err;
+  EXPECT_NE(revoked.err.find("nothing granted as it is left, and its grant record is dropped"), std::string::npos)
+      << revoked.err;
+  EXPECT_TRUE(registry.grant_records(alias).empty());
+  revoked = env.vmwarden({"acl", "revoke", "--uid", "renamed", aside.string()});
   EXPECT_EQ(revoked.exit_code, 2) << revoked.out << revoked.err;
   EXPECT_NE(revoked.err.find("no such directory"), std::string::npos) << revoked.err;
-  EXPECT_EQ(registry.grant_records(alias).size(), 1u);
 }
 
 // `uid`'s record of `tree`, made to name `roots` instead (as a record can
@@ -1346,10 +1352,10 @@ TEST(AclSweep, ATreeRenamedAwayIsFoundPastAStaleHandleOfTheSameInodeNumber) {
   EXPECT_FALSE(registry.find(dead)->allocated);
 }
 
-// A recorded directory whose filesystem cannot be found (here: its id
-// changed in the record, as a device renumbered or a disk unplugged would
-// look) is not taken for gone: the tree fails and keeps its records, with
-// a symlink at its path and with its path removed.
+// A recorded directory whose filesystem cannot be found (here: another id
+// in the record, as a disk unplugged would look) is not taken for gone:
+// the tree fails and keeps its records, with a symlink at its path and with
+// its path removed.
 TEST(AclSweep, ADirectoryThatCannotBeLookedForKeepsItsRecords) {
   Env env;
   make_tree(env.tree, 1, 2);
@@ -1357,7 +1363,7 @@ TEST(AclSweep, ADirectoryThatCannotBeLookedForKeepsItsRecords) {
   uid_t dead = registry.allocate_single_use();
   grant(registry, dead, env.tree, Access::ro);
   RecordedRoot elsewhere = recorded_root(registry, dead);
-  elsewhere.fs_id ^= 1;
+  elsewhere.fs_id = "uuid:0123456789abcdef0123456789abcdef";
   rewrite_roots(registry, dead, env.tree, {elsewhere});
   std::filesystem::path moved = env.temp / "moved";
   std::filesystem::rename(env.tree, moved);
@@ -1371,6 +1377,127 @@ TEST(AclSweep, ADirectoryThatCannotBeLookedForKeepsItsRecords) {
     EXPECT_GT(count_entries(getfacl(moved), dead), 0u) << "the sweep went through the symlink";
     std::filesystem::remove(env.tree);
   }
+}
+
+// A filesystem's device number can change across reboots (disk order,
+// device-mapper activation): a record is matched by the filesystem's id.
+// A tree renamed away is still found, and one that stayed is the one at
+// its path, not a second directory to look for.
+TEST(AclSweep, ADeviceNumberThatChangedHidesNoDirectory) {
+  Env env;
+  std::filesystem::path stayed = make_two_trees(env, "stayed");
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  uid_t alias = registry.allocate_alias("renumbered");
+  grant(registry, dead, env.tree, Access::ro);
+  grant(registry, alias, stayed, Access::ro);
+  for (auto [uid, tree] : {std::pair{dead, env.tree}, std::pair{alias, stayed}}) {
+    RecordedRoot renumbered = recorded_root(registry, uid);
+    renumbered.device = makedev(major(renumbered.device) + 1, minor(renumbered.device) + 7);
+    rewrite_roots(registry, uid, tree, {renumbered});
+  }
+  std::filesystem::path moved = env.temp / "moved";
+  std::filesystem::rename(env.tree, moved);
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
+  EXPECT_NE(swept.out.find(fmt::format("now at {}; swept there", moved.string())), std::string::npos) << swept.out;
+  EXPECT_EQ(count_entries(getfacl(moved), dead), 0u);
+  EXPECT_TRUE(registry.grant_records(dead).empty());
+
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", "renumbered", stayed.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.out << revoked.err;
+  EXPECT_EQ(revoked.out.find("now at"), std::string::npos) << revoked.out;
+  EXPECT_EQ(count_entries(getfacl(stayed), alias), 0u);
+  EXPECT_TRUE(registry.grant_records(alias).empty());
+}
+
+// A tmpfs does not outlive its boot. Unmounted (here: with the private
+// mount namespace it was mounted in), its recorded directory's fate is
+// unknown while the boot lasts (the tmpfs may still be mounted in another
+// namespace), and gone in a later boot (shown by giving the record another
+// boot id): then the sweep drops the record and releases the UID.
+TEST(AclSweep, ATmpfsOfAnEarlierBootIsGone) {
+  Env env;
+  std::filesystem::path mount_point = env.temp / "tmpfs", tree = mount_point / "tree";
+  std::filesystem::create_directory(mount_point);
+  auto allocated = env.vmwarden({"uid", "alloc"});
+  ASSERT_EQ(allocated.exit_code, 0) << allocated.err;
+  uid_t dead = static_cast<uid_t>(std::stoul(allocated.out));
+  testing::CommandOptions options;
+  options.extra_env = env.env();
+  auto granted = testing::run_command(
+      {"unshare", "--mount", "--propagation", "private", "sh", "-c",
+       fmt::format("mount -t tmpfs tmpfs {0} && mkdir {1} && exec {2} acl grant --uid {3} --ro {1}",
+                   mount_point.string(), tree.string(), testing::vmwarden_binary(), dead)},
+      options);
+  ASSERT_EQ(granted.exit_code, 0) << granted.out << granted.err;
+  UidRegistry registry(env.locations);
+  RecordedRoot root = recorded_root(registry, dead);
+  EXPECT_EQ(root.fs_type, "tmpfs");
+  EXPECT_FALSE(root.boot.empty());
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+  EXPECT_NE(swept.err.find("cannot be looked for"), std::string::npos) << swept.err;
+  EXPECT_EQ(registry.grant_records(dead).size(), 1u);
+
+  root.boot = "00000000-0000-4000-8000-000000000000";
+  rewrite_roots(registry, dead, tree, {root});
+  swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
+  EXPECT_TRUE(registry.grant_records(dead).empty());
+  EXPECT_FALSE(registry.find(dead)->allocated);
+}
+
+// A record whose filesystem is gone for good fails every sweep until it is
+// forgotten on request. Refused while anything it covers can be reached,
+// while the UID is leased, and without such a record.
+TEST(AclForget, ARecordOfAFilesystemGoneForGoodIsDroppedOnRequestOnly) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, dead, env.tree, Access::ro);
+  std::string uid = std::to_string(dead);
+  auto refused = env.vmwarden({"acl", "forget", "--uid", uid, env.tree.string()});
+  EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("acl revoke"), std::string::npos) << refused.err;
+  std::filesystem::path moved = env.temp / "moved";
+  std::filesystem::rename(env.tree, moved);
+  refused = env.vmwarden({"acl", "forget", "--uid", uid, env.tree.string()});
+  EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find(fmt::format("is at {}", moved.string())), std::string::npos) << refused.err;
+  EXPECT_EQ(registry.grant_records(dead).size(), 1u);
+
+  // Its filesystem gone (another id in the record).
+  RecordedRoot gone_for_good = recorded_root(registry, dead);
+  gone_for_good.fs_id = "uuid:0123456789abcdef0123456789abcdef";
+  rewrite_roots(registry, dead, env.tree, {gone_for_good});
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+  EXPECT_NE(swept.err.find("acl forget"), std::string::npos) << swept.err;
+  {
+    // Held as a running sandbox holds it: a flock on its lease file.
+    std::filesystem::path leases = env.locations.runtime_dir / "_uid-leases";
+    std::filesystem::create_directories(leases);
+    UniqueFd held(::open((leases / uid).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_TRUE(held);
+    ASSERT_EQ(::flock(held.get(), LOCK_EX), 0);
+    refused = env.vmwarden({"acl", "forget", "--uid", uid, env.tree.string()});
+    EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
+    EXPECT_NE(refused.err.find("leased"), std::string::npos) << refused.err;
+  }
+  refused = env.vmwarden({"acl", "forget", "--uid", uid, (env.temp / "never").string()});
+  EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
+  EXPECT_EQ(registry.grant_records(dead).size(), 1u);
+
+  auto forgotten = env.vmwarden({"acl", "forget", "--uid", uid, env.tree.string()});
+  EXPECT_EQ(forgotten.exit_code, 0) << forgotten.out << forgotten.err;
+  EXPECT_TRUE(registry.grant_records(dead).empty());
+  swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
+  EXPECT_FALSE(registry.find(dead)->allocated);
 }
 
 // One recorded directory the kernel refuses to open (a handle of a type it
@@ -1445,7 +1572,7 @@ TEST(AclRecords, TheRecordNamesTheGrantedDirectoryAndForgetsRemovedOnes) {
   std::string text = testing::read_file(dir / names[0]);
   struct stat st;
   ASSERT_EQ(::stat(env.tree.c_str(), &st), 0);
-  EXPECT_THAT(text, ::testing::ContainsRegex(fmt::format("\nroot {}:{} {} [0-9a-f]+ [0-9a-f]+ [0-9a-f]+ [0-9a-f]+\n", major(st.st_dev),
+  EXPECT_THAT(text, ::testing::ContainsRegex(fmt::format("\nroot {}:{} {} [a-z0-9]+ (uuid|fsid):[0-9a-f]+ - [0-9a-f]+ [0-9a-f]+\n", major(st.st_dev),
                                                         minor(st.st_dev), st.st_ino)))
       << text;
 

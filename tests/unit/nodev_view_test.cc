@@ -37,19 +37,21 @@ TEST(NodevView, UnbindableMountsAtOrBelowThePathAreFound) {
   EXPECT_FALSE(has_unbindable_mount_at_or_below("", "/"));
 }
 
-TEST(Mountinfo, MountPointsOfADeviceListWritableMountsOfItsRootFirst) {
+TEST(Mountinfo, MountPointsOfATypeListWritableMountsOfARootFirst) {
   const char* mountinfo =
       "27 1 254:0 /srv /home/a\\040b rw,relatime - ext4 /dev/vda rw\n"
       "26 1 254:0 / /mnt/ro ro,relatime - ext4 /dev/vda rw\n"
       "28 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
-      "29 27 254:1 / /boot rw - ext4 /dev/vdb rw\n"
-      "30 28 254:0 / /mnt/again rw - ext4 /dev/vda rw\n"
+      "29 27 254:1 / /boot rw - ext2 /dev/vdb rw\n"
+      "30 28 254:2 / /mnt/again rw master:4 - ext4 /dev/vdc rw\n"
       "32 28 254:0 / /mnt/mapped rw,idmapped - ext4 /dev/vda rw\n"
-      "31 28 0:254 / /mnt/other rw - tmpfs tmpfs rw\n";
-  EXPECT_EQ(mount_points_of_device(mountinfo, makedev(254, 0)),
-            (std::vector<std::string>{"/", "/mnt/again", "/mnt/ro", "/home/a b"}));
-  EXPECT_EQ(mount_points_of_device(mountinfo, makedev(254, 1)), (std::vector<std::string>{"/boot"}));
-  EXPECT_TRUE(mount_points_of_device(mountinfo, makedev(8, 1)).empty());
+      "31 28 0:254 / /mnt/other rw - tmpfs ext4 rw\n";
+  EXPECT_EQ(mount_points_of_type(mountinfo, "ext4"), (std::vector<std::string>{"/", "/mnt/again", "/mnt/ro", "/home/a b"}));
+  EXPECT_EQ(mount_points_of_type(mountinfo, "ext2"), (std::vector<std::string>{"/boot"}));
+  EXPECT_TRUE(mount_points_of_type(mountinfo, "xfs").empty());
+  EXPECT_EQ(filesystem_type_of_mount(mountinfo, 31), "tmpfs") << "the type, not the source";
+  EXPECT_EQ(filesystem_type_of_mount(mountinfo, 30), "ext4");
+  EXPECT_EQ(filesystem_type_of_mount(mountinfo, 3), "");
 }
 
 TEST(NodevView, SameDirectoryDevicesRefused) {

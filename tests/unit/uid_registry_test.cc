@@ -252,9 +252,10 @@ TEST(UidRegistry, GrantRecordsKeepTheirRootsAndSkipDamagedRootLines) {
   Fixture f;
   UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
   GrantRecord record{kFirst, "/srv/x", Access::rw, true};
-  record.roots.push_back(
-      RecordedRoot{makedev(254, 0), 1234567, 0xef53, 0x1a2b3c4d5e6f7788, 1, std::string("\x00\x01\xfe\xff", 4)});
-  record.roots.push_back(RecordedRoot{makedev(0, 45), 2, 0x1021994, 0, 0x81, std::string(8, '\x7f')});
+  record.roots.push_back(RecordedRoot{makedev(254, 0), 1234567, "ext4", "fsid:1a2b3c4d5e6f7788", "", 1,
+                                      std::string("\x00\x01\xfe\xff", 4)});
+  record.roots.push_back(RecordedRoot{makedev(0, 45), 2, "tmpfs", "uuid:00112233445566778899aabbccddeeff",
+                                      "62485ee1-b3ab-4b41-9fe1-374a28f002ad", 0x81, std::string(8, '\x7f')});
   registry.add_grant_record(record);
   std::vector<GrantRecord> read = registry.grant_records(kFirst);
   ASSERT_EQ(read.size(), 1u);
@@ -264,20 +265,28 @@ TEST(UidRegistry, GrantRecordsKeepTheirRootsAndSkipDamagedRootLines) {
   std::filesystem::path dir = f.locations.state_dir / "grants" / std::to_string(kFirst);
   std::filesystem::path file = std::filesystem::directory_iterator(dir)->path();
   std::string text = testing::read_file(file);
-  EXPECT_NE(text.find("root 254:0 1234567 ef53 1a2b3c4d5e6f7788 1 0001feff\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("root 254:0 1234567 ext4 fsid:1a2b3c4d5e6f7788 - 1 0001feff\n"), std::string::npos) << text;
   testing::write_file(file, text +
-                                "root 254:0 99 ef53 0 1 abc\n"    // odd length
-                                "root 254 99 ef53 0 1 ab\n"       // no minor
-                                "root 1:2 3 ef53 0 4 zz\n"        // not hex
-                                "root 1:2 -3 ef53 0 4 ab\n"       // negative
-                                "root 1:2 3 ef53 0 -4 ab\n"
-                                "root 1:2 3 ef53 4 ab\n"          // a field short
-                                "root 1:2 3 ef53 0 4 ab extra\n"  // one too many
-                                "root 1:2 3 ef53 0 80000000 ab\n");  // type beyond int
+                                "root 254:0 99 ext4 fsid:1 - 1 abc\n"     // odd length
+                                "root 254 99 ext4 fsid:1 - 1 ab\n"        // no minor
+                                "root 1:2 3 ext4 fsid:1 - 4 zz\n"         // not hex
+                                "root 1:2 -3 ext4 fsid:1 - 4 ab\n"        // negative
+                                "root 1:2 3 ext4 fsid:1 - -4 ab\n"
+                                "root 1:2 3 ext4 1 - 4 ab\n"              // an id of no kind
+                                "root 1:2 3 ext4 fsid: - 4 ab\n"          // an empty id
+                                "root 1:2 3 ext4 fsid:1 4 ab\n"           // a field short
+                                "root 1:2 3 ext4 fsid:1 - 4 ab extra\n"   // one too many
+                                "root 1:2 3 ext4 fsid:1 - 80000000 ab\n");  // type beyond int
   read = registry.grant_records(kFirst);
   ASSERT_EQ(read.size(), 1u);
   EXPECT_EQ(read[0].roots, record.roots);
   EXPECT_EQ(read[0].tree, "/srv/x");
+  // The same directory whatever device number its filesystem has now.
+  RecordedRoot renumbered = record.roots[0];
+  renumbered.device = makedev(8, 1);
+  EXPECT_TRUE(renumbered.same_directory(record.roots[0]));
+  renumbered.fs_id = "uuid:01";
+  EXPECT_FALSE(renumbered.same_directory(record.roots[0]));
 }
 
 TEST(UidRegistry, NeverUsedUidsComeBeforeReleasedOnes) {
