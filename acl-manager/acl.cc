@@ -289,8 +289,7 @@ void require_in_range(const UidRegistry& registry, uid_t uid) {
 // how revoke and sweep find them. An unchanged list (an alias re-granted at
 // every start) leaves the record as it was.
 std::vector<RecordedRoot> roots_to_record(const std::vector<GrantRecord>& records, const std::filesystem::path& tree,
-                                          int root_fd) {
-  std::optional<RecordedRoot> opened = detail::record_root(root_fd, tree);
+                                          const std::optional<RecordedRoot>& opened) {
   std::vector<RecordedRoot> roots;
   if (opened) roots.push_back(*opened);
   for (const GrantRecord& record : records) {
@@ -317,9 +316,14 @@ struct MovedRoot {
 
 struct MovedRoots {
   std::vector<MovedRoot> found;
-  // Recorded directories whose fate is unknown (their filesystem cannot be
-  // reached here, or the kernel refused to open them): why, for each.
+  // Recorded directories whose filesystem is not mounted here: their fate
+  // is unknown (what `acl forget` takes out of a record).
+  std::vector<RecordedRoot> absent;
+  // Messages for those and for the other directories whose fate is unknown
+  // (the kernel refused to open them, or a mount that may be theirs cannot
+  // be reached).
   std::vector<std::string> unknown;
+  bool any_unknown_but_absent = false;
 };
 
 // The directories recorded for `tree`, other than the one open as `at_path`
@@ -349,19 +353,26 @@ MovedRoots reopen_moved(const std::vector<RecordedRoot>& recorded, const std::fi
     tried.push_back(root);
     try {
       detail::ReopenedRoot now = detail::reopen_root(root, tree);
-      if (now.state == detail::ReopenedRoot::State::unreachable) {
+      using State = detail::ReopenedRoot::State;
+      if (now.state == State::absent || now.state == State::unknown) {
         moved.unknown.push_back(fmt::format(
-            "{}: the directory granted under this path (inode {}) cannot be looked for: no mount of its "
-            "filesystem can be opened here; the record is kept (mount that filesystem and run this again; if "
-            "it is gone for good, `vmwarden acl forget` drops the record)",
-            tree.string(), root.inode));
+            "{}: the directory granted under this path (inode {}) cannot be looked for: {}; the record is kept "
+            "(mount its filesystem and run this again; if it is gone for good, `vmwarden acl forget` takes it "
+            "out of the record)",
+            tree.string(), root.inode, now.why));
+        if (now.state == State::absent) {
+          moved.absent.push_back(root);
+        } else {
+          moved.any_unknown_but_absent = true;
+        }
         continue;
       }
-      if (now.state == detail::ReopenedRoot::State::gone) continue;
+      if (now.state == State::gone) continue;
       if (::fstat(now.dir.get(), &st) != 0 || !walked.emplace(st.st_dev, st.st_ino).second) continue;
       moved.found.push_back({root, std::move(now)});
     } catch (const std::exception& e) {
       moved.unknown.push_back(e.what());
+      moved.any_unknown_but_absent = true;
     }
   }
   return moved;
@@ -403,7 +414,9 @@ Granted grant_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   warn_of_nested_records(records, uid, tree, "granting");
   if (!options.dry_run) {
     GrantRecord record{uid, tree, access, options.cross_mounts};
-    record.roots = roots_to_record(records, tree, root.get());
+    std::optional<RecordedRoot> opened = detail::record_root(root.get(), tree);
+    record.roots = roots_to_record(records, tree, opened);
+    record.by_path = !opened;
     registry.add_grant_record(record);
   }
   GrantEditor editor(uid, access, registry.range());
@@ -432,12 +445,13 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   WalkOptions options = asked;
   std::vector<GrantRecord> records = registry.grant_records(uid);
   std::vector<RecordedRoot> recorded;
-  bool has_record = false;
+  bool has_record = false, by_path = false;
   for (const GrantRecord& record : records) {
     if (record.tree != tree) continue;
     has_record = true;
     if (record.cross_mounts) options.cross_mounts = true;
     recorded = record.roots;
+    by_path = record.by_path || record.roots.empty();
   }
   MovedRoots moved = reopen_moved(recorded, tree, root);
   if (!root && moved.found.empty() && moved.unknown.empty()) {
@@ -452,7 +466,7 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
       missing = true;
     } catch (...) {
     }
-    if (!has_record || (recorded.empty() && !missing)) std::rethrow_exception(unopened);
+    if (!has_record || (by_path && !missing)) std::rethrow_exception(unopened);
     log::warning("{}; nothing granted as it is left, and its grant record is {}", message_of(unopened),
                  options.dry_run ? "kept (dry run)" : "dropped");
     if (!options.dry_run) registry.remove_grant_record(uid, tree);
@@ -515,23 +529,39 @@ std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path
                                  "first",
                                  uid));
   }
-  bool path_opens = false;
+  UniqueFd root;
   try {
-    path_opens = static_cast<bool>(open_tree(tree));
+    root = open_tree(tree);
   } catch (const UsageError&) {
   }
-  if (path_opens) {
-    throw UsageError(fmt::format("{} is there: `vmwarden acl revoke --uid {} {}` removes the entries and the record",
-                                 tree.string(), uid, tree.string()));
+  MovedRoots moved = reopen_moved(found->roots, tree, root);
+  if (moved.any_unknown_but_absent) {
+    std::string message = fmt::format("cannot tell what is left of the grant of {} to UID {}", tree.string(), uid);
+    for (const std::string& why : moved.unknown) message += "; " + why;
+    throw UsageError(message);
   }
-  MovedRoots moved = reopen_moved(found->roots, tree, UniqueFd());
-  if (!moved.found.empty()) {
-    throw UsageError(fmt::format("the directory granted as {} is at {}: `vmwarden acl revoke --uid {} {}` removes "
-                                 "its entries and the record",
-                                 tree.string(), moved.found.front().now.where, uid, tree.string()));
+  if (moved.absent.empty()) {
+    throw UsageError(fmt::format(
+        "nothing the grant record of {} for UID {} names is out of reach: `vmwarden acl revoke --uid {} {}` removes "
+        "what is left and the record{}",
+        tree.string(), uid, uid, tree.string(),
+        found->by_path || found->roots.empty()
+            ? " (the record knows the tree by its path: if something else is there now, put the tree back or "
+              "remove what took its place)"
+            : ""));
   }
+  // Only the directories whose filesystem is not mounted here leave the
+  // record; whatever else it covers is left for revoke and sweep.
+  GrantRecord kept = *found;
+  std::erase_if(kept.roots, [&](const RecordedRoot& candidate) {
+    return std::any_of(moved.absent.begin(), moved.absent.end(),
+                       [&](const RecordedRoot& absent) { return absent.same_directory(candidate); });
+  });
+  struct stat st;
+  bool path_there = ::lstat(tree.c_str(), &st) == 0;
   registry.remove_grant_record(uid, tree);
-  return found->roots.size();
+  if (!kept.roots.empty() || (kept.by_path && path_there) || root) registry.add_grant_record(kept);
+  return moved.absent.size();
 }
 
 SweepReport sweep(UidRegistry& registry, bool dry_run) {
@@ -555,7 +585,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   for (const GrantRecord& record : records) {
     RecordedTree& tree = trees[record.tree];
     tree.cross_mounts = tree.cross_mounts || record.cross_mounts;
-    tree.by_path_alone = tree.by_path_alone || record.roots.empty();
+    tree.by_path_alone = tree.by_path_alone || record.by_path || record.roots.empty();
     for (const RecordedRoot& root : record.roots) {
       auto it = std::find_if(tree.roots.begin(), tree.roots.end(),
                              [&](const auto& known) { return known.first.same_directory(root); });

@@ -76,12 +76,13 @@ std::filesystem::path checked_tree(const std::filesystem::path& tree);
 // opens (gone, or a symlink in its place), which otherwise is a UsageError.
 Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const WalkOptions& options = {});
 
-// Drops `uid`'s grant record for `tree` without walking anything: for a
-// tree whose filesystem is gone for good, on which revoke and sweep
-// otherwise keep failing. UsageError (nothing changed) if there is no such
-// record, if the UID is leased, or if anything the record covers can be
-// reached (the path, or a directory it names): revoke that instead.
-// Returns how many recorded directories were forgotten.
+// Takes out of `uid`'s grant record for `tree`, without walking anything,
+// the recorded directories whose filesystem is not mounted here (gone for
+// good, on which revoke and sweep otherwise keep failing), and drops the
+// record if nothing else is left of it. UsageError (nothing changed) if
+// there is no such record, if the UID is leased, if a recorded directory's
+// fate is unknown for another reason, or if none is out of reach (revoke
+// instead). Returns how many directories were taken out.
 std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree);
 
 struct SweepReport {

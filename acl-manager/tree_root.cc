@@ -33,11 +33,38 @@ constexpr unsigned long kGetFsUuid = _IOR(0x15, 0, FsUuid);
 
 // Local filesystems whose id tells one filesystem from another for as long
 // as it exists, and whose handles name a directory until it is removed.
+// ext2/3/4 and tmpfs derive statfs's f_fsid from their UUID (tmpfs: a new
+// random one at each mount); xfs, f2fs, btrfs and bcachefs do not (xfs and
+// f2fs use the device number), so those need FS_IOC_GETFSUUID (Linux 6.9).
 // Network filesystems (whose ids are the server's, and whose mounts can
 // hang) and FUSE (whose daemon decides what a handle opens) are not among
 // them: their trees are known by their path alone.
-constexpr std::array<std::string_view, 8> kHandledTypes = {"ext2", "ext3", "ext4",  "xfs",
-                                                           "btrfs", "f2fs", "tmpfs", "bcachefs"};
+struct HandledType {
+  std::string_view name;
+  bool fsid_is_uuid;
+};
+constexpr std::array<HandledType, 8> kHandledTypes = {{{"ext2", true},
+                                                       {"ext3", true},
+                                                       {"ext4", true},
+                                                       {"tmpfs", true},
+                                                       {"xfs", false},
+                                                       {"btrfs", false},
+                                                       {"f2fs", false},
+                                                       {"bcachefs", false}}};
+
+const HandledType* handled_type(std::string_view name) {
+  for (const HandledType& type : kHandledTypes) {
+    if (type.name == name) return &type;
+  }
+  return nullptr;
+}
+
+// The names a filesystem of type `name` may be mounted under (one driver
+// mounts ext2, ext3 and ext4).
+std::vector<std::string_view> type_family(std::string_view name) {
+  if (name == "ext2" || name == "ext3" || name == "ext4") return {"ext4", "ext3", "ext2"};
+  return {name};
+}
 
 // struct file_handle with room for the largest handle the kernel gives out.
 struct HandleBuffer {
@@ -51,12 +78,17 @@ std::string hex_of(const unsigned char* bytes, std::size_t size) {
   return hex;
 }
 
-// The filesystem's UUID where it has one that is not all zeros, else its
-// statfs f_fsid if that is not zero, else empty (no identity to go by).
-std::string identity_of(int fd) {
-  FsUuid uuid{};
-  if (::ioctl(fd, kGetFsUuid, &uuid) == 0 && uuid.len > 0 && uuid.len <= sizeof uuid.uuid &&
-      std::any_of(uuid.uuid, uuid.uuid + uuid.len, [](__u8 byte) { return byte != 0; })) {
+// The filesystem's id: for a type whose f_fsid comes from its UUID,
+// "fsid:HEX" (stable across kernels, which only lately report the UUID
+// itself); for the others "uuid:HEX" from FS_IOC_GETFSUUID. Empty where
+// there is none (not all zeros) to go by.
+std::string identity_of(int fd, const HandledType& type) {
+  if (!type.fsid_is_uuid) {
+    FsUuid uuid{};
+    if (::ioctl(fd, kGetFsUuid, &uuid) != 0 || uuid.len == 0 || uuid.len > sizeof uuid.uuid ||
+        std::all_of(uuid.uuid, uuid.uuid + uuid.len, [](__u8 byte) { return byte == 0; })) {
+      return {};
+    }
     return "uuid:" + hex_of(uuid.uuid, uuid.len);
   }
   struct statfs st;
@@ -106,8 +138,9 @@ std::optional<RecordedRoot> record_root(int dir_fd, const std::filesystem::path&
   }
   RecordedRoot root;
   root.fs_type = filesystem_type_of_mount(read_mountinfo(), mount_id);
-  if (std::find(kHandledTypes.begin(), kHandledTypes.end(), root.fs_type) == kHandledTypes.end()) return std::nullopt;
-  root.fs_id = identity_of(dir_fd);
+  const HandledType* type = handled_type(root.fs_type);
+  if (type == nullptr) return std::nullopt;
+  root.fs_id = identity_of(dir_fd, *type);
   if (root.fs_id.empty()) return std::nullopt;
   if (root.fs_type == "tmpfs") root.boot = current_boot();
   root.device = st.st_dev;
@@ -119,7 +152,12 @@ std::optional<RecordedRoot> record_root(int dir_fd, const std::filesystem::path&
 
 ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& tree) {
   ReopenedRoot reopened;
-  if (root.handle.empty() || root.handle.size() > MAX_HANDLE_SZ || root.fs_id.empty()) return reopened;
+  const HandledType* type = handled_type(root.fs_type);
+  if (type == nullptr || root.handle.empty() || root.handle.size() > MAX_HANDLE_SZ || root.fs_id.empty()) {
+    reopened.state = ReopenedRoot::State::unknown;
+    reopened.why = "its record does not say how to look for it";
+    return reopened;
+  }
   // A tmpfs lives no longer than the boot it was mounted in.
   if (!root.boot.empty() && root.boot != current_boot()) {
     reopened.state = ReopenedRoot::State::gone;
@@ -131,33 +169,52 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
   handle->handle_type = root.handle_type;
   std::memcpy(handle->f_handle, root.handle.data(), root.handle.size());
 
-  for (const std::string& mount_point : mount_points_of_type(read_mountinfo(), root.fs_type)) {
-    UniqueFd mount = open_directory(mount_point);
-    // Only the recorded filesystem decodes its handle: another one could
-    // take the same bytes for one of its own directories, or call a stale
-    // handle what is only foreign to it.
-    if (!mount || identity_of(mount.get()) != root.fs_id) continue;
-    UniqueFd dir(::open_by_handle_at(mount.get(), handle, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir) {
-      if (errno == ESTALE) {
-        reopened.state = ReopenedRoot::State::gone;
+  std::string mountinfo = read_mountinfo();
+  // A mount that may be of the recorded filesystem but cannot be reached by
+  // its path (another mount covers it): listed on the recorded device.
+  bool maybe_covered = false;
+  for (std::string_view name : type_family(root.fs_type)) {
+    for (const MountPoint& mount_point : mount_points_of_type(mountinfo, name)) {
+      UniqueFd mount = open_directory(mount_point.path);
+      // Only the recorded filesystem decodes its handle: another one could
+      // take the same bytes for one of its own directories, or call a stale
+      // handle what is only foreign to it.
+      if (!mount || identity_of(mount.get(), *type) != root.fs_id) {
+        maybe_covered = maybe_covered || mount_point.device == root.device;
+        continue;
+      }
+      UniqueFd dir(::open_by_handle_at(mount.get(), handle, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!dir) {
+        if (errno == ESTALE) {
+          reopened.state = ReopenedRoot::State::gone;
+          return reopened;
+        }
+        throw_errno("open_by_handle_at",
+                    fmt::format("the directory granted as {} (inode {})", tree.string(), root.inode));
+      }
+      struct stat st;
+      check(::fstat(dir.get(), &st), "fstat", tree.string());
+      // A handle names one inode of its filesystem; checked all the same, as
+      // the walk is about to act on what it opened.
+      if (!S_ISDIR(st.st_mode) || st.st_ino != root.inode) {
+        reopened.state = ReopenedRoot::State::unknown;
+        reopened.why = fmt::format("its handle opened something else (inode {}) on {}", st.st_ino, mount_point.path);
         return reopened;
       }
-      throw_errno("open_by_handle_at", fmt::format("the directory granted as {} (inode {})", tree.string(), root.inode));
+      char where[4096];
+      ssize_t length = ::readlink(fmt::format("/proc/self/fd/{}", dir.get()).c_str(), where, sizeof where - 1);
+      reopened.where = length > 0 ? std::string(where, static_cast<std::size_t>(length))
+                                  : fmt::format("inode {} of the filesystem mounted on {}", root.inode, mount_point.path);
+      reopened.state = ReopenedRoot::State::found;
+      reopened.dir = std::move(dir);
+      return reopened;
     }
-    struct stat st;
-    check(::fstat(dir.get(), &st), "fstat", tree.string());
-    // A handle names one inode of its filesystem; checked all the same, as
-    // the walk is about to act on what it opened. Anything else is left
-    // alone, and the directory's fate stays unknown.
-    if (!S_ISDIR(st.st_mode) || st.st_ino != root.inode) continue;
-    char where[4096];
-    ssize_t length = ::readlink(fmt::format("/proc/self/fd/{}", dir.get()).c_str(), where, sizeof where - 1);
-    reopened.where = length > 0 ? std::string(where, static_cast<std::size_t>(length))
-                                : fmt::format("inode {} of the filesystem mounted on {}", root.inode, mount_point);
-    reopened.state = ReopenedRoot::State::found;
-    reopened.dir = std::move(dir);
-    return reopened;
+  }
+  if (maybe_covered) {
+    reopened.state = ReopenedRoot::State::unknown;
+    reopened.why = "a mount of its device is listed but cannot be reached by its path (covered by another mount?)";
+  } else {
+    reopened.why = "no mount of its filesystem is listed here";
   }
   return reopened;
 }

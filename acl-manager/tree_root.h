@@ -22,20 +22,24 @@ std::optional<RecordedRoot> record_root(int dir_fd, const std::filesystem::path&
 
 struct ReopenedRoot {
   enum class State {
-    found,        // `dir` is the recorded directory
-    gone,         // its filesystem says it no longer exists (a stale handle, a tmpfs of an earlier boot)
-    unreachable,  // no mount of its filesystem could be opened here: unknown
+    found,    // `dir` is the recorded directory
+    gone,     // its filesystem says it no longer exists (a stale handle, a tmpfs of an earlier boot)
+    absent,   // no mount of its filesystem is listed here (unmounted, unplugged): unknown
+    unknown,  // a mount that may be of its filesystem cannot be reached (covered), or the
+              // handle opened something else: unknown
   };
-  State state = State::unreachable;
+  State state = State::absent;
+  std::string why;    // absent, unknown: for messages
   UniqueFd dir;       // found: O_RDONLY|O_DIRECTORY
   std::string where;  // found: its path now, as the kernel shows it (for messages)
 };
 
 // Opens the recorded directory again (needs CAP_DAC_READ_SEARCH) through a
-// mount of its filesystem: one of the recorded type in /proc/self/mountinfo
-// whose filesystem has the recorded id, so that no other filesystem is
-// ever given the handle to decode. Throws SystemError when the kernel
-// refuses for another reason than a stale handle.
+// mount of its filesystem: one of the recorded type (ext2/3/4 counting as
+// one) in /proc/self/mountinfo whose filesystem has the recorded id, so
+// that no other filesystem is ever given the handle to decode. Throws
+// SystemError when the kernel refuses for another reason than a stale
+// handle.
 ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& tree);
 
 }  // namespace vmwarden::acl::detail

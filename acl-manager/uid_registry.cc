@@ -700,6 +700,7 @@ uid_t UidRegistry::resolve(std::string_view text) const {
 namespace {
 
 // A grant record's file: "path TREE", "access ro|rw", "mounts one|cross",
+// "by-path yes" if some grant of TREE had no handle (else no such line),
 // and for each directory granted as TREE "root MAJ:MIN INODE FS-TYPE FS-ID
 // BOOT HANDLE-TYPE HANDLE" (BOOT "-" but on a tmpfs; the handle's type and
 // bytes in hex), a line each. Parsed and written only here; a root line
@@ -759,6 +760,7 @@ GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
     if (line.starts_with("path ")) record.tree = std::string(line.substr(5));
     if (line == "access rw") record.access = Access::rw;
     if (line == "mounts cross") record.cross_mounts = true;
+    if (line == "by-path yes") record.by_path = true;
     if (line.starts_with("root ")) {
       if (auto root = parse_root(line.substr(5))) {
         record.roots.push_back(std::move(*root));
@@ -774,6 +776,7 @@ GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
 std::string format_grant_record(const GrantRecord& record) {
   std::string text = fmt::format("path {}\naccess {}\nmounts {}\n", record.tree.string(), to_string(record.access),
                                  record.cross_mounts ? "cross" : "one");
+  if (record.by_path) text += "by-path yes\n";
   for (const RecordedRoot& root : record.roots) text += format_root(root);
   return text;
 }
@@ -820,7 +823,10 @@ void UidRegistry::add_grant_record(const GrantRecord& record) {
   // Never downgraded from cross to one: a grant made with --cross-mounts left
   // entries below other mounts, and revoke and sweep must still reach them.
   GrantRecord updated = record;
-  updated.cross_mounts = record.cross_mounts || (old && parse_grant_record(record.uid, *old).cross_mounts);
+  std::optional<GrantRecord> previous;
+  if (old) previous = parse_grant_record(record.uid, *old);
+  updated.cross_mounts = record.cross_mounts || (previous && previous->cross_mounts);
+  updated.by_path = record.by_path || (previous && previous->by_path);
   std::string content = format_grant_record(updated);
   // An alias re-granted at every start finds its record as it was: no
   // rewrite, and none of the two fsyncs (about 10 ms each on a VM disk).

@@ -78,9 +78,14 @@ struct GrantRecord {
   Access access = Access::ro;
   bool cross_mounts = false;
   // The directories granted as `tree`: usually one, more if the path was
-  // given to another directory while the first kept its entries. None for
-  // a filesystem without file handles.
+  // given to another directory while the first kept its entries.
   std::vector<RecordedRoot> roots;
+  // Some grant of `tree` found no handle for its directory (a filesystem
+  // without usable ones): that directory is known by the path alone, so
+  // the path failing to open does not show that nothing is left. Kept once
+  // set, as cross_mounts is. (A record with no roots is known by its path
+  // alone too.)
+  bool by_path = false;
 };
 
 class UidRegistry;

@@ -100,12 +100,14 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   auto forget_options = std::make_shared<TreeOptions>();
   CLI::App* forget = acl->add_subcommand(
       "forget",
-      "Drop UID's grant record for PATH without walking anything, for a tree whose filesystem is gone "
-      "for good (a disk that will not come back), on which revoke and sweep otherwise keep failing and "
-      "keep the record. Any entries of UID still on that filesystem are then unknown to vmwarden; a "
-      "single-use UID left without records goes back to the pool at the next sweep. Refused (exit 2, "
-      "nothing changed) if the record covers anything that can be reached (revoke it instead), if UID "
-      "is leased, or if there is no such record.");
+      "Take out of UID's grant record for PATH the directories whose filesystem is not mounted here (a "
+      "disk that will not come back), without walking anything; revoke and sweep otherwise keep failing "
+      "on them and keep the record. The record goes if nothing else is left of it; whatever else it "
+      "covers is left for revoke. Any entries of UID still on that filesystem are then unknown to "
+      "vmwarden; a single-use UID left without records goes back to the pool at the next sweep. Refused "
+      "(exit 2, nothing changed) while a recorded directory's fate is unknown for another reason (a "
+      "mount of its device covered, the kernel refusing), when none is out of reach, if UID is leased, "
+      "or if there is no such record.");
   forget->add_option("--uid", forget_options->uid, "A UID in the range, or an alias")->required();
   forget->add_option("path", forget_options->path, "The tree's path, as recorded")->required();
   forget->callback([&globals, forget_options] {
@@ -113,7 +115,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       acl::UidRegistry registry(globals.locations());
       uid_t uid = registry.resolve(forget_options->uid);
       std::size_t roots = acl::forget(registry, uid, forget_options->path);
-      fmt::print("forget {} {}: grant record dropped ({} recorded director{} not found)\n", uid,
+      fmt::print("forget {} {}: {} recorded director{} out of reach taken out of the grant record\n", uid,
                  forget_options->path, roots, roots == 1 ? "y" : "ies");
       return exit_status::kOk;
     };

@@ -1,7 +1,10 @@
 #include "common/mountinfo.h"
 
 #include <fcntl.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <charconv>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -38,6 +41,7 @@ bool at_or_below(std::string_view mount_point, std::string_view path) {
 // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
 struct MountLine {
   std::string_view id;
+  std::string_view device;  // MAJ:MIN
   std::string_view root;
   std::string_view mount_point;  // escaped
   std::string_view options;      // per-mount options: "rw,relatime,idmapped"
@@ -67,6 +71,7 @@ void for_each_mount(std::string_view mountinfo, Visit visit) {
       std::string_view word = line.substr(0, space);
       line = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
       if (field == 0) mount.id = word;
+      if (field == 2) mount.device = word;
       if (field == 3) mount.root = word;
       if (field == 4) mount.mount_point = word;
       if (field == 5) mount.options = word;
@@ -109,16 +114,26 @@ bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_vi
   return found;
 }
 
-std::vector<std::string> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type) {
+static dev_t parse_device(std::string_view text) {
+  std::size_t colon = text.find(':');
+  if (colon == std::string_view::npos) return 0;
+  unsigned major_number = 0, minor_number = 0;
+  auto [end1, error1] = std::from_chars(text.data(), text.data() + colon, major_number);
+  auto [end2, error2] = std::from_chars(text.data() + colon + 1, text.data() + text.size(), minor_number);
+  if (error1 != std::errc() || error2 != std::errc()) return 0;
+  return makedev(major_number, minor_number);
+}
+
+std::vector<MountPoint> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type) {
   // Ranked: the filesystem's root before a subdirectory of it, writable
   // before read-only.
-  std::vector<std::string> ranked[4];
+  std::vector<MountPoint> ranked[4];
   for_each_mount(mountinfo, [&](const MountLine& mount) {
     if (mount.fs_type != fs_type || has_option(mount.options, "idmapped")) return;
     int rank = (mount.root == "/" ? 0 : 2) + (has_option(mount.options, "ro") ? 1 : 0);
-    ranked[rank].push_back(unescape(mount.mount_point));
+    ranked[rank].push_back({unescape(mount.mount_point), parse_device(mount.device)});
   });
-  std::vector<std::string> points;
+  std::vector<MountPoint> points;
   for (const auto& group : ranked) points.insert(points.end(), group.begin(), group.end());
   return points;
 }

@@ -25,7 +25,11 @@ bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_vi
 // less of it), writable ones before read-only ones; idmapped mounts (which
 // would change the ids read and written through them) left out. Unescaped,
 // as the kernel prints them.
-std::vector<std::string> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type);
+struct MountPoint {
+  std::string path;  // unescaped
+  dev_t device = 0;  // MAJ:MIN, as stat reports the filesystem's
+};
+std::vector<MountPoint> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type);
 
 // The filesystem type of the mount with ID `mount_id` (mountinfo's first
 // field, as name_to_handle_at(2) gives it); empty if it is not listed.

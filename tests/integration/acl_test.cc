@@ -1467,12 +1467,25 @@ TEST(AclForget, ARecordOfAFilesystemGoneForGoodIsDroppedOnRequestOnly) {
   std::filesystem::rename(env.tree, moved);
   refused = env.vmwarden({"acl", "forget", "--uid", uid, env.tree.string()});
   EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
-  EXPECT_NE(refused.err.find(fmt::format("is at {}", moved.string())), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("acl revoke"), std::string::npos) << refused.err;
   EXPECT_EQ(registry.grant_records(dead).size(), 1u);
 
-  // Its filesystem gone (another id in the record).
+  // Another filesystem's id, on a device nothing is mounted from: as a
+  // disk unplugged looks. (With the device of a mounted filesystem, the
+  // directory could be on a mount covered by another: not forgotten.)
   RecordedRoot gone_for_good = recorded_root(registry, dead);
-  gone_for_good.fs_id = "uuid:0123456789abcdef0123456789abcdef";
+  gone_for_good.fs_id = "fsid:0123456789abcdef";
+  gone_for_good.device = makedev(1, 99);
+  {
+    RecordedRoot covered = gone_for_good;
+    struct stat st;
+    ASSERT_EQ(::stat(env.temp.path().c_str(), &st), 0);
+    covered.device = st.st_dev;
+    rewrite_roots(registry, dead, env.tree, {covered});
+    refused = env.vmwarden({"acl", "forget", "--uid", uid, env.tree.string()});
+    EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
+    EXPECT_NE(refused.err.find("covered"), std::string::npos) << refused.err;
+  }
   rewrite_roots(registry, dead, env.tree, {gone_for_good});
   auto swept = env.vmwarden({"acl", "sweep"});
   EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
@@ -1498,6 +1511,78 @@ TEST(AclForget, ARecordOfAFilesystemGoneForGoodIsDroppedOnRequestOnly) {
   swept = env.vmwarden({"acl", "sweep"});
   EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
   EXPECT_FALSE(registry.find(dead)->allocated);
+}
+
+// forget takes out of a record only the directories whose filesystem is
+// not mounted here: with the path still there, the record stays for
+// revoke, which then succeeds. Refused while the kernel will not say what
+// became of a directory.
+TEST(AclForget, OnlyDirectoriesOutOfReachLeaveTheRecord) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t alias = registry.allocate_alias("partly");
+  grant(registry, alias, env.tree, Access::ro);
+  RecordedRoot here = recorded_root(registry, alias);
+  RecordedRoot unplugged = here;
+  unplugged.fs_id = "fsid:0123456789abcdef";
+  unplugged.device = makedev(1, 99);
+  RecordedRoot refused_root = here;
+  refused_root.handle_type |= 0x40000;  // a flag no kernel accepts from user space
+  rewrite_roots(registry, alias, env.tree, {here, unplugged, refused_root});
+
+  auto refused = env.vmwarden({"acl", "forget", "--uid", "partly", env.tree.string()});
+  EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("cannot tell"), std::string::npos) << refused.err;
+  EXPECT_EQ(registry.grant_records(alias).at(0).roots.size(), 3u);
+
+  rewrite_roots(registry, alias, env.tree, {here, unplugged});
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", "partly", env.tree.string()});
+  EXPECT_EQ(revoked.exit_code, 1) << revoked.out << revoked.err;
+  auto forgotten = env.vmwarden({"acl", "forget", "--uid", "partly", env.tree.string()});
+  EXPECT_EQ(forgotten.exit_code, 0) << forgotten.out << forgotten.err;
+  ASSERT_EQ(registry.grant_records(alias).size(), 1u);
+  EXPECT_EQ(registry.grant_records(alias)[0].roots, std::vector<RecordedRoot>{here});
+  revoked = env.vmwarden({"acl", "revoke", "--uid", "partly", env.tree.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.out << revoked.err;
+  EXPECT_EQ(count_entries(getfacl(env.tree), alias), 0u);
+  EXPECT_TRUE(registry.grant_records(alias).empty());
+}
+
+// A record some grant of which found no handle (a filesystem without
+// usable ones) knows that directory by its path alone, whatever other
+// directories it names: with a symlink at the path and the named
+// directories removed, nothing shows the grant is gone. Sweep fails and
+// keeps the record, revoke refuses the symlink, forget has nothing to take.
+TEST(AclSweep, ARecordPartlyByPathKeepsItWhileSomethingElseIsAtThePath) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  grant(registry, dead, env.tree, Access::ro);
+  std::vector<GrantRecord> records = registry.grant_records(dead);
+  ASSERT_EQ(records.size(), 1u);
+  records[0].by_path = true;
+  registry.remove_grant_record(dead, env.tree);
+  registry.add_grant_record(records[0]);
+  std::filesystem::path elsewhere = env.temp / "elsewhere";
+  make_tree(elsewhere, 1, 1);
+  auto marked = testing::run_command({"setfacl", "-R", "-m", fmt::format("u:{}:rX", dead), elsewhere.string()});
+  ASSERT_EQ(marked.exit_code, 0) << marked.err;
+  std::filesystem::remove_all(env.tree);
+  std::filesystem::create_directory_symlink(elsewhere, env.tree);
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+  EXPECT_EQ(registry.grant_records(dead).size(), 1u);
+  EXPECT_TRUE(registry.find(dead)->allocated);
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", std::to_string(dead), env.tree.string()});
+  EXPECT_EQ(revoked.exit_code, 2) << revoked.out << revoked.err;
+  auto forgotten = env.vmwarden({"acl", "forget", "--uid", std::to_string(dead), env.tree.string()});
+  EXPECT_EQ(forgotten.exit_code, 2) << forgotten.out << forgotten.err;
+  EXPECT_NE(forgotten.err.find("put the tree back"), std::string::npos) << forgotten.err;
+  EXPECT_EQ(registry.grant_records(dead).size(), 1u);
+  EXPECT_GT(count_entries(getfacl(elsewhere), dead), 0u) << "something went through the symlink";
 }
 
 // One recorded directory the kernel refuses to open (a handle of a type it

@@ -46,8 +46,16 @@ TEST(Mountinfo, MountPointsOfATypeListWritableMountsOfARootFirst) {
       "30 28 254:2 / /mnt/again rw master:4 - ext4 /dev/vdc rw\n"
       "32 28 254:0 / /mnt/mapped rw,idmapped - ext4 /dev/vda rw\n"
       "31 28 0:254 / /mnt/other rw - tmpfs ext4 rw\n";
-  EXPECT_EQ(mount_points_of_type(mountinfo, "ext4"), (std::vector<std::string>{"/", "/mnt/again", "/mnt/ro", "/home/a b"}));
-  EXPECT_EQ(mount_points_of_type(mountinfo, "ext2"), (std::vector<std::string>{"/boot"}));
+  auto paths = [](const std::vector<MountPoint>& points) {
+    std::vector<std::string> out;
+    for (const MountPoint& point : points) out.push_back(point.path);
+    return out;
+  };
+  std::vector<MountPoint> ext4 = mount_points_of_type(mountinfo, "ext4");
+  EXPECT_EQ(paths(ext4), (std::vector<std::string>{"/", "/mnt/again", "/mnt/ro", "/home/a b"}));
+  ASSERT_EQ(ext4.size(), 4u);
+  EXPECT_EQ(ext4[1].device, makedev(254, 2));
+  EXPECT_EQ(paths(mount_points_of_type(mountinfo, "ext2")), (std::vector<std::string>{"/boot"}));
   EXPECT_TRUE(mount_points_of_type(mountinfo, "xfs").empty());
   EXPECT_EQ(filesystem_type_of_mount(mountinfo, 31), "tmpfs") << "the type, not the source";
   EXPECT_EQ(filesystem_type_of_mount(mountinfo, 30), "ext4");

@@ -252,6 +252,7 @@ TEST(UidRegistry, GrantRecordsKeepTheirRootsAndSkipDamagedRootLines) {
   Fixture f;
   UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
   GrantRecord record{kFirst, "/srv/x", Access::rw, true};
+  record.by_path = true;
   record.roots.push_back(RecordedRoot{makedev(254, 0), 1234567, "ext4", "fsid:1a2b3c4d5e6f7788", "", 1,
                                       std::string("\x00\x01\xfe\xff", 4)});
   record.roots.push_back(RecordedRoot{makedev(0, 45), 2, "tmpfs", "uuid:00112233445566778899aabbccddeeff",
@@ -261,6 +262,12 @@ TEST(UidRegistry, GrantRecordsKeepTheirRootsAndSkipDamagedRootLines) {
   ASSERT_EQ(read.size(), 1u);
   EXPECT_EQ(read[0].roots, record.roots);
   EXPECT_TRUE(read[0].cross_mounts);
+  EXPECT_TRUE(read[0].by_path);
+  // Kept once set, as cross_mounts is.
+  GrantRecord again = record;
+  again.by_path = false;
+  registry.add_grant_record(again);
+  EXPECT_TRUE(registry.grant_records(kFirst).at(0).by_path);
 
   std::filesystem::path dir = f.locations.state_dir / "grants" / std::to_string(kFirst);
   std::filesystem::path file = std::filesystem::directory_iterator(dir)->path();
