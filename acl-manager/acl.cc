@@ -356,10 +356,11 @@ MovedRoots reopen_moved(const std::vector<RecordedRoot>& recorded, const std::fi
       using State = detail::ReopenedRoot::State;
       if (now.state == State::absent || now.state == State::unknown) {
         moved.unknown.push_back(fmt::format(
-            "{}: the directory granted under this path (inode {}) cannot be looked for: {}; the record is kept "
-            "(mount its filesystem and run this again; if it is gone for good, `vmwarden acl forget` takes it "
-            "out of the record)",
-            tree.string(), root.inode, now.why));
+            "{}: the directory granted under this path (inode {}) cannot be looked for: {}; the record is kept{}",
+            tree.string(), root.inode, now.why,
+            now.state == State::absent ? " (mount its filesystem and run this again; if it is gone for good, "
+                                         "`vmwarden acl forget` takes it out of the record)"
+                                       : ""));
         if (now.state == State::absent) {
           moved.absent.push_back(root);
         } else {
@@ -454,18 +455,20 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
     by_path = record.by_path || record.roots.empty();
   }
   MovedRoots moved = reopen_moved(recorded, tree, root);
-  if (!root && moved.found.empty() && moved.unknown.empty()) {
-    // Nothing granted as the path is left: the path is gone or something
-    // else, and every directory the record names is known to be gone. A
-    // record that knows the tree by its path alone is dropped only if the
-    // path is gone; without a record, it is the user's mistake.
-    bool missing = false;
+  bool missing = false;
+  if (!root) {
     try {
       std::rethrow_exception(unopened);
     } catch (const MissingTree&) {
       missing = true;
     } catch (...) {
     }
+  }
+  if (!root && moved.found.empty() && moved.unknown.empty()) {
+    // Nothing granted as the path is left: the path is gone or something
+    // else, and every directory the record names is known to be gone. A
+    // record that knows the tree by its path is dropped only if the path
+    // is gone; without a record, it is the user's mistake.
     if (!has_record || (by_path && !missing)) std::rethrow_exception(unopened);
     log::warning("{}; nothing granted as it is left, and its grant record is {}", message_of(unopened),
                  options.dry_run ? "kept (dry run)" : "dropped");
@@ -481,6 +484,12 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   for (const std::string& why : moved.unknown) {
     ++report.failed;
     report.errors.push_back(why);
+  }
+  if (!root && by_path && !missing) {
+    // Something else is at the path of a tree the record knows by its
+    // path: the tree may be that moved aside, its entries out of reach.
+    ++report.failed;
+    report.errors.push_back(message_of(unopened) + "; the record knows the tree by its path, and is kept");
   }
   // Where the path's filesystem has no POSIX ACLs, no entry can be there (a
   // record from before grant checked this), and no VM was ever given the
@@ -530,8 +539,11 @@ std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path
                                  uid));
   }
   UniqueFd root;
+  bool path_missing = false;
   try {
     root = open_tree(tree);
+  } catch (const MissingTree&) {
+    path_missing = true;
   } catch (const UsageError&) {
   }
   MovedRoots moved = reopen_moved(found->roots, tree, root);
@@ -557,10 +569,13 @@ std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path
     return std::any_of(moved.absent.begin(), moved.absent.end(),
                        [&](const RecordedRoot& absent) { return absent.same_directory(candidate); });
   });
-  struct stat st;
-  bool path_there = ::lstat(tree.c_str(), &st) == 0;
-  registry.remove_grant_record(uid, tree);
-  if (!kept.roots.empty() || (kept.by_path && path_there) || root) registry.add_grant_record(kept);
+  // Rewritten in place (one atomic rename), never removed and written
+  // again: a crash in between would lose what the record still covers.
+  if (!kept.roots.empty() || (kept.by_path && !path_missing)) {
+    registry.add_grant_record(kept);
+  } else {
+    registry.remove_grant_record(uid, tree);
+  }
   return moved.absent.size();
 }
 

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
@@ -24,7 +25,7 @@
 namespace vmwarden::acl::detail {
 namespace {
 
-// FS_IOC_GETFSUUID (Linux 6.8), not in every libc's headers yet.
+// FS_IOC_GETFSUUID (Linux 6.9), not in every libc's headers yet.
 struct FsUuid {
   __u8 len;
   __u8 uuid[16];
@@ -110,6 +111,23 @@ std::string current_boot() {
   return boot;
 }
 
+// The id of the mount `fd` is on, as mountinfo lists it (fdinfo's mnt_id).
+int mount_id_of(int fd) {
+  UniqueFd info(::open(fmt::format("/proc/self/fdinfo/{}", fd).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!info) return -1;
+  char text[1024];
+  ssize_t length = ::read(info.get(), text, sizeof text - 1);
+  if (length <= 0) return -1;
+  std::string_view content(text, static_cast<std::size_t>(length));
+  std::size_t at = content.find("mnt_id:");
+  if (at == std::string_view::npos) return -1;
+  at += 7;
+  while (at < content.size() && (content[at] == ' ' || content[at] == '\t')) ++at;
+  int id = -1;
+  std::from_chars(content.data() + at, content.data() + content.size(), id);
+  return id;
+}
+
 // A directory opened only if no symlink is on the way (mountinfo shows
 // resolved paths; one there now was put there since).
 UniqueFd open_directory(const std::filesystem::path& path) {
@@ -169,18 +187,42 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
   handle->handle_type = root.handle_type;
   std::memcpy(handle->f_handle, root.handle.data(), root.handle.size());
 
+  // Each listed mount of the family either decodes the handle, or is
+  // another filesystem (opened by its path, not covered, with another id),
+  // or leaves the directory's fate unknown.
+  std::string unknown;
   std::string mountinfo = read_mountinfo();
-  // A mount that may be of the recorded filesystem but cannot be reached by
-  // its path (another mount covers it): listed on the recorded device.
-  bool maybe_covered = false;
   for (std::string_view name : type_family(root.fs_type)) {
     for (const MountPoint& mount_point : mount_points_of_type(mountinfo, name)) {
+      // A mount that cannot be reached by its path (covered by another, or
+      // not openable) is told apart by its device number alone: the
+      // recorded one may be the filesystem's. Another one is not a tmpfs's
+      // (a live tmpfs keeps its device number, and this is its boot), but
+      // may be a disk filesystem's whose number changed since its grant.
+      auto unreachable = [&](std::string_view why) {
+        if (mount_point.device == root.device || root.boot.empty())
+          unknown = fmt::format("the mount on {} {}", mount_point.path, why);
+      };
       UniqueFd mount = open_directory(mount_point.path);
+      if (!mount) {
+        unreachable("cannot be opened");
+        continue;
+      }
+      if (mount_id_of(mount.get()) != mount_point.id) {
+        unreachable("is covered by another mount");
+        continue;
+      }
       // Only the recorded filesystem decodes its handle: another one could
       // take the same bytes for one of its own directories, or call a stale
       // handle what is only foreign to it.
-      if (!mount || identity_of(mount.get(), *type) != root.fs_id) {
-        maybe_covered = maybe_covered || mount_point.device == root.device;
+      std::string id = identity_of(mount.get(), *type);
+      if (id.empty()) {
+        unknown = fmt::format("the filesystem on {} gives no id to tell it by", mount_point.path);
+        continue;
+      }
+      if (id != root.fs_id) continue;
+      if (mount_point.idmapped) {
+        unknown = fmt::format("its filesystem is mounted on {} idmapped, which is not used", mount_point.path);
         continue;
       }
       UniqueFd dir(::open_by_handle_at(mount.get(), handle, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -210,11 +252,11 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
       return reopened;
     }
   }
-  if (maybe_covered) {
+  if (!unknown.empty()) {
     reopened.state = ReopenedRoot::State::unknown;
-    reopened.why = "a mount of its device is listed but cannot be reached by its path (covered by another mount?)";
+    reopened.why = unknown;
   } else {
-    reopened.why = "no mount of its filesystem is listed here";
+    reopened.why = "no mount of its filesystem is listed in this mount namespace";
   }
   return reopened;
 }

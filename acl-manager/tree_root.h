@@ -24,9 +24,10 @@ struct ReopenedRoot {
   enum class State {
     found,    // `dir` is the recorded directory
     gone,     // its filesystem says it no longer exists (a stale handle, a tmpfs of an earlier boot)
-    absent,   // no mount of its filesystem is listed here (unmounted, unplugged): unknown
-    unknown,  // a mount that may be of its filesystem cannot be reached (covered), or the
-              // handle opened something else: unknown
+    absent,   // no mount of its filesystem is listed in this mount namespace (unmounted,
+              // unplugged), and every listed mount of its type is told apart: unknown
+    unknown,  // a mount of its type cannot be told apart (covered by another, unopenable,
+              // without an id, idmapped), or the handle opened something else: unknown
   };
   State state = State::absent;
   std::string why;    // absent, unknown: for messages

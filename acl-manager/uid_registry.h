@@ -67,9 +67,12 @@ struct RecordedRoot {
   // The same directory: the same handle on the same filesystem, whatever
   // device number the filesystem has had since.
   bool same_directory(const RecordedRoot& other) const {
-    return fs_type == other.fs_type && fs_id == other.fs_id && handle_type == other.handle_type &&
+    return fs_family() == other.fs_family() && fs_id == other.fs_id && handle_type == other.handle_type &&
            handle == other.handle;
   }
+  // One driver mounts ext2, ext3 and ext4: the same filesystem may be listed
+  // under any of the three.
+  std::string_view fs_family() const { return fs_type == "ext2" || fs_type == "ext3" ? "ext4" : fs_type; }
 };
 
 struct GrantRecord {

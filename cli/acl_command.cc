@@ -100,8 +100,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   auto forget_options = std::make_shared<TreeOptions>();
   CLI::App* forget = acl->add_subcommand(
       "forget",
-      "Take out of UID's grant record for PATH the directories whose filesystem is not mounted here (a "
-      "disk that will not come back), without walking anything; revoke and sweep otherwise keep failing "
+      "Take out of UID's grant record for PATH the directories whose filesystem is not mounted in this "
+      "mount namespace (a disk that will not come back), without walking anything; revoke and sweep otherwise keep failing "
       "on them and keep the record. The record goes if nothing else is left of it; whatever else it "
       "covers is left for revoke. Any entries of UID still on that filesystem are then unknown to "
       "vmwarden; a single-use UID left without records goes back to the pool at the next sweep. Refused "
@@ -131,8 +131,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "the file handle in its record and swept where it is now (of the dead UIDs whose records name it "
       "only). A tree of which nothing is left (its path gone or something else now, its recorded "
       "directories removed) loses the dead UIDs' records; one that fails otherwise (e.g. a symlink in "
-      "its place where the record has no file handle, or a recorded directory whose filesystem is not "
-      "mounted here: see forget) keeps them, is reported, and the other trees are still swept (exit "
+      "its place where the record knows the tree by its path, or a recorded directory whose filesystem "
+      "is not mounted here: see forget) keeps them, is reported, and the other trees are still swept (exit "
       "status 1).");
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
   sweep->callback([&globals, dry_run] {

@@ -118,20 +118,20 @@ static dev_t parse_device(std::string_view text) {
   std::size_t colon = text.find(':');
   if (colon == std::string_view::npos) return 0;
   unsigned major_number = 0, minor_number = 0;
-  auto [end1, error1] = std::from_chars(text.data(), text.data() + colon, major_number);
-  auto [end2, error2] = std::from_chars(text.data() + colon + 1, text.data() + text.size(), minor_number);
-  if (error1 != std::errc() || error2 != std::errc()) return 0;
+  std::from_chars(text.data(), text.data() + colon, major_number);
+  std::from_chars(text.data() + colon + 1, text.data() + text.size(), minor_number);
   return makedev(major_number, minor_number);
 }
 
 std::vector<MountPoint> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type) {
-  // Ranked: the filesystem's root before a subdirectory of it, writable
-  // before read-only.
-  std::vector<MountPoint> ranked[4];
+  std::vector<MountPoint> ranked[5];
   for_each_mount(mountinfo, [&](const MountLine& mount) {
-    if (mount.fs_type != fs_type || has_option(mount.options, "idmapped")) return;
-    int rank = (mount.root == "/" ? 0 : 2) + (has_option(mount.options, "ro") ? 1 : 0);
-    ranked[rank].push_back({unescape(mount.mount_point), parse_device(mount.device)});
+    if (mount.fs_type != fs_type) return;
+    bool idmapped = has_option(mount.options, "idmapped");
+    int rank = idmapped ? 4 : (mount.root == "/" ? 0 : 2) + (has_option(mount.options, "ro") ? 1 : 0);
+    int id = 0;
+    std::from_chars(mount.id.data(), mount.id.data() + mount.id.size(), id);
+    ranked[rank].push_back({unescape(mount.mount_point), id, parse_device(mount.device), idmapped});
   });
   std::vector<MountPoint> points;
   for (const auto& group : ranked) points.insert(points.end(), group.begin(), group.end());

@@ -20,14 +20,15 @@ std::string read_mountinfo();
 // (relative to this process's root).
 bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path);
 
-// The mount points of filesystems of type `fs_type` ("ext4"): mounts of a
+// The mounts of filesystems of type `fs_type` ("ext4"): mounts of a
 // filesystem's root directory first (a bind mount of a subdirectory shows
-// less of it), writable ones before read-only ones; idmapped mounts (which
-// would change the ids read and written through them) left out. Unescaped,
-// as the kernel prints them.
+// less of it), writable ones before read-only ones, idmapped ones (which
+// change the ids read and written through them) last.
 struct MountPoint {
-  std::string path;  // unescaped
-  dev_t device = 0;  // MAJ:MIN, as stat reports the filesystem's
+  std::string path;  // unescaped, as the kernel prints it
+  int id = 0;        // mountinfo's first field (fdinfo's mnt_id)
+  dev_t device = 0;  // MAJ:MIN: the filesystem's st_dev (not a btrfs subvolume's)
+  bool idmapped = false;
 };
 std::vector<MountPoint> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type);
 

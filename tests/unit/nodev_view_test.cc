@@ -37,7 +37,7 @@ TEST(NodevView, UnbindableMountsAtOrBelowThePathAreFound) {
   EXPECT_FALSE(has_unbindable_mount_at_or_below("", "/"));
 }
 
-TEST(Mountinfo, MountPointsOfATypeListWritableMountsOfARootFirst) {
+TEST(Mountinfo, MountsOfATypeListWritableMountsOfARootFirstAndIdmappedLast) {
   const char* mountinfo =
       "27 1 254:0 /srv /home/a\\040b rw,relatime - ext4 /dev/vda rw\n"
       "26 1 254:0 / /mnt/ro ro,relatime - ext4 /dev/vda rw\n"
@@ -52,9 +52,11 @@ TEST(Mountinfo, MountPointsOfATypeListWritableMountsOfARootFirst) {
     return out;
   };
   std::vector<MountPoint> ext4 = mount_points_of_type(mountinfo, "ext4");
-  EXPECT_EQ(paths(ext4), (std::vector<std::string>{"/", "/mnt/again", "/mnt/ro", "/home/a b"}));
-  ASSERT_EQ(ext4.size(), 4u);
-  EXPECT_EQ(ext4[1].device, makedev(254, 2));
+  EXPECT_EQ(paths(ext4), (std::vector<std::string>{"/", "/mnt/again", "/mnt/ro", "/home/a b", "/mnt/mapped"}));
+  ASSERT_EQ(ext4.size(), 5u);
+  EXPECT_EQ(ext4[1].id, 30);
+  EXPECT_FALSE(ext4[1].idmapped);
+  EXPECT_TRUE(ext4[4].idmapped) << "idmapped mounts come last, marked";
   EXPECT_EQ(paths(mount_points_of_type(mountinfo, "ext2")), (std::vector<std::string>{"/boot"}));
   EXPECT_TRUE(mount_points_of_type(mountinfo, "xfs").empty());
   EXPECT_EQ(filesystem_type_of_mount(mountinfo, 31), "tmpfs") << "the type, not the source";
