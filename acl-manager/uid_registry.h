@@ -72,7 +72,10 @@ struct RecordedRoot {
   }
   // One driver mounts ext2, ext3 and ext4: the same filesystem may be listed
   // under any of the three.
-  std::string_view fs_family() const { return fs_type == "ext2" || fs_type == "ext3" ? "ext4" : fs_type; }
+  std::string_view fs_family() const {
+    if (fs_type == "ext2" || fs_type == "ext3") return "ext4";
+    return fs_type;
+  }
 };
 
 struct GrantRecord {
