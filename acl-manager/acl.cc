@@ -189,11 +189,8 @@ UniqueFd open_tree(const std::filesystem::path& tree) {
   if (tree.string().find('\n') != std::string::npos) {
     throw UsageError("a tree path must not contain a newline");
   }
-  open_how how{};
-  how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  long fd = syscall(SYS_openat2, AT_FDCWD, tree.c_str(), &how, sizeof how);
-  if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+  UniqueFd root = detail::open_directory_without_symlinks(tree);
+  if (root) return root;
   int error = errno;
   switch (error) {
     case ENOENT: throw MissingTree(fmt::format("{}: no such directory", tree.string()));
@@ -333,6 +330,7 @@ struct MovedRoots {
 MovedRoots reopen_moved(const std::vector<RecordedRoot>& recorded, const std::filesystem::path& tree,
                         const UniqueFd& at_path) {
   MovedRoots moved;
+  if (recorded.empty()) return moved;
   std::optional<RecordedRoot> here;
   std::set<std::pair<dev_t, ino_t>> walked;  // live directories, so none is walked twice
   struct stat st;

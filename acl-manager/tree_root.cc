@@ -1,6 +1,7 @@
 #include "acl-manager/tree_root.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <linux/types.h>
 #include <sys/ioctl.h>
@@ -20,6 +21,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "acl-manager/store.h"
 #include "common/mountinfo.h"
 
 namespace vmwarden::acl::detail {
@@ -41,17 +43,16 @@ constexpr unsigned long kGetFsUuid = _IOR(0x15, 0, FsUuid);
 // hang) and FUSE (whose daemon decides what a handle opens) are not among
 // them: their trees are known by their path alone.
 struct HandledType {
-  std::string_view name;
+  std::string_view name;  // as recorded; ext2 and ext3 are recorded as ext4 (one driver, one magic)
+  std::uint64_t magic;    // statfs f_type
   bool fsid_is_uuid;
 };
-constexpr std::array<HandledType, 8> kHandledTypes = {{{"ext2", true},
-                                                       {"ext3", true},
-                                                       {"ext4", true},
-                                                       {"tmpfs", true},
-                                                       {"xfs", false},
-                                                       {"btrfs", false},
-                                                       {"f2fs", false},
-                                                       {"bcachefs", false}}};
+constexpr std::array<HandledType, 6> kHandledTypes = {{{"ext4", EXT4_SUPER_MAGIC, true},
+                                                       {"tmpfs", TMPFS_MAGIC, true},
+                                                       {"xfs", XFS_SUPER_MAGIC, false},
+                                                       {"btrfs", BTRFS_SUPER_MAGIC, false},
+                                                       {"f2fs", F2FS_SUPER_MAGIC, false},
+                                                       {"bcachefs", 0xca451a4e, false}}};
 
 const HandledType* handled_type(std::string_view name) {
   for (const HandledType& type : kHandledTypes) {
@@ -63,7 +64,7 @@ const HandledType* handled_type(std::string_view name) {
 // The names a filesystem of type `name` may be mounted under (one driver
 // mounts ext2, ext3 and ext4).
 std::vector<std::string_view> type_family(std::string_view name) {
-  if (name == "ext2" || name == "ext3" || name == "ext4") return {"ext4", "ext3", "ext2"};
+  if (name == "ext4") return {"ext4", "ext3", "ext2"};
   return {name};
 }
 
@@ -101,14 +102,10 @@ std::string identity_of(int fd, const HandledType& type) {
 }
 
 std::string current_boot() {
-  UniqueFd fd(::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC));
-  if (!fd) throw_errno("open", "/proc/sys/kernel/random/boot_id");
-  char text[64];
-  ssize_t length = ::read(fd.get(), text, sizeof text);
-  if (length <= 0) throw_errno("read", "/proc/sys/kernel/random/boot_id");
-  std::string boot(text, static_cast<std::size_t>(length));
-  while (!boot.empty() && boot.back() == '\n') boot.pop_back();
-  return boot;
+  std::optional<std::string> boot = read_small_file("/proc/sys/kernel/random/boot_id");
+  if (!boot) throw_errno("read", "/proc/sys/kernel/random/boot_id");
+  while (!boot->empty() && boot->back() == '\n') boot->pop_back();
+  return *boot;
 }
 
 // The id of the mount `fd` is on, as mountinfo lists it (fdinfo's mnt_id).
@@ -128,19 +125,24 @@ int mount_id_of(int fd) {
   return id;
 }
 
-// A directory opened only if no symlink is on the way (mountinfo shows
-// resolved paths; one there now was put there since).
-UniqueFd open_directory(const std::filesystem::path& path) {
+}  // namespace
+
+UniqueFd open_directory_without_symlinks(const std::filesystem::path& path) {
   open_how how{};
-  how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
   how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   long fd = syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
   return UniqueFd(fd < 0 ? -1 : static_cast<int>(fd));
 }
 
-}  // namespace
-
 std::optional<RecordedRoot> record_root(int dir_fd, const std::filesystem::path& tree) {
+  struct statfs fs;
+  check(::fstatfs(dir_fd, &fs), "statfs", tree.string());
+  const HandledType* type = nullptr;
+  for (const HandledType& candidate : kHandledTypes) {
+    if (candidate.magic == static_cast<std::uint64_t>(fs.f_type)) type = &candidate;
+  }
+  if (type == nullptr) return std::nullopt;
   struct stat st;
   check(::fstat(dir_fd, &st), "fstat", tree.string());
   HandleBuffer buffer;
@@ -155,9 +157,7 @@ std::optional<RecordedRoot> record_root(int dir_fd, const std::filesystem::path&
     return std::nullopt;
   }
   RecordedRoot root;
-  root.fs_type = filesystem_type_of_mount(read_mountinfo(), mount_id);
-  const HandledType* type = handled_type(root.fs_type);
-  if (type == nullptr) return std::nullopt;
+  root.fs_type = std::string(type->name);
   root.fs_id = identity_of(dir_fd, *type);
   if (root.fs_id.empty()) return std::nullopt;
   if (root.fs_type == "tmpfs") root.boot = current_boot();
@@ -203,7 +203,7 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
         if (mount_point.device == root.device || root.boot.empty())
           unknown = fmt::format("the mount on {} {}", mount_point.path, why);
       };
-      UniqueFd mount = open_directory(mount_point.path);
+      UniqueFd mount = open_directory_without_symlinks(mount_point.path);
       if (!mount) {
         unreachable("cannot be opened");
         continue;

@@ -14,6 +14,10 @@
 
 namespace vmwarden::acl::detail {
 
+// `path` opened O_RDONLY|O_DIRECTORY if no symlink is anywhere on the way
+// (openat2 RESOLVE_NO_SYMLINKS); empty, with errno set, otherwise.
+UniqueFd open_directory_without_symlinks(const std::filesystem::path& path);
+
 // The directory open as `dir_fd` (known as `tree`), for its grant record.
 // Empty, which leaves the record to its path, unless the directory is on a
 // local filesystem of a kind listed in doc/ACL.md that has a non-zero id
@@ -36,8 +40,8 @@ struct ReopenedRoot {
 };
 
 // Opens the recorded directory again (needs CAP_DAC_READ_SEARCH) through a
-// mount of its filesystem: one of the recorded type (ext2/3/4 counting as
-// one) in /proc/self/mountinfo whose filesystem has the recorded id, so
+// mount of its filesystem: one of the recorded type (ext4 standing for
+// ext2 and ext3 too) in /proc/self/mountinfo whose filesystem has the recorded id, so
 // that no other filesystem is ever given the handle to decode. Throws
 // SystemError when the kernel refuses for another reason than a stale
 // handle.

@@ -58,7 +58,7 @@ struct UidInfo {
 struct RecordedRoot {
   dev_t device = 0;     // as it was at the grant (for messages)
   ino_t inode = 0;      // likewise
-  std::string fs_type;  // as mountinfo names it: "ext4"
+  std::string fs_type;  // "ext4" (for ext2 and ext3 too), "tmpfs", "xfs", "btrfs", "f2fs", "bcachefs"
   std::string fs_id;    // "uuid:HEX" (FS_IOC_GETFSUUID) or "fsid:HEX" (statfs f_fsid)
   std::string boot;     // tmpfs: the boot it was granted in (a tmpfs does not outlive it); else empty
   int handle_type = 0;
@@ -67,14 +67,8 @@ struct RecordedRoot {
   // The same directory: the same handle on the same filesystem, whatever
   // device number the filesystem has had since.
   bool same_directory(const RecordedRoot& other) const {
-    return fs_family() == other.fs_family() && fs_id == other.fs_id && handle_type == other.handle_type &&
+    return fs_type == other.fs_type && fs_id == other.fs_id && handle_type == other.handle_type &&
            handle == other.handle;
-  }
-  // One driver mounts ext2, ext3 and ext4: the same filesystem may be listed
-  // under any of the three.
-  std::string_view fs_family() const {
-    if (fs_type == "ext2" || fs_type == "ext3") return "ext4";
-    return fs_type;
   }
 };
 

@@ -138,12 +138,4 @@ std::vector<MountPoint> mount_points_of_type(std::string_view mountinfo, std::st
   return points;
 }
 
-std::string filesystem_type_of_mount(std::string_view mountinfo, int mount_id) {
-  std::string wanted = std::to_string(mount_id), type;
-  for_each_mount(mountinfo, [&](const MountLine& mount) {
-    if (mount.id == wanted) type = mount.fs_type;
-  });
-  return type;
-}
-
 }  // namespace vmwarden

@@ -32,8 +32,4 @@ struct MountPoint {
 };
 std::vector<MountPoint> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type);
 
-// The filesystem type of the mount with ID `mount_id` (mountinfo's first
-// field, as name_to_handle_at(2) gives it); empty if it is not listed.
-std::string filesystem_type_of_mount(std::string_view mountinfo, int mount_id);
-
 }  // namespace vmwarden
