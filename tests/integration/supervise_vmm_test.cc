@@ -167,10 +167,22 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
 
   // Each service has a mount namespace, and so a /tmp, of its own: neither
   // the warden's nor the other's.
-  pid_t vmm_pid = find(backend.process).first, daemon_pid = find("fake-virtiofsd").first;
+  // A process seen in a listing may be gone by the time its status is
+  // read (one that matched while the VMM service was still starting): the
+  // running VMM is the one whose status can be read.
+  pid_t vmm_pid = 0, daemon_pid = find("fake-virtiofsd").first;
+  std::string vmm_status;
+  for (auto deadline = Clock::now() + 5s; Clock::now() < deadline && vmm_status.empty();) {
+    vmm_pid = find(backend.process).first;
+    try {
+      if (vmm_pid > 0) vmm_status = testing::read_file(fmt::format("/proc/{}/status", vmm_pid));
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
   ASSERT_GT(vmm_pid, 0);
   ASSERT_GT(daemon_pid, 0);
-  std::string vmm_status = testing::read_file(fmt::format("/proc/{}/status", vmm_pid));
+  ASSERT_FALSE(vmm_status.empty());
   size_t ppid_at = vmm_status.find("PPid:");
   ASSERT_NE(ppid_at, std::string::npos);
   pid_t warden_pid = std::atoi(vmm_status.c_str() + ppid_at + 5);
