@@ -84,6 +84,21 @@ std::filesystem::path make_two_trees(const Env& env, const char* name) {
   return second;
 }
 
+// What most record tests start from: a tree of `dirs` x `files` at
+// env.tree granted `access` to one UID, the alias `alias` if given, else a
+// single-use UID. Taken apart with `auto& [env, registry, uid] = ...`.
+struct GrantedTree {
+  Env env;
+  UidRegistry registry{env.locations};
+  uid_t uid;
+
+  GrantedTree(int dirs, int files, Access access, const char* alias = nullptr) {
+    make_tree(env.tree, dirs, files);
+    uid = alias ? registry.allocate_alias(alias) : registry.allocate_single_use();
+    grant(registry, uid, env.tree, access);
+  }
+};
+
 // A small script owned by owner:group at `mode`, set-ID bits included (a
 // plain chmod after the chown: a chown clears them).
 void write_owned_file(const std::filesystem::path& file, uid_t owner, gid_t group, mode_t mode) {
@@ -589,11 +604,8 @@ TEST(AclMounts, RevokeCrossesMountsWhenTheRecordSaysSo) {
 }
 
 TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
-  Env env;
-  make_tree(env.tree, 20, 25);
-  UidRegistry registry(env.locations);
-  uid_t keep = registry.allocate_alias("keep");
-  grant(registry, keep, env.tree, Access::ro);
+  GrantedTree granted(20, 25, Access::ro, "keep");
+  auto& [env, registry, keep] = granted;
 
   std::mt19937 random(std::random_device{}());
   std::vector<uid_t> single_use;        // printed by completed `uid alloc`
@@ -1163,11 +1175,8 @@ TEST(AclNoAclSupport, RevokeDropsTheRecordOfATreeWithoutAcls) {
 // good one is cleaned and its record dropped, the bad one is reported and
 // keeps its record.
 TEST(AclSweep, ATreeThatFailsIsReportedAndTheOthersAreStillSwept) {
-  Env env;
-  make_tree(env.tree, 1, 2);
-  UidRegistry registry(env.locations);
-  uid_t dead = registry.allocate_single_use();
-  grant(registry, dead, env.tree, Access::ro);
+  GrantedTree granted(1, 2, Access::ro);
+  auto& [env, registry, dead] = granted;
   registry.add_grant_record(GrantRecord{dead, "/proc", Access::ro, false});
   auto swept = env.vmwarden({"acl", "sweep"});
   EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
@@ -1227,11 +1236,8 @@ TEST(AclSweep, ATreeRenamedAwayIsSweptWhereItIsNow) {
 // known by its path alone, so a symlink in its place may hide its entries.
 // The record stays and the sweep fails.
 TEST(AclSweep, ATreeKnownByItsPathAloneAndReplacedByASymlinkKeepsItsRecord) {
-  Env env;
-  make_tree(env.tree, 1, 2);
-  UidRegistry registry(env.locations);
-  uid_t dead = registry.allocate_single_use();
-  grant(registry, dead, env.tree, Access::ro);
+  GrantedTree granted(1, 2, Access::ro);
+  auto& [env, registry, dead] = granted;
   std::vector<GrantRecord> records = registry.grant_records(dead);
   ASSERT_EQ(records.size(), 1u);
   ASSERT_EQ(records[0].roots.size(), 1u) << "a grant records its directory's file handle";
@@ -1255,11 +1261,8 @@ TEST(AclSweep, ATreeKnownByItsPathAloneAndReplacedByASymlinkKeepsItsRecord) {
 // another directory took the path (that one is revoked too, being what
 // was asked for).
 TEST(AclRevoke, ATreeRenamedAwayIsRevokedWhereItIsNow) {
-  Env env;
-  make_tree(env.tree, 1, 2);
-  UidRegistry registry(env.locations);
-  uid_t alias = registry.allocate_alias("renamed");
-  grant(registry, alias, env.tree, Access::rw);
+  GrantedTree granted(1, 2, Access::rw, "renamed");
+  auto& [env, registry, alias] = granted;
   std::filesystem::path moved = env.temp / "moved";
   std::filesystem::rename(env.tree, moved);
 
@@ -1331,11 +1334,8 @@ RecordedRoot recorded_root(const UidRegistry& registry, uid_t uid) {
 // apart), tried first. The sweep still finds the live directory and clears
 // the dead UID's entries there, and nothing else does.
 TEST(AclSweep, ATreeRenamedAwayIsFoundPastAStaleHandleOfTheSameInodeNumber) {
-  Env env;
-  make_tree(env.tree, 1, 2);
-  UidRegistry registry(env.locations);
-  uid_t dead = registry.allocate_single_use();
-  grant(registry, dead, env.tree, Access::ro);
+  GrantedTree granted(1, 2, Access::ro);
+  auto& [env, registry, dead] = granted;
   RecordedRoot live = recorded_root(registry, dead);
   RecordedRoot stale = live;
   ASSERT_FALSE(stale.handle.empty());
@@ -1357,11 +1357,8 @@ TEST(AclSweep, ATreeRenamedAwayIsFoundPastAStaleHandleOfTheSameInodeNumber) {
 // the tree fails and keeps its records, with a symlink at its path and with
 // its path removed.
 TEST(AclSweep, ADirectoryThatCannotBeLookedForKeepsItsRecords) {
-  Env env;
-  make_tree(env.tree, 1, 2);
-  UidRegistry registry(env.locations);
-  uid_t dead = registry.allocate_single_use();
-  grant(registry, dead, env.tree, Access::ro);
+  GrantedTree granted(1, 2, Access::ro);
+  auto& [env, registry, dead] = granted;
   RecordedRoot elsewhere = recorded_root(registry, dead);
   elsewhere.fs_id = "uuid:0123456789abcdef0123456789abcdef";
   rewrite_roots(registry, dead, env.tree, {elsewhere});
@@ -1454,11 +1451,8 @@ TEST(AclSweep, ATmpfsOfAnEarlierBootIsGone) {
 // forgotten on request. Refused while anything it covers can be reached,
 // while the UID is leased, and without such a record.
 TEST(AclForget, ARecordOfAFilesystemGoneForGoodIsDroppedOnRequestOnly) {
-  Env env;
-  make_tree(env.tree, 1, 1);
-  UidRegistry registry(env.locations);
-  uid_t dead = registry.allocate_single_use();
-  grant(registry, dead, env.tree, Access::ro);
+  GrantedTree granted(1, 1, Access::ro);
+  auto& [env, registry, dead] = granted;
   std::string uid = std::to_string(dead);
   auto refused = env.vmwarden({"acl", "forget", "--uid", uid, env.tree.string()});
   EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
@@ -1535,11 +1529,8 @@ TEST(AclForget, AMountCoveredByAnotherIsNotTakenForAbsent) {
 // clears it where it is now, but with something else at the path of a
 // tree partly known by its path, the record stays (a failure), as in sweep.
 TEST(AclRevoke, ARecordPartlyByPathStaysWhileSomethingElseIsAtThePath) {
-  Env env;
-  make_tree(env.tree, 1, 1);
-  UidRegistry registry(env.locations);
-  uid_t alias = registry.allocate_alias("partly-by-path");
-  grant(registry, alias, env.tree, Access::ro);
+  GrantedTree granted(1, 1, Access::ro, "partly-by-path");
+  auto& [env, registry, alias] = granted;
   std::vector<GrantRecord> records = registry.grant_records(alias);
   ASSERT_EQ(records.size(), 1u);
   records[0].by_path = true;
@@ -1561,11 +1552,8 @@ TEST(AclRevoke, ARecordPartlyByPathStaysWhileSomethingElseIsAtThePath) {
 // revoke, which then succeeds. Refused while the kernel will not say what
 // became of a directory.
 TEST(AclForget, OnlyDirectoriesOutOfReachLeaveTheRecord) {
-  Env env;
-  make_tree(env.tree, 1, 1);
-  UidRegistry registry(env.locations);
-  uid_t alias = registry.allocate_alias("partly");
-  grant(registry, alias, env.tree, Access::ro);
+  GrantedTree granted(1, 1, Access::ro, "partly");
+  auto& [env, registry, alias] = granted;
   RecordedRoot here = recorded_root(registry, alias);
   RecordedRoot unplugged = here;
   unplugged.fs_id = "fsid:0123456789abcdef";
@@ -1598,11 +1586,8 @@ TEST(AclForget, OnlyDirectoriesOutOfReachLeaveTheRecord) {
 // directories removed, nothing shows the grant is gone. Sweep fails and
 // keeps the record, revoke refuses the symlink, forget has nothing to take.
 TEST(AclSweep, ARecordPartlyByPathKeepsItWhileSomethingElseIsAtThePath) {
-  Env env;
-  make_tree(env.tree, 1, 1);
-  UidRegistry registry(env.locations);
-  uid_t dead = registry.allocate_single_use();
-  grant(registry, dead, env.tree, Access::ro);
+  GrantedTree granted(1, 1, Access::ro);
+  auto& [env, registry, dead] = granted;
   std::vector<GrantRecord> records = registry.grant_records(dead);
   ASSERT_EQ(records.size(), 1u);
   records[0].by_path = true;
@@ -1664,11 +1649,8 @@ TEST(AclSweep, ARecordedDirectoryThatFailsDoesNotStopTheWalkAtThePath) {
 // the directory granted, renamed away, is still revoked, and only then does
 // the record go.
 TEST(AclRevoke, ATreeRenamedAwayIsRevokedWhereItsPathNowHasNoAcls) {
-  Env env;
-  make_tree(env.tree, 1, 2);
-  UidRegistry registry(env.locations);
-  uid_t alias = registry.allocate_alias("ramfs");
-  grant(registry, alias, env.tree, Access::rw);
+  GrantedTree granted(1, 2, Access::rw, "ramfs");
+  auto& [env, registry, alias] = granted;
   std::filesystem::path moved = env.temp / "moved";
   std::filesystem::rename(env.tree, moved);
   std::filesystem::create_directory(env.tree);
@@ -1688,11 +1670,8 @@ TEST(AclRevoke, ATreeRenamedAwayIsRevokedWhereItsPathNowHasNoAcls) {
 // A record is plain text: the root line gives the device, the inode and the
 // file handle, and an earlier directory is dropped from it once removed.
 TEST(AclRecords, TheRecordNamesTheGrantedDirectoryAndForgetsRemovedOnes) {
-  Env env;
-  make_tree(env.tree, 1, 1);
-  UidRegistry registry(env.locations);
-  uid_t alias = registry.allocate_alias("recorded");
-  grant(registry, alias, env.tree, Access::ro);
+  GrantedTree granted(1, 1, Access::ro, "recorded");
+  auto& [env, registry, alias] = granted;
   std::filesystem::path dir = env.locations.state_dir / "grants" / std::to_string(alias);
   std::vector<std::string> names;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) names.push_back(entry.path().filename());
@@ -1725,11 +1704,8 @@ struct WithUnknownDType {
 // On a filesystem without d_type, a name whose own ACL is already right may
 // still be a directory with work below it: the walk must enter it.
 TEST(AclUnknownType, ADirectoryWhoseOwnAclIsRightIsStillEntered) {
-  Env env;
-  make_tree(env.tree, 1, 2);
-  UidRegistry registry(env.locations);
-  uid_t uid = registry.allocate_alias("untyped");
-  grant(registry, uid, env.tree, Access::ro);
+  GrantedTree granted(1, 2, Access::ro, "untyped");
+  auto& [env, registry, uid] = granted;
   // Moved in after the grant: a rename keeps its (lack of an) ACL.
   testing::write_file(env.temp / "newcomer", "x");
   std::filesystem::rename(env.temp / "newcomer", env.tree / "d0/sub/newcomer");
