@@ -40,12 +40,16 @@ HttpResponse http_request(const std::filesystem::path& socket, uid_t peer_uid, s
     if (header_end == std::string::npos && (header_end = text.find("\r\n\r\n")) != std::string::npos) {
       header_end += 4;
       std::string lower;
-      for (char c : std::string_view(text).substr(0, header_end)) lower += static_cast<char>(std::tolower(c));
+      for (unsigned char c : std::string_view(text).substr(0, header_end)) lower += static_cast<char>(std::tolower(c));
       if (size_t at = lower.find("\r\ncontent-length:"); at != std::string::npos) {
         size_t value = lower.find_first_not_of(' ', at + 17);
         size_t length = 0;
         auto [end, error] = std::from_chars(lower.data() + value, lower.data() + lower.size(), length);
         if (error != std::errc()) throw std::runtime_error("cloud-hypervisor API: bad Content-Length");
+        if (length > UnixConnection::kMaxPending)
+          throw std::runtime_error(fmt::format("cloud-hypervisor API on {}: a Content-Length of {} is over the {} bytes "
+                                               "vmwarden reads",
+                                               socket.native(), length, UnixConnection::kMaxPending));
         content_length = length;
       }
     }
@@ -72,7 +76,8 @@ void wait_for_running(const std::filesystem::path& socket, const supervisor::Run
       HttpResponse response =
           http_request(socket, vmm.spec().confinement.uid, "GET", "vm.info", backend::probe_deadline(deadline));
       if (response.status == 200) {
-        std::string_view state = parse_json(response.body).string_member("state");
+        Json info = parse_json(response.body);
+        std::string_view state = info.string_member("state");
         if (state == "Running") return;
         last = fmt::format("VM state \"{}\"", state);
       } else {

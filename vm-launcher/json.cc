@@ -207,13 +207,13 @@ class Parser {
 
 }  // namespace
 
-const Json* Json::find(std::string_view key) const {
+const Json* Json::find(std::string_view key) const& {
   for (const auto& [name, value] : members)
     if (name == key) return &value;
   return nullptr;
 }
 
-std::string_view Json::string_member(std::string_view key) const {
+std::string_view Json::string_member(std::string_view key) const& {
   const Json* member = find(key);
   if (member == nullptr || member->type != Type::string) return {};
   return member->string;

@@ -25,9 +25,12 @@ struct Json {
   std::vector<JsonMember> members;                    // object, in order
 
   // The member named `key` of an object, or nullptr.
-  const Json* find(std::string_view key) const;
+  const Json* find(std::string_view key) const&;
   // The string member `key`, or "" when absent or not a string.
-  std::string_view string_member(std::string_view key) const;
+  std::string_view string_member(std::string_view key) const&;
+  // What these return points into the value: not to be had from a temporary.
+  const Json* find(std::string_view key) const&& = delete;
+  std::string_view string_member(std::string_view key) const&& = delete;
 };
 
 // Throws std::runtime_error("invalid JSON at byte N: ...") on any defect,

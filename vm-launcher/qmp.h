@@ -45,8 +45,9 @@ class QmpClient {
   void send(std::string_view command, Deadline deadline, std::string_view arguments = {});
 
   const Json& greeting() const { return greeting_; }
-  // Events received so far, oldest first.
+  // The last kMaxEvents events received, oldest first.
   const std::vector<Json>& events() const { return events_; }
+  static constexpr size_t kMaxEvents = 256;
 
  private:
   explicit QmpClient(UnixConnection connection) : connection_(std::move(connection)) {}

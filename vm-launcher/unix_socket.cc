@@ -66,6 +66,10 @@ bool UnixConnection::read_some(std::string& buffer, Deadline deadline) {
     ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
     if (n > 0) {
       buffer.append(chunk, static_cast<size_t>(n));
+      if (buffer.size() > kMaxPending)
+        throw std::runtime_error(
+            fmt::format("{}: more than {} bytes unread from the VMM (a reply that long is no reply)", path_.native(),
+                        kMaxPending));
       return true;
     }
     if (n == 0) return false;

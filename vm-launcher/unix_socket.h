@@ -30,8 +30,12 @@ class UnixConnection {
 
   void write_all(std::string_view data, Deadline deadline);
   // Appends what is available (waiting for at least one byte) to `buffer`.
-  // Returns false at end of stream; throws SystemError(ETIMEDOUT) at the deadline.
+  // Returns false at end of stream; throws SystemError(ETIMEDOUT) at the
+  // deadline. The peer is a VMM that a guest may have taken over, and the
+  // reader is root: past kMaxPending bytes in `buffer` it throws
+  // std::runtime_error rather than grow without end.
   bool read_some(std::string& buffer, Deadline deadline);
+  static constexpr size_t kMaxPending = 1 << 20;
 
   int fd() const { return fd_.get(); }
   const std::filesystem::path& path() const { return path_; }

@@ -69,7 +69,8 @@ TEST(QmpAgainstQemu, CapabilitiesStatusAndQuit) {
   QmpClient qmp = connect_when_there(socket, in(20s));
   std::printf("QEMU -machine none: exec to QMP answering %.1f ms\n", milliseconds(std::chrono::steady_clock::now() - qemu.started()));
   EXPECT_EQ(qmp.greeting().find("QMP")->find("version")->find("qemu")->find("major")->number, 7);
-  EXPECT_EQ(qmp.execute("query-status", in(5s)).string_member("status"), "running");
+  Json status = qmp.execute("query-status", in(5s));
+  EXPECT_EQ(status.string_member("status"), "running");
   try {
     qmp.execute("no-such-command", in(5s));
     FAIL() << "no error for an unknown command";

@@ -190,8 +190,10 @@ TEST(Audit, InvalidDefinitionsAndUnknownNamesAreUsageErrors) {
   ASSERT_NO_THROW(vm::parse_json(json.out)) << json.out;
   EXPECT_THAT(json.out, HasSubstr("\"error\":"));
   // The FILE:LINE:COL diagnostics are in the object too.
-  const vm::Json* diagnostics = vm::parse_json(json.out).find("diagnostics");
+  vm::Json object = vm::parse_json(json.out);
+  const vm::Json* diagnostics = object.find("diagnostics");
   ASSERT_NE(diagnostics, nullptr) << json.out;
+  EXPECT_EQ(diagnostics->type, vm::Json::Type::array) << json.out;
   EXPECT_THAT(json.out, HasSubstr("broken.toml:2:"));
   // exec --audit --json says what was wrong as one JSON object as well.
   CommandResult exec_json = vmwarden({"exec", "--audit", "--json", "--ro", (dir / "absent").string(), "--", "/bin/true"});

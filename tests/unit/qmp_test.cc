@@ -171,6 +171,45 @@ TEST(QmpClient, GivesUpAtTheDeadline) {
   EXPECT_LT(waited, 3s);
 }
 
+// The warden (root) reads what a VMM a guest may have taken over writes:
+// a reply that never ends is refused once 1 MiB is pending, and a flood of
+// events keeps only the newest.
+TEST(QmpClient, AReplyWithoutEndIsRefusedPastTheLimit) {
+  ScriptedQmp server(kGreetingStart, kGreetingEnd, [](int fd, const std::string& line) {
+    if (line.find("qmp_capabilities") != std::string::npos) {
+      ScriptedQmp::send(fd, "{\"return\": {}, \"id\": " + id_of(line) + "}\n");
+      return;
+    }
+    std::string chunk(64 * 1024, ' ');
+    chunk.front() = '"';
+    for (int i = 0; i < 64; ++i) {
+      chunk.front() = i ? ' ' : '"';
+      if (::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) < 0) return;  // the client gave up
+    }
+  });
+  QmpClient qmp = QmpClient::connect(server.socket(), in(5s));
+  try {
+    qmp.execute("query-status", in(10s));
+    FAIL() << "read a reply of 4 MiB";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("more than 1048576 bytes unread from the VMM"));
+  }
+}
+
+TEST(QmpClient, AFloodOfEventsKeepsTheNewestOnly) {
+  ScriptedQmp server(kGreetingStart, kGreetingEnd, [](int fd, const std::string& line) {
+    std::string text;
+    if (line.find("query-status") != std::string::npos)
+      for (int i = 0; i < 1000; ++i) text += fmt::format("{{\"event\": \"E{}\"}}\n", i);
+    ScriptedQmp::send(fd, text + "{\"return\": {}, \"id\": " + id_of(line) + "}\n");
+  });
+  QmpClient qmp = QmpClient::connect(server.socket(), in(5s));
+  qmp.execute("query-status", in(5s));
+  ASSERT_EQ(qmp.events().size(), QmpClient::kMaxEvents);
+  EXPECT_EQ(qmp.events().front().string_member("event"), fmt::format("E{}", 1000 - QmpClient::kMaxEvents));
+  EXPECT_EQ(qmp.events().back().string_member("event"), "E999");
+}
+
 TEST(QmpClient, RefusesASocketThatIsNotQmp) {
   ScriptedQmp server("{\"hello\": ", "1}\n", [](int, const std::string&) {});
   EXPECT_THROW(QmpClient::connect(server.socket(), in(5s)), std::runtime_error);
