@@ -1,4 +1,5 @@
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <thread>
 
@@ -90,6 +91,15 @@ std::filesystem::path share_socket(const RuntimePaths& paths, const Share& share
   return found->second;
 }
 
+bool is_block_device(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;
+    throw SystemError(errno, "stat", path.native());
+  }
+  return S_ISBLK(st.st_mode);
+}
+
 std::vector<supervisor::PathRule> common_rules(const Definition& definition, const RuntimePaths& paths,
                                                const std::vector<std::filesystem::path>& programs) {
   using supervisor::PathRights;
@@ -99,8 +109,11 @@ std::vector<supervisor::PathRule> common_rules(const Definition& definition, con
   for (const auto& program : programs) rules.push_back({program, PathRights::read_execute()});
   rules.push_back({definition.kernel, PathRights::read_only()});
   if (!definition.initramfs.empty()) rules.push_back({definition.initramfs, PathRights::read_only()});
-  for (const Disk& disk : definition.disks)
-    rules.push_back({disk.path, disk.readonly ? PathRights::read_only() : PathRights::read_write()});
+  for (const Disk& disk : definition.disks) {
+    PathRights rights = disk.readonly ? PathRights::read_only() : PathRights::read_write();
+    rights.ioctl_dev = is_block_device(disk.path);
+    rules.push_back({disk.path, rights});
+  }
   // The VMM creates its control socket and serial log in the runtime
   // directory, and connects to the virtiofsd sockets there.
   rules.push_back({paths.runtime_dir, PathRights::read_write()});

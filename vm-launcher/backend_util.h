@@ -31,8 +31,16 @@ std::filesystem::path required_program(const std::filesystem::path& program, std
 // The share's socket from `paths`, or UsageError.
 std::filesystem::path share_socket(const RuntimePaths& paths, const Share& share);
 
+// Whether the disk `path` leads to a block device (following symlinks, as
+// the VMM's open does); false when nothing is there yet (a plan made for
+// audit or a test).
+bool is_block_device(const std::filesystem::path& path);
+
 // System, device and /proc/self rules, the binaries, kernel, initramfs,
-// disks, runtime directory and share sockets.
+// disks, runtime directory and share sockets. A disk that is a block device
+// also gets ioctl on it: VMMs ask it for its read-only flag, size and
+// sector size (BLKROGET, BLKGETSIZE64, BLKSSZGET), and QEMU refuses a
+// read-write block device whose BLKROGET fails.
 std::vector<supervisor::PathRule> common_rules(const Definition& definition, const RuntimePaths& paths,
                                                const std::vector<std::filesystem::path>& programs);
 

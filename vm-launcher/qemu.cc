@@ -26,16 +26,10 @@ using supervisor::PathRights;
 
 // QEMU >= 6 refuses the `file` driver on a block device ("'file' driver
 // requires ... to be a regular file"); block devices take `host_device`.
-// lstat, like the validator: a symlink is never followed here either.
+// What the path leads to counts: a disk is often named by a symlink
+// (/dev/mapper/*, /dev/disk/by-*).
 const char* protocol_driver(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    // A plan made for audit or a test may name a disk that is not there (yet);
-    // QEMU then reports the missing file itself.
-    if (errno == ENOENT) return "file";
-    throw SystemError(errno, "lstat", path);
-  }
-  return S_ISBLK(st.st_mode) ? "host_device" : "file";
+  return backend::is_block_device(path) ? "host_device" : "file";
 }
 
 std::string blockdev_json(size_t index, const std::string& path, bool readonly) {

@@ -196,6 +196,78 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   EXPECT_TRUE(daemon.wait_exit(in(10s))) << daemon.output();
 }
 
+// A loop device over `image`, given to `owner`; detached (and given back
+// to root) when the test ends.
+class LoopDevice {
+ public:
+  LoopDevice(const fs::path& image, uid_t owner) {
+    auto attached = testing::run_command({"losetup", "--find", "--show", image.string()});
+    if (attached.exit_code != 0) return;
+    path_ = attached.out.substr(0, attached.out.find('\n'));
+    check(::chown(path_.c_str(), owner, owner), "chown", path_.string());
+  }
+  ~LoopDevice() {
+    if (path_.empty()) return;
+    ::chown(path_.c_str(), 0, 0);
+    testing::run_command({"losetup", "--detach", path_.string()});
+  }
+  LoopDevice(const LoopDevice&) = delete;
+  LoopDevice& operator=(const LoopDevice&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// A block-device disk named by a symlink, as /dev/mapper/* and
+// /dev/disk/by-* name them, used read-write by the confined QEMU: the
+// plan picks QEMU's host_device driver for what the symlink leads to, and
+// the Landlock domain lets QEMU ask the device for its read-only flag
+// (BLKROGET: QEMU refuses a read-write block device it cannot ask).
+TEST(QemuBackend, UsesABlockDeviceDiskNamedByASymlink) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (the services run as their own uid)";
+  if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
+  const uid_t uid = testing::service_uid();
+  testing::TempDir root("vmwarden-qemu-blockdev");
+  check(::chmod(root.path().c_str(), 0755), "chmod", root.path().string());
+  fs::create_directory(root / "run");
+  check(::chown((root / "run").c_str(), uid, uid), "chown", "run");
+  testing::write_file(root / "kernel", halting_kernel());
+  testing::write_file(root / "disk.img", std::string(1 << 20, '\0'), 0600);
+  LoopDevice loop(root / "disk.img", uid);
+  if (loop.path().empty()) GTEST_SKIP() << "no loop device here";
+  fs::create_symlink(loop.path(), root / "by-name");
+
+  Definition definition;
+  definition.name = "blockdev";
+  definition.vmm = Vmm::qemu;
+  definition.kernel = root / "kernel";
+  definition.memory_mib = 32;
+  definition.disks = {{root / "by-name", false}};
+  Host host = Host::detect();
+  host.kvm = false;
+  RuntimePaths paths = RuntimePaths::in(root / "run", definition);
+  VmmPlan plan = plan_vmm(definition, paths, host);
+  supervisor::ServiceSpec spec;
+  spec.name = "vmm";
+  spec.argv = plan.argv;
+  spec.confinement.uid = spec.confinement.gid = uid;
+  spec.confinement.landlock.paths = plan.paths;
+  spec.confinement.seccomp.profile = plan.seccomp_profile;
+  TestService qemu(spec);
+  ASSERT_NO_THROW(plan.wait_ready(qemu, in(30s))) << qemu.output();
+  {
+    QmpClient qmp = QmpClient::connect(paths.control_socket, in(5s));
+    Json blocks = qmp.execute("query-block", in(5s));
+    ASSERT_EQ(blocks.items.size(), 1u);
+    const Json* inserted = blocks.items[0].find("inserted");
+    ASSERT_NE(inserted, nullptr);
+    EXPECT_FALSE(inserted->find("ro")->boolean);
+  }
+  plan.force_stop(qemu, in(10s));
+  EXPECT_TRUE(qemu.wait_exit(in(5s)));
+}
+
 // A QEMU definition named `name` whose kernel, in `root`, is not one.
 Definition bogus_kernel_definition(const testing::TempDir& root, const std::string& name) {
   testing::write_file(root / "kernel", "not a kernel at all");

@@ -2,6 +2,7 @@
 // option separators out of them whatever built the definition.
 #include <sys/stat.h>
 
+#include <fmt/core.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "tests/support/support.h"
 #include "vm-launcher/backend.h"
 
 namespace vmwarden::vm {
@@ -113,7 +115,11 @@ TEST(QemuArgv, BlockDeviceDiskUsesHostDevice) {
   struct stat st {};
   if (::lstat("/dev/loop0", &st) != 0 || !S_ISBLK(st.st_mode)) GTEST_SKIP() << "no /dev/loop0 block device";
   Definition definition = minimal_definition(Vmm::qemu);
-  definition.disks = {{"/dev/loop0", true}, {"/proc/self/status", true}};
+  // Block devices are often named by a symlink (/dev/mapper/*, /dev/disk/by-*).
+  testing::TempDir dir("vmwarden-disk");
+  std::filesystem::path link = dir / "by-name";
+  std::filesystem::create_symlink("/dev/loop0", link);
+  definition.disks = {{"/dev/loop0", true}, {"/proc/self/status", true}, {link, false}};
   Args argv = argv_of(definition);
   EXPECT_THAT(argv, ::testing::Contains(
                         R"({"driver":"raw","node-name":"disk0","read-only":true,)"
@@ -121,6 +127,10 @@ TEST(QemuArgv, BlockDeviceDiskUsesHostDevice) {
   EXPECT_THAT(argv, ::testing::Contains(
                         R"({"driver":"raw","node-name":"disk1","read-only":true,)"
                         R"("file":{"driver":"file","filename":"/proc/self/status","read-only":true}})"));
+  EXPECT_THAT(argv, ::testing::Contains(fmt::format(
+                        R"({{"driver":"raw","node-name":"disk2","read-only":false,)"
+                        R"("file":{{"driver":"host_device","filename":"{}","read-only":false}}}})",
+                        link.string())));
 }
 
 TEST(QemuArgv, MinimalWithKvmAndNetwork) {
