@@ -248,6 +248,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   spec.shutdown_timeout = std::chrono::milliseconds(std::llround(options.timeout_s * 1000));
   spec.require_s6_parent = options.s6;
   if (options.notify_fd) {
+    if (options.s6) throw UsageError("--notify-fd and --s6 exclude each other (s6 names the fd)");
     spec.notify_fd = checked_notify_fd(*options.notify_fd);
   } else if (options.s6 && !options.audit) {
     spec.notify_fd = supervisor::read_s6_notification_fd();
@@ -339,6 +340,9 @@ int audit(const ExecPlan& plan, const ExecOptions& options, const Locations& loc
 // out (the stop signals are turned into a normal return by run_sandbox).
 int run(ExecPlan& plan, const Locations& locations) {
   if (!plan.single_use) return supervisor::run_sandbox(plan.launch.sandbox);
+  // A run script started by hand is refused before a UID is leased or a
+  // tree granted (run_sandbox() checks again, as it does for --uid).
+  if (plan.launch.sandbox.require_s6_parent) supervisor::verify_s6_parent();
   // From the lease on, a stop signal must not kill this process before it
   // has revoked and released: block them now; run_sandbox() reads them
   // from a signalfd (a pending one included) and forwards them.
@@ -423,8 +427,9 @@ void add_exec_command(CLI::App& app, Globals& globals) {
       ->type_name("FD");
   command->add_option("--name", options->name, "Sandbox name: log prefix and runtime dir name (default exec-PID)");
   command->add_flag("--s6", options->s6,
-                    "Run as an s6 service: refuse unless the parent is the s6-supervise holding ./supervise/lock, "
-                    "and take the readiness fd from ./notification-fd");
+                    "Run as an s6 service: refuse (exit 125, before any UID is leased) unless the parent is the "
+                    "s6-supervise holding ./supervise/lock, and take the readiness fd from ./notification-fd "
+                    "(not with --notify-fd)");
   command->add_flag("--audit", options->audit,
                     "Run nothing: print every privileged step exec would take, with the capability each needs, "
                     "and the command's final confinement; nothing is leased, granted or created");

@@ -1009,7 +1009,8 @@ TEST_F(TreeDeathTest, TheOneServiceSharesTheWardensMountNamespaceNotTheHosts) {
 
 TEST_F(TreeDeathTest, KillingTheS6SuperviseParentLeavesNothing) {
   TempDir service("vmwarden-service");
-  std::vector<std::string> argv = exec_argv({"--s6", "--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command());
+  write_file(service / "notification-fd", "3\n");
+  std::vector<std::string> argv = exec_argv({"--s6", "--uid", "0", "--timeout", "30"}, command());
   argv.insert(argv.begin(), {std::getenv("FAKE_S6_SUPERVISE"), service.path().string()});
   start(argv, options(true));
   pid_t supervise = sandbox_->pid();
@@ -1065,6 +1066,29 @@ TEST_F(SandboxTest, S6WithoutASuperviseLockIsRefused) {
   CommandResult result = run_command(exec_argv({"--s6", "--uid", "0"}, {"/bin/true"}), run);
   EXPECT_EQ(result.exit_code, 125);
   EXPECT_THAT(result.err, HasSubstr("cannot open supervise/lock"));
+}
+
+// With a single-use UID the refusal comes before the lease and the grants:
+// nothing in the state directory, no entry on the tree, not even for a
+// moment.
+TEST_F(SandboxTest, S6WithoutASuperviseLockIsRefusedBeforeAUidIsLeased) {
+  TempDir service("vmwarden-service");
+  TempDir tree("vmwarden-tree");
+  write_file(tree / "file", "data\n");
+  CommandOptions run;
+  run.extra_env = options().env;
+  run.cwd = service.path();
+  CommandResult result = run_command(exec_argv({"--s6", "--rw", tree.path().string()}, {"/bin/true"}), run);
+  EXPECT_EQ(result.exit_code, 125);
+  EXPECT_THAT(result.err, HasSubstr("cannot open supervise/lock"));
+  EXPECT_TRUE(std::filesystem::is_empty(state_root_.path())) << "a UID was leased";
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+}
+
+TEST_F(SandboxTest, S6AndANotifyFdExcludeEachOther) {
+  CommandResult result = exec({"--s6", "--uid", "0", "--notify-fd", "3"}, {"/bin/true"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.err, HasSubstr("--notify-fd and --s6 exclude each other"));
 }
 
 // ---- the runtime dir ------------------------------------------------------------
