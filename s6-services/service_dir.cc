@@ -71,19 +71,24 @@ std::map<std::string, ServiceFile> service_files(const ServiceOptions& options) 
                               fmt::arg("definition", sh_quote(options.definition.string()))),
                   0755};
 
-  // $1: the exit code (256 when killed by a signal), $2: the signal.
+  // $1: the exit code (256 when killed by a signal), $2: the signal. Its
+  // stderr, like the run script's, goes to the logger with --log.
   files["finish"] = {
-      "#!/bin/sh\n"
-      "# Written by `vmwarden s6 service`. 125 from vmwarden means the VM can never\n"
-      "# start as defined (invalid definition, unmet `landlock = \"required\"`, a\n"
-      "# share its UID cannot reach): pass it on, and s6-supervise stops\n"
-      "# restarting. Any other failure is restarted, at most once every 3 s\n"
-      "# (s6-supervise waits 1 s itself).\n"
-      "case \"$1\" in\n"
-      "  0) exit 0 ;;\n"
-      "  125) echo \"vmwarden: permanent failure, not restarting (s6-svc -u after fixing it)\" >&2; exit 125 ;;\n"
-      "  *) sleep 2 ;;\n"
-      "esac\n",
+      fmt::format("#!/bin/sh\n"
+                  "# Written by `vmwarden s6 service`. 125 from vmwarden means the VM can never\n"
+                  "# start as defined (invalid definition, unmet `landlock = \"required\"`, a\n"
+                  "# share its UID cannot reach): pass it on, and s6-supervise stops\n"
+                  "# restarting. Any other exit is restarted, at most once every 3 s\n"
+                  "# (s6-supervise waits 1 s itself), unless the service was stopped on\n"
+                  "# purpose (s6-svc -d, s6-svscanctl -t): no restart follows, so no pause.\n"
+                  "{redirect}"
+                  "case \"$1\" in\n"
+                  "  0) exit 0 ;;\n"
+                  "  125) echo \"vmwarden: permanent failure, not restarting (s6-svc -u after fixing it)\" >&2; exit 125 ;;\n"
+                  "esac\n"
+                  "[ \"$(s6-svstat -o wantedup .)\" = true ] || exit 0\n"
+                  "sleep 2\n",
+                  fmt::arg("redirect", options.log ? "exec 2>&1\n" : "")),
       0755};
   files["notification-fd"] = {"3\n"};
   files["down-signal"] = {"SIGTERM\n"};

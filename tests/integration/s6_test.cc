@@ -169,6 +169,56 @@ TEST_F(S6Test, SvcDownStopsGracefullyAndLeavesNothing) {
   EXPECT_TRUE(processes_with("marker-s6-down").empty());
 }
 
+// The finish script paces restarts after a failure, but not a stop asked
+// for: SIGTERM ends a plain command with 143, and `s6-svc -d` must not wait
+// for a restart that will not come. Run by hand in the real service
+// directory, with a `sleep` on PATH that only records that it was called.
+TEST_F(S6Test, FinishPausesBeforeARestartButNotAfterAStopOnPurpose) {
+  define("app", "exec sleep 1000 # marker-s6-finish");
+  add_service("app");
+  rescan({"app"});
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("app").string()}).exit_code, 0);
+  fs::path stub = root_ / "stub";
+  fs::create_directory(stub);
+  write_file(stub / "sleep", fmt::format("#!/bin/sh\necho \"$@\" >> {}/slept\n", root_.string()), 0755);
+  auto finish = [&] {
+    return run_command({(service("app") / "finish").string(), "143", "15"},
+                       {.extra_env = {{"PATH", stub.string() + ":" + std::getenv("PATH")}}, .cwd = service("app")});
+  };
+
+  CommandResult wanted_up = finish();
+  EXPECT_EQ(wanted_up.exit_code, 0) << wanted_up.err;
+  EXPECT_EQ(testing::read_file(root_ / "slept"), "2\n") << "no pause before the restart of a failure";
+
+  auto start = Clock::now();
+  ASSERT_EQ(run_command({"s6-svc", "-d", service("app").string()}).exit_code, 0);
+  ASSERT_EQ(run_command({"s6-svwait", "-D", "-t", "20000", service("app").string()}).exit_code, 0);
+  fmt::print("s6-svc -d to down, the command ending with 143: {:.2f} s\n", seconds_since(start));
+  EXPECT_EQ(svstat("app", "wantedup,exitcode"), "false 143\n");
+  CommandResult wanted_down = finish();
+  EXPECT_EQ(wanted_down.exit_code, 0) << wanted_down.err;
+  EXPECT_EQ(testing::read_file(root_ / "slept"), "2\n") << "a pause after a stop on purpose";
+}
+
+// With --log, what the finish script says reaches the service's own log,
+// as vmwarden's own lines do.
+TEST_F(S6Test, APermanentFailureIsSaidInTheServiceLog) {
+  define("broken", "true");
+  add_service("broken", true);
+  write_file(root_ / "config/vms/broken.toml", "command = [\"/bin/true\"\nshutdown_timeout_s = oops\n");
+  rescan({"broken"});
+  EXPECT_TRUE(wait_until([&] { return svstat("broken", "wantedup,exitcode") == "false 125\n"; }, 10s))
+      << svstat("broken");
+  fs::path current = service("broken") / "log/main/current";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return fs::exists(current) &&
+               testing::read_file(current).find("permanent failure, not restarting") != std::string::npos;
+      },
+      10s))
+      << (fs::exists(current) ? testing::read_file(current) : "no log");
+}
+
 TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
   define("app", "while :; do sleep 1; done # marker-s6-kill");
   add_service("app");
