@@ -7,12 +7,16 @@
 //   3. writes /etc/passwd and /etc/group for the VM's UID;
 //   4. builds PATH (the store paths' bin/ first) and the environment;
 //   5. runs the program as the VM's UID and gid, without supplementary
-//      groups, in HOME;
+//      groups, in HOME, in a process group of its own (looked up on PATH
+//      as that UID: a directory or a file it may not execute is skipped);
 //   6. writes the program's exit status into the report share, as the VM's
 //      UID (the only uid virtiofsd maps), and prints it on the console;
 //   7. exits with that status; the init then powers the VM off.
-// SIGTERM (the init forwards the ACPI power button to our process group)
-// reaches the program too; the agent waits for it and still reports.
+// SIGTERM or SIGINT (the init sends the ACPI power button to the agent's
+// process group, which the program is not in) is passed on to the
+// program's group once, and SIGKILL follows after the manifest's `grace`
+// seconds: the agent outlives the program, so its status is always
+// reported. The init's own KILL of the agent's group comes later still.
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -78,19 +82,48 @@ void write_text(const std::string& path, const std::string& text) {
   if (!out) fail("cannot write " + path);
 }
 
-std::string find_program(const std::string& program, const std::string& path_list) {
-  if (program.find('/') != std::string::npos) return program;
+// In the child, as the VM's UID: execs the program, a name being looked up
+// on `path_list` as execvp does (a candidate that is missing, not a
+// regular file or not executable by this UID is skipped). Returns only on
+// failure, with the exit status to report (127 not found, 126 not runnable).
+int exec_program(const std::string& program, const std::string& path_list, char* const argv[], char* const envp[]) {
+  if (program.find('/') != std::string::npos) {
+    ::execve(program.c_str(), argv, envp);
+    say("error: exec " + program + ": " + errno_text());
+    return errno == ENOENT ? 127 : 126;
+  }
+  bool denied = false;
   std::stringstream dirs(path_list);
   for (std::string dir; std::getline(dirs, dir, ':');) {
-    std::string candidate = dir + "/" + program;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + program;
+    ::execve(candidate.c_str(), argv, envp);
+    if (errno == EACCES) {
+      denied = true;  // a directory, or not executable by this UID: go on, as execvp does
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+      say("error: exec " + candidate + ": " + errno_text());
+      return 126;
+    }
   }
-  return {};
+  say("error: " + program + ": " + (denied ? "not executable by this UID" : "not found") + " on PATH " + path_list);
+  return denied ? 126 : 127;
 }
 
 volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_stopping = 0;
+unsigned g_grace_s = 0;
+
+// The program's whole group gets the stop, as it would from a terminal.
 void forward(int sig) {
-  if (g_child > 0) ::kill(g_child, sig);
+  if (g_child <= 0) return;
+  ::kill(-g_child, sig);
+  if (!g_stopping && g_grace_s > 0) {
+    g_stopping = 1;
+    ::alarm(g_grace_s);
+  }
+}
+
+void kill_program(int) {
+  if (g_child > 0) ::kill(-g_child, SIGKILL);
 }
 
 void report(const Manifest& m, int status) {
@@ -143,12 +176,6 @@ int main() {
   for (const auto& entry : m.env)
     if (entry.rfind("PATH=", 0) == 0) resolved_path = entry.substr(5);
 
-  std::string program = find_program(m.program, resolved_path);
-  if (program.empty()) {
-    say("error: " + m.program + ": not found on PATH " + resolved_path);
-    report(m, 127);
-    return 127;
-  }
   std::vector<char*> argv = {const_cast<char*>(m.program.c_str())};
   for (const auto& arg : m.args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
@@ -156,29 +183,41 @@ int main() {
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
 
+  // Held back until the child's pid is known, so a stop arriving at the
+  // fork is passed on rather than lost.
+  g_grace_s = m.grace_s;
+  sigset_t stops, previous;
+  sigemptyset(&stops);
+  for (int sig : {SIGTERM, SIGINT, SIGALRM}) sigaddset(&stops, sig);
+  ::sigprocmask(SIG_BLOCK, &stops, &previous);
   struct sigaction action {};
   action.sa_handler = forward;
-  sigemptyset(&action.sa_mask);
+  action.sa_mask = stops;
   ::sigaction(SIGTERM, &action, nullptr);
   ::sigaction(SIGINT, &action, nullptr);
+  action.sa_handler = kill_program;
+  ::sigaction(SIGALRM, &action, nullptr);
 
-  say("running " + program + " as uid " + std::to_string(m.uid));
+  say("running " + m.program + " as uid " + std::to_string(m.uid));
   pid_t child = ::fork();
   if (child < 0) fail("fork: " + errno_text());
   if (child == 0) {
-    ::signal(SIGTERM, SIG_DFL);
-    ::signal(SIGINT, SIG_DFL);
+    ::setpgid(0, 0);
+    for (int sig : {SIGTERM, SIGINT, SIGALRM}) ::signal(sig, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &previous, nullptr);
     if (::setgroups(0, nullptr) != 0 || ::setresgid(m.gid, m.gid, m.gid) != 0 ||
         ::setresuid(m.uid, m.uid, m.uid) != 0) {
       say("error: cannot become uid " + std::to_string(m.uid) + ": " + errno_text());
       ::_exit(126);
     }
     if (::chdir(m.home.c_str()) != 0) ::chdir("/");
-    ::execve(program.c_str(), argv.data(), envp.data());
-    say("error: exec " + program + ": " + errno_text());
-    ::_exit(errno == ENOENT ? 127 : 126);
+    ::_exit(exec_program(m.program, resolved_path, argv.data(), envp.data()));
   }
+  // Also here: the group must exist before a stop is sent to it (EACCES
+  // once the child has exec'd, by which time it made the group itself).
+  ::setpgid(child, child);
   g_child = child;
+  ::sigprocmask(SIG_SETMASK, &previous, nullptr);
   int status = 0;
   while (::waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) fail("waitpid: " + errno_text());

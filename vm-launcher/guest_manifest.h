@@ -40,6 +40,9 @@ struct Manifest {
   std::vector<std::string> store;  // their bin/ goes first on PATH
   bool store_lib = false;          // and their lib/ on LD_LIBRARY_PATH
   std::string report_tag;          // rw share the agent writes exit-status into
+  // Seconds from the stop the agent passes on to the program (SIGTERM) to
+  // its SIGKILL; 0: the agent sends no SIGKILL of its own.
+  unsigned grace_s = 0;
 };
 
 namespace detail {
@@ -122,6 +125,7 @@ inline std::string write_manifest(const Manifest& m) {
     need(detail::tag_ok(m.report_tag), "bad report tag");
     out += "report " + m.report_tag + "\n";
   }
+  if (m.grace_s > 0) out += "grace " + std::to_string(m.grace_s) + "\n";
   return out;
 }
 
@@ -191,6 +195,10 @@ inline std::optional<Manifest> parse_manifest(std::string_view text, std::string
     } else if (key == "report") {
       if (!detail::tag_ok(value)) return fail("bad report tag");
       m.report_tag = value;
+    } else if (key == "grace") {
+      auto seconds = detail::number(value);
+      if (!seconds || *seconds > 86400) return fail("grace wants seconds from 0 to 86400");
+      m.grace_s = *seconds;
     } else {
       return fail("unknown directive \"" + std::string(key) + "\"");
     }

@@ -37,6 +37,14 @@ constexpr std::string_view kGuestAgent = "/bin/vmwarden-guest";
 constexpr std::string_view kConfigTag = "vmwarden-config";
 constexpr std::string_view kReportTag = "vmwarden-report";
 
+// A stop (SIGINT/SIGTERM to `vmwarden run`, the power button in the guest)
+// gives the program most of the --timeout the guest has to power off: the
+// agent SIGKILLs it this long after passing SIGTERM on, so that it can
+// still report the status; the init kills the agent's group a second later
+// should it hang, and powers off in the remaining second or two.
+unsigned program_grace_s(std::uint32_t timeout_s) { return timeout_s > 4 ? timeout_s - 3 : 1; }
+unsigned init_grace_s(std::uint32_t timeout_s) { return program_grace_s(timeout_s) + 1; }
+
 std::string toml_string(std::string_view text) {
   std::string out = "\"";
   for (char c : text) {
@@ -204,8 +212,8 @@ int run_program_in_vm(const RunOptions& options) {
       "vmm = {}\nkernel = {}\n{}cmdline = {}\nmemory_mib = {}\ncpus = 1\nshutdown_timeout_s = {}\n",
       toml_string(to_string(options.vmm)), toml_string(kernel.string()),
       initramfs.empty() ? "" : "initramfs = " + toml_string(initramfs.string()) + "\n",
-      toml_string(fmt::format("console=ttyS0 quiet vmwarden.share={}@{} vmwarden.run={}", kConfigTag, kGuestConfigDir,
-                              kGuestAgent)),
+      toml_string(fmt::format("console=ttyS0 quiet vmwarden.share={}@{} vmwarden.run={} vmwarden.grace={}",
+                              kConfigTag, kGuestConfigDir, kGuestAgent, init_grace_s(options.timeout_s))),
       options.memory_mib, options.timeout_s);
   if (options.wayland) toml += "[display]\nwayland = true\n";
   for (const auto& share : shares)
@@ -243,6 +251,7 @@ int run_program_in_vm(const RunOptions& options) {
     for (const auto& path : store) manifest.store.push_back(path.string());
     manifest.store_lib = options.store_lib;
     manifest.report_tag = std::string(kReportTag);
+    manifest.grace_s = program_grace_s(options.timeout_s);
     std::ofstream out(config / std::string(guest::kManifestFile));
     out << guest::write_manifest(manifest);
     if (!out) throw SystemError(EIO, "cannot write the manifest in " + config.string());

@@ -49,12 +49,16 @@ class RunTest : public ::testing::Test {
     write_file(root_ / "store/bin/hello", "#!/bin/sh\necho hello-from-the-store\n", 0755);
   }
 
-  std::vector<std::string> run_argv(std::vector<std::string> flags, const std::string& script) const {
+  std::vector<std::string> run_argv(std::vector<std::string> flags, const std::vector<std::string>& command) const {
     std::vector<std::string> argv = {testing::vmwarden_binary(), "run", "--kernel", (image_ / "vmlinuz").string(),
                                      "--initramfs", (image_ / "initrd.img").string()};
     argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.insert(argv.end(), {"--", "sh", "-c", script});
+    argv.push_back("--");
+    argv.insert(argv.end(), command.begin(), command.end());
     return argv;
+  }
+  std::vector<std::string> run_argv(std::vector<std::string> flags, const std::string& script) const {
+    return run_argv(std::move(flags), std::vector<std::string>{"sh", "-c", script});
   }
 
   std::map<std::string, std::string> env() const {
@@ -63,11 +67,12 @@ class RunTest : public ::testing::Test {
             {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}};
   }
 
-  CommandResult run(std::vector<std::string> flags, const std::string& script) {
+  template <typename Command>
+  CommandResult run(std::vector<std::string> flags, const Command& command) {
     testing::CommandOptions options;
     options.extra_env = env();
     options.timeout = 180s;
-    return run_command(run_argv(std::move(flags), script), options);
+    return run_command(run_argv(std::move(flags), command), options);
   }
 
   pid_t start(std::vector<std::string> flags, const std::string& script, const fs::path& log) {
@@ -156,6 +161,47 @@ TEST_F(RunTest, SigintPowersTheGuestOffAndCleansUp) {
   EXPECT_EQ(*status, 128 + SIGTERM) << "the program got SIGTERM from the power button\n" << read_file(root_ / "log");
   EXPECT_EQ(testing::acl_entries_naming(uid, d), "");
   EXPECT_TRUE(fs::is_empty(root_ / "state/runs"));
+}
+
+// A program that takes its time after SIGTERM (longer than the init's
+// default 3 s) still ends on its own and has its status reported, and it
+// gets the stop once, not once from the init and once from the agent.
+TEST_F(RunTest, AProgramThatTakesItsTimeToStopStillHasItsStatusReported) {
+  fs::path d = root_ / "d";
+  pid_t pid = start({"--rw", d.string()},
+                    fmt::format("trap 'echo term >> {0}/terms; sleep 5; exit 9' TERM; touch {0}/started; "
+                                "while :; do sleep 0.2; done",
+                                d.string()),
+                    root_ / "log");
+  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  auto status = wait_exit(pid, 60s);
+  ASSERT_TRUE(status) << read_file(root_ / "log");
+  EXPECT_EQ(*status, 9) << read_file(root_ / "log");
+  EXPECT_EQ(read_file(d / "terms"), "term\n");
+  EXPECT_TRUE(fs::is_empty(root_ / "state/runs"));
+}
+
+// One that ignores SIGTERM is killed when its share of --timeout is over
+// (here 7 s: 4 s), and that is reported too.
+TEST_F(RunTest, AProgramThatIgnoresSigtermIsKilledAndReported) {
+  fs::path d = root_ / "d";
+  pid_t pid = start({"--rw", d.string(), "--timeout", "7"},
+                    fmt::format("trap '' TERM; touch {0}/started; while :; do sleep 0.2; done", d.string()),
+                    root_ / "log");
+  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  auto status = wait_exit(pid, 60s);
+  ASSERT_TRUE(status) << read_file(root_ / "log");
+  EXPECT_EQ(*status, 128 + SIGKILL) << "reported by the agent (no report would be 1)\n" << read_file(root_ / "log");
+}
+
+// The program is looked up on PATH as the VM's UID, as execvp does: a
+// directory of its name earlier on PATH is passed over.
+TEST_F(RunTest, AProgramIsLookedUpPastADirectoryOfItsName) {
+  fs::create_directories(root_ / "store/bin/true");
+  CommandResult result = run({"--store", (root_ / "store").string()}, std::vector<std::string>{"true"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
 }
 
 TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {

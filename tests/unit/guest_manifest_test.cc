@@ -22,6 +22,7 @@ Manifest sample() {
   m.store = {"/nix/store/abc-hello"};
   m.store_lib = true;
   m.report_tag = "vmwarden-report";
+  m.grace_s = 27;
   return m;
 }
 
@@ -41,6 +42,7 @@ TEST(GuestManifest, RoundTrips) {
   EXPECT_EQ(m.store, sample().store);
   EXPECT_TRUE(m.store_lib);
   EXPECT_EQ(m.report_tag, "vmwarden-report");
+  EXPECT_EQ(m.grace_s, 27u);
 }
 
 TEST(GuestManifest, WriterRefusesWhatCannotBeWritten) {
@@ -75,6 +77,8 @@ TEST(GuestManifest, ParserNamesTheLineOfEachProblem) {
            {head + "store /a/../b\n", "store path must be absolute"},
            {head + "env =x\n", "env wants KEY=VALUE"},
            {head + "frobnicate yes\n", "unknown directive \"frobnicate\""},
+           {head + "grace 86401\n", "line 5: grace wants seconds from 0 to 86400"},
+           {head + "grace soon\n", "grace wants seconds"},
            {"version 1\nuid 5\ngid 5\n", "uid, gid and program are required"},
            {head + "arg no newline at the end", "the last line has no newline"},
        }) {
