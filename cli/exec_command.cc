@@ -257,6 +257,10 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   supervisor::ServiceSpec service;
   service.name = "command";
   service.main = true;
+  // The command may be interactive (a shell): it keeps the terminal. Its
+  // seccomp profiles refuse the ioctls that push input into it (TIOCSTI)
+  // or drive the console (TIOCLINUX).
+  service.keep_terminal = true;
   service.argv = options.command;
   service.argv.front() = command.string();
   for (char** entry = environ; *entry != nullptr; ++entry) service.env.emplace_back(*entry);

@@ -48,6 +48,12 @@ struct ServiceSpec {
   // sandbox's exit status. Exactly one service is main.
   bool main = false;
 
+  // Stay in the caller's session, its terminal the controlling one (an
+  // interactive `vmwarden exec` command). Otherwise a service starts a
+  // session of its own (setsid) and has no controlling terminal: nothing it
+  // does reaches the terminal vmwarden was started from but its output.
+  bool keep_terminal = false;
+
   // Services of the same stage start together; a stage starts once every
   // service of the earlier stages is ready (e.g. every virtiofsd, then the VMM).
   int stage = 0;

@@ -76,7 +76,8 @@ std::string steps_json(const std::vector<PrivilegedStep>& steps, int& number) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, std::string>> service_namespaces(const SandboxSpec& spec) {
+std::vector<std::pair<std::string, std::string>> service_namespaces(const SandboxSpec& spec,
+                                                                    const ServiceSpec& service) {
   return {
       {"pid", "sandbox"},
       {"mount", services_have_own_mount_namespaces(spec) ? "service" : "sandbox"},
@@ -84,7 +85,7 @@ std::vector<std::pair<std::string, std::string>> service_namespaces(const Sandbo
       {"uts", "sandbox"},
       {"cgroup", "sandbox"},
       {"net", spec.private_network ? "sandbox" : "host"},
-      {"user", "host"},
+      {"user", service.confinement.user_namespace ? "service" : "host"},
       {"time", "host"},
   };
 }
@@ -163,6 +164,14 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
   for (const ServiceSpec& service : spec.services) {
     std::string actor = "service " + service.name;
     const Confinement& confinement = service.confinement;
+    if (service.keep_terminal) {
+      steps.push_back({actor, "in the child: stay in the caller's session, its terminal the controlling one", {},
+                       "the command may be interactive; its seccomp profile refuses the ioctls that push input "
+                       "into a terminal (TIOCSTI) or drive the console (TIOCLINUX)"});
+    } else {
+      steps.push_back({actor, "in the child: start a session of its own (setsid), without a controlling terminal",
+                       {}, "nothing it does reaches the terminal vmwarden was started from, but its output"});
+    }
     if (own_mount_namespaces) {
       steps.push_back({actor, fmt::format("in the child, before exec: unshare a mount namespace and mount {}", kScratch),
                        {"CAP_SYS_ADMIN"},
@@ -254,7 +263,8 @@ std::string describe_sandbox_text(const SandboxSpec& spec, const SandboxAudit& a
     // it runs and where, right below it.
     std::size_t first_line = confinement.find('\n') + 1;
     std::vector<std::string> namespaces;
-    for (const auto& [kind, whose] : service_namespaces(spec)) namespaces.push_back(kind + " (" + whose + ")");
+    for (const auto& [kind, whose] : service_namespaces(spec, service))
+      namespaces.push_back(kind + " (" + whose + ")");
     out += "\n" + confinement.substr(0, first_line);
     out += fmt::format("  role: {}, stage {}\n", service.main ? "main (its exit ends the sandbox)" : "helper",
                        service.stage);
@@ -287,7 +297,7 @@ std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& a
   for (std::size_t i = 0; i < spec.services.size(); ++i) {
     const ServiceSpec& service = spec.services[i];
     std::string namespaces = "{";
-    auto kinds = service_namespaces(spec);
+    auto kinds = service_namespaces(spec, service);
     for (std::size_t k = 0; k < kinds.size(); ++k)
       namespaces += fmt::format("{}{}:{}", k ? "," : "", json_quote(kinds[k].first), json_quote(kinds[k].second));
     namespaces += "}";

@@ -36,9 +36,10 @@ struct SandboxAudit {
 std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const AuditLabels& labels);
 std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec);
 
-// The namespaces a service of `spec` runs in: kind -> whose ("sandbox",
+// The namespaces `service` of `spec` runs in: kind -> whose ("sandbox",
 // "service", "host"), as {"pid", "sandbox"}.
-std::vector<std::pair<std::string, std::string>> service_namespaces(const SandboxSpec& spec);
+std::vector<std::pair<std::string, std::string>> service_namespaces(const SandboxSpec& spec,
+                                                                    const ServiceSpec& service);
 
 // Facts, warnings (every "!" line of every service, first), the steps in
 // order, then each service's argv, namespaces and confinement.

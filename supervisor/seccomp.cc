@@ -200,8 +200,12 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
       info.argument_filters.push_back(
           "personality: refused with ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, "
           "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT, and with bit 31 set unless it is the query 0xffffffff");
-    if (deny) info.argument_filters.push_back("ioctl: refused for TIOCSTI and TIOCLINUX");
-    else if (lists(profile, "ioctl")) info.argument_filters.push_back("ioctl: refused for TIOCSTI");
+    if (deny)
+      info.argument_filters.push_back(
+          "ioctl: refused for TIOCSTI and TIOCLINUX (the request's low 32 bits, whatever the upper ones hold)");
+    else if (lists(profile, "ioctl"))
+      info.argument_filters.push_back(
+          "ioctl: refused for TIOCSTI (the request's low 32 bits, whatever the upper ones hold)");
   }
   return info;
 }
@@ -285,10 +289,16 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
         add_rule(ctx, SCMP_ACT_ALLOW, {"unshare"}, {&no_namespace, 1});
       }
       if (lists(profile, "ioctl")) {
-        // One comparison per argument is all libseccomp allows in a rule;
+        // Any request but TIOCSTI: one whose low 32 bits (all the kernel
+        // looks at) differ from it in some bit, one rule per bit, since a
+        // rule has one comparison per argument and libseccomp's comparisons
+        // are 64-bit (a NE would let TIOCSTI | 1 << 32 through).
         // TIOCLINUX's dangerous subcommands need CAP_SYS_ADMIN anyway.
-        scmp_arg_cmp not_tiocsti = SCMP_A1_32(SCMP_CMP_NE, TIOCSTI);
-        add_rule(ctx, SCMP_ACT_ALLOW, {"ioctl"}, {&not_tiocsti, 1});
+        for (int bit = 0; bit < 32; ++bit) {
+          std::uint64_t mask = 1ULL << bit;
+          scmp_arg_cmp differs = SCMP_A1_64(SCMP_CMP_MASKED_EQ, mask, ~std::uint64_t{TIOCSTI} & mask);
+          add_rule(ctx, SCMP_ACT_ALLOW, {"ioctl"}, {&differs, 1});
+        }
       }
       if (lists(profile, "personality")) {
         std::uint64_t dangerous = 0;
@@ -320,8 +330,11 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
         scmp_arg_cmp not_query = SCMP_A0_32(SCMP_CMP_MASKED_EQ, kBit31 | (1U << bit), kBit31);
         add_rule(ctx, refuse, {"personality"}, {&not_query, 1});
       }
+      // The kernel takes the request as an unsigned int: whatever the upper
+      // half holds, the low one decides (an EQ on the whole argument would
+      // let TIOCSTI | 1 << 32 through).
       for (std::uint32_t request : kDangerousIoctls) {
-        scmp_arg_cmp is_request = SCMP_A1_32(SCMP_CMP_EQ, request);
+        scmp_arg_cmp is_request = SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, request);
         add_rule(ctx, refuse, {"ioctl"}, {&is_request, 1});
       }
     }

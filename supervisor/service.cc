@@ -110,6 +110,7 @@ int run_child(void* arg) {
   const ServiceSpec& spec = *plan.spec;
   try {
     reset_signals();
+    if (!spec.keep_terminal) check(::setsid(), "setsid");
     map_fds(plan);
     if (plan.own_mount_namespace) setup_service_mounts();
     check(::chdir(spec.cwd.c_str()), "chdir", spec.cwd.native());

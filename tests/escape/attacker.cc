@@ -218,6 +218,12 @@ int main(int argc, char** argv) {
     std::snprintf(text, sizeof text, "persona 0x%lx", static_cast<unsigned long>(now));
     return ok(text);
   }
+  if (command == "ioctl") {  // ioctl REQUEST: on stdin, with a byte to push, as TIOCSTI takes
+    unsigned long long request = std::strtoull(arg(1), nullptr, 0);
+    char byte = 'x';
+    if (syscall(SYS_ioctl, 0, request, &byte) < 0) return denied("ioctl");
+    return ok("ioctl done");
+  }
   if (command == "x32-syscall") {
     long result = syscall(0x40000000 | SYS_getpid);
     if (result < 0) return denied("x32 getpid");

@@ -439,6 +439,28 @@ TEST_F(EscapeTest, CannotTurnOffAddressSpaceRandomisation) {
   EXPECT_EQ(unfiltered.out, "ok persona 0x80040000") << unfiltered;
 }
 
+// TIOCSTI pushes input into the terminal, where the shell that started the
+// sandbox reads it as its own; TIOCLINUX drives the console. The kernel
+// takes the request as an unsigned int, so bits above 32 must not hide it
+// from the filter, in the deny list and in the allow lists alike. (The
+// test's stdin is no terminal: unfiltered, the request fails with ENOTTY.)
+TEST_F(EscapeTest, CannotPushInputIntoTheTerminalHoweverTheRequestIsDressedUp) {
+  for (const char* request : {"0x5412", "0x100005412", "0xffffffff00005412", "0x541c", "0x10000541c"})
+    expect_killed_by_seccomp(attack(confinement(), {"ioctl", request}));
+  expect_denied(attack(confinement(), {"ioctl", "0x100005412"}, {.omitted = step_seccomp}), "ENOTTY");
+  for (const char* profile : {"qemu", "virtiofsd"}) {
+    SCOPED_TRACE(profile);
+    Confinement allow_list = confinement();
+    allow_list.seccomp.profile = profile;
+    for (const char* request : {"0x5412", "0x100005412", "0x8000000000005412"})
+      expect_killed_by_seccomp(attack(allow_list, {"ioctl", request}));
+    if (std::string_view(profile) == "virtiofsd") continue;  // it lists no ioctl at all
+    // Every other request still gets through, dressed up or not (TCGETS).
+    expect_denied(attack(allow_list, {"ioctl", "0x5401"}), "ENOTTY");
+    expect_denied(attack(allow_list, {"ioctl", "0x100005401"}), "ENOTTY");
+  }
+}
+
 TEST_F(EscapeTest, X32SyscallsAreKilled) {
   expect_killed_by_seccomp(attack(confinement(), {"x32-syscall"}));
   // Without the filter an x32 call reaches the kernel (ENOSYS from a kernel

@@ -92,6 +92,24 @@ TEST_F(SuperviseTest, ACommandRunsAsASingleUseUidWithItsSharesAndNothingElse) {
   EXPECT_THAT(list.out, ::testing::Not(HasSubstr(std::to_string(uid)))) << list.out;
 }
 
+// A service leads a session of its own, without a controlling terminal:
+// nothing it does can reach the terminal `vmwarden supervise` was started
+// from (TIOCSTI needs that terminal to be its own).
+TEST_F(SuperviseTest, AServiceLeadsASessionOfItsOwn) {
+  define("session", fmt::format("cat /proc/$$/stat > {}/rw/stat", root_.string()));
+  CommandResult result = supervise("session");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  std::string stat = read_file(root_ / "rw/stat");
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string state;
+  long parent = 0, group = 0, session = 0, tty = -1;
+  fields >> state >> parent >> group >> session >> tty;
+  long pid = std::stol(stat);
+  EXPECT_EQ(session, pid) << stat;
+  EXPECT_EQ(group, pid) << stat;
+  EXPECT_EQ(tty, 0) << stat;
+}
+
 TEST_F(SuperviseTest, AnAliasKeepsItsUidAndGrantsAcrossRuns) {
   define("work", fmt::format("id -u >> {}/rw/uids", root_.string()), "[uid]\nalias = \"work\"\n");
   ASSERT_EQ(supervise("work").exit_code, 0);
