@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <seccomp.h>
@@ -15,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "common/error.h"
 #include "common/suggest.h"
@@ -101,6 +103,36 @@ constexpr std::uint64_t kDangerousPersonality[] = {
 // ioctls that push input into a terminal (TIOCSTI) or drive the virtual
 // console (TIOCLINUX): a classic way out of a sandbox sharing a tty.
 constexpr std::uint32_t kDangerousIoctls[] = {TIOCSTI, TIOCLINUX};
+
+// Calls that act on another process named by pid (or on every process of
+// the caller's uid) under a plain same-uid check: neither a signal nor
+// ptrace, so Landlock's scopes do not cover them, while a VM's services
+// share its uid. A VMM could lower virtiofsd's priority, pin it, or give it
+// an RLIMIT_CPU that kills it. They may name the caller only (pid or who
+// 0, and for setpriority and ioprio_set the kind of target that is one
+// process); anything else fails with EPERM, which programs take as a
+// refusal and go on.
+struct SelfOnlyCall {
+  const char* name;
+  unsigned target_arg;           // the pid or "who" argument
+  int kind_arg = -1;             // setpriority, ioprio_set: what "who" names
+  std::uint64_t kind_one_process = 0;
+};
+constexpr int kIoprioWhoProcess = 1;
+constexpr SelfOnlyCall kSelfOnlyCalls[] = {
+    {"prlimit64", 0},
+    {"sched_setaffinity", 0},
+    {"sched_setscheduler", 0},
+    {"sched_setparam", 0},
+    {"sched_setattr", 0},
+    {"setpriority", 1, 0, PRIO_PROCESS},
+    {"ioprio_set", 1, 0, kIoprioWhoProcess},
+};
+
+bool is_self_only(std::string_view name) {
+  return std::any_of(std::begin(kSelfOnlyCalls), std::end(kSelfOnlyCalls),
+                     [&](const SelfOnlyCall& call) { return call.name == name; });
+}
 
 struct ProfileDef {
   std::string_view name;
@@ -193,6 +225,13 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
     bool deny = profile.kind == SeccompKind::deny_list;
     if (deny || lists(profile, "clone"))
       info.argument_filters.push_back("clone: refused with any CLONE_NEW* flag");
+    for (const SelfOnlyCall& call : kSelfOnlyCalls) {
+      if (!deny && !lists(profile, call.name)) continue;
+      info.argument_filters.push_back(fmt::format(
+          "{}: on the caller itself only ({}), else EPERM: the VM's other services share its uid", call.name,
+          call.kind_arg < 0 ? "pid 0" : call.kind_one_process == PRIO_PROCESS ? "PRIO_PROCESS, who 0"
+                                                                               : "IOPRIO_WHO_PROCESS, who 0"));
+    }
     if (deny || lists(profile, "unshare"))
       info.argument_filters.push_back(
           "unshare: refused with any CLONE_NEW* flag (unshare(CLONE_FS) stays allowed)");
@@ -270,13 +309,35 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
     std::string_view name = syscall.name;
     // In an allow list these three are allowed only with safe arguments.
     if (allow_list && profile.filter_arguments &&
-        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl"))
+        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl" || is_self_only(name)))
       continue;
     add_rule(ctx, listed_action, syscall);
   }
   for (const Syscall& syscall : profile.enosys) add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), syscall);
 
   if (profile.filter_arguments) {
+    // Whole 64-bit comparisons: the kernel reads these arguments as ints,
+    // so a value that is 0 only in its low half is refused too, which costs
+    // nothing (no program passes one).
+    // In log mode only logged, as every refusal is; an allow list's
+    // default action already does that (libseccomp refuses a rule that
+    // repeats the default).
+    const std::uint32_t elsewhere = policy.action == SeccompAction::kill ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_LOG;
+    const bool add_elsewhere = !(allow_list && elsewhere == refuse);
+    for (const SelfOnlyCall& call : kSelfOnlyCalls) {
+      if (allow_list && !lists(profile, call.name)) continue;  // refused whatever the arguments
+      std::vector<scmp_arg_cmp> the_caller = {{call.target_arg, SCMP_CMP_EQ, 0, 0}};
+      scmp_arg_cmp another = {call.target_arg, SCMP_CMP_NE, 0, 0};
+      if (add_elsewhere) add_rule(ctx, elsewhere, {call.name}, {&another, 1});
+      if (call.kind_arg >= 0) {
+        auto kind_arg = static_cast<unsigned>(call.kind_arg);
+        the_caller.push_back({kind_arg, SCMP_CMP_EQ, call.kind_one_process, 0});
+        scmp_arg_cmp not_one_process = {kind_arg, SCMP_CMP_NE, call.kind_one_process, 0};
+        if (add_elsewhere) add_rule(ctx, elsewhere, {call.name}, {&not_one_process, 1});
+      }
+      if (allow_list) add_rule(ctx, SCMP_ACT_ALLOW, {call.name}, the_caller);
+    }
+
     std::uint64_t all_namespaces = 0;
     for (std::uint64_t flag : kCloneNamespaceFlags) all_namespaces |= flag;
     if (allow_list) {

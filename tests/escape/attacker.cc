@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -217,6 +218,23 @@ int main(int argc, char** argv) {
     char text[64];
     std::snprintf(text, sizeof text, "persona 0x%lx", static_cast<unsigned long>(now));
     return ok(text);
+  }
+  if (command == "prlimit") {  // prlimit PID: an RLIMIT_CPU of 1 s, which kills a busy process
+    rlimit one_second{1, 1};
+    if (syscall(SYS_prlimit64, atoi(arg(1)), RLIMIT_CPU, &one_second, nullptr) != 0) return denied("prlimit64");
+    return ok("limited");
+  }
+  if (command == "setpriority") {  // setpriority process|user WHO: the lowest priority
+    int which = std::string(arg(1)) == "user" ? PRIO_USER : PRIO_PROCESS;
+    if (syscall(SYS_setpriority, which, atoi(arg(2)), 19) != 0) return denied("setpriority");
+    return ok("reniced");
+  }
+  if (command == "setaffinity") {  // setaffinity PID: pinned to CPU 0
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    if (syscall(SYS_sched_setaffinity, atoi(arg(1)), sizeof one, &one) != 0) return denied("sched_setaffinity");
+    return ok("pinned");
   }
   if (command == "ioctl") {  // ioctl REQUEST: on stdin, with a byte to push, as TIOCSTI takes
     unsigned long long request = std::strtoull(arg(1), nullptr, 0);

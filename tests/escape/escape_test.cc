@@ -267,6 +267,36 @@ TEST_F(EscapeTest, CannotSignalAHostProcessOfTheSameUid) {
   EXPECT_EQ(host.wait().signal, SIGKILL);
 }
 
+// A VM's services share its uid, so the plain same-uid checks of
+// prlimit, setpriority and sched_setaffinity would let the VMM kill
+// virtiofsd by RLIMIT_CPU, starve or pin it, none of which is a signal the
+// Landlock scope sees: the filter lets them name the caller only.
+TEST_F(EscapeTest, CannotLimitReniceOrPinAProcessOfTheSameUid) {
+  Child sibling(confinement(), {tools_.attacker(), "sleep"}, {.omitted = kAllSteps & ~step_identity});
+  sibling.wait_ready();
+  std::string pid = std::to_string(sibling.pid());
+  expect_denied(attack(confinement(), {"prlimit", pid}), "EPERM");
+  expect_denied(attack(confinement(), {"setpriority", "process", pid}), "EPERM");
+  expect_denied(attack(confinement(), {"setpriority", "user", "0"}), "EPERM");
+  expect_denied(attack(confinement(), {"setaffinity", pid}), "EPERM");
+  // On itself all is as before.
+  expect_success(attack(confinement(), {"prlimit", "0"}));
+  expect_success(attack(confinement(), {"setpriority", "process", "0"}));
+  // The allow lists name prlimit64 (the others not at all: killed).
+  for (const char* profile : {"qemu", "virtiofsd"}) {
+    SCOPED_TRACE(profile);
+    Confinement allow_list = confinement();
+    allow_list.seccomp.profile = profile;
+    expect_denied(attack(allow_list, {"prlimit", pid}), "EPERM");
+    expect_success(attack(allow_list, {"prlimit", "0"}));
+    expect_killed_by_seccomp(attack(allow_list, {"setaffinity", pid}));
+  }
+  // The control: without the filter the same uid is all it takes.
+  expect_success(attack(confinement(), {"prlimit", pid}, {.omitted = step_seccomp}));
+  expect_success(attack(confinement(), {"setaffinity", pid}, {.omitted = step_seccomp}));
+  EXPECT_EQ(sibling.kill_and_wait(SIGKILL).signal, SIGKILL);
+}
+
 TEST_F(EscapeTest, CannotSignalARootHostProcess) {
   auto host = host_process();
   std::string pid = std::to_string(host->pid());
