@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <string>
@@ -213,11 +214,32 @@ void unmount_private_mount_points(const SandboxSpec& spec) noexcept {
     log::warning("unmount {}: {}", dir, std::strerror(errno));
 }
 
-void setup_service_mounts() {
+ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service) {
+  ServiceMounts mounts;
+  mounts.own_namespace = services_have_own_mount_namespaces(spec);
+  if (!mounts.own_namespace) return mounts;
+  auto at_or_below = [](const std::filesystem::path& path, const std::filesystem::path& point) {
+    auto [in_point, in_path] = std::mismatch(point.begin(), point.end(), path.begin(), path.end());
+    return in_point == point.end();
+  };
+  for (const BindMount& bind : spec.mounts) {
+    if (!bind.target.empty()) continue;
+    std::filesystem::path point = private_mount_point(spec, bind.name);
+    const auto& rules = service.confinement.landlock.paths;
+    bool reached = std::any_of(rules.begin(), rules.end(),
+                               [&](const PathRule& rule) { return at_or_below(rule.path.lexically_normal(), point); });
+    if (!reached) mounts.hidden.push_back(point);
+  }
+  return mounts;
+}
+
+void setup_service_mounts(const ServiceMounts& mounts) {
   // Propagation is already private in the warden's namespace, and a new
   // namespace copies that.
   check(::unshare(CLONE_NEWNS), "unshare", "(mount namespace of a service)");
   mount_scratch();
+  for (const std::filesystem::path& point : mounts.hidden)
+    check(::umount2(point.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW), "unmount in the service's namespace", point.native());
 }
 
 }  // namespace vmwarden::supervisor

@@ -3,6 +3,7 @@
 // unshared or cloned and propagation was made private.
 #pragma once
 
+#include <filesystem>
 #include <vector>
 
 #include "supervisor/sandbox.h"
@@ -34,8 +35,20 @@ void setup_warden_mounts(const SandboxSpec& spec);
 // mounted. Detaches it with the shares on it; failures are logged.
 void unmount_private_mount_points(const SandboxSpec& spec) noexcept;
 
-// In a service's child, before its confinement: a mount namespace of its own
-// with private, size-limited nodev,nosuid tmpfs on /tmp and /dev/shm.
-void setup_service_mounts();
+// What a service's child does to its mount namespace.
+struct ServiceMounts {
+  bool own_namespace = false;  // services_have_own_mount_namespaces()
+  // In its own namespace: the private mount points (the shares' copies) that
+  // none of its Landlock rules lies at or below, unmounted there, so that a
+  // rule on a directory above them (the VMM's on the runtime directory)
+  // does not reach the shares, which are virtiofsd's alone.
+  std::vector<std::filesystem::path> hidden;
+};
+ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service);
+
+// In a service's child, before its confinement, with `mounts.own_namespace`:
+// a mount namespace of its own with private, size-limited nodev,nosuid
+// tmpfs on /tmp and /dev/shm, without the mounts `mounts.hidden` names.
+void setup_service_mounts(const ServiceMounts& mounts);
 
 }  // namespace vmwarden::supervisor

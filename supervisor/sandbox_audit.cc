@@ -176,6 +176,13 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
       steps.push_back({actor, fmt::format("in the child, before exec: unshare a mount namespace and mount {}", kScratch),
                        {"CAP_SYS_ADMIN"},
                        "services cannot meet, or leave files for each other, in shared scratch space"});
+      std::vector<std::string> hidden;
+      for (const std::filesystem::path& point : service_mounts(spec, service).hidden) hidden.push_back(point.string());
+      if (!hidden.empty()) {
+        steps.push_back({actor, "in its mount namespace: unmount " + join(hidden, ", "), {"CAP_SYS_ADMIN"},
+                         "copies of shares none of its Landlock rules names; a rule on a directory above them "
+                         "would otherwise reach them"});
+      }
     }
     if (confinement.landlock.mode != LandlockMode::off && !confinement.landlock.paths.empty()) {
       steps.push_back({actor,

@@ -47,7 +47,7 @@ void write_all(int fd, std::string_view text) {
 struct ChildPlan {
   const ServiceSpec* spec;
   const std::vector<FdMapping>* fds;
-  bool own_mount_namespace;
+  const ServiceMounts* mounts;
   int error_pipe;
   std::vector<char*> argv, envp;
   std::vector<int> sources;  // scratch: each mapping's parent_fd, copied out of the way
@@ -112,7 +112,7 @@ int run_child(void* arg) {
     reset_signals();
     if (!spec.keep_terminal) check(::setsid(), "setsid");
     map_fds(plan);
-    if (plan.own_mount_namespace) setup_service_mounts();
+    if (plan.mounts->own_namespace) setup_service_mounts(*plan.mounts);
     check(::chdir(spec.cwd.c_str()), "chdir", spec.cwd.native());
     apply_confinement(spec.confinement);
     ::execve(plan.argv[0], plan.argv.data(), plan.envp.data());
@@ -131,8 +131,8 @@ alignas(64) char g_child_stack[256 * 1024];
 
 }  // namespace
 
-Service::Service(const ServiceSpec& spec, const std::vector<int>& listen_fds, bool own_mount_namespace)
-    : spec_(spec), own_mount_namespace_(own_mount_namespace), fds_(spec.fds) {
+Service::Service(const ServiceSpec& spec, const std::vector<int>& listen_fds, ServiceMounts mounts)
+    : spec_(spec), mounts_(std::move(mounts)), fds_(spec.fds) {
   if (listen_fds.size() != spec.listen_sockets.size())
     throw std::logic_error("service " + spec.name + ": listening sockets and their descriptors differ in number");
   for (size_t i = 0; i < listen_fds.size(); ++i) fds_.push_back({listen_fds[i], spec.listen_sockets[i].child_fd});
@@ -145,7 +145,7 @@ void Service::launch(bool share_memory) {
   ChildPlan plan;
   plan.spec = &spec_;
   plan.fds = &fds_;
-  plan.own_mount_namespace = own_mount_namespace_;
+  plan.mounts = &mounts_;
   plan.error_pipe = write_end.get();
   for (const std::string& arg : spec_.argv) plan.argv.push_back(const_cast<char*>(arg.c_str()));
   plan.argv.push_back(nullptr);

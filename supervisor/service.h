@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "supervisor/mounts.h"
 #include "supervisor/sandbox.h"
 
 namespace vmwarden::supervisor {
@@ -16,9 +17,9 @@ namespace vmwarden::supervisor {
 class Service final : public RunningService {
  public:
   // `listen_fds`: the warden's copies of the sockets bound for
-  // spec.listen_sockets, in that order. `own_mount_namespace`: see
-  // services_have_own_mount_namespaces().
-  Service(const ServiceSpec& spec, const std::vector<int>& listen_fds, bool own_mount_namespace);
+  // spec.listen_sockets, in that order. `mounts`: see
+  // service_mounts().
+  Service(const ServiceSpec& spec, const std::vector<int>& listen_fds, ServiceMounts mounts);
 
   const ServiceSpec& spec() const override { return spec_; }
   pid_t pid() const override { return pid_; }
@@ -50,7 +51,7 @@ class Service final : public RunningService {
 
  private:
   const ServiceSpec& spec_;
-  bool own_mount_namespace_;
+  ServiceMounts mounts_;
   std::vector<FdMapping> fds_;  // spec.fds, then the listening sockets
   UniqueFd exec_status_;        // read end of the child's CLOEXEC error pipe
   pid_t pid_ = 0;

@@ -173,7 +173,7 @@ std::vector<int> Warden::bind_listen_sockets(const ServiceSpec& service) {
 void Warden::start_services() {
   for (const ServiceSpec& spec : spec_.services) {
     services_.push_back(
-        std::make_unique<Service>(spec, bind_listen_sockets(spec), services_have_own_mount_namespaces(spec_)));
+        std::make_unique<Service>(spec, bind_listen_sockets(spec), service_mounts(spec_, spec)));
     if (spec.main) main_ = services_.back().get();
   }
   std::vector<int> stages;

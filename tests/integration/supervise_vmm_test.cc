@@ -210,6 +210,14 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   fs::remove(root_ / "private/share");
   fs::rename(root_ / "private/moved", root_ / "private/share");
 
+  // The VMM's Landlock rule on the runtime dir would reach the share's copy
+  // mounted below it (and its UID holds the grant): the copy is not mounted
+  // in the VMM's namespace. The shares are virtiofsd's alone.
+  fs::path vmm_view = fmt::format("/proc/{}/root{}/mnt/data", vmm_pid, runtime.string());
+  EXPECT_FALSE(fs::exists(vmm_view / "marker")) << "the VMM sees the share";
+  EXPECT_TRUE(fs::exists(fmt::format("/proc/{}/root{}/control.sock", vmm_pid, runtime.string())))
+      << "the VMM still sees its runtime dir";
+
   ASSERT_EQ(::kill(outer, SIGTERM), 0);
   int status = wait_for(outer, 20s);
   std::string log = testing::read_file(root_ / "log");
