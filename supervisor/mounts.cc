@@ -183,7 +183,11 @@ bool has_private_mount_points(const SandboxSpec& spec) {
 void setup_warden_mounts(const SandboxSpec& spec) {
   // Private first: nothing mounted below may propagate back to the host.
   check(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mount propagation private on", "/");
-  check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount proc on", "/proc");
+  // hidepid=invisible: a service sees only the processes it may ptrace-read,
+  // which Landlock limits to its own domain, not the warden (root) nor the
+  // other services.
+  check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible"), "mount proc on",
+        "/proc");
   bool private_points = has_private_mount_points(spec);
   if (private_points) make_private_mount_points(spec);
   for (const BindMount& bind : spec.mounts) {

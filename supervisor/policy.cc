@@ -43,9 +43,13 @@ std::vector<PathRule> command_rules(const std::filesystem::path& program, const 
   for (PathRule& rule : device_rules()) rules.push_back(std::move(rule));
   rules.push_back({program, PathRights::read_execute()});
   rules.push_back({runtime_dir, PathRights::read_write()});
-  // Nothing of the host is behind these inside the sandbox.
+  // Private to the sandbox: its own tmpfs.
   rules.push_back({"/tmp", PathRights::read_write()});
   rules.push_back({"/dev/shm", PathRights::read_write()});
+  // The sandbox's own proc (hidepid=invisible: the command sees its own
+  // processes only, not the warden), with the system-wide files any
+  // program may read (/proc/meminfo, /proc/sys, ...; /proc/net is the
+  // host's with --network).
   rules.push_back({"/proc", PathRights::read_only()});
   return rules;
 }

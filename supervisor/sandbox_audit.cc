@@ -113,7 +113,7 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                          "(the host's network namespace is kept: network = true)"});
   steps.push_back({"warden", "make every mount private (MS_REC | MS_PRIVATE on /)", {"CAP_SYS_ADMIN"},
                    "nothing mounted in the sandbox propagates to the host"});
-  steps.push_back({"warden", "mount a new proc on /proc (nosuid, nodev, noexec)", {"CAP_SYS_ADMIN"},
+  steps.push_back({"warden", "mount a new proc on /proc (nosuid, nodev, noexec, hidepid=invisible)", {"CAP_SYS_ADMIN"},
                    "the services see only the sandbox's processes"});
   if (has_private_mount_points(spec)) {
     steps.push_back({"warden",

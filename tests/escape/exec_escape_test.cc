@@ -550,8 +550,8 @@ TEST_F(ExecEscapeTest, CannotJoinANamespace) {
   expect_denied(exec_attack({"--seccomp-profile", "none"}, own), "EPERM");  // no CAP_SYS_ADMIN
   expect_success(host_attack(own));
 
-  // A sibling's: its namespace files are out of reach of the attacker's
-  // Landlock domain (ptrace access).
+  // A sibling's: the attacker's Landlock domain gives it no ptrace access,
+  // so the sandbox's /proc (hidepid=invisible) does not even show it.
   std::optional<Neighbour> sibling;
   auto place = [&](pid_t warden) {
     sibling.emplace(warden, sibling_confinement(), 0, attacker({"sleep"}), /*new_uts=*/true);
@@ -565,7 +565,7 @@ TEST_F(ExecEscapeTest, CannotJoinANamespace) {
     sandbox.send(place(sandbox.warden()));
     return sandbox.finish();
   };
-  expect_denied(foreign_attack(kAsAttackerUid), "EACCES");
+  expect_denied(foreign_attack(kAsAttackerUid), "ENOENT");
   expect_killed_by_seccomp(foreign_attack(with(kAsAttackerUid, {"--landlock", "off"})));
   expect_denied(foreign_attack(with(kAsAttackerUid, {"--landlock", "off", "--seccomp-profile", "none"})), "EPERM");
 }
@@ -614,15 +614,21 @@ TEST_F(ExecEscapeTest, CannotReachAHostProcessThroughProc) {
                   "ENOENT");
     expect_success(host_attack({"proc-read", process.pid(), "status"}, attacker_uid()));
   }
+  // Nor is the warden, PID 1 there (root; its mountinfo would show the
+  // host's mount table): hidepid=invisible, and no ptrace access to it.
+  expect_denied(exec_attack({}, {"proc-read", "1", "mountinfo"}), "ENOENT");
+  expect_success(exec_attack({}, {"proc-read", "self", "mountinfo"}));
 
-  // A host process of the same uid placed in the namespace: its entries
-  // that need ptrace access are refused by Landlock.
+  // A host process of the same uid placed in the namespace: Landlock gives
+  // the attacker no ptrace access to it, so the sandbox's /proc
+  // (hidepid=invisible) does not show it at all.
   std::optional<Neighbour> host;
   auto place = [&](pid_t warden) {
     host.emplace(warden, sibling_confinement(), kOnlyIdentity, attacker({"sleep"}));
     return host->wait_ready();
   };
-  expect_denied(attack_beside(kAsAttackerUid, {"proc-read", kTarget, "environ"}, place), "EACCES");
+  expect_denied(attack_beside(kAsAttackerUid, {"proc-read", kTarget, "environ"}, place), "ENOENT");
+  expect_denied(attack_beside(kAsAttackerUid, {"proc-read", kTarget, "status"}, place), "ENOENT");
   expect_success(
       attack_beside(with(kAsAttackerUid, {"--landlock", "off"}), {"proc-read", kTarget, "environ"}, place));
 }
