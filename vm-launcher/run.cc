@@ -172,13 +172,17 @@ int run_program_in_vm(const RunOptions& options) {
   if (!options.initramfs.empty()) initramfs = existing_file(options.initramfs, "--initramfs");
   if (kernel.empty()) {
     fs::path image = options.locations.state_dir / "images" / options.image;
-    kernel = image / "vmlinuz";
-    initramfs = image / "initrd.img";
-    if (!fs::exists(kernel))
+    if (!fs::exists(image / "vmlinuz"))
       throw UsageError(fmt::format("image \"{}\": {} does not exist; build one with VMWARDEN_GUEST_AGENT=PATH "
                                    "tools/build-guest-image {} (doc/GUEST-AGENT.md), or pass --kernel and "
                                    "--initramfs",
-                                   options.image, kernel.string(), image.string()));
+                                   options.image, (image / "vmlinuz").string(), image.string()));
+    // Checked as --kernel and --initramfs are, before anything is created:
+    // a path the definition would refuse (a ',' in the image's name) or an
+    // image without its initramfs.
+    std::string flag = fmt::format("--image \"{}\":", options.image);
+    kernel = existing_file(image / "vmlinuz", flag);
+    initramfs = existing_file(image / "initrd.img", flag);
   }
 
   // 2. The run's directory: one per run, reachable (not listable) by the

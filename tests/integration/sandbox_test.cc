@@ -1488,6 +1488,29 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   EXPECT_THAT(image.err, HasSubstr("--image \"../x\": give the name of an image"));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
+
+  // Images whose files the definition would refuse, or that lack one, are
+  // refused naming --image, and leave the state directory as it was.
+  std::filesystem::path images = state_root_ / "images";
+  for (const char* name : {"a,b", "no-initrd"}) std::filesystem::create_directories(images / name);
+  write_file(images / "a,b/vmlinuz", "not booted");
+  write_file(images / "a,b/initrd.img", "not booted");
+  write_file(images / "no-initrd/vmlinuz", "not booted");
+  struct stat before {};
+  ASSERT_EQ(::stat(state_root_.path().c_str(), &before), 0);
+  for (auto [name, message] : {std::pair{"a,b", "--image \"a,b\": " + (images / "a,b/vmlinuz").string() + ": "},
+                               std::pair{"no-initrd", "--image \"no-initrd\": " +
+                                                          (images / "no-initrd/initrd.img").string() +
+                                                          ": not an existing regular file"}}) {
+    CommandResult refused = run_command({vmwarden_binary(), "run", "--image", name, "--", "/bin/true"}, run);
+    EXPECT_EQ(refused.exit_code, 2) << refused.err;
+    EXPECT_THAT(refused.err, HasSubstr(message));
+  }
+  struct stat after {};
+  ASSERT_EQ(::stat(state_root_.path().c_str(), &after), 0);
+  EXPECT_EQ(after.st_mode, before.st_mode) << "the state directory's mode changed";
+  EXPECT_FALSE(std::filesystem::exists(state_root_ / "runs"));
+  EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 }
 
 // Only the subcommand on the command line is built; the top level's help
