@@ -401,6 +401,10 @@ class Validator {
     if (program.empty() || program.front() != '/') {
       error(array[0], fmt::format("command program \"{}\" must be an absolute path (no PATH lookup "
                                   "happens inside the sandbox)", program));
+    } else if (auto hidden = hidden_path_problem(normalize_path(program))) {
+      // Its own empty /tmp would hide it from the sandbox. (No VMM parses
+      // this path: a `,` or `:` in it is harmless.)
+      error(array[0], "command: " + *hidden);
     } else if (options_.check_filesystem) {
       if (auto problem = file_problem(program, FileKind::executable)) error(array[0], "command: " + *problem);
     }

@@ -347,6 +347,14 @@ TEST(Definition, CommandMustBeAbsolute) {
   expect_one_error(parse("command = [\"true\"]\n"), 1, 12, "must be an absolute path");
 }
 
+// The sandbox's own empty /tmp and /dev/shm would hide it: refused where
+// it is written, not when `supervise` fails to open it.
+TEST(Definition, CommandMustNotLieWhereTheSandboxHidesIt) {
+  expect_one_error(parse("command = [\"/tmp/tool\", \"x\"]\n"), 1, 12, "command: /tmp/tool lies under /tmp");
+  expect_one_error(parse("command = [\"/dev/shm/tool\"]\n"), 1, 12, "lies under /dev/shm");
+  EXPECT_TRUE(parse("command = [\"/usr/bin/a,b:c\"]\n").ok()) << "no VMM parses a command's path";
+}
+
 TEST(Definition, CommandMustNotBeEmpty) {
   expect_one_error(parse("command = []\n"), 1, 11, "command is empty");
 }
