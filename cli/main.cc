@@ -51,7 +51,8 @@ constexpr const char* kFooter = R"(Exit status:
   0    success (for exec/run/supervise: the command's or VM's own status)
   1    a runtime failure
   2    bad usage or invalid input; nothing was changed
-  125  permanent failure (supervise, audit: e.g. a definition this host cannot run): s6 does not restart
+  125  the sandbox or VM cannot start as given, nor will on a retry (supervise, exec, run, audit: e.g. a
+       definition this host cannot run, an s6 service not started by s6-supervise): s6 does not restart it
   128+N  the main service was killed by signal N
 
 Locations (flag, then environment, then default):
@@ -91,17 +92,49 @@ std::string_view first_word(int argc, char** argv) {
   return {};
 }
 
-// CLI11 reports a mistyped subcommand as "a subcommand is required"; say
-// which word was not understood and what was probably meant.
+// The word after `after` on the command line that is not an option; empty
+// if there is none.
+std::string_view word_after(std::string_view after, int argc, char** argv) {
+  bool seen = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view word = argv[i];
+    if (word == "--") return {};
+    if (!seen) {
+      seen = word == after;
+    } else if (!word.starts_with('-')) {
+      return word;
+    }
+  }
+  return {};
+}
+
+// CLI11 reports a mistyped subcommand (of vmwarden, or of `uid`, `acl`,
+// `s6`) as "a subcommand is required"; say which word was not understood
+// and what was probably meant.
 std::optional<std::string> subcommand_hint(CLI::App& app, int argc, char** argv) {
-  if (!app.get_subcommands().empty()) return std::nullopt;
-  std::string_view word = first_word(argc, argv);
-  if (word.empty()) return std::nullopt;
   std::vector<std::string_view> names;
-  for (const Subcommand& subcommand : kSubcommands) names.push_back(subcommand.name);
-  std::string hint = fmt::format("unknown subcommand \"{}\"", word);
+  std::string_view word, of;
+  if (app.get_subcommands().empty()) {
+    word = first_word(argc, argv);
+    if (word.empty()) return std::nullopt;
+    for (const Subcommand& subcommand : kSubcommands) names.push_back(subcommand.name);
+  } else {
+    CLI::App* parent = app.get_subcommands().front();
+    std::vector<CLI::App*> children = parent->get_subcommands([](CLI::App*) { return true; });
+    if (children.empty() || !parent->get_subcommands().empty()) return std::nullopt;
+    for (const CLI::App* child : children) names.push_back(child->get_name());
+    of = parent->get_name();
+    word = word_after(of, argc, argv);
+    if (word.empty()) {
+      std::vector<std::string> listed(names.begin(), names.end());
+      return fmt::format("vmwarden {} needs a subcommand: {} (see vmwarden {} --help)", of,
+                         fmt::join(listed, ", "), of);
+    }
+  }
+  std::string hint = of.empty() ? fmt::format("unknown subcommand \"{}\"", word)
+                                : fmt::format("unknown subcommand \"{}\" of vmwarden {}", word, of);
   if (auto guess = closest_match(word, names)) hint += fmt::format("; did you mean \"{}\"?", *guess);
-  return hint + " (see vmwarden --help)";
+  return hint + fmt::format(" (see vmwarden {}{}--help)", of, of.empty() ? "" : " ");
 }
 
 // An option that takes a value refuses an empty one: "--state-dir $UNSET"
@@ -177,12 +210,15 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // --help and --version are "errors" that exit 0, printed by CLI11.
+    if (e.get_exit_code() == 0) return app.exit(e) == 0 ? exit_status::kOk : exit_status::kUsage;
     if (auto hint = subcommand_hint(app, argc, argv)) {
       log::error("{}", *hint);
       return exit_status::kUsage;
     }
-    int code = app.exit(e);
-    return code == 0 ? exit_status::kOk : exit_status::kUsage;
+    log::error("{} (see vmwarden {}--help)", e.what(),
+               app.get_subcommands().empty() ? "" : app.get_subcommands().front()->get_name() + " ");
+    return exit_status::kUsage;
   }
   if (globals.verbose) log::set_min_level(log::Level::debug);
   int status = exit_status::kFailure;

@@ -1414,6 +1414,12 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--ro", tree, "--rw", tree + "/", "--", "/bin/true"}, "given to both --ro and --rw"},
       {{vmwarden_binary(), "exce", "--", "/bin/true"}, "unknown subcommand \"exce\"; did you mean \"exec\"?"},
       {{vmwarden_binary(), "--state-dir", "/x", "supervize", "vm"}, "did you mean \"supervise\"?"},
+      {{vmwarden_binary(), "uid", "alocc"},
+       "vmwarden: error: unknown subcommand \"alocc\" of vmwarden uid; did you mean \"alloc\"? (see vmwarden uid --help)"},
+      {{vmwarden_binary(), "acl", "grnt", "--uid", "1", "--ro", "/x"}, "unknown subcommand \"grnt\" of vmwarden acl; did you mean \"grant\"?"},
+      {{vmwarden_binary(), "s6"}, "vmwarden s6 needs a subcommand: service"},
+      {{vmwarden_binary(), "check"}, "vmwarden: error: definition is required (see vmwarden check --help)"},
+      {{vmwarden_binary(), "exec", "--nope", "--", "/bin/true"}, "vmwarden: error: The following argument was not expected: --nope"},
       {{vmwarden_binary(), "--runtime-dir", "relrun", "exec", "--", "/bin/true"},
        "--runtime-dir \"relrun\" is a relative path"},
   };
