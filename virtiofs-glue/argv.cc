@@ -16,15 +16,21 @@
 namespace vmwarden::virtiofs {
 namespace {
 
-// The C daemon splits -o values at ',' and both VMMs' socket options split at
-// ',' ':' '='; a path is accepted only without them.
+// The C daemon splits -o values at ',' (and takes '\\' as an escape) and
+// both VMMs' socket options split at ',' ':' '='; a path is accepted only
+// without them, and, as every path vmwarden hands a daemon, without '.',
+// '..' or empty components, so that it names what it seems to.
 std::string checked(std::string_view what, const std::filesystem::path& path) {
   const std::string& text = path.native();
   bool ok = path.is_absolute() && text.size() < 4096;
-  for (char c : text) ok = ok && c != ',' && c != ':' && c != '=' && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+  for (char c : text)
+    ok = ok && c != ',' && c != ':' && c != '=' && c != '\\' && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+  ok = ok && text.find("//") == std::string::npos && text.back() != '/';
+  for (const auto& component : path.relative_path()) ok = ok && component != "." && component != "..";
   if (!ok)
-    throw UsageError(fmt::format("virtiofsd {} \"{}\" must be an absolute path without ',' ':' '=' or control "
-                                 "characters (they would inject virtiofsd options)",
+    throw UsageError(fmt::format("virtiofsd {} \"{}\" must be an absolute path without '.', '..' or empty "
+                                 "components and without ',' ':' '=' '\\' or control characters (they would "
+                                 "inject virtiofsd options)",
                                  what, text));
   return text;
 }

@@ -112,6 +112,13 @@ TEST(VirtiofsdArgv, RefusesInjection) {
     s = share(dialect);
     s.binary = "/opt/v=1/virtiofsd";
     EXPECT_THROW(plan_virtiofsd(s), UsageError);
+    // The C daemon's -o parser takes '\\' as an escape; and a path names
+    // what it seems to: no '.', '..' or empty components.
+    for (const char* dir : {"/srv/a\\,b", "/srv/../etc", "/srv/./a", "/srv//a", "/srv/a/"}) {
+      s = share(dialect);
+      s.shared_dir = dir;
+      EXPECT_THROW(plan_virtiofsd(s), UsageError) << dir;
+    }
     EXPECT_NO_THROW(plan_virtiofsd(share(dialect)));
   }
 }
