@@ -460,7 +460,12 @@ class Validator {
 
   void read_disks(const toml::table& root, Definition& definition) {
     std::map<std::filesystem::path, Position> seen;
-    for (const toml::table* disk_table : read_table_array(root, "disk")) {
+    std::vector<const toml::table*> tables = read_table_array(root, "disk");
+    if (tables.size() > kMaxDisks)
+      error(*tables[kMaxDisks], fmt::format("a VM has at most {} [[disk]] tables (each is a device of the VM); "
+                                            "this is number {}",
+                                            kMaxDisks, kMaxDisks + 1));
+    for (const toml::table* disk_table : tables) {
       reject_unknown_keys(*disk_table, "disk", {"path", "readonly"});
       Disk disk;
       if (!disk_table->contains("path")) {
@@ -482,7 +487,12 @@ class Validator {
   void read_shares(const toml::table& root, Definition& definition) {
     std::map<std::string, Position> seen_tags;
     std::map<std::string, Position> seen_paths;
-    for (const toml::table* share_table : read_table_array(root, "share")) {
+    std::vector<const toml::table*> tables = read_table_array(root, "share");
+    if (tables.size() > kMaxShares)
+      error(*tables[kMaxShares], fmt::format("a VM has at most {} [[share]] tables (each is a device of the VM and "
+                                             "a virtiofsd of its own); this is number {}",
+                                             kMaxShares, kMaxShares + 1));
+    for (const toml::table* share_table : tables) {
       reject_unknown_keys(*share_table, "share", {"tag", "path", "access"});
       Share share;
       bool complete = true;

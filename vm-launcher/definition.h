@@ -30,6 +30,12 @@ struct Share {
   Access access = Access::ro;
 };
 
+// Each disk and share is a PCI device of the VM (QEMU's q35 has about 30
+// free slots), and each share a grant and a virtiofsd: far more than any VM
+// uses would be a mistake, refused at its position.
+inline constexpr std::size_t kMaxDisks = 8;
+inline constexpr std::size_t kMaxShares = 16;
+
 struct Definition {
   std::string name;  // from the file name, NAME.toml
 

@@ -109,7 +109,9 @@ void check_reachable(const Definition& definition, uid_t uid) {
   if (needs.empty()) return;
 
   // The child exits with the index of the first path it cannot use, 254 if
-  // it cannot become the UID, or 255 when every path is usable.
+  // it cannot become the UID, or 255 when every path is usable (a
+  // definition names at most 2 + kMaxDisks of them).
+  static_assert(2 + kMaxDisks < 254);
   pid_t child = ::fork();
   if (child < 0) throw_errno("fork");
   if (child == 0) {

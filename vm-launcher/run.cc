@@ -142,6 +142,13 @@ int run_program_in_vm(const RunOptions& options) {
   for (const auto& dir : options.ro) ro.push_back(existing_dir(dir, "--ro"));
   for (const auto& dir : options.rw) rw.push_back(existing_dir(dir, "--rw"));
   for (const auto& dir : options.store) store.push_back(existing_dir(dir, "--store"));
+  // The run's own config and report shares, and the scratch directory, count.
+  std::size_t own_shares = 2 + (options.scratch ? 1 : 0);
+  if (ro.size() + rw.size() + store.size() + own_shares > kMaxShares)
+    throw UsageError(fmt::format("at most {} --ro, --rw and --store directories in all{} (a VM has at most {} "
+                                 "shares, {} of them the run's own)",
+                                 kMaxShares - own_shares, options.scratch ? " with --scratch" : "", kMaxShares,
+                                 own_shares));
   {
     // One share per directory: a second one would get a second grant that
     // contradicts the first, and mount over it in the guest.

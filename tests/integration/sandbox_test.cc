@@ -1469,6 +1469,10 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
       {{"--ro", (scratch / "share").string(), "--rw", (scratch / "share/").string(), "--", "/bin/true"}, "is given more than once"},
       {{"--", ""}, "the program's name is an empty string"},
   };
+  std::vector<std::string> many;
+  for (int i = 0; i < 15; ++i) many.insert(many.end(), {"--ro", (scratch / "share").string()});
+  many.insert(many.end(), {"--", "/bin/true"});
+  cases.push_back({many, "at most 14 --ro, --rw and --store directories in all"});
   for (const Case& c : cases) {
     std::vector<std::string> argv = {vmwarden_binary(), "run", "--kernel", kernel};
     argv.insert(argv.end(), c.argv.begin(), c.argv.end());

@@ -347,6 +347,20 @@ TEST(Definition, CommandMustBeAbsolute) {
   expect_one_error(parse("command = [\"true\"]\n"), 1, 12, "must be an absolute path");
 }
 
+// A disk and a share are each a device of the VM: more than a VM can hold
+// is refused at the first table too many.
+TEST(Definition, DisksAndSharesAreLimitedInNumber) {
+  std::string text = "vmm = \"qemu\"\nkernel = \"/k\"\n";
+  for (std::size_t i = 0; i <= kMaxDisks; ++i) text += fmt::format("[[disk]]\npath = \"/d{}\"\n", i);
+  // Line 3 + 2 per table: the first table too many starts at 3 + 2 * kMaxDisks.
+  expect_one_error(parse(text), static_cast<std::uint32_t>(3 + 2 * kMaxDisks), 1, "at most 8 [[disk]] tables");
+  text = "command = [\"/bin/true\"]\n";
+  for (std::size_t i = 0; i <= kMaxShares; ++i) text += fmt::format("[[share]]\ntag = \"t{0}\"\npath = \"/s{0}\"\n", i);
+  expect_one_error(parse(text), static_cast<std::uint32_t>(2 + 3 * kMaxShares), 1, "at most 16 [[share]] tables");
+  text.resize(text.rfind("[[share]]"));
+  EXPECT_TRUE(parse(text).ok()) << "16 shares are fine";
+}
+
 // The sandbox's own empty /tmp and /dev/shm would hide it: refused where
 // it is written, not when `supervise` fails to open it.
 TEST(Definition, CommandMustNotLieWhereTheSandboxHidesIt) {
