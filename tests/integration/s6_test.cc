@@ -323,6 +323,8 @@ TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
   CommandResult result = run_command({(service("app") / "run").string()}, {.cwd = service("app")});
   EXPECT_EQ(result.exit_code, 125);
   EXPECT_THAT(result.err, HasSubstr("supervise/lock"));
+  EXPECT_TRUE(fs::is_empty(root_ / "state")) << "a UID was leased";
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "the share was granted";
 }
 
 }  // namespace
