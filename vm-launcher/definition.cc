@@ -323,7 +323,10 @@ class Validator {
   }
 
   // `[[key]]` sections: an array whose every element is a table.
-  std::vector<const toml::table*> read_table_array(const toml::table& parent, std::string_view key) {
+  // The [[key]] tables; more than `limit` is an error at the first one too
+  // many (`each_is` says why there is a limit).
+  std::vector<const toml::table*> read_table_array(const toml::table& parent, std::string_view key,
+                                                   std::size_t limit = SIZE_MAX, std::string_view each_is = {}) {
     std::vector<const toml::table*> tables;
     const toml::node* node =
         typed(parent, "", key, toml::node_type::array, fmt::format("an array of tables ([[{}]])", key));
@@ -336,6 +339,9 @@ class Validator {
       }
       tables.push_back(element.as_table());
     }
+    if (tables.size() > limit)
+      error(*tables[limit], fmt::format("a VM has at most {} [[{}]] tables (each is {}); this is number {}", limit,
+                                        key, each_is, limit + 1));
     return tables;
   }
 
@@ -460,12 +466,7 @@ class Validator {
 
   void read_disks(const toml::table& root, Definition& definition) {
     std::map<std::filesystem::path, Position> seen;
-    std::vector<const toml::table*> tables = read_table_array(root, "disk");
-    if (tables.size() > kMaxDisks)
-      error(*tables[kMaxDisks], fmt::format("a VM has at most {} [[disk]] tables (each is a device of the VM); "
-                                            "this is number {}",
-                                            kMaxDisks, kMaxDisks + 1));
-    for (const toml::table* disk_table : tables) {
+    for (const toml::table* disk_table : read_table_array(root, "disk", kMaxDisks, "a device of the VM")) {
       reject_unknown_keys(*disk_table, "disk", {"path", "readonly"});
       Disk disk;
       if (!disk_table->contains("path")) {
@@ -487,12 +488,8 @@ class Validator {
   void read_shares(const toml::table& root, Definition& definition) {
     std::map<std::string, Position> seen_tags;
     std::map<std::string, Position> seen_paths;
-    std::vector<const toml::table*> tables = read_table_array(root, "share");
-    if (tables.size() > kMaxShares)
-      error(*tables[kMaxShares], fmt::format("a VM has at most {} [[share]] tables (each is a device of the VM and "
-                                             "a virtiofsd of its own); this is number {}",
-                                             kMaxShares, kMaxShares + 1));
-    for (const toml::table* share_table : tables) {
+    for (const toml::table* share_table :
+         read_table_array(root, "share", kMaxShares, "a device of the VM and a virtiofsd of its own")) {
       reject_unknown_keys(*share_table, "share", {"tag", "path", "access"});
       Share share;
       bool complete = true;
