@@ -25,6 +25,7 @@ class PidFd {
   explicit PidFd(pid_t pid);
 
   pid_t pid() const { return pid_; }
+  int fd() const { return fd_.get(); }  // -1 for a process already gone
   bool exited() const;
   // Waits until the process has exited or `deadline` passes; true if exited.
   bool wait_exited(Deadline deadline) const;

@@ -1,3 +1,4 @@
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -132,8 +133,15 @@ std::vector<supervisor::PathRule> common_rules(const Definition& definition, con
 void run_control_program(const supervisor::RunningService& vmm, const std::vector<std::string>& argv,
                          Deadline deadline) {
   const supervisor::Confinement& confinement = vmm.spec().confinement;
-  ProgramResult result = run_program(argv, vmm.spec().env, deadline,
-                                     [&confinement] { supervisor::apply_confinement(confinement); });
+  // In the VMM's mount namespace too: the warden's holds the shares' copies
+  // under the runtime directory, which the VMM's Landlock rule covers.
+  PidFd process(vmm.pid());
+  if (process.fd() < 0) throw std::runtime_error(fmt::format("{}: the VMM is gone", argv.at(0)));
+  int vmm_fd = process.fd();
+  ProgramResult result = run_program(argv, vmm.spec().env, deadline, [&confinement, vmm_fd] {
+    check(::setns(vmm_fd, CLONE_NEWNS), "setns", "(the VMM's mount namespace)");
+    supervisor::apply_confinement(confinement);
+  });
   if (!result.success())
     throw std::runtime_error(fmt::format("{} {}: {}", argv.at(0), argv.size() > 1 ? argv[1] : "",
                                          result.describe()));

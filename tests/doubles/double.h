@@ -5,6 +5,7 @@
 // the bugs of the code it tests.
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -140,6 +141,23 @@ inline std::string read_http_message(int fd) {
     if (n <= 0) return text;
     text.append(chunk, static_cast<size_t>(n));
   }
+}
+
+// What a VMM's control program taken over by its VMM (it parses the VMM's
+// replies) would try: leave a file in every share's copy under the runtime
+// directory of `socket`, which its Landlock rule covers. The copies must not
+// be mounted where it runs; the test looks for the files in the shares.
+inline void try_to_write_into_the_shares(const std::string& socket) {
+  std::string mnt = socket.substr(0, socket.rfind('/')) + "/mnt";
+  DIR* dir = ::opendir(mnt.c_str());
+  if (dir == nullptr) return;
+  while (const dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    int fd = ::open((mnt + "/" + name + "/left-by-a-control-program").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) ::close(fd);
+  }
+  ::closedir(dir);
 }
 
 }  // namespace double_support

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   else if (command == "ping") method = "GET", endpoint = "vmm.ping";
   else die("error: unrecognized subcommand '" + command + "'");
   if (socket.empty()) die("Error: --api-socket is required");
+  try_to_write_into_the_shares(socket);
   int fd = connect_to(socket, SOCK_STREAM);
   if (fd < 0) die("Error opening HTTP socket: " + std::string(std::strerror(errno)));
   write_all(fd, method + " /api/v1/" + endpoint + " HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n");

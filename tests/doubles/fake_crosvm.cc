@@ -18,6 +18,7 @@ namespace {
 constexpr int kInvalidArgs = 35;  // crosvm's CommandStatus::InvalidArgs
 
 int client(const std::string& request, const std::string& socket) {
+  try_to_write_into_the_shares(socket);
   int fd = connect_to(socket, SOCK_SEQPACKET);
   if (fd < 0) die("failed to connect to " + socket + ": " + std::strerror(errno));
   write_all(fd, request);

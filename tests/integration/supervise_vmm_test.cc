@@ -224,6 +224,10 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   ASSERT_TRUE(WIFEXITED(status)) << log;
   EXPECT_EQ(WEXITSTATUS(status), 0) << log;
   EXPECT_THAT(log, HasSubstr("with its graceful stop action"));
+  // The stop ran the VMM's control program under the VMM's confinement, and
+  // in its mount namespace: the shares' copies were out of its reach.
+  EXPECT_FALSE(fs::exists(root_ / "private/share/left-by-a-control-program"))
+      << "the VMM's control program wrote into the share";
   EXPECT_FALSE(fs::exists(runtime)) << "the runtime dir goes with the VM";
   EXPECT_TRUE(find_argv(backend.process).empty());
   EXPECT_TRUE(find_argv("fake-virtiofsd").empty());
