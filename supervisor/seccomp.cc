@@ -101,8 +101,34 @@ constexpr std::uint64_t kDangerousPersonality[] = {
 };
 
 // ioctls that push input into a terminal (TIOCSTI) or drive the virtual
-// console (TIOCLINUX): a classic way out of a sandbox sharing a tty.
-constexpr std::uint32_t kDangerousIoctls[] = {TIOCSTI, TIOCLINUX};
+// console (TIOCLINUX, whose paste needs no capability before Linux 6.7): a
+// classic way out of a sandbox sharing a tty. And the loop device's own
+// (LOOP_SET_FD 0x4C00 to LOOP_CONFIGURE 0x4C0A): a VMM given a loop device
+// as its disk could otherwise swap its backing file (LOOP_CHANGE_FD needs
+// no capability, on a read-only device), detach it, or move its window
+// over the backing file, under everyone else who uses the device.
+constexpr std::uint32_t kDangerousIoctls[] = {
+    TIOCSTI, TIOCLINUX, 0x4C00, 0x4C01, 0x4C02, 0x4C03, 0x4C04, 0x4C05, 0x4C06, 0x4C07, 0x4C08, 0x4C09, 0x4C0A,
+};
+
+// Masked patterns (mask, value), over the low 32 bits, whose union is every
+// request but `denied`: walking each denied value's bits from the top, the
+// subtree that branches off its path and holds no denied value is allowed
+// whole. One rule each, since a rule has one comparison per argument.
+void patterns_except(std::uint32_t mask, std::uint32_t value, int bit, const std::vector<std::uint32_t>& denied,
+                     std::vector<std::pair<std::uint32_t, std::uint32_t>>& out) {
+  if (bit < 0) return;  // a denied value itself
+  for (std::uint32_t side : {0U, 1U}) {
+    std::vector<std::uint32_t> below;
+    for (std::uint32_t request : denied)
+      if (((request >> bit) & 1U) == side) below.push_back(request);
+    std::uint32_t next_mask = mask | (1U << bit), next_value = value | (side << bit);
+    if (below.empty())
+      out.emplace_back(next_mask, next_value);
+    else
+      patterns_except(next_mask, next_value, bit - 1, below, out);
+  }
+}
 
 // Calls that act on another process named by pid (or on every process of
 // the caller's uid) under a plain same-uid check: neither a signal nor
@@ -239,12 +265,10 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
       info.argument_filters.push_back(
           "personality: refused with ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, "
           "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT, and with bit 31 set unless it is the query 0xffffffff");
-    if (deny)
+    if (deny || lists(profile, "ioctl"))
       info.argument_filters.push_back(
-          "ioctl: refused for TIOCSTI and TIOCLINUX (the request's low 32 bits, whatever the upper ones hold)");
-    else if (lists(profile, "ioctl"))
-      info.argument_filters.push_back(
-          "ioctl: refused for TIOCSTI (the request's low 32 bits, whatever the upper ones hold)");
+          "ioctl: refused for TIOCSTI, TIOCLINUX and the loop device's LOOP_SET_FD to LOOP_CONFIGURE "
+          "(the request's low 32 bits, whatever the upper ones hold)");
   }
   return info;
 }
@@ -350,15 +374,14 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
         add_rule(ctx, SCMP_ACT_ALLOW, {"unshare"}, {&no_namespace, 1});
       }
       if (lists(profile, "ioctl")) {
-        // Any request but TIOCSTI: one whose low 32 bits (all the kernel
-        // looks at) differ from it in some bit, one rule per bit, since a
-        // rule has one comparison per argument and libseccomp's comparisons
-        // are 64-bit (a NE would let TIOCSTI | 1 << 32 through).
-        // TIOCLINUX's dangerous subcommands need CAP_SYS_ADMIN anyway.
-        for (int bit = 0; bit < 32; ++bit) {
-          std::uint64_t mask = 1ULL << bit;
-          scmp_arg_cmp differs = SCMP_A1_64(SCMP_CMP_MASKED_EQ, mask, ~std::uint64_t{TIOCSTI} & mask);
-          add_rule(ctx, SCMP_ACT_ALLOW, {"ioctl"}, {&differs, 1});
+        // Any request whose low 32 bits (all the kernel looks at) are none
+        // of the dangerous ones, as masked patterns: libseccomp compares
+        // 64 bits, so a NE would let TIOCSTI | 1 << 32 through.
+        std::vector<std::pair<std::uint32_t, std::uint32_t>> allowed;
+        patterns_except(0, 0, 31, {std::begin(kDangerousIoctls), std::end(kDangerousIoctls)}, allowed);
+        for (auto [mask, value] : allowed) {
+          scmp_arg_cmp matches = SCMP_A1_64(SCMP_CMP_MASKED_EQ, mask, value);
+          add_rule(ctx, SCMP_ACT_ALLOW, {"ioctl"}, {&matches, 1});
         }
       }
       if (lists(profile, "personality")) {

@@ -33,14 +33,14 @@ std::filesystem::path share_socket(const RuntimePaths& paths, const Share& share
 
 // Whether the disk `path` leads to a block device (following symlinks, as
 // the VMM's open does); false when nothing is there yet (a plan made for
-// audit or a test).
+// audit or a test) or it cannot be looked at.
 bool is_block_device(const std::filesystem::path& path);
 
 // System, device and /proc/self rules, the binaries, kernel, initramfs,
-// disks, runtime directory and share sockets. A disk that is a block device
-// also gets ioctl on it: VMMs ask it for its read-only flag, size and
-// sector size (BLKROGET, BLKGETSIZE64, BLKSSZGET), and QEMU refuses a
-// read-write block device whose BLKROGET fails.
+// disks, runtime directory and share sockets. A read-write disk that is a
+// block device also gets ioctl on it: QEMU refuses one whose BLKROGET
+// fails (its size and sector-size probes fall back, so a read-only one
+// needs none); the seccomp profiles refuse the loop device's own ioctls.
 std::vector<supervisor::PathRule> common_rules(const Definition& definition, const RuntimePaths& paths,
                                                const std::vector<std::filesystem::path>& programs);
 

@@ -475,19 +475,23 @@ TEST_F(EscapeTest, CannotTurnOffAddressSpaceRandomisation) {
 // from the filter, in the deny list and in the allow lists alike. (The
 // test's stdin is no terminal: unfiltered, the request fails with ENOTTY.)
 TEST_F(EscapeTest, CannotPushInputIntoTheTerminalHoweverTheRequestIsDressedUp) {
-  for (const char* request : {"0x5412", "0x100005412", "0xffffffff00005412", "0x541c", "0x10000541c"})
+  // And the loop device's own requests (LOOP_CHANGE_FD 0x4C06 swaps a
+  // read-only device's backing file with no capability).
+  for (const char* request : {"0x5412", "0x100005412", "0xffffffff00005412", "0x541c", "0x10000541c", "0x4c00",
+                              "0x4c06", "0x100004c01", "0x4c0a"})
     expect_killed_by_seccomp(attack(confinement(), {"ioctl", request}));
   expect_denied(attack(confinement(), {"ioctl", "0x100005412"}, {.omitted = step_seccomp}), "ENOTTY");
   for (const char* profile : {"qemu", "virtiofsd"}) {
     SCOPED_TRACE(profile);
     Confinement allow_list = confinement();
     allow_list.seccomp.profile = profile;
-    for (const char* request : {"0x5412", "0x100005412", "0x8000000000005412"})
+    for (const char* request : {"0x5412", "0x100005412", "0x8000000000005412", "0x541c", "0x4c06", "0x300004c01"})
       expect_killed_by_seccomp(attack(allow_list, {"ioctl", request}));
     if (std::string_view(profile) == "virtiofsd") continue;  // it lists no ioctl at all
-    // Every other request still gets through, dressed up or not (TCGETS).
-    expect_denied(attack(allow_list, {"ioctl", "0x5401"}), "ENOTTY");
-    expect_denied(attack(allow_list, {"ioctl", "0x100005401"}), "ENOTTY");
+    // Every other request still gets through, dressed up or not (TCGETS,
+    // a neighbour of TIOCSTI, one of the loop range's, BLKROGET).
+    for (const char* request : {"0x5401", "0x100005401", "0x5413", "0x4c0b", "0x4bff", "0x125e"})
+      expect_denied(attack(allow_list, {"ioctl", request}), "ENOTTY");
   }
 }
 
