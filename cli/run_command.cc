@@ -42,9 +42,9 @@ void add_run_command(CLI::App& app, Globals& globals) {
   command->add_option("--vmm", *vmm, "qemu, crosvm or cloud-hypervisor")
       ->check(CLI::IsMember({"qemu", "crosvm", "cloud-hypervisor"}))
       ->capture_default_str();
-  command->add_option("--timeout", options->timeout_s, "Seconds for the guest to power off before it is killed; the program "
-                      "gets SIGTERM, and SIGKILL 3 s before that")
-      ->check(CLI::Range(1, 3600))
+  command->add_option("--timeout", options->timeout_s, "Seconds for the guest to power off before it is killed (2 to 3600); the "
+                      "program gets SIGTERM, and SIGKILL T-3 s later (1 s for T up to 4)")
+      ->check(CLI::Range(2, 3600))
       ->type_name("S")
       ->capture_default_str();
   command->add_option("--memory", options->memory_mib, "Guest memory in MiB")

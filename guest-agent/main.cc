@@ -7,16 +7,17 @@
 //   3. writes /etc/passwd and /etc/group for the VM's UID;
 //   4. builds PATH (the store paths' bin/ first) and the environment;
 //   5. runs the program as the VM's UID and gid, without supplementary
-//      groups, in HOME, in a process group of its own (looked up on PATH
-//      as that UID: a directory or a file it may not execute is skipped);
+//      groups, in HOME (looked up on PATH as that UID: a directory or a file
+//      it may not execute is skipped);
 //   6. writes the program's exit status into the report share, as the VM's
 //      UID (the only uid virtiofsd maps), and prints it on the console;
 //   7. exits with that status; the init then powers the VM off.
-// SIGTERM or SIGINT (the init sends the ACPI power button to the agent's
-// process group, which the program is not in) is passed on to the
-// program's group once, and SIGKILL follows after the manifest's `grace`
-// seconds: the agent outlives the program, so its status is always
-// reported. The init's own KILL of the agent's group comes later still.
+// The stop: the init sends SIGTERM to the agent's process group, the
+// program included (it is no group leader, so that a program may call
+// setsid()). The agent passes nothing on: it SIGKILLs the program the
+// manifest's `grace` seconds later if it is still there, and so outlives
+// it and reports its status however it ends. The init's own SIGKILL of
+// the group comes a second after that, for whatever the program left.
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -112,18 +113,16 @@ volatile sig_atomic_t g_child = 0;
 volatile sig_atomic_t g_stopping = 0;
 unsigned g_grace_s = 0;
 
-// The program's whole group gets the stop, as it would from a terminal.
-void forward(int sig) {
-  if (g_child <= 0) return;
-  ::kill(-g_child, sig);
-  if (!g_stopping && g_grace_s > 0) {
-    g_stopping = 1;
-    ::alarm(g_grace_s);
-  }
+// The program got the same signal (it came to the group): only the SIGKILL
+// is left to arm, once.
+void arm_the_kill(int) {
+  if (g_stopping || g_grace_s == 0) return;
+  g_stopping = 1;
+  ::alarm(g_grace_s);
 }
 
 void kill_program(int) {
-  if (g_child > 0) ::kill(-g_child, SIGKILL);
+  if (g_child > 0) ::kill(g_child, SIGKILL);
 }
 
 void report(const Manifest& m, int status) {
@@ -183,15 +182,15 @@ int main() {
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
 
-  // Held back until the child's pid is known, so a stop arriving at the
-  // fork is passed on rather than lost.
+  // Held back until the child's pid is known, so that the SIGKILL a stop
+  // arms at the fork finds it.
   g_grace_s = m.grace_s;
   sigset_t stops, previous;
   sigemptyset(&stops);
   for (int sig : {SIGTERM, SIGINT, SIGALRM}) sigaddset(&stops, sig);
   ::sigprocmask(SIG_BLOCK, &stops, &previous);
   struct sigaction action {};
-  action.sa_handler = forward;
+  action.sa_handler = arm_the_kill;
   action.sa_mask = stops;
   ::sigaction(SIGTERM, &action, nullptr);
   ::sigaction(SIGINT, &action, nullptr);
@@ -202,7 +201,6 @@ int main() {
   pid_t child = ::fork();
   if (child < 0) fail("fork: " + errno_text());
   if (child == 0) {
-    ::setpgid(0, 0);
     for (int sig : {SIGTERM, SIGINT, SIGALRM}) ::signal(sig, SIG_DFL);
     ::sigprocmask(SIG_SETMASK, &previous, nullptr);
     if (::setgroups(0, nullptr) != 0 || ::setresgid(m.gid, m.gid, m.gid) != 0 ||
@@ -213,9 +211,6 @@ int main() {
     if (::chdir(m.home.c_str()) != 0) ::chdir("/");
     ::_exit(exec_program(m.program, resolved_path, argv.data(), envp.data()));
   }
-  // Also here: the group must exist before a stop is sent to it (EACCES
-  // once the child has exec'd, by which time it made the group itself).
-  ::setpgid(child, child);
   g_child = child;
   ::sigprocmask(SIG_SETMASK, &previous, nullptr);
   int status = 0;

@@ -18,7 +18,8 @@
 
 namespace vmwarden::guest {
 
-inline constexpr std::string_view kManifestVersion = "1";
+// 2 added `grace`; version 1 manifests are still read.
+inline constexpr std::string_view kManifestVersion = "2";
 inline constexpr std::string_view kManifestFile = "manifest";
 inline constexpr std::string_view kExitStatusFile = "exit-status";
 
@@ -150,7 +151,9 @@ inline std::optional<Manifest> parse_manifest(std::string_view text, std::string
     std::string_view value = space == std::string_view::npos ? std::string_view{} : line.substr(space + 1);
     if (line.find('\0') != std::string_view::npos) return fail("NUL byte");
     if (key == "version") {
-      if (value != kManifestVersion) return fail("unsupported version " + std::string(value));
+      if (value != kManifestVersion && value != "1")
+        return fail("unsupported version " + std::string(value) + " (this agent reads 1 and " +
+                    std::string(kManifestVersion) + "; rebuild the guest image with this vmwarden's agent)");
       version = true;
     } else if (!version) {
       return fail("the first line must be \"version " + std::string(kManifestVersion) + "\"");

@@ -42,6 +42,7 @@ constexpr std::string_view kReportTag = "vmwarden-report";
 // agent SIGKILLs it this long after passing SIGTERM on, so that it can
 // still report the status; the init kills the agent's group a second later
 // should it hang, and powers off in the remaining second or two.
+// (--timeout is at least 2: at 1 the VMM would be quit as the SIGKILL is due.)
 unsigned program_grace_s(std::uint32_t timeout_s) { return timeout_s > 4 ? timeout_s - 3 : 1; }
 unsigned init_grace_s(std::uint32_t timeout_s) { return program_grace_s(timeout_s) + 1; }
 
@@ -138,6 +139,10 @@ int run_program_in_vm(const RunOptions& options) {
 
   // 1. Everything the user named, checked before anything is created.
   if (options.command.empty()) throw UsageError("no program given: vmwarden run [OPTIONS] -- PROGRAM [ARGS...]");
+  if (options.timeout_s < 2 || options.timeout_s > 3600)
+    throw UsageError(fmt::format("--timeout {}: give 2 to 3600 seconds (the program gets SIGKILL a second or more "
+                                 "before the VM is stopped)",
+                                 options.timeout_s));
   std::vector<fs::path> ro, rw, store;
   for (const auto& dir : options.ro) ro.push_back(existing_dir(dir, "--ro"));
   for (const auto& dir : options.rw) rw.push_back(existing_dir(dir, "--rw"));

@@ -165,7 +165,7 @@ TEST_F(RunTest, SigintPowersTheGuestOffAndCleansUp) {
 
 // A program that takes its time after SIGTERM (longer than the init's
 // default 3 s) still ends on its own and has its status reported, and it
-// gets the stop once, not once from the init and once from the agent.
+// gets the stop once.
 TEST_F(RunTest, AProgramThatTakesItsTimeToStopStillHasItsStatusReported) {
   fs::path d = root_ / "d";
   pid_t pid = start({"--rw", d.string()},
@@ -194,6 +194,18 @@ TEST_F(RunTest, AProgramThatIgnoresSigtermIsKilledAndReported) {
   auto status = wait_exit(pid, 60s);
   ASSERT_TRUE(status) << read_file(root_ / "log");
   EXPECT_EQ(*status, 128 + SIGKILL) << "reported by the agent (no report would be 1)\n" << read_file(root_ / "log");
+}
+
+// A program that starts a session of its own (setsid forks when its caller
+// leads a process group, and the parent's exit 0 would end the run) runs
+// to its end and reports its own status.
+TEST_F(RunTest, AProgramMayStartASessionOfItsOwn) {
+  fs::path d = root_ / "d";
+  CommandResult result = run({"--rw", d.string()},
+                             std::vector<std::string>{"setsid", "sh", "-c",
+                                                      fmt::format("sleep 1; echo done > {}/x; exit 7", d.string())});
+  EXPECT_EQ(result.exit_code, 7) << result.err;
+  EXPECT_EQ(read_file(d / "x"), "done\n");
 }
 
 // The program is looked up on PATH as the VM's UID, as execvp does: a

@@ -45,6 +45,16 @@ TEST(GuestManifest, RoundTrips) {
   EXPECT_EQ(m.grace_s, 27u);
 }
 
+// The writer says version 2 (which has `grace`); the parser still reads a
+// version 1 manifest.
+TEST(GuestManifest, VersionOneIsStillRead) {
+  EXPECT_EQ(write_manifest(sample()).substr(0, 10), "version 2\n");
+  std::string error;
+  auto parsed = parse_manifest("version 1\nuid 5\ngid 5\nprogram sh\n", error);
+  ASSERT_TRUE(parsed) << error;
+  EXPECT_EQ(parsed->grace_s, 0u);
+}
+
 TEST(GuestManifest, WriterRefusesWhatCannotBeWritten) {
   auto refuses = [](auto change) {
     Manifest m = sample();
@@ -68,7 +78,7 @@ TEST(GuestManifest, ParserNamesTheLineOfEachProblem) {
   for (const Case& bad : std::vector<Case>{
            {"", "empty manifest"},
            {"uid 5\n", "line 1: the first line must be"},
-           {"version 2\n", "unsupported version"},
+           {"version 3\n", "unsupported version 3 (this agent reads 1 and 2; rebuild the guest image"},
            {"version 1\nuid -1\n", "line 2: bad uid"},
            {"version 1\nuid 99999999999\n", "bad uid"},
            {head + "mount t0 rw relative\n", "line 5: mount path must be absolute"},
