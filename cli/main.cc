@@ -73,11 +73,11 @@ constexpr Subcommand kSubcommands[] = {
     {"s6", add_s6_command},       {"run", add_run_command},     {"audit", add_audit_command},
 };
 
-// The first word that is not a global option or its value: the subcommand
-// the user meant, or the mistyped word. Empty when there is none, or when
-// the top level's --help or --version comes first.
-std::string_view first_word(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
+// The first word from argv[from] on that is not an option or its value:
+// the subcommand the user meant, or the mistyped word. Empty when there is
+// none, or when --help or --version comes first.
+std::string_view first_word(int argc, char** argv, int from = 1) {
+  for (int i = from; i < argc; ++i) {
     std::string_view word = argv[i];
     if (word == "--" || word == "-h" || word == "--help" || word == "--version") return {};
     if (word.starts_with('-')) {
@@ -92,20 +92,23 @@ std::string_view first_word(int argc, char** argv) {
   return {};
 }
 
-// The word after `after` on the command line that is not an option; empty
-// if there is none.
+// The word after the subcommand `after` on the command line (as
+// first_word() finds it); empty if there is none.
 std::string_view word_after(std::string_view after, int argc, char** argv) {
-  bool seen = false;
   for (int i = 1; i < argc; ++i) {
-    std::string_view word = argv[i];
-    if (word == "--") return {};
-    if (!seen) {
-      seen = word == after;
-    } else if (!word.starts_with('-')) {
-      return word;
-    }
+    if (argv[i] == after) return first_word(argc, argv, i + 1);
   }
   return {};
+}
+
+// "uid list" for `vmwarden uid list ...`: the chain of subcommands parsed.
+std::string parsed_subcommands(const CLI::App& app) {
+  std::string chain;
+  for (const CLI::App* level = &app; !level->get_subcommands().empty();) {
+    level = level->get_subcommands().front();
+    chain += (chain.empty() ? "" : " ") + level->get_name();
+  }
+  return chain;
 }
 
 // CLI11 reports a mistyped subcommand (of vmwarden, or of `uid`, `acl`,
@@ -216,8 +219,8 @@ int run(int argc, char** argv) {
       log::error("{}", *hint);
       return exit_status::kUsage;
     }
-    log::error("{} (see vmwarden {}--help)", e.what(),
-               app.get_subcommands().empty() ? "" : app.get_subcommands().front()->get_name() + " ");
+    std::string chain = parsed_subcommands(app);
+    log::error("{} (see vmwarden {}--help)", e.what(), chain.empty() ? "" : chain + " ");
     return exit_status::kUsage;
   }
   if (globals.verbose) log::set_min_level(log::Level::debug);

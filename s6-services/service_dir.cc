@@ -86,7 +86,7 @@ std::map<std::string, ServiceFile> service_files(const ServiceOptions& options) 
                   "  0) exit 0 ;;\n"
                   "  125) echo \"vmwarden: permanent failure, not restarting (s6-svc -u after fixing it)\" >&2; exit 125 ;;\n"
                   "esac\n"
-                  "[ \"$(s6-svstat -o wantedup .)\" = true ] || exit 0\n"
+                  "[ \"$(s6-svstat -o wantedup . 2>/dev/null)\" = false ] && exit 0\n"
                   "sleep 2\n",
                   fmt::arg("redirect", options.log ? "exec 2>&1\n" : "")),
       0755};
