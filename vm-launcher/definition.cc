@@ -407,7 +407,14 @@ class Validator {
     if (program.empty() || program.front() != '/') {
       error(array[0], fmt::format("command program \"{}\" must be an absolute path (no PATH lookup "
                                   "happens inside the sandbox)", program));
-    } else if (auto hidden = hidden_path_problem(normalize_path(program))) {
+    } else if (std::string plain = normalize_path(std::filesystem::path(program).lexically_normal().string());
+               plain != program) {
+      // Written plainly, so that what it names is plain to see (and the
+      // check below cannot be walked around with "//tmp" or "/./tmp").
+      error(array[0], fmt::format("command program \"{}\" must be written without '.', '..' or empty components "
+                                  "(or a trailing '/'): \"{}\"",
+                                  program, plain));
+    } else if (auto hidden = hidden_path_problem(program)) {
       // Its own empty /tmp would hide it from the sandbox. (No VMM parses
       // this path: a `,` or `:` in it is harmless.)
       error(array[0], "command: " + *hidden);

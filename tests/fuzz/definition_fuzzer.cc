@@ -41,8 +41,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require_usable_path(definition.kernel);
     if (!definition.initramfs.empty()) require_usable_path(definition.initramfs);
   } else {
-    require(definition.command.front().starts_with('/'));
-    require(!hidden_path_problem(definition.command.front()));
+    const std::string& program = definition.command.front();
+    require(program.starts_with('/') && !program.ends_with('/') &&
+            std::filesystem::path(program).lexically_normal() == program);
+    require(!hidden_path_problem(program));
   }
   require(definition.disks.size() <= kMaxDisks && definition.shares.size() <= kMaxShares);
   for (const Disk& disk : definition.disks) require_usable_path(disk.path);
