@@ -14,10 +14,12 @@
 //   7. exits with that status; the init then powers the VM off.
 // The stop: the init sends SIGTERM to the agent's process group, the
 // program included (it is no group leader, so that a program may call
-// setsid()). The agent passes nothing on: it SIGKILLs the program the
-// manifest's `grace` seconds later if it is still there, and so outlives
-// it and reports its status however it ends. The init's own SIGKILL of
-// the group comes a second after that, for whatever the program left.
+// setsid()). The agent passes it on only to a program that has left the
+// group (setsid), and SIGKILLs the program the manifest's `grace` seconds
+// later if it is still there, so that it outlives the program and reports
+// its status however it ends. The init's own SIGKILL of the group comes a
+// second after that, for whatever the program left. A stop before the
+// program starts means it is not started (status 143).
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -109,16 +111,19 @@ int exec_program(const std::string& program, const std::string& path_list, char*
   return denied ? 126 : 127;
 }
 
-volatile sig_atomic_t g_child = 0;
-volatile sig_atomic_t g_stopping = 0;
+volatile sig_atomic_t g_child = 0;     // the program, until it is reaped
+volatile sig_atomic_t g_stopped = 0;   // a stop has come
+volatile sig_atomic_t g_handled = 0;   // ... and was acted on for the program
 unsigned g_grace_s = 0;
 
-// The program got the same signal (it came to the group): only the SIGKILL
-// is left to arm, once.
-void arm_the_kill(int) {
-  if (g_stopping || g_grace_s == 0) return;
-  g_stopping = 1;
-  ::alarm(g_grace_s);
+void on_stop(int) {
+  g_stopped = 1;
+  if (g_child <= 0 || g_handled) return;
+  g_handled = 1;
+  // The group signal reached the program unless it left the group.
+  pid_t group = ::getpgid(g_child);
+  if (group > 0 && group != ::getpgrp()) ::kill(-group, SIGTERM);
+  if (g_grace_s > 0) ::alarm(g_grace_s);
 }
 
 void kill_program(int) {
@@ -145,6 +150,17 @@ void report(const Manifest& m, int status) {
 }  // namespace
 
 int main() {
+  // First of all: a stop that comes while the shares are mounted must not
+  // kill the agent before it can report.
+  struct sigaction action {};
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGALRM}) sigaddset(&action.sa_mask, sig);
+  action.sa_handler = on_stop;
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGINT, &action, nullptr);
+  action.sa_handler = kill_program;
+  ::sigaction(SIGALRM, &action, nullptr);
+
   std::ifstream file(std::string(kConfigDir) + "/" + std::string(vmwarden::guest::kManifestFile));
   if (!file) fail(std::string("cannot read the manifest in ") + kConfigDir);
   std::stringstream text;
@@ -182,20 +198,20 @@ int main() {
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
 
-  // Held back until the child's pid is known, so that the SIGKILL a stop
-  // arms at the fork finds it.
+  // Held back until the child's pid is known. A stop already here (come or
+  // pending) means the program is not started: it would miss the group's
+  // SIGTERM. (One that comes between this check and the fork misses the
+  // program too, which then ends at the SIGKILL after the grace.)
   g_grace_s = m.grace_s;
-  sigset_t stops, previous;
-  sigemptyset(&stops);
-  for (int sig : {SIGTERM, SIGINT, SIGALRM}) sigaddset(&stops, sig);
+  sigset_t stops = action.sa_mask, previous, pending;
   ::sigprocmask(SIG_BLOCK, &stops, &previous);
-  struct sigaction action {};
-  action.sa_handler = arm_the_kill;
-  action.sa_mask = stops;
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
-  action.sa_handler = kill_program;
-  ::sigaction(SIGALRM, &action, nullptr);
+  sigpending(&pending);
+  if (g_stopped || sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1) {
+    say("stopped before " + m.program + " started");
+    report(m, 128 + SIGTERM);
+    ::sync();
+    return 128 + SIGTERM;
+  }
 
   say("running " + m.program + " as uid " + std::to_string(m.uid));
   pid_t child = ::fork();
@@ -213,6 +229,15 @@ int main() {
   }
   g_child = child;
   ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+  // Waited for without reaping, so that its pid cannot go to another
+  // process while the SIGKILL may still be sent to it; then forgotten.
+  siginfo_t exited {};
+  while (::waitid(P_PID, static_cast<id_t>(child), &exited, WEXITED | WNOWAIT) < 0) {
+    if (errno != EINTR) fail("waitid: " + errno_text());
+  }
+  ::sigprocmask(SIG_BLOCK, &stops, nullptr);
+  ::alarm(0);
+  g_child = 0;
   int status = 0;
   while (::waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) fail("waitpid: " + errno_text());

@@ -81,6 +81,10 @@ struct ServiceSpec {
   // disk images flushed) rather than by SIGKILL; returns once it has exited
   // or, at `deadline` (about a second on), SIGKILLs it. Unset: SIGKILL.
   std::function<void(const RunningService&, std::chrono::steady_clock::time_point deadline)> force_stop;
+  // For the audit: the programs graceful_stop and force_stop run (a VMM's
+  // own control program), each from a child of the warden that joins this
+  // service's mount namespace and takes its confinement.
+  std::vector<std::string> stop_programs;
 };
 
 // A started service, as the warden sees it.

@@ -235,6 +235,16 @@ std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec) {
   bool other_uid = false;
   for (const ServiceSpec& service : spec.services) other_uid = other_uid || service.confinement.uid != 0;
   std::vector<PrivilegedStep> steps;
+  for (const ServiceSpec& service : spec.services) {
+    if (service.stop_programs.empty()) continue;
+    steps.push_back({"warden",
+                     fmt::format("to stop service {}: run {} in a child that joins the service's mount namespace "
+                                 "(setns through its pidfd) and takes its confinement",
+                                 service.name, join(service.stop_programs, ", then ")),
+                     {"CAP_SYS_ADMIN"},
+                     "the VMM's own stop command, run as the VMM runs (its uid, Landlock domain, seccomp filter, "
+                     "and a mount namespace without the shares' copies)"});
+  }
   steps.push_back({"warden",
                    fmt::format("stop the services (their graceful stop or SIGTERM, SIGKILL after {} ms), reap "
                                "them and exit; the kernel kills whatever is left in the PID namespace",

@@ -101,7 +101,8 @@ bool is_block_device(const std::filesystem::path& path) {
 }
 
 std::vector<supervisor::PathRule> common_rules(const Definition& definition, const RuntimePaths& paths,
-                                               const std::vector<std::filesystem::path>& programs) {
+                                               const std::vector<std::filesystem::path>& programs,
+                                               BlockDiskIoctl block_ioctl) {
   using supervisor::PathRights;
   std::vector<supervisor::PathRule> rules = supervisor::system_read_execute_rules();
   for (auto& rule : supervisor::device_rules()) rules.push_back(std::move(rule));
@@ -111,7 +112,7 @@ std::vector<supervisor::PathRule> common_rules(const Definition& definition, con
   if (!definition.initramfs.empty()) rules.push_back({definition.initramfs, PathRights::read_only()});
   for (const Disk& disk : definition.disks) {
     PathRights rights = disk.readonly ? PathRights::read_only() : PathRights::read_write();
-    rights.ioctl_dev = !disk.readonly && is_block_device(disk.path);
+    rights.ioctl_dev = (!disk.readonly || block_ioctl == BlockDiskIoctl::all) && is_block_device(disk.path);
     rules.push_back({disk.path, rights});
   }
   // The VMM creates its control socket and serial log in the runtime

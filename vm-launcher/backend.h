@@ -74,6 +74,9 @@ struct VmmPlan {
   // Stops the VMM now: its own stop command first, then SIGKILL if it has not
   // exited by the deadline. Returns once it has exited or was SIGKILLed.
   std::function<void(const supervisor::RunningService&, Deadline)> force_stop;
+  // The command lines those two run through run_control_program() (for the
+  // audit); empty when they speak to the VMM from the warden itself (QMP).
+  std::vector<std::string> stop_programs;
 };
 
 // Throws UsageError for a definition the backend cannot express (a plain

@@ -36,13 +36,20 @@ std::filesystem::path share_socket(const RuntimePaths& paths, const Share& share
 // audit or a test) or it cannot be looked at.
 bool is_block_device(const std::filesystem::path& path);
 
+// Which block-device disks a VMM may send ioctls to (Landlock's
+// FS_IOCTL_DEV on that device). QEMU needs them on a read-write one only
+// (it refuses one whose BLKROGET fails; its size and sector-size probes on
+// a read-only one fall back); cloud-hypervisor sizes every block device
+// with BLKGETSIZE64 and fails without it, and crosvm is not known not to.
+// The seccomp profiles refuse the loop device's own ioctls either way.
+enum class BlockDiskIoctl { read_write_only, all };
+
 // System, device and /proc/self rules, the binaries, kernel, initramfs,
-// disks, runtime directory and share sockets. A read-write disk that is a
-// block device also gets ioctl on it: QEMU refuses one whose BLKROGET
-// fails (its size and sector-size probes fall back, so a read-only one
-// needs none); the seccomp profiles refuse the loop device's own ioctls.
+// disks (with ioctl on block devices as `block_ioctl` says), runtime
+// directory and share sockets.
 std::vector<supervisor::PathRule> common_rules(const Definition& definition, const RuntimePaths& paths,
-                                               const std::vector<std::filesystem::path>& programs);
+                                               const std::vector<std::filesystem::path>& programs,
+                                               BlockDiskIoctl block_ioctl);
 
 // Runs a VMM control program (`crosvm powerbtn SOCKET`, `ch-remote ...`) from
 // the warden as the VMM itself runs: same uid, Landlock domain and seccomp

@@ -134,7 +134,7 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
   // them only narrows what each thread may do.
   add({"--seccomp", "true"});
 
-  plan.paths = backend::common_rules(definition, paths, {vmm_program, ch_remote});
+  plan.paths = backend::common_rules(definition, paths, {vmm_program, ch_remote}, backend::BlockDiskIoctl::all);
   // The VMM runs on KVM only; without it, it fails at start with its own
   // message.
   if (host.kvm) plan.paths.push_back({"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}});
@@ -144,6 +144,8 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
   plan.wait_ready = [socket](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_running(socket, vmm, deadline);
   };
+  plan.stop_programs = {fmt::format("{} --api-socket {} power-button", ch_remote.native(), api),
+                        fmt::format("{} --api-socket {} shutdown-vmm", ch_remote.native(), api)};
   plan.graceful_stop = [ch_remote, api](const supervisor::RunningService& vmm, Deadline deadline) {
     backend::run_control_program(vmm, {ch_remote.native(), "--api-socket", api, "power-button"}, deadline);
   };

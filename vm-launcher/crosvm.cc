@@ -83,7 +83,7 @@ VmmPlan plan_crosvm(const Definition& definition, const RuntimePaths& paths, con
   if (!definition.cmdline.empty()) add({"--params", backend::checked_cmdline(definition.cmdline)});
   argv.push_back(checked_path("kernel", definition.kernel));
 
-  plan.paths = backend::common_rules(definition, paths, {crosvm});
+  plan.paths = backend::common_rules(definition, paths, {crosvm}, backend::BlockDiskIoctl::all);
   // crosvm and cloud-hypervisor run on KVM only; without it they fail at
   // start with their own message.
   if (host.kvm) plan.paths.push_back({"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}});
@@ -93,6 +93,8 @@ VmmPlan plan_crosvm(const Definition& definition, const RuntimePaths& paths, con
   plan.wait_ready = [control](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_control_socket(control, vmm, deadline);
   };
+  plan.stop_programs = {fmt::format("{} powerbtn {}", crosvm.native(), control),
+                        fmt::format("{} stop {}", crosvm.native(), control)};
   plan.graceful_stop = [crosvm, control](const supervisor::RunningService& vmm, Deadline deadline) {
     backend::run_control_program(vmm, {crosvm.native(), "powerbtn", control}, deadline);
   };

@@ -210,6 +210,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
   service.wait_ready = vmm.wait_ready;
   service.graceful_stop = vmm.graceful_stop;
   service.force_stop = vmm.force_stop;
+  service.stop_programs = vmm.stop_programs;
   service.graceful_stop_repeat = std::chrono::seconds(1);
   spec.services.push_back(std::move(service));
 }

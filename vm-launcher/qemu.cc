@@ -124,7 +124,7 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
     plan.needs_network = true;
   }
 
-  plan.paths = backend::common_rules(definition, paths, {qemu});
+  plan.paths = backend::common_rules(definition, paths, {qemu}, backend::BlockDiskIoctl::read_write_only);
   if (host.kvm) plan.paths.push_back({"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}});
   plan.seccomp_profile = "qemu";
 

@@ -38,10 +38,10 @@ constexpr std::string_view kConfigTag = "vmwarden-config";
 constexpr std::string_view kReportTag = "vmwarden-report";
 
 // A stop (SIGINT/SIGTERM to `vmwarden run`, the power button in the guest)
-// gives the program most of the --timeout the guest has to power off: the
-// agent SIGKILLs it this long after passing SIGTERM on, so that it can
-// still report the status; the init kills the agent's group a second later
-// should it hang, and powers off in the remaining second or two.
+// gives the program most of the --timeout the guest has to power off: it
+// gets the init's SIGTERM, and the agent SIGKILLs it this long after, so
+// that it can still report the status; the init kills the agent's group a
+// second later should it hang, and powers off in the remaining second or two.
 // (--timeout is at least 2: at 1 the VMM would be quit as the SIGKILL is due.)
 unsigned program_grace_s(std::uint32_t timeout_s) { return timeout_s > 4 ? timeout_s - 3 : 1; }
 unsigned init_grace_s(std::uint32_t timeout_s) { return program_grace_s(timeout_s) + 1; }

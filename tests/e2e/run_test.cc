@@ -76,7 +76,9 @@ class RunTest : public ::testing::Test {
   }
 
   pid_t start(std::vector<std::string> flags, const std::string& script, const fs::path& log) {
-    std::vector<std::string> argv = run_argv(std::move(flags), script);
+    return start_argv(run_argv(std::move(flags), script), log);
+  }
+  pid_t start_argv(std::vector<std::string> argv, const fs::path& log) {
     pid_t child = ::fork();
     if (child == 0) {
       // A failed assertion leaves the test early: the VM goes with the test
@@ -206,6 +208,25 @@ TEST_F(RunTest, AProgramMayStartASessionOfItsOwn) {
                                                       fmt::format("sleep 1; echo done > {}/x; exit 7", d.string())});
   EXPECT_EQ(result.exit_code, 7) << result.err;
   EXPECT_EQ(read_file(d / "x"), "done\n");
+}
+
+// Out of the agent's process group, it still gets the stop: the agent
+// passes SIGTERM on to a program that left the group the init signals.
+TEST_F(RunTest, AProgramInASessionOfItsOwnStillGetsTheStop) {
+  fs::path d = root_ / "d";
+  std::vector<std::string> argv = run_argv(
+      {"--rw", d.string()},
+      std::vector<std::string>{"setsid", "sh", "-c",
+                               fmt::format("trap 'echo term > {0}/x; exit 5' TERM; touch {0}/started; "
+                                           "while :; do sleep 0.2; done",
+                                           d.string())});
+  pid_t pid = start_argv(argv, root_ / "log");
+  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
+  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  auto status = wait_exit(pid, 60s);
+  ASSERT_TRUE(status) << read_file(root_ / "log");
+  EXPECT_EQ(*status, 5) << read_file(root_ / "log");
+  EXPECT_EQ(read_file(d / "x"), "term\n");
 }
 
 // The program is looked up on PATH as the VM's UID, as execvp does: a

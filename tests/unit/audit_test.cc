@@ -16,6 +16,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fmt/core.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -176,6 +177,25 @@ TEST(Audit, ARequiredPolicyTheKernelCannotMeetIsReportedNotThrown) {
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.out, HasSubstr("! service command: refuses to start: the kernel lacks Landlock features"));
   EXPECT_THAT(result.out, HasSubstr("this kernel offers Landlock ABI 5, which lacks:"));
+}
+
+// crosvm and cloud-hypervisor are stopped through their own control
+// program, which the warden runs with privilege (it joins the VMM's mount
+// namespace): the audit says so. (Their binaries need not exist for an
+// audit: /bin/true stands in.)
+TEST(Audit, AVmmsControlProgramIsAPrivilegedStep) {
+  TempDir dir("vmwarden-audit");
+  write_file(dir / "kernel", "not booted");
+  for (auto [vmm, stop] : {std::pair{"crosvm", "/bin/true powerbtn "}, std::pair{"cloud-hypervisor", "power-button"}}) {
+    write_file(dir / "vm.toml", fmt::format("vmm = \"{}\"\nkernel = \"{}\"\n", vmm, (dir / "kernel").string()));
+    std::map<std::string, std::string> env = golden_env();
+    env["VMWARDEN_CROSVM"] = env["VMWARDEN_CLOUD_HYPERVISOR"] = env["VMWARDEN_CH_REMOTE"] = "/bin/true";
+    CommandResult result = vmwarden({"audit", (dir / "vm.toml").string()}, env);
+    EXPECT_EQ(result.exit_code, 0) << vmm << ": " << result.err;
+    EXPECT_THAT(result.out, HasSubstr("warden: to stop service vmm: run /bin/true")) << vmm;
+    EXPECT_THAT(result.out, HasSubstr(stop)) << vmm;
+    EXPECT_THAT(result.out, HasSubstr("joins the service's mount namespace (setns through its pidfd)")) << vmm;
+  }
 }
 
 TEST(Audit, InvalidDefinitionsAndUnknownNamesAreUsageErrors) {

@@ -133,6 +133,30 @@ TEST(QemuArgv, BlockDeviceDiskUsesHostDevice) {
                         link.string())));
 }
 
+// ioctl on a block-device disk (Landlock's FS_IOCTL_DEV): QEMU needs it on
+// a read-write one only; cloud-hypervisor sizes every block device with
+// BLKGETSIZE64, and crosvm is given the same. A disk image file never.
+TEST(VmmPlan, BlockDeviceDisksGetIoctlAsTheirVmmNeedsIt) {
+  struct stat st {};
+  if (::stat("/dev/loop0", &st) != 0 || !S_ISBLK(st.st_mode)) GTEST_SKIP() << "no /dev/loop0 block device";
+  auto ioctl_on = [](Vmm vmm, const char* path, bool readonly) {
+    Definition definition = minimal_definition(vmm);
+    definition.disks = {{path, readonly}};
+    VmmPlan plan = plan_vmm(definition, runtime_paths(definition), test_host(/*kvm=*/true));
+    for (const supervisor::PathRule& rule : plan.paths)
+      if (rule.path == path) return rule.rights.ioctl_dev;
+    ADD_FAILURE() << "no rule for " << path;
+    return false;
+  };
+  EXPECT_FALSE(ioctl_on(Vmm::qemu, "/dev/loop0", true));
+  EXPECT_TRUE(ioctl_on(Vmm::qemu, "/dev/loop0", false));
+  for (Vmm vmm : {Vmm::crosvm, Vmm::cloud_hypervisor}) {
+    EXPECT_TRUE(ioctl_on(vmm, "/dev/loop0", true));
+    EXPECT_TRUE(ioctl_on(vmm, "/dev/loop0", false));
+    EXPECT_FALSE(ioctl_on(vmm, "/proc/self/status", false));
+  }
+}
+
 TEST(QemuArgv, MinimalWithKvmAndNetwork) {
   Definition definition = minimal_definition(Vmm::qemu);
   definition.network = true;
