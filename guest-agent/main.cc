@@ -19,7 +19,10 @@
 // later if it is still there, so that it outlives the program and reports
 // its status however it ends. The init's own SIGKILL of the group comes a
 // second after that, for whatever the program left. A stop before the
-// program starts means it is not started (status 143).
+// program starts means it is not started (status 143): the init starts
+// the agent with TERM and INT ignored and marks a press in
+// /run/vmwarden-stop (vmwarden.stopfile=1), so that one before the
+// handlers are in place is seen too.
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -45,6 +48,7 @@ using vmwarden::guest::Manifest;
 
 constexpr const char* kConfigDir = "/run/vmwarden/config";
 constexpr const char* kReportDir = "/run/vmwarden/report";
+constexpr const char* kStopMark = "/run/vmwarden-stop";  // tools/guest-init's
 
 void say(const std::string& line) {
   std::string text = "vmwarden-guest: " + line + "\n";
@@ -160,6 +164,7 @@ int main() {
   ::sigaction(SIGINT, &action, nullptr);
   action.sa_handler = kill_program;
   ::sigaction(SIGALRM, &action, nullptr);
+  if (::access(kStopMark, F_OK) == 0) g_stopped = 1;
 
   std::ifstream file(std::string(kConfigDir) + "/" + std::string(vmwarden::guest::kManifestFile));
   if (!file) fail(std::string("cannot read the manifest in ") + kConfigDir);
@@ -198,26 +203,43 @@ int main() {
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
 
-  // Held back until the child's pid is known. A stop already here (come or
-  // pending) means the program is not started: it would miss the group's
-  // SIGTERM. (One that comes between this check and the fork misses the
-  // program too, which then ends at the SIGKILL after the grace.)
+  // Held back until the child's pid is known. The child waits for a go
+  // from here before it execs: a stop that came before the go (the child
+  // then may or may not have had the group's SIGTERM) means the program is
+  // not started; one after it reaches the program through the group.
   g_grace_s = m.grace_s;
   sigset_t stops = action.sa_mask, previous, pending;
   ::sigprocmask(SIG_BLOCK, &stops, &previous);
-  sigpending(&pending);
-  if (g_stopped || sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1) {
+  int go[2];
+  if (::pipe2(go, O_CLOEXEC) != 0) fail("pipe2: " + errno_text());
+  auto stopped = [&] {
+    sigpending(&pending);
+    return g_stopped || sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
+  };
+  auto not_started = [&](pid_t child) {
     say("stopped before " + m.program + " started");
+    if (child > 0) {
+      ::kill(child, SIGKILL);
+      while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
     report(m, 128 + SIGTERM);
     ::sync();
     return 128 + SIGTERM;
-  }
+  };
+  if (stopped()) return not_started(0);
 
   say("running " + m.program + " as uid " + std::to_string(m.uid));
   pid_t child = ::fork();
   if (child < 0) fail("fork: " + errno_text());
   if (child == 0) {
     for (int sig : {SIGTERM, SIGINT, SIGALRM}) ::signal(sig, SIG_DFL);
+    ::close(go[1]);
+    char byte;
+    ssize_t got;
+    while ((got = ::read(go[0], &byte, 1)) < 0 && errno == EINTR) {
+    }
+    if (got != 1) ::_exit(128 + SIGTERM);  // no go: stopped
     ::sigprocmask(SIG_SETMASK, &previous, nullptr);
     if (::setgroups(0, nullptr) != 0 || ::setresgid(m.gid, m.gid, m.gid) != 0 ||
         ::setresuid(m.uid, m.uid, m.uid) != 0) {
@@ -227,7 +249,11 @@ int main() {
     if (::chdir(m.home.c_str()) != 0) ::chdir("/");
     ::_exit(exec_program(m.program, resolved_path, argv.data(), envp.data()));
   }
+  ::close(go[0]);
+  if (stopped()) return not_started(child);
   g_child = child;
+  if (::write(go[1], "g", 1) != 1) fail("write the go: " + errno_text());
+  ::close(go[1]);
   ::sigprocmask(SIG_SETMASK, &previous, nullptr);
   // Waited for without reaping, so that its pid cannot go to another
   // process while the SIGKILL may still be sent to it; then forgotten.

@@ -228,7 +228,8 @@ int run_program_in_vm(const RunOptions& options) {
       "vmm = {}\nkernel = {}\n{}cmdline = {}\nmemory_mib = {}\ncpus = 1\nshutdown_timeout_s = {}\n",
       toml_string(to_string(options.vmm)), toml_string(kernel.string()),
       initramfs.empty() ? "" : "initramfs = " + toml_string(initramfs.string()) + "\n",
-      toml_string(fmt::format("console=ttyS0 quiet vmwarden.share={}@{} vmwarden.run={} vmwarden.grace={}",
+      toml_string(fmt::format("console=ttyS0 quiet vmwarden.share={}@{} vmwarden.run={} vmwarden.stopfile=1 "
+                              "vmwarden.grace={}",
                               kConfigTag, kGuestConfigDir, kGuestAgent, init_grace_s(options.timeout_s))),
       options.memory_mib, options.timeout_s);
   if (options.wayland) toml += "[display]\nwayland = true\n";

@@ -210,6 +210,36 @@ TEST_F(RunTest, AProgramMayStartASessionOfItsOwn) {
   EXPECT_EQ(read_file(d / "x"), "done\n");
 }
 
+// A stop the moment the guest is ready (before or while the agent starts
+// the program) still ends in a status: 143, the program not started or
+// ended by SIGTERM, never "no status reported" (the agent killed before its
+// handlers were in place, or the press lost).
+TEST_F(RunTest, AStopAsTheGuestBecomesReadyStillEndsInAStatus) {
+  fs::path d = root_ / "d";
+  pid_t pid = start({"--rw", d.string()}, fmt::format("touch {}/started; sleep 1000", d.string()), root_ / "log");
+  auto ready = [&] {
+    for (const auto& entry : fs::directory_iterator(root_ / "run")) {
+      fs::path serial = entry.path() / "serial.log";
+      std::error_code error;
+      if (fs::exists(serial, error) && read_file(serial).find("vmwarden-guest: ready") != std::string::npos) return true;
+    }
+    return false;
+  };
+  bool seen = false;
+  for (auto deadline = Clock::now() + 120s; !seen && Clock::now() < deadline; std::this_thread::sleep_for(2ms)) {
+    try {
+      seen = ready();
+    } catch (const std::exception&) {
+      // The run's directory came or went between the listing and the read.
+    }
+  }
+  ASSERT_TRUE(seen) << read_file(root_ / "log");
+  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  auto status = wait_exit(pid, 60s);
+  ASSERT_TRUE(status) << read_file(root_ / "log");
+  EXPECT_EQ(*status, 128 + SIGTERM) << read_file(root_ / "log");
+}
+
 // Out of the agent's process group, it still gets the stop: the agent
 // passes SIGTERM on to a program that left the group the init signals.
 TEST_F(RunTest, AProgramInASessionOfItsOwnStillGetsTheStop) {
