@@ -204,9 +204,10 @@ int main() {
   envp.push_back(nullptr);
 
   // Held back until the child's pid is known. The child waits for a go
-  // from here before it execs: a stop that came before the go (the child
-  // then may or may not have had the group's SIGTERM) means the program is
-  // not started; one after it reaches the program through the group.
+  // from here before it execs: a stop seen at the last look before the go
+  // means the program is not started; one after it reaches the program
+  // through the group (a SIGTERM already pending in the child ends it as
+  // soon as it unblocks: 143 either way).
   g_grace_s = m.grace_s;
   sigset_t stops = action.sa_mask, previous, pending;
   ::sigprocmask(SIG_BLOCK, &stops, &previous);
@@ -233,7 +234,9 @@ int main() {
   pid_t child = ::fork();
   if (child < 0) fail("fork: " + errno_text());
   if (child == 0) {
-    for (int sig : {SIGTERM, SIGINT, SIGALRM}) ::signal(sig, SIG_DFL);
+    // The init's TERM and INT (and QUIT, ignored by the shell that started
+    // the agent) are the program's to handle.
+    for (int sig : {SIGTERM, SIGINT, SIGALRM, SIGQUIT}) ::signal(sig, SIG_DFL);
     ::close(go[1]);
     char byte;
     ssize_t got;

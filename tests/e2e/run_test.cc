@@ -107,6 +107,18 @@ class RunTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  // Starts `argv`, sends `signal` to `vmwarden run` once the program has
+  // touched `started`, and returns run's exit status.
+  std::optional<int> stop_once_started(const std::vector<std::string>& argv, const fs::path& started, int signal) {
+    pid_t pid = start_argv(argv, root_ / "log");
+    if (!wait_for(started, 120s)) {
+      ADD_FAILURE() << "the program did not start: " << read_file(root_ / "log");
+      return wait_exit(pid, 0ms);
+    }
+    EXPECT_EQ(::kill(pid, signal), 0);
+    return wait_exit(pid, 60s);
+  }
+
   static bool wait_for(const fs::path& file, std::chrono::milliseconds timeout) {
     for (auto deadline = Clock::now() + timeout; Clock::now() < deadline; std::this_thread::sleep_for(20ms))
       if (fs::exists(file)) return true;
@@ -170,14 +182,11 @@ TEST_F(RunTest, SigintPowersTheGuestOffAndCleansUp) {
 // gets the stop once.
 TEST_F(RunTest, AProgramThatTakesItsTimeToStopStillHasItsStatusReported) {
   fs::path d = root_ / "d";
-  pid_t pid = start({"--rw", d.string()},
-                    fmt::format("trap 'echo term >> {0}/terms; sleep 5; exit 9' TERM; touch {0}/started; "
-                                "while :; do sleep 0.2; done",
-                                d.string()),
-                    root_ / "log");
-  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
-  ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  auto status = wait_exit(pid, 60s);
+  auto status = stop_once_started(
+      run_argv({"--rw", d.string()}, fmt::format("trap 'echo term >> {0}/terms; sleep 5; exit 9' TERM; "
+                                                 "touch {0}/started; while :; do sleep 0.2; done",
+                                                 d.string())),
+      d / "started", SIGTERM);
   ASSERT_TRUE(status) << read_file(root_ / "log");
   EXPECT_EQ(*status, 9) << read_file(root_ / "log");
   EXPECT_EQ(read_file(d / "terms"), "term\n");
@@ -188,12 +197,10 @@ TEST_F(RunTest, AProgramThatTakesItsTimeToStopStillHasItsStatusReported) {
 // (here 7 s: 4 s), and that is reported too.
 TEST_F(RunTest, AProgramThatIgnoresSigtermIsKilledAndReported) {
   fs::path d = root_ / "d";
-  pid_t pid = start({"--rw", d.string(), "--timeout", "7"},
-                    fmt::format("trap '' TERM; touch {0}/started; while :; do sleep 0.2; done", d.string()),
-                    root_ / "log");
-  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
-  ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  auto status = wait_exit(pid, 60s);
+  auto status = stop_once_started(
+      run_argv({"--rw", d.string(), "--timeout", "7"},
+               fmt::format("trap '' TERM; touch {0}/started; while :; do sleep 0.2; done", d.string())),
+      d / "started", SIGTERM);
   ASSERT_TRUE(status) << read_file(root_ / "log");
   EXPECT_EQ(*status, 128 + SIGKILL) << "reported by the agent (no report would be 1)\n" << read_file(root_ / "log");
 }
@@ -250,10 +257,7 @@ TEST_F(RunTest, AProgramInASessionOfItsOwnStillGetsTheStop) {
                                fmt::format("trap 'echo term > {0}/x; exit 5' TERM; touch {0}/started; "
                                            "while :; do sleep 0.2; done",
                                            d.string())});
-  pid_t pid = start_argv(argv, root_ / "log");
-  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
-  ASSERT_EQ(::kill(pid, SIGINT), 0);
-  auto status = wait_exit(pid, 60s);
+  auto status = stop_once_started(argv, d / "started", SIGINT);
   ASSERT_TRUE(status) << read_file(root_ / "log");
   EXPECT_EQ(*status, 5) << read_file(root_ / "log");
   EXPECT_EQ(read_file(d / "x"), "term\n");

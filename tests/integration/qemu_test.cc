@@ -48,6 +48,17 @@ std::string halting_kernel() {
   return image;
 }
 
+// Each disk QEMU has, by node name: whether it is read-only (QMP query-block).
+std::map<std::string, bool> disks_read_only(const fs::path& control_socket) {
+  QmpClient qmp = QmpClient::connect(control_socket, in(5s));
+  Json blocks = qmp.execute("query-block", in(5s));
+  std::map<std::string, bool> readonly;
+  for (const Json& block : blocks.items)
+    if (const Json* inserted = block.find("inserted"))
+      readonly[std::string(inserted->string_member("node-name"))] = inserted->find("ro")->boolean;
+  return readonly;
+}
+
 QmpClient connect_when_there(const fs::path& socket, Deadline deadline) {
   for (;;) {
     try {
@@ -171,15 +182,7 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   // device is realized): the daemon left accept and is still serving.
   EXPECT_FALSE(virtiofs::accepting_on(daemon.pid(), share.socket));
   EXPECT_FALSE(daemon.wait_exit(in(100ms))) << daemon.output();
-  {
-    QmpClient qmp = QmpClient::connect(paths.control_socket, in(5s));
-    Json blocks = qmp.execute("query-block", in(5s));
-    std::map<std::string, bool> readonly;
-    for (const Json& block : blocks.items)
-      if (const Json* inserted = block.find("inserted"))
-        readonly[std::string(inserted->string_member("node-name"))] = inserted->find("ro")->boolean;
-    EXPECT_EQ(readonly, (std::map<std::string, bool>{{"disk0", true}, {"disk1", false}}));
-  }
+  EXPECT_EQ(disks_read_only(paths.control_socket), (std::map<std::string, bool>{{"disk0", true}, {"disk1", false}}));
   EXPECT_TRUE(fs::exists(paths.serial_log));
 
   // The halting guest ignores the power button...
@@ -261,15 +264,7 @@ TEST(QemuBackend, UsesABlockDeviceDiskNamedByASymlink) {
   spec.confinement.seccomp.profile = plan.seccomp_profile;
   TestService qemu(spec);
   ASSERT_NO_THROW(plan.wait_ready(qemu, in(30s))) << qemu.output();
-  {
-    QmpClient qmp = QmpClient::connect(paths.control_socket, in(5s));
-    Json blocks = qmp.execute("query-block", in(5s));
-    std::map<std::string, bool> readonly;
-    for (const Json& block : blocks.items)
-      if (const Json* inserted = block.find("inserted"))
-        readonly[std::string(inserted->string_member("node-name"))] = inserted->find("ro")->boolean;
-    EXPECT_EQ(readonly, (std::map<std::string, bool>{{"disk0", false}, {"disk1", true}}));
-  }
+  EXPECT_EQ(disks_read_only(paths.control_socket), (std::map<std::string, bool>{{"disk0", false}, {"disk1", true}}));
   plan.force_stop(qemu, in(10s));
   EXPECT_TRUE(qemu.wait_exit(in(5s)));
 }
