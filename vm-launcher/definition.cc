@@ -404,7 +404,10 @@ class Validator {
       definition.command.push_back(argument);
     }
     const std::string& program = definition.command.front();
-    if (program.empty() || program.front() != '/') {
+    if (program == "/") {
+      error(array[0], "command program \"/\" is the root directory, not a program: name the program's file, e.g. "
+                      "\"/usr/bin/dbus-daemon\"");
+    } else if (program.empty() || program.front() != '/') {
       error(array[0], fmt::format("command program \"{}\" must be an absolute path (no PATH lookup "
                                   "happens inside the sandbox)", program));
     } else if (std::string plain = normalize_path(std::filesystem::path(program).lexically_normal().string());

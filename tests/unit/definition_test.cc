@@ -366,6 +366,7 @@ TEST(Definition, DisksAndSharesAreLimitedInNumber) {
 TEST(Definition, CommandMustNotLieWhereTheSandboxHidesIt) {
   expect_one_error(parse("command = [\"/tmp/tool\", \"x\"]\n"), 1, 12, "command: /tmp/tool lies under /tmp");
   expect_one_error(parse("command = [\"/dev/shm/tool\"]\n"), 1, 12, "lies under /dev/shm");
+  expect_one_error(parse("command = [\"/\"]\n"), 1, 12, "is the root directory, not a program");
   for (const char* roundabout : {"//tmp/tool", "/./tmp/tool", "/usr/../tmp/tool", "/usr/bin/tool/"})
     expect_one_error(parse(fmt::format("command = [\"{}\"]\n", roundabout)), 1, 12,
                      "must be written without '.', '..' or empty components");
