@@ -19,9 +19,9 @@
 
 #include <fmt/core.h>
 
+#include "acl-manager/store.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "acl-manager/store.h"
 #include "common/mountinfo.h"
 
 namespace vmwarden::acl::detail {
@@ -110,12 +110,9 @@ std::string current_boot() {
 
 // The id of the mount `fd` is on, as mountinfo lists it (fdinfo's mnt_id).
 int mount_id_of(int fd) {
-  UniqueFd info(::open(fmt::format("/proc/self/fdinfo/{}", fd).c_str(), O_RDONLY | O_CLOEXEC));
+  std::optional<std::string> info = read_small_file(fmt::format("/proc/self/fdinfo/{}", fd));
   if (!info) return -1;
-  char text[1024];
-  ssize_t length = ::read(info.get(), text, sizeof text - 1);
-  if (length <= 0) return -1;
-  std::string_view content(text, static_cast<std::size_t>(length));
+  std::string_view content = *info;
   std::size_t at = content.find("mnt_id:");
   if (at == std::string_view::npos) return -1;
   at += 7;

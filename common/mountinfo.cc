@@ -30,12 +30,6 @@ std::string unescape(std::string_view field) {
   return out;
 }
 
-bool at_or_below(std::string_view mount_point, std::string_view path) {
-  if (path == "/") return true;
-  if (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  return mount_point == path || (mount_point.size() > path.size() && mount_point.starts_with(path) &&
-                                 mount_point[path.size()] == '/');
-}
 
 // One line of mountinfo, as far as it is read here:
 // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
@@ -90,7 +84,23 @@ void for_each_mount(std::string_view mountinfo, Visit visit) {
   }
 }
 
+dev_t parse_device(std::string_view text) {
+  std::size_t colon = text.find(':');
+  if (colon == std::string_view::npos) return 0;
+  unsigned major_number = 0, minor_number = 0;
+  std::from_chars(text.data(), text.data() + colon, major_number);
+  std::from_chars(text.data() + colon + 1, text.data() + text.size(), minor_number);
+  return makedev(major_number, minor_number);
+}
+
 }  // namespace
+
+bool at_or_below(std::string_view path, std::string_view ancestor) {
+  if (ancestor == "/") return true;
+  if (!ancestor.empty() && ancestor.back() == '/') ancestor.remove_suffix(1);
+  return path == ancestor ||
+         (path.size() > ancestor.size() && path.starts_with(ancestor) && path[ancestor.size()] == '/');
+}
 
 std::string read_mountinfo() {
   UniqueFd fd(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
@@ -112,15 +122,6 @@ bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_vi
     found = found || (mount.unbindable && at_or_below(unescape(mount.mount_point), path));
   });
   return found;
-}
-
-static dev_t parse_device(std::string_view text) {
-  std::size_t colon = text.find(':');
-  if (colon == std::string_view::npos) return 0;
-  unsigned major_number = 0, minor_number = 0;
-  std::from_chars(text.data(), text.data() + colon, major_number);
-  std::from_chars(text.data() + colon + 1, text.data() + text.size(), minor_number);
-  return makedev(major_number, minor_number);
 }
 
 std::vector<MountPoint> mount_points_of_type(std::string_view mountinfo, std::string_view fs_type) {

@@ -20,6 +20,11 @@ std::string read_mountinfo();
 // (relative to this process's root).
 bool has_unbindable_mount_at_or_below(std::string_view mountinfo, std::string_view path);
 
+// Whether `path` is `ancestor` or lies below it, comparing whole
+// components ("/a/bc" is not below "/a/b"); a trailing '/' on either is
+// ignored.
+bool at_or_below(std::string_view path, std::string_view ancestor);
+
 // The mounts of filesystems of type `fs_type` ("ext4"): mounts of a
 // filesystem's root directory first (a bind mount of a subdirectory shows
 // less of it), writable ones before read-only ones, idmapped ones (which

@@ -222,16 +222,13 @@ ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service
   ServiceMounts mounts;
   mounts.own_namespace = services_have_own_mount_namespaces(spec);
   if (!mounts.own_namespace) return mounts;
-  auto at_or_below = [](const std::filesystem::path& path, const std::filesystem::path& point) {
-    auto [in_point, in_path] = std::mismatch(point.begin(), point.end(), path.begin(), path.end());
-    return in_point == point.end();
-  };
   for (const BindMount& bind : spec.mounts) {
     if (!bind.target.empty()) continue;
     std::filesystem::path point = private_mount_point(spec, bind.name);
     const auto& rules = service.confinement.landlock.paths;
-    bool reached = std::any_of(rules.begin(), rules.end(),
-                               [&](const PathRule& rule) { return at_or_below(rule.path.lexically_normal(), point); });
+    bool reached = std::any_of(rules.begin(), rules.end(), [&](const PathRule& rule) {
+      return at_or_below(rule.path.lexically_normal().native(), point.native());
+    });
     if (!reached) mounts.hidden.push_back(point);
   }
   return mounts;

@@ -37,6 +37,15 @@ TEST(NodevView, UnbindableMountsAtOrBelowThePathAreFound) {
   EXPECT_FALSE(has_unbindable_mount_at_or_below("", "/"));
 }
 
+TEST(Mountinfo, AtOrBelowComparesWholeComponents) {
+  EXPECT_TRUE(at_or_below("/run/vm/mnt/data", "/run/vm"));
+  EXPECT_TRUE(at_or_below("/run/vm", "/run/vm/"));
+  EXPECT_TRUE(at_or_below("/run/vm/", "/run/vm"));
+  EXPECT_TRUE(at_or_below("/anything", "/"));
+  EXPECT_FALSE(at_or_below("/run/vm2", "/run/vm"));
+  EXPECT_FALSE(at_or_below("/run", "/run/vm"));
+}
+
 TEST(Mountinfo, MountsOfATypeListWritableMountsOfARootFirstAndIdmappedLast) {
   const char* mountinfo =
       "27 1 254:0 /srv /home/a\\040b rw,relatime - ext4 /dev/vda rw\n"
