@@ -333,8 +333,7 @@ TEST_F(VmTest, KillingAVirtiofsdShutsTheVmDown) {
   ASSERT_TRUE(wait_serial("vmwarden-guest: exit=0")) << log();
   pid_t daemon = 0;
   for (pid_t pid : processes_of_this_vm()) {
-    std::ifstream file(fmt::format("/proc/{}/cmdline", pid));
-    std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    std::string cmdline = testing::read_proc_file(fmt::format("/proc/{}/cmdline", pid));
     if (cmdline.find("virtiofsd") != std::string::npos && cmdline.find("/rw") != std::string::npos) daemon = pid;
   }
   ASSERT_GT(daemon, 0);

@@ -65,10 +65,7 @@ std::vector<pid_t> all_pids() {
 }
 
 std::string read_proc(pid_t pid, const char* what) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/" + what, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
+  return testing::read_proc_file("/proc/" + std::to_string(pid) + "/" + what);
 }
 
 // Live processes whose environment carries the marker: the outer, the warden

@@ -60,6 +60,20 @@ std::string read_file(const std::filesystem::path& path) {
   return out.str();
 }
 
+std::string read_proc_file(const std::filesystem::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
+  std::string content;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return {};
+    if (n == 0) return content;
+    content.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
 CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
   auto [out_read, out_write] = make_pipe();
   auto [err_read, err_write] = make_pipe();
@@ -219,8 +233,7 @@ std::vector<ProcessInfo> processes_where(const std::function<bool(const std::vec
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     pid_t pid = std::atoi(entry.path().filename().c_str());
     if (pid <= 0 || pid == ::getpid()) continue;
-    std::ifstream file(entry.path() / "cmdline");
-    std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    std::string cmdline = read_proc_file(entry.path() / "cmdline");
     ProcessInfo process{pid, {}};
     for (std::size_t start = 0, end; (end = cmdline.find('\0', start)) != std::string::npos; start = end + 1) {
       process.argv.push_back(cmdline.substr(start, end - start));

@@ -35,6 +35,9 @@ class TempDir {
 
 void write_file(const std::filesystem::path& path, std::string_view content, mode_t mode = 0644);
 std::string read_file(const std::filesystem::path& path);
+// A /proc file of another process, "" when it cannot be read: the process may
+// exit while it is read (an ifstream then throws from underflow, ESRCH).
+std::string read_proc_file(const std::filesystem::path& path);
 // The names in dir, sorted; none when it does not exist.
 std::vector<std::string> directory_names(const std::filesystem::path& dir);
 
