@@ -131,7 +131,8 @@ class GrantEditor final : public Editor {
 };
 
 // Removes the entries of every UID `remove` selects, from access and default
-// ACLs; a default ACL left without named entries is removed.
+// ACLs; a default ACL left without named entries is removed (unless the walk
+// knows it was there before the grant).
 class RemoveEditor final : public Editor {
  public:
   explicit RemoveEditor(std::function<bool(uid_t)> remove) : remove_(std::move(remove)) {}

@@ -182,6 +182,11 @@ bool is_minimal(const Entries& entries) {
   });
 }
 
+bool has_named_entries(const Entries& entries) {
+  return std::any_of(entries.begin(), entries.end(),
+                     [](const Entry& entry) { return entry.tag == kUser || entry.tag == kGroup; });
+}
+
 bool is_minimal_for_mode(const Entries& entries, mode_t mode) {
   if (!is_minimal(entries)) return false;
   const Entry* user = find(entries, kUserObj);

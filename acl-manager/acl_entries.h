@@ -74,6 +74,9 @@ bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& ma
 // stores as plain mode bits).
 bool is_minimal(const Entries& entries);
 
+// Whether any named user or named group entry is present.
+bool has_named_entries(const Entries& entries);
+
 // Whether `entries` is minimal and grants exactly the permission bits of
 // `mode`: storing it then leaves the object as it would be with no ACL xattr
 // at all and its mode unchanged.

@@ -16,6 +16,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 
@@ -47,9 +48,23 @@ constexpr std::size_t kSmallTree = 64;
 // ACL values up to this size are read without a second call.
 constexpr std::size_t kValueBuffer = 1024;
 
+// Set by a grant on a directory whose default ACL it found already there
+// with no named entries (its owner's own rule for new files, such as
+// `setfacl -d -m o::---`). A removal that leaves a default ACL with no named
+// entries drops it, as a grant made it, unless this mark says it was there
+// before the grant, or the parent keeps the same one (a directory made after
+// the grant inherited it). In trusted.*: only CAP_SYS_ADMIN sets or removes
+// it, so a VM cannot mark a directory of its own.
+constexpr const char* kKeptDefaultMark = "trusted.vmwarden.kept-default";
+
 struct DirHandle {
   UniqueFd fd;
   std::string path;
+  // The parent's default ACL as this walk leaves it, when that is one with
+  // no named entries (nullopt otherwise, and for the root).
+  std::optional<Entries> parent_plain_default;
+  // This directory's, likewise; set before its subdirectories are queued.
+  std::optional<Entries> plain_default;
 };
 
 struct Task {
@@ -241,7 +256,7 @@ class Walk {
         note_foreign(dir->path);
         return;
       }
-      fix_directory(walk, fd, st, dir->path, is_root);
+      fix_directory(walk, *dir, st, is_root);
 
       std::vector<std::string> files;    // listed as regular files
       std::vector<std::string> unknown;  // the filesystem gave no type
@@ -281,8 +296,10 @@ class Walk {
       if (!unknown.empty()) process_files(walk, dir, unknown, /*listed_regular=*/false);
     }
 
-    void fix_directory(Walk& walk, int fd, const struct stat& st, const std::string& path, bool is_root) {
+    void fix_directory(Walk& walk, DirHandle& dir, const struct stat& st, bool is_root) {
       const Editor& editor = walk.editor_;
+      int fd = dir.fd.get();
+      const std::string& path = dir.path;
       int rc = read_fd_value(fd, kAccessAcl);
       if (rc == -ENODATA) {
         from_mode(st.st_mode, access);
@@ -304,13 +321,32 @@ class Walk {
         return;
       }
       bool had_default = present;
+      bool mark_kept = had_default && editor.adds_entries() && !has_named_entries(default_acl);
       bool default_changed = editor.edit_default(default_acl, present, access, report);
+      if (had_default && !present) {
+        int kept = keeps_plain_default(fd, dir);
+        if (kept < 0) {
+          if (is_root) throw_system_error(-kept, "read the kept-default mark of", path);
+          note_error(path, "read the kept-default mark", -kept);
+          return;
+        }
+        present = kept != 0;
+      }
+      if (present && !has_named_entries(default_acl)) dir.plain_default = default_acl;
 
       if (!access_changed && !default_changed) {
         ++report.unchanged;
         return;
       }
       if (!walk.options_.dry_run) {
+        // Before the default ACL is written: a crash between the two leaves
+        // a mark on a default ACL with none of the grant's entries, which no
+        // removal is asked to drop.
+        if (mark_kept && ::fsetxattr(fd, kKeptDefaultMark, "", 0, 0) != 0) {
+          if (is_root) throw_errno("mark the default ACL as kept on", path);
+          note_error(path, "mark the default ACL as kept", errno);
+          return;
+        }
         if (access_changed) {
           if (int stored = store_access_acl(fd, access, st.st_mode); stored < 0) {
             if (is_root) throw_system_error(-stored, "set ACL on", path);
@@ -328,6 +364,16 @@ class Walk {
         }
       }
       ++report.changed;
+    }
+
+    // Whether a default ACL that an edit left with no named entries (it
+    // would be dropped) stays: 1 if it was there before a grant (the mark)
+    // or is the one the parent keeps, 0 if not, -errno if the mark cannot
+    // be read.
+    int keeps_plain_default(int fd, const DirHandle& dir) {
+      if (dir.parent_plain_default && *dir.parent_plain_default == default_acl) return 1;
+      if (::fgetxattr(fd, kKeptDefaultMark, nullptr, 0) >= 0) return 1;
+      return errno == ENODATA ? 0 : -errno;
     }
 
     // Stores `entries` as the access ACL of the object open as `fd` (not
@@ -573,6 +619,7 @@ class Walk {
       auto dir = std::make_shared<DirHandle>();
       dir->fd = UniqueFd(fd);
       dir->path = join(task.parent->path, task.name);
+      dir->parent_plain_default = task.parent->plain_default;
       process_dir(walk, dir, false);
     }
 

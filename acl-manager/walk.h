@@ -20,8 +20,10 @@ class Editor {
   // Edits an access ACL; returns whether it changed.
   virtual bool edit_access(Entries& access, bool is_directory, Report& report) const = 0;
   // Edits a directory's default ACL (`present` false: there is none, entries
-  // empty; set it false to delete the default ACL). `access` is the
-  // directory's access ACL as it will be. Returns whether it changed.
+  // empty; set it false to delete the default ACL, which the walk overrules
+  // for one that was there before a grant: see kKeptDefaultMark in walk.cc).
+  // `access` is the directory's access ACL as it will be. Returns whether it
+  // changed.
   virtual bool edit_default(Entries& entries, bool& present, const Entries& access, Report& report) const = 0;
   // Whether an object with no ACL at all can need a change (only grants add).
   virtual bool adds_entries() const = 0;

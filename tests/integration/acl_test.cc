@@ -859,6 +859,61 @@ TEST(AclRevoke, RemovesExactlyItsOwnEntriesAndKeepsTheMaskRule) {
   EXPECT_TRUE(registry.grant_records().empty());
 }
 
+// An owner's own default ACL with no named entries (here: new files private
+// to others, whatever the umask) is a rule of theirs, not something a grant
+// made: grant + revoke leaves it, also on directories made while the grant
+// held, which inherited it. A default ACL the grant made goes, on the
+// directory it made it on and on those made below. The VM cannot mark a
+// directory of its own as having had its default ACL before the grant.
+TEST(AclRevoke, KeepsTheOwnersDefaultAclWithNoNamedEntries) {
+  Env env;
+  make_tree(env.tree, 2, 1);
+  std::filesystem::permissions(env.temp.path(), std::filesystem::perms(0755));
+  auto setfacl = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "setfacl");
+    auto result = testing::run_command(args);
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+  };
+  setfacl({"-d", "-m", "o::---", env.tree.string()});
+  setfacl({"-d", "-m", "g::---", (env.tree / "d1").string()});
+  auto default_acl = [](const std::filesystem::path& dir) {
+    auto result = testing::run_command({"getfacl", "-d", "-c", "-n", dir.string()});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return result.out;
+  };
+  std::string before = getfacl(env.tree);
+  std::string owners_default = default_acl(env.tree);
+  ASSERT_NE(owners_default.find("other::---"), std::string::npos) << owners_default;
+
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_single_use();
+  grant(registry, uid, env.tree, Access::rw);
+  // Made while the grant holds: below the owner's default ACL, and below
+  // the one the grant made on d0 (the VM's own, with its attempt at the
+  // mark, which needs CAP_SYS_ADMIN).
+  std::filesystem::create_directory(env.tree / "later");
+  std::filesystem::create_directory(env.tree / "d0/later");
+  ASSERT_EQ(as_user(uid, [&] {
+              std::string own = (env.tree / "d0/by-vm").string();
+              if (::mkdir(own.c_str(), 0755) != 0) return 1;
+              return ::setxattr(own.c_str(), "trusted.vmwarden.kept-default", "", 0, 0) != 0 && errno == EPERM ? 0 : 2;
+            }),
+            0);
+  ASSERT_NE(default_acl(env.tree / "d0/by-vm").find(fmt::format("user:{}:", uid)), std::string::npos);
+
+  revoke(registry, uid, env.tree);
+  EXPECT_EQ(default_acl(env.tree), owners_default);
+  EXPECT_EQ(default_acl(env.tree / "later"), owners_default) << "inherited from the owner's rule";
+  EXPECT_NE(default_acl(env.tree / "d1").find("group::---"), std::string::npos) << default_acl(env.tree / "d1");
+  for (const char* made : {"d0", "d0/later", "d0/by-vm"}) {
+    EXPECT_EQ(default_acl(env.tree / made), "") << made << ": the grant's default ACL stays";
+  }
+  std::filesystem::remove(env.tree / "later");
+  std::filesystem::remove(env.tree / "d0/later");
+  std::filesystem::remove(env.tree / "d0/by-vm");
+  EXPECT_EQ(getfacl(env.tree), before) << "grant + revoke must restore every ACL exactly";
+}
+
 // A VM can leave a set-user-ID file of its UID in a read-write share (its
 // virtiofsd lets it chmod its own files). Whoever runs it later would act as
 // that UID: as the next VM given a single-use UID. Revoking the UID's access
