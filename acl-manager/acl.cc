@@ -704,6 +704,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       ++records_left[record.uid];
     }
   }
+  if (!dry_run) registry.remove_grant_leftovers();
   for (const auto& [uid, alias] : allocated) {
     if (!alias.empty() || leased.count(uid) || !range.contains(uid)) continue;
     // `records` was read under the lock that every grant takes: none came since.

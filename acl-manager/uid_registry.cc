@@ -236,7 +236,7 @@ struct UidRegistry::Snapshot {
   std::map<uid_t, std::string> allocated;  // uid -> alias ("" for single-use)
   std::map<uid_t, std::uint64_t> released;  // uid -> latest release seq
   std::vector<std::string> stale;           // released/ names to delete
-  std::vector<std::string> temporaries;     // in allocated/ and released/
+  std::vector<std::string> temporaries;     // in uids/, allocated/ and released/
 };
 
 UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
@@ -284,6 +284,10 @@ UniqueFd UidRegistry::lock_acl_changes(bool create) const {
 UidRegistry::Snapshot UidRegistry::load(bool with_released) const {
   Paths paths(locations_);
   Snapshot snapshot;
+  // The caches in uids/ (vetted, never-used) are written atomically too.
+  for (const std::string& name : list_names(paths.uids)) {
+    if (detail::is_temporary(name)) snapshot.temporaries.push_back((paths.uids / name).string());
+  }
   for (const std::string& name : list_names(paths.allocated)) {
     if (detail::is_temporary(name)) {
       snapshot.temporaries.push_back((paths.allocated / name).string());
@@ -431,6 +435,19 @@ bool UidRegistry::known_to_system(uid_t uid) const {
   return std::find(vetting.known.begin(), vetting.known.end(), uid) != vetting.known.end();
 }
 
+namespace {
+
+// The grant records in grants/UID: not the temporary file of a write that a
+// crash cut short, which records nothing (and must not keep the UID out of
+// the pool for good).
+std::size_t record_count(const std::filesystem::path& dir) {
+  std::vector<std::string> names = list_names(dir);
+  return static_cast<std::size_t>(
+      std::count_if(names.begin(), names.end(), [](const std::string& name) { return !detail::is_temporary(name); }));
+}
+
+}  // namespace
+
 std::optional<uid_t> UidRegistry::pick_never_used(const Snapshot& allocations) const {
   Paths paths(locations_);
   std::optional<NeverUsed> mark = read_never_used(paths.uids / "never-used");
@@ -438,7 +455,7 @@ std::optional<uid_t> UidRegistry::pick_never_used(const Snapshot& allocations) c
   for (std::uint64_t uid = std::max<std::uint64_t>(mark->next, range_.first); uid <= range_.last; ++uid) {
     auto u = static_cast<uid_t>(uid);
     if (allocations.allocated.count(u)) continue;
-    if (!list_names(paths.grants_of(u)).empty()) continue;
+    if (record_count(paths.grants_of(u)) != 0) continue;
     if (never_hand_out(u)) continue;
     return u;
   }
@@ -453,7 +470,7 @@ uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
   for (std::uint64_t uid = range_.first; uid <= range_.last; ++uid) {
     auto u = static_cast<uid_t>(uid);
     if (snapshot.allocated.count(u) || snapshot.released.count(u)) continue;
-    if (!list_names(paths.grants_of(u)).empty()) continue;
+    if (record_count(paths.grants_of(u)) != 0) continue;
     if (never_hand_out(u)) continue;
     return u;
   }
@@ -465,7 +482,7 @@ uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
   std::sort(order.begin(), order.end());
   std::size_t with_records = 0;
   for (auto [seq, uid] : order) {
-    if (!list_names(paths.grants_of(uid)).empty()) {
+    if (record_count(paths.grants_of(uid)) != 0) {
       ++with_records;
       continue;
     }
@@ -643,7 +660,7 @@ std::vector<UidInfo> UidRegistry::list(bool include_released) const {
     info.alias = alias;
     info.allocated = true;
     if (lease_held(uid)) info.leased_by = lease_holder_pid(paths, uid).value_or(0);
-    info.grant_records = list_names(paths.grants_of(uid)).size();
+    info.grant_records = record_count(paths.grants_of(uid));
     infos.push_back(std::move(info));
   }
   if (include_released) {
@@ -651,7 +668,7 @@ std::vector<UidInfo> UidRegistry::list(bool include_released) const {
       UidInfo info;
       info.uid = uid;
       info.released_seq = seq;
-      info.grant_records = list_names(paths.grants_of(uid)).size();
+      info.grant_records = record_count(paths.grants_of(uid));
       infos.push_back(std::move(info));
     }
   }
@@ -838,7 +855,22 @@ void UidRegistry::remove_grant_record(uid_t uid, const std::filesystem::path& tr
   Paths paths(locations_);
   std::filesystem::path dir = paths.grants_of(uid);
   remove_durably(dir, tree_key(tree));
-  if (list_names(dir).empty()) ::rmdir(dir.c_str());
+  remove_leftovers_of(dir);
+}
+
+void UidRegistry::remove_grant_leftovers() {
+  Paths paths(locations_);
+  for (const std::string& name : list_names(paths.grants)) {
+    if (parse_number<uid_t>(name)) remove_leftovers_of(paths.grants / name);
+  }
+}
+
+void UidRegistry::remove_leftovers_of(const std::filesystem::path& dir) {
+  std::vector<std::string> names = list_names(dir);
+  for (const std::string& name : names) {
+    if (detail::is_temporary(name)) ::unlink((dir / name).c_str());
+  }
+  if (record_count(dir) == 0) ::rmdir(dir.c_str());
 }
 
 }  // namespace vmwarden::acl

@@ -159,6 +159,9 @@ class UidRegistry {
   std::vector<GrantRecord> grant_records(uid_t uid) const;
   void add_grant_record(const GrantRecord& record);
   void remove_grant_record(uid_t uid, const std::filesystem::path& tree);
+  // Removes what writes of grant records cut short by a crash left in
+  // grants/UID/, and grants/UID/ itself when it holds no record.
+  void remove_grant_leftovers();
 
   // The flock serialising every ACL change (grant, revoke, sweep), so that
   // two walks never interleave their read-modify-write on one object.
@@ -183,6 +186,7 @@ class UidRegistry {
   bool never_hand_out(uid_t uid) const;
   // Known to the user or group databases (answers cached in STATE_DIR/uids/vetted).
   bool known_to_system(uid_t uid) const;
+  void remove_leftovers_of(const std::filesystem::path& grants_of_uid);
 
   Locations locations_;
   RegistryOptions options_;

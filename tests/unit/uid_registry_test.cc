@@ -145,6 +145,31 @@ TEST(UidRegistry, SingleUseReuseIsLeastRecentlyReleasedFirst) {
   EXPECT_EQ(registry.allocate_single_use(), kFirst + 3);
 }
 
+// A kill -9 while a grant record is written leaves its temporary file in
+// grants/UID/. It records nothing: it must not keep the UID out of the pool,
+// nor count as a record; the next sweep removes it, and the next allocation
+// those of the caches in uids/.
+TEST(UidRegistry, TemporaryFilesOfWritesCutShortKeepNoUidOut) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst));
+  uid_t uid = registry.allocate_single_use();
+  ASSERT_EQ(uid, kFirst);
+  std::filesystem::path grants = f.locations.state_dir / "grants" / std::to_string(uid);
+  std::filesystem::create_directories(grants);
+  testing::write_file(grants / ".tmp-4242-9f", "path /srv/x\naccess rw\n");
+  std::filesystem::path cache_leftover = f.locations.state_dir / "uids/.tmp-4242-a0";
+  testing::write_file(cache_leftover, "0 1 2\n");
+  ASSERT_TRUE(registry.find(uid));
+  EXPECT_EQ(registry.find(uid)->grant_records, 0u);
+  EXPECT_TRUE(registry.grant_records(uid).empty());
+
+  registry.release(uid);
+  EXPECT_EQ(registry.allocate_single_use(), uid) << "the only UID of the range is free again";
+  EXPECT_FALSE(std::filesystem::exists(cache_leftover));
+  registry.remove_grant_leftovers();
+  EXPECT_FALSE(std::filesystem::exists(grants));
+}
+
 // What a power failure can leave of the records written without fsync and
 // rename: a single-use allocation lost (the UID looks never used) or cut
 // short (empty).
