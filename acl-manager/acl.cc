@@ -409,15 +409,19 @@ Granted grant_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   };
   require_allocated();
   UniqueFd lock = registry.lock_acl_changes();
-  require_allocated();
   std::vector<GrantRecord> records = registry.grant_records(uid);
   warn_of_nested_records(records, uid, tree, "granting");
-  if (!options.dry_run) {
+  if (options.dry_run) {
+    require_allocated();
+  } else {
     GrantRecord record{uid, tree, access, options.cross_mounts};
     std::optional<RecordedRoot> opened = detail::record_root(root.get(), tree);
     record.roots = roots_to_record(records, tree, opened);
     record.by_path = !opened;
-    registry.add_grant_record(record);
+    // Checks the allocation and records under the registry's lock: a UID
+    // released after that has a record, and is not handed out again before
+    // a sweep (which waits for this walk) has removed its entries.
+    registry.record_grant(record);
   }
   GrantEditor editor(uid, access, registry.range());
   Report report = detail::walk_tree(root.get(), tree.string(), editor, options);

@@ -851,6 +851,14 @@ void UidRegistry::add_grant_record(const GrantRecord& record) {
   write_atomically(dir, key, content);
 }
 
+void UidRegistry::record_grant(const GrantRecord& record) {
+  UniqueFd lock = lock_registry(false);
+  if (!lock || !load(/*with_released=*/false).allocated.count(record.uid)) {
+    throw UsageError(fmt::format("UID {} is not allocated (`vmwarden uid alloc` hands one out)", record.uid));
+  }
+  add_grant_record(record);
+}
+
 void UidRegistry::remove_grant_record(uid_t uid, const std::filesystem::path& tree) {
   Paths paths(locations_);
   std::filesystem::path dir = paths.grants_of(uid);

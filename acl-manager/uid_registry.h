@@ -158,6 +158,10 @@ class UidRegistry {
   std::vector<GrantRecord> grant_records() const;
   std::vector<GrantRecord> grant_records(uid_t uid) const;
   void add_grant_record(const GrantRecord& record);
+  // add_grant_record for a grant: the UID must be allocated, which is checked
+  // under the registry's lock, so that no release (and no reuse of the UID)
+  // comes between the check and the record. UsageError if it is not.
+  void record_grant(const GrantRecord& record);
   void remove_grant_record(uid_t uid, const std::filesystem::path& tree);
   // Removes what writes of grant records cut short by a crash left in
   // grants/UID/, and grants/UID/ itself when it holds no record.

@@ -779,6 +779,54 @@ TEST(AclConcurrency, FiftyConcurrentAllocationsGetFiftyUids) {
   EXPECT_EQ(registry.list().size(), 51u);
 }
 
+// A release that comes while a grant records itself must not hand the UID
+// out again before the grant's entries are gone: the grant checks the
+// allocation and records under the registry's lock, so the release waits,
+// and the UID then has a record that keeps it out of the pool. The grant's
+// fsyncs are slowed (strace) to hold the window open; the range is that one
+// UID, so a reuse would show.
+TEST(AclConcurrency, AReleaseDuringAGrantLeavesTheUidOutOfThePool) {
+  if (::access("/usr/bin/strace", X_OK) != 0) GTEST_SKIP() << "strace is not installed (./bootstrap installs it)";
+  Env env;
+  make_tree(env.tree, 1, 2);
+  std::filesystem::create_directories(env.locations.config_dir);
+  testing::write_file(env.locations.config_dir / "uid-range", "1879048192-1879048192\n");
+  auto alloc = env.vmwarden({"uid", "alloc"});
+  ASSERT_EQ(alloc.exit_code, 0) << alloc.err;
+  std::string uid = alloc.out.substr(0, alloc.out.find('\n'));
+
+  pid_t granting = ::fork();
+  if (granting == 0) {
+    for (const auto& [key, value] : env.env()) ::setenv(key.c_str(), value.c_str(), 1);
+    std::string binary = testing::vmwarden_binary();
+    ::execlp("strace", "strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e",
+             "inject=fsync:delay_enter=1500000", "--", binary.c_str(), "acl", "grant", "--uid", uid.c_str(), "--rw",
+             env.tree.c_str(), nullptr);
+    ::_exit(127);
+  }
+  // The record's temporary file appears before its (slowed) fsync.
+  std::filesystem::path records = env.locations.state_dir / "grants" / uid;
+  auto writing = [&] {
+    for (const std::string& name : testing::directory_names(records)) {
+      if (name.starts_with(".tmp-")) return true;
+    }
+    return false;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!writing() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(writing()) << "the grant never wrote its record";
+  auto release = env.vmwarden({"uid", "release", uid});
+  auto again = env.vmwarden({"uid", "alloc"});
+  int status = 0;
+  ASSERT_EQ(::waitpid(granting, &status, 0), granting);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(release.exit_code, 0) << release.err;
+  EXPECT_NE(again.exit_code, 0) << "UID " << uid << " was handed out again while a grant to it was being recorded";
+  EXPECT_NE(again.err.find("still with grant records"), std::string::npos) << again.err;
+}
+
 TEST(AclInheritance, AFileCreatedAfterTheGrantIsUsableByTheUid) {
   Env env;
   std::filesystem::create_directories(env.tree / "inner");
