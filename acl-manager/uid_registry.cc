@@ -241,10 +241,11 @@ struct UidRegistry::Snapshot {
 
 UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
     : locations_(locations), options_(std::move(options)) {
+  std::filesystem::path file = locations_.config_dir / "uid-range";
   if (options_.range) {
     range_ = *options_.range;
+    range_origin_ = "given by the caller";
   } else {
-    std::filesystem::path file = locations_.config_dir / "uid-range";
     std::optional<std::string> content = read_small_file(file);
     if (content) {
       std::string text;
@@ -256,11 +257,13 @@ UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
       }
       try {
         range_ = parse_uid_range(text);
+        range_origin_ = fmt::format("set in {}", file.string());
       } catch (const UsageError& e) {
         throw UsageError(fmt::format("{}: {}", file.string(), e.what()));
       }
     } else {
       range_ = kDefaultUidRange;
+      range_origin_ = fmt::format("the default; {} changes it", file.string());
     }
   }
 }
@@ -467,11 +470,22 @@ uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
   // lost in a power failure looks never used; if it was granted anything,
   // its durable grant records keep it out until a sweep has removed them.
   Paths paths(locations_);
+  std::size_t allocated = 0, with_records = 0, reserved = 0;
   for (std::uint64_t uid = range_.first; uid <= range_.last; ++uid) {
     auto u = static_cast<uid_t>(uid);
-    if (snapshot.allocated.count(u) || snapshot.released.count(u)) continue;
-    if (record_count(paths.grants_of(u)) != 0) continue;
-    if (never_hand_out(u)) continue;
+    if (snapshot.allocated.count(u)) {
+      ++allocated;
+      continue;
+    }
+    if (snapshot.released.count(u)) continue;
+    if (record_count(paths.grants_of(u)) != 0) {
+      ++with_records;
+      continue;
+    }
+    if (never_hand_out(u)) {
+      ++reserved;
+      continue;
+    }
     return u;
   }
   // Otherwise the least recently released one without grant records.
@@ -480,19 +494,30 @@ uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
     if (range_.contains(uid)) order.emplace_back(seq, uid);
   }
   std::sort(order.begin(), order.end());
-  std::size_t with_records = 0;
   for (auto [seq, uid] : order) {
     if (record_count(paths.grants_of(uid)) != 0) {
       ++with_records;
       continue;
     }
-    if (never_hand_out(uid)) continue;
+    if (never_hand_out(uid)) {
+      ++reserved;
+      continue;
+    }
     return uid;
   }
-  throw std::runtime_error(fmt::format(
-      "no free UID in the range {} ({} allocated, {} released but still with grant records; "
-      "`vmwarden acl sweep` removes the records of dead UIDs)",
-      range_.to_string(), snapshot.allocated.size(), with_records));
+  std::string text = fmt::format("no free UID in the range {} ({}): {} allocated", range_.to_string(), range_origin_,
+                                 allocated);
+  if (with_records != 0) {
+    text += fmt::format(", {} not allocated but still with grant records (`vmwarden acl sweep` removes the "
+                        "records of dead UIDs)",
+                        with_records);
+  }
+  if (reserved != 0) {
+    text += fmt::format(", {} never handed out (known to the user or group database, in a subordinate ID range, "
+                        "or reserved)",
+                        reserved);
+  }
+  throw std::runtime_error(text);
 }
 
 uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, std::optional<uid_t> picked) {
@@ -689,8 +714,8 @@ uid_t UidRegistry::resolve(std::string_view text) const {
     // One allocated before the range last changed stays nameable (to be
     // released; grants check the range themselves).
     if (!range_.contains(*uid) && !is_allocated(*uid)) {
-      throw UsageError(fmt::format("UID {} is outside the managed range {} (set in {})", *uid, range_.to_string(),
-                                   (locations_.config_dir / "uid-range").string()));
+      throw UsageError(
+          fmt::format("UID {} is outside the managed range {} ({})", *uid, range_.to_string(), range_origin_));
     }
     return *uid;
   }

@@ -195,6 +195,7 @@ class UidRegistry {
   Locations locations_;
   RegistryOptions options_;
   UidRange range_;
+  std::string range_origin_;  // where range_ comes from, for messages
   friend class UidLease;
 };
 
