@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <seccomp.h>
@@ -111,6 +112,13 @@ constexpr std::uint32_t kDangerousIoctls[] = {
     TIOCSTI, TIOCLINUX, 0x4C00, 0x4C01, 0x4C02, 0x4C03, 0x4C04, 0x4C05, 0x4C06, 0x4C07, 0x4C08, 0x4C09, 0x4C0A,
 };
 
+// The socket families a service may create. Every other is refused
+// (EAFNOSUPPORT, which programs take as "not built in"): AF_VSOCK above all,
+// which no network namespace contains, so that a service with no network
+// could reach the host's and other guests' vsock listeners; and with it
+// every other family's kernel code (packet, XDP, algorithm sockets...).
+constexpr std::uint32_t kAllowedSocketFamilies[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+
 // Masked patterns (mask, value), over the low 32 bits, whose union is every
 // request but `denied`: walking each denied value's bits from the top, the
 // subtree that branches off its path and holds no denied value is allowed
@@ -166,7 +174,7 @@ struct ProfileDef {
   std::string_view summary;
   std::span<const Syscall> listed;
   std::span<const Syscall> enosys;
-  bool filter_arguments;  // clone namespace flags, personality, ioctl
+  bool filter_arguments;  // clone namespace flags, personality, ioctl, socket families
 };
 
 #include "supervisor/seccomp_allow_lists.inc"
@@ -265,6 +273,10 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
       info.argument_filters.push_back(
           "personality: refused with ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, "
           "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT, and with bit 31 set unless it is the query 0xffffffff");
+    if (deny || lists(profile, "socket"))
+      info.argument_filters.push_back(
+          "socket: families other than AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK refused with EAFNOSUPPORT "
+          "(AF_VSOCK is in no network namespace; the family's low 32 bits decide)");
     if (deny || lists(profile, "ioctl"))
       info.argument_filters.push_back(
           "ioctl: refused for TIOCSTI, TIOCLINUX and the loop device's LOOP_SET_FD to LOOP_CONFIGURE "
@@ -333,7 +345,8 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
     std::string_view name = syscall.name;
     // In an allow list these three are allowed only with safe arguments.
     if (allow_list && profile.filter_arguments &&
-        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl" || is_self_only(name)))
+        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl" || name == "socket" ||
+         is_self_only(name)))
       continue;
     add_rule(ctx, listed_action, syscall);
   }
@@ -360,6 +373,29 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
         if (add_elsewhere) add_rule(ctx, elsewhere, {call.name}, {&not_one_process, 1});
       }
       if (allow_list) add_rule(ctx, SCMP_ACT_ALLOW, {call.name}, the_caller);
+    }
+
+    if (!allow_list || lists(profile, "socket")) {
+      // The kernel reads the family as an int: only the low 32 bits are
+      // compared, so upper bits cannot dress a refused family up.
+      std::vector<std::uint32_t> allowed_families(std::begin(kAllowedSocketFamilies),
+                                                  std::end(kAllowedSocketFamilies));
+      std::vector<std::pair<std::uint32_t, std::uint32_t>> other_families;
+      patterns_except(0, 0, 31, allowed_families, other_families);
+      const std::uint32_t unsupported =
+          policy.action == SeccompAction::kill ? SCMP_ACT_ERRNO(EAFNOSUPPORT) : SCMP_ACT_LOG;
+      if (!(allow_list && unsupported == refuse)) {
+        for (auto [mask, value] : other_families) {
+          scmp_arg_cmp family = SCMP_A0_64(SCMP_CMP_MASKED_EQ, mask, value);
+          add_rule(ctx, unsupported, {"socket"}, {&family, 1});
+        }
+      }
+      if (allow_list) {
+        for (std::uint32_t allowed : allowed_families) {
+          scmp_arg_cmp family = SCMP_A0_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, allowed);
+          add_rule(ctx, SCMP_ACT_ALLOW, {"socket"}, {&family, 1});
+        }
+      }
     }
 
     std::uint64_t all_namespaces = 0;

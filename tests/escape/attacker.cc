@@ -242,6 +242,13 @@ int main(int argc, char** argv) {
     if (syscall(SYS_ioctl, 0, request, &byte) < 0) return denied("ioctl");
     return ok("ioctl done");
   }
+  if (command == "socket") {  // socket FAMILY: a datagram or stream socket of that family (any upper bits)
+    unsigned long long family = std::strtoull(arg(1), nullptr, 0);
+    long fd = syscall(SYS_socket, family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 && errno == ESOCKTNOSUPPORT) fd = syscall(SYS_socket, family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return denied("socket");
+    return ok("socket");
+  }
   if (command == "x32-syscall") {
     long result = syscall(0x40000000 | SYS_getpid);
     if (result < 0) return denied("x32 getpid");

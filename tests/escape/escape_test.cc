@@ -495,6 +495,26 @@ TEST_F(EscapeTest, CannotPushInputIntoTheTerminalHoweverTheRequestIsDressedUp) {
   }
 }
 
+// AF_VSOCK is in no network namespace: a service with no network could
+// still reach the host's vsock listeners, and other guests'. Every family
+// but AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK is refused with
+// EAFNOSUPPORT, in every profile and however the family is dressed up.
+// (This kernel has vsock: unfiltered, the socket is made.)
+TEST_F(EscapeTest, CannotOpenAVsockOrAnyOtherUnlistedSocketFamily) {
+  const std::string vsock = std::to_string(AF_VSOCK);
+  const std::string dressed = std::to_string((1ULL << 32) | AF_VSOCK);
+  expect_success(attack(confinement(), {"socket", vsock}, {.omitted = step_seccomp}));
+  for (const char* profile : {"vm-daemon", "qemu", "virtiofsd"}) {
+    SCOPED_TRACE(profile);
+    Confinement confined = confinement();
+    confined.seccomp.profile = profile;
+    for (const std::string& family : {vsock, dressed, std::to_string(AF_PACKET), std::to_string(AF_ALG)})
+      expect_denied(attack(confined, {"socket", family}), "EAFNOSUPPORT");
+    expect_success(attack(confined, {"socket", std::to_string(AF_UNIX)}));
+    expect_success(attack(confined, {"socket", std::to_string((1ULL << 32) | AF_UNIX)}));
+  }
+}
+
 TEST_F(EscapeTest, X32SyscallsAreKilled) {
   expect_killed_by_seccomp(attack(confinement(), {"x32-syscall"}));
   // Without the filter an x32 call reaches the kernel (ENOSYS from a kernel
