@@ -1,8 +1,8 @@
 // The sandbox's mount layout. The warden's namespace is a private copy of
 // the host's with its own /proc; each service gets a further copy with its
 // own /tmp and /dev/shm so that services cannot meet through shared scratch
-// space (or leave files there for each other). A single service needs no
-// copy: the scratch space is mounted in the warden's namespace instead.
+// space (or leave files there for each other), and with every mount
+// read-only but at its write rules.
 
 #include "supervisor/mounts.h"
 
@@ -121,6 +121,52 @@ void mount_scratch() {
   mount_scratch_tmpfs("/dev/shm");
 }
 
+bool on_scratch(const std::filesystem::path& path) {
+  std::string normal = path.lexically_normal().native();
+  return at_or_below("/tmp", normal) || at_or_below("/dev/shm", normal);
+}
+
+// Every mount read-only, but a copy of the mounts at each write rule, taken
+// before, put back on top: as writable as on the host (a rule on a
+// read-only mount stays read-only), with what lies below them as it was.
+void make_read_only_but(const std::vector<PathRule>& writable) {
+  struct Kept {
+    UniqueFd at;
+    UniqueFd copy;
+  };
+  std::vector<Kept> kept;
+  kept.reserve(writable.size());
+  for (const PathRule& rule : writable) {
+    // Looked up as the Landlock rule is (which follows symlinks, as a
+    // definition's disk path does); a pinned rule must still name the
+    // directory that was pinned.
+    UniqueFd at(check(::open(rule.path.c_str(), O_PATH | O_CLOEXEC), "open the write rule", rule.path.native()));
+    if (rule.pinned) {
+      struct stat now {}, pinned {};
+      check(::fstat(at.get(), &now), "fstat", rule.path.native());
+      check(::fstat(rule.pinned->get(), &pinned), "fstat the pinned", rule.path.native());
+      if (now.st_dev != pinned.st_dev || now.st_ino != pinned.st_ino)
+        throw PermanentError(fmt::format("{} is another directory than the one checked (and granted): renamed away "
+                                         "or replaced since; not starting",
+                                         rule.path.string()));
+    }
+    UniqueFd copy(::open_tree(at.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
+    if (!copy) throw_errno("copy the mounts (open_tree) at", rule.path.native());
+    kept.push_back({std::move(at), std::move(copy)});
+  }
+  make_read_only(AT_FDCWD, "/", AT_RECURSIVE, "/ (recursively, in the service's mount namespace)");
+  // But the sandbox's own proc, its top mount: the child writes its user
+  // namespace's maps there (/proc/self/setgroups, uid_map), and proc itself
+  // refuses chmod and chown, and has no extended attributes.
+  mount_attr proc_writable{};
+  proc_writable.attr_clr = MOUNT_ATTR_RDONLY;
+  check(::mount_setattr(AT_FDCWD, "/proc", 0, &proc_writable, sizeof proc_writable), "keep writable", "/proc");
+  for (std::size_t i = 0; i < kept.size(); ++i) {
+    check(::move_mount(kept[i].copy.get(), "", kept[i].at.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+          "mount writable again", writable[i].path.native());
+  }
+}
+
 }  // namespace
 
 std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_view name) {
@@ -171,8 +217,6 @@ UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path) {
   return copy;
 }
 
-bool services_have_own_mount_namespaces(const SandboxSpec& spec) { return spec.services.size() > 1; }
-
 bool has_private_mount_points(const SandboxSpec& spec) {
   for (const BindMount& bind : spec.mounts) {
     if (bind.target.empty()) return true;
@@ -207,7 +251,6 @@ void setup_warden_mounts(const SandboxSpec& spec) {
     std::string dir = private_mounts_dir(spec).string();
     make_read_only(AT_FDCWD, dir.c_str(), 0, dir);
   }
-  if (!services_have_own_mount_namespaces(spec)) mount_scratch();
 }
 
 void unmount_private_mount_points(const SandboxSpec& spec) noexcept {
@@ -220,13 +263,21 @@ void unmount_private_mount_points(const SandboxSpec& spec) noexcept {
 
 ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service) {
   ServiceMounts mounts;
-  mounts.own_namespace = services_have_own_mount_namespaces(spec);
-  if (!mounts.own_namespace) return mounts;
+  const LandlockPolicy& landlock = service.confinement.landlock;
+  // Without Landlock no rule says what the service may reach, nor write: it
+  // sees the warden's mounts as they are.
+  if (landlock.mode == LandlockMode::off) return mounts;
+  mounts.read_only_elsewhere = true;
+  for (const PathRule& rule : landlock.paths) {
+    if (!rule.rights.write || on_scratch(rule.path)) continue;
+    struct stat st {};
+    if (::stat(rule.path.c_str(), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) continue;
+    mounts.writable.push_back(rule);
+  }
   for (const BindMount& bind : spec.mounts) {
     if (!bind.target.empty()) continue;
     std::filesystem::path point = private_mount_point(spec, bind.name);
-    const auto& rules = service.confinement.landlock.paths;
-    bool reached = std::any_of(rules.begin(), rules.end(), [&](const PathRule& rule) {
+    bool reached = std::any_of(landlock.paths.begin(), landlock.paths.end(), [&](const PathRule& rule) {
       return at_or_below(rule.path.lexically_normal().native(), point.native());
     });
     if (!reached) mounts.hidden.push_back(point);
@@ -238,9 +289,12 @@ void setup_service_mounts(const ServiceMounts& mounts) {
   // Propagation is already private in the warden's namespace, and a new
   // namespace copies that.
   check(::unshare(CLONE_NEWNS), "unshare", "(mount namespace of a service)");
-  mount_scratch();
+  // Hidden first, so that no copy kept writable brings them back.
   for (const std::filesystem::path& point : mounts.hidden)
     check(::umount2(point.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW), "unmount in the service's namespace", point.native());
+  if (mounts.read_only_elsewhere) make_read_only_but(mounts.writable);
+  // Mounted after: writable.
+  mount_scratch();
 }
 
 }  // namespace vmwarden::supervisor

@@ -80,7 +80,7 @@ std::vector<std::pair<std::string, std::string>> service_namespaces(const Sandbo
                                                                     const ServiceSpec& service) {
   return {
       {"pid", "sandbox"},
-      {"mount", services_have_own_mount_namespaces(spec) ? "service" : "sandbox"},
+      {"mount", "service"},
       {"ipc", "sandbox"},
       {"uts", "sandbox"},
       {"cgroup", "sandbox"},
@@ -155,12 +155,6 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
     }
   }
   constexpr const char* kScratch = "a private tmpfs (nosuid, nodev, 64 MiB, 16k inodes) on /tmp and on /dev/shm";
-  const bool own_mount_namespaces = services_have_own_mount_namespaces(spec);
-  if (!own_mount_namespaces) {
-    steps.push_back({"warden", fmt::format("mount {}, for the one service", kScratch), {"CAP_SYS_ADMIN"},
-                     "the service sees none of the host's scratch space; it is the only service, and shares "
-                     "the warden's mount namespace, which no other service enters"});
-  }
   for (const ServiceSpec& service : spec.services) {
     std::string actor = "service " + service.name;
     const Confinement& confinement = service.confinement;
@@ -172,18 +166,31 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
       steps.push_back({actor, "in the child: start a session of its own (setsid), without a controlling terminal",
                        {}, "nothing it does reaches the terminal vmwarden was started from, but its output"});
     }
-    if (own_mount_namespaces) {
-      steps.push_back({actor, fmt::format("in the child, before exec: unshare a mount namespace and mount {}", kScratch),
-                       {"CAP_SYS_ADMIN"},
-                       "services cannot meet, or leave files for each other, in shared scratch space"});
-      std::vector<std::string> hidden;
-      for (const std::filesystem::path& point : service_mounts(spec, service).hidden) hidden.push_back(point.string());
-      if (!hidden.empty()) {
-        steps.push_back({actor, "in its mount namespace: unmount " + join(hidden, ", "), {"CAP_SYS_ADMIN"},
-                         "copies of shares none of its Landlock rules names; a rule on a directory above them "
-                         "would otherwise reach them"});
-      }
+    ServiceMounts mounts = service_mounts(spec, service);
+    steps.push_back({actor, "in the child, before exec: unshare a mount namespace", {"CAP_SYS_ADMIN"},
+                     "the mounts below are the service's alone"});
+    std::vector<std::string> hidden;
+    for (const std::filesystem::path& point : mounts.hidden) hidden.push_back(point.string());
+    if (!hidden.empty()) {
+      steps.push_back({actor, "in its mount namespace: unmount " + join(hidden, ", "), {"CAP_SYS_ADMIN"},
+                       "copies of shares none of its Landlock rules names; a rule on a directory above them "
+                       "would otherwise reach them"});
     }
+    if (mounts.read_only_elsewhere) {
+      std::vector<std::string> kept;
+      for (const PathRule& rule : mounts.writable) kept.push_back(rule.path.string());
+      steps.push_back(
+          {actor,
+           fmt::format("in its mount namespace: make every mount read-only (mount_setattr, recursively on /), then "
+                       "put back on top a copy, taken before, of the mounts at each write rule{}; /proc (the sandbox's own, where the "
+                       "child writes its user namespace's maps) stays writable",
+                       kept.empty() ? " (none)" : ": " + join(kept, ", ")),
+           {"CAP_SYS_ADMIN"},
+           "Landlock does not cover chmod, chown, extended attributes (POSIX ACLs) or file times; read-only "
+           "mounts refuse them outside the write rules, which stay as writable as on the host"});
+    }
+    steps.push_back({actor, fmt::format("in its mount namespace: mount {}", kScratch), {"CAP_SYS_ADMIN"},
+                     "services cannot meet, or leave files for each other, in shared scratch space"});
     if (confinement.landlock.mode != LandlockMode::off && !confinement.landlock.paths.empty()) {
       steps.push_back({actor,
                        fmt::format("open the {} Landlock rule paths (O_PATH) with the supervisor's credentials",

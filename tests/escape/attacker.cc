@@ -19,6 +19,9 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -142,6 +145,30 @@ int main(int argc, char** argv) {
   if (command == "truncate") {
     if (truncate(arg(1), 0) != 0) return denied("truncate");
     return ok("truncated");
+  }
+  // What Landlock (up to ABI 7) does not cover: a file's metadata.
+  if (command == "chmod") {  // chmod PATH: set-user-ID and writable by all
+    if (chmod(arg(1), 04777) != 0) return denied("chmod");
+    return ok("chmodded");
+  }
+  if (command == "chown") {  // chown PATH: to the caller
+    if (lchown(arg(1), getuid(), getgid()) != 0) return denied("lchown");
+    return ok("chowned");
+  }
+  if (command == "xattr") {  // xattr PATH: a user.* attribute
+    if (setxattr(arg(1), "user.attacker", "x", 1, 0) != 0) return denied("setxattr");
+    return ok("xattr set");
+  }
+  if (command == "acl") {  // acl PATH: an access ACL u::rw g::r o::rw
+    const unsigned char acl[] = {2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 4, 0,
+                                 0xff, 0xff, 0xff, 0xff, 0x20, 0, 6, 0, 0xff, 0xff, 0xff, 0xff};
+    if (setxattr(arg(1), "system.posix_acl_access", acl, sizeof acl, 0) != 0) return denied("setxattr ACL");
+    return ok("acl set");
+  }
+  if (command == "utimes") {  // utimes PATH: back to 1970
+    struct timeval times[2] = {{1, 0}, {1, 0}};
+    if (utimes(arg(1), times) != 0) return denied("utimes");
+    return ok("times set");
   }
   if (command == "mount") {  // mount TARGET
     if (mount("vmwarden-attack", arg(1), "tmpfs", 0, "size=16k") != 0) return denied("mount");

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/xattr.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -508,8 +509,10 @@ TEST_F(ExecEscapeTest, CannotWriteOrTruncateAReadOnlyPath) {
     // mount answers first, and holds for uid 0 and without Landlock too.
     expect_denied(exec_attack({"--uid", "0", "--ro", dir}, args), "EROFS");
     expect_denied(exec_attack({"--uid", "0", "--ro", dir, "--landlock", "off"}, args), "EROFS");
-    // Not named at all: Landlock alone refuses, even uid 0 (the mode allows it).
-    expect_denied(exec_attack({"--uid", "0"}, args), "EACCES");
+    // Not named at all: every mount but the write rules' is read-only in
+    // the command's namespace, even for uid 0 (the mode allows it; Landlock
+    // refuses too, which escape_test shows on its own).
+    expect_denied(exec_attack({"--uid", "0"}, args), "EROFS");
   }
   EXPECT_FALSE(fs::exists(created));
   EXPECT_EQ(testing::read_file(existing), "keep me\n");
@@ -519,6 +522,51 @@ TEST_F(ExecEscapeTest, CannotWriteOrTruncateAReadOnlyPath) {
   expect_success(exec_attack({"--rw", dir}, {"write", existing}));
   expect_success(exec_attack({"--rw", dir}, {"truncate", existing}));
   EXPECT_EQ(fs::file_size(existing), 0u);
+}
+
+// Landlock (up to ABI 7) does not cover chmod, chown, extended attributes
+// (POSIX ACLs among them) or file times. Every mount but the write rules' is
+// read-only in a service's namespace, so none of them reaches a file outside
+// the write rules: not a root-owned file outside every rule for uid 0, not
+// the command's own file under a read-only rule. Under a write rule they
+// work as the uid's permissions say. The control: with Landlock off (which
+// also leaves the mounts writable), uid 0 changes the outside file.
+TEST_F(ExecEscapeTest, CannotChangeTheMetadataOfAFileOutsideItsWriteRules) {
+  TempDir data("vmwarden-exec-escape-meta");
+  write_file(data / "roots", "root's\n", 0600);
+  std::string roots = data / "roots";
+  const std::vector<std::string> changes[] = {{"chmod"}, {"chown"}, {"xattr"}, {"acl"}, {"utimes"}};
+  auto metadata = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(roots.c_str(), &st), 0);
+    char value[64];
+    return std::to_string(st.st_mode) + " " + std::to_string(st.st_uid) + " " + std::to_string(st.st_mtim.tv_sec) +
+           " " + std::to_string(::getxattr(roots.c_str(), "user.attacker", value, sizeof value)) + " " +
+           std::to_string(::getxattr(roots.c_str(), "system.posix_acl_access", value, sizeof value));
+  };
+  std::string before = metadata();
+  for (std::vector<std::string> change : changes) {
+    change.push_back(roots);
+    SCOPED_TRACE(change[0]);
+    expect_denied(exec_attack({"--uid", "0"}, change), "EROFS");
+    expect_denied(exec_attack({"--uid", "0", "--ro", data.path().string()}, change), "EROFS");
+  }
+  EXPECT_EQ(metadata(), before);
+
+  // Under a write rule: the uid's own file, as its permissions allow.
+  TempDir shared("vmwarden-exec-escape-meta-rw");
+  ASSERT_EQ(::chmod(shared.path().c_str(), 0777), 0);
+  std::string own = shared / "own";
+  write_file(shared / "own", "the command's\n", 0644);
+  for (const char* change : {"chmod", "xattr", "utimes"}) {
+    SCOPED_TRACE(change);
+    expect_success(exec_attack({"--uid", "0", "--rw", shared.path().string()}, {change, own}));
+  }
+
+  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"chmod", roots}));
+  struct stat st {};
+  ASSERT_EQ(::stat(roots.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 04777u) << "the control changed nothing: the test would prove nothing";
 }
 
 // --- the kernel's privileged interfaces -----------------------------------

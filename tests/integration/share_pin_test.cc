@@ -68,6 +68,26 @@ class SharePinTest : public ::testing::Test {
 
   Locations locations() const { return {root_ / "config", root_ / "state", root_ / "run"}; }
 
+  // A plan for a command whose rule on the share has `rights`, made from a
+  // descriptor of the share, with a path that names the directory outside:
+  // as if the name had changed between the warden's mount and the rule.
+  std::function<vm::LaunchPlan(uid_t)> rule_with_another_path(supervisor::PathRights rights, std::string script) const {
+    return [this, rights, script](uid_t uid) {
+      vm::LaunchPlan plan = command(acl::Access::rw, script)(uid);
+      auto pinned = std::make_shared<const UniqueFd>(::open(share().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      for (supervisor::PathRule& rule : plan.sandbox.services[0].confinement.landlock.paths) {
+        if (rule.path == share()) {
+          rule.path = root_ / "outside";
+          rule.rights = rights;
+          rule.pinned = pinned;
+        }
+      }
+      plan.sandbox.mounts.clear();
+      plan.grants.clear();
+      return plan;
+    };
+  }
+
   // A command definition with the one share, as `vmwarden supervise` plans
   // it for `uid`.
   std::function<vm::LaunchPlan(uid_t)> command(acl::Access access, const std::string& script) const {
@@ -177,27 +197,25 @@ TEST_F(SharePinTest, AReadWriteShareSwappedForASymlinkAfterItsGrantIsRefused) {
 
 // Between the warden's mount and the service's Landlock rule the name can
 // still change: a granted tree's rule is made from the grant's descriptor,
-// whatever its path names by then. Shown with a rule whose path names
-// another directory than its descriptor.
+// whatever its path names by then.
 TEST_F(SharePinTest, ALandlockRuleWithADescriptorCoversThatDirectoryNotItsPath) {
-  auto plan_for = [this](uid_t uid) {
-    vm::LaunchPlan plan = command(acl::Access::rw,
-                                  fmt::format("cat {}/marker; cat {}/secret; echo done", share().string(),
-                                              (root_ / "outside").string()))(uid);
-    auto pinned = std::make_shared<const UniqueFd>(::open(share().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    for (supervisor::PathRule& rule : plan.sandbox.services[0].confinement.landlock.paths) {
-      if (rule.path == share()) {
-        rule.path = root_ / "outside";
-        rule.pinned = pinned;
-      }
-    }
-    plan.sandbox.mounts.clear();
-    plan.grants.clear();
-    return plan;
-  };
-  Outcome outcome = run(plan_for, {});
+  std::string script =
+      fmt::format("cat {}/marker; cat {}/secret; echo done", share().string(), (root_ / "outside").string());
+  Outcome outcome = run(rule_with_another_path(supervisor::PathRights::read_only(), script), {});
   EXPECT_EQ(outcome.status, 0) << outcome.err;
   EXPECT_EQ(outcome.out, "the share\ndone\n") << outcome.err;
+}
+
+// A write rule's path is also where its mount is made writable again (every
+// other mount is read-only): one whose path no longer names the directory
+// its descriptor pins is refused, rather than made writable.
+TEST_F(SharePinTest, AWriteRuleWhosePathNamesAnotherDirectoryIsRefused) {
+  std::string script = fmt::format("echo x > {}/planted; echo ran", (root_ / "outside").string());
+  Outcome outcome = run(rule_with_another_path(supervisor::PathRights::read_write(), script), {});
+  EXPECT_EQ(outcome.status, 125);
+  EXPECT_THAT(outcome.err, HasSubstr((root_ / "outside").string() + " is another directory than the one checked"));
+  EXPECT_THAT(outcome.out, Not(HasSubstr("ran")));
+  EXPECT_FALSE(fs::exists(root_ / "outside/planted"));
 }
 
 TEST_F(SharePinTest, AReadOnlyShareSwappedForASymlinkAfterItsGrantIsRefused) {
