@@ -30,6 +30,7 @@
 #include "cli/cli.h"
 #include "common/accounts.h"
 #include "common/error.h"
+#include "common/process.h"
 #include "common/log.h"
 #include "supervisor/policy.h"
 #include "supervisor/sandbox.h"
@@ -347,13 +348,7 @@ int run(ExecPlan& plan, const Locations& locations) {
   // A run script started by hand is refused before a UID is leased or a
   // tree granted (run_sandbox() checks again, as it does for --uid).
   if (plan.launch.sandbox.require_s6_parent) supervisor::verify_s6_parent();
-  // From the lease on, a stop signal must not kill this process before it
-  // has revoked and released: block them now; run_sandbox() reads them
-  // from a signalfd (a pending one included) and forwards them.
-  sigset_t stop;
-  sigemptyset(&stop);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop, sig);
-  check(::sigprocmask(SIG_BLOCK, &stop, nullptr), "sigprocmask");
+  block_stop_signals();
 
   acl::UidRegistry registry(locations);
   acl::UidLease lease = registry.lease_single_use();

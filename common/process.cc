@@ -176,4 +176,11 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
   return result;
 }
 
+void block_stop_signals() {
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop, sig);
+  check(::sigprocmask(SIG_BLOCK, &stop, nullptr), "sigprocmask");
+}
+
 }  // namespace vmwarden

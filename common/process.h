@@ -43,6 +43,12 @@ struct Pipe {
 };
 Pipe make_pipe();
 
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread: from a lease or a
+// grant on, a stop request must not kill the process before it has revoked
+// and released. supervisor::run_sandbox() reads them from a signalfd (one
+// pending since included) and forwards them to the sandbox.
+void block_stop_signals();
+
 struct ProgramResult {
   int exit_code = -1;      // the exit status, or -1 when killed by a signal or lost
   int signal = 0;          // the killing signal, if any

@@ -18,6 +18,7 @@
 
 #include "acl-manager/acl.h"
 #include "common/error.h"
+#include "common/process.h"
 #include "common/log.h"
 #include "supervisor/policy.h"
 #include "virtiofs-glue/virtiofsd.h"
@@ -312,8 +313,12 @@ std::vector<std::string> check_plan(const LaunchPlan& plan) {
 }
 
 int launch(const Definition& definition, const LaunchOptions& options) {
-  // 1. Under s6, prove the parent before changing anything.
+  // 1. Under s6, prove the parent before changing anything. From here on a
+  //    stop request (s6's down-signal is SIGTERM) waits for run_sandbox(),
+  //    or for the grants to be revoked and the lease released if the start
+  //    fails: it must not cut a grant short and leave it behind.
   if (options.under_s6) supervisor::verify_s6_parent();
+  block_stop_signals();
 
   // 2. The VM's UID: a lease that the kernel drops however this process
   //    dies, so that `vmwarden acl sweep` can tell live UIDs from dead ones.

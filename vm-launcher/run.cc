@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/guest_report.h"
 #include "vm-launcher/launch.h"
@@ -132,10 +133,7 @@ int run_program_in_vm(const RunOptions& options) {
   // Stop requests wait from here on: once the sandbox runs they power the
   // VM off (the supervisor reads them), and before that they must not cut
   // the run short of its clean-up.
-  sigset_t stop;
-  sigemptyset(&stop);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, sig);
-  check(::sigprocmask(SIG_BLOCK, &stop, nullptr), "sigprocmask");
+  block_stop_signals();
 
   // 1. Everything the user named, checked before anything is created.
   if (options.command.empty()) throw UsageError("no program given: vmwarden run [OPTIONS] -- PROGRAM [ARGS...]");

@@ -4,11 +4,16 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <fmt/core.h>
 
@@ -90,6 +95,53 @@ TEST_F(SuperviseTest, ACommandRunsAsASingleUseUidWithItsSharesAndNothingElse) {
                                     (root_ / "config").string(), "uid", "list"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_THAT(list.out, ::testing::Not(HasSubstr(std::to_string(uid)))) << list.out;
+}
+
+// s6's down-signal is SIGTERM, and it may come while a share is being
+// granted: it must not kill `supervise` there and leave the grant (and the
+// lease) behind. The grant is held open with strace (its record's fsync
+// slowed), and SIGTERM sent the moment the record is being written.
+TEST_F(SuperviseTest, ASigtermDuringTheGrantsLeavesNoGrantAndNoUid) {
+  if (::access("/usr/bin/strace", X_OK) != 0) GTEST_SKIP() << "strace is not installed (./bootstrap installs it)";
+  define("app", "echo started > /dev/null");
+  pid_t tracer = ::fork();
+  if (tracer == 0) {
+    ::setenv("VMWARDEN_CONFIG_DIR", (root_ / "config").c_str(), 1);
+    ::setenv("VMWARDEN_STATE_DIR", (root_ / "state").c_str(), 1);
+    ::setenv("VMWARDEN_RUNTIME_DIR", (root_ / "run").c_str(), 1);
+    std::string binary = testing::vmwarden_binary();
+    ::execlp("strace", "strace", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e",
+             "inject=fsync:delay_enter=500000", "--", binary.c_str(), "supervise", "app", nullptr);
+    ::_exit(127);
+  }
+  auto recording = [&] {
+    for (const std::string& uid : testing::directory_names(root_ / "state/grants")) {
+      for (const std::string& name : testing::directory_names(root_ / "state/grants" / uid))
+        if (name.starts_with(".tmp-")) return true;
+    }
+    return false;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!recording() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(recording()) << "no grant was recorded";
+  std::set<pid_t> traced = testing::process_tree(tracer);
+  traced.erase(tracer);
+  ASSERT_EQ(traced.size(), 1u) << "only vmwarden itself runs yet";
+  ASSERT_EQ(::kill(*traced.begin(), SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(tracer, &status, 0), tracer);
+  ASSERT_TRUE(WIFEXITED(status)) << "strace was killed";
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM) << "vmwarden returns 143 after its clean-up, not killed by it";
+
+  CommandResult list = run_command({testing::vmwarden_binary(), "--state-dir", (root_ / "state").string(),
+                                    "--runtime-dir", (root_ / "run").string(), "--config-dir",
+                                    (root_ / "config").string(), "uid", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, ::testing::Not(HasSubstr("single-use"))) << "the UID was released";
+  CommandResult acl = run_command({"getfacl", "-R", "-p", "-n", (root_ / "rw").string(), (root_ / "ro").string()});
+  EXPECT_THAT(acl.out, ::testing::Not(HasSubstr("user:18"))) << "a grant was left: " << acl.out;
+  EXPECT_FALSE(fs::exists(root_ / "run/app"));
 }
 
 // A service leads a session of its own, without a controlling terminal:
