@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 #include <system_error>
+#include <vector>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -15,17 +17,53 @@
 namespace vmwarden::supervisor {
 namespace {
 
-// Empties the directory open as `dir` depth-first. Entries are unlinked
-// relative to their parent's descriptor and directories opened with
-// O_NOFOLLOW, so a symlink planted inside is removed, never followed. Reads
-// entries with getdents64 into a stack buffer: this runs on the exit path,
-// where every heap page touched is a fault (see tests/bench/exec_bench.cc).
-void remove_contents(const UniqueFd& dir, const std::string& where) {
+// Empties the directory open as `top` depth-first, without recursion and
+// with at most two descriptors open however deep the tree goes: its owner
+// (the VM's uid, the command) may nest directories as deep as it likes, and
+// a stack frame or a descriptor per level would let it crash this exit path
+// (before the grants are revoked) or make it fail for good. Entries are
+// unlinked relative to their parent's descriptor and directories opened
+// with O_NOFOLLOW, so a symlink planted inside is removed, never followed;
+// the way back up is "..", which must be the directory the way down left.
+// Listings go through a stack buffer: this runs on the exit path, where every
+// heap page touched is a fault (see tests/bench/exec_bench.cc); only a
+// subdirectory's name goes to the heap.
+void remove_contents(const UniqueFd& top, const std::string& where) {
+  struct Entered {
+    std::string name;  // in its parent
+    dev_t parent_dev;
+    ino_t parent_ino;
+  };
+  std::vector<Entered> down;
+  UniqueFd below;  // the directory being emptied, once below `top`
+  auto current = [&] { return down.empty() ? top.get() : below.get(); };
+  // Built only for an error's message: a deep tree would pay for it per level.
+  auto path = [&] {
+    std::string text = where;
+    for (const Entered& entered : down) text.append("/").append(entered.name);
+    return text;
+  };
   alignas(8) char buffer[4096];
-  while (true) {
-    ssize_t n = ::getdents64(dir.get(), buffer, sizeof buffer);
-    if (n < 0) throw_errno("getdents64", where);
-    if (n == 0) break;
+  for (;;) {
+    ssize_t n = ::getdents64(current(), buffer, sizeof buffer);
+    if (n < 0) throw_errno("getdents64", path());
+    if (n == 0) {
+      if (down.empty()) return;
+      // Emptied: back up to its parent, and remove it there.
+      UniqueFd parent(::openat(current(), "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!parent) throw_errno("open", path() + "/..");
+      struct stat st {};
+      if (::fstat(parent.get(), &st) < 0) throw_errno("fstat", path() + "/..");
+      Entered left = std::move(down.back());
+      down.pop_back();
+      if (st.st_dev != left.parent_dev || st.st_ino != left.parent_ino)
+        throw SystemError(ESTALE, "moved while it was removed", path() + "/" + left.name);
+      below = down.empty() ? UniqueFd() : std::move(parent);
+      if (::unlinkat(current(), left.name.c_str(), AT_REMOVEDIR) < 0) throw_errno("rmdir", path() + "/" + left.name);
+      // Its listing starts again: the position read so far is stale.
+      if (::lseek(current(), 0, SEEK_SET) < 0) throw_errno("rewind", path());
+      continue;
+    }
     for (ssize_t offset = 0; offset < n;) {
       const auto* entry = reinterpret_cast<const dirent64*>(buffer + offset);
       offset += entry->d_reclen;
@@ -34,18 +72,21 @@ void remove_contents(const UniqueFd& dir, const std::string& where) {
       bool is_dir = entry->d_type == DT_DIR;
       if (entry->d_type == DT_UNKNOWN) {
         struct stat st {};
-        check(::fstatat(dir.get(), entry->d_name, &st, AT_SYMLINK_NOFOLLOW), "fstatat", where + "/" + entry->d_name);
+        if (::fstatat(current(), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+          throw_errno("fstatat", path() + "/" + entry->d_name);
         is_dir = S_ISDIR(st.st_mode);
       }
-      if (is_dir) {
-        std::string child = where + "/" + entry->d_name;
-        UniqueFd sub(::openat(dir.get(), entry->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!sub) throw_errno("open", child);
-        remove_contents(sub, child);
-        check(::unlinkat(dir.get(), entry->d_name, AT_REMOVEDIR), "rmdir", child);
-      } else if (::unlinkat(dir.get(), entry->d_name, 0) < 0) {
-        throw_errno("unlink", where + "/" + entry->d_name);
+      if (!is_dir) {
+        if (::unlinkat(current(), entry->d_name, 0) < 0) throw_errno("unlink", path() + "/" + entry->d_name);
+        continue;
       }
+      UniqueFd sub(::openat(current(), entry->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!sub) throw_errno("open", path() + "/" + entry->d_name);
+      struct stat here {};
+      if (::fstat(current(), &here) < 0) throw_errno("fstat", path());
+      down.push_back({std::string(name), here.st_dev, here.st_ino});
+      below = std::move(sub);
+      break;  // into it; this directory is listed again on the way back
     }
   }
 }

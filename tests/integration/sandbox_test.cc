@@ -1191,6 +1191,29 @@ TEST_F(SingleUseUidTest, ReleasedWhenStderrIsAPipeWithoutReader) {
   EXPECT_EQ(named_acl_entries(tree.path()), "") << "the grant was revoked";
 }
 
+// The runtime dir belongs to the command's uid, which may nest directories
+// in it as deep as it likes: removing them must neither crash the outer (a
+// stack frame per level) nor run out of descriptors (one per level), before
+// the UID is released, nor leave the directory for the next start to trip
+// over. 3,000 levels: deeper than the stack held with a frame of 4 KiB per
+// level, and than a limit of 1,024 descriptors.
+TEST_F(SingleUseUidTest, ReleasedAfterTheCommandNestedDirectoriesDeepInTheRuntimeDir) {
+  // The command's uid must be able to get to its runtime dir by path.
+  ASSERT_EQ(::chmod(runtime_root_.path().c_str(), 0711), 0);
+  // perl (perl-base, essential in Debian): a shell's cd goes by the whole
+  // path, which outgrows PATH_MAX long before.
+  std::string script = fmt::format(
+      "chdir '{}' or die; for (1..3000) {{ mkdir 'd' or die \"mkdir: $!\"; chdir 'd' or die \"chdir: $!\" }}",
+      runtime_dir().string());
+  CommandResult result = exec({}, {"/usr/bin/perl", "-e", script});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir())) << result.err;
+  EXPECT_TRUE(directory_names(allocated_dir()).empty()) << "the UID was released";
+  EXPECT_TRUE(directory_names(leases_dir()).empty());
+  CommandResult again = exec({}, {"/bin/true"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
 TEST_F(SingleUseUidTest, ReleasedWhenTheSandboxIsStoppedBySignal) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     std::optional<Launched> sandbox;
