@@ -48,6 +48,9 @@ class Service final : public RunningService {
   // Records the child's wait status once reaped.
   void exited(int wait_status) { wait_status_ = wait_status; }
   std::optional<int> wait_status() const { return wait_status_; }
+  // Set once its readiness wait (ServiceSpec::wait_ready) has succeeded.
+  void mark_ready() { ready_ = true; }
+  bool ready() const { return ready_; }
 
  private:
   const ServiceSpec& spec_;
@@ -56,6 +59,7 @@ class Service final : public RunningService {
   UniqueFd exec_status_;        // read end of the child's CLOEXEC error pipe
   pid_t pid_ = 0;
   std::optional<int> wait_status_;
+  bool ready_ = false;
 };
 
 // The sandbox exit status for a wait status: the exit code, or 128+N for a

@@ -242,6 +242,7 @@ bool Warden::start_stage(int stage) {
     if (!startup_may_go_on()) return false;
     try {
       service->spec().wait_ready(*service, deadline);
+      service->mark_ready();
       log::debug("{} is ready", service->spec().name);
     } catch (const std::exception& e) {
       // The wait gave up for a stop (still pending: the signalfd has not
@@ -338,8 +339,10 @@ void Warden::reap() {
       if (errno == ECHILD) no_children_ = true;
       break;
     }
+    // Only a running service: the pid of one reaped before may since be
+    // another process's (an orphan's, reparented to the warden).
     auto found = std::find_if(services_.begin(), services_.end(),
-                              [pid](const auto& service) { return service->pid() == pid; });
+                              [pid](const auto& service) { return service->running() && service->pid() == pid; });
     if (found == services_.end()) {
       log::debug("reaped pid {} ({})", pid, describe_wait_status(status));
       continue;
@@ -361,6 +364,13 @@ void Warden::reap() {
       // cleanly as soon as the main one closes its connection, and may be
       // reaped first: that is the main service ending, not a failure.
       log::debug("{} (pid {}) exited with the main service", service.spec().name, pid);
+    } else if (service.spec().wait_ready && !service.ready()) {
+      // Gone before its readiness wait began (or while it ran, its exit
+      // taken in first): the same permanent failure as a wait that failed.
+      verbose_shutdown_ = true;
+      forced_status_ = exit_status::kPermanent;
+      log::error("{} did not become ready: it {} before it was ready", service.spec().name,
+                 describe_wait_status(status));
     } else {
       verbose_shutdown_ = true;
       log::warning("{} (pid {}) {} while the sandbox was running", service.spec().name, pid,
