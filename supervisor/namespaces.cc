@@ -68,4 +68,14 @@ void enter_identity_user_namespace(uid_t uid, gid_t gid) {
   write_proc_file("/proc/self/gid_map", map, static_cast<size_t>(length));
 }
 
+bool forbid_executable_memfds() {
+  UniqueFd setting(::open("/proc/sys/vm/memfd_noexec", O_WRONLY | O_CLOEXEC));
+  if (!setting) {
+    if (errno == ENOENT) return false;
+    throw_errno("open", "/proc/sys/vm/memfd_noexec");
+  }
+  if (::write(setting.get(), "2\n", 2) != 2) throw_errno("write 2 to", "/proc/sys/vm/memfd_noexec");
+  return true;
+}
+
 }  // namespace vmwarden::supervisor

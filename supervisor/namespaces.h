@@ -21,6 +21,15 @@ struct ClonedProcess {
 // cached thread id): it must stay single-threaded and avoid raise()/abort().
 ClonedProcess clone_into_namespaces(bool private_network);
 
+// In the warden, PID 1 of the sandbox's PID namespace, with the sandbox's
+// /proc mounted: vm.memfd_noexec = 2 for that namespace (inherited by any
+// below it, never lowered there). A memfd is then made without execute
+// permission and sealed so, and MFD_EXEC is refused: executing a program
+// written to a memfd (execveat of the descriptor) would run what no
+// Landlock execute rule names. False on a kernel without the setting
+// (before Linux 6.3), where that way stays open.
+bool forbid_executable_memfds();
+
 // Moves the calling process (already running as uid:gid) into a new user
 // namespace in which uid and gid map onto themselves and nothing else is
 // mapped; setgroups is denied there. The process holds every capability in

@@ -142,6 +142,10 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                                             "whoever can write the directory above the source could change"
                                           : "")});
   }
+  steps.push_back({"warden", "write 2 to /proc/sys/vm/memfd_noexec (for the sandbox's PID namespace; Linux 6.3)",
+                   {"CAP_SYS_ADMIN"},
+                   "a memfd is made without execute permission and MFD_EXEC is refused: a program written to one "
+                   "would run, by its descriptor, what no Landlock execute rule names"});
   for (const ServiceSpec& service : spec.services) {
     for (const ListenSocket& socket : service.listen_sockets) {
       steps.push_back({"warden",

@@ -37,6 +37,7 @@
 #include "common/unix_socket.h"
 #include "supervisor/memory.h"
 #include "supervisor/mounts.h"
+#include "supervisor/namespaces.h"
 #include "supervisor/process_title.h"
 #include "supervisor/service.h"
 
@@ -146,6 +147,8 @@ int Warden::run() {
   set_process_title("vmwarden-warden", fmt::format("vmwarden[{}/warden]", spec_.name));
   check(::chdir("/"), "chdir", "/");
   setup_warden_mounts(spec_);
+  if (!forbid_executable_memfds())
+    log::debug("this kernel has no vm.memfd_noexec (Linux 6.3): a service may execute a memfd");
 
   start_services();
   event_loop();

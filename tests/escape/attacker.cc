@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
@@ -169,6 +170,29 @@ int main(int argc, char** argv) {
     struct timeval times[2] = {{1, 0}, {1, 0}};
     if (utimes(arg(1), times) != 0) return denied("utimes");
     return ok("times set");
+  }
+  if (command == "memfd-exec") {  // memfd-exec [exec]: /bin/true copied into a memfd (made MFD_EXEC), executed
+    unsigned flags = argc > 2 && std::string(arg(1)) == "exec" ? 0x10U /* MFD_EXEC */ : 0U;
+    int memory = memfd_create("attacker", flags);
+    if (memory < 0) return denied("memfd_create");
+    int program = open("/bin/true", O_RDONLY | O_CLOEXEC);
+    if (program < 0) return setup_failed("open /bin/true");
+    char buffer[65536];
+    for (ssize_t n; (n = read(program, buffer, sizeof buffer)) > 0;)
+      if (write(memory, buffer, static_cast<size_t>(n)) != n) return setup_failed("write");
+    pid_t child = fork();
+    if (child == 0) {
+      char* argv[] = {const_cast<char*>("true"), nullptr};
+      syscall(SYS_execveat, memory, "", argv, environ, AT_EMPTY_PATH);
+      _exit(errno);
+    }
+    int status = 0;
+    if (waitpid(child, &status, 0) != child || !WIFEXITED(status)) return setup_failed("waitpid");
+    if (WEXITSTATUS(status) != 0) {
+      errno = WEXITSTATUS(status);
+      return denied("execveat");
+    }
+    return ok("executed");
   }
   if (command == "mount") {  // mount TARGET
     if (mount("vmwarden-attack", arg(1), "tmpfs", 0, "size=16k") != 0) return denied("mount");

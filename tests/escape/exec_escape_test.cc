@@ -569,6 +569,19 @@ TEST_F(ExecEscapeTest, CannotChangeTheMetadataOfAFileOutsideItsWriteRules) {
   EXPECT_EQ(st.st_mode & 07777, 04777u) << "the control changed nothing: the test would prove nothing";
 }
 
+// A program written to a memfd and executed through its descriptor would run
+// what no Landlock execute rule names: the sandbox's PID namespace has
+// vm.memfd_noexec = 2, so a memfd is made without execute permission (and
+// sealed so) and MFD_EXEC is refused. On the host (0) both work.
+TEST_F(ExecEscapeTest, CannotExecuteAProgramWrittenToAMemfd) {
+  expect_denied(exec_attack({}, {"memfd-exec"}), "EACCES");
+  expect_denied(exec_attack({"--uid", "0", "--landlock", "off", "--seccomp-profile", "none"}, {"memfd-exec"}),
+                "EACCES");
+  expect_denied(exec_attack({}, {"memfd-exec", "exec"}), "EACCES");
+  expect_success(host_attack({"memfd-exec"}, attacker_uid()));
+  expect_success(host_attack({"memfd-exec", "exec"}, attacker_uid()));
+}
+
 // --- the kernel's privileged interfaces -----------------------------------
 
 TEST_F(ExecEscapeTest, CannotMount) {
