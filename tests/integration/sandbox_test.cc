@@ -1520,6 +1520,47 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 }
 
+// A STATE_DIR whose runs/ the run's definition would refuse (a ':' in its
+// path, a space with --scratch) is refused naming the setting, before
+// runs/ is created or STATE_DIR's mode is changed.
+TEST_F(SandboxTest, RunRefusesStateDirTheDefinitionWouldRefuse) {
+  TempDir scratch("vmwarden-run-state");
+  write_file(scratch / "vmlinuz", "not booted");
+  struct Case {
+    std::string dir;
+    std::vector<std::string> flags;
+    std::string message;
+  };
+  for (const Case& c : {Case{"st:ate", {}, "contains ':'"},
+                        Case{"st ate", {"--scratch"}, "--scratch is mounted in the guest"}}) {
+    std::filesystem::path state = scratch / c.dir;
+    ASSERT_EQ(::mkdir(state.c_str(), 0700), 0) << state;
+    CommandOptions run;
+    run.extra_env = options().env;
+    run.extra_env["VMWARDEN_STATE_DIR"] = state.string();
+    std::vector<std::string> argv = {vmwarden_binary(), "run", "--kernel", (scratch / "vmlinuz").string()};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    argv.insert(argv.end(), {"--", "/bin/true"});
+    CommandResult result = run_command(argv, run);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_THAT(result.err, HasSubstr("VMWARDEN_STATE_DIR " + state.string()));
+    EXPECT_THAT(result.err, HasSubstr(c.message));
+    struct stat st {};
+    ASSERT_EQ(::stat(state.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << "the state directory's mode changed";
+    EXPECT_FALSE(std::filesystem::exists(state / "runs"));
+  }
+  // Given by flag, the flag is named.
+  CommandOptions run;
+  run.extra_env = options().env;
+  CommandResult flag = run_command({vmwarden_binary(), "--state-dir", (scratch / "st:ate").string(), "run",
+                                    "--kernel", (scratch / "vmlinuz").string(), "--", "/bin/true"},
+                                   run);
+  EXPECT_EQ(flag.exit_code, 2) << flag.err;
+  EXPECT_THAT(flag.err, HasSubstr("--state-dir " + (scratch / "st:ate").string()));
+  EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
+}
+
 // Only the subcommand on the command line is built; the top level's help
 // still lists every one.
 TEST_F(SandboxTest, TopLevelHelpListsEverySubcommand) {
