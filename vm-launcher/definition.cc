@@ -4,6 +4,7 @@
 
 #include "vm-launcher/definition.h"
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,13 +13,13 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
 
 #include "common/locations.h"
 #include "common/suggest.h"
+#include "common/unique_fd.h"
 #include "vm-launcher/names.h"
 
 namespace vmwarden::vm {
@@ -100,6 +101,16 @@ std::string_view type_name(toml::node_type type) {
 std::optional<std::string_view> closest(std::string_view word,
                                         std::initializer_list<std::string_view> candidates) {
   return closest_match(word, std::span<const std::string_view>(candidates.begin(), candidates.size()));
+}
+
+// What a file that is not a regular file is, for the message refusing it.
+std::string_view file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "neither a file nor a directory";
 }
 
 std::string quoted_list(std::initializer_list<std::string_view> words) {
@@ -593,15 +604,26 @@ ParseResult load_definition(const std::filesystem::path& file, const CheckOption
     result.errors.push_back(Diagnostic{file.string(), 1, 1, std::move(reason)});
     return result;
   };
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  // Opened without waiting, and its type checked before the first read: a
+  // FIFO in a definition's place would block the open (and every read) for
+  // as long as no writer comes, hanging check, audit, supervise and s6
+  // service. A symlink to a regular file is still a definition.
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return unreadable(fmt::format("cannot stat definition: {}", std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return unreadable(fmt::format("not a regular file ({})", file_type_name(st.st_mode)));
   // Read in chunks rather than into a buffer of the largest size: zeroing
   // a megabyte costs more than parsing a definition.
   std::string text;
   char chunk[16384];
-  while (text.size() <= kMaxDefinitionBytes && in.read(chunk, sizeof chunk).gcount() > 0)
-    text.append(chunk, static_cast<std::size_t>(in.gcount()));
-  if (in.bad()) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  while (text.size() <= kMaxDefinitionBytes) {
+    ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+    if (n == 0) break;
+    text.append(chunk, static_cast<std::size_t>(n));
+  }
   if (text.size() > kMaxDefinitionBytes) {
     return unreadable(fmt::format("definition is larger than {} bytes", kMaxDefinitionBytes));
   }

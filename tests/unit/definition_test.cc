@@ -2,10 +2,14 @@
 // it reports, and the shipped examples.
 
 #include <fmt/core.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <future>
 
 #include "tests/support/support.h"
 #include "vm-launcher/definition.h"
@@ -538,6 +542,33 @@ TEST_F(DefinitionFiles, UnreadableFileIsOneDiagnostic) {
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_NE(result.errors[0].to_string().find("missing.toml:1:1: error: cannot read definition"),
             std::string::npos);
+}
+
+// A FIFO (or anything else not a regular file) in a definition's place is
+// refused at once: opened as a file, it would wait for a writer forever.
+TEST_F(DefinitionFiles, ADefinitionThatIsNotARegularFileIsRefusedWithoutWaiting) {
+  std::filesystem::path fifo = dir / "fifo.toml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto loading = std::async(std::launch::async, [&] { return load_definition(fifo, kSyntaxOnly); });
+  if (loading.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "load_definition waits on a FIFO";
+    // A writer that comes and goes lets the blocked open and read finish.
+    int writer = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    if (writer >= 0) ::close(writer);
+  }
+  ParseResult result = loading.get();
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].to_string(), fifo.string() + ":1:1: error: not a regular file (a FIFO)");
+
+  std::filesystem::create_directory(dir / "dir.toml");
+  ParseResult directory = load_definition(dir / "dir.toml", kSyntaxOnly);
+  ASSERT_EQ(directory.errors.size(), 1u);
+  EXPECT_EQ(directory.errors[0].to_string(), (dir / "dir.toml").string() + ":1:1: error: not a regular file (a directory)");
+
+  // A symlink to a definition is still read.
+  write_file(dir / "target.toml", "command = [\"/bin/true\"]\n");
+  std::filesystem::create_symlink(dir / "target.toml", dir / "link.toml");
+  EXPECT_TRUE(load_definition(dir / "link.toml", kSyntaxOnly).ok());
 }
 
 TEST_F(DefinitionFiles, ADefinitionOverOneMebibyteIsRefused) {
