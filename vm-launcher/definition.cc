@@ -164,7 +164,7 @@ class Validator {
         error(Position{}, fmt::format("{} (the name comes from the file name NAME.toml)", *problem));
       }
     } else {
-      error(Position{}, fmt::format("definition file \"{}\" must be named NAME.toml", base));
+      error(Position{}, fmt::format("definition file \"{}\" must be named NAME.toml", printable(base)));
     }
 
     toml::table root;
@@ -204,7 +204,9 @@ class Validator {
     for (const auto& [key, node] : table) {
       if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
       std::string where = context.empty() ? "" : fmt::format(" in [{}]", context);
-      std::string message = fmt::format("unknown key \"{}\"{}", key.str(), where);
+      // The key is the file's own text, control characters and all: escaped
+      // like a path, so that it cannot drive the terminal the error goes to.
+      std::string message = fmt::format("unknown key \"{}\"{}", printable(key.str()), where);
       if (auto suggestion = closest(key.str(), known)) {
         message += fmt::format("; did you mean \"{}\"?", *suggestion);
       } else {
@@ -265,7 +267,7 @@ class Validator {
     auto found = std::find(choices.begin(), choices.end(), *value);
     if (found != choices.end()) return static_cast<std::size_t>(found - choices.begin());
     std::string message =
-        fmt::format("{} = \"{}\" is not one of {}", qualified(context, key), *value, quoted_list(choices));
+        fmt::format("{} = \"{}\" is not one of {}", qualified(context, key), printable(*value), quoted_list(choices));
     if (auto suggestion = closest(*value, choices)) message += fmt::format("; did you mean \"{}\"?", *suggestion);
     error(*table.get(key), std::move(message));
     return std::nullopt;
@@ -302,26 +304,28 @@ class Validator {
   }
 
   static std::optional<std::string> file_problem(const std::filesystem::path& path, FileKind kind) {
+    // A command's program has passed no path_problem(): shown escaped.
+    std::string shown = printable(path.string());
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
-      if (errno == ENOENT) return fmt::format("{} does not exist", path.string());
-      return fmt::format("{} cannot be checked: {}", path.string(), std::strerror(errno));
+      if (errno == ENOENT) return fmt::format("{} does not exist", shown);
+      return fmt::format("{} cannot be checked: {}", shown, std::strerror(errno));
     }
     switch (kind) {
       case FileKind::regular:
-        if (!S_ISREG(st.st_mode)) return fmt::format("{} is not a regular file", path.string());
+        if (!S_ISREG(st.st_mode)) return fmt::format("{} is not a regular file", shown);
         break;
       case FileKind::directory:
-        if (!S_ISDIR(st.st_mode)) return fmt::format("{} is not a directory", path.string());
+        if (!S_ISDIR(st.st_mode)) return fmt::format("{} is not a directory", shown);
         break;
       case FileKind::disk_image:
         if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-          return fmt::format("{} is neither a regular file nor a block device", path.string());
+          return fmt::format("{} is neither a regular file nor a block device", shown);
         }
         break;
       case FileKind::executable:
         if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0) {
-          return fmt::format("{} is not an executable file", path.string());
+          return fmt::format("{} is not an executable file", shown);
         }
         break;
     }
@@ -420,14 +424,14 @@ class Validator {
                       "\"/usr/bin/dbus-daemon\"");
     } else if (program.empty() || program.front() != '/') {
       error(array[0], fmt::format("command program \"{}\" must be an absolute path (no PATH lookup "
-                                  "happens inside the sandbox)", program));
+                                  "happens inside the sandbox)", printable(program)));
     } else if (std::string plain = normalize_path(std::filesystem::path(program).lexically_normal().string());
                plain != program) {
       // Written plainly, so that what it names is plain to see (and the
       // check below cannot be walked around with "//tmp" or "/./tmp").
       error(array[0], fmt::format("command program \"{}\" must be written without '.', '..' or empty components "
                                   "(or a trailing '/'): \"{}\"",
-                                  program, plain));
+                                  printable(program), printable(plain)));
     } else if (auto hidden = hidden_path_problem(program)) {
       // Its own empty /tmp would hide it from the sandbox. (No VMM parses
       // this path: a `,` or `:` in it is harmless.)

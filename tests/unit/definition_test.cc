@@ -137,6 +137,22 @@ TEST(Definition, UnknownKeyFarFromAnyListsTheKnownOnes) {
                    "unknown key \"frobnicate\" in [uid]; known keys are \"alias\"");
 }
 
+// What the file wrote is quoted with its control characters escaped (\xNN),
+// as paths and tags are, so that an error cannot drive the terminal.
+TEST(Definition, ControlCharactersInKeysAndValuesAreEscaped) {
+  expect_one_error(parse(std::string(kMinimal) + "\"\\u001b[31m\" = 1\n"), 3, 1,
+                   "unknown key \"\\x1b[31m\"; known keys are");
+  expect_one_error(parse("vmm = \"qemu\\u0000\"\nkernel = \"/k\"\n"), 1, 7,
+                   "vmm = \"qemu\\x00\" is not one of \"qemu\"");
+  expect_one_error(parse(std::string(kMinimal) + "[sandbox]\nseccomp = \"kill\\u001b]0;x\\u0007\"\n"), 4, 11,
+                   "sandbox.seccomp = \"kill\\x1b]0;x\\x07\" is not one of");
+  expect_one_error(parse("command = [\"bin/\\u001b[2J\"]\n"), 1, 12, "command program \"bin/\\x1b[2J\" must be an absolute");
+  expect_one_error(parse("command = [\"/a/../\\u001b[2J\"]\n"), 1, 12, "\"/a/../\\x1b[2J\" must be written without");
+  expect_one_error(parse("command = [\"/tmp/\\u001b[2J\"]\n"), 1, 12, "/tmp/\\x1b[2J lies under /tmp");
+  expect_one_error(parse("command = [\"/nonexistent/\\u001b[2J\"]\n", "vm.toml", {.check_filesystem = true}), 1, 12,
+                   "/nonexistent/\\x1b[2J does not exist");
+}
+
 TEST(Definition, UnknownKeyInShare) {
   expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"a\"\npath = \"/a\"\nacess = \"ro\"\n"),
                    6, 1, "did you mean \"access\"?");
