@@ -371,14 +371,15 @@ class Validator {
     bool has_vmm = root.contains("vmm");
     bool has_command = root.contains("command");
     if (has_vmm && has_command) {
+      // Which of the two was meant is unknown, so neither side's keys are
+      // read: their errors (a VM's missing kernel, a VM key next to a
+      // command) would only follow from the conflict and hide it.
       error(*root.get("command"), "vmm and command exclude each other: a definition runs either a VM "
                                   "or a plain command");
     } else if (!has_vmm && !has_command) {
       error(Position{}, "missing key: a definition needs vmm = \"qemu\" | \"crosvm\" | "
                         "\"cloud-hypervisor\" or command = [\"/absolute/program\", \"arg\", ...]");
-    }
-
-    if (has_command && !has_vmm) {
+    } else if (has_command) {
       read_command(root, definition);
       for (std::string_view vm_only :
            {"kernel", "initramfs", "cmdline", "memory_mib", "cpus", "disk", "display"}) {
@@ -386,7 +387,7 @@ class Validator {
           error(*node, fmt::format("{} applies only to a VM (vmm = ...), not to a plain command", vm_only));
         }
       }
-    } else if (has_vmm) {
+    } else {
       read_vm(root, definition);
     }
 

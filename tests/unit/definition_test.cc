@@ -352,6 +352,9 @@ TEST(Definition, NeitherVmmNorCommand) {
 TEST(Definition, BothVmmAndCommand) {
   expect_one_error(parse("vmm = \"qemu\"\nkernel = \"/k\"\ncommand = [\"/bin/true\"]\n"), 3, 11,
                    "vmm and command exclude each other");
+  // Only the conflict: neither the VM's missing kernel nor the command's
+  // relative program, which would follow from reading one side.
+  expect_one_error(parse("vmm = \"qemu\"\ncommand = [\"true\"]\n"), 2, 11, "vmm and command exclude each other");
 }
 
 TEST(Definition, VmWithoutKernel) {
