@@ -1377,6 +1377,8 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   write_file(dir / "data", "not a program", 0644);
   std::filesystem::create_directories(dir / "tree/sub");
   std::filesystem::create_directory_symlink(dir / "tree", dir / "link");
+  std::filesystem::create_directory_symlink("/tmp", dir / "to-tmp");
+  std::filesystem::create_directory_symlink("/dev", dir / "to-dev");
   std::string tree = (dir / "tree").string();
   struct Case {
     std::vector<std::string> argv;
@@ -1398,6 +1400,12 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "12x", "--", "/bin/true"}, "--gid 12x: not a valid id"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
       {{vmwarden_binary(), "exec", "--ro", "/", "--", "/bin/true"}, "/ cannot be a share"},
+      // A symlink into the sandbox's private /tmp or /dev/shm is refused
+      // naming where it leads, at the end of the path or on the way.
+      {{vmwarden_binary(), "exec", "--uid", "0", "--ro", (dir / "to-tmp").string(), "--", "/bin/true"},
+       "--ro " + (dir / "to-tmp").string() + " (a symlink on the way leads to /tmp): /tmp is beneath /tmp"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--rw", (dir / "to-dev/shm").string(), "--", "/bin/true"},
+       "(a symlink on the way leads to /dev/shm): /dev/shm is beneath /dev/shm"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--name", "Bad Name", "--", "/bin/true"}, "--name"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--timeout", "-1", "--", "/bin/true"}, "--timeout"},
