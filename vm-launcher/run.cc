@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
+#include "vm-launcher/backend.h"
 #include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/guest_report.h"
 #include "vm-launcher/launch.h"
@@ -179,6 +180,9 @@ int run_program_in_vm(const RunOptions& options) {
     require_single_line(options.command[i], fmt::format("the program's argument {}", i));
   if (options.wayland && options.vmm != Vmm::crosvm)
     throw UsageError("--wayland needs --vmm crosvm (only crosvm passes a Wayland socket to the guest)");
+  // A VMWARDEN_QEMU (...) override that is empty or names no program: found
+  // here, not once the run's directory exists.
+  (void)Host::detect();
   fs::path kernel, initramfs;
   if (!options.kernel.empty()) kernel = existing_file(options.kernel, "--kernel");
   if (!options.initramfs.empty()) initramfs = existing_file(options.initramfs, "--initramfs");

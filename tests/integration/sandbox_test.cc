@@ -1444,6 +1444,13 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   CommandResult result = run_command({vmwarden_binary(), "exec", "--", "/bin/true"}, relative);
   EXPECT_EQ(result.exit_code, 2) << result.err;
   EXPECT_THAT(result.err, HasSubstr("VMWARDEN_RUNTIME_DIR \"relrun\" is a relative path"));
+  // A program override set but empty is refused like an empty location.
+  CommandOptions empty_builder;
+  empty_builder.extra_env = options().env;
+  empty_builder.extra_env["VMWARDEN_IMAGE_BUILDER"] = "";
+  CommandResult demo = run_command({vmwarden_binary(), "demo"}, empty_builder);
+  EXPECT_EQ(demo.exit_code, 2) << demo.err;
+  EXPECT_THAT(demo.err, HasSubstr("VMWARDEN_IMAGE_BUILDER is set but empty"));
   EXPECT_TRUE(std::filesystem::is_empty(cwd.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
@@ -1501,6 +1508,11 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   CommandResult image = run_command({vmwarden_binary(), "run", "--image", "../x", "--", "/bin/true"}, run);
   EXPECT_EQ(image.exit_code, 2) << image.err;
   EXPECT_THAT(image.err, HasSubstr("--image \"../x\": give the name of an image"));
+  CommandOptions empty_qemu = run;
+  empty_qemu.extra_env["VMWARDEN_QEMU"] = "";
+  CommandResult qemu = run_command({vmwarden_binary(), "run", "--kernel", kernel, "--", "/bin/true"}, empty_qemu);
+  EXPECT_EQ(qemu.exit_code, 2) << qemu.err;
+  EXPECT_THAT(qemu.err, HasSubstr("VMWARDEN_QEMU is set but empty"));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 
