@@ -196,6 +196,12 @@ fs::path existing_path(const std::string& flag, const std::string& given) {
     throw UsageError(fmt::format("{} {}: {}", flag, given, why));
   }
   check_visible(flag + " " + given, path);
+  // The sandbox follows a symlink on the way as the host does, and one that
+  // leads into /tmp or /dev/shm would end in the sandbox's own empty tmpfs:
+  // where the path leads is checked too.
+  fs::path resolved = fs::canonical(path, error);
+  if (error) throw UsageError(fmt::format("{} {}: cannot resolve: {}", flag, given, error.message()));
+  check_visible(fmt::format("{} {} (a symlink on the way leads to {})", flag, given, resolved.string()), resolved);
   return path;
 }
 

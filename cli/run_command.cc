@@ -55,6 +55,7 @@ void add_run_command(CLI::App& app, Globals& globals) {
   command->callback([&globals, options, vmm, ro, rw, store] {
     globals.action = [&globals, options, vmm, ro, rw, store] {
       options->locations = globals.locations();
+      if (!globals.state_dir.empty()) options->state_dir_setting = "--state-dir";
       options->vmm = *vmm == "crosvm" ? vm::Vmm::crosvm
                      : *vmm == "cloud-hypervisor" ? vm::Vmm::cloud_hypervisor
                                                   : vm::Vmm::qemu;

@@ -4,6 +4,7 @@
 
 #include "vm-launcher/definition.h"
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,13 +13,13 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
 
 #include "common/locations.h"
 #include "common/suggest.h"
+#include "common/unique_fd.h"
 #include "vm-launcher/names.h"
 
 namespace vmwarden::vm {
@@ -102,6 +103,16 @@ std::optional<std::string_view> closest(std::string_view word,
   return closest_match(word, std::span<const std::string_view>(candidates.begin(), candidates.size()));
 }
 
+// What a file that is not a regular file is, for the message refusing it.
+std::string_view file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "neither a file nor a directory";
+}
+
 std::string quoted_list(std::initializer_list<std::string_view> words) {
   std::string out;
   for (std::string_view word : words) {
@@ -153,7 +164,7 @@ class Validator {
         error(Position{}, fmt::format("{} (the name comes from the file name NAME.toml)", *problem));
       }
     } else {
-      error(Position{}, fmt::format("definition file \"{}\" must be named NAME.toml", base));
+      error(Position{}, fmt::format("definition file \"{}\" must be named NAME.toml", printable(base)));
     }
 
     toml::table root;
@@ -193,7 +204,9 @@ class Validator {
     for (const auto& [key, node] : table) {
       if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
       std::string where = context.empty() ? "" : fmt::format(" in [{}]", context);
-      std::string message = fmt::format("unknown key \"{}\"{}", key.str(), where);
+      // The key is the file's own text, control characters and all: escaped
+      // like a path, so that it cannot drive the terminal the error goes to.
+      std::string message = fmt::format("unknown key \"{}\"{}", printable(key.str()), where);
       if (auto suggestion = closest(key.str(), known)) {
         message += fmt::format("; did you mean \"{}\"?", *suggestion);
       } else {
@@ -254,7 +267,7 @@ class Validator {
     auto found = std::find(choices.begin(), choices.end(), *value);
     if (found != choices.end()) return static_cast<std::size_t>(found - choices.begin());
     std::string message =
-        fmt::format("{} = \"{}\" is not one of {}", qualified(context, key), *value, quoted_list(choices));
+        fmt::format("{} = \"{}\" is not one of {}", qualified(context, key), printable(*value), quoted_list(choices));
     if (auto suggestion = closest(*value, choices)) message += fmt::format("; did you mean \"{}\"?", *suggestion);
     error(*table.get(key), std::move(message));
     return std::nullopt;
@@ -291,26 +304,28 @@ class Validator {
   }
 
   static std::optional<std::string> file_problem(const std::filesystem::path& path, FileKind kind) {
+    // A command's program has passed no path_problem(): shown escaped.
+    std::string shown = printable(path.string());
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
-      if (errno == ENOENT) return fmt::format("{} does not exist", path.string());
-      return fmt::format("{} cannot be checked: {}", path.string(), std::strerror(errno));
+      if (errno == ENOENT) return fmt::format("{} does not exist", shown);
+      return fmt::format("{} cannot be checked: {}", shown, std::strerror(errno));
     }
     switch (kind) {
       case FileKind::regular:
-        if (!S_ISREG(st.st_mode)) return fmt::format("{} is not a regular file", path.string());
+        if (!S_ISREG(st.st_mode)) return fmt::format("{} is not a regular file", shown);
         break;
       case FileKind::directory:
-        if (!S_ISDIR(st.st_mode)) return fmt::format("{} is not a directory", path.string());
+        if (!S_ISDIR(st.st_mode)) return fmt::format("{} is not a directory", shown);
         break;
       case FileKind::disk_image:
         if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-          return fmt::format("{} is neither a regular file nor a block device", path.string());
+          return fmt::format("{} is neither a regular file nor a block device", shown);
         }
         break;
       case FileKind::executable:
         if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0) {
-          return fmt::format("{} is not an executable file", path.string());
+          return fmt::format("{} is not an executable file", shown);
         }
         break;
     }
@@ -356,14 +371,15 @@ class Validator {
     bool has_vmm = root.contains("vmm");
     bool has_command = root.contains("command");
     if (has_vmm && has_command) {
+      // Which of the two was meant is unknown, so neither side's keys are
+      // read: their errors (a VM's missing kernel, a VM key next to a
+      // command) would only follow from the conflict and hide it.
       error(*root.get("command"), "vmm and command exclude each other: a definition runs either a VM "
                                   "or a plain command");
     } else if (!has_vmm && !has_command) {
       error(Position{}, "missing key: a definition needs vmm = \"qemu\" | \"crosvm\" | "
                         "\"cloud-hypervisor\" or command = [\"/absolute/program\", \"arg\", ...]");
-    }
-
-    if (has_command && !has_vmm) {
+    } else if (has_command) {
       read_command(root, definition);
       for (std::string_view vm_only :
            {"kernel", "initramfs", "cmdline", "memory_mib", "cpus", "disk", "display"}) {
@@ -371,7 +387,7 @@ class Validator {
           error(*node, fmt::format("{} applies only to a VM (vmm = ...), not to a plain command", vm_only));
         }
       }
-    } else if (has_vmm) {
+    } else {
       read_vm(root, definition);
     }
 
@@ -409,14 +425,14 @@ class Validator {
                       "\"/usr/bin/dbus-daemon\"");
     } else if (program.empty() || program.front() != '/') {
       error(array[0], fmt::format("command program \"{}\" must be an absolute path (no PATH lookup "
-                                  "happens inside the sandbox)", program));
+                                  "happens inside the sandbox)", printable(program)));
     } else if (std::string plain = normalize_path(std::filesystem::path(program).lexically_normal().string());
                plain != program) {
       // Written plainly, so that what it names is plain to see (and the
       // check below cannot be walked around with "//tmp" or "/./tmp").
       error(array[0], fmt::format("command program \"{}\" must be written without '.', '..' or empty components "
                                   "(or a trailing '/'): \"{}\"",
-                                  program, plain));
+                                  printable(program), printable(plain)));
     } else if (auto hidden = hidden_path_problem(program)) {
       // Its own empty /tmp would hide it from the sandbox. (No VMM parses
       // this path: a `,` or `:` in it is harmless.)
@@ -593,15 +609,26 @@ ParseResult load_definition(const std::filesystem::path& file, const CheckOption
     result.errors.push_back(Diagnostic{file.string(), 1, 1, std::move(reason)});
     return result;
   };
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  // Opened without waiting, and its type checked before the first read: a
+  // FIFO in a definition's place would block the open (and every read) for
+  // as long as no writer comes, hanging check, audit, supervise and s6
+  // service. A symlink to a regular file is still a definition.
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return unreadable(fmt::format("cannot stat definition: {}", std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return unreadable(fmt::format("not a regular file ({})", file_type_name(st.st_mode)));
   // Read in chunks rather than into a buffer of the largest size: zeroing
   // a megabyte costs more than parsing a definition.
   std::string text;
   char chunk[16384];
-  while (text.size() <= kMaxDefinitionBytes && in.read(chunk, sizeof chunk).gcount() > 0)
-    text.append(chunk, static_cast<std::size_t>(in.gcount()));
-  if (in.bad()) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  while (text.size() <= kMaxDefinitionBytes) {
+    ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+    if (n == 0) break;
+    text.append(chunk, static_cast<std::size_t>(n));
+  }
   if (text.size() > kMaxDefinitionBytes) {
     return unreadable(fmt::format("definition is larger than {} bytes", kMaxDefinitionBytes));
   }

@@ -160,7 +160,13 @@ std::optional<int> poll_exit(pid_t child) {
 }  // namespace
 
 fs::path find_image_builder() {
-  if (const char* value = std::getenv("VMWARDEN_IMAGE_BUILDER"); value != nullptr && *value != '\0') return value;
+  if (const char* value = std::getenv("VMWARDEN_IMAGE_BUILDER"); value != nullptr) {
+    // Set but empty: an unset shell variable, most likely (as for VMWARDEN_QEMU).
+    if (*value == '\0')
+      throw UsageError("VMWARDEN_IMAGE_BUILDER is set but empty; unset it to use tools/build-guest-image, or set it "
+                       "to the builder's path");
+    return value;
+  }
   for (fs::path candidate : {fs::path(VMWARDEN_SOURCE_DIR) / "tools/build-guest-image",
                              fs::path(VMWARDEN_LIBEXEC_DIR) / "build-guest-image"}) {
     if (candidate.is_absolute() && ::access(candidate.c_str(), X_OK) == 0) return candidate;

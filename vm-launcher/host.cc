@@ -25,7 +25,13 @@ bool is_executable_file(const std::filesystem::path& path) {
 
 std::filesystem::path find_program(std::string_view variable, std::string_view name,
                                    std::initializer_list<std::string_view> standard_locations) {
-  if (const char* value = std::getenv(std::string(variable).c_str()); value != nullptr && *value != '\0') {
+  if (const char* value = std::getenv(std::string(variable).c_str()); value != nullptr) {
+    // Set but empty is most likely an unset shell variable: refused, as an
+    // empty VMWARDEN_*_DIR is, rather than quietly taken for "look on PATH".
+    if (*value == '\0')
+      throw UsageError(fmt::format("{} is set but empty; unset it to look for {} on PATH and in the standard "
+                                   "locations, or set it to an absolute path",
+                                   variable, name));
     std::filesystem::path path(value);
     if (!path.is_absolute() || !is_executable_file(path))
       throw UsageError(fmt::format("{}={} does not name an executable file by an absolute path; "

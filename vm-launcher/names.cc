@@ -12,18 +12,6 @@ bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <=
 bool is_alnum(char c) { return is_lower_alnum(c) || (c >= 'A' && c <= 'Z'); }
 bool is_control(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
 
-std::string printable(std::string_view value) {
-  std::string out;
-  for (char c : value) {
-    if (is_control(c)) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 std::optional<std::string> lower_name_problem(std::string_view what, std::string_view name) {
   bool ok = !name.empty() && name.size() <= 64 && is_lower_alnum(name.front());
   for (char c : name) {
@@ -37,6 +25,18 @@ std::optional<std::string> lower_name_problem(std::string_view what, std::string
 }
 
 }  // namespace
+
+std::string printable(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (is_control(c)) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
 
 std::optional<std::string> vm_name_problem(std::string_view name) {
   return lower_name_problem("VM name", name);
@@ -67,7 +67,7 @@ std::optional<std::string> hidden_path_problem(std::string_view path) {
     if (path == hidden || (path.starts_with(hidden) && path.size() > hidden.size() && path[hidden.size()] == '/'))
       return fmt::format("{} lies under {}, which every service of the sandbox sees as its own empty tmpfs; use "
                          "a path outside /tmp and /dev/shm (e.g. under /var/lib)",
-                         path, hidden);
+                         printable(path), hidden);
   }
   return std::nullopt;
 }

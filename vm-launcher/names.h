@@ -11,6 +11,10 @@
 
 namespace vmwarden::vm {
 
+// `value` with each control character (a terminal escape, a NUL, a
+// newline) written as \xNN, for quoting what a user wrote in a message.
+std::string printable(std::string_view value);
+
 // Each returns std::nullopt when the value is acceptable, otherwise a message
 // that says what is wrong and what would be right.
 std::optional<std::string> vm_name_problem(std::string_view name);    // [a-z0-9][a-z0-9_.-]{0,63}

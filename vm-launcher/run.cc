@@ -21,6 +21,7 @@
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "common/process.h"
+#include "vm-launcher/backend.h"
 #include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/guest_report.h"
 #include "vm-launcher/launch.h"
@@ -177,9 +178,27 @@ int run_program_in_vm(const RunOptions& options) {
     require_single_line(options.command[i], fmt::format("the program's argument {}", i));
   if (options.wayland && options.vmm != Vmm::crosvm)
     throw UsageError("--wayland needs --vmm crosvm (only crosvm passes a Wayland socket to the guest)");
+  // A VMWARDEN_QEMU (...) override that is empty or names no program: found
+  // here, not once the run's directory exists.
+  (void)Host::detect();
   fs::path kernel, initramfs;
   if (!options.kernel.empty()) kernel = existing_file(options.kernel, "--kernel");
   if (!options.initramfs.empty()) initramfs = existing_file(options.initramfs, "--initramfs");
+  // The run's directory holds the transient definition's config, report
+  // and scratch shares, so STATE_DIR/runs must pass the same path rules,
+  // checked here: found by the definition's check in step 3, it would come
+  // after step 2 had created runs/ and opened STATE_DIR up.
+  fs::path runs = options.locations.state_dir / "runs";
+  for (auto problem : {path_problem(runs.string()), hidden_path_problem(runs.string())})
+    if (problem)
+      throw UsageError(fmt::format("{} {} cannot hold the run's directory: {}", options.state_dir_setting,
+                                   options.locations.state_dir.string(), *problem));
+  // The scratch directory is mounted at the same path in the guest, which
+  // the manifest cannot write with a space.
+  if (options.scratch && runs.string().find(' ') != std::string::npos)
+    throw UsageError(fmt::format("{} {}: --scratch is mounted in the guest at its path under runs/, which may not "
+                                 "contain a space",
+                                 options.state_dir_setting, options.locations.state_dir.string()));
   if (kernel.empty()) {
     fs::path image = options.locations.state_dir / "images" / options.image;
     if (!fs::exists(image / "vmlinuz"))
@@ -198,7 +217,6 @@ int run_program_in_vm(const RunOptions& options) {
   // 2. The run's directory: one per run, reachable (not listable) by the
   //    VM's UID, with the config share (root's, read-only for the VM) and
   //    the report share (granted read-write like any share).
-  fs::path runs = options.locations.state_dir / "runs";
   fs::create_directories(runs);
   check(::chmod(options.locations.state_dir.c_str(), 0755), "chmod", options.locations.state_dir.string());
   check(::chmod(runs.c_str(), 0711), "chmod", runs.string());

@@ -19,6 +19,9 @@ namespace vmwarden::vm {
 
 struct RunOptions {
   Locations locations;
+  // Where locations.state_dir came from, named when it cannot hold the
+  // run's directory: "VMWARDEN_STATE_DIR" or "--state-dir".
+  std::string state_dir_setting = "VMWARDEN_STATE_DIR";
   std::string image = "default";       // STATE_DIR/images/IMAGE/{vmlinuz,initrd.img}
   std::filesystem::path kernel;        // instead of an image
   std::filesystem::path initramfs;

@@ -1440,6 +1440,8 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   write_file(dir / "data", "not a program", 0644);
   std::filesystem::create_directories(dir / "tree/sub");
   std::filesystem::create_directory_symlink(dir / "tree", dir / "link");
+  std::filesystem::create_directory_symlink("/tmp", dir / "to-tmp");
+  std::filesystem::create_directory_symlink("/dev", dir / "to-dev");
   std::string tree = (dir / "tree").string();
   struct Case {
     std::vector<std::string> argv;
@@ -1461,6 +1463,12 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "12x", "--", "/bin/true"}, "--gid 12x: not a valid id"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
       {{vmwarden_binary(), "exec", "--ro", "/", "--", "/bin/true"}, "/ cannot be a share"},
+      // A symlink into the sandbox's private /tmp or /dev/shm is refused
+      // naming where it leads, at the end of the path or on the way.
+      {{vmwarden_binary(), "exec", "--uid", "0", "--ro", (dir / "to-tmp").string(), "--", "/bin/true"},
+       "--ro " + (dir / "to-tmp").string() + " (a symlink on the way leads to /tmp): /tmp is beneath /tmp"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--rw", (dir / "to-dev/shm").string(), "--", "/bin/true"},
+       "(a symlink on the way leads to /dev/shm): /dev/shm is beneath /dev/shm"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--name", "Bad Name", "--", "/bin/true"}, "--name"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--timeout", "-1", "--", "/bin/true"}, "--timeout"},
@@ -1499,6 +1507,13 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   CommandResult result = run_command({vmwarden_binary(), "exec", "--", "/bin/true"}, relative);
   EXPECT_EQ(result.exit_code, 2) << result.err;
   EXPECT_THAT(result.err, HasSubstr("VMWARDEN_RUNTIME_DIR \"relrun\" is a relative path"));
+  // A program override set but empty is refused like an empty location.
+  CommandOptions empty_builder;
+  empty_builder.extra_env = options().env;
+  empty_builder.extra_env["VMWARDEN_IMAGE_BUILDER"] = "";
+  CommandResult demo = run_command({vmwarden_binary(), "demo"}, empty_builder);
+  EXPECT_EQ(demo.exit_code, 2) << demo.err;
+  EXPECT_THAT(demo.err, HasSubstr("VMWARDEN_IMAGE_BUILDER is set but empty"));
   EXPECT_TRUE(std::filesystem::is_empty(cwd.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
@@ -1556,6 +1571,11 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   CommandResult image = run_command({vmwarden_binary(), "run", "--image", "../x", "--", "/bin/true"}, run);
   EXPECT_EQ(image.exit_code, 2) << image.err;
   EXPECT_THAT(image.err, HasSubstr("--image \"../x\": give the name of an image"));
+  CommandOptions empty_qemu = run;
+  empty_qemu.extra_env["VMWARDEN_QEMU"] = "";
+  CommandResult qemu = run_command({vmwarden_binary(), "run", "--kernel", kernel, "--", "/bin/true"}, empty_qemu);
+  EXPECT_EQ(qemu.exit_code, 2) << qemu.err;
+  EXPECT_THAT(qemu.err, HasSubstr("VMWARDEN_QEMU is set but empty"));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 
@@ -1580,6 +1600,47 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   ASSERT_EQ(::stat(state_root_.path().c_str(), &after), 0);
   EXPECT_EQ(after.st_mode, before.st_mode) << "the state directory's mode changed";
   EXPECT_FALSE(std::filesystem::exists(state_root_ / "runs"));
+  EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
+}
+
+// A STATE_DIR whose runs/ the run's definition would refuse (a ':' in its
+// path, a space with --scratch) is refused naming the setting, before
+// runs/ is created or STATE_DIR's mode is changed.
+TEST_F(SandboxTest, RunRefusesStateDirTheDefinitionWouldRefuse) {
+  TempDir scratch("vmwarden-run-state");
+  write_file(scratch / "vmlinuz", "not booted");
+  struct Case {
+    std::string dir;
+    std::vector<std::string> flags;
+    std::string message;
+  };
+  for (const Case& c : {Case{"st:ate", {}, "contains ':'"},
+                        Case{"st ate", {"--scratch"}, "--scratch is mounted in the guest"}}) {
+    std::filesystem::path state = scratch / c.dir;
+    ASSERT_EQ(::mkdir(state.c_str(), 0700), 0) << state;
+    CommandOptions run;
+    run.extra_env = options().env;
+    run.extra_env["VMWARDEN_STATE_DIR"] = state.string();
+    std::vector<std::string> argv = {vmwarden_binary(), "run", "--kernel", (scratch / "vmlinuz").string()};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    argv.insert(argv.end(), {"--", "/bin/true"});
+    CommandResult result = run_command(argv, run);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_THAT(result.err, HasSubstr("VMWARDEN_STATE_DIR " + state.string()));
+    EXPECT_THAT(result.err, HasSubstr(c.message));
+    struct stat st {};
+    ASSERT_EQ(::stat(state.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u) << "the state directory's mode changed";
+    EXPECT_FALSE(std::filesystem::exists(state / "runs"));
+  }
+  // Given by flag, the flag is named.
+  CommandOptions run;
+  run.extra_env = options().env;
+  CommandResult flag = run_command({vmwarden_binary(), "--state-dir", (scratch / "st:ate").string(), "run",
+                                    "--kernel", (scratch / "vmlinuz").string(), "--", "/bin/true"},
+                                   run);
+  EXPECT_EQ(flag.exit_code, 2) << flag.err;
+  EXPECT_THAT(flag.err, HasSubstr("--state-dir " + (scratch / "st:ate").string()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 }
 

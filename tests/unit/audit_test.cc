@@ -198,6 +198,24 @@ TEST(Audit, AVmmsControlProgramIsAPrivilegedStep) {
   }
 }
 
+// A program override set but empty is refused, as an empty VMWARDEN_*_DIR
+// is: it is most likely an unset shell variable, and quietly looking on PATH
+// instead could run another program than the one meant. The audit exits
+// 125 for it, as supervise would (and as for an override naming no program).
+TEST(Audit, AnEmptyProgramOverrideIsRefused) {
+  TempDir dir("vmwarden-audit");
+  write_file(dir / "kernel", "not booted");
+  write_file(dir / "vm.toml", fmt::format("vmm = \"qemu\"\nkernel = \"{}\"\n", (dir / "kernel").string()));
+  for (const char* variable :
+       {"VMWARDEN_QEMU", "VMWARDEN_CROSVM", "VMWARDEN_CLOUD_HYPERVISOR", "VMWARDEN_CH_REMOTE", "VMWARDEN_VIRTIOFSD"}) {
+    std::map<std::string, std::string> env = golden_env();
+    env[variable] = "";
+    CommandResult result = vmwarden({"audit", (dir / "vm.toml").string()}, env);
+    EXPECT_EQ(result.exit_code, 125) << variable << ": " << result.err;
+    EXPECT_THAT(result.err, HasSubstr(std::string(variable) + " is set but empty; unset it to look for")) << variable;
+  }
+}
+
 TEST(Audit, InvalidDefinitionsAndUnknownNamesAreUsageErrors) {
   TempDir dir("vmwarden-audit");
   write_file(dir / "broken.toml", "command = [\"/bin/true\"]\nmemory_mib = \"lots\"\n");

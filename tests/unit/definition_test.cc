@@ -2,10 +2,14 @@
 // it reports, and the shipped examples.
 
 #include <fmt/core.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <future>
 
 #include "tests/support/support.h"
 #include "vm-launcher/definition.h"
@@ -131,6 +135,22 @@ TEST(Definition, UnknownKeyInSectionSuggestsTheClosest) {
 TEST(Definition, UnknownKeyFarFromAnyListsTheKnownOnes) {
   expect_one_error(parse(std::string(kMinimal) + "[uid]\nfrobnicate = 1\n"), 4, 1,
                    "unknown key \"frobnicate\" in [uid]; known keys are \"alias\"");
+}
+
+// What the file wrote is quoted with its control characters escaped (\xNN),
+// as paths and tags are, so that an error cannot drive the terminal.
+TEST(Definition, ControlCharactersInKeysAndValuesAreEscaped) {
+  expect_one_error(parse(std::string(kMinimal) + "\"\\u001b[31m\" = 1\n"), 3, 1,
+                   "unknown key \"\\x1b[31m\"; known keys are");
+  expect_one_error(parse("vmm = \"qemu\\u0000\"\nkernel = \"/k\"\n"), 1, 7,
+                   "vmm = \"qemu\\x00\" is not one of \"qemu\"");
+  expect_one_error(parse(std::string(kMinimal) + "[sandbox]\nseccomp = \"kill\\u001b]0;x\\u0007\"\n"), 4, 11,
+                   "sandbox.seccomp = \"kill\\x1b]0;x\\x07\" is not one of");
+  expect_one_error(parse("command = [\"bin/\\u001b[2J\"]\n"), 1, 12, "command program \"bin/\\x1b[2J\" must be an absolute");
+  expect_one_error(parse("command = [\"/a/../\\u001b[2J\"]\n"), 1, 12, "\"/a/../\\x1b[2J\" must be written without");
+  expect_one_error(parse("command = [\"/tmp/\\u001b[2J\"]\n"), 1, 12, "/tmp/\\x1b[2J lies under /tmp");
+  expect_one_error(parse("command = [\"/nonexistent/\\u001b[2J\"]\n", "vm.toml", {.check_filesystem = true}), 1, 12,
+                   "/nonexistent/\\x1b[2J does not exist");
 }
 
 TEST(Definition, UnknownKeyInShare) {
@@ -332,6 +352,9 @@ TEST(Definition, NeitherVmmNorCommand) {
 TEST(Definition, BothVmmAndCommand) {
   expect_one_error(parse("vmm = \"qemu\"\nkernel = \"/k\"\ncommand = [\"/bin/true\"]\n"), 3, 11,
                    "vmm and command exclude each other");
+  // Only the conflict: neither the VM's missing kernel nor the command's
+  // relative program, which would follow from reading one side.
+  expect_one_error(parse("vmm = \"qemu\"\ncommand = [\"true\"]\n"), 2, 11, "vmm and command exclude each other");
 }
 
 TEST(Definition, VmWithoutKernel) {
@@ -538,6 +561,33 @@ TEST_F(DefinitionFiles, UnreadableFileIsOneDiagnostic) {
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_NE(result.errors[0].to_string().find("missing.toml:1:1: error: cannot read definition"),
             std::string::npos);
+}
+
+// A FIFO (or anything else not a regular file) in a definition's place is
+// refused at once: opened as a file, it would wait for a writer forever.
+TEST_F(DefinitionFiles, ADefinitionThatIsNotARegularFileIsRefusedWithoutWaiting) {
+  std::filesystem::path fifo = dir / "fifo.toml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto loading = std::async(std::launch::async, [&] { return load_definition(fifo, kSyntaxOnly); });
+  if (loading.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "load_definition waits on a FIFO";
+    // A writer that comes and goes lets the blocked open and read finish.
+    int writer = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    if (writer >= 0) ::close(writer);
+  }
+  ParseResult result = loading.get();
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].to_string(), fifo.string() + ":1:1: error: not a regular file (a FIFO)");
+
+  std::filesystem::create_directory(dir / "dir.toml");
+  ParseResult directory = load_definition(dir / "dir.toml", kSyntaxOnly);
+  ASSERT_EQ(directory.errors.size(), 1u);
+  EXPECT_EQ(directory.errors[0].to_string(), (dir / "dir.toml").string() + ":1:1: error: not a regular file (a directory)");
+
+  // A symlink to a definition is still read.
+  write_file(dir / "target.toml", "command = [\"/bin/true\"]\n");
+  std::filesystem::create_symlink(dir / "target.toml", dir / "link.toml");
+  EXPECT_TRUE(load_definition(dir / "link.toml", kSyntaxOnly).ok());
 }
 
 TEST_F(DefinitionFiles, ADefinitionOverOneMebibyteIsRefused) {

@@ -46,6 +46,9 @@ TEST(UidRegistry, DefaultRangeAndConfigFile) {
   EXPECT_THROW(parse_uid_range("0-10"), UsageError);
   EXPECT_THROW(parse_uid_range("20-10"), UsageError);
   EXPECT_THROW(parse_uid_range("1-4294967294"), UsageError);
+  // The limits vmwarden-uid(1) gives, at their edges.
+  EXPECT_EQ(parse_uid_range("1-2147483647").to_string(), "1-2147483647");
+  EXPECT_THROW(parse_uid_range("1-2147483648"), UsageError);
 }
 
 TEST(UidRegistry, AliasesAreStableAndDistinct) {
