@@ -117,6 +117,7 @@ class Warden {
   bool killed_after_timeout_ = false;
   bool main_killed_after_timeout_ = false;
   std::optional<int> forced_status_;   // a failure to start overrides the main's status
+  std::optional<int> stop_signal_;     // the first stop request (SIGTERM, SIGINT, SIGHUP)
   std::optional<Clock::time_point> shutdown_started_;
   Clock::time_point deadline_;
   milliseconds grace_{0};
@@ -324,6 +325,7 @@ void Warden::read_signals() {
       on_outer_death();
     } else {
       verbose_shutdown_ = true;
+      if (!stop_signal_) stop_signal_ = sig;
       begin_shutdown(fmt::format("SIG{} received", ::sigabbrev_np(sig)), spec_.shutdown_timeout);
     }
   }
@@ -535,7 +537,9 @@ void Warden::on_outer_death() {
 
 int Warden::final_status() {
   if (forced_status_) return *forced_status_;
-  if (!main_ || !main_->wait_status()) return exit_status::kFailure;
+  // Stopped before the main service ran: the stop's status, as a main
+  // service that died of it would give (s6 then reads a requested stop).
+  if (!main_ || !main_->wait_status()) return stop_signal_ ? 128 + *stop_signal_ : exit_status::kFailure;
   int status = exit_status_of(*main_->wait_status());
   if (main_killed_after_timeout_) {
     log::warning("{} was killed with SIGKILL after the shutdown timeout of {}; exit status {}", main_->spec().name,

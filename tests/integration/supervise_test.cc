@@ -103,7 +103,9 @@ TEST_F(SuperviseTest, ACommandRunsAsASingleUseUidWithItsSharesAndNothingElse) {
 // slowed), and SIGTERM sent the moment the record is being written.
 TEST_F(SuperviseTest, ASigtermDuringTheGrantsLeavesNoGrantAndNoUid) {
   if (::access("/usr/bin/strace", X_OK) != 0) GTEST_SKIP() << "strace is not installed (./bootstrap installs it)";
-  define("app", "echo started > /dev/null");
+  // Long-running: the stop, passed on once the sandbox runs, ends it either
+  // way (before or after it started), so the status says SIGTERM.
+  define("app", "exec sleep 30");
   pid_t tracer = ::fork();
   if (tracer == 0) {
     ::setenv("VMWARDEN_CONFIG_DIR", (root_ / "config").c_str(), 1);
