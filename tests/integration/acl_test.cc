@@ -175,17 +175,19 @@ class SwapLoop {
 };
 
 // Grants (ro and rw in turn) and revokes `tree` while `attacker` swaps, until
-// it has made 5000 swaps and at least `min_walks` walks ran, or 40 s passed;
-// then stops it. What the walks reported, summed.
+// it has made 5000 swaps, at least `min_walks` walks ran and their opens met
+// at least `min_symlinks_at_open` symlinks, or 40 s passed; then stops it.
+// What the walks reported, summed.
 struct RaceWalks {
   long walks = 0;
   Report seen;
 };
 RaceWalks walk_during(SwapLoop& attacker, UidRegistry& registry, uid_t uid, const std::filesystem::path& tree,
-                      long min_walks) {
+                      long min_walks, std::uint64_t min_symlinks_at_open = 0) {
   RaceWalks result;
   auto deadline = std::chrono::steady_clock::now() + 40s;
-  while ((attacker.swaps() < 5000 || result.walks < min_walks) && std::chrono::steady_clock::now() < deadline) {
+  while ((attacker.swaps() < 5000 || result.walks < min_walks || result.seen.symlinks_at_open < min_symlinks_at_open) &&
+         std::chrono::steady_clock::now() < deadline) {
     result.seen += grant(registry, uid, tree, result.walks % 2 ? Access::rw : Access::ro);
     result.seen += revoke(registry, uid, tree);
     result.walks += 2;
@@ -194,30 +196,65 @@ RaceWalks walk_during(SwapLoop& attacker, UidRegistry& registry, uid_t uid, cons
   return result;
 }
 
+// Events in `mask` read from a non-blocking inotify descriptor since the
+// last call (0 when none).
+int count_events(int inotify_fd, std::uint32_t mask) {
+  int count = 0;
+  alignas(inotify_event) char buffer[4096];
+  for (ssize_t n; (n = ::read(inotify_fd, buffer, sizeof buffer)) > 0;) {
+    for (ssize_t offset = 0; offset < n;) {
+      auto* event = reinterpret_cast<inotify_event*>(buffer + offset);
+      if (event->mask & mask) ++count;
+      offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+    }
+  }
+  return count;
+}
+
 // Swaps directories and files in the tree for symlinks to outside targets,
-// and back, as fast as it can.
+// and back, as fast as it can. Half the links are absolute and half relative
+// (../../outside from the victim's directory): RESOLVE_NO_XDEV alone refuses
+// an absolute link (it jumps to the root's mount) but not a relative one,
+// which stays on the tree's mount. Half the swaps move the victim away and
+// create the link under its name (which is missing for a moment), half
+// exchange it with a link made beside it (RENAME_EXCHANGE: the name is
+// never missing, so an open finds either the victim or the link).
 class Attacker : public SwapLoop {
  public:
   Attacker(const std::filesystem::path& tree, const std::filesystem::path& outside_dir,
            const std::filesystem::path& outside_file)
   {
     thread_ = std::thread([=, this] {
-          int k = 0;
-          while (!stop_) {
+          for (int k = 0; !stop_; ++k) {
             std::filesystem::path dir = tree / fmt::format("d{}", k % 4);
             bool swap_dir = k % 2 == 0;
             std::filesystem::path victim = swap_dir ? dir / "sub" : dir / fmt::format("f{}", k % 7);
+            const std::filesystem::path& outside = swap_dir ? outside_dir : outside_file;
+            bool relative = (k / 4) % 2 == 1, exchange = (k / 8) % 2 == 1;
+            std::filesystem::path target = relative ? outside.lexically_relative(dir) : outside;
+            // Leave the trap in place briefly so walks run into it.
+            auto linger = [k] { std::this_thread::sleep_for(std::chrono::microseconds(k % 3 == 0 ? 50 : 0)); };
+            if (exchange) {
+              std::filesystem::path link = victim.string() + ".link";
+              if (::symlink(target.c_str(), link.c_str()) != 0) continue;
+              if (::renameat2(AT_FDCWD, link.c_str(), AT_FDCWD, victim.c_str(), RENAME_EXCHANGE) == 0) {
+                ++swaps_;
+                linger();
+                // Back; only then is `link` the symlink again.
+                if (::renameat2(AT_FDCWD, link.c_str(), AT_FDCWD, victim.c_str(), RENAME_EXCHANGE) != 0) continue;
+              }
+              ::unlink(link.c_str());
+              continue;
+            }
             std::filesystem::path away = victim.string() + ".away";
             if (::rename(victim.c_str(), away.c_str()) == 0) {
-              if (::symlink((swap_dir ? outside_dir : outside_file).c_str(), victim.c_str()) == 0) {
+              if (::symlink(target.c_str(), victim.c_str()) == 0) {
                 ++swaps_;
-                // Leave the trap in place briefly so walks run into it.
-                std::this_thread::sleep_for(std::chrono::microseconds(k % 3 == 0 ? 50 : 0));
+                linger();
                 ::unlink(victim.c_str());
               }
               ::rename(away.c_str(), victim.c_str());
             }
-            ++k;
           }
         });
   }
@@ -247,17 +284,32 @@ void symlink_race() {
   std::filesystem::path outside_file = env.temp / "outside-file";
   testing::write_file(outside_file, "secret", 0600);
 
+  // A walk that reached an outside target and changed its ACL sets off
+  // IN_ATTRIB there, even if a later revoke took the ACL away again.
+  UniqueFd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  ASSERT_TRUE(inotify);
+  for (const auto& path : {outside_dir, outside_dir / "secret", outside_file}) {
+    ASSERT_GE(::inotify_add_watch(inotify.get(), path.c_str(), IN_ATTRIB), 0) << path;
+  }
+
   UidRegistry registry(env.locations);
   uid_t uid = registry.allocate_alias("race");
   RaceWalks race;
   {
     Attacker attacker(env.tree, outside_dir, outside_file);
-    race = walk_during(attacker, registry, uid, env.tree, 100);
-    std::printf("race: %ld walks, %ld swaps, %lu symlinks met, %lu vanished\n", race.walks, attacker.swaps(),
-                static_cast<unsigned long>(race.seen.skipped_symlinks), static_cast<unsigned long>(race.seen.vanished));
+    // Until the opens met a few links: how many meet one in 5000 swaps
+    // varies with the machine's load (a few to a few dozen).
+    race = walk_during(attacker, registry, uid, env.tree, 100, 5);
+    std::printf("race: %ld walks, %ld swaps, %lu symlinks met at an open (%lu listed), %lu vanished\n", race.walks,
+                attacker.swaps(), static_cast<unsigned long>(race.seen.symlinks_at_open),
+                static_cast<unsigned long>(race.seen.skipped_symlinks - race.seen.symlinks_at_open),
+                static_cast<unsigned long>(race.seen.vanished));
     EXPECT_GE(attacker.swaps(), 2000);
   }
-  EXPECT_GT(race.seen.skipped_symlinks + race.seen.vanished, 0u) << "the walks never met the attacker";
+  // Only an open that refused to follow a link counts: symlinks the listing
+  // showed are never opened, and a vanished name was not one.
+  EXPECT_GT(race.seen.symlinks_at_open, 0u) << "no open of the walks met (and refused) the attacker's links";
+  EXPECT_EQ(count_events(inotify.get(), IN_ATTRIB), 0) << "an outside target's attributes changed during the race";
   for (const auto& path : {outside_dir, outside_dir / "secret", outside_file}) {
     EXPECT_FALSE(has_acl(path)) << path << " gained an ACL";
   }
@@ -298,19 +350,8 @@ class SpecialSwapper : public SwapLoop {
   ~SpecialSwapper() { stop(); }
 };
 
-// IN_OPEN events on `path` since `watch` was set up (0 when none).
-int count_opens(int inotify_fd) {
-  int opens = 0;
-  alignas(inotify_event) char buffer[4096];
-  for (ssize_t n; (n = ::read(inotify_fd, buffer, sizeof buffer)) > 0;) {
-    for (ssize_t offset = 0; offset < n;) {
-      auto* event = reinterpret_cast<inotify_event*>(buffer + offset);
-      if (event->mask & IN_OPEN) ++opens;
-      offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
-    }
-  }
-  return opens;
-}
+// IN_OPEN events on the watched node since the last call (0 when none).
+int count_opens(int inotify_fd) { return count_events(inotify_fd, IN_OPEN); }
 
 struct SpecialFiles {
   std::filesystem::path device, fifo;
