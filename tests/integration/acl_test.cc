@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <sched.h>
@@ -644,37 +645,121 @@ TEST(AclMounts, RevokeCrossesMountsWhenTheRecordSaysSo) {
                                        "94: access not rewritten, 95/96: revoke did not cross, 97: entries left";
 }
 
+// The temporary files of atomic record writes now in `dir` (".tmp-*").
+std::set<std::string> temporaries_in(const std::filesystem::path& dir) {
+  std::set<std::string> names;
+  for (const std::string& name : testing::directory_names(dir)) {
+    if (name.starts_with(".tmp-")) names.insert(name);
+  }
+  return names;
+}
+
+// Waits up to `timeout` for an inotify event in `mask` on a name that starts
+// with `prefix`, or for `pid` to exit (not reaped); true if the event came.
+bool wait_for_event(int inotify_fd, std::uint32_t mask, std::string_view prefix, pid_t pid,
+                    std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  alignas(inotify_event) char buffer[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (ssize_t n; (n = ::read(inotify_fd, buffer, sizeof buffer)) > 0;) {
+      for (ssize_t offset = 0; offset < n;) {
+        auto* event = reinterpret_cast<inotify_event*>(buffer + offset);
+        if ((event->mask & mask) && event->len > 0 && std::string_view(event->name).starts_with(prefix)) return true;
+        offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      }
+    }
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+      return false;
+    }
+    pollfd poll_fd{inotify_fd, POLLIN, 0};
+    ::poll(&poll_fd, 1, 5);
+  }
+  return false;
+}
+
+// Random kills of `vmwarden uid alloc` (single-use and alias), and of
+// `vmwarden acl grant` and `revoke` of single-use UIDs on two trees: env.tree,
+// which the alias `keep` is granted too, and a second tree no alias has a
+// record for, so that sweep walks it only for the records the killed runs
+// left. After each killed grant or revoke, entries of its UID on its tree
+// must come with a grant record for that tree (the record is written before
+// the walk and dropped after it): an entry without a record is one no sweep
+// would look for once another UID's record no longer brings it there. Kills of
+// allocations of new aliases are aimed at their record write (from the
+// moment its temporary file appears), and some must leave the temporary
+// behind: a kill inside the write.
 TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
   GrantedTree granted(20, 25, Access::ro, "keep");
   auto& [env, registry, keep] = granted;
+  std::filesystem::path unshared = env.temp / "unshared";
+  make_tree(unshared, 20, 25);
+  const std::filesystem::path trees[] = {env.tree, unshared};
+  std::filesystem::path allocated_dir = env.locations.state_dir / "uids/allocated";
+  std::filesystem::path grants_dir = env.locations.state_dir / "grants";
+  UniqueFd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  ASSERT_TRUE(inotify);
+  ASSERT_GE(::inotify_add_watch(inotify.get(), allocated_dir.c_str(), IN_CREATE | IN_MOVED_TO), 0);
 
   std::mt19937 random(std::random_device{}());
   std::vector<uid_t> single_use;        // printed by completed `uid alloc`
   std::map<std::string, uid_t> aliases;  // alias -> printed UID
-  int killed = 0, completed = 0, partial = 0;
+  int killed = 0, completed = 0, partial = 0, orphaned = 0;
+  int aimed = 0, in_alias_write = 0, in_grant_write = 0;
+  std::set<std::string> temporaries_seen;
   const std::size_t full = 20 * (1 + 25 + 1 + 1) + 1 + 20 * 2 + 1;  // access + default entries of a whole grant
   // How long each kind of run takes uninterrupted; kills land uniformly in
-  // [0, 1.3 x that], so every phase of the run is hit.
+  // [0, 1.3 x that], so every phase of the run is hit. A new alias's record
+  // write (from its temporary file's creation to its rename) is timed too.
   std::map<int, std::chrono::microseconds> duration;
+  std::chrono::microseconds alias_write{1000};
+  int alias_runs = 0;
 
-  // One run of `op`; kill_after empty: let it finish.
-  auto run_once = [&](int op, std::optional<std::chrono::microseconds> kill_after) {
+  auto has_record = [&](uid_t uid, const std::filesystem::path& tree) {
+    auto records = registry.grant_records(uid);
+    return std::any_of(records.begin(), records.end(), [&](const GrantRecord& record) { return record.tree == tree; });
+  };
+  // A UID for a grant (one without a record for the tree, if any: a killed
+  // grant then shows whether its record comes first) or a revoke (one with).
+  auto pick = [&](const std::filesystem::path& tree, bool with_record) {
+    std::vector<uid_t> candidates;
+    for (uid_t uid : single_use) {
+      if (has_record(uid, tree) == with_record) candidates.push_back(uid);
+    }
+    const std::vector<uid_t>& from = candidates.empty() ? single_use : candidates;
+    return from[random() % from.size()];
+  };
+  // New temporaries of record writes since the last call, in allocated/ and in grants/UID/.
+  auto new_temporaries = [&](const std::filesystem::path& dir) {
+    int count = 0;
+    for (const std::string& name : temporaries_in(dir)) count += temporaries_seen.insert(name).second;
+    return count;
+  };
+
+  // One run of `op` on `tree`; kill_after empty: let it finish. aim: count
+  // kill_after from the moment a new alias's temporary record file appears.
+  auto run_once = [&](int op, const std::filesystem::path& tree, std::optional<std::chrono::microseconds> kill_after,
+                      bool aim) {
     std::vector<std::string> args{testing::vmwarden_binary()};
     std::string alias;
     uid_t target = 0;
     if (op == 0) {
       args.insert(args.end(), {"uid", "alloc"});
     } else if (op == 1) {
-      alias = fmt::format("a{}", random() % 8);
+      // Half of them an alias of eight (mostly there already: its UID must
+      // not change), half a new one, whose record is written.
+      alias = aim ? fmt::format("new{}", alias_runs) : fmt::format("a{}", random() % 8);
+      ++alias_runs;
       args.insert(args.end(), {"uid", "alloc", "--alias", alias});
     } else {
-      target = single_use[random() % single_use.size()];
+      target = pick(tree, op == 3);
       if (op == 2) {
-        args.insert(args.end(), {"acl", "grant", "--uid", std::to_string(target), "--rw", env.tree.string()});
+        args.insert(args.end(), {"acl", "grant", "--uid", std::to_string(target), "--rw", tree.string()});
       } else {
-        args.insert(args.end(), {"acl", "revoke", "--uid", std::to_string(target), env.tree.string()});
+        args.insert(args.end(), {"acl", "revoke", "--uid", std::to_string(target), tree.string()});
       }
     }
+    count_events(inotify.get(), 0);  // drops earlier events
     int out[2];
     ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
     auto start = std::chrono::steady_clock::now();
@@ -689,13 +774,23 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
       ::_exit(127);
     }
     ::close(out[1]);
-    if (kill_after) {
+    if (aim) {
+      bool writing = wait_for_event(inotify.get(), IN_CREATE, ".tmp-", pid, 10s);
+      auto written = std::chrono::steady_clock::now();
+      if (kill_after) {
+        aimed += writing;
+        std::this_thread::sleep_for(*kill_after);
+        ::kill(pid, SIGKILL);
+      } else if (writing && wait_for_event(inotify.get(), IN_MOVED_TO, "", pid, 10s)) {
+        alias_write = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - written);
+      }
+    } else if (kill_after) {
       std::this_thread::sleep_for(*kill_after);
       ::kill(pid, SIGKILL);
     }
     int status = 0;
     ::waitpid(pid, &status, 0);
-    if (!kill_after) {
+    if (!kill_after && !aim) {
       duration[op] = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
     }
     std::string printed;
@@ -704,9 +799,16 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
     ::close(out[0]);
     if (WIFSIGNALED(status)) {
       ++killed;
+      if (op == 1) in_alias_write += new_temporaries(allocated_dir);
       if (op >= 2) {
-        std::size_t n = count_entries(getfacl(env.tree), target);
+        in_grant_write += new_temporaries(grants_dir / std::to_string(target));
+        std::size_t n = count_entries(getfacl(tree), target);
         if (n != 0 && n != full) ++partial;
+        // (Named for the first three: the entries stay, and later checks find them again.)
+        if (n != 0 && !has_record(target, tree) && ++orphaned <= 3) {
+          ADD_FAILURE() << "a killed " << args[2] << " left " << n << " entries of UID " << target << " on " << tree
+                        << " without a grant record for it";
+        }
       }
     } else {
       ++completed;
@@ -722,21 +824,30 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
       }
     }
   };
-  for (int op = 0; op < 4; ++op) run_once(op, std::nullopt);
+  for (int op = 0; op < 4; ++op) run_once(op, env.tree, std::nullopt, false);
+  run_once(1, env.tree, std::nullopt, /*aim=*/true);
   killed = completed = 0;
 
   constexpr int kRuns = 200;
   for (int run = 0; run < kRuns; ++run) {
     int op = run % 4;
-    auto limit = duration[op].count() * 13 / 10 + 1;
-    run_once(op, std::chrono::microseconds(random() % limit));
+    const std::filesystem::path& tree = trees[run / 4 % 2];
+    // Every other alias allocation is a new alias, killed within (or just
+    // after) the write of its record.
+    bool aim = op == 1 && run / 4 % 2 == 1;
+    auto limit = aim ? alias_write.count() + 1 : duration[op].count() * 13 / 10 + 1;
+    run_once(op, tree, std::chrono::microseconds(random() % limit), aim);
   }
   std::printf("crash: %d runs, %d killed, %d completed, %d walks left half-done, %zu single-use UIDs allocated; "
+              "%d kills aimed at a new alias's record write (%ld us), %d inside an alias's record write, %d inside a grant record's; "
               "uninterrupted alloc %ld us, grant %ld us, revoke %ld us\n",
-              kRuns, killed, completed, partial, single_use.size(), static_cast<long>(duration[0].count()),
+              kRuns, killed, completed, partial, single_use.size(), aimed, static_cast<long>(alias_write.count()),
+              in_alias_write, in_grant_write, static_cast<long>(duration[0].count()),
               static_cast<long>(duration[2].count()), static_cast<long>(duration[3].count()));
   EXPECT_GT(killed, kRuns / 4);
   EXPECT_GT(partial, 0) << "no kill landed inside a walk; the test would prove little";
+  EXPECT_GT(in_alias_write, 0) << "no kill landed inside an alias's record write; the test would prove little";
+  EXPECT_EQ(orphaned, 0) << "killed runs left entries without a grant record (a grant walked before it recorded?)";
 
   // The registry loads, and nothing was handed out twice.
   std::vector<UidInfo> infos = registry.list(true);
@@ -763,6 +874,8 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
   std::set<uid_t> left = uids_in(after, registry.range());
   EXPECT_EQ(left, std::set<uid_t>{keep}) << "entries of dead single-use UIDs survived the sweep";
   EXPECT_EQ(count_entries(after, keep), full) << "the alias's own grant must survive";
+  EXPECT_EQ(uids_in(getfacl(unshared), registry.range()), std::set<uid_t>{})
+      << "entries of dead single-use UIDs survived the sweep of the tree no alias has";
   for (const UidInfo& info : registry.list()) {
     EXPECT_FALSE(info.alias.empty()) << "dead single-use UID " << info.uid << " still allocated after sweep";
   }
