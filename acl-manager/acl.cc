@@ -36,6 +36,7 @@ Report& Report::operator+=(const Report& other) {
   skipped_hardlinks += other.skipped_hardlinks;
   skipped_foreign += other.skipped_foreign;
   skipped_symlinks += other.skipped_symlinks;
+  symlinks_at_open += other.symlinks_at_open;
   skipped_special += other.skipped_special;
   skipped_mounts += other.skipped_mounts;
   vanished += other.vanished;

@@ -33,6 +33,11 @@ struct Report {
   std::uint64_t skipped_hardlinks = 0;  // grants: non-directories with st_nlink > 1
   std::uint64_t skipped_foreign = 0;    // grants: owned by neither the tree's owner nor a VM (not entered)
   std::uint64_t skipped_symlinks = 0;
+  // Of skipped_symlinks, those met by the open of a name not listed as a
+  // symlink (swapped in while the walk ran, or of a type the filesystem did
+  // not give) and refused there (ELOOP, or pinned O_PATH|O_NOFOLLOW): never
+  // followed. The others were listed as symlinks and never opened.
+  std::uint64_t symlinks_at_open = 0;
   std::uint64_t skipped_special = 0;    // fifos, sockets, devices
   std::uint64_t skipped_mounts = 0;     // mount points not crossed
   std::uint64_t vanished = 0;           // gone or replaced while the walk ran

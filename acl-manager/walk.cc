@@ -443,10 +443,17 @@ class Walk {
     bool note_refusal(int error) {
       switch (error) {
         case ENOENT: ++report.vanished; return true;
-        case ELOOP: ++report.skipped_symlinks; return true;  // swapped for a symlink
+        case ELOOP: note_symlink_at_open(); return true;  // swapped for a symlink
         case EXDEV: ++report.skipped_mounts; return true;
         default: return false;
       }
+    }
+
+    // A symlink where the listing showed another type (or none), met by the
+    // open and not followed.
+    void note_symlink_at_open() {
+      ++report.skipped_symlinks;
+      ++report.symlinks_at_open;
     }
 
     // Pins each name that the cheap check did not settle, in batches of
@@ -532,7 +539,7 @@ class Walk {
         return;
       }
       if (S_ISLNK(st.st_mode)) {
-        ++report.skipped_symlinks;
+        note_symlink_at_open();
         return;
       }
       if (!S_ISREG(st.st_mode)) {

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <sched.h>
@@ -175,17 +176,19 @@ class SwapLoop {
 };
 
 // Grants (ro and rw in turn) and revokes `tree` while `attacker` swaps, until
-// it has made 5000 swaps and at least `min_walks` walks ran, or 40 s passed;
-// then stops it. What the walks reported, summed.
+// it has made 5000 swaps, at least `min_walks` walks ran and their opens met
+// at least `min_symlinks_at_open` symlinks, or 40 s passed; then stops it.
+// What the walks reported, summed.
 struct RaceWalks {
   long walks = 0;
   Report seen;
 };
 RaceWalks walk_during(SwapLoop& attacker, UidRegistry& registry, uid_t uid, const std::filesystem::path& tree,
-                      long min_walks) {
+                      long min_walks, std::uint64_t min_symlinks_at_open = 0) {
   RaceWalks result;
   auto deadline = std::chrono::steady_clock::now() + 40s;
-  while ((attacker.swaps() < 5000 || result.walks < min_walks) && std::chrono::steady_clock::now() < deadline) {
+  while ((attacker.swaps() < 5000 || result.walks < min_walks || result.seen.symlinks_at_open < min_symlinks_at_open) &&
+         std::chrono::steady_clock::now() < deadline) {
     result.seen += grant(registry, uid, tree, result.walks % 2 ? Access::rw : Access::ro);
     result.seen += revoke(registry, uid, tree);
     result.walks += 2;
@@ -194,30 +197,65 @@ RaceWalks walk_during(SwapLoop& attacker, UidRegistry& registry, uid_t uid, cons
   return result;
 }
 
+// Events in `mask` read from a non-blocking inotify descriptor since the
+// last call (0 when none).
+int count_events(int inotify_fd, std::uint32_t mask) {
+  int count = 0;
+  alignas(inotify_event) char buffer[4096];
+  for (ssize_t n; (n = ::read(inotify_fd, buffer, sizeof buffer)) > 0;) {
+    for (ssize_t offset = 0; offset < n;) {
+      auto* event = reinterpret_cast<inotify_event*>(buffer + offset);
+      if (event->mask & mask) ++count;
+      offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+    }
+  }
+  return count;
+}
+
 // Swaps directories and files in the tree for symlinks to outside targets,
-// and back, as fast as it can.
+// and back, as fast as it can. Half the links are absolute and half relative
+// (../../outside from the victim's directory): RESOLVE_NO_XDEV alone refuses
+// an absolute link (it jumps to the root's mount) but not a relative one,
+// which stays on the tree's mount. Half the swaps move the victim away and
+// create the link under its name (which is missing for a moment), half
+// exchange it with a link made beside it (RENAME_EXCHANGE: the name is
+// never missing, so an open finds either the victim or the link).
 class Attacker : public SwapLoop {
  public:
   Attacker(const std::filesystem::path& tree, const std::filesystem::path& outside_dir,
            const std::filesystem::path& outside_file)
   {
     thread_ = std::thread([=, this] {
-          int k = 0;
-          while (!stop_) {
+          for (int k = 0; !stop_; ++k) {
             std::filesystem::path dir = tree / fmt::format("d{}", k % 4);
             bool swap_dir = k % 2 == 0;
             std::filesystem::path victim = swap_dir ? dir / "sub" : dir / fmt::format("f{}", k % 7);
+            const std::filesystem::path& outside = swap_dir ? outside_dir : outside_file;
+            bool relative = (k / 4) % 2 == 1, exchange = (k / 8) % 2 == 1;
+            std::filesystem::path target = relative ? outside.lexically_relative(dir) : outside;
+            // Leave the trap in place briefly so walks run into it.
+            auto linger = [k] { std::this_thread::sleep_for(std::chrono::microseconds(k % 3 == 0 ? 50 : 0)); };
+            if (exchange) {
+              std::filesystem::path link = victim.string() + ".link";
+              if (::symlink(target.c_str(), link.c_str()) != 0) continue;
+              if (::renameat2(AT_FDCWD, link.c_str(), AT_FDCWD, victim.c_str(), RENAME_EXCHANGE) == 0) {
+                ++swaps_;
+                linger();
+                // Back; only then is `link` the symlink again.
+                if (::renameat2(AT_FDCWD, link.c_str(), AT_FDCWD, victim.c_str(), RENAME_EXCHANGE) != 0) continue;
+              }
+              ::unlink(link.c_str());
+              continue;
+            }
             std::filesystem::path away = victim.string() + ".away";
             if (::rename(victim.c_str(), away.c_str()) == 0) {
-              if (::symlink((swap_dir ? outside_dir : outside_file).c_str(), victim.c_str()) == 0) {
+              if (::symlink(target.c_str(), victim.c_str()) == 0) {
                 ++swaps_;
-                // Leave the trap in place briefly so walks run into it.
-                std::this_thread::sleep_for(std::chrono::microseconds(k % 3 == 0 ? 50 : 0));
+                linger();
                 ::unlink(victim.c_str());
               }
               ::rename(away.c_str(), victim.c_str());
             }
-            ++k;
           }
         });
   }
@@ -247,17 +285,32 @@ void symlink_race() {
   std::filesystem::path outside_file = env.temp / "outside-file";
   testing::write_file(outside_file, "secret", 0600);
 
+  // A walk that reached an outside target and changed its ACL sets off
+  // IN_ATTRIB there, even if a later revoke took the ACL away again.
+  UniqueFd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  ASSERT_TRUE(inotify);
+  for (const auto& path : {outside_dir, outside_dir / "secret", outside_file}) {
+    ASSERT_GE(::inotify_add_watch(inotify.get(), path.c_str(), IN_ATTRIB), 0) << path;
+  }
+
   UidRegistry registry(env.locations);
   uid_t uid = registry.allocate_alias("race");
   RaceWalks race;
   {
     Attacker attacker(env.tree, outside_dir, outside_file);
-    race = walk_during(attacker, registry, uid, env.tree, 100);
-    std::printf("race: %ld walks, %ld swaps, %lu symlinks met, %lu vanished\n", race.walks, attacker.swaps(),
-                static_cast<unsigned long>(race.seen.skipped_symlinks), static_cast<unsigned long>(race.seen.vanished));
+    // Until the opens met a few links: how many meet one in 5000 swaps
+    // varies with the machine's load (a few to a few dozen).
+    race = walk_during(attacker, registry, uid, env.tree, 100, 5);
+    std::printf("race: %ld walks, %ld swaps, %lu symlinks met at an open (%lu listed), %lu vanished\n", race.walks,
+                attacker.swaps(), static_cast<unsigned long>(race.seen.symlinks_at_open),
+                static_cast<unsigned long>(race.seen.skipped_symlinks - race.seen.symlinks_at_open),
+                static_cast<unsigned long>(race.seen.vanished));
     EXPECT_GE(attacker.swaps(), 2000);
   }
-  EXPECT_GT(race.seen.skipped_symlinks + race.seen.vanished, 0u) << "the walks never met the attacker";
+  // Only an open that refused to follow a link counts: symlinks the listing
+  // showed are never opened, and a vanished name was not one.
+  EXPECT_GT(race.seen.symlinks_at_open, 0u) << "no open of the walks met (and refused) the attacker's links";
+  EXPECT_EQ(count_events(inotify.get(), IN_ATTRIB), 0) << "an outside target's attributes changed during the race";
   for (const auto& path : {outside_dir, outside_dir / "secret", outside_file}) {
     EXPECT_FALSE(has_acl(path)) << path << " gained an ACL";
   }
@@ -298,19 +351,8 @@ class SpecialSwapper : public SwapLoop {
   ~SpecialSwapper() { stop(); }
 };
 
-// IN_OPEN events on `path` since `watch` was set up (0 when none).
-int count_opens(int inotify_fd) {
-  int opens = 0;
-  alignas(inotify_event) char buffer[4096];
-  for (ssize_t n; (n = ::read(inotify_fd, buffer, sizeof buffer)) > 0;) {
-    for (ssize_t offset = 0; offset < n;) {
-      auto* event = reinterpret_cast<inotify_event*>(buffer + offset);
-      if (event->mask & IN_OPEN) ++opens;
-      offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
-    }
-  }
-  return opens;
-}
+// IN_OPEN events on the watched node since the last call (0 when none).
+int count_opens(int inotify_fd) { return count_events(inotify_fd, IN_OPEN); }
 
 struct SpecialFiles {
   std::filesystem::path device, fifo;
@@ -603,37 +645,121 @@ TEST(AclMounts, RevokeCrossesMountsWhenTheRecordSaysSo) {
                                        "94: access not rewritten, 95/96: revoke did not cross, 97: entries left";
 }
 
+// The temporary files of atomic record writes now in `dir` (".tmp-*").
+std::set<std::string> temporaries_in(const std::filesystem::path& dir) {
+  std::set<std::string> names;
+  for (const std::string& name : testing::directory_names(dir)) {
+    if (name.starts_with(".tmp-")) names.insert(name);
+  }
+  return names;
+}
+
+// Waits up to `timeout` for an inotify event in `mask` on a name that starts
+// with `prefix`, or for `pid` to exit (not reaped); true if the event came.
+bool wait_for_event(int inotify_fd, std::uint32_t mask, std::string_view prefix, pid_t pid,
+                    std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  alignas(inotify_event) char buffer[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (ssize_t n; (n = ::read(inotify_fd, buffer, sizeof buffer)) > 0;) {
+      for (ssize_t offset = 0; offset < n;) {
+        auto* event = reinterpret_cast<inotify_event*>(buffer + offset);
+        if ((event->mask & mask) && event->len > 0 && std::string_view(event->name).starts_with(prefix)) return true;
+        offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      }
+    }
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+      return false;
+    }
+    pollfd poll_fd{inotify_fd, POLLIN, 0};
+    ::poll(&poll_fd, 1, 5);
+  }
+  return false;
+}
+
+// Random kills of `vmwarden uid alloc` (single-use and alias), and of
+// `vmwarden acl grant` and `revoke` of single-use UIDs on two trees: env.tree,
+// which the alias `keep` is granted too, and a second tree no alias has a
+// record for, so that sweep walks it only for the records the killed runs
+// left. After each killed grant or revoke, entries of its UID on its tree
+// must come with a grant record for that tree (the record is written before
+// the walk and dropped after it): an entry without a record is one no sweep
+// would look for once another UID's record no longer brings it there. Kills of
+// allocations of new aliases are aimed at their record write (from the
+// moment its temporary file appears), and some must leave the temporary
+// behind: a kill inside the write.
 TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
   GrantedTree granted(20, 25, Access::ro, "keep");
   auto& [env, registry, keep] = granted;
+  std::filesystem::path unshared = env.temp / "unshared";
+  make_tree(unshared, 20, 25);
+  const std::filesystem::path trees[] = {env.tree, unshared};
+  std::filesystem::path allocated_dir = env.locations.state_dir / "uids/allocated";
+  std::filesystem::path grants_dir = env.locations.state_dir / "grants";
+  UniqueFd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  ASSERT_TRUE(inotify);
+  ASSERT_GE(::inotify_add_watch(inotify.get(), allocated_dir.c_str(), IN_CREATE | IN_MOVED_TO), 0);
 
   std::mt19937 random(std::random_device{}());
   std::vector<uid_t> single_use;        // printed by completed `uid alloc`
   std::map<std::string, uid_t> aliases;  // alias -> printed UID
-  int killed = 0, completed = 0, partial = 0;
+  int killed = 0, completed = 0, partial = 0, orphaned = 0;
+  int aimed = 0, in_alias_write = 0, in_grant_write = 0;
+  std::set<std::string> temporaries_seen;
   const std::size_t full = 20 * (1 + 25 + 1 + 1) + 1 + 20 * 2 + 1;  // access + default entries of a whole grant
   // How long each kind of run takes uninterrupted; kills land uniformly in
-  // [0, 1.3 x that], so every phase of the run is hit.
+  // [0, 1.3 x that], so every phase of the run is hit. A new alias's record
+  // write (from its temporary file's creation to its rename) is timed too.
   std::map<int, std::chrono::microseconds> duration;
+  std::chrono::microseconds alias_write{1000};
+  int alias_runs = 0;
 
-  // One run of `op`; kill_after empty: let it finish.
-  auto run_once = [&](int op, std::optional<std::chrono::microseconds> kill_after) {
+  auto has_record = [&](uid_t uid, const std::filesystem::path& tree) {
+    auto records = registry.grant_records(uid);
+    return std::any_of(records.begin(), records.end(), [&](const GrantRecord& record) { return record.tree == tree; });
+  };
+  // A UID for a grant (one without a record for the tree, if any: a killed
+  // grant then shows whether its record comes first) or a revoke (one with).
+  auto pick = [&](const std::filesystem::path& tree, bool with_record) {
+    std::vector<uid_t> candidates;
+    for (uid_t uid : single_use) {
+      if (has_record(uid, tree) == with_record) candidates.push_back(uid);
+    }
+    const std::vector<uid_t>& from = candidates.empty() ? single_use : candidates;
+    return from[random() % from.size()];
+  };
+  // New temporaries of record writes since the last call, in allocated/ and in grants/UID/.
+  auto new_temporaries = [&](const std::filesystem::path& dir) {
+    int count = 0;
+    for (const std::string& name : temporaries_in(dir)) count += temporaries_seen.insert(name).second;
+    return count;
+  };
+
+  // One run of `op` on `tree`; kill_after empty: let it finish. aim: count
+  // kill_after from the moment a new alias's temporary record file appears.
+  auto run_once = [&](int op, const std::filesystem::path& tree, std::optional<std::chrono::microseconds> kill_after,
+                      bool aim) {
     std::vector<std::string> args{testing::vmwarden_binary()};
     std::string alias;
     uid_t target = 0;
     if (op == 0) {
       args.insert(args.end(), {"uid", "alloc"});
     } else if (op == 1) {
-      alias = fmt::format("a{}", random() % 8);
+      // Half of them an alias of eight (mostly there already: its UID must
+      // not change), half a new one, whose record is written.
+      alias = aim ? fmt::format("new{}", alias_runs) : fmt::format("a{}", random() % 8);
+      ++alias_runs;
       args.insert(args.end(), {"uid", "alloc", "--alias", alias});
     } else {
-      target = single_use[random() % single_use.size()];
+      target = pick(tree, op == 3);
       if (op == 2) {
-        args.insert(args.end(), {"acl", "grant", "--uid", std::to_string(target), "--rw", env.tree.string()});
+        args.insert(args.end(), {"acl", "grant", "--uid", std::to_string(target), "--rw", tree.string()});
       } else {
-        args.insert(args.end(), {"acl", "revoke", "--uid", std::to_string(target), env.tree.string()});
+        args.insert(args.end(), {"acl", "revoke", "--uid", std::to_string(target), tree.string()});
       }
     }
+    count_events(inotify.get(), 0);  // drops earlier events
     int out[2];
     ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
     auto start = std::chrono::steady_clock::now();
@@ -648,13 +774,23 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
       ::_exit(127);
     }
     ::close(out[1]);
-    if (kill_after) {
+    if (aim) {
+      bool writing = wait_for_event(inotify.get(), IN_CREATE, ".tmp-", pid, 10s);
+      auto written = std::chrono::steady_clock::now();
+      if (kill_after) {
+        aimed += writing;
+        std::this_thread::sleep_for(*kill_after);
+        ::kill(pid, SIGKILL);
+      } else if (writing && wait_for_event(inotify.get(), IN_MOVED_TO, "", pid, 10s)) {
+        alias_write = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - written);
+      }
+    } else if (kill_after) {
       std::this_thread::sleep_for(*kill_after);
       ::kill(pid, SIGKILL);
     }
     int status = 0;
     ::waitpid(pid, &status, 0);
-    if (!kill_after) {
+    if (!kill_after && !aim) {
       duration[op] = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
     }
     std::string printed;
@@ -663,9 +799,16 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
     ::close(out[0]);
     if (WIFSIGNALED(status)) {
       ++killed;
+      if (op == 1) in_alias_write += new_temporaries(allocated_dir);
       if (op >= 2) {
-        std::size_t n = count_entries(getfacl(env.tree), target);
+        in_grant_write += new_temporaries(grants_dir / std::to_string(target));
+        std::size_t n = count_entries(getfacl(tree), target);
         if (n != 0 && n != full) ++partial;
+        // (Named for the first three: the entries stay, and later checks find them again.)
+        if (n != 0 && !has_record(target, tree) && ++orphaned <= 3) {
+          ADD_FAILURE() << "a killed " << args[2] << " left " << n << " entries of UID " << target << " on " << tree
+                        << " without a grant record for it";
+        }
       }
     } else {
       ++completed;
@@ -681,21 +824,30 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
       }
     }
   };
-  for (int op = 0; op < 4; ++op) run_once(op, std::nullopt);
+  for (int op = 0; op < 4; ++op) run_once(op, env.tree, std::nullopt, false);
+  run_once(1, env.tree, std::nullopt, /*aim=*/true);
   killed = completed = 0;
 
   constexpr int kRuns = 200;
   for (int run = 0; run < kRuns; ++run) {
     int op = run % 4;
-    auto limit = duration[op].count() * 13 / 10 + 1;
-    run_once(op, std::chrono::microseconds(random() % limit));
+    const std::filesystem::path& tree = trees[run / 4 % 2];
+    // Every other alias allocation is a new alias, killed within (or just
+    // after) the write of its record.
+    bool aim = op == 1 && run / 4 % 2 == 1;
+    auto limit = aim ? alias_write.count() + 1 : duration[op].count() * 13 / 10 + 1;
+    run_once(op, tree, std::chrono::microseconds(random() % limit), aim);
   }
   std::printf("crash: %d runs, %d killed, %d completed, %d walks left half-done, %zu single-use UIDs allocated; "
+              "%d kills aimed at a new alias's record write (%ld us), %d inside an alias's record write, %d inside a grant record's; "
               "uninterrupted alloc %ld us, grant %ld us, revoke %ld us\n",
-              kRuns, killed, completed, partial, single_use.size(), static_cast<long>(duration[0].count()),
+              kRuns, killed, completed, partial, single_use.size(), aimed, static_cast<long>(alias_write.count()),
+              in_alias_write, in_grant_write, static_cast<long>(duration[0].count()),
               static_cast<long>(duration[2].count()), static_cast<long>(duration[3].count()));
   EXPECT_GT(killed, kRuns / 4);
   EXPECT_GT(partial, 0) << "no kill landed inside a walk; the test would prove little";
+  EXPECT_GT(in_alias_write, 0) << "no kill landed inside an alias's record write; the test would prove little";
+  EXPECT_EQ(orphaned, 0) << "killed runs left entries without a grant record (a grant walked before it recorded?)";
 
   // The registry loads, and nothing was handed out twice.
   std::vector<UidInfo> infos = registry.list(true);
@@ -722,6 +874,8 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
   std::set<uid_t> left = uids_in(after, registry.range());
   EXPECT_EQ(left, std::set<uid_t>{keep}) << "entries of dead single-use UIDs survived the sweep";
   EXPECT_EQ(count_entries(after, keep), full) << "the alias's own grant must survive";
+  EXPECT_EQ(uids_in(getfacl(unshared), registry.range()), std::set<uid_t>{})
+      << "entries of dead single-use UIDs survived the sweep of the tree no alias has";
   for (const UidInfo& info : registry.list()) {
     EXPECT_FALSE(info.alias.empty()) << "dead single-use UID " << info.uid << " still allocated after sweep";
   }
