@@ -484,14 +484,17 @@ void Warden::on_timeout() {
   verbose_shutdown_ = true;
   killed_after_timeout_ = true;
   if (main_ && main_->running() && main_->spec().force_stop) {
-    // Blocks the loop for at most kForceStopGrace: the VMM's own stop lets it
-    // exit on its own terms; whatever is left is SIGKILLed right after.
+    // Blocks the loop for at most kForceStopGrace (kOrphanGrace when the
+    // outer is gone: the runtime dir and s6's next instance wait on this
+    // warden): the VMM's own stop lets it exit on its own terms; whatever is
+    // left is SIGKILLed right after.
+    milliseconds force_grace = outer_gone_ ? kOrphanGrace : kForceStopGrace;
     log::warning("shutdown timeout of {} reached ({} ms after the shutdown began): stopping {} with its own stop "
                  "command, SIGKILL after {} ms",
                  seconds(grace_), ms_between(*shutdown_started_, Clock::now()), main_->spec().name,
-                 kForceStopGrace.count());
+                 force_grace.count());
     try {
-      main_->spec().force_stop(*main_, Clock::now() + kForceStopGrace);
+      main_->spec().force_stop(*main_, Clock::now() + force_grace);
     } catch (const std::exception& e) {
       log::warning("forced stop of {} failed: {}", main_->spec().name, e.what());
     }

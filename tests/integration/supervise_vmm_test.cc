@@ -124,7 +124,10 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
   // With a 1 s shutdown timeout and `flags` on the kernel command line (the
   // doubles' guest reads them there): starts the VM, sends SIGTERM once the
   // VMM runs, and returns supervise's wait status.
-  int stop_a_guest_that_ignores(const std::string& flags) {
+  // Sends `stop` (SIGTERM: the stop asked for; SIGKILL: the outer dies) to
+  // `vmwarden supervise` once the VMM runs, with `flags` on the double's
+  // command line; returns the outer's wait status.
+  int stop_a_guest_that_ignores(const std::string& flags, int stop = SIGTERM) {
     std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
     definition.replace(definition.find("shutdown_timeout_s = 10"), 23, "shutdown_timeout_s = 1");
     definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 " + flags);
@@ -134,7 +137,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
       std::this_thread::sleep_for(10ms);
     }
     EXPECT_GT(find(GetParam().process).first, 0) << testing::read_file(root_ / "log");
-    EXPECT_EQ(::kill(outer, SIGTERM), 0);
+    EXPECT_EQ(::kill(outer, stop), 0);
     return wait_for(outer, 20s);
   }
 
@@ -254,6 +257,25 @@ TEST_P(SuperviseVmmTest, AVmmThatIgnoresItsStopIsKilled) {
   ASSERT_TRUE(WIFEXITED(status)) << log;
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGKILL) << log;
   EXPECT_TRUE(find_argv(backend.process).empty());
+}
+
+// With the outer gone (SIGKILL), the warden takes the VM down within its
+// short orphan grace: the VMM's own stop gets 200 ms, not the second it gets
+// when the outer waits (the runtime dir, and s6's next instance, wait on the
+// warden). The VMM ignores both the button and its stop.
+TEST_P(SuperviseVmmTest, AnOrphanedVmThatIgnoresItsStopIsKilledWithinTheOrphanGrace) {
+  const Backend& backend = GetParam();
+  stop_a_guest_that_ignores("VMWARDEN_FAKE_IGNORE_POWER=1 VMWARDEN_FAKE_IGNORE_STOP=1", SIGKILL);
+  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && find(backend.process).first != 0;) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(find(backend.process).first, 0) << "the VMM outlived its warden";
+  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline && fs::exists(root_ / "run/vm");) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::string log = testing::read_file(root_ / "log");
+  EXPECT_THAT(log, HasSubstr("with its own stop command, SIGKILL after 200 ms")) << log;
+  EXPECT_FALSE(fs::exists(root_ / "run/vm")) << "the warden removes the runtime dir when the outer is gone";
 }
 
 INSTANTIATE_TEST_SUITE_P(
