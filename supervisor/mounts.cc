@@ -167,6 +167,45 @@ void make_read_only_but(const std::vector<PathRule>& writable) {
   }
 }
 
+// An empty tmpfs over `dir` with a copy of the mounts at each of `keep`
+// (paths below it) in its place, then read-only: the copies keep what they
+// were. Made in `dir`'s stead, the way to them is the same.
+void cover_runtime_dir(const std::filesystem::path& dir, const std::vector<std::filesystem::path>& keep) {
+  struct Kept {
+    std::filesystem::path relative;
+    bool directory;
+    UniqueFd copy;
+  };
+  std::vector<Kept> copies;
+  for (const std::filesystem::path& path : keep) {
+    UniqueFd at(check(::open(path.c_str(), O_PATH | O_CLOEXEC), "open", path.native()));
+    struct stat st {};
+    check(::fstat(at.get(), &st), "fstat", path.native());
+    UniqueFd copy(::open_tree(at.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
+    if (!copy) throw_errno("copy the mounts (open_tree) at", path.native());
+    copies.push_back({path.lexically_normal().lexically_relative(dir.lexically_normal()), S_ISDIR(st.st_mode),
+                      std::move(copy)});
+  }
+  check(::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, kPrivateMountsOptions),
+        "mount tmpfs on", dir.native());
+  for (Kept& kept : copies) {
+    std::filesystem::path target = dir;
+    for (auto part = kept.relative.begin(); part != kept.relative.end(); ++part) {
+      target /= *part;
+      bool last = std::next(part) == kept.relative.end();
+      if (last && !kept.directory) {
+        UniqueFd file(::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+        if (!file) throw_errno("create", target.native());
+      } else if (::mkdir(target.c_str(), 0755) != 0 && errno != EEXIST) {
+        throw_errno("mkdir", target.native());
+      }
+    }
+    check(::move_mount(kept.copy.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH),
+          "mount the copy of the mounts at", target.native());
+  }
+  make_read_only(AT_FDCWD, dir.c_str(), 0, dir.native() + " (the tmpfs covering it)");
+}
+
 }  // namespace
 
 std::filesystem::path private_mount_point(const SandboxSpec& spec, std::string_view name) {
@@ -274,6 +313,16 @@ ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service
     if (::stat(rule.path.c_str(), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) continue;
     mounts.writable.push_back(rule);
   }
+  std::string runtime_dir = spec.runtime_dir.lexically_normal().native();
+  bool reaches_runtime_dir = std::any_of(landlock.paths.begin(), landlock.paths.end(), [&](const PathRule& rule) {
+    return at_or_below(runtime_dir, rule.path.lexically_normal().native());
+  });
+  if (!reaches_runtime_dir) {
+    mounts.covered_runtime_dir = spec.runtime_dir;
+    for (const PathRule& rule : landlock.paths) {
+      if (at_or_below(rule.path.lexically_normal().native(), runtime_dir)) mounts.uncovered.push_back(rule.path);
+    }
+  }
   for (const BindMount& bind : spec.mounts) {
     if (!bind.target.empty()) continue;
     std::filesystem::path point = private_mount_point(spec, bind.name);
@@ -292,6 +341,7 @@ void setup_service_mounts(const ServiceMounts& mounts) {
   // Hidden first, so that no copy kept writable brings them back.
   for (const std::filesystem::path& point : mounts.hidden)
     check(::umount2(point.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW), "unmount in the service's namespace", point.native());
+  if (mounts.covered_runtime_dir) cover_runtime_dir(*mounts.covered_runtime_dir, mounts.uncovered);
   if (mounts.read_only_elsewhere) make_read_only_but(mounts.writable);
   // Mounted after: writable.
   mount_scratch();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "supervisor/sandbox.h"
@@ -33,6 +34,13 @@ struct ServiceMounts {
   // above them (the VMM's on the runtime directory) does not reach the
   // shares, which are virtiofsd's alone.
   std::vector<std::filesystem::path> hidden;
+  // With Landlock on and no rule on the runtime directory (or above it): the
+  // runtime directory covered by an empty read-only tmpfs holding only the
+  // paths below it that its rules name (a virtiofsd's share), so that it
+  // cannot reach the VMM's control socket there. Pathname sockets are not
+  // Landlock's, and the VMM's, the VM's uid's, would take its connect.
+  std::optional<std::filesystem::path> covered_runtime_dir;
+  std::vector<std::filesystem::path> uncovered;  // its rules' paths below it
   // With Landlock on: every mount read-only but at its write rules, which
   // stay as writable as they are on the host. Landlock (up to ABI 7) does not
   // cover chmod, chown, extended attributes (POSIX ACLs among them) or file

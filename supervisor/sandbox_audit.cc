@@ -180,6 +180,18 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                        "copies of shares none of its Landlock rules names; a rule on a directory above them "
                        "would otherwise reach them"});
     }
+    if (mounts.covered_runtime_dir) {
+      std::vector<std::string> uncovered;
+      for (const std::filesystem::path& path : mounts.uncovered) uncovered.push_back(path.string());
+      steps.push_back({actor,
+                       fmt::format("in its mount namespace: cover {} with an empty read-only tmpfs holding a copy of "
+                                   "the mounts at {}",
+                                   mounts.covered_runtime_dir->string(),
+                                   uncovered.empty() ? std::string("nothing") : join(uncovered, ", ")),
+                       {"CAP_SYS_ADMIN"},
+                       "none of its rules is on the runtime directory: it cannot reach the VMM's control socket "
+                       "there (pathname sockets are not Landlock's)"});
+    }
     if (mounts.read_only_elsewhere) {
       std::vector<std::string> kept;
       for (const PathRule& rule : mounts.writable) kept.push_back(rule.path.string());

@@ -5,9 +5,32 @@
 // FUSE is served; it exists for dialect detection and readiness tests.
 #include <sys/stat.h>
 
+#include <filesystem>
+
 #include "tests/doubles/double.h"
 
 using namespace double_support;
+
+// What a daemon taken over by its guest could reach in the runtime directory
+// (its share's mount point is RUNTIME/mnt/TAG), once its VMM runs: a connect
+// to the VMM's control socket there, by name (Landlock keeps the daemon from
+// listing the directory), written to the share's runtime-view for the test.
+void record_runtime_view(const std::string& shared_dir) {
+  std::filesystem::path runtime = std::filesystem::path(shared_dir).parent_path().parent_path();
+  std::string view;
+  for (const char* name : {"control.sock"}) {
+    std::string path = (runtime / name).string();
+    int stream = connect_to(path, SOCK_STREAM);
+    int error = errno;
+    int packet = stream < 0 && error != ENOENT ? connect_to(path, SOCK_SEQPACKET) : -1;
+    if (stream < 0 && error == EPROTOTYPE) error = errno;
+    view += std::string(name) + ": " + (stream >= 0 || packet >= 0 ? "connected" : std::strerror(error)) + "\n";
+  }
+  FILE* out = std::fopen((std::filesystem::path(shared_dir) / "runtime-view").c_str(), "w");
+  if (out == nullptr) return;
+  std::fputs(view.c_str(), out);
+  std::fclose(out);
+}
 
 int main(int argc, char** argv) {
   record(argc, argv);
@@ -45,6 +68,7 @@ int main(int argc, char** argv) {
   }
   int frontend = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
   if (frontend < 0) die("accept: " + std::string(std::strerror(errno)));
+  record_runtime_view(shared_dir);
   char buffer[4096];
   while (::recv(frontend, buffer, sizeof buffer, 0) > 0) {
   }

@@ -221,6 +221,18 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   EXPECT_TRUE(fs::exists(fmt::format("/proc/{}/root{}/control.sock", vmm_pid, runtime.string())))
       << "the VMM still sees its runtime dir";
 
+  // The daemon, no rule of which is on the runtime dir, sees there only its
+  // share's mount point: not the VMM's control socket, which a virtiofsd
+  // taken over by its guest would otherwise connect to (it tries by name,
+  // once the VMM is connected to it, and writes what it met into the share;
+  // Landlock keeps it from listing the directory either way).
+  fs::path view = root_ / "private/share/runtime-view";
+  for (auto deadline = Clock::now() + 5s; Clock::now() < deadline && !fs::exists(view);)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(testing::read_file(view), "control.sock: No such file or directory\n");
+  EXPECT_EQ(testing::directory_names(fmt::format("/proc/{}/root{}", daemon_pid, runtime.string())),
+            std::vector<std::string>{"mnt"});
+
   ASSERT_EQ(::kill(outer, SIGTERM), 0);
   int status = wait_for(outer, 20s);
   std::string log = testing::read_file(root_ / "log");
