@@ -33,8 +33,12 @@ namespace {
 // that a runaway service cannot eat the host's memory through tmpfs.
 constexpr const char* kScratchOptions = "mode=1777,size=64m,nr_inodes=16k";
 
+// noexec: Landlock's execute rules stop execve() of what a service writes
+// there, but not the dynamic loader mapping it (ld.so FILE); the kernel
+// refuses PROT_EXEC mappings from a noexec mount.
 void mount_scratch_tmpfs(const char* target) {
-  check(::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, kScratchOptions), "mount tmpfs on", target);
+  check(::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, kScratchOptions), "mount tmpfs on",
+        target);
 }
 
 // Holds the mount points of BindMounts without a target; read-only once
@@ -123,7 +127,7 @@ void mount_scratch() {
 
 bool on_scratch(const std::filesystem::path& path) {
   std::string normal = path.lexically_normal().native();
-  return at_or_below("/tmp", normal) || at_or_below("/dev/shm", normal);
+  return at_or_below(normal, "/tmp") || at_or_below(normal, "/dev/shm");
 }
 
 // Every mount read-only, but a copy of the mounts at each write rule, taken
@@ -307,10 +311,20 @@ ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service
   // sees the warden's mounts as they are.
   if (landlock.mode == LandlockMode::off) return mounts;
   mounts.read_only_elsewhere = true;
+  struct stat root {};
+  check(::stat("/", &root), "stat", "/");
   for (const PathRule& rule : landlock.paths) {
     if (!rule.rights.write || on_scratch(rule.path)) continue;
     struct stat st {};
-    if (::stat(rule.path.c_str(), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) continue;
+    bool exists = ::stat(rule.path.c_str(), &st) == 0;
+    if (exists && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) continue;
+    // A write rule on / (`exec --rw /`) leaves nothing to make read-only,
+    // and a copy put back on / would lie above the root, unseen.
+    if (exists && st.st_dev == root.st_dev && st.st_ino == root.st_ino) {
+      mounts.read_only_elsewhere = false;
+      mounts.writable.clear();
+      break;
+    }
     mounts.writable.push_back(rule);
   }
   std::string runtime_dir = spec.runtime_dir.lexically_normal().native();

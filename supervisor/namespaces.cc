@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 
 #include <cstdint>
 #include <cstdio>
 
 #include "common/error.h"
+#include "common/log.h"
 
 namespace vmwarden::supervisor {
 
@@ -69,12 +71,23 @@ void enter_identity_user_namespace(uid_t uid, gid_t gid) {
 }
 
 bool forbid_executable_memfds() {
-  UniqueFd setting(::open("/proc/sys/vm/memfd_noexec", O_WRONLY | O_CLOEXEC));
+  constexpr const char* kSetting = "/proc/sys/vm/memfd_noexec";
+  UniqueFd setting(::open(kSetting, O_WRONLY | O_CLOEXEC));
   if (!setting) {
     if (errno == ENOENT) return false;
-    throw_errno("open", "/proc/sys/vm/memfd_noexec");
+    throw_errno("open", kSetting);
   }
-  if (::write(setting.get(), "2\n", 2) != 2) throw_errno("write 2 to", "/proc/sys/vm/memfd_noexec");
+  if (::write(setting.get(), "2\n", 2) != 2) throw_errno("write 2 to", kSetting);
+  // Linux 6.3 to 6.6 also refused, at 2, a memfd made without
+  // MFD_NOEXEC_SEAL, which VMMs make for guest memory: there 1 (made
+  // without execute permission unless MFD_EXEC asks for it) is the most
+  // that lets a VM start.
+  UniqueFd probe(::memfd_create("vmwarden-probe", MFD_CLOEXEC));
+  if (!probe && errno == EACCES) {
+    if (::pwrite(setting.get(), "1\n", 2, 0) != 2) throw_errno("write 1 to", kSetting);
+    log::warning("this kernel refuses plain memfds at vm.memfd_noexec = 2; set to 1: a service may still make an "
+                 "executable memfd with MFD_EXEC");
+  }
   return true;
 }
 

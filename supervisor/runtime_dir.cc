@@ -18,7 +18,7 @@ namespace vmwarden::supervisor {
 namespace {
 
 // Empties the directory open as `top` depth-first, without recursion and
-// with at most two descriptors open however deep the tree goes: its owner
+// with at most three descriptors open however deep the tree goes: its owner
 // (the VM's uid, the command) may nest directories as deep as it likes, and
 // a stack frame or a descriptor per level would let it crash this exit path
 // (before the grants are revoked) or make it fail for good. Entries are

@@ -158,7 +158,7 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                        "the service needs no write access where it lives"});
     }
   }
-  constexpr const char* kScratch = "a private tmpfs (nosuid, nodev, 64 MiB, 16k inodes) on /tmp and on /dev/shm";
+  constexpr const char* kScratch = "a private tmpfs (nosuid, nodev, noexec, 64 MiB, 16k inodes) on /tmp and on /dev/shm";
   for (const ServiceSpec& service : spec.services) {
     std::string actor = "service " + service.name;
     const Confinement& confinement = service.confinement;

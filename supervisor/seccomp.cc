@@ -273,10 +273,13 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
       info.argument_filters.push_back(
           "personality: refused with ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, "
           "ADDR_COMPAT_LAYOUT or ADDR_LIMIT_32BIT, and with bit 31 set unless it is the query 0xffffffff");
-    if (deny || lists(profile, "socket"))
-      info.argument_filters.push_back(
-          "socket: families other than AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK refused with EAFNOSUPPORT "
-          "(AF_VSOCK is in no network namespace; the family's low 32 bits decide)");
+    for (const char* call : {"socket", "socketpair"}) {
+      if (deny || lists(profile, call))
+        info.argument_filters.push_back(fmt::format(
+            "{}: families other than AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK refused with EAFNOSUPPORT "
+            "(AF_VSOCK is in no network namespace; the family's low 32 bits decide)",
+            call));
+    }
     if (deny || lists(profile, "ioctl"))
       info.argument_filters.push_back(
           "ioctl: refused for TIOCSTI, TIOCLINUX and the loop device's LOOP_SET_FD to LOOP_CONFIGURE "
@@ -345,7 +348,7 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
     std::string_view name = syscall.name;
     // In an allow list these three are allowed only with safe arguments.
     if (allow_list && profile.filter_arguments &&
-        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl" || name == "socket" ||
+        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl" || name == "socket" || name == "socketpair" ||
          is_self_only(name)))
       continue;
     add_rule(ctx, listed_action, syscall);
@@ -375,7 +378,9 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
       if (allow_list) add_rule(ctx, SCMP_ACT_ALLOW, {call.name}, the_caller);
     }
 
-    if (!allow_list || lists(profile, "socket")) {
+    // socketpair() runs the family's create code as socket() does.
+    for (const char* call : {"socket", "socketpair"}) {
+      if (allow_list && !lists(profile, call)) continue;
       // The kernel reads the family as an int: only the low 32 bits are
       // compared, so upper bits cannot dress a refused family up.
       std::vector<std::uint32_t> allowed_families(std::begin(kAllowedSocketFamilies),
@@ -387,13 +392,13 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
       if (!(allow_list && unsupported == refuse)) {
         for (auto [mask, value] : other_families) {
           scmp_arg_cmp family = SCMP_A0_64(SCMP_CMP_MASKED_EQ, mask, value);
-          add_rule(ctx, unsupported, {"socket"}, {&family, 1});
+          add_rule(ctx, unsupported, {call}, {&family, 1});
         }
       }
       if (allow_list) {
         for (std::uint32_t allowed : allowed_families) {
           scmp_arg_cmp family = SCMP_A0_64(SCMP_CMP_MASKED_EQ, 0xffffffffULL, allowed);
-          add_rule(ctx, SCMP_ACT_ALLOW, {"socket"}, {&family, 1});
+          add_rule(ctx, SCMP_ACT_ALLOW, {call}, {&family, 1});
         }
       }
     }

@@ -357,7 +357,15 @@ void Warden::reap() {
     if (&service == main_ && killed_after_timeout_ && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
       main_killed_after_timeout_ = true;
     }
-    if (shutdown_started_) {
+    if (!shutdown_started_ && service.spec().wait_ready && !service.ready()) {
+      // Gone before its readiness wait began (or while it ran, its exit
+      // taken in first): the same permanent failure as a wait that failed,
+      // the main service's (a VMM's) too.
+      verbose_shutdown_ = true;
+      forced_status_ = exit_status::kPermanent;
+      log::error("{} did not become ready: it {} before it was ready", service.spec().name,
+                 describe_wait_status(status));
+    } else if (shutdown_started_) {
       auto level = verbose_shutdown_ ? log::Level::info : log::Level::debug;
       log::write(level, fmt::format("{} (pid {}) {} {} ms after the shutdown began", service.spec().name, pid,
                                     describe_wait_status(status), ms_between(*shutdown_started_, Clock::now())));
@@ -369,13 +377,6 @@ void Warden::reap() {
       // cleanly as soon as the main one closes its connection, and may be
       // reaped first: that is the main service ending, not a failure.
       log::debug("{} (pid {}) exited with the main service", service.spec().name, pid);
-    } else if (service.spec().wait_ready && !service.ready()) {
-      // Gone before its readiness wait began (or while it ran, its exit
-      // taken in first): the same permanent failure as a wait that failed.
-      verbose_shutdown_ = true;
-      forced_status_ = exit_status::kPermanent;
-      log::error("{} did not become ready: it {} before it was ready", service.spec().name,
-                 describe_wait_status(status));
     } else {
       verbose_shutdown_ = true;
       log::warning("{} (pid {}) {} while the sandbox was running", service.spec().name, pid,

@@ -194,6 +194,31 @@ int main(int argc, char** argv) {
     }
     return ok("executed");
   }
+  if (command == "loader-exec") {  // loader-exec DIR: /bin/true copied to DIR/prog, run by the dynamic loader
+    std::string copy = std::string(arg(1)) + "/prog";
+    int program = open("/bin/true", O_RDONLY | O_CLOEXEC);
+    int target = open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (program < 0 || target < 0) return setup_failed("copy /bin/true");
+    char buffer[65536];
+    for (ssize_t n; (n = read(program, buffer, sizeof buffer)) > 0;)
+      if (write(target, buffer, static_cast<size_t>(n)) != n) return setup_failed("write");
+    close(target);
+    pid_t child = fork();
+    if (child == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 2);  // the loader's own complaint
+      execl("/lib64/ld-linux-x86-64.so.2", "ld.so", copy.c_str(), nullptr);
+      _exit(126);
+    }
+    int status = 0;
+    if (waitpid(child, &status, 0) != child || !WIFEXITED(status)) return setup_failed("waitpid");
+    if (WEXITSTATUS(status) == 126) return setup_failed("exec the loader");
+    if (WEXITSTATUS(status) != 0) {
+      errno = EACCES;  // the loader could not map it
+      return denied("map DIR/prog executable");
+    }
+    return ok("executed");
+  }
   if (command == "mount") {  // mount TARGET
     if (mount("vmwarden-attack", arg(1), "tmpfs", 0, "size=16k") != 0) return denied("mount");
     return ok("mounted");
@@ -293,12 +318,17 @@ int main(int argc, char** argv) {
     if (syscall(SYS_ioctl, 0, request, &byte) < 0) return denied("ioctl");
     return ok("ioctl done");
   }
-  if (command == "socket") {  // socket FAMILY: a datagram or stream socket of that family (any upper bits)
+  if (command == "socket" || command == "socketpair") {  // socket[pair] FAMILY: stream, else datagram (any upper bits)
     unsigned long long family = std::strtoull(arg(1), nullptr, 0);
-    long fd = syscall(SYS_socket, family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 && errno == ESOCKTNOSUPPORT) fd = syscall(SYS_socket, family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return denied("socket");
-    return ok("socket");
+    int pair[2];
+    auto make = [&](int type) {
+      return command == "socket" ? syscall(SYS_socket, family, type | SOCK_CLOEXEC, 0)
+                                 : syscall(SYS_socketpair, family, type | SOCK_CLOEXEC, 0, pair);
+    };
+    long result = make(SOCK_STREAM);
+    if (result < 0 && errno == ESOCKTNOSUPPORT) result = make(SOCK_DGRAM);
+    if (result < 0) return denied(command.c_str());
+    return ok(command);
   }
   if (command == "x32-syscall") {
     long result = syscall(0x40000000 | SYS_getpid);

@@ -567,6 +567,9 @@ TEST_F(ExecEscapeTest, CannotChangeTheMetadataOfAFileOutsideItsWriteRules) {
   struct stat st {};
   ASSERT_EQ(::stat(roots.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 04777u) << "the control changed nothing: the test would prove nothing";
+  // A write rule on / leaves no mount read-only (the copy of / put back
+  // would lie above the root, and everything would be read-only).
+  expect_success(exec_attack({"--uid", "0", "--rw", "/"}, {"xattr", roots}));
 }
 
 // A program written to a memfd and executed through its descriptor would run
@@ -580,6 +583,21 @@ TEST_F(ExecEscapeTest, CannotExecuteAProgramWrittenToAMemfd) {
   expect_denied(exec_attack({}, {"memfd-exec", "exec"}), "EACCES");
   expect_success(host_attack({"memfd-exec"}, attacker_uid()));
   expect_success(host_attack({"memfd-exec", "exec"}, attacker_uid()));
+}
+
+// Landlock's execute rules stop execve() of what the command writes, not the
+// dynamic loader mapping it: /tmp and /dev/shm are mounted noexec, where the
+// kernel refuses executable mappings too. (Elsewhere the command can write
+// only under --rw, or the runtime dir; see SECURITY.md.) On the host, from a
+// directory of the test's, the loader runs it.
+TEST_F(ExecEscapeTest, CannotRunAProgramItWroteToScratchSpaceThroughTheLoader) {
+  for (const char* dir : {"/tmp", "/dev/shm"}) {
+    SCOPED_TRACE(dir);
+    expect_denied(exec_attack({}, {"loader-exec", dir}), "EACCES");
+    expect_denied(exec_attack({"--uid", "0"}, {"loader-exec", dir}), "EACCES");
+  }
+  TempDir own("vmwarden-exec-escape-loader");
+  expect_success(host_attack({"loader-exec", own.path().string()}));
 }
 
 // --- the kernel's privileged interfaces -----------------------------------
