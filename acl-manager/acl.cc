@@ -106,6 +106,7 @@ class GrantEditor final : public Editor {
   }
 
   bool adds_entries() const override { return true; }
+  bool removes_entries_of(uid_t) const override { return false; }
   bool clears_setid_bits() const override { return false; }
   mode_t setid_bits_to_clear(const struct stat&) const override { return 0; }
 
@@ -132,8 +133,8 @@ class GrantEditor final : public Editor {
 };
 
 // Removes the entries of every UID `remove` selects, from access and default
-// ACLs; a default ACL left without named entries is removed (unless the walk
-// knows it was there before the grant).
+// ACLs; a default ACL left without named entries is removed (where the walk
+// knows a grant made it).
 class RemoveEditor final : public Editor {
  public:
   explicit RemoveEditor(std::function<bool(uid_t)> remove) : remove_(std::move(remove)) {}
@@ -147,6 +148,7 @@ class RemoveEditor final : public Editor {
   }
 
   bool adds_entries() const override { return false; }
+  bool removes_entries_of(uid_t uid) const override { return remove_(uid); }
   // Removing entries only narrows access, whoever owns the object.
   bool accepts_owner(uid_t, uid_t) const override { return true; }
 

@@ -48,23 +48,30 @@ constexpr std::size_t kSmallTree = 64;
 // ACL values up to this size are read without a second call.
 constexpr std::size_t kValueBuffer = 1024;
 
-// Set by a grant on a directory whose default ACL it found already there
-// with no named entries (its owner's own rule for new files, such as
-// `setfacl -d -m o::---`). A removal that leaves a default ACL with no named
-// entries drops it, as a grant made it, unless this mark says it was there
-// before the grant, or the parent keeps the same one (a directory made after
-// the grant inherited it). In trusted.*: only CAP_SYS_ADMIN sets or removes
-// it, so a VM cannot mark a directory of its own.
-constexpr const char* kKeptDefaultMark = "trusted.vmwarden.kept-default";
+// Set by a grant on a directory where it creates the default ACL (there was
+// none), before writing it. A removal that leaves a default ACL with no
+// named entries drops it only where this mark says a grant made it (and
+// then drops the mark), or where the directory belongs to a UID whose
+// entries it removes (the VM made it while the grant held) and it inherited
+// the default ACL just dropped from its parent. Any other such default ACL
+// is someone's own rule for new files (`setfacl -d -m o::---`) and stays. A
+// grant that finds a default ACL with no named entries drops a mark left
+// there (its owner replaced the one the grant made). In trusted.*: only
+// CAP_SYS_ADMIN sets or removes it, so a VM cannot mark a directory itself.
+constexpr const char* kGrantedDefaultMark = "trusted.vmwarden.granted-default";
+
+// Whether the filesystem has no trusted.* attributes: no directory there
+// can be marked, and a removal drops such default ACLs as if marked.
+bool no_marks_here(int error) { return error == EOPNOTSUPP || error == ENOTSUP; }
 
 struct DirHandle {
   UniqueFd fd;
   std::string path;
-  // The parent's default ACL as this walk leaves it, when that is one with
-  // no named entries (nullopt otherwise, and for the root).
-  std::optional<Entries> parent_plain_default;
+  // The default ACL this walk dropped from the parent (after the edit),
+  // for the directories below it the VM made.
+  std::optional<Entries> parent_dropped_default;
   // This directory's, likewise; set before its subdirectories are queued.
-  std::optional<Entries> plain_default;
+  std::optional<Entries> dropped_default;
 };
 
 struct Task {
@@ -321,18 +328,24 @@ class Walk {
         return;
       }
       bool had_default = present;
-      bool mark_kept = had_default && editor.adds_entries() && !has_named_entries(default_acl);
+      bool creates_default = !had_default && editor.adds_entries();
+      bool stale_mark = had_default && editor.adds_entries() && !has_named_entries(default_acl);
       bool default_changed = editor.edit_default(default_acl, present, access, report);
-      if (had_default && !present) {
-        int kept = keeps_plain_default(fd, dir);
-        if (kept < 0) {
-          if (is_root) throw_system_error(-kept, "read the kept-default mark of", path);
-          note_error(path, "read the kept-default mark", -kept);
+      bool drops_default = had_default && !present;
+      if (drops_default) {
+        int granted = made_by_a_grant(walk, fd, dir, st);
+        if (granted < 0) {
+          if (is_root) throw_system_error(-granted, "read the granted-default mark of", path);
+          note_error(path, "read the granted-default mark", -granted);
           return;
         }
-        present = kept != 0;
+        if (granted == 0) {
+          present = true;  // someone's own rule for new files: it stays
+          drops_default = false;
+        } else {
+          dir.dropped_default = default_acl;
+        }
       }
-      if (present && !has_named_entries(default_acl)) dir.plain_default = default_acl;
 
       if (!access_changed && !default_changed) {
         ++report.unchanged;
@@ -340,11 +353,17 @@ class Walk {
       }
       if (!walk.options_.dry_run) {
         // Before the default ACL is written: a crash between the two leaves
-        // a mark on a default ACL with none of the grant's entries, which no
-        // removal is asked to drop.
-        if (mark_kept && ::fsetxattr(fd, kKeptDefaultMark, "", 0, 0) != 0) {
-          if (is_root) throw_errno("mark the default ACL as kept on", path);
-          note_error(path, "mark the default ACL as kept", errno);
+        // a mark on a directory without a default ACL, which the next grant
+        // creates (and marks) again, or whose owner's own one it drops.
+        if (creates_default && ::fsetxattr(fd, kGrantedDefaultMark, "", 0, 0) != 0 && !no_marks_here(errno)) {
+          if (is_root) throw_errno("mark the default ACL as granted on", path);
+          note_error(path, "mark the default ACL as granted", errno);
+          return;
+        }
+        if ((stale_mark || drops_default) && ::fremovexattr(fd, kGrantedDefaultMark) != 0 && errno != ENODATA &&
+            !no_marks_here(errno)) {
+          if (is_root) throw_errno("remove the granted-default mark of", path);
+          note_error(path, "remove the granted-default mark", errno);
           return;
         }
         if (access_changed) {
@@ -367,13 +386,15 @@ class Walk {
     }
 
     // Whether a default ACL that an edit left with no named entries (it
-    // would be dropped) stays: 1 if it was there before a grant (the mark)
-    // or is the one the parent keeps, 0 if not, -errno if the mark cannot
-    // be read.
-    int keeps_plain_default(int fd, const DirHandle& dir) {
-      if (dir.parent_plain_default && *dir.parent_plain_default == default_acl) return 1;
-      if (::fgetxattr(fd, kKeptDefaultMark, nullptr, 0) >= 0) return 1;
-      return errno == ENODATA ? 0 : -errno;
+    // would be dropped) was made by a grant (see kGrantedDefaultMark): 1 if
+    // so, 0 if it stays, -errno if the mark cannot be read.
+    int made_by_a_grant(const Walk& walk, int fd, const DirHandle& dir, const struct stat& st) {
+      if (walk.editor_.removes_entries_of(st.st_uid) && dir.parent_dropped_default &&
+          *dir.parent_dropped_default == default_acl)
+        return 1;
+      if (::fgetxattr(fd, kGrantedDefaultMark, nullptr, 0) >= 0) return 1;
+      if (errno == ENODATA) return 0;
+      return no_marks_here(errno) ? 1 : -errno;
     }
 
     // Stores `entries` as the access ACL of the object open as `fd` (not
@@ -626,7 +647,7 @@ class Walk {
       auto dir = std::make_shared<DirHandle>();
       dir->fd = UniqueFd(fd);
       dir->path = join(task.parent->path, task.name);
-      dir->parent_plain_default = task.parent->plain_default;
+      dir->parent_dropped_default = task.parent->dropped_default;
       process_dir(walk, dir, false);
     }
 

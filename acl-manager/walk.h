@@ -21,12 +21,15 @@ class Editor {
   virtual bool edit_access(Entries& access, bool is_directory, Report& report) const = 0;
   // Edits a directory's default ACL (`present` false: there is none, entries
   // empty; set it false to delete the default ACL, which the walk overrules
-  // for one that was there before a grant: see kKeptDefaultMark in walk.cc).
+  // for one no grant made: see kGrantedDefaultMark in walk.cc).
   // `access` is the directory's access ACL as it will be. Returns whether it
   // changed.
   virtual bool edit_default(Entries& entries, bool& present, const Entries& access, Report& report) const = 0;
   // Whether an object with no ACL at all can need a change (only grants add).
   virtual bool adds_entries() const = 0;
+  // Whether the entries of `uid` are among those removed (an object it owns
+  // was made by the VM that held it).
+  virtual bool removes_entries_of(uid_t uid) const = 0;
   // Whether setid_bits_to_clear() can be non-zero: the walk then learns
   // every regular file's owner and mode (no name-relative cheap check).
   virtual bool clears_setid_bits() const = 0;

@@ -1064,10 +1064,11 @@ TEST(AclRevoke, RemovesExactlyItsOwnEntriesAndKeepsTheMaskRule) {
 
 // An owner's own default ACL with no named entries (here: new files private
 // to others, whatever the umask) is a rule of theirs, not something a grant
-// made: grant + revoke leaves it, also on directories made while the grant
-// held, which inherited it. A default ACL the grant made goes, on the
-// directory it made it on and on those made below. The VM cannot mark a
-// directory of its own as having had its default ACL before the grant.
+// made: grant + revoke leaves it, and so it stays on a directory made while
+// the grant held, which inherited it. A default ACL the grant made goes: on
+// each directory it made it on (marked), also one that existed below an
+// owner's rule with no ACL of its own, and on the VM's directories made
+// below, which inherited it; the VM cannot mark a directory itself.
 TEST(AclRevoke, KeepsTheOwnersDefaultAclWithNoNamedEntries) {
   Env env;
   make_tree(env.tree, 2, 1);
@@ -1087,19 +1088,21 @@ TEST(AclRevoke, KeepsTheOwnersDefaultAclWithNoNamedEntries) {
   std::string before = getfacl(env.tree);
   std::string owners_default = default_acl(env.tree);
   ASSERT_NE(owners_default.find("other::---"), std::string::npos) << owners_default;
+  ASSERT_EQ(default_acl(env.tree / "d0/sub"), "") << "below the owner's rule, with none of its own";
 
   UidRegistry registry(env.locations);
   uid_t uid = registry.allocate_single_use();
   grant(registry, uid, env.tree, Access::rw);
-  // Made while the grant holds: below the owner's default ACL, and below
-  // the one the grant made on d0 (the VM's own, with its attempt at the
-  // mark, which needs CAP_SYS_ADMIN).
+  // Made while the grant holds: by the owner below the owner's default ACL,
+  // and by the VM below the one the grant made on d0, with its attempt at
+  // the mark (which needs CAP_SYS_ADMIN).
   std::filesystem::create_directory(env.tree / "later");
-  std::filesystem::create_directory(env.tree / "d0/later");
   ASSERT_EQ(as_user(uid, [&] {
               std::string own = (env.tree / "d0/by-vm").string();
               if (::mkdir(own.c_str(), 0755) != 0) return 1;
-              return ::setxattr(own.c_str(), "trusted.vmwarden.kept-default", "", 0, 0) != 0 && errno == EPERM ? 0 : 2;
+              if (::mkdir((own + "/deeper").c_str(), 0755) != 0) return 1;
+              return ::setxattr(own.c_str(), "trusted.vmwarden.granted-default", "", 0, 0) != 0 && errno == EPERM ? 0
+                                                                                                                  : 2;
             }),
             0);
   ASSERT_NE(default_acl(env.tree / "d0/by-vm").find(fmt::format("user:{}:", uid)), std::string::npos);
@@ -1108,13 +1111,31 @@ TEST(AclRevoke, KeepsTheOwnersDefaultAclWithNoNamedEntries) {
   EXPECT_EQ(default_acl(env.tree), owners_default);
   EXPECT_EQ(default_acl(env.tree / "later"), owners_default) << "inherited from the owner's rule";
   EXPECT_NE(default_acl(env.tree / "d1").find("group::---"), std::string::npos) << default_acl(env.tree / "d1");
-  for (const char* made : {"d0", "d0/later", "d0/by-vm"}) {
+  for (const char* made : {"d0", "d0/sub", "d0/by-vm", "d0/by-vm/deeper"}) {
     EXPECT_EQ(default_acl(env.tree / made), "") << made << ": the grant's default ACL stays";
   }
   std::filesystem::remove(env.tree / "later");
-  std::filesystem::remove(env.tree / "d0/later");
-  std::filesystem::remove(env.tree / "d0/by-vm");
+  std::filesystem::remove_all(env.tree / "d0/by-vm");
   EXPECT_EQ(getfacl(env.tree), before) << "grant + revoke must restore every ACL exactly";
+
+  // The owner drops their rule from the root afterwards: the next grant
+  // makes the default ACL there, and its revoke takes it away again.
+  setfacl({"-k", env.tree.string()});
+  std::string without_rule = getfacl(env.tree);
+  grant(registry, uid, env.tree, Access::rw);
+  revoke(registry, uid, env.tree);
+  EXPECT_EQ(getfacl(env.tree), without_rule) << "a mark left from before decided for a default ACL it did not make";
+
+  // While granted, the owner replaces the default ACL the grant made with a
+  // rule of their own: it stays through the revoke, and the next grant and
+  // revoke (the grant drops the mark it finds on such a rule).
+  grant(registry, uid, env.tree, Access::rw);
+  setfacl({"-k", env.tree.string()});
+  setfacl({"-d", "-m", "o::---", env.tree.string()});
+  revoke(registry, uid, env.tree);
+  grant(registry, uid, env.tree, Access::rw);
+  revoke(registry, uid, env.tree);
+  EXPECT_EQ(default_acl(env.tree), owners_default);
 }
 
 // A VM can leave a set-user-ID file of its UID in a read-write share (its
