@@ -743,6 +743,9 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
     std::vector<std::string> args{testing::vmwarden_binary()};
     std::string alias;
     uid_t target = 0;
+    // No single-use UID yet to grant or revoke (every allocation so far was
+    // killed): allocate one instead (pick() would divide by zero).
+    if ((op == 2 || op == 3) && single_use.empty()) op = 0;
     if (op == 0) {
       args.insert(args.end(), {"uid", "alloc"});
     } else if (op == 1) {
