@@ -260,6 +260,8 @@ UniqueFd detached_copy(int dir_fd, const std::filesystem::path& path) {
   return copy;
 }
 
+bool services_have_own_mount_namespaces(const SandboxSpec& spec) { return spec.services.size() > 1; }
+
 bool has_private_mount_points(const SandboxSpec& spec) {
   for (const BindMount& bind : spec.mounts) {
     if (bind.target.empty()) return true;
@@ -296,16 +298,20 @@ void setup_warden_mounts(const SandboxSpec& spec) {
   }
 }
 
-void unmount_private_mount_points(const SandboxSpec& spec) noexcept {
-  if (!has_private_mount_points(spec)) return;
-  std::string dir = private_mounts_dir(spec).string();
-  // EINVAL: not mounted (the warden failed before it mounted it).
-  if (::umount2(dir.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL && errno != ENOENT)
-    log::warning("unmount {}: {}", dir, std::strerror(errno));
+void unmount_runtime_dir_mounts(const SandboxSpec& spec) noexcept {
+  std::vector<std::string> mounted;
+  if (has_private_mount_points(spec)) mounted.push_back(private_mounts_dir(spec).string());
+  if (!services_have_own_mount_namespaces(spec)) mounted.push_back(spec.runtime_dir.string());
+  for (const std::string& dir : mounted) {
+    // EINVAL: not mounted (the warden failed before it mounted it).
+    if (::umount2(dir.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL && errno != ENOENT)
+      log::warning("unmount {}: {}", dir, std::strerror(errno));
+  }
 }
 
 ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service) {
   ServiceMounts mounts;
+  mounts.own_namespace = services_have_own_mount_namespaces(spec);
   const LandlockPolicy& landlock = service.confinement.landlock;
   // Without Landlock no rule says what the service may reach, nor write: it
   // sees the warden's mounts as they are.
@@ -351,7 +357,7 @@ ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service
 void setup_service_mounts(const ServiceMounts& mounts) {
   // Propagation is already private in the warden's namespace, and a new
   // namespace copies that.
-  check(::unshare(CLONE_NEWNS), "unshare", "(mount namespace of a service)");
+  if (mounts.own_namespace) check(::unshare(CLONE_NEWNS), "unshare", "(mount namespace of a service)");
   // Hidden first, so that no copy kept writable brings them back.
   for (const std::filesystem::path& point : mounts.hidden)
     check(::umount2(point.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW), "unmount in the service's namespace", point.native());

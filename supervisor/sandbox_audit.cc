@@ -80,7 +80,7 @@ std::vector<std::pair<std::string, std::string>> service_namespaces(const Sandbo
                                                                     const ServiceSpec& service) {
   return {
       {"pid", "sandbox"},
-      {"mount", "service"},
+      {"mount", services_have_own_mount_namespaces(spec) ? "service" : "sandbox"},
       {"ipc", "sandbox"},
       {"uts", "sandbox"},
       {"cgroup", "sandbox"},
@@ -159,6 +159,54 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
     }
   }
   constexpr const char* kScratch = "a private tmpfs (nosuid, nodev, noexec, 64 MiB, 16k inodes) on /tmp and on /dev/shm";
+  // The mounts of a service's view: made by its child in a namespace of its
+  // own, or by the warden for the one service of a sandbox, before it starts.
+  auto add_mount_steps = [&](const ServiceSpec& service) {
+      ServiceMounts mounts = service_mounts(spec, service);
+      std::string actor = "service " + service.name;
+      // The one service's mounts are the warden's to make, in its namespace.
+      const std::string mounter = mounts.own_namespace ? actor : "warden";
+      const std::string where = mounts.own_namespace ? "in its mount namespace"
+                                                     : "in its mount namespace, for the one service " + service.name;
+      if (mounts.own_namespace) {
+        steps.push_back({actor, "in the child, before exec: unshare a mount namespace", {"CAP_SYS_ADMIN"},
+                         "the mounts below are the service's alone"});
+      }
+      std::vector<std::string> hidden;
+      for (const std::filesystem::path& point : mounts.hidden) hidden.push_back(point.string());
+      if (!hidden.empty()) {
+        steps.push_back({mounter, where + ": unmount " + join(hidden, ", "), {"CAP_SYS_ADMIN"},
+                         "copies of shares none of its Landlock rules names; a rule on a directory above them "
+                         "would otherwise reach them"});
+      }
+      if (mounts.covered_runtime_dir) {
+        std::vector<std::string> uncovered;
+        for (const std::filesystem::path& path : mounts.uncovered) uncovered.push_back(path.string());
+        steps.push_back({mounter,
+                         fmt::format("{}: cover {} with an empty read-only tmpfs holding a copy of the mounts at {}",
+                                     where, mounts.covered_runtime_dir->string(),
+                                     uncovered.empty() ? std::string("nothing") : join(uncovered, ", ")),
+                         {"CAP_SYS_ADMIN"},
+                         "none of its rules is on the runtime directory: it cannot reach the VMM's control socket "
+                         "there (pathname sockets are not Landlock's)"});
+      }
+      if (mounts.read_only_elsewhere) {
+        std::vector<std::string> kept;
+        for (const PathRule& rule : mounts.writable) kept.push_back(rule.path.string());
+        steps.push_back(
+            {mounter,
+             fmt::format("{}: make every mount read-only (mount_setattr, recursively on /), then put back on top a "
+                         "copy, taken before, of the mounts at each write rule{}; /proc (the sandbox's own, where the "
+                         "child writes its user namespace's maps) stays writable",
+                         where, kept.empty() ? " (none)" : ": " + join(kept, ", ")),
+             {"CAP_SYS_ADMIN"},
+             "Landlock does not cover chmod, chown, extended attributes (POSIX ACLs) or file times; read-only "
+             "mounts refuse them outside the write rules, which stay as writable as on the host"});
+      }
+      steps.push_back({mounter, fmt::format("{}: mount {}", where, kScratch), {"CAP_SYS_ADMIN"},
+                       "services cannot meet, or leave files for each other, in shared scratch space"});
+  };
+  if (!services_have_own_mount_namespaces(spec) && !spec.services.empty()) add_mount_steps(spec.services.front());
   for (const ServiceSpec& service : spec.services) {
     std::string actor = "service " + service.name;
     const Confinement& confinement = service.confinement;
@@ -170,43 +218,7 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
       steps.push_back({actor, "in the child: start a session of its own (setsid), without a controlling terminal",
                        {}, "nothing it does reaches the terminal vmwarden was started from, but its output"});
     }
-    ServiceMounts mounts = service_mounts(spec, service);
-    steps.push_back({actor, "in the child, before exec: unshare a mount namespace", {"CAP_SYS_ADMIN"},
-                     "the mounts below are the service's alone"});
-    std::vector<std::string> hidden;
-    for (const std::filesystem::path& point : mounts.hidden) hidden.push_back(point.string());
-    if (!hidden.empty()) {
-      steps.push_back({actor, "in its mount namespace: unmount " + join(hidden, ", "), {"CAP_SYS_ADMIN"},
-                       "copies of shares none of its Landlock rules names; a rule on a directory above them "
-                       "would otherwise reach them"});
-    }
-    if (mounts.covered_runtime_dir) {
-      std::vector<std::string> uncovered;
-      for (const std::filesystem::path& path : mounts.uncovered) uncovered.push_back(path.string());
-      steps.push_back({actor,
-                       fmt::format("in its mount namespace: cover {} with an empty read-only tmpfs holding a copy of "
-                                   "the mounts at {}",
-                                   mounts.covered_runtime_dir->string(),
-                                   uncovered.empty() ? std::string("nothing") : join(uncovered, ", ")),
-                       {"CAP_SYS_ADMIN"},
-                       "none of its rules is on the runtime directory: it cannot reach the VMM's control socket "
-                       "there (pathname sockets are not Landlock's)"});
-    }
-    if (mounts.read_only_elsewhere) {
-      std::vector<std::string> kept;
-      for (const PathRule& rule : mounts.writable) kept.push_back(rule.path.string());
-      steps.push_back(
-          {actor,
-           fmt::format("in its mount namespace: make every mount read-only (mount_setattr, recursively on /), then "
-                       "put back on top a copy, taken before, of the mounts at each write rule{}; /proc (the sandbox's own, where the "
-                       "child writes its user namespace's maps) stays writable",
-                       kept.empty() ? " (none)" : ": " + join(kept, ", ")),
-           {"CAP_SYS_ADMIN"},
-           "Landlock does not cover chmod, chown, extended attributes (POSIX ACLs) or file times; read-only "
-           "mounts refuse them outside the write rules, which stay as writable as on the host"});
-    }
-    steps.push_back({actor, fmt::format("in its mount namespace: mount {}", kScratch), {"CAP_SYS_ADMIN"},
-                     "services cannot meet, or leave files for each other, in shared scratch space"});
+    if (services_have_own_mount_namespaces(spec)) add_mount_steps(service);
     if (confinement.landlock.mode != LandlockMode::off && !confinement.landlock.paths.empty()) {
       steps.push_back({actor,
                        fmt::format("open the {} Landlock rule paths (O_PATH) with the supervisor's credentials",

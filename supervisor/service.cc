@@ -112,7 +112,7 @@ int run_child(void* arg) {
     reset_signals();
     if (!spec.keep_terminal) check(::setsid(), "setsid");
     map_fds(plan);
-    setup_service_mounts(*plan.mounts);
+    if (plan.mounts->own_namespace) setup_service_mounts(*plan.mounts);
     check(::chdir(spec.cwd.c_str()), "chdir", spec.cwd.native());
     apply_confinement(spec.confinement);
     ::execve(plan.argv[0], plan.argv.data(), plan.envp.data());

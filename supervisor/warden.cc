@@ -150,12 +150,15 @@ int Warden::run() {
   setup_warden_mounts(spec_);
   if (!forbid_executable_memfds())
     log::debug("this kernel has no vm.memfd_noexec (Linux 6.3): a service may execute a memfd");
+  // The one service's mounts, here (see services_have_own_mount_namespaces).
+  if (!services_have_own_mount_namespaces(spec_) && !spec_.services.empty())
+    setup_service_mounts(service_mounts(spec_, spec_.services.front()));
 
   start_services();
   event_loop();
   int status = final_status();
   if (outer_gone_) {
-    unmount_private_mount_points(spec_);
+    unmount_runtime_dir_mounts(spec_);
     runtime_dir_.remove();
   }
   return status;
@@ -592,7 +595,7 @@ void run_warden(const SandboxSpec& spec, int outer_pidfd, RuntimeDir& runtime_di
   while (::waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
   }
   if (outer_gone || readable_now(outer_pidfd)) {
-    unmount_private_mount_points(spec);
+    unmount_runtime_dir_mounts(spec);
     runtime_dir.remove();
   }
   ::_exit(status);
