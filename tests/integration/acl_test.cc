@@ -1025,16 +1025,17 @@ TEST(AclInheritance, AFileCreatedAfterTheGrantIsUsableByTheUid) {
             0);
 }
 
+void setfacl(std::vector<std::string> args) {
+  args.insert(args.begin(), "setfacl");
+  auto result = testing::run_command(args);
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+}
+
 TEST(AclRevoke, RemovesExactlyItsOwnEntriesAndKeepsTheMaskRule) {
   Env env;
   make_tree(env.tree, 3, 4);
   // Existing ACLs: a named user and group, default entries, and one file
   // whose mask a chmod narrowed below what its named user was given.
-  auto setfacl = [](std::vector<std::string> args) {
-    args.insert(args.begin(), "setfacl");
-    auto result = testing::run_command(args);
-    ASSERT_EQ(result.exit_code, 0) << result.err;
-  };
   setfacl({"-R", "-m", "u:1000:rwX,g:100:rX", env.tree.string()});
   setfacl({"-d", "-m", "u:1000:rwx", (env.tree / "d1").string()});
   setfacl({"-m", "u:1001:rwx", (env.tree / "d2/f1").string()});
@@ -1076,11 +1077,6 @@ TEST(AclRevoke, KeepsTheOwnersDefaultAclWithNoNamedEntries) {
   Env env;
   make_tree(env.tree, 2, 1);
   std::filesystem::permissions(env.temp.path(), std::filesystem::perms(0755));
-  auto setfacl = [](std::vector<std::string> args) {
-    args.insert(args.begin(), "setfacl");
-    auto result = testing::run_command(args);
-    ASSERT_EQ(result.exit_code, 0) << result.err;
-  };
   setfacl({"-d", "-m", "o::---", env.tree.string()});
   setfacl({"-d", "-m", "g::---", (env.tree / "d1").string()});
   auto default_acl = [](const std::filesystem::path& dir) {

@@ -587,6 +587,22 @@ std::string read_until_eof(int fd) {
   return text;
 }
 
+// Runs `spec` to its end in a child; its wait status and what it wrote to stderr.
+struct SandboxEnd {
+  int status = 0;
+  std::string err;
+};
+SandboxEnd run_sandbox_to_end(const supervisor::SandboxSpec& spec) {
+  auto [err_read, err_write] = make_pipe();
+  pid_t outer = fork_run_sandbox(spec, err_write.get());
+  EXPECT_GT(outer, 0);
+  err_write.reset();
+  SandboxEnd end;
+  end.err = read_until_eof(err_read.get());
+  EXPECT_EQ(waitpid(outer, &end.status, 0), outer);
+  return end;
+}
+
 // A service given only stdout (as the VM's daemons get only their log on 1
 // and 2) finds /dev/null on its other standard descriptors, not a closed
 // slot that its first open() would take.
@@ -807,7 +823,6 @@ TEST_F(SandboxTest, AStopEndsAReadinessWaitAtOnce) {
 // stop request makes a failed wait no fault of the service's.
 TEST_F(SandboxTest, AServiceThatExitsBeforeItIsReadyIsAPermanentFailure) {
   using namespace vmwarden::supervisor;
-  auto [err_read, err_write] = make_pipe();
   SandboxSpec spec = sandbox_after_first_stage(
       "dies-early", {"/bin/true"}, "dies-early", {"/bin/false"},
       [](const RunningService& service, steady_clock::time_point deadline) {
@@ -820,12 +835,7 @@ TEST_F(SandboxTest, AServiceThatExitsBeforeItIsReadyIsAPermanentFailure) {
         }
         throw std::runtime_error("not ready by the deadline");
       });
-  pid_t outer = fork_run_sandbox(spec, err_write.get());
-  ASSERT_GT(outer, 0);
-  err_write.reset();
-  std::string err = read_until_eof(err_read.get());
-  int status = 0;
-  ASSERT_EQ(waitpid(outer, &status, 0), outer);
+  auto [status, err] = run_sandbox_to_end(spec);
   EXPECT_EQ(exit_code(status), 125) << err;
   // The probe says so, or, when the exit was taken in before the wait began
   // (a loaded machine), the warden.
@@ -837,7 +847,6 @@ TEST_F(SandboxTest, AServiceThatExitsBeforeItIsReadyIsAPermanentFailure) {
 // dies-early is a zombie, so its SIGCHLD is pending when its turn comes.
 TEST_F(SandboxTest, AServiceGoneBeforeItsReadinessWaitBeganIsAPermanentFailure) {
   using namespace vmwarden::supervisor;
-  auto [err_read, err_write] = make_pipe();
   auto zombie_child = [] {
     std::istringstream children(read_file("/proc/1/task/1/children"));
     for (pid_t child; children >> child;) {
@@ -860,12 +869,7 @@ TEST_F(SandboxTest, AServiceGoneBeforeItsReadinessWaitBeganIsAPermanentFailure) 
     throw std::runtime_error("waited for, though already gone");
   };
   spec.services.insert(spec.services.begin() + 1, gone);
-  pid_t outer = fork_run_sandbox(spec, err_write.get());
-  ASSERT_GT(outer, 0);
-  err_write.reset();
-  std::string err = read_until_eof(err_read.get());
-  int status = 0;
-  ASSERT_EQ(waitpid(outer, &status, 0), outer);
+  auto [status, err] = run_sandbox_to_end(spec);
   EXPECT_EQ(exit_code(status), 125) << err;
   EXPECT_THAT(err, HasSubstr("dies-early did not become ready: it exited with status 1 before it was ready")) << err;
   EXPECT_THAT(err, Not(HasSubstr("waited for, though already gone"))) << err;
