@@ -51,9 +51,9 @@ constexpr std::size_t kValueBuffer = 1024;
 // Set by a grant on a directory where it creates the default ACL (there was
 // none), before writing it. A removal that leaves a default ACL with no
 // named entries drops it only where this mark says a grant made it (and
-// then drops the mark), or where the directory belongs to a UID whose
-// entries it removes (the VM made it while the grant held) and it inherited
-// the default ACL just dropped from its parent. Any other such default ACL
+// then drops the mark, after the default ACL), or where the directory
+// belongs to a UID whose entries it removes (the VM made it while the grant
+// held, and it inherited the grant's). Any other such default ACL
 // is someone's own rule for new files (`setfacl -d -m o::---`) and stays. A
 // grant that finds a default ACL with no named entries drops a mark left
 // there (its owner replaced the one the grant made). In trusted.*: only
@@ -67,11 +67,6 @@ bool no_marks_here(int error) { return error == EOPNOTSUPP || error == ENOTSUP; 
 struct DirHandle {
   UniqueFd fd;
   std::string path;
-  // The default ACL this walk dropped from the parent (after the edit),
-  // for the directories below it the VM made.
-  std::optional<Entries> parent_dropped_default;
-  // This directory's, likewise; set before its subdirectories are queued.
-  std::optional<Entries> dropped_default;
 };
 
 struct Task {
@@ -333,7 +328,7 @@ class Walk {
       bool default_changed = editor.edit_default(default_acl, present, access, report);
       bool drops_default = had_default && !present;
       if (drops_default) {
-        int granted = made_by_a_grant(walk, fd, dir, st);
+        int granted = made_by_a_grant(walk, fd, st);
         if (granted < 0) {
           if (is_root) throw_system_error(-granted, "read the granted-default mark of", path);
           note_error(path, "read the granted-default mark", -granted);
@@ -342,8 +337,6 @@ class Walk {
         if (granted == 0) {
           present = true;  // someone's own rule for new files: it stays
           drops_default = false;
-        } else {
-          dir.dropped_default = default_acl;
         }
       }
 
@@ -360,12 +353,7 @@ class Walk {
           note_error(path, "mark the default ACL as granted", errno);
           return;
         }
-        if ((stale_mark || drops_default) && ::fremovexattr(fd, kGrantedDefaultMark) != 0 && errno != ENODATA &&
-            !no_marks_here(errno)) {
-          if (is_root) throw_errno("remove the granted-default mark of", path);
-          note_error(path, "remove the granted-default mark", errno);
-          return;
-        }
+        if (stale_mark && !remove_mark(fd, path, is_root)) return;
         if (access_changed) {
           if (int stored = store_access_acl(fd, access, st.st_mode); stored < 0) {
             if (is_root) throw_system_error(-stored, "set ACL on", path);
@@ -381,20 +369,33 @@ class Walk {
             return;
           }
         }
+        // After the default ACL: a crash between the two leaves the mark on
+        // a directory without one, which the next grant that makes one
+        // there marks anyway, and on whose owner's own rule it drops it.
+        if (drops_default && !remove_mark(fd, path, is_root)) return;
       }
       ++report.changed;
     }
 
     // Whether a default ACL that an edit left with no named entries (it
-    // would be dropped) was made by a grant (see kGrantedDefaultMark): 1 if
-    // so, 0 if it stays, -errno if the mark cannot be read.
-    int made_by_a_grant(const Walk& walk, int fd, const DirHandle& dir, const struct stat& st) {
-      if (walk.editor_.removes_entries_of(st.st_uid) && dir.parent_dropped_default &&
-          *dir.parent_dropped_default == default_acl)
-        return 1;
+    // would be dropped) was made by a grant (see kGrantedDefaultMark), or
+    // is on a directory of a UID whose entries go (the VM made it, and most
+    // likely inherited the grant's; the VM's own rules carry no weight): 1
+    // if so, 0 if it stays, -errno if the mark cannot be read.
+    int made_by_a_grant(const Walk& walk, int fd, const struct stat& st) {
+      if (walk.editor_.removes_entries_of(st.st_uid)) return 1;
       if (::fgetxattr(fd, kGrantedDefaultMark, nullptr, 0) >= 0) return 1;
       if (errno == ENODATA) return 0;
       return no_marks_here(errno) ? 1 : -errno;
+    }
+
+    // Removes the granted-default mark (none there is fine); false after
+    // noting the failure.
+    bool remove_mark(int fd, const std::string& path, bool is_root) {
+      if (::fremovexattr(fd, kGrantedDefaultMark) == 0 || errno == ENODATA || no_marks_here(errno)) return true;
+      if (is_root) throw_errno("remove the granted-default mark of", path);
+      note_error(path, "remove the granted-default mark", errno);
+      return false;
     }
 
     // Stores `entries` as the access ACL of the object open as `fd` (not
@@ -647,7 +648,6 @@ class Walk {
       auto dir = std::make_shared<DirHandle>();
       dir->fd = UniqueFd(fd);
       dir->path = join(task.parent->path, task.name);
-      dir->parent_dropped_default = task.parent->dropped_default;
       process_dir(walk, dir, false);
     }
 

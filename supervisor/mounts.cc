@@ -303,9 +303,13 @@ void unmount_runtime_dir_mounts(const SandboxSpec& spec) noexcept {
   if (has_private_mount_points(spec)) mounted.push_back(private_mounts_dir(spec).string());
   if (!services_have_own_mount_namespaces(spec)) mounted.push_back(spec.runtime_dir.string());
   for (const std::string& dir : mounted) {
-    // EINVAL: not mounted (the warden failed before it mounted it).
-    if (::umount2(dir.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL && errno != ENOENT)
-      log::warning("unmount {}: {}", dir, std::strerror(errno));
+    // Until nothing is mounted there (EINVAL; also when the warden failed
+    // before it mounted anything).
+    for (int stacked = 0; stacked < 16; ++stacked) {
+      if (::umount2(dir.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0) continue;
+      if (errno != EINVAL && errno != ENOENT) log::warning("unmount {}: {}", dir, std::strerror(errno));
+      break;
+    }
   }
 }
 
@@ -333,6 +337,18 @@ ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service
     }
     mounts.writable.push_back(rule);
   }
+  // A rule below another one needs no copy of its own: the other's copy
+  // holds its mounts as they are (and a copy put back below one put back
+  // above would be hidden, yet still a mount point there).
+  std::vector<PathRule> outermost;
+  for (const PathRule& rule : mounts.writable) {
+    bool below_another = std::any_of(mounts.writable.begin(), mounts.writable.end(), [&](const PathRule& other) {
+      std::string path = rule.path.lexically_normal().native(), above = other.path.lexically_normal().native();
+      return path != above && at_or_below(path, above);
+    });
+    if (!below_another) outermost.push_back(rule);
+  }
+  mounts.writable = std::move(outermost);
   std::string runtime_dir = spec.runtime_dir.lexically_normal().native();
   bool reaches_runtime_dir = std::any_of(landlock.paths.begin(), landlock.paths.end(), [&](const PathRule& rule) {
     return at_or_below(runtime_dir, rule.path.lexically_normal().native());

@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include <fcntl.h>
-#include <sys/mman.h>
+#include <sys/utsname.h>
 #include <sys/prctl.h>
 
 #include <cstdint>
 #include <cstdio>
+
+#include <fmt/core.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -70,6 +72,19 @@ void enter_identity_user_namespace(uid_t uid, gid_t gid) {
   write_proc_file("/proc/self/gid_map", map, static_cast<size_t>(length));
 }
 
+namespace {
+
+// Whether the running kernel's release is below major.minor.
+bool kernel_older_than(int major, int minor) {
+  struct utsname name {};
+  if (::uname(&name) != 0) return true;
+  int running_major = 0, running_minor = 0;
+  if (std::sscanf(name.release, "%d.%d", &running_major, &running_minor) != 2) return true;
+  return running_major < major || (running_major == major && running_minor < minor);
+}
+
+}  // namespace
+
 bool forbid_executable_memfds() {
   constexpr const char* kSetting = "/proc/sys/vm/memfd_noexec";
   UniqueFd setting(::open(kSetting, O_WRONLY | O_CLOEXEC));
@@ -77,17 +92,15 @@ bool forbid_executable_memfds() {
     if (errno == ENOENT) return false;
     throw_errno("open", kSetting);
   }
-  if (::write(setting.get(), "2\n", 2) != 2) throw_errno("write 2 to", kSetting);
-  // Linux 6.3 to 6.6 also refused, at 2, a memfd made without
-  // MFD_NOEXEC_SEAL, which VMMs make for guest memory: there 1 (made
-  // without execute permission unless MFD_EXEC asks for it) is the most
-  // that lets a VM start.
-  UniqueFd probe(::memfd_create("vmwarden-probe", MFD_CLOEXEC));
-  if (!probe && errno == EACCES) {
-    if (::pwrite(setting.get(), "1\n", 2, 0) != 2) throw_errno("write 1 to", kSetting);
-    log::warning("this kernel refuses plain memfds at vm.memfd_noexec = 2; set to 1: a service may still make an "
-                 "executable memfd with MFD_EXEC");
-  }
+  // Before Linux 6.6, 2 also refused a memfd made without MFD_NOEXEC_SEAL,
+  // which VMMs make for guest memory (and the value could only be raised,
+  // so there is no trying 2 first): there 1 (made without execute
+  // permission unless MFD_EXEC asks for it) is the most that lets a VM start.
+  bool refuses_plain_memfds = kernel_older_than(6, 6);
+  const char* value = refuses_plain_memfds ? "1\n" : "2\n";
+  if (::write(setting.get(), value, 2) != 2) throw_errno(fmt::format("write {} to", value[0]), kSetting);
+  if (refuses_plain_memfds)
+    log::debug("vm.memfd_noexec = 1 (2 refuses plain memfds before Linux 6.6): MFD_EXEC still makes one executable");
   return true;
 }
 

@@ -23,7 +23,8 @@ ClonedProcess clone_into_namespaces(bool private_network);
 
 // In the warden, PID 1 of the sandbox's PID namespace, with the sandbox's
 // /proc mounted: vm.memfd_noexec = 2 for that namespace (inherited by any
-// below it, never lowered there). A memfd is then made without execute
+// below it, never lowered there; 1 before Linux 6.6, where 2 also refuses
+// the plain memfds VMMs make). A memfd is then made without execute
 // permission and sealed so, and MFD_EXEC is refused: executing a program
 // written to a memfd (execveat of the descriptor) would run what no
 // Landlock execute rule names. False on a kernel without the setting

@@ -1117,6 +1117,18 @@ TEST(AclRevoke, KeepsTheOwnersDefaultAclWithNoNamedEntries) {
   std::filesystem::remove_all(env.tree / "d0/by-vm");
   EXPECT_EQ(getfacl(env.tree), before) << "grant + revoke must restore every ACL exactly";
 
+  // A VM's directory loses the default ACL it inherited from the grant's even
+  // when the grant's is gone already (a revoke killed in between, then run
+  // again).
+  grant(registry, uid, env.tree, Access::rw);
+  ASSERT_EQ(as_user(uid, [&] { return ::mkdir((env.tree / "d0/by-vm").c_str(), 0755); }), 0);
+  setfacl({"-k", (env.tree / "d0").string()});
+  ASSERT_EQ(::removexattr((env.tree / "d0").c_str(), "trusted.vmwarden.granted-default"), 0);
+  revoke(registry, uid, env.tree);
+  EXPECT_EQ(default_acl(env.tree / "d0/by-vm"), "");
+  std::filesystem::remove(env.tree / "d0/by-vm");
+  EXPECT_EQ(getfacl(env.tree), before);
+
   // The owner drops their rule from the root afterwards: the next grant
   // makes the default ACL there, and its revoke takes it away again.
   setfacl({"-k", env.tree.string()});

@@ -1014,6 +1014,17 @@ TEST_F(TreeDeathTest, KillingTheOuterLeavesNothing) {
   kill_and_expect_gone(outer_);
 }
 
+// A write rule above the runtime dir (--rw of the directory holding it):
+// the warden's view puts one writable copy back there, not a second one
+// hidden below it, which would keep the runtime dir a mount point the
+// orphaned warden cannot remove (EBUSY).
+TEST_F(TreeDeathTest, KillingTheOuterLeavesNothingWithAWriteRuleAboveTheRuntimeDir) {
+  start(exec_argv({"--uid", "0", "--rw", runtime_dir().parent_path().string(), "--timeout", "30", "--notify-fd", "3"},
+                  command()),
+        options(true));
+  kill_and_expect_gone(outer_);
+}
+
 TEST_F(TreeDeathTest, KillingTheWardenLeavesNothing) {
   start(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"}, command()), options(true));
   kill_and_expect_gone(warden_);
