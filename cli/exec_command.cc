@@ -174,11 +174,11 @@ void check_visible(const std::string& what, const fs::path& path) {
 // A tree granted to the single-use UID: refused here, before the lease,
 // for whatever grant() would refuse it for (a symlink or ".." on the way,
 // not a directory, no POSIX ACLs).
-fs::path granted_tree(const std::string& flag, const std::string& given) {
+fs::path granted_tree(const std::string& flag, const std::string& given, const Locations& locations) {
   if (given.empty()) throw UsageError(flag + " needs a path");
   fs::path tree;
   try {
-    tree = vm::checked_share(fs::absolute(given));
+    tree = vm::checked_share(fs::absolute(given), locations);
   } catch (const UsageError& e) {
     throw UsageError(fmt::format("{}: {}", flag, e.what()));
   }
@@ -292,7 +292,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   // caller's to have permissions for.
   std::vector<fs::path> read_write;
   for (const std::string& given_path : options.rw) {
-    fs::path path = plan.single_use ? granted_tree("--rw", given_path) : existing_path("--rw", given_path);
+    fs::path path = plan.single_use ? granted_tree("--rw", given_path, locations) : existing_path("--rw", given_path);
     read_write.push_back(path);
     confinement.landlock.paths.push_back({path, supervisor::PathRights::read_write()});
     // Granted, it is mounted over itself from the grant's copy, the mounts
@@ -303,7 +303,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
     }
   }
   for (const std::string& given_path : options.ro) {
-    fs::path path = plan.single_use ? granted_tree("--ro", given_path) : existing_path("--ro", given_path);
+    fs::path path = plan.single_use ? granted_tree("--ro", given_path, locations) : existing_path("--ro", given_path);
     // The read-only bind mount would win over the read-write grant.
     if (std::find(read_write.begin(), read_write.end(), path) != read_write.end())
       throw UsageError(fmt::format("{} is given to both --ro and --rw; give it once", path.string()));

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/process.h"
 #include "common/log.h"
+#include "common/mountinfo.h"
 #include "supervisor/policy.h"
 #include "virtiofs-glue/virtiofsd.h"
 #include "vm-launcher/backend.h"
@@ -264,11 +265,19 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
   return plan;
 }
 
-std::filesystem::path checked_share(const std::filesystem::path& tree) {
+std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations) {
   std::filesystem::path checked = acl::checked_tree(tree);
   if (checked == "/")
     throw UsageError("/ cannot be a share: its grant would rewrite the ACL of every file on the root filesystem, "
                      "and its copy would bring the host's /proc into the sandbox; share the directories needed");
+  for (const auto& [held, what] : {std::pair{locations.state_dir, "the state directory (the UID registry and grant "
+                                                                  "records)"},
+                                   std::pair{locations.runtime_dir, "the runtime directory (the VMMs' control "
+                                                                    "sockets)"}}) {
+    if (at_or_below(held.lexically_normal().native(), checked.lexically_normal().native()))
+      throw UsageError(fmt::format("{} holds {}, {}, which the VM would then reach; share a directory beside it",
+                                   checked.string(), held.string(), what));
+  }
   supervisor::require_copyable_mounts(checked);
   return checked;
 }
@@ -330,7 +339,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //     way, no POSIX ACLs, ...), which `check` cannot do on its own.
   acl::UidRegistry registry(options.locations);
   for (const GrantPlan& grant : plan_launch(definition, registry.range().first, options).grants)
-    (void)checked_share(grant.tree);
+    (void)checked_share(grant.tree, options.locations);
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());

@@ -60,8 +60,10 @@ std::vector<std::string> check_plan(const LaunchPlan& plan);
 // acl::checked_tree() (what a grant would refuse: a symlink or ".." on the
 // way, not a directory, no POSIX ACLs), "/", and a tree with an unbindable
 // mount at or below it (supervisor::require_copyable_mounts()). For callers
-// that must refuse a share before they lease a UID. Throws UsageError.
-std::filesystem::path checked_share(const std::filesystem::path& tree);
+// that must refuse a share before they lease a UID. Also a tree that holds
+// the state or the runtime directory: the UID registry and grant records,
+// and the VMMs' control sockets, would be the VM's. Throws UsageError.
+std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations);
 
 // Sorts plan.grants and plan.sandbox.mounts outer trees first (stable):
 // where one share lies inside another, the last grant decides the entries

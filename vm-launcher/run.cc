@@ -70,13 +70,13 @@ void require_usable_path(std::string_view flag, const fs::path& given, const std
 // It is granted to the VM's UID, so grant()'s own refusals (a symlink or
 // ".." on the way, not a directory, no POSIX ACLs) come here, before
 // anything is created or leased.
-fs::path existing_dir(const fs::path& path, std::string_view flag) {
+fs::path existing_dir(const fs::path& path, std::string_view flag, const Locations& locations) {
   std::error_code error;
   fs::path absolute = fs::absolute(path, error);
   if (error) throw UsageError(fmt::format("{} {}: {}", flag, path.string(), error.message()));
   fs::path tree;
   try {
-    tree = checked_share(absolute);
+    tree = checked_share(absolute, locations);
   } catch (const UsageError& e) {
     throw UsageError(fmt::format("{}: {}", flag, e.what()));
   }
@@ -143,9 +143,9 @@ int run_program_in_vm(const RunOptions& options) {
                                  "before the VM is stopped)",
                                  options.timeout_s));
   std::vector<fs::path> ro, rw, store;
-  for (const auto& dir : options.ro) ro.push_back(existing_dir(dir, "--ro"));
-  for (const auto& dir : options.rw) rw.push_back(existing_dir(dir, "--rw"));
-  for (const auto& dir : options.store) store.push_back(existing_dir(dir, "--store"));
+  for (const auto& dir : options.ro) ro.push_back(existing_dir(dir, "--ro", options.locations));
+  for (const auto& dir : options.rw) rw.push_back(existing_dir(dir, "--rw", options.locations));
+  for (const auto& dir : options.store) store.push_back(existing_dir(dir, "--store", options.locations));
   // The run's own config and report shares, and the scratch directory, count.
   std::size_t own_shares = 2 + (options.scratch ? 1 : 0);
   if (ro.size() + rw.size() + store.size() + own_shares > kMaxShares)

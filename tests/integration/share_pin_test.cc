@@ -356,6 +356,26 @@ TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefused) {
   EXPECT_THAT(outcome.out, Not(HasSubstr("ran")));
 }
 
+// A share holding the state or the runtime directory would hand the VM the
+// UID registry and grant records, or the VMMs' control sockets (its
+// virtiofsd's copy of it would show them past the runtime dir's cover).
+TEST_F(SharePinTest, AShareHoldingTheStateOrRuntimeDirectoryIsRefused) {
+  auto expect_refused = [](const fs::path& tree, const Locations& held) {
+    try {
+      (void)vm::checked_share(tree, held);
+      ADD_FAILURE() << tree << " accepted";
+    } catch (const UsageError& error) {
+      EXPECT_THAT(error.what(), HasSubstr("holds")) << error.what();
+      EXPECT_THAT(error.what(), HasSubstr("share a directory beside it")) << error.what();
+    }
+  };
+  expect_refused(root_.path(), locations());  // holds state/ and run/
+  Locations runtime_inside = locations();
+  runtime_inside.runtime_dir = share() / "run";
+  expect_refused(share(), runtime_inside);
+  EXPECT_EQ(vm::checked_share(share(), locations()), share());
+}
+
 // The same refusal before anything is leased or granted (what `exec`, `run`
 // and `supervise` check a share with): a usage error.
 TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefusedBeforeTheLease) {
@@ -363,7 +383,7 @@ TEST_F(SharePinTest, AShareWithAnUnbindableMountBelowItIsRefusedBeforeTheLease) 
   hooks.setup = [this] {
     share_with_an_unbindable_mount_below();
     try {
-      (void)vm::checked_share(share());
+      (void)vm::checked_share(share(), locations());
       std::printf("accepted\n");
     } catch (const UsageError& error) {
       std::printf("refused: %s\n", error.what());
