@@ -132,7 +132,8 @@ class GrantEditor final : public Editor {
   UidRange managed_;
 };
 
-// Removes the entries of every UID `remove` selects, from access and default
+// Removes the entries of every UID `remove` selects (named users, and named
+// groups of the same id: a VM's gid is its uid), from access and default
 // ACLs; a default ACL left without named entries is removed (where the walk
 // knows a grant made it).
 class RemoveEditor final : public Editor {
@@ -164,14 +165,16 @@ class RemoveEditor final : public Editor {
  private:
   bool remove(Entries& entries, Report& report) const {
     bool any = false;
+    // Named groups too: a VM's gid is its uid, and it may have given its
+    // own group access to its files, which the UID's next holder would have.
     for (const detail::Entry& entry : entries) {
-      if (entry.tag == detail::kUser && remove_(entry.id)) {
+      if ((entry.tag == detail::kUser || entry.tag == detail::kGroup) && remove_(entry.id)) {
         any = true;
         ++report.removed[entry.id];
       }
     }
     if (!any) return false;
-    return detail::remove_users(entries, remove_);
+    return detail::remove_users_and_groups(entries, remove_);
   }
 
   std::function<bool(uid_t)> remove_;

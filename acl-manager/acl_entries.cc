@@ -151,11 +151,14 @@ bool set_user(Entries& entries, std::uint32_t uid, std::uint16_t perm) {
   return true;
 }
 
-bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& matches) {
+namespace {
+
+bool remove_named(Entries& entries, const std::function<bool(std::uint32_t)>& matches, bool groups_too) {
   Entry* mask = find(entries, kMask);
   std::uint16_t old_mask = mask ? mask->perm : 7;
-  auto removed = std::remove_if(entries.begin(), entries.end(),
-                                [&](const Entry& entry) { return entry.tag == kUser && matches(entry.id); });
+  auto removed = std::remove_if(entries.begin(), entries.end(), [&](const Entry& entry) {
+    return (entry.tag == kUser || (groups_too && entry.tag == kGroup)) && matches(entry.id);
+  });
   if (removed == entries.end()) return false;
   entries.erase(removed, entries.end());
 
@@ -174,6 +177,16 @@ bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& ma
     m->perm = new_mask;
   }
   return true;
+}
+
+}  // namespace
+
+bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& matches) {
+  return remove_named(entries, matches, false);
+}
+
+bool remove_users_and_groups(Entries& entries, const std::function<bool(std::uint32_t)>& matches) {
+  return remove_named(entries, matches, true);
 }
 
 bool is_minimal(const Entries& entries) {

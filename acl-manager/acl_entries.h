@@ -69,6 +69,9 @@ std::uint16_t grantable(const Entries& entries, std::uint32_t uid, std::uint16_t
 // group inside the mask, the mask goes too. No other entry is modified.
 // Returns whether anything changed.
 bool remove_users(Entries& entries, const std::function<bool(std::uint32_t)>& matches);
+// The same for named-user and named-group entries whose id matches (a VM's
+// gid is its uid).
+bool remove_users_and_groups(Entries& entries, const std::function<bool(std::uint32_t)>& matches);
 
 // True when only the owner/group/other entries remain (an ACL the kernel
 // stores as plain mode bits).

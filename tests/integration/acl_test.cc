@@ -1149,6 +1149,44 @@ TEST(AclRevoke, KeepsTheOwnersDefaultAclWithNoNamedEntries) {
   EXPECT_EQ(default_acl(env.tree), owners_default);
 }
 
+// A VM may give its own group (its gid is its uid) access to its files and
+// directories, default entries included: the UID's next holder would have
+// it. Revoke removes those named-group entries too.
+TEST(AclRevoke, RemovesTheEntriesTheVmGaveItsOwnGroup) {
+  GrantedTree granted(1, 1, Access::rw);
+  auto& [env, registry, uid] = granted;
+  std::filesystem::permissions(env.temp.path(), std::filesystem::perms(0755));
+  std::filesystem::path dir = env.tree / "d0/by-vm";
+  ASSERT_EQ(as_user(uid, [&] {
+              if (::mkdir(dir.c_str(), 0700) != 0) return 1;
+              int fd = ::open((dir / "file").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+              if (fd < 0) return 2;
+              ::close(fd);
+              return 0;
+            }),
+            0);
+  std::string group = fmt::format("g:{}:rwx", uid);
+  auto setfacl_as_vm = [&](std::vector<std::string> args) {
+    return as_user(uid, [&] {
+      std::vector<char*> argv;
+      std::string program = "/usr/bin/setfacl";
+      argv.push_back(program.data());
+      for (std::string& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      ::execv(program.c_str(), argv.data());
+      return 127;
+    });
+  };
+  ASSERT_EQ(setfacl_as_vm({"-m", group, (dir / "file").string()}), 0);
+  ASSERT_EQ(setfacl_as_vm({"-d", "-m", group, dir.string()}), 0);
+  ASSERT_NE(getfacl(dir).find(fmt::format("group:{}:rwx", uid)), std::string::npos) << getfacl(dir);
+
+  revoke(registry, uid, env.tree);
+  std::string after = getfacl(env.tree);
+  EXPECT_EQ(after.find(fmt::format("group:{}:", uid)), std::string::npos) << after;
+  EXPECT_EQ(count_entries(after, uid), 0u) << after;
+}
+
 // A VM can leave a set-user-ID file of its UID in a read-write share (its
 // virtiofsd lets it chmod its own files). Whoever runs it later would act as
 // that UID: as the next VM given a single-use UID. Revoking the UID's access
