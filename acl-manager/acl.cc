@@ -594,11 +594,18 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
 
   std::set<uid_t> leased;
   std::map<uid_t, std::string> allocated;
-  for (const UidInfo& info : registry.list()) {
+  // Every id the registry ever handed out (allocated, released, or named
+  // by a record): only theirs are a VM's. An id of the range that is a
+  // host account or group (never handed out) keeps its entries.
+  std::set<uid_t> handed_out;
+  for (const UidInfo& info : registry.list(/*include_released=*/true)) {
+    handed_out.insert(info.uid);
+    if (!info.allocated) continue;
     allocated.emplace(info.uid, info.alias);
     if (info.leased_by) leased.insert(info.uid);
   }
   std::vector<GrantRecord> records = registry.grant_records();
+  for (const GrantRecord& record : records) handed_out.insert(record.uid);
   struct RecordedTree {
     bool cross_mounts = false;
     bool by_path_alone = false;  // a record names no directory by handle
@@ -623,7 +630,9 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     auto it = allocated.find(uid);
     return it != allocated.end() && !it->second.empty();
   };
-  auto is_dead = [&](uid_t uid) { return range.contains(uid) && !leased.count(uid) && !is_live_alias(uid); };
+  auto is_dead = [&](uid_t uid) {
+    return range.contains(uid) && handed_out.count(uid) && !leased.count(uid) && !is_live_alias(uid);
+  };
 
   for (const auto& [tree, recorded] : trees) {
     // An alias keeps its entries in a tree it holds a record for, and also
@@ -663,7 +672,9 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       }
       WalkOptions options{.cross_mounts = recorded.cross_mounts, .dry_run = dry_run};
       if (root) {
-        RemoveEditor editor([&](uid_t uid) { return range.contains(uid) && !leased.count(uid) && !kept.count(uid); });
+        RemoveEditor editor([&](uid_t uid) {
+          return range.contains(uid) && handed_out.count(uid) && !leased.count(uid) && !kept.count(uid);
+        });
         entry.report += detail::walk_tree(root.get(), tree.string(), editor, options);
       }
       // A directory renamed away may now lie in another UID's granted tree,

@@ -340,13 +340,21 @@ ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service
   // A rule below another one needs no copy of its own: the other's copy
   // holds its mounts as they are (and a copy put back below one put back
   // above would be hidden, yet still a mount point there).
+  // ("/x", "/x/" and "/x/." are one path; of equal ones the first stays.)
+  auto normal = [](const std::filesystem::path& path) {
+    std::string text = path.lexically_normal().native();
+    while (text.size() > 1 && text.back() == '/') text.pop_back();
+    return text;
+  };
   std::vector<PathRule> outermost;
-  for (const PathRule& rule : mounts.writable) {
-    bool below_another = std::any_of(mounts.writable.begin(), mounts.writable.end(), [&](const PathRule& other) {
-      std::string path = rule.path.lexically_normal().native(), above = other.path.lexically_normal().native();
-      return path != above && at_or_below(path, above);
-    });
-    if (!below_another) outermost.push_back(rule);
+  for (std::size_t i = 0; i < mounts.writable.size(); ++i) {
+    std::string path = normal(mounts.writable[i].path);
+    bool covered = false;
+    for (std::size_t j = 0; j < mounts.writable.size() && !covered; ++j) {
+      std::string other = normal(mounts.writable[j].path);
+      covered = j != i && at_or_below(path, other) && (path != other || j < i);
+    }
+    if (!covered) outermost.push_back(mounts.writable[i]);
   }
   mounts.writable = std::move(outermost);
   std::string runtime_dir = spec.runtime_dir.lexically_normal().native();

@@ -265,18 +265,32 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
   return plan;
 }
 
-std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations) {
+std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations,
+                                    const std::filesystem::path& own_state_subdir) {
   std::filesystem::path checked = acl::checked_tree(tree);
   if (checked == "/")
     throw UsageError("/ cannot be a share: its grant would rewrite the ACL of every file on the root filesystem, "
                      "and its copy would bring the host's /proc into the sandbox; share the directories needed");
-  for (const auto& [held, what] : {std::pair{locations.state_dir, "the state directory (the UID registry and grant "
-                                                                  "records)"},
-                                   std::pair{locations.runtime_dir, "the runtime directory (the VMMs' control "
-                                                                    "sockets)"}}) {
-    if (at_or_below(held.lexically_normal().native(), checked.lexically_normal().native()))
+  // As they resolve: a location named through a symlink (/var/run) is the
+  // directory it leads to.
+  auto resolved = [](const std::filesystem::path& path) {
+    std::error_code error;
+    std::filesystem::path real = std::filesystem::weakly_canonical(path, error);
+    return (error ? path : real).lexically_normal();
+  };
+  std::string share = checked.lexically_normal().native();
+  std::string own = own_state_subdir.empty() ? std::string() : resolved(own_state_subdir).native();
+  for (const auto& [location, what] :
+       {std::pair{locations.state_dir, "the state directory (the UID registry and grant records)"},
+        std::pair{locations.runtime_dir, "the runtime directory (the UID leases, the VMMs' control sockets)"},
+        std::pair{locations.config_dir, "the configuration directory (the VM definitions)"}}) {
+    std::string held = resolved(location).native();
+    if (at_or_below(held, share))
       throw UsageError(fmt::format("{} holds {}, {}, which the VM would then reach; share a directory beside it",
-                                   checked.string(), held.string(), what));
+                                   checked.string(), location.string(), what));
+    if (at_or_below(share, held) && (own.empty() || !at_or_below(share, own)))
+      throw UsageError(fmt::format("{} lies in {}, {}, which the VM would then reach; share a directory outside it",
+                                   checked.string(), location.string(), what));
   }
   supervisor::require_copyable_mounts(checked);
   return checked;
@@ -339,7 +353,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //     way, no POSIX ACLs, ...), which `check` cannot do on its own.
   acl::UidRegistry registry(options.locations);
   for (const GrantPlan& grant : plan_launch(definition, registry.range().first, options).grants)
-    (void)checked_share(grant.tree, options.locations);
+    (void)checked_share(grant.tree, options.locations, options.own_state_subdir);
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());

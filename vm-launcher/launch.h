@@ -31,6 +31,9 @@ struct LaunchOptions {
   // Runs once the VM's UID is leased, before anything is planned or granted:
   // `vmwarden run` writes the guest's manifest, which names the UID, there.
   std::function<void(uid_t)> prepare;
+  // A directory of vmwarden's own inside the state directory that shares
+  // may lie in (`vmwarden run`'s run directory; see checked_share()).
+  std::filesystem::path own_state_subdir;
 };
 
 // An ACL grant the outer process makes before the sandbox starts, so that the
@@ -60,10 +63,14 @@ std::vector<std::string> check_plan(const LaunchPlan& plan);
 // acl::checked_tree() (what a grant would refuse: a symlink or ".." on the
 // way, not a directory, no POSIX ACLs), "/", and a tree with an unbindable
 // mount at or below it (supervisor::require_copyable_mounts()). For callers
-// that must refuse a share before they lease a UID. Also a tree that holds
-// the state or the runtime directory: the UID registry and grant records,
-// and the VMMs' control sockets, would be the VM's. Throws UsageError.
-std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations);
+// that must refuse a share before they lease a UID. Also a tree that holds,
+// or lies in, the state, runtime or config directory (compared as they
+// resolve): the UID registry and grant records, the leases and the VMMs'
+// control sockets, the definitions would be the VM's. `own_state_subdir`, a
+// directory vmwarden made there for the VM (a run's), may hold shares.
+// Throws UsageError.
+std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations,
+                                    const std::filesystem::path& own_state_subdir = {});
 
 // Sorts plan.grants and plan.sandbox.mounts outer trees first (stable):
 // where one share lies inside another, the last grant decides the entries

@@ -269,6 +269,7 @@ int run_program_in_vm(const RunOptions& options) {
   //    UID's own (it is the program's HOME).
   LaunchOptions launch_options;
   launch_options.locations = options.locations;
+  launch_options.own_state_subdir = runs / name;
   launch_options.prepare = [&](uid_t uid) {
     guest::Manifest manifest;
     manifest.uid = uid;

@@ -562,6 +562,10 @@ TEST_F(ExecEscapeTest, CannotChangeTheMetadataOfAFileOutsideItsWriteRules) {
     SCOPED_TRACE(change);
     expect_success(exec_attack({"--uid", "0", "--rw", shared.path().string()}, {change, own}));
   }
+  // The same tree named twice, once with a trailing '/': still writable
+  // (each once took the other for the rule above it, and neither was kept).
+  expect_success(exec_attack({"--uid", "0", "--rw", shared.path().string(), "--rw", shared.path().string() + "/"},
+                             {"xattr", own}));
 
   expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"chmod", roots}));
   struct stat st {};

@@ -1250,6 +1250,23 @@ TEST(AclRevoke, ClearsTheSetIdBitsOfTheUidsFilesWithoutTheNodevView) {
   detail::force_no_nodev_view(false);
 }
 
+// An id of the range the registry never handed out is a host account or
+// group's (the registry keeps those out): a sweep leaves its entries, user
+// and group, and removes the dead VM's.
+TEST(AclSweep, LeavesTheEntriesOfIdsTheRegistryNeverHandedOut) {
+  GrantedTree granted(1, 2, Access::rw);
+  auto& [env, registry, dead] = granted;
+  uid_t host = registry.range().last;  // never handed out
+  setfacl({"-R", "-m", fmt::format("u:{0}:rX,g:{0}:rX", host), env.tree.string()});
+  registry.release(dead);
+  auto sweep = env.vmwarden({"acl", "sweep"});
+  ASSERT_EQ(sweep.exit_code, 0) << sweep.err;
+  std::string after = getfacl(env.tree);
+  EXPECT_EQ(count_entries(after, dead), 0u) << after;
+  EXPECT_NE(after.find(fmt::format("user:{}:r-x", host)), std::string::npos) << after;
+  EXPECT_NE(after.find(fmt::format("group:{}:r-x", host)), std::string::npos) << after;
+}
+
 TEST(AclSweep, KeepsLeasedAndRecordedAliasEntriesOnly) {
   Env env;
   make_tree(env.tree, 2, 3);

@@ -373,6 +373,25 @@ TEST_F(SharePinTest, AShareHoldingTheStateOrRuntimeDirectoryIsRefused) {
   Locations runtime_inside = locations();
   runtime_inside.runtime_dir = share() / "run";
   expect_refused(share(), runtime_inside);
+  // A share inside one of them: the registry, the leases, the definitions.
+  for (const char* inside : {"state/uids", "run/_uid-leases", "config/vms"}) {
+    fs::create_directories(root_ / inside);
+    try {
+      (void)vm::checked_share(root_ / inside, locations());
+      ADD_FAILURE() << inside << " accepted";
+    } catch (const UsageError& error) {
+      EXPECT_THAT(error.what(), HasSubstr("lies in")) << error.what();
+    }
+  }
+  // vmwarden's own directory there (a run's) may hold shares.
+  fs::create_directories(root_ / "state/runs/r1/config");
+  EXPECT_EQ(vm::checked_share(root_ / "state/runs/r1/config", locations(), root_ / "state/runs/r1"),
+            root_ / "state/runs/r1/config");
+  // A location named through a symlink is where it leads.
+  fs::create_directory_symlink(share(), root_ / "via-link");
+  Locations through_link = locations();
+  through_link.state_dir = root_ / "via-link/state";
+  expect_refused(share(), through_link);
   EXPECT_EQ(vm::checked_share(share(), locations()), share());
 }
 
