@@ -109,8 +109,9 @@ struct SweepReport {
   std::uint64_t records_removed = 0;    // (dry run: that would be)
 };
 
-// In every recorded tree, removes the entries of UIDs in the managed range that
-// are neither leased nor an alias with a grant record for that tree; then drops
+// In every recorded tree, removes the entries (named user and group) of UIDs
+// in the managed range that the registry handed out and that are neither
+// leased nor an alias with a grant record for that tree; then drops
 // the records of dead UIDs and releases dead single-use UIDs. A tree that
 // cannot be opened or walked is reported and skipped, the others are swept.
 SweepReport sweep(UidRegistry& registry, bool dry_run = false);

@@ -124,7 +124,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   auto dry_run = std::make_shared<bool>(false);
   CLI::App* sweep = acl->add_subcommand(
       "sweep",
-      "In every recorded tree, remove the entries of UIDs in the range that are neither leased "
+      "In every recorded tree, remove the entries (named user and group) of UIDs in the range that the "
+      "registry handed out (not a host account's or group's) and that are neither leased "
       "nor an alias with a grant record for that tree (or one nested with it), and clear those UIDs' "
       "set-ID bits as revoke does (the clean-up after unclean shutdowns); then drop dead UIDs' "
       "records and release dead single-use UIDs. A directory renamed away since its grant is found by "

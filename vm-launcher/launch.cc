@@ -280,10 +280,17 @@ std::filesystem::path checked_share(const std::filesystem::path& tree, const Loc
   };
   std::string share = checked.lexically_normal().native();
   std::string own = own_state_subdir.empty() ? std::string() : resolved(own_state_subdir).native();
-  for (const auto& [location, what] :
-       {std::pair{locations.state_dir, "the state directory (the UID registry and grant records)"},
-        std::pair{locations.runtime_dir, "the runtime directory (the UID leases, the VMMs' control sockets)"},
-        std::pair{locations.config_dir, "the configuration directory (the VM definitions)"}}) {
+  // What a VM must not reach: a share may neither hold these nor lie in
+  // them. (The rest of the state directory holds VMs' own data: the demo's
+  // shares, a definition's.)
+  const std::pair<std::filesystem::path, const char*> kept_from_vms[] = {
+      {locations.state_dir / "uids", "the UID registry"},
+      {locations.state_dir / "grants", "the grant records"},
+      {locations.state_dir / "runs", "the directories of `vmwarden run`'s runs"},
+      {locations.runtime_dir, "the runtime directory (the UID leases, the VMMs' control sockets)"},
+      {locations.config_dir, "the configuration directory (the VM definitions)"},
+  };
+  for (const auto& [location, what] : kept_from_vms) {
     std::string held = resolved(location).native();
     if (at_or_below(held, share))
       throw UsageError(fmt::format("{} holds {}, {}, which the VM would then reach; share a directory beside it",

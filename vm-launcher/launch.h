@@ -64,10 +64,10 @@ std::vector<std::string> check_plan(const LaunchPlan& plan);
 // way, not a directory, no POSIX ACLs), "/", and a tree with an unbindable
 // mount at or below it (supervisor::require_copyable_mounts()). For callers
 // that must refuse a share before they lease a UID. Also a tree that holds,
-// or lies in, the state, runtime or config directory (compared as they
-// resolve): the UID registry and grant records, the leases and the VMMs'
-// control sockets, the definitions would be the VM's. `own_state_subdir`, a
-// directory vmwarden made there for the VM (a run's), may hold shares.
+// or lies in, the UID registry, the grant records or the runs under the
+// state directory, the runtime or the config directory (compared as their
+// paths resolve): those would be the VM's. `own_state_subdir`, a run's own
+// directory, may hold shares.
 // Throws UsageError.
 std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations,
                                     const std::filesystem::path& own_state_subdir = {});

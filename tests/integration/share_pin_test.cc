@@ -369,18 +369,22 @@ TEST_F(SharePinTest, AShareHoldingTheStateOrRuntimeDirectoryIsRefused) {
       EXPECT_THAT(error.what(), HasSubstr("share a directory beside it")) << error.what();
     }
   };
-  expect_refused(root_.path(), locations());  // holds state/ and run/
+  expect_refused(root_.path(), locations());  // holds state/uids and run/
+  // The rest of the state directory is VMs' own data (the demo's shares).
+  fs::create_directories(root_ / "state/demo/rw");
+  EXPECT_EQ(vm::checked_share(root_ / "state/demo/rw", locations()), root_ / "state/demo/rw");
   Locations runtime_inside = locations();
   runtime_inside.runtime_dir = share() / "run";
   expect_refused(share(), runtime_inside);
   // A share inside one of them: the registry, the leases, the definitions.
-  for (const char* inside : {"state/uids", "run/_uid-leases", "config/vms"}) {
+  for (const char* inside : {"state/uids", "state/grants/1879048192", "state/runs/other", "run/_uid-leases",
+                             "config/vms"}) {
     fs::create_directories(root_ / inside);
     try {
       (void)vm::checked_share(root_ / inside, locations());
       ADD_FAILURE() << inside << " accepted";
     } catch (const UsageError& error) {
-      EXPECT_THAT(error.what(), HasSubstr("lies in")) << error.what();
+      EXPECT_THAT(error.what(), HasSubstr("which the VM would then reach")) << error.what();
     }
   }
   // vmwarden's own directory there (a run's) may hold shares.
