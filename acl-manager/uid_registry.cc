@@ -471,22 +471,26 @@ uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
   // its durable grant records keep it out until a sweep has removed them.
   Paths paths(locations_);
   std::size_t allocated = 0, with_records = 0, reserved = 0;
+  // Neither allocated nor released: whether it may be handed out, counting
+  // why not for the message below.
+  auto available = [&](uid_t u) {
+    if (record_count(paths.grants_of(u)) != 0) {
+      ++with_records;
+      return false;
+    }
+    if (never_hand_out(u)) {
+      ++reserved;
+      return false;
+    }
+    return true;
+  };
   for (std::uint64_t uid = range_.first; uid <= range_.last; ++uid) {
     auto u = static_cast<uid_t>(uid);
     if (snapshot.allocated.count(u)) {
       ++allocated;
       continue;
     }
-    if (snapshot.released.count(u)) continue;
-    if (record_count(paths.grants_of(u)) != 0) {
-      ++with_records;
-      continue;
-    }
-    if (never_hand_out(u)) {
-      ++reserved;
-      continue;
-    }
-    return u;
+    if (!snapshot.released.count(u) && available(u)) return u;
   }
   // Otherwise the least recently released one without grant records.
   std::vector<std::pair<std::uint64_t, uid_t>> order;
@@ -495,15 +499,7 @@ uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
   }
   std::sort(order.begin(), order.end());
   for (auto [seq, uid] : order) {
-    if (record_count(paths.grants_of(uid)) != 0) {
-      ++with_records;
-      continue;
-    }
-    if (never_hand_out(uid)) {
-      ++reserved;
-      continue;
-    }
-    return uid;
+    if (available(uid)) return uid;
   }
   std::string text = fmt::format("no free UID in the range {} ({}): {} allocated", range_.to_string(), range_origin_,
                                  allocated);
@@ -878,7 +874,11 @@ void UidRegistry::add_grant_record(const GrantRecord& record) {
 
 void UidRegistry::record_grant(const GrantRecord& record) {
   UniqueFd lock = lock_registry(false);
-  if (!lock || !load(/*with_released=*/false).allocated.count(record.uid)) {
+  // The allocation record is there (allocated/UID, never a temporary's
+  // name): no need to read every allocation.
+  struct stat st {};
+  std::filesystem::path allocation = Paths(locations_).allocated / std::to_string(record.uid);
+  if (!lock || ::lstat(allocation.c_str(), &st) != 0) {
     throw UsageError(fmt::format("UID {} is not allocated (`vmwarden uid alloc` hands one out)", record.uid));
   }
   add_grant_record(record);
@@ -899,11 +899,15 @@ void UidRegistry::remove_grant_leftovers() {
 }
 
 void UidRegistry::remove_leftovers_of(const std::filesystem::path& dir) {
-  std::vector<std::string> names = list_names(dir);
-  for (const std::string& name : names) {
-    if (detail::is_temporary(name)) ::unlink((dir / name).c_str());
+  bool records_left = false;
+  for (const std::string& name : list_names(dir)) {
+    if (detail::is_temporary(name)) {
+      ::unlink((dir / name).c_str());
+    } else {
+      records_left = true;
+    }
   }
-  if (record_count(dir) == 0) ::rmdir(dir.c_str());
+  if (!records_left) ::rmdir(dir.c_str());
 }
 
 }  // namespace vmwarden::acl

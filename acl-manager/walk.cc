@@ -16,7 +16,6 @@
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <span>
 #include <thread>
 
@@ -298,7 +297,7 @@ class Walk {
       if (!unknown.empty()) process_files(walk, dir, unknown, /*listed_regular=*/false);
     }
 
-    void fix_directory(Walk& walk, DirHandle& dir, const struct stat& st, bool is_root) {
+    void fix_directory(Walk& walk, const DirHandle& dir, const struct stat& st, bool is_root) {
       const Editor& editor = walk.editor_;
       int fd = dir.fd.get();
       const std::string& path = dir.path;

@@ -130,6 +130,13 @@ bool on_scratch(const std::filesystem::path& path) {
   return at_or_below(normal, "/tmp") || at_or_below(normal, "/dev/shm");
 }
 
+// A detached copy of the mounts at `at` (open_tree), flags and all.
+UniqueFd copy_of_mounts_at(const UniqueFd& at, const std::filesystem::path& path) {
+  UniqueFd copy(::open_tree(at.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
+  if (!copy) throw_errno("copy the mounts (open_tree) at", path.native());
+  return copy;
+}
+
 // Every mount read-only, but a copy of the mounts at each write rule, taken
 // before, put back on top: as writable as on the host (a rule on a
 // read-only mount stays read-only), with what lies below them as it was.
@@ -154,8 +161,7 @@ void make_read_only_but(const std::vector<PathRule>& writable) {
                                          "or replaced since; not starting",
                                          rule.path.string()));
     }
-    UniqueFd copy(::open_tree(at.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
-    if (!copy) throw_errno("copy the mounts (open_tree) at", rule.path.native());
+    UniqueFd copy = copy_of_mounts_at(at, rule.path);
     kept.push_back({std::move(at), std::move(copy)});
   }
   make_read_only(AT_FDCWD, "/", AT_RECURSIVE, "/ (recursively, in the service's mount namespace)");
@@ -185,10 +191,8 @@ void cover_runtime_dir(const std::filesystem::path& dir, const std::vector<std::
     UniqueFd at(check(::open(path.c_str(), O_PATH | O_CLOEXEC), "open", path.native()));
     struct stat st {};
     check(::fstat(at.get(), &st), "fstat", path.native());
-    UniqueFd copy(::open_tree(at.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
-    if (!copy) throw_errno("copy the mounts (open_tree) at", path.native());
     copies.push_back({path.lexically_normal().lexically_relative(dir.lexically_normal()), S_ISDIR(st.st_mode),
-                      std::move(copy)});
+                      copy_of_mounts_at(at, path)});
   }
   check(::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, kPrivateMountsOptions),
         "mount tmpfs on", dir.native());

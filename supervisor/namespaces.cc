@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include <fcntl.h>
-#include <sys/utsname.h>
 #include <sys/prctl.h>
+#include <sys/utsname.h>
 
 #include <cstdint>
 #include <cstdio>

@@ -346,10 +346,10 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
   const std::uint32_t listed_action = allow_list ? SCMP_ACT_ALLOW : refuse;
   for (const Syscall& syscall : profile.listed) {
     std::string_view name = syscall.name;
-    // In an allow list these three are allowed only with safe arguments.
+    // In an allow list these are allowed only with safe arguments (below).
     if (allow_list && profile.filter_arguments &&
-        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl" || name == "socket" || name == "socketpair" ||
-         is_self_only(name)))
+        (name == "clone" || name == "unshare" || name == "personality" || name == "ioctl" || name == "socket" ||
+         name == "socketpair" || is_self_only(name)))
       continue;
     add_rule(ctx, listed_action, syscall);
   }
@@ -378,17 +378,16 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
       if (allow_list) add_rule(ctx, SCMP_ACT_ALLOW, {call.name}, the_caller);
     }
 
+    // The kernel reads the family as an int: only the low 32 bits are
+    // compared, so upper bits cannot dress a refused family up.
+    const std::vector<std::uint32_t> allowed_families(std::begin(kAllowedSocketFamilies),
+                                                      std::end(kAllowedSocketFamilies));
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> other_families;
+    patterns_except(0, 0, 31, allowed_families, other_families);
+    const std::uint32_t unsupported = policy.action == SeccompAction::kill ? SCMP_ACT_ERRNO(EAFNOSUPPORT) : SCMP_ACT_LOG;
     // socketpair() runs the family's create code as socket() does.
     for (const char* call : {"socket", "socketpair"}) {
       if (allow_list && !lists(profile, call)) continue;
-      // The kernel reads the family as an int: only the low 32 bits are
-      // compared, so upper bits cannot dress a refused family up.
-      std::vector<std::uint32_t> allowed_families(std::begin(kAllowedSocketFamilies),
-                                                  std::end(kAllowedSocketFamilies));
-      std::vector<std::pair<std::uint32_t, std::uint32_t>> other_families;
-      patterns_except(0, 0, 31, allowed_families, other_families);
-      const std::uint32_t unsupported =
-          policy.action == SeccompAction::kill ? SCMP_ACT_ERRNO(EAFNOSUPPORT) : SCMP_ACT_LOG;
       if (!(allow_list && unsupported == refuse)) {
         for (auto [mask, value] : other_families) {
           scmp_arg_cmp family = SCMP_A0_64(SCMP_CMP_MASKED_EQ, mask, value);

@@ -178,9 +178,12 @@ std::vector<int> Warden::bind_listen_sockets(const ServiceSpec& service) {
 }
 
 void Warden::start_services() {
+  // The one service of a sandbox of one has its mounts made already, here.
+  const bool own_mounts = services_have_own_mount_namespaces(spec_);
   for (const ServiceSpec& spec : spec_.services) {
-    services_.push_back(
-        std::make_unique<Service>(spec, bind_listen_sockets(spec), service_mounts(spec_, spec)));
+    services_.push_back(std::make_unique<Service>(spec, bind_listen_sockets(spec),
+                                                  own_mounts ? service_mounts(spec_, spec)
+                                                             : ServiceMounts{.own_namespace = false}));
     if (spec.main) main_ = services_.back().get();
   }
   std::vector<int> stages;

@@ -18,9 +18,9 @@
 
 #include "acl-manager/acl.h"
 #include "common/error.h"
-#include "common/process.h"
 #include "common/log.h"
 #include "common/mountinfo.h"
+#include "common/process.h"
 #include "supervisor/policy.h"
 #include "virtiofs-glue/virtiofsd.h"
 #include "vm-launcher/backend.h"
