@@ -3,10 +3,8 @@
 #include <fmt/core.h>
 
 namespace vmwarden {
-namespace {
 
-// The length of the valid UTF-8 sequence starting at text[at], or 0.
-std::size_t utf8_sequence(std::string_view text, std::size_t at) {
+std::size_t utf8_sequence_length(std::string_view text, std::size_t at) {
   auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
   unsigned char lead = byte(at);
   std::size_t length = 0;
@@ -31,14 +29,25 @@ std::size_t utf8_sequence(std::string_view text, std::size_t at) {
   return length;
 }
 
-}  // namespace
+bool is_valid_utf8(std::string_view text) {
+  for (std::size_t at = 0; at < text.size();) {
+    if (static_cast<unsigned char>(text[at]) < 0x80) {
+      ++at;
+    } else if (std::size_t length = utf8_sequence_length(text, at)) {
+      at += length;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
 
 std::string json_quote(std::string_view text) {
   std::string out = "\"";
   for (std::size_t at = 0; at < text.size();) {
     unsigned char c = static_cast<unsigned char>(text[at]);
     if (c >= 0x80) {
-      if (std::size_t length = utf8_sequence(text, at)) {
+      if (std::size_t length = utf8_sequence_length(text, at)) {
         out.append(text.substr(at, length));
         at += length;
       } else {

@@ -50,6 +50,16 @@ void write_atomically(const fs::path& path, const ServiceFile& file) {
   check(::rename(temporary.c_str(), path.c_str()), "rename", path.string());
 }
 
+// The directory a service file `name` (e.g. "log/run") lies in under
+// `base`, made 0755 like the service directory itself whatever the umask:
+// s6-svscan and s6-supervise (and whoever reads the logs) go through it.
+void make_parent_directory(const fs::path& base, const std::string& name) {
+  fs::path parent = (base / name).parent_path();
+  if (parent == base) return;
+  fs::create_directories(parent);
+  check(::chmod(parent.c_str(), 0755), "chmod", parent.string());
+}
+
 }  // namespace
 
 std::map<std::string, ServiceFile> service_files(const ServiceOptions& options) {
@@ -130,7 +140,7 @@ WriteResult write_service_dir(const ServiceOptions& options) {
       struct stat st {};
       if (::stat(path.c_str(), &st) == 0 && read_all(path) == file.contents && (st.st_mode & 07777) == file.mode)
         continue;
-      fs::create_directories(path.parent_path());
+      make_parent_directory(dir, name);
       write_atomically(path, file);
       changed = true;
     }
@@ -154,7 +164,7 @@ WriteResult write_service_dir(const ServiceOptions& options) {
     fs::create_directory(staging);
     check(::chmod(staging.c_str(), 0755), "chmod", staging.string());
     for (const auto& [name, file] : files) {
-      fs::create_directories((staging / name).parent_path());
+      make_parent_directory(staging, name);
       write_atomically(staging / name, file);
     }
     check(::rename(staging.c_str(), dir.c_str()), "rename", dir.string());

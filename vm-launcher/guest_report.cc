@@ -23,14 +23,18 @@ std::optional<int> read_reported_exit_status(const std::filesystem::path& report
   UniqueFd file(::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   struct stat st;
   if (!file || ::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  char text[8];  // "255\n" and then some
+  // Longer than any first line it accepts, so that the number is seen to
+  // end (at a newline, or at the end of a file shorter than the buffer)
+  // rather than where the read stopped: "0000000013\n" is 13, not 0.
+  char text[16];
   ssize_t length = ::read(file.get(), text, sizeof text);
   if (length <= 0) return std::nullopt;
   const char* end = text + length;
   int status = -1;
   auto [rest, error] = std::from_chars(text, end, status);
   if (error != std::errc() || rest == text || status < 0 || status > 255) return std::nullopt;
-  if (rest != end && *rest != '\n') return std::nullopt;
+  bool line_ends = rest != end ? *rest == '\n' : length < static_cast<ssize_t>(sizeof text);
+  if (!line_ends) return std::nullopt;
   return status;
 }
 

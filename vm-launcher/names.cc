@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <linux/limits.h>
 
+#include "common/json_quote.h"
 #include "common/uid_alias.h"
 
 namespace vmwarden::vm {
@@ -28,11 +29,15 @@ std::optional<std::string> lower_name_problem(std::string_view what, std::string
 
 std::string printable(std::string_view value) {
   std::string out;
-  for (char c : value) {
-    if (is_control(c)) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+  for (std::size_t at = 0; at < value.size();) {
+    unsigned char c = static_cast<unsigned char>(value[at]);
+    std::size_t length = c >= 0x80 ? utf8_sequence_length(value, at) : 1;
+    if (length == 0 || is_control(value[at])) {
+      out += fmt::format("\\x{:02x}", c);
+      ++at;
     } else {
-      out += c;
+      out.append(value.substr(at, length));
+      at += length;
     }
   }
   return out;
@@ -85,7 +90,29 @@ std::optional<std::string> path_problem(std::string_view path) {
           "rename the file or directory, or reach it through a path without ',' ':' '='",
           printable(path), c);
     }
+    // cloud-hypervisor's option parser drops quotes and nests on brackets
+    // (`path=/srv/a"b".img` opens /srv/ab.img), and crosvm's refuses them
+    // unquoted: the VMM would open another file than the one checked, or
+    // fail only once started.
+    if (c == '"' || c == '\'' || c == '[' || c == ']') {
+      return fmt::format(
+          "path \"{}\" contains '{}', which a VMM's option parser would read as quoting or nesting; "
+          "rename the file or directory, or reach it through a path without '\"' '\'' '[' ']'",
+          printable(path), c);
+    }
   }
+  // cloud-hypervisor trims each option value: "/srv/disk.img " would open
+  // /srv/disk.img.
+  if (path.back() == ' ')
+    return fmt::format("path \"{}\" ends with a space, which a VMM's option parser would drop; "
+                       "rename the file or directory",
+                       printable(path));
+  // A definition is TOML, which holds UTF-8 only, and the VMMs' JSON
+  // (QMP, the cloud-hypervisor API) too.
+  if (!is_valid_utf8(path))
+    return fmt::format("path \"{}\" is not valid UTF-8, which a definition cannot hold; rename the file or "
+                       "directory, or reach it through a path that is",
+                       printable(path));
   if (path.front() != '/') {
     return fmt::format("path \"{}\" is relative: give an absolute path", printable(path));
   }

@@ -12,7 +12,8 @@
 namespace vmwarden::vm {
 
 // `value` with each control character (a terminal escape, a NUL, a
-// newline) written as \xNN, for quoting what a user wrote in a message.
+// newline) and each byte that is not part of valid UTF-8 written as \xNN,
+// for quoting what a user wrote in a message.
 std::string printable(std::string_view value);
 
 // Each returns std::nullopt when the value is acceptable, otherwise a message

@@ -50,6 +50,10 @@ Json QmpClient::execute(std::string_view command, Deadline deadline, std::string
   unsigned id = next_id_++;
   connection_.write_all(request(command, arguments, id), deadline);
   for (;;) {
+    // Also between messages already read: a VMM sending events without end
+    // must not hold the warden's one event loop past the deadline.
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw SystemError(ETIMEDOUT, fmt::format("QMP {} (no reply)", command), connection_.path().native());
     Json message = next_message(deadline);
     if (message.find("event") != nullptr) {
       // Kept for the tests to look at; a VMM sending events without end

@@ -21,7 +21,9 @@
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "common/process.h"
+#include "virtiofs-glue/virtiofsd.h"
 #include "vm-launcher/backend.h"
+#include "vm-launcher/backend_util.h"
 #include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/guest_report.h"
 #include "vm-launcher/launch.h"
@@ -61,7 +63,7 @@ std::string toml_string(std::string_view text) {
 // rules and not lie where the sandbox hides everything.
 void require_usable_path(std::string_view flag, const fs::path& given, const std::string& text) {
   for (auto problem : {path_problem(text), hidden_path_problem(text)})
-    if (problem) throw UsageError(fmt::format("{} {}: {}", flag, given.string(), *problem));
+    if (problem) throw UsageError(fmt::format("{} {}: {}", flag, printable(given.string()), *problem));
 }
 
 // A share's path must pass the definition's rules (it becomes a [[share]])
@@ -180,7 +182,18 @@ int run_program_in_vm(const RunOptions& options) {
     throw UsageError("--wayland needs --vmm crosvm (only crosvm passes a Wayland socket to the guest)");
   // A VMWARDEN_QEMU (...) override that is empty or names no program: found
   // here, not once the run's directory exists.
-  (void)Host::detect();
+  Host host = Host::detect();
+  // Every run has shares (its config and report), and crosvm finds a share
+  // by the tag its virtiofsd advertises, which QEMU's C virtiofsd cannot:
+  // found here too, as supervise finds it, not once the run's directory
+  // exists.
+  if (options.vmm == Vmm::crosvm) {
+    fs::path virtiofsd = backend::required_program(host.virtiofsd, "virtiofsd", "VMWARDEN_VIRTIOFSD");
+    if (virtiofs::detect_dialect(virtiofsd) == virtiofs::Dialect::c)
+      throw PermanentError(fmt::format("--vmm crosvm needs the Rust virtiofsd (crosvm finds a share by the tag it "
+                                       "advertises); {} is QEMU's C virtiofsd: set VMWARDEN_VIRTIOFSD to the Rust one",
+                                       virtiofsd.string()));
+  }
   fs::path kernel, initramfs;
   if (!options.kernel.empty()) kernel = existing_file(options.kernel, "--kernel");
   if (!options.initramfs.empty()) initramfs = existing_file(options.initramfs, "--initramfs");
@@ -220,9 +233,16 @@ int run_program_in_vm(const RunOptions& options) {
   fs::create_directories(runs);
   check(::chmod(options.locations.state_dir.c_str(), 0755), "chmod", options.locations.state_dir.string());
   check(::chmod(runs.c_str(), 0711), "chmod", runs.string());
-  std::string name = fmt::format("run-{}-{:x}", ::getpid(), std::random_device{}() & 0xffff);
+  // Made here, not found: a directory a killed run left behind under the
+  // same name would bring its old report (exit status) with it.
+  std::string name;
+  for (std::random_device random;;) {
+    name = fmt::format("run-{}-{:x}", ::getpid(), random() & 0xffff);
+    if (::mkdir((runs / name).c_str(), 0711) == 0) break;
+    if (errno != EEXIST) throw_errno("mkdir", (runs / name).string());
+  }
   RunDir dir(runs / name);
-  make_dir(dir.path(), 0711);
+  check(::chmod(dir.path().c_str(), 0711), "chmod", dir.path().string());
   fs::path config = dir.path() / "config", report = dir.path() / "report", scratch = dir.path() / "scratch";
   make_dir(config, 0755);
   make_dir(report, 0700);

@@ -62,6 +62,10 @@ void UnixConnection::write_all(std::string_view data, Deadline deadline) {
 
 bool UnixConnection::read_some(std::string& buffer, Deadline deadline) {
   for (;;) {
+    // Before every read, not only when there is nothing to read: a VMM that
+    // keeps sending (events without end) must not hold its reader past the
+    // deadline.
+    if (std::chrono::steady_clock::now() >= deadline) throw SystemError(ETIMEDOUT, "recv", path_.native());
     char chunk[8192];
     ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
     if (n > 0) {

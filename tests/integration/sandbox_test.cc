@@ -1543,6 +1543,7 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   std::filesystem::create_directories(scratch / "dir with space");
   std::filesystem::create_directories(scratch / "share");
   std::filesystem::create_directory_symlink(scratch / "share", scratch / "link");
+  std::filesystem::create_directories(scratch / "not-utf8-\xff");
   std::string kernel = (scratch / "vmlinuz").string();
   struct Case {
     std::vector<std::string> argv;
@@ -1559,6 +1560,9 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
       {{"--ro", (scratch / "link").string(), "--", "/bin/true"}, "--ro: " + (scratch / "link").string() + ": the path goes through a symlink"},
       {{"--ro", (scratch / "share").string(), "--rw", (scratch / "share/").string(), "--", "/bin/true"}, "is given more than once"},
       {{"--", ""}, "the program's name is an empty string"},
+      {{"--rw", (scratch / "not-utf8-\xff").string(), "--", "/bin/true"},
+       "--rw " + (scratch / "not-utf8-\\xff").string() + ": path \"" + (scratch / "not-utf8-\\xff").string() +
+           "\" is not valid UTF-8"},
   };
   std::vector<std::string> many;
   for (int i = 0; i < 15; ++i) many.insert(many.end(), {"--ro", (scratch / "share").string()});
@@ -1592,6 +1596,14 @@ TEST_F(SandboxTest, RunRefusesBadFlagsBeforeChangingAnything) {
   CommandResult qemu = run_command({vmwarden_binary(), "run", "--kernel", kernel, "--", "/bin/true"}, empty_qemu);
   EXPECT_EQ(qemu.exit_code, 2) << qemu.err;
   EXPECT_THAT(qemu.err, HasSubstr("VMWARDEN_QEMU is set but empty"));
+  // Every run has shares, which crosvm finds by the tag only the Rust
+  // virtiofsd advertises: a host with QEMU's C one cannot run it (125).
+  CommandOptions c_virtiofsd = run;
+  c_virtiofsd.extra_env["VMWARDEN_VIRTIOFSD"] = "/usr/lib/qemu/virtiofsd";
+  CommandResult crosvm =
+      run_command({vmwarden_binary(), "run", "--vmm", "crosvm", "--kernel", kernel, "--", "/bin/true"}, c_virtiofsd);
+  EXPECT_EQ(crosvm.exit_code, 125) << crosvm.err;
+  EXPECT_THAT(crosvm.err, HasSubstr("--vmm crosvm needs the Rust virtiofsd"));
   EXPECT_TRUE(std::filesystem::is_empty(state_root_.path()));
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 

@@ -247,6 +247,11 @@ INSTANTIATE_TEST_SUITE_P(
                       PathCase{"/img/root.img,ro=false", "contains ','"},
                       PathCase{"/img/a:b", "contains ':'"},
                       PathCase{"/img/a=b", "contains '='"},
+                      PathCase{"/img/a\\\"b\\\".img", "contains '\"', which a VMM's option parser would read as quoting"},
+                      PathCase{"/img/a'b", "contains '''"},
+                      PathCase{"/img/a[b]", "contains '['"},
+                      PathCase{"/img/ab]", "contains ']'"},
+                      PathCase{"/img/disk.img ", "ends with a space"},
                       PathCase{"/img/a\\u0001b", "contains a control character"},
                       PathCase{"/img/a\\nb", "contains a control character"}));
 

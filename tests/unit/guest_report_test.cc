@@ -35,12 +35,20 @@ TEST_F(GuestReportTest, ReadsTheStatusTheAgentWrites) {
   EXPECT_EQ(read_reported_exit_status(report_), 0);
   testing::write_file(status_, "255");
   EXPECT_EQ(read_reported_exit_status(report_), 255);
+  // Read to its end, not cut short by the read: leading zeros and all.
+  testing::write_file(status_, "0000000013\n");
+  EXPECT_EQ(read_reported_exit_status(report_), 13);
+  testing::write_file(status_, "00000000042\n");
+  EXPECT_EQ(read_reported_exit_status(report_), 42);
+  testing::write_file(status_, "000000000000042");
+  EXPECT_EQ(read_reported_exit_status(report_), 42);
 }
 
 TEST_F(GuestReportTest, NoneWhenAbsentOrNotAStatus) {
   EXPECT_EQ(read_reported_exit_status(report_), std::nullopt);
   EXPECT_EQ(read_reported_exit_status(dir_ / "no-such-dir"), std::nullopt);
-  for (const char* text : {"", "\n", "256\n", "-1\n", "7 and more\n", "x\n", "99999999999999999999\n", " 7\n"}) {
+  for (const char* text : {"", "\n", "256\n", "-1\n", "7 and more\n", "x\n", "99999999999999999999\n", " 7\n",
+                           "0000000000000007\n", "00000000000000007"}) {
     testing::write_file(status_, text);
     EXPECT_EQ(read_reported_exit_status(report_), std::nullopt) << '"' << text << '"';
   }

@@ -210,6 +210,37 @@ TEST(QmpClient, AFloodOfEventsKeepsTheNewestOnly) {
   EXPECT_EQ(qmp.events().back().string_member("event"), "E999");
 }
 
+// The warden calls the client in its one event loop: events that keep
+// coming must not keep a command past its deadline (the shutdown timer and
+// the SIGKILL wait behind it). Past it, nothing more is read, however much
+// is there to read.
+TEST(QmpClient, AnEndlessFloodOfEventsEndsAtTheDeadline) {
+  ScriptedQmp server(kGreetingStart, kGreetingEnd, [](int fd, const std::string& line) {
+    if (line.find("qmp_capabilities") == std::string::npos) return;  // never answered
+    ScriptedQmp::send(fd, "{\"return\": {}, \"id\": " + id_of(line) + "}\n");
+    // In large writes, so that the client always finds more to read.
+    std::string events;
+    while (events.size() < 64 * 1024) events += "{\"event\": \"SPAM\"}\n";
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < until) {
+      if (::send(fd, events.data(), events.size(), MSG_NOSIGNAL) < 0) return;  // the client gave up
+    }
+  });
+  QmpClient qmp = QmpClient::connect(server.socket(), in(5s));
+  std::this_thread::sleep_for(50ms);  // a socket full of events
+  try {
+    qmp.execute("quit", std::chrono::steady_clock::now() - 1ms);
+    FAIL() << "no timeout";
+  } catch (const SystemError& e) {
+    EXPECT_EQ(e.code(), ETIMEDOUT);
+  }
+  EXPECT_TRUE(qmp.events().empty()) << "read " << qmp.events().size() << " events past the deadline";
+
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(qmp.execute("quit", in(300ms)), SystemError);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s) << "the flood held the client past its deadline";
+}
+
 TEST(QmpClient, RefusesASocketThatIsNotQmp) {
   ScriptedQmp server("{\"hello\": ", "1}\n", [](int, const std::string&) {});
   EXPECT_THROW(QmpClient::connect(server.socket(), in(5s)), std::runtime_error);

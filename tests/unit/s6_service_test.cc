@@ -107,6 +107,23 @@ TEST(S6ServiceDir, CreatesThenIsIdempotentThenUpdates) {
   EXPECT_EQ(entries, 1);
 }
 
+// s6-svscan, s6-supervise and the reader of the logs go through log/: its
+// mode is the service directory's, not what the caller's umask would make.
+TEST(S6ServiceDir, TheLogDirectoryIsReachableWhateverTheUmask) {
+  testing::TempDir scandir;
+  mode_t old_umask = ::umask(077);
+  write_service_dir(options_for(scandir.path(), true));
+  testing::TempDir other;
+  write_service_dir(options_for(other.path(), false));
+  write_service_dir(options_for(other.path(), true));  // --log added later
+  ::umask(old_umask);
+  for (const fs::path& log : {scandir / "work/log", other / "work/log"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat(log.c_str(), &st), 0) << log;
+    EXPECT_EQ(st.st_mode & 07777, 0755u) << log;
+  }
+}
+
 TEST(S6ServiceDir, RefusesADirectoryItDidNotWriteAndChangesNothing) {
   testing::TempDir scandir;
   fs::create_directory(scandir / "work");
