@@ -14,6 +14,7 @@
 #include "vm-launcher/json.h"
 #include "vm-launcher/launch.h"
 #include "vm-launcher/launch_audit.h"
+#include "vm-launcher/share_check.h"
 
 namespace vmwarden::cli {
 namespace {
@@ -35,7 +36,7 @@ class InvalidDefinition : public UsageError {
   std::vector<std::string> diagnostics;
 };
 
-vm::Definition load(const std::filesystem::path& file, std::vector<std::string>& refusals) {
+vm::Definition load(const std::filesystem::path& file, const Locations& locations, std::vector<std::string>& refusals) {
   vm::ParseResult parsed = vm::load_definition(file, {.check_filesystem = false});
   std::vector<std::string> diagnostics;
   for (const vm::Diagnostic& diagnostic : parsed.errors) {
@@ -45,7 +46,12 @@ vm::Definition load(const std::filesystem::path& file, std::vector<std::string>&
   if (!parsed.ok())
     throw InvalidDefinition(fmt::format("{}: invalid definition, nothing to audit", file.string()),
                             std::move(diagnostics));
-  for (const vm::Diagnostic& diagnostic : vm::load_definition(file).errors) {
+  // Checked as launching will check it: a missing file, a share it
+  // would refuse (vmwarden's own directories, ...).
+  vm::CheckOptions full{.share_refusal = [&locations](const std::filesystem::path& tree) {
+    return vm::share_refusal(tree, locations);
+  }};
+  for (const vm::Diagnostic& diagnostic : vm::load_definition(file, full).errors) {
     // Named by message alone: the file's location is not part of the plan.
     refusals.push_back(fmt::format("line {}: {}", diagnostic.line, diagnostic.message));
   }
@@ -54,7 +60,7 @@ vm::Definition load(const std::filesystem::path& file, std::vector<std::string>&
 
 int audit_definition(const AuditOptions& options, const Locations& locations) {
   std::vector<std::string> refusals;
-  vm::Definition definition = load(vm::resolve_definition(locations, options.target), refusals);
+  vm::Definition definition = load(vm::resolve_definition(locations, options.target), locations, refusals);
 
   acl::UidRegistry registry(locations);
   vm::LaunchAuditOptions audit{

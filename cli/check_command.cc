@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "common/exit_status.h"
 #include "vm-launcher/definition.h"
+#include "vm-launcher/share_check.h"
 
 namespace vmwarden::cli {
 
@@ -23,12 +24,18 @@ void add_check_command(CLI::App& app, Globals& globals) {
                       "A definition file (NAME.toml), or the NAME of one in CONFIG_DIR/vms/")
       ->required();
   command->add_flag("--syntax-only", options->syntax_only,
-                    "Skip the checks that the kernel, initramfs, disks and shares exist");
+                    "Skip the checks that the kernel, initramfs, disks and shares exist (and that the shares "
+                    "could be shared)");
   command->add_flag("-q,--quiet", options->quiet, "Print nothing for valid definitions");
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
       Locations locations = globals.locations();
-      vm::CheckOptions check{.check_filesystem = !options->syntax_only};
+      // A share launching would refuse (vmwarden's own directories, an
+      // unbindable mount below it, ...) is an error here too.
+      vm::CheckOptions check{.check_filesystem = !options->syntax_only,
+                             .share_refusal = [&locations](const std::filesystem::path& tree) {
+                               return vm::share_refusal(tree, locations);
+                             }};
       bool all_valid = true;
       for (const std::string& target : options->targets) {
         vm::ParseResult result = vm::load_definition(vm::resolve_definition(locations, target), check);

@@ -37,6 +37,7 @@
 #include "vm-launcher/launch.h"
 #include "vm-launcher/launch_audit.h"
 #include "vm-launcher/names.h"
+#include "vm-launcher/share_check.h"
 
 namespace vmwarden::cli {
 namespace {

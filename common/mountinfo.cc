@@ -1,6 +1,7 @@
 #include "common/mountinfo.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -30,13 +31,13 @@ std::string unescape(std::string_view field) {
   return out;
 }
 
-
 // One line of mountinfo, as far as it is read here:
 // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
 struct MountLine {
   std::string_view id;
+  std::string_view parent;
   std::string_view device;  // MAJ:MIN
-  std::string_view root;
+  std::string_view root;         // escaped
   std::string_view mount_point;  // escaped
   std::string_view options;      // per-mount options: "rw,relatime,idmapped"
   std::string_view fs_type;
@@ -65,6 +66,7 @@ void for_each_mount(std::string_view mountinfo, Visit visit) {
       std::string_view word = line.substr(0, space);
       line = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
       if (field == 0) mount.id = word;
+      if (field == 1) mount.parent = word;
       if (field == 2) mount.device = word;
       if (field == 3) mount.root = word;
       if (field == 4) mount.mount_point = word;
@@ -91,6 +93,21 @@ dev_t parse_device(std::string_view text) {
   std::from_chars(text.data(), text.data() + colon, major_number);
   std::from_chars(text.data() + colon + 1, text.data() + text.size(), minor_number);
   return makedev(major_number, minor_number);
+}
+
+int parse_id(std::string_view text) {
+  int id = 0;
+  std::from_chars(text.data(), text.data() + text.size(), id);
+  return id;
+}
+
+MountPoint mount_point_of(const MountLine& mount) {
+  return {.path = unescape(mount.mount_point),
+          .id = parse_id(mount.id),
+          .parent = parse_id(mount.parent),
+          .device = parse_device(mount.device),
+          .root = unescape(mount.root),
+          .idmapped = has_option(mount.options, "idmapped")};
 }
 
 }  // namespace
@@ -128,15 +145,30 @@ std::vector<MountPoint> mount_points_of_type(std::string_view mountinfo, std::st
   std::vector<MountPoint> ranked[5];
   for_each_mount(mountinfo, [&](const MountLine& mount) {
     if (mount.fs_type != fs_type) return;
-    bool idmapped = has_option(mount.options, "idmapped");
-    int rank = idmapped ? 4 : (mount.root == "/" ? 0 : 2) + (has_option(mount.options, "ro") ? 1 : 0);
-    int id = 0;
-    std::from_chars(mount.id.data(), mount.id.data() + mount.id.size(), id);
-    ranked[rank].push_back({unescape(mount.mount_point), id, parse_device(mount.device), idmapped});
+    MountPoint point = mount_point_of(mount);
+    int rank = point.idmapped ? 4 : (point.root == "/" ? 0 : 2) + (has_option(mount.options, "ro") ? 1 : 0);
+    ranked[rank].push_back(std::move(point));
   });
   std::vector<MountPoint> points;
   for (const auto& group : ranked) points.insert(points.end(), group.begin(), group.end());
   return points;
+}
+
+std::vector<MountPoint> list_mounts(std::string_view mountinfo) {
+  std::vector<MountPoint> mounts;
+  for_each_mount(mountinfo, [&](const MountLine& mount) { mounts.push_back(mount_point_of(mount)); });
+  return mounts;
+}
+
+int mount_id_of_path(const std::filesystem::path& path) {
+  // statx names the mount as mountinfo does (STATX_MNT_ID, Linux 5.8); a
+  // path looked up here, rather than matched against mount points, is on
+  // whichever mount is on top, however the mounts were stacked or moved.
+  struct statx st {};
+  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_MNT_ID, &st) != 0)
+    throw_errno("statx", path.string());
+  if ((st.stx_mask & STATX_MNT_ID) == 0) throw_system_error(EOPNOTSUPP, "statx (mount id of)", path.string());
+  return static_cast<int>(st.stx_mnt_id);
 }
 
 }  // namespace vmwarden

@@ -557,6 +557,11 @@ class Validator {
                                   "one access",
                                   path->string(), it->second.line));
           complete = false;
+        } else if (*path != "/" && options_.check_filesystem && options_.share_refusal) {
+          if (auto refusal = options_.share_refusal(*path)) {
+            error(here, "share.path: " + *refusal);
+            complete = false;
+          }
         }
         share.path = *path;
       } else {

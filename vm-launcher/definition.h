@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,6 +87,11 @@ struct CheckOptions {
   // Check that the kernel, initramfs, disks and shares exist and have the
   // right file type. Off for `vmwarden check --syntax-only`.
   bool check_filesystem = true;
+  // With check_filesystem, for each share that exists: why launching would
+  // refuse it, or nothing. `vmwarden check` and `audit` pass
+  // vm::share_refusal() (vm-launcher/share_check.h), which the parser does
+  // not call itself: it is built without the launcher (for the fuzzer).
+  std::function<std::optional<std::string>(const std::filesystem::path&)> share_refusal;
 };
 
 // Parses and validates `text`. `file_name` is used in diagnostics and gives

@@ -19,12 +19,12 @@
 #include "acl-manager/acl.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "common/mountinfo.h"
 #include "common/process.h"
 #include "supervisor/policy.h"
 #include "virtiofs-glue/virtiofsd.h"
 #include "vm-launcher/backend.h"
 #include "vm-launcher/backend_util.h"
+#include "vm-launcher/share_check.h"
 
 extern char** environ;
 
@@ -265,44 +265,6 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
   return plan;
 }
 
-std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations,
-                                    const std::filesystem::path& own_state_subdir) {
-  std::filesystem::path checked = acl::checked_tree(tree);
-  if (checked == "/")
-    throw UsageError("/ cannot be a share: its grant would rewrite the ACL of every file on the root filesystem, "
-                     "and its copy would bring the host's /proc into the sandbox; share the directories needed");
-  // As they resolve: a location named through a symlink (/var/run) is the
-  // directory it leads to.
-  auto resolved = [](const std::filesystem::path& path) {
-    std::error_code error;
-    std::filesystem::path real = std::filesystem::weakly_canonical(path, error);
-    return (error ? path : real).lexically_normal();
-  };
-  std::string share = checked.lexically_normal().native();
-  std::string own = own_state_subdir.empty() ? std::string() : resolved(own_state_subdir).native();
-  // What a VM must not reach: a share may neither hold these nor lie in
-  // them. (The rest of the state directory holds VMs' own data: the demo's
-  // shares, a definition's.)
-  const std::pair<std::filesystem::path, const char*> kept_from_vms[] = {
-      {locations.state_dir / "uids", "the UID registry"},
-      {locations.state_dir / "grants", "the grant records"},
-      {locations.state_dir / "runs", "the directories of `vmwarden run`'s runs"},
-      {locations.runtime_dir, "the runtime directory (the UID leases, the VMMs' control sockets)"},
-      {locations.config_dir, "the configuration directory (the VM definitions)"},
-  };
-  for (const auto& [location, what] : kept_from_vms) {
-    std::string held = resolved(location).native();
-    if (at_or_below(held, share))
-      throw UsageError(fmt::format("{} holds {}, {}, which the VM would then reach; share a directory beside it",
-                                   checked.string(), location.string(), what));
-    if (at_or_below(share, held) && (own.empty() || !at_or_below(share, own)))
-      throw UsageError(fmt::format("{} lies in {}, {}, which the VM would then reach; share a directory outside it",
-                                   checked.string(), location.string(), what));
-  }
-  supervisor::require_copyable_mounts(checked);
-  return checked;
-}
-
 void order_outer_first(LaunchPlan& plan) {
   auto depth = [](const std::filesystem::path& path) { return std::distance(path.begin(), path.end()); };
   std::stable_sort(plan.grants.begin(), plan.grants.end(),
@@ -357,7 +319,9 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //     cloud-hypervisor with network, a cmdline starting with '-', a
   //     missing VMM program, ...) then fails with nothing changed on disk.
   //     Each share is checked as its grant will check it (a symlink on the
-  //     way, no POSIX ACLs, ...), which `check` cannot do on its own.
+  //     way, no POSIX ACLs, ...) and kept from vmwarden's own directories
+  //     (`check` and `audit` report the same, but a run's own directory is
+  //     known only here).
   acl::UidRegistry registry(options.locations);
   for (const GrantPlan& grant : plan_launch(definition, registry.range().first, options).grants)
     (void)checked_share(grant.tree, options.locations, options.own_state_subdir);

@@ -32,7 +32,8 @@ struct LaunchOptions {
   // `vmwarden run` writes the guest's manifest, which names the UID, there.
   std::function<void(uid_t)> prepare;
   // A directory of vmwarden's own inside the state directory that shares
-  // may lie in (`vmwarden run`'s run directory; see checked_share()).
+  // may lie in (`vmwarden run`'s run directory; see checked_share() in
+  // vm-launcher/share_check.h).
   std::filesystem::path own_state_subdir;
 };
 
@@ -59,18 +60,6 @@ LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOpti
 // supervisor::check_confinement): throws PermanentError for an unmet
 // `landlock = "required"`, and returns what `best-effort` will drop.
 std::vector<std::string> check_plan(const LaunchPlan& plan);
-
-// acl::checked_tree() (what a grant would refuse: a symlink or ".." on the
-// way, not a directory, no POSIX ACLs), "/", and a tree with an unbindable
-// mount at or below it (supervisor::require_copyable_mounts()). For callers
-// that must refuse a share before they lease a UID. Also a tree that holds,
-// or lies in, the UID registry, the grant records or the runs under the
-// state directory, the runtime or the config directory (compared as their
-// paths resolve): those would be the VM's. `own_state_subdir`, a run's own
-// directory, may hold shares.
-// Throws UsageError.
-std::filesystem::path checked_share(const std::filesystem::path& tree, const Locations& locations,
-                                    const std::filesystem::path& own_state_subdir = {});
 
 // Sorts plan.grants and plan.sandbox.mounts outer trees first (stable):
 // where one share lies inside another, the last grant decides the entries

@@ -28,6 +28,7 @@
 #include "vm-launcher/guest_report.h"
 #include "vm-launcher/launch.h"
 #include "vm-launcher/names.h"
+#include "vm-launcher/share_check.h"
 
 namespace vmwarden::vm {
 namespace {

@@ -34,6 +34,7 @@
 #include "supervisor/sandbox.h"
 #include "tests/support/support.h"
 #include "vm-launcher/launch.h"
+#include "vm-launcher/share_check.h"
 
 namespace vmwarden::testing {
 namespace {
@@ -178,6 +179,61 @@ class SharePinTest : public ::testing::Test {
     share_on_a_shared_mount_with_a_mount_below();
     if (::mount(nullptr, (share() / "sub").c_str(), nullptr, MS_UNBINDABLE, nullptr) != 0)
       throw std::runtime_error("make unbindable");
+  }
+
+  // `body` in a child of its own, in a private mount namespace: the bind
+  // mounts it makes reach neither the host nor the other tests, and go with
+  // the child. Returns what it printed, or the error that stopped it.
+  std::string with_private_mounts(const std::function<void()>& body) const {
+    fs::path out = root_ / "out";
+    pid_t child = ::fork();
+    if (child == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (out_fd < 0 || ::dup2(out_fd, 1) < 0) ::_exit(126);
+      try {
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+          throw std::runtime_error("private mount namespace");
+        body();
+      } catch (const std::exception& error) {
+        std::printf("error: %s\n", error.what());
+      }
+      std::fflush(stdout);
+      ::_exit(0);
+    }
+    int status = 0;
+    EXPECT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    return read_file(out);
+  }
+
+  // Only inside with_private_mounts().
+  static void bind(const fs::path& source, const fs::path& target) {
+    fs::create_directories(target);
+    if (::mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      throw std::runtime_error(
+          fmt::format("bind {} on {}: {}", source.string(), target.string(), std::strerror(errno)));
+  }
+
+  // What checked_share() says of `tree`, as a line of output.
+  static void print_verdict(const fs::path& tree, const Locations& locations, const fs::path& own = {}) {
+    try {
+      (void)vm::checked_share(tree, locations, own);
+      std::printf("%s: accepted\n", tree.c_str());
+    } catch (const UsageError& error) {
+      std::printf("%s: refused: %s\n", tree.c_str(), error.what());
+    }
+  }
+
+  // Matches print_verdict()'s line for `tree` refused with "TREE " + `says`.
+  static ::testing::Matcher<const std::string&> refused(const fs::path& tree, const std::string& says) {
+    return HasSubstr(tree.string() + ": refused: " + tree.string() + " " + says);
+  }
+
+  // vmwarden's own directories, all there: compared by identity.
+  void make_state() const {
+    for (const char* dir : {"state/uids/sub", "state/grants/1879048192", "state/runs/r1/config", "state/demo/rw"})
+      fs::create_directories(root_ / dir);
   }
 
   TempDir root_{"vmwarden-share-pin"};
@@ -397,6 +453,117 @@ TEST_F(SharePinTest, AShareHoldingTheStateOrRuntimeDirectoryIsRefused) {
   through_link.state_dir = root_ / "via-link/state";
   expect_refused(share(), through_link);
   EXPECT_EQ(vm::checked_share(share(), locations()), share());
+}
+
+// A bind mount shows a directory under another path: the registry mounted
+// elsewhere is still the registry, compared by which directory of which
+// filesystem it is.
+TEST_F(SharePinTest, ABindMountOfTheUidRegistryElsewhereIsRefused) {
+  make_state();
+  fs::path mounted = root_ / "elsewhere/registry";
+  std::string out = with_private_mounts([&] {
+    bind(root_ / "state/uids", mounted);
+    print_verdict(mounted, locations());
+    print_verdict(mounted / "sub", locations());
+  });
+  std::string registry = (root_ / "state/uids").string();
+  EXPECT_THAT(out, refused(mounted, "is " + registry + ", the UID registry, reached through the mount at " +
+                                        mounted.string() + ", which the VM would then reach; share a directory "
+                                        "outside it\n"));
+  EXPECT_THAT(out, refused(mounted / "sub", "lies in " + registry + ", the UID registry, as " + registry +
+                                                "/sub (through the mount at " + mounted.string() + ")"));
+}
+
+// A share takes the mounts below it along (its copy is recursive): one
+// holding a bind mount of the grant records, or of a directory in them,
+// would hand the VM the records.
+TEST_F(SharePinTest, AShareHoldingABindMountOfTheGrantRecordsIsRefused) {
+  make_state();
+  fs::path other = root_ / "parent/other";
+  std::string out = with_private_mounts([&] {
+    bind(root_ / "state/grants", share() / "deep/records");
+    bind(root_ / "state/grants/1879048192", other / "one");
+    print_verdict(share(), locations());
+    print_verdict(other, locations());
+  });
+  std::string grants = (root_ / "state/grants").string();
+  EXPECT_THAT(out, refused(share(), "holds " + grants + ", the grant records, mounted at " +
+                                        (share() / "deep/records").string() + " below it, which the VM would then "
+                                        "reach; share a directory without that mount, or unmount it\n"));
+  EXPECT_THAT(out, refused(other, fmt::format("holds {0}/one, a mount of {1}/1879048192 in {1}, the grant records",
+                                              other.string(), grants)));
+}
+
+// The whole state directory mounted elsewhere: what lies in it is compared
+// as the directory it is. Its VMs' data (the demo's shares) stays sharable
+// that way, as does a run's own directory for that run.
+TEST_F(SharePinTest, ABindMountOfTheStateDirectoryLeadsToTheRegistryAndIsRefusedThere) {
+  make_state();
+  fs::path state = root_ / "elsewhere/state";
+  std::string out = with_private_mounts([&] {
+    bind(root_ / "state", state);
+    print_verdict(state / "uids", locations());
+    print_verdict(state, locations());
+    print_verdict(state / "runs/r1/config", locations());
+    print_verdict(state / "runs/r1/config", locations(), root_ / "state/runs/r1");
+    print_verdict(state / "demo/rw", locations());
+  });
+  std::string real = (root_ / "state").string();
+  EXPECT_THAT(out, refused(state / "uids", "is " + real + "/uids, the UID registry, reached through the mount at " +
+                                               state.string() + ", which the VM would then reach"));
+  EXPECT_THAT(out, refused(state, fmt::format("holds {0}/uids, the UID registry, as {1}/uids (through the mount at "
+                                              "{1}), which the VM would then reach; share a directory beside it\n",
+                                              real, state.string())));
+  EXPECT_THAT(out, refused(state / "runs/r1/config",
+                           "lies in " + real + "/runs, the directories of `vmwarden run`'s runs, as " + real +
+                               "/runs/r1/config"));
+  EXPECT_THAT(out, HasSubstr(fmt::format("{}/runs/r1/config: accepted\n", state.string()))) << "the run's own";
+  EXPECT_THAT(out, HasSubstr(fmt::format("{}/demo/rw: accepted\n", state.string())));
+}
+
+// A location not made yet (a fresh state directory: no registry, no grant
+// recorded) is where it will be made: a bind mount of the state directory
+// would show it then.
+TEST_F(SharePinTest, ABindMountOfAStateDirectoryWithoutTheRegistryYetIsRefused) {
+  fs::path state = root_ / "elsewhere/state";
+  std::string out = with_private_mounts([&] {
+    bind(root_ / "state", state);
+    print_verdict(state, locations());
+  });
+  EXPECT_THAT(out, refused(state, "holds " + (root_ / "state/uids").string() + ", the UID registry, as " +
+                                      (state / "uids").string()));
+}
+
+// Mounts that show no directory of vmwarden's change nothing: the demo's
+// layout, a bind mount of another directory, and one inside a share.
+TEST_F(SharePinTest, BindMountsOfUnrelatedDirectoriesAreAccepted) {
+  make_state();
+  fs::path mounted = root_ / "elsewhere/outside";
+  std::string out = with_private_mounts([&] {
+    bind(root_ / "outside", mounted);
+    bind(root_ / "outside", share() / "outside");
+    print_verdict(mounted, locations());
+    print_verdict(root_ / "elsewhere", locations());
+    print_verdict(share(), locations());
+    print_verdict(root_ / "state/demo/rw", locations());
+  });
+  EXPECT_EQ(out, fmt::format("{}: accepted\n{}: accepted\n{}: accepted\n{}: accepted\n", mounted.string(),
+                             (root_ / "elsewhere").string(), share().string(), (root_ / "state/demo/rw").string()));
+}
+
+// A run's own directory may hold its shares, named by their path; not a
+// bind mount of the registry put inside it.
+TEST_F(SharePinTest, ARunsOwnDirectoryMayHoldSharesButNotTheRegistry) {
+  make_state();
+  fs::path config = root_ / "state/runs/r1/config", own = root_ / "state/runs/r1";
+  std::string out = with_private_mounts([&] {
+    print_verdict(config, locations(), own);
+    bind(root_ / "state/uids", config / "registry");
+    print_verdict(config, locations(), own);
+  });
+  EXPECT_THAT(out, HasSubstr(fmt::format("{}: accepted\n", config.string())));
+  EXPECT_THAT(out, refused(config, "holds " + (root_ / "state/uids").string() + ", the UID registry, mounted at " +
+                                       (config / "registry").string() + " below it"));
 }
 
 // The same refusal before anything is leased or granted (what `exec`, `run`

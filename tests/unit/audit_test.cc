@@ -33,6 +33,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int kGoldenAbi = 7;
 
@@ -241,6 +242,42 @@ TEST(Audit, InvalidDefinitionsAndUnknownNamesAreUsageErrors) {
   CommandResult missing = vmwarden({"audit", "no-such-vm"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_THAT(missing.err, HasSubstr("no-such-vm"));
+}
+
+// A share that launching would refuse (here: the UID registry) is reported
+// before anything runs: `check` as an error at the share's path, `audit` as
+// what will stop the start; a share beside it passes both.
+TEST(Audit, CheckAndAuditReportAShareThatLaunchingWouldRefuse) {
+  TempDir root("vmwarden-audit-share");
+  for (const char* dir : {"config/vms", "state/uids", "run", "data"}) fs::create_directories(root / dir);
+  std::map<std::string, std::string> env = {
+      {"VMWARDEN_CONFIG_DIR", (root / "config").string()},
+      {"VMWARDEN_STATE_DIR", (root / "state").string()},
+      {"VMWARDEN_RUNTIME_DIR", (root / "run").string()},
+  };
+  auto definition = [&](const fs::path& share) {
+    write_file(root / "config/vms/app.toml",
+               "command = [\"/bin/true\"]\n\n[[share]]\ntag = \"s\"\npath = \"" + share.string() + "\"\n");
+  };
+  std::string refusal = fmt::format("share.path: {0}/state/uids is {0}/state/uids, the UID registry, which the VM "
+                                    "would then reach; share a directory outside it",
+                                    root.path().string());
+  definition(root / "state/uids");
+  CommandResult check = vmwarden({"check", "app"}, env);
+  EXPECT_EQ(check.exit_code, 2) << check.err;
+  EXPECT_THAT(check.err, HasSubstr((root / "config/vms/app.toml").string() + ":5:8: error: " + refusal));
+  CommandResult syntax = vmwarden({"check", "--syntax-only", "app"}, env);
+  EXPECT_EQ(syntax.exit_code, 0) << syntax.err;
+  CommandResult audit = vmwarden({"audit", "app"}, env);
+  EXPECT_EQ(audit.exit_code, 0) << audit.err;
+  EXPECT_THAT(audit.out, HasSubstr("! refuses to start: line 5: " + refusal));
+
+  definition(root / "data");
+  check = vmwarden({"check", "app"}, env);
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  audit = vmwarden({"audit", "app"}, env);
+  EXPECT_EQ(audit.exit_code, 0) << audit.err;
+  EXPECT_THAT(audit.out, Not(HasSubstr("refuses to start")));
 }
 
 // ---- purity ------------------------------------------------------------------

@@ -544,6 +544,29 @@ TEST_F(DefinitionFiles, ShareThatIsAFile) {
                    8, 8, "is not a directory");
 }
 
+// `vmwarden check` and `audit` ask the launcher whether it would refuse a
+// share (vm::share_refusal()): its answer is an error at the share's path.
+// Asked only for a share that exists, and not with --syntax-only.
+TEST_F(DefinitionFiles, AShareTheLauncherWouldRefuseIsAnErrorAtItsPath) {
+  std::vector<std::filesystem::path> asked;
+  CheckOptions refusing = full;
+  refusing.share_refusal = [&asked](const std::filesystem::path& tree) -> std::optional<std::string> {
+    asked.push_back(tree);
+    return tree.string() + " holds the UID registry";
+  };
+  std::string text = vm((dir / "vmlinuz").string(), (dir / "root.img").string(), (dir / "share").string());
+  expect_one_error(parse(text, "vm.toml", refusing), 8, 8,
+                   "share.path: " + (dir / "share").string() + " holds the UID registry");
+  EXPECT_EQ(asked, std::vector<std::filesystem::path>{dir / "share"});
+  refusing.check_filesystem = false;
+  EXPECT_TRUE(parse(text, "vm.toml", refusing).ok());
+  refusing.check_filesystem = true;
+  expect_one_error(parse(vm((dir / "vmlinuz").string(), (dir / "root.img").string(), (dir / "gone").string()),
+                         "vm.toml", refusing),
+                   8, 8, "does not exist");
+  EXPECT_EQ(asked.size(), 1u);
+}
+
 TEST_F(DefinitionFiles, MissingInitramfs) {
   std::filesystem::remove(dir / "initrd.img");
   expect_one_error(parse(vm((dir / "vmlinuz").string(), (dir / "root.img").string(), (dir / "share").string()),

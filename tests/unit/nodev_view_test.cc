@@ -1,6 +1,7 @@
 // The nodev view of a tree: the same directory, devices refused, O_PATH
 // still allowed; and the mountinfo check that keeps the walk off it when the
-// copy would leave out an unbindable mount; the mount points of a device.
+// copy would leave out an unbindable mount; the mount points of a device;
+// the mounts listed, with the directory each shows, and the mount of a path.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "acl-manager/nodev_view.h"
+#include "common/error.h"
 #include "common/mountinfo.h"
 #include "common/unique_fd.h"
 #include "tests/support/support.h"
@@ -69,6 +71,38 @@ TEST(Mountinfo, MountsOfATypeListWritableMountsOfARootFirstAndIdmappedLast) {
   EXPECT_EQ(paths(mount_points_of_type(mountinfo, "ext2")), (std::vector<std::string>{"/boot"}));
   EXPECT_TRUE(mount_points_of_type(mountinfo, "xfs").empty());
   EXPECT_EQ(mount_points_of_type(mountinfo, "tmpfs").size(), 1u) << "the type, not the source";
+}
+
+// Each mount's id, parent, device and the directory of its filesystem it
+// shows (a bind mount's source), unescaped: what tells a bind mount of a
+// directory from another directory with the same name.
+TEST(Mountinfo, ListedMountsCarryTheDirectoryTheyShow) {
+  const char* mountinfo =
+      "28 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+      "40 28 254:0 /var/lib/vm\\040state/uids /srv/a\\040b rw,idmapped - ext4 /dev/vda rw\n"
+      "41 40 0:52 / /srv/a\\040b/t rw - tmpfs tmpfs rw\n";
+  std::vector<MountPoint> mounts = list_mounts(mountinfo);
+  ASSERT_EQ(mounts.size(), 3u);
+  EXPECT_EQ(mounts[0].root, "/");
+  EXPECT_EQ(mounts[1].id, 40);
+  EXPECT_EQ(mounts[1].parent, 28);
+  EXPECT_EQ(mounts[1].device, makedev(254, 0));
+  EXPECT_EQ(mounts[1].root, "/var/lib/vm state/uids");
+  EXPECT_EQ(mounts[1].path, "/srv/a b");
+  EXPECT_TRUE(mounts[1].idmapped);
+  EXPECT_EQ(mounts[2].parent, 40);
+  EXPECT_EQ(mounts[2].device, makedev(0, 52));
+  EXPECT_TRUE(list_mounts("").empty());
+}
+
+// The mount a path is on, as mountinfo numbers it.
+TEST(Mountinfo, TheMountOfAPathIsTheOneMountinfoListsThere) {
+  int id = mount_id_of_path("/proc/self");
+  bool found = false;
+  for (const MountPoint& mount : list_mounts(read_mountinfo()))
+    found = found || (mount.id == id && mount.path == "/proc");
+  EXPECT_TRUE(found) << "mount " << id;
+  EXPECT_THROW(mount_id_of_path("/nonexistent/vmwarden"), SystemError);
 }
 
 TEST(NodevView, SameDirectoryDevicesRefused) {
