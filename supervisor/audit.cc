@@ -62,8 +62,9 @@ Audit gather(std::string_view service, const Confinement& confinement, const Aud
   for (const auto& name : audit.kept_capabilities)
     audit.flags.push_back("keeps capability " + name +
                           (confinement.user_namespace ? " (over its own user namespace only)" : ""));
-  audit.securebits = {"SECBIT_NOROOT", "SECBIT_NO_CAP_AMBIENT_RAISE", "SECBIT_KEEP_CAPS off",
-                      "all locked"};
+  // Exactly the bits caps.cc sets (SECBIT_KEEP_CAPS itself is left clear).
+  audit.securebits = {"SECBIT_NOROOT", "SECBIT_NOROOT_LOCKED", "SECBIT_KEEP_CAPS_LOCKED",
+                      "SECBIT_NO_CAP_AMBIENT_RAISE", "SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED"};
 
   const LandlockPolicy& policy = confinement.landlock;
   audit.landlock_mode = policy.mode == LandlockMode::required      ? "required"
@@ -123,6 +124,15 @@ const char* kind_name(SeccompKind kind) {
 }
 
 }  // namespace
+
+bool landlock_denies_tcp(const Confinement& confinement) {
+  LandlockPolicy policy = confinement.landlock;
+  if (policy.mode == LandlockMode::off || !policy.deny_tcp) return false;
+  // A required policy this kernel cannot meet starts nothing; what it
+  // would deny is what it asks for.
+  if (policy.mode == LandlockMode::required) return true;
+  return plan_landlock(policy, landlock_abi()).handled_net != 0;
+}
 
 const std::string* AuditLabels::label(uid_t uid) const {
   auto found = uids.find(uid);

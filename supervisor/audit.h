@@ -30,6 +30,10 @@ struct AuditLabels {
 std::string describe_confinement_text(std::string_view service, const Confinement& confinement,
                                       const AuditLabels& labels = {});
 
+// Whether Landlock denies the service TCP bind and connect on this kernel
+// (not with Landlock off, nor where best-effort drops it before ABI 4).
+bool landlock_denies_tcp(const Confinement& confinement);
+
 // The same as one JSON object (no trailing newline). A labelled uid is
 // "uid": null with "uid_label"; gid likewise.
 std::string describe_confinement_json(std::string_view service, const Confinement& confinement,

@@ -91,8 +91,10 @@ void restrict_capabilities(const std::vector<int>& keep) {
   // SECBIT_NOROOT: uid 0 (a service run with --uid 0) and set-user-ID-root
   // binaries get no capabilities from execve; no_new_privs already ignores
   // the set-user-ID bit, this holds even without it. KEEP_CAPS is cleared
-  // and locked; the ambient set can no longer be raised. All locked, so
-  // that the service cannot undo them.
+  // and locked; the ambient set can no longer be raised. Each locked, so
+  // that the service cannot undo them. NO_SETUID_FIXUP is left alone: it
+  // only keeps capabilities across a uid change, and a service has none to
+  // keep but those a user namespace of its own confines (virtiofsd's).
   check(cap_set_secbits(SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
                         SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED),
         "cap_set_secbits");

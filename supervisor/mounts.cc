@@ -302,6 +302,30 @@ void setup_warden_mounts(const SandboxSpec& spec) {
   }
 }
 
+void protect_kernel_interfaces_in_proc() {
+  for (const char* path : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"}) {
+    UniqueFd copy(::open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
+    if (!copy) {
+      if (errno == ENOENT) continue;  // a kernel built without it
+      throw_errno("copy the mount (open_tree) of", path);
+    }
+    mount_attr read_only{};
+    read_only.attr_set = MOUNT_ATTR_RDONLY;
+    check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH, &read_only, sizeof read_only), "make read-only", path);
+    check(::move_mount(copy.get(), "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH), "mount read-only over itself",
+          path);
+  }
+}
+
+bool services_run_as_root(const SandboxSpec& spec) {
+  for (const ServiceSpec& service : spec.services) {
+    // A user namespace of its own changes nothing: uid 0 there is uid 0 on
+    // the host, which the kernel compares a sysctl's owner with.
+    if (service.confinement.uid == 0) return true;
+  }
+  return false;
+}
+
 void unmount_runtime_dir_mounts(const SandboxSpec& spec) noexcept {
   std::vector<std::string> mounted;
   if (has_private_mount_points(spec)) mounted.push_back(private_mounts_dir(spec).string());

@@ -96,12 +96,14 @@ bool forbid_executable_memfds() {
   // which VMMs make for guest memory (and the value could only be raised,
   // so there is no trying 2 first): there 1 (made without execute
   // permission unless MFD_EXEC asks for it) is the most that lets a VM start.
-  bool refuses_plain_memfds = kernel_older_than(6, 6);
-  const char* value = refuses_plain_memfds ? "1\n" : "2\n";
-  if (::write(setting.get(), value, 2) != 2) throw_errno(fmt::format("write {} to", value[0]), kSetting);
-  if (refuses_plain_memfds)
+  std::string value = fmt::format("{}\n", memfd_noexec_value());
+  if (::write(setting.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+    throw_errno(fmt::format("write {} to", value[0]), kSetting);
+  if (value[0] == '1')
     log::debug("vm.memfd_noexec = 1 (2 refuses plain memfds before Linux 6.6): MFD_EXEC still makes one executable");
   return true;
 }
+
+int memfd_noexec_value() { return kernel_older_than(6, 6) ? 1 : 2; }
 
 }  // namespace vmwarden::supervisor

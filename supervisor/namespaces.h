@@ -30,6 +30,8 @@ ClonedProcess clone_into_namespaces(bool private_network);
 // Landlock execute rule names. False on a kernel without the setting
 // (before Linux 6.3), where that way stays open.
 bool forbid_executable_memfds();
+// The value it writes on this kernel: 2, or 1 before Linux 6.6.
+int memfd_noexec_value();
 
 // Moves the calling process (already running as uid:gid) into a new user
 // namespace in which uid and gid map onto themselves and nothing else is

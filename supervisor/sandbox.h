@@ -85,6 +85,14 @@ struct ServiceSpec {
   // own control program), each from a child of the warden that joins this
   // service's mount namespace and takes its confinement.
   std::vector<std::string> stop_programs;
+  // For the audit: what wait_ready, graceful_stop and force_stop do in the
+  // warden itself, with its privileges (root, every capability).
+  struct WardenAction {
+    std::string action;                     // "connect to the QMP socket ..."
+    std::vector<std::string> capabilities;  // what it takes, e.g. "CAP_DAC_OVERRIDE"
+    std::string why;
+  };
+  std::vector<WardenAction> warden_actions;
 };
 
 // A started service, as the warden sees it.

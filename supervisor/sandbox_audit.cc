@@ -10,6 +10,7 @@
 #include "supervisor/caps.h"
 #include "supervisor/json_text.h"
 #include "supervisor/mounts.h"
+#include "supervisor/namespaces.h"
 
 namespace vmwarden::supervisor {
 namespace {
@@ -142,10 +143,22 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                                             "whoever can write the directory above the source could change"
                                           : "")});
   }
-  steps.push_back({"warden", "write 2 to /proc/sys/vm/memfd_noexec (for the sandbox's PID namespace; Linux 6.3)",
+  steps.push_back({"warden",
+                   fmt::format("write {} to /proc/sys/vm/memfd_noexec (for the sandbox's PID namespace; Linux 6.3)",
+                               memfd_noexec_value()),
                    {"CAP_SYS_ADMIN"},
-                   "a memfd is made without execute permission and MFD_EXEC is refused: a program written to one "
-                   "would run, by its descriptor, what no Landlock execute rule names"});
+                   memfd_noexec_value() == 2
+                       ? "a memfd is made without execute permission and MFD_EXEC is refused: a program written to "
+                         "one would run, by its descriptor, what no Landlock execute rule names"
+                       : "a memfd is made without execute permission unless MFD_EXEC asks for it (2 would refuse the "
+                         "plain memfds VMMs make before Linux 6.6)"});
+  if (services_run_as_root(spec))
+    steps.push_back({"warden",
+                     "mount /proc/sys, /proc/sysrq-trigger, /proc/irq and /proc/bus read-only over themselves "
+                     "(open_tree, mount_setattr, move_mount)",
+                     {"CAP_SYS_ADMIN"},
+                     "a service runs as uid 0, and the kernel lets uid 0 write these root-owned files without any "
+                     "capability: host-wide sysctls, the SysRq trigger (a reboot)"});
   for (const ServiceSpec& service : spec.services) {
     for (const ListenSocket& socket : service.listen_sockets) {
       steps.push_back({"warden",
@@ -262,6 +275,9 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                      "unprivileged: no_new_privs is what lets a process without CAP_SYS_ADMIN restrict itself"});
     steps.push_back({actor, "execve " + (service.argv.empty() ? std::string("?") : service.argv.front()), {},
                      "from here on the service holds only what is listed under its name below"});
+    for (const ServiceSpec::WardenAction& action : service.warden_actions)
+      steps.push_back({"warden", fmt::format("for service {}: {}", service.name, action.action), action.capabilities,
+                       action.why});
   }
   return steps;
 }
@@ -290,6 +306,12 @@ std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec) {
                    fmt::format("remove {} and everything in it, never following a symlink", spec.runtime_dir.string()),
                    {"CAP_DAC_OVERRIDE"},
                    "the directory and what the services left in it belong to the VM's uid"});
+  steps.push_back({"warden",
+                   fmt::format("only if the outer is gone (killed): unmount what its namespace has mounted in {} and "
+                               "remove it as the outer would, never following a symlink",
+                               spec.runtime_dir.string()),
+                   {"CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE"},
+                   "nobody else is left to remove it; a mount there would keep the kernel from removing it"});
   return steps;
 }
 

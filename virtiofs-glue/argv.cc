@@ -120,6 +120,12 @@ DaemonPlan plan_virtiofsd(const Share& share) {
                             CAP_SETGID, CAP_SETUID,      CAP_SETPCAP, CAP_SYS_CHROOT};
 
   std::filesystem::path socket_path = share.socket;
+  plan.warden_actions = {
+      {"until it waits in accept() on its socket, read its /proc/PID/task/*/syscall, /proc/PID/fd and "
+       "/proc/PID/net/unix",
+       {"CAP_SYS_PTRACE"},
+       "its readiness: the daemon tells nobody when it is ready, and it runs as another uid, in a user namespace of "
+       "its own"}};
   plan.wait_ready = [socket_path](const supervisor::RunningService& daemon,
                                   std::chrono::steady_clock::time_point deadline) {
     auto exited = [&daemon] {

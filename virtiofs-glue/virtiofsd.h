@@ -63,6 +63,8 @@ struct DaemonPlan {
   // Returns once the daemon waits for its frontend; throws when it exits, is
   // not waiting by the deadline, or a stop arrives (stop_requested()).
   std::function<void(const supervisor::RunningService&, std::chrono::steady_clock::time_point)> wait_ready;
+  // For the audit: what wait_ready does in the warden with its privileges.
+  std::vector<supervisor::ServiceSpec::WardenAction> warden_actions;
 };
 
 // Throws UsageError for a path that would inject options (`,` `:` `=`,

@@ -74,6 +74,8 @@ struct VmmPlan {
   // Stops the VMM now: its own stop command first, then SIGKILL if it has not
   // exited by the deadline. Returns once it has exited or was SIGKILLed.
   std::function<void(const supervisor::RunningService&, Deadline)> force_stop;
+  // For the audit: what those three do in the warden with its privileges.
+  std::vector<supervisor::ServiceSpec::WardenAction> warden_actions;
   // The command lines those two run through run_control_program() (for the
   // audit); empty when they speak to the VMM from the warden itself (QMP).
   std::vector<std::string> stop_programs;

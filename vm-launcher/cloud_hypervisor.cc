@@ -141,6 +141,11 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
   plan.seccomp_profile = "vm-daemon";
 
   std::filesystem::path socket = paths.control_socket;
+  plan.warden_actions = {{fmt::format("connect to the API socket {} as root: readiness (GET vm.info until the "
+                                       "VM runs)",
+                                       socket.native()),
+                           {"CAP_DAC_OVERRIDE"},
+                           "the socket lies in the runtime directory, the VM's uid's and 0700; a symlink, or a socket the VM's uid does not own, is refused before any connect, and the peer must be the VM's uid"}};
   plan.wait_ready = [socket](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_running(socket, vmm, deadline);
   };

@@ -90,6 +90,10 @@ VmmPlan plan_crosvm(const Definition& definition, const RuntimePaths& paths, con
   if (definition.wayland) plan.paths.push_back({paths.wayland_socket, PathRights::read_write()});
   plan.seccomp_profile = "vm-daemon";
 
+  plan.warden_actions = {{fmt::format("connect to the control socket {} as root until it accepts (readiness)",
+                                       control),
+                           {"CAP_DAC_OVERRIDE"},
+                           "the socket lies in the runtime directory, the VM's uid's and 0700; a symlink, or a socket the VM's uid does not own, is refused before any connect, and the peer must be the VM's uid"}};
   plan.wait_ready = [control](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_control_socket(control, vmm, deadline);
   };

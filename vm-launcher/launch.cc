@@ -194,6 +194,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
       // virtiofsd never uses the network, whatever the VM does.
       service.confinement.landlock.deny_tcp = true;
       service.wait_ready = daemon.wait_ready;
+      service.warden_actions = daemon.warden_actions;
       spec.services.push_back(std::move(service));
     }
   }
@@ -213,6 +214,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
   service.graceful_stop = vmm.graceful_stop;
   service.force_stop = vmm.force_stop;
   service.stop_programs = vmm.stop_programs;
+  service.warden_actions = vmm.warden_actions;
   service.graceful_stop_repeat = std::chrono::seconds(1);
   spec.services.push_back(std::move(service));
 }

@@ -43,9 +43,17 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
 
   audit.facts.push_back({"uid", uid_fact(plan, options)});
   audit.facts.push_back({"runtime dir", spec.runtime_dir.string()});
-  audit.facts.push_back({"network", spec.private_network
-                                        ? "none: an empty network namespace, and TCP bind/connect denied by Landlock"
-                                        : "the host's network namespace"});
+  // What Landlock denies is each service's own rule (off, or dropped by
+  // best-effort on a kernel before ABI 4, it denies nothing).
+  bool tcp_denied_to_all = !spec.services.empty();
+  for (const supervisor::ServiceSpec& service : spec.services)
+    tcp_denied_to_all = tcp_denied_to_all && supervisor::landlock_denies_tcp(service.confinement);
+  audit.facts.push_back(
+      {"network", spec.private_network
+                      ? (tcp_denied_to_all ? "none: an empty network namespace, and TCP bind/connect denied by Landlock"
+                                           : "none: an empty network namespace (TCP is not denied by Landlock to "
+                                             "every service: see each service below)")
+                      : "the host's network namespace"});
   audit.facts.push_back({"shutdown timeout", fmt::format("{} ms", spec.shutdown_timeout.count())});
   for (const std::string& refusal : options.refusals) audit.warnings.push_back("refuses to start: " + refusal);
 
@@ -99,8 +107,9 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
          {"CAP_FOWNER", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
          "the VM's uid must pass the host's permission checks beneath the tree; the walk never follows a "
          "symlink and skips hard links (doc/ACL.md); the handle lets revoke and sweep find the directory after a "
-         "rename; CAP_SYS_ADMIN, where held, only for a detached nodev copy of the tree's mounts that the walk "
-         "opens files through and that is attached nowhere"});
+         "rename; CAP_SYS_ADMIN for the trusted.vmwarden.granted-default mark put on each directory whose default "
+         "ACL the grant creates (so that a revoke drops that one and keeps an owner's own), and for a detached "
+         "nodev copy of the tree's mounts that the walk opens files through and that is attached nowhere"});
     bool mounted = false, ruled = false;
     for (const supervisor::BindMount& mount : plan.sandbox.mounts) mounted = mounted || mount.source == grant.tree;
     for (const supervisor::ServiceSpec& service : plan.sandbox.services) {
@@ -122,8 +131,9 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
   for (auto it = plan.grants.rbegin(); revokes && it != plan.grants.rend(); ++it) {
     const GrantPlan& grant = *it;
     audit.after.push_back({"outer",
-                           fmt::format("revoke uid {}'s entries under {}, clear the set-ID bits of its files "
-                                       "there, and remove the grant record",
+                           fmt::format("revoke uid {}'s entries under {}, drop the default ACLs the grant "
+                                       "created (and their trusted.vmwarden.granted-default marks), clear the "
+                                       "set-ID bits of its files there, and remove the grant record",
                                        uid, grant.tree.string()),
                            {"CAP_FOWNER", "CAP_FSETID", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
                            "a single-use UID keeps nothing, and no file it made runs as it later; if this process "

@@ -129,6 +129,12 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
   plan.seccomp_profile = "qemu";
 
   std::filesystem::path qmp = paths.control_socket;
+  plan.warden_actions = {
+      {fmt::format("connect to the QMP socket {} as root: readiness (qmp_capabilities, query-status), the power "
+                   "button at a stop (system_powerdown), quit at the shutdown timeout",
+                   qmp.native()),
+       {"CAP_DAC_OVERRIDE"},
+       "the socket lies in the runtime directory, the VM's uid's and 0700; a symlink, or a socket the VM's uid does not own, is refused before any connect, and the peer must be the VM's uid"}};
   plan.wait_ready = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_qmp(qmp, vmm, deadline);
   };

@@ -576,6 +576,20 @@ TEST_F(ExecEscapeTest, CannotChangeTheMetadataOfAFileOutsideItsWriteRules) {
   expect_success(exec_attack({"--uid", "0", "--rw", "/"}, {"xattr", roots}));
 }
 
+// The kernel lets uid 0 write root-owned sysctls (and the SysRq trigger)
+// without any capability; Landlock denies it the writes under /proc, and
+// without Landlock the warden has mounted them read-only. The sandbox's
+// own hostname (its UTS namespace) stands in for every sysctl: a write that
+// got through would change nothing on the host.
+TEST_F(ExecEscapeTest, AUidZeroCommandCannotWriteKernelSettingsThroughProc) {
+  expect_denied(exec_attack({"--uid", "0"}, {"write", "/proc/sys/kernel/hostname"}), "EROFS");
+  expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"write", "/proc/sys/kernel/hostname"}), "EROFS");
+  expect_denied(exec_attack({"--uid", "0", "--landlock", "off", "--network"}, {"write", "/proc/sys/kernel/hostname"}),
+                "EROFS");
+  // Reading them still works.
+  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"read", "/proc/sys/kernel/hostname"}));
+}
+
 // A program written to a memfd and executed through its descriptor would run
 // what no Landlock execute rule names: the sandbox's PID namespace has
 // vm.memfd_noexec = 2, so a memfd is made without execute permission (and
