@@ -59,11 +59,40 @@ void validate(const SandboxSpec& spec) {
       }
     }
   }
+  // The names the warden makes in the runtime dir: a capture's file and the
+  // one it rotates to must be no other's.
+  std::vector<std::filesystem::path> made;
+  auto make = [&](const std::string& service, const std::filesystem::path& path) {
+    if (std::find(made.begin(), made.end(), path) != made.end())
+      throw PermanentError(fmt::format("service {}: {} is already made by the warden for another purpose",
+                                       service, path.string()));
+    made.push_back(path);
+  };
   for (const ServiceSpec& service : spec.services) {
     for (const ListenSocket& socket : service.listen_sockets) {
       if (socket.path.parent_path() != spec.runtime_dir)
         throw PermanentError(fmt::format("service {}: socket {} must be directly in the runtime dir {}",
                                          service.name, socket.path.string(), spec.runtime_dir.string()));
+      make(service.name, socket.path);
+    }
+    std::vector<int> child_fds;
+    for (const FdMapping& mapping : service.fds) child_fds.push_back(mapping.child_fd);
+    for (const ListenSocket& socket : service.listen_sockets) child_fds.push_back(socket.child_fd);
+    for (const OutputCapture& capture : service.captures) {
+      std::string name = capture.file.filename().native();
+      if (capture.file.parent_path() != spec.runtime_dir || name.empty() || name == "." || name == "..")
+        throw PermanentError(fmt::format("service {}: the capture file {} must be directly in the runtime dir {}",
+                                         service.name, capture.file.string(), spec.runtime_dir.string()));
+      if (capture.max_bytes == 0)
+        throw PermanentError(fmt::format("service {}: the capture file {} has a size limit of 0 bytes",
+                                         service.name, capture.file.string()));
+      if (capture.child_fd < 0 ||
+          std::find(child_fds.begin(), child_fds.end(), capture.child_fd) != child_fds.end())
+        throw PermanentError(fmt::format("service {}: fd {} for the capture file {} is negative or taken",
+                                         service.name, capture.child_fd, capture.file.string()));
+      child_fds.push_back(capture.child_fd);
+      make(service.name, capture.file);
+      make(service.name, capture.file.native() + ".1");
     }
   }
   if (spec.notify_fd && ::fcntl(*spec.notify_fd, F_GETFD) < 0) {

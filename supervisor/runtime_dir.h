@@ -26,6 +26,10 @@ class RuntimeDir {
   ~RuntimeDir() { remove(); }
 
   const std::filesystem::path& path() const { return path_; }
+  // The directory, opened in the host's mount namespace: what is made
+  // through it lands on the host's mount, whatever the warden's namespace
+  // shows there (a read-only view). -1 once removed.
+  int fd() const { return dir_.get(); }
 
   // Removes the directory and everything in it without following symlinks.
   // Works through descriptors opened in the host's mount namespace, so it

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -32,6 +33,14 @@ struct ListenSocket {
   int child_fd;                // the number the service sees
 };
 
+// A descriptor of a service whose output the warden keeps in a file (see
+// ServiceSpec::captures): a VMM's guest console.
+struct OutputCapture {
+  int child_fd;                 // the number the service writes to: a pipe's write end
+  std::filesystem::path file;   // directly in the sandbox's runtime dir
+  std::uint64_t max_bytes = 0;  // at most this much in `file`, and as much in `file`.1
+};
+
 struct ServiceSpec {
   std::string name;                  // "virtiofsd-home", "vmm", "command"
   std::vector<std::string> argv;     // argv[0] is an absolute path
@@ -42,6 +51,20 @@ struct ServiceSpec {
   // uid and gid, mode 0600: a client started later (the VMM) can connect at
   // once, and the service never needs write access where the socket lives.
   std::vector<ListenSocket> listen_sockets;
+  // What the service writes to each capture's child_fd is the warden's to
+  // store, so that it cannot fill the runtime dir's filesystem (/run, a
+  // tmpfs in RAM) however much it writes. The service gets a pipe's write
+  // end, blocking (the pipe is its uid's and gid's, so that it may open it
+  // again by /proc/self/fd/N): when the warden does not keep up, the writer
+  // waits. The warden reads the other end from its event loop, never
+  // blocking on it (during start-up, until every service is ready, the
+  // pipe's own buffer holds what comes), and writes it to `file`, which it
+  // creates (replacing whatever is there) owned by the service's uid and
+  // gid, mode 0600, through the runtime dir's descriptor opened on the
+  // host's mount: once `file` holds max_bytes it is renamed to `file`.1
+  // (replacing that) and a new one is started. The bytes are never logged.
+  // At the end, what is left in the pipe is written too.
+  std::vector<OutputCapture> captures;
   Confinement confinement;
 
   // The main service's exit starts the shutdown, and its status becomes the

@@ -170,6 +170,20 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                        "the socket exists before any service starts, so a client started later connects at once; "
                        "the service needs no write access where it lives"});
     }
+    for (const OutputCapture& capture : service.captures) {
+      steps.push_back({"warden",
+                       fmt::format("create {} (mode 0600) through the runtime directory's descriptor (no symlink "
+                                   "followed), chown it to uid {}, gid {}; service {} receives a pipe as fd {}, whose "
+                                   "output the warden writes there, {} bytes at most, then renames it to {}.1 and "
+                                   "starts a new one",
+                                   capture.file.string(), labels.text(service.confinement.uid),
+                                   labels.text(service.confinement.gid), service.name, capture.child_fd,
+                                   capture.max_bytes, capture.file.string()),
+                       {"CAP_CHOWN"},
+                       "however much the service writes, at most twice that is kept: it cannot fill the runtime "
+                       "directory's filesystem (/run, memory); readable by the service's uid, as a file it made "
+                       "would be; never copied to the log"});
+    }
   }
   constexpr const char* kScratch = "a private tmpfs (nosuid, nodev, noexec, 64 MiB, 16k inodes) on /tmp and on /dev/shm";
   // The mounts of a service's view: made by its child in a namespace of its

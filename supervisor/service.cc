@@ -131,11 +131,9 @@ alignas(64) char g_child_stack[256 * 1024];
 
 }  // namespace
 
-Service::Service(const ServiceSpec& spec, const std::vector<int>& listen_fds, ServiceMounts mounts)
+Service::Service(const ServiceSpec& spec, const std::vector<FdMapping>& warden_fds, ServiceMounts mounts)
     : spec_(spec), mounts_(std::move(mounts)), fds_(spec.fds) {
-  if (listen_fds.size() != spec.listen_sockets.size())
-    throw std::logic_error("service " + spec.name + ": listening sockets and their descriptors differ in number");
-  for (size_t i = 0; i < listen_fds.size(); ++i) fds_.push_back({listen_fds[i], spec.listen_sockets[i].child_fd});
+  fds_.insert(fds_.end(), warden_fds.begin(), warden_fds.end());
 }
 
 void Service::launch(bool share_memory) {

@@ -16,10 +16,10 @@ namespace vmwarden::supervisor {
 
 class Service final : public RunningService {
  public:
-  // `listen_fds`: the warden's copies of the sockets bound for
-  // spec.listen_sockets, in that order. `mounts`: see
-  // service_mounts().
-  Service(const ServiceSpec& spec, const std::vector<int>& listen_fds, ServiceMounts mounts);
+  // `warden_fds`: what the warden made for it (the sockets bound for
+  // spec.listen_sockets, the pipes of spec.captures), mapped after spec.fds.
+  // `mounts`: see service_mounts().
+  Service(const ServiceSpec& spec, const std::vector<FdMapping>& warden_fds, ServiceMounts mounts);
 
   const ServiceSpec& spec() const override { return spec_; }
   pid_t pid() const override { return pid_; }
@@ -55,7 +55,7 @@ class Service final : public RunningService {
  private:
   const ServiceSpec& spec_;
   ServiceMounts mounts_;
-  std::vector<FdMapping> fds_;  // spec.fds, then the listening sockets
+  std::vector<FdMapping> fds_;  // spec.fds, then the warden's
   UniqueFd exec_status_;        // read end of the child's CLOEXEC error pipe
   pid_t pid_ = 0;
   std::optional<int> wait_status_;

@@ -12,6 +12,8 @@
 // report a status or to clean up, and s6 will start a new instance that
 // needs the runtime dir: the sequence is bounded by kOrphanGrace instead of
 // the full timeout, and the warden removes the runtime dir itself.
+// Its loop also moves the captured output of services (a VMM's guest
+// console) into their files, bounded (supervisor/capture.h).
 
 #include "supervisor/warden.h"
 
@@ -35,6 +37,7 @@
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "common/unix_socket.h"
+#include "supervisor/capture.h"
 #include "supervisor/memory.h"
 #include "supervisor/mounts.h"
 #include "supervisor/namespaces.h"
@@ -83,7 +86,8 @@ class Warden {
   bool outer_gone() const { return outer_gone_; }
 
  private:
-  std::vector<int> bind_listen_sockets(const ServiceSpec& service);
+  std::vector<FdMapping> warden_made_fds(const ServiceSpec& service);
+  void close_capture_write_ends(int stage);
   void start_services();
   bool start_stage(int stage);
   bool startup_may_go_on();
@@ -105,6 +109,11 @@ class Warden {
   int outer_pidfd_;
   RuntimeDir& runtime_dir_;
   std::vector<UniqueFd> sockets_;  // every service's listening sockets
+  struct StageCapture {
+    int stage;  // its service's
+    Capture capture;
+  };
+  std::vector<StageCapture> captures_;
   UniqueFd signal_fd_;
   UniqueFd repeat_fd_;  // graceful_stop_repeat of the main service
   UniqueFd timer_fd_;
@@ -157,6 +166,7 @@ int Warden::run() {
 
   start_services();
   event_loop();
+  for (StageCapture& entry : captures_) entry.capture.drain();
   int status = final_status();
   if (outer_gone_) {
     unmount_runtime_dir_mounts(spec_);
@@ -165,24 +175,37 @@ int Warden::run() {
   return status;
 }
 
-// Bound here rather than in the outer so that they belong to the sandbox's
-// network namespace, where /proc/PID/net/unix (readiness probes) shows them.
-// Before any service starts: a client started in a later stage can connect
-// at once.
-std::vector<int> Warden::bind_listen_sockets(const ServiceSpec& service) {
-  std::vector<int> fds;
+// The service's listening sockets and capture pipes, as it will see them.
+// The sockets are bound here rather than in the outer so that they belong
+// to the sandbox's network namespace, where /proc/PID/net/unix (readiness
+// probes) shows them. Before any service starts: a client started in a
+// later stage can connect at once.
+std::vector<FdMapping> Warden::warden_made_fds(const ServiceSpec& service) {
+  std::vector<FdMapping> fds;
   for (const ListenSocket& socket : service.listen_sockets) {
     sockets_.push_back(listen_unix_socket(socket.path, service.confinement.uid, service.confinement.gid));
-    fds.push_back(sockets_.back().get());
+    fds.push_back({sockets_.back().get(), socket.child_fd});
+  }
+  for (const OutputCapture& capture : service.captures) {
+    captures_.push_back({service.stage, Capture(capture, service.name, runtime_dir_.fd(), service.confinement.uid,
+                                                service.confinement.gid)});
+    fds.push_back({captures_.back().capture.write_end(), capture.child_fd});
   }
   return fds;
+}
+
+// Once a stage's services have their copies (or failed to start): the
+// warden's own would keep their pipes from ever ending.
+void Warden::close_capture_write_ends(int stage) {
+  for (StageCapture& entry : captures_)
+    if (entry.stage == stage) entry.capture.close_write_end();
 }
 
 void Warden::start_services() {
   // The one service of a sandbox of one has its mounts made already, here.
   const bool own_mounts = services_have_own_mount_namespaces(spec_);
   for (const ServiceSpec& spec : spec_.services) {
-    services_.push_back(std::make_unique<Service>(spec, bind_listen_sockets(spec),
+    services_.push_back(std::make_unique<Service>(spec, warden_made_fds(spec),
                                                   own_mounts ? service_mounts(spec_, spec)
                                                              : ServiceMounts{.own_namespace = false}));
     if (spec.main) main_ = services_.back().get();
@@ -240,6 +263,7 @@ bool Warden::start_stage(int stage) {
       failed = true;
     }
   }
+  close_capture_write_ends(stage);
   if (failed) {
     forced_status_ = transient ? exit_status::kFailure : exit_status::kPermanent;
     // With no child at all, no SIGCHLD will ever say so: find out now.
@@ -292,6 +316,8 @@ void Warden::event_loop() {
     if (!outer_gone_) fds.push_back({outer_pidfd_, POLLIN, 0});
     if (timer_fd_) fds.push_back({timer_fd_.get(), POLLIN, 0});
     if (repeat_fd_) fds.push_back({repeat_fd_.get(), POLLIN, 0});
+    for (const StageCapture& entry : captures_)
+      if (entry.capture.read_end() >= 0) fds.push_back({entry.capture.read_end(), POLLIN, 0});
     int ready = ::poll(fds.data(), fds.size(), trimmed_ ? -1 : static_cast<int>(kIdleBeforeTrim.count()));
     if (ready < 0) {
       if (errno == EINTR) continue;
@@ -314,6 +340,9 @@ void Warden::event_loop() {
       } else if (repeat_fd_ && entry.fd == repeat_fd_.get()) {
         uint64_t expirations;
         if (::read(repeat_fd_.get(), &expirations, sizeof expirations) > 0) repeat_graceful_stop();
+      } else {
+        for (StageCapture& captured : captures_)
+          if (captured.capture.read_end() == entry.fd) captured.capture.pump();
       }
     }
   }

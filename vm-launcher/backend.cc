@@ -115,14 +115,15 @@ std::vector<supervisor::PathRule> common_rules(const Definition& definition, con
     rights.ioctl_dev = (!disk.readonly || block_ioctl == BlockDiskIoctl::all) && is_block_device(disk.path);
     rules.push_back({disk.path, rights});
   }
-  // The VMM creates its control socket and serial log in the runtime
-  // directory, and connects to the virtiofsd sockets there.
+  // The VMM creates its control socket in the runtime directory, and
+  // connects to the virtiofsd sockets there. (Its console goes to a pipe,
+  // kConsoleFd: no rule names the serial log.)
   rules.push_back({paths.runtime_dir, PathRights::read_write()});
   auto outside_runtime_dir = [&](const std::filesystem::path& path) {
     return path.parent_path() != paths.runtime_dir;
   };
-  for (const auto& path : {paths.control_socket, paths.serial_log})
-    if (outside_runtime_dir(path)) rules.push_back({path.parent_path(), PathRights::read_write()});
+  if (outside_runtime_dir(paths.control_socket))
+    rules.push_back({paths.control_socket.parent_path(), PathRights::read_write()});
   for (const Share& share : definition.shares) {
     auto socket = share_socket(paths, share);
     if (outside_runtime_dir(socket)) rules.push_back({socket, PathRights::read_write()});

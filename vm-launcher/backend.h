@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -35,13 +36,23 @@ struct Host {
   static Host detect();
 };
 
+// The descriptor each VMM writes the guest's console to: a pipe's write end,
+// the warden the reader (supervisor::ServiceSpec::captures), which keeps it
+// in RuntimePaths::serial_log. The VMM opens no console file itself: a guest
+// that writes its console without end would fill the runtime dir's
+// filesystem (/run, memory).
+inline constexpr int kConsoleFd = 3;
+// How much of the console serial.log holds before it becomes serial.log.1:
+// the last 1 to 2 MiB are kept.
+inline constexpr std::uint64_t kSerialLogMaxBytes = 1024 * 1024;
+
 // The paths of one running VM, chosen by the caller (normally inside the VM's
 // runtime directory). Every path must be free of `,` `:` `=` and fit in a
 // unix socket address where it names a socket.
 struct RuntimePaths {
   std::filesystem::path runtime_dir;
   std::filesystem::path control_socket;  // QMP, crosvm control socket, cloud-hypervisor API
-  std::filesystem::path serial_log;
+  std::filesystem::path serial_log;      // the warden's, from the VMM's console (kConsoleFd)
   std::map<std::string, std::filesystem::path> share_sockets;  // vhost-user socket by share tag
   std::filesystem::path wayland_socket;  // the host compositor's socket, for [display] wayland
 
@@ -62,6 +73,9 @@ struct VmmPlan {
   std::vector<supervisor::PathRule> paths;
   std::string seccomp_profile;  // a profile name known to supervisor/seccomp.cc
   bool needs_network = false;   // `[sandbox] network = true`: TCP must not be denied
+  // The VMM writes the guest's console to this descriptor, which the caller
+  // gives it (a pipe's write end: supervisor::OutputCapture).
+  int console_fd = kConsoleFd;
 
   // For ServiceSpec::wait_ready: returns once the VMM runs the guest, throws
   // when it exits, is not ready by the deadline, or a stop arrives

@@ -127,7 +127,10 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
     add({"--fs", fmt::format("tag={},socket={}", tag,
                              checked_socket(fmt::format("socket of share \"{}\"", tag), backend::share_socket(paths, share)))});
   }
-  add({"--serial", "file=" + checked_path("serial log", paths.serial_log)});
+  // cloud-hypervisor opens the path (File::create): through /proc/self/fd
+  // that is the console's pipe, which it inherited, opened again for
+  // writing (O_TRUNC means nothing to a pipe).
+  add({"--serial", fmt::format("file=/proc/self/fd/{}", plan.console_fd)});
   add({"--console", "off"});
   // cloud-hypervisor's own per-thread seccomp filters stack under vmwarden's
   // (the kernel applies every filter; the strictest answer wins), so keeping

@@ -65,7 +65,9 @@ VmmPlan plan_crosvm(const Definition& definition, const RuntimePaths& paths, con
   // confinement takes its place (doc/VMM.md).
   add({"--disable-sandbox"});
   add({"--socket", control});
-  add({"--serial", fmt::format("type=file,path={},console=true", checked_path("serial log", paths.serial_log))});
+  // crosvm takes a /proc/self/fd/N path for the descriptor N it inherited
+  // (open_file_or_duplicate in its base crate): the console's pipe.
+  add({"--serial", fmt::format("type=file,path=/proc/self/fd/{},console=true", plan.console_fd)});
   for (const Disk& disk : definition.disks)
     add({"--block", fmt::format("path={},ro={}", checked_path("disk", disk.path), disk.readonly ? "true" : "false")});
   for (const Share& share : definition.shares) {

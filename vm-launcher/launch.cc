@@ -206,6 +206,8 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
   service.argv = vmm.argv;
   service.env = daemon_environment();
   service.fds = output;
+  // The guest's console: the warden keeps it, bounded, in serial.log.
+  service.captures = {{vmm.console_fd, paths.serial_log, kSerialLogMaxBytes}};
   service.confinement = base_confinement(definition, uid);
   service.confinement.landlock.paths = vmm.paths;
   service.confinement.landlock.deny_tcp = !vmm.needs_network;

@@ -24,6 +24,9 @@ namespace {
 using namespace std::chrono_literals;
 using supervisor::PathRights;
 
+// The fd set (-add-fd) that holds the console's descriptor.
+constexpr int kConsoleFdSet = 1;
+
 // QEMU >= 6 refuses the `file` driver on a block device ("'file' driver
 // requires ... to be a regular file"); block devices take `host_device`.
 // What the path leads to counts: a disk is often named by a symlink
@@ -104,8 +107,13 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
   add({"-chardev", fmt::format("socket,id=qmp,path={},server=on,wait=off",
                                checked_socket("QMP socket", paths.control_socket)),
        "-mon", "chardev=qmp,mode=control"});
-  add({"-chardev", fmt::format("file,id=serial0,path={}", checked_path("serial log", paths.serial_log)),
-       "-serial", "chardev:serial0"});
+  // The console goes to the pipe at plan.console_fd, through an fd set:
+  // QEMU's open of /dev/fdset/N dups the set's descriptor of the same access
+  // mode (O_WRONLY) and then applies the other flags; without append=on they
+  // include O_TRUNC, and ftruncate fails on a pipe.
+  add({"-add-fd", fmt::format("fd={},set={}", plan.console_fd, kConsoleFdSet)});
+  add({"-chardev", fmt::format("file,id=serial0,path=/dev/fdset/{},append=on", kConsoleFdSet), "-serial",
+       "chardev:serial0"});
   for (size_t i = 0; i < definition.shares.size(); ++i) {
     const Share& share = definition.shares[i];
     std::string tag = backend::checked_tag(share.tag);

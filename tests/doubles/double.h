@@ -18,6 +18,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace double_support {
@@ -117,6 +118,39 @@ inline std::string option_value(std::string_view options, std::string_view key) 
     options.remove_prefix(comma + 1);
   }
   return {};
+}
+
+// The simulated guest's console, on `fd` (the VMM's serial output): a boot
+// line; with VMWARDEN_FAKE_CONSOLE_FLOOD, then, from a thread of its own as
+// a vCPU's would (the control socket keeps being served), what a guest that
+// writes its console without end does: kFloodBytes of numbered lines
+// ("console line 00000000\n", ...), then kFloodEnd.
+inline constexpr std::size_t kFloodBytes = 8 << 20;
+inline constexpr std::string_view kFloodEnd = "fake guest: end of the flood\n";
+
+inline void write_console(int fd) {
+  write_all(fd, "fake guest booted\n");
+  if (!flag("VMWARDEN_FAKE_CONSOLE_FLOOD")) {
+    ::close(fd);
+    return;
+  }
+  std::thread([fd] {
+    std::string chunk;
+    std::size_t written = 0;
+    for (unsigned line = 0; written < kFloodBytes; ++line) {
+      char text[32];
+      int n = std::snprintf(text, sizeof text, "console line %08u\n", line);
+      chunk.append(text, static_cast<std::size_t>(n));
+      if (chunk.size() >= 64 * 1024) {
+        write_all(fd, chunk);
+        written += chunk.size();
+        chunk.clear();
+      }
+    }
+    write_all(fd, chunk);
+    write_all(fd, kFloodEnd);
+    ::close(fd);
+  }).detach();
 }
 
 }  // namespace double_support

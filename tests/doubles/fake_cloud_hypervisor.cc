@@ -72,10 +72,10 @@ int main(int argc, char** argv) {
     backends.push_back(fd);
   }
   if (!serial.empty()) {
-    int fd = ::open(serial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) die("cannot open serial output " + serial);
-    write_all(fd, "fake guest booted\n");
-    ::close(fd);
+    // As cloud-hypervisor's File::create: opened by path, /proc/self/fd/N too.
+    int fd = ::open(serial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) die("cannot open serial output " + serial + ": " + std::strerror(errno));
+    write_console(fd);
   }
   const char* boot_ms = std::getenv("VMWARDEN_FAKE_BOOT_MS");
   auto booted_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(boot_ms ? std::atoi(boot_ms) : 0);

@@ -68,10 +68,18 @@ int run(int argc, char** argv) {
     backends.push_back(fd);
   }
   if (!serial.empty()) {
-    int fd = ::open(serial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // As crosvm's open_file_or_duplicate: /proc/self/fd/N is the inherited
+    // descriptor N itself (checked to be open), anything else a file it
+    // opens for appending.
+    int fd = -1;
+    if (serial.rfind("/proc/self/fd/", 0) == 0) {
+      fd = std::atoi(serial.c_str() + 14);
+      if (::fcntl(fd, F_GETFD) < 0) die("failed to open serial output " + serial + ": " + std::strerror(errno));
+    } else {
+      fd = ::open(serial.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    }
     if (fd < 0) die("failed to open serial output " + serial);
-    write_all(fd, "fake guest booted\n");
-    ::close(fd);
+    write_console(fd);
   }
   if (control < 0) {
     ::pause();

@@ -166,9 +166,12 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   TestService daemon(daemon_spec);
   ASSERT_NO_THROW(daemon_plan.wait_ready(daemon, in(10s))) << daemon.output();
 
+  // The console's descriptor as the warden gives it: a pipe's write end.
+  Pipe console = make_pipe();
   supervisor::ServiceSpec vmm_spec;
   vmm_spec.name = "vmm";
   vmm_spec.argv = plan.argv;
+  vmm_spec.fds = {{console.write_end.get(), plan.console_fd}};
   vmm_spec.confinement.uid = uid;
   vmm_spec.confinement.gid = uid;
   vmm_spec.confinement.landlock.paths = plan.paths;
@@ -183,7 +186,8 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   EXPECT_FALSE(virtiofs::accepting_on(daemon.pid(), share.socket));
   EXPECT_FALSE(daemon.wait_exit(in(100ms))) << daemon.output();
   EXPECT_EQ(disks_read_only(paths.control_socket), (std::map<std::string, bool>{{"disk0", true}, {"disk1", false}}));
-  EXPECT_TRUE(fs::exists(paths.serial_log));
+  // Its console is the pipe (-add-fd, /dev/fdset): it made no file.
+  EXPECT_FALSE(fs::exists(paths.serial_log));
 
   // The halting guest ignores the power button...
   ASSERT_NO_THROW(plan.graceful_stop(qemu, in(10s)));
@@ -256,9 +260,11 @@ TEST(QemuBackend, UsesABlockDeviceDiskNamedByASymlink) {
   host.kvm = false;
   RuntimePaths paths = RuntimePaths::in(root / "run", definition);
   VmmPlan plan = plan_vmm(definition, paths, host);
+  Pipe console = make_pipe();
   supervisor::ServiceSpec spec;
   spec.name = "vmm";
   spec.argv = plan.argv;
+  spec.fds = {{console.write_end.get(), plan.console_fd}};
   spec.confinement.uid = spec.confinement.gid = uid;
   spec.confinement.landlock.paths = plan.paths;
   spec.confinement.seccomp.profile = plan.seccomp_profile;
@@ -285,8 +291,10 @@ TEST(QemuBackend, ReadinessFailsWhenQemuExits) {
   testing::TempDir root("vmwarden-qemu-bad");
   Definition definition = bogus_kernel_definition(root, "bad");
   VmmPlan plan = plan_vmm(definition, RuntimePaths::in(root.path(), definition), Host::detect());
+  Pipe console = make_pipe();
   supervisor::ServiceSpec spec;
   spec.argv = plan.argv;
+  spec.fds = {{console.write_end.get(), plan.console_fd}};
   TestService qemu(spec, /*confine=*/false);
   try {
     plan.wait_ready(qemu, in(30s));

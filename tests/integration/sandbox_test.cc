@@ -31,6 +31,7 @@
 
 #include "common/process.h"
 #include "common/unique_fd.h"
+#include "supervisor/policy.h"
 #include "supervisor/sandbox.h"
 #include "tests/support/support.h"
 
@@ -619,6 +620,54 @@ TEST_F(SandboxTest, UnmappedStandardDescriptorsAreDevNull) {
   waitpid(outer, &status, 0);
   EXPECT_EQ(exit_code(status), 0);
   EXPECT_EQ(out, "/dev/null\n/dev/null\n");
+}
+
+// ---- captured output ----------------------------------------------------------
+
+// A service's fd 3 kept in a file of the runtime dir by the warden, bounded:
+// 250004 bytes with a cap of 100000 leave the last 100000 in out.log.1 and
+// the rest, up to the end, in out.log. The one service runs in the warden's
+// namespace, which its Landlock rules (none on the runtime dir) make
+// read-only there: the warden writes through the runtime dir's descriptor
+// on the host's mount.
+TEST_F(SandboxTest, ACapturedDescriptorIsKeptInTheRuntimeDirBounded) {
+  using namespace vmwarden::supervisor;
+  SandboxSpec spec = unconfined_sandbox(
+      "capture", {"/bin/sh", "-c", "head -c 250000 /dev/zero | tr '\\0' x >&3; echo end >&3; exec sleep 60"});
+  ServiceSpec& service = spec.services[0];
+  service.confinement.landlock.mode = LandlockMode::best_effort;
+  service.confinement.landlock.paths = system_read_execute_rules();
+  for (PathRule& rule : device_rules()) service.confinement.landlock.paths.push_back(rule);
+  service.confinement.seccomp.profile = "vm-daemon";
+  service.captures = {{3, spec.runtime_dir / "out.log", 100'000}};
+  pid_t outer = fork_run_sandbox(spec);
+  ASSERT_GT(outer, 0);
+  std::filesystem::path current = spec.runtime_dir / "out.log", previous = spec.runtime_dir / "out.log.1";
+  auto ended = [&] {
+    std::error_code error;
+    return std::filesystem::exists(current, error) && read_file(current).ends_with("xend\n");
+  };
+  for (auto deadline = steady_clock::now() + milliseconds(20'000); steady_clock::now() < deadline && !ended();)
+    std::this_thread::sleep_for(milliseconds(10));
+  EXPECT_TRUE(ended());
+  EXPECT_EQ(std::filesystem::file_size(previous), 100'000u);
+  EXPECT_EQ(read_file(current), std::string(50'000, 'x') + "end\n");
+  struct stat st {};
+  ASSERT_EQ(stat(current.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  kill(outer, SIGTERM);
+  int status = 0;
+  EXPECT_EQ(waitpid(outer, &status, 0), outer);
+  EXPECT_EQ(exit_code(status), 128 + SIGTERM);
+}
+
+TEST_F(SandboxTest, ACaptureFileOutsideTheRuntimeDirIsRefused) {
+  supervisor::SandboxSpec spec = unconfined_sandbox("capture-out", {"/bin/true"});
+  spec.services[0].captures = {{3, runtime_root_.path() / "elsewhere.log", 1000}};
+  auto [status, err] = run_sandbox_to_end(spec);
+  EXPECT_EQ(exit_code(status), 125);
+  EXPECT_THAT(err, HasSubstr("must be directly in the runtime dir"));
+  EXPECT_FALSE(std::filesystem::exists(runtime_root_.path() / "elsewhere.log"));
 }
 
 // ---- shutdown ----------------------------------------------------------------

@@ -26,6 +26,7 @@
 
 #include <fmt/core.h>
 
+#include "tests/doubles/double.h"
 #include "tests/support/support.h"
 
 namespace vmwarden {
@@ -36,6 +37,7 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 using ::testing::Contains;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Backend {
   const char* vmm;
@@ -246,6 +248,70 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   EXPECT_FALSE(fs::exists(runtime)) << "the runtime dir goes with the VM";
   EXPECT_TRUE(find_argv(backend.process).empty());
   EXPECT_TRUE(find_argv("fake-virtiofsd").empty());
+}
+
+// A guest that writes its console without end (8 MiB here) cannot fill the
+// runtime dir's filesystem: the VMM writes into the warden's pipe, and the
+// warden keeps the last of it, serial.log and serial.log.1 at most 1 MiB
+// each (vm::kSerialLogMaxBytes, doc/VMM.md). The double writes through what
+// its argv names (/proc/self/fd/3) from a thread, as a vCPU would.
+TEST_P(SuperviseVmmTest, AFloodedConsoleKeepsAtMostTwiceTheCapAndItsLastBytes) {
+  constexpr std::uintmax_t kCap = 1 << 20;
+  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
+  definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 VMWARDEN_FAKE_CONSOLE_FLOOD=1");
+  testing::write_file(root_ / "config/vms/vm.toml", definition);
+  pid_t outer = start_supervise();
+  fs::path runtime = root_ / "run/vm";
+  fs::path current = runtime / "serial.log", previous = runtime / "serial.log.1";
+  auto ends_the_flood = [&] {
+    std::error_code error;
+    if (!fs::exists(current, error)) return false;
+    std::string text = testing::read_file(current);
+    return text.ends_with(double_support::kFloodEnd);
+  };
+  bool ended = false;
+  for (auto deadline = Clock::now() + 60s; Clock::now() < deadline && !(ended = ends_the_flood());)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(ended) << "the flood's last bytes did not reach serial.log: " << testing::read_file(root_ / "log");
+
+  auto size = [](const fs::path& path) {
+    std::error_code error;
+    std::uintmax_t bytes = fs::file_size(path, error);
+    return error ? std::uintmax_t{0} : bytes;
+  };
+  std::uintmax_t kept = size(current) + size(previous);
+  EXPECT_LE(size(current), kCap);
+  EXPECT_EQ(size(previous), kCap) << "rotated once full";
+  EXPECT_GT(double_support::kFloodBytes, 4 * kCap) << "the flood must be far more than the cap";
+  // What is kept is the end of what was written, in order: numbered lines
+  // one after another (the first may be cut), then the end marker.
+  std::string text = (fs::exists(previous) ? testing::read_file(previous) : "") + testing::read_file(current);
+  EXPECT_EQ(text.size(), kept);
+  text.resize(text.size() - double_support::kFloodEnd.size());
+  size_t at = text.find('\n') + 1;
+  long expected = -1;
+  int out_of_order = 0;
+  for (size_t end; (end = text.find('\n', at)) != std::string::npos; at = end + 1) {
+    long number = std::atol(text.c_str() + at + 13);
+    if (expected >= 0 && number != expected) ++out_of_order;
+    expected = number + 1;
+  }
+  EXPECT_EQ(out_of_order, 0);
+  EXPECT_EQ(at, text.size()) << "the flood's last line is whole";
+  // The VM's UID's, as the file its VMM made was; and no byte of it in the log.
+  struct stat file {}, dir {};
+  ASSERT_EQ(::stat(current.c_str(), &file), 0);
+  ASSERT_EQ(::stat(runtime.c_str(), &dir), 0);
+  EXPECT_EQ(file.st_uid, dir.st_uid);
+  EXPECT_EQ(file.st_gid, dir.st_gid);
+  EXPECT_EQ(file.st_mode & 07777, 0600u);
+
+  ASSERT_EQ(::kill(outer, SIGTERM), 0);
+  int status = wait_for(outer, 20s);
+  std::string log = testing::read_file(root_ / "log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << log;
+  EXPECT_THAT(log, Not(HasSubstr("console line")));
 }
 
 // A guest that ignores the power button: at the shutdown timeout the warden

@@ -5,6 +5,7 @@
 // the VM's uid, the plan's Landlock rules and seccomp profile.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -72,9 +73,16 @@ class VmmDoubleTest : public ::testing::TestWithParam<Vmm> {
   }
 
   std::unique_ptr<TestService> start(const VmmPlan& plan, std::vector<std::string> flags = {}) {
+    // The console's descriptor, which the warden makes a pipe's write end:
+    // a file here, the VM's uid's as the warden's is, so that the test reads
+    // what the double wrote through what its argv names.
+    console_ = UniqueFd(check(::open(paths_.serial_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600),
+                              "open", paths_.serial_log.string()));
+    check(::fchown(console_.get(), uid_, uid_), "chown", paths_.serial_log.string());
     supervisor::ServiceSpec spec;
     spec.name = "vmm";
     spec.argv = plan.argv;
+    spec.fds = {{console_.get(), plan.console_fd}};
     spec.env = {"VMWARDEN_FAKE_RECORD=" + record().string()};
     for (auto& flag : flags) spec.env.push_back(flag + "=1");
     spec.confinement.uid = uid_;
@@ -102,6 +110,7 @@ class VmmDoubleTest : public ::testing::TestWithParam<Vmm> {
   Definition definition_;
   RuntimePaths paths_;
   UniqueFd virtiofsd_socket_;
+  UniqueFd console_;
 };
 
 TEST_P(VmmDoubleTest, ReadyThenPowerButtonEndsTheVmm) {
@@ -208,9 +217,11 @@ TEST(CloudHypervisorDouble, ReadinessWaitsForTheRunningState) {
   definition.vmm = Vmm::cloud_hypervisor;
   definition.kernel = root / "vmlinuz";
   VmmPlan plan = plan_vmm(definition, RuntimePaths::in(root.path(), definition), host);
+  UniqueFd console(check(::open("/dev/null", O_WRONLY | O_CLOEXEC), "open", "/dev/null"));
   supervisor::ServiceSpec spec;
   spec.argv = plan.argv;
   spec.env = {"VMWARDEN_FAKE_BOOT_MS=400"};
+  spec.fds = {{console.get(), plan.console_fd}};
   TestService vmm(spec, /*confine=*/false);
   auto start_time = std::chrono::steady_clock::now();
   ASSERT_NO_THROW(plan.wait_ready(vmm, in(10s))) << vmm.output();

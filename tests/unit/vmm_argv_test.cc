@@ -91,7 +91,8 @@ TEST(QemuArgv, Full) {
       "-sandbox", "off",
       "-chardev", "socket,id=qmp,path=/run/vmwarden/work/control.sock,server=on,wait=off",
       "-mon", "chardev=qmp,mode=control",
-      "-chardev", "file,id=serial0,path=/run/vmwarden/work/serial.log",
+      "-add-fd", "fd=3,set=1",
+      "-chardev", "file,id=serial0,path=/dev/fdset/1,append=on",
       "-serial", "chardev:serial0",
       "-chardev", "socket,id=fs0,path=/run/vmwarden/work/fs0.sock",
       "-device", "vhost-user-fs-pci,chardev=fs0,tag=home",
@@ -175,7 +176,8 @@ TEST(QemuArgv, MinimalWithKvmAndNetwork) {
       "-sandbox", "off",
       "-chardev", "socket,id=qmp,path=/run/vmwarden/tiny/control.sock,server=on,wait=off",
       "-mon", "chardev=qmp,mode=control",
-      "-chardev", "file,id=serial0,path=/run/vmwarden/tiny/serial.log",
+      "-add-fd", "fd=3,set=1",
+      "-chardev", "file,id=serial0,path=/dev/fdset/1,append=on",
       "-serial", "chardev:serial0",
       "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
   };
@@ -195,7 +197,7 @@ TEST(CrosvmArgv, Full) {
       "--cpus", "2",
       "--disable-sandbox",
       "--socket", "/run/vmwarden/work/control.sock",
-      "--serial", "type=file,path=/run/vmwarden/work/serial.log,console=true",
+      "--serial", "type=file,path=/proc/self/fd/3,console=true",
       "--block", "path=/srv/disks/base.img,ro=true",
       "--block", "path=/srv/disks/data.img,ro=false",
       "--vhost-user", "fs,socket=/run/vmwarden/work/fs0.sock",
@@ -214,7 +216,7 @@ TEST(CrosvmArgv, Minimal) {
   Args expected = {
       "/opt/crosvm/crosvm", "run", "--mem", "256", "--cpus", "1", "--disable-sandbox",
       "--socket", "/run/vmwarden/tiny/control.sock",
-      "--serial", "type=file,path=/run/vmwarden/tiny/serial.log,console=true",
+      "--serial", "type=file,path=/proc/self/fd/3,console=true",
       "/boot/vmlinuz",
   };
   EXPECT_THAT(argv_of(minimal_definition(Vmm::crosvm)), ElementsAreArray(expected));
@@ -233,7 +235,7 @@ TEST(CloudHypervisorArgv, Full) {
       "--disk", "path=/srv/disks/data.img,readonly=off",
       "--fs", "tag=home,socket=/run/vmwarden/work/fs0.sock",
       "--fs", "tag=docs,socket=/run/vmwarden/work/fs1.sock",
-      "--serial", "file=/run/vmwarden/work/serial.log",
+      "--serial", "file=/proc/self/fd/3",
       "--console", "off",
       "--seccomp", "true",
   };
@@ -247,11 +249,23 @@ TEST(CloudHypervisorArgv, Minimal) {
       "--kernel", "/boot/vmlinuz",
       "--cpus", "boot=1",
       "--memory", "size=256M,shared=on",
-      "--serial", "file=/run/vmwarden/tiny/serial.log",
+      "--serial", "file=/proc/self/fd/3",
       "--console", "off",
       "--seccomp", "true",
   };
   EXPECT_THAT(argv_of(minimal_definition(Vmm::cloud_hypervisor)), ElementsAreArray(expected));
+}
+
+// No VMM is given a console file to open: each writes the console to
+// kConsoleFd, which the warden makes a pipe's write end, and the warden
+// alone writes serial.log, bounded (doc/VMM.md).
+TEST(VmmArgv, TheConsoleGoesToTheWardensPipe) {
+  for (Vmm vmm : {Vmm::qemu, Vmm::crosvm, Vmm::cloud_hypervisor}) {
+    VmmPlan plan = plan_vmm(full_definition(vmm), runtime_paths(full_definition(vmm)), test_host());
+    EXPECT_EQ(plan.console_fd, kConsoleFd);
+    for (const std::string& arg : plan.argv)
+      EXPECT_EQ(arg.find("serial.log"), std::string::npos) << to_string(vmm) << ": " << arg;
+  }
 }
 
 TEST(VmmArgv, NetworkNeedsQemu) {
@@ -315,7 +329,6 @@ TEST(VmmArgv, RefusesInjectionInEveryArgument) {
          d.shares[0].tag = "a,b";
        }},
       {"control socket", [](Definition&, RuntimePaths& p) { p.control_socket = "/run/q.sock,server=off"; }},
-      {"serial log", [](Definition&, RuntimePaths& p) { p.serial_log = "/run/serial:log"; }},
       {"quote", [](Definition& d, RuntimePaths&) { d.disks[0].path = "/srv/a\"b\"c.img"; }},
       {"bracket", [](Definition& d, RuntimePaths&) { d.disks[0].path = "/srv/a[b.img"; }},
       {"trailing space", [](Definition& d, RuntimePaths&) { d.disks[0].path = "/srv/disk.img "; }},

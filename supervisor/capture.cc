@@ -1,0 +1,127 @@
+// The warden's end of a captured descriptor. The file lies in the runtime
+// dir, which belongs to the service's uid: it is reached only through the
+// directory's descriptor (opened by the outer on the host's mount, so that
+// a read-only view of the warden's namespace does not stop it), by a fixed
+// name, created with O_EXCL | O_NOFOLLOW, so that nothing the service puts
+// there (a symlink, a hard link) leads the warden's writes elsewhere.
+
+#include "supervisor/capture.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/process.h"
+
+namespace vmwarden::supervisor {
+namespace {
+
+// One pipe's worth by default: a read empties it in one call. The warden is
+// single-threaded, so one buffer serves every capture.
+char g_buffer[64 * 1024];
+
+}  // namespace
+
+Capture::Capture(const OutputCapture& spec, std::string service, int runtime_dir_fd, uid_t uid, gid_t gid)
+    : spec_(spec),
+      service_(std::move(service)),
+      dir_(runtime_dir_fd),
+      uid_(uid),
+      gid_(gid),
+      name_(spec.file.filename().native()),
+      rotated_name_(name_ + ".1") {
+  Pipe pipe = make_pipe();
+  // Only the warden's end: the service's stays blocking, so that a writer
+  // the warden does not keep up with waits instead of losing output.
+  check(::fcntl(pipe.read_end.get(), F_SETFL, O_NONBLOCK), "fcntl O_NONBLOCK", "(output pipe of " + service_ + ")");
+  // A pipe is its creator's, mode 0600: the service could not open it again
+  // through /proc/self/fd/N (cloud-hypervisor does, given that path) as
+  // another uid.
+  check(::fchown(pipe.write_end.get(), uid, gid), "chown", "(output pipe of " + service_ + ")");
+  read_end_ = std::move(pipe.read_end);
+  write_end_ = std::move(pipe.write_end);
+  start_file(/*replace=*/true);
+}
+
+void Capture::start_file(bool replace) {
+  std::string path = spec_.file.native();
+  if (replace && ::unlinkat(dir_, name_.c_str(), 0) < 0 && errno != ENOENT) throw_errno("unlink", path);
+  UniqueFd file(::openat(dir_, name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!file) throw_errno("create", path);
+  check(::fchown(file.get(), uid_, gid_), "chown", path);
+  // The mode above went through the umask; state it exactly.
+  check(::fchmod(file.get(), 0600), "chmod", path);
+  file_ = std::move(file);
+  in_file_ = 0;
+}
+
+void Capture::give_up(const std::string& problem) {
+  // The reason only: what the service wrote never reaches the log.
+  log::warning("{}; the rest of {}'s output to fd {} is dropped", problem, service_, spec_.child_fd);
+  dropping_ = true;
+  file_.reset();
+}
+
+void Capture::store(const char* data, std::size_t size) {
+  while (size > 0 && !dropping_) {
+    if (in_file_ >= spec_.max_bytes) {
+      // The old file goes to NAME.1 (replacing the one before); the service's
+      // uid can rename and remove there too, so a file missing is no error.
+      if (::renameat(dir_, name_.c_str(), dir_, rotated_name_.c_str()) < 0 && errno != ENOENT) {
+        give_up(fmt::format("cannot rename {} to {}: {}", spec_.file.native(), rotated_name_, std::strerror(errno)));
+        return;
+      }
+      try {
+        start_file(/*replace=*/false);
+      } catch (const std::exception& e) {
+        give_up(e.what());
+        return;
+      }
+    }
+    std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(size, spec_.max_bytes - in_file_));
+    ssize_t n = ::write(file_.get(), data, chunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      give_up(fmt::format("cannot write {}: {}", spec_.file.native(), std::strerror(errno)));
+      return;
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+    in_file_ += static_cast<std::uint64_t>(n);
+  }
+}
+
+bool Capture::read_once() {
+  if (!read_end_) return false;
+  ssize_t n = ::read(read_end_.get(), g_buffer, sizeof g_buffer);
+  if (n > 0) {
+    // Dropping, it is still read: a writer must not wait on a full pipe.
+    if (!dropping_) store(g_buffer, static_cast<std::size_t>(n));
+    return true;
+  }
+  if (n < 0 && errno == EINTR) return true;
+  if (n < 0 && errno == EAGAIN) return false;
+  if (n < 0) log::warning("cannot read {}'s output to fd {}: {}", service_, spec_.child_fd, std::strerror(errno));
+  // End of stream (every writer gone), or a pipe that cannot be read.
+  read_end_.reset();
+  file_.reset();
+  return false;
+}
+
+void Capture::pump() { read_once(); }
+
+void Capture::drain() {
+  // Were ours still open (a service that never started), the pipe could
+  // never end.
+  write_end_.reset();
+  while (read_once()) {
+  }
+}
+
+}  // namespace vmwarden::supervisor
