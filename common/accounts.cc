@@ -80,12 +80,14 @@ std::vector<unsigned> ids_known_to_system(const std::vector<unsigned>& ids) {
   if (ask.empty() || ::access(kGetent, X_OK) != 0) return {known.begin(), known.end()};  // only the files databases exist
 
   // One getent per database for every id: it prints the entries it found
-  // and exits 2 when some key had none.
+  // and exits 2 when some key had none. Unprivileged: a lookup needs no
+  // privilege, and getent loads whatever NSS modules nsswitch.conf names.
+  // A child that cannot be made unprivileged exits 127: no clear answer.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   for (const char* database : {"passwd", "group"}) {
     std::vector<std::string> argv = {kGetent, database};
     argv.insert(argv.end(), ask.begin(), ask.end());
-    ProgramResult result = run_program(argv, {}, deadline);
+    ProgramResult result = run_program_unprivileged(argv, {}, deadline);
     if (result.exit_code != 0 && result.exit_code != 2) {
       // No clear answer: count every id as known, so that none is handed out.
       for (const std::string& id : ask) known.insert(static_cast<unsigned>(std::stoul(id)));

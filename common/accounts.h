@@ -22,8 +22,9 @@ std::optional<gid_t> find_group_in_files(std::string_view name);
 
 // Whether `id` is a user or group id the system knows: /etc/passwd and
 // /etc/group first, then every NSS source through getent(1), a dynamically
-// linked program that can load them. If getent cannot give a clear answer the
-// id counts as known, so that a caller picking free ids skips it.
+// linked program that can load them, run unprivileged (as nobody, without
+// capabilities: run_program_unprivileged()). If getent cannot give a clear
+// answer the id counts as known, so that a caller picking free ids skips it.
 bool id_known_to_system(unsigned id);
 // The same for many ids at once (one getent per database for all of them):
 // those the system knows, sorted.

@@ -1,6 +1,8 @@
 #include "common/process.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -32,6 +34,54 @@ void write_all_best_effort(int fd, std::string_view text) {
     if (n <= 0) return;
     text.remove_prefix(static_cast<size_t>(n));
   }
+}
+
+// Whether the calling process holds `capability` in its effective set
+// (capget directly: common/ does without libcap).
+bool capability_effective(int capability) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct sets[_LINUX_CAPABILITY_U32S_3]{};
+  check(static_cast<int>(::syscall(SYS_capget, &header, sets)), "capget");
+  return (sets[capability / 32].effective & (1u << (capability % 32))) != 0;
+}
+
+// run_program_unprivileged()'s child, before exec; throws on any failure.
+void drop_privileges() {
+  const pid_t parent = ::getppid();
+  // 1. The bounding set first: dropping from it needs CAP_SETPCAP, which the
+  //    uid switch takes away. A caller without CAP_SETPCAP cannot shrink it,
+  //    and need not: with every set empty and no_new_privs, an exec cannot
+  //    raise a capability from it.
+  if (capability_effective(CAP_SETPCAP)) {
+    for (int capability = 0;; ++capability) {
+      int held = ::prctl(PR_CAPBSET_READ, capability, 0, 0, 0);
+      if (held < 0 && errno == EINVAL) break;  // past the kernel's last capability
+      check(held, "prctl(PR_CAPBSET_READ)", std::to_string(capability));
+      if (held == 1)
+        check(::prctl(PR_CAPBSET_DROP, capability, 0, 0, 0), "prctl(PR_CAPBSET_DROP)", std::to_string(capability));
+    }
+  }
+  // 2. Identity: supplementary groups, then gid, then uid (after the uid
+  //    switch CAP_SETGID is gone).
+  if (::geteuid() == 0) {
+    check(::setgroups(0, nullptr), "setgroups");
+    check(::setresgid(kNogroupGid, kNogroupGid, kNogroupGid), "setresgid", std::to_string(kNogroupGid));
+    check(::setresuid(kNobodyUid, kNobodyUid, kNobodyUid), "setresuid", std::to_string(kNobodyUid));
+  }
+  // 3. Every capability set empty. Leaving uid 0 has already emptied the
+  //    permitted, effective and ambient sets; capset also covers the
+  //    inheritable set and a caller that was not root.
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3]{};
+  check(static_cast<int>(::syscall(SYS_capset, &header, none)), "capset");
+  // 4. Nothing an exec finds (set-user-ID bit, file capabilities) can grant
+  //    privileges again.
+  check(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)");
+  // 5. The credential change cleared run_program()'s parent-death signal:
+  //    set again, and the parent checked, as it may have died in between.
+  check(::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)");
+  if (::getppid() != parent)
+    throw SystemError(ESRCH, fmt::format("parent {} exited while the program was being made unprivileged", parent));
 }
 
 }  // namespace
@@ -174,6 +224,14 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
   else
     result.signal = info.si_status;
   return result;
+}
+
+ProgramResult run_program_unprivileged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                                       Deadline deadline, const std::function<void()>& in_child) {
+  return run_program(argv, env, deadline, [&in_child] {
+    drop_privileges();
+    if (in_child) in_child();
+  });
 }
 
 void block_stop_signals() {

@@ -69,4 +69,19 @@ struct ProgramResult {
 ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                           Deadline deadline, const std::function<void()>& in_child = {});
 
+// The identity of a program that needs no privilege: nobody and nogroup.
+inline constexpr uid_t kNobodyUid = 65534;
+inline constexpr gid_t kNogroupGid = 65534;
+
+// run_program() for a program that needs no privilege (getent, a --help),
+// which root should not run as itself: it may load code root did not choose
+// (NSS modules, a wrapper script). Before `in_child` and the exec, the child
+// drops every capability from the bounding set, becomes kNobodyUid and
+// kNogroupGid without supplementary groups, clears every capability set
+// (capset) and sets no_new_privs, so that no set-user-ID binary or file
+// capability gives any back. A caller that is not root keeps its own ids
+// (it cannot switch) and loses the rest alike.
+ProgramResult run_program_unprivileged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                                       Deadline deadline, const std::function<void()>& in_child = {});
+
 }  // namespace vmwarden

@@ -92,4 +92,9 @@ std::vector<std::string> check_confinement(const Confinement& confinement);
 // confinement.cc. Throws on any failure (the child then exits without exec).
 void apply_confinement(const Confinement& confinement);
 
+// Loads `policy`'s seccomp filter on the calling process, which must have
+// set no_new_privs: for a program that run_program_unprivileged() runs
+// outside any Confinement (virtiofsd --help), as its `in_child`.
+void load_seccomp_policy(const SeccompPolicy& policy);
+
 }  // namespace vmwarden::supervisor

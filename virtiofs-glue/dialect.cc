@@ -31,7 +31,6 @@ namespace {
 
 constexpr std::string_view kRustMarker = "--shared-dir";
 constexpr std::string_view kCMarker = "-o source=";
-constexpr uid_t kNobody = 65534;
 
 std::optional<Dialect> dialect_from_contents(const std::filesystem::path& binary, const struct stat& st) {
   constexpr off_t kLargest = 256 << 20;
@@ -76,14 +75,12 @@ Dialect detect_dialect(const std::filesystem::path& binary) {
     cache.emplace(key, *dialect);
     return *dialect;
   }
-  supervisor::Confinement unprivileged;
-  unprivileged.uid = unprivileged.gid = kNobody;
-  // Landlock would need every path a wrapper may use; the uid already keeps
-  // it from writing anything of root's.
-  unprivileged.landlock.mode = supervisor::LandlockMode::off;
-  ProgramResult result = run_program({binary.native(), "--help"}, {"LC_ALL=C"},
-                                     std::chrono::steady_clock::now() + std::chrono::seconds(10),
-                                     [&unprivileged] { supervisor::apply_confinement(unprivileged); });
+  // Unprivileged as getent is (common/process.h), with the default seccomp
+  // deny list on top. No Landlock: it would need every path a wrapper may
+  // use; the uid already keeps it from writing anything of root's.
+  ProgramResult result = run_program_unprivileged({binary.native(), "--help"}, {"LC_ALL=C"},
+                                                  std::chrono::steady_clock::now() + std::chrono::seconds(10),
+                                                  [] { supervisor::load_seccomp_policy(supervisor::SeccompPolicy{}); });
   Dialect dialect;
   if (result.output.find(kRustMarker) != std::string::npos)
     dialect = Dialect::rust;

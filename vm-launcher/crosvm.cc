@@ -31,7 +31,7 @@ void wait_for_control_socket(const std::filesystem::path& socket, const supervis
   while (std::chrono::steady_clock::now() < deadline) {
     backend::require_running(vmm, "crosvm");
     try {
-      UnixConnection::connect(socket, SOCK_SEQPACKET);
+      UnixConnection::connect(socket, SOCK_SEQPACKET, vmm.spec().confinement.uid);
       return;
     } catch (const SystemError& error) {
       if (error.code() != ENOENT && error.code() != ECONNREFUSED && error.code() != EAGAIN) throw;

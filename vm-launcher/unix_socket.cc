@@ -1,7 +1,9 @@
 #include "vm-launcher/unix_socket.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -12,19 +14,59 @@
 
 namespace vmwarden::vm {
 
+namespace {
+
+std::string_view file_type(mode_t mode) {
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device node";
+  return "not a socket";
+}
+
+// The socket `name` names, pinned: opened without following a symbolic link
+// in its last component and checked to be a socket of `owner`. The directory
+// it lies in is the VM's, so the VMM can put anything there: a symlink, or a
+// hard link to a socket of the host on the same filesystem, which root's
+// connect() would otherwise reach. Connecting through /proc/self/fd/N then
+// reaches this inode, whatever the name leads to by then.
+UniqueFd open_socket_of(const std::string& name, uid_t owner) {
+  UniqueFd fd(::open(name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  // Errors as connect() would report them (ENOENT: not there yet).
+  if (!fd) throw_errno("connect", name);
+  struct stat st {};
+  check(::fstat(fd.get(), &st), "fstat", name);
+  if (!S_ISSOCK(st.st_mode))
+    throw PermanentError(
+        fmt::format("{} is {}, not the VMM's socket: not connecting to it", name, file_type(st.st_mode)));
+  if (st.st_uid != owner)
+    throw PermanentError(fmt::format("{} is a socket owned by UID {}, not by the VMM's UID {} (a link to another "
+                                     "socket?): not connecting to it",
+                                     name, st.st_uid, owner));
+  return fd;
+}
+
+}  // namespace
+
 UnixConnection UnixConnection::connect(const std::filesystem::path& path, int type, std::optional<uid_t> peer_uid) {
   const std::string& name = path.native();
   if (name.size() > kMaxSocketPath)
     throw UsageError("socket path " + name + " is longer than " + std::to_string(kMaxSocketPath) +
                      " bytes; use a shorter runtime directory");
+  UniqueFd pinned;
+  if (peer_uid) pinned = open_socket_of(name, *peer_uid);
+  // "/proc/self/fd/N" is far shorter than sun_path.
+  std::string target = pinned ? fmt::format("/proc/self/fd/{}", pinned.get()) : name;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, name.data(), name.size());
+  std::memcpy(address.sun_path, target.data(), target.size());
   UniqueFd fd(check(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket", name));
   // A unix connect completes or fails at once; EAGAIN means a full backlog.
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) < 0)
     throw_errno("connect", name);
   if (peer_uid) {
+    // The file's owner says who bound the name, not who listens on it now.
     ucred peer{};
     socklen_t size = sizeof peer;
     check(::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size), "getsockopt SO_PEERCRED", name);

@@ -22,9 +22,12 @@ inline constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 class UnixConnection {
  public:
   // One attempt; throws SystemError (ENOENT, ECONNREFUSED, ...) on failure.
-  // With `peer_uid`, the socket must be served by a process of that UID (the
-  // VMM's own): the directory it lies in is the VM's, and a socket or
-  // symlink swapped in there could lead to another VM's control socket.
+  // With `peer_uid` (the VMM's own UID), the directory `path` lies in is
+  // taken for the VMM's, which could put a symlink or a hard link to another
+  // socket there: `path` must be a socket, not a symlink, owned by that UID
+  // (else PermanentError, before any connect), the connection goes to that
+  // very inode (through /proc/self/fd), and must be served by a process of
+  // that UID (SO_PEERCRED).
   static UnixConnection connect(const std::filesystem::path& path, int type = SOCK_STREAM,
                                 std::optional<uid_t> peer_uid = std::nullopt);
 

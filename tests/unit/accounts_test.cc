@@ -95,5 +95,52 @@ TEST(Accounts, APasswdFileThatFailsToReadIsAnError) {
   EXPECT_EQ(lookup_with_passwd_replaced("/proc/self/mem", 0, EIO), 0);
 }
 
+// getent loads NSS modules and needs no privilege: it runs as nobody, with
+// no capability and no_new_privs. In a child with a private mount namespace,
+// a script bind-mounted over /usr/bin/getent records how it was run.
+TEST(Accounts, GetentRunsAsNobodyWithoutCapabilities) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (mount namespace)";
+  if (::access("/usr/bin/getent", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/getent to stand in for";
+  testing::TempDir dir("vmwarden-getent");
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+  std::filesystem::path record = dir / "record", script = dir / "getent";
+  testing::write_file(record, "", 0644);
+  ASSERT_EQ(::chown(record.c_str(), 65534, 65534), 0);  // nobody appends to it, and nothing else
+  // $$ is the shell that was exec'd as getent; it answers "no such key".
+  testing::write_file(script,
+                      "#!/bin/sh\n{ echo \"database $1\"; grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|"
+                      "NoNewPrivs):' /proc/$$/status; } >> " + record.string() + "\nexit 2\n",
+                      0755);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount(script.c_str(), "/usr/bin/getent", nullptr, MS_BIND, nullptr) != 0)
+      _exit(10);
+    try {
+      // Exit 2 from both runs is a clear "unknown".
+      _exit(ids_known_to_system({1879113000u}).empty() ? 0 : 11);
+    } catch (...) {
+      _exit(12);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::string seen = testing::read_file(record);
+  for (const char* expected :
+       {"database passwd\n", "database group\n", "Uid:\t65534\t65534\t65534\t65534\n",
+        "Gid:\t65534\t65534\t65534\t65534\n", "CapInh:\t0000000000000000\n", "CapPrm:\t0000000000000000\n",
+        "CapEff:\t0000000000000000\n", "CapBnd:\t0000000000000000\n", "CapAmb:\t0000000000000000\n",
+        "NoNewPrivs:\t1\n"})
+    EXPECT_NE(seen.find(expected), std::string::npos) << "no \"" << expected << "\" in what getent saw:\n" << seen;
+  // Both runs alike, and no supplementary group ("Groups:" then nothing).
+  EXPECT_EQ(seen.find("Uid:\t0"), std::string::npos) << seen;
+  EXPECT_EQ(seen.find("NoNewPrivs:\t0"), std::string::npos) << seen;
+  for (size_t at = seen.find("Groups:"); at != std::string::npos; at = seen.find("Groups:", at + 1))
+    EXPECT_EQ(seen.substr(at, seen.find('\n', at) - at).find_first_of("0123456789"), std::string::npos) << seen;
+}
+
 }  // namespace
 }  // namespace vmwarden

@@ -1,5 +1,6 @@
 // run_program's child gets stdin, stdout and stderr and nothing else of
-// its caller: no inherited descriptor, no blocked signal.
+// its caller: no inherited descriptor, no blocked signal; and
+// run_program_unprivileged's child no privilege either.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -41,6 +42,24 @@ TEST(RunProgram, TheChildInheritsNoDescriptorAndNoBlockedSignal) {
       << "the caller's descriptor reached the child:\n" << fds.output;
   EXPECT_EQ(std::count(fds.output.begin(), fds.output.end(), '\n'), 4) << fds.output;
   EXPECT_EQ(status.output, "SigBlk:\t0000000000000000\n");
+}
+
+// run_program_unprivileged: nobody, no supplementary group, every
+// capability set empty (the bounding set too), no_new_privs.
+TEST(RunProgram, AnUnprivilegedProgramRunsAsNobodyWithoutCapabilities) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (to become nobody)";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  ProgramResult status = run_program_unprivileged(
+      {"/bin/grep", "-E", "^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):", "/proc/self/status"},
+      {}, deadline);
+  ASSERT_TRUE(status.success()) << status.describe();
+  std::string none = "\t0000000000000000\n";
+  EXPECT_EQ(status.output, "Uid:\t65534\t65534\t65534\t65534\nGid:\t65534\t65534\t65534\t65534\nGroups:\t \n"
+                           "CapInh:" + none + "CapPrm:" + none + "CapEff:" + none + "CapBnd:" + none +
+                           "CapAmb:" + none + "NoNewPrivs:\t1\n");
+  // The control: the caller itself is root with capabilities.
+  ProgramResult as_caller = run_program({"/bin/grep", "^CapEff:", "/proc/self/status"}, {}, deadline);
+  EXPECT_NE(as_caller.output, "CapEff:" + none);
 }
 
 }  // namespace

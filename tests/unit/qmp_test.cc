@@ -1,9 +1,11 @@
 // The JSON reader and the QMP client against a scripted QMP server: replies
 // split across reads, events between a command and its reply, error replies,
-// and deadlines. The client against real QEMU: tests/integration.
+// and deadlines; and what UnixConnection refuses to connect to (a symlink,
+// a socket of another UID). The client against real QEMU: tests/integration.
 #include <fmt/core.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -63,6 +65,23 @@ TEST(Json, QuotesBytesThatAreNotUtf8AsReplacementCharacters) {
   EXPECT_EQ(parse_json(json_quote("/srv/\xff\xfe")).string, "/srv/\xef\xbf\xbd\xef\xbf\xbd");
 }
 
+// A socket listening at `path`. One that never accepts shows a connection
+// as a readable listener.
+UniqueFd listen_at(const std::filesystem::path& path, int type = SOCK_STREAM) {
+  UniqueFd listener(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strcpy(address.sun_path, path.c_str());
+  EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  EXPECT_EQ(::listen(listener.get(), 1), 0);
+  return listener;
+}
+
+bool connection_pending(const UniqueFd& listener) {
+  pollfd pfd{listener.get(), POLLIN, 0};
+  return ::poll(&pfd, 1, 200) != 0;
+}
+
 // A QMP server that plays a script: for each line the client sends, the
 // handler writes back whatever it wants, in as many pieces as it wants.
 class ScriptedQmp {
@@ -70,14 +89,7 @@ class ScriptedQmp {
   using Handler = std::function<void(int fd, const std::string& line)>;
 
   ScriptedQmp(std::string greeting_part1, std::string greeting_part2, Handler handler)
-      : socket_(dir_ / "qmp.sock") {
-    int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strcpy(address.sun_path, socket_.c_str());
-    EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-    EXPECT_EQ(::listen(listener, 1), 0);
-    listener_.reset(listener);
+      : socket_(dir_ / "qmp.sock"), listener_(listen_at(socket_)) {
     thread_ = std::thread([this, greeting_part1, greeting_part2, handler] {
       int fd = ::accept(listener_.get(), nullptr, nullptr);
       if (fd < 0) return;
@@ -247,19 +259,17 @@ TEST(QmpClient, RefusesASocketThatIsNotQmp) {
 }
 
 // The control socket lies in a directory the VM's UID owns: a socket served
-// by another UID (another VM's QEMU, reached through a symlink swapped in)
-// is not talked to at all.
+// by another UID (the VMM's socket file, with another process listening on
+// it) is not talked to at all.
 TEST(QmpClient, TalksOnlyToASocketServedByTheExpectedUid) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (to give the socket file to another UID)";
   // Listening, never accepting: the connect completes in the backlog, and
   // nothing may be read or sent on it.
   testing::TempDir dir("vmwarden-qmp");
   std::filesystem::path socket = dir / "qmp.sock";
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strcpy(address.sun_path, socket.c_str());
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  UniqueFd listener = listen_at(socket);
+  // The file is the VMM's (else it would be refused before connecting).
+  ASSERT_EQ(::chown(socket.c_str(), ::getuid() + 1, -1), 0);
   auto start = std::chrono::steady_clock::now();
   try {
     QmpClient::connect(socket, in(5s), ::getuid() + 1);
@@ -276,6 +286,77 @@ TEST(QmpClient, TalksToASocketServedByTheExpectedUid) {
   });
   QmpClient client = QmpClient::connect(server.socket(), in(5s), ::getuid());
   client.execute("query-status", in(5s));
+}
+
+// The VMM owns the directory of its control socket and could put a symlink
+// there, which connect() would follow: refused before connecting, even to
+// a socket of the right UID.
+TEST(UnixConnection, RefusesASymlinkWithoutConnecting) {
+  testing::TempDir host("vmwarden-host"), vm("vmwarden-vm");
+  UniqueFd listener = listen_at(host / "elsewhere.sock");
+  std::filesystem::create_symlink(host / "elsewhere.sock", vm / "control.sock");
+  try {
+    UnixConnection::connect(vm / "control.sock", SOCK_STREAM, ::getuid());
+    FAIL() << "connected through a symlink";
+  } catch (const PermanentError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("control.sock is a symbolic link, not the VMM's socket"));
+  }
+  EXPECT_FALSE(connection_pending(listener)) << "the socket behind the symlink was connected to";
+}
+
+// Or a hard link to a socket of the host on the same filesystem (/run):
+// refused by its owner, before connecting (SO_PEERCRED comes too late: the
+// host's server has seen a connection from root by then).
+TEST(UnixConnection, RefusesASocketOfAnotherUidWithoutConnecting) {
+  testing::TempDir host("vmwarden-host"), vm("vmwarden-vm");
+  UniqueFd listener = listen_at(host / "service.sock");
+  std::filesystem::create_hard_link(host / "service.sock", vm / "control.sock");
+  uid_t vmm_uid = ::getuid() + 1;
+  try {
+    UnixConnection::connect(vm / "control.sock", SOCK_STREAM, vmm_uid);
+    FAIL() << "connected to a socket of another UID";
+  } catch (const PermanentError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(fmt::format("control.sock is a socket owned by UID {}, not by the VMM's UID {}",
+                                                ::getuid(), vmm_uid)));
+  }
+  EXPECT_FALSE(connection_pending(listener)) << "the hard-linked socket was connected to";
+}
+
+TEST(UnixConnection, RefusesWhatIsNotASocket) {
+  testing::TempDir vm("vmwarden-vm");
+  testing::write_file(vm / "control.sock", "");
+  try {
+    UnixConnection::connect(vm / "control.sock", SOCK_STREAM, ::getuid());
+    FAIL() << "connected to a regular file";
+  } catch (const PermanentError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("control.sock is a regular file, not the VMM's socket"));
+  }
+}
+
+// The normal case, a socket of the VMM's UID at the path itself, works for
+// both socket types the VMMs use (QMP and the cloud-hypervisor API:
+// SOCK_STREAM; crosvm: SOCK_SEQPACKET), and the connection reaches it.
+TEST(UnixConnection, ConnectsToTheVmmsOwnSocket) {
+  testing::TempDir vm("vmwarden-vm");
+  UniqueFd stream = listen_at(vm / "control.sock");
+  UnixConnection connection = UnixConnection::connect(vm / "control.sock", SOCK_STREAM, ::getuid());
+  EXPECT_EQ(connection.path(), vm / "control.sock");
+  EXPECT_TRUE(connection_pending(stream));
+
+  UniqueFd seqpacket = listen_at(vm / "crosvm.sock", SOCK_SEQPACKET);
+  EXPECT_NO_THROW(UnixConnection::connect(vm / "crosvm.sock", SOCK_SEQPACKET, ::getuid()));
+  EXPECT_TRUE(connection_pending(seqpacket));
+}
+
+TEST(UnixConnection, AMissingSocketIsStillENOENT) {
+  testing::TempDir vm("vmwarden-vm");
+  try {
+    UnixConnection::connect(vm / "control.sock", SOCK_STREAM, ::getuid());
+    FAIL() << "connected to nothing";
+  } catch (const SystemError& e) {
+    EXPECT_EQ(e.code(), ENOENT) << "a VMM not started yet is waited for";
+    EXPECT_THAT(e.what(), HasSubstr((vm / "control.sock").native()));
+  }
 }
 
 TEST(QmpClient, MissingSocketIsASystemError) {
