@@ -63,6 +63,17 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
   const auto grants_dir = (options.locations.state_dir / "grants").string();
   const char* lease_why =
       "the kernel drops the lease's flock however the process dies, so that a sweep tells live UIDs from dead ones";
+  if (options.uid_source != UidSource::given) {
+    audit.before.push_back({"outer",
+                            fmt::format("when {}/vetted holds no fresh answer for the UIDs considered: run "
+                                        "/usr/bin/getent passwd and getent group for up to 64 of them, in a child "
+                                        "switched to uid and gid 65534, with no supplementary groups, every "
+                                        "capability set (the bounding set too) empty and no_new_privs",
+                                        uids_dir),
+                            {"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP"},
+                            "a UID an account of any name service (NSS) uses is never handed out; the lookup needs "
+                            "no privilege, and the name service modules getent loads get none"});
+  }
   if (options.uid_source == UidSource::single_use) {
     audit.before.push_back({"outer",
                             fmt::format("allocate a single-use UID in {} ({}) and lease it: a flock on {}",
