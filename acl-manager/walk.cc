@@ -16,8 +16,10 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <thread>
+#include <utility>
 
 #include <fmt/core.h>
 
@@ -249,6 +251,7 @@ class Walk {
         note_error(dir->path, "fstat", errno);
         return;
       }
+      if (!walk.first_visit(st)) return;
       // The root's owner decides whose objects a grant may edit. A directory
       // of a third party's is not entered either: what lies below it came in
       // with it.
@@ -659,6 +662,18 @@ class Walk {
     int path_fds_[BatchOpen::kMaxBatch];
   };
 
+  // Whether the directory `st` describes is met for the first time in this
+  // walk; later meetings leave it alone. A writer renaming inside the tree
+  // (the VM, in a tree it may write) can lead two names to one directory
+  // while the walk goes by, and two workers editing its ACLs at once would
+  // each act on what it read before the other wrote: one drops the default
+  // ACL a grant made and then its mark, the other, finding no mark, takes
+  // the default ACL it read for the owner's own rule and writes it back.
+  bool first_visit(const struct stat& st) {
+    std::lock_guard lock(mutex_);
+    return visited_.emplace(st.st_dev, st.st_ino).second;
+  }
+
   void push_subdirs(const std::shared_ptr<DirHandle>& parent, std::vector<std::string> names) {
     if (names.empty()) return;
     std::lock_guard lock(mutex_);
@@ -718,6 +733,7 @@ class Walk {
   std::mutex mutex_;
   std::condition_variable wakeup_;
   std::vector<Task> tasks_;
+  std::set<std::pair<dev_t, ino_t>> visited_;  // directories met so far (first_visit)
   int busy_ = 0;
   std::exception_ptr error_;
 };
