@@ -6,6 +6,7 @@
 #include "acl-manager/acl.h"
 #include "cli/cli.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "common/exit_status.h"
 
 namespace vmwarden::cli {
@@ -82,7 +83,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "record (only the record, where PATH's filesystem has no POSIX ACLs). A directory granted under "
       "PATH and renamed away since is found by the file handle in its record and revoked where it is "
       "now, also when PATH itself is gone; when nothing granted as PATH is left, only the record is "
-      "dropped.");
+      "dropped. Revoke a UID whose sandbox is stopped: a running VM can move a directory it may write out "
+      "of the walk's way (a warning says so).");
   revoke->add_option("--uid", revoke_options->uid, "A UID in the range, or an alias")->required();
   revoke->add_flag("--cross-mounts", revoke_options->cross_mounts,
                    "Also descend into other mounts under PATH (done anyway if the grant record says so)");
@@ -91,6 +93,12 @@ void add_acl_command(CLI::App& app, Globals& globals) {
     globals.action = [&globals, revoke_options] {
       acl::UidRegistry registry(globals.locations());
       uid_t uid = registry.resolve(revoke_options->uid);
+      // A running VM writes in its rw shares while the walk goes by, and can
+      // move a directory not walked yet into a part already walked.
+      if (registry.is_leased(uid))
+        log::warning("UID {} is leased by a running sandbox: a directory it moves during the revoke can keep its "
+                     "entries; stop the sandbox and revoke again to be sure",
+                     uid);
       acl::WalkOptions options{.cross_mounts = revoke_options->cross_mounts};
       acl::Report report = acl::revoke(registry, uid, revoke_options->path, options);
       return finish(report, fmt::format("revoke {} {}", uid, revoke_options->path));

@@ -565,6 +565,28 @@ TEST(AclNested, GrantsOnNestedTreesOfOneUidAreWarnedAbout) {
   EXPECT_EQ(sibling.err.find("same UID"), std::string::npos) << sibling.err;
 }
 
+// A revoke while the UID's sandbox runs can miss what the VM moves out of
+// the walk's way (AclRace...SwappedDirectories): said when the UID is
+// leased, not otherwise.
+TEST(AclRevoke, WarnsWhenTheUidIsLeased) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("running");
+  {
+    UidLease lease = registry.lease_alias("running");
+    grant(registry, uid, env.tree, Access::rw);
+    auto revoked = env.vmwarden({"acl", "revoke", "--uid", "running", env.tree.string()});
+    EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
+    EXPECT_NE(revoked.err.find(fmt::format("UID {} is leased by a running sandbox", uid)), std::string::npos)
+        << revoked.err;
+  }
+  grant(registry, uid, env.tree, Access::rw);
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", "running", env.tree.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
+  EXPECT_EQ(revoked.err.find("is leased"), std::string::npos) << revoked.err;
+}
+
 // The VM itself can make a second link to a file it may read and write
 // (fs.protected_hardlinks allows that): revoke must still remove its entry
 // there before dropping the record.

@@ -328,9 +328,14 @@ TEST_F(S6Test, TheLogGoesThroughS6Log) {
 
 TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
   define("app", "true");
-  add_service("app");
+  // In a scan directory the fixture's s6-svscan does not watch: there, its
+  // first scan, late on a busy machine, could start the service for real.
+  fs::path unwatched = root_ / "unwatched";
+  fs::create_directories(unwatched);
+  CommandResult added = vmwarden({"s6", "service", "app", "--scandir", unwatched.string()});
+  ASSERT_EQ(added.exit_code, 0) << added.err;
   // The service's own run script, started by hand rather than by s6-supervise.
-  CommandResult result = run_command({(service("app") / "run").string()}, {.cwd = service("app")});
+  CommandResult result = run_command({(unwatched / "app/run").string()}, {.cwd = unwatched / "app"});
   EXPECT_EQ(result.exit_code, 125);
   EXPECT_THAT(result.err, HasSubstr("supervise/lock"));
   EXPECT_TRUE(fs::is_empty(root_ / "state")) << "a UID was leased";
