@@ -29,19 +29,13 @@ class GuestReportTest : public ::testing::Test {
 };
 
 TEST_F(GuestReportTest, ReadsTheStatusTheAgentWrites) {
-  testing::write_file(status_, "7\n");
-  EXPECT_EQ(read_reported_exit_status(report_), 7);
-  testing::write_file(status_, "0\n");
-  EXPECT_EQ(read_reported_exit_status(report_), 0);
-  testing::write_file(status_, "255");
-  EXPECT_EQ(read_reported_exit_status(report_), 255);
-  // Read to its end, not cut short by the read: leading zeros and all.
-  testing::write_file(status_, "0000000013\n");
-  EXPECT_EQ(read_reported_exit_status(report_), 13);
-  testing::write_file(status_, "00000000042\n");
-  EXPECT_EQ(read_reported_exit_status(report_), 42);
-  testing::write_file(status_, "000000000000042");
-  EXPECT_EQ(read_reported_exit_status(report_), 42);
+  // The last three: read to the line's end, not cut short by the read,
+  // leading zeros and all.
+  for (auto [text, status] : {std::pair{"7\n", 7}, {"0\n", 0}, {"255", 255}, {"0000000013\n", 13},
+                              {"00000000042\n", 42}, {"000000000000042", 42}}) {
+    testing::write_file(status_, text);
+    EXPECT_EQ(read_reported_exit_status(report_), status) << '"' << text << '"';
+  }
 }
 
 TEST_F(GuestReportTest, NoneWhenAbsentOrNotAStatus) {
