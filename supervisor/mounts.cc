@@ -302,16 +302,20 @@ void setup_warden_mounts(const SandboxSpec& spec) {
   }
 }
 
-void protect_kernel_interfaces_in_proc() {
-  for (const char* path : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"}) {
-    UniqueFd copy(::open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
+void protect_kernel_interfaces() {
+  // /sys with what is mounted below it (cgroup2, securityfs, ...): most of
+  // its files check nothing but their mode either.
+  for (const char* path : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/sys"}) {
+    UniqueFd copy(
+        ::open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | AT_RECURSIVE));
     if (!copy) {
       if (errno == ENOENT) continue;  // a kernel built without it
-      throw_errno("copy the mount (open_tree) of", path);
+      throw_errno("copy the mounts (open_tree) of", path);
     }
     mount_attr read_only{};
     read_only.attr_set = MOUNT_ATTR_RDONLY;
-    check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH, &read_only, sizeof read_only), "make read-only", path);
+    check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &read_only, sizeof read_only),
+          "make read-only", path);
     check(::move_mount(copy.get(), "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH), "mount read-only over itself",
           path);
   }

@@ -154,11 +154,11 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                          "plain memfds VMMs make before Linux 6.6)"});
   if (services_run_as_root(spec))
     steps.push_back({"warden",
-                     "mount /proc/sys, /proc/sysrq-trigger, /proc/irq and /proc/bus read-only over themselves "
-                     "(open_tree, mount_setattr, move_mount)",
+                     "mount /proc/sys, /proc/sysrq-trigger, /proc/irq, /proc/bus, /proc/fs and /sys (with the "
+                     "mounts below it) read-only over themselves (open_tree, mount_setattr, move_mount)",
                      {"CAP_SYS_ADMIN"},
                      "a service runs as uid 0, and the kernel lets uid 0 write these root-owned files without any "
-                     "capability: host-wide sysctls, the SysRq trigger (a reboot)"});
+                     "capability: host-wide sysctls and sysfs settings, the SysRq trigger (a reboot)"});
   for (const ServiceSpec& service : spec.services) {
     for (const ListenSocket& socket : service.listen_sockets) {
       steps.push_back({"warden",

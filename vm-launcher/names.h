@@ -12,8 +12,9 @@
 namespace vmwarden::vm {
 
 // `value` with each control character (a terminal escape, a NUL, a
-// newline) and each byte that is not part of valid UTF-8 written as \xNN,
-// for quoting what a user wrote in a message.
+// newline, a C1 control such as the 8-bit CSI, a bidirectional override)
+// and each byte that is not part of valid UTF-8 written as \xNN, byte by
+// byte, for quoting what a user (or a guest) wrote in a message.
 std::string printable(std::string_view value);
 
 // Each returns std::nullopt when the value is acceptable, otherwise a message

@@ -143,6 +143,15 @@ int main(int argc, char** argv) {
     if (write(fd, "x", 1) != 1) return denied("write");
     return ok("written");
   }
+  // Opening for writing only, nothing written: for kernel interfaces where
+  // a write that got through would act (the SysRq trigger, a host-wide
+  // sysctl).
+  if (command == "open-write") {
+    int fd = open(arg(1), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return denied("open");
+    close(fd);
+    return ok("opened for writing");
+  }
   if (command == "truncate") {
     if (truncate(arg(1), 0) != 0) return denied("truncate");
     return ok("truncated");

@@ -586,8 +586,20 @@ TEST_F(ExecEscapeTest, AUidZeroCommandCannotWriteKernelSettingsThroughProc) {
   expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"write", "/proc/sys/kernel/hostname"}), "EROFS");
   expect_denied(exec_attack({"--uid", "0", "--landlock", "off", "--network"}, {"write", "/proc/sys/kernel/hostname"}),
                 "EROFS");
+  // The others are only opened for writing: a write that got through would
+  // act on the host.
+  for (const char* path : {"/proc/sysrq-trigger", "/proc/sys/vm/drop_caches", "/proc/irq/default_smp_affinity"}) {
+    SCOPED_TRACE(path);
+    if (!std::filesystem::exists(path)) continue;  // a kernel built without it (this one has no SysRq)
+    expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"open-write", path}), "EROFS");
+  }
+  // sysfs alike: a bogus value, which the kernel's parser refuses (EINVAL)
+  // should the mount let the write through.
+  expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"write", "/sys/kernel/mm/transparent_hugepage/enabled"}),
+                "EROFS");
   // Reading them still works.
   expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"read", "/proc/sys/kernel/hostname"}));
+  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"read", "/sys/kernel/mm/transparent_hugepage/enabled"}));
 }
 
 // A program written to a memfd and executed through its descriptor would run

@@ -142,6 +142,10 @@ TEST(Definition, UnknownKeyFarFromAnyListsTheKnownOnes) {
 TEST(Definition, ControlCharactersInKeysAndValuesAreEscaped) {
   expect_one_error(parse(std::string(kMinimal) + "\"\\u001b[31m\" = 1\n"), 3, 1,
                    "unknown key \"\\x1b[31m\"; known keys are");
+  // C1 controls (U+009B, the 8-bit CSI) and bidirectional overrides (U+202E)
+  // too, byte by byte; other characters pass.
+  expect_one_error(parse(std::string(kMinimal) + "\"a\\u009b31m\\u202eb\u00e9\" = 1\n"), 3, 1,
+                   "unknown key \"a\\xc2\\x9b31m\\xe2\\x80\\xaeb\u00e9\"; known keys are");
   expect_one_error(parse("vmm = \"qemu\\u0000\"\nkernel = \"/k\"\n"), 1, 7,
                    "vmm = \"qemu\\x00\" is not one of \"qemu\"");
   expect_one_error(parse(std::string(kMinimal) + "[sandbox]\nseccomp = \"kill\\u001b]0;x\\u0007\"\n"), 4, 11,

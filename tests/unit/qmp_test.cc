@@ -229,10 +229,13 @@ TEST(QmpClient, AFloodOfEventsKeepsTheNewestOnly) {
 TEST(QmpClient, AnEndlessFloodOfEventsEndsAtTheDeadline) {
   ScriptedQmp server(kGreetingStart, kGreetingEnd, [](int fd, const std::string& line) {
     if (line.find("qmp_capabilities") == std::string::npos) return;  // never answered
-    ScriptedQmp::send(fd, "{\"return\": {}, \"id\": " + id_of(line) + "}\n");
-    // In large writes, so that the client always finds more to read.
+    // In large writes, so that the client always finds more to read; the
+    // first with the reply, so that events are in the client's buffer
+    // already when the next command is sent.
     std::string events;
     while (events.size() < 64 * 1024) events += "{\"event\": \"SPAM\"}\n";
+    std::string reply = "{\"return\": {}, \"id\": " + id_of(line) + "}\n" + events;
+    if (::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL) < 0) return;
     auto until = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < until) {
       if (::send(fd, events.data(), events.size(), MSG_NOSIGNAL) < 0) return;  // the client gave up
@@ -346,6 +349,29 @@ TEST(UnixConnection, ConnectsToTheVmmsOwnSocket) {
   UniqueFd seqpacket = listen_at(vm / "crosvm.sock", SOCK_SEQPACKET);
   EXPECT_NO_THROW(UnixConnection::connect(vm / "crosvm.sock", SOCK_SEQPACKET, ::getuid()));
   EXPECT_TRUE(connection_pending(seqpacket));
+}
+
+// What every client of a VMM's socket reads through (QMP, the
+// cloud-hypervisor API): past its deadline, nothing more is read, however
+// much is waiting.
+TEST(UnixConnection, ReadsNothingPastItsDeadline) {
+  testing::TempDir vm("vmwarden-vm");
+  UniqueFd listener = listen_at(vm / "control.sock");
+  UnixConnection connection = UnixConnection::connect(vm / "control.sock", SOCK_STREAM, ::getuid());
+  UniqueFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(server);
+  std::string waiting(4096, 'x');
+  ASSERT_EQ(::send(server.get(), waiting.data(), waiting.size(), MSG_NOSIGNAL), ssize_t(waiting.size()));
+  std::string buffer;
+  try {
+    connection.read_some(buffer, std::chrono::steady_clock::now() - 1ms);
+    FAIL() << "read past the deadline";
+  } catch (const SystemError& e) {
+    EXPECT_EQ(e.code(), ETIMEDOUT);
+  }
+  EXPECT_TRUE(buffer.empty());
+  EXPECT_TRUE(connection.read_some(buffer, in(5s)));
+  EXPECT_FALSE(buffer.empty()) << "the data was there to read";
 }
 
 TEST(UnixConnection, AMissingSocketIsStillENOENT) {

@@ -110,13 +110,17 @@ TEST(S6ServiceDir, CreatesThenIsIdempotentThenUpdates) {
 // s6-svscan, s6-supervise and the reader of the logs go through log/: its
 // mode is the service directory's, not what the caller's umask would make.
 TEST(S6ServiceDir, TheLogDirectoryIsReachableWhateverTheUmask) {
-  testing::TempDir scandir;
-  mode_t old_umask = ::umask(077);
-  write_service_dir(options_for(scandir.path(), true));
-  testing::TempDir other;
-  write_service_dir(options_for(other.path(), false));
-  write_service_dir(options_for(other.path(), true));  // --log added later
-  ::umask(old_umask);
+  testing::TempDir scandir, other;
+  {
+    // Restored however the block is left, for the tests after this one.
+    struct UmaskFor {
+      mode_t old;
+      ~UmaskFor() { ::umask(old); }
+    } restore{::umask(077)};
+    write_service_dir(options_for(scandir.path(), true));
+    write_service_dir(options_for(other.path(), false));
+    write_service_dir(options_for(other.path(), true));  // --log added later
+  }
   for (const fs::path& log : {scandir / "work/log", other / "work/log"}) {
     struct stat st {};
     ASSERT_EQ(::stat(log.c_str(), &st), 0) << log;
