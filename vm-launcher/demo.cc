@@ -5,7 +5,6 @@
 
 #include "vm-launcher/demo.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -23,9 +22,8 @@
 #include "acl-manager/uid_registry.h"
 #include "common/error.h"
 #include "common/process.h"
-#include "common/unique_fd.h"
 #include "vm-launcher/definition.h"
-#include "vm-launcher/names.h"
+#include "vm-launcher/guest_report.h"
 
 #ifndef VMWARDEN_SOURCE_DIR
 #define VMWARDEN_SOURCE_DIR ""
@@ -76,26 +74,6 @@ void write_text(const fs::path& path, std::string_view text, mode_t mode) {
 void make_dir(const fs::path& path, mode_t mode) {
   fs::create_directories(path);
   check(::chmod(path.c_str(), mode), "chmod", path.string());
-}
-
-// The guest wrote the report in the share it may write: read as untrusted.
-// Not through a symlink, not waiting on a FIFO put in its place, at most
-// 64 KiB, and each value made printable (no terminal escapes).
-std::map<std::string, std::string> read_report(const fs::path& path) {
-  std::map<std::string, std::string> report;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
-  struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return report;
-  std::string text(64 * 1024, '\0');
-  ssize_t length = ::read(fd.get(), text.data(), text.size());
-  text.resize(length > 0 ? static_cast<std::size_t>(length) : 0);
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t equals = line.find('=');
-    if (equals != std::string::npos) report[printable(line.substr(0, equals))] = printable(line.substr(equals + 1));
-  }
-  return report;
 }
 
 std::string definition_text(const fs::path& image, const fs::path& ro, const fs::path& rw, uid_t uid) {
@@ -243,7 +221,7 @@ int run_demo(const DemoOptions& options) {
     return 1;
   }
 
-  auto report = read_report(report_file);
+  auto report = read_key_values(report_file);
   fmt::print("guest ran its command {:.2f} s after `vmwarden supervise` started (guest kernel uptime {} s)\n", boot,
              report["uptime"]);
 

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <sstream>
 #include <string>
 
 #include "common/unique_fd.h"
 #include "vm-launcher/guest_manifest.h"
+#include "vm-launcher/names.h"
 
 namespace vmwarden::vm {
 
@@ -36,6 +38,22 @@ std::optional<int> read_reported_exit_status(const std::filesystem::path& report
   bool line_ends = rest != end ? *rest == '\n' : length < static_cast<ssize_t>(sizeof text);
   if (!line_ends) return std::nullopt;
   return status;
+}
+
+std::map<std::string, std::string> read_key_values(const std::filesystem::path& file) {
+  std::map<std::string, std::string> values;
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return values;
+  std::string text(64 * 1024, '\0');
+  ssize_t length = ::read(fd.get(), text.data(), text.size());
+  text.resize(length > 0 ? static_cast<std::size_t>(length) : 0);
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::size_t equals = line.find('=');
+    if (equals != std::string::npos) values[printable(line.substr(0, equals))] = printable(line.substr(equals + 1));
+  }
+  return values;
 }
 
 }  // namespace vmwarden::vm

@@ -78,5 +78,28 @@ TEST_F(GuestReportTest, NeitherAFifoNorADirectoryIsWaitedOnOrRead) {
   EXPECT_EQ(read_reported_exit_status(report_), std::nullopt);
 }
 
+// The demo's KEY=VALUE report, which the guest writes: not through a
+// symlink, not waited on as a FIFO, values made printable.
+TEST_F(GuestReportTest, KeyValuesAreReadAsUntrusted) {
+  fs::path file = report_ / "report.txt";
+  testing::write_file(file, "uid=1234\nnoise\nro_read=ok \x1b[31mred\xc2\x9b" "0m\n");
+  auto values = read_key_values(file);
+  EXPECT_EQ(values.size(), 2u);
+  EXPECT_EQ(values["uid"], "1234");
+  EXPECT_EQ(values["ro_read"], "ok \\x1b[31mred\\xc2\\x9b0m");
+
+  testing::write_file(dir_ / "host-secret", "uid=0\n");
+  fs::remove(file);
+  fs::create_symlink(dir_ / "host-secret", file);
+  EXPECT_TRUE(read_key_values(file).empty()) << "followed a symlink";
+
+  fs::remove(file);
+  ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(read_key_values(file).empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << "waited on a FIFO";
+  EXPECT_TRUE(read_key_values(report_ / "missing.txt").empty());
+}
+
 }  // namespace
 }  // namespace vmwarden::vm
