@@ -81,6 +81,17 @@ inline int listen_at(const std::string& path, int type) {
   return fd;
 }
 
+// A VMM's control socket at `path`; with VMWARDEN_FAKE_CONTROL_SYMLINK=1
+// (a compromised VMM) bound beside it and named by a symlink there instead,
+// which the warden, connecting as root, must refuse rather than follow.
+inline int listen_for_control(const std::string& path, int type) {
+  if (!flag("VMWARDEN_FAKE_CONTROL_SYMLINK")) return listen_at(path, type);
+  std::string real = path + ".real";
+  int fd = listen_at(real, type);
+  if (::symlink(real.c_str(), path.c_str()) != 0) die("cannot symlink " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
 // -1 with errno set on failure.
 inline int connect_to(const std::string& path, int type) {
   int fd = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);

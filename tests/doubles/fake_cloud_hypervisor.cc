@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   if (!fs_sockets.empty() && option_value(memory, "shared") != "on")
     die("Error booting VM: virtio-fs requires shared memory (--memory shared=on)");
   if (api.empty()) die("fake-cloud-hypervisor needs --api-socket");
-  int listener = listen_at(api, SOCK_STREAM);
+  int listener = listen_for_control(api, SOCK_STREAM);
   std::vector<int> backends;
   for (const std::string& path : fs_sockets) {
     int fd = connect_to(path, SOCK_STREAM);

@@ -60,7 +60,7 @@ int run(int argc, char** argv) {
   }
   struct stat st {};
   if (kernel.empty() || ::stat(kernel.c_str(), &st) != 0) die("failed to open kernel image " + kernel);
-  int control = socket.empty() ? -1 : listen_at(socket, SOCK_SEQPACKET);
+  int control = socket.empty() ? -1 : listen_for_control(socket, SOCK_SEQPACKET);
   std::vector<int> backends;
   for (const std::string& path : vhost_user) {
     int fd = connect_to(path, SOCK_STREAM);

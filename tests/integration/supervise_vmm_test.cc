@@ -314,6 +314,23 @@ TEST_P(SuperviseVmmTest, AFloodedConsoleKeepsAtMostTwiceTheCapAndItsLastBytes) {
   EXPECT_THAT(log, Not(HasSubstr("console line")));
 }
 
+// A compromised VMM owns the runtime directory and can put a symlink where
+// its control socket should be: the warden (root) refuses it before any
+// connect, at readiness already, rather than follow it to whatever socket
+// it names. (crosvm's readiness probe once connected with no check at all.)
+TEST_P(SuperviseVmmTest, AControlSocketNamedByASymlinkIsRefusedNotFollowed) {
+  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
+  definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 VMWARDEN_FAKE_CONTROL_SYMLINK=1");
+  testing::write_file(root_ / "config/vms/vm.toml", definition);
+  pid_t outer = start_supervise();
+  int status = wait_for(outer, 30s);
+  std::string log = testing::read_file(root_ / "log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_NE(WEXITSTATUS(status), 0) << log;
+  EXPECT_THAT(log, HasSubstr("is a symbolic link, not the VMM's socket")) << log;
+  EXPECT_FALSE(fs::exists(root_ / "run/vm")) << "the runtime dir goes with the VM";
+}
+
 // A guest that ignores the power button: at the shutdown timeout the warden
 // stops the VMM with the VMM's own stop command (`crosvm stop`, `ch-remote
 // shutdown-vmm`), which lets it exit by itself, before it SIGKILLs anything.
