@@ -400,8 +400,9 @@ void add_exec_command(CLI::App& app, Globals& globals) {
   command
       ->add_option("--uid", options->uid,
                    "Run the command as this user (name or number) instead of a single-use UID leased from the "
-                   "registry and released at exit. --uid 0 runs it as root (still without capabilities); the "
-                   "audit flags it")
+                   "registry and released at exit. --uid 0 runs it as root (still without capabilities), and root "
+                   "can still connect to the host's root-only unix sockets (a container runtime's, the system "
+                   "bus): not for untrusted code; the audit flags it")
       ->type_name("USER");
   command->add_option("--gid", options->gid, "With --uid: run the command with this group (default: the primary group of a --uid NAME, the same number for a --uid NUMBER)")
       ->type_name("GROUP");

@@ -51,7 +51,10 @@ Audit gather(std::string_view service, const Confinement& confinement, const Aud
   audit.user_namespace = confinement.user_namespace;
   audit.gid = confinement.gid;
   if (confinement.uid == 0 && labels.label(0) == nullptr)
-    audit.flags.push_back("runs as root (uid 0)");
+    audit.flags.push_back(
+        "runs as root (uid 0): it can connect to every pathname unix socket root may, wherever it lies (Landlock "
+        "up to ABI 7 does not restrict connect), and host daemons see a root peer (a container runtime's or the "
+        "system bus's socket gives host root)");
 
   validate_capabilities(confinement.keep_capabilities);
   for (int capability = 0; capability < capability_count(); ++capability) {

@@ -1388,7 +1388,7 @@ TEST_F(SandboxTest, UidZeroOnlyWhenAskedAndFlaggedByTheAudit) {
   EXPECT_EQ(root.out, "0\nCapEff:\t0000000000000000\n");
   CommandResult audit = exec({"--uid", "0", "--audit"}, {"/bin/true"});
   ASSERT_EQ(audit.exit_code, 0) << audit.err;
-  EXPECT_THAT(audit.out, HasSubstr("\nwarnings:\n! service command: runs as root (uid 0)\n"));
+  EXPECT_THAT(audit.out, HasSubstr("\nwarnings:\n! service command: runs as root (uid 0): it can connect to every pathname unix socket"));
   EXPECT_THAT(audit.out, HasSubstr("uid: 0 (root), given explicitly with --uid 0"));
   CommandResult single_use = exec({"--audit"}, {"/bin/true"});
   ASSERT_EQ(single_use.exit_code, 0) << single_use.err;
