@@ -312,10 +312,7 @@ void protect_kernel_interfaces() {
       if (errno == ENOENT) continue;  // a kernel built without it
       throw_errno("copy the mounts (open_tree) of", path);
     }
-    mount_attr read_only{};
-    read_only.attr_set = MOUNT_ATTR_RDONLY;
-    check(::mount_setattr(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &read_only, sizeof read_only),
-          "make read-only", path);
+    make_read_only(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, path);
     check(::move_mount(copy.get(), "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH), "mount read-only over itself",
           path);
   }

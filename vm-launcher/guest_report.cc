@@ -14,41 +14,53 @@
 
 namespace vmwarden::vm {
 
+namespace {
+
+// At most `limit` bytes of the guest-written file `name` (relative to
+// `dir_fd`), read as untrusted: a regular file reached without following a
+// symlink; O_NONBLOCK, so that a FIFO put in its place opens at once (and is
+// then refused as not regular) instead of waiting for a writer forever.
+// Empty when there is no such file.
+std::optional<std::string> read_guest_file(int dir_fd, const char* name, std::size_t limit) {
+  UniqueFd file(::openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  struct stat st {};
+  if (!file || ::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  std::string text(limit, '\0');
+  ssize_t length = ::read(file.get(), text.data(), text.size());
+  if (length < 0) return std::nullopt;
+  text.resize(static_cast<std::size_t>(length));
+  return text;
+}
+
+}  // namespace
+
 std::optional<int> read_reported_exit_status(const std::filesystem::path& report_dir) {
   // The directory itself is the host's (inside the root-owned run
   // directory); only what is in it can be the guest's.
   UniqueFd dir(::open(report_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir) return std::nullopt;
-  // O_NONBLOCK: a FIFO put in the file's place opens at once (and is then
-  // refused as not regular) instead of waiting for a writer forever.
-  std::string name(guest::kExitStatusFile);
-  UniqueFd file(::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
-  struct stat st;
-  if (!file || ::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   // Longer than any first line it accepts, so that the number is seen to
-  // end (at a newline, or at the end of a file shorter than the buffer)
+  // end (at a newline, or at the end of a file shorter than what was read)
   // rather than where the read stopped: "0000000013\n" is 13, not 0.
-  char text[16];
-  ssize_t length = ::read(file.get(), text, sizeof text);
-  if (length <= 0) return std::nullopt;
-  const char* end = text + length;
+  constexpr std::size_t kLimit = 16;
+  std::string name(guest::kExitStatusFile);
+  std::optional<std::string> text = read_guest_file(dir.get(), name.c_str(), kLimit);
+  if (!text || text->empty()) return std::nullopt;
+  const char* begin = text->data();
+  const char* end = begin + text->size();
   int status = -1;
-  auto [rest, error] = std::from_chars(text, end, status);
-  if (error != std::errc() || rest == text || status < 0 || status > 255) return std::nullopt;
-  bool line_ends = rest != end ? *rest == '\n' : length < static_cast<ssize_t>(sizeof text);
+  auto [rest, error] = std::from_chars(begin, end, status);
+  if (error != std::errc() || rest == begin || status < 0 || status > 255) return std::nullopt;
+  bool line_ends = rest != end ? *rest == '\n' : text->size() < kLimit;
   if (!line_ends) return std::nullopt;
   return status;
 }
 
 std::map<std::string, std::string> read_key_values(const std::filesystem::path& file) {
   std::map<std::string, std::string> values;
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
-  struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return values;
-  std::string text(64 * 1024, '\0');
-  ssize_t length = ::read(fd.get(), text.data(), text.size());
-  text.resize(length > 0 ? static_cast<std::size_t>(length) : 0);
-  std::istringstream in(text);
+  std::optional<std::string> text = read_guest_file(AT_FDCWD, file.c_str(), 64 * 1024);
+  if (!text) return values;
+  std::istringstream in(*text);
   for (std::string line; std::getline(in, line);) {
     std::size_t equals = line.find('=');
     if (equals != std::string::npos) values[printable(line.substr(0, equals))] = printable(line.substr(equals + 1));

@@ -172,8 +172,9 @@ std::filesystem::path checked_share(const std::filesystem::path& tree, const Loc
   std::string share = checked.lexically_normal().native();
   std::string own = own_state_subdir.empty() ? std::string() : resolved(own_state_subdir);
   std::vector<KeptFromVms> kept = kept_from_vms(locations);
+  std::vector<std::string> held_at;  // each location as it resolves
   for (const auto& [location, what] : kept) {
-    std::string held = resolved(location);
+    std::string& held = held_at.emplace_back(resolved(location));
     if (held == share)
       throw UsageError(fmt::format("{} is {}, {}, which the VM would then reach; share a directory outside it", share,
                                    location.string(), what));
@@ -191,10 +192,8 @@ std::filesystem::path checked_share(const std::filesystem::path& tree, const Loc
   shown.insert(shown.end(), below_share.begin(), below_share.end());
   std::optional<Place> own_place;
   if (!own.empty()) own_place = place_to_be(mounts, own);
-  for (const auto& [location, what] : kept) {
-    std::string held = resolved(location);
-    require_apart(share, shown, place_to_be(mounts, held), held, what, own_place);
-  }
+  for (std::size_t i = 0; i < kept.size(); ++i)
+    require_apart(share, shown, place_to_be(mounts, held_at[i]), held_at[i], kept[i].what, own_place);
   supervisor::require_copyable_mounts(checked);
   return checked;
 }

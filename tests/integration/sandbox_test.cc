@@ -661,6 +661,41 @@ TEST_F(SandboxTest, ACapturedDescriptorIsKeptInTheRuntimeDirBounded) {
   EXPECT_EQ(exit_code(status), 128 + SIGTERM);
 }
 
+// The service owns the runtime dir and keeps putting a symlink to a root
+// file where its capture file goes, while it writes enough to make the
+// warden rotate the file several times: the warden (root) moves whatever is
+// at the name aside and creates the next file exclusively, never following
+// it, so the root file is never written. (Rotating by reopening the name
+// wrote the root file and gave it to the service's uid in 3 of 3 runs; the
+// O_EXCL | O_NOFOLLOW of the create guards the few microseconds between the
+// rename and the create, which this test does not reach.)
+TEST_F(SandboxTest, ASymlinkPutInTheCaptureFilesPlaceLeadsTheWardenNowhere) {
+  using namespace vmwarden::supervisor;
+  TempDir host("vmwarden-capture-target");
+  std::filesystem::path target = host / "root-file";
+  write_file(target, "root's\n", 0644);
+  SandboxSpec spec = unconfined_sandbox("capture-link", {});
+  std::filesystem::path log = spec.runtime_dir / "out.log";
+  spec.services[0].argv = {"/bin/sh", "-c",
+                           "(while :; do ln -sfn " + target.string() + " " + log.string() + "; done) & planter=$!; " +
+                               "for i in 1 2 3 4 5 6 7 8 9 10; do head -c 20000 /dev/zero | tr '\\0' x >&3; "
+                               "sleep 0.01; done; kill $planter"};
+  spec.services[0].confinement.uid = 65534;
+  spec.services[0].confinement.gid = 65534;
+  spec.runtime_dir_uid = 65534;
+  spec.runtime_dir_gid = 65534;
+  spec.services[0].captures = {{3, log, 30'000}};
+  // The service's uid must reach its runtime dir, as a VM's does.
+  ASSERT_EQ(::chmod(runtime_root_.path().c_str(), 0711), 0);
+  auto [status, err] = run_sandbox_to_end(spec);
+  EXPECT_EQ(exit_code(status), 0) << err;
+  EXPECT_EQ(read_file(target), "root's\n") << "the warden wrote through the service's symlink";
+  struct stat st {};
+  ASSERT_EQ(::stat(target.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+}
+
 TEST_F(SandboxTest, ACaptureFileOutsideTheRuntimeDirIsRefused) {
   supervisor::SandboxSpec spec = unconfined_sandbox("capture-out", {"/bin/true"});
   spec.services[0].captures = {{3, runtime_root_.path() / "elsewhere.log", 1000}};
