@@ -82,7 +82,9 @@ struct Identity {
 };
 
 // The one place that decides whom the command runs as: --uid (and --gid),
-// or else nullopt, meaning a single-use UID leased from the registry.
+// or else nullopt, meaning a single-use UID leased from the registry. uid 0
+// is given, but run as root of a user namespace of its own over a single-use
+// UID (build_plan()), never as the host's root.
 std::optional<Identity> given_identity(const ExecOptions& options) {
   if (options.uid.empty()) {
     if (!options.gid.empty()) throw UsageError("--gid needs --uid (a single-use UID always runs with its own group)");
@@ -100,7 +102,16 @@ std::optional<Identity> given_identity(const ExecOptions& options) {
   } else {
     throw UsageError("--uid " + options.uid + ": no such user in /etc/passwd (give a user name or a number)");
   }
-  if (options.gid.empty()) {
+  if (identity.uid == 0) {
+    // Root of its own user namespace has no other group mapped.
+    bool root_group = options.gid.empty() || parse_id("--gid", options.gid) == 0UL ||
+                      find_group_in_files(options.gid) == std::optional<gid_t>(0);
+    if (!root_group)
+      throw UsageError("--gid " + options.gid +
+                       ": --uid 0 runs the command as root (uid 0, gid 0) of a user namespace of its own, where no "
+                       "other group exists; leave --gid out, or give a --uid other than 0");
+    identity.gid = 0;
+  } else if (options.gid.empty()) {
     // --uid NUMBER: the group of the same number; --uid NAME: the user's
     // primary group.
     identity.gid = primary_gid.value_or(static_cast<gid_t>(identity.uid));
@@ -217,6 +228,9 @@ supervisor::LandlockMode landlock_mode(const std::string& text) {
 struct ExecPlan {
   vm::LaunchPlan launch;
   bool single_use = false;  // launch.uid is a stand-in until the lease is taken
+  // --uid 0: the single-use UID appears as root in a user namespace of the
+  // command's own.
+  bool as_root = false;
   std::string uid_range;
 };
 
@@ -246,7 +260,13 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   }
 
   ExecPlan plan;
-  plan.single_use = !given;
+  // --uid 0 is not the host's root: connect() on a pathname socket is outside
+  // Landlock's rules (up to ABI 7), and the host's root-only sockets (a
+  // container runtime's, the system bus) would take a root peer for root.
+  // It is a single-use UID, leased and granted as without --uid, shown as
+  // root in a user namespace of its own.
+  plan.as_root = given && given->uid == 0;
+  plan.single_use = !given || plan.as_root;
   supervisor::SandboxSpec& spec = plan.launch.sandbox;
   spec.name = name;
   spec.runtime_dir = locations.vm_runtime_dir(name);
@@ -277,6 +297,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   service.cwd = fs::current_path(error);
   if (error || hidden_in_sandbox(service.cwd)) service.cwd = "/";
   service.fds = {{0, 0}, {1, 1}, {2, 2}};
+  if (plan.as_root) service.confinement.user_namespace = supervisor::UserNamespace::root;
   // Landlock: what any dynamically linked program needs to start, the
   // command itself and the sandbox's runtime dir; everything else only
   // through --ro and --rw. --ro is also a read-only bind mount, which holds
@@ -315,7 +336,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   spec.services.push_back(std::move(service));
   vm::order_outer_first(plan.launch);
 
-  if (given) {
+  if (!plan.single_use) {
     set_identity(plan, given->uid, given->gid);
   } else {
     // A stand-in from the registry's range until the lease is taken: every
@@ -340,6 +361,7 @@ int audit(const ExecPlan& plan, const ExecOptions& options, const Locations& loc
       .uid_source = plan.single_use ? vm::UidSource::single_use : vm::UidSource::given,
       .uid_is_placeholder = plan.single_use,
       .uid_range = plan.uid_range,
+      .shown_as_root = plan.as_root,
       .checks_shares = false,
       .refusals = {},
   };
@@ -400,11 +422,12 @@ void add_exec_command(CLI::App& app, Globals& globals) {
   command
       ->add_option("--uid", options->uid,
                    "Run the command as this user (name or number) instead of a single-use UID leased from the "
-                   "registry and released at exit. --uid 0 runs it as root (still without capabilities), and root "
-                   "can still connect to the host's root-only unix sockets (a container runtime's, the system "
-                   "bus): not for untrusted code; the audit flags it")
+                   "registry and released at exit. --uid 0 runs it as root of a user namespace of its own, without "
+                   "capabilities: it sees uid 0 and gid 0, while the host sees a single-use UID, leased and granted "
+                   "its --ro and --rw trees as without --uid (root's files and sockets on the host stay out of "
+                   "reach; what it creates is owned by that UID)")
       ->type_name("USER");
-  command->add_option("--gid", options->gid, "With --uid: run the command with this group (default: the primary group of a --uid NAME, the same number for a --uid NUMBER)")
+  command->add_option("--gid", options->gid, "With --uid: run the command with this group (default: the primary group of a --uid NAME, the same number for a --uid NUMBER; with --uid 0 only 0)")
       ->type_name("GROUP");
   command
       ->add_option("--landlock", options->landlock,

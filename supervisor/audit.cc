@@ -26,7 +26,7 @@ struct PathAudit {
 struct Audit {
   std::string service;
   uid_t uid = 0;
-  bool user_namespace = false;
+  UserNamespace user_namespace = UserNamespace::host;
   gid_t gid = 0;
   std::vector<std::string> kept_capabilities;
   std::vector<std::string> dropped_capabilities;
@@ -50,11 +50,6 @@ Audit gather(std::string_view service, const Confinement& confinement, const Aud
   audit.uid = confinement.uid;
   audit.user_namespace = confinement.user_namespace;
   audit.gid = confinement.gid;
-  if (confinement.uid == 0 && labels.label(0) == nullptr)
-    audit.flags.push_back(
-        "runs as root (uid 0): it can connect to every pathname unix socket root may, wherever it lies (Landlock "
-        "up to ABI 7 does not restrict connect), and host daemons see a root peer (a container runtime's or the "
-        "system bus's socket gives host root)");
 
   validate_capabilities(confinement.keep_capabilities);
   for (int capability = 0; capability < capability_count(); ++capability) {
@@ -64,7 +59,8 @@ Audit gather(std::string_view service, const Confinement& confinement, const Aud
   }
   for (const auto& name : audit.kept_capabilities)
     audit.flags.push_back("keeps capability " + name +
-                          (confinement.user_namespace ? " (over its own user namespace only)" : ""));
+                          (confinement.user_namespace != UserNamespace::host ? " (over its own user namespace only)"
+                                                                             : ""));
   // Exactly the bits caps.cc sets (SECBIT_KEEP_CAPS itself is left clear).
   audit.securebits = {"SECBIT_NOROOT", "SECBIT_NOROOT_LOCKED", "SECBIT_KEEP_CAPS_LOCKED",
                       "SECBIT_NO_CAP_AMBIENT_RAISE", "SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED"};
@@ -117,6 +113,18 @@ Audit gather(std::string_view service, const Confinement& confinement, const Aud
   return audit;
 }
 
+const char* user_namespace_name(UserNamespace user_namespace) {
+  switch (user_namespace) {
+    case UserNamespace::host:
+      return "host";
+    case UserNamespace::identity:
+      return "identity";
+    case UserNamespace::root:
+      return "root";
+  }
+  return "host";
+}
+
 const char* kind_name(SeccompKind kind) {
   switch (kind) {
     case SeccompKind::deny_list: return "deny-list";
@@ -157,10 +165,14 @@ std::string describe_confinement_text(std::string_view service, const Confinemen
   std::string gid = gid_label ? (audit.gid == audit.uid ? std::string("the same number") : *gid_label)
                               : std::to_string(audit.gid);
   out += fmt::format("  identity: uid {}, gid {}, no supplementary groups\n", uid, gid);
-  if (audit.user_namespace)
+  if (audit.user_namespace == UserNamespace::identity)
     out += fmt::format("  user namespace: its own, mapping only uid {} and gid {} onto themselves; setgroups "
                        "denied\n",
                        uid, gid);
+  else if (audit.user_namespace == UserNamespace::root)
+    out += fmt::format("  user namespace: its own, in which only uid {} and gid {} are mapped, as uid 0 and gid 0 "
+                       "(root there, with no capability; the host sees uid {}); setgroups denied\n",
+                       uid, gid, uid);
   out += fmt::format("  capabilities: {} kept{}{}; {} dropped from every set and the bounding set\n",
                      audit.kept_capabilities.size(), audit.kept_capabilities.empty() ? "" : " (ambient): ",
                      join(audit.kept_capabilities, ", "), audit.dropped_capabilities.size());
@@ -216,7 +228,7 @@ std::string describe_confinement_json(std::string_view service, const Confinemen
       "\"argument_filters\":{},\"enosys\":{}}},"
       "\"flags\":{}}}",
       json_quote(audit.service), id_json(audit.uid), id_json(audit.gid), label_json(audit.uid),
-      label_json(audit.gid), audit.user_namespace ? "true" : "false", json_strings(audit.kept_capabilities),
+      label_json(audit.gid), json_quote(user_namespace_name(audit.user_namespace)), json_strings(audit.kept_capabilities),
       json_strings(audit.dropped_capabilities), json_strings(audit.securebits),
       json_quote(audit.landlock_mode), audit.abi, audit.refused ? json_quote(*audit.refused) : "null",
       json_strings(audit.handled_fs), paths, json_strings(audit.handled_net),

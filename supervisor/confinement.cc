@@ -18,6 +18,16 @@
 namespace vmwarden::supervisor {
 
 std::vector<std::string> check_confinement(const Confinement& confinement) {
+  // The host's uid 0 needs no capability to connect to root's sockets
+  // (connect() on a pathname socket is outside Landlock's rules up to ABI
+  // 7), to write root-owned sysctls and sysfs settings, or to change root's
+  // files under a write rule. `uid` is always the host's: root of a user
+  // namespace of the service's own (UserNamespace::root) is an unprivileged
+  // uid mapped onto 0.
+  if (confinement.uid == 0)
+    throw PermanentError(
+        "a service never runs as the host's uid 0: give it a UID of its own, or run it as root of a user namespace "
+        "of its own (vmwarden exec --uid 0)");
   validate_capabilities(confinement.keep_capabilities);
   describe_seccomp_profile(confinement.seccomp.profile);  // throws for an unknown name
   LandlockPlan plan = plan_landlock(confinement.landlock, landlock_abi());
@@ -58,9 +68,13 @@ void apply_confinement_except(const Confinement& confinement, unsigned omitted) 
   // 2a. A user namespace of its own, entered as the new uid so that the
   //     namespace belongs to it: every capability step 3 keeps is then a
   //     capability over that namespace only (files owned by uid:gid), never
-  //     over the host's.
-  if (confinement.user_namespace && wanted(step_user_namespace))
-    enter_identity_user_namespace(confinement.uid, confinement.gid);
+  //     over the host's. Mapped onto 0, uid is root in there only: the host
+  //     still checks uid, and step 3 leaves it no capability in either.
+  if (confinement.user_namespace != UserNamespace::host && wanted(step_user_namespace)) {
+    bool as_root = confinement.user_namespace == UserNamespace::root;
+    enter_user_namespace(confinement.uid, confinement.gid, as_root ? 0 : confinement.uid,
+                         as_root ? 0 : confinement.gid);
+  }
 
   // 3. Capabilities: only keep_capabilities remain, in every set including
   //    ambient (so they survive execve); the bounding set loses the rest;

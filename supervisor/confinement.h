@@ -61,17 +61,27 @@ struct SeccompPolicy {
   SeccompAction action = SeccompAction::kill;
 };
 
+enum class UserNamespace {
+  host,
+  // uid and gid map onto themselves. The kept capabilities then hold in that
+  // namespace only: they act on files owned by uid:gid and nowhere else on
+  // the host (virtiofsd's file-server set).
+  identity,
+  // uid and gid appear as 0 (`vmwarden exec --uid 0`): the service sees
+  // itself as root, while every check the host makes (files, sockets,
+  // signals, /proc/sys) sees uid, an unprivileged UID.
+  root,
+};
+
 struct Confinement {
   uid_t uid = 0;
   gid_t gid = 0;  // no supplementary groups, ever
   // Capabilities the service keeps across exec (as ambient capabilities);
   // every other capability leaves all five sets, the bounding set included.
   std::vector<int> keep_capabilities;
-  // Run in a user namespace of the service's own, created after the uid
-  // switch, which maps only uid and gid onto themselves. The kept
-  // capabilities then hold in that namespace only: they act on files owned
-  // by uid:gid and nowhere else on the host (virtiofsd's file-server set).
-  bool user_namespace = false;
+  // The host's user namespace, or one of the service's own, created after
+  // the uid switch, which maps only uid and gid (see UserNamespace).
+  UserNamespace user_namespace = UserNamespace::host;
   LandlockPolicy landlock;
   SeccompPolicy seccomp;
 };

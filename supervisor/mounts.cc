@@ -302,31 +302,6 @@ void setup_warden_mounts(const SandboxSpec& spec) {
   }
 }
 
-void protect_kernel_interfaces() {
-  // /sys with what is mounted below it (cgroup2, securityfs, ...): most of
-  // its files check nothing but their mode either.
-  for (const char* path : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/sys"}) {
-    UniqueFd copy(
-        ::open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | AT_RECURSIVE));
-    if (!copy) {
-      if (errno == ENOENT) continue;  // a kernel built without it
-      throw_errno("copy the mounts (open_tree) of", path);
-    }
-    make_read_only(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, path);
-    check(::move_mount(copy.get(), "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH), "mount read-only over itself",
-          path);
-  }
-}
-
-bool services_run_as_root(const SandboxSpec& spec) {
-  for (const ServiceSpec& service : spec.services) {
-    // A user namespace of its own changes nothing: uid 0 there is uid 0 on
-    // the host, which the kernel compares a sysctl's owner with.
-    if (service.confinement.uid == 0) return true;
-  }
-  return false;
-}
-
 void unmount_runtime_dir_mounts(const SandboxSpec& spec) noexcept {
   std::vector<std::string> mounted;
   if (has_private_mount_points(spec)) mounted.push_back(private_mounts_dir(spec).string());

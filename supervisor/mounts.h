@@ -30,19 +30,6 @@ bool has_private_mount_points(const SandboxSpec& spec);
 // target).
 void setup_warden_mounts(const SandboxSpec& spec);
 
-// In the warden, after setup_warden_mounts() and forbid_executable_memfds(),
-// when a service runs as uid 0 (services_run_as_root()): /proc/sys,
-// /proc/sysrq-trigger, /proc/irq, /proc/bus, /proc/fs and /sys, with the
-// mounts below it (those there are), bound read-only over themselves. The
-// kernel lets uid 0 write those root-owned files without any capability (a
-// sysctl's or a sysfs attribute's mode is checked against the owner, and
-// sysrq-trigger checks nothing more), so a service run as uid 0 could
-// otherwise change host-wide settings, or reboot the host, through them
-// wherever Landlock does not deny it (`--landlock off`).
-void protect_kernel_interfaces();
-// Whether any service runs as uid 0 (in a user namespace of its own or not).
-bool services_run_as_root(const SandboxSpec& spec);
-
 // In the warden, before it removes the runtime dir itself (when the outer
 // is gone): the tmpfs of private_mount_point()s, and the writable copy a
 // single service's read-only view put on the runtime dir, are mounts in the

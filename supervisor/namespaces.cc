@@ -57,7 +57,7 @@ void write_proc_file(const char* path, const char* text, size_t length) {
 
 }  // namespace
 
-void enter_identity_user_namespace(uid_t uid, gid_t gid) {
+void enter_user_namespace(uid_t uid, gid_t gid, uid_t inside_uid, gid_t inside_gid) {
   check(::unshare(CLONE_NEWUSER), "unshare", "(user namespace)");
   // The uid switch made the process non-dumpable, which leaves its /proc
   // files owned by root and the id maps unwritable. Exec resets it anyway.
@@ -66,9 +66,9 @@ void enter_identity_user_namespace(uid_t uid, gid_t gid) {
   // setgroups is denied (which also keeps the empty group list for good).
   char map[48];
   write_proc_file("/proc/self/setgroups", "deny", 4);
-  int length = std::snprintf(map, sizeof map, "%u %u 1\n", uid, uid);
+  int length = std::snprintf(map, sizeof map, "%u %u 1\n", inside_uid, uid);
   write_proc_file("/proc/self/uid_map", map, static_cast<size_t>(length));
-  length = std::snprintf(map, sizeof map, "%u %u 1\n", gid, gid);
+  length = std::snprintf(map, sizeof map, "%u %u 1\n", inside_gid, gid);
   write_proc_file("/proc/self/gid_map", map, static_cast<size_t>(length));
 }
 

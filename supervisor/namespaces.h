@@ -34,9 +34,10 @@ bool forbid_executable_memfds();
 int memfd_noexec_value();
 
 // Moves the calling process (already running as uid:gid) into a new user
-// namespace in which uid and gid map onto themselves and nothing else is
-// mapped; setgroups is denied there. The process holds every capability in
-// the new namespace until restrict_capabilities() trims them.
-void enter_identity_user_namespace(uid_t uid, gid_t gid);
+// namespace in which uid and gid appear as inside_uid and inside_gid and
+// nothing else is mapped; setgroups is denied there. The process holds
+// every capability in the new namespace until restrict_capabilities() trims
+// them.
+void enter_user_namespace(uid_t uid, gid_t gid, uid_t inside_uid, gid_t inside_gid);
 
 }  // namespace vmwarden::supervisor

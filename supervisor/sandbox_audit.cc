@@ -86,7 +86,7 @@ std::vector<std::pair<std::string, std::string>> service_namespaces(const Sandbo
       {"uts", "sandbox"},
       {"cgroup", "sandbox"},
       {"net", spec.private_network ? "sandbox" : "host"},
-      {"user", service.confinement.user_namespace ? "service" : "host"},
+      {"user", service.confinement.user_namespace != UserNamespace::host ? "service" : "host"},
       {"time", "host"},
   };
 }
@@ -152,13 +152,6 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                          "one would run, by its descriptor, what no Landlock execute rule names"
                        : "a memfd is made without execute permission unless MFD_EXEC asks for it (2 would refuse the "
                          "plain memfds VMMs make before Linux 6.6)"});
-  if (services_run_as_root(spec))
-    steps.push_back({"warden",
-                     "mount /proc/sys, /proc/sysrq-trigger, /proc/irq, /proc/bus, /proc/fs and /sys (with the "
-                     "mounts below it) read-only over themselves (open_tree, mount_setattr, move_mount)",
-                     {"CAP_SYS_ADMIN"},
-                     "a service runs as uid 0, and the kernel lets uid 0 write these root-owned files without any "
-                     "capability: host-wide sysctls and sysfs settings, the SysRq trigger (a reboot)"});
   for (const ServiceSpec& service : spec.services) {
     for (const ListenSocket& socket : service.listen_sockets) {
       steps.push_back({"warden",
@@ -259,7 +252,7 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                                  labels.text(confinement.uid)),
                      {"CAP_SETGID", "CAP_SETUID"},
                      "the service runs as the VM's uid, with no supplementary groups"});
-    if (confinement.user_namespace) {
+    if (confinement.user_namespace == UserNamespace::identity) {
       steps.push_back({actor,
                        fmt::format("as that uid: unshare a user namespace, deny setgroups there, map only uid {} "
                                    "and gid {} onto themselves",
@@ -267,6 +260,14 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                        {},
                        "unprivileged; the namespace belongs to the VM's uid, so the capabilities kept below act "
                        "on files owned by it and nowhere else"});
+    } else if (confinement.user_namespace == UserNamespace::root) {
+      steps.push_back({actor,
+                       fmt::format("as that uid: unshare a user namespace, deny setgroups there, map only uid {} "
+                                   "and gid {}, as uid 0 and gid 0",
+                                   labels.text(confinement.uid), labels.text(confinement.gid)),
+                       {},
+                       "unprivileged; the command sees itself as root, while the host's checks (files, sockets, "
+                       "signals, /proc/sys) see an unprivileged UID"});
     }
     std::vector<std::string> kept;
     for (int capability : confinement.keep_capabilities) kept.push_back(upper(capability_name(capability)));

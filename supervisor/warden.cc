@@ -159,7 +159,6 @@ int Warden::run() {
   setup_warden_mounts(spec_);
   if (!forbid_executable_memfds())
     log::debug("this kernel has no vm.memfd_noexec (Linux 6.3): a service may execute a memfd");
-  if (services_run_as_root(spec_)) protect_kernel_interfaces();
   // The one service's mounts, here (see services_have_own_mount_namespaces).
   if (!services_have_own_mount_namespaces(spec_) && !spec_.services.empty())
     setup_service_mounts(service_mounts(spec_, spec_.services.front()));

@@ -188,7 +188,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
       service.stage = 0;
       service.confinement = base_confinement(definition, uid);
       service.confinement.keep_capabilities = daemon.keep_capabilities;
-      service.confinement.user_namespace = true;
+      service.confinement.user_namespace = supervisor::UserNamespace::identity;
       service.confinement.landlock.paths = daemon.paths;
       service.confinement.seccomp.profile = daemon.seccomp_profile;
       // virtiofsd never uses the network, whatever the VM does.

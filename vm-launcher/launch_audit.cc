@@ -16,8 +16,12 @@ std::string uid_fact(const LaunchPlan& plan, const LaunchAuditOptions& options) 
   switch (options.uid_source) {
     case UidSource::single_use:
       return fmt::format("a single-use UID from {}, leased at start; its ACL grants revoked and the UID released "
-                         "when the sandbox ends",
-                         options.uid_range);
+                         "when the sandbox ends{}",
+                         options.uid_range,
+                         options.shown_as_root ? "; asked for with --uid 0, it is shown to the command as uid 0 and "
+                                                 "gid 0 in a user namespace of the command's own, and the host sees "
+                                                 "only the single-use UID"
+                                               : "");
     case UidSource::alias:
       return options.uid_is_placeholder
                  ? fmt::format("alias \"{}\": a UID allocated on first start and kept; leased while the sandbox "
@@ -28,8 +32,7 @@ std::string uid_fact(const LaunchPlan& plan, const LaunchAuditOptions& options) 
     case UidSource::given:
       break;
   }
-  return plan.uid == 0 ? std::string("0 (root), given explicitly with --uid 0; no lease, no ACL grants")
-                       : fmt::format("{}, given with --uid; no lease, no ACL grants", plan.uid);
+  return fmt::format("{}, given with --uid; no lease, no ACL grants", plan.uid);
 }
 
 }  // namespace

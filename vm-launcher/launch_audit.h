@@ -15,7 +15,7 @@ namespace vmwarden::vm {
 enum class UidSource {
   single_use,  // leased at start, released (its grants revoked) at exit
   alias,       // the alias's UID, leased while the sandbox runs
-  given,       // `vmwarden exec --uid`: no lease, no grants
+  given,       // `vmwarden exec --uid` (not 0): no lease, no grants
 };
 
 struct LaunchAuditOptions {
@@ -26,6 +26,9 @@ struct LaunchAuditOptions {
   // start) or "<UID of alias "NAME">" (allocated on first start).
   bool uid_is_placeholder = false;
   std::string uid_range;  // "FIRST-LAST", for a single-use UID
+  // The single-use UID is shown as root in a user namespace of the
+  // command's own (`vmwarden exec --uid 0`).
+  bool shown_as_root = false;
   // launch() checks, as the VM's uid, that each share's parent is searchable
   // (a command's: it uses its shares at their own paths) and that each of
   // `files_read_as_uid` (the kernel, initramfs and disks) can be opened as

@@ -120,6 +120,16 @@ int main(int argc, char** argv) {
     ready();
     for (;;) pause();
   }
+  if (command == "connect-path") {  // connect-path PATH: a pathname unix socket
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return setup_failed("socket");
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (strlen(arg(1)) >= sizeof address.sun_path) return setup_failed("socket path too long");
+    strcpy(address.sun_path, arg(1));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return denied("connect");
+    return ok("connected");
+  }
   if (command == "sleep") {
     ready();
     for (;;) pause();

@@ -411,9 +411,11 @@ TEST_F(ExecEscapeTest, CannotSignalTheWarden) {
   // Signal 0: the permission check without disturbing the warden.
   std::vector<std::string> args = {"signal", "1", "0"};
   expect_denied(exec_attack({}, args), "EPERM");
-  // As uid 0, like the warden: only the Landlock signal scope refuses.
+  // As uid 0: root of its own user namespace only, which the host sees as a
+  // single-use UID; without Landlock's signal scope too (the scope alone is
+  // shown on a sibling and a host process of the same uid, below).
   expect_denied(exec_attack({"--uid", "0"}, args), "EPERM");
-  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, args));
+  expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, args), "EPERM");
 }
 
 TEST_F(ExecEscapeTest, CannotSignalASibling) {
@@ -492,9 +494,44 @@ TEST_F(ExecEscapeTest, CannotPtraceASibling) {
 TEST_F(ExecEscapeTest, CannotReadEtcShadow) {
   std::vector<std::string> args = {"read", "/etc/shadow"};
   expect_denied(exec_attack({}, args), "EACCES");
-  // As uid 0, which owns it: Landlock alone refuses.
+  // As uid 0: root of its own user namespace, not the owner (the host's
+  // root) whose file it is; without Landlock too.
   expect_denied(exec_attack({"--uid", "0"}, args), "EACCES");
-  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, args));
+  expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, args), "EACCES");
+  expect_success(host_attack(args));
+}
+
+// Landlock (up to ABI 7) has no rule for connect() on a pathname unix
+// socket, and a read-only mount does not stop one: only the file's
+// permissions do. A root-only socket of the host (a container runtime's,
+// systemd's private one, the system bus's) would take a root peer for
+// root. --uid 0 is root of the command's own user namespace: the host sees
+// a single-use UID, which the socket's directory (0700) keeps out.
+TEST_F(ExecEscapeTest, AUidZeroCommandCannotConnectToAHostRootOnlySocket) {
+  TempDir dir("vmwarden-exec-escape-sock");
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0700), 0);
+  fs::path path = dir / "root-only.sock";
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_TRUE(listener);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_LT(path.string().size(), sizeof address.sun_path);
+  std::strcpy(address.sun_path, path.c_str());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << path;
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  std::vector<std::string> args = {"connect-path", path.string()};
+
+  for (const std::vector<std::string>& flags : std::vector<std::vector<std::string>>{
+           {"--uid", "0"}, {"--uid", "0", "--landlock", "off"}, {"--uid", "0", "--landlock", "off", "--network"}}) {
+    SCOPED_TRACE(flags.back());
+    expect_denied(exec_attack(flags, args), "EACCES");
+  }
+  EXPECT_LT(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC), 0) << "a sandboxed command got through";
+  // The control: the host's root connects.
+  expect_success(host_attack(args));
+  UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  EXPECT_TRUE(accepted) << "the host's root did not reach the listener: the test would prove nothing";
 }
 
 TEST_F(ExecEscapeTest, CannotWriteOrTruncateAReadOnlyPath) {
@@ -506,18 +543,20 @@ TEST_F(ExecEscapeTest, CannotWriteOrTruncateAReadOnlyPath) {
        std::vector<std::vector<std::string>>{{"write", created}, {"write", existing}, {"truncate", existing}}) {
     SCOPED_TRACE(args[0] + " " + args[1]);
     // --ro is a Landlock rule without write and a read-only bind mount; the
-    // mount answers first, and holds for uid 0 and without Landlock too.
-    expect_denied(exec_attack({"--uid", "0", "--ro", dir}, args), "EROFS");
-    expect_denied(exec_attack({"--uid", "0", "--ro", dir, "--landlock", "off"}, args), "EROFS");
+    // mount answers first (the mode allows the write), and holds without
+    // Landlock too. (A single-use UID's r-X grant would answer before it.)
+    expect_denied(exec_attack(with(kAsAttackerUid, {"--ro", dir}), args), "EROFS");
+    expect_denied(exec_attack(with(kAsAttackerUid, {"--ro", dir, "--landlock", "off"}), args), "EROFS");
     // Not named at all: every mount but the write rules' is read-only in
-    // the command's namespace, even for uid 0 (the mode allows it; Landlock
-    // refuses too, which escape_test shows on its own).
+    // the command's namespace, for --uid 0 too (Landlock refuses as well,
+    // which escape_test shows on its own).
+    expect_denied(exec_attack(kAsAttackerUid, args), "EROFS");
     expect_denied(exec_attack({"--uid", "0"}, args), "EROFS");
   }
   EXPECT_FALSE(fs::exists(created));
   EXPECT_EQ(testing::read_file(existing), "keep me\n");
   expect_success(exec_attack({"--ro", dir}, {"read", existing}));
-  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"write", created}));
+  expect_success(exec_attack(with(kAsAttackerUid, {"--landlock", "off"}), {"write", created}));
   // Given --rw, the same writes work.
   expect_success(exec_attack({"--rw", dir}, {"write", existing}));
   expect_success(exec_attack({"--rw", dir}, {"truncate", existing}));
@@ -527,76 +566,89 @@ TEST_F(ExecEscapeTest, CannotWriteOrTruncateAReadOnlyPath) {
 // Landlock (up to ABI 7) does not cover chmod, chown, extended attributes
 // (POSIX ACLs among them) or file times. Every mount but the write rules' is
 // read-only in a service's namespace, so none of them reaches a file outside
-// the write rules: not a root-owned file outside every rule for uid 0, not
-// the command's own file under a read-only rule. Under a write rule they
-// work as the uid's permissions say. The control: with Landlock off (which
-// also leaves the mounts writable), uid 0 changes the outside file.
+// the write rules: not the command's own file (its uid owns it) outside
+// every rule or under a read-only rule, nor a root-owned one for --uid 0.
+// Under a write rule they work as the uid's permissions say. The control:
+// with Landlock off (which also leaves the mounts writable), the owner
+// changes its outside file; --uid 0 still cannot change root's (root of its
+// own user namespace owns nothing on the host).
 TEST_F(ExecEscapeTest, CannotChangeTheMetadataOfAFileOutsideItsWriteRules) {
   TempDir data("vmwarden-exec-escape-meta");
+  ASSERT_EQ(::chmod(data.path().c_str(), 0755), 0);  // the attacker's uid may enter
   write_file(data / "roots", "root's\n", 0600);
-  std::string roots = data / "roots";
+  write_file(data / "attackers", "the attacker's\n", 0600);
+  std::string roots = data / "roots", attackers = data / "attackers";
+  ASSERT_EQ(::chown(attackers.c_str(), attacker_uid(), attacker_uid()), 0);
   const std::vector<std::string> changes[] = {{"chmod"}, {"chown"}, {"xattr"}, {"acl"}, {"utimes"}};
-  auto metadata = [&] {
+  auto metadata = [&](const std::string& path) {
     struct stat st {};
-    EXPECT_EQ(::stat(roots.c_str(), &st), 0);
+    EXPECT_EQ(::stat(path.c_str(), &st), 0);
     char value[64];
     return std::to_string(st.st_mode) + " " + std::to_string(st.st_uid) + " " + std::to_string(st.st_mtim.tv_sec) +
-           " " + std::to_string(::getxattr(roots.c_str(), "user.attacker", value, sizeof value)) + " " +
-           std::to_string(::getxattr(roots.c_str(), "system.posix_acl_access", value, sizeof value));
+           " " + std::to_string(::getxattr(path.c_str(), "user.attacker", value, sizeof value)) + " " +
+           std::to_string(::getxattr(path.c_str(), "system.posix_acl_access", value, sizeof value));
   };
-  std::string before = metadata();
+  std::string roots_before = metadata(roots), attackers_before = metadata(attackers);
   for (std::vector<std::string> change : changes) {
-    change.push_back(roots);
     SCOPED_TRACE(change[0]);
-    expect_denied(exec_attack({"--uid", "0"}, change), "EROFS");
-    expect_denied(exec_attack({"--uid", "0", "--ro", data.path().string()}, change), "EROFS");
+    std::vector<std::string> on_roots = with(change, {roots}), on_attackers = with(change, {attackers});
+    expect_denied(exec_attack({"--uid", "0"}, on_roots), "EROFS");
+    expect_denied(exec_attack({"--uid", "0", "--ro", data.path().string()}, on_roots), "EROFS");
+    expect_denied(exec_attack(kAsAttackerUid, on_attackers), "EROFS");
+    expect_denied(exec_attack(with(kAsAttackerUid, {"--ro", data.path().string()}), on_attackers), "EROFS");
   }
-  EXPECT_EQ(metadata(), before);
+  EXPECT_EQ(metadata(roots), roots_before);
+  EXPECT_EQ(metadata(attackers), attackers_before);
 
   // Under a write rule: the uid's own file, as its permissions allow.
   TempDir shared("vmwarden-exec-escape-meta-rw");
   ASSERT_EQ(::chmod(shared.path().c_str(), 0777), 0);
   std::string own = shared / "own";
   write_file(shared / "own", "the command's\n", 0644);
+  ASSERT_EQ(::chown(own.c_str(), attacker_uid(), attacker_uid()), 0);
   for (const char* change : {"chmod", "xattr", "utimes"}) {
     SCOPED_TRACE(change);
-    expect_success(exec_attack({"--uid", "0", "--rw", shared.path().string()}, {change, own}));
+    expect_success(exec_attack(with(kAsAttackerUid, {"--rw", shared.path().string()}), {change, own}));
   }
   // The same tree named twice, once with a trailing '/': still writable
   // (each once took the other for the rule above it, and neither was kept).
-  expect_success(exec_attack({"--uid", "0", "--rw", shared.path().string(), "--rw", shared.path().string() + "/"},
+  expect_success(exec_attack(with(kAsAttackerUid, {"--rw", shared.path().string(), "--rw", shared.path().string() + "/"}),
                              {"xattr", own}));
 
-  expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"chmod", roots}));
+  // --uid 0 is not root's owner on the host, mounts writable or not.
+  expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"chmod", roots}), "EPERM");
+  EXPECT_EQ(metadata(roots), roots_before);
+  expect_success(exec_attack(with(kAsAttackerUid, {"--landlock", "off"}), {"chmod", attackers}));
   struct stat st {};
-  ASSERT_EQ(::stat(roots.c_str(), &st), 0);
+  ASSERT_EQ(::stat(attackers.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 04777u) << "the control changed nothing: the test would prove nothing";
   // A write rule on / leaves no mount read-only (the copy of / put back
   // would lie above the root, and everything would be read-only).
-  expect_success(exec_attack({"--uid", "0", "--rw", "/"}, {"xattr", roots}));
+  expect_success(exec_attack(with(kAsAttackerUid, {"--rw", "/"}), {"xattr", attackers}));
 }
 
-// The kernel lets uid 0 write root-owned sysctls (and the SysRq trigger)
-// without any capability; Landlock denies it the writes under /proc, and
-// without Landlock the warden has mounted them read-only. The sandbox's
-// own hostname (its UTS namespace) stands in for every sysctl: a write that
-// got through would change nothing on the host.
+// The kernel lets the host's uid 0 write root-owned sysctls, sysfs settings
+// and the SysRq trigger without any capability. --uid 0 is root of the
+// command's own user namespace, which the kernel refuses them (EACCES),
+// with or without Landlock. The sandbox's own hostname (its UTS namespace)
+// stands in for every sysctl: a write that got through would change
+// nothing on the host.
 TEST_F(ExecEscapeTest, AUidZeroCommandCannotWriteKernelSettingsThroughProc) {
-  expect_denied(exec_attack({"--uid", "0"}, {"write", "/proc/sys/kernel/hostname"}), "EROFS");
-  expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"write", "/proc/sys/kernel/hostname"}), "EROFS");
+  expect_denied(exec_attack({"--uid", "0"}, {"write", "/proc/sys/kernel/hostname"}), "EACCES");
+  expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"write", "/proc/sys/kernel/hostname"}), "EACCES");
   expect_denied(exec_attack({"--uid", "0", "--landlock", "off", "--network"}, {"write", "/proc/sys/kernel/hostname"}),
-                "EROFS");
+                "EACCES");
   // The others are only opened for writing: a write that got through would
   // act on the host.
   for (const char* path : {"/proc/sysrq-trigger", "/proc/sys/vm/drop_caches", "/proc/irq/default_smp_affinity"}) {
     SCOPED_TRACE(path);
     if (!std::filesystem::exists(path)) continue;  // a kernel built without it (this one has no SysRq)
-    expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"open-write", path}), "EROFS");
+    expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"open-write", path}), "EACCES");
   }
   // sysfs alike: a bogus value, which the kernel's parser refuses (EINVAL)
-  // should the mount let the write through.
+  // should the write get through.
   expect_denied(exec_attack({"--uid", "0", "--landlock", "off"}, {"write", "/sys/kernel/mm/transparent_hugepage/enabled"}),
-                "EROFS");
+                "EACCES");
   // Reading them still works.
   expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"read", "/proc/sys/kernel/hostname"}));
   expect_success(exec_attack({"--uid", "0", "--landlock", "off"}, {"read", "/sys/kernel/mm/transparent_hugepage/enabled"}));

@@ -340,6 +340,8 @@ class SandboxTest : public ::testing::Test {
     supervisor::ServiceSpec command;
     command.name = "command";
     command.argv = std::move(argv);
+    // Not the host's uid 0, which the supervisor refuses to run a service as.
+    command.confinement.uid = command.confinement.gid = 65534;
     command.confinement.landlock.mode = supervisor::LandlockMode::off;
     command.confinement.seccomp.profile = "none";
     command.main = true;
@@ -374,27 +376,22 @@ class SandboxTest : public ::testing::Test {
 
 // ---- inside the sandbox --------------------------------------------------
 
+// The command is 2 in its PID namespace; PID 1 there, the warden (root),
+// is hidden from it (hidepid=invisible), as uid 0 too: root of its own user
+// namespace only. TreeDeathTest shows from the host that the warden is 1.
 TEST_F(SandboxTest, CommandIsPid2AndWardenIsPid1) {
-  CommandResult result =
-      exec({"--uid", "0"}, {"/bin/sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/comm"});
+  CommandResult result = exec({"--uid", "0"}, {"/bin/sh", "-c", "echo $$; ls /proc/1 >/dev/null 2>&1 || echo hidden"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  std::istringstream lines(result.out);
-  std::string pid, cmdline, comm;
-  std::getline(lines, pid);
-  std::getline(lines, cmdline);
-  std::getline(lines, comm);
-  EXPECT_EQ(pid, "2");
-  EXPECT_THAT(cmdline, HasSubstr("vmwarden[test/warden]"));
-  EXPECT_EQ(comm, "vmwarden-warden");
+  EXPECT_EQ(result.out, "2\nhidden\n");
 }
 
 TEST_F(SandboxTest, PsShowsNoHostProcess) {
   // The host has many processes (this test among them); the sandbox's own
-  // /proc must show only the warden and ps itself.
+  // /proc must show only ps itself (the warden, root, is hidden from it).
   ASSERT_GT(all_pids().size(), 3u);
   CommandResult result = exec({"--uid", "0"}, {"ps", "-e", "-o", "pid=,comm="});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_THAT(result.out, ::testing::MatchesRegex(" *1 vmwarden-warden\n *2 ps\n")) << result.out;
+  EXPECT_THAT(result.out, ::testing::MatchesRegex(" *2 ps\n")) << result.out;
 }
 
 TEST_F(SandboxTest, TmpAndDevShmAreEmptyPrivateAndLimited) {
@@ -520,6 +517,7 @@ TEST_F(SandboxTest, NotifyFdStaysSilentWhenExecFails) {
   // Executable, found, but not a valid executable (no #!): execve fails with
   // ENOEXEC inside the sandbox, after the outer's checks passed.
   TempDir dir("vmwarden-noexec");
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);  // the single-use UID may enter
   write_file(dir / "script", "echo hi\n", 0755);
   Launched sandbox(exec_argv({"--uid", "0", "--notify-fd", "3"}, {(dir / "script").string()}), options(true));
   EXPECT_EQ(sandbox.read_notify(milliseconds(10'000), true), "");
@@ -709,7 +707,11 @@ TEST_F(SandboxTest, ACaptureFileOutsideTheRuntimeDirIsRefused) {
 
 TEST_F(SandboxTest, CommandThatExitsOnSigtermStopsCleanlyBeforeTheTimeout) {
   Launched sandbox(exec_argv({"--uid", "0", "--timeout", "30", "--notify-fd", "3"},
-                             {"/bin/sh", "-c", "trap 'exit 0' TERM; echo trapped; sleep 1000 & wait"}),
+                             // "trapped" once sleep runs: a SIGTERM that came while the
+                             // shell's forked child still had the trap would be lost.
+                             {"/bin/sh", "-c",
+                              "trap 'exit 0' TERM; sleep 1000 & until [ \"$(cat /proc/$!/comm)\" = sleep ]; do :; "
+                              "done; echo trapped; wait"}),
                    options(true));
   ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
   ASSERT_TRUE(sandbox.wait_for_output("trapped", milliseconds(10'000))) << sandbox.err();
@@ -807,6 +809,7 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   ASSERT_TRUE(null);
   Confinement unconfined;
+  unconfined.uid = unconfined.gid = 65534;
   unconfined.landlock.mode = LandlockMode::off;
   unconfined.seccomp.profile = "none";
 
@@ -1061,6 +1064,11 @@ class TreeDeathTest : public SandboxTest {
     ASSERT_GT(outer_, 0);
     namespace_ = pid_namespace(warden_);
     ASSERT_NE(namespace_, pid_namespace(getpid()));
+    // NSpid: the host's pid, then the sandbox's.
+    std::string status = read_proc(warden_, "status");
+    std::string nspid = status.substr(status.find("NSpid:"));
+    nspid = nspid.substr(0, nspid.find('\n'));
+    EXPECT_EQ(nspid.substr(nspid.rfind('\t') + 1), "1") << "the warden is PID 1 of the sandbox: " << nspid;
     ASSERT_EQ(processes_in_pid_namespace(namespace_).size(), 2u) << "the warden and the command";
     ASSERT_TRUE(std::filesystem::is_directory(runtime_dir()));
   }
@@ -1103,7 +1111,8 @@ TEST_F(TreeDeathTest, KillingTheOuterLeavesNothing) {
 // hidden below it, which would keep the runtime dir a mount point the
 // orphaned warden cannot remove (EBUSY).
 TEST_F(TreeDeathTest, KillingTheOuterLeavesNothingWithAWriteRuleAboveTheRuntimeDir) {
-  start(exec_argv({"--uid", "0", "--rw", runtime_dir().parent_path().string(), "--timeout", "30", "--notify-fd", "3"},
+  // A --uid other than 0: no grant, which vmwarden's own directory refuses.
+  start(exec_argv({"--uid", "65534", "--rw", runtime_dir().parent_path().string(), "--timeout", "30", "--notify-fd", "3"},
                   command()),
         options(true));
   kill_and_expect_gone(outer_);
@@ -1243,6 +1252,8 @@ TEST_F(SandboxTest, RuntimeDirInUseIsRefusedAndAStaleOneReplaced) {
   std::filesystem::create_directories(runtime_dir() / "sub");
   write_file(runtime_dir() / "sub" / "stale", "x");
   std::filesystem::create_symlink("/etc", runtime_dir() / "link");
+  // The command's uid must reach its runtime dir, as a VM's does.
+  ASSERT_EQ(::chmod(runtime_root_.path().c_str(), 0711), 0);
   CommandResult third = exec({"--uid", "0"}, {"/bin/sh", "-c", "ls -A " + runtime_dir().string()});
   EXPECT_EQ(third.exit_code, 0) << third.err;
   EXPECT_EQ(third.out, "");
@@ -1417,25 +1428,74 @@ TEST_F(SingleUseUidTest, GetsAclGrantsOnRwAndRoTreesForTheRunOnly) {
   EXPECT_THAT(denied.err, HasSubstr("Permission denied"));
 }
 
-TEST_F(SandboxTest, UidZeroOnlyWhenAskedAndFlaggedByTheAudit) {
-  CommandResult root = exec({"--uid", "0"}, {"/bin/sh", "-c", "id -u; grep CapEff /proc/self/status"});
+// --uid 0 is root of the command's own user namespace over a single-use
+// UID: uid 0 and gid 0 inside, no capability; the host sees only the UID,
+// which gets the --rw and --ro grants for the run and owns what the command
+// creates. (That the host's root-only sockets and files stay out of reach
+// is exec_escape_test's.)
+TEST_F(SingleUseUidTest, UidZeroIsRootOfItsOwnUserNamespaceOverASingleUseUid) {
+  TempDir writable("vmwarden-rw-root");
+  ASSERT_EQ(chmod(writable.path().c_str(), 0700), 0);  // only root, and ACL grants
+  std::string out_file = (writable / "uid_map").string();
+  CommandResult root = exec({"--uid", "0", "--rw", writable.path().string()},
+                            {"/bin/sh", "-c",
+                             "id -u; id -g; grep CapEff /proc/self/status; cat /proc/self/uid_map > " + out_file +
+                                 " && stat -c %u " + out_file});
   ASSERT_EQ(root.exit_code, 0) << root.err;
-  EXPECT_EQ(root.out, "0\nCapEff:\t0000000000000000\n");
+  EXPECT_EQ(root.out, "0\n0\nCapEff:\t0000000000000000\n0\n");
+  std::istringstream map(read_file(out_file));
+  unsigned long inside = 1, outside = 0, count = 0;
+  map >> inside >> outside >> count;
+  EXPECT_EQ(inside, 0u);
+  EXPECT_EQ(count, 1u);
+  EXPECT_NE(outside, 0u);
+  struct stat st {};
+  ASSERT_EQ(stat(out_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, outside) << "the file it created is the single-use UID's on the host";
+  EXPECT_EQ(testing::acl_entries_naming(static_cast<uid_t>(outside), writable.path(), /*recursive=*/true), "")
+      << "the grant is revoked at exit";
+
   CommandResult audit = exec({"--uid", "0", "--audit"}, {"/bin/true"});
   ASSERT_EQ(audit.exit_code, 0) << audit.err;
-  EXPECT_THAT(audit.out, HasSubstr("\nwarnings:\n! service command: runs as root (uid 0): it can connect to every pathname unix socket"));
-  EXPECT_THAT(audit.out, HasSubstr("uid: 0 (root), given explicitly with --uid 0"));
+  EXPECT_THAT(audit.out, HasSubstr("\nwarnings: none\n"));
+  EXPECT_THAT(audit.out, HasSubstr("asked for with --uid 0, it is shown to the command as uid 0 and gid 0"));
+  EXPECT_THAT(audit.out, HasSubstr("user namespace: its own, in which only uid <single-use UID> and gid the same number "
+                                   "are mapped, as uid 0 and gid 0"));
+  EXPECT_THAT(audit.out, HasSubstr("map only uid <single-use UID> and gid <single-use UID>, as uid 0 and gid 0"));
   CommandResult single_use = exec({"--audit"}, {"/bin/true"});
   ASSERT_EQ(single_use.exit_code, 0) << single_use.err;
   EXPECT_THAT(single_use.out, HasSubstr("\nwarnings: none\n"));
   EXPECT_THAT(single_use.out, HasSubstr("identity: uid <single-use UID>, gid the same number"));
+  EXPECT_THAT(single_use.out, Not(HasSubstr("user namespace: its own")));
 }
 
 // ---- Landlock modes and the injectable ABI ------------------------------------
 
-// `kill -0 1` from the command as uid 0: the warden is uid 0 too, so only the
-// Landlock signal scope (ABI 6) can refuse it.
-const std::vector<std::string> kSignalTheWarden = {"/bin/sh", "-c", "kill -0 1 && echo signalled"};
+// An abstract unix socket the test binds in the host's network namespace
+// (which --network shares with the command): nothing but the Landlock
+// abstract-socket scope (ABI 6) can refuse the command's connect.
+class OutsideAbstractSocket {
+ public:
+  OutsideAbstractSocket()
+      : name_("vmwarden-sandbox-test-" + std::to_string(::getpid())),
+        listener_(testing::listen_on_abstract_socket(name_)) {}
+  // The command that connects to it (as --uid 65534, without a lease).
+  std::vector<std::string> connect() const {
+    return {"/usr/bin/python3", "-c",
+            "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect('\\0' + sys.argv[1])\nprint('connected')",
+            name_};
+  }
+
+ private:
+  std::string name_;
+  UniqueFd listener_;
+};
+const std::vector<std::string> kOutsideSocketFlags = {"--uid", "65534", "--network"};
+
+std::vector<std::string> with(std::vector<std::string> flags, const std::vector<std::string>& more) {
+  flags.insert(flags.end(), more.begin(), more.end());
+  return flags;
+}
 
 TEST_F(SandboxTest, RequiredRefusesWhenTheAbiIsFakedLower) {
   LaunchOptions launch = options();
@@ -1456,8 +1516,9 @@ TEST_F(SandboxTest, RequiredRefusesWhenTheAbiIsFakedLower) {
 }
 
 TEST_F(SandboxTest, BestEffortRunsAndLogsExactlyWhatWasDropped) {
+  OutsideAbstractSocket outside;
   // On this kernel the scope refuses.
-  CommandResult scoped = exec({"--uid", "0", "--landlock", "best-effort"}, kSignalTheWarden);
+  CommandResult scoped = exec(with(kOutsideSocketFlags, {"--landlock", "best-effort"}), outside.connect());
   EXPECT_NE(scoped.exit_code, 0);
   EXPECT_THAT(scoped.err, HasSubstr("Operation not permitted"));
   EXPECT_THAT(scoped.err, Not(HasSubstr("dropped")));
@@ -1474,9 +1535,10 @@ TEST_F(SandboxTest, BestEffortRunsAndLogsExactlyWhatWasDropped) {
   launch.env["VMWARDEN_LANDLOCK_ABI"] = "5";
   CommandOptions run;
   run.extra_env = launch.env;
-  CommandResult abi5 = run_command(exec_argv({"--uid", "0", "--landlock", "best-effort"}, kSignalTheWarden), run);
+  CommandResult abi5 =
+      run_command(exec_argv(with(kOutsideSocketFlags, {"--landlock", "best-effort"}), outside.connect()), run);
   EXPECT_EQ(abi5.exit_code, 0) << abi5.err;
-  EXPECT_EQ(abi5.out, "signalled\n");  // the scope really is gone
+  EXPECT_EQ(abi5.out, "connected\n");  // the scope really is gone
   EXPECT_THAT(abi5.err, HasSubstr("VMWARDEN_LANDLOCK_ABI=5: treating this kernel's Landlock ABI"));
   EXPECT_THAT(dropped_lines(abi5.err),
               ::testing::ElementsAre(
@@ -1499,7 +1561,8 @@ TEST_F(SandboxTest, TheInjectedAbiCanOnlyLowerTheKernels) {
   launch.env["VMWARDEN_LANDLOCK_ABI"] = "99";
   CommandOptions run;
   run.extra_env = launch.env;
-  CommandResult raised = run_command(exec_argv({"--uid", "0"}, kSignalTheWarden), run);
+  OutsideAbstractSocket outside;
+  CommandResult raised = run_command(exec_argv(kOutsideSocketFlags, outside.connect()), run);
   EXPECT_THAT(raised.err, HasSubstr("VMWARDEN_LANDLOCK_ABI=99 ignored: it can only lower"));
   EXPECT_THAT(raised.err, HasSubstr("Operation not permitted"));  // still scoped
   EXPECT_EQ(raised.out, "");
@@ -1512,9 +1575,10 @@ TEST_F(SandboxTest, TheInjectedAbiCanOnlyLowerTheKernels) {
 }
 
 TEST_F(SandboxTest, LandlockOffAndSeccompFlagsChangeWhatTheCommandMayDo) {
-  CommandResult off = exec({"--uid", "0", "--landlock", "off"}, kSignalTheWarden);
+  OutsideAbstractSocket outside;
+  CommandResult off = exec(with(kOutsideSocketFlags, {"--landlock", "off"}), outside.connect());
   EXPECT_EQ(off.exit_code, 0) << off.err;
-  EXPECT_EQ(off.out, "signalled\n");
+  EXPECT_EQ(off.out, "connected\n");
   CommandResult off_audit = exec({"--uid", "0", "--landlock", "off", "--audit"}, {"/bin/true"});
   EXPECT_THAT(off_audit.out, HasSubstr("! service command: no Landlock domain (landlock off)"));
 
@@ -1561,13 +1625,15 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "no-such-user-xyz", "--", "/bin/true"}, "no such user"},
       {{vmwarden_binary(), "exec", "--uid", "4294967295", "--", "/bin/true"}, "--uid 4294967295: not a valid id"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "12x", "--", "/bin/true"}, "--gid 12x: not a valid id"},
-      {{vmwarden_binary(), "exec", "--uid", "0", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "5", "--", "/bin/true"},
+       "--gid 5: --uid 0 runs the command as root (uid 0, gid 0) of a user namespace of its own"},
+      {{vmwarden_binary(), "exec", "--uid", "65534", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
       {{vmwarden_binary(), "exec", "--ro", "/", "--", "/bin/true"}, "/ cannot be a share"},
       // A symlink into the sandbox's private /tmp or /dev/shm is refused
       // naming where it leads, at the end of the path or on the way.
-      {{vmwarden_binary(), "exec", "--uid", "0", "--ro", (dir / "to-tmp").string(), "--", "/bin/true"},
+      {{vmwarden_binary(), "exec", "--uid", "65534", "--ro", (dir / "to-tmp").string(), "--", "/bin/true"},
        "--ro " + (dir / "to-tmp").string() + " (a symlink on the way leads to /tmp): /tmp is beneath /tmp"},
-      {{vmwarden_binary(), "exec", "--uid", "0", "--rw", (dir / "to-dev/shm").string(), "--", "/bin/true"},
+      {{vmwarden_binary(), "exec", "--uid", "65534", "--rw", (dir / "to-dev/shm").string(), "--", "/bin/true"},
        "(a symlink on the way leads to /dev/shm): /dev/shm is beneath /dev/shm"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--notify-fd", "57", "--", "/bin/true"}, "no such open file"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--name", "Bad Name", "--", "/bin/true"}, "--name"},

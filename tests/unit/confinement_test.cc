@@ -297,22 +297,39 @@ TEST(Audit, TextShowsTheConfinementAsAppliedOnThisAbi) {
   EXPECT_THAT(text, HasSubstr("seccomp: profile vm-daemon (deny-list), action kill, " +
                               std::to_string(denied) + " syscalls denied"));
   EXPECT_THAT(text, HasSubstr("! keeps capability cap_sys_chroot\n"));
-  EXPECT_THAT(text, Not(HasSubstr("! runs as root")));
+  EXPECT_THAT(text, Not(HasSubstr("user namespace")));
 }
 
-TEST(Audit, FlagsRootDropsAndRefusals) {
+// The host's uid 0 needs no capability to connect to root's sockets or to
+// write root-owned sysctls: no service runs as it. Root of a user namespace
+// of its own is an unprivileged UID to the host, and allowed.
+TEST(Confinement, NoServiceRunsAsTheHostsRoot) {
   Confinement root = example_confinement();
   root.uid = 0;
-  root.keep_capabilities.clear();
-  root.seccomp.action = SeccompAction::log;
-  root.landlock.mode = LandlockMode::best_effort;
+  EXPECT_THROW(check_confinement(root), PermanentError);
+  root.user_namespace = UserNamespace::identity;
+  EXPECT_THROW(check_confinement(root), PermanentError);
+  root.user_namespace = UserNamespace::root;
+  EXPECT_THROW(check_confinement(root), PermanentError) << "uid 0 mapped onto 0 is still the host's root";
+  Confinement mapped = example_confinement();
+  mapped.user_namespace = UserNamespace::root;
+  EXPECT_NO_THROW(check_confinement(mapped));
+  std::string text = describe_confinement_text("command", mapped);
+  EXPECT_THAT(text, HasSubstr("user namespace: its own, in which only uid 4242 and gid 4242 are mapped, as uid 0 and "
+                              "gid 0 (root there, with no capability; the host sees uid 4242); setgroups denied"));
+}
+
+TEST(Audit, FlagsDropsAndRefusals) {
+  Confinement weakened = example_confinement();
+  weakened.keep_capabilities.clear();
+  weakened.seccomp.action = SeccompAction::log;
+  weakened.landlock.mode = LandlockMode::best_effort;
   override_landlock_abi_for_testing(5);
-  std::string text = describe_confinement_text("command", root);
-  root.landlock.mode = LandlockMode::required;
-  std::string refused = describe_confinement_text("command", root);
+  std::string text = describe_confinement_text("command", weakened);
+  weakened.landlock.mode = LandlockMode::required;
+  std::string refused = describe_confinement_text("command", weakened);
   override_landlock_abi_for_testing(std::nullopt);
 
-  EXPECT_THAT(text, HasSubstr("! runs as root (uid 0): it can connect to every pathname unix socket root may"));
   EXPECT_THAT(text, HasSubstr("! seccomp violations are only logged"));
   EXPECT_THAT(text, HasSubstr("! Landlock drops scope SIGNAL (ABI 6"));
   EXPECT_THAT(text, HasSubstr("    dropped: scope ABSTRACT_UNIX_SOCKET (ABI 6"));
