@@ -285,10 +285,13 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   supervisor::ServiceSpec service;
   service.name = "command";
   service.main = true;
-  // The command may be interactive (a shell): it keeps the terminal. Its
-  // seccomp profiles refuse the ioctls that push input into it (TIOCSTI)
-  // or drive the console (TIOCLINUX).
-  service.keep_terminal = true;
+  // With a terminal on a standard descriptor the command may be interactive
+  // (a shell): it keeps the caller's session and terminal. Its seccomp
+  // profiles refuse the ioctls that push input into it (TIOCSTI) or drive
+  // the console (TIOCLINUX). Without one it gets a session of its own: no
+  // controlling terminal to take over (TIOCSPGRP through /dev/tty), and no
+  // kill(0) reaching the caller's process group.
+  service.keep_terminal = ::isatty(0) || ::isatty(1) || ::isatty(2);
   service.argv = options.command;
   service.argv.front() = command.string();
   for (char** entry = environ; *entry != nullptr; ++entry) service.env.emplace_back(*entry);
@@ -402,7 +405,8 @@ void add_exec_command(CLI::App& app, Globals& globals) {
       "Run COMMAND inside a sandbox: vmwarden is PID 1 of fresh PID, mount, IPC, UTS, cgroup and (unless "
       "--network) network namespaces, the command is PID 2 with a private /tmp and /dev/shm, running under a "
       "single-use UID (or --uid) with no capabilities, its own Landlock domain (signal and abstract-socket "
-      "scopes) and a seccomp filter. SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
+      "scopes) and a seccomp filter. It keeps the caller's session and terminal only when a terminal is on its "
+      "stdin, stdout or stderr; otherwise it gets a session of its own. SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
       "--timeout). Exits with the command's status (128+N if killed by signal N); 2 if COMMAND cannot be found "
       "or a flag is wrong; 125 if the sandbox cannot start (e.g. --landlock required on a kernel that lacks a "
       "needed feature); 1 if it could not start for want of processes, memory or descriptors (a retry may work).");

@@ -385,6 +385,37 @@ TEST_F(SandboxTest, CommandIsPid2AndWardenIsPid1) {
   EXPECT_EQ(result.out, "2\nhidden\n");
 }
 
+// A command with a terminal on a standard descriptor stays in the caller's
+// session (it may be interactive). One without gets a session of its own:
+// no controlling terminal to take over, and kill(0) reaches its own process
+// group only. The session id (field 6 of /proc/PID/stat) is 0 when the
+// session's leader is outside the sandbox's PID namespace.
+TEST_F(SandboxTest, TheCommandKeepsTheCallersSessionOnlyWithATerminal) {
+  std::vector<std::string> session = {"/bin/sh", "-c", "cut -d' ' -f6 /proc/$$/stat"};
+  CommandResult piped = exec({"--uid", "65534"}, session);
+  ASSERT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(piped.out, "2\n") << "with pipes for stdio: its own session, led by the command (pid 2)";
+
+  // The same under a terminal: script(1) runs it on a pty.
+  std::string line;
+  for (const std::string& arg : exec_argv({"--uid", "65534"}, session)) {
+    std::string quoted = "'";
+    for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += quoted + "' ";
+  }
+  CommandOptions run;
+  run.extra_env = options().env;
+  run.timeout = milliseconds(30'000);
+  CommandResult on_terminal = run_command({"script", "-qec", line, "/dev/null"}, run);
+  ASSERT_EQ(on_terminal.exit_code, 0) << on_terminal.err << on_terminal.out;
+  EXPECT_EQ(on_terminal.out, "0\r\n") << "on a terminal: the caller's session";
+  // The audit, run the same way, says which.
+  CommandResult audit = run_command({"script", "-qec", line.replace(line.find("'--' "), 0, "'--audit' "), "/dev/null"}, run);
+  EXPECT_THAT(audit.out, HasSubstr("in the child: stay in the caller's session, its terminal the controlling one"));
+  EXPECT_THAT(exec({"--uid", "65534", "--audit"}, session).out,
+              HasSubstr("in the child: start a session of its own (setsid), without a controlling terminal"));
+}
+
 TEST_F(SandboxTest, PsShowsNoHostProcess) {
   // The host has many processes (this test among them); the sandbox's own
   // /proc must show only ps itself (the warden, root, is hidden from it).
