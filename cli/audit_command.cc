@@ -113,7 +113,7 @@ void add_audit_command(CLI::App& app, Globals& globals) {
       "(UID lease, ACL grants, runtime directory, namespaces, mounts, uid switches, capability drops), with the "
       "capability each needs, then each service's final confinement: uid/gid, capabilities, Landlock rights per "
       "path, scopes and TCP rule, seccomp profile, action and syscall count, namespaces. Lines starting with '!' "
-      "flag what weakens the confinement (uid 0, kept capabilities, dropped Landlock features, seccomp only "
+      "flag what weakens the confinement (kept capabilities, dropped Landlock features, seccomp only "
       "logging). Nothing is leased, granted or created. Exit 0 once printed; 2 for an invalid definition; 125 "
       "for one this build cannot launch.");
   command->add_option("definition", options->target,

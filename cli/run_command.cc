@@ -1,7 +1,10 @@
 // vmwarden run: one program in its own throwaway VM (vm-launcher/run.h).
 
+#include <fmt/core.h>
+
 #include "cli/cli.h"
 #include "common/error.h"
+#include "common/json_quote.h"
 #include "vm-launcher/run.h"
 
 namespace vmwarden::cli {
@@ -51,9 +54,18 @@ void add_run_command(CLI::App& app, Globals& globals) {
       ->check(CLI::Range(64, 1 << 20))
       ->type_name("MIB")
       ->capture_default_str();
+  auto audit = std::make_shared<bool>(false), json = std::make_shared<bool>(false);
+  command->add_flag("--audit", *audit,
+                    "Print every privileged step the run would take (its directory, the UID lease, ACL grants, "
+                    "namespaces, mounts, uid switches, capability drops) with the capability each needs, and each "
+                    "service's final confinement, as `vmwarden audit` does for a definition; run nothing, create "
+                    "nothing. Exit 0 once printed");
+  command->add_flag("--json", *json,
+                    "With --audit: print it as one JSON object (on an error: {\"audit\": \"vmwarden run\", "
+                    "\"error\": MESSAGE}, with the exit status it has without --json)");
   command->add_option("command", options->command, "PROGRAM [ARGS...] (after --)")->required();
-  command->callback([&globals, options, vmm, ro, rw, store] {
-    globals.action = [&globals, options, vmm, ro, rw, store] {
+  command->callback([&globals, options, vmm, ro, rw, store, audit, json] {
+    globals.action = [&globals, options, vmm, ro, rw, store, audit, json] {
       options->locations = globals.locations();
       if (!globals.state_dir.empty()) options->state_dir_setting = "--state-dir";
       options->vmm = *vmm == "crosvm" ? vm::Vmm::crosvm
@@ -62,6 +74,18 @@ void add_run_command(CLI::App& app, Globals& globals) {
       options->ro.assign(ro->begin(), ro->end());
       options->rw.assign(rw->begin(), rw->end());
       options->store.assign(store->begin(), store->end());
+      if (*json && !*audit) throw UsageError("--json goes with --audit");
+      if (*audit) {
+        try {
+          vm::RunAudit planned = vm::audit_run(*options);
+          print_audit(planned.plan, planned.options, *json);
+          return 0;
+        } catch (const std::exception& error) {
+          // As `vmwarden audit --json`: one JSON object whatever happens.
+          if (*json) fmt::print("{{\"audit\":\"vmwarden run\",\"error\":{}}}\n", json_quote(error.what()));
+          throw;
+        }
+      }
       return vm::run_program_in_vm(*options);
     };
   });

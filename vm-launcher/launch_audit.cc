@@ -60,6 +60,7 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
   audit.facts.push_back({"shutdown timeout", fmt::format("{} ms", spec.shutdown_timeout.count())});
   for (const std::string& refusal : options.refusals) audit.warnings.push_back("refuses to start: " + refusal);
 
+  audit.before = options.steps_before;
   const auto uids_dir = (options.locations.state_dir / "uids").string();
   const std::string uid_in_path = options.uid_is_placeholder ? "UID" : std::to_string(plan.uid);
   const auto lease_file = (options.locations.runtime_dir / "_uid-leases" / uid_in_path).string();
@@ -90,6 +91,7 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
                             {},
                             std::string("one running instance per alias; ") + lease_why});
   }
+  audit.before.insert(audit.before.end(), options.steps_at_prepare.begin(), options.steps_at_prepare.end());
 
   if ((options.checks_shares && !plan.grants.empty()) || !options.files_read_as_uid.empty()) {
     std::string parents, files;
@@ -161,6 +163,7 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
     audit.after.push_back({"outer", fmt::format("release the lease on {} (the alias keeps its UID)", lease_file),
                            {}, "another instance of the VM may start"});
   }
+  audit.after.insert(audit.after.end(), options.steps_after.begin(), options.steps_after.end());
   return audit;
 }
 

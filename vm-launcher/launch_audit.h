@@ -38,6 +38,9 @@ struct LaunchAuditOptions {
   // What will make the start fail although the plan could be made (e.g. a
   // file the definition names is missing); shown as warnings.
   std::vector<std::string> refusals;
+  // The caller's own steps around launch() (`vmwarden run`): before it,
+  // at its `prepare` hook (right after the lease), and once it returned.
+  std::vector<supervisor::PrivilegedStep> steps_before, steps_at_prepare, steps_after;
 };
 
 supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditOptions& options);

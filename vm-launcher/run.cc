@@ -17,6 +17,7 @@
 #include <fmt/core.h>
 
 #include "acl-manager/acl.h"
+#include "acl-manager/uid_registry.h"
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
@@ -131,21 +132,21 @@ void make_dir(const fs::path& path, mode_t mode) {
   check(::chmod(path.c_str(), mode), "chmod", path.string());
 }
 
-}  // namespace
+struct CheckedRun {
+  std::vector<fs::path> ro, rw, store;
+  fs::path kernel, initramfs;
+  fs::path runs;  // STATE_DIR/runs
+};
 
-int run_program_in_vm(const RunOptions& options) {
-  // Stop requests wait from here on: once the sandbox runs they power the
-  // VM off (the supervisor reads them), and before that they must not cut
-  // the run short of its clean-up.
-  block_stop_signals();
-
-  // 1. Everything the user named, checked before anything is created.
+// 1. Everything the user named, checked before anything is created.
+CheckedRun check_run(const RunOptions& options) {
   if (options.command.empty()) throw UsageError("no program given: vmwarden run [OPTIONS] -- PROGRAM [ARGS...]");
   if (options.timeout_s < 2 || options.timeout_s > 3600)
     throw UsageError(fmt::format("--timeout {}: give 2 to 3600 seconds (the program gets SIGKILL a second or more "
                                  "before the VM is stopped)",
                                  options.timeout_s));
-  std::vector<fs::path> ro, rw, store;
+  CheckedRun run;
+  std::vector<fs::path>&ro = run.ro, &rw = run.rw, &store = run.store;
   for (const auto& dir : options.ro) ro.push_back(existing_dir(dir, "--ro", options.locations));
   for (const auto& dir : options.rw) rw.push_back(existing_dir(dir, "--rw", options.locations));
   for (const auto& dir : options.store) store.push_back(existing_dir(dir, "--store", options.locations));
@@ -195,14 +196,15 @@ int run_program_in_vm(const RunOptions& options) {
                                        "advertises); {} is QEMU's C virtiofsd: set VMWARDEN_VIRTIOFSD to the Rust one",
                                        virtiofsd.string()));
   }
-  fs::path kernel, initramfs;
+  fs::path &kernel = run.kernel, &initramfs = run.initramfs;
   if (!options.kernel.empty()) kernel = existing_file(options.kernel, "--kernel");
   if (!options.initramfs.empty()) initramfs = existing_file(options.initramfs, "--initramfs");
   // The run's directory holds the transient definition's config, report
   // and scratch shares, so STATE_DIR/runs must pass the same path rules,
   // checked here: found by the definition's check in step 3, it would come
   // after step 2 had created runs/ and opened STATE_DIR up.
-  fs::path runs = options.locations.state_dir / "runs";
+  fs::path& runs = run.runs;
+  runs = options.locations.state_dir / "runs";
   for (auto problem : {path_problem(runs.string()), hidden_path_problem(runs.string())})
     if (problem)
       throw UsageError(fmt::format("{} {} cannot hold the run's directory: {}", options.state_dir_setting,
@@ -227,6 +229,56 @@ int run_program_in_vm(const RunOptions& options) {
     kernel = existing_file(image / "vmlinuz", flag);
     initramfs = existing_file(image / "initrd.img", flag);
   }
+  return run;
+}
+
+struct ShareEntry {
+  std::string tag;
+  fs::path path;
+  bool readonly;
+};
+
+// 3. The transient definition of a run whose directory is `dir`, and the
+//    shares it has.
+std::string run_definition(const RunOptions& options, const CheckedRun& run, const fs::path& dir,
+                           std::vector<ShareEntry>& shares) {
+  fs::path config = dir / "config", report = dir / "report", scratch = dir / "scratch";
+  shares = {{std::string(kConfigTag), config, true}, {std::string(kReportTag), report, false}};
+  for (size_t i = 0; i < run.ro.size(); ++i) shares.push_back({fmt::format("ro{}", i), run.ro[i], true});
+  for (size_t i = 0; i < run.rw.size(); ++i) shares.push_back({fmt::format("rw{}", i), run.rw[i], false});
+  for (size_t i = 0; i < run.store.size(); ++i) shares.push_back({fmt::format("store{}", i), run.store[i], true});
+  if (options.scratch) shares.push_back({"scratch", scratch, false});
+  std::string toml = fmt::format(
+      "# Written by `vmwarden run` for one run; removed when it ends.\n"
+      "vmm = {}\nkernel = {}\n{}cmdline = {}\nmemory_mib = {}\ncpus = 1\nshutdown_timeout_s = {}\n",
+      toml_string(to_string(options.vmm)), toml_string(run.kernel.string()),
+      run.initramfs.empty() ? "" : "initramfs = " + toml_string(run.initramfs.string()) + "\n",
+      toml_string(fmt::format("console=ttyS0 quiet vmwarden.share={}@{} vmwarden.run={} vmwarden.stopfile=1 "
+                              "vmwarden.grace={}",
+                              kConfigTag, kGuestConfigDir, kGuestAgent, init_grace_s(options.timeout_s))),
+      options.memory_mib, options.timeout_s);
+  if (options.wayland) toml += "[display]\nwayland = true\n";
+  for (const auto& share : shares)
+    toml += fmt::format("[[share]]\ntag = {}\npath = {}\naccess = \"{}\"\n", toml_string(share.tag),
+                        toml_string(share.path.string()), share.readonly ? "ro" : "rw");
+  return toml;
+}
+
+[[noreturn]] void invalid_run_definition(const ParseResult& parsed) {
+  std::string errors;
+  for (const auto& diagnostic : parsed.errors) errors += "\n  " + diagnostic.to_string();
+  throw UsageError("the run's definition is invalid:" + errors);
+}
+
+}  // namespace
+
+int run_program_in_vm(const RunOptions& options) {
+  // Stop requests wait from here on: once the sandbox runs they power the
+  // VM off (the supervisor reads them), and before that they must not cut
+  // the run short of its clean-up.
+  block_stop_signals();
+  const CheckedRun run = check_run(options);
+  const fs::path& runs = run.runs;
 
   // 2. The run's directory: one per run, reachable (not listable) by the
   //    VM's UID, with the config share (root's, read-only for the VM) and
@@ -250,29 +302,8 @@ int run_program_in_vm(const RunOptions& options) {
   if (options.scratch) make_dir(scratch, 0700);
 
   // 3. The transient definition, validated like any other.
-  struct ShareEntry {
-    std::string tag;
-    fs::path path;
-    bool readonly;
-  };
-  std::vector<ShareEntry> shares = {{std::string(kConfigTag), config, true}, {std::string(kReportTag), report, false}};
-  for (size_t i = 0; i < ro.size(); ++i) shares.push_back({fmt::format("ro{}", i), ro[i], true});
-  for (size_t i = 0; i < rw.size(); ++i) shares.push_back({fmt::format("rw{}", i), rw[i], false});
-  for (size_t i = 0; i < store.size(); ++i) shares.push_back({fmt::format("store{}", i), store[i], true});
-  if (options.scratch) shares.push_back({"scratch", scratch, false});
-  std::string toml = fmt::format(
-      "# Written by `vmwarden run` for one run; removed when it ends.\n"
-      "vmm = {}\nkernel = {}\n{}cmdline = {}\nmemory_mib = {}\ncpus = 1\nshutdown_timeout_s = {}\n",
-      toml_string(to_string(options.vmm)), toml_string(kernel.string()),
-      initramfs.empty() ? "" : "initramfs = " + toml_string(initramfs.string()) + "\n",
-      toml_string(fmt::format("console=ttyS0 quiet vmwarden.share={}@{} vmwarden.run={} vmwarden.stopfile=1 "
-                              "vmwarden.grace={}",
-                              kConfigTag, kGuestConfigDir, kGuestAgent, init_grace_s(options.timeout_s))),
-      options.memory_mib, options.timeout_s);
-  if (options.wayland) toml += "[display]\nwayland = true\n";
-  for (const auto& share : shares)
-    toml += fmt::format("[[share]]\ntag = {}\npath = {}\naccess = \"{}\"\n", toml_string(share.tag),
-                        toml_string(share.path.string()), share.readonly ? "ro" : "rw");
+  std::vector<ShareEntry> shares;
+  std::string toml = run_definition(options, run, dir.path(), shares);
   fs::path definition_file = dir.path() / (name + ".toml");
   {
     std::ofstream out(definition_file);
@@ -280,11 +311,7 @@ int run_program_in_vm(const RunOptions& options) {
     if (!out) throw SystemError(EIO, "cannot write " + definition_file.string());
   }
   ParseResult parsed = load_definition(definition_file);
-  if (!parsed.ok()) {
-    std::string errors;
-    for (const auto& diagnostic : parsed.errors) errors += "\n  " + diagnostic.to_string();
-    throw UsageError("the run's definition is invalid:" + errors);
-  }
+  if (!parsed.ok()) invalid_run_definition(parsed);
 
   // 4. Once the UID is known: the manifest, and the scratch dir made the
   //    UID's own (it is the program's HOME).
@@ -303,7 +330,7 @@ int run_program_in_vm(const RunOptions& options) {
       if (share.tag == kConfigTag || share.tag == kReportTag) continue;
       manifest.mounts.push_back({share.tag, share.path.string(), share.readonly});
     }
-    for (const auto& path : store) manifest.store.push_back(path.string());
+    for (const auto& path : run.store) manifest.store.push_back(path.string());
     manifest.store_lib = options.store_lib;
     manifest.report_tag = std::string(kReportTag);
     manifest.grace_s = program_grace_s(options.timeout_s);
@@ -322,6 +349,61 @@ int run_program_in_vm(const RunOptions& options) {
   log::error("the guest reported no exit status for {} (the VM exited with status {})", options.command.front(),
              status);
   return status == 0 ? exit_status::kFailure : status;
+}
+
+RunAudit audit_run(const RunOptions& options) {
+  const CheckedRun run = check_run(options);
+  // The name is made at the start, from the pid and a random number.
+  const std::string name = "run-pid-random";
+  const fs::path dir = run.runs / name;
+  std::vector<ShareEntry> shares;
+  std::string toml = run_definition(options, run, dir, shares);
+  // The run's directory does not exist yet: its shares are checked when it does.
+  ParseResult parsed = parse_definition(toml, (dir / (name + ".toml")).string(), {.check_filesystem = false});
+  if (!parsed.ok()) invalid_run_definition(parsed);
+  const Definition& definition = *parsed.definition;
+
+  acl::UidRegistry registry(options.locations);
+  LaunchOptions launch_options;
+  launch_options.locations = options.locations;
+  launch_options.own_state_subdir = dir;
+  RunAudit audit{.plan = plan_launch(definition, registry.range().first, launch_options), .options = {}};
+  LaunchAuditOptions& out = audit.options;
+  out.title = "vmwarden run";
+  out.locations = options.locations;
+  out.uid_source = UidSource::single_use;
+  out.uid_is_placeholder = true;
+  out.uid_range = registry.range().to_string();
+  for (const fs::path& file : {run.kernel, run.initramfs})
+    if (!file.empty()) out.files_read_as_uid.push_back(file);
+  out.steps_before.push_back(
+      {"outer",
+       fmt::format("create {} (and the state directory, made 0755; runs/ 0711) and, exclusively, the run's "
+                   "directory {} (0711; named at the start from the pid and a random number) with config/ (0755), "
+                   "report/ (0700){}; write the transient definition {} there",
+                   run.runs.string(), dir.string(), options.scratch ? " and scratch/ (0700)" : "",
+                   (dir / (name + ".toml")).string()),
+       {},
+       "the VM's UID may pass through the run's directory, not list it; the config share is root's, read-only to "
+       "the VM; the report share is granted to the UID like any share, for the guest agent to leave the program's "
+       "exit status"});
+  out.steps_at_prepare.push_back(
+      {"outer",
+       fmt::format("write the guest agent's manifest (the UID, the program, its arguments and environment, the shares' "
+                   "mount points) to {}{}",
+                   (dir / "config" / std::string(guest::kManifestFile)).string(),
+                   options.scratch ? fmt::format("; chown {} to the UID", (dir / "scratch").string()) : ""),
+       options.scratch ? std::vector<std::string>{"CAP_CHOWN"} : std::vector<std::string>{},
+       options.scratch ? "the guest runs the program as the UID; the scratch directory is its HOME"
+                       : "the guest runs the program as the UID"});
+  out.steps_after.push_back({"outer",
+                             fmt::format("read the program's exit status from {} (a regular file, never following "
+                                         "a symlink nor waiting on a FIFO), then remove {} and everything in it",
+                                         (dir / "report" / std::string(guest::kExitStatusFile)).string(),
+                                         dir.string()),
+                             {},
+                             "the run's exit status is the program's; nothing of the run is left"});
+  return audit;
 }
 
 }  // namespace vmwarden::vm

@@ -14,6 +14,8 @@
 
 #include "common/locations.h"
 #include "vm-launcher/definition.h"
+#include "vm-launcher/launch.h"
+#include "vm-launcher/launch_audit.h"
 
 namespace vmwarden::vm {
 
@@ -40,5 +42,14 @@ struct RunOptions {
 // N; 125 when the VM could not start). Throws UsageError for bad options,
 // before anything is created.
 int run_program_in_vm(const RunOptions& options);
+
+// `vmwarden run --audit`: the plan launch() would follow for the run's
+// transient definition, and the run's own steps around it. The options are
+// checked as for a run (UsageError); nothing is created, leased or granted.
+struct RunAudit {
+  LaunchPlan plan;
+  LaunchAuditOptions options;
+};
+RunAudit audit_run(const RunOptions& options);
 
 }  // namespace vmwarden::vm

@@ -164,6 +164,13 @@ TEST_F(AuditGoldenTest, ExecAsRootWithWeakenedConfinement) {
                                      "--landlock", "best-effort", "--seccomp", "log", "--", "/bin/true"});
 }
 
+// `vmwarden run`: its own directory, the manifest at the lease, the
+// transient definition's plan, and the clean-up.
+TEST_F(AuditGoldenTest, RunAProgramInAThrowawayVm) {
+  check_audit("run-scratch", {"run", "--audit", "--kernel", "/bin/true", "--initramfs", "/bin/true", "--scratch",
+                              "--", "/bin/echo", "hi"});
+}
+
 TEST_F(AuditGoldenTest, ExecWithoutLandlockOrSeccomp) {
   check_audit("exec-unconfined", {"exec", "--audit", "--name", "golden", "--uid", "1000", "--landlock", "off",
                                   "--seccomp-profile", "none", "--", "/bin/true"});
@@ -239,6 +246,15 @@ TEST(Audit, InvalidDefinitionsAndUnknownNamesAreUsageErrors) {
   EXPECT_EQ(exec_json.exit_code, 2) << exec_json.err;
   ASSERT_NO_THROW(vm::parse_json(exec_json.out)) << exec_json.out;
   EXPECT_THAT(exec_json.out, HasSubstr("no such directory"));
+  // And run --audit --json.
+  CommandResult run_json =
+      vmwarden({"run", "--audit", "--json", "--ro", (dir / "absent").string(), "--kernel", "/bin/true", "--", "/bin/true"});
+  EXPECT_EQ(run_json.exit_code, 2) << run_json.err;
+  ASSERT_NO_THROW(vm::parse_json(run_json.out)) << run_json.out;
+  EXPECT_THAT(run_json.out, HasSubstr("\"audit\":\"vmwarden run\",\"error\":"));
+  CommandResult json_alone = vmwarden({"run", "--json", "--kernel", "/bin/true", "--", "/bin/true"});
+  EXPECT_EQ(json_alone.exit_code, 2) << json_alone.err;
+  EXPECT_THAT(json_alone.err, HasSubstr("--json goes with --audit"));
   CommandResult missing = vmwarden({"audit", "no-such-vm"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_THAT(missing.err, HasSubstr("no-such-vm"));
@@ -331,7 +347,9 @@ TEST(AuditPurity, NothingIsLeasedGrantedOrCreated) {
              {"audit", "--json", "app"},
              {"audit", "once"},
              {"exec", "--audit", "--name", "app", "--rw", (root / "shares" / "rw").string(), "--", "/bin/true"},
-             {"exec", "--audit", "--json", "--", "/bin/true"}}) {
+             {"exec", "--audit", "--json", "--", "/bin/true"},
+             {"run", "--audit", "--kernel", "/bin/true", "--initramfs", "/bin/true", "--scratch", "--rw",
+              (root / "shares" / "rw").string(), "--", "/bin/true"}}) {
       CommandResult result = vmwarden(args, env);
       EXPECT_EQ(result.exit_code, 0) << result.err;
       outputs.push_back(result.out);
