@@ -102,16 +102,7 @@ std::optional<Identity> given_identity(const ExecOptions& options) {
   } else {
     throw UsageError("--uid " + options.uid + ": no such user in /etc/passwd (give a user name or a number)");
   }
-  if (identity.uid == 0) {
-    // Root of its own user namespace has no other group mapped.
-    bool root_group = options.gid.empty() || parse_id("--gid", options.gid) == 0UL ||
-                      find_group_in_files(options.gid) == std::optional<gid_t>(0);
-    if (!root_group)
-      throw UsageError("--gid " + options.gid +
-                       ": --uid 0 runs the command as root (uid 0, gid 0) of a user namespace of its own, where no "
-                       "other group exists; leave --gid out, or give a --uid other than 0");
-    identity.gid = 0;
-  } else if (options.gid.empty()) {
+  if (options.gid.empty()) {
     // --uid NUMBER: the group of the same number; --uid NAME: the user's
     // primary group.
     identity.gid = primary_gid.value_or(static_cast<gid_t>(identity.uid));
@@ -121,6 +112,20 @@ std::optional<Identity> given_identity(const ExecOptions& options) {
     identity.gid = *gid;
   } else {
     throw UsageError("--gid " + options.gid + ": no such group in /etc/group (give a group name or a number)");
+  }
+  if (identity.uid == 0 && identity.gid != 0) {
+    // Root of its own user namespace has no other group mapped.
+    throw UsageError("--gid " + options.gid +
+                     ": --uid 0 runs the command as root (uid 0, gid 0) of a user namespace of its own, where no "
+                     "other group exists; leave --gid out, or give a --uid other than 0");
+  }
+  if (identity.uid != 0 && identity.gid == 0) {
+    // The host's group 0 reaches what root's group may: 0660 root:root
+    // sockets (a container runtime's) and root-group-writable sysfs files.
+    throw UsageError(fmt::format(
+        "{}: a command never runs with the host's group 0 (root), which opens root's group-accessible sockets and "
+        "files; give --gid another group",
+        options.gid.empty() ? fmt::format("--uid {} (whose primary group is 0)", options.uid) : "--gid " + options.gid));
   }
   return identity;
 }

@@ -28,6 +28,10 @@ std::vector<std::string> check_confinement(const Confinement& confinement) {
     throw PermanentError(
         "a service never runs as the host's uid 0: give it a UID of its own, or run it as root of a user namespace "
         "of its own (vmwarden exec --uid 0)");
+  // Nor with its group 0, which opens root's group-accessible files and
+  // sockets (a 0660 root:root socket, root-group-writable sysfs files).
+  if (confinement.gid == 0)
+    throw PermanentError("a service never runs with the host's gid 0: give it a group of its own");
   validate_capabilities(confinement.keep_capabilities);
   describe_seccomp_profile(confinement.seccomp.profile);  // throws for an unknown name
   LandlockPlan plan = plan_landlock(confinement.landlock, landlock_abi());

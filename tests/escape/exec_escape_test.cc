@@ -506,10 +506,12 @@ TEST_F(ExecEscapeTest, CannotReadEtcShadow) {
 // permissions do. A root-only socket of the host (a container runtime's,
 // systemd's private one, the system bus's) would take a root peer for
 // root. --uid 0 is root of the command's own user namespace: the host sees
-// a single-use UID, which the socket's directory (0700) keeps out.
+// a single-use UID, which the socket's directory (0750 root:root) keeps out.
+// The host's group 0 would pass (the socket is 0660, as containerd's is): no
+// command runs with it.
 TEST_F(ExecEscapeTest, AUidZeroCommandCannotConnectToAHostRootOnlySocket) {
   TempDir dir("vmwarden-exec-escape-sock");
-  ASSERT_EQ(::chmod(dir.path().c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0750), 0);
   fs::path path = dir / "root-only.sock";
   UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   ASSERT_TRUE(listener);
@@ -518,7 +520,7 @@ TEST_F(ExecEscapeTest, AUidZeroCommandCannotConnectToAHostRootOnlySocket) {
   ASSERT_LT(path.string().size(), sizeof address.sun_path);
   std::strcpy(address.sun_path, path.c_str());
   ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << path;
-  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  ASSERT_EQ(::chmod(path.c_str(), 0660), 0);
   ASSERT_EQ(::listen(listener.get(), 8), 0);
   std::vector<std::string> args = {"connect-path", path.string()};
 
@@ -526,6 +528,11 @@ TEST_F(ExecEscapeTest, AUidZeroCommandCannotConnectToAHostRootOnlySocket) {
            {"--uid", "0"}, {"--uid", "0", "--landlock", "off"}, {"--uid", "0", "--landlock", "off", "--network"}}) {
     SCOPED_TRACE(flags.back());
     expect_denied(exec_attack(flags, args), "EACCES");
+  }
+  for (const char* group : {"0", "root"}) {
+    Outcome refused = exec_attack(with(kAsAttackerUid, {"--gid", group}), args);
+    EXPECT_EQ(refused.exit_code, 2) << refused;
+    EXPECT_NE(refused.err.find("a command never runs with the host's group 0"), std::string::npos) << refused;
   }
   EXPECT_LT(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC), 0) << "a sandboxed command got through";
   // The control: the host's root connects.

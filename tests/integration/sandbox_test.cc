@@ -1485,6 +1485,19 @@ TEST_F(SingleUseUidTest, UidZeroIsRootOfItsOwnUserNamespaceOverASingleUseUid) {
   EXPECT_EQ(st.st_uid, outside) << "the file it created is the single-use UID's on the host";
   EXPECT_EQ(testing::acl_entries_naming(static_cast<uid_t>(outside), writable.path(), /*recursive=*/true), "")
       << "the grant is revoked at exit";
+  // Root named otherwise is the same.
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{{"--uid", "root", "--gid", "root"}, {"--uid", "00", "--gid", "0"}}) {
+    CommandResult named = exec(flags, {"/bin/sh", "-c", "id -u; id -g; cat /proc/self/uid_map"});
+    ASSERT_EQ(named.exit_code, 0) << named.err;
+    std::istringstream lines(named.out);
+    std::string uid, gid;
+    unsigned long inside_uid = 1, outside_uid = 0;
+    lines >> uid >> gid >> inside_uid >> outside_uid;
+    EXPECT_EQ(uid + " " + gid, "0 0") << flags[1];
+    EXPECT_EQ(inside_uid, 0u) << flags[1];
+    EXPECT_NE(outside_uid, 0u) << flags[1] << ": not the host's root";
+  }
 
   CommandResult audit = exec({"--uid", "0", "--audit"}, {"/bin/true"});
   ASSERT_EQ(audit.exit_code, 0) << audit.err;
@@ -1658,6 +1671,9 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "12x", "--", "/bin/true"}, "--gid 12x: not a valid id"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "5", "--", "/bin/true"},
        "--gid 5: --uid 0 runs the command as root (uid 0, gid 0) of a user namespace of its own"},
+      {{vmwarden_binary(), "exec", "--uid", "0", "--gid", "no-such-group-xyz", "--", "/bin/true"}, "no such group"},
+      {{vmwarden_binary(), "exec", "--uid", "65534", "--gid", "0", "--", "/bin/true"},
+       "--gid 0: a command never runs with the host's group 0"},
       {{vmwarden_binary(), "exec", "--uid", "65534", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
       {{vmwarden_binary(), "exec", "--ro", "/", "--", "/bin/true"}, "/ cannot be a share"},
       // A symlink into the sandbox's private /tmp or /dev/shm is refused

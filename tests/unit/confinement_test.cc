@@ -311,6 +311,9 @@ TEST(Confinement, NoServiceRunsAsTheHostsRoot) {
   EXPECT_THROW(check_confinement(root), PermanentError);
   root.user_namespace = UserNamespace::root;
   EXPECT_THROW(check_confinement(root), PermanentError) << "uid 0 mapped onto 0 is still the host's root";
+  Confinement root_group = example_confinement();
+  root_group.gid = 0;
+  EXPECT_THROW(check_confinement(root_group), PermanentError) << "nor with the host's group 0";
   Confinement mapped = example_confinement();
   mapped.user_namespace = UserNamespace::root;
   EXPECT_NO_THROW(check_confinement(mapped));
