@@ -263,7 +263,7 @@ class Walk {
       fix_directory(walk, *dir, st, is_root);
 
       std::vector<std::string> files;    // listed as regular files
-      std::vector<std::string> unknown;  // the filesystem gave no type
+      std::vector<std::string> unknown;  // the filesystem gave no type, or a special file a removal edits
       std::vector<std::string> subdirs;
       alignas(8) char entries_buffer[32768];
       for (;;) {
@@ -284,7 +284,13 @@ class Walk {
             case DT_LNK: ++report.skipped_symlinks; break;
             case DT_REG: files.emplace_back(name); break;
             case DT_UNKNOWN: unknown.emplace_back(name); break;
-            default: ++report.skipped_special; break;
+            default:
+              // A FIFO, socket or device node made under a grant's default
+              // ACL carries the UID's entry too: a revoke or sweep removes
+              // it (pinned O_PATH: never opened). A grant adds none.
+              if (walk.editor_.adds_entries()) ++report.skipped_special;
+              else unknown.emplace_back(name);
+              break;
           }
         }
       }
@@ -566,7 +572,9 @@ class Walk {
         note_symlink_at_open();
         return;
       }
-      if (!S_ISREG(st.st_mode)) {
+      if (!S_ISREG(st.st_mode) && (walk.editor_.adds_entries() || !o_path)) {
+        // A grant gives special files nothing; a removal edits them, pinned
+        // O_PATH only (an O_RDONLY pin is for regular files).
         ++report.skipped_special;
         return;
       }
@@ -588,7 +596,7 @@ class Walk {
       char fd_name[16] = {};
       if (o_path) std::snprintf(fd_name, sizeof fd_name, "%d", fd);
       int proc = walk.proc_fd_.get();
-      if (mode_t setid = walk.editor_.setid_bits_to_clear(st) & st.st_mode; setid != 0) {
+      if (mode_t setid = S_ISREG(st.st_mode) ? walk.editor_.setid_bits_to_clear(st) & st.st_mode : 0; setid != 0) {
         // The same permission bits: on a file with an ACL they are its mask
         // and owner and other entries, which this leaves as they are.
         mode_t mode = st.st_mode & 07777 & ~setid;

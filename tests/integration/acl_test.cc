@@ -14,8 +14,10 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -1654,6 +1656,61 @@ TEST(AclRevoke, ClearsTheSetIdBitsOfTheUidsFilesWithoutTheNodevView) {
   expect_revoke_clears_the_uids_set_id_bits();
   detail::force_no_nodev_view(false);
 }
+
+// A FIFO, a socket or a device node the VM makes in a granted tree inherits
+// the UID's entry from the default ACL. A grant gives such files nothing,
+// but a revoke and a sweep remove that entry, through an O_PATH pin: the
+// device node is never opened (no IN_OPEN), the FIFO never waited on.
+void expect_removal_reaches_special_files(bool by_sweep) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_single_use();
+  grant(registry, uid, env.tree, Access::rw);
+  std::filesystem::path dir = env.tree / "d0";
+  std::filesystem::path fifo = dir / "fifo", socket_path = dir / "sock", device = dir / "null";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0660), 0);
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  ASSERT_LT(socket_path.string().size(), sizeof address.sun_path);
+  std::strcpy(address.sun_path, socket_path.c_str());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  std::vector<std::filesystem::path> special = {fifo, socket_path};
+  UniqueFd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  bool have_device = ::mknod(device.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0;
+  if (have_device) {
+    special.push_back(device);
+    ASSERT_GE(::inotify_add_watch(inotify.get(), device.c_str(), IN_OPEN), 0);
+  }
+  for (const auto& path : special)
+    ASSERT_EQ(count_entries(getfacl(path), uid), 1u) << path << ": the default ACL gave it the UID's entry";
+
+  // Another grant (an alias) gives them nothing.
+  uid_t other = registry.allocate_alias("specials");
+  Report granted = grant(registry, other, env.tree, Access::ro);
+  EXPECT_EQ(granted.skipped_special, special.size()) << granted.summary();
+  for (const auto& path : special) EXPECT_EQ(count_entries(getfacl(path), other), 0u) << path;
+
+  if (by_sweep) {
+    // As after a SIGKILL: nothing revoked, and nothing holds the UID's lease.
+    SweepReport swept = sweep(registry);
+    for (const auto& tree : swept.trees) EXPECT_EQ(tree.report.failed, 0u) << tree.report.summary();
+  } else {
+    Report report = revoke(registry, uid, env.tree);
+    EXPECT_EQ(report.failed, 0u) << report.summary();
+    EXPECT_EQ(report.skipped_special, 0u) << report.summary();
+  }
+  for (const auto& path : special) EXPECT_EQ(count_entries(getfacl(path), uid), 0u) << path;
+  struct stat st {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  if (have_device) EXPECT_EQ(count_opens(inotify.get()), 0) << "the walk opened the device node";
+}
+
+TEST(AclRevoke, RemovesTheUidsEntryFromFifosSocketsAndDeviceNodes) { expect_removal_reaches_special_files(false); }
+
+TEST(AclSweep, RemovesADeadUidsEntryFromFifosSocketsAndDeviceNodes) { expect_removal_reaches_special_files(true); }
 
 // An id of the range the registry never handed out is a host account or
 // group's (the registry keeps those out): a sweep leaves its entries, user
