@@ -115,9 +115,11 @@ std::optional<Identity> given_identity(const ExecOptions& options) {
   }
   if (identity.uid == 0 && identity.gid != 0) {
     // Root of its own user namespace has no other group mapped.
-    throw UsageError("--gid " + options.gid +
-                     ": --uid 0 runs the command as root (uid 0, gid 0) of a user namespace of its own, where no "
-                     "other group exists; leave --gid out, or give a --uid other than 0");
+    throw UsageError(fmt::format(
+        "{}: --uid 0 runs the command as root (uid 0, gid 0) of a user namespace of its own, where no other group "
+        "exists; give --gid 0, or a --uid other than 0",
+        options.gid.empty() ? fmt::format("--uid {} (whose primary group is {})", options.uid, identity.gid)
+                            : "--gid " + options.gid));
   }
   if (identity.uid != 0 && identity.gid == 0) {
     // The host's group 0 reaches what root's group may: 0660 root:root

@@ -58,8 +58,9 @@ void add_run_command(CLI::App& app, Globals& globals) {
   command->add_flag("--audit", *audit,
                     "Print every privileged step the run would take (its directory, the UID lease, ACL grants, "
                     "namespaces, mounts, uid switches, capability drops) with the capability each needs, and each "
-                    "service's final confinement, as `vmwarden audit` does for a definition; run nothing, create "
-                    "nothing. Exit 0 once printed");
+                    "service's final confinement, as `vmwarden audit` does for a definition; no VM is started, nothing "
+                    "is created, leased or granted (the one program it may run is a virtiofsd wrapper script's "
+                    "--help, as uid 65534, to learn its dialect). Exit 0 once printed");
   command->add_flag("--json", *json,
                     "With --audit: print it as one JSON object (on an error: {\"audit\": \"vmwarden run\", "
                     "\"error\": MESSAGE}, with the exit status it has without --json)");

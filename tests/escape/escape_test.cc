@@ -592,7 +592,9 @@ TEST_F(SetuidTest, ASetuidRootBinaryGrantsNothing) {
 }
 
 TEST_F(SetuidTest, AUidZeroServiceHasNoCapabilities) {
-  // `vmwarden exec --uid 0`: root, but exec grants it nothing.
+  // The host's uid 0 with the confinement's capability steps: it gets
+  // nothing (the supervisor refuses such a service altogether; this shows
+  // SECBIT_NOROOT and the bounding set on their own).
   Confinement root = confinement();
   root.uid = root.gid = 0;
   Outcome confined = Child(root, {probe()}).wait();

@@ -4,7 +4,7 @@
 // single-use or given uid, Landlock domain, seccomp profile. Each is shown
 // denied with its errno (or killed by seccomp), and shown to succeed with
 // the protection that stops it switched off by a flag (--landlock off,
-// --seccomp-profile none, --uid 0, --network) or, where no flag can switch
+// --seccomp-profile none, --network) or, where no flag can switch
 // it off (capabilities, the PID namespace), when the same attacker runs on
 // the host outside vmwarden.
 //
