@@ -59,6 +59,9 @@ struct ExecOptions {
   std::string seccomp_profile = "vm-daemon";
   bool audit = false;
   bool json = false;
+  bool clear_env = false;
+  std::vector<std::string> unset_env;
+  std::vector<std::string> set_env;  // KEY=VALUE
   std::vector<std::string> command;
 };
 
@@ -80,6 +83,31 @@ struct Identity {
   uid_t uid;
   gid_t gid;
 };
+
+// The command's environment: vmwarden's own (none with --clearenv), less
+// each --unsetenv, then each --setenv, in order (a later one wins).
+std::vector<std::string> command_environment(const ExecOptions& options) {
+  auto key_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
+  auto valid_key = [](std::string_view key) { return !key.empty() && key.find('=') == std::string_view::npos; };
+  for (const std::string& key : options.unset_env)
+    if (!valid_key(key)) throw UsageError(fmt::format("--unsetenv {}: give a variable's name (no '=')", key));
+  for (const std::string& entry : options.set_env)
+    if (entry.find('=') == std::string::npos || !valid_key(key_of(entry)))
+      throw UsageError(fmt::format("--setenv {}: want KEY=VALUE", entry));
+  std::vector<std::string> env;
+  if (!options.clear_env) {
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      std::string text = *entry;
+      if (std::find(options.unset_env.begin(), options.unset_env.end(), key_of(text)) == options.unset_env.end())
+        env.push_back(std::move(text));
+    }
+  }
+  for (const std::string& entry : options.set_env) {
+    std::erase_if(env, [&](const std::string& existing) { return key_of(existing) == key_of(entry); });
+    env.push_back(entry);
+  }
+  return env;
+}
 
 // The one place that decides whom the command runs as: --uid (and --gid),
 // or else nullopt, meaning a single-use UID leased from the registry. uid 0
@@ -301,7 +329,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   service.keep_terminal = ::isatty(0) || ::isatty(1) || ::isatty(2);
   service.argv = options.command;
   service.argv.front() = command.string();
-  for (char** entry = environ; *entry != nullptr; ++entry) service.env.emplace_back(*entry);
+  service.env = command_environment(options);
   // The current directory, unless the sandbox cannot show it.
   std::error_code error;
   service.cwd = fs::current_path(error);
@@ -458,6 +486,17 @@ void add_exec_command(CLI::App& app, Globals& globals) {
                    "calls), qemu or virtiofsd (allow lists for those daemons), or none (no filter; the audit "
                    "flags it)")
       ->type_name("NAME");
+  command->add_flag("--clearenv", options->clear_env,
+                    "Start the command with an empty environment (default: vmwarden's own, which may hold what the "
+                    "command should not see: tokens, agent sockets' paths)");
+  command->add_option("--unsetenv", options->unset_env, "Remove variable KEY from the command's environment (repeatable)")
+      ->type_name("KEY")
+      ->allow_extra_args(false);
+  command->add_option("--setenv", options->set_env,
+                      "Set KEY=VALUE in the command's environment, after --clearenv and --unsetenv (repeatable; a "
+                      "later one for the same KEY wins)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
   command->add_flag("--network,--share-net", options->network,
                     "Keep the host's network namespace and allow TCP bind/connect (default: an empty network "
                     "namespace, and Landlock denies TCP)");

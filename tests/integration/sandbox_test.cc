@@ -416,6 +416,42 @@ TEST_F(SandboxTest, TheCommandKeepsTheCallersSessionOnlyWithATerminal) {
               HasSubstr("in the child: start a session of its own (setsid), without a controlling terminal"));
 }
 
+// The command gets vmwarden's environment, less --unsetenv, plus --setenv;
+// --clearenv starts it empty.
+TEST_F(SandboxTest, TheEnvironmentIsTheCallersUnlessClearedOrChanged) {
+  CommandOptions run;
+  run.extra_env = options().env;
+  run.extra_env["VMWARDEN_ENVTEST_SECRET"] = "s3cret";
+  run.extra_env["VMWARDEN_ENVTEST_KEPT"] = "kept";
+  auto env_of = [&](std::vector<std::string> flags) {
+    flags.insert(flags.begin(), {"--uid", "65534"});
+    CommandResult result = run_command(exec_argv(flags, {"/usr/bin/env"}), run);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    std::vector<std::string> lines;
+    std::istringstream in(result.out);
+    for (std::string line; std::getline(in, line);)
+      if (line.starts_with("VMWARDEN_ENVTEST_")) lines.push_back(line);
+    std::sort(lines.begin(), lines.end());
+    return lines;
+  };
+  using ::testing::ElementsAre;
+  EXPECT_THAT(env_of({}), ElementsAre("VMWARDEN_ENVTEST_KEPT=kept", "VMWARDEN_ENVTEST_SECRET=s3cret"));
+  EXPECT_THAT(env_of({"--unsetenv", "VMWARDEN_ENVTEST_SECRET", "--setenv", "VMWARDEN_ENVTEST_NEW=a=b",
+                      "--setenv", "VMWARDEN_ENVTEST_KEPT=changed"}),
+              ElementsAre("VMWARDEN_ENVTEST_KEPT=changed", "VMWARDEN_ENVTEST_NEW=a=b"));
+  EXPECT_THAT(env_of({"--clearenv", "--setenv", "VMWARDEN_ENVTEST_ONLY=1"}), ElementsAre("VMWARDEN_ENVTEST_ONLY=1"));
+  CommandResult cleared = run_command(exec_argv({"--uid", "65534", "--clearenv"}, {"/usr/bin/env"}), run);
+  EXPECT_EQ(cleared.exit_code, 0) << cleared.err;
+  EXPECT_EQ(cleared.out, "");
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--setenv", "NOVALUE"}, {"--setenv", "=x"}, {"--unsetenv", "A=B"}, {"--unsetenv", ""}}) {
+    std::vector<std::string> flags = {"--uid", "65534"};
+    flags.insert(flags.end(), bad.begin(), bad.end());
+    CommandResult refused = run_command(exec_argv(flags, {"/bin/true"}), run);
+    EXPECT_EQ(refused.exit_code, 2) << bad[0] << " " << bad[1];
+  }
+}
+
 TEST_F(SandboxTest, PsShowsNoHostProcess) {
   // The host has many processes (this test among them); the sandbox's own
   // /proc must show only ps itself (the warden, root, is hidden from it).
