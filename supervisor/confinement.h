@@ -24,10 +24,14 @@ struct PathRights {
                          // (never device nodes)
   bool execute = false;  // execute files
   bool ioctl_dev = false;  // ioctl on device files (ABI 5), e.g. /dev/kvm
+  bool make_socket = false;  // create unix sockets (bind), and nothing else
 
   static PathRights read_only() { return {.read = true}; }
   static PathRights read_execute() { return {.read = true, .execute = true}; }
   static PathRights read_write() { return {.read = true, .write = true}; }
+  // A directory a service binds its sockets in but writes no file to (a
+  // VMM's runtime directory: files there would be /run's space).
+  static PathRights sockets() { return {.read = true, .make_socket = true}; }
 };
 
 struct PathRule {

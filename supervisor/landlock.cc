@@ -167,6 +167,7 @@ std::uint64_t landlock_access_for(const PathRights& rights) {
             LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO |
             LANDLOCK_ACCESS_FS_MAKE_SYM | LANDLOCK_ACCESS_FS_REFER;
   if (rights.ioctl_dev) bits |= LANDLOCK_ACCESS_FS_IOCTL_DEV;
+  if (rights.make_socket) bits |= LANDLOCK_ACCESS_FS_MAKE_SOCK;
   return bits;
 }
 

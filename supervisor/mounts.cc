@@ -328,7 +328,8 @@ ServiceMounts service_mounts(const SandboxSpec& spec, const ServiceSpec& service
   struct stat root {};
   check(::stat("/", &root), "stat", "/");
   for (const PathRule& rule : landlock.paths) {
-    if (!rule.rights.write || on_scratch(rule.path)) continue;
+    // bind() of a unix socket needs a writable mount as much as a write does.
+    if (!(rule.rights.write || rule.rights.make_socket) || on_scratch(rule.path)) continue;
     struct stat st {};
     bool exists = ::stat(rule.path.c_str(), &st) == 0;
     if (exists && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) continue;

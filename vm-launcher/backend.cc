@@ -116,14 +116,16 @@ std::vector<supervisor::PathRule> common_rules(const Definition& definition, con
     rules.push_back({disk.path, rights});
   }
   // The VMM creates its control socket in the runtime directory, and
-  // connects to the virtiofsd sockets there. (Its console goes to a pipe,
-  // kConsoleFd: no rule names the serial log.)
-  rules.push_back({paths.runtime_dir, PathRights::read_write()});
+  // connects to the virtiofsd sockets there (a connect needs no Landlock
+  // right). It may create nothing else there: no file that could fill /run,
+  // no write to serial.log, which the warden keeps bounded (its console
+  // goes to a pipe, kConsoleFd), no symlink or directory.
+  rules.push_back({paths.runtime_dir, PathRights::sockets()});
   auto outside_runtime_dir = [&](const std::filesystem::path& path) {
     return path.parent_path() != paths.runtime_dir;
   };
   if (outside_runtime_dir(paths.control_socket))
-    rules.push_back({paths.control_socket.parent_path(), PathRights::read_write()});
+    rules.push_back({paths.control_socket.parent_path(), PathRights::sockets()});
   for (const Share& share : definition.shares) {
     auto socket = share_socket(paths, share);
     if (outside_runtime_dir(socket)) rules.push_back({socket, PathRights::read_write()});

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -85,6 +86,22 @@ inline int listen_at(const std::string& path, int type) {
 // (a compromised VMM) bound beside it and named by a symlink there instead,
 // which the warden, connecting as root, must refuse rather than follow.
 inline int listen_for_control(const std::string& path, int type) {
+  if (flag("VMWARDEN_FAKE_FILL_RUNTIME")) {
+    // A VMM taken over by its guest, trying to write to its runtime
+    // directory: each attempt's outcome goes to stderr (the VM's log).
+    std::string dir = path.substr(0, path.rfind('/'));
+    auto outcome = [](int rc) { return rc >= 0 ? std::string("done") : std::string(std::strerror(errno)); };
+    int file = ::open((dir + "/junk").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    std::string created = outcome(file);
+    if (file >= 0) ::close(file);
+    int log = ::open((dir + "/serial.log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    std::string appended = outcome(log);
+    if (log >= 0) ::close(log);
+    std::string made_dir = outcome(::mkdir((dir + "/junk.d").c_str(), 0700));
+    std::string linked = outcome(::symlink("/", (dir + "/junk.link").c_str()));
+    std::fprintf(stderr, "fake VMM: fill the runtime directory: create junk: %s; append to serial.log: %s; mkdir: %s; "
+                 "symlink: %s\n", created.c_str(), appended.c_str(), made_dir.c_str(), linked.c_str());
+  }
   if (!flag("VMWARDEN_FAKE_CONTROL_SYMLINK")) return listen_at(path, type);
   std::string real = path + ".real";
   int fd = listen_at(real, type);

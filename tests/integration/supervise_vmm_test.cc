@@ -102,6 +102,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
       ::setenv("VMWARDEN_RUNTIME_DIR", (root_ / "run").c_str(), 1);
       ::setenv("VMWARDEN_VIRTIOFSD", doubles_.at("VMWARDEN_FAKE_VIRTIOFSD").c_str(), 1);
       for (const auto& [variable, fake] : GetParam().programs) ::setenv(variable.c_str(), doubles_.at(fake).c_str(), 1);
+      for (const auto& [variable, value] : extra_env_) ::setenv(variable.c_str(), value.c_str(), 1);
       int log = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(log, 2);
       std::string binary = testing::vmwarden_binary();
@@ -144,6 +145,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
   }
 
   std::map<std::string, std::string> doubles_;  // VMWARDEN_FAKE_* -> the copy
+  std::map<std::string, std::string> extra_env_;  // set for the next start_supervise()
   testing::TempDir scratch_{"vmwarden-supervise-vmm"};
   fs::path root_ = scratch_.path();
 };
@@ -314,14 +316,17 @@ TEST_P(SuperviseVmmTest, AFloodedConsoleKeepsAtMostTwiceTheCapAndItsLastBytes) {
   EXPECT_THAT(log, Not(HasSubstr("console line")));
 }
 
-// A compromised VMM owns the runtime directory and can put a symlink where
-// its control socket should be: the warden (root) refuses it before any
-// connect, at readiness already, rather than follow it to whatever socket
-// it names. (crosvm's readiness probe once connected with no check at all.)
+// A compromised VMM owns the runtime directory. Where Landlock is missing
+// (landlock = "best-effort" on a kernel without it, faked here), it can put
+// a symlink where its control socket should be: the warden (root) refuses
+// it before any connect, at readiness already, rather than follow it to
+// whatever socket it names. (crosvm's readiness probe once connected with
+// no check at all.) With Landlock it cannot make the symlink (below).
 TEST_P(SuperviseVmmTest, AControlSocketNamedByASymlinkIsRefusedNotFollowed) {
   std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
   definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 VMWARDEN_FAKE_CONTROL_SYMLINK=1");
-  testing::write_file(root_ / "config/vms/vm.toml", definition);
+  testing::write_file(root_ / "config/vms/vm.toml", definition + "[sandbox]\nlandlock = \"best-effort\"\n");
+  extra_env_["VMWARDEN_LANDLOCK_ABI"] = "0";
   pid_t outer = start_supervise();
   int status = wait_for(outer, 30s);
   std::string log = testing::read_file(root_ / "log");
@@ -329,6 +334,44 @@ TEST_P(SuperviseVmmTest, AControlSocketNamedByASymlinkIsRefusedNotFollowed) {
   EXPECT_NE(WEXITSTATUS(status), 0) << log;
   EXPECT_THAT(log, HasSubstr("is a symbolic link, not the VMM's socket")) << log;
   EXPECT_FALSE(fs::exists(root_ / "run/vm")) << "the runtime dir goes with the VM";
+}
+
+// A VMM taken over by its guest may bind its control socket in the runtime
+// directory and nothing more there: no file (which could fill /run), no
+// write to serial.log (which the warden keeps bounded), no directory, no
+// symlink. The control: with Landlock faked away, every one goes through.
+TEST_P(SuperviseVmmTest, AVmmCannotWriteFilesInItsRuntimeDirectory) {
+  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
+  definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 VMWARDEN_FAKE_FILL_RUNTIME=1");
+  auto attempt = [&](bool with_landlock) {
+    testing::write_file(root_ / "config/vms/vm.toml",
+                        with_landlock ? definition : definition + "[sandbox]\nlandlock = \"best-effort\"\n");
+    if (!with_landlock) extra_env_["VMWARDEN_LANDLOCK_ABI"] = "0";
+    fs::remove(root_ / "log");  // the earlier attempt's
+    pid_t outer = start_supervise();
+    std::string line;
+    for (auto deadline = Clock::now() + 30s; Clock::now() < deadline && line.empty();) {
+      std::error_code error;
+      std::string log = fs::exists(root_ / "log", error) ? testing::read_file(root_ / "log") : std::string();
+      if (auto at = log.find("fill the runtime directory: "); at != std::string::npos)
+        line = log.substr(at, log.find('\n', at) - at);
+      std::this_thread::sleep_for(20ms);
+    }
+    bool junk = fs::exists(root_ / "run/vm/junk");
+    ::kill(outer, SIGTERM);
+    wait_for(outer, 20s);
+    EXPECT_FALSE(line.empty()) << testing::read_file(root_ / "log");
+    return std::make_pair(line, junk);
+  };
+  auto [denied, junk_made] = attempt(true);
+  EXPECT_EQ(denied, "fill the runtime directory: create junk: Permission denied; append to serial.log: Permission "
+                    "denied; mkdir: Permission denied; symlink: Permission denied");
+  EXPECT_FALSE(junk_made);
+  auto [allowed, junk_made_without] = attempt(false);
+  EXPECT_EQ(allowed, "fill the runtime directory: create junk: done; append to serial.log: done; mkdir: done; "
+                     "symlink: done")
+      << "the control changed nothing: the test would prove nothing";
+  EXPECT_TRUE(junk_made_without);
 }
 
 // A guest that ignores the power button: at the shutdown timeout the warden

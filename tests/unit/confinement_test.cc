@@ -37,9 +37,10 @@ LandlockPolicy policy_with(std::vector<PathRule> paths, LandlockMode mode = Land
 TEST(LandlockPlan, MapsPathRightsToAccessBits) {
   LandlockPlan plan = plan_landlock(policy_with({{"/usr", PathRights::read_execute()},
                                                  {"/srv/share", PathRights::read_write()},
-                                                 {"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}}}),
+                                                 {"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}},
+                                                 {"/run/vmwarden/vm", PathRights::sockets()}}),
                                     7);
-  ASSERT_EQ(plan.paths.size(), 3u);
+  ASSERT_EQ(plan.paths.size(), 4u);
   EXPECT_THAT(landlock_fs_names(plan.paths[0].allowed),
               ElementsAre("FS_EXECUTE", "FS_READ_FILE", "FS_READ_DIR"));
   auto write = landlock_fs_names(plan.paths[1].allowed);
@@ -49,6 +50,8 @@ TEST(LandlockPlan, MapsPathRightsToAccessBits) {
   EXPECT_THAT(write, AllOf(Not(Contains("FS_MAKE_CHAR")), Not(Contains("FS_MAKE_BLOCK")),
                            Not(Contains("FS_EXECUTE")), Not(Contains("FS_IOCTL_DEV"))));
   EXPECT_THAT(landlock_fs_names(plan.paths[2].allowed), Contains("FS_IOCTL_DEV"));
+  // A VMM's runtime directory: its sockets, and no file.
+  EXPECT_THAT(landlock_fs_names(plan.paths[3].allowed), ElementsAre("FS_READ_FILE", "FS_READ_DIR", "FS_MAKE_SOCK"));
   // Everything ABI 7 knows is handled (denied unless granted), the device
   // node rights included; TCP is denied; both scopes are set.
   EXPECT_EQ(landlock_fs_names(plan.handled_fs).size(), 16u);

@@ -362,7 +362,8 @@ TEST(VmmArgv, ProgramPathIsCheckedToo) {
 bool has_rule(const VmmPlan& plan, const std::string& path, supervisor::PathRights rights) {
   return std::any_of(plan.paths.begin(), plan.paths.end(), [&](const supervisor::PathRule& rule) {
     return rule.path == path && rule.rights.read == rights.read && rule.rights.write == rights.write &&
-           rule.rights.execute == rights.execute && rule.rights.ioctl_dev == rights.ioctl_dev;
+           rule.rights.execute == rights.execute && rule.rights.ioctl_dev == rights.ioctl_dev &&
+           rule.rights.make_socket == rights.make_socket;
   });
 }
 
@@ -375,7 +376,8 @@ TEST(VmmPaths, NameWhatTheVmmTouchesWithTheRightsItNeeds) {
   EXPECT_TRUE(has_rule(tcg, "/var/lib/vmwarden/images/initrd.img", PathRights::read_only()));
   EXPECT_TRUE(has_rule(tcg, "/srv/disks/base.img", PathRights::read_only()));
   EXPECT_TRUE(has_rule(tcg, "/srv/disks/data.img", PathRights::read_write()));
-  EXPECT_TRUE(has_rule(tcg, "/run/vmwarden/work", PathRights::read_write()));
+  // The runtime directory: its control socket there, and no file.
+  EXPECT_TRUE(has_rule(tcg, "/run/vmwarden/work", PathRights::sockets()));
   // The shares themselves are virtiofsd's, never the VMM's.
   for (const auto& rule : tcg.paths) {
     EXPECT_NE(rule.path, "/home/user/work");
