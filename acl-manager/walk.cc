@@ -572,9 +572,11 @@ class Walk {
         note_symlink_at_open();
         return;
       }
-      if (!S_ISREG(st.st_mode) && (walk.editor_.adds_entries() || !o_path)) {
-        // A grant gives special files nothing; a removal edits them, pinned
-        // O_PATH only (an O_RDONLY pin is for regular files).
+      if (!S_ISREG(st.st_mode) && walk.editor_.adds_entries()) {
+        // A grant gives special files nothing; a removal edits them. Listed
+        // as such they are pinned O_PATH; one swapped in under a regular
+        // file's name can only be a FIFO here (a socket refuses the O_RDONLY
+        // open, a device the nodev view's), edited through that descriptor.
         ++report.skipped_special;
         return;
       }
