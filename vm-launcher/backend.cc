@@ -102,7 +102,7 @@ bool is_block_device(const std::filesystem::path& path) {
 
 std::vector<supervisor::PathRule> common_rules(const Definition& definition, const RuntimePaths& paths,
                                                const std::vector<std::filesystem::path>& programs,
-                                               BlockDiskIoctl block_ioctl) {
+                                               BlockDiskIoctl block_ioctl, ControlSocket control) {
   using supervisor::PathRights;
   std::vector<supervisor::PathRule> rules = supervisor::system_read_execute_rules();
   for (auto& rule : supervisor::device_rules()) rules.push_back(std::move(rule));
@@ -115,17 +115,19 @@ std::vector<supervisor::PathRule> common_rules(const Definition& definition, con
     rights.ioctl_dev = (!disk.readonly || block_ioctl == BlockDiskIoctl::all) && is_block_device(disk.path);
     rules.push_back({disk.path, rights});
   }
-  // The VMM creates its control socket in the runtime directory, and
-  // connects to the virtiofsd sockets there (a connect needs no Landlock
-  // right). It may create nothing else there: no file that could fill /run,
-  // no write to serial.log, which the warden keeps bounded (its console
-  // goes to a pipe, kConsoleFd), no symlink or directory.
-  rules.push_back({paths.runtime_dir, PathRights::sockets()});
+  // The VMM connects to the virtiofsd sockets in the runtime directory (a
+  // connect needs no Landlock right), and binds its control socket there
+  // unless the warden gives it one. It may create nothing else there: no
+  // file that could fill /run, no write to serial.log, which the warden
+  // keeps bounded (its console goes to a pipe, kConsoleFd), no symlink or
+  // directory.
+  PathRights runtime = control == ControlSocket::given ? PathRights::read_only() : PathRights::sockets();
+  rules.push_back({paths.runtime_dir, runtime});
   auto outside_runtime_dir = [&](const std::filesystem::path& path) {
     return path.parent_path() != paths.runtime_dir;
   };
   if (outside_runtime_dir(paths.control_socket))
-    rules.push_back({paths.control_socket.parent_path(), PathRights::sockets()});
+    rules.push_back({paths.control_socket.parent_path(), runtime});
   for (const Share& share : definition.shares) {
     auto socket = share_socket(paths, share);
     if (outside_runtime_dir(socket)) rules.push_back({socket, PathRights::read_write()});

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,12 @@ struct Host {
 // that writes its console without end would fill the runtime dir's
 // filesystem (/run, memory).
 inline constexpr int kConsoleFd = 3;
+// QEMU and cloud-hypervisor get their control socket bound and listening
+// from the warden, as this descriptor (VmmPlan::control_fd), so that they
+// create nothing in the runtime directory: cloud-hypervisor binding by path
+// also makes a lock file beside the socket. crosvm binds its own (its
+// readiness is that socket appearing).
+inline constexpr int kControlFd = 4;
 // How much of the console serial.log holds before it becomes serial.log.1:
 // the last 1 to 2 MiB are kept.
 inline constexpr std::uint64_t kSerialLogMaxBytes = 1024 * 1024;
@@ -76,6 +83,11 @@ struct VmmPlan {
   // The VMM writes the guest's console to this descriptor, which the caller
   // gives it (a pipe's write end: supervisor::OutputCapture).
   int console_fd = kConsoleFd;
+  // Set: the caller binds RuntimePaths::control_socket (as the VM's uid's,
+  // listening) and gives it to the VMM as this descriptor
+  // (supervisor::ListenSocket); the VMM then may create nothing in the
+  // runtime directory. Unset: the VMM binds it there itself.
+  std::optional<int> control_fd;
 
   // For ServiceSpec::wait_ready: returns once the VMM runs the guest, throws
   // when it exits, is not ready by the deadline, or a stop arrives

@@ -44,12 +44,17 @@ bool is_block_device(const std::filesystem::path& path);
 // The seccomp profiles refuse the loop device's own ioctls either way.
 enum class BlockDiskIoctl { read_write_only, all };
 
+// Who binds the VMM's control socket: the warden (VmmPlan::control_fd), or
+// the VMM itself, in the runtime directory.
+enum class ControlSocket { given, bound_by_vmm };
+
 // System, device and /proc/self rules, the binaries, kernel, initramfs,
 // disks (with ioctl on block devices as `block_ioctl` says), runtime
-// directory and share sockets.
+// directory (read, and FS_MAKE_SOCK only where the VMM binds its control
+// socket there) and share sockets.
 std::vector<supervisor::PathRule> common_rules(const Definition& definition, const RuntimePaths& paths,
                                                const std::vector<std::filesystem::path>& programs,
-                                               BlockDiskIoctl block_ioctl);
+                                               BlockDiskIoctl block_ioctl, ControlSocket control);
 
 // Runs a VMM control program (`crosvm powerbtn SOCKET`, `ch-remote ...`) from
 // the warden as the VMM itself runs: same uid, Landlock domain and seccomp

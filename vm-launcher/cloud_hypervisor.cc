@@ -3,6 +3,7 @@
 // on: its argv is checked against its own argument definitions, and its HTTP
 // API against the shapes in its source (vmm/src/api/http); a test double
 // that speaks that API stands in for it in the tests (doc/VMM.md).
+#include <unistd.h>
 #include <cerrno>
 #include <charconv>
 
@@ -29,7 +30,9 @@ struct HttpResponse {
 // Content-Length bytes of body, or at end of stream without one.
 HttpResponse http_request(const std::filesystem::path& socket, uid_t peer_uid, std::string_view method,
                           std::string_view endpoint, Deadline deadline) {
-  UnixConnection connection = UnixConnection::connect(socket, SOCK_STREAM, peer_uid);
+  // The warden bound the socket and gave it to cloud-hypervisor: it is the
+  // VM's UID's, served (as SO_PEERCRED sees it) by the warden's.
+  UnixConnection connection = UnixConnection::connect(socket, SOCK_STREAM, peer_uid, ::geteuid());
   connection.write_all(
       fmt::format("{} /api/v1/{} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n", method, endpoint), deadline);
   std::string text;
@@ -112,7 +115,10 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
   auto add = [&argv](std::initializer_list<std::string> args) { argv.insert(argv.end(), args); };
   std::string api = checked_socket("cloud-hypervisor API socket", paths.control_socket);
   argv.push_back(vmm_program.native());
-  add({"--api-socket", "path=" + api});
+  // Bound by the warden: by path, cloud-hypervisor (53.0 and later) would
+  // also create api.sock.lock beside it, a file in the runtime directory.
+  plan.control_fd = kControlFd;
+  add({"--api-socket", fmt::format("fd={}", kControlFd)});
   add({"--kernel", checked_path("kernel", definition.kernel)});
   if (!definition.initramfs.empty()) add({"--initramfs", checked_path("initramfs", definition.initramfs)});
   // The `=` form: clap then takes the value verbatim.
@@ -137,7 +143,8 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
   // them only narrows what each thread may do.
   add({"--seccomp", "true"});
 
-  plan.paths = backend::common_rules(definition, paths, {vmm_program, ch_remote}, backend::BlockDiskIoctl::all);
+  plan.paths = backend::common_rules(definition, paths, {vmm_program, ch_remote}, backend::BlockDiskIoctl::all,
+                                     backend::ControlSocket::given);
   // The VMM runs on KVM only; without it, it fails at start with its own
   // message.
   if (host.kvm) plan.paths.push_back({"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}});
@@ -148,7 +155,9 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
                                        "VM runs)",
                                        socket.native()),
                            {"CAP_DAC_OVERRIDE"},
-                           "the socket lies in the runtime directory, the VM's uid's and 0700; a symlink, or a socket the VM's uid does not own, is refused before any connect, and the peer must be the VM's uid"}};
+                           "the warden bound the socket for the VMM (the VM's uid's, in the runtime directory, 0700); a symlink, "
+       "or a socket the VM's uid does not own, is refused before any connect, and the listener must be the "
+       "warden's"}};
   plan.wait_ready = [socket](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_running(socket, vmm, deadline);
   };

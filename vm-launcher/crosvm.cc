@@ -85,7 +85,11 @@ VmmPlan plan_crosvm(const Definition& definition, const RuntimePaths& paths, con
   if (!definition.cmdline.empty()) add({"--params", backend::checked_cmdline(definition.cmdline)});
   argv.push_back(checked_path("kernel", definition.kernel));
 
-  plan.paths = backend::common_rules(definition, paths, {crosvm}, backend::BlockDiskIoctl::all);
+  // crosvm binds its control socket itself: its readiness is that socket
+  // accepting (it has no status request), which a socket bound beforehand
+  // would show at once.
+  plan.paths = backend::common_rules(definition, paths, {crosvm}, backend::BlockDiskIoctl::all,
+                                     backend::ControlSocket::bound_by_vmm);
   // crosvm and cloud-hypervisor run on KVM only; without it they fail at
   // start with their own message.
   if (host.kvm) plan.paths.push_back({"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}});

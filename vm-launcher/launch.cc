@@ -208,6 +208,8 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
   service.fds = output;
   // The guest's console: the warden keeps it, bounded, in serial.log.
   service.captures = {{vmm.console_fd, paths.serial_log, kSerialLogMaxBytes}};
+  // The control socket, where the warden binds it for the VMM.
+  if (vmm.control_fd) service.listen_sockets = {{paths.control_socket, *vmm.control_fd}};
   service.confinement = base_confinement(definition, uid);
   service.confinement.landlock.paths = vmm.paths;
   service.confinement.landlock.deny_tcp = !vmm.needs_network;

@@ -6,6 +6,7 @@
 // (any character is just data) handed to the `file` protocol driver
 // explicitly, so neither QemuOpts splitting nor QEMU's "protocol:" and
 // "json:" file name prefixes ever apply to it.
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -55,7 +56,8 @@ void wait_for_qmp(const std::filesystem::path& socket, const supervisor::Running
   while (std::chrono::steady_clock::now() < deadline) {
     backend::require_running(vmm, "QEMU");
     try {
-      QmpClient qmp = QmpClient::connect(socket, backend::probe_deadline(deadline), vmm.spec().confinement.uid);
+      QmpClient qmp =
+          QmpClient::connect(socket, backend::probe_deadline(deadline), vmm.spec().confinement.uid, ::geteuid());
       for (;;) {
         Json status = qmp.execute("query-status", backend::probe_deadline(deadline));
         std::string_view state = status.string_member("status");
@@ -104,9 +106,13 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
   add({"-nographic", "-nodefaults", "-no-user-config", "-no-reboot"});
   // vmwarden applies its own, stricter seccomp filter before exec.
   add({"-sandbox", "off"});
-  add({"-chardev", fmt::format("socket,id=qmp,path={},server=on,wait=off",
-                               checked_socket("QMP socket", paths.control_socket)),
-       "-mon", "chardev=qmp,mode=control"});
+  // The QMP socket, bound and listening, from the warden: QEMU creates
+  // nothing in the runtime directory. (Its path is checked all the same:
+  // the warden binds it there, and connects to it.)
+  (void)checked_socket("QMP socket", paths.control_socket);
+  plan.control_fd = kControlFd;
+  add({"-chardev", fmt::format("socket,id=qmp,fd={},server=on,wait=off", kControlFd), "-mon",
+       "chardev=qmp,mode=control"});
   // The console goes to the pipe at plan.console_fd, through an fd set:
   // QEMU's open of /dev/fdset/N dups the set's descriptor of the same access
   // mode (O_WRONLY) and then applies the other flags; without append=on they
@@ -132,7 +138,8 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
     plan.needs_network = true;
   }
 
-  plan.paths = backend::common_rules(definition, paths, {qemu}, backend::BlockDiskIoctl::read_write_only);
+  plan.paths = backend::common_rules(definition, paths, {qemu}, backend::BlockDiskIoctl::read_write_only,
+                                     backend::ControlSocket::given);
   if (host.kvm) plan.paths.push_back({"/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}});
   plan.seccomp_profile = "qemu";
 
@@ -142,17 +149,19 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
                    "button at a stop (system_powerdown), quit at the shutdown timeout",
                    qmp.native()),
        {"CAP_DAC_OVERRIDE"},
-       "the socket lies in the runtime directory, the VM's uid's and 0700; a symlink, or a socket the VM's uid does not own, is refused before any connect, and the peer must be the VM's uid"}};
+       "the warden bound the socket for the VMM (the VM's uid's, in the runtime directory, 0700); a symlink, "
+       "or a socket the VM's uid does not own, is refused before any connect, and the listener must be the "
+       "warden's"}};
   plan.wait_ready = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_qmp(qmp, vmm, deadline);
   };
   plan.graceful_stop = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
-    QmpClient::connect(qmp, deadline, vmm.spec().confinement.uid).execute("system_powerdown", deadline);
+    QmpClient::connect(qmp, deadline, vmm.spec().confinement.uid, ::geteuid()).execute("system_powerdown", deadline);
   };
   plan.force_stop = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
     try {
       Deadline quick = std::min(deadline, std::chrono::steady_clock::now() + 2s);
-      QmpClient::connect(qmp, quick, vmm.spec().confinement.uid).execute("quit", quick);
+      QmpClient::connect(qmp, quick, vmm.spec().confinement.uid, ::geteuid()).execute("quit", quick);
     } catch (const std::exception&) {
       // QMP is gone or stuck: SIGKILL below settles it.
     }

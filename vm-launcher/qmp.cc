@@ -8,8 +8,9 @@
 
 namespace vmwarden::vm {
 
-QmpClient QmpClient::connect(const std::filesystem::path& socket, Deadline deadline, std::optional<uid_t> peer_uid) {
-  QmpClient client(UnixConnection::connect(socket, SOCK_STREAM, peer_uid));
+QmpClient QmpClient::connect(const std::filesystem::path& socket, Deadline deadline, std::optional<uid_t> peer_uid,
+                             std::optional<uid_t> listener_uid) {
+  QmpClient client(UnixConnection::connect(socket, SOCK_STREAM, peer_uid, listener_uid));
   client.greeting_ = client.next_message(deadline);
   if (client.greeting_.find("QMP") == nullptr)
     throw std::runtime_error(fmt::format("{} is not a QMP socket: no greeting", socket.native()));

@@ -31,9 +31,11 @@ class QmpClient {
   // Connects, reads the greeting and leaves capabilities negotiation mode
   // (qmp_capabilities). Throws SystemError when the socket is not there or
   // does not answer by the deadline.
-  // With `peer_uid`, only a socket served by that UID is talked to.
+  // With `peer_uid`, only a socket of that UID (UnixConnection::connect)
+  // served by it, or by `listener_uid` when given, is talked to.
   static QmpClient connect(const std::filesystem::path& socket, Deadline deadline,
-                           std::optional<uid_t> peer_uid = std::nullopt);
+                           std::optional<uid_t> peer_uid = std::nullopt,
+                           std::optional<uid_t> listener_uid = std::nullopt);
 
   // Runs `command` with `arguments` (a JSON object, or empty) and returns the
   // "return" value. Throws QmpError for an error reply, SystemError on a

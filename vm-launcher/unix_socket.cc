@@ -49,7 +49,8 @@ UniqueFd open_socket_of(const std::string& name, uid_t owner) {
 
 }  // namespace
 
-UnixConnection UnixConnection::connect(const std::filesystem::path& path, int type, std::optional<uid_t> peer_uid) {
+UnixConnection UnixConnection::connect(const std::filesystem::path& path, int type, std::optional<uid_t> peer_uid,
+                                       std::optional<uid_t> listener_uid) {
   const std::string& name = path.native();
   if (name.size() > kMaxSocketPath)
     throw UsageError("socket path " + name + " is longer than " + std::to_string(kMaxSocketPath) +
@@ -70,9 +71,11 @@ UnixConnection UnixConnection::connect(const std::filesystem::path& path, int ty
     ucred peer{};
     socklen_t size = sizeof peer;
     check(::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size), "getsockopt SO_PEERCRED", name);
-    if (peer.uid != *peer_uid)
-      throw PermanentError(fmt::format("{} is served by UID {}, not by the VMM's UID {}: not talking to it", name,
-                                       peer.uid, *peer_uid));
+    if (peer.uid != *peer_uid && (!listener_uid || peer.uid != *listener_uid))
+      throw PermanentError(fmt::format("{} is served by UID {}, not by the VMM's UID {}{}: not talking to it", name,
+                                       peer.uid, *peer_uid,
+                                       listener_uid ? fmt::format(" nor UID {}, which bound it for the VMM", *listener_uid)
+                                                    : std::string()));
   }
   return UnixConnection(std::move(fd), path);
 }

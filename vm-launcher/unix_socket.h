@@ -27,9 +27,13 @@ class UnixConnection {
   // socket there: `path` must be a socket, not a symlink, owned by that UID
   // (else PermanentError, before any connect), the connection goes to that
   // very inode (through /proc/self/fd), and must be served by a process of
-  // that UID (SO_PEERCRED).
+  // that UID (SO_PEERCRED), or of `listener_uid` when given: a socket the
+  // warden bound (and chowned to the VMM's UID) and gave the VMM is served,
+  // as SO_PEERCRED reports it, by the warden that listened on it, until the
+  // VMM calls listen() on it again (QEMU does), which makes it the VMM's.
   static UnixConnection connect(const std::filesystem::path& path, int type = SOCK_STREAM,
-                                std::optional<uid_t> peer_uid = std::nullopt);
+                                std::optional<uid_t> peer_uid = std::nullopt,
+                                std::optional<uid_t> listener_uid = std::nullopt);
 
   void write_all(std::string_view data, Deadline deadline);
   // Appends what is available (waiting for at least one byte) to `buffer`.

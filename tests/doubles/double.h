@@ -82,31 +82,54 @@ inline int listen_at(const std::string& path, int type) {
   return fd;
 }
 
+// A VMM taken over by its guest, trying to write to its runtime directory
+// (VMWARDEN_FAKE_FILL_RUNTIME): each attempt's outcome goes to stderr (the
+// VM's log).
+inline void fill_runtime_dir_if_asked(const std::string& dir) {
+  if (!flag("VMWARDEN_FAKE_FILL_RUNTIME")) return;
+  auto outcome = [](int rc) { return rc >= 0 ? std::string("done") : std::string(std::strerror(errno)); };
+  int file = ::open((dir + "/junk").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  std::string created = outcome(file);
+  if (file >= 0) ::close(file);
+  int log = ::open((dir + "/serial.log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  std::string appended = outcome(log);
+  if (log >= 0) ::close(log);
+  std::string made_dir = outcome(::mkdir((dir + "/junk.d").c_str(), 0700));
+  std::string linked = outcome(::symlink("/", (dir + "/junk.link").c_str()));
+  std::fprintf(stderr, "fake VMM: fill the runtime directory: create junk: %s; append to serial.log: %s; mkdir: %s; "
+               "symlink: %s\n", created.c_str(), appended.c_str(), made_dir.c_str(), linked.c_str());
+}
+
+inline std::string directory_of(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
 // A VMM's control socket at `path`; with VMWARDEN_FAKE_CONTROL_SYMLINK=1
-// (a compromised VMM) bound beside it and named by a symlink there instead,
-// which the warden, connecting as root, must refuse rather than follow.
+// the socket is bound at PATH.real and `path` is a symlink to it, as a
+// compromised VMM could arrange.
 inline int listen_for_control(const std::string& path, int type) {
-  if (flag("VMWARDEN_FAKE_FILL_RUNTIME")) {
-    // A VMM taken over by its guest, trying to write to its runtime
-    // directory: each attempt's outcome goes to stderr (the VM's log).
-    std::string dir = path.substr(0, path.rfind('/'));
-    auto outcome = [](int rc) { return rc >= 0 ? std::string("done") : std::string(std::strerror(errno)); };
-    int file = ::open((dir + "/junk").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    std::string created = outcome(file);
-    if (file >= 0) ::close(file);
-    int log = ::open((dir + "/serial.log").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    std::string appended = outcome(log);
-    if (log >= 0) ::close(log);
-    std::string made_dir = outcome(::mkdir((dir + "/junk.d").c_str(), 0700));
-    std::string linked = outcome(::symlink("/", (dir + "/junk.link").c_str()));
-    std::fprintf(stderr, "fake VMM: fill the runtime directory: create junk: %s; append to serial.log: %s; mkdir: %s; "
-                 "symlink: %s\n", created.c_str(), appended.c_str(), made_dir.c_str(), linked.c_str());
-  }
+  fill_runtime_dir_if_asked(directory_of(path));
   if (!flag("VMWARDEN_FAKE_CONTROL_SYMLINK")) return listen_at(path, type);
   std::string real = path + ".real";
   int fd = listen_at(real, type);
   if (::symlink(real.c_str(), path.c_str()) != 0) die("cannot symlink " + path + ": " + std::strerror(errno));
   return fd;
+}
+
+// A control socket the caller bound and gave as descriptor `fd`, which must
+// be listening (as the VMM checks). `path` is where the caller bound it:
+// with VMWARDEN_FAKE_CONTROL_SYMLINK=1 the VMM puts a symlink there to a
+// socket of its own, as a compromised one could.
+inline int given_control_socket(int fd, const std::string& path, int type) {
+  int accepting = 0;
+  socklen_t length = sizeof accepting;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) != 0 || accepting != 1)
+    die("the control socket's descriptor " + std::to_string(fd) + " is not a listening socket");
+  fill_runtime_dir_if_asked(directory_of(path));
+  if (!flag("VMWARDEN_FAKE_CONTROL_SYMLINK")) return fd;
+  std::string real = path + ".real";
+  int own = listen_at(real, type);
+  ::unlink(path.c_str());
+  if (::symlink(real.c_str(), path.c_str()) != 0) die("cannot symlink " + path + ": " + std::strerror(errno));
+  return own;
 }
 
 // -1 with errno set on failure.

@@ -33,6 +33,7 @@ std::string response(int status, std::string_view reason, std::string_view body 
 int main(int argc, char** argv) {
   record(argc, argv);
   std::string api, serial, kernel, memory;
+  int api_fd = -1;
   std::vector<std::string> fs_sockets;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i], value;
@@ -42,8 +43,12 @@ int main(int argc, char** argv) {
     } else if (arg.rfind("--", 0) == 0 && i + 1 < argc) {
       value = argv[++i];
     }
-    if (arg == "--api-socket")
-      api = value.rfind("path=", 0) == 0 ? option_value(value, "path") : value;
+    if (arg == "--api-socket") {
+      if (value.rfind("fd=", 0) == 0)
+        api_fd = std::atoi(option_value(value, "fd").c_str());
+      else
+        api = value.rfind("path=", 0) == 0 ? option_value(value, "path") : value;
+    }
     else if (arg == "--serial")
       serial = option_value(value, "file");
     else if (arg == "--kernel")
@@ -63,8 +68,24 @@ int main(int argc, char** argv) {
   if (kernel.empty() || ::stat(kernel.c_str(), &st) != 0) die("Error booting VM: cannot open kernel " + kernel);
   if (!fs_sockets.empty() && option_value(memory, "shared") != "on")
     die("Error booting VM: virtio-fs requires shared memory (--memory shared=on)");
-  if (api.empty()) die("fake-cloud-hypervisor needs --api-socket");
-  int listener = listen_for_control(api, SOCK_STREAM);
+  if (api.empty() && api_fd < 0) die("fake-cloud-hypervisor needs --api-socket");
+  int listener;
+  if (api_fd >= 0) {
+    // Where the caller bound it: beside the vhost-user sockets, in the
+    // runtime directory (for the attack flags only).
+    std::string where = fs_sockets.empty() ? std::string() : directory_of(fs_sockets.front()) + "/control.sock";
+    if (where.empty() && (flag("VMWARDEN_FAKE_FILL_RUNTIME") || flag("VMWARDEN_FAKE_CONTROL_SYMLINK")))
+      die("fake-cloud-hypervisor: the attack flags need an --fs socket to find the runtime directory");
+    listener = given_control_socket(api_fd, where, SOCK_STREAM);
+  } else {
+    // As cloud-hypervisor 53.0 and later: a lock file beside the socket,
+    // then a stale socket removed, then the bind.
+    std::string lock = api + ".lock";
+    int lock_fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0) die("Error creating the API server's socket: " + lock + ": " + std::strerror(errno));
+    ::unlink(api.c_str());
+    listener = listen_for_control(api, SOCK_STREAM);
+  }
   std::vector<int> backends;
   for (const std::string& path : fs_sockets) {
     int fd = connect_to(path, SOCK_STREAM);

@@ -171,7 +171,9 @@ TEST(QemuBackend, RunsConfinedWithAShareAndDisksThenStops) {
   supervisor::ServiceSpec vmm_spec;
   vmm_spec.name = "vmm";
   vmm_spec.argv = plan.argv;
-  vmm_spec.fds = {{console.write_end.get(), plan.console_fd}};
+  // And its QMP socket: bound, listening, the VM's uid's.
+  UniqueFd control = listen_unix_socket(paths.control_socket, uid, uid);
+  vmm_spec.fds = {{console.write_end.get(), plan.console_fd}, {control.get(), *plan.control_fd}};
   vmm_spec.confinement.uid = uid;
   vmm_spec.confinement.gid = uid;
   vmm_spec.confinement.landlock.paths = plan.paths;
@@ -264,7 +266,8 @@ TEST(QemuBackend, UsesABlockDeviceDiskNamedByASymlink) {
   supervisor::ServiceSpec spec;
   spec.name = "vmm";
   spec.argv = plan.argv;
-  spec.fds = {{console.write_end.get(), plan.console_fd}};
+  UniqueFd control = listen_unix_socket(paths.control_socket, uid, uid);
+  spec.fds = {{console.write_end.get(), plan.console_fd}, {control.get(), *plan.control_fd}};
   spec.confinement.uid = spec.confinement.gid = uid;
   spec.confinement.landlock.paths = plan.paths;
   spec.confinement.seccomp.profile = plan.seccomp_profile;
@@ -290,11 +293,13 @@ TEST(QemuBackend, ReadinessFailsWhenQemuExits) {
   if (!fs::exists(kQemu)) GTEST_SKIP() << kQemu << " is not installed";
   testing::TempDir root("vmwarden-qemu-bad");
   Definition definition = bogus_kernel_definition(root, "bad");
-  VmmPlan plan = plan_vmm(definition, RuntimePaths::in(root.path(), definition), Host::detect());
+  RuntimePaths paths = RuntimePaths::in(root.path(), definition);
+  VmmPlan plan = plan_vmm(definition, paths, Host::detect());
   Pipe console = make_pipe();
+  UniqueFd control = listen_unix_socket(paths.control_socket, 0, 0);
   supervisor::ServiceSpec spec;
   spec.argv = plan.argv;
-  spec.fds = {{console.write_end.get(), plan.console_fd}};
+  spec.fds = {{console.write_end.get(), plan.console_fd}, {control.get(), *plan.control_fd}};
   TestService qemu(spec, /*confine=*/false);
   try {
     plan.wait_ready(qemu, in(30s));

@@ -86,6 +86,11 @@ class VmmDoubleTest : public ::testing::TestWithParam<Vmm> {
     spec.name = "vmm";
     spec.argv = plan.argv;
     spec.fds = {{console_.get(), plan.console_fd}};
+    // The control socket, where the warden gives it (cloud-hypervisor).
+    if (plan.control_fd) {
+      control_ = listen_unix_socket(paths_.control_socket, uid_, uid_);
+      spec.fds.push_back({control_.get(), *plan.control_fd});
+    }
     spec.env = {"VMWARDEN_FAKE_RECORD=" + record().string()};
     for (auto& flag : flags) spec.env.push_back(flag + "=1");
     spec.confinement.uid = uid_;
@@ -123,7 +128,7 @@ class VmmDoubleTest : public ::testing::TestWithParam<Vmm> {
     return text;
   }
 
-  UniqueFd console_, console_read_;
+  UniqueFd console_, console_read_, control_;
 };
 
 TEST_P(VmmDoubleTest, ReadyThenPowerButtonEndsTheVmm) {
@@ -229,12 +234,14 @@ TEST(CloudHypervisorDouble, ReadinessWaitsForTheRunningState) {
   definition.name = "booting";
   definition.vmm = Vmm::cloud_hypervisor;
   definition.kernel = root / "vmlinuz";
-  VmmPlan plan = plan_vmm(definition, RuntimePaths::in(root.path(), definition), host);
+  RuntimePaths paths = RuntimePaths::in(root.path(), definition);
+  VmmPlan plan = plan_vmm(definition, paths, host);
   UniqueFd console(check(::open("/dev/null", O_WRONLY | O_CLOEXEC), "open", "/dev/null"));
+  UniqueFd control = listen_unix_socket(paths.control_socket, 0, 0);
   supervisor::ServiceSpec spec;
   spec.argv = plan.argv;
   spec.env = {"VMWARDEN_FAKE_BOOT_MS=400"};
-  spec.fds = {{console.get(), plan.console_fd}};
+  spec.fds = {{console.get(), plan.console_fd}, {control.get(), *plan.control_fd}};
   TestService vmm(spec, /*confine=*/false);
   auto start_time = std::chrono::steady_clock::now();
   ASSERT_NO_THROW(plan.wait_ready(vmm, in(10s))) << vmm.output();

@@ -325,6 +325,29 @@ TEST(UnixConnection, RefusesASocketOfAnotherUidWithoutConnecting) {
   EXPECT_FALSE(connection_pending(listener)) << "the hard-linked socket was connected to";
 }
 
+// A socket the warden bound for the VMM (QEMU's, cloud-hypervisor's) is
+// the VMM's UID's file, listened on by the warden: served by that listener
+// when it is named, and by nobody else.
+TEST(UnixConnection, ASocketBoundForTheVmmIsServedByWhoBoundIt) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (chown)";
+  testing::TempDir vm("vmwarden-vm");
+  uid_t vmm_uid = 4242;
+  UniqueFd listener = listen_at(vm / "control.sock");
+  ASSERT_EQ(::chown((vm / "control.sock").c_str(), vmm_uid, vmm_uid), 0);
+  // Each connection taken off the backlog, so that the next one is made.
+  auto take = [&] { UniqueFd(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)); };
+  EXPECT_NO_THROW(UnixConnection::connect(vm / "control.sock", SOCK_STREAM, vmm_uid, ::geteuid()));
+  take();
+  try {
+    UnixConnection::connect(vm / "control.sock", SOCK_STREAM, vmm_uid);
+    FAIL() << "talked to a socket served by another UID";
+  } catch (const PermanentError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(fmt::format("served by UID {}, not by the VMM's UID {}", ::geteuid(), vmm_uid)));
+  }
+  take();
+  EXPECT_THROW(UnixConnection::connect(vm / "control.sock", SOCK_STREAM, vmm_uid, ::geteuid() + 1), PermanentError);
+}
+
 TEST(UnixConnection, RefusesWhatIsNotASocket) {
   testing::TempDir vm("vmwarden-vm");
   testing::write_file(vm / "control.sock", "");

@@ -89,7 +89,7 @@ TEST(QemuArgv, Full) {
       "-append", "console=ttyS0 quiet init=/init",
       "-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
       "-sandbox", "off",
-      "-chardev", "socket,id=qmp,path=/run/vmwarden/work/control.sock,server=on,wait=off",
+      "-chardev", "socket,id=qmp,fd=4,server=on,wait=off",
       "-mon", "chardev=qmp,mode=control",
       "-add-fd", "fd=3,set=1",
       "-chardev", "file,id=serial0,path=/dev/fdset/1,append=on",
@@ -174,7 +174,7 @@ TEST(QemuArgv, MinimalWithKvmAndNetwork) {
       "-kernel", "/boot/vmlinuz",
       "-nographic", "-nodefaults", "-no-user-config", "-no-reboot",
       "-sandbox", "off",
-      "-chardev", "socket,id=qmp,path=/run/vmwarden/tiny/control.sock,server=on,wait=off",
+      "-chardev", "socket,id=qmp,fd=4,server=on,wait=off",
       "-mon", "chardev=qmp,mode=control",
       "-add-fd", "fd=3,set=1",
       "-chardev", "file,id=serial0,path=/dev/fdset/1,append=on",
@@ -225,7 +225,7 @@ TEST(CrosvmArgv, Minimal) {
 TEST(CloudHypervisorArgv, Full) {
   Args expected = {
       "/opt/ch/cloud-hypervisor",
-      "--api-socket", "path=/run/vmwarden/work/control.sock",
+      "--api-socket", "fd=4",
       "--kernel", "/var/lib/vmwarden/images/vmlinuz",
       "--initramfs", "/var/lib/vmwarden/images/initrd.img",
       "--cmdline=console=ttyS0 quiet init=/init",
@@ -245,7 +245,7 @@ TEST(CloudHypervisorArgv, Full) {
 TEST(CloudHypervisorArgv, Minimal) {
   Args expected = {
       "/opt/ch/cloud-hypervisor",
-      "--api-socket", "path=/run/vmwarden/tiny/control.sock",
+      "--api-socket", "fd=4",
       "--kernel", "/boot/vmlinuz",
       "--cpus", "boot=1",
       "--memory", "size=256M,shared=on",
@@ -376,8 +376,10 @@ TEST(VmmPaths, NameWhatTheVmmTouchesWithTheRightsItNeeds) {
   EXPECT_TRUE(has_rule(tcg, "/var/lib/vmwarden/images/initrd.img", PathRights::read_only()));
   EXPECT_TRUE(has_rule(tcg, "/srv/disks/base.img", PathRights::read_only()));
   EXPECT_TRUE(has_rule(tcg, "/srv/disks/data.img", PathRights::read_write()));
-  // The runtime directory: its control socket there, and no file.
-  EXPECT_TRUE(has_rule(tcg, "/run/vmwarden/work", PathRights::sockets()));
+  // The runtime directory: read only, its control socket given by the
+  // warden (fd 4); crosvm binds its own there, and nothing else.
+  EXPECT_TRUE(has_rule(tcg, "/run/vmwarden/work", PathRights::read_only()));
+  EXPECT_EQ(tcg.control_fd, std::optional<int>(kControlFd));
   // The shares themselves are virtiofsd's, never the VMM's.
   for (const auto& rule : tcg.paths) {
     EXPECT_NE(rule.path, "/home/user/work");
@@ -391,6 +393,12 @@ TEST(VmmPaths, NameWhatTheVmmTouchesWithTheRightsItNeeds) {
   // ch-remote runs under the VMM's own confinement.
   EXPECT_TRUE(has_rule(ch_plan, "/opt/ch/ch-remote", PathRights::read_execute()));
   EXPECT_TRUE(has_rule(ch_plan, "/dev/kvm", {.read = true, .write = true, .ioctl_dev = true}));
+  EXPECT_TRUE(has_rule(ch_plan, "/run/vmwarden/work", PathRights::read_only()));
+  EXPECT_EQ(ch_plan.control_fd, std::optional<int>(kControlFd));
+  Definition crosvm = full_definition(Vmm::crosvm);
+  VmmPlan crosvm_plan = plan_vmm(crosvm, runtime_paths(crosvm), test_host(true));
+  EXPECT_TRUE(has_rule(crosvm_plan, "/run/vmwarden/work", PathRights::sockets()));
+  EXPECT_FALSE(crosvm_plan.control_fd);
 }
 
 }  // namespace
