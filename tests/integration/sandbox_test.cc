@@ -444,11 +444,14 @@ TEST_F(SandboxTest, TheEnvironmentIsTheCallersUnlessClearedOrChanged) {
   EXPECT_EQ(cleared.exit_code, 0) << cleared.err;
   EXPECT_EQ(cleared.out, "");
   for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
-           {"--setenv", "NOVALUE"}, {"--setenv", "=x"}, {"--unsetenv", "A=B"}, {"--unsetenv", ""}}) {
-    std::vector<std::string> flags = {"--uid", "65534"};
-    flags.insert(flags.end(), bad.begin(), bad.end());
+           {"--setenv", "NOVALUE", "--setenv NOVALUE: want KEY=VALUE"},
+           {"--setenv", "=x", "--setenv =x: want KEY=VALUE"},
+           {"--unsetenv", "A=B", "--unsetenv A=B: give a variable's name (no '=')"},
+           {"--unsetenv", "", "--unsetenv was given an empty value"}}) {
+    std::vector<std::string> flags = {"--uid", "65534", bad[0], bad[1]};
     CommandResult refused = run_command(exec_argv(flags, {"/bin/true"}), run);
     EXPECT_EQ(refused.exit_code, 2) << bad[0] << " " << bad[1];
+    EXPECT_THAT(refused.err, HasSubstr(bad[2]));
   }
 }
 
