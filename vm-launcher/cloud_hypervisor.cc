@@ -31,7 +31,8 @@ struct HttpResponse {
 HttpResponse http_request(const std::filesystem::path& socket, uid_t peer_uid, std::string_view method,
                           std::string_view endpoint, Deadline deadline) {
   // The warden bound the socket and gave it to cloud-hypervisor: it is the
-  // VM's UID's, served (as SO_PEERCRED sees it) by the warden's.
+  // VM's UID's, served (as SO_PEERCRED sees it) by the warden, or by the
+  // VM's UID should cloud-hypervisor call listen() on it again.
   UnixConnection connection = UnixConnection::connect(socket, SOCK_STREAM, peer_uid, ::geteuid());
   connection.write_all(
       fmt::format("{} /api/v1/{} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n", method, endpoint), deadline);
@@ -116,7 +117,8 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
   std::string api = checked_socket("cloud-hypervisor API socket", paths.control_socket);
   argv.push_back(vmm_program.native());
   // Bound by the warden: by path, cloud-hypervisor (53.0 and later) would
-  // also create api.sock.lock beside it, a file in the runtime directory.
+  // also create control.sock.lock beside it, a file in the runtime
+  // directory.
   plan.control_fd = kControlFd;
   add({"--api-socket", fmt::format("fd={}", kControlFd)});
   add({"--kernel", checked_path("kernel", definition.kernel)});
@@ -155,9 +157,9 @@ VmmPlan plan_cloud_hypervisor(const Definition& definition, const RuntimePaths& 
                                        "VM runs)",
                                        socket.native()),
                            {"CAP_DAC_OVERRIDE"},
-                           "the warden bound the socket for the VMM (the VM's uid's, in the runtime directory, 0700); a symlink, "
-       "or a socket the VM's uid does not own, is refused before any connect, and the listener must be the "
-       "warden's"}};
+                           "the warden bound the socket for the VMM (the VM's uid's, in the runtime directory, 0700); a "
+       "symlink, or a socket the VM's uid does not own, is refused before any connect, and it must be listened "
+       "on by the warden or the VM's uid"}};
   plan.wait_ready = [socket](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_running(socket, vmm, deadline);
   };

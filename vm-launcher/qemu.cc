@@ -149,9 +149,9 @@ VmmPlan plan_qemu(const Definition& definition, const RuntimePaths& paths, const
                    "button at a stop (system_powerdown), quit at the shutdown timeout",
                    qmp.native()),
        {"CAP_DAC_OVERRIDE"},
-       "the warden bound the socket for the VMM (the VM's uid's, in the runtime directory, 0700); a symlink, "
-       "or a socket the VM's uid does not own, is refused before any connect, and the listener must be the "
-       "warden's"}};
+       "the warden bound the socket for the VMM (the VM's uid's, in the runtime directory, 0700); a "
+       "symlink, or a socket the VM's uid does not own, is refused before any connect, and it must be listened "
+       "on by the warden or the VM's uid"}};
   plan.wait_ready = [qmp](const supervisor::RunningService& vmm, Deadline deadline) {
     wait_for_qmp(qmp, vmm, deadline);
   };
