@@ -149,6 +149,53 @@ Position malformed_header_position(std::string_view text) {
   return Position{};
 }
 
+// toml++ recurses once per part of a dotted key, in a key/value line or a
+// table header, with no limit like the one it keeps for nested arrays and
+// inline tables: a key of 150,000 parts (300 KB) overflowed the stack.
+// A definition's keys have two parts at most.
+constexpr std::size_t kMaxKeyParts = 64;
+
+// Where the first key of more than kMaxKeyParts parts starts, if any.
+// Lines inside multi-line strings are skipped; a key part quoted with '"'
+// or '\'' may hold dots of its own.
+std::optional<Position> overlong_key_position(std::string_view text) {
+  bool in_basic = false, in_literal = false;  // inside """ or ''' strings
+  std::uint32_t line = 1;
+  auto count = [](std::string_view row, std::string_view delimiter) {
+    std::size_t n = 0;
+    for (std::size_t at = row.find(delimiter); at != std::string_view::npos; at = row.find(delimiter, at + 3)) ++n;
+    return n;
+  };
+  for (std::size_t start = 0; start <= text.size(); ++line) {
+    std::size_t end = std::min(text.find('\n', start), text.size());
+    std::string_view row = text.substr(start, end - start);
+    start = end + 1;
+    if (!in_basic && !in_literal) {
+      std::size_t first = row.find_first_not_of(" \t");
+      if (first != std::string_view::npos && row[first] != '#') {
+        std::size_t parts = 1;
+        char quote = 0;
+        for (std::size_t i = first; i < row.size(); ++i) {
+          char c = row[i];
+          if (quote != 0) {
+            if (c == quote) quote = 0;
+          } else if (c == '"' || c == '\'') {
+            quote = c;
+          } else if (c == '=' || (c == ']' && row[first] == '[')) {
+            break;
+          } else if (c == '.') {
+            ++parts;
+          }
+        }
+        if (parts > kMaxKeyParts) return Position{line, static_cast<std::uint32_t>(first + 1)};
+      }
+    }
+    if (!in_literal && count(row, "\"\"\"") % 2 == 1) in_basic = !in_basic;
+    if (!in_basic && count(row, "\'\'\'") % 2 == 1) in_literal = !in_literal;
+  }
+  return std::nullopt;
+}
+
 enum class FileKind { regular, directory, disk_image, executable };
 
 class Validator {
@@ -167,6 +214,12 @@ class Validator {
       error(Position{}, fmt::format("definition file \"{}\" must be named NAME.toml", printable(base)));
     }
 
+    if (std::optional<Position> at = overlong_key_position(text)) {
+      error(*at, fmt::format("a key of more than {} dotted parts; a definition's keys have one or two (e.g. "
+                             "shutdown_timeout_s, [sandbox] landlock)",
+                             kMaxKeyParts));
+      return finish(std::nullopt);
+    }
     toml::table root;
     try {
       root = toml::parse(text, std::string_view(file_));

@@ -139,6 +139,24 @@ TEST(Definition, UnknownKeyFarFromAnyListsTheKnownOnes) {
 
 // What the file wrote is quoted with its control characters escaped (\xNN),
 // as paths and tags are, so that an error cannot drive the terminal.
+// toml++ recurses once per part of a dotted key: 150,000 parts (300 KB, in
+// a key or a table header) overflowed the stack (SIGSEGV). Refused before
+// parsing, at the key. Dots inside a multi-line string or a quoted key part
+// are not key parts.
+TEST(Definition, AKeyOfThousandsOfDottedPartsIsRefusedNotAStackOverflow) {
+  std::string dotted;
+  for (int i = 0; i < 150000; ++i) dotted += "a.";
+  expect_one_error(parse(std::string(kMinimal) + "  " + dotted + "b = 1\n"), 3, 3, "a key of more than 64 dotted parts");
+  expect_one_error(parse(std::string(kMinimal) + "[" + dotted + "b]\n"), 3, 1, "a key of more than 64 dotted parts");
+  std::string many_dots(200, '.');
+  ParseResult fine = parse(std::string(kMinimal) + "cmdline = \"\"\"\n" + many_dots + " = x\n\"\"\"\n");
+  for (const Diagnostic& error : fine.errors)
+    EXPECT_EQ(error.message.find("dotted parts"), std::string::npos) << "inside a multi-line string: " << error.to_string();
+  ParseResult quoted = parse(std::string(kMinimal) + "\"" + many_dots + "\" = 1\n");
+  ASSERT_EQ(quoted.errors.size(), 1u);
+  EXPECT_EQ(quoted.errors.front().message.find("dotted parts"), std::string::npos) << "an unknown key, not a deep one";
+}
+
 TEST(Definition, ControlCharactersInKeysAndValuesAreEscaped) {
   expect_one_error(parse(std::string(kMinimal) + "\"\\u001b[31m\" = 1\n"), 3, 1,
                    "unknown key \"\\x1b[31m\"; known keys are");
