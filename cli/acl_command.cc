@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/exit_status.h"
+#include "vm-launcher/share_check.h"
 
 namespace vmwarden::cli {
 namespace {
@@ -54,7 +55,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "too), and no other entry is modified. Records the grant under STATE_DIR/grants (after "
       "checking that PATH's filesystem supports POSIX ACLs), with the directory's file handle, so that "
       "revoke and sweep find it after a rename; a directory granted as PATH before that still exists "
-      "stays in the record.");
+      "stays in the record. PATH may not be / nor show vmwarden's own directories, as a VM's share may not.");
   grant->add_option("--uid", grant_options->uid, "An allocated UID in the range, or an alias")->required();
   grant->add_flag("--ro", grant_options->ro, "Read access (r-X)");
   grant->add_flag("--rw", grant_options->rw, "Read-write access (rwX)");
@@ -65,6 +66,15 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   grant->callback([&globals, grant_options] {
     globals.action = [&globals, grant_options] {
       if (grant_options->ro == grant_options->rw) throw UsageError("acl grant needs exactly one of --ro and --rw");
+      // What a VM's share may not be, a grant may not cover either: / (every
+      // file of the root filesystem) and vmwarden's own directories (a UID
+      // granted the registry or the grant records could forge them).
+      // Revoke and sweep still reach them, to clean up.
+      try {
+        (void)vm::checked_share(grant_options->path, globals.locations());
+      } catch (const UsageError& error) {
+        throw UsageError(fmt::format("acl grant: {}", error.what()));
+      }
       acl::UidRegistry registry(globals.locations());
       uid_t uid = registry.resolve(grant_options->uid);
       acl::WalkOptions options{.cross_mounts = grant_options->cross_mounts};

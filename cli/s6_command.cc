@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "s6-services/service_dir.h"
 #include "vm-launcher/definition.h"
+#include "vm-launcher/share_check.h"
 
 namespace vmwarden::cli {
 
@@ -38,7 +39,12 @@ void add_s6_command(CLI::App& app, Globals& globals) {
     globals.action = [&globals, options] {
       Locations locations = globals.locations();
       std::filesystem::path file = vm::resolve_definition(locations, options->target);
-      vm::ParseResult parsed = vm::load_definition(file);
+      // Checked as `check` and `supervise` check it, a share that shows
+      // vmwarden's own directories included.
+      vm::CheckOptions check{.share_refusal = [&locations](const std::filesystem::path& tree) {
+        return vm::share_refusal(tree, locations);
+      }};
+      vm::ParseResult parsed = vm::load_definition(file, check);
       for (const vm::Diagnostic& diagnostic : parsed.errors) fmt::print(stderr, "{}\n", diagnostic.to_string());
       if (!parsed.ok()) throw UsageError(fmt::format("{}: invalid definition, no service written", options->target));
 

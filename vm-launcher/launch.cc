@@ -331,6 +331,14 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   acl::UidRegistry registry(options.locations);
   for (const GrantPlan& grant : plan_launch(definition, registry.range().first, options).grants)
     (void)checked_share(grant.tree, options.locations, options.own_state_subdir);
+  // 2b. What the VM's UID must reach without a grant (the VMM's files, a
+  //     command's share parents), checked as a UID the lease could give: an
+  //     alias's own once allocated, else a stand-in from the range, which no
+  //     host account and no ACL entry names. Refused here, nothing is
+  //     allocated or leased; checked again below as the leased UID.
+  std::optional<uid_t> alias_uid;
+  if (!definition.uid_alias.empty()) alias_uid = registry.find_alias(definition.uid_alias);
+  check_reachable(definition, alias_uid.value_or(registry.range().first));
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());

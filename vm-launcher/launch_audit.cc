@@ -105,7 +105,8 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
     if (!files.empty()) what += (what.empty() ? "" : "; and ") + ("that the VMM's files can be opened: " + files);
     audit.before.push_back({"outer",
                             fmt::format("in a forked child switched to uid {} (setgroups, setresgid, setresuid), "
-                                        "before any grant, check {}",
+                                        "before any grant, check {} (and once before the lease, as the alias's "
+                                        "UID or a UID of the range, so that a refusal allocates nothing)",
                                         uid, what),
                             {"CAP_SETGID", "CAP_SETUID"},
                             files.empty() ? "grants cover the shares, never the directories above them; refuse to "

@@ -1657,6 +1657,27 @@ TEST(AclRevoke, ClearsTheSetIdBitsOfTheUidsFilesWithoutTheNodevView) {
   detail::force_no_nodev_view(false);
 }
 
+// `acl grant` refuses what a VM's share may not be: vmwarden's own
+// directories (a UID granted the registry or the grant records could forge
+// them), and / (refused the same way; not run here, where a broken refusal
+// would walk the host's root filesystem). Nothing is granted or recorded.
+TEST(AclCli, GrantRefusesVmwardensOwnDirectories) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  registry.allocate_alias("cli");
+  for (const std::filesystem::path& own : {env.locations.state_dir, env.locations.state_dir / "uids"}) {
+    SCOPED_TRACE(own.string());
+    auto refused = env.vmwarden({"acl", "grant", "--uid", "cli", "--ro", own.string()});
+    EXPECT_EQ(refused.exit_code, 2) << refused.err;
+    EXPECT_THAT(refused.err, ::testing::HasSubstr("acl grant: "));
+    EXPECT_EQ(count_entries(getfacl(own), *registry.find_alias("cli")), 0u);
+  }
+  EXPECT_TRUE(registry.grant_records(*registry.find_alias("cli")).empty());
+  auto granted = env.vmwarden({"acl", "grant", "--uid", "cli", "--ro", env.tree.string()});
+  EXPECT_EQ(granted.exit_code, 0) << granted.err;
+}
+
 // A FIFO, a socket or a device node the VM makes in a granted tree inherits
 // the UID's entry from the default ACL. A grant gives such files nothing,
 // but a revoke and a sweep remove that entry, through an O_PATH pin: the

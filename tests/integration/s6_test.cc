@@ -342,5 +342,21 @@ TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
   EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "the share was granted";
 }
 
+// A definition that `check` and `supervise` refuse for a share showing
+// vmwarden's own directories gets no service either (it used to: only the
+// syntax and the files were checked).
+TEST_F(S6Test, ADefinitionWhoseShareShowsTheStateDirectoryGetsNoService) {
+  fs::path unwatched = root_ / "unwatched";
+  fs::create_directories(unwatched);
+  write_file(root_ / "config/vms/own.toml",
+             fmt::format("command = [\"/bin/true\"]\n[[share]]\ntag = \"st\"\npath = \"{}\"\naccess = \"rw\"\n",
+                         (root_ / "state").string()));
+  CommandResult refused = vmwarden({"s6", "service", "own", "--scandir", unwatched.string()});
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("own.toml:"));
+  EXPECT_THAT(refused.err, HasSubstr("invalid definition, no service written"));
+  EXPECT_TRUE(fs::is_empty(unwatched)) << "a service was written";
+}
+
 }  // namespace
 }  // namespace vmwarden

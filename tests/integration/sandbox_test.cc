@@ -1685,6 +1685,7 @@ TEST_F(SandboxTest, LandlockOffAndSeccompFlagsChangeWhatTheCommandMayDo) {
 TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   TempDir dir("vmwarden-usage");
   write_file(dir / "data", "not a program", 0644);
+  write_file(dir / "orphan-script", "#!/nonexistent/interpreter -x\necho hi\n", 0755);
   std::filesystem::create_directories(dir / "tree/sub");
   std::filesystem::create_directory_symlink(dir / "tree", dir / "link");
   std::filesystem::create_directory_symlink("/tmp", dir / "to-tmp");
@@ -1700,6 +1701,8 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--uid", "0", "--", "no-such-command-xyz"}, "command not found in PATH"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--", (dir / "data").string()}, "not executable"},
       {{vmwarden_binary(), "exec", "--uid", "0", "--", dir.path().string()}, "is a directory"},
+      {{vmwarden_binary(), "exec", "--uid", "65534", "--", (dir / "orphan-script").string()},
+       "its interpreter /nonexistent/interpreter (its #! line) does not exist"},
       {{vmwarden_binary(), "exec", "--gid", "0", "--", "/bin/true"}, "--gid needs --uid"},
       {{vmwarden_binary(), "exec", "--landlock", "sometimes", "--", "/bin/true"}, "best-effort"},
       {{vmwarden_binary(), "exec", "--seccomp", "trap", "--", "/bin/true"}, "kill"},

@@ -199,6 +199,17 @@ TEST_F(SuperviseTest, AShareTheUidCannotReachIsRefusedBeforeAnyGrant) {
   EXPECT_EQ(result.exit_code, 125);
   EXPECT_THAT(result.err, HasSubstr("cannot reach " + (root_ / "private/inner").string()));
   EXPECT_EQ(testing::named_acl_entries(root_ / "private/inner"), "") << "nothing granted";
+  // Found before the lease: no UID was consumed (single-use) or allocated
+  // for good (an alias's first start).
+  EXPECT_TRUE(fs::is_empty(root_ / "state")) << "the registry changed";
+  write_file(root_ / "config/vms/hidden-alias.toml",
+             fmt::format("command = [\"/bin/true\"]\n[uid]\nalias = \"hid\"\n[[share]]\ntag = \"in\"\npath = "
+                         "\"{}\"\naccess = \"rw\"\n",
+                         (root_ / "private/inner").string()));
+  CommandResult alias = supervise("hidden-alias");
+  EXPECT_EQ(alias.exit_code, 125);
+  EXPECT_THAT(alias.err, HasSubstr("cannot reach " + (root_ / "private/inner").string()));
+  EXPECT_TRUE(fs::is_empty(root_ / "state")) << "the alias was allocated";
 }
 
 TEST_F(SuperviseTest, AParentThatIsNotS6IsRefusedBeforeAnyChange) {
