@@ -306,7 +306,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   std::optional<Identity> given = given_identity(options);
 
   std::string name = options.name.empty() ? fmt::format("exec-{}", ::getpid()) : options.name;
-  if (auto problem = vm::vm_name_problem(name)) throw UsageError("--name " + name + ": " + *problem);
+  if (auto problem = vm::vm_name_problem(name)) throw UsageError("--name " + vm::printable(name) + ": " + *problem);
   if (!std::isfinite(options.timeout_s) || options.timeout_s < 0 || options.timeout_s > 86400) {
     throw UsageError(fmt::format("--timeout {}: give a number of seconds from 0 to 86400", options.timeout_s));
   }

@@ -654,7 +654,8 @@ class Validator {
 }  // namespace
 
 std::string Diagnostic::to_string() const {
-  return fmt::format("{}:{}:{}: error: {}", file, line, column, message);
+  // The file's name as given may hold terminal escapes too.
+  return fmt::format("{}:{}:{}: error: {}", printable(file), line, column, message);
 }
 
 ParseResult parse_definition(std::string_view text, const std::string& file_name, const CheckOptions& options) {

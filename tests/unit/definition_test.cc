@@ -157,6 +157,15 @@ TEST(Definition, AKeyOfThousandsOfDottedPartsIsRefusedNotAStackOverflow) {
   EXPECT_EQ(quoted.errors.front().message.find("dotted parts"), std::string::npos) << "an unknown key, not a deep one";
 }
 
+// The file's own name too: it is printed at the start of every diagnostic.
+TEST(Definition, ControlCharactersInTheFileNameAreEscaped) {
+  ParseResult result = parse(kMinimal, "x\x1b[31m.toml");
+  ASSERT_FALSE(result.errors.empty());
+  std::string text = result.errors.front().to_string();
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_NE(text.find("x\\x1b[31m.toml:"), std::string::npos) << text;
+}
+
 TEST(Definition, ControlCharactersInKeysAndValuesAreEscaped) {
   expect_one_error(parse(std::string(kMinimal) + "\"\\u001b[31m\" = 1\n"), 3, 1,
                    "unknown key \"\\x1b[31m\"; known keys are");
