@@ -23,6 +23,7 @@
 #include "acl-manager/walk.h"
 #include "acl-manager/xattr_at.h"
 #include "common/error.h"
+#include "common/printable.h"
 #include "common/log.h"
 
 namespace vmwarden::acl {
@@ -742,7 +743,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
 
 std::string show(const std::filesystem::path& path, const UidRegistry* registry) {
   if (!path.is_absolute()) {
-    throw UsageError(fmt::format("\"{}\" is a relative path; give an absolute path", path.string()));
+    throw UsageError(fmt::format("\"{}\" is a relative path; give an absolute path", printable(path.native())));
   }
   // Pinned O_PATH without following any symlink, anywhere on the path, then
   // read through /proc/self/fd/N: what is checked is what is read.
@@ -751,17 +752,17 @@ std::string show(const std::filesystem::path& path, const UidRegistry* registry)
   how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   long opened = syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
   if (opened < 0) {
-    if (errno == ENOENT) throw UsageError(fmt::format("{}: no such file or directory", path.string()));
+    if (errno == ENOENT) throw UsageError(fmt::format("{}: no such file or directory", printable(path.native())));
     if (errno == ELOOP) {
       throw UsageError(fmt::format("{}: the path goes through a symlink (ACLs are never read through one)",
-                                   path.string()));
+                                   printable(path.native())));
     }
-    throw_errno("open", path.string());
+    throw_errno("open", printable(path.native()));
   }
   UniqueFd pinned(static_cast<int>(opened));
   struct stat st;
-  check(::fstat(pinned.get(), &st), "fstat", path.string());
-  if (S_ISLNK(st.st_mode)) throw UsageError(fmt::format("{}: a symlink (ACLs are never read through one)", path.string()));
+  check(::fstat(pinned.get(), &st), "fstat", printable(path.native()));
+  if (S_ISLNK(st.st_mode)) throw UsageError(fmt::format("{}: a symlink (ACLs are never read through one)", printable(path.native())));
   std::string proc_path = fmt::format("/proc/self/fd/{}", pinned.get());
 
   std::map<uid_t, std::string> names;

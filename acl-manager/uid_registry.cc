@@ -22,6 +22,7 @@
 #include "acl-manager/store.h"
 #include "common/accounts.h"
 #include "common/error.h"
+#include "common/printable.h"
 #include "common/log.h"
 #include "common/suggest.h"
 #include "common/uid_alias.h"
@@ -591,7 +592,7 @@ static void require_alias(std::string_view alias) {
   if (!valid_uid_alias(alias)) {
     throw UsageError(fmt::format("invalid alias \"{}\": use 1-64 characters from a-z, 0-9, '_', '.', '-', "
                                  "starting with a lowercase letter (a name starting with a digit is read as a UID)",
-                                 alias));
+                                 printable(alias)));
   }
 }
 
@@ -706,7 +707,7 @@ std::optional<UidInfo> UidRegistry::find(uid_t uid) const {
 uid_t UidRegistry::resolve(std::string_view text) const {
   if (!text.empty() && text.front() >= '0' && text.front() <= '9') {
     auto uid = parse_number<uid_t>(text);
-    if (!uid) throw UsageError(fmt::format("invalid UID \"{}\": expected a number or an alias", text));
+    if (!uid) throw UsageError(fmt::format("invalid UID \"{}\": expected a number or an alias", printable(text)));
     // One allocated before the range last changed stays nameable (to be
     // released; grants check the range themselves).
     if (!range_.contains(*uid) && !is_allocated(*uid)) {
@@ -718,7 +719,7 @@ uid_t UidRegistry::resolve(std::string_view text) const {
   if (!valid_uid_alias(text)) {
     throw UsageError(fmt::format("invalid UID \"{}\": give a UID number in the managed range {} or an alias "
                                  "(a-z first, then a-z, 0-9, '_', '.', '-')",
-                                 text, range_.to_string()));
+                                 printable(text), range_.to_string()));
   }
   if (auto uid = find_alias(text)) return *uid;
   std::vector<std::string> aliases;

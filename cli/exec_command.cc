@@ -2,7 +2,6 @@
 // a VM. Everything the user can get wrong (flags, the command, paths, ids)
 // is checked here, before anything is created.
 
-#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -168,22 +167,7 @@ void check_executable(const fs::path& path, const std::string& as_given) {
   if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) < 0) {
     throw UsageError(fmt::format("{}: not executable (mode {:04o})", as_given, st.st_mode & 07777));
   }
-  // A script whose interpreter is missing fails its execve with ENOENT,
-  // which inside the sandbox reads as if the script itself were missing.
-  UniqueFd file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  char head[256];
-  ssize_t length = file ? ::read(file.get(), head, sizeof head - 1) : -1;
-  if (length > 2 && head[0] == '#' && head[1] == '!') {
-    std::string_view line(head + 2, static_cast<std::size_t>(length) - 2);
-    line = line.substr(0, line.find('\n'));
-    std::size_t begin = line.find_first_not_of(" \t");
-    if (begin != std::string_view::npos) {
-      std::string interpreter(line.substr(begin, line.find_first_of(" \t", begin) - begin));
-      if (::access(interpreter.c_str(), X_OK) < 0)
-        throw UsageError(fmt::format("{}: its interpreter {} (its #! line) {}", as_given, vm::printable(interpreter),
-                                     errno == ENOENT ? "does not exist" : "cannot be executed"));
-    }
-  }
+  if (auto problem = script_interpreter_problem(path)) throw UsageError(as_given + ": " + *problem);
 }
 
 // Like execvp's lookup, but done up front so that a typo is a usage error
@@ -306,7 +290,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   std::optional<Identity> given = given_identity(options);
 
   std::string name = options.name.empty() ? fmt::format("exec-{}", ::getpid()) : options.name;
-  if (auto problem = vm::vm_name_problem(name)) throw UsageError("--name " + vm::printable(name) + ": " + *problem);
+  if (auto problem = vm::vm_name_problem(name)) throw UsageError("--name " + printable(name) + ": " + *problem);
   if (!std::isfinite(options.timeout_s) || options.timeout_s < 0 || options.timeout_s > 86400) {
     throw UsageError(fmt::format("--timeout {}: give a number of seconds from 0 to 86400", options.timeout_s));
   }

@@ -17,6 +17,7 @@
 #include <fmt/core.h>
 
 #include "common/error.h"
+#include "common/printable.h"
 
 namespace vmwarden {
 namespace {
@@ -224,6 +225,21 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
   else
     result.signal = info.si_status;
   return result;
+}
+
+std::optional<std::string> script_interpreter_problem(const std::filesystem::path& program) {
+  UniqueFd file(::open(program.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  char head[256];
+  ssize_t length = file ? ::read(file.get(), head, sizeof head) : -1;
+  if (length <= 2 || head[0] != '#' || head[1] != '!') return std::nullopt;
+  std::string_view line(head + 2, static_cast<std::size_t>(length) - 2);
+  line = line.substr(0, line.find('\n'));
+  std::size_t begin = line.find_first_not_of(" \t");
+  if (begin == std::string_view::npos) return std::nullopt;
+  std::string interpreter(line.substr(begin, line.find_first_of(" \t", begin) - begin));
+  if (::access(interpreter.c_str(), X_OK) == 0) return std::nullopt;
+  return fmt::format("its interpreter {} (its #! line) {}", printable(interpreter),
+                     errno == ENOENT ? "does not exist" : "cannot be executed");
 }
 
 ProgramResult run_program_unprivileged(const std::vector<std::string>& argv, const std::vector<std::string>& env,

@@ -6,7 +6,9 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +70,12 @@ struct ProgramResult {
 // by other means while this runs.
 ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                           Deadline deadline, const std::function<void()>& in_child = {});
+
+// For an executable file that is a script: why its #! interpreter cannot
+// run ("its interpreter /x (its #! line) does not exist"), if it cannot.
+// Its execve would fail with ENOENT, which reads as if the script itself
+// were missing. Nothing for a binary, or a file that cannot be read.
+std::optional<std::string> script_interpreter_problem(const std::filesystem::path& program);
 
 // The identity of a program that needs no privilege: nobody and nogroup.
 inline constexpr uid_t kNobodyUid = 65534;

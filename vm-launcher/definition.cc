@@ -17,6 +17,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/process.h"
 #include "common/locations.h"
 #include "common/suggest.h"
 #include "common/unique_fd.h"
@@ -380,6 +381,7 @@ class Validator {
         if (!S_ISREG(st.st_mode) || ::access(path.c_str(), X_OK) != 0) {
           return fmt::format("{} is not an executable file", shown);
         }
+        if (auto problem = script_interpreter_problem(path)) return fmt::format("{}: {}", shown, *problem);
         break;
     }
     return std::nullopt;

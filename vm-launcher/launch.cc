@@ -334,11 +334,13 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   // 2b. What the VM's UID must reach without a grant (the VMM's files, a
   //     command's share parents), checked as a UID the lease could give: an
   //     alias's own once allocated, else a stand-in from the range, which no
-  //     host account and no ACL entry names. Refused here, nothing is
-  //     allocated or leased; checked again below as the leased UID.
+  //     host account uses. Refused here, nothing is allocated or leased.
+  //     The leased UID can differ from a stand-in by ACL entries naming one
+  //     of them, so a different one is checked again below.
   std::optional<uid_t> alias_uid;
   if (!definition.uid_alias.empty()) alias_uid = registry.find_alias(definition.uid_alias);
-  check_reachable(definition, alias_uid.value_or(registry.range().first));
+  const uid_t checked_uid = alias_uid.value_or(registry.range().first);
+  check_reachable(definition, checked_uid);
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());
@@ -346,7 +348,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   // 3. The whole plan, checked against the kernel, before any ACL changes.
   LaunchPlan plan = plan_launch(definition, lease.uid(), options);
   for (const std::string& warning : check_plan(plan)) log::warning("{}", warning);
-  check_reachable(definition, lease.uid());
+  if (lease.uid() != checked_uid) check_reachable(definition, lease.uid());
 
   // 4. ACL grants. A single-use UID's grants are revoked when `grants` goes
   //    out of scope, on every exit path; an alias keeps its grants between

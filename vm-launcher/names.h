@@ -9,13 +9,9 @@
 #include <string>
 #include <string_view>
 
-namespace vmwarden::vm {
+#include "common/printable.h"
 
-// `value` with each control character (a terminal escape, a NUL, a
-// newline, a C1 control such as the 8-bit CSI, a bidirectional override)
-// and each byte that is not part of valid UTF-8 written as \xNN, byte by
-// byte, for quoting what a user (or a guest) wrote in a message.
-std::string printable(std::string_view value);
+namespace vmwarden::vm {
 
 // Each returns std::nullopt when the value is acceptable, otherwise a message
 // that says what is wrong and what would be right.

@@ -615,6 +615,16 @@ TEST_F(DefinitionFiles, CommandMustBeExecutable) {
                    "is not an executable file");
 }
 
+// A script whose #! interpreter is missing would fail its execve with
+// ENOENT, as if the script were missing: refused here, as exec refuses it.
+TEST_F(DefinitionFiles, ACommandScriptsInterpreterMustExist) {
+  write_file(dir / "script", "#!/nonexistent/interpreter\n", 0755);
+  expect_one_error(parse("command = [\"" + (dir / "script").string() + "\"]\n", "vm.toml", full), 1, 12,
+                   "its interpreter /nonexistent/interpreter (its #! line) does not exist");
+  write_file(dir / "fine", "#!/bin/sh\n", 0755);
+  EXPECT_TRUE(parse("command = [\"" + (dir / "fine").string() + "\"]\n", "vm.toml", full).ok());
+}
+
 TEST_F(DefinitionFiles, UnreadableFileIsOneDiagnostic) {
   ParseResult result = load_definition(dir / "missing.toml");
   ASSERT_EQ(result.errors.size(), 1u);

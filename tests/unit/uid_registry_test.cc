@@ -4,6 +4,8 @@
 #include <fmt/core.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <functional>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -61,6 +63,24 @@ TEST(UidRegistry, AliasesAreStableAndDistinct) {
   EXPECT_EQ(registry.resolve("work"), work);
   EXPECT_EQ(registry.resolve(std::to_string(files)), files);
   EXPECT_EQ(testing::read_file(f.locations.state_dir / "uids/allocated" / std::to_string(work)), "alias work\n");
+}
+
+// An alias or UID as typed is echoed escaped: an ESC in it never reaches
+// the terminal raw.
+TEST(UidRegistry, ABadAliasIsEchoedEscaped) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  for (auto attempt : {std::function<void()>([&] { registry.allocate_alias("a\x1b[31m"); }),
+                       std::function<void()>([&] { registry.resolve("a\x1b[31m"); })}) {
+    try {
+      attempt();
+      ADD_FAILURE() << "accepted";
+    } catch (const UsageError& e) {
+      std::string what = e.what();
+      EXPECT_EQ(what.find('\x1b'), std::string::npos) << what;
+      EXPECT_NE(what.find("a\\x1b[31m"), std::string::npos) << what;
+    }
+  }
 }
 
 // UIDs allocated before the range moved stay valid: they can still be named
