@@ -29,6 +29,7 @@
 #include "acl-manager/uid_registry.h"
 #include "cli/cli.h"
 #include "common/accounts.h"
+#include "common/environment.h"
 #include "common/error.h"
 #include "common/process.h"
 #include "common/log.h"
@@ -86,27 +87,15 @@ struct Identity {
 
 // The command's environment: vmwarden's own (none with --clearenv), less
 // each --unsetenv, then each --setenv, in order (a later one wins).
-std::vector<std::string> command_environment(const ExecOptions& options) {
-  auto key_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
-  auto valid_key = [](std::string_view key) { return !key.empty() && key.find('=') == std::string_view::npos; };
+EnvironmentRule command_environment(const ExecOptions& options) {
   for (const std::string& key : options.unset_env)
-    if (!valid_key(key)) throw UsageError(fmt::format("--unsetenv {}: give a variable's name (no '=')", key));
-  for (const std::string& entry : options.set_env)
-    if (entry.find('=') == std::string::npos || !valid_key(key_of(entry)))
-      throw UsageError(fmt::format("--setenv {}: want KEY=VALUE", entry));
-  std::vector<std::string> env;
-  if (!options.clear_env) {
-    for (char** entry = environ; *entry != nullptr; ++entry) {
-      std::string text = *entry;
-      if (std::find(options.unset_env.begin(), options.unset_env.end(), key_of(text)) == options.unset_env.end())
-        env.push_back(std::move(text));
-    }
-  }
+    if (environment_name_problem(key)) throw UsageError(fmt::format("--unsetenv {}: give a variable's name (no '=')", key));
   for (const std::string& entry : options.set_env) {
-    std::erase_if(env, [&](const std::string& existing) { return key_of(existing) == key_of(entry); });
-    env.push_back(entry);
+    std::size_t equals = entry.find('=');
+    if (equals == std::string::npos || environment_name_problem(std::string_view(entry).substr(0, equals)))
+      throw UsageError(fmt::format("--setenv {}: want KEY=VALUE", entry));
   }
-  return env;
+  return EnvironmentRule{.inherit = !options.clear_env, .unset = options.unset_env, .set = options.set_env};
 }
 
 // The one place that decides whom the command runs as: --uid (and --gid),
@@ -330,7 +319,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   service.keep_terminal = ::isatty(0) || ::isatty(1) || ::isatty(2);
   service.argv = options.command;
   service.argv.front() = command.string();
-  service.env = command_environment(options);
+  service.environment = command_environment(options);
   // The current directory, unless the sandbox cannot show it.
   std::error_code error;
   service.cwd = fs::current_path(error);

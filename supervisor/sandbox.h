@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/environment.h"
 #include "supervisor/confinement.h"
 
 namespace vmwarden::supervisor {
@@ -44,7 +45,9 @@ struct OutputCapture {
 struct ServiceSpec {
   std::string name;                  // "virtiofsd-home", "vmm", "command"
   std::vector<std::string> argv;     // argv[0] is an absolute path
-  std::vector<std::string> env;      // the complete environment, KEY=VALUE
+  // Made from vmwarden's own environment when the service starts (the
+  // warden's is the caller's); by default empty. The audit shows it by names.
+  EnvironmentRule environment{.inherit = false};
   std::filesystem::path cwd = "/";
   std::vector<FdMapping> fds;
   // Bound and listening before any service starts, owned by the service's

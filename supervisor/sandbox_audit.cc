@@ -20,6 +20,14 @@ std::string upper(std::string text) {
   return text;
 }
 
+// By names only, as the text says (EnvironmentRule::describe()).
+std::string environment_json(const EnvironmentRule& rule) {
+  std::vector<std::string> set_names;
+  for (const std::string& entry : rule.set) set_names.push_back(entry.substr(0, entry.find('=')));
+  return fmt::format("{{\"inherit\":{},\"unset\":{},\"set\":{}}}", rule.inherit ? "true" : "false",
+                     json_strings(rule.unset), json_strings(set_names));
+}
+
 std::string argv_text(const std::vector<std::string>& argv) {
   std::string out;
   for (const std::string& arg : argv) {
@@ -358,6 +366,7 @@ std::string describe_sandbox_text(const SandboxSpec& spec, const SandboxAudit& a
     out += fmt::format("  role: {}, stage {}\n", service.main ? "main (its exit ends the sandbox)" : "helper",
                        service.stage);
     out += fmt::format("  argv: {}\n", argv_text(service.argv));
+    out += fmt::format("  environment: {}\n", service.environment.describe());
     out += fmt::format("  namespaces: {}\n", join(namespaces, ", "));
     out += confinement.substr(first_line);
   }
@@ -390,9 +399,10 @@ std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& a
     for (std::size_t k = 0; k < kinds.size(); ++k)
       namespaces += fmt::format("{}{}:{}", k ? "," : "", json_quote(kinds[k].first), json_quote(kinds[k].second));
     namespaces += "}";
-    services += fmt::format("{}{{\"name\":{},\"main\":{},\"stage\":{},\"argv\":{},\"namespaces\":{},\"confinement\":{}}}",
+    services += fmt::format("{}{{\"name\":{},\"main\":{},\"stage\":{},\"argv\":{},\"environment\":{},"
+                            "\"namespaces\":{},\"confinement\":{}}}",
                             i ? "," : "", json_quote(service.name), service.main ? "true" : "false", service.stage,
-                            json_strings(service.argv), namespaces,
+                            json_strings(service.argv), environment_json(service.environment), namespaces,
                             describe_confinement_json(service.name, service.confinement, audit.labels));
   }
   services += "]";

@@ -147,7 +147,8 @@ void Service::launch(bool share_memory) {
   plan.error_pipe = write_end.get();
   for (const std::string& arg : spec_.argv) plan.argv.push_back(const_cast<char*>(arg.c_str()));
   plan.argv.push_back(nullptr);
-  for (const std::string& entry : spec_.env) plan.envp.push_back(const_cast<char*>(entry.c_str()));
+  env_ = spec_.environment.build(environ);
+  for (const std::string& entry : env_) plan.envp.push_back(const_cast<char*>(entry.c_str()));
   plan.envp.push_back(nullptr);
   plan.sources.resize(fds_.size());
   int highest_target = 2;

@@ -56,6 +56,7 @@ class Service final : public RunningService {
   const ServiceSpec& spec_;
   ServiceMounts mounts_;
   std::vector<FdMapping> fds_;  // spec.fds, then the warden's
+  std::vector<std::string> env_;  // spec.environment made, at launch
   UniqueFd exec_status_;        // read end of the child's CLOEXEC error pipe
   pid_t pid_ = 0;
   std::optional<int> wait_status_;

@@ -143,7 +143,7 @@ void run_control_program(const supervisor::RunningService& vmm, const std::vecto
   PidFd process(vmm.pid());
   if (process.fd() < 0) throw std::runtime_error(fmt::format("{}: the VMM is gone", argv.at(0)));
   int vmm_fd = process.fd();
-  ProgramResult result = run_program(argv, vmm.spec().env, deadline, [&confinement, vmm_fd] {
+  ProgramResult result = run_program(argv, vmm.spec().environment.build(environ), deadline, [&confinement, vmm_fd] {
     check(::setns(vmm_fd, CLONE_NEWNS), "setns", "(the VMM's mount namespace)");
     supervisor::apply_confinement(confinement);
   });

@@ -156,6 +156,12 @@ Position malformed_header_position(std::string_view text) {
 // A definition's keys have two parts at most.
 constexpr std::size_t kMaxKeyParts = 64;
 
+// [environment] set: more variables than any helper daemon needs would be
+// a mistake; one NAME=VALUE string is bounded by the kernel (MAX_ARG_STRLEN,
+// 32 pages, with its NUL).
+constexpr std::size_t kMaxEnvironmentSet = 256;
+constexpr std::size_t kMaxEnvironmentEntry = 32 * 4096;
+
 // Where the first key of more than kMaxKeyParts parts starts, if any.
 // Lines inside multi-line strings are skipped; a key part quoted with '"'
 // or '\'' may hold dots of its own.
@@ -418,7 +424,7 @@ class Validator {
   void read_root(const toml::table& root, Definition& definition) {
     reject_unknown_keys(root, "",
                         {"vmm", "command", "kernel", "initramfs", "cmdline", "memory_mib", "cpus",
-                         "shutdown_timeout_s", "uid", "disk", "share", "display", "sandbox"});
+                         "shutdown_timeout_s", "uid", "disk", "share", "display", "sandbox", "environment"});
 
     if (auto index = read_choice(root, "", "vmm", {"qemu", "crosvm", "cloud-hypervisor"})) {
       definition.vmm = std::array{Vmm::qemu, Vmm::crosvm, Vmm::cloud_hypervisor}[*index];
@@ -436,6 +442,7 @@ class Validator {
                         "\"cloud-hypervisor\" or command = [\"/absolute/program\", \"arg\", ...]");
     } else if (has_command) {
       read_command(root, definition);
+      if (const toml::table* environment = read_table(root, "environment")) read_environment(*environment, definition);
       for (std::string_view vm_only :
            {"kernel", "initramfs", "cmdline", "memory_mib", "cpus", "disk", "display"}) {
         if (const toml::node* node = root.get(vm_only)) {
@@ -444,6 +451,10 @@ class Validator {
       }
     } else {
       read_vm(root, definition);
+      if (const toml::node* node = root.get("environment")) {
+        error(*node, "environment applies only to a plain command (command = [...]): a VM's daemons get a fixed "
+                     "environment (PATH and LC_ALL)");
+      }
     }
 
     read_integer(root, "", "shutdown_timeout_s", 1, 3600, definition.shutdown_timeout_s);
@@ -626,6 +637,82 @@ class Validator {
         share.access = *index == 0 ? Access::ro : Access::rw;
       }
       if (complete) definition.shares.push_back(std::move(share));
+    }
+  }
+
+  // What vmwarden's own environment becomes for the command (see
+  // EnvironmentRule). Names are checked as execve would need them, and
+  // against the control characters a terminal would act on when the audit
+  // prints them.
+  void read_environment(const toml::table& table, Definition& definition) {
+    reject_unknown_keys(table, "environment", {"inherit", "unset", "set"});
+    EnvironmentRule& rule = definition.environment;
+    if (auto inherit = read_bool(table, "environment", "inherit")) rule.inherit = *inherit;
+    auto name_problem = [](std::string_view name) -> std::optional<std::string> {
+      if (auto problem = environment_name_problem(name)) return problem;
+      if (std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+        return "a variable's name cannot contain a control character";
+      return std::nullopt;
+    };
+    std::map<std::string, Position> unset_at;
+    if (const toml::node* node = typed(table, "environment", "unset", toml::node_type::array,
+                                       "an array of names, e.g. [\"DISPLAY\"]")) {
+      if (!rule.inherit) {
+        error(*node, "environment.unset has no effect with inherit = false (nothing is inherited): drop it");
+      }
+      for (const toml::node& element : *node->as_array()) {
+        if (!element.is_string()) {
+          error(element, fmt::format("each element of environment.unset must be a string, not {}",
+                                     type_name(element.type())));
+          continue;
+        }
+        const std::string& name = element.as_string()->get();
+        Position here = position_of(element.source());
+        if (auto problem = name_problem(name)) {
+          error(here, fmt::format("environment.unset \"{}\": {}", printable(name), *problem));
+        } else if (auto [it, inserted] = unset_at.emplace(name, here); !inserted) {
+          error(here, fmt::format("environment.unset lists {} twice (first at line {})", printable(name), it->second.line));
+        } else if (rule.inherit) {
+          rule.unset.push_back(name);
+        }
+      }
+    }
+    if (const toml::node* node = typed(table, "environment", "set", toml::node_type::table,
+                                       "a table of names and values, e.g. { LANG = \"C.UTF-8\" }")) {
+      const toml::table& set = *node->as_table();
+      if (set.size() > kMaxEnvironmentSet) {
+        error(*node, fmt::format("environment.set has {} variables; at most {}", set.size(), kMaxEnvironmentSet));
+        return;
+      }
+      for (const auto& [key, value] : set) {
+        std::string_view name = key.str();
+        Position here = position_of(key.source());
+        if (auto problem = name_problem(name)) {
+          error(here, fmt::format("environment.set \"{}\": {}", printable(name), *problem));
+          continue;
+        }
+        if (auto it = unset_at.find(std::string(name)); it != unset_at.end()) {
+          error(here, fmt::format("{} is both unset (line {}) and set: drop it from unset, set replaces an "
+                                  "inherited value",
+                                  printable(name), it->second.line));
+          continue;
+        }
+        if (!value.is_string()) {
+          error(value, fmt::format("environment.set.{} must be a string, not {}", printable(name),
+                                   type_name(value.type())));
+          continue;
+        }
+        const std::string& text = value.as_string()->get();
+        if (text.find('\0') != std::string::npos) {
+          error(value, fmt::format("environment.set.{} cannot contain a NUL character", printable(name)));
+        } else if (name.size() + 1 + text.size() >= kMaxEnvironmentEntry) {
+          error(value, fmt::format("environment.set.{} is too long: NAME=VALUE must stay under {} bytes (the "
+                                   "kernel's limit for one string passed to a program)",
+                                   printable(name), kMaxEnvironmentEntry));
+        } else {
+          rule.set.push_back(fmt::format("{}={}", name, text));
+        }
+      }
     }
   }
 

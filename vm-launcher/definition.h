@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/environment.h"
+
 namespace vmwarden::vm {
 
 enum class Vmm { qemu, crosvm, cloud_hypervisor };
@@ -44,6 +46,7 @@ struct Definition {
   // the same sandbox (a per-VM helper daemon).
   std::optional<Vmm> vmm;
   std::vector<std::string> command;
+  EnvironmentRule environment;  // a command's: vmwarden's own unless [environment] says otherwise
 
   std::filesystem::path kernel;
   std::filesystem::path initramfs;  // empty: none

@@ -26,7 +26,6 @@
 #include "vm-launcher/backend_util.h"
 #include "vm-launcher/share_check.h"
 
-extern char** environ;
 
 namespace vmwarden::vm {
 namespace {
@@ -58,7 +57,7 @@ supervisor::ServiceSpec command_service(const Definition& definition, const supe
   service.name = "command";
   service.main = true;
   service.argv = definition.command;
-  for (char** entry = environ; *entry != nullptr; ++entry) service.env.emplace_back(*entry);
+  service.environment = definition.environment;
   service.cwd = "/";
   service.fds = {{0, 0}, {1, 1}, {2, 2}};
   service.confinement = base_confinement(definition, uid);
@@ -145,7 +144,9 @@ std::filesystem::path host_wayland_socket() {
 
 // Services get a fixed, minimal environment: nothing of the caller's leaks
 // into the VM's daemons.
-std::vector<std::string> daemon_environment() { return {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}; }
+EnvironmentRule daemon_environment() {
+  return {.inherit = false, .set = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}};
+}
 
 // A VM: one virtiofsd per share first (stage 0), each in a user namespace of
 // its own so that its file-server capabilities act on the VM's files only,
@@ -182,7 +183,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
       supervisor::ServiceSpec service;
       service.name = "virtiofsd-" + share.tag;
       service.argv = daemon.argv;
-      service.env = daemon_environment();
+      service.environment = daemon_environment();
       service.fds = output;
       service.listen_sockets = {{daemon_share.socket, kListenFd}};
       service.stage = 0;
@@ -204,7 +205,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
   service.main = true;
   service.stage = 1;
   service.argv = vmm.argv;
-  service.env = daemon_environment();
+  service.environment = daemon_environment();
   service.fds = output;
   // The guest's console: the warden keeps it, bounded, in serial.log.
   service.captures = {{vmm.console_fd, paths.serial_log, kSerialLogMaxBytes}};

@@ -20,7 +20,7 @@ namespace vmwarden::testing {
 TestService::TestService(supervisor::ServiceSpec spec, bool confine, std::function<void()> in_child)
     : spec_(std::move(spec)) {
   std::string log = (log_dir_ / "output").string();
-  std::vector<std::string> args = spec_.argv, env = spec_.env;
+  std::vector<std::string> args = spec_.argv, env = spec_.environment.build(environ);
   std::vector<char*> argv, envp;
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -48,15 +49,15 @@ class SuperviseTest : public ::testing::Test {
                            script, extra, (root_ / "rw").string(), (root_ / "ro").string()));
   }
 
-  CommandResult supervise(const std::string& name, std::vector<std::string> flags = {}) {
+  CommandResult supervise(const std::string& name, std::vector<std::string> flags = {},
+                          std::map<std::string, std::string> env = {}) {
     std::vector<std::string> argv = {testing::vmwarden_binary(), "supervise"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     argv.push_back(name);
-    return run_command(argv,
-                       {.extra_env = {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
-                                      {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
-                                      {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}},
-                        .timeout = std::chrono::seconds(60)});
+    env["VMWARDEN_CONFIG_DIR"] = (root_ / "config").string();
+    env["VMWARDEN_STATE_DIR"] = (root_ / "state").string();
+    env["VMWARDEN_RUNTIME_DIR"] = (root_ / "run").string();
+    return run_command(argv, {.extra_env = env, .timeout = std::chrono::seconds(60)});
   }
 
   TempDir scratch_{"vmwarden-supervise"};
@@ -95,6 +96,45 @@ TEST_F(SuperviseTest, ACommandRunsAsASingleUseUidWithItsSharesAndNothingElse) {
                                     (root_ / "config").string(), "uid", "list"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_THAT(list.out, ::testing::Not(HasSubstr(std::to_string(uid)))) << list.out;
+}
+
+// What reaches the command is vmwarden's environment unless the
+// definition's [environment] table says otherwise; /usr/bin/env prints
+// exactly what execve gave it.
+TEST_F(SuperviseTest, TheEnvironmentTableDecidesWhatTheCommandGets) {
+  const std::map<std::string, std::string> secret = {{"SECRET_TOKEN", "hunter2"}};
+  auto define_env = [&](const std::string& name, const std::string& table) {
+    write_file(root_ / "config/vms" / (name + ".toml"), "command = [\"/usr/bin/env\"]\n" + table);
+  };
+  define_env("inherits", "");
+  CommandResult inherited = supervise("inherits", {}, secret);
+  ASSERT_EQ(inherited.exit_code, 0) << inherited.err;
+  EXPECT_THAT(inherited.out, HasSubstr("SECRET_TOKEN=hunter2\n")) << "the control: inherited by default";
+
+  define_env("less", "[environment]\nunset = [\"SECRET_TOKEN\"]\nset = { GREETING = \"hi there\" }\n");
+  CommandResult less = supervise("less", {}, secret);
+  ASSERT_EQ(less.exit_code, 0) << less.err;
+  EXPECT_THAT(less.out, ::testing::Not(HasSubstr("SECRET_TOKEN")));
+  EXPECT_THAT(less.out, HasSubstr("GREETING=hi there\n"));
+  EXPECT_THAT(less.out, HasSubstr("VMWARDEN_STATE_DIR=")) << "the rest is inherited";
+
+  define_env("clean", "[environment]\ninherit = false\nset = { GREETING = \"hi\", PATH = \"/usr/bin:/bin\" }\n");
+  CommandResult clean = supervise("clean", {}, secret);
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  EXPECT_EQ(clean.out, "GREETING=hi\nPATH=/usr/bin:/bin\n");
+
+  // The audit says so, by names only.
+  CommandResult audit = run_command({testing::vmwarden_binary(), "--config-dir", (root_ / "config").string(),
+                                     "--state-dir", (root_ / "state").string(), "--runtime-dir",
+                                     (root_ / "run").string(), "audit", "clean"});
+  ASSERT_EQ(audit.exit_code, 0) << audit.err;
+  EXPECT_THAT(audit.out, HasSubstr("  environment: only GREETING, PATH (values not shown)\n"));
+  EXPECT_THAT(audit.out, ::testing::Not(HasSubstr("/usr/bin:/bin")));
+  audit = run_command({testing::vmwarden_binary(), "--config-dir", (root_ / "config").string(), "--state-dir",
+                       (root_ / "state").string(), "--runtime-dir", (root_ / "run").string(), "audit", "less"});
+  ASSERT_EQ(audit.exit_code, 0) << audit.err;
+  EXPECT_THAT(audit.out, HasSubstr("  environment: vmwarden's own (whatever it was started with; not shown), less "
+                                   "SECRET_TOKEN, then set GREETING (values not shown)\n"));
 }
 
 // s6's down-signal is SIGTERM, and it may come while a share is being

@@ -91,8 +91,8 @@ class VmmDoubleTest : public ::testing::TestWithParam<Vmm> {
       control_ = listen_unix_socket(paths_.control_socket, uid_, uid_);
       spec.fds.push_back({control_.get(), *plan.control_fd});
     }
-    spec.env = {"VMWARDEN_FAKE_RECORD=" + record().string()};
-    for (auto& flag : flags) spec.env.push_back(flag + "=1");
+    spec.environment.set = {"VMWARDEN_FAKE_RECORD=" + record().string()};
+    for (auto& flag : flags) spec.environment.set.push_back(flag + "=1");
     spec.confinement.uid = uid_;
     spec.confinement.gid = uid_;
     spec.confinement.landlock.paths = plan.paths;
@@ -240,7 +240,7 @@ TEST(CloudHypervisorDouble, ReadinessWaitsForTheRunningState) {
   UniqueFd control = listen_unix_socket(paths.control_socket, 0, 0);
   supervisor::ServiceSpec spec;
   spec.argv = plan.argv;
-  spec.env = {"VMWARDEN_FAKE_BOOT_MS=400"};
+  spec.environment.set = {"VMWARDEN_FAKE_BOOT_MS=400"};
   spec.fds = {{console.get(), plan.console_fd}, {control.get(), *plan.control_fd}};
   TestService vmm(spec, /*confine=*/false);
   auto start_time = std::chrono::steady_clock::now();

@@ -120,6 +120,71 @@ TEST(Definition, PlainCommand) {
   EXPECT_EQ(result.definition->command, (std::vector<std::string>{"/usr/bin/dbus-daemon", "--session"}));
 }
 
+// --- [environment] (plain commands) ------------------------------------------
+
+TEST(Definition, ACommandInheritsVmwardensEnvironmentByDefault) {
+  ParseResult result = parse("command = [\"/bin/true\"]\n");
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result.definition->environment.inherit);
+  EXPECT_TRUE(result.definition->environment.unset.empty());
+  EXPECT_TRUE(result.definition->environment.set.empty());
+}
+
+TEST(Definition, EnvironmentTableIsParsed) {
+  ParseResult result = parse(
+      "command = [\"/bin/true\"]\n[environment]\nunset = [\"DISPLAY\", \"SSH_AUTH_SOCK\"]\n"
+      "set = { LANG = \"C.UTF-8\", EMPTY = \"\", \"lower.case-name\" = \"a=b\\nc\" }\n");
+  ASSERT_TRUE(result.ok()) << result.errors.front().to_string();
+  const EnvironmentRule& rule = result.definition->environment;
+  EXPECT_TRUE(rule.inherit);
+  EXPECT_EQ(rule.unset, (std::vector<std::string>{"DISPLAY", "SSH_AUTH_SOCK"}));
+  // A value may hold '=' and a newline; the names come sorted (a TOML table
+  // has no order, and none is needed: each name is set once).
+  EXPECT_EQ(rule.set, (std::vector<std::string>{"EMPTY=", "LANG=C.UTF-8", "lower.case-name=a=b\nc"}));
+
+  result = parse("command = [\"/bin/true\"]\n[environment]\ninherit = false\nset = { PATH = \"/usr/bin\" }\n");
+  ASSERT_TRUE(result.ok()) << result.errors.front().to_string();
+  EXPECT_FALSE(result.definition->environment.inherit);
+  EXPECT_EQ(result.definition->environment.set, (std::vector<std::string>{"PATH=/usr/bin"}));
+}
+
+TEST(Definition, EnvironmentMistakesAreReportedWhereTheyAre) {
+  const std::string command = "command = [\"/bin/true\"]\n[environment]\n";
+  struct Case {
+    std::string table;
+    std::uint32_t line, column;
+    std::string_view message;
+  };
+  const std::vector<Case> cases = {
+      {"inherits = false\n", 3, 1, "did you mean \"inherit\"?"},
+      {"inherit = \"no\"\n", 3, 11, "environment.inherit must be true or false"},
+      {"inherit = false\nunset = [\"HOME\"]\n", 4, 9, "environment.unset has no effect with inherit = false"},
+      {"unset = \"HOME\"\n", 3, 9, "environment.unset must be an array of names"},
+      {"unset = [\"HOME\", 3]\n", 3, 18, "each element of environment.unset must be a string, not an integer"},
+      {"unset = [\"HOME\", \"HOME\"]\n", 3, 18, "environment.unset lists HOME twice (first at line 3)"},
+      {"unset = [\"A=B\"]\n", 3, 10, "a variable's name cannot contain '='"},
+      {"unset = [\"\"]\n", 3, 10, "a variable's name cannot be empty"},
+      {"set = { \"A=B\" = \"x\" }\n", 3, 9, "environment.set \"A=B\": a variable's name cannot contain '='"},
+      {"set = { \"\" = \"x\" }\n", 3, 9, "a variable's name cannot be empty"},
+      {"set = { \"A\\u0000B\" = \"x\" }\n", 3, 9, "environment.set \"A\\x00B\": a variable's name cannot contain a NUL character"},
+      {"set = { \"A\\u001bB\" = \"x\" }\n", 3, 9, "environment.set \"A\\x1bB\": a variable's name cannot contain a control character"},
+      {"set = { A = \"x\\u0000y\" }\n", 3, 13, "environment.set.A cannot contain a NUL character"},
+      {"set = { A = 1 }\n", 3, 13, "environment.set.A must be a string, not an integer"},
+      {"set = [\"A=1\"]\n", 3, 7, "environment.set must be a table of names and values"},
+      {"unset = [\"LANG\"]\nset = { LANG = \"C\" }\n", 4, 9, "LANG is both unset (line 3) and set: drop it from unset"},
+      {"set = { A = \"" + std::string(32 * 4096, 'x') + "\" }\n", 3, 13, "environment.set.A is too long"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.table.substr(0, 60));
+    expect_one_error(parse(command + c.table), c.line, c.column, c.message);
+  }
+  std::string many = command + "[environment.set]\n";
+  for (int i = 0; i <= 256; ++i) many += fmt::format("V{} = \"x\"\n", i);
+  expect_one_error(parse(many), 3, 1, "environment.set has 257 variables; at most 256");
+  expect_one_error(parse(std::string(kMinimal) + "[environment]\ninherit = false\n"), 3, 1,
+                   "environment applies only to a plain command");
+}
+
 // --- unknown keys ----------------------------------------------------------
 
 TEST(Definition, UnknownTopLevelKeySuggestsTheClosest) {

@@ -1,0 +1,58 @@
+#include "common/environment.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/printable.h"
+
+namespace vmwarden {
+namespace {
+
+std::string_view name_of(std::string_view entry) { return entry.substr(0, entry.find('=')); }
+
+std::string names_of(const std::vector<std::string>& entries) {
+  std::vector<std::string> names;
+  for (const std::string& entry : entries) {
+    std::string name = printable(name_of(entry));
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+  }
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+}  // namespace
+
+std::vector<std::string> EnvironmentRule::build(const char* const* base) const {
+  std::vector<std::string> env;
+  if (inherit) {
+    for (const char* const* entry = base; *entry != nullptr; ++entry) {
+      std::string_view text = *entry;
+      if (std::find(unset.begin(), unset.end(), name_of(text)) == unset.end()) env.emplace_back(text);
+    }
+  }
+  for (const std::string& entry : set) {
+    std::erase_if(env, [&](const std::string& existing) { return name_of(existing) == name_of(entry); });
+    env.push_back(entry);
+  }
+  return env;
+}
+
+std::string EnvironmentRule::describe() const {
+  if (!inherit) {
+    if (set.empty()) return "empty";
+    return fmt::format("only {} (values not shown)", names_of(set));
+  }
+  std::string text = "vmwarden's own (whatever it was started with; not shown)";
+  if (!unset.empty()) text += fmt::format(", less {}", names_of(unset));
+  if (!set.empty()) text += fmt::format(", then set {} (values not shown)", names_of(set));
+  return text;
+}
+
+std::optional<std::string> environment_name_problem(std::string_view name) {
+  if (name.empty()) return "a variable's name cannot be empty";
+  if (name.find('=') != std::string_view::npos) return "a variable's name cannot contain '='";
+  if (name.find('\0') != std::string_view::npos) return "a variable's name cannot contain a NUL character";
+  return std::nullopt;
+}
+
+}  // namespace vmwarden
