@@ -183,11 +183,12 @@ UidRange parse_uid_range(std::string_view text) {
     last = parse_number<std::uint64_t>(trim(text.substr(dash + 1)));
   }
   if (!first || !last) {
-    throw UsageError(fmt::format("invalid UID range \"{}\": expected FIRST-LAST in decimal, e.g. {}", text,
-                                 kDefaultUidRange.to_string()));
+    throw UsageError(fmt::format("invalid UID range \"{}\": expected FIRST-LAST in decimal, e.g. {}",
+                                 printable(text), kDefaultUidRange.to_string()));
   }
   if (*first == 0 || *last < *first || *last > 0x7fffffffu) {
-    throw UsageError(fmt::format("invalid UID range \"{}\": need 0 < FIRST <= LAST <= 2147483647", text));
+    throw UsageError(
+        fmt::format("invalid UID range \"{}\": need 0 < FIRST <= LAST <= 2147483647", printable(text)));
   }
   return UidRange{static_cast<uid_t>(*first), static_cast<uid_t>(*last)};
 }
@@ -247,6 +248,12 @@ UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
     range_ = *options_.range;
     range_origin_ = "given by the caller";
   } else {
+    // A directory there reads as EISDIR, which would say nothing of what
+    // belongs there.
+    struct stat st {};
+    if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      throw UsageError(fmt::format("{} is not a regular file: it should hold the UID range as FIRST-LAST, e.g. {}",
+                                   printable(file.string()), kDefaultUidRange.to_string()));
     std::optional<std::string> content = read_small_file(file);
     if (content) {
       std::string text;

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
+#include "common/printable.h"
 #include "common/suggest.h"
 #include "supervisor/sandbox.h"
 
@@ -32,7 +33,7 @@ Locations Globals::locations() const {
         std::tuple{"--state-dir", &state_dir, &locations.state_dir, kDefaultStateDir},
         std::tuple{"--runtime-dir", &runtime_dir, &locations.runtime_dir, kDefaultRuntimeDir}}) {
     if (given->empty()) continue;
-    require_absolute_location(*given, flag, example);
+    check_location(*given, flag, example);
     *location = *given;
   }
   return locations;
@@ -169,6 +170,24 @@ void hold_closed_standard_descriptors() {
   }
 }
 
+// Two of CLI11's messages in the words of the rest of vmwarden's: "Could
+// not convert: --timeout = abc" (every option that converts its value takes
+// a number) and "--state-dir: At Most 1 required but received 2".
+std::string plain_parse_error(const CLI::ParseError& error) {
+  std::string_view text = error.what();
+  if (dynamic_cast<const CLI::ConversionError*>(&error) != nullptr && text.starts_with("Could not convert: ")) {
+    text.remove_prefix(std::string_view("Could not convert: ").size());
+    if (std::size_t equals = text.find(" = "); equals != std::string_view::npos)
+      return fmt::format("{}: \"{}\" is not a number", text.substr(0, equals), printable(text.substr(equals + 3)));
+  }
+  if (std::size_t at_most = text.find(": At Most 1 required but received ");
+      dynamic_cast<const CLI::ArgumentMismatch*>(&error) != nullptr && at_most != std::string_view::npos) {
+    std::string_view received = text.substr(at_most + std::string_view(": At Most 1 required but received ").size());
+    return fmt::format("{} was given {} times; give it once", text.substr(0, at_most), received);
+  }
+  return std::string(text);
+}
+
 int run(int argc, char** argv) {
   hold_closed_standard_descriptors();
   supervisor::remember_parent();
@@ -220,7 +239,7 @@ int run(int argc, char** argv) {
       return exit_status::kUsage;
     }
     std::string chain = parsed_subcommands(app);
-    log::error("{} (see vmwarden {}--help)", e.what(), chain.empty() ? "" : chain + " ");
+    log::error("{} (see vmwarden {}--help)", plain_parse_error(e), chain.empty() ? "" : chain + " ");
     return exit_status::kUsage;
   }
   if (globals.verbose) log::set_min_level(log::Level::debug);

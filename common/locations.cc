@@ -1,11 +1,14 @@
 #include "common/locations.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <string>
 
 #include <fmt/core.h>
 
 #include "common/error.h"
+#include "common/printable.h"
 
 namespace vmwarden {
 namespace {
@@ -18,19 +21,25 @@ std::filesystem::path from_env(const char* variable, std::string_view fallback) 
   if (*value == '\0')
     throw UsageError(fmt::format("{} is set but empty; unset it for the default {}, or give an absolute path",
                                  variable, fallback));
-  require_absolute_location(value, variable, fallback);
+  check_location(value, variable, fallback);
   return value;
 }
 
 }  // namespace
 
-void require_absolute_location(const std::filesystem::path& path, std::string_view source,
+void check_location(const std::filesystem::path& path, std::string_view source,
                                std::string_view example) {
-  if (path.is_absolute()) return;
   // Relative to what: the current directory differs between a shell, an s6
   // service directory and the sandbox, so it is refused rather than guessed.
-  throw UsageError(std::string(source) + " \"" + path.string() + "\" is a relative path; give an absolute one, e.g. " +
-                   std::string(example));
+  if (!path.is_absolute())
+    throw UsageError(fmt::format("{} \"{}\" is a relative path; give an absolute one, e.g. {}", source,
+                                 printable(path.string()), example));
+  // Found here, rather than as ENOTDIR from whichever file is opened first.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+    throw UsageError(fmt::format("{} {} is not a directory; give a directory (a missing one is created when needed), "
+                                 "e.g. {}",
+                                 source, printable(path.string()), example));
 }
 
 Locations Locations::from_environment() {

@@ -22,8 +22,9 @@ struct Locations {
 };
 
 // Throws UsageError naming `source` (the variable or flag it came from) and
-// suggesting `example` unless `path` is absolute.
-void require_absolute_location(const std::filesystem::path& path, std::string_view source,
+// suggesting `example` unless `path` is absolute and, where it exists, a
+// directory (a missing one is created when needed).
+void check_location(const std::filesystem::path& path, std::string_view source,
                                std::string_view example);
 
 inline constexpr std::string_view kDefaultConfigDir = "/etc/vmwarden";

@@ -203,6 +203,51 @@ std::optional<Position> overlong_key_position(std::string_view text) {
   return std::nullopt;
 }
 
+// toml++ says "cannot redefine existing integer 'NAME'" (or table, array)
+// without saying where NAME was first: the line of the last node named
+// NAME before the error's line, found by parsing the text above that line
+// (the error is the first, so that part parses). The last one is the
+// first definition, since the redefinition belongs to the table opened
+// most recently. Nothing when that cannot be told.
+std::optional<std::uint32_t> first_definition_line(std::string_view text, const toml::parse_error& e) {
+  std::string_view description = e.description();
+  if (description.find("cannot redefine existing") == std::string_view::npos) return std::nullopt;
+  std::size_t open = description.find('\'');
+  std::size_t close = open == std::string_view::npos ? open : description.find('\'', open + 1);
+  if (close == std::string_view::npos) return std::nullopt;
+  std::string_view key = description.substr(open + 1, close - open - 1);
+  std::string_view name = key.substr(key.rfind('.') + 1);  // a dotted key's last part
+  while (!name.empty() && (name.front() == ' ' || name.front() == '"')) name.remove_prefix(1);
+  while (!name.empty() && (name.back() == ' ' || name.back() == '"')) name.remove_suffix(1);
+  std::uint32_t error_line = e.source().begin.line;
+  std::size_t prefix_end = 0;
+  for (std::uint32_t line = 1; line < error_line && prefix_end != std::string_view::npos; ++line) {
+    prefix_end = text.find('\n', prefix_end);
+    if (prefix_end != std::string_view::npos) ++prefix_end;
+  }
+  if (prefix_end == std::string_view::npos || name.empty()) return std::nullopt;
+  toml::table prefix;
+  try {
+    prefix = toml::parse(text.substr(0, prefix_end));
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::optional<std::uint32_t> found;
+  std::function<void(const toml::node&)> visit = [&](const toml::node& node) {
+    if (const toml::table* table = node.as_table()) {
+      for (const auto& [child_key, child] : *table) {
+        std::uint32_t line = child_key.source().begin.line;
+        if (child_key.str() == name && line < error_line && (!found || line > *found)) found = line;
+        visit(child);
+      }
+    } else if (const toml::array* array = node.as_array()) {
+      for (const toml::node& element : *array) visit(element);
+    }
+  };
+  visit(prefix);
+  return found;
+}
+
 enum class FileKind { regular, directory, disk_image, executable };
 
 class Validator {
@@ -231,7 +276,10 @@ class Validator {
     try {
       root = toml::parse(text, std::string_view(file_));
     } catch (const toml::parse_error& e) {
-      error(position_of(e.source()), fmt::format("invalid TOML: {}", e.description()));
+      std::string message = fmt::format("invalid TOML: {}", e.description());
+      if (std::optional<std::uint32_t> first = first_definition_line(text, e))
+        message += fmt::format(" (first at line {}): give each key and table once", *first);
+      error(position_of(e.source()), std::move(message));
       return finish(std::nullopt);
     } catch (const TomlPreconditionFailure&) {
       error(malformed_header_position(text),

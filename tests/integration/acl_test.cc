@@ -1950,6 +1950,35 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
   EXPECT_NE(result.err.find("VMWARDEN_STATE_DIR is set but empty"), std::string::npos) << result.err;
   EXPECT_EQ(snapshot(), before);
 
+  // A location that is a file, and a uid-range file that is a directory,
+  // are usage errors that say what belongs there (they were ENOTDIR and
+  // EISDIR from whichever open came first, exit 1).
+  std::filesystem::path plain_file = env.temp / "plain-file";
+  testing::write_file(plain_file, "not a directory\n");
+  for (auto [flag, variable] : {std::pair{"--state-dir", "VMWARDEN_STATE_DIR"},
+                                std::pair{"--runtime-dir", "VMWARDEN_RUNTIME_DIR"},
+                                std::pair{"--config-dir", "VMWARDEN_CONFIG_DIR"}}) {
+    auto by_flag = env.vmwarden({flag, plain_file.string(), "uid", "list"});
+    EXPECT_EQ(by_flag.exit_code, 2) << by_flag.err;
+    EXPECT_THAT(by_flag.err, ::testing::HasSubstr(std::string(flag) + " " + plain_file.string() +
+                                                  " is not a directory; give a directory"));
+    testing::CommandOptions by_variable;
+    by_variable.extra_env = env.env();
+    by_variable.extra_env[variable] = plain_file.string();
+    auto result = testing::run_command({testing::vmwarden_binary(), "uid", "list"}, by_variable);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_THAT(result.err, ::testing::HasSubstr(std::string(variable) + " " + plain_file.string() +
+                                                 " is not a directory"));
+  }
+  std::filesystem::path range_dir = std::filesystem::path(env.env().at("VMWARDEN_CONFIG_DIR")) / "uid-range";
+  std::filesystem::create_directories(range_dir);
+  auto range = env.vmwarden({"uid", "alloc"});
+  std::filesystem::remove(range_dir);
+  EXPECT_EQ(range.exit_code, 2) << range.err;
+  EXPECT_THAT(range.err, ::testing::HasSubstr("uid-range is not a regular file: it should hold the UID range as "
+                                              "FIRST-LAST, e.g. 1879048192-1879113727"));
+  EXPECT_EQ(snapshot(), before);
+
   // Against a state directory that does not exist yet, neither a dry-run
   // sweep nor a refused release creates it.
   testing::CommandOptions fresh;

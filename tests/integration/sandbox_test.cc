@@ -1745,6 +1745,12 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
       {{vmwarden_binary(), "exec", "--nope", "--", "/bin/true"}, "vmwarden: error: The following argument was not expected: --nope"},
       {{vmwarden_binary(), "--runtime-dir", "relrun", "exec", "--", "/bin/true"},
        "--runtime-dir \"relrun\" is a relative path"},
+      {{vmwarden_binary(), "exec", "--timeout", "abc", "--", "/bin/true"},
+       "vmwarden: error: --timeout: \"abc\" is not a number (see vmwarden exec --help)"},
+      {{vmwarden_binary(), "exec", "--timeout", "1", "--timeout", "2", "--", "/bin/true"},
+       "vmwarden: error: --timeout was given 2 times; give it once"},
+      {{vmwarden_binary(), "--state-dir", "/x", "--state-dir", "/y", "uid", "list"},
+       "vmwarden: error: --state-dir was given 2 times; give it once"},
   };
   TempDir cwd("vmwarden-cwd");  // where a relative location would have been created
   for (const Case& c : cases) {

@@ -382,6 +382,20 @@ TEST(Definition, TagOf36CharactersIsAccepted) {
   EXPECT_TRUE(result.ok());
 }
 
+// toml++ refuses a key or table given twice without saying where the first
+// one is; the message adds its line.
+TEST(Definition, AKeyOrTableGivenTwiceNamesTheFirstLine) {
+  expect_one_error(parse(std::string(kMinimal) + "cpus = 2\ncpus = 3\n"), 4, 8,
+                   "cannot redefine existing integer 'cpus' (first at line 3): give each key and table once");
+  expect_one_error(parse(std::string(kMinimal) + "[sandbox]\nseccomp = \"log\"\n[sandbox]\n"), 5, 1,
+                   "cannot redefine existing table 'sandbox' (first at line 3)");
+  // In the second [[share]], not the first one's tag.
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"a\"\n[[share]]\ntag = \"b\"\ntag = \"c\"\n"),
+                   7, 7, "cannot redefine existing string 'tag' (first at line 6)");
+  expect_one_error(parse(std::string(kMinimal) + "sandbox.seccomp = \"log\"\n[sandbox]\n"), 4, 1,
+                   "cannot redefine existing table 'sandbox' (first at line 3)");
+}
+
 TEST(Definition, DuplicateTagIsReportedAtTheSecond) {
   expect_one_error(parse(std::string(kMinimal) +
                          "[[share]]\ntag = \"home\"\npath = \"/a\"\n[[share]]\ntag = \"home\"\npath = \"/b\"\n"),
