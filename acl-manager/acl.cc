@@ -813,7 +813,9 @@ ScopedGrants::ScopedGrants(ScopedGrants&& other) noexcept
   other.trees_.clear();
 }
 
-ScopedGrants::~ScopedGrants() {
+ScopedGrants::~ScopedGrants() { revoke_all_or_warn(); }
+
+void ScopedGrants::revoke_all_or_warn() noexcept {
   try {
     revoke_all();
   } catch (const std::exception& e) {
@@ -825,7 +827,24 @@ Granted ScopedGrants::grant(const std::filesystem::path& tree, Access access, co
   // Remembered first: a grant that fails halfway is still revoked (by its
   // path, then; once granted, through the directory the grant opened).
   trees_.push_back({tree, options, {}});
-  Granted granted = grant_tree(*registry_, uid_, tree, access, options);
+  Granted granted;
+  try {
+    granted = grant_tree(*registry_, uid_, tree, access, options);
+  } catch (...) {
+    // Refused before its record was written (a symlink in the path, a UID
+    // not allocated, ...), nothing was changed: a revoke by path would only
+    // fail the same way and warn of grants that were never made.
+    // Kept when that cannot be told.
+    bool recorded = true;
+    try {
+      std::filesystem::path normal = normal_tree(tree);
+      std::vector<GrantRecord> records = registry_->grant_records(uid_);
+      recorded = std::any_of(records.begin(), records.end(), [&](const GrantRecord& r) { return r.tree == normal; });
+    } catch (const std::exception&) {
+    }
+    if (!recorded) trees_.pop_back();
+    throw;
+  }
   // Its own copy, rewound at revoke (the walk listed it to its end).
   trees_.back().root = UniqueFd(::fcntl(granted.root.get(), F_DUPFD_CLOEXEC, 3));
   if (!trees_.back().root) throw_errno("dup", tree.string());

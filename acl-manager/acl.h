@@ -143,8 +143,11 @@ class ScopedGrants {
   ~ScopedGrants();
 
   Granted grant(const std::filesystem::path& tree, Access access, const WalkOptions& options = {});
-  // Revokes everything granted so far; throws on failure (the destructor logs instead).
+  // Revokes everything granted so far; throws on failure.
   void revoke_all();
+  // The same, logging a failure as a warning (sweep finishes the job); the
+  // destructor does this.
+  void revoke_all_or_warn() noexcept;
   // Keeps the grants (e.g. for an alias) and forgets them.
   void dismiss() noexcept { trees_.clear(); }
 

@@ -417,8 +417,10 @@ int run(ExecPlan& plan, const Locations& locations) {
     log::debug("granted {} on {} to UID {}: {}", acl::to_string(plan.launch.grants[i].access),
                plan.launch.grants[i].tree.string(), lease.uid(), reports[i].summary());
   }
+  plan.launch.sandbox.after_services = [&grants] { grants.revoke_all_or_warn(); };
   return supervisor::run_sandbox(plan.launch.sandbox);
-  // `grants` revokes, then `lease` releases the UID, as they go out of scope.
+  // `grants` has revoked before the runtime dir went; `lease` releases the
+  // UID as it goes out of scope.
 }
 
 }  // namespace

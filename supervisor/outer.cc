@@ -238,6 +238,7 @@ int run_sandbox(const SandboxSpec& spec) {
     }
   }
 
+  if (spec.after_services) spec.after_services();
   runtime_dir.remove();
   if (info.si_code == CLD_EXITED) return info.si_status;
   log::error("the warden was killed by SIG{}; every process of the sandbox died with it", signal_name(info.si_status));

@@ -42,7 +42,10 @@ std::vector<PathRule> command_rules(const std::filesystem::path& program, const 
   std::vector<PathRule> rules = system_read_execute_rules();
   for (PathRule& rule : device_rules()) rules.push_back(std::move(rule));
   rules.push_back({program, PathRights::read_execute()});
-  rules.push_back({runtime_dir, PathRights::read_write()});
+  // Sockets only (a session bus's, a portal's): a file or directory there
+  // would be /run's space, which nothing bounds, and each entry a step of
+  // the removal at exit.
+  rules.push_back({runtime_dir, PathRights::sockets()});
   // Private to the sandbox: its own tmpfs.
   rules.push_back({"/tmp", PathRights::read_write()});
   rules.push_back({"/dev/shm", PathRights::read_write()});

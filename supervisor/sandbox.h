@@ -167,6 +167,13 @@ struct SandboxSpec {
   // Under s6: prove that the parent is the s6-supervise holding
   // `supervise/lock` in the current directory before doing anything.
   bool require_s6_parent = false;
+
+  // Runs in the outer once the warden, and with it every service, has
+  // exited, before the runtime dir is removed: the revoke of a single-use
+  // UID's grants. What the services left in the runtime dir is theirs to
+  // make slow to remove, and a supervisor's kill timeout must not come
+  // before the revoke. It must not throw.
+  std::function<void()> after_services;
 };
 
 // Where a BindMount without a target is mounted: RUNTIME_DIR/mnt/NAME. The

@@ -305,7 +305,8 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
   return steps;
 }
 
-std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec) {
+std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec,
+                                               const std::vector<PrivilegedStep>& after_services) {
   bool other_uid = false;
   for (const ServiceSpec& service : spec.services) other_uid = other_uid || service.confinement.uid != 0;
   std::vector<PrivilegedStep> steps;
@@ -325,6 +326,7 @@ std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec) {
                                spec.shutdown_timeout.count()),
                    other_uid ? std::vector<std::string>{"CAP_KILL"} : std::vector<std::string>{},
                    "the services run as another uid; their Landlock scopes restrict only signals out of them"});
+  steps.insert(steps.end(), after_services.begin(), after_services.end());
   steps.push_back({"outer",
                    fmt::format("remove {} and everything in it, never following a symlink", spec.runtime_dir.string()),
                    {"CAP_DAC_OVERRIDE"},
@@ -351,7 +353,7 @@ std::string describe_sandbox_text(const SandboxSpec& spec, const SandboxAudit& a
   out += steps_text(audit.before, number);
   out += steps_text(sandbox_start_steps(spec, audit.labels), number);
   out += "when the sandbox ends:\n";
-  out += steps_text(sandbox_exit_steps(spec), number);
+  out += steps_text(sandbox_exit_steps(spec, audit.after_services), number);
   out += steps_text(audit.after, number);
 
   for (const ServiceSpec& service : spec.services) {
@@ -381,7 +383,7 @@ std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& a
   int number = 0;
   std::string before = steps_json(audit.before, number);
   std::string start = steps_json(sandbox_start_steps(spec, audit.labels), number);
-  std::string exit = steps_json(sandbox_exit_steps(spec), number);
+  std::string exit = steps_json(sandbox_exit_steps(spec, audit.after_services), number);
   std::string after = steps_json(audit.after, number);
   // The four lists are one numbered sequence; join them into one array.
   auto inner = [](const std::string& list) { return list.substr(1, list.size() - 2); };

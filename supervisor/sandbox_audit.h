@@ -27,6 +27,7 @@ struct SandboxAudit {
   std::string title;                                       // "definition work", "vmwarden exec"
   std::vector<std::pair<std::string, std::string>> facts;  // "uid" -> "...", shown first
   std::vector<PrivilegedStep> before;                      // before run_sandbox()
+  std::vector<PrivilegedStep> after_services;              // SandboxSpec::after_services
   std::vector<PrivilegedStep> after;                       // once it returned
   std::vector<std::string> warnings;                       // the caller's own, e.g. why it would refuse to start
   AuditLabels labels;
@@ -34,7 +35,10 @@ struct SandboxAudit {
 
 // run_sandbox()'s privileged steps while starting, and while ending.
 std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const AuditLabels& labels);
-std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec);
+// `after_services` (what SandboxSpec::after_services does) comes once the
+// services have exited, before the runtime dir is removed.
+std::vector<PrivilegedStep> sandbox_exit_steps(const SandboxSpec& spec,
+                                               const std::vector<PrivilegedStep>& after_services);
 
 // The namespaces `service` of `spec` runs in: kind -> whose ("sandbox",
 // "service", "host"), as {"pid", "sandbox"}.

@@ -362,6 +362,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
               lease.uid(), reports[i].summary());
   }
   if (!lease.single_use()) grants.dismiss();
+  plan.sandbox.after_services = [&grants] { grants.revoke_all_or_warn(); };
 
   // 5. The sandbox: the outer process, the warden and the services.
   return supervisor::run_sandbox(plan.sandbox);

@@ -147,15 +147,16 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
   bool revokes = options.uid_source == UidSource::single_use && !plan.grants.empty();
   for (auto it = plan.grants.rbegin(); revokes && it != plan.grants.rend(); ++it) {
     const GrantPlan& grant = *it;
-    audit.after.push_back({"outer",
+    audit.after_services.push_back({"outer",
                            fmt::format("revoke uid {}'s entries under {}, drop the default ACLs the grant "
                                        "created (and their trusted.vmwarden.granted-default marks), clear the "
                                        "set-ID bits of its files there, and remove the grant record",
                                        uid, grant.tree.string()),
                            {"CAP_FOWNER", "CAP_FSETID", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
-                           "a single-use UID keeps nothing, and no file it made runs as it later; if this process "
-                           "is killed first, `vmwarden acl sweep` revokes them; CAP_FSETID so that clearing one "
-                           "set-ID bit keeps another owner's; CAP_SYS_ADMIN as for the grant"});
+                           "a single-use UID keeps nothing, and no file it made runs as it later; done before the "
+                           "runtime directory is removed, which what the services left there can make slow; if "
+                           "this process is killed first, `vmwarden acl sweep` revokes them; CAP_FSETID so that "
+                           "clearing one set-ID bit keeps another owner's; CAP_SYS_ADMIN as for the grant"});
   }
   if (options.uid_source == UidSource::single_use) {
     audit.after.push_back({"outer", fmt::format("release the lease on {} and return the UID to the pool", lease_file),

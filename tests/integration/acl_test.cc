@@ -2690,6 +2690,30 @@ TEST(AclScopedGrants, RevokesATreeRenamedAwayAndNotWhatTookItsName) {
   EXPECT_TRUE(registry.grant_records().empty());
 }
 
+// A grant refused before anything changed (here: its path goes through a
+// symlink, as when an outside writer swaps the share between the check and
+// the grant) is not revoked at scope exit: that revoke would only fail the
+// same way and warn of grants that were never made. One that got as far as
+// its record is still revoked.
+TEST(AclScopedGrants, AGrantRefusedBeforeAnyChangeIsNotRevokedLater) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  std::filesystem::path link = env.temp / "link";
+  std::filesystem::create_directory_symlink(env.tree, link);
+  UidRegistry registry(env.locations);
+  UidLease lease = registry.lease_single_use();
+  ScopedGrants grants(registry, lease.uid());
+  EXPECT_THROW(grants.grant(link, Access::rw), std::exception);
+  EXPECT_TRUE(registry.grant_records(lease.uid()).empty());
+  EXPECT_NO_THROW(grants.revoke_all()) << "a revoke of the refused path was tried";
+
+  grants.grant(env.tree, Access::ro);
+  EXPECT_GT(count_entries(getfacl(env.tree), lease.uid()), 0u);
+  grants.revoke_all();
+  EXPECT_EQ(count_entries(getfacl(env.tree), lease.uid()), 0u);
+  EXPECT_TRUE(registry.grant_records(lease.uid()).empty());
+}
+
 // A tree whose revoke fails does not keep the others granted: every tree is
 // revoked, and the failure is reported once at the end.
 TEST(AclScopedGrants, OneFailedRevokeDoesNotStopTheOthers) {

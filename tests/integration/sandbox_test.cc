@@ -1413,12 +1413,13 @@ TEST_F(SingleUseUidTest, ReleasedWhenStderrIsAPipeWithoutReader) {
   EXPECT_EQ(named_acl_entries(tree.path()), "") << "the grant was revoked";
 }
 
-// The runtime dir belongs to the command's uid, which may nest directories
-// in it as deep as it likes: removing them must neither crash the outer (a
-// stack frame per level) nor run out of descriptors (one per level), before
-// the UID is released, nor leave the directory for the next start to trip
-// over. 3,000 levels: deeper than the stack held with a frame of 4 KiB per
-// level, and than a limit of 1,024 descriptors.
+// The runtime dir belongs to the command's uid, which without Landlock (its
+// rule there allows sockets only) may nest directories in it as deep as it
+// likes: removing them must neither crash the outer (a stack frame per
+// level) nor run out of descriptors (one per level), before the UID is
+// released, nor leave the directory for the next start to trip over. 3,000
+// levels: deeper than the stack held with a frame of 4 KiB per level, and
+// than a limit of 1,024 descriptors.
 TEST_F(SingleUseUidTest, ReleasedAfterTheCommandNestedDirectoriesDeepInTheRuntimeDir) {
   // The command's uid must be able to get to its runtime dir by path.
   ASSERT_EQ(::chmod(runtime_root_.path().c_str(), 0711), 0);
@@ -1427,13 +1428,75 @@ TEST_F(SingleUseUidTest, ReleasedAfterTheCommandNestedDirectoriesDeepInTheRuntim
   std::string script = fmt::format(
       "chdir '{}' or die; for (1..3000) {{ mkdir 'd' or die \"mkdir: $!\"; chdir 'd' or die \"chdir: $!\" }}",
       runtime_dir().string());
-  CommandResult result = exec({}, {"/usr/bin/perl", "-e", script});
+  CommandResult result = exec({"--landlock", "off"}, {"/usr/bin/perl", "-e", script});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_FALSE(std::filesystem::exists(runtime_dir())) << result.err;
   EXPECT_TRUE(directory_names(allocated_dir()).empty()) << "the UID was released";
   EXPECT_TRUE(directory_names(leases_dir()).empty());
   CommandResult again = exec({}, {"/bin/true"});
   EXPECT_EQ(again.exit_code, 0) << again.err;
+}
+
+// The command's runtime dir takes its sockets and nothing else: a file or
+// a directory there would be /run's space, which nothing bounds, and each
+// entry a step of the removal that comes before the revoke at exit.
+TEST_F(SingleUseUidTest, TheRuntimeDirTakesSocketsButNoFileOrDirectory) {
+  ASSERT_EQ(::chmod(runtime_root_.path().c_str(), 0711), 0);
+  std::string script = fmt::format(
+      "import os, socket\n"
+      "d = '{}'\n"
+      "s = socket.socket(socket.AF_UNIX); s.bind(d + '/bus'); s.listen(1); print('socket bound')\n"
+      "for what, act in (('file', lambda: open(d + '/big', 'w')), ('directory', lambda: os.mkdir(d + '/d')),\n"
+      "                  ('fifo', lambda: os.mkfifo(d + '/f')), ('symlink', lambda: os.symlink('/', d + '/l'))):\n"
+      "    try:\n"
+      "        act(); print(what, 'created')\n"
+      "    except OSError as e:\n"
+      "        print(what, os.strerror(e.errno))\n",
+      runtime_dir().string());
+  CommandResult result = exec({}, {"/usr/bin/python3", "-c", script});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out,
+            "socket bound\nfile Permission denied\ndirectory Permission denied\nfifo Permission denied\n"
+            "symlink Permission denied\n");
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+}
+
+// The revoke comes before the runtime dir's removal, which what the command
+// left there can make slow (here, without Landlock, 20,000 directories): a
+// supervisor that kills vmwarden meanwhile (s6's timeout-kill) finds the
+// grants already revoked. Watched from outside: once the command has said
+// it is done, any moment the runtime dir holds fewer entries than it made
+// (its removal has begun) must find the tree without the UID's entries.
+TEST_F(SingleUseUidTest, TheGrantsAreRevokedBeforeTheRuntimeDirIsRemoved) {
+  ASSERT_EQ(::chmod(runtime_root_.path().c_str(), 0711), 0);
+  TempDir tree("vmwarden-rw");
+  constexpr int kEntries = 20'000;
+  std::string script = fmt::format(
+      "import os\nfor i in range({}): os.mkdir('{}/d%d' % i)\nopen('{}/done', 'w').close()\n", kEntries,
+      runtime_dir().string(), tree.path().string());
+  Launched sandbox(exec_argv({"--landlock", "off", "--rw", tree.path().string()}, {"/usr/bin/python3", "-c", script}),
+                   options());
+  auto entries = [&]() -> int {
+    std::error_code error;
+    int count = 0;
+    for (std::filesystem::directory_iterator it(runtime_dir(), error), end; !error && it != end; it.increment(error))
+      ++count;
+    return count;
+  };
+  bool checked = false;
+  for (auto deadline = steady_clock::now() + milliseconds(60'000); steady_clock::now() < deadline && !checked;
+       std::this_thread::sleep_for(milliseconds(2))) {
+    if (!std::filesystem::exists(tree / "done")) continue;
+    if (entries() >= kEntries) continue;
+    EXPECT_EQ(named_acl_entries(tree.path()), "") << "the runtime dir's removal began before the revoke";
+    checked = true;
+  }
+  EXPECT_TRUE(checked) << "the removal was never seen";
+  std::optional<int> status = sandbox.wait(milliseconds(60'000));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(exit_code(status), 0) << sandbox.err();
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+  EXPECT_EQ(named_acl_entries(tree.path()), "");
 }
 
 TEST_F(SingleUseUidTest, ReleasedWhenTheSandboxIsStoppedBySignal) {
