@@ -31,6 +31,7 @@
 #include "common/accounts.h"
 #include "common/environment.h"
 #include "common/error.h"
+#include "common/printable.h"
 #include "common/process.h"
 #include "common/log.h"
 #include "supervisor/policy.h"
@@ -89,11 +90,12 @@ struct Identity {
 // each --unsetenv, then each --setenv, in order (a later one wins).
 EnvironmentRule command_environment(const ExecOptions& options) {
   for (const std::string& key : options.unset_env)
-    if (environment_name_problem(key)) throw UsageError(fmt::format("--unsetenv {}: give a variable's name (no '=')", key));
+    if (environment_name_problem(key))
+      throw UsageError(fmt::format("--unsetenv {}: give a variable's name (no '=')", printable(key)));
   for (const std::string& entry : options.set_env) {
     std::size_t equals = entry.find('=');
     if (equals == std::string::npos || environment_name_problem(std::string_view(entry).substr(0, equals)))
-      throw UsageError(fmt::format("--setenv {}: want KEY=VALUE", entry));
+      throw UsageError(fmt::format("--setenv {}: want KEY=VALUE", printable(entry)));
   }
   return EnvironmentRule{.inherit = !options.clear_env, .unset = options.unset_env, .set = options.set_env};
 }
