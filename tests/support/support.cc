@@ -74,18 +74,27 @@ std::string read_proc_file(const std::filesystem::path& path) {
   }
 }
 
+namespace {
+
+// This process's environment, with `extra` added or replacing.
+std::vector<std::string> environment_with(const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry(*e);
+    if (!extra.contains(entry.substr(0, entry.find('=')))) env.push_back(entry);
+  }
+  for (const auto& [key, value] : extra) env.push_back(key + "=" + value);
+  return env;
+}
+
+}  // namespace
+
 CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
   auto [out_read, out_write] = make_pipe();
   auto [err_read, err_write] = make_pipe();
   auto [in_read, in_write] = make_pipe();
 
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string entry(*e);
-    std::string key = entry.substr(0, entry.find('='));
-    if (!options.extra_env.contains(key)) env_strings.push_back(entry);
-  }
-  for (const auto& [key, value] : options.extra_env) env_strings.push_back(key + "=" + value);
+  std::vector<std::string> env_strings = environment_with(options.extra_env);
   std::vector<char*> envp, args;
   for (auto& entry : env_strings) envp.push_back(entry.data());
   envp.push_back(nullptr);
@@ -174,6 +183,108 @@ std::string acl_lines(const std::filesystem::path& tree, bool recursive, Keep ke
 }
 
 }  // namespace
+
+std::string shell_words(const std::vector<std::string>& argv) {
+  std::string line;
+  for (const std::string& arg : argv) {
+    if (!line.empty()) line += ' ';
+    line += '\'';
+    for (char c : arg) line += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += '\'';
+  }
+  return line;
+}
+
+CommandResult run_on_terminal(const std::string& script, const CommandOptions& options) {
+  // Its input stays open until it ends: script(1) types a key of its own
+  // into the pty at EOF.
+  TerminalDialogue dialogue(script, options.extra_env);
+  if (options.stdin_text) dialogue.type(*options.stdin_text);
+  CommandResult result;
+  result.exit_code = dialogue.finish(options.timeout);
+  result.out = dialogue.output();
+  return result;
+}
+
+TerminalDialogue::TerminalDialogue(const std::string& script, const std::map<std::string, std::string>& extra_env) {
+  auto [keys_read, keys_write] = make_pipe();
+  auto [screen_read, screen_write] = make_pipe();
+  std::map<std::string, std::string> env = extra_env;
+  env["SHELL"] = "/bin/sh";  // script(1) runs $SHELL -c
+  std::vector<std::string> env_strings = environment_with(env);
+  std::vector<std::string> argv = {"script", "-qec", script, "/dev/null"};
+  std::vector<char*> envp, args;
+  for (auto& entry : env_strings) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  for (auto& arg : argv) args.push_back(arg.data());
+  args.push_back(nullptr);
+  pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ < 0) throw_errno("fork");
+  if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(keys_read.get(), 0);
+    ::dup2(screen_write.get(), 1);
+    ::dup2(screen_write.get(), 2);
+    ::execvpe(args[0], args.data(), envp.data());
+    ::_exit(127);
+  }
+  keys_ = std::move(keys_write);
+  screen_ = std::move(screen_read);
+}
+
+TerminalDialogue::~TerminalDialogue() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool TerminalDialogue::read_some(std::chrono::milliseconds timeout) {
+  pollfd entry{screen_.get(), POLLIN, 0};
+  if (!screen_ || ::poll(&entry, 1, static_cast<int>(timeout.count())) <= 0) return false;
+  char buffer[4096];
+  ssize_t n = ::read(screen_.get(), buffer, sizeof buffer);
+  if (n <= 0) {
+    screen_.reset();
+    return false;
+  }
+  output_.append(buffer, static_cast<std::size_t>(n));
+  return true;
+}
+
+bool TerminalDialogue::wait_for(std::string_view marker, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (output_.find(marker) == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !read_some(left)) return false;
+  }
+  return true;
+}
+
+void TerminalDialogue::type(std::string_view keys) {
+  while (!keys.empty()) {
+    ssize_t n = check(::write(keys_.get(), keys.data(), keys.size()), "write", "(script's input)");
+    keys.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+int TerminalDialogue::finish(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (screen_) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    read_some(left);
+  }
+  if (pid_ <= 0) return -1;
+  if (screen_) ::kill(pid_, SIGKILL);  // past the deadline
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0)
+    if (errno != EINTR) throw_errno("waitpid");
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 std::string acl_entries_naming(unsigned uid, const std::filesystem::path& tree, bool recursive) {
   std::string id = ":" + std::to_string(uid) + ":";
