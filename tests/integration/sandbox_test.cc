@@ -1702,7 +1702,8 @@ TEST_F(SandboxTest, BestEffortRunsAndLogsExactlyWhatWasDropped) {
   CommandResult abi3 = run_command(exec_argv({"--uid", "0", "--landlock", "best-effort"}, {"/bin/true"}), run);
   EXPECT_EQ(abi3.exit_code, 0) << abi3.err;
   EXPECT_THAT(dropped_lines(abi3.err),
-              ::testing::ElementsAre(::testing::StartsWith("NET_BIND_TCP and NET_CONNECT_TCP (ABI 4, Linux 6.7)"),
+              ::testing::ElementsAre(::testing::StartsWith("FS_IOCTL_DEV for /dev/tty (ABI 5"),
+                                     ::testing::StartsWith("NET_BIND_TCP and NET_CONNECT_TCP (ABI 4, Linux 6.7)"),
                                      ::testing::StartsWith("scope ABSTRACT_UNIX_SOCKET (ABI 6"),
                                      ::testing::StartsWith("scope SIGNAL (ABI 6")));
 }

@@ -76,25 +76,17 @@ std::string read_proc_file(const std::filesystem::path& path) {
 
 namespace {
 
-// This process's environment, with `extra` added or replacing.
-std::vector<std::string> environment_with(const std::map<std::string, std::string>& extra) {
-  std::vector<std::string> env;
+// Starts argv (argv[0] looked up in PATH) with this process's environment
+// and `extra_env` (added or replacing), `stdio` as its fds 0, 1 and 2, in
+// `cwd` if given. It dies with the test (PDEATHSIG).
+pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env,
+            const int (&stdio)[3], const std::optional<std::filesystem::path>& cwd = std::nullopt) {
+  std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string entry(*e);
-    if (!extra.contains(entry.substr(0, entry.find('=')))) env.push_back(entry);
+    if (!extra_env.contains(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
   }
-  for (const auto& [key, value] : extra) env.push_back(key + "=" + value);
-  return env;
-}
-
-}  // namespace
-
-CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
-  auto [out_read, out_write] = make_pipe();
-  auto [err_read, err_write] = make_pipe();
-  auto [in_read, in_write] = make_pipe();
-
-  std::vector<std::string> env_strings = environment_with(options.extra_env);
+  for (const auto& [key, value] : extra_env) env_strings.push_back(key + "=" + value);
   std::vector<char*> envp, args;
   for (auto& entry : env_strings) envp.push_back(entry.data());
   envp.push_back(nullptr);
@@ -108,14 +100,23 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
-    ::dup2(in_read.get(), 0);
-    ::dup2(out_write.get(), 1);
-    ::dup2(err_write.get(), 2);
-    if (options.cwd && ::chdir(options.cwd->c_str()) != 0) ::_exit(127);
+    for (int fd = 0; fd < 3; ++fd) ::dup2(stdio[fd], fd);
+    if (cwd && ::chdir(cwd->c_str()) != 0) ::_exit(127);
     ::execvpe(args[0], args.data(), envp.data());
     dprintf(2, "exec %s: %s\n", args[0], strerror(errno));
     ::_exit(127);
   }
+  return pid;
+}
+
+}  // namespace
+
+CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
+  auto [out_read, out_write] = make_pipe();
+  auto [err_read, err_write] = make_pipe();
+  auto [in_read, in_write] = make_pipe();
+
+  pid_t pid = spawn(argv, options.extra_env, {in_read.get(), out_write.get(), err_write.get()}, options.cwd);
   in_read.reset();
   out_write.reset();
   err_write.reset();
@@ -211,25 +212,8 @@ TerminalDialogue::TerminalDialogue(const std::string& script, const std::map<std
   auto [screen_read, screen_write] = make_pipe();
   std::map<std::string, std::string> env = extra_env;
   env["SHELL"] = "/bin/sh";  // script(1) runs $SHELL -c
-  std::vector<std::string> env_strings = environment_with(env);
-  std::vector<std::string> argv = {"script", "-qec", script, "/dev/null"};
-  std::vector<char*> envp, args;
-  for (auto& entry : env_strings) envp.push_back(entry.data());
-  envp.push_back(nullptr);
-  for (auto& arg : argv) args.push_back(arg.data());
-  args.push_back(nullptr);
-  pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ < 0) throw_errno("fork");
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::dup2(keys_read.get(), 0);
-    ::dup2(screen_write.get(), 1);
-    ::dup2(screen_write.get(), 2);
-    ::execvpe(args[0], args.data(), envp.data());
-    ::_exit(127);
-  }
+  pid_ = spawn({"script", "-qec", script, "/dev/null"}, env,
+               {keys_read.get(), screen_write.get(), screen_write.get()});
   keys_ = std::move(keys_write);
   screen_ = std::move(screen_read);
 }
