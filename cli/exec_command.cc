@@ -312,13 +312,6 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   supervisor::ServiceSpec service;
   service.name = "command";
   service.main = true;
-  // With a terminal on a standard descriptor the command may be interactive
-  // (a shell): it keeps the caller's session and terminal. Its seccomp
-  // profiles refuse the ioctls that push input into it (TIOCSTI) or drive
-  // the console (TIOCLINUX). Without one it gets a session of its own: no
-  // controlling terminal to take over (TIOCSPGRP through /dev/tty), and no
-  // kill(0) reaching the caller's process group.
-  service.keep_terminal = ::isatty(0) || ::isatty(1) || ::isatty(2);
   service.argv = options.command;
   service.argv.front() = command.string();
   service.environment = command_environment(options);
@@ -327,6 +320,13 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   service.cwd = fs::current_path(error);
   if (error || hidden_in_sandbox(service.cwd)) service.cwd = "/";
   service.fds = {{0, 0}, {1, 1}, {2, 2}};
+  // A terminal on a standard descriptor: the command may be interactive (a
+  // shell). It gets a pty of its own in its place, relayed by vmwarden,
+  // never the caller's terminal: what it does to its terminal (TIOCSPGRP,
+  // tcsetattr, the window size) and kill(0) then reach only its own pty and
+  // process group. Descriptors that are not a terminal are passed as they are.
+  for (int fd : {0, 1, 2})
+    if (::isatty(fd)) service.terminal_fds.push_back(fd);
   if (plan.as_root) service.confinement.user_namespace = supervisor::UserNamespace::root;
   // Landlock: what any dynamically linked program needs to start, the
   // command itself and the sandbox's runtime dir; everything else only
@@ -434,8 +434,10 @@ void add_exec_command(CLI::App& app, Globals& globals) {
       "Run COMMAND inside a sandbox: vmwarden is PID 1 of fresh PID, mount, IPC, UTS, cgroup and (unless "
       "--network) network namespaces, the command is PID 2 with a private /tmp and /dev/shm, running under a "
       "single-use UID (or --uid) with no capabilities, its own Landlock domain (signal and abstract-socket "
-      "scopes) and a seccomp filter. It keeps the caller's session and terminal only when a terminal is on its "
-      "stdin, stdout or stderr; otherwise it gets a session of its own. SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
+      "scopes) and a seccomp filter, in a session of its own. Each of its stdin, stdout and stderr that is a "
+      "terminal is replaced by a new pty (its controlling terminal), which vmwarden relays to and from the "
+      "caller's terminal (in raw mode meanwhile, so that Ctrl-C reaches the command); the others are passed as "
+      "they are. SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
       "--timeout). Exits with the command's status (128+N if killed by signal N); 2 if COMMAND cannot be found "
       "or a flag is wrong; 125 if the sandbox cannot start (e.g. --landlock required on a kernel that lacks a "
       "needed feature); 1 if it could not start for want of processes, memory or descriptors (a retry may work).");

@@ -23,6 +23,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "supervisor/memory.h"
 #include "supervisor/namespaces.h"
 #include "supervisor/process_title.h"
+#include "supervisor/pty_relay.h"
 #include "supervisor/runtime_dir.h"
 #include "supervisor/sandbox.h"
 #include "supervisor/warden.h"
@@ -93,6 +95,20 @@ void validate(const SandboxSpec& spec) {
       child_fds.push_back(capture.child_fd);
       make(service.name, capture.file);
       make(service.name, capture.file.native() + ".1");
+    }
+  }
+  int with_terminal = 0;
+  for (const ServiceSpec& service : spec.services) {
+    if (service.terminal_fds.empty()) continue;
+    if (++with_terminal > 1) throw PermanentError("only one service may have a terminal: one pty is relayed");
+    for (int fd : service.terminal_fds) {
+      auto mapping = std::find_if(service.fds.begin(), service.fds.end(),
+                                  [fd](const FdMapping& m) { return m.child_fd == fd; });
+      if (fd < 0 || fd > 2 || std::count(service.terminal_fds.begin(), service.terminal_fds.end(), fd) != 1 ||
+          mapping == service.fds.end() || !::isatty(mapping->parent_fd))
+        throw PermanentError(fmt::format("service {}: its terminal fd {} must be one of 0, 1 and 2, once, mapped "
+                                         "from a terminal",
+                                         service.name, fd));
     }
   }
   if (spec.notify_fd && ::fcntl(*spec.notify_fd, F_GETFD) < 0) {
@@ -183,12 +199,27 @@ int run_sandbox(const SandboxSpec& spec) {
 
   // Blocked from here on, in the outer and (inherited) in the warden until
   // its signalfd is ready, so that no stop request or death notice is lost.
+  int terminal = caller_terminal(spec);
   sigset_t blocked = warden_signals();
+  // Read by the pty relay's signalfd, on its thread: SIGWINCH is ignored by
+  // default, and would be lost unless blocked in every thread.
+  if (terminal >= 0) sigaddset(&blocked, SIGWINCH);
   check(::sigprocmask(SIG_BLOCK, &blocked, nullptr), "sigprocmask");
   sigset_t forwarded;
   sigemptyset(&forwarded);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&forwarded, sig);
   UniqueFd signal_fd(check(::signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
+
+  // Opened here, in the host's namespaces, before anything of the sandbox
+  // exists; the warden runs `sandbox`, which maps the slave instead of the
+  // caller's terminal.
+  std::optional<PtyRelay> relay;
+  SandboxSpec relayed;
+  if (terminal >= 0) {
+    relay.emplace(terminal);
+    relayed = with_pty_slave(spec, relay->slave());
+  }
+  const SandboxSpec& sandbox = relay ? relayed : spec;
 
   RuntimeDir runtime_dir = RuntimeDir::create(spec.runtime_dir, spec.runtime_dir_uid, spec.runtime_dir_gid);
   // Taken before the clone so that the warden can tell even an outer that
@@ -198,8 +229,10 @@ int run_sandbox(const SandboxSpec& spec) {
   ClonedProcess warden = clone_into_namespaces(spec.private_network);
   if (warden.pid == 0) {
     signal_fd.reset();
-    run_warden(spec, self_pidfd.get(), runtime_dir);
+    if (relay) relay->close_master();
+    run_warden(sandbox, self_pidfd.get(), runtime_dir);
   }
+  if (relay) relay->start();
 
   self_pidfd.reset();
   // The warden writes the readiness newline; our copy would keep the
@@ -238,6 +271,7 @@ int run_sandbox(const SandboxSpec& spec) {
     }
   }
 
+  if (relay) relay->finish();
   if (spec.after_services) spec.after_services();
   runtime_dir.remove();
   if (info.si_code == CLD_EXITED) return info.si_status;

@@ -41,6 +41,12 @@ std::vector<PathRule> proc_self_rules() { return {{"/proc/self", PathRights::rea
 std::vector<PathRule> command_rules(const std::filesystem::path& program, const std::filesystem::path& runtime_dir) {
   std::vector<PathRule> rules = system_read_execute_rules();
   for (PathRule& rule : device_rules()) rules.push_back(std::move(rule));
+  // The command's controlling terminal: a pty of its own that vmwarden
+  // relays (ServiceSpec::terminal_fds), or none (ENXIO); never the caller's.
+  // Interactive programs (less, a password prompt) open it and set its modes.
+  PathRights terminal = PathRights::read_write();
+  terminal.ioctl_dev = true;
+  add_existing(rules, "/dev/tty", terminal);
   rules.push_back({program, PathRights::read_execute()});
   // Sockets only (a session bus's, a portal's): a file or directory there
   // would be /run's space, which nothing bounds, and each entry a step of

@@ -26,7 +26,8 @@ std::vector<PathRule> proc_self_rules();
 
 // Everything a plain command (`vmwarden exec`, a `command = [...]`
 // definition) may touch without being granted more: the system rules, the
-// devices, `program` itself, its sandbox's runtime dir, and the sandbox's own
+// devices, /dev/tty (its own controlling terminal, if it has one), `program`
+// itself, its sandbox's runtime dir, and the sandbox's own
 // /tmp, /dev/shm (private tmpfs) and /proc (its PID namespace only).
 std::vector<PathRule> command_rules(const std::filesystem::path& program, const std::filesystem::path& runtime_dir);
 

@@ -74,11 +74,16 @@ struct ServiceSpec {
   // sandbox's exit status. Exactly one service is main.
   bool main = false;
 
-  // Stay in the caller's session, its terminal the controlling one (an
-  // interactive `vmwarden exec` command). Otherwise a service starts a
-  // session of its own (setsid) and has no controlling terminal: nothing it
-  // does reaches the terminal vmwarden was started from but its output.
-  bool keep_terminal = false;
+  // Every service starts a session of its own (setsid). These standard fds
+  // (of 0, 1 and 2), each mapped in `fds` from the caller's terminal (an
+  // interactive `vmwarden exec` command), get instead the slave of a new pty
+  // that the outer opens from the host's /dev/ptmx, with the caller's
+  // terminal's window size and modes; the first is the service's
+  // controlling terminal (TIOCSCTTY). While the sandbox runs, the outer
+  // relays between the caller's terminal (in raw mode) and the pty's master
+  // (supervisor/pty_relay.h). Empty: no controlling terminal at all. At
+  // most one service has them.
+  std::vector<int> terminal_fds;
 
   // Services of the same stage start together; a stage starts once every
   // service of the earlier stages is ready (e.g. every virtiofsd, then the VMM).

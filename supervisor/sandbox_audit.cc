@@ -83,6 +83,20 @@ std::string steps_json(const std::vector<PrivilegedStep>& steps, int& number) {
   return out + "]";
 }
 
+// "fd 0", "fds 0 and 2", "fds 0, 1 and 2".
+std::string fds_text(const std::vector<int>& fds) {
+  std::string out = fds.size() == 1 ? "fd " : "fds ";
+  for (std::size_t i = 0; i < fds.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == fds.size() ? " and " : ", ") + std::to_string(fds[i]);
+  return out;
+}
+
+const ServiceSpec* service_with_terminal(const SandboxSpec& spec) {
+  for (const ServiceSpec& service : spec.services)
+    if (!service.terminal_fds.empty()) return &service;
+  return nullptr;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> service_namespaces(const SandboxSpec& spec,
@@ -101,6 +115,19 @@ std::vector<std::pair<std::string, std::string>> service_namespaces(const Sandbo
 
 std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const AuditLabels& labels) {
   std::vector<PrivilegedStep> steps;
+  const ServiceSpec* interactive = service_with_terminal(spec);
+  if (interactive != nullptr) {
+    steps.push_back(
+        {"outer",
+         fmt::format("open a new pty from the host's /dev/ptmx (posix_openpt O_RDWR | O_NOCTTY | O_CLOEXEC, grantpt, "
+                     "unlockpt; its slave through the master, TIOCGPTPEER O_NOCTTY) and give it the window size and "
+                     "modes of the caller's terminal; service {} receives the slave as its {}, instead of the "
+                     "caller's terminal",
+                     interactive->name, fds_text(interactive->terminal_fds)),
+         {},
+         "the command never holds the caller's terminal: what it does to its terminal (TIOCSPGRP, tcsetattr, the "
+         "window size) reaches its own pty only"});
+  }
   steps.push_back({"outer",
                    fmt::format("create the runtime directory {} (missing parents 0755) at mode 0700, chown it to "
                                "uid {}, gid {}, and hold a flock on it while the sandbox runs",
@@ -238,10 +265,15 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
   for (const ServiceSpec& service : spec.services) {
     std::string actor = "service " + service.name;
     const Confinement& confinement = service.confinement;
-    if (service.keep_terminal) {
-      steps.push_back({actor, "in the child: stay in the caller's session, its terminal the controlling one", {},
-                       "the command may be interactive; its seccomp profile refuses the ioctls that push input "
-                       "into a terminal (TIOCSTI) or drive the console (TIOCLINUX)"});
+    if (!service.terminal_fds.empty()) {
+      steps.push_back({actor,
+                       fmt::format("in the child: start a session of its own (setsid) and make the pty's slave, "
+                                   "its fd {}, its controlling terminal (TIOCSCTTY)",
+                                   service.terminal_fds.front()),
+                       {},
+                       "an interactive command's own session and foreground process group on its own terminal "
+                       "(/dev/tty is that pty): kill(0) reaches only its own group, and Ctrl-C reaches it through "
+                       "the pty's line discipline"});
     } else {
       steps.push_back({actor, "in the child: start a session of its own (setsid), without a controlling terminal",
                        {}, "nothing it does reaches the terminal vmwarden was started from, but its output"});
@@ -301,6 +333,16 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
     for (const ServiceSpec::WardenAction& action : service.warden_actions)
       steps.push_back({"warden", fmt::format("for service {}: {}", service.name, action.action), action.capabilities,
                        action.why});
+  }
+  if (interactive != nullptr) {
+    steps.push_back({"outer",
+                     "while the sandbox runs, on a thread of its own: put the caller's terminal in raw mode and "
+                     "relay bytes between it and the pty's master, each SIGWINCH passed on as the pty's window size "
+                     "(TIOCSWINSZ); once the warden has exited, relay what the command wrote last, then restore the "
+                     "caller's terminal's modes (on every way out but SIGKILL)",
+                     {},
+                     "the caller's keys, Ctrl-C included, reach the command through its pty, not vmwarden's process "
+                     "group; the caller's terminal is as it was afterwards"});
   }
   return steps;
 }

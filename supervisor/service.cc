@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -110,8 +111,13 @@ int run_child(void* arg) {
   const ServiceSpec& spec = *plan.spec;
   try {
     reset_signals();
-    if (!spec.keep_terminal) check(::setsid(), "setsid");
+    check(::setsid(), "setsid");
     map_fds(plan);
+    // The pty's slave, at its place now: a session leader without a
+    // controlling terminal takes it (no one else's, so no capability used).
+    if (!spec.terminal_fds.empty())
+      check(::ioctl(spec.terminal_fds.front(), TIOCSCTTY, 0), "ioctl TIOCSCTTY",
+            "fd " + std::to_string(spec.terminal_fds.front()));
     if (plan.mounts->own_namespace) setup_service_mounts(*plan.mounts);
     check(::chdir(spec.cwd.c_str()), "chdir", spec.cwd.native());
     apply_confinement(spec.confinement);

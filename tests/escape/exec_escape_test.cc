@@ -447,6 +447,59 @@ TEST_F(ExecEscapeTest, CannotSignalAHostProcess) {
   expect_success(attack_beside(with(kAsAttackerUid, {"--landlock", "off"}), {"signal", kTarget}, place));
 }
 
+// --- the caller's terminal ------------------------------------------------
+
+// On a terminal (script(1) gives the caller one), the command holds a pty of
+// its own, in a session of its own, never the caller's terminal. Whatever
+// the command might reach instead is the test's own: script starts its shell
+// in a session and process group of its own.
+TEST_F(ExecEscapeTest, CannotReachTheCallersTerminalOrProcessGroup) {
+  testing::CommandOptions options;
+  options.extra_env = env();
+  options.timeout = milliseconds(30'000);
+  // Without Landlock's signal scope, kill(0) reaches every process of the
+  // command's process group that it may signal: its own, never the caller's.
+  // A witness of the command's uid in the caller's process group (a
+  // background job of a shell without job control) would trap it.
+  TempDir scratch("vmwarden-escape-tty");
+  fs::permissions(scratch.path(), fs::perms::all);
+  std::string ready = (scratch / "witness-ready").string();
+  std::string witness = testing::shell_words(
+      {"setpriv", "--reuid", uid_text(), "--regid", uid_text(), "--clear-groups", "/bin/sh", "-c",
+       "trap 'echo witness-got-TERM; exit' TERM; : >\"$0\"; while :; do sleep 1; done", ready});
+  std::string command = testing::shell_words(
+      exec_argv(with(kAsAttackerUid, {"--landlock", "off"}), {"/bin/sh", "-c", "kill -TERM 0; echo survived"}));
+  CommandResult signalled = testing::run_on_terminal(
+      witness + " & w=$!; until [ -e " + testing::shell_words({ready}) + " ]; do sleep 0.05; done; " + command +
+          "; echo rc=$?; sleep 1; kill -KILL $w 2>/dev/null; wait",
+      options);
+  EXPECT_NE(signalled.out.find("rc=143"), std::string::npos) << signalled.out;
+  EXPECT_EQ(signalled.out.find("witness-got-TERM"), std::string::npos) << signalled.out;
+
+  // Its terminal's foreground process group (TIOCSPGRP, from a process
+  // group of its own if it can make one), modes and window size: the
+  // caller's terminal's (its foreground group is field 8 of the caller's
+  // /proc/PID/stat) are as they were.
+  // SIGTTOU ignored: a background group may then take the foreground.
+  std::string takeover =
+      "stty -echo -icanon -isig rows 5 cols 5; exec perl -MPOSIX -e '$SIG{TTOU} = \"IGNORE\"; setpgid(0, 0); "
+      "tcsetpgrp(0, getpgrp()) or die \"tcsetpgrp: $!\\n\"; print \"own\\n\"'";
+  command = testing::shell_words(exec_argv(kAsAttackerUid, {"/bin/sh", "-c", takeover}));
+  CommandResult taken = testing::run_on_terminal(
+      "stty rows 33 cols 77; modes=$(stty -g); echo \"fg=$(cut -d' ' -f8 /proc/$$/stat)\"; " + command +
+          "; echo \"rc=$? fg=$(cut -d' ' -f8 /proc/$$/stat) size=$(stty size)\"; "
+          "[ \"$modes\" = \"$(stty -g)\" ] && echo 'modes kept'",
+      options);
+  std::string out = taken.out;
+  std::size_t before = out.find("fg="), after = out.find("rc=");
+  ASSERT_NE(before, std::string::npos) << out;
+  ASSERT_NE(after, std::string::npos) << out;
+  std::string foreground = out.substr(before, out.find('\r', before) - before);
+  EXPECT_NE(out.find("own\r\n"), std::string::npos) << "its own pty's foreground group is its own\n" << out;
+  EXPECT_NE(out.substr(after).find("rc=0 " + foreground + " size=33 77\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("modes kept"), std::string::npos) << out;
+}
+
 // --- abstract unix sockets ------------------------------------------------
 
 TEST_F(ExecEscapeTest, CannotConnectToAnAbstractSocketBoundOutside) {

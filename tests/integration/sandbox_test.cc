@@ -21,6 +21,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -385,35 +386,102 @@ TEST_F(SandboxTest, CommandIsPid2AndWardenIsPid1) {
   EXPECT_EQ(result.out, "2\nhidden\n");
 }
 
-// A command with a terminal on a standard descriptor stays in the caller's
-// session (it may be interactive). One without gets a session of its own:
-// no controlling terminal to take over, and kill(0) reaches its own process
-// group only. The session id (field 6 of /proc/PID/stat) is 0 when the
-// session's leader is outside the sandbox's PID namespace.
-TEST_F(SandboxTest, TheCommandKeepsTheCallersSessionOnlyWithATerminal) {
-  std::vector<std::string> session = {"/bin/sh", "-c", "cut -d' ' -f6 /proc/$$/stat"};
-  CommandResult piped = exec({"--uid", "65534"}, session);
-  ASSERT_EQ(piped.exit_code, 0) << piped.err;
-  EXPECT_EQ(piped.out, "2\n") << "with pipes for stdio: its own session, led by the command (pid 2)";
+// The first match of `pattern` in `text`: its groups, or none.
+std::vector<std::string> first_match(const std::string& text, const std::string& pattern) {
+  std::smatch match;
+  if (!std::regex_search(text, match, std::regex(pattern))) return {};
+  return std::vector<std::string>(match.begin() + 1, match.end());
+}
 
-  // The same under a terminal: script(1) runs it on a pty.
-  std::string line;
-  for (const std::string& arg : exec_argv({"--uid", "65534"}, session)) {
-    std::string quoted = "'";
-    for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    line += quoted + "' ";
-  }
+// Every command starts a session of its own. One with a terminal on a
+// standard descriptor gets a new pty in its place, its controlling terminal,
+// relayed by vmwarden (script(1) gives the caller a terminal): never the
+// caller's, whatever it does to it. A standard descriptor that is not a
+// terminal is passed as it is. The session id (field 6 of /proc/PID/stat)
+// would be 0 for a session led outside the sandbox's PID namespace.
+TEST_F(SandboxTest, ACommandOnATerminalGetsAPtyOfItsOwnInASessionOfItsOwn) {
+  // $$'s fd 1, not the command substitution's.
+  std::vector<std::string> report = {
+      "/bin/sh", "-c",
+      "echo \"sid=$(cut -d' ' -f6 /proc/$$/stat) tty=$(tty) size=$(stty size 2>&1) out=$(readlink /proc/$$/fd/1)\"; "
+      "echo via-dev-tty >/dev/tty; exit 7"};
+  CommandResult piped = exec({"--uid", "65534"}, report);
+  EXPECT_EQ(piped.exit_code, 7) << piped.err;
+  EXPECT_THAT(piped.out, HasSubstr("sid=2 tty=not a tty ")) << "with pipes: its own session, no terminal";
+  EXPECT_THAT(piped.err, HasSubstr("/dev/tty: No such device or address")) << "no controlling terminal";
+
   CommandOptions run;
   run.extra_env = options().env;
   run.timeout = milliseconds(30'000);
-  CommandResult on_terminal = run_command({"script", "-qec", line, "/dev/null"}, run);
-  ASSERT_EQ(on_terminal.exit_code, 0) << on_terminal.err << on_terminal.out;
-  EXPECT_EQ(on_terminal.out, "0\r\n") << "on a terminal: the caller's session";
+  std::string command = shell_words(exec_argv({"--uid", "65534"}, report));
+  CommandResult caller = run_on_terminal(
+      "stty rows 33 cols 77; before=$(stty -g); echo \"caller sid=$(cut -d' ' -f6 /proc/$$/stat) tty=$(tty)\"; " +
+          command + "; echo rc=$?; " + command + " | cat; " +
+          "[ \"$before\" = \"$(stty -g)\" ] && echo 'modes restored'",
+      run);
+  ASSERT_EQ(caller.exit_code, 0) << caller.err << caller.out;
+  const std::string& out = caller.out;
+  std::vector<std::string> callers = first_match(out, R"(caller sid=(\d+) tty=(/dev/pts/\d+))");
+  ASSERT_EQ(callers.size(), 2u) << out;
+  std::vector<std::string> command_on_terminal = first_match(out, R"(\nsid=(\d+) tty=(\S+) size=(.*) out=(\S+))");
+  ASSERT_EQ(command_on_terminal.size(), 4u) << out;
+  EXPECT_EQ(command_on_terminal[0], "2") << "a session of its own, led by the command (pid 2)\n" << out;
+  EXPECT_THAT(command_on_terminal[1], ::testing::StartsWith("/dev/pts/")) << out;
+  EXPECT_NE(command_on_terminal[1], callers[1]) << "a pty of its own, not the caller's\n" << out;
+  EXPECT_EQ(command_on_terminal[2], "33 77") << "the caller's window size\n" << out;
+  EXPECT_EQ(command_on_terminal[3], command_on_terminal[1]) << out;
+  EXPECT_THAT(out, HasSubstr("via-dev-tty\r\nrc=7\r\n")) << "/dev/tty is its pty; its exit status passes through";
+  // Its stdout a pipe: that pipe, the others its pty.
+  std::vector<std::string> piped_out = first_match(out, R"(rc=7\r\n[\s\S]*sid=(\d+) tty=(\S+) size=(.*) out=(\S+))");
+  ASSERT_EQ(piped_out.size(), 4u) << out;
+  EXPECT_THAT(piped_out[1], ::testing::StartsWith("/dev/pts/")) << out;
+  EXPECT_NE(piped_out[1], callers[1]) << out;
+  EXPECT_THAT(piped_out[3], ::testing::StartsWith("pipe:")) << out;
+  EXPECT_THAT(out, HasSubstr("modes restored")) << "the caller's terminal as it was\n" << out;
+
   // The audit, run the same way, says which.
-  CommandResult audit = run_command({"script", "-qec", line.replace(line.find("'--' "), 0, "'--audit' "), "/dev/null"}, run);
-  EXPECT_THAT(audit.out, HasSubstr("in the child: stay in the caller's session, its terminal the controlling one"));
-  EXPECT_THAT(exec({"--uid", "65534", "--audit"}, session).out,
+  CommandResult audit = run_on_terminal(shell_words(exec_argv({"--uid", "65534", "--audit"}, report)), run);
+  EXPECT_THAT(audit.out, HasSubstr("outer: open a new pty from the host's /dev/ptmx"));
+  EXPECT_THAT(audit.out, HasSubstr("receives the slave as its fds 0, 1 and 2, instead of the caller's terminal"));
+  EXPECT_THAT(audit.out, HasSubstr("in the child: start a session of its own (setsid) and make the pty's slave, its "
+                                   "fd 0, its controlling terminal (TIOCSCTTY)"));
+  EXPECT_THAT(audit.out, HasSubstr("relay bytes between it and the pty's master"));
+  CommandResult audit_piped = exec({"--uid", "65534", "--audit"}, report);
+  EXPECT_THAT(audit_piped.out,
               HasSubstr("in the child: start a session of its own (setsid), without a controlling terminal"));
+  EXPECT_THAT(audit_piped.out, Not(HasSubstr("/dev/ptmx")));
+}
+
+// What is typed at the caller's terminal reaches the command through the
+// relay and its pty's line discipline: a line it reads, and Ctrl-C, which
+// signals the command's own foreground process group, not the caller's (the
+// caller's shell traps SIGINT to tell, and vmwarden would forward a SIGINT
+// it got to the sandbox).
+TEST_F(SandboxTest, KeysTypedAtTheCallersTerminalReachTheCommandThroughItsPty) {
+  std::string command = shell_words(exec_argv(
+      {"--uid", "65534"},
+      {"/bin/sh", "-c", "echo \"command on $(tty)\"; read line; echo \"got:$line\"; echo waiting; exec sleep 60"}));
+  TerminalDialogue dialogue(
+      "trap 'echo caller-got-INT' INT; before=$(stty -g); echo \"caller on $(tty)\"; " + command +
+          "; echo rc=$?; [ \"$before\" = \"$(stty -g)\" ] && echo 'modes restored'",
+      options().env);
+  ASSERT_TRUE(dialogue.wait_for("\ncommand on /dev/pts/")) << dialogue.output();
+  dialogue.type("hello\n");
+  ASSERT_TRUE(dialogue.wait_for("got:hello\r\nwaiting")) << dialogue.output();
+  // `waiting` comes just before `exec sleep`: a Ctrl-C that arrives earlier
+  // ends the shell with SIGINT just the same.
+  dialogue.type("\x03");
+  EXPECT_EQ(dialogue.finish(), 0) << dialogue.output();
+  const std::string& out = dialogue.output();
+  std::vector<std::string> caller = first_match(out, R"(caller on (/dev/pts/\d+))");
+  std::vector<std::string> own = first_match(out, R"(command on (/dev/pts/\d+))");
+  ASSERT_EQ(caller.size(), 1u) << out;
+  ASSERT_EQ(own.size(), 1u) << out;
+  EXPECT_NE(caller[0], own[0]) << out;
+  EXPECT_THAT(out, HasSubstr("rc=130")) << "killed by SIGINT from its pty\n" << out;
+  EXPECT_THAT(out, Not(HasSubstr("caller-got-INT"))) << out;
+  EXPECT_THAT(out, Not(HasSubstr("forwarding SIGINT"))) << out;
+  EXPECT_THAT(out, HasSubstr("modes restored")) << out;
 }
 
 // The command gets vmwarden's environment, less --unsetenv, plus --setenv;
@@ -1697,7 +1765,8 @@ TEST_F(SandboxTest, BestEffortRunsAndLogsExactlyWhatWasDropped) {
   CommandResult abi3 = run_command(exec_argv({"--uid", "0", "--landlock", "best-effort"}, {"/bin/true"}), run);
   EXPECT_EQ(abi3.exit_code, 0) << abi3.err;
   EXPECT_THAT(dropped_lines(abi3.err),
-              ::testing::ElementsAre(::testing::StartsWith("NET_BIND_TCP and NET_CONNECT_TCP (ABI 4, Linux 6.7)"),
+              ::testing::ElementsAre(::testing::StartsWith("FS_IOCTL_DEV for /dev/tty (ABI 5"),
+                                     ::testing::StartsWith("NET_BIND_TCP and NET_CONNECT_TCP (ABI 4, Linux 6.7)"),
                                      ::testing::StartsWith("scope ABSTRACT_UNIX_SOCKET (ABI 6"),
                                      ::testing::StartsWith("scope SIGNAL (ABI 6")));
 }

@@ -74,18 +74,19 @@ std::string read_proc_file(const std::filesystem::path& path) {
   }
 }
 
-CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
-  auto [out_read, out_write] = make_pipe();
-  auto [err_read, err_write] = make_pipe();
-  auto [in_read, in_write] = make_pipe();
+namespace {
 
+// Starts argv (argv[0] looked up in PATH) with this process's environment
+// and `extra_env` (added or replacing), `stdio` as its fds 0, 1 and 2, in
+// `cwd` if given. It dies with the test (PDEATHSIG).
+pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env,
+            const int (&stdio)[3], const std::optional<std::filesystem::path>& cwd = std::nullopt) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string entry(*e);
-    std::string key = entry.substr(0, entry.find('='));
-    if (!options.extra_env.contains(key)) env_strings.push_back(entry);
+    if (!extra_env.contains(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
   }
-  for (const auto& [key, value] : options.extra_env) env_strings.push_back(key + "=" + value);
+  for (const auto& [key, value] : extra_env) env_strings.push_back(key + "=" + value);
   std::vector<char*> envp, args;
   for (auto& entry : env_strings) envp.push_back(entry.data());
   envp.push_back(nullptr);
@@ -99,14 +100,23 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
-    ::dup2(in_read.get(), 0);
-    ::dup2(out_write.get(), 1);
-    ::dup2(err_write.get(), 2);
-    if (options.cwd && ::chdir(options.cwd->c_str()) != 0) ::_exit(127);
+    for (int fd = 0; fd < 3; ++fd) ::dup2(stdio[fd], fd);
+    if (cwd && ::chdir(cwd->c_str()) != 0) ::_exit(127);
     ::execvpe(args[0], args.data(), envp.data());
     dprintf(2, "exec %s: %s\n", args[0], strerror(errno));
     ::_exit(127);
   }
+  return pid;
+}
+
+}  // namespace
+
+CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
+  auto [out_read, out_write] = make_pipe();
+  auto [err_read, err_write] = make_pipe();
+  auto [in_read, in_write] = make_pipe();
+
+  pid_t pid = spawn(argv, options.extra_env, {in_read.get(), out_write.get(), err_write.get()}, options.cwd);
   in_read.reset();
   out_write.reset();
   err_write.reset();
@@ -174,6 +184,91 @@ std::string acl_lines(const std::filesystem::path& tree, bool recursive, Keep ke
 }
 
 }  // namespace
+
+std::string shell_words(const std::vector<std::string>& argv) {
+  std::string line;
+  for (const std::string& arg : argv) {
+    if (!line.empty()) line += ' ';
+    line += '\'';
+    for (char c : arg) line += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += '\'';
+  }
+  return line;
+}
+
+CommandResult run_on_terminal(const std::string& script, const CommandOptions& options) {
+  // Its input stays open until it ends: script(1) types a key of its own
+  // into the pty at EOF.
+  TerminalDialogue dialogue(script, options.extra_env);
+  if (options.stdin_text) dialogue.type(*options.stdin_text);
+  CommandResult result;
+  result.exit_code = dialogue.finish(options.timeout);
+  result.out = dialogue.output();
+  return result;
+}
+
+TerminalDialogue::TerminalDialogue(const std::string& script, const std::map<std::string, std::string>& extra_env) {
+  auto [keys_read, keys_write] = make_pipe();
+  auto [screen_read, screen_write] = make_pipe();
+  std::map<std::string, std::string> env = extra_env;
+  env["SHELL"] = "/bin/sh";  // script(1) runs $SHELL -c
+  pid_ = spawn({"script", "-qec", script, "/dev/null"}, env,
+               {keys_read.get(), screen_write.get(), screen_write.get()});
+  keys_ = std::move(keys_write);
+  screen_ = std::move(screen_read);
+}
+
+TerminalDialogue::~TerminalDialogue() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool TerminalDialogue::read_some(std::chrono::milliseconds timeout) {
+  pollfd entry{screen_.get(), POLLIN, 0};
+  if (!screen_ || ::poll(&entry, 1, static_cast<int>(timeout.count())) <= 0) return false;
+  char buffer[4096];
+  ssize_t n = ::read(screen_.get(), buffer, sizeof buffer);
+  if (n <= 0) {
+    screen_.reset();
+    return false;
+  }
+  output_.append(buffer, static_cast<std::size_t>(n));
+  return true;
+}
+
+bool TerminalDialogue::wait_for(std::string_view marker, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (output_.find(marker) == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !read_some(left)) return false;
+  }
+  return true;
+}
+
+void TerminalDialogue::type(std::string_view keys) {
+  while (!keys.empty()) {
+    ssize_t n = check(::write(keys_.get(), keys.data(), keys.size()), "write", "(script's input)");
+    keys.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+int TerminalDialogue::finish(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (screen_) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    read_some(left);
+  }
+  if (pid_ <= 0) return -1;
+  if (screen_) ::kill(pid_, SIGKILL);  // past the deadline
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0)
+    if (errno != EINTR) throw_errno("waitpid");
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 std::string acl_entries_naming(unsigned uid, const std::filesystem::path& tree, bool recursive) {
   std::string id = ":" + std::to_string(uid) + ":";

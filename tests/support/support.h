@@ -60,6 +60,40 @@ struct CommandOptions {
 // SIGKILLed at the deadline; it dies with the test (PDEATHSIG) either way.
 CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options = {});
 
+// `argv` as one line of sh words, each single-quoted.
+std::string shell_words(const std::vector<std::string>& argv);
+
+// Runs `script` with /bin/sh under script(1): on a new pty, which is its
+// stdin, stdout, stderr and controlling terminal, in a session of its own
+// (script's). What is written there comes back in `out` (stderr too), with
+// the pty's \r\n line ends; `stdin_text` is typed into it.
+CommandResult run_on_terminal(const std::string& script, const CommandOptions& options = {});
+
+// script(1) driven as a user at its terminal would: the session's output is
+// read as it comes, and keys are typed once a marker has appeared. The
+// session is SIGKILLed if the object goes first.
+class TerminalDialogue {
+ public:
+  TerminalDialogue(const std::string& script, const std::map<std::string, std::string>& extra_env);
+  ~TerminalDialogue();
+  TerminalDialogue(const TerminalDialogue&) = delete;
+  TerminalDialogue& operator=(const TerminalDialogue&) = delete;
+
+  // Until `marker` is in output(); false at the timeout or the output's end.
+  bool wait_for(std::string_view marker, std::chrono::milliseconds timeout = std::chrono::milliseconds(20'000));
+  void type(std::string_view keys);
+  // Until script has exited: its exit status, or -1.
+  int finish(std::chrono::milliseconds timeout = std::chrono::milliseconds(30'000));
+  const std::string& output() const { return output_; }
+
+ private:
+  bool read_some(std::chrono::milliseconds timeout);
+
+  pid_t pid_ = -1;
+  UniqueFd keys_, screen_;
+  std::string output_;
+};
+
 // The ACL entries (getfacl -R -n, one per line) that name `uid`, anywhere
 // under `tree` (or on `tree` alone with recursive false). Throws when
 // getfacl fails or lists nothing: an empty answer must mean "no entry",

@@ -176,6 +176,24 @@ TEST_F(AuditGoldenTest, ExecWithoutLandlockOrSeccomp) {
                                   "--seccomp-profile", "none", "--", "/bin/true"});
 }
 
+// With its stdin on a terminal (script(1)), stdout and stderr in files: the
+// new pty the command gets in its place, setsid and TIOCSCTTY, the relay.
+TEST_F(AuditGoldenTest, ExecWithATerminalOnStdin) {
+  TempDir output("vmwarden-audit-tty");
+  CommandOptions options;
+  options.extra_env = golden_env();
+  for (bool json : {false, true}) {
+    std::vector<std::string> argv = {vmwarden_binary(), "exec", "--audit", "--name", "golden", "--", "/bin/true"};
+    if (json) argv.insert(argv.begin() + 2, "--json");
+    std::string out = (output / "out").string(), err = (output / "err").string();
+    CommandResult result = run_on_terminal(shell_words(argv) + " >" + shell_words({out}) + " 2>" + shell_words({err}) +
+                                               "; echo rc=$?",
+                                           options);
+    EXPECT_NE(result.out.find("rc=0"), std::string::npos) << result.out;
+    expect_golden(json ? "exec-terminal.json" : "exec-terminal.txt", read_file(out) + read_file(err));
+  }
+}
+
 // ---- what an audit reports, beyond the goldens ----------------------------
 
 TEST(Audit, ARequiredPolicyTheKernelCannotMeetIsReportedNotThrown) {
