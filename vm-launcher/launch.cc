@@ -60,6 +60,11 @@ supervisor::ServiceSpec command_service(const Definition& definition, const supe
   service.environment = definition.environment;
   service.cwd = "/";
   service.fds = {{0, 0}, {1, 1}, {2, 2}};
+  // Started by hand in a terminal: a pty of its own in its place, as for
+  // `vmwarden exec`, never the caller's terminal (whose modes and window
+  // size it could change). Under s6 no standard descriptor is a terminal.
+  for (int fd : {0, 1, 2})
+    if (::isatty(fd)) service.terminal_fds.push_back(fd);
   service.confinement = base_confinement(definition, uid);
   service.confinement.landlock.paths = supervisor::command_rules(definition.command.front(), spec.runtime_dir);
   for (const Share& share : definition.shares) {

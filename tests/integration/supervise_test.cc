@@ -137,6 +137,34 @@ TEST_F(SuperviseTest, TheEnvironmentTableDecidesWhatTheCommandGets) {
                                    "SECRET_TOKEN, then set GREETING (values not shown)\n"));
 }
 
+// Started by hand in a terminal, a command gets a pty of its own (as
+// `vmwarden exec` gives one): what it does to its terminal (modes, window
+// size) stays there, and the caller's is as it was. (Under s6 no standard
+// descriptor is a terminal.)
+TEST_F(SuperviseTest, ACommandStartedInATerminalGetsAPtyOfItsOwn) {
+  define("tty", "stty -echo -icanon rows 5 cols 5; echo \"its=$(tty)\"; exit 3");
+  testing::CommandOptions options;
+  options.extra_env = {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+                       {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+                       {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}};
+  options.timeout = std::chrono::seconds(60);
+  CommandResult result = testing::run_on_terminal(
+      "stty rows 33 cols 77; modes=$(stty -g); echo \"mine=$(tty)\"; " +
+          testing::shell_words({testing::vmwarden_binary(), "supervise", "tty"}) +
+          "; echo \"rc=$? size=$(stty size)\"; [ \"$modes\" = \"$(stty -g)\" ] && echo 'modes kept'",
+      options);
+  const std::string& out = result.out;
+  std::size_t mine = out.find("mine="), its = out.find("its=");
+  ASSERT_NE(mine, std::string::npos) << out;
+  ASSERT_NE(its, std::string::npos) << out;
+  std::string caller_tty = out.substr(mine + 5, out.find('\r', mine) - mine - 5);
+  std::string command_tty = out.substr(its + 4, out.find('\r', its) - its - 4);
+  EXPECT_THAT(command_tty, ::testing::StartsWith("/dev/pts/")) << out;
+  EXPECT_NE(command_tty, caller_tty) << out;
+  EXPECT_THAT(out, HasSubstr("rc=3 size=33 77\r\n"));
+  EXPECT_THAT(out, HasSubstr("modes kept"));
+}
+
 // s6's down-signal is SIGTERM, and it may come while a share is being
 // granted: it must not kill `supervise` there and leave the grant (and the
 // lease) behind. The grant is held open with strace (its record's fsync
