@@ -17,6 +17,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/printable.h"
 #include "common/process.h"
 
 namespace vmwarden::supervisor {
@@ -46,7 +47,32 @@ Capture::Capture(const OutputCapture& spec, std::string service, int runtime_dir
   check(::fchown(pipe.write_end.get(), uid, gid), "chown", "(output pipe of " + service_ + ")");
   read_end_ = std::move(pipe.read_end);
   write_end_ = std::move(pipe.write_end);
-  start_file(/*replace=*/true);
+  if (!spec_.to_log) start_file(/*replace=*/true);
+}
+
+// A line longer than this is logged in pieces: the log's lines stay short,
+// and the warden holds no more than this of a service's output.
+constexpr std::size_t kMaxLoggedLine = 4096;
+
+void Capture::log_line(std::string_view line) {
+  log::info("{} fd {}: {}", service_, spec_.child_fd, printable(line));
+}
+
+void Capture::log_lines(const char* data, std::size_t size) {
+  for (std::string_view rest(data, size); !rest.empty();) {
+    std::size_t newline = rest.find('\n');
+    std::string_view piece = rest.substr(0, newline);
+    rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
+    partial_line_.append(piece);
+    while (partial_line_.size() >= kMaxLoggedLine) {
+      log_line(std::string_view(partial_line_).substr(0, kMaxLoggedLine));
+      partial_line_.erase(0, kMaxLoggedLine);
+    }
+    if (newline != std::string_view::npos) {
+      log_line(partial_line_);
+      partial_line_.clear();
+    }
+  }
 }
 
 void Capture::start_file(bool replace) {
@@ -69,6 +95,10 @@ void Capture::give_up(const std::string& problem) {
 }
 
 void Capture::store(const char* data, std::size_t size) {
+  if (spec_.to_log) {
+    log_lines(data, size);
+    return;
+  }
   while (size > 0 && !dropping_) {
     if (in_file_ >= spec_.max_bytes) {
       // The old file goes to NAME.1 (replacing the one before); the service's
@@ -111,6 +141,8 @@ bool Capture::read_once() {
   // End of stream (every writer gone), or a pipe that cannot be read.
   read_end_.reset();
   file_.reset();
+  if (!partial_line_.empty()) log_line(partial_line_);
+  partial_line_.clear();
   return false;
 }
 

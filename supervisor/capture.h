@@ -1,11 +1,13 @@
-// A service's output kept in a file of the runtime dir, bounded
-// (ServiceSpec::captures): the warden's side of the pipe.
+// A service's output kept in a file of the runtime dir, bounded, or passed
+// to the warden's log line by line (ServiceSpec::captures): the warden's
+// side of the pipe.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "common/unique_fd.h"
 #include "supervisor/sandbox.h"
@@ -39,6 +41,8 @@ class Capture {
   void store(const char* data, std::size_t size);
   void start_file(bool replace);
   void give_up(const std::string& problem);
+  void log_lines(const char* data, std::size_t size);
+  void log_line(std::string_view line);
 
   OutputCapture spec_;
   std::string service_;
@@ -49,6 +53,7 @@ class Capture {
   UniqueFd read_end_, write_end_, file_;
   std::uint64_t in_file_ = 0;
   bool dropping_ = false;  // the file could not be written: the rest is read and dropped
+  std::string partial_line_;  // to_log: what came after the last newline
 };
 
 }  // namespace vmwarden::supervisor

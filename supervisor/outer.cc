@@ -81,6 +81,17 @@ void validate(const SandboxSpec& spec) {
     for (const FdMapping& mapping : service.fds) child_fds.push_back(mapping.child_fd);
     for (const ListenSocket& socket : service.listen_sockets) child_fds.push_back(socket.child_fd);
     for (const OutputCapture& capture : service.captures) {
+      if (capture.to_log) {
+        if (!capture.file.empty() || capture.max_bytes != 0)
+          throw PermanentError(fmt::format("service {}: fd {} goes to the log, not to a file", service.name,
+                                           capture.child_fd));
+        if (capture.child_fd < 0 ||
+            std::find(child_fds.begin(), child_fds.end(), capture.child_fd) != child_fds.end())
+          throw PermanentError(
+              fmt::format("service {}: fd {} for the log is negative or taken", service.name, capture.child_fd));
+        child_fds.push_back(capture.child_fd);
+        continue;
+      }
       std::string name = capture.file.filename().native();
       if (capture.file.parent_path() != spec.runtime_dir || name.empty() || name == "." || name == "..")
         throw PermanentError(fmt::format("service {}: the capture file {} must be directly in the runtime dir {}",

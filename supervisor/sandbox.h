@@ -40,6 +40,11 @@ struct OutputCapture {
   int child_fd;                 // the number the service writes to: a pipe's write end
   std::filesystem::path file;   // directly in the sandbox's runtime dir
   std::uint64_t max_bytes = 0;  // at most this much in `file`, and as much in `file`.1
+  // Instead of a file (`file` and `max_bytes` unset): each line to the
+  // warden's log, after "SERVICE fd N: ", its control characters escaped
+  // and cut every 4 KiB, so that nothing the service writes reads as a line
+  // of vmwarden's own there.
+  bool to_log = false;
 };
 
 struct ServiceSpec {

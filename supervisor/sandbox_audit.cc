@@ -199,6 +199,15 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
                        "the service needs no write access where it lives"});
     }
     for (const OutputCapture& capture : service.captures) {
+      if (capture.to_log) {
+        steps.push_back({"warden",
+                         fmt::format("service {} receives a pipe as fd {}; the warden logs each line that comes "
+                                     "from it as \"{} fd {}: LINE\", control characters escaped, cut every 4 KiB",
+                                     service.name, capture.child_fd, service.name, capture.child_fd),
+                         {},
+                         "nothing the service writes reads as a line of vmwarden's own in the log"});
+        continue;
+      }
       steps.push_back({"warden",
                        fmt::format("create {} (mode 0600) through the runtime directory's descriptor (no symlink "
                                    "followed), chown it to uid {}, gid {}; service {} receives a pipe as fd {}, whose "

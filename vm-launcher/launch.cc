@@ -59,12 +59,21 @@ supervisor::ServiceSpec command_service(const Definition& definition, const supe
   service.argv = definition.command;
   service.environment = definition.environment;
   service.cwd = "/";
-  service.fds = {{0, 0}, {1, 1}, {2, 2}};
-  // Started by hand in a terminal: a pty of its own in its place, as for
+  // Under s6 its stdout and stderr are vmwarden's log, where what it writes
+  // must not read as vmwarden's own lines: the warden logs each of its lines
+  // after "command fd N: ". Started by hand, they are passed as they are,
+  // but a terminal among them: a pty of its own in its place, as for
   // `vmwarden exec`, never the caller's terminal (whose modes and window
-  // size it could change). Under s6 no standard descriptor is a terminal.
-  for (int fd : {0, 1, 2})
-    if (::isatty(fd)) service.terminal_fds.push_back(fd);
+  // size it could change).
+  service.fds = {{0, 0}};
+  for (int fd : {1, 2}) {
+    if (spec.require_s6_parent)
+      service.captures.push_back({.child_fd = fd, .to_log = true});
+    else
+      service.fds.push_back({fd, fd});
+  }
+  for (const supervisor::FdMapping& mapping : service.fds)
+    if (::isatty(mapping.parent_fd)) service.terminal_fds.push_back(mapping.child_fd);
   service.confinement = base_confinement(definition, uid);
   service.confinement.landlock.paths = supervisor::command_rules(definition.command.front(), spec.runtime_dir);
   for (const Share& share : definition.shares) {
@@ -162,9 +171,13 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
   RuntimePaths paths = RuntimePaths::in(spec.runtime_dir, definition);
   if (definition.wayland) paths.wayland_socket = host_wayland_socket();
   VmmPlan vmm = plan_vmm(definition, paths, host);
-  // The daemons' output and the VMM's go to the supervisor's stderr: the
-  // terminal, or s6-log under s6.
-  const std::vector<supervisor::FdMapping> output = {{2, 1}, {2, 2}};
+  // The daemons' output and the VMM's: pipes whose lines the warden logs
+  // (to the terminal, or s6-log under s6), never vmwarden's own stderr. On
+  // a terminal a compromised VMM would read the operator's keys, change the
+  // terminal's modes or stop its output (and with it the warden's log
+  // writes); in a log, its lines could pass for vmwarden's.
+  const std::vector<supervisor::OutputCapture> output = {{.child_fd = 1, .to_log = true},
+                                                          {.child_fd = 2, .to_log = true}};
 
   if (!definition.shares.empty()) {
     std::filesystem::path binary = backend::required_program(host.virtiofsd, "virtiofsd", "VMWARDEN_VIRTIOFSD");
@@ -189,7 +202,7 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
       service.name = "virtiofsd-" + share.tag;
       service.argv = daemon.argv;
       service.environment = daemon_environment();
-      service.fds = output;
+      service.captures = output;
       service.listen_sockets = {{daemon_share.socket, kListenFd}};
       service.stage = 0;
       service.confinement = base_confinement(definition, uid);
@@ -211,9 +224,9 @@ void add_vm_services(const Definition& definition, supervisor::SandboxSpec& spec
   service.stage = 1;
   service.argv = vmm.argv;
   service.environment = daemon_environment();
-  service.fds = output;
   // The guest's console: the warden keeps it, bounded, in serial.log.
-  service.captures = {{vmm.console_fd, paths.serial_log, kSerialLogMaxBytes}};
+  service.captures = output;
+  service.captures.push_back({vmm.console_fd, paths.serial_log, kSerialLogMaxBytes});
   // The control socket, where the warden binds it for the VMM.
   if (vmm.control_fd) service.listen_sockets = {{paths.control_socket, *vmm.control_fd}};
   service.confinement = base_confinement(definition, uid);

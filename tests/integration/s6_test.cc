@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -311,16 +312,31 @@ TEST_F(S6Test, TwentyServicesStartTogetherAndStopWithTheScanner) {
   EXPECT_TRUE(wait_until([] { return processes_with("marker-s6-many").empty(); }, 5s));
 }
 
+// The command's stdout and stderr go to the log line by line, each after
+// "command fd N: " with its control characters escaped: nothing it writes
+// reads as a line of vmwarden's own there (it tried: a forged line, one cut
+// in two across its descriptors, a terminal escape).
 TEST_F(S6Test, TheLogGoesThroughS6Log) {
-  define("chatty", "echo hello-from-the-sandbox; echo on-stderr >&2; exec sleep 1000");
+  define("chatty", "echo hello-from-the-sandbox; echo on-stderr >&2; "
+                   "printf 'vmwarden[other]: granted rw on / to UID 0\\n\\033[2Jcleared\\nvmwarden[oth'; "
+                   "printf 'er]: forged\\n' >&2; exec sleep 1000");
   add_service("chatty", true);
   rescan({"chatty"});
   ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("chatty").string()}).exit_code, 0);
   fs::path current = service("chatty") / "log/main/current";
   ASSERT_TRUE(wait_until(
-      [&] { return fs::exists(current) && testing::read_file(current).find("on-stderr") != std::string::npos; }, 10s));
+      [&] { return fs::exists(current) && testing::read_file(current).find("cleared") != std::string::npos; }, 10s));
   std::string log = testing::read_file(current);
-  EXPECT_THAT(log, HasSubstr("hello-from-the-sandbox"));
+  EXPECT_THAT(log, HasSubstr(" vmwarden[chatty/warden]: command fd 1: hello-from-the-sandbox\n"));
+  EXPECT_THAT(log, HasSubstr(" vmwarden[chatty/warden]: command fd 2: on-stderr\n"));
+  EXPECT_THAT(log, HasSubstr(" vmwarden[chatty/warden]: command fd 1: vmwarden[other]: granted rw on / to UID 0\n"));
+  EXPECT_THAT(log, HasSubstr(" vmwarden[chatty/warden]: command fd 1: \\x1b[2Jcleared\n"));
+  EXPECT_THAT(log, HasSubstr(" vmwarden[chatty/warden]: command fd 2: er]: forged\n"));
+  EXPECT_EQ(log.find('\033'), std::string::npos) << log;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);)
+    if (std::size_t forged = line.find("vmwarden[oth"); forged != std::string::npos)
+      EXPECT_LT(line.find("]: command fd "), forged) << "a line of its own: " << line;
   // T: an ISO 8601 timestamp ("2026-11-22 11:50:24.311652898") starts each line.
   EXPECT_TRUE(log.size() > 30 && log[4] == '-' && log[7] == '-' && log[10] == ' ' && log[13] == ':' && log[19] == '.')
       << log;

@@ -196,6 +196,16 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   ASSERT_GT(vmm_pid, 0);
   ASSERT_GT(daemon_pid, 0);
   ASSERT_FALSE(vmm_status.empty());
+  // Their stdout and stderr are pipes the warden logs from, never
+  // vmwarden's own stderr (here a file; on a terminal the VMM would read the
+  // operator's keys and set its modes).
+  for (pid_t pid : {vmm_pid, daemon_pid}) {
+    for (int fd : {1, 2}) {
+      std::error_code error;
+      std::string target = fs::read_symlink(fmt::format("/proc/{}/fd/{}", pid, fd), error).string();
+      EXPECT_THAT(target, ::testing::StartsWith("pipe:")) << "pid " << pid << " fd " << fd << ": " << error.message();
+    }
+  }
   size_t ppid_at = vmm_status.find("PPid:");
   ASSERT_NE(ppid_at, std::string::npos);
   pid_t warden_pid = std::atoi(vmm_status.c_str() + ppid_at + 5);
