@@ -118,6 +118,28 @@ constexpr std::uint32_t kDangerousIoctls[] = {
 // could reach the host's and other guests' vsock listeners; and with it
 // every other family's kernel code (packet, XDP, algorithm sockets...).
 constexpr std::uint32_t kAllowedSocketFamilies[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+// virtiofsd serves a share over one unix socket and needs no other family.
+// An AF_INET socket would be network whether or not the VM has any: a
+// listen() on an unbound one binds a port that Landlock's TCP bind rule
+// never sees, and an attack served the share from there.
+constexpr std::uint32_t kUnixSocketFamily[] = {AF_UNIX};
+
+std::string family_names(std::span<const std::uint32_t> families) {
+  std::vector<std::string> names;
+  for (std::uint32_t family : families) {
+    switch (family) {
+      case AF_UNIX: names.emplace_back("AF_UNIX"); break;
+      case AF_INET: names.emplace_back("AF_INET"); break;
+      case AF_INET6: names.emplace_back("AF_INET6"); break;
+      case AF_NETLINK: names.emplace_back("AF_NETLINK"); break;
+      default: names.push_back(std::to_string(family));
+    }
+  }
+  if (names.size() == 1) return names.front();
+  std::string last = names.back();
+  names.pop_back();
+  return fmt::format("{} and {}", fmt::join(names, ", "), last);
+}
 
 // Masked patterns (mask, value), over the low 32 bits, whose union is every
 // request but `denied`: walking each denied value's bits from the top, the
@@ -175,6 +197,7 @@ struct ProfileDef {
   std::span<const Syscall> listed;
   std::span<const Syscall> enosys;
   bool filter_arguments;  // clone namespace flags, personality, ioctl, socket families
+  std::span<const std::uint32_t> socket_families = kAllowedSocketFamilies;
 };
 
 #include "supervisor/seccomp_allow_lists.inc"
@@ -189,7 +212,7 @@ constexpr ProfileDef kProfiles[] = {
      kQemuAllowed, kEnosys, true},
     {"virtiofsd", SeccompKind::allow_list,
      "allow list: the syscalls the C virtiofsd was seen to make serving a share",
-     kVirtiofsdAllowed, kEnosys, true},
+     kVirtiofsdAllowed, kEnosys, true, kUnixSocketFamily},
     {"none", SeccompKind::none, "no filter", {}, {}, false},
 };
 
@@ -276,9 +299,9 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
     for (const char* call : {"socket", "socketpair"}) {
       if (deny || lists(profile, call))
         info.argument_filters.push_back(fmt::format(
-            "{}: families other than AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK refused with EAFNOSUPPORT "
-            "(AF_VSOCK is in no network namespace; the family's low 32 bits decide)",
-            call));
+            "{}: families other than {} refused with EAFNOSUPPORT ({}the family's low 32 bits decide)", call,
+            family_names(profile.socket_families),
+            profile.socket_families.size() == 1 ? "" : "AF_VSOCK is in no network namespace; "));
     }
     if (deny || lists(profile, "ioctl"))
       info.argument_filters.push_back(
@@ -380,8 +403,8 @@ std::vector<sock_filter> compile_seccomp_program(const SeccompPolicy& policy) {
 
     // The kernel reads the family as an int: only the low 32 bits are
     // compared, so upper bits cannot dress a refused family up.
-    const std::vector<std::uint32_t> allowed_families(std::begin(kAllowedSocketFamilies),
-                                                      std::end(kAllowedSocketFamilies));
+    const std::vector<std::uint32_t> allowed_families(profile.socket_families.begin(),
+                                                      profile.socket_families.end());
     std::vector<std::pair<std::uint32_t, std::uint32_t>> other_families;
     patterns_except(0, 0, 31, allowed_families, other_families);
     const std::uint32_t unsupported = policy.action == SeccompAction::kill ? SCMP_ACT_ERRNO(EAFNOSUPPORT) : SCMP_ACT_LOG;
