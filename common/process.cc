@@ -5,6 +5,7 @@
 #include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -141,7 +142,7 @@ Pipe make_pipe() {
 }
 
 ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                          Deadline deadline, const std::function<void()>& in_child) {
+                          Deadline deadline, const std::function<void()>& in_child, ChildNamespaces namespaces) {
   if (argv.empty() || argv[0].empty() || argv[0][0] != '/')
     throw UsageError(fmt::format("run_program needs an absolute program path, got \"{}\"",
                                  argv.empty() ? "" : argv[0]));
@@ -157,11 +158,16 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
   envp.push_back(nullptr);
 
   pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) throw_errno("fork", argv[0]);
+  const bool own_namespaces = namespaces == ChildNamespaces::own_pid_and_network;
+  // clone() without CLONE_VM is fork() with namespaces.
+  pid_t pid = own_namespaces ? static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD | CLONE_NEWPID | CLONE_NEWNET,
+                                                            nullptr, nullptr, nullptr, 0))
+                             : ::fork();
+  if (pid < 0) throw_errno(own_namespaces ? "clone (new PID and network namespaces)" : "fork", argv[0]);
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
+    // The parent of a PID namespace's first process is outside it: 0 here.
+    if (::getppid() != (own_namespaces ? 0 : parent)) ::_exit(127);
     int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(out_write.get(), 1) < 0 ||
         ::dup2(out_write.get(), 2) < 0)
@@ -243,11 +249,15 @@ std::optional<std::string> script_interpreter_problem(const std::filesystem::pat
 }
 
 ProgramResult run_program_unprivileged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                                       Deadline deadline, const std::function<void()>& in_child) {
-  return run_program(argv, env, deadline, [&in_child] {
-    drop_privileges();
-    if (in_child) in_child();
-  });
+                                       Deadline deadline, const std::function<void()>& in_child,
+                                       ChildNamespaces namespaces) {
+  return run_program(
+      argv, env, deadline,
+      [&in_child] {
+        drop_privileges();
+        if (in_child) in_child();
+      },
+      namespaces);
 }
 
 void block_stop_signals() {

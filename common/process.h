@@ -62,6 +62,13 @@ struct ProgramResult {
   std::string describe() const;
 };
 
+// Where run_program()'s child runs: in the caller's namespaces, or as PID 1
+// of a PID namespace of its own with an empty network namespace, so that
+// whatever it starts dies with it (the kernel kills a PID namespace's
+// processes when its first one exits) and nothing reaches the network
+// (needs CAP_SYS_ADMIN).
+enum class ChildNamespaces { caller, own_pid_and_network };
+
 // Runs argv[0] (an absolute path, no PATH lookup) with `env` as its whole
 // environment, stdin from /dev/null, until it exits or `deadline` passes (then
 // it is SIGKILLed). `in_child` runs in the child between fork and exec (e.g.
@@ -69,7 +76,8 @@ struct ProgramResult {
 // exits 127. The caller must be single-threaded, and must not reap the child
 // by other means while this runs.
 ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                          Deadline deadline, const std::function<void()>& in_child = {});
+                          Deadline deadline, const std::function<void()>& in_child = {},
+                          ChildNamespaces namespaces = ChildNamespaces::caller);
 
 // For an executable file that is a script: why its #! interpreter cannot
 // run ("its interpreter /x (its #! line) does not exist"), if it cannot.
@@ -90,6 +98,7 @@ inline constexpr gid_t kNogroupGid = 65534;
 // capability gives any back. A caller that is not root keeps its own ids
 // (it cannot switch) and loses the rest alike.
 ProgramResult run_program_unprivileged(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                                       Deadline deadline, const std::function<void()>& in_child = {});
+                                       Deadline deadline, const std::function<void()>& in_child = {},
+                                       ChildNamespaces namespaces = ChildNamespaces::caller);
 
 }  // namespace vmwarden

@@ -76,11 +76,14 @@ Dialect detect_dialect(const std::filesystem::path& binary) {
     return *dialect;
   }
   // Unprivileged as getent is (common/process.h), with the default seccomp
-  // deny list on top. No Landlock: it would need every path a wrapper may
-  // use; the uid already keeps it from writing anything of root's.
-  ProgramResult result = run_program_unprivileged({binary.native(), "--help"}, {"LC_ALL=C"},
-                                                  std::chrono::steady_clock::now() + std::chrono::seconds(10),
-                                                  [] { supervisor::load_seccomp_policy(supervisor::SeccompPolicy{}); });
+  // deny list on top, as PID 1 of a PID namespace of its own in an empty
+  // network namespace: a wrapper that forks and detaches (an attack left one
+  // running on the host's loopback network as uid 65534) dies with it, at
+  // the latest at the deadline. No Landlock: it would need every path a
+  // wrapper may use; the uid already keeps it from writing anything of root's.
+  ProgramResult result = run_program_unprivileged(
+      {binary.native(), "--help"}, {"LC_ALL=C"}, std::chrono::steady_clock::now() + std::chrono::seconds(10),
+      [] { supervisor::load_seccomp_policy(supervisor::SeccompPolicy{}); }, ChildNamespaces::own_pid_and_network);
   Dialect dialect;
   if (result.output.find(kRustMarker) != std::string::npos)
     dialect = Dialect::rust;

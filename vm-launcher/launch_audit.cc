@@ -92,6 +92,17 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
                             std::string("one running instance per alias; ") + lease_why});
   }
   audit.before.insert(audit.before.end(), options.steps_at_prepare.begin(), options.steps_at_prepare.end());
+  const auto& services = plan.sandbox.services;
+  if (std::any_of(services.begin(), services.end(), [](const auto& s) { return s.name.starts_with("virtiofsd-"); })) {
+    audit.before.push_back({"outer",
+                            "when the virtiofsd program's contents do not tell which virtiofsd it is (a wrapper "
+                            "script): run it with --help in a child switched to uid and gid 65534 (no supplementary "
+                            "groups, every capability set empty, no_new_privs, the vm-daemon seccomp profile), as "
+                            "PID 1 of a PID namespace of its own in an empty network namespace, for at most 10 s",
+                            {"CAP_SYS_ADMIN", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP"},
+                            "its options say which command line it takes; whatever it starts dies with it, and "
+                            "nothing it runs reaches the network"});
+  }
 
   if ((options.checks_shares && !plan.grants.empty()) || !options.files_read_as_uid.empty()) {
     std::string parents, files;

@@ -227,5 +227,33 @@ TEST_F(VirtiofsdTest, RustDialectDoubleIsReadyTheSameWay) {
   EXPECT_EQ(exit->exit_code, 0);
 }
 
+// A virtiofsd whose dialect its contents do not tell (a wrapper script) is
+// asked for its --help, as uid 65534, as PID 1 of a PID namespace of its
+// own in an empty network namespace: a wrapper that starts a detached
+// process (an attack's stayed on the host's loopback network for good) does
+// not outlive the question.
+TEST_F(VirtiofsdTest, AWrappersHelpRunsInNamespacesOfItsOwnAndLeavesNothingBehind) {
+  fs::create_directory(root_ / "bin");
+  fs::create_directory(root_ / "out");
+  fs::permissions(root_ / "out", fs::perms::all);
+  const std::string marker = fmt::format("29.{}", ::getpid());
+  // "--shared" "-dir" apart: the contents alone must not tell.
+  testing::write_file(root_ / "bin/virtiofsd",
+                      fmt::format("#!/bin/sh\nreadlink /proc/self/ns/net > {0}/net\nid -u > {0}/uid\n"
+                                  "setsid sleep {1} </dev/null >/dev/null 2>&1 &\n"
+                                  "while ! pgrep -f 'sleep {1}' >/dev/null; do sleep 0.05; done\n"
+                                  "printf '%s\\n' '--shared''-dir=PATH'\n",
+                                  (root_ / "out").string(), marker),
+                      0755);
+  EXPECT_EQ(detect_dialect(root_ / "bin/virtiofsd"), Dialect::rust);
+  auto left = testing::processes_where(
+      [&](const std::vector<std::string>& argv) { return testing::some_argument_contains(argv, marker); });
+  for (const testing::ProcessInfo& process : left) ::kill(process.pid, SIGKILL);  // started by this test
+  EXPECT_TRUE(left.empty()) << "the wrapper's detached process outlived --help";
+  EXPECT_EQ(testing::read_file(root_ / "out/uid"), "65534\n");
+  EXPECT_NE(testing::read_file(root_ / "out/net"), fs::read_symlink("/proc/self/ns/net").string() + "\n")
+      << "in the host's network namespace";
+}
+
 }  // namespace
 }  // namespace vmwarden::virtiofs
