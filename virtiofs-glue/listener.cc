@@ -16,9 +16,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <fmt/core.h>
 
@@ -40,14 +42,24 @@ std::optional<unsigned long> socket_inode(pid_t pid, long fd) {
   return inode;
 }
 
-bool listening_at(pid_t pid, unsigned long inode, const std::string& expected_path) {
+// The inodes of the sockets listening at `expected_path`, from one read of
+// /proc/PID/net/unix. Only lines that end with the path are parsed: the
+// daemon may have made any number of other sockets (an attack made 90,000
+// and put 300 threads in accept, for a table read per thread and probe).
+std::vector<unsigned long> listening_inodes(pid_t pid, const std::string& expected_path) {
+  std::vector<unsigned long> inodes;
   std::ifstream table(fmt::format("/proc/{}/net/unix", pid));
   std::string line;
   std::getline(table, line);  // the header
   while (std::getline(table, line)) {
-    if (auto answer = unix_table_listening(line, inode, expected_path)) return *answer;
+    if (!line.ends_with(expected_path)) continue;
+    std::istringstream fields(line);
+    std::string num, refcount, protocol, flags, type, state;
+    unsigned long inode = 0;
+    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode)) continue;
+    if (unix_table_listening(line, inode, expected_path).value_or(false)) inodes.push_back(inode);
   }
-  return false;
+  return inodes;
 }
 
 }  // namespace
@@ -68,6 +80,9 @@ std::optional<bool> unix_table_listening(const std::string& line, unsigned long 
 }
 
 bool accepting_on(pid_t pid, const std::filesystem::path& socket) {
+  // First the sockets the daemon's threads wait in accept on, then one read
+  // of the socket table, only if there are any.
+  std::vector<unsigned long> waited_on;
   std::error_code error;
   for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), error)) {
     std::ifstream syscall_file(task.path() / "syscall");
@@ -77,9 +92,13 @@ bool accepting_on(pid_t pid, const std::filesystem::path& socket) {
     if (!(syscall_file >> number >> first_argument)) continue;
     if (number != SYS_accept && number != SYS_accept4) continue;
     long fd = std::strtol(first_argument.c_str(), nullptr, 16);
-    if (auto inode = socket_inode(pid, fd); inode && listening_at(pid, *inode, socket.native())) return true;
+    if (auto inode = socket_inode(pid, fd)) waited_on.push_back(*inode);
   }
-  return false;
+  if (waited_on.empty()) return false;
+  std::vector<unsigned long> listening = listening_inodes(pid, socket.native());
+  return std::any_of(waited_on.begin(), waited_on.end(), [&](unsigned long inode) {
+    return std::find(listening.begin(), listening.end(), inode) != listening.end();
+  });
 }
 
 }  // namespace vmwarden::virtiofs
