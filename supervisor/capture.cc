@@ -27,6 +27,18 @@ namespace {
 // single-threaded, so one buffer serves every capture.
 char g_buffer[64 * 1024];
 
+// A line longer than this is logged in pieces: the log's lines stay short,
+// and the warden holds no more than this of a service's output.
+constexpr std::size_t kMaxLoggedLine = 4096;
+
+// What a service may have logged: at most this many bytes a second after a
+// burst of this many. The warden writes the log itself, from its one loop:
+// a service writing without pause must not keep it writing (to a slow
+// reader, blocked) while its shutdown deadline passes. Beyond it lines are
+// dropped, and counted in the next line logged.
+constexpr double kLogBytesPerSecond = 64 * 1024;
+constexpr double kLogBurstBytes = 256 * 1024;
+
 }  // namespace
 
 Capture::Capture(const OutputCapture& spec, std::string service, int runtime_dir_fd, uid_t uid, gid_t gid)
@@ -36,7 +48,9 @@ Capture::Capture(const OutputCapture& spec, std::string service, int runtime_dir
       uid_(uid),
       gid_(gid),
       name_(spec.file.filename().native()),
-      rotated_name_(name_ + ".1") {
+      rotated_name_(name_ + ".1"),
+      log_budget_(kLogBurstBytes),
+      budget_time_(std::chrono::steady_clock::now()) {
   Pipe pipe = make_pipe();
   // Only the warden's end: the service's stays blocking, so that a writer
   // the warden does not keep up with waits instead of losing output.
@@ -50,11 +64,28 @@ Capture::Capture(const OutputCapture& spec, std::string service, int runtime_dir
   if (!spec_.to_log) start_file(/*replace=*/true);
 }
 
-// A line longer than this is logged in pieces: the log's lines stay short,
-// and the warden holds no more than this of a service's output.
-constexpr std::size_t kMaxLoggedLine = 4096;
+
+void Capture::report_dropped() {
+  if (dropped_bytes_ == 0) return;
+  log::warning("{} fd {}: {} bytes of its output dropped (more than {} KiB a second)", service_, spec_.child_fd,
+               dropped_bytes_, static_cast<int>(kLogBytesPerSecond / 1024));
+  dropped_bytes_ = 0;
+  last_drop_report_ = std::chrono::steady_clock::now();
+}
 
 void Capture::log_line(std::string_view line) {
+  auto now = std::chrono::steady_clock::now();
+  std::chrono::duration<double> since = now - budget_time_;
+  log_budget_ = std::min(kLogBurstBytes, log_budget_ + since.count() * kLogBytesPerSecond);
+  budget_time_ = now;
+  // The count of what was dropped at most once a second: the report must
+  // not become a flood of its own.
+  if (dropped_bytes_ != 0 && now - last_drop_report_ >= std::chrono::seconds(1)) report_dropped();
+  if (static_cast<double>(line.size()) + 1 > log_budget_) {
+    dropped_bytes_ += line.size() + 1;
+    return;
+  }
+  log_budget_ -= static_cast<double>(line.size()) + 1;
   log::info("{} fd {}: {}", service_, spec_.child_fd, printable(line));
 }
 
@@ -143,6 +174,7 @@ bool Capture::read_once() {
   file_.reset();
   if (!partial_line_.empty()) log_line(partial_line_);
   partial_line_.clear();
+  report_dropped();
   return false;
 }
 

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -43,6 +44,7 @@ class Capture {
   void give_up(const std::string& problem);
   void log_lines(const char* data, std::size_t size);
   void log_line(std::string_view line);
+  void report_dropped();
 
   OutputCapture spec_;
   std::string service_;
@@ -54,6 +56,12 @@ class Capture {
   std::uint64_t in_file_ = 0;
   bool dropping_ = false;  // the file could not be written: the rest is read and dropped
   std::string partial_line_;  // to_log: what came after the last newline
+  // to_log: what the service may still have logged now (a token bucket),
+  // and what was dropped beyond it since the last line logged.
+  double log_budget_;
+  std::chrono::steady_clock::time_point budget_time_;
+  std::uint64_t dropped_bytes_ = 0;
+  std::chrono::steady_clock::time_point last_drop_report_{};
 };
 
 }  // namespace vmwarden::supervisor

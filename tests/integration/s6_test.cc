@@ -342,6 +342,43 @@ TEST_F(S6Test, TheLogGoesThroughS6Log) {
       << log;
 }
 
+// A command that writes without pause gets 256 KiB into the log, then 64
+// KiB a second: the warden writes the log itself, and must not spend its
+// loop on one service's flood. The rest is dropped, and counted.
+TEST_F(S6Test, AFloodOfOutputIsLoggedAtABoundedRate) {
+  define("flood", "head -c 5000000 /dev/zero | tr '\\0' x | fold -w 99; sleep 1; echo after-the-flood; "
+                  "exec sleep 1000");
+  add_service("flood", true);
+  auto started = Clock::now();
+  rescan({"flood"});
+  fs::path current = service("flood") / "log/main/current";
+  ASSERT_TRUE(wait_until(
+      [&] { return fs::exists(current) && testing::read_file(current).find("after-the-flood") != std::string::npos; },
+      30s));
+  std::string log = testing::read_file(current);
+  // The bounds follow from how long it took, however slow the machine.
+  double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  std::size_t logged = 0;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);)
+    if (line.ends_with(": command fd 1: " + std::string(99, 'x'))) logged += 100;
+  EXPECT_GT(logged, 200'000u) << "the burst is logged";
+  EXPECT_LT(logged, 256 * 1024 + 64 * 1024 * seconds + 16 * 1024) << "more than the burst and the rate, in "
+                                                                    << seconds << " s";
+  // Counted in a line at most once a second (and at the end).
+  std::uint64_t dropped = 0;
+  int reports = 0;
+  std::istringstream again(log);
+  for (std::string line; std::getline(again, line);) {
+    std::size_t at = line.find(": command fd 1: ");
+    if (at == std::string::npos || !line.ends_with(" bytes of its output dropped (more than 64 KiB a second)")) continue;
+    dropped += std::stoull(line.substr(at + 16));
+    ++reports;
+  }
+  EXPECT_GT(dropped, 4'000'000u) << log.substr(0, 2000);
+  EXPECT_LE(reports, seconds + 2) << "a report a second at most";
+}
+
 TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
   define("app", "true");
   // In a scan directory the fixture's s6-svscan does not watch: there, its
