@@ -38,6 +38,9 @@ constexpr std::size_t kMaxLoggedLine = 4096;
 // dropped, and counted in the next line logged.
 constexpr double kLogBytesPerSecond = 64 * 1024;
 constexpr double kLogBurstBytes = 256 * 1024;
+// The log's own prefix of each line ("vmwarden[NAME/warden]: ") and its
+// newline, as charged: the name is at most 64 bytes.
+constexpr std::size_t kLogPrefixAllowance = 24;
 
 }  // namespace
 
@@ -81,12 +84,16 @@ void Capture::log_line(std::string_view line) {
   // The count of what was dropped at most once a second: the report must
   // not become a flood of its own.
   if (dropped_bytes_ != 0 && now - last_drop_report_ >= std::chrono::seconds(1)) report_dropped();
-  if (static_cast<double>(line.size()) + 1 > log_budget_) {
+  // Charged what it costs the log, not what the service wrote: an empty
+  // line is a prefix of its own, a control byte four bytes escaped.
+  std::string text = fmt::format("{} fd {}: {}", service_, spec_.child_fd, printable(line));
+  double cost = static_cast<double>(text.size() + kLogPrefixAllowance);
+  if (cost > log_budget_) {
     dropped_bytes_ += line.size() + 1;
     return;
   }
-  log_budget_ -= static_cast<double>(line.size()) + 1;
-  log::info("{} fd {}: {}", service_, spec_.child_fd, printable(line));
+  log_budget_ -= cost;
+  log::info("{}", text);
 }
 
 void Capture::log_lines(const char* data, std::size_t size) {
@@ -95,7 +102,9 @@ void Capture::log_lines(const char* data, std::size_t size) {
     std::string_view piece = rest.substr(0, newline);
     rest = newline == std::string_view::npos ? std::string_view() : rest.substr(newline + 1);
     partial_line_.append(piece);
-    while (partial_line_.size() >= kMaxLoggedLine) {
+    // Longer than the limit, not as long: a line of exactly the limit is
+    // logged whole at its newline, with no empty piece after it.
+    while (partial_line_.size() > kMaxLoggedLine) {
       log_line(std::string_view(partial_line_).substr(0, kMaxLoggedLine));
       partial_line_.erase(0, kMaxLoggedLine);
     }

@@ -227,7 +227,7 @@ int run_sandbox(const SandboxSpec& spec) {
   std::optional<PtyRelay> relay;
   SandboxSpec relayed;
   if (terminal >= 0) {
-    relay.emplace(terminal);
+    relay.emplace(terminal, relays_input(spec));
     relayed = with_pty_slave(spec, relay->slave());
   }
   const SandboxSpec& sandbox = relay ? relayed : spec;
@@ -243,7 +243,16 @@ int run_sandbox(const SandboxSpec& spec) {
     if (relay) relay->close_master();
     run_warden(sandbox, self_pidfd.get(), runtime_dir);
   }
-  if (relay) relay->start();
+  if (relay) {
+    try {
+      relay->start();
+    } catch (const std::exception& e) {
+      // Nobody would read what the command writes to its pty: it would
+      // block. The sandbox is stopped instead, and ends as it would.
+      log::error("cannot relay the terminal: {}; stopping the sandbox", e.what());
+      pidfd_send_signal(warden.pidfd.get(), SIGKILL);
+    }
+  }
 
   self_pidfd.reset();
   // The warden writes the readiness newline; our copy would keep the

@@ -39,7 +39,9 @@ constexpr const char* kMaster = "the pty's master";
 // Once the sandbox has ended, how long the last output may take in all, and
 // how long the master may stay silent: every holder of the slave is gone by
 // then, so the master reads EIO at once after the last byte; the limits
-// only bound an exit path where the warden still runs.
+// only bound an exit path where the warden still runs. (They bound the
+// waiting for output, not a write to a caller's terminal that has stopped
+// reading: that blocks past them, as vmwarden's own log writes would.)
 constexpr std::chrono::milliseconds kDrainLimit{2'000};
 constexpr std::chrono::milliseconds kDrainQuiet{100};
 
@@ -210,6 +212,12 @@ int caller_terminal(const SandboxSpec& spec) {
   return -1;
 }
 
+bool relays_input(const SandboxSpec& spec) {
+  for (const ServiceSpec& service : spec.services)
+    if (std::find(service.terminal_fds.begin(), service.terminal_fds.end(), 0) != service.terminal_fds.end()) return true;
+  return false;
+}
+
 SandboxSpec with_pty_slave(const SandboxSpec& spec, int slave) {
   SandboxSpec given = spec;
   for (ServiceSpec& service : given.services) {
@@ -221,11 +229,17 @@ SandboxSpec with_pty_slave(const SandboxSpec& spec, int slave) {
   return given;
 }
 
-PtyRelay::PtyRelay(int terminal) : terminal_(terminal) {
+PtyRelay::PtyRelay(int terminal, bool with_input) : terminal_(terminal) {
   int flags = check(::fcntl(terminal, F_GETFL), "fcntl F_GETFL", kTerminal);
-  // Opened write-only (rare): no keys to relay, so its modes stay and
-  // Ctrl-C goes on stopping vmwarden as a whole.
-  terminal_readable_ = (flags & O_ACCMODE) != O_WRONLY;
+  // The caller's keys are the command's only when its stdin is the
+  // terminal and vmwarden runs in the terminal's foreground: a producer
+  // in a pipeline (`vmwarden exec ... | less`, its stderr on the terminal)
+  // or a background job must not take the keys, or set modes the
+  // foreground program then gets back at the end. Otherwise, and for a
+  // terminal opened write-only (rare), only output is relayed: the modes
+  // stay, and Ctrl-C goes on stopping vmwarden as a whole.
+  terminal_readable_ =
+      with_input && (flags & O_ACCMODE) != O_WRONLY && ::tcgetpgrp(terminal) == ::getpgrp();
   master_ = UniqueFd(check(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC), "posix_openpt", "/dev/ptmx"));
   check(::grantpt(master_.get()), "grantpt", kMaster);
   check(::unlockpt(master_.get()), "unlockpt", kMaster);
@@ -251,12 +265,21 @@ PtyRelay::~PtyRelay() {
 void PtyRelay::start() {
   slave_.reset();
   if (terminal_readable_) {
-    check(::tcgetattr(terminal_, &saved_modes_), "tcgetattr", kTerminal);
-    termios raw = saved_modes_;
-    ::cfmakeraw(&raw);
+    // Moved to the background meanwhile (the terminal says EIO, or SIGTTOU
+    // stops the process first when it is not ignored): output only.
+    termios raw{};
+    if (::tcgetattr(terminal_, &saved_modes_) == 0) {
+      raw = saved_modes_;
+      ::cfmakeraw(&raw);
+    }
     // TCSADRAIN, not TCSAFLUSH: what the caller typed ahead is the command's.
-    check(::tcsetattr(terminal_, TCSADRAIN, &raw), "tcsetattr", kTerminal);
-    raw_ = true;
+    if (::tcgetpgrp(terminal_) == ::getpgrp() && ::tcsetattr(terminal_, TCSADRAIN, &raw) == 0) {
+      raw_ = true;
+    } else {
+      log::warning("the terminal is not vmwarden's to read (it is not in the foreground): the command gets none of "
+                   "its keys");
+      terminal_readable_ = false;
+    }
   }
   thread_ = std::thread(&PtyRelay::relay, this);
 }
@@ -270,6 +293,9 @@ void PtyRelay::finish() noexcept {
     ::abort();
   }
   thread_.join();
+  // Before the revoke and the runtime directory's removal, which may take
+  // a while: the caller's terminal is its own again once the output is.
+  restore_modes();
 }
 
 void PtyRelay::relay() noexcept {

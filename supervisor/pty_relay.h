@@ -19,6 +19,9 @@ namespace vmwarden::supervisor {
 // mapped to the first of them. -1 when no service has a terminal.
 int caller_terminal(const SandboxSpec& spec);
 
+// Whether the service with terminal_fds has its stdin among them.
+bool relays_input(const SandboxSpec& spec);
+
 // `spec` with each service's terminal_fds mapped from `slave` instead.
 SandboxSpec with_pty_slave(const SandboxSpec& spec, int slave);
 
@@ -28,7 +31,9 @@ class PtyRelay {
   // `terminal` (the caller's, left as it is until start()). SIGWINCH must be
   // blocked, in every thread, from before this on: start() reads it from a
   // signalfd, and one that came in between is still pending then.
-  explicit PtyRelay(int terminal);
+  // `with_input`: the service's stdin is the terminal, so the caller's keys
+  // are relayed to it (when vmwarden is in the terminal's foreground).
+  PtyRelay(int terminal, bool with_input);
   PtyRelay(const PtyRelay&) = delete;
   PtyRelay& operator=(const PtyRelay&) = delete;
   // finish(), then the caller's terminal's modes back.

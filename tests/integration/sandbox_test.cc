@@ -439,13 +439,26 @@ TEST_F(SandboxTest, ACommandOnATerminalGetsAPtyOfItsOwnInASessionOfItsOwn) {
   EXPECT_THAT(piped_out[3], ::testing::StartsWith("pipe:")) << out;
   EXPECT_THAT(out, HasSubstr("modes restored")) << "the caller's terminal as it was\n" << out;
 
+  // A producer in a pipeline, its stdin not the terminal (only its stderr
+  // is): output is relayed, the keys are not taken, and the terminal's
+  // modes stay as whoever reads it set them (here -echo, set while the
+  // command runs, is not undone at its end).
+  std::string producer = shell_words(exec_argv({"--uid", "65534"}, {"/bin/sh", "-c", "sleep 1; echo produced"}));
+  CommandResult pipeline = run_on_terminal(
+      "stty echo icanon; " + producer + " </dev/null | { sleep 0.5; stty -a </dev/tty | grep -o -- '-*icanon' | head -1; "
+      "stty -echo </dev/tty; cat; }; stty -a | grep -o -- '-*echo ' | head -1",
+      run);
+  EXPECT_THAT(pipeline.out, ::testing::StartsWith("icanon\r\n")) << "raw while a producer ran\n" << pipeline.out;
+  EXPECT_THAT(pipeline.out, HasSubstr("produced\r\n")) << pipeline.out;
+  EXPECT_THAT(pipeline.out, HasSubstr("-echo")) << "the reader's modes were undone\n" << pipeline.out;
+
   // The audit, run the same way, says which.
   CommandResult audit = run_on_terminal(shell_words(exec_argv({"--uid", "65534", "--audit"}, report)), run);
   EXPECT_THAT(audit.out, HasSubstr("outer: open a new pty from the host's /dev/ptmx"));
   EXPECT_THAT(audit.out, HasSubstr("receives the slave as its fds 0, 1 and 2, instead of the caller's terminal"));
   EXPECT_THAT(audit.out, HasSubstr("in the child: start a session of its own (setsid) and make the pty's slave, its "
                                    "fd 0, its controlling terminal (TIOCSCTTY)"));
-  EXPECT_THAT(audit.out, HasSubstr("relay bytes between it and the pty's master"));
+  EXPECT_THAT(audit.out, HasSubstr("relay bytes between the caller's terminal and the pty's master"));
   CommandResult audit_piped = exec({"--uid", "65534", "--audit"}, report);
   EXPECT_THAT(audit_piped.out,
               HasSubstr("in the child: start a session of its own (setsid), without a controlling terminal"));
