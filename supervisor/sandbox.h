@@ -65,8 +65,8 @@ struct ServiceSpec {
   // end, blocking (the pipe is its uid's and gid's, so that it may open it
   // again by /proc/self/fd/N): when the warden does not keep up, the writer
   // waits. The warden reads the other end from its event loop, never
-  // blocking on it (during start-up, until every service is ready, the
-  // pipe's own buffer holds what comes), and writes it to `file`, which it
+  // blocking on it (during start-up, between the probes of the readiness
+  // waits: RunningService::stop_requested()), and writes it to `file`, which it
   // creates (replacing whatever is there) owned by the service's uid and
   // gid, mode 0600, through the runtime dir's descriptor opened on the
   // host's mount: once `file` holds max_bytes it is renamed to `file`.1
@@ -96,8 +96,9 @@ struct ServiceSpec {
 
   // Runs in the warden. Returns once the service is ready or throws when it
   // cannot become ready by `deadline`, or as soon as the service's
-  // stop_requested() says so (between probes). Unset: ready as soon as exec
-  // succeeded.
+  // stop_requested() says so (between probes, which it must call often: the
+  // warden reads the services' output pipes there). Unset: ready as soon as
+  // exec succeeded.
   std::function<void(const RunningService&, std::chrono::steady_clock::time_point deadline)> wait_ready;
 
   // Runs in the warden to ask the service to stop gracefully (QMP

@@ -203,7 +203,10 @@ void Service::await_exec() {
 
 // Services run only under the warden, which blocks the stop signals and
 // reads them from a signalfd: pending means not yet taken in.
-bool Service::stop_requested() const { return stop_signal_pending(); }
+bool Service::stop_requested() const {
+  if (between_probes_) between_probes_();
+  return stop_signal_pending();
+}
 
 int exit_status_of(int wait_status) {
   if (WIFSIGNALED(wait_status)) return exit_status::kSignalBase + WTERMSIG(wait_status);

@@ -25,6 +25,11 @@ class Service final : public RunningService {
   pid_t pid() const override { return pid_; }
   bool running() const override { return pid_ > 0 && !wait_status_; }
   bool stop_requested() const override;
+  // Runs at each stop_requested(), which readiness waits call between
+  // probes: the warden pumps the services' output pipes there, so that a
+  // service writing more than a pipe holds before it is ready does not
+  // block for good.
+  void set_between_probes(std::function<void()> hook) { between_probes_ = std::move(hook); }
 
   // Starts the child, which maps the fds (closing every other one), enters a
   // mount namespace of its own (if it has one), applies the confinement and
@@ -57,6 +62,7 @@ class Service final : public RunningService {
   ServiceMounts mounts_;
   std::vector<FdMapping> fds_;  // spec.fds, then the warden's
   std::vector<std::string> env_;  // spec.environment made, at launch
+  std::function<void()> between_probes_;
   UniqueFd exec_status_;        // read end of the child's CLOEXEC error pipe
   pid_t pid_ = 0;
   std::optional<int> wait_status_;

@@ -208,6 +208,10 @@ void Warden::start_services() {
                                                   own_mounts ? service_mounts(spec_, spec)
                                                              : ServiceMounts{.own_namespace = false}));
     if (spec.main) main_ = services_.back().get();
+    services_.back()->set_between_probes([this] {
+      for (StageCapture& entry : captures_)
+        if (entry.capture.read_end() >= 0 && readable_now(entry.capture.read_end())) entry.capture.pump();
+    });
   }
   std::vector<int> stages;
   for (const ServiceSpec& spec : spec_.services) stages.push_back(spec.stage);

@@ -810,6 +810,44 @@ TEST_F(SandboxTest, ACapturedDescriptorIsKeptInTheRuntimeDirBounded) {
   EXPECT_EQ(exit_code(status), 128 + SIGTERM);
 }
 
+// A service's output goes to pipes the warden reads; before every service
+// is ready the warden is in their readiness waits, not its loop, and reads
+// them between probes: a daemon that writes more than a pipe holds before it
+// is ready (a chatty wrapper, a debug log) is not blocked into failing its
+// readiness. The marker is written only after 400,000 bytes of output.
+TEST_F(SandboxTest, OutputBeforeReadinessDoesNotBlockTheService) {
+  using namespace vmwarden::supervisor;
+  TempDir scratch("vmwarden-chatty");
+  ASSERT_EQ(chmod(scratch.path().c_str(), 0777), 0);
+  std::string marker = (scratch / "ready").string();
+  SandboxSpec spec = sandbox_after_first_stage(
+      "chatty", {"/bin/sleep", "60"}, "chatty",
+      {"/bin/sh", "-c", "head -c 400000 /dev/zero | tr '\\0' x | fold -w 79 >&2; : > " + marker + "; exec sleep 60"},
+      [marker](const RunningService& service, steady_clock::time_point deadline) {
+        while (!std::filesystem::exists(marker)) {
+          if (service.stop_requested()) throw std::runtime_error("stopped");
+          if (steady_clock::now() >= deadline) throw std::runtime_error("no marker");
+          std::this_thread::sleep_for(milliseconds(10));
+        }
+      });
+  spec.ready_timeout = milliseconds(10'000);
+  spec.services[0].captures = {{.child_fd = 2, .to_log = true}};
+  TempDir logs("vmwarden-chatty-log");
+  UniqueFd log(open((logs / "err").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(log);
+  pid_t outer = fork_run_sandbox(spec, log.get());
+  ASSERT_GT(outer, 0);
+  bool ready = false;
+  for (auto deadline = steady_clock::now() + milliseconds(20'000); steady_clock::now() < deadline && !ready;
+       std::this_thread::sleep_for(milliseconds(10)))
+    ready = std::filesystem::exists(marker);
+  EXPECT_TRUE(ready) << read_file(logs / "err").substr(0, 2000);
+  kill(outer, SIGTERM);
+  int status = 0;
+  EXPECT_EQ(waitpid(outer, &status, 0), outer);
+  EXPECT_EQ(exit_code(status), 128 + SIGTERM) << read_file(logs / "err").substr(0, 2000);
+}
+
 // The service owns the runtime dir and keeps putting a symlink to a root
 // file where its capture file goes, while it writes enough to make the
 // warden rotate the file several times: the warden (root) moves whatever is
