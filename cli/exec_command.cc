@@ -319,14 +319,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
   std::error_code error;
   service.cwd = fs::current_path(error);
   if (error || hidden_in_sandbox(service.cwd)) service.cwd = "/";
-  service.fds = {{0, 0}, {1, 1}, {2, 2}};
-  // A terminal on a standard descriptor: the command may be interactive (a
-  // shell). It gets a pty of its own in its place, relayed by vmwarden,
-  // never the caller's terminal: what it does to its terminal (TIOCSPGRP,
-  // tcsetattr, the window size) and kill(0) then reach only its own pty and
-  // process group. Descriptors that are not a terminal are passed as they are.
-  for (int fd : {0, 1, 2})
-    if (::isatty(fd)) service.terminal_fds.push_back(fd);
+  vm::give_standard_descriptors(service, options.s6);
   if (plan.as_root) service.confinement.user_namespace = supervisor::UserNamespace::root;
   // Landlock: what any dynamically linked program needs to start, the
   // command itself and the sandbox's runtime dir; everything else only

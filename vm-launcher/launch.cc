@@ -48,6 +48,22 @@ supervisor::Confinement base_confinement(const Definition& definition, uid_t uid
   return confinement;
 }
 
+}  // namespace
+
+void give_standard_descriptors(supervisor::ServiceSpec& service, bool under_s6) {
+  service.fds = {{0, 0}};
+  for (int fd : {1, 2}) {
+    if (under_s6)
+      service.captures.push_back({.child_fd = fd, .to_log = true});
+    else
+      service.fds.push_back({fd, fd});
+  }
+  for (const supervisor::FdMapping& mapping : service.fds)
+    if (::isatty(mapping.parent_fd)) service.terminal_fds.push_back(mapping.child_fd);
+}
+
+namespace {
+
 // A plain-command definition: the program is the sandbox's one (main)
 // service, confined like `vmwarden exec`, and its shares are paths it may
 // use at the same place as on the host.
@@ -59,21 +75,7 @@ supervisor::ServiceSpec command_service(const Definition& definition, const supe
   service.argv = definition.command;
   service.environment = definition.environment;
   service.cwd = "/";
-  // Under s6 its stdout and stderr are vmwarden's log, where what it writes
-  // must not read as vmwarden's own lines: the warden logs each of its lines
-  // after "command fd N: ". Started by hand, they are passed as they are,
-  // but a terminal among them: a pty of its own in its place, as for
-  // `vmwarden exec`, never the caller's terminal (whose modes and window
-  // size it could change).
-  service.fds = {{0, 0}};
-  for (int fd : {1, 2}) {
-    if (spec.require_s6_parent)
-      service.captures.push_back({.child_fd = fd, .to_log = true});
-    else
-      service.fds.push_back({fd, fd});
-  }
-  for (const supervisor::FdMapping& mapping : service.fds)
-    if (::isatty(mapping.parent_fd)) service.terminal_fds.push_back(mapping.child_fd);
+  give_standard_descriptors(service, spec.require_s6_parent);
   service.confinement = base_confinement(definition, uid);
   service.confinement.landlock.paths = supervisor::command_rules(definition.command.front(), spec.runtime_dir);
   for (const Share& share : definition.shares) {

@@ -56,6 +56,15 @@ struct LaunchPlan {
 // what the definition asks that cannot be done here.
 LaunchPlan plan_launch(const Definition& definition, uid_t uid, const LaunchOptions& options);
 
+// A plain command's standard descriptors (a definition's, `vmwarden
+// exec`'s): under s6 its stdout and stderr are vmwarden's log, where what it
+// writes must not read as vmwarden's own lines, so the warden logs each of
+// its lines after "command fd N: "; otherwise they are vmwarden's own. A
+// terminal among them is replaced by a pty of its own, never the caller's
+// terminal (whose modes, foreground process group and window size it could
+// change, and whose process group kill(0) would reach).
+void give_standard_descriptors(supervisor::ServiceSpec& service, bool under_s6);
+
 // Checks every service's confinement against the running kernel (see
 // supervisor::check_confinement): throws PermanentError for an unmet
 // `landlock = "required"`, and returns what `best-effort` will drop.

@@ -1359,11 +1359,16 @@ TEST_F(SandboxTest, S6ParentHoldingTheLockIsAccepted) {
   TempDir service("vmwarden-service");
   // As s6 does: the readiness fd is named in the service directory.
   write_file(service / "notification-fd", "3\n");
-  std::vector<std::string> argv = exec_argv({"--s6", "--uid", "0"}, {"/bin/true"});
+  std::vector<std::string> argv =
+      exec_argv({"--s6", "--uid", "0"}, {"/bin/sh", "-c", "echo 'vmwarden[other]: forged'; echo on-stderr >&2"});
   argv.insert(argv.begin(), {std::getenv("FAKE_S6_SUPERVISE"), service.path().string()});
   Launched sandbox(argv, options(true));
   EXPECT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
   EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 0) << sandbox.err();
+  // Under s6 its output is the log's: marked lines of the warden's.
+  EXPECT_EQ(sandbox.out(), "");
+  EXPECT_THAT(sandbox.err(), HasSubstr("/warden]: command fd 1: vmwarden[other]: forged\n"));
+  EXPECT_THAT(sandbox.err(), HasSubstr("/warden]: command fd 2: on-stderr\n"));
 }
 
 TEST_F(SandboxTest, S6NotificationFdThatIsNotANumberIsRefusedNamingIt) {
