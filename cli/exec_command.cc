@@ -90,12 +90,13 @@ struct Identity {
 // each --unsetenv, then each --setenv, in order (a later one wins).
 EnvironmentRule command_environment(const ExecOptions& options) {
   for (const std::string& key : options.unset_env)
-    if (environment_name_problem(key))
-      throw UsageError(fmt::format("--unsetenv {}: give a variable's name (no '=')", printable(key)));
+    if (auto problem = environment_name_problem(key))
+      throw UsageError(fmt::format("--unsetenv {}: {}; give a variable's name", printable(key), *problem));
   for (const std::string& entry : options.set_env) {
     std::size_t equals = entry.find('=');
-    if (equals == std::string::npos || environment_name_problem(std::string_view(entry).substr(0, equals)))
-      throw UsageError(fmt::format("--setenv {}: want KEY=VALUE", printable(entry)));
+    if (equals == std::string::npos) throw UsageError(fmt::format("--setenv {}: want KEY=VALUE", printable(entry)));
+    if (auto problem = environment_name_problem(std::string_view(entry).substr(0, equals)))
+      throw UsageError(fmt::format("--setenv {}: {}", printable(entry), *problem));
   }
   return EnvironmentRule{.inherit = !options.clear_env, .unset = options.unset_env, .set = options.set_env};
 }

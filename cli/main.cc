@@ -170,15 +170,36 @@ void hold_closed_standard_descriptors() {
   }
 }
 
+// The option named `name` (as CLI11 names it in a message) of `app` or of
+// any of its subcommands.
+const CLI::Option* find_option(const CLI::App& app, std::string_view name) {
+  for (const CLI::Option* option : app.get_options())
+    if (option->get_name() == name || option->check_name(std::string(name))) return option;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    if (const CLI::Option* option = find_option(*sub, name)) return option;
+  return nullptr;
+}
+
 // Two of CLI11's messages in the words of the rest of vmwarden's: "Could
-// not convert: --timeout = abc" (every option that converts its value takes
-// a number) and "--state-dir: At Most 1 required but received 2".
-std::string plain_parse_error(const CLI::ParseError& error) {
+// not convert: --timeout = abc" and "--state-dir: At Most 1 required but
+// received 2".
+std::string plain_parse_error(const CLI::App& app, const CLI::ParseError& error) {
   std::string_view text = error.what();
   if (dynamic_cast<const CLI::ConversionError*>(&error) != nullptr && text.starts_with("Could not convert: ")) {
     text.remove_prefix(std::string_view("Could not convert: ").size());
-    if (std::size_t equals = text.find(" = "); equals != std::string_view::npos)
-      return fmt::format("{}: \"{}\" is not a number", text.substr(0, equals), printable(text.substr(equals + 3)));
+    if (std::size_t equals = text.find(" = "); equals != std::string_view::npos) {
+      std::string_view name = text.substr(0, equals), value = text.substr(equals + 3);
+      const CLI::Option* option = find_option(app, name);
+      if (option != nullptr && option->get_expected_max() == 0)
+        return fmt::format("{} takes no value: give it alone, without \"={}\"", name, printable(value));
+      // Every other option that converts its value takes a number (a text
+      // option cannot fail to convert).
+      std::string digits(value);
+      char* end = nullptr;
+      (void)std::strtod(digits.c_str(), &end);
+      bool numeric = !digits.empty() && end != nullptr && *end == '\0';
+      return fmt::format("{}: \"{}\" is {}", name, printable(value), numeric ? "out of range" : "not a number");
+    }
   }
   if (std::size_t at_most = text.find(": At Most 1 required but received ");
       dynamic_cast<const CLI::ArgumentMismatch*>(&error) != nullptr && at_most != std::string_view::npos) {
@@ -239,7 +260,7 @@ int run(int argc, char** argv) {
       return exit_status::kUsage;
     }
     std::string chain = parsed_subcommands(app);
-    log::error("{} (see vmwarden {}--help)", plain_parse_error(e), chain.empty() ? "" : chain + " ");
+    log::error("{} (see vmwarden {}--help)", plain_parse_error(app, e), chain.empty() ? "" : chain + " ");
     return exit_status::kUsage;
   }
   if (globals.verbose) log::set_min_level(log::Level::debug);

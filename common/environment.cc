@@ -52,6 +52,8 @@ std::optional<std::string> environment_name_problem(std::string_view name) {
   if (name.empty()) return "a variable's name cannot be empty";
   if (name.find('=') != std::string_view::npos) return "a variable's name cannot contain '='";
   if (name.find('\0') != std::string_view::npos) return "a variable's name cannot contain a NUL character";
+  if (std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+    return "a variable's name cannot contain a control character";
   return std::nullopt;
 }
 

@@ -25,7 +25,8 @@ struct EnvironmentRule {
   std::string describe() const;
 };
 
-// Why `name` cannot name a variable (empty, holds '=' or NUL), if it cannot.
+// Why `name` cannot name a variable (empty, holds '=', NUL or another
+// control character, which the audit would print), if it cannot.
 std::optional<std::string> environment_name_problem(std::string_view name);
 
 }  // namespace vmwarden

@@ -159,6 +159,11 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
 
   pid_t parent = ::getpid();
   const bool own_namespaces = namespaces == ChildNamespaces::own_pid_and_network;
+  // A PID namespace's first process sees no parent (getppid() is 0 there):
+  // whether the caller died before PR_SET_PDEATHSIG took hold is read from
+  // a pidfd of it instead.
+  std::optional<PidFd> parent_fd;
+  if (own_namespaces) parent_fd.emplace(parent);
   // clone() without CLONE_VM is fork() with namespaces.
   pid_t pid = own_namespaces ? static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD | CLONE_NEWPID | CLONE_NEWNET,
                                                             nullptr, nullptr, nullptr, 0))
@@ -166,8 +171,7 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
   if (pid < 0) throw_errno(own_namespaces ? "clone (new PID and network namespaces)" : "fork", argv[0]);
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    // The parent of a PID namespace's first process is outside it: 0 here.
-    if (::getppid() != (own_namespaces ? 0 : parent)) ::_exit(127);
+    if (own_namespaces ? parent_fd->exited() : ::getppid() != parent) ::_exit(127);
     int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(out_write.get(), 1) < 0 ||
         ::dup2(out_write.get(), 2) < 0)

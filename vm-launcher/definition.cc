@@ -232,6 +232,15 @@ std::optional<std::uint32_t> first_definition_line(std::string_view text, const 
   } catch (...) {
     return std::nullopt;
   }
+  // The key as written from the root (a table header's), if it is there;
+  // the last element of an array of tables stands for the array.
+  if (auto at = prefix.at_path(key)) {
+    const toml::node* node = at.node();
+    if (const toml::array* array = node->as_array(); array != nullptr && !array->empty() && array->back().is_table())
+      node = &array->back();
+    std::uint32_t line = node->source().begin.line;
+    if (line > 0 && line < error_line) return line;
+  }
   std::optional<std::uint32_t> found;
   std::function<void(const toml::node&)> visit = [&](const toml::node& node) {
     if (const toml::table* table = node.as_table()) {
@@ -696,12 +705,7 @@ class Validator {
     reject_unknown_keys(table, "environment", {"inherit", "unset", "set"});
     EnvironmentRule& rule = definition.environment;
     if (auto inherit = read_bool(table, "environment", "inherit")) rule.inherit = *inherit;
-    auto name_problem = [](std::string_view name) -> std::optional<std::string> {
-      if (auto problem = environment_name_problem(name)) return problem;
-      if (std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
-        return "a variable's name cannot contain a control character";
-      return std::nullopt;
-    };
+    auto name_problem = [](std::string_view name) { return environment_name_problem(name); };
     std::map<std::string, Position> unset_at;
     if (const toml::node* node = typed(table, "environment", "unset", toml::node_type::array,
                                        "an array of names, e.g. [\"DISPLAY\"]")) {
@@ -718,9 +722,11 @@ class Validator {
         Position here = position_of(element.source());
         if (auto problem = name_problem(name)) {
           error(here, fmt::format("environment.unset \"{}\": {}", printable(name), *problem));
+        } else if (!rule.inherit) {
+          // Already refused as a whole: one error for one mistake.
         } else if (auto [it, inserted] = unset_at.emplace(name, here); !inserted) {
           error(here, fmt::format("environment.unset lists {} twice (first at line {})", printable(name), it->second.line));
-        } else if (rule.inherit) {
+        } else {
           rule.unset.push_back(name);
         }
       }

@@ -526,8 +526,9 @@ TEST_F(SandboxTest, TheEnvironmentIsTheCallersUnlessClearedOrChanged) {
   EXPECT_EQ(cleared.out, "");
   for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
            {"--setenv", "NOVALUE", "--setenv NOVALUE: want KEY=VALUE"},
-           {"--setenv", "=x", "--setenv =x: want KEY=VALUE"},
-           {"--unsetenv", "A=B", "--unsetenv A=B: give a variable's name (no '=')"},
+           {"--setenv", "=x", "--setenv =x: a variable's name cannot be empty"},
+           {"--setenv", "A\x1b[2J=x", "--setenv A\\x1b[2J=x: a variable's name cannot contain a control character"},
+           {"--unsetenv", "A=B", "--unsetenv A=B: a variable's name cannot contain '='; give a variable's name"},
            {"--unsetenv", "", "--unsetenv was given an empty value"}}) {
     std::vector<std::string> flags = {"--uid", "65534", bad[0], bad[1]};
     CommandResult refused = run_command(exec_argv(flags, {"/bin/true"}), run);
@@ -1935,6 +1936,10 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
        "--runtime-dir \"relrun\" is a relative path"},
       {{vmwarden_binary(), "exec", "--timeout", "abc", "--", "/bin/true"},
        "vmwarden: error: --timeout: \"abc\" is not a number (see vmwarden exec --help)"},
+      {{vmwarden_binary(), "exec", "--notify-fd", "99999999999", "--", "/bin/true"},
+       "vmwarden: error: --notify-fd: \"99999999999\" is out of range"},
+      {{vmwarden_binary(), "exec", "--network=maybe", "--", "/bin/true"},
+       "vmwarden: error: --network takes no value: give it alone, without \"=maybe\""},
       {{vmwarden_binary(), "exec", "--timeout", "1", "--timeout", "2", "--", "/bin/true"},
        "vmwarden: error: --timeout was given 2 times; give it once"},
       {{vmwarden_binary(), "--state-dir", "/x", "--state-dir", "/y", "uid", "list"},

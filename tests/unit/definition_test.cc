@@ -394,6 +394,11 @@ TEST(Definition, AKeyOrTableGivenTwiceNamesTheFirstLine) {
                    7, 7, "cannot redefine existing string 'tag' (first at line 6)");
   expect_one_error(parse(std::string(kMinimal) + "sandbox.seccomp = \"log\"\n[sandbox]\n"), 4, 1,
                    "cannot redefine existing table 'sandbox' (first at line 3)");
+  // The whole dotted path decides, not its last part: network is also a key
+  // of [environment.set], later than [sandbox]'s.
+  expect_one_error(parse("command = [\"/bin/true\"]\n[sandbox]\nnetwork = false\n[environment.set]\nnetwork = \"x\"\n"
+                         "[sandbox.network]\n"),
+                   6, 1, "cannot redefine existing boolean 'sandbox.network' as table (first at line 3)");
 }
 
 TEST(Definition, DuplicateTagIsReportedAtTheSecond) {
