@@ -26,6 +26,7 @@ std::string_view level_tag(Level level) {
 }  // namespace
 
 void set_prefix(std::string_view prefix) { g_prefix = prefix; }
+std::string_view prefix() { return g_prefix; }
 void set_min_level(Level level) { g_min_level = level; }
 bool enabled(Level level) { return level >= g_min_level; }
 

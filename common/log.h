@@ -13,6 +13,7 @@ enum class Level { debug, info, warning, error };
 
 // The prefix of every line, e.g. "vmwarden" or "vmwarden[work/warden]".
 void set_prefix(std::string_view prefix);
+std::string_view prefix();
 void set_min_level(Level level);
 bool enabled(Level level);
 

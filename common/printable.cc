@@ -9,18 +9,29 @@ namespace {
 
 bool is_control(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
 
-// A character a terminal acts on rather than shows: C0 and DEL, the C1
-// controls U+0080-U+009F (0x9b is an 8-bit CSI), and the bidirectional
-// overrides and isolates, which reorder what follows them.
+// The code point of a valid UTF-8 sequence (utf8_sequence_length() said so).
+char32_t decode(std::string_view sequence) {
+  auto byte = [&](std::size_t i) { return static_cast<char32_t>(static_cast<unsigned char>(sequence[i])); };
+  switch (sequence.size()) {
+    case 1: return byte(0);
+    case 2: return (byte(0) & 0x1f) << 6 | (byte(1) & 0x3f);
+    case 3: return (byte(0) & 0x0f) << 12 | (byte(1) & 0x3f) << 6 | (byte(2) & 0x3f);
+    default: return (byte(0) & 0x07) << 18 | (byte(1) & 0x3f) << 12 | (byte(2) & 0x3f) << 6 | (byte(3) & 0x3f);
+  }
+}
+
+// A character a terminal or a log viewer acts on rather than shows: C0 and
+// DEL, the C1 controls U+0080-U+009F (0x9b is an 8-bit CSI), the line and
+// paragraph separators (a line break to editors and JavaScript), and the
+// invisible format characters: bidirectional marks, overrides and
+// isolates, which reorder what follows them, zero-width characters, the
+// byte order mark, interlinear annotations and tags.
 bool is_control_character(std::string_view sequence) {
   if (sequence.size() == 1) return is_control(sequence[0]);
-  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(sequence[i]); };
-  if (sequence.size() == 2) return byte(0) == 0xc2 && byte(1) <= 0x9f;  // U+0080-U+009F
-  if (sequence.size() == 3 && byte(0) == 0xe2 && byte(1) == 0x80)
-    return byte(2) == 0x8e || byte(2) == 0x8f || (byte(2) >= 0xaa && byte(2) <= 0xae);  // U+200E-F, U+202A-E
-  if (sequence.size() == 3 && byte(0) == 0xe2 && byte(1) == 0x81)
-    return byte(2) >= 0xa6 && byte(2) <= 0xa9;  // U+2066-U+2069
-  return false;
+  char32_t c = decode(sequence);
+  return (c >= 0x80 && c <= 0x9f) || c == 0x61c || c == 0x180e || (c >= 0x200b && c <= 0x200f) ||
+         (c >= 0x2028 && c <= 0x202e) || (c >= 0x2060 && c <= 0x206f) || c == 0xfeff ||
+         (c >= 0xfff9 && c <= 0xfffb) || (c >= 0xe0000 && c <= 0xe007f);
 }
 
 }  // namespace

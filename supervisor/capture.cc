@@ -38,9 +38,6 @@ constexpr std::size_t kMaxLoggedLine = 4096;
 // dropped, and counted in the next line logged.
 constexpr double kLogBytesPerSecond = 64 * 1024;
 constexpr double kLogBurstBytes = 256 * 1024;
-// The log's own prefix of each line ("vmwarden[NAME/warden]: ") and its
-// newline, as charged: the name is at most 64 bytes.
-constexpr std::size_t kLogPrefixAllowance = 24;
 
 }  // namespace
 
@@ -87,7 +84,7 @@ void Capture::log_line(std::string_view line) {
   // Charged what it costs the log, not what the service wrote: an empty
   // line is a prefix of its own, a control byte four bytes escaped.
   std::string text = fmt::format("{} fd {}: {}", service_, spec_.child_fd, printable(line));
-  double cost = static_cast<double>(text.size() + kLogPrefixAllowance);
+  double cost = static_cast<double>(log::prefix().size() + 2 + text.size() + 1);  // "PREFIX: TEXT\n"
   if (cost > log_budget_) {
     dropped_bytes_ += line.size() + 1;
     return;

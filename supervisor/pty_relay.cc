@@ -151,7 +151,9 @@ void RelayLoop::on_terminal(short revents) {
 
 void RelayLoop::write_terminal() {
   if (output_.flush(terminal_) >= 0 || retry_later(errno)) return;
-  if (errno != EIO) throw_errno("write", kTerminal);
+  // EBADF: a terminal the caller opened read-only (its stdin, the only one
+  // on the terminal): nothing can be shown there.
+  if (errno != EIO && errno != EBADF) throw_errno("write", kTerminal);
   // Hung up: what the service writes from now on is read and dropped, so
   // that it never blocks on a full pty.
   terminal_open_ = false;
@@ -206,15 +208,25 @@ void RelayLoop::drain() {
 int caller_terminal(const SandboxSpec& spec) {
   for (const ServiceSpec& service : spec.services) {
     if (service.terminal_fds.empty()) continue;
-    for (const FdMapping& mapping : service.fds)
-      if (mapping.child_fd == service.terminal_fds.front()) return mapping.parent_fd;
+    // An output descriptor first: a terminal on stdin alone may have been
+    // opened read-only.
+    for (int wanted : {1, 2, 0}) {
+      if (std::find(service.terminal_fds.begin(), service.terminal_fds.end(), wanted) == service.terminal_fds.end())
+        continue;
+      for (const FdMapping& mapping : service.fds)
+        if (mapping.child_fd == wanted) return mapping.parent_fd;
+    }
   }
   return -1;
 }
 
 bool relays_input(const SandboxSpec& spec) {
-  for (const ServiceSpec& service : spec.services)
-    if (std::find(service.terminal_fds.begin(), service.terminal_fds.end(), 0) != service.terminal_fds.end()) return true;
+  for (const ServiceSpec& service : spec.services) {
+    auto on_terminal = [&](int fd) {
+      return std::find(service.terminal_fds.begin(), service.terminal_fds.end(), fd) != service.terminal_fds.end();
+    };
+    if (on_terminal(0) && on_terminal(1)) return true;
+  }
   return false;
 }
 
@@ -231,10 +243,10 @@ SandboxSpec with_pty_slave(const SandboxSpec& spec, int slave) {
 
 PtyRelay::PtyRelay(int terminal, bool with_input) : terminal_(terminal) {
   int flags = check(::fcntl(terminal, F_GETFL), "fcntl F_GETFL", kTerminal);
-  // The caller's keys are the command's only when its stdin is the
-  // terminal and vmwarden runs in the terminal's foreground: a producer
-  // in a pipeline (`vmwarden exec ... | less`, its stderr on the terminal)
-  // or a background job must not take the keys, or set modes the
+  // The caller's keys are the command's only when its stdin and stdout are
+  // the terminal and vmwarden runs in the terminal's foreground: a producer
+  // in a pipeline (`vmwarden exec ... | less`, its stdin and stderr on the
+  // terminal) or a background job must not take the keys, or set modes the
   // foreground program then gets back at the end. Otherwise, and for a
   // terminal opened write-only (rare), only output is relayed: the modes
   // stay, and Ctrl-C goes on stopping vmwarden as a whole.

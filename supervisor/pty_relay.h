@@ -16,10 +16,12 @@
 namespace vmwarden::supervisor {
 
 // The caller's terminal of the service with terminal_fds: the parent_fd
-// mapped to the first of them. -1 when no service has a terminal.
+// mapped to its stdout, else its stderr, else its stdin, whichever is on the
+// terminal. -1 when no service has a terminal.
 int caller_terminal(const SandboxSpec& spec);
 
-// Whether the service with terminal_fds has its stdin among them.
+// Whether the caller's keys are the service's: its stdin and its stdout are
+// both on the terminal (in `cmd | reader` the keys are the reader's).
 bool relays_input(const SandboxSpec& spec);
 
 // `spec` with each service's terminal_fds mapped from `slave` instead.

@@ -347,7 +347,7 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
     steps.push_back({"outer",
                      "while the sandbox runs, on a thread of its own: relay bytes between the caller's terminal and "
                      "the pty's master (the caller's keys too, with the terminal in raw mode meanwhile, only when "
-                     "the command's stdin is the terminal and vmwarden runs in its foreground), each SIGWINCH passed "
+                     "the command's stdin and stdout are the terminal and vmwarden runs in its foreground), each SIGWINCH passed "
                      "on as the pty's window size (TIOCSWINSZ); once the warden has exited, relay what the command "
                      "wrote last, then restore the caller's terminal's modes, before anything else ends (not after "
                      "a SIGKILL or a crash of vmwarden)",

@@ -107,9 +107,12 @@ constexpr std::uint64_t kDangerousPersonality[] = {
 // (LOOP_SET_FD 0x4C00 to LOOP_CONFIGURE 0x4C0A): a VMM given a loop device
 // as its disk could otherwise swap its backing file (LOOP_CHANGE_FD needs
 // no capability, on a read-only device), detach it, or move its window
-// over the backing file, under everyone else who uses the device.
+// over the backing file, under everyone else who uses the device. And
+// TIOCSETD: an interactive command holds a pty of its own, on which a new
+// line discipline would have the kernel load its module (ldisc_autoload),
+// code with a history of use-after-free bugs that no service needs.
 constexpr std::uint32_t kDangerousIoctls[] = {
-    TIOCSTI, TIOCLINUX, 0x4C00, 0x4C01, 0x4C02, 0x4C03, 0x4C04, 0x4C05, 0x4C06, 0x4C07, 0x4C08, 0x4C09, 0x4C0A,
+    TIOCSTI, TIOCLINUX, TIOCSETD, 0x4C00, 0x4C01, 0x4C02, 0x4C03, 0x4C04, 0x4C05, 0x4C06, 0x4C07, 0x4C08, 0x4C09, 0x4C0A,
 };
 
 // The socket families a service may create. Every other is refused
@@ -305,7 +308,7 @@ SeccompProfileInfo describe_seccomp_profile(std::string_view name) {
     }
     if (deny || lists(profile, "ioctl"))
       info.argument_filters.push_back(
-          "ioctl: refused for TIOCSTI, TIOCLINUX and the loop device's LOOP_SET_FD to LOOP_CONFIGURE "
+          "ioctl: refused for TIOCSTI, TIOCLINUX, TIOCSETD and the loop device's LOOP_SET_FD to LOOP_CONFIGURE "
           "(the request's low 32 bits, whatever the upper ones hold)");
   }
   return info;

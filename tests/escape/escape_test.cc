@@ -470,7 +470,8 @@ TEST_F(EscapeTest, CannotTurnOffAddressSpaceRandomisation) {
 }
 
 // TIOCSTI pushes input into the terminal, where the shell that started the
-// sandbox reads it as its own; TIOCLINUX drives the console. The kernel
+// sandbox reads it as its own; TIOCLINUX drives the console; TIOCSETD would
+// have the kernel load a line discipline's module. The kernel
 // takes the request as an unsigned int, so bits above 32 must not hide it
 // from the filter, in the deny list and in the allow lists alike. (The
 // test's stdin is no terminal: unfiltered, the request fails with ENOTTY.)
@@ -478,14 +479,15 @@ TEST_F(EscapeTest, CannotPushInputIntoTheTerminalHoweverTheRequestIsDressedUp) {
   // And the loop device's own requests (LOOP_CHANGE_FD 0x4C06 swaps a
   // read-only device's backing file with no capability).
   for (const char* request : {"0x5412", "0x100005412", "0xffffffff00005412", "0x541c", "0x10000541c", "0x4c00",
-                              "0x4c06", "0x100004c01", "0x4c0a"})
+                              "0x4c06", "0x100004c01", "0x4c0a", "0x5423", "0x100005423"})
     expect_killed_by_seccomp(attack(confinement(), {"ioctl", request}));
   expect_denied(attack(confinement(), {"ioctl", "0x100005412"}, {.omitted = step_seccomp}), "ENOTTY");
   for (const char* profile : {"qemu", "virtiofsd"}) {
     SCOPED_TRACE(profile);
     Confinement allow_list = confinement();
     allow_list.seccomp.profile = profile;
-    for (const char* request : {"0x5412", "0x100005412", "0x8000000000005412", "0x541c", "0x4c06", "0x300004c01"})
+    for (const char* request : {"0x5412", "0x100005412", "0x8000000000005412", "0x541c", "0x4c06", "0x300004c01",
+                                "0x5423"})
       expect_killed_by_seccomp(attack(allow_list, {"ioctl", request}));
     if (std::string_view(profile) == "virtiofsd") continue;  // it lists no ioctl at all
     // Every other request still gets through, dressed up or not (TCGETS,

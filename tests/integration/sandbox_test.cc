@@ -439,13 +439,13 @@ TEST_F(SandboxTest, ACommandOnATerminalGetsAPtyOfItsOwnInASessionOfItsOwn) {
   EXPECT_THAT(piped_out[3], ::testing::StartsWith("pipe:")) << out;
   EXPECT_THAT(out, HasSubstr("modes restored")) << "the caller's terminal as it was\n" << out;
 
-  // A producer in a pipeline, its stdin not the terminal (only its stderr
-  // is): output is relayed, the keys are not taken, and the terminal's
-  // modes stay as whoever reads it set them (here -echo, set while the
-  // command runs, is not undone at its end).
+  // A producer in a pipeline, its stdin and stderr on the terminal but not
+  // its stdout: output is relayed, the keys (the reader's) are not taken,
+  // and the terminal's modes stay as whoever reads it set them (here -echo,
+  // set while the command runs, is not undone at its end).
   std::string producer = shell_words(exec_argv({"--uid", "65534"}, {"/bin/sh", "-c", "sleep 1; echo produced"}));
   CommandResult pipeline = run_on_terminal(
-      "stty echo icanon; " + producer + " </dev/null | { sleep 0.5; stty -a </dev/tty | grep -o -- '-*icanon' | head -1; "
+      "stty echo icanon; " + producer + " | { sleep 0.5; stty -a </dev/tty | grep -o -- '-*icanon' | head -1; "
       "stty -echo </dev/tty; cat; }; stty -a | grep -o -- '-*echo ' | head -1",
       run);
   EXPECT_THAT(pipeline.out, ::testing::StartsWith("icanon\r\n")) << "raw while a producer ran\n" << pipeline.out;

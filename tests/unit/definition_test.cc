@@ -238,6 +238,10 @@ TEST(Definition, ControlCharactersInKeysAndValuesAreEscaped) {
   // too, byte by byte; other characters pass.
   expect_one_error(parse(std::string(kMinimal) + "\"a\\u009b31m\\u202eb\u00e9\" = 1\n"), 3, 1,
                    "unknown key \"a\\xc2\\x9b31m\\xe2\\x80\\xaeb\u00e9\"; known keys are");
+  // The line separator (a line break to editors and JavaScript), the Arabic
+  // letter mark and the other invisible format characters too.
+  expect_one_error(parse(std::string(kMinimal) + "\"a\\u2028b\\u061cc\\ufeffd\\U000E0041\" = 1\n"), 3, 1,
+                   "unknown key \"a\\xe2\\x80\\xa8b\\xd8\\x9cc\\xef\\xbb\\xbfd\\xf3\\xa0\\x81\\x81\"; known keys are");
   expect_one_error(parse("vmm = \"qemu\\u0000\"\nkernel = \"/k\"\n"), 1, 7,
                    "vmm = \"qemu\\x00\" is not one of \"qemu\"");
   expect_one_error(parse(std::string(kMinimal) + "[sandbox]\nseccomp = \"kill\\u001b]0;x\\u0007\"\n"), 4, 11,
