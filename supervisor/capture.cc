@@ -64,7 +64,6 @@ Capture::Capture(const OutputCapture& spec, std::string service, int runtime_dir
   if (!spec_.to_log) start_file(/*replace=*/true);
 }
 
-
 void Capture::report_dropped() {
   if (dropped_bytes_ == 0) return;
   log::warning("{} fd {}: {} bytes of its output dropped (more than {} KiB a second)", service_, spec_.child_fd,
