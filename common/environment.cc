@@ -11,13 +11,10 @@ namespace {
 
 std::string_view name_of(std::string_view entry) { return entry.substr(0, entry.find('=')); }
 
-std::string names_of(const std::vector<std::string>& entries) {
-  std::vector<std::string> names;
-  for (const std::string& entry : entries) {
-    std::string name = printable(name_of(entry));
-    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
-  }
-  return fmt::format("{}", fmt::join(names, ", "));
+std::string printable_list(const std::vector<std::string>& names) {
+  std::vector<std::string> shown;
+  for (const std::string& name : names) shown.push_back(printable(name));
+  return fmt::format("{}", fmt::join(shown, ", "));
 }
 
 }  // namespace
@@ -37,14 +34,23 @@ std::vector<std::string> EnvironmentRule::build(const char* const* base) const {
   return env;
 }
 
+std::vector<std::string> EnvironmentRule::set_names() const {
+  std::vector<std::string> names;
+  for (const std::string& entry : set) {
+    std::string name(name_of(entry));
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+  }
+  return names;
+}
+
 std::string EnvironmentRule::describe() const {
   if (!inherit) {
     if (set.empty()) return "empty";
-    return fmt::format("only {} (values not shown)", names_of(set));
+    return fmt::format("only {} (values not shown)", printable_list(set_names()));
   }
   std::string text = "vmwarden's own (whatever it was started with; not shown)";
-  if (!unset.empty()) text += fmt::format(", less {}", names_of(unset));
-  if (!set.empty()) text += fmt::format(", then set {} (values not shown)", names_of(set));
+  if (!unset.empty()) text += fmt::format(", less {}", printable_list(unset));
+  if (!set.empty()) text += fmt::format(", then set {} (values not shown)", printable_list(set_names()));
   return text;
 }
 

@@ -19,6 +19,9 @@ struct EnvironmentRule {
   // array such as environ).
   std::vector<std::string> build(const char* const* base) const;
 
+  // The names `set` sets, each once, in order.
+  std::vector<std::string> set_names() const;
+
   // What the program gets, by name only: values may be secrets, and
   // inherited names depend on how vmwarden was started. E.g. "vmwarden's
   // own, less DISPLAY; set LANG (values not shown)".

@@ -81,15 +81,16 @@ void validate(const SandboxSpec& spec) {
     for (const FdMapping& mapping : service.fds) child_fds.push_back(mapping.child_fd);
     for (const ListenSocket& socket : service.listen_sockets) child_fds.push_back(socket.child_fd);
     for (const OutputCapture& capture : service.captures) {
+      std::string where = capture.to_log ? "the log" : "the capture file " + capture.file.string();
+      if (capture.child_fd < 0 ||
+          std::find(child_fds.begin(), child_fds.end(), capture.child_fd) != child_fds.end())
+        throw PermanentError(
+            fmt::format("service {}: fd {} for {} is negative or taken", service.name, capture.child_fd, where));
+      child_fds.push_back(capture.child_fd);
       if (capture.to_log) {
         if (!capture.file.empty() || capture.max_bytes != 0)
           throw PermanentError(fmt::format("service {}: fd {} goes to the log, not to a file", service.name,
                                            capture.child_fd));
-        if (capture.child_fd < 0 ||
-            std::find(child_fds.begin(), child_fds.end(), capture.child_fd) != child_fds.end())
-          throw PermanentError(
-              fmt::format("service {}: fd {} for the log is negative or taken", service.name, capture.child_fd));
-        child_fds.push_back(capture.child_fd);
         continue;
       }
       std::string name = capture.file.filename().native();
@@ -99,11 +100,6 @@ void validate(const SandboxSpec& spec) {
       if (capture.max_bytes == 0)
         throw PermanentError(fmt::format("service {}: the capture file {} has a size limit of 0 bytes",
                                          service.name, capture.file.string()));
-      if (capture.child_fd < 0 ||
-          std::find(child_fds.begin(), child_fds.end(), capture.child_fd) != child_fds.end())
-        throw PermanentError(fmt::format("service {}: fd {} for the capture file {} is negative or taken",
-                                         service.name, capture.child_fd, capture.file.string()));
-      child_fds.push_back(capture.child_fd);
       make(service.name, capture.file);
       make(service.name, capture.file.native() + ".1");
     }

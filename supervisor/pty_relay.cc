@@ -244,14 +244,14 @@ SandboxSpec with_pty_slave(const SandboxSpec& spec, int slave) {
 PtyRelay::PtyRelay(int terminal, bool with_input) : terminal_(terminal) {
   int flags = check(::fcntl(terminal, F_GETFL), "fcntl F_GETFL", kTerminal);
   // The caller's keys are the command's only when its stdin and stdout are
-  // the terminal and vmwarden runs in the terminal's foreground: a producer
-  // in a pipeline (`vmwarden exec ... | less`, its stdin and stderr on the
-  // terminal) or a background job must not take the keys, or set modes the
-  // foreground program then gets back at the end. Otherwise, and for a
-  // terminal opened write-only (rare), only output is relayed: the modes
-  // stay, and Ctrl-C goes on stopping vmwarden as a whole.
-  terminal_readable_ =
-      with_input && (flags & O_ACCMODE) != O_WRONLY && ::tcgetpgrp(terminal) == ::getpgrp();
+  // the terminal (`with_input`) and vmwarden runs in the terminal's
+  // foreground (start() checks): a producer in a pipeline (`vmwarden exec
+  // ... | less`, its stdin and stderr on the terminal) or a background job
+  // must not take the keys, or set modes the foreground program then gets
+  // back at the end. Otherwise, and for a terminal opened write-only (rare),
+  // only output is relayed: the modes stay, and Ctrl-C goes on stopping
+  // vmwarden as a whole.
+  terminal_readable_ = with_input && (flags & O_ACCMODE) != O_WRONLY;
   master_ = UniqueFd(check(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC), "posix_openpt", "/dev/ptmx"));
   check(::grantpt(master_.get()), "grantpt", kMaster);
   check(::unlockpt(master_.get()), "unlockpt", kMaster);
@@ -276,23 +276,20 @@ PtyRelay::~PtyRelay() {
 
 void PtyRelay::start() {
   slave_.reset();
-  if (terminal_readable_) {
-    // Moved to the background meanwhile (the terminal says EIO, or SIGTTOU
-    // stops the process first when it is not ignored): output only.
+  // Asked here, as late as can be: a background job (or one moved there
+  // meanwhile) gets output only. Checked first, since a background
+  // process's tcsetattr stops it with SIGTTOU.
+  if (terminal_readable_ && ::tcgetpgrp(terminal_) == ::getpgrp()) {
     termios raw{};
     if (::tcgetattr(terminal_, &saved_modes_) == 0) {
       raw = saved_modes_;
       ::cfmakeraw(&raw);
+      // TCSADRAIN, not TCSAFLUSH: what the caller typed ahead is the command's.
+      raw_ = ::tcsetattr(terminal_, TCSADRAIN, &raw) == 0;
     }
-    // TCSADRAIN, not TCSAFLUSH: what the caller typed ahead is the command's.
-    if (::tcgetpgrp(terminal_) == ::getpgrp() && ::tcsetattr(terminal_, TCSADRAIN, &raw) == 0) {
-      raw_ = true;
-    } else {
-      log::warning("the terminal is not vmwarden's to read (it is not in the foreground): the command gets none of "
-                   "its keys");
-      terminal_readable_ = false;
-    }
+    if (!raw_) log::warning("cannot set the caller's terminal to raw mode: the command gets none of its keys");
   }
+  terminal_readable_ = raw_;
   thread_ = std::thread(&PtyRelay::relay, this);
 }
 

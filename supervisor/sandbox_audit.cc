@@ -22,10 +22,8 @@ std::string upper(std::string text) {
 
 // By names only, as the text says (EnvironmentRule::describe()).
 std::string environment_json(const EnvironmentRule& rule) {
-  std::vector<std::string> set_names;
-  for (const std::string& entry : rule.set) set_names.push_back(entry.substr(0, entry.find('=')));
   return fmt::format("{{\"inherit\":{},\"unset\":{},\"set\":{}}}", rule.inherit ? "true" : "false",
-                     json_strings(rule.unset), json_strings(set_names));
+                     json_strings(rule.unset), json_strings(rule.set_names()));
 }
 
 std::string argv_text(const std::vector<std::string>& argv) {

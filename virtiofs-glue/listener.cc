@@ -42,26 +42,6 @@ std::optional<unsigned long> socket_inode(pid_t pid, long fd) {
   return inode;
 }
 
-// The inodes of the sockets listening at `expected_path`, from one read of
-// /proc/PID/net/unix. Only lines that end with the path are parsed: the
-// daemon may have made any number of other sockets (an attack made 90,000
-// and put 300 threads in accept, for a table read per thread and probe).
-std::vector<unsigned long> listening_inodes(pid_t pid, const std::string& expected_path) {
-  std::vector<unsigned long> inodes;
-  std::ifstream table(fmt::format("/proc/{}/net/unix", pid));
-  std::string line;
-  std::getline(table, line);  // the header
-  while (std::getline(table, line)) {
-    if (!line.ends_with(expected_path)) continue;
-    std::istringstream fields(line);
-    std::string num, refcount, protocol, flags, type, state;
-    unsigned long inode = 0;
-    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode)) continue;
-    if (unix_table_listening(line, inode, expected_path).value_or(false)) inodes.push_back(inode);
-  }
-  return inodes;
-}
-
 }  // namespace
 
 std::optional<bool> unix_table_listening(const std::string& line, unsigned long inode,
@@ -95,10 +75,18 @@ bool accepting_on(pid_t pid, const std::filesystem::path& socket) {
     if (auto inode = socket_inode(pid, fd)) waited_on.push_back(*inode);
   }
   if (waited_on.empty()) return false;
-  std::vector<unsigned long> listening = listening_inodes(pid, socket.native());
-  return std::any_of(waited_on.begin(), waited_on.end(), [&](unsigned long inode) {
-    return std::find(listening.begin(), listening.end(), inode) != listening.end();
-  });
+  // Only lines that end with the path are parsed: the daemon may have made
+  // any number of other sockets (an attack made 90,000 and put 300 threads
+  // in accept, for a read of the table per thread and probe).
+  std::ifstream table(fmt::format("/proc/{}/net/unix", pid));
+  std::string line;
+  std::getline(table, line);  // the header
+  while (std::getline(table, line)) {
+    if (!line.ends_with(socket.native())) continue;
+    for (unsigned long inode : waited_on)
+      if (unix_table_listening(line, inode, socket.native()).value_or(false)) return true;
+  }
+  return false;
 }
 
 }  // namespace vmwarden::virtiofs

@@ -203,12 +203,14 @@ std::optional<Position> overlong_key_position(std::string_view text) {
   return std::nullopt;
 }
 
-// toml++ says "cannot redefine existing integer 'NAME'" (or table, array)
-// without saying where NAME was first: the line of the last node named
-// NAME before the error's line, found by parsing the text above that line
-// (the error is the first, so that part parses). The last one is the
-// first definition, since the redefinition belongs to the table opened
-// most recently. Nothing when that cannot be told.
+// toml++ says "cannot redefine existing integer 'KEY'" (or table, array)
+// without saying where KEY was first, found here by parsing the text above
+// the error's line (the error is the first, so that part parses): the node
+// at KEY's whole dotted path from the root if there is one (a table
+// header's), else the last node named as KEY's last part before the error's
+// line, which is the first definition, since a key/value redefinition
+// belongs to the table opened most recently. Nothing when that cannot be
+// told.
 std::optional<std::uint32_t> first_definition_line(std::string_view text, const toml::parse_error& e) {
   std::string_view description = e.description();
   if (description.find("cannot redefine existing") == std::string_view::npos) return std::nullopt;
@@ -705,7 +707,6 @@ class Validator {
     reject_unknown_keys(table, "environment", {"inherit", "unset", "set"});
     EnvironmentRule& rule = definition.environment;
     if (auto inherit = read_bool(table, "environment", "inherit")) rule.inherit = *inherit;
-    auto name_problem = [](std::string_view name) { return environment_name_problem(name); };
     std::map<std::string, Position> unset_at;
     if (const toml::node* node = typed(table, "environment", "unset", toml::node_type::array,
                                        "an array of names, e.g. [\"DISPLAY\"]")) {
@@ -720,7 +721,7 @@ class Validator {
         }
         const std::string& name = element.as_string()->get();
         Position here = position_of(element.source());
-        if (auto problem = name_problem(name)) {
+        if (auto problem = environment_name_problem(name)) {
           error(here, fmt::format("environment.unset \"{}\": {}", printable(name), *problem));
         } else if (!rule.inherit) {
           // Already refused as a whole: one error for one mistake.
@@ -741,7 +742,7 @@ class Validator {
       for (const auto& [key, value] : set) {
         std::string_view name = key.str();
         Position here = position_of(key.source());
-        if (auto problem = name_problem(name)) {
+        if (auto problem = environment_name_problem(name)) {
           error(here, fmt::format("environment.set \"{}\": {}", printable(name), *problem));
           continue;
         }

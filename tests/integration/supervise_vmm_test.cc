@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -91,7 +92,12 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
 
   // Starts `vmwarden supervise vm` with the doubles; its stderr goes to
   // root_/log.
-  pid_t start_supervise() const {
+  // Starts `vmwarden supervise vm`, its readiness on a pipe that
+  // wait_until_ready() reads.
+  pid_t start_supervise() {
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) return -1;
+    ready_ = UniqueFd(ready[0]);
     pid_t outer = ::fork();
     if (outer == 0) {
       // A failed assertion leaves the test early: the VM goes with the test
@@ -105,11 +111,22 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
       for (const auto& [variable, value] : extra_env_) ::setenv(variable.c_str(), value.c_str(), 1);
       int log = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(log, 2);
+      ::dup2(ready[1], 3);  // without close-on-exec
       std::string binary = testing::vmwarden_binary();
-      ::execl(binary.c_str(), "vmwarden", "supervise", "vm", nullptr);
+      ::execl(binary.c_str(), "vmwarden", "supervise", "--notify-fd", "3", "vm", nullptr);
       ::_exit(127);
     }
+    ::close(ready[1]);
     return outer;
+  }
+
+  // Whether every service of the VM reported ready (the readiness newline)
+  // within `timeout`.
+  bool wait_until_ready(std::chrono::milliseconds timeout) {
+    pollfd entry{ready_.get(), POLLIN, 0};
+    char newline = 0;
+    return ::poll(&entry, 1, static_cast<int>(timeout.count())) == 1 && ::read(ready_.get(), &newline, 1) == 1 &&
+           newline == '\n';
   }
 
   // The wait status of `outer`, waited for up to `timeout`; SIGKILLed after.
@@ -140,10 +157,14 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
       std::this_thread::sleep_for(10ms);
     }
     EXPECT_GT(find(GetParam().process).first, 0) << testing::read_file(root_ / "log");
+    // Stopped before it is ready, the VMM might not listen on its control
+    // socket yet, and its own stop, which the tests look for, would fail.
+    EXPECT_TRUE(wait_until_ready(20s)) << testing::read_file(root_ / "log");
     EXPECT_EQ(::kill(outer, stop), 0);
     return wait_for(outer, 20s);
   }
 
+  UniqueFd ready_;  // the read end of the last start_supervise()'s readiness pipe
   std::map<std::string, std::string> doubles_;  // VMWARDEN_FAKE_* -> the copy
   std::map<std::string, std::string> extra_env_;  // set for the next start_supervise()
   testing::TempDir scratch_{"vmwarden-supervise-vmm"};
@@ -175,6 +196,9 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
     EXPECT_THAT(joined, HasSubstr((runtime / "control.sock").string()));
   else
     EXPECT_THAT(joined, HasSubstr("--api-socket fd=4"));
+  // crosvm's is there once it has bound it, which may come just after the
+  // process shows in the listing: by its readiness at the latest.
+  EXPECT_TRUE(wait_until_ready(20s)) << testing::read_file(root_ / "log");
   EXPECT_TRUE(fs::exists(runtime / "control.sock"));
   EXPECT_THAT(joined, HasSubstr((root_ / "vmlinuz").string()));
 
