@@ -226,6 +226,8 @@ fs::path granted_tree(const std::string& flag, const std::string& given, const L
   return tree;
 }
 
+// A tree for a --uid given by the caller: a Landlock rule on the host's
+// path (--rw / included: a write rule on everything).
 fs::path existing_path(const std::string& flag, const std::string& given) {
   if (given.empty()) throw UsageError(flag + " needs a path");
   fs::path path = fs::absolute(given).lexically_normal();
@@ -242,6 +244,28 @@ fs::path existing_path(const std::string& flag, const std::string& given) {
   fs::path resolved = fs::canonical(path, error);
   if (error) throw UsageError(fmt::format("{} {}: cannot resolve: {}", flag, given, error.message()));
   check_visible(fmt::format("{} {} (a symlink on the way leads to {})", flag, given, resolved.string()), resolved);
+  return path;
+}
+
+// A --ro tree of a --uid is bind-mounted read-only over itself, recursively.
+fs::path read_only_path(const std::string& given) {
+  fs::path path = existing_path("--ro", given);
+  fs::path resolved = fs::canonical(path);
+  // Bound over /, it would lie under the sandbox's own /proc and /tmp (and
+  // the start failed half-way). Every mount but the write rules' is
+  // read-only in the sandbox anyway.
+  if (resolved == "/") {
+    throw UsageError(fmt::format("--ro {}{}: the whole filesystem cannot be mounted read-only over itself; name the "
+                                 "directories the command needs to read",
+                                 given, path == "/" ? "" : " (it leads to /)"));
+  }
+  // The recursive bind leaves an unbindable mount below the tree out,
+  // showing in the sandbox the directory that mount covers on the host.
+  try {
+    supervisor::require_copyable_mounts(resolved);
+  } catch (const UsageError& e) {
+    throw UsageError(fmt::format("--ro {}: {}", given, e.what()));
+  }
   return path;
 }
 
@@ -349,7 +373,7 @@ ExecPlan build_plan(const ExecOptions& options, const Locations& locations) {
     }
   }
   for (const std::string& given_path : options.ro) {
-    fs::path path = plan.single_use ? granted_tree("--ro", given_path, locations) : existing_path("--ro", given_path);
+    fs::path path = plan.single_use ? granted_tree("--ro", given_path, locations) : read_only_path(given_path);
     // The read-only bind mount would win over the read-write grant.
     if (std::find(read_write.begin(), read_write.end(), path) != read_write.end())
       throw UsageError(fmt::format("{} is given to both --ro and --rw; give it once", path.string()));
@@ -445,7 +469,7 @@ void add_exec_command(CLI::App& app, Globals& globals) {
       ->add_option("--ro", options->ro,
                    "Allow reading and executing beneath PATH (Landlock), and mount it read-only in the sandbox; "
                    "a single-use UID also gets an ACL grant (r-X) on it for the run, and the mount is then made "
-                   "from the directory the grant opened")
+                   "from the directory the grant opened. Not /, nor a tree with an unbindable mount below it")
       ->allow_extra_args(false)
       ->type_name("PATH");
   command

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "common/exit_status.h"
 #include "vm-launcher/definition.h"
 #include "vm-launcher/launch.h"
@@ -48,6 +49,9 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
       if (!parsed.ok()) {
         throw PermanentError(fmt::format("{}: invalid definition, not started", options->target));
       }
+      // Every later line names the VM, those before the sandbox starts (the
+      // grants, a refusal) as the sandbox's own do.
+      log::set_prefix(fmt::format("vmwarden[{}]", parsed.definition->name));
       try {
         return vm::launch(*parsed.definition, launch);
       } catch (const UsageError& e) {

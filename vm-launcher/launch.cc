@@ -91,8 +91,9 @@ supervisor::ServiceSpec command_service(const Definition& definition, const supe
 // under the runtime dir instead); and the files the VMM opens
 // (kernel, initramfs, disks) must be readable (writable for a read-write
 // disk) by it as they are. Found out as that UID, in one child, before
-// anything is granted.
-void check_reachable(const Definition& definition, uid_t uid) {
+// anything is granted. `who` names `uid` in the messages: it may stand in
+// for the UID a lease will give.
+void check_reachable(const Definition& definition, uid_t uid, const std::string& who) {
   struct Need {
     std::filesystem::path path;
     int mode;
@@ -102,15 +103,15 @@ void check_reachable(const Definition& definition, uid_t uid) {
   for (const Share& share : definition.shares) {
     if (!definition.is_command()) break;
     needs.push_back({share.path.parent_path(), X_OK,
-                     fmt::format("share \"{}\": the VM's UID {} cannot reach {}: a directory above it is not "
+                     fmt::format("share \"{}\": {} cannot reach {}: a directory above it is not "
                                  "searchable by other users (chmod o+x on it, or move the share below a directory "
                                  "that is)",
-                                 share.tag, uid, share.path.string())});
+                                 share.tag, who, share.path.string())});
   }
   constexpr std::string_view kReadable = "make it readable by others (chmod o+r, and o+x on every directory above it)";
   auto file = [&](std::string_view what, const std::filesystem::path& path, int mode, std::string_view fix) {
     if (path.empty()) return;
-    needs.push_back({path, mode, fmt::format("{} {}: the VM's UID {} cannot {} it; {}", what, path.string(), uid,
+    needs.push_back({path, mode, fmt::format("{} {}: {} cannot {} it; {}", what, path.string(), who,
                                              mode == R_OK ? "read" : "read and write", fix)});
   };
   file("kernel", definition.kernel, R_OK, kReadable);
@@ -361,7 +362,13 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   std::optional<uid_t> alias_uid;
   if (!definition.uid_alias.empty()) alias_uid = registry.find_alias(definition.uid_alias);
   const uid_t checked_uid = alias_uid.value_or(registry.range().first);
-  check_reachable(definition, checked_uid);
+  std::string checked_who = fmt::format("the VM's UID {}", checked_uid);
+  if (!alias_uid && definition.uid_alias.empty())
+    checked_who = fmt::format("the VM's single-use UID (checked as {}, from the range it is leased from)", checked_uid);
+  else if (!alias_uid)
+    checked_who = fmt::format("the UID alias \"{}\" will get (checked as {}, from the range it is allocated from)",
+                              definition.uid_alias, checked_uid);
+  check_reachable(definition, checked_uid, checked_who);
   acl::UidLease lease =
       definition.uid_alias.empty() ? registry.lease_single_use() : registry.lease_alias(definition.uid_alias);
   if (options.prepare) options.prepare(lease.uid());
@@ -369,7 +376,7 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   // 3. The whole plan, checked against the kernel, before any ACL changes.
   LaunchPlan plan = plan_launch(definition, lease.uid(), options);
   for (const std::string& warning : check_plan(plan)) log::warning("{}", warning);
-  if (lease.uid() != checked_uid) check_reachable(definition, lease.uid());
+  if (lease.uid() != checked_uid) check_reachable(definition, lease.uid(), fmt::format("the VM's UID {}", lease.uid()));
 
   // 4. ACL grants. A single-use UID's grants are revoked when `grants` goes
   //    out of scope, on every exit path; an alias keeps its grants between

@@ -651,6 +651,33 @@ TEST_F(SandboxTest, ReadOnlyPathIsReadOnlyEvenForRoot) {
   EXPECT_FALSE(std::filesystem::exists(target));
 }
 
+// A --ro tree of a --uid is bind-mounted recursively, which leaves an
+// unbindable mount below it out and shows the directory it covers: refused
+// up front. The mount is made in a private mount namespace of the test's.
+TEST_F(SandboxTest, AReadOnlyPathWithAnUnbindableMountBelowIsRefused) {
+  TempDir dir("vmwarden-ro-unbindable");
+  std::filesystem::permissions(dir.path(), std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                                               std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                                               std::filesystem::perms::others_exec);
+  std::filesystem::create_directory(dir / "covered");
+  std::filesystem::create_directory(dir / "covered/secret-below-the-mount");
+  std::string covered = (dir / "covered").string();
+  std::string script = "mount -t tmpfs -o size=16k tmpfs " + covered + " && mount --make-unbindable " + covered +
+                       " && exec \"$@\"";
+  std::vector<std::string> argv = {"/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script,
+                                   "sh"};
+  for (std::string& arg : exec_argv({"--uid", "65534", "--ro", dir.path().string()}, {"/bin/ls", covered}))
+    argv.push_back(std::move(arg));
+  CommandOptions run;
+  run.extra_env = options().env;
+  run.timeout = milliseconds(30'000);
+  CommandResult result = run_command(argv, run);
+  EXPECT_EQ(result.exit_code, 2) << result.out << result.err;
+  EXPECT_THAT(result.err, HasSubstr("--ro " + dir.path().string() + ": " + dir.path().string() +
+                                    " has an unbindable mount at or below it"));
+  EXPECT_THAT(result.out, Not(HasSubstr("secret-below-the-mount")));
+}
+
 // ---- readiness -------------------------------------------------------------
 
 TEST_F(SandboxTest, NotifyFdGetsANewlineOnceTheCommandRuns) {
@@ -1879,6 +1906,7 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
   std::filesystem::create_directory_symlink(dir / "tree", dir / "link");
   std::filesystem::create_directory_symlink("/tmp", dir / "to-tmp");
   std::filesystem::create_directory_symlink("/dev", dir / "to-dev");
+  std::filesystem::create_directory_symlink("/", dir / "to-root");
   std::string tree = (dir / "tree").string();
   struct Case {
     std::vector<std::string> argv;
@@ -1907,6 +1935,12 @@ TEST_F(SandboxTest, UsageErrorsExit2AndCreateNothing) {
        "--gid 0: a command never runs with the host's group 0"},
       {{vmwarden_binary(), "exec", "--uid", "65534", "--ro", "/no/such/path", "--", "/bin/true"}, "no such file"},
       {{vmwarden_binary(), "exec", "--ro", "/", "--", "/bin/true"}, "/ cannot be a share"},
+      // With a --uid the tree is not granted, but it still cannot be /
+      // (bound read-only over /, the start failed half-way).
+      {{vmwarden_binary(), "exec", "--uid", "65534", "--ro", "/", "--", "/bin/true"},
+       "--ro /: the whole filesystem cannot be mounted read-only over itself"},
+      {{vmwarden_binary(), "exec", "--uid", "65534", "--ro", (dir / "to-root").string(), "--", "/bin/true"},
+       "--ro " + (dir / "to-root").string() + " (it leads to /): the whole filesystem cannot be mounted"},
       // A symlink into the sandbox's private /tmp or /dev/shm is refused
       // naming where it leads, at the end of the path or on the way.
       {{vmwarden_binary(), "exec", "--uid", "65534", "--ro", (dir / "to-tmp").string(), "--", "/bin/true"},

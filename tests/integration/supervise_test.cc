@@ -74,6 +74,10 @@ TEST_F(SuperviseTest, ACommandRunsAsASingleUseUidWithItsSharesAndNothingElse) {
                             root_.string()));
   CommandResult result = supervise("app");
   EXPECT_EQ(result.exit_code, 7) << result.err;
+  // Every line of vmwarden's names the VM, the grants' before the sandbox
+  // starts included.
+  EXPECT_THAT(result.err, HasSubstr("vmwarden[app]: granted rw on " + (root_ / "rw").string()));
+  EXPECT_THAT(result.err, ::testing::Not(HasSubstr("vmwarden: ")));
 
   uid_t uid = static_cast<uid_t>(std::stoul(read_file(root_ / "rw/uid")));
   EXPECT_GE(uid, 1879048192u) << "a UID from the registry's range";
@@ -266,6 +270,8 @@ TEST_F(SuperviseTest, AShareTheUidCannotReachIsRefusedBeforeAnyGrant) {
   CommandResult result = supervise("hidden");
   EXPECT_EQ(result.exit_code, 125);
   EXPECT_THAT(result.err, HasSubstr("cannot reach " + (root_ / "private/inner").string()));
+  // Checked before the lease, as a UID that stands in for the one it gives.
+  EXPECT_THAT(result.err, HasSubstr("share \"in\": the VM's single-use UID (checked as "));
   EXPECT_EQ(testing::named_acl_entries(root_ / "private/inner"), "") << "nothing granted";
   // Found before the lease: no UID was consumed (single-use) or allocated
   // for good (an alias's first start).
@@ -277,6 +283,7 @@ TEST_F(SuperviseTest, AShareTheUidCannotReachIsRefusedBeforeAnyGrant) {
   CommandResult alias = supervise("hidden-alias");
   EXPECT_EQ(alias.exit_code, 125);
   EXPECT_THAT(alias.err, HasSubstr("cannot reach " + (root_ / "private/inner").string()));
+  EXPECT_THAT(alias.err, HasSubstr("share \"in\": the UID alias \"hid\" will get (checked as "));
   EXPECT_TRUE(fs::is_empty(root_ / "state")) << "the alias was allocated";
 }
 
