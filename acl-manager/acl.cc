@@ -11,6 +11,7 @@
 #include <acl/libacl.h>
 
 #include <algorithm>
+#include <charconv>
 #include <exception>
 #include <mutex>
 #include <set>
@@ -30,6 +31,22 @@ namespace vmwarden::acl {
 
 using detail::Editor;
 using detail::Entries;
+
+namespace {
+
+// A path in a message: names in a tree are whatever a VM (or whoever can
+// rename in the tree's parent) chose, terminal escapes included.
+std::string shown(const std::filesystem::path& path) { return printable(path.native()); }
+
+// A numeric id in an ACL entry ("" for the owner's or owning group's own).
+std::optional<uid_t> parse_id(std::string_view text) {
+  uid_t id = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return id;
+}
+
+}  // namespace
 
 Report& Report::operator+=(const Report& other) {
   changed += other.changed;
@@ -192,28 +209,28 @@ class MissingTree : public UsageError {
 // Opens a tree's root: absolute, no symlink anywhere on the way, a directory.
 UniqueFd open_tree(const std::filesystem::path& tree) {
   if (!tree.is_absolute()) {
-    throw UsageError(fmt::format("\"{}\" is a relative path; give the tree as an absolute path", tree.string()));
+    throw UsageError(fmt::format("\"{}\" is a relative path; give the tree as an absolute path", shown(tree)));
   }
-  if (tree.string().find('\n') != std::string::npos) {
+  if (tree.native().find('\n') != std::string::npos) {
     throw UsageError("a tree path must not contain a newline");
   }
   UniqueFd root = detail::open_directory_without_symlinks(tree);
   if (root) return root;
   int error = errno;
   switch (error) {
-    case ENOENT: throw MissingTree(fmt::format("{}: no such directory", tree.string()));
+    case ENOENT: throw MissingTree(fmt::format("{}: no such directory", shown(tree)));
     case ENOTDIR:
     case ELOOP: {
       struct stat st;
       if (error == ENOTDIR && (::lstat(tree.c_str(), &st) != 0 || !S_ISLNK(st.st_mode))) {
-        throw UsageError(fmt::format("{}: not a directory (grants apply to directory trees)", tree.string()));
+        throw UsageError(fmt::format("{}: not a directory (grants apply to directory trees)", shown(tree)));
       }
       std::error_code ec;
       auto resolved = std::filesystem::canonical(tree, ec);
-      throw UsageError(fmt::format("{}: the path goes through a symlink, which is never followed{}", tree.string(),
-                                   ec ? std::string() : fmt::format("; its resolved form is {}", resolved.string())));
+      throw UsageError(fmt::format("{}: the path goes through a symlink, which is never followed{}", shown(tree),
+                                   ec ? std::string() : fmt::format("; its resolved form is {}", shown(resolved))));
     }
-    default: throw_system_error(error, "open", tree.string());
+    default: throw_system_error(error, "open", shown(tree));
   }
 }
 
@@ -224,7 +241,7 @@ std::filesystem::path normal_tree(const std::filesystem::path& tree) {
   for (const std::filesystem::path& part : tree) {
     if (part == "..")
       throw UsageError(fmt::format("{}: a tree path must not contain \"..\"; give the directory's own path",
-                                   tree.string()));
+                                   shown(tree)));
   }
   std::filesystem::path normal = tree.lexically_normal();
   std::string text = normal.string();
@@ -238,7 +255,7 @@ std::filesystem::path normal_tree(const std::filesystem::path& tree) {
 bool supports_acls(int fd, const std::filesystem::path& tree) {
   if (::fgetxattr(fd, detail::kAccessAcl, nullptr, 0) >= 0 || errno == ENODATA || errno == ERANGE) return true;
   if (errno == EOPNOTSUPP) return false;
-  throw_errno("read ACL of", tree.string());
+  throw_errno("read ACL of", shown(tree));
 }
 
 // Before a grant writes its record: a root that cannot carry ACLs (/proc,
@@ -247,13 +264,13 @@ bool supports_acls(int fd, const std::filesystem::path& tree) {
 // nothing.
 void require_grantable_root(int fd, const std::filesystem::path& tree) {
   if (!supports_acls(fd, tree)) {
-    throw UsageError(fmt::format("{}: its filesystem does not support POSIX ACLs", tree.string()));
+    throw UsageError(fmt::format("{}: its filesystem does not support POSIX ACLs", shown(tree)));
   }
   // Listed through a descriptor of its own, leaving fd's position alone.
   UniqueFd dir(::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) throw_errno("open", tree.string());
+  if (!dir) throw_errno("open", shown(tree));
   alignas(8) char entries[1024];
-  if (syscall(SYS_getdents64, dir.get(), entries, sizeof entries) < 0) throw_errno("list", tree.string());
+  if (syscall(SYS_getdents64, dir.get(), entries, sizeof entries) < 0) throw_errno("list", shown(tree));
 }
 
 // Whether `inner` lies strictly below `outer` (both as normal_tree gives them).
@@ -273,11 +290,11 @@ void warn_of_nested_records(const std::vector<GrantRecord>& records, uid_t uid, 
     if (strictly_below(tree, record.tree)) {
       log::warning("{} {} for UID {}: it lies inside {}, granted {} to the same UID; the entries below {} are this "
                    "walk's, and revoking either tree removes them",
-                   doing, tree.string(), uid, record.tree.string(), to_string(record.access), tree.string());
+                   doing, shown(tree), uid, shown(record.tree), to_string(record.access), shown(tree));
     } else if (strictly_below(record.tree, tree)) {
       log::warning("{} {} for UID {}: it holds {}, granted {} to the same UID; this walk changes the entries there "
                    "too, and that record stays",
-                   doing, tree.string(), uid, record.tree.string(), to_string(record.access));
+                   doing, shown(tree), uid, shown(record.tree), to_string(record.access));
     }
   }
 }
@@ -306,7 +323,7 @@ std::vector<RecordedRoot> roots_to_record(const std::vector<GrantRecord>& record
       try {
         if (detail::reopen_root(earlier, tree).state == detail::ReopenedRoot::State::gone) continue;
       } catch (const std::exception& e) {
-        log::warning("granting {}: {}; its earlier directory stays in the record", tree.string(), e.what());
+        log::warning("granting {}: {}; its earlier directory stays in the record", shown(tree), e.what());
       }
       roots.push_back(earlier);
     }
@@ -363,7 +380,7 @@ MovedRoots reopen_moved(const std::vector<RecordedRoot>& recorded, const std::fi
       if (now.state == State::absent || now.state == State::unknown) {
         moved.unknown.push_back(fmt::format(
             "{}: the directory granted under this path (inode {}) cannot be looked for: {}; the record is kept{}",
-            tree.string(), root.inode, now.why,
+            shown(tree), root.inode, now.why,
             now.state == State::absent ? " (mount its filesystem and run this again; if it is gone for good, "
                                          "`vmwarden acl forget` takes it out of the record)"
                                        : ""));
@@ -431,7 +448,7 @@ Granted grant_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
     registry.record_grant(record);
   }
   GrantEditor editor(uid, access, registry.range());
-  Report report = detail::walk_tree(root.get(), tree.string(), editor, options);
+  Report report = detail::walk_tree(root.get(), shown(tree), editor, options);
   return {std::move(report), std::move(root)};
 }
 
@@ -450,7 +467,11 @@ namespace {
 // the record names no directory that is still there, or may be).
 Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const UniqueFd& root,
                    const WalkOptions& asked, const std::exception_ptr& unopened = nullptr) {
-  UniqueFd lock = registry.lock_acl_changes();
+  // Where no grant was ever recorded (no grants/ yet) and the path does not
+  // open, the revoke is refused below: it must leave the state directory as
+  // it was, so the lock, which creates grants/, is only taken if it exists
+  // or a walk is coming.
+  UniqueFd lock = registry.lock_acl_changes(/*create=*/static_cast<bool>(root));
   // A grant made with --cross-mounts left entries below other mounts: revoke
   // goes there too, asked or not.
   WalkOptions options = asked;
@@ -486,7 +507,7 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
     return Report{};
   }
   if (!root) {
-    log::warning("{}; revoking the directory granted as {} where it is now", message_of(unopened), tree.string());
+    log::warning("{}; revoking the directory granted as {} where it is now", message_of(unopened), shown(tree));
   }
   warn_of_nested_records(records, uid, tree, "revoking");
   RemoveEditor editor([uid](uid_t id) { return id == uid; });
@@ -504,7 +525,7 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   // Where the path's filesystem has no POSIX ACLs, no entry can be there (a
   // record from before grant checked this), and no VM was ever given the
   // tree (a grant refuses it): nothing to walk at the path.
-  if (root && supports_acls(root.get(), tree)) report += detail::walk_tree(root.get(), tree.string(), editor, options);
+  if (root && supports_acls(root.get(), tree)) report += detail::walk_tree(root.get(), shown(tree), editor, options);
   for (const MovedRoot& elsewhere : moved.found) {
     warn_of_nested_records(records, uid, elsewhere.now.where, "revoking");
     report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);
@@ -534,14 +555,16 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
 std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg) {
   require_in_range(registry, uid);
   std::filesystem::path tree = normal_tree(tree_arg);
-  UniqueFd lock = registry.lock_acl_changes();
+  // Not created: without grants/ there is no record, and the refusal below
+  // changes nothing.
+  UniqueFd lock = registry.lock_acl_changes(/*create=*/false);
   std::optional<GrantRecord> found;
   for (const GrantRecord& record : registry.grant_records(uid)) {
     if (record.tree == tree) found = record;
   }
   if (!found) {
     throw UsageError(fmt::format("UID {} has no grant record for {} (`vmwarden uid list` counts each UID's records)",
-                                 uid, tree.string()));
+                                 uid, shown(tree)));
   }
   if (registry.is_leased(uid)) {
     throw UsageError(fmt::format("UID {} is leased by a running sandbox, whose exit revokes its grants; stop it "
@@ -558,7 +581,7 @@ std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path
   }
   MovedRoots moved = reopen_moved(found->roots, tree, root);
   if (moved.any_unknown_but_absent) {
-    std::string message = fmt::format("cannot tell what is left of the grant of {} to UID {}", tree.string(), uid);
+    std::string message = fmt::format("cannot tell what is left of the grant of {} to UID {}", shown(tree), uid);
     for (const std::string& why : moved.unknown) message += "; " + why;
     throw UsageError(message);
   }
@@ -566,7 +589,7 @@ std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path
     throw UsageError(fmt::format(
         "nothing the grant record of {} for UID {} names is out of reach: `vmwarden acl revoke --uid {} {}` removes "
         "what is left and the record{}",
-        tree.string(), uid, uid, tree.string(),
+        shown(tree), uid, uid, shown(tree),
         found->by_path || found->roots.empty()
             ? " (the record knows the tree by its path: if something else is there now, put the tree back or "
               "remove what took its place)"
@@ -676,7 +699,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
         RemoveEditor editor([&](uid_t uid) {
           return range.contains(uid) && handed_out.count(uid) && !leased.count(uid) && !kept.count(uid);
         });
-        entry.report += detail::walk_tree(root.get(), tree.string(), editor, options);
+        entry.report += detail::walk_tree(root.get(), shown(tree), editor, options);
       }
       // A directory renamed away may now lie in another UID's granted tree,
       // which no record here speaks for: only the dead UIDs whose records
@@ -774,15 +797,18 @@ std::string show(const std::filesystem::path& path, const UidRegistry* registry)
       names[info.uid] = name;
     }
   }
-  std::string out = fmt::format("# file: {}\n# owner: {}\n# group: {}\n", path.string(), st.st_uid, st.st_gid);
+  // Quoted as getfacl quotes it, so that the text still goes back through
+  // `setfacl --restore`; escaped, since a name in a tree is a VM's choice.
+  std::string out =
+      fmt::format("# file: {}\n# owner: {}\n# group: {}\n", octal_escaped(path.native()), st.st_uid, st.st_gid);
   auto append = [&](acl_type_t type, std::string_view prefix) {
     acl_t acl = acl_get_file(proc_path.c_str(), type);
     if (acl == nullptr && errno == EOPNOTSUPP)
-      throw UsageError(fmt::format("{}: its filesystem does not support POSIX ACLs", path.string()));
-    if (acl == nullptr) throw_errno("read ACL of", path.string());
+      throw UsageError(fmt::format("{}: its filesystem does not support POSIX ACLs", shown(path)));
+    if (acl == nullptr) throw_errno("read ACL of", shown(path));
     char* text = acl_to_any_text(acl, nullptr, '\n', TEXT_NUMERIC_IDS | TEXT_SOME_EFFECTIVE | TEXT_SMART_INDENT);
     acl_free(acl);
-    if (text == nullptr) throw_errno("acl_to_any_text", path.string());
+    if (text == nullptr) throw_errno("acl_to_any_text", shown(path));
     std::string_view rest = text;
     while (!rest.empty()) {
       auto end = rest.find('\n');
@@ -791,13 +817,12 @@ std::string show(const std::filesystem::path& path, const UidRegistry* registry)
       if (line.empty()) continue;
       out += prefix;
       out += line;
-      if (line.starts_with("user:")) {
-        auto colon = line.find(':', 5);
-        try {
-          uid_t uid = static_cast<uid_t>(std::stoul(line.substr(5, colon - 5)));
-          if (auto it = names.find(uid); it != names.end()) out += "\t# vmwarden: " + it->second;
-        } catch (const std::exception&) {
-        }
+      // Named groups too: a VM's gid is its uid.
+      for (std::string_view tag : {"user:", "group:"}) {
+        if (!line.starts_with(tag)) continue;
+        std::size_t colon = line.find(':', tag.size());
+        std::optional<uid_t> id = parse_id(std::string_view(line).substr(tag.size(), colon - tag.size()));
+        if (auto it = id ? names.find(*id) : names.end(); it != names.end()) out += "\t# vmwarden: " + it->second;
       }
       out += '\n';
     }
@@ -847,7 +872,7 @@ Granted ScopedGrants::grant(const std::filesystem::path& tree, Access access, co
   }
   // Its own copy, rewound at revoke (the walk listed it to its end).
   trees_.back().root = UniqueFd(::fcntl(granted.root.get(), F_DUPFD_CLOEXEC, 3));
-  if (!trees_.back().root) throw_errno("dup", tree.string());
+  if (!trees_.back().root) throw_errno("dup", shown(tree));
   return granted;
 }
 
@@ -863,14 +888,14 @@ void ScopedGrants::revoke_all() {
     try {
       // Through the directory the grant opened: renamed away meanwhile, it
       // is still found, and nothing put under its name is walked instead.
-      if (granted.root && ::lseek(granted.root.get(), 0, SEEK_SET) < 0) throw_errno("rewind", tree.string());
+      if (granted.root && ::lseek(granted.root.get(), 0, SEEK_SET) < 0) throw_errno("rewind", shown(tree));
       Report report = granted.root ? revoke_tree(*registry_, uid_, normal_tree(tree), granted.root, granted.options)
                                    : revoke(*registry_, uid_, tree, granted.options);
-      if (report.failed != 0) failures.push_back(fmt::format("{}: {}", tree.string(), report.summary()));
+      if (report.failed != 0) failures.push_back(fmt::format("{}: {}", shown(tree), report.summary()));
     } catch (const MissingTree&) {
       // The tree is gone: nothing left to revoke there.
     } catch (const std::exception& e) {
-      failures.push_back(fmt::format("{}: {}", tree.string(), e.what()));
+      failures.push_back(fmt::format("{}: {}", shown(tree), e.what()));
     }
   }
   if (failures.empty()) return;

@@ -44,6 +44,8 @@ struct Report {
   std::uint64_t failed = 0;             // objects whose ACL could not be read or written
   std::uint64_t narrowed = 0;           // grants given less than asked by the mask rule (doc/ACL.md)
   std::uint64_t setid_cleared = 0;      // revoke, sweep: files of a removed UID whose set-ID bits were cleared
+  // The paths in hardlinks, foreign, errors and moved are printable()
+  // (common/printable.h): a name in a tree is its writer's choice.
   std::vector<std::string> hardlinks;   // their paths (the first 100)
   std::vector<std::string> foreign;     // the third party's objects' paths (the first 100)
   std::vector<std::string> errors;      // the first 20 failures, "PATH: why"

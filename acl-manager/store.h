@@ -41,7 +41,13 @@ bool move_exclusively(const std::filesystem::path& from_dir, std::string_view fr
 // Removes dir/name (absent is fine) and, if `durable`, makes the removal durable.
 void remove_durably(const std::filesystem::path& dir, std::string_view name, bool durable = true);
 
-std::optional<std::string> read_small_file(const std::filesystem::path& path);
+// The content of the regular file at path (absent: nullopt), at most 1 MiB.
+// Anything else there (a directory, a symlink, which is never followed, a
+// FIFO, which is never waited on, a device) and a larger file are errors
+// naming the path, what is there and `expected`, what belongs there (e.g.
+// "a regular file holding a grant record").
+std::optional<std::string> read_small_file(const std::filesystem::path& path,
+                                           std::string_view expected = "a regular file");
 // Names in dir (absent dir: none), without "." and "..".
 std::vector<std::string> list_names(const std::filesystem::path& dir);
 

@@ -23,6 +23,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/mountinfo.h"
+#include "common/printable.h"
 
 namespace vmwarden::acl::detail {
 namespace {
@@ -134,21 +135,21 @@ UniqueFd open_directory_without_symlinks(const std::filesystem::path& path) {
 
 std::optional<RecordedRoot> record_root(int dir_fd, const std::filesystem::path& tree) {
   struct statfs fs;
-  check(::fstatfs(dir_fd, &fs), "statfs", tree.string());
+  check(::fstatfs(dir_fd, &fs), "statfs", printable(tree.native()));
   const HandledType* type = nullptr;
   for (const HandledType& candidate : kHandledTypes) {
     if (candidate.magic == static_cast<std::uint64_t>(fs.f_type)) type = &candidate;
   }
   if (type == nullptr) return std::nullopt;
   struct stat st;
-  check(::fstat(dir_fd, &st), "fstat", tree.string());
+  check(::fstat(dir_fd, &st), "fstat", printable(tree.native()));
   HandleBuffer buffer;
   file_handle* handle = buffer.get();
   handle->handle_bytes = MAX_HANDLE_SZ;
   int mount_id = 0;
   if (::name_to_handle_at(dir_fd, "", handle, &mount_id, AT_EMPTY_PATH) != 0) {
     if (errno != EOPNOTSUPP) {
-      log::warning("{}: no file handle ({}): its grant record knows it by its path alone", tree.string(),
+      log::warning("{}: no file handle ({}): its grant record knows it by its path alone", printable(tree.native()),
                    std::strerror(errno));
     }
     return std::nullopt;
@@ -229,10 +230,10 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
           return reopened;
         }
         throw_errno("open_by_handle_at",
-                    fmt::format("the directory granted as {} (inode {})", tree.string(), root.inode));
+                    fmt::format("the directory granted as {} (inode {})", printable(tree.native()), root.inode));
       }
       struct stat st;
-      check(::fstat(dir.get(), &st), "fstat", tree.string());
+      check(::fstat(dir.get(), &st), "fstat", printable(tree.native()));
       // A handle names one inode of its filesystem; checked all the same, as
       // the walk is about to act on what it opened.
       if (!S_ISDIR(st.st_mode) || st.st_ino != root.inode) {
@@ -242,7 +243,7 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
       }
       char where[4096];
       ssize_t length = ::readlink(fmt::format("/proc/self/fd/{}", dir.get()).c_str(), where, sizeof where - 1);
-      reopened.where = length > 0 ? std::string(where, static_cast<std::size_t>(length))
+      reopened.where = length > 0 ? printable(std::string_view(where, static_cast<std::size_t>(length)))
                                   : fmt::format("inode {} of the filesystem mounted on {}", root.inode, mount_point.path);
       reopened.state = ReopenedRoot::State::found;
       reopened.dir = std::move(dir);

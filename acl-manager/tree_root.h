@@ -36,7 +36,7 @@ struct ReopenedRoot {
   State state = State::absent;
   std::string why;    // absent, unknown: for messages
   UniqueFd dir;       // found: O_RDONLY|O_DIRECTORY
-  std::string where;  // found: its path now, as the kernel shows it (for messages)
+  std::string where;  // found: its path now, as the kernel shows it, printable() (for messages)
 };
 
 // Opens the recorded directory again (needs CAP_DAC_READ_SEARCH) through a

@@ -27,6 +27,7 @@
 #include "acl-manager/nodev_view.h"
 #include "acl-manager/xattr_at.h"
 #include "common/error.h"
+#include "common/printable.h"
 #include "common/unique_fd.h"
 
 namespace vmwarden::acl::detail {
@@ -122,10 +123,13 @@ bool small_flat_tree(int dir_fd) {
   }
 }
 
+// The path shown for `name` in the directory shown as `dir`: only ever
+// printed, never opened, and escaped, since the name is the tree's
+// writer's (a VM's) choice.
 std::string join(const std::string& dir, std::string_view name) {
   std::string path = dir;
   if (path.empty() || path.back() != '/') path += '/';
-  path += name;
+  path += printable(name);
   return path;
 }
 

@@ -43,7 +43,8 @@ class Editor {
 
 // Walks the directory open as root_fd (which the caller opened without
 // following symlinks), through a nodev view of it where one can be had
-// (nodev_view.h). `display_root` prefixes paths in the report. Each
+// (nodev_view.h). `display_root` prefixes paths in the report, which are
+// printable (common/printable.h): it must be so already. Each
 // directory is walked once, however many names lead to it during the walk.
 Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options);
 

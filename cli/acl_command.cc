@@ -8,21 +8,26 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/exit_status.h"
+#include "common/printable.h"
 #include "vm-launcher/share_check.h"
 
 namespace vmwarden::cli {
 namespace {
 
+// Every path printed here goes through printable(): the names in a tree,
+// and where a granted directory was renamed to, are a VM's choice (or that
+// of whoever can rename in the tree's parent), terminal escapes included.
+// (The report's own are escaped already; printable() leaves them as they are.)
 int finish(const acl::Report& report, std::string_view what) {
   for (const std::string& path : report.hardlinks) {
-    fmt::print(stderr, "vmwarden: skipped (more than one hard link): {}\n", path);
+    fmt::print(stderr, "vmwarden: skipped (more than one hard link): {}\n", printable(path));
   }
   for (const std::string& path : report.foreign) {
-    fmt::print(stderr, "vmwarden: skipped (owned by neither the tree's owner nor a VM): {}\n", path);
+    fmt::print(stderr, "vmwarden: skipped (owned by neither the tree's owner nor a VM): {}\n", printable(path));
   }
-  for (const std::string& error : report.errors) fmt::print(stderr, "vmwarden: {}\n", error);
+  for (const std::string& error : report.errors) fmt::print(stderr, "vmwarden: {}\n", printable(error));
   for (const std::string& where : report.moved) {
-    fmt::print("{}: a directory granted under this path is now at {}; walked there too\n", what, where);
+    fmt::print("{}: a directory granted under this path is now at {}; walked there too\n", what, printable(where));
   }
   fmt::print("{}: {}\n", what, report.summary());
   return report.failed == 0 ? exit_status::kOk : exit_status::kFailure;
@@ -35,7 +40,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "acl",
       "Grant, revoke, sweep, forget and show POSIX ACL entries for registry UIDs. Walks never follow "
       "symlinks and stay on the tree's mount unless --cross-mounts; grants skip (and report) "
-      "non-directories with more than one hard link; revoke and sweep act on them too.");
+      "non-directories with more than one hard link; revoke and sweep act on them too. Paths from the trees "
+      "are printed escaped (control characters as \\xNN).");
   acl->require_subcommand(1);
 
   struct TreeOptions {
@@ -80,7 +86,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       acl::WalkOptions options{.cross_mounts = grant_options->cross_mounts};
       acl::Report report = acl::grant(registry, uid, grant_options->path,
                                       grant_options->rw ? acl::Access::rw : acl::Access::ro, options);
-      return finish(report, fmt::format("grant {} {}", uid, grant_options->path));
+      return finish(report, fmt::format("grant {} {}", uid, printable(grant_options->path)));
     };
   });
 
@@ -111,7 +117,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
                      uid);
       acl::WalkOptions options{.cross_mounts = revoke_options->cross_mounts};
       acl::Report report = acl::revoke(registry, uid, revoke_options->path, options);
-      return finish(report, fmt::format("revoke {} {}", uid, revoke_options->path));
+      return finish(report, fmt::format("revoke {} {}", uid, printable(revoke_options->path)));
     };
   });
 
@@ -134,7 +140,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       uid_t uid = registry.resolve(forget_options->uid);
       std::size_t roots = acl::forget(registry, uid, forget_options->path);
       fmt::print("forget {} {}: {} recorded director{} out of reach taken out of the grant record\n", uid,
-                 forget_options->path, roots, roots == 1 ? "y" : "ies");
+                 printable(forget_options->path), roots, roots == 1 ? "y" : "ies");
       return exit_status::kOk;
     };
   });
@@ -161,19 +167,22 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       bool failed = false;
       std::string_view verb = *dry_run ? "would remove" : "removed";
       for (const auto& tree : result.trees) {
-        if (tree.missing) fmt::print("{}: missing\n", tree.path.string());
+        // Escaped as finish() escapes: a record's path, and where its
+        // directory is now, can hold what a VM named.
+        std::string path = printable(tree.path.native());
+        if (tree.missing) fmt::print("{}: missing\n", path);
         for (const std::string& where : tree.report.moved) {
-          fmt::print("{}: a directory granted under this path is now at {}; swept there\n", tree.path.string(), where);
+          fmt::print("{}: a directory granted under this path is now at {}; swept there\n", path, printable(where));
         }
         for (auto [uid, count] : tree.report.removed) {
-          fmt::print("{}: {} {} entr{} of UID {}\n", tree.path.string(), verb, count, count == 1 ? "y" : "ies", uid);
+          fmt::print("{}: {} {} entr{} of UID {}\n", path, verb, count, count == 1 ? "y" : "ies", uid);
         }
         if (tree.report.setid_cleared != 0) {
-          fmt::print("{}: {} the set-ID bits of {} file(s)\n", tree.path.string(), *dry_run ? "would clear" : "cleared",
+          fmt::print("{}: {} the set-ID bits of {} file(s)\n", path, *dry_run ? "would clear" : "cleared",
                      tree.report.setid_cleared);
         }
-        for (const std::string& error : tree.report.errors) fmt::print(stderr, "vmwarden: {}\n", error);
-        if (tree.report.failed != 0) fmt::print("{}: {} failure(s), its records kept\n", tree.path.string(), tree.report.failed);
+        for (const std::string& error : tree.report.errors) fmt::print(stderr, "vmwarden: {}\n", printable(error));
+        if (tree.report.failed != 0) fmt::print("{}: {} failure(s), its records kept\n", path, tree.report.failed);
         failed = failed || tree.report.failed != 0;
       }
       if (!*dry_run) {
@@ -193,8 +202,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   auto show_path = std::make_shared<std::string>();
   CLI::App* show = acl->add_subcommand(
       "show",
-      "Print PATH's access and default ACL with numeric ids, naming the registry's UIDs. Refused if PATH "
-      "or any directory on the way is a symlink.");
+      "Print PATH's access and default ACL with numeric ids, naming the registry's UIDs on user and group "
+      "entries. PATH is quoted as getfacl quotes it (\\ooo octal escapes), so that the output goes back "
+      "through setfacl --restore. Refused if PATH or any directory on the way is a symlink.");
   show->add_option("path", *show_path, "Absolute path")->required();
   show->callback([&globals, show_path] {
     globals.action = [&globals, show_path] {

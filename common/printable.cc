@@ -34,27 +34,39 @@ bool is_control_character(std::string_view sequence) {
          (c >= 0xfff9 && c <= 0xfffb) || (c >= 0xe0000 && c <= 0xe007f);
 }
 
-}  // namespace
-
-std::string printable(std::string_view value) {
+// `value` with each byte of each control character and of each invalid
+// UTF-8 sequence (and, if `escape_backslash`, each backslash) written by
+// `escape`.
+template <typename Escape>
+std::string escaped(std::string_view value, bool escape_backslash, Escape escape) {
   std::string out;
   for (std::size_t at = 0; at < value.size();) {
     unsigned char c = static_cast<unsigned char>(value[at]);
     std::size_t length = c >= 0x80 ? utf8_sequence_length(value, at) : 1;
     if (length == 0) {
-      out += fmt::format("\\x{:02x}", c);
+      out += escape(c);
       ++at;
       continue;
     }
     std::string_view sequence = value.substr(at, length);
-    if (is_control_character(sequence)) {
-      for (char byte : sequence) out += fmt::format("\\x{:02x}", static_cast<unsigned char>(byte));
+    if (is_control_character(sequence) || (escape_backslash && c == '\\')) {
+      for (char byte : sequence) out += escape(static_cast<unsigned char>(byte));
     } else {
       out.append(sequence);
     }
     at += length;
   }
   return out;
+}
+
+}  // namespace
+
+std::string printable(std::string_view value) {
+  return escaped(value, false, [](unsigned char byte) { return fmt::format("\\x{:02x}", byte); });
+}
+
+std::string octal_escaped(std::string_view value) {
+  return escaped(value, true, [](unsigned char byte) { return fmt::format("\\{:03o}", byte); });
 }
 
 }  // namespace vmwarden

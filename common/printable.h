@@ -13,4 +13,9 @@ namespace vmwarden {
 // byte.
 std::string printable(std::string_view value);
 
+// getfacl's quoting, for a name in text that `setfacl --restore` reads
+// back: the bytes printable() escapes, and each backslash, as \ooo (three
+// octal digits), which setfacl undoes.
+std::string octal_escaped(std::string_view value);
+
 }  // namespace vmwarden

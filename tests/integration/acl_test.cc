@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -2938,6 +2939,158 @@ TEST(AclMounts, ADirectoryMetUnderTwoNamesIsWalkedOnce) {
   ::waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "90/91: setup, 92/93: a directory walked twice, 94: not revoked";
+}
+
+}  // namespace
+}  // namespace vmwarden::acl
+
+namespace vmwarden::acl {
+namespace {
+
+// The control bytes a name in a tree can carry to root's terminal (a
+// newline splitting a name shows as a line without the expected text).
+void expect_no_control_bytes(const std::string& text) {
+  for (char c : {'\033', '\r', '\a'}) {
+    EXPECT_EQ(text.find(c), std::string::npos) << fmt::format("byte {:#x} in:\n", c) << text;
+  }
+}
+
+// Names a VM (or whoever can rename in a tree's parent) chose reach root's
+// terminal only escaped: the skipped hard links and third parties'
+// objects, the tree's path in grant's, revoke's and sweep's lines, and
+// where a granted directory was renamed to.
+TEST(AclCli, NamesFromTheTreesAreEscapedInEveryLine) {
+  Env env;
+  const std::string hostile = "l\033[2J\rOK";
+  std::filesystem::path tree = env.temp / ("t\033]0;pwned\a");
+  std::filesystem::create_directories(tree);
+  testing::write_file(tree / "o", "x");
+  ASSERT_EQ(::link((tree / "o").c_str(), (tree / hostile).c_str()), 0);
+  testing::write_file(tree / ("f" + hostile), "x");
+  ASSERT_EQ(::chown((tree / ("f" + hostile)).c_str(), 4242, 4242), 0);
+  ASSERT_EQ(env.vmwarden({"uid", "alloc", "--alias", "k"}).exit_code, 0);
+
+  auto granted = env.vmwarden({"acl", "grant", "--uid", "k", "--ro", tree.string()});
+  EXPECT_EQ(granted.exit_code, 0) << granted.err;
+  std::string shown_tree = (env.temp / "t\\x1b]0;pwned\\x07").string();
+  EXPECT_THAT(granted.err, ::testing::HasSubstr("skipped (more than one hard link): " + shown_tree +
+                                                "/l\\x1b[2J\\x0dOK\n"));
+  EXPECT_THAT(granted.err, ::testing::HasSubstr("skipped (owned by neither the tree's owner nor a VM): " +
+                                                shown_tree + "/fl\\x1b[2J\\x0dOK\n"));
+  EXPECT_THAT(granted.out, ::testing::HasSubstr(" " + shown_tree + ": "));
+  expect_no_control_bytes(granted.out + granted.err);
+
+  // Renamed away by whoever writes its parent: revoke and sweep say where
+  // it is now.
+  std::filesystem::path away = env.temp / "e\033]0;pwned\a\rFAKE";
+  std::filesystem::rename(tree, away);
+  std::string shown_away = (env.temp / "e\\x1b]0;pwned\\x07\\x0dFAKE").string();
+  ASSERT_EQ(env.vmwarden({"uid", "release", "k"}).exit_code, 0);
+  auto swept = env.vmwarden({"acl", "sweep", "--dry-run"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.err;
+  EXPECT_THAT(swept.out, ::testing::HasSubstr(shown_tree + ": a directory granted under this path is now at " +
+                                              shown_away + "; swept there\n"));
+  expect_no_control_bytes(swept.out + swept.err);
+
+  ASSERT_EQ(env.vmwarden({"uid", "alloc", "--alias", "m"}).exit_code, 0);
+  std::filesystem::path second = env.temp / "g";
+  std::filesystem::create_directories(second);
+  ASSERT_EQ(env.vmwarden({"acl", "grant", "--uid", "m", "--rw", second.string()}).exit_code, 0);
+  std::filesystem::rename(second, env.temp / "h\033[2J");
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", "m", second.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
+  EXPECT_THAT(revoked.out, ::testing::HasSubstr("a directory granted under this path is now at " +
+                                                (env.temp / "h\\x1b[2J").string() + "; walked there too\n"));
+  expect_no_control_bytes(revoked.out + revoked.err);
+}
+
+// `acl show` quotes the path as getfacl does (\ooo), so that its output
+// still goes back through `setfacl --restore`, and names the registry's
+// UIDs on named user and group lines alike (a VM's gid is its uid).
+TEST(AclShow, QuotesThePathForSetfaclRestoreAndNamesGroupsToo) {
+  Env env;
+  std::filesystem::path odd = env.temp / "a\nb\033c\\d";
+  std::filesystem::create_directories(odd);
+  ASSERT_EQ(env.vmwarden({"uid", "alloc", "--alias", "shown"}).exit_code, 0);
+  UidRegistry registry(env.locations);
+  uid_t uid = *registry.find_alias("shown");
+  // By setfacl: a grant refuses a path with a newline, not its names below.
+  ASSERT_EQ(testing::run_command({"setfacl", "-m", fmt::format("u:{0}:r-x,g:{0}:r-x,d:u:{0}:r-x", uid), odd.string()})
+                .exit_code,
+            0);
+
+  auto shown = env.vmwarden({"acl", "show", odd.string()});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out, ::testing::StartsWith("# file: " + (env.temp / "a\\012b\\033c\\134d").string() + "\n"));
+  EXPECT_THAT(shown.out, ::testing::HasSubstr(fmt::format("\nuser:{}:r-x\t# vmwarden: alias shown\n", uid)));
+  EXPECT_THAT(shown.out, ::testing::HasSubstr(fmt::format("\ngroup:{}:r-x\t# vmwarden: alias shown\n", uid)));
+  EXPECT_THAT(shown.out, ::testing::HasSubstr(fmt::format("\ndefault:user:{}:r-x\t# vmwarden: alias shown\n", uid)));
+
+  // Round trip: the ACL removed, then restored from show's text.
+  std::string before = getfacl(odd);
+  ASSERT_EQ(testing::run_command({"setfacl", "-b", "-k", odd.string()}).exit_code, 0);
+  ASSERT_NE(getfacl(odd), before);
+  testing::CommandOptions restore;
+  restore.stdin_text = shown.out;
+  auto restored = testing::run_command({"setfacl", "--restore=-"}, restore);
+  EXPECT_EQ(restored.exit_code, 0) << restored.err;
+  EXPECT_EQ(getfacl(odd), before);
+}
+
+// Refused on a state directory that does not exist yet, revoke and forget
+// create nothing there (the lock they take lives in grants/).
+TEST(AclCli, RefusalsOnAFreshStateDirectoryCreateNothing) {
+  Env env;
+  std::filesystem::create_directories(env.tree);
+  std::filesystem::path state = env.temp / "no-state";
+  testing::CommandOptions fresh;
+  fresh.extra_env = env.env();
+  fresh.extra_env["VMWARDEN_STATE_DIR"] = state.string();
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), testing::vmwarden_binary());
+    return testing::run_command(args, fresh);
+  };
+  std::string missing = (env.temp / "nonexist").string();
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"acl", "revoke", "--uid", "1879048192", missing},
+           {"acl", "forget", "--uid", "1879048192", env.tree.string()},
+           {"acl", "grant", "--uid", "1879048192", "--ro", env.tree.string()},
+           {"acl", "show", missing}}) {
+    auto result = run(args);
+    EXPECT_EQ(result.exit_code, 2) << args[1] << ": " << result.err;
+    EXPECT_FALSE(std::filesystem::exists(state)) << args[1] << " created " << state;
+    std::filesystem::remove_all(state);
+  }
+}
+
+// A record file that is not a regular file fails the reading of the
+// records with a message saying what belongs there; a FIFO does not hang.
+TEST(AclRecords, ARecordThatIsNotARegularFileSaysWhatBelongsThere) {
+  GrantedTree granted(1, 1, Access::ro);
+  auto& [env, registry, uid] = granted;
+  std::filesystem::path dir = env.locations.state_dir / "grants" / std::to_string(uid);
+  std::vector<std::filesystem::path> records;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) records.push_back(entry.path());
+  ASSERT_EQ(records.size(), 1u);
+  const std::filesystem::path record = records[0];
+  struct Case {
+    std::function<void()> make;
+    std::string what;
+  };
+  std::vector<Case> cases{
+      {[&] { ASSERT_EQ(::mkfifo(record.c_str(), 0644), 0); }, "a FIFO"},
+      {[&] { std::filesystem::create_directory(record); }, "a directory"},
+      {[&] { std::filesystem::create_symlink(env.tree, record); }, "a symlink"},
+      {[&] { testing::write_file(record, std::string((1u << 20) + 1, 'x')); }, "larger than 1024 KiB"},
+  };
+  for (const Case& c : cases) {
+    std::filesystem::remove_all(record);
+    c.make();
+    auto result = env.vmwarden({"acl", "sweep", "--dry-run"});
+    EXPECT_EQ(result.exit_code, 1) << c.what << ": " << result.err;
+    EXPECT_THAT(result.err, ::testing::HasSubstr(record.string() + ": " + c.what + "; expected a regular file"));
+  }
+  std::filesystem::remove_all(record);
 }
 
 }  // namespace

@@ -99,13 +99,13 @@ TEST(UidRegistry, AUidAllocatedBeforeTheRangeMovedCanStillBeReleased) {
 
 TEST(UidRegistry, ASubordinateIdFileThatCannotBeReadFailsTheAllocation) {
   Fixture f;
-  std::filesystem::create_directory(f.temp / "subuid");  // read() fails: EISDIR
+  std::filesystem::create_directory(f.temp / "subuid");
   UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
   try {
     registry.allocate_single_use();
     ADD_FAILURE() << "a UID was handed out without the subordinate ranges";
-  } catch (const SystemError& e) {
-    EXPECT_THAT(e.what(), ::testing::HasSubstr((f.temp / "subuid").string()));
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr((f.temp / "subuid").string() + ": a directory; expected a regular file"));
   }
   EXPECT_TRUE(registry.list().empty());
 }
