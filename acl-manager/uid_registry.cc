@@ -18,7 +18,9 @@
 #include <stdexcept>
 
 #include <fmt/core.h>
+#include <fmt/format.h>
 
+#include "acl-manager/state_dirs.h"
 #include "acl-manager/store.h"
 #include "common/accounts.h"
 #include "common/error.h"
@@ -29,11 +31,16 @@
 
 namespace vmwarden::acl {
 
+using detail::check_state_directory;
+using detail::Link;
 using detail::list_names;
 using detail::lock_file;
 using detail::make_directories;
+using detail::make_state_directory;
 using detail::read_small_file;
+using detail::read_state_file;
 using detail::remove_durably;
+using detail::warn_once;
 using detail::write_atomically;
 
 namespace {
@@ -63,6 +70,15 @@ std::optional<T> parse_number(std::string_view text, int base = 10) {
   return value;
 }
 
+// A directory entry names a UID only as its decimal digits, without a
+// sign, spaces or leading zeros: from_chars reads "01879048204" as
+// 1879048204, but everything else opens allocated/1879048204.
+std::optional<uid_t> uid_named(std::string_view name) {
+  auto uid = parse_number<uid_t>(name);
+  if (!uid || std::to_string(*uid) != name) return std::nullopt;
+  return uid;
+}
+
 std::string_view trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t' || text.front() == '\n')) text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n')) text.remove_suffix(1);
@@ -80,22 +96,44 @@ std::string tree_key(const std::filesystem::path& tree) {
 }
 
 // SEQ is the release time in nanoseconds since the epoch, 20 digits wide so
-// that `ls` lists the records in reuse order.
+// that `ls` lists the records in release order.
 std::string released_name(std::uint64_t seq, uid_t uid) { return fmt::format("{:020}-{}", seq, uid); }
 
+// The UID as uid_named() takes it: the same UID under another spelling is
+// not a record. SEQ only orders the records, its width matters not.
 bool parse_released_name(std::string_view name, std::uint64_t& seq, uid_t& uid) {
   auto dash = name.find('-');
   if (dash == std::string_view::npos) return false;
   auto s = parse_number<std::uint64_t>(name.substr(0, dash));
-  auto u = parse_number<uid_t>(name.substr(dash + 1));
+  auto u = uid_named(name.substr(dash + 1));
   if (!s || !u) return false;
   seq = *s;
   uid = *u;
   return true;
 }
 
+void warn_not_an_entry(const std::filesystem::path& file, std::string_view named) {
+  warn_once(fmt::format("{}: not a registry entry ({}); ignored", printable(file.string()), named));
+}
+
+constexpr std::string_view kLeaseContent = "the lease holder's \"pid N\"";
+constexpr std::string_view kAllocationContent =
+    "\"alias NAME\" (NAME: [a-z][a-z0-9_.-]{0,63}) or \"single-use\"";
+
+// allocated/UID's content: "" for a single-use UID, the alias's name, or
+// nullopt when it is neither (damage).
+std::optional<std::string> parse_allocation(std::string_view content) {
+  // A single-use record is created in place: a crash can leave any prefix
+  // of it, even an empty file, which means the same.
+  if (std::string_view("single-use\n").starts_with(content)) return std::string();
+  std::string_view text = content;
+  if (text.ends_with('\n')) text.remove_suffix(1);
+  if (text.starts_with("alias ") && valid_uid_alias(text.substr(6))) return std::string(text.substr(6));
+  return std::nullopt;
+}
+
 std::optional<pid_t> lease_holder_pid(const Paths& paths, uid_t uid) {
-  auto content = read_small_file(paths.lease(uid));
+  auto content = read_state_file(paths.lease(uid), kLeaseContent);
   if (!content) return std::nullopt;
   std::string_view text = trim(*content);
   if (text.starts_with("pid ")) text.remove_prefix(4);
@@ -103,11 +141,15 @@ std::optional<pid_t> lease_holder_pid(const Paths& paths, uid_t uid) {
 }
 
 bool lease_is_held(const Paths& paths, uid_t uid) {
-  UniqueFd fd(::open(paths.lease(uid).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  UniqueFd fd(::open(paths.lease(uid).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd) {
     if (errno == ENOENT) return false;
     throw_errno("open", paths.lease(uid).string());
   }
+  // Opened non-blocking: a FIFO there must not hang the caller.
+  struct stat st {};
+  check(::fstat(fd.get(), &st), "fstat", paths.lease(uid).string());
+  detail::require_regular_file(st, paths.lease(uid), kLeaseContent);
   if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) return false;
   if (errno == EWOULDBLOCK) return true;
   throw_errno("flock", paths.lease(uid).string());
@@ -131,7 +173,7 @@ std::uint64_t release_seq() {
 // a crash loses it, the UID is found allocated and unleased, and the next
 // sweep releases it.
 void release_locked(const Paths& paths, uid_t uid, bool durable) {
-  make_directories(paths.released, 0755);
+  make_state_directory(paths.released, 0755, Link::refuse);
   std::string released = released_name(release_seq(), uid);
   if (!detail::move_exclusively(paths.allocated, std::to_string(uid), paths.released, released, durable)) {
     // Empty: a crash leaves it whole or absent.
@@ -193,6 +235,42 @@ UidRange parse_uid_range(std::string_view text) {
   return UidRange{static_cast<uid_t>(*first), static_cast<uid_t>(*last)};
 }
 
+namespace {
+
+// CONFIG_DIR/uid-range: one line FIRST-LAST, and comments. A mistake is
+// reported at FILE:LINE:COL, as a definition's are.
+UidRange read_range_file(const std::filesystem::path& file, std::string_view content) {
+  std::optional<UidRange> range;
+  std::size_t range_line = 0;
+  std::size_t number = 0;
+  for (std::string_view rest = content; !rest.empty();) {
+    auto end = rest.find('\n');
+    std::string_view raw = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+    ++number;
+    std::string_view line = trim(raw);
+    if (line.empty() || line.front() == '#') continue;
+    std::string where = fmt::format("{}:{}:{}", file.string(), number, line.data() - raw.data() + 1);
+    if (range) {
+      throw UsageError(fmt::format("{}: a second range \"{}\": the file holds one FIRST-LAST, given on line {}", where,
+                                   printable(line), range_line));
+    }
+    try {
+      range = parse_uid_range(line);
+      range_line = number;
+    } catch (const UsageError& e) {
+      throw UsageError(fmt::format("{}: {}", where, e.what()));
+    }
+  }
+  if (!range) {
+    throw UsageError(fmt::format("{}: holds no UID range: expected a line FIRST-LAST in decimal, e.g. {}",
+                                 file.string(), kDefaultUidRange.to_string()));
+  }
+  return *range;
+}
+
+}  // namespace
+
 // ---- UidLease ----
 
 UidLease& UidLease::operator=(UidLease&& other) noexcept {
@@ -234,8 +312,14 @@ void UidLease::release() {
 
 // ---- UidRegistry ----
 
+struct UidRegistry::Allocation {
+  std::string alias;   // "" for single-use
+  std::string damage;  // not empty: why the record is not trusted
+  AllocationRecord record;
+};
+
 struct UidRegistry::Snapshot {
-  std::map<uid_t, std::string> allocated;  // uid -> alias ("" for single-use)
+  std::map<uid_t, Allocation> allocated;
   std::map<uid_t, std::uint64_t> released;  // uid -> latest release seq
   std::vector<std::string> stale;           // released/ names to delete
   std::vector<std::string> temporaries;     // in uids/, allocated/ and released/
@@ -243,6 +327,9 @@ struct UidRegistry::Snapshot {
 
 UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
     : locations_(locations), options_(std::move(options)) {
+  detail::require_short_names(locations_.state_dir, "the state directory");
+  detail::require_short_names(locations_.runtime_dir, "the runtime directory");
+  detail::require_short_names(locations_.config_dir, "the configuration directory");
   std::filesystem::path file = locations_.config_dir / "uid-range";
   if (options_.range) {
     range_ = *options_.range;
@@ -254,21 +341,12 @@ UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
     if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
       throw UsageError(fmt::format("{} is not a regular file: it should hold the UID range as FIRST-LAST, e.g. {}",
                                    printable(file.string()), kDefaultUidRange.to_string()));
-    std::optional<std::string> content = read_small_file(file);
+    // Followed if a symlink: root's configuration directory, which NixOS
+    // and configuration management fill with links.
+    std::optional<std::string> content = read_state_file(file, "the UID range", /*follow=*/true);
     if (content) {
-      std::string text;
-      for (std::string_view rest = *content; !rest.empty();) {
-        auto end = rest.find('\n');
-        std::string_view line = trim(rest.substr(0, end));
-        rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
-        if (!line.empty() && line.front() != '#') text += line;
-      }
-      try {
-        range_ = parse_uid_range(text);
-        range_origin_ = fmt::format("set in {}", file.string());
-      } catch (const UsageError& e) {
-        throw UsageError(fmt::format("{}: {}", file.string(), e.what()));
-      }
+      range_ = read_range_file(file, *content);
+      range_origin_ = fmt::format("set in {}", file.string());
     } else {
       range_ = kDefaultUidRange;
       range_origin_ = fmt::format("the default; {} changes it", file.string());
@@ -278,10 +356,22 @@ UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
 
 UniqueFd UidRegistry::lock_registry(bool create) const {
   Paths paths(locations_);
-  // Reading a registry that does not exist yet must not create it.
-  if (!create && ::access(paths.uids.c_str(), F_OK) != 0) return UniqueFd();
-  make_directories(paths.allocated, 0755);
-  make_directories(paths.released, 0755);
+  // Every use of the registry passes here first: its directories are
+  // checked before a record in them is read or written (see state_dirs.h).
+  // Once they are root's alone, nobody else can swap one between the check
+  // and the use.
+  if (create) {
+    make_state_directory(locations_.state_dir, 0755, Link::follow);
+    make_state_directory(paths.uids, 0755, Link::refuse);
+  } else {
+    check_state_directory(locations_.state_dir, Link::follow);
+    // Reading a registry that does not exist yet must not create it.
+    if (!check_state_directory(paths.uids, Link::refuse)) return UniqueFd();
+  }
+  make_state_directory(paths.allocated, 0755, Link::refuse);
+  make_state_directory(paths.released, 0755, Link::refuse);
+  // The leases are read under this lock too.
+  if (check_state_directory(locations_.runtime_dir, Link::follow)) check_state_directory(paths.leases, Link::refuse);
   return lock_file(paths.registry_lock);
 }
 
@@ -299,25 +389,42 @@ UidRegistry::Snapshot UidRegistry::load(bool with_released) const {
   for (const std::string& name : list_names(paths.uids)) {
     if (detail::is_temporary(name)) snapshot.temporaries.push_back((paths.uids / name).string());
   }
+  // A damaged record keeps its UID out of the pool, and is otherwise left
+  // alone for a human to look at: never guessed at, handed out, leased or
+  // released (doc/ACL.md).
+  std::map<std::string, std::vector<uid_t>> by_alias;
   for (const std::string& name : list_names(paths.allocated)) {
+    std::filesystem::path file = paths.allocated / name;
     if (detail::is_temporary(name)) {
-      snapshot.temporaries.push_back((paths.allocated / name).string());
+      snapshot.temporaries.push_back(file.string());
       continue;
     }
-    auto uid = parse_number<uid_t>(name);
-    if (!uid) continue;
-    std::string alias;
-    std::string content = read_small_file(paths.allocated / name).value_or("");
-    std::string_view text = trim(content);
-    if (text.starts_with("alias ")) {
-      alias = std::string(trim(text.substr(6)));
-    } else if (!std::string_view("single-use").starts_with(text)) {
-      // A single-use record cut short by a crash is a prefix of its content
-      // (even empty); an alias record is written atomically. Anything else is
-      // damage from outside: keep the UID out of the pool rather than guess.
-      log::warning("{}: unexpected content; treating UID {} as allocated", (paths.allocated / name).string(), *uid);
+    auto uid = uid_named(name);
+    if (!uid) {
+      warn_not_an_entry(file, "an allocation is named by its UID in decimal");
+      continue;
     }
-    snapshot.allocated.emplace(*uid, alias);
+    std::optional<Allocation> allocation = read_allocation(file);
+    if (!allocation) continue;
+    if (allocation->damage.empty() && !allocation->alias.empty()) by_alias[allocation->alias].push_back(*uid);
+    snapshot.allocated.emplace(*uid, std::move(*allocation));
+  }
+  // One alias, one UID: which of two records is the alias's is a guess.
+  for (const auto& [alias, uids] : by_alias) {
+    if (uids.size() < 2) continue;
+    for (uid_t uid : uids) {
+      std::vector<std::string> others;
+      for (uid_t other : uids)
+        if (other != uid) others.push_back((paths.allocated / std::to_string(other)).string());
+      snapshot.allocated[uid].damage =
+          fmt::format("{}: \"alias {}\" is recorded in {} too, and an alias has one UID",
+                      (paths.allocated / std::to_string(uid)).string(), alias, fmt::join(others, " and "));
+    }
+  }
+  for (const auto& [uid, allocation] : snapshot.allocated) {
+    if (!allocation.damage.empty())
+      warn_once(fmt::format("{}; UID {} is kept out of the pool and left alone until that is mended by hand",
+                            allocation.damage, uid));
   }
   if (!with_released) return snapshot;
   std::map<uid_t, std::string> latest_name;
@@ -328,7 +435,10 @@ UidRegistry::Snapshot UidRegistry::load(bool with_released) const {
     }
     std::uint64_t seq;
     uid_t uid;
-    if (!parse_released_name(name, seq, uid)) continue;
+    if (!parse_released_name(name, seq, uid)) {
+      warn_not_an_entry(paths.released / name, "a release is named SEQ-UID, both in decimal");
+      continue;
+    }
     if (snapshot.allocated.count(uid)) {
       snapshot.stale.push_back(name);
       continue;
@@ -346,6 +456,45 @@ UidRegistry::Snapshot UidRegistry::load(bool with_released) const {
     latest_name[uid] = name;
   }
   return snapshot;
+}
+
+std::optional<UidRegistry::Allocation> UidRegistry::read_allocation(const std::filesystem::path& file) {
+  Allocation allocation;
+  try {
+    struct stat st {};
+    std::optional<std::string> content = read_state_file(file, kAllocationContent, /*follow=*/false, &st);
+    if (!content) return std::nullopt;
+    allocation.record = {st.st_dev, st.st_ino, std::int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
+    if (std::optional<std::string> alias = parse_allocation(*content)) {
+      allocation.alias = std::move(*alias);
+    } else {
+      std::string_view shown = std::string_view(*content).substr(0, 80);
+      allocation.damage = fmt::format("{}: expected {}, found \"{}\"{}", printable(file.string()), kAllocationContent,
+                                      printable(shown), content->size() > shown.size() ? "..." : "");
+    }
+  } catch (const std::exception& e) {
+    // Unreadable (a FIFO, a directory, no permission): damaged too, so that
+    // the other records can still be used.
+    allocation.damage = e.what();
+  }
+  return allocation;
+}
+
+std::optional<uid_t> UidRegistry::alias_uid(const Snapshot& snapshot, std::string_view alias, bool in_range_only,
+                                            std::string& refusal) const {
+  for (const auto& [uid, allocation] : snapshot.allocated) {
+    if (allocation.alias != alias) continue;
+    if (!allocation.damage.empty()) {
+      refusal = fmt::format("alias {} cannot be used: {}", alias, allocation.damage);
+    } else if (in_range_only && !range_.contains(uid)) {
+      refusal = fmt::format(
+          "alias {} has UID {}, outside the managed range {} ({}): vmwarden does not run it there; if the range "
+          "moved, `vmwarden uid release {}` lets the alias have a UID in the range (grant its trees again then)",
+          alias, uid, range_.to_string(), range_origin_, uid);
+    }
+    return uid;
+  }
+  return std::nullopt;
 }
 
 void UidRegistry::recover(const Snapshot& snapshot) const {
@@ -373,6 +522,29 @@ namespace {
 constexpr std::int64_t kVettingLifetimeSeconds = 600;
 constexpr uid_t kVettingBatch = 64;
 
+// The caches in uids/ (vetted, never-used): whatever keeps one from being
+// read (not a regular file, unreadable) is a miss, as damage is.
+std::optional<std::string> read_cache(const std::filesystem::path& file, std::string_view holding) {
+  try {
+    return read_state_file(file, holding);
+  } catch (const std::exception& e) {
+    log::debug("cache miss: {}", e.what());
+    return std::nullopt;
+  }
+}
+
+// Replaces a cache whole (a rename also replaces a FIFO or a symlink there).
+// One that cannot be kept (a directory in its place) costs time, not
+// correctness: the command carries on without it.
+void replace_cache(const std::filesystem::path& file, std::string_view text, bool durable) {
+  try {
+    write_atomically(file.parent_path(), file.filename().string(), text, durable);
+  } catch (const std::exception& e) {
+    warn_once(fmt::format("cannot keep the cache {}: {}; carrying on without it (remove what is there)",
+                          file.string(), e.what()));
+  }
+}
+
 // STATE_DIR/uids/vetted: "TIME FIRST LAST" and the known ids among
 // FIRST..LAST, as the databases answered at TIME. A cache: lost or damaged,
 // it is asked again.
@@ -384,7 +556,7 @@ struct Vetting {
 
 Vetting read_vetting(const std::filesystem::path& file) {
   Vetting vetting;
-  std::optional<std::string> content = read_small_file(file);
+  std::optional<std::string> content = read_cache(file, "an account check");
   if (!content) return {};
   std::istringstream in(*content);
   if (!(in >> vetting.at >> vetting.first >> vetting.last)) return {};
@@ -405,7 +577,7 @@ struct NeverUsed {
 };
 
 std::optional<NeverUsed> read_never_used(const std::filesystem::path& file) {
-  std::optional<std::string> content = read_small_file(file);
+  std::optional<std::string> content = read_cache(file, "the never-used mark");
   if (!content) return std::nullopt;
   std::istringstream in(*content);
   NeverUsed mark;
@@ -416,9 +588,17 @@ std::optional<NeverUsed> read_never_used(const std::filesystem::path& file) {
 void write_never_used(const std::filesystem::path& file, const NeverUsed& mark) {
   // Fixed width, so that rewriting in place never leaves a longer tail.
   std::string text = fmt::format("{:010} {:010} {:011}\n", mark.range.first, mark.range.last, mark.next);
-  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
-  if (!fd || ::pwrite(fd.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
-    log::debug("cannot keep the high-water mark in {}: {}", file.string(), std::strerror(errno));
+  // Non-blocking: a FIFO there (no reader: ENXIO) must not hang the
+  // allocation.
+  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
+  struct stat st {};
+  if (fd && ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
+      ::pwrite(fd.get(), text.data(), text.size(), 0) == static_cast<ssize_t>(text.size()))
+    return;
+  // Not a regular file there (a FIFO, a symlink, a directory), or a failed
+  // write: replaced whole instead.
+  fd.reset();
+  replace_cache(file, text, /*durable=*/false);
 }
 
 }  // namespace
@@ -438,11 +618,7 @@ bool UidRegistry::known_to_system(uid_t uid) const {
   for (unsigned id : ids_known_to_system(ids)) vetting.known.push_back(static_cast<uid_t>(id));
   std::string text = fmt::format("{} {} {}\n", vetting.at, vetting.first, vetting.last);
   for (uid_t id : vetting.known) text += fmt::format("{}\n", id);
-  try {
-    write_atomically(file.parent_path(), file.filename().string(), text);
-  } catch (const std::exception& e) {
-    log::debug("cannot keep the account check in {}: {}", file.string(), e.what());
-  }
+  replace_cache(file, text, /*durable=*/true);
   return std::find(vetting.known.begin(), vetting.known.end(), uid) != vetting.known.end();
 }
 
@@ -527,9 +703,10 @@ uid_t UidRegistry::pick_single_use(const Snapshot& snapshot) const {
 uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, std::optional<uid_t> picked) {
   Paths paths(locations_);
   if (!alias.empty()) {
-    for (const auto& [uid, name] : snapshot.allocated) {
-      if (name == alias) return uid;
-    }
+    std::string refusal;
+    std::optional<uid_t> known = alias_uid(snapshot, alias, /*in_range_only=*/true, refusal);
+    if (!refusal.empty()) throw std::runtime_error(refusal);
+    if (known) return *known;
   }
   uid_t uid = picked ? *picked : pick_single_use(snapshot);
   std::string content = alias.empty() ? "single-use\n" : fmt::format("alias {}\n", alias);
@@ -543,14 +720,14 @@ uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, s
     detail::create_exclusively(paths.allocated, std::to_string(uid), content, /*durable=*/false);
   else
     write_atomically(paths.allocated, std::to_string(uid), content, /*durable=*/true);
-  snapshot.allocated.emplace(uid, std::string(alias));
+  snapshot.allocated.emplace(uid, Allocation{.alias = std::string(alias)});
   std::filesystem::path mark_file = paths.uids / "never-used";
   std::optional<NeverUsed> mark = read_never_used(mark_file);
   if (!mark || mark->range.first != range_.first || mark->range.last != range_.last) {
     // Computed from the full snapshot, which the callers that have no mark
     // loaded: one past the highest UID of the range ever allocated.
     NeverUsed fresh{range_, range_.first};
-    for (const auto& [known, name] : snapshot.allocated)
+    for (const auto& [known, allocation] : snapshot.allocated)
       if (range_.contains(known)) fresh.next = std::max<std::uint64_t>(fresh.next, std::uint64_t{known} + 1);
     for (const auto& [known, seq] : snapshot.released)
       if (range_.contains(known)) fresh.next = std::max<std::uint64_t>(fresh.next, std::uint64_t{known} + 1);
@@ -574,9 +751,14 @@ uid_t UidRegistry::allocate_locked(std::string_view alias, Snapshot& snapshot, s
 
 UniqueFd UidRegistry::take_lease(uid_t uid) const {
   Paths paths(locations_);
-  make_directories(paths.leases, 0755);
+  make_state_directory(locations_.runtime_dir, 0755, Link::follow);
+  make_state_directory(paths.leases, 0755, Link::refuse);
   UniqueFd fd = lock_file(paths.lease(uid), /*wait=*/false);
-  if (!fd) {
+  if (fd) {
+    struct stat st {};
+    check(::fstat(fd.get(), &st), "fstat", paths.lease(uid).string());
+    detail::require_regular_file(st, paths.lease(uid), kLeaseContent);
+  } else {
     auto pid = lease_holder_pid(paths, uid);
     throw std::runtime_error(fmt::format("UID {} is in use: its lease {} is held by {}", uid,
                                          paths.lease(uid).string(),
@@ -658,13 +840,44 @@ void UidRegistry::release(uid_t uid) {
   UniqueFd lock = lock_registry();
   Snapshot snapshot = load();
   recover(snapshot);
-  if (!snapshot.allocated.count(uid)) throw UsageError(fmt::format("UID {} is not allocated", uid));
-  if (lease_held(uid)) {
-    auto pid = lease_holder_pid(paths, uid);
-    throw std::runtime_error(fmt::format("UID {} is leased by {}; stop its VM first", uid,
-                                         pid ? fmt::format("pid {}", *pid) : std::string("another process")));
+  auto it = snapshot.allocated.find(uid);
+  if (it == snapshot.allocated.end()) throw UsageError(fmt::format("UID {} is not allocated", uid));
+  if (!it->second.damage.empty()) {
+    throw std::runtime_error(fmt::format("UID {} is not released: {}; vmwarden leaves a damaged record alone "
+                                         "(remove the file to free the UID, see doc/ACL.md)",
+                                         uid, it->second.damage));
   }
+  refuse_if_leased(uid);
   release_locked(paths, uid, /*durable=*/true);
+}
+
+void UidRegistry::refuse_if_leased(uid_t uid) const {
+  if (!lease_held(uid)) return;
+  auto pid = lease_holder_pid(Paths(locations_), uid);
+  throw std::runtime_error(fmt::format("UID {} is leased by {}; stop its VM first", uid,
+                                       pid ? fmt::format("pid {}", *pid) : std::string("another process")));
+}
+
+void UidRegistry::release_as_seen(const UidInfo& seen) {
+  if (!seen.allocated || !seen.alias.empty() || !seen.damage.empty())
+    throw std::runtime_error(fmt::format("UID {} was not listed as an allocated single-use UID", seen.uid));
+  Paths paths(locations_);
+  UniqueFd lock = lock_registry(/*create=*/false);
+  std::filesystem::path file = paths.allocated / std::to_string(seen.uid);
+  // This one record is enough: a single-use record names no alias that
+  // another could duplicate.
+  std::optional<Allocation> now;
+  if (lock) now = read_allocation(file);
+  if (!now) throw std::runtime_error(fmt::format("UID {} was released meanwhile", seen.uid));
+  if (!now->damage.empty()) throw std::runtime_error(now->damage);
+  if (now->record != seen.record || !now->alias.empty()) {
+    throw std::runtime_error(fmt::format("{} is no longer the record listed earlier: UID {} was released and "
+                                         "allocated again meanwhile{}",
+                                         file.string(), seen.uid,
+                                         now->alias.empty() ? "" : fmt::format(", as alias {}", now->alias)));
+  }
+  refuse_if_leased(seen.uid);
+  release_locked(paths, seen.uid, /*durable=*/true);
 }
 
 std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
@@ -672,10 +885,10 @@ std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
   // may name one.
   if (!valid_uid_alias(alias)) return std::nullopt;
   UniqueFd lock = lock_registry(false);
-  for (const auto& [uid, name] : load().allocated) {
-    if (name == alias) return uid;
-  }
-  return std::nullopt;
+  std::string refusal;
+  std::optional<uid_t> uid = alias_uid(load(/*with_released=*/false), alias, /*in_range_only=*/true, refusal);
+  if (!refusal.empty()) return std::nullopt;
+  return uid;
 }
 
 std::vector<UidInfo> UidRegistry::list(bool include_released) const {
@@ -683,10 +896,12 @@ std::vector<UidInfo> UidRegistry::list(bool include_released) const {
   UniqueFd lock = lock_registry(false);
   Snapshot snapshot = load();
   std::vector<UidInfo> infos;
-  for (const auto& [uid, alias] : snapshot.allocated) {
+  for (const auto& [uid, allocation] : snapshot.allocated) {
     UidInfo info;
     info.uid = uid;
-    info.alias = alias;
+    info.alias = allocation.alias;
+    info.damage = allocation.damage;
+    info.record = allocation.record;
     info.allocated = true;
     if (lease_held(uid)) info.leased_by = lease_holder_pid(paths, uid).value_or(0);
     info.grant_records = record_count(paths.grants_of(uid));
@@ -728,7 +943,15 @@ uid_t UidRegistry::resolve(std::string_view text) const {
                                  "(a-z first, then a-z, 0-9, '_', '.', '-')",
                                  printable(text), range_.to_string()));
   }
-  if (auto uid = find_alias(text)) return *uid;
+  {
+    // Named by its alias, a UID outside the range stays nameable as it is
+    // by number; a damaged record is refused, saying why.
+    UniqueFd lock = lock_registry(false);
+    std::string refusal;
+    std::optional<uid_t> uid = alias_uid(load(/*with_released=*/false), text, /*in_range_only=*/false, refusal);
+    if (!refusal.empty()) throw std::runtime_error(refusal);
+    if (uid) return *uid;
+  }
   std::vector<std::string> aliases;
   for (const UidInfo& info : list()) {
     if (!info.alias.empty()) aliases.push_back(info.alias);
@@ -846,8 +1069,11 @@ std::vector<GrantRecord> UidRegistry::grant_records() const {
   Paths paths(locations_);
   std::vector<GrantRecord> records;
   for (const std::string& name : list_names(paths.grants)) {
-    auto uid = parse_number<uid_t>(name);
-    if (!uid) continue;
+    auto uid = uid_named(name);
+    if (!uid) {
+      if (name != "lock") warn_not_an_entry(paths.grants / name, "grant records are kept in grants/UID, UID in decimal");
+      continue;
+    }
     for (GrantRecord& record : grant_records(*uid)) records.push_back(std::move(record));
   }
   return records;
@@ -902,7 +1128,7 @@ void UidRegistry::remove_grant_record(uid_t uid, const std::filesystem::path& tr
 void UidRegistry::remove_grant_leftovers() {
   Paths paths(locations_);
   for (const std::string& name : list_names(paths.grants)) {
-    if (parse_number<uid_t>(name)) remove_leftovers_of(paths.grants / name);
+    if (uid_named(name)) remove_leftovers_of(paths.grants / name);
   }
 }
 

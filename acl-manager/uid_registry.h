@@ -43,13 +43,28 @@ struct RegistryOptions {
   std::vector<std::filesystem::path> subordinate_id_files{"/etc/subuid", "/etc/subgid"};
 };
 
+// Which file recorded an allocation: a release and a new allocation of the
+// same UID always make a new one (a new inode, a new change time).
+struct AllocationRecord {
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::int64_t changed_ns = 0;  // st_ctim
+  bool operator==(const AllocationRecord&) const = default;
+};
+
 struct UidInfo {
   uid_t uid = 0;
-  std::string alias;               // empty: single-use
+  std::string alias;               // empty: single-use (or a damaged record naming no valid alias)
   bool allocated = false;          // false: released (only listed with include_released)
   std::uint64_t released_seq = 0;  // order of release, for released UIDs
   std::optional<pid_t> leased_by;  // the pid holding the lease
   std::size_t grant_records = 0;
+  // Not empty: the allocation record is damaged, and says why (its
+  // content is not "alias NAME" nor "single-use", or another record names
+  // the same alias, or it cannot be read). Such a UID is never handed out,
+  // leased, nor released (but by hand, see doc/ACL.md).
+  std::string damage;
+  AllocationRecord record;  // allocated UIDs: the record file as listed
 };
 
 // A directory granted under a record's path, as the kernel can find it
@@ -140,9 +155,19 @@ class UidRegistry {
   // releases it unless `uid release` comes first.
   uid_t allocate_single_use();
   // Returns an allocated UID to the pool (one allocated before the range
-  // moved too). UsageError if it is not allocated; fails if it is leased.
+  // moved too). UsageError if it is not allocated; fails if it is leased or
+  // its record is damaged.
   void release(uid_t uid);
+  // For acl sweep, which decides from a list() taken long before: releases
+  // `seen.uid` only if, under the registry's lock, its allocation is still
+  // the single-use record `seen` describes (the same file, not damaged) and
+  // nothing holds its lease. Otherwise changes nothing and throws saying
+  // why (the UID was released and allocated again meanwhile, perhaps as an
+  // alias).
+  void release_as_seen(const UidInfo& seen);
 
+  // The alias's UID; nullopt if it has none, or if its record is damaged
+  // or outside the range (resolve() and allocate_alias() say which).
   std::optional<uid_t> find_alias(std::string_view alias) const;
   std::optional<UidInfo> find(uid_t uid) const;
   // Allocated now (inside the range or, from before the range changed, outside it).
@@ -174,11 +199,20 @@ class UidRegistry {
   UniqueFd lock_acl_changes(bool create = true) const;
 
  private:
+  struct Allocation;
   struct Snapshot;
   UniqueFd lock_registry(bool create = true) const;
   // `with_released` false: the allocations only (see pick_never_used).
   Snapshot load(bool with_released = true) const;
   void recover(const Snapshot& snapshot) const;
+  // allocated/UID as load() takes it; nullopt when it is gone.
+  static std::optional<Allocation> read_allocation(const std::filesystem::path& file);
+  // The alias's UID in `snapshot`, nullopt if it has none. `refusal` says
+  // why it must not be used when its record is damaged or (if
+  // `in_range_only`) it lies outside the range.
+  std::optional<uid_t> alias_uid(const Snapshot& snapshot, std::string_view alias, bool in_range_only,
+                                 std::string& refusal) const;
+  void refuse_if_leased(uid_t uid) const;
   // Above the high-water mark, without listing released/; nullopt when the
   // mark is missing or the range above it is used up.
   std::optional<uid_t> pick_never_used(const Snapshot& allocations) const;

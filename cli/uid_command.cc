@@ -25,7 +25,8 @@ void add_uid_command(CLI::App& app, Globals& globals) {
       "Print a UID. With --alias NAME: the alias's persistent UID, allocated on first use. Without: "
       "a fresh single-use UID (one never used before if any is left, else the least recently released "
       "one without grant records); as nothing holds its lease, the "
-      "next `acl sweep` releases it unless `uid release` does first.");
+      "next `acl sweep` releases it unless `uid release` does first. An alias whose UID is outside the "
+      "range, or whose record is damaged, is refused.");
   CLI::Option* alias_option =
       alloc->add_option("--alias", alloc_options->alias, "Alias name ([a-z][a-z0-9_.-]{0,63}: a lowercase letter first)");
   alloc->callback([&globals, alloc_options, alias_option] {
@@ -42,7 +43,7 @@ void add_uid_command(CLI::App& app, Globals& globals) {
   CLI::App* release = command->add_subcommand(
       "release",
       "Return an allocated UID (a number, or an alias name) to the pool. Refused while a running VM "
-      "holds its lease. Its ACL entries stay until `acl revoke` or `acl sweep` removes them, and "
+      "holds its lease, and for a damaged record (left for a human to mend or remove). Its ACL entries stay until `acl revoke` or `acl sweep` removes them, and "
       "it is not reused while grant records remain.");
   release->add_option("uid", *release_target, "UID or alias")->required();
   release->callback([&globals, release_target] {
@@ -61,8 +62,14 @@ void add_uid_command(CLI::App& app, Globals& globals) {
 
   auto list_all = std::make_shared<bool>(false);
   CLI::App* list = command->add_subcommand(
-      "list", "List allocated UIDs: kind (alias NAME or single-use), the pid holding the lease, grant records.");
-  list->add_flag("--all", *list_all, "Also list released UIDs, in reuse order");
+      "list",
+      "List allocated UIDs, one row each with six columns, '-' for none: UID; STATE (allocated; "
+      "out-of-range: allocated before the range changed, not used by VMs; damaged: its record is not "
+      "\"alias NAME\" or \"single-use\", or repeats an alias, and is left alone, see the warning; released); "
+      "KIND (alias or single-use); ALIAS; LEASE (the pid holding the lease); GRANTS (grant records).");
+  list->add_flag("--all", *list_all,
+                 "Also list released UIDs, least recently released first. Single-use allocations take a UID "
+                 "never used before first, and skip released UIDs that still have grant records");
   list->callback([&globals, list_all] {
     globals.action = [&globals, list_all] {
       acl::UidRegistry registry(globals.locations());
@@ -71,12 +78,27 @@ void add_uid_command(CLI::App& app, Globals& globals) {
         if (a.allocated != b.allocated) return a.allocated;
         return a.allocated ? a.uid < b.uid : a.released_seq < b.released_seq;
       });
-      fmt::print("{:<11} {:<10} {:<20} {:<10} {}\n", "UID", "STATE", "KIND", "LEASE", "GRANTS");
+      // One token per column, so that awk '{print $4}' is the alias on
+      // every row; the alias column as wide as the longest (64 at most).
+      std::size_t alias_width = 5;
+      for (const acl::UidInfo& info : infos) alias_width = std::max(alias_width, info.alias.size());
+      auto row = [alias_width](const auto& uid, std::string_view state, std::string_view kind,
+                               std::string_view alias, const auto& lease, const auto& grants) {
+        fmt::print("{:<11} {:<12} {:<10} {:<{}} {:<8} {}\n", uid, state, kind, alias, alias_width, lease, grants);
+      };
+      row("UID", "STATE", "KIND", "ALIAS", "LEASE", "GRANTS");
       for (const acl::UidInfo& info : infos) {
-        std::string kind = info.allocated ? (info.alias.empty() ? "single-use" : "alias " + info.alias) : "-";
-        std::string lease = info.leased_by ? fmt::format("pid {}", *info.leased_by) : "-";
-        fmt::print("{:<11} {:<10} {:<20} {:<10} {}\n", info.uid, info.allocated ? "allocated" : "released", kind,
-                   lease, info.grant_records);
+        std::string_view state = !info.allocated                        ? "released"
+                                 : !info.damage.empty()                 ? "damaged"
+                                 : !registry.range().contains(info.uid) ? "out-of-range"
+                                                                        : "allocated";
+        std::string_view kind = "-";  // released, or a damaged record that names no valid alias
+        if (info.allocated && !info.alias.empty())
+          kind = "alias";
+        else if (info.allocated && info.damage.empty())
+          kind = "single-use";
+        row(info.uid, state, kind, info.alias.empty() ? "-" : info.alias,
+            info.leased_by ? std::to_string(*info.leased_by) : std::string("-"), info.grant_records);
       }
       return exit_status::kOk;
     };

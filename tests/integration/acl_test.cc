@@ -1887,6 +1887,46 @@ TEST(AclSweep, AnAliasGrantedATreeInsideASweptTreeKeepsItsEntriesAndBits) {
   EXPECT_EQ(registry.grant_records(alias).size(), 1u);
 }
 
+// Every row of `uid list` has the same six fields, '-' for none, so that
+// awk '{print $4}' is the alias on each, and the columns line up past a
+// 64-character alias.
+TEST(UidCli, ListHasOneFieldPerColumn) {
+  Env env;
+  std::string long_alias = "a" + std::string(63, 'b');
+  ASSERT_EQ(env.vmwarden({"uid", "alloc", "--alias", long_alias}).exit_code, 0);
+  auto single = env.vmwarden({"uid", "alloc"});
+  ASSERT_EQ(single.exit_code, 0);
+  std::string released = single.out.substr(0, single.out.find('\n'));
+  ASSERT_EQ(env.vmwarden({"uid", "release", released}).exit_code, 0);
+  UidRegistry registry(env.locations);
+  UidLease lease = registry.lease_alias("work");
+  auto list = env.vmwarden({"uid", "list", "--all"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::map<std::string, std::vector<std::string>> rows;
+  std::set<std::vector<std::size_t>> columns;  // where each row's fields start
+  std::istringstream lines(list.out);
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<std::string> fields;
+    std::vector<std::size_t> starts;
+    for (std::size_t at = line.find_first_not_of(' '); at != std::string::npos; at = line.find_first_not_of(' ', at)) {
+      std::size_t end = std::min(line.find(' ', at), line.size());
+      starts.push_back(at);
+      fields.push_back(line.substr(at, end - at));
+      at = end;
+    }
+    ASSERT_EQ(fields.size(), 6u) << line;
+    rows[fields[0]] = fields;
+    columns.insert(starts);
+  }
+  EXPECT_EQ(columns.size(), 1u) << "not aligned:\n" << list.out;
+  using Row = std::vector<std::string>;
+  EXPECT_EQ(rows["UID"], (Row{"UID", "STATE", "KIND", "ALIAS", "LEASE", "GRANTS"}));
+  EXPECT_EQ(rows[std::to_string(lease.uid())],
+            (Row{std::to_string(lease.uid()), "allocated", "alias", "work", std::to_string(::getpid()), "0"}));
+  EXPECT_EQ(rows[std::to_string(*registry.find_alias(long_alias))][3], long_alias);
+  EXPECT_EQ(rows[released], (Row{released, "released", "-", "-", "-", "0"}));
+}
+
 TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
   Env env;
   make_tree(env.tree, 1, 2);
@@ -1935,6 +1975,8 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
       {{"acl", "revoke", "--uid", "-1", env.tree.string()}, "invalid UID \"-1\""},
       {{"uid", "release", ""}, "invalid UID \"\""},
       {{"--state-dir", "", "uid", "list"}, "--state-dir was given an empty value"},
+      {{"--state-dir", (env.temp / std::string(256, 'a')).string(), "uid", "list"},
+       "is 256 bytes long; a file name has at most 255"},
   };
   for (const Case& c : cases) {
     auto result = env.vmwarden(c.args);

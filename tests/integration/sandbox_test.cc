@@ -1674,14 +1674,22 @@ TEST_F(SingleUseUidTest, AKilledOuterLeavesNoLeaseAndTheSweepReleasesTheUid) {
   CommandOptions run;
   run.extra_env = options().env;
   auto deadline = steady_clock::now() + milliseconds(10'000);
-  std::string list;
+  std::string list, lease_holder;
   while (steady_clock::now() < deadline) {
     list = run_command({vmwarden_binary(), "uid", "list"}, run).out;
-    if (list.find(std::to_string(uid)) != std::string::npos && list.find("pid ") == std::string::npos) break;
+    // The row's fifth field: the pid holding the lease, "-" for none.
+    std::istringstream lines(list);
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream words(line);
+      std::string fields[5];
+      for (std::string& field : fields) words >> field;
+      if (fields[0] == std::to_string(uid)) lease_holder = fields[4];
+    }
+    if (lease_holder == "-") break;
     std::this_thread::sleep_for(milliseconds(20));
   }
   EXPECT_THAT(list, HasSubstr(std::to_string(uid)));
-  EXPECT_THAT(list, Not(HasSubstr("pid "))) << "still leased";
+  EXPECT_EQ(lease_holder, "-") << "still leased:\n" << list;
   CommandResult sweep = run_command({vmwarden_binary(), "acl", "sweep"}, run);
   EXPECT_EQ(sweep.exit_code, 0) << sweep.err;
   EXPECT_TRUE(directory_names(allocated_dir()).empty()) << sweep.out;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -424,6 +425,230 @@ TEST(UidRegistry, CrashLeftoversAreIgnoredAndCleaned) {
   EXPECT_EQ(registry.allocate_single_use(), kFirst + 2);
   EXPECT_FALSE(std::filesystem::exists(uids / "allocated/.tmp-1-abc"));
   EXPECT_FALSE(std::filesystem::exists(uids / fmt::format("released/000000000099-{}", b)));
+}
+
+// acl sweep lists the allocations, walks for a long time, then releases
+// the dead single-use UIDs it listed. A UID released and allocated again
+// meanwhile (here as an alias: the range has one UID) is another
+// allocation, which release_as_seen() leaves alone.
+TEST(UidRegistry, ReleaseAsSeenLeavesAUidAllocatedAgainMeanwhile) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst));
+  uid_t uid = registry.allocate_single_use();
+  std::optional<UidInfo> seen = registry.find(uid);
+  ASSERT_TRUE(seen);
+  registry.release(uid);
+  ASSERT_EQ(registry.allocate_alias("foo"), uid);
+  try {
+    registry.release_as_seen(*seen);
+    ADD_FAILURE() << "the alias's UID was released";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("allocated again meanwhile, as alias foo"));
+  }
+  EXPECT_EQ(registry.find_alias("foo"), uid);
+  // Released and allocated again as single-use: a new record too.
+  registry.release(uid);
+  ASSERT_EQ(registry.allocate_single_use(), uid);
+  EXPECT_THROW(registry.release_as_seen(*seen), std::runtime_error);
+  EXPECT_TRUE(registry.find(uid)->allocated);
+  // Unchanged: released.
+  seen = registry.find(uid);
+  registry.release_as_seen(*seen);
+  EXPECT_FALSE(registry.find(uid)->allocated);
+  EXPECT_THROW(registry.release_as_seen(*seen), std::runtime_error) << "released already";
+}
+
+// A FIFO in place of a state file is refused or skipped, never waited for
+// (the alarm ends a hang).
+TEST(UidRegistry, AFifoInPlaceOfAStateFileIsNotWaitedFor) {
+  Fixture f;
+  ::alarm(20);
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  uid_t work = registry.allocate_alias("work");
+  std::filesystem::path uids = f.locations.state_dir / "uids";
+  std::filesystem::path fifo = uids / "allocated" / std::to_string(kFirst + 5);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  std::optional<UidInfo> info = registry.find(kFirst + 5);
+  ASSERT_TRUE(info);
+  EXPECT_THAT(info->damage, ::testing::HasSubstr(fifo.string() + ": a FIFO, expected a regular file holding"));
+  EXPECT_EQ(registry.allocate_alias("work"), work);
+  for (const char* cache : {"never-used", "vetted"}) {
+    std::filesystem::remove(uids / cache);
+    ASSERT_EQ(::mkfifo((uids / cache).c_str(), 0644), 0);
+  }
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 1);
+  // The mark, computed again, is past the highest allocation (the FIFO's).
+  EXPECT_EQ(registry.lease_single_use().uid(), kFirst + 6);
+  std::filesystem::path lease = f.locations.runtime_dir / "_uid-leases" / std::to_string(work);
+  ASSERT_EQ(::mkfifo(lease.c_str(), 0644), 0);
+  try {
+    registry.list();
+    ADD_FAILURE() << "a FIFO lease was taken for a lease";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr(lease.string() + ": a FIFO, expected a regular file"));
+  }
+  EXPECT_THROW(registry.lease_alias("work"), std::runtime_error);
+  ::alarm(0);
+}
+
+// Records nobody wrote as vmwarden writes them are damaged: kept out of the
+// pool, never used as an alias nor released (but by hand), listed as such,
+// and warned about once per process.
+TEST(UidRegistry, DamagedAllocationRecordsAreLeftAlone) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  registry.allocate_alias("work");
+  std::filesystem::path allocated = f.locations.state_dir / "uids/allocated";
+  auto record = [&](uid_t uid) { return allocated / std::to_string(uid); };
+  // Outside the range: never used as the alias.
+  testing::write_file(record(0), "alias work3\n");
+  EXPECT_THROW(registry.allocate_alias("work3"), std::runtime_error);
+  EXPECT_THROW(registry.lease_alias("work3"), std::runtime_error);
+  EXPECT_EQ(registry.find_alias("work3"), std::nullopt);
+  // Garbage, a control character, a second line, a repeated alias.
+  testing::write_file(record(kFirst + 1), "garbage\n");
+  testing::write_file(record(kFirst + 2), "alias x\x1b[31m\n");
+  testing::write_file(record(kFirst + 3), "alias x\nsingle-use");
+  testing::write_file(record(kFirst + 4), "alias work\n");
+  ::testing::internal::CaptureStderr();
+  std::vector<UidInfo> infos = registry.list();
+  registry.list();
+  std::string warnings = ::testing::internal::GetCapturedStderr();
+  for (uid_t uid : {kFirst + 1, kFirst + 2, kFirst + 3}) {
+    auto it = std::find_if(infos.begin(), infos.end(), [&](const UidInfo& i) { return i.uid == uid; });
+    ASSERT_NE(it, infos.end());
+    EXPECT_THAT(it->damage, ::testing::HasSubstr(record(uid).string() + ": expected \"alias NAME\""));
+    EXPECT_EQ(it->alias, "");
+    EXPECT_THROW(registry.release(uid), std::runtime_error);
+    EXPECT_EQ(std::count(warnings.begin(), warnings.end(), '\n'), 5) << "once per damaged record:\n" << warnings;
+  }
+  EXPECT_EQ(warnings.find('\x1b'), std::string::npos) << "escaped";
+  EXPECT_THAT(warnings, ::testing::HasSubstr("found \"alias x\\x0asingle-use\""));
+  EXPECT_THAT(registry.find(kFirst)->damage, ::testing::HasSubstr("is recorded in " + record(kFirst + 4).string()));
+  EXPECT_THROW(registry.allocate_alias("work"), std::runtime_error);
+  EXPECT_THROW(registry.resolve("work"), std::runtime_error);
+  EXPECT_THROW(registry.release(kFirst + 4), std::runtime_error) << "which one is the alias's is a guess";
+  // Handed out around them; a crash remnant of a single-use record is fine.
+  testing::write_file(record(kFirst + 5), "single-");
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 6);
+  EXPECT_EQ(registry.find(kFirst + 5)->damage, "");
+  // What acl sweep would release: not a damaged record.
+  UidInfo seen = *registry.find(kFirst + 1);
+  EXPECT_THROW(registry.release_as_seen(seen), std::runtime_error);
+  seen.damage.clear();
+  EXPECT_THROW(registry.release_as_seen(seen), std::runtime_error) << "damaged now, whatever the caller saw";
+  EXPECT_TRUE(std::filesystem::exists(record(kFirst + 1)));
+}
+
+// Only the decimal UID names a record: "0UID" is not UID's.
+TEST(UidRegistry, OnlyCanonicalNamesAreRecords) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  registry.allocate_alias("work");
+  std::filesystem::path allocated = f.locations.state_dir / "uids/allocated";
+  for (std::string name : {"0" + std::to_string(kFirst + 1), "+" + std::to_string(kFirst + 2),
+                           std::to_string(kFirst + 3) + " "})
+    testing::write_file(allocated / name, "single-use\n");
+  testing::write_file(f.locations.state_dir / "uids/released" / ("1-0" + std::to_string(kFirst)), "");
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(registry.list(true).size(), 1u);
+  EXPECT_THROW(registry.release(kFirst + 1), UsageError) << "not allocated";
+  std::string warnings = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(std::count(warnings.begin(), warnings.end(), '\n'), 4) << warnings;
+  EXPECT_THAT(warnings, ::testing::HasSubstr("0" + std::to_string(kFirst + 1) + ": not a registry entry"));
+}
+
+// The caches are misses whatever keeps them from being read, and are
+// replaced where they would be written anyway.
+TEST(UidRegistry, CachesThatCannotBeReadAreMisses) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  std::filesystem::path uids = f.locations.state_dir / "uids";
+  EXPECT_EQ(registry.allocate_single_use(), kFirst);
+  for (const char* cache : {"never-used", "vetted"}) {
+    std::filesystem::remove(uids / cache);
+    std::filesystem::create_directories(uids / cache / "x");
+  }
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 1) << "a directory: carries on without the cache";
+  for (const char* cache : {"never-used", "vetted"}) {
+    std::filesystem::remove_all(uids / cache);
+    std::filesystem::create_symlink("/etc/passwd", uids / cache);
+  }
+  EXPECT_EQ(registry.allocate_single_use(), kFirst + 2);
+  for (const char* cache : {"never-used", "vetted"})
+    EXPECT_TRUE(std::filesystem::is_regular_file(std::filesystem::symlink_status(uids / cache))) << cache;
+}
+
+TEST(UidRegistry, StateDirectoriesMustBeRootsAlone) {
+  Fixture f;
+  UidRegistry registry(f.locations, f.options(kFirst, kFirst + 9));
+  std::filesystem::create_directories(f.locations.state_dir);
+  ASSERT_EQ(::chmod(f.locations.state_dir.c_str(), 01777), 0);
+  try {
+    registry.allocate_alias("work");
+    ADD_FAILURE() << "a world-writable state directory was used";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr(f.locations.state_dir.string() + " is owned by uid 0 with mode 1777"));
+  }
+  EXPECT_THROW(registry.list(), std::runtime_error) << "reading too";
+  ASSERT_EQ(::chmod(f.locations.state_dir.c_str(), 0755), 0);
+  // uids/ a symlink to a directory someone else fills.
+  std::filesystem::path elsewhere = f.temp / "elsewhere";
+  std::filesystem::create_directories(elsewhere / "allocated");
+  testing::write_file(elsewhere / "allocated/1000", "alias work\n");
+  std::filesystem::create_symlink(elsewhere, f.locations.state_dir / "uids");
+  try {
+    registry.allocate_alias("work");
+    ADD_FAILURE() << "a symlinked uids/ was followed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("uids is a symlink, expected a directory"));
+  }
+  EXPECT_EQ(testing::directory_names(elsewhere / "allocated"), std::vector<std::string>{"1000"});
+  std::filesystem::remove(f.locations.state_dir / "uids");
+  EXPECT_EQ(registry.allocate_alias("work"), kFirst);
+  // A group-writable allocated/, a foreign-owned leases directory.
+  ASSERT_EQ(::chmod((f.locations.state_dir / "uids/allocated").c_str(), 0775), 0);
+  EXPECT_THROW(registry.allocate_alias("work"), std::runtime_error);
+  ASSERT_EQ(::chmod((f.locations.state_dir / "uids/allocated").c_str(), 0755), 0);
+  std::filesystem::path leases = f.locations.runtime_dir / "_uid-leases";
+  std::filesystem::create_directories(leases);
+  ASSERT_EQ(::chown(leases.c_str(), 65534, 65534), 0);
+  EXPECT_THROW(registry.lease_alias("work"), std::runtime_error);
+  EXPECT_THROW(registry.list(), std::runtime_error);
+  ASSERT_EQ(::chown(leases.c_str(), 0, 0), 0);
+  EXPECT_EQ(registry.lease_alias("work").uid(), kFirst);
+  // STATE_DIR itself may be a symlink (to root's directory elsewhere).
+  Locations linked = f.locations;
+  linked.state_dir = f.temp / "state-link";
+  std::filesystem::create_symlink(f.locations.state_dir, linked.state_dir);
+  EXPECT_EQ(UidRegistry(linked, f.options(kFirst, kFirst + 9)).allocate_alias("work"), kFirst);
+}
+
+TEST(UidRegistry, TheRangeFileMayBeASymlinkAndMistakesHaveALine) {
+  Fixture f;
+  std::filesystem::create_directories(f.locations.config_dir);
+  std::filesystem::path file = f.locations.config_dir / "uid-range";
+  testing::write_file(f.temp / "range", "1879048192-1879048200\n");
+  std::filesystem::create_symlink(f.temp / "range", file);
+  EXPECT_EQ(UidRegistry(f.locations).range().to_string(), "1879048192-1879048200");
+  testing::write_file(f.temp / "range", "# two\n1879048192-1879048200\n  1879048300-1879048400\n");
+  try {
+    UidRegistry registry(f.locations);
+    ADD_FAILURE() << "two ranges accepted";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr(file.string() + ":3:3: a second range \"1879048300-1879048400\""));
+  }
+  testing::write_file(f.temp / "range", "\n 100-oops\n");
+  try {
+    UidRegistry registry(f.locations);
+    ADD_FAILURE() << "a bad range accepted";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr(file.string() + ":2:2: invalid UID range \"100-oops\""));
+  }
+  // A name longer than a file name can be is bad input, not a failure.
+  Locations long_name = f.locations;
+  long_name.state_dir = f.temp / std::string(256, 'a');
+  EXPECT_THROW(UidRegistry(long_name, f.options(kFirst, kFirst)), UsageError);
 }
 
 TEST(UidRegistry, BadInputIsRefusedAndChangesNothing) {

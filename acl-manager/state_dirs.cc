@@ -1,0 +1,121 @@
+#include "acl-manager/state_dirs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+
+#include <fmt/core.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/printable.h"
+#include "common/unique_fd.h"
+
+namespace vmwarden::acl::detail {
+
+std::string_view file_kind(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a directory";
+    case S_IFLNK: return "a symlink";
+    case S_IFIFO: return "a FIFO";
+    case S_IFSOCK: return "a socket";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    default: return "a file of unknown type";
+  }
+}
+
+bool check_state_directory(const std::filesystem::path& dir, Link link) {
+  struct stat st {};
+  if ((link == Link::follow ? ::stat(dir.c_str(), &st) : ::lstat(dir.c_str(), &st)) != 0) {
+    if (errno == ENOENT) return false;
+    throw_errno(link == Link::follow ? "stat" : "lstat", dir.string());
+  }
+  std::string where = printable(dir.string());
+  if (!S_ISDIR(st.st_mode)) {
+    throw std::runtime_error(fmt::format("{} is {}, expected a directory{}: vmwarden keeps root's records there",
+                                         where, file_kind(st.st_mode),
+                                         link == Link::refuse ? " (vmwarden creates it, never a symlink)" : ""));
+  }
+  // Root's own, or the caller's: the same for root, and an unprivileged
+  // caller (a dry run, a test) can only ever reach its own files.
+  bool owner_ok = st.st_uid == 0 || st.st_uid == ::geteuid();
+  if (!owner_ok || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    throw std::runtime_error(fmt::format(
+        "{} is owned by uid {} with mode {:04o}: whoever else can write it can forge the records vmwarden "
+        "keeps there; it must be owned by root and writable by root alone (chown root {} && chmod go-w {})",
+        where, st.st_uid, st.st_mode & 07777, where, where));
+  }
+  return true;
+}
+
+void make_state_directory(const std::filesystem::path& dir, mode_t mode, Link link) {
+  if (link == Link::follow && !dir.empty() && dir != dir.root_path() && dir.has_parent_path()) {
+    struct stat st {};
+    if (::stat(dir.parent_path().c_str(), &st) != 0) make_state_directory(dir.parent_path(), 0755, Link::follow);
+  }
+  // mkdir never follows a symlink in dir's last component: EEXIST, and the
+  // check below finds the link.
+  if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) throw_errno("mkdir", dir.string());
+  check_state_directory(dir, link);
+}
+
+void require_regular_file(const struct stat& st, const std::filesystem::path& path, std::string_view holding) {
+  if (!S_ISREG(st.st_mode)) {
+    throw std::runtime_error(fmt::format("{}: {}, expected a regular file holding {}", printable(path.string()),
+                                         file_kind(st.st_mode), holding));
+  }
+}
+
+std::optional<std::string> read_state_file(const std::filesystem::path& path, std::string_view holding,
+                                           bool follow, struct stat* info) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW)));
+  struct stat st {};
+  if (!fd) {
+    if (errno == ENOENT) return std::nullopt;
+    // O_NOFOLLOW's refusal of a symlink: said as what is there.
+    if (errno != ELOOP || follow) throw_errno("open", path.string());
+    check(::lstat(path.c_str(), &st), "lstat", path.string());
+  } else {
+    check(::fstat(fd.get(), &st), "fstat", path.string());
+  }
+  require_regular_file(st, path, holding);
+  if (info != nullptr) *info = st;
+  std::string content;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    check(n, "read", path.string());
+    if (n == 0) break;
+    content.append(buffer, static_cast<std::size_t>(n));
+    if (content.size() > (1u << 20)) throw_system_error(EFBIG, "read", path.string());
+  }
+  return content;
+}
+
+void require_short_names(const std::filesystem::path& path, std::string_view what) {
+  for (const std::filesystem::path& component : path) {
+    std::string name = component.string();
+    if (name.size() > NAME_MAX) {
+      throw UsageError(fmt::format("{} {}: the name \"{}...\" is {} bytes long; a file name has at most {}", what,
+                                   printable(path.string()), printable(name.substr(0, 32)), name.size(), NAME_MAX));
+    }
+  }
+}
+
+void warn_once(const std::string& message) {
+  static std::mutex mutex;
+  static std::set<std::string> warned;
+  std::lock_guard<std::mutex> guard(mutex);
+  if (warned.insert(message).second) log::warning("{}", message);
+}
+
+}  // namespace vmwarden::acl::detail
