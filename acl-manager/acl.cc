@@ -617,7 +617,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   SweepReport result;
 
   std::set<uid_t> leased;
-  std::map<uid_t, std::string> allocated;
+  std::map<uid_t, UidInfo> allocated;  // as listed: release_as_seen() checks it is still so
   // Every id the registry ever handed out (allocated, released, or named
   // by a record): only theirs are a VM's. An id of the range that is a
   // host account or group (never handed out) keeps its entries.
@@ -625,7 +625,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   for (const UidInfo& info : registry.list(/*include_released=*/true)) {
     handed_out.insert(info.uid);
     if (!info.allocated) continue;
-    allocated.emplace(info.uid, info.alias);
+    allocated.emplace(info.uid, info);
     if (info.leased_by) leased.insert(info.uid);
   }
   std::vector<GrantRecord> records = registry.grant_records();
@@ -652,7 +652,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   const UidRange range = registry.range();
   auto is_live_alias = [&](uid_t uid) {
     auto it = allocated.find(uid);
-    return it != allocated.end() && !it->second.empty();
+    return it != allocated.end() && (!it->second.alias.empty() || !it->second.damage.empty());
   };
   auto is_dead = [&](uid_t uid) {
     return range.contains(uid) && handed_out.count(uid) && !leased.count(uid) && !is_live_alias(uid);
@@ -750,12 +750,12 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     }
   }
   if (!dry_run) registry.remove_grant_leftovers();
-  for (const auto& [uid, alias] : allocated) {
-    if (!alias.empty() || leased.count(uid) || !range.contains(uid)) continue;
+  for (const auto& [uid, seen] : allocated) {
+    if (!seen.alias.empty() || !seen.damage.empty() || leased.count(uid) || !range.contains(uid)) continue;
     // `records` was read under the lock that every grant takes: none came since.
     if (records_left.count(uid)) continue;
     try {
-      if (!dry_run) registry.release(uid);
+      if (!dry_run) registry.release_as_seen(seen);
       result.released.push_back(uid);
     } catch (const std::exception& e) {
       log::info("sweep: UID {} kept: {}", uid, e.what());

@@ -67,38 +67,15 @@ void make_state_directory(const std::filesystem::path& dir, mode_t mode, Link li
   check_state_directory(dir, link);
 }
 
-void require_regular_file(const struct stat& st, const std::filesystem::path& path, std::string_view holding) {
-  if (!S_ISREG(st.st_mode)) {
-    throw std::runtime_error(fmt::format("{}: {}, expected a regular file holding {}", printable(path.string()),
-                                         file_kind(st.st_mode), holding));
-  }
+std::string expected_file(std::string_view holding) {
+  return holding.empty() ? std::string("a regular file") : fmt::format("a regular file holding {}", holding);
 }
 
-std::optional<std::string> read_state_file(const std::filesystem::path& path, std::string_view holding,
-                                           bool follow, struct stat* info) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW)));
-  struct stat st {};
-  if (!fd) {
-    if (errno == ENOENT) return std::nullopt;
-    // O_NOFOLLOW's refusal of a symlink: said as what is there.
-    if (errno != ELOOP || follow) throw_errno("open", path.string());
-    check(::lstat(path.c_str(), &st), "lstat", path.string());
-  } else {
-    check(::fstat(fd.get(), &st), "fstat", path.string());
+void require_regular_file(const struct stat& st, const std::filesystem::path& path, std::string_view holding) {
+  if (!S_ISREG(st.st_mode)) {
+    throw std::runtime_error(fmt::format("{}: {}; expected {}", printable(path.string()), file_kind(st.st_mode),
+                                         expected_file(holding)));
   }
-  require_regular_file(st, path, holding);
-  if (info != nullptr) *info = st;
-  std::string content;
-  char buffer[4096];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    check(n, "read", path.string());
-    if (n == 0) break;
-    content.append(buffer, static_cast<std::size_t>(n));
-    if (content.size() > (1u << 20)) throw_system_error(EFBIG, "read", path.string());
-  }
-  return content;
 }
 
 void require_short_names(const std::filesystem::path& path, std::string_view what) {

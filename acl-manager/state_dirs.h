@@ -40,21 +40,15 @@ bool check_state_directory(const std::filesystem::path& dir, Link link);
 // else can swap the new directory between its mkdir and its check.
 void make_state_directory(const std::filesystem::path& dir, mode_t mode, Link link);
 
-// The content of the regular file `path` (at most 1 MiB), nullopt if it
-// does not exist. The file is opened non-blocking, so a FIFO in its place
-// cannot hang the caller (perhaps under a lock), and not through a final
-// symlink unless `follow`. Anything but a regular file is refused with
-// "PATH: a FIFO, expected a regular file holding HOLDING".
-// `info`: set to the file's stat when it is read.
-std::optional<std::string> read_state_file(const std::filesystem::path& path, std::string_view holding,
-                                           bool follow = false, struct stat* info = nullptr);
-
 // Refuses (UsageError) a path with a component longer than a file name may
 // be (NAME_MAX, 255 bytes), which every call on it would fail with
 // ENAMETOOLONG: `what` says where the path comes from.
 void require_short_names(const std::filesystem::path& path, std::string_view what);
 
-// Throws "PATH: a FIFO, expected a regular file holding HOLDING" unless
+// "a regular file holding HOLDING" ("a regular file" without HOLDING).
+std::string expected_file(std::string_view holding);
+
+// Throws "PATH: a FIFO; expected a regular file holding HOLDING" unless
 // `st` is a regular file's.
 void require_regular_file(const struct stat& st, const std::filesystem::path& path, std::string_view holding);
 

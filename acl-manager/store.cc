@@ -1,5 +1,7 @@
 #include "acl-manager/store.h"
 
+#include "acl-manager/state_dirs.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -12,6 +14,7 @@
 #include <fmt/core.h>
 
 #include "common/error.h"
+#include "common/printable.h"
 
 namespace vmwarden::acl::detail {
 namespace {
@@ -105,38 +108,24 @@ void remove_durably(const std::filesystem::path& dir, std::string_view name, boo
   if (durable) fsync_dir(dir);
 }
 
-namespace {
-
-std::string_view file_type(mode_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFDIR: return "a directory";
-    case S_IFLNK: return "a symlink";
-    case S_IFIFO: return "a FIFO";
-    case S_IFSOCK: return "a socket";
-    case S_IFCHR: return "a character device";
-    case S_IFBLK: return "a block device";
-    default: return "not a regular file";
-  }
-}
-
-}  // namespace
-
-std::optional<std::string> read_small_file(const std::filesystem::path& path, std::string_view expected) {
+std::optional<std::string> read_small_file(const std::filesystem::path& path, std::string_view holding, bool follow,
+                                           struct stat* info) {
   // O_NONBLOCK: a FIFO put in a record's place must not hang the reader
-  // (the open of a FIFO waits for a writer); O_NOFOLLOW: a symlink there is
-  // refused, never read through. Said as what is there and what belongs
-  // there: "Too many levels of symbolic links" names neither.
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  // (the open of a FIFO waits for a writer), perhaps under a lock;
+  // O_NOFOLLOW: a symlink there is refused, never read through. Said as
+  // what is there and what belongs there: "Too many levels of symbolic
+  // links" names neither.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW)));
+  struct stat st {};
   if (!fd) {
     if (errno == ENOENT) return std::nullopt;
-    if (errno == ELOOP) throw std::runtime_error(fmt::format("{}: a symlink; expected {}", path.string(), expected));
-    throw_errno("open", path.string());
+    if (errno != ELOOP || follow) throw_errno("open", path.string());
+    check(::lstat(path.c_str(), &st), "lstat", path.string());
+  } else {
+    check(::fstat(fd.get(), &st), "fstat", path.string());
   }
-  struct stat st;
-  check(::fstat(fd.get(), &st), "fstat", path.string());
-  if (!S_ISREG(st.st_mode)) {
-    throw std::runtime_error(fmt::format("{}: {}; expected {}", path.string(), file_type(st.st_mode), expected));
-  }
+  require_regular_file(st, path, holding);
+  if (info != nullptr) *info = st;
   constexpr std::size_t kLimit = 1u << 20;
   std::string content;
   char buffer[4096];
@@ -147,8 +136,8 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path, st
     if (n == 0) break;
     content.append(buffer, static_cast<std::size_t>(n));
     if (content.size() > kLimit) {
-      throw std::runtime_error(
-          fmt::format("{}: larger than {} KiB; expected {}, which is far smaller", path.string(), kLimit / 1024, expected));
+      throw std::runtime_error(fmt::format("{}: larger than {} KiB; expected {}", printable(path.string()),
+                                           kLimit / 1024, expected_file(holding)));
     }
   }
   return content;

@@ -4,6 +4,8 @@
 // Internal to acl-manager.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -42,12 +44,14 @@ bool move_exclusively(const std::filesystem::path& from_dir, std::string_view fr
 void remove_durably(const std::filesystem::path& dir, std::string_view name, bool durable = true);
 
 // The content of the regular file at path (absent: nullopt), at most 1 MiB.
-// Anything else there (a directory, a symlink, which is never followed, a
-// FIFO, which is never waited on, a device) and a larger file are errors
-// naming the path, what is there and `expected`, what belongs there (e.g.
-// "a regular file holding a grant record").
-std::optional<std::string> read_small_file(const std::filesystem::path& path,
-                                           std::string_view expected = "a regular file");
+// It is opened non-blocking, so a FIFO in its place cannot hang the caller
+// (perhaps under a lock), and not through a final symlink unless `follow`.
+// Anything but a regular file (a directory, a symlink, a FIFO, a device)
+// and a larger file are errors naming the path, what is there and what
+// belongs there: "PATH: a FIFO; expected a regular file holding HOLDING".
+// `info`: set to the file's stat when it is read.
+std::optional<std::string> read_small_file(const std::filesystem::path& path, std::string_view holding = {},
+                                           bool follow = false, struct stat* info = nullptr);
 // Names in dir (absent dir: none), without "." and "..".
 std::vector<std::string> list_names(const std::filesystem::path& dir);
 

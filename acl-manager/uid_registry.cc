@@ -38,7 +38,6 @@ using detail::lock_file;
 using detail::make_directories;
 using detail::make_state_directory;
 using detail::read_small_file;
-using detail::read_state_file;
 using detail::remove_durably;
 using detail::warn_once;
 using detail::write_atomically;
@@ -133,7 +132,7 @@ std::optional<std::string> parse_allocation(std::string_view content) {
 }
 
 std::optional<pid_t> lease_holder_pid(const Paths& paths, uid_t uid) {
-  auto content = read_state_file(paths.lease(uid), kLeaseContent);
+  auto content = read_small_file(paths.lease(uid), kLeaseContent);
   if (!content) return std::nullopt;
   std::string_view text = trim(*content);
   if (text.starts_with("pid ")) text.remove_prefix(4);
@@ -188,7 +187,7 @@ std::vector<std::pair<uid_t, uid_t>> read_subordinate_ranges(const std::vector<s
     // A missing file lists no range; one that cannot be read fails the
     // allocation, as an unreadable passwd database does, rather than count
     // as empty and let a subordinate ID be handed out.
-    std::optional<std::string> content = read_small_file(file);
+    std::optional<std::string> content = read_small_file(file, "subordinate id ranges", /*follow=*/true);
     if (!content) continue;
     std::string_view rest = *content;
     while (!rest.empty()) {
@@ -343,7 +342,7 @@ UidRegistry::UidRegistry(const Locations& locations, RegistryOptions options)
                                    printable(file.string()), kDefaultUidRange.to_string()));
     // Followed if a symlink: root's configuration directory, which NixOS
     // and configuration management fill with links.
-    std::optional<std::string> content = read_state_file(file, "the UID range", /*follow=*/true);
+    std::optional<std::string> content = read_small_file(file, "the UID range", /*follow=*/true);
     if (content) {
       range_ = read_range_file(file, *content);
       range_origin_ = fmt::format("set in {}", file.string());
@@ -462,7 +461,7 @@ std::optional<UidRegistry::Allocation> UidRegistry::read_allocation(const std::f
   Allocation allocation;
   try {
     struct stat st {};
-    std::optional<std::string> content = read_state_file(file, kAllocationContent, /*follow=*/false, &st);
+    std::optional<std::string> content = read_small_file(file, kAllocationContent, /*follow=*/false, &st);
     if (!content) return std::nullopt;
     allocation.record = {st.st_dev, st.st_ino, std::int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
     if (std::optional<std::string> alias = parse_allocation(*content)) {
@@ -526,7 +525,7 @@ constexpr uid_t kVettingBatch = 64;
 // read (not a regular file, unreadable) is a miss, as damage is.
 std::optional<std::string> read_cache(const std::filesystem::path& file, std::string_view holding) {
   try {
-    return read_state_file(file, holding);
+    return read_small_file(file, holding);
   } catch (const std::exception& e) {
     log::debug("cache miss: {}", e.what());
     return std::nullopt;
@@ -1057,7 +1056,7 @@ std::vector<GrantRecord> UidRegistry::grant_records(uid_t uid) const {
   std::vector<GrantRecord> records;
   for (const std::string& name : list_names(paths.grants_of(uid))) {
     if (detail::is_temporary(name)) continue;
-    auto content = read_small_file(paths.grants_of(uid) / name);
+    auto content = read_small_file(paths.grants_of(uid) / name, "a grant record");
     if (!content) continue;
     GrantRecord record = parse_grant_record(uid, *content);
     if (!record.tree.empty()) records.push_back(std::move(record));
@@ -1091,7 +1090,7 @@ void UidRegistry::add_grant_record(const GrantRecord& record) {
   // lose the directory with the record in it.
   if (dir_is_new) detail::fsync_dir(paths.grants);
   std::string key = tree_key(record.tree);
-  std::optional<std::string> old = read_small_file(dir / key);
+  std::optional<std::string> old = read_small_file(dir / key, "a grant record");
   // Never downgraded from cross to one: a grant made with --cross-mounts left
   // entries below other mounts, and revoke and sweep must still reach them.
   GrantRecord updated = record;

@@ -470,7 +470,7 @@ TEST(UidRegistry, AFifoInPlaceOfAStateFileIsNotWaitedFor) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
   std::optional<UidInfo> info = registry.find(kFirst + 5);
   ASSERT_TRUE(info);
-  EXPECT_THAT(info->damage, ::testing::HasSubstr(fifo.string() + ": a FIFO, expected a regular file holding"));
+  EXPECT_THAT(info->damage, ::testing::HasSubstr(fifo.string() + ": a FIFO; expected a regular file holding"));
   EXPECT_EQ(registry.allocate_alias("work"), work);
   for (const char* cache : {"never-used", "vetted"}) {
     std::filesystem::remove(uids / cache);
@@ -485,7 +485,7 @@ TEST(UidRegistry, AFifoInPlaceOfAStateFileIsNotWaitedFor) {
     registry.list();
     ADD_FAILURE() << "a FIFO lease was taken for a lease";
   } catch (const std::runtime_error& e) {
-    EXPECT_THAT(e.what(), ::testing::HasSubstr(lease.string() + ": a FIFO, expected a regular file"));
+    EXPECT_THAT(e.what(), ::testing::HasSubstr(lease.string() + ": a FIFO; expected a regular file"));
   }
   EXPECT_THROW(registry.lease_alias("work"), std::runtime_error);
   ::alarm(0);
