@@ -4,18 +4,21 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <thread>
@@ -25,6 +28,7 @@
 
 #include "acl-manager/batch_open.h"
 #include "acl-manager/nodev_view.h"
+#include "acl-manager/store.h"
 #include "acl-manager/xattr_at.h"
 #include "common/error.h"
 #include "common/printable.h"
@@ -66,9 +70,36 @@ constexpr const char* kGrantedDefaultMark = "trusted.vmwarden.granted-default";
 // can be marked, and a removal drops such default ACLs as if marked.
 bool no_marks_here(int error) { return error == EOPNOTSUPP || error == ENOTSUP; }
 
+// Where a directory lies, for messages only: a chain of names, made into a
+// path when one is printed. A path string per directory would cost a copy of
+// its parent's per level, and a tree thousands of levels deep (a VM's
+// choice, in a read-write share) would make the walk's time and memory grow
+// with the square of its depth.
+struct Place {
+  std::shared_ptr<const Place> parent;
+  std::string name;  // the root's: the path shown for it (already escaped)
+};
+
+// `dir`'s path with `name` appended, the name escaped, since it is the tree's
+// writer's (a VM's) choice.
+void append_name(std::string& path, std::string_view name) {
+  if (path.empty() || path.back() != '/') path += '/';
+  path += printable(name);
+}
+
 struct DirHandle {
   UniqueFd fd;
-  std::string path;
+  std::shared_ptr<const Place> place;
+
+  // The path shown for this directory (with `child`: for that entry of it).
+  std::string path(std::string_view child = {}) const {
+    std::vector<const Place*> chain;
+    for (const Place* at = place.get(); at != nullptr; at = at->parent.get()) chain.push_back(at);
+    std::string shown = chain.back()->name;
+    for (auto it = chain.rbegin() + 1; it != chain.rend(); ++it) append_name(shown, (*it)->name);
+    if (!child.empty()) append_name(shown, child);
+    return shown;
+  }
 };
 
 struct Task {
@@ -123,16 +154,6 @@ bool small_flat_tree(int dir_fd) {
   }
 }
 
-// The path shown for `name` in the directory shown as `dir`: only ever
-// printed, never opened, and escaped, since the name is the tree's
-// writer's (a VM's) choice.
-std::string join(const std::string& dir, std::string_view name) {
-  std::string path = dir;
-  if (path.empty() || path.back() != '/') path += '/';
-  path += printable(name);
-  return path;
-}
-
 class Walk {
  public:
   Walk(const Editor& editor, const WalkOptions& options) : editor_(editor), options_(options) {
@@ -166,7 +187,7 @@ class Walk {
     } else {
       root->fd = UniqueFd(check(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0), "dup", display_root));
     }
-    root->path = display_root;
+    root->place = std::make_shared<const Place>(Place{nullptr, display_root});
 
     unsigned threads = options_.threads != 0 ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
     std::vector<Worker> workers(threads);
@@ -199,15 +220,16 @@ class Walk {
     unsigned fast_pause = 0;
     unsigned fast_rounds = 0;
 
-    void note_foreign(const std::string& path) {
+    // The paths are made only for what the report keeps.
+    void note_foreign(const DirHandle& dir, std::string_view name = {}) {
       ++report.skipped_foreign;
-      if (report.foreign.size() < kMaxSkippedPaths) report.foreign.push_back(path);
+      if (report.foreign.size() < kMaxSkippedPaths) report.foreign.push_back(dir.path(name));
     }
 
-    void note_error(const std::string& path, std::string_view operation, int error) {
+    void note_error(const DirHandle& dir, std::string_view name, std::string_view operation, int error) {
       ++report.failed;
       if (report.errors.size() < kMaxErrors) {
-        report.errors.push_back(fmt::format("{}: {}: {}", path, operation, std::strerror(error)));
+        report.errors.push_back(fmt::format("{}: {}: {}", dir.path(name), operation, std::strerror(error)));
       }
     }
 
@@ -251,8 +273,8 @@ class Walk {
       int fd = dir->fd.get();
       struct stat st;
       if (::fstat(fd, &st) < 0) {
-        if (is_root) throw_errno("fstat", dir->path);
-        note_error(dir->path, "fstat", errno);
+        if (is_root) throw_errno("fstat", dir->path());
+        note_error(*dir, {}, "fstat", errno);
         return;
       }
       if (!walk.first_visit(st)) return;
@@ -261,7 +283,7 @@ class Walk {
       // with it.
       if (is_root) walk.root_owner_ = st.st_uid;
       if (!is_root && !walk.editor_.accepts_owner(st.st_uid, walk.root_owner_)) {
-        note_foreign(dir->path);
+        note_foreign(*dir);
         return;
       }
       fix_directory(walk, *dir, st, is_root);
@@ -273,8 +295,8 @@ class Walk {
       for (;;) {
         long n = syscall(SYS_getdents64, fd, entries_buffer, sizeof entries_buffer);
         if (n < 0) {
-          if (is_root) throw_errno("getdents64", dir->path);
-          note_error(dir->path, "getdents64", errno);
+          if (is_root) throw_errno("getdents64", dir->path());
+          note_error(*dir, {}, "getdents64", errno);
           break;
         }
         if (n == 0) break;
@@ -313,13 +335,12 @@ class Walk {
     void fix_directory(Walk& walk, const DirHandle& dir, const struct stat& st, bool is_root) {
       const Editor& editor = walk.editor_;
       int fd = dir.fd.get();
-      const std::string& path = dir.path;
       int rc = read_fd_value(fd, kAccessAcl);
       if (rc == -ENODATA) {
         from_mode(st.st_mode, access);
       } else if (rc < 0 || !decode(value, access)) {
-        if (is_root) throw_system_error(rc < 0 ? -rc : EINVAL, "read ACL of", path);
-        note_error(path, "read ACL", rc < 0 ? -rc : EINVAL);
+        if (is_root) throw_system_error(rc < 0 ? -rc : EINVAL, "read ACL of", dir.path());
+        note_error(dir, {}, "read ACL", rc < 0 ? -rc : EINVAL);
         return;
       }
       bool access_changed = editor.edit_access(access, true, report);
@@ -330,8 +351,8 @@ class Walk {
         present = false;
         default_acl.clear();
       } else if (rc < 0 || !decode(value, default_acl)) {
-        if (is_root) throw_system_error(rc < 0 ? -rc : EINVAL, "read default ACL of", path);
-        note_error(path, "read default ACL", rc < 0 ? -rc : EINVAL);
+        if (is_root) throw_system_error(rc < 0 ? -rc : EINVAL, "read default ACL of", dir.path());
+        note_error(dir, {}, "read default ACL", rc < 0 ? -rc : EINVAL);
         return;
       }
       bool had_default = present;
@@ -342,8 +363,8 @@ class Walk {
       if (drops_default) {
         int granted = made_by_a_grant(walk, fd, st);
         if (granted < 0) {
-          if (is_root) throw_system_error(-granted, "read the granted-default mark of", path);
-          note_error(path, "read the granted-default mark", -granted);
+          if (is_root) throw_system_error(-granted, "read the granted-default mark of", dir.path());
+          note_error(dir, {}, "read the granted-default mark", -granted);
           return;
         }
         if (granted == 0) {
@@ -361,30 +382,30 @@ class Walk {
         // a mark on a directory without a default ACL, which the next grant
         // creates (and marks) again, or whose owner's own one it drops.
         if (creates_default && ::fsetxattr(fd, kGrantedDefaultMark, "", 0, 0) != 0 && !no_marks_here(errno)) {
-          if (is_root) throw_errno("mark the default ACL as granted on", path);
-          note_error(path, "mark the default ACL as granted", errno);
+          if (is_root) throw_errno("mark the default ACL as granted on", dir.path());
+          note_error(dir, {}, "mark the default ACL as granted", errno);
           return;
         }
-        if (stale_mark && !remove_mark(fd, path, is_root)) return;
+        if (stale_mark && !remove_mark(dir, is_root)) return;
         if (access_changed) {
           if (int stored = store_access_acl(fd, access, st.st_mode); stored < 0) {
-            if (is_root) throw_system_error(-stored, "set ACL on", path);
-            note_error(path, "set ACL", -stored);
+            if (is_root) throw_system_error(-stored, "set ACL on", dir.path());
+            note_error(dir, {}, "set ACL", -stored);
             return;
           }
         }
         if (default_changed && present) {
-          if (!write_directory_acl(fd, kDefaultAcl, default_acl, path, is_root, "default ACL")) return;
+          if (!write_directory_acl(dir, kDefaultAcl, default_acl, is_root, "default ACL")) return;
         } else if (default_changed && had_default) {
           if (::fremovexattr(fd, kDefaultAcl) < 0 && errno != ENODATA) {
-            note_error(path, "remove default ACL", errno);
+            note_error(dir, {}, "remove default ACL", errno);
             return;
           }
         }
         // After the default ACL: a crash between the two leaves the mark on
         // a directory without one, which the next grant that makes one
         // there marks anyway, and on whose owner's own rule it drops it.
-        if (drops_default && !remove_mark(fd, path, is_root)) return;
+        if (drops_default && !remove_mark(dir, is_root)) return;
       }
       ++report.changed;
     }
@@ -403,10 +424,10 @@ class Walk {
 
     // Removes the granted-default mark (none there is fine); false after
     // noting the failure.
-    bool remove_mark(int fd, const std::string& path, bool is_root) {
-      if (::fremovexattr(fd, kGrantedDefaultMark) == 0 || errno == ENODATA || no_marks_here(errno)) return true;
-      if (is_root) throw_errno("remove the granted-default mark of", path);
-      note_error(path, "remove the granted-default mark", errno);
+    bool remove_mark(const DirHandle& dir, bool is_root) {
+      if (::fremovexattr(dir.fd.get(), kGrantedDefaultMark) == 0 || errno == ENODATA || no_marks_here(errno)) return true;
+      if (is_root) throw_errno("remove the granted-default mark of", dir.path());
+      note_error(dir, {}, "remove the granted-default mark", errno);
       return false;
     }
 
@@ -428,13 +449,13 @@ class Walk {
       return ::fsetxattr(fd, kAccessAcl, value.data(), value.size(), 0) == 0 ? 0 : -errno;
     }
 
-    bool write_directory_acl(int fd, const char* attribute, const Entries& entries, const std::string& path,
-                             bool is_root, std::string_view what) {
+    bool write_directory_acl(const DirHandle& dir, const char* attribute, const Entries& entries, bool is_root,
+                             std::string_view what) {
       value.clear();
       encode(entries, value);
-      if (::fsetxattr(fd, attribute, value.data(), value.size(), 0) == 0) return true;
-      if (is_root) throw_errno(fmt::format("set {} on", what), path);
-      note_error(path, fmt::format("set {}", what), errno);
+      if (::fsetxattr(dir.fd.get(), attribute, value.data(), value.size(), 0) == 0) return true;
+      if (is_root) throw_errno(fmt::format("set {} on", what), dir.path());
+      note_error(dir, {}, fmt::format("set {}", what), errno);
       return false;
     }
 
@@ -550,7 +571,7 @@ class Walk {
         if (fds[i] >= 0) {
           process_pinned(walk, dir, *names[i], fds[i], /*o_path=*/true);
         } else if (!note_refusal(-fds[i])) {
-          note_error(join(dir->path, *names[i]), "open", -fds[i]);
+          note_error(*dir, *names[i], "open", -fds[i]);
         }
       }
     }
@@ -563,7 +584,7 @@ class Walk {
                         bool o_path) {
       struct stat st;
       if (::fstat(fd, &st) < 0) {
-        note_error(join(dir->path, name), "fstat", errno);
+        note_error(*dir, name, "fstat", errno);
         return;
       }
       if (S_ISDIR(st.st_mode)) {
@@ -592,11 +613,11 @@ class Walk {
       // skipping it would leave the entry behind once its record is gone.
       if (st.st_nlink > 1 && walk.editor_.adds_entries()) {
         ++report.skipped_hardlinks;
-        if (report.hardlinks.size() < kMaxSkippedPaths) report.hardlinks.push_back(join(dir->path, name));
+        if (report.hardlinks.size() < kMaxSkippedPaths) report.hardlinks.push_back(dir->path(name));
         return;
       }
       if (!walk.editor_.accepts_owner(st.st_uid, walk.root_owner_)) {
-        note_foreign(join(dir->path, name));
+        note_foreign(*dir, name);
         return;
       }
       char fd_name[16] = {};
@@ -608,7 +629,7 @@ class Walk {
         mode_t mode = st.st_mode & 07777 & ~setid;
         if (!walk.options_.dry_run &&
             (o_path ? ::fchmodat(proc, fd_name, mode, 0) : ::fchmod(fd, mode)) != 0) {
-          note_error(join(dir->path, name), "clear set-ID bits", errno);
+          note_error(*dir, name, "clear set-ID bits", errno);
           return;
         }
         st.st_mode &= ~setid;
@@ -622,7 +643,7 @@ class Walk {
         }
         from_mode(st.st_mode, access);
       } else if (rc < 0 || !decode(value, access)) {
-        note_error(join(dir->path, name), "read ACL", rc < 0 ? -rc : EINVAL);
+        note_error(*dir, name, "read ACL", rc < 0 ? -rc : EINVAL);
         return;
       }
       if (!walk.editor_.edit_access(access, false, report)) {
@@ -641,7 +662,7 @@ class Walk {
           if (rc == -ENOENT) {
             ++report.vanished;
           } else {
-            note_error(join(dir->path, name), "set ACL", -rc);
+            note_error(*dir, name, "set ACL", -rc);
           }
           return;
         }
@@ -657,13 +678,13 @@ class Walk {
         if (fd == -ENOTDIR) {
           process_files(walk, task.parent, {task.name}, /*listed_regular=*/false);
         } else {
-          note_error(join(task.parent->path, task.name), "open", -fd);
+          note_error(*task.parent, task.name, "open", -fd);
         }
         return;
       }
       auto dir = std::make_shared<DirHandle>();
       dir->fd = UniqueFd(fd);
-      dir->path = join(task.parent->path, task.name);
+      dir->place = std::make_shared<const Place>(Place{task.parent->place, task.name});
       process_dir(walk, dir, false);
     }
 
@@ -754,7 +775,54 @@ class Walk {
 
 }  // namespace
 
+namespace {
+
+// A directory whose subdirectories are still queued keeps its descriptor
+// open (they are opened relative to it, never by path), so a tree that
+// branches at every level of a deep chain needs a descriptor per level: a
+// VM can build one in a read-write share, and under the usual limit of 1024
+// the walk failed there, leaving the UID's entries (and set-ID files) below
+// that depth to every later revoke and sweep. The walk runs with the most
+// descriptors the kernel allows (fs.nr_open, to which root may raise the
+// hard limit), and the limit is put back afterwards, before anything is
+// started that would inherit it.
+class RaisedFileLimit {
+ public:
+  RaisedFileLimit() {
+    if (::getrlimit(RLIMIT_NOFILE, &saved_) != 0) return;
+    rlimit raised = saved_;
+    std::optional<std::string> nr_open;
+    try {
+      nr_open = read_small_file("/proc/sys/fs/nr_open");
+    } catch (const std::exception&) {
+    }
+    rlim_t most = 0;
+    if (nr_open && std::from_chars(nr_open->data(), nr_open->data() + nr_open->size(), most).ec == std::errc())
+      raised.rlim_max = std::max(raised.rlim_max, most);
+    raised.rlim_cur = raised.rlim_max;
+    // Without CAP_SYS_RESOURCE only the soft limit rises, to the hard one.
+    if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+      raised.rlim_max = saved_.rlim_max;
+      raised.rlim_cur = saved_.rlim_max;
+      if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) return;
+    }
+    raised_ = true;
+  }
+  ~RaisedFileLimit() {
+    if (raised_) ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  RaisedFileLimit(const RaisedFileLimit&) = delete;
+  RaisedFileLimit& operator=(const RaisedFileLimit&) = delete;
+
+ private:
+  rlimit saved_{};
+  bool raised_ = false;
+};
+
+}  // namespace
+
 Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options) {
+  RaisedFileLimit file_limit;
   Walk walk(editor, options);
   return walk.run(root_fd, display_root);
 }

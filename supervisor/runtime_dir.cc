@@ -105,6 +105,16 @@ bool remove_tree(int parent, const std::string& name, const std::string& where) 
 
 }  // namespace
 
+bool remove_directory_tree(const std::filesystem::path& path) {
+  std::filesystem::path parent_path = path.parent_path();
+  UniqueFd parent(::open(parent_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!parent) {
+    if (errno == ENOENT) return false;
+    throw_errno("open", parent_path.string());
+  }
+  return remove_tree(parent.get(), path.filename().string(), path.string());
+}
+
 RuntimeDir RuntimeDir::create(const std::filesystem::path& path, uid_t uid, gid_t gid) {
   std::filesystem::path parent_path = path.parent_path();
   std::string name = path.filename().string();

@@ -12,6 +12,12 @@
 
 namespace vmwarden::supervisor {
 
+// Removes `path` and everything below it, never following a symlink, with
+// at most three descriptors open however deep it goes (a VM's writable
+// directory can be made thousands of levels deep, past any descriptor
+// limit). False if it did not exist; throws naming the path otherwise.
+bool remove_directory_tree(const std::filesystem::path& path);
+
 class RuntimeDir {
  public:
   // Creates `path` (and missing parents, 0755) at mode 0700 owned by

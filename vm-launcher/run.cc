@@ -22,6 +22,7 @@
 #include "common/exit_status.h"
 #include "common/log.h"
 #include "common/process.h"
+#include "supervisor/runtime_dir.h"
 #include "virtiofs-glue/virtiofsd.h"
 #include "vm-launcher/backend.h"
 #include "vm-launcher/backend_util.h"
@@ -114,10 +115,14 @@ void require_single_line(std::string_view value, std::string_view what) {
 class RunDir {
  public:
   explicit RunDir(fs::path path) : path_(std::move(path)) {}
+  // Not fs::remove_all: it keeps a descriptor per level, and the VM's UID
+  // can make its scratch and report shares deeper than the limit.
   ~RunDir() {
-    std::error_code error;
-    fs::remove_all(path_, error);
-    if (error) log::warning("cannot remove {}: {}", path_.string(), error.message());
+    try {
+      supervisor::remove_directory_tree(path_);
+    } catch (const std::exception& e) {
+      log::warning("cannot remove {}: {}", path_.string(), e.what());
+    }
   }
   RunDir(const RunDir&) = delete;
   RunDir& operator=(const RunDir&) = delete;

@@ -2,6 +2,7 @@
 // links, kill -9 at random points, concurrent allocation, inheritance, exact
 // revoke, sweep, and bad input through the real `vmwarden` binary.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -10,6 +11,7 @@
 #include <sched.h>
 #include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -588,6 +590,71 @@ TEST(AclRevoke, WarnsWhenTheUidIsLeased) {
   auto revoked = env.vmwarden({"acl", "revoke", "--uid", "running", env.tree.string()});
   EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
   EXPECT_EQ(revoked.err.find("is leased"), std::string::npos) << revoked.err;
+}
+
+// A chain 1,100 levels deep with two more directories beside each level's
+// next one (a shape a VM can build in a read-write share): on one thread,
+// every directory with subdirectories still queued holds a descriptor, one
+// per level. Under the usual soft limit of 1024 the walk failed below
+// that depth (the UID's entries and a set-ID file left for every later
+// revoke and sweep); it now raises the limit for itself, and puts it back.
+TEST(AclDeepTree, ATreeBranchingAtEveryLevelIsWalkedToTheBottom) {
+  Env env;
+  std::filesystem::create_directories(env.tree);
+  constexpr int kDepth = 1100;
+  std::filesystem::path bottom = env.tree;
+  {
+    UniqueFd dir(::open(env.tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(dir);
+    for (int level = 0; level < kDepth; ++level) {
+      for (const char* name : {"a", "b", "c"}) ASSERT_EQ(::mkdirat(dir.get(), name, 0755), 0) << level;
+      // The chain goes on in the one listed last, which the walk enters
+      // first: the other two stay queued, holding this level's descriptor.
+      std::string last;
+      DIR* stream = ::fdopendir(::openat(dir.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      ASSERT_NE(stream, nullptr);
+      while (struct dirent* entry = ::readdir(stream)) {
+        if (entry->d_name[0] != '.') last = entry->d_name;
+      }
+      ::closedir(stream);
+      bottom /= last;
+      dir = UniqueFd(::openat(dir.get(), last.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      ASSERT_TRUE(dir);
+    }
+    UniqueFd setid(::openat(dir.get(), "setid", O_CREAT | O_WRONLY | O_CLOEXEC, 0755));
+    ASSERT_TRUE(setid);
+  }
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("deep");
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // The soft limit systemd and s6 services usually get; the hard one as it
+  // is (raising it takes CAP_SYS_RESOURCE, which the walk uses where it
+  // has it, up to fs.nr_open).
+  ASSERT_GE(saved.rlim_max, 4u * kDepth) << "a hard limit this low leaves the test nothing to show";
+  const struct rlimit usual = {1024, saved.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &usual), 0);
+  WalkOptions one_thread{.threads = 1};
+  Report granted = grant(registry, uid, env.tree, Access::rw, one_thread);
+  struct rlimit after {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &after), 0);
+  EXPECT_EQ(after.rlim_cur, 1024u) << "the limit is put back";
+  EXPECT_EQ(after.rlim_max, saved.rlim_max);
+  EXPECT_EQ(granted.failed, 0u) << (granted.errors.empty() ? "" : granted.errors.front());
+  EXPECT_EQ(granted.changed, 3u * kDepth + 2);
+  // What the VM leaves at the bottom.
+  ASSERT_EQ(::chown((bottom / "setid").c_str(), uid, uid), 0);
+  ASSERT_EQ(::chmod((bottom / "setid").c_str(), 06755), 0);
+  registry.release(uid);  // a single-use UID now: the sweep clears its set-ID bits
+  SweepReport swept = sweep(registry);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_EQ(swept.trees.size(), 1u);
+  EXPECT_EQ(swept.trees[0].report.failed, 0u)
+      << (swept.trees[0].report.errors.empty() ? "" : swept.trees[0].report.errors.front());
+  EXPECT_EQ(testing::acl_entries_naming(uid, bottom / "setid", false), "");
+  struct stat st {};
+  ASSERT_EQ(::stat((bottom / "setid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u) << "the set-ID bits at the bottom";
 }
 
 // The VM itself can make a second link to a file it may read and write

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@
 #include "common/process.h"
 #include "common/unique_fd.h"
 #include "supervisor/policy.h"
+#include "supervisor/runtime_dir.h"
 #include "supervisor/sandbox.h"
 #include "tests/support/support.h"
 
@@ -1563,6 +1565,46 @@ TEST_F(SingleUseUidTest, ReleasedWhenStderrIsAPipeWithoutReader) {
   EXPECT_TRUE(directory_names(allocated_dir()).empty()) << "the UID was released";
   EXPECT_TRUE(directory_names(leases_dir()).empty());
   EXPECT_EQ(named_acl_entries(tree.path()), "") << "the grant was revoked";
+}
+
+// A directory a VM could write (a run's scratch and report shares) can be
+// made deeper than any descriptor limit: std::filesystem::remove_all keeps
+// one descriptor per level and gave up there, leaving it behind. Removed
+// here under a soft limit of 64, 500 levels deep with a mode-000 directory
+// and a symlink to an outside file at every level, which stays.
+TEST(RemoveDirectoryTree, ATreeDeeperThanTheDescriptorLimitGoesWholeWithoutFollowingSymlinks) {
+  TempDir dir("vmwarden-remove-tree");
+  std::string outside = (dir / "outside").string();
+  write_file(dir / "outside", "kept\n");
+  std::filesystem::path tree = dir / "tree";
+  std::filesystem::create_directory(tree);
+  {
+    UniqueFd level(::open(tree.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(level);
+    for (int depth = 0; depth < 500; ++depth) {
+      ASSERT_EQ(::mkdirat(level.get(), "closed", 0), 0);
+      ASSERT_EQ(::symlinkat(outside.c_str(), level.get(), "link"), 0);
+      ASSERT_EQ(::mkdirat(level.get(), "d", 0755), 0);
+      level = UniqueFd(::openat(level.get(), "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      ASSERT_TRUE(level);
+    }
+  }
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const struct rlimit low = {64, saved.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  bool removed = false;
+  std::string failure;
+  try {
+    removed = supervisor::remove_directory_tree(tree);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_TRUE(removed) << failure;
+  EXPECT_FALSE(std::filesystem::exists(tree));
+  EXPECT_EQ(read_file(dir / "outside"), "kept\n");
+  EXPECT_FALSE(supervisor::remove_directory_tree(tree)) << "gone: nothing to remove";
 }
 
 // The runtime dir belongs to the command's uid, which without Landlock (its
