@@ -10,7 +10,11 @@
 //      groups, in HOME (looked up on PATH as that UID: a directory or a file
 //      it may not execute is skipped);
 //   6. writes the program's exit status into the report share, as the VM's
-//      UID (the only uid virtiofsd maps), and prints it on the console;
+//      UID (the only uid virtiofsd maps), and prints it on the console; the
+//      report share is mounted in a mount namespace of the agent's own, and
+//      the program runs in the guest's first one, where it is not mounted:
+//      neither the program nor anything it leaves running can reach it, so
+//      the status reported is the one the agent saw;
 //   7. exits with that status; the init then powers the VM off.
 // The stop: the init sends SIGTERM to the agent's process group, the
 // program included (it is no group leader, so that a program may call
@@ -26,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/fsuid.h>
 #include <sys/mount.h>
@@ -80,6 +85,13 @@ void mount_share(const std::string& tag, const std::string& path, bool readonly)
     if (::mount(nullptr, path.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
       fail("read-only remount of " + path + ": " + errno_text());
   }
+}
+
+// Makes way for the agent's own file: whatever is at `path` (of whatever
+// type) is removed. Only the agent can reach the share in the guest; this
+// is for what may be there all the same.
+void remove_any(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && (errno == EISDIR || errno == EPERM)) ::rmdir(path.c_str());
 }
 
 void write_text(const std::string& path, const std::string& text) {
@@ -142,7 +154,9 @@ void report(const Manifest& m, int status) {
   ::setfsuid(m.uid);
   std::string temporary = std::string(kReportDir) + "/.exit-status";
   std::string final_path = std::string(kReportDir) + "/" + std::string(vmwarden::guest::kExitStatusFile);
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  remove_any(temporary);
+  remove_any(final_path);
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   std::string text = std::to_string(status) + "\n";
   bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
             ::fsync(fd) == 0 && ::close(fd) == 0 && ::rename(temporary.c_str(), final_path.c_str()) == 0;
@@ -176,7 +190,23 @@ int main() {
   const Manifest& m = *parsed;
 
   for (const auto& mount : m.mounts) mount_share(mount.tag, mount.path, mount.readonly);
-  if (!m.report_tag.empty()) mount_share(m.report_tag, kReportDir, false);
+  // The report share only in a mount namespace of the agent's own: the
+  // program goes back to the first one (the init's, where the shares above
+  // are mounted) before it drops root, and finds kReportDir an empty
+  // directory of root's there. It can neither write its own status nor be
+  // in the way of the agent's; nor can what it leaves running, and without
+  // CAP_SYS_ADMIN none of it can mount the share or enter this namespace.
+  int program_namespace = -1;
+  if (!m.report_tag.empty()) {
+    program_namespace = ::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (program_namespace < 0) fail("open /proc/self/ns/mnt: " + errno_text());
+    make_dirs(kReportDir);
+    if (::unshare(CLONE_NEWNS) != 0) fail("unshare(CLONE_NEWNS): " + errno_text());
+    // Nothing mounted here propagates back to the program's namespace.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      fail("make / private in the agent's mount namespace: " + errno_text());
+    mount_share(m.report_tag, kReportDir, false);
+  }
 
   write_text("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n" + m.user + ":x:" + std::to_string(m.uid) + ":" +
                                 std::to_string(m.gid) + "::" + m.home + ":/bin/sh\n");
@@ -244,6 +274,10 @@ int main() {
     }
     if (got != 1) ::_exit(128 + SIGTERM);  // no go: stopped
     ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+    if (program_namespace >= 0 && ::setns(program_namespace, CLONE_NEWNS) != 0) {
+      say("error: cannot leave the agent's mount namespace: " + errno_text());
+      ::_exit(126);
+    }
     if (::setgroups(0, nullptr) != 0 || ::setresgid(m.gid, m.gid, m.gid) != 0 ||
         ::setresuid(m.uid, m.uid, m.uid) != 0) {
       say("error: cannot become uid " + std::to_string(m.uid) + ": " + errno_text());

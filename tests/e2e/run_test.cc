@@ -205,6 +205,22 @@ TEST_F(RunTest, AProgramThatIgnoresSigtermIsKilledAndReported) {
   EXPECT_EQ(*status, 128 + SIGKILL) << "reported by the agent (no report would be 1)\n" << read_file(root_ / "log");
 }
 
+// The status reported is the one the agent saw: the program (and what it
+// leaves running) cannot reach the report share, so it cannot write an
+// exit-status of its own, nor block the agent's with a directory in the way.
+TEST_F(RunTest, TheProgramCannotReportAStatusOfItsOwn) {
+  fs::path d = root_ / "d";
+  CommandResult result = run(
+      {"--rw", d.string()},
+      fmt::format("cd /run/vmwarden/report; (echo 0 > exit-status) 2> {0}/write; mkdir .exit-status 2> {0}/mkdir; "
+                  "setsid sh -c 'while :; do echo 0 > /run/vmwarden/report/exit-status; sleep 0.05; done' "
+                  "> /dev/null 2>&1 & kill -KILL $$",
+                  d.string()));
+  EXPECT_EQ(result.exit_code, 128 + SIGKILL) << "the agent's status, not the program's 0\n" << result.err;
+  EXPECT_THAT(read_file(d / "write"), HasSubstr("Permission denied"));
+  EXPECT_THAT(read_file(d / "mkdir"), HasSubstr("Permission denied"));
+}
+
 // A program that starts a session of its own (setsid forks when its caller
 // leads a process group, and the parent's exit 0 would end the run) runs
 // to its end and reports its own status.
