@@ -323,7 +323,7 @@ std::vector<RecordedRoot> roots_to_record(const std::vector<GrantRecord>& record
       try {
         if (detail::reopen_root(earlier, tree).state == detail::ReopenedRoot::State::gone) continue;
       } catch (const std::exception& e) {
-        log::warning("granting {}: {}; its earlier directory stays in the record", shown(tree), e.what());
+        log::warning("granting {}: {}; its earlier directory stays in the record", shown(tree), printable(e.what()));
       }
       roots.push_back(earlier);
     }
@@ -380,7 +380,7 @@ MovedRoots reopen_moved(const std::vector<RecordedRoot>& recorded, const std::fi
       if (now.state == State::absent || now.state == State::unknown) {
         moved.unknown.push_back(fmt::format(
             "{}: the directory granted under this path (inode {}) cannot be looked for: {}; the record is kept{}",
-            shown(tree), root.inode, now.why,
+            shown(tree), root.inode, printable(now.why),
             now.state == State::absent ? " (mount its filesystem and run this again; if it is gone for good, "
                                          "`vmwarden acl forget` takes it out of the record)"
                                        : ""));
@@ -395,7 +395,7 @@ MovedRoots reopen_moved(const std::vector<RecordedRoot>& recorded, const std::fi
       if (::fstat(now.dir.get(), &st) != 0 || !walked.emplace(st.st_dev, st.st_ino).second) continue;
       moved.found.push_back({root, std::move(now)});
     } catch (const std::exception& e) {
-      moved.unknown.push_back(e.what());
+      moved.unknown.push_back(printable(e.what()));
       moved.any_unknown_but_absent = true;
     }
   }
@@ -475,7 +475,14 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   // A grant made with --cross-mounts left entries below other mounts: revoke
   // goes there too, asked or not.
   WalkOptions options = asked;
-  std::vector<GrantRecord> records = registry.grant_records(uid);
+  GrantRecordScan scan = registry.scan_grant_records(uid);
+  std::vector<GrantRecord>& records = scan.records;
+  // Said, not refused: the tree asked for is revoked all the same.
+  for (const DamagedGrantRecord& damaged : scan.damaged) {
+    log::warning("UID {} has a damaged grant record, whose tree keeps its entries until it is mended (see "
+                 "doc/ACL.md): {}",
+                 uid, damaged.why);
+  }
   std::vector<RecordedRoot> recorded;
   bool has_record = false, by_path = false;
   for (const GrantRecord& record : records) {
@@ -501,26 +508,27 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
     // record that knows the tree by its path is dropped only if the path
     // is gone; without a record, it is the user's mistake.
     if (!has_record || (by_path && !missing)) std::rethrow_exception(unopened);
-    log::warning("{}; nothing granted as it is left, and its grant record is {}", message_of(unopened),
+    log::warning("{}; nothing granted as it is left, and its grant record is {}", printable(message_of(unopened)),
                  options.dry_run ? "kept (dry run)" : "dropped");
     if (!options.dry_run) registry.remove_grant_record(uid, tree);
     return Report{};
   }
   if (!root) {
-    log::warning("{}; revoking the directory granted as {} where it is now", message_of(unopened), shown(tree));
+    log::warning("{}; revoking the directory granted as {} where it is now", printable(message_of(unopened)),
+                 shown(tree));
   }
   warn_of_nested_records(records, uid, tree, "revoking");
   RemoveEditor editor([uid](uid_t id) { return id == uid; });
   Report report;
   for (const std::string& why : moved.unknown) {
     ++report.failed;
-    report.errors.push_back(why);
+    report.errors.push_back(printable(why));
   }
   if (!root && by_path && !missing) {
     // Something else is at the path of a tree the record knows by its
     // path: the tree may be that moved aside, its entries out of reach.
     ++report.failed;
-    report.errors.push_back(message_of(unopened) + "; the record knows the tree by its path, and is kept");
+    report.errors.push_back(printable(message_of(unopened)) + "; the record knows the tree by its path, and is kept");
   }
   // Where the path's filesystem has no POSIX ACLs, no entry can be there (a
   // record from before grant checked this), and no VM was ever given the
@@ -582,7 +590,7 @@ std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path
   MovedRoots moved = reopen_moved(found->roots, tree, root);
   if (moved.any_unknown_but_absent) {
     std::string message = fmt::format("cannot tell what is left of the grant of {} to UID {}", shown(tree), uid);
-    for (const std::string& why : moved.unknown) message += "; " + why;
+    for (const std::string& why : moved.unknown) message += "; " + printable(why);
     throw UsageError(message);
   }
   if (moved.absent.empty()) {
@@ -628,8 +636,13 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     allocated.emplace(info.uid, info);
     if (info.leased_by) leased.insert(info.uid);
   }
-  std::vector<GrantRecord> records = registry.grant_records();
+  GrantRecordScan scan = registry.scan_grant_records();
+  std::vector<GrantRecord>& records = scan.records;
   for (const GrantRecord& record : records) handed_out.insert(record.uid);
+  for (const DamagedGrantRecord& damaged : scan.damaged) {
+    handed_out.insert(damaged.uid);
+    result.damaged_records.push_back(damaged.why);
+  }
   struct RecordedTree {
     bool cross_mounts = false;
     bool by_path_alone = false;  // a record names no directory by handle
@@ -692,7 +705,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       MovedRoots moved = reopen_moved(of_the_dead, tree, root);
       for (const std::string& why : moved.unknown) {
         ++entry.report.failed;
-        entry.report.errors.push_back(why);
+        entry.report.errors.push_back(printable(why));
       }
       WalkOptions options{.cross_mounts = recorded.cross_mounts, .dry_run = dry_run};
       if (root) {
@@ -718,15 +731,15 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
         // the tree moved aside, its entries out of reach.
         if (!path_missing && recorded.by_path_alone) {
           ++entry.report.failed;
-          entry.report.errors.push_back(unopened);
+          entry.report.errors.push_back(printable(unopened));
         } else if (path_missing && moved.found.empty() && moved.unknown.empty()) {
           entry.missing = true;
-          log::warning("sweep: {}", unopened);
+          log::warning("sweep: {}", printable(unopened));
         }
       }
     } catch (const std::exception& e) {
       ++entry.report.failed;
-      entry.report.errors.push_back(e.what());
+      entry.report.errors.push_back(printable(e.what()));
     }
     result.trees.push_back(std::move(entry));
   }
@@ -749,6 +762,9 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       ++records_left[record.uid];
     }
   }
+  // A damaged record's tree is unknown, its entries there out of reach: its
+  // UID is never released (nor, with a record file left, handed out again).
+  for (const DamagedGrantRecord& damaged : scan.damaged) ++records_left[damaged.uid];
   if (!dry_run) registry.remove_grant_leftovers();
   for (const auto& [uid, seen] : allocated) {
     if (!seen.alias.empty() || !seen.damage.empty() || leased.count(uid) || !range.contains(uid)) continue;
@@ -758,7 +774,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       if (!dry_run) registry.release_as_seen(seen);
       result.released.push_back(uid);
     } catch (const std::exception& e) {
-      log::info("sweep: UID {} kept: {}", uid, e.what());
+      log::info("sweep: UID {} kept: {}", uid, printable(e.what()));
     }
   }
   return result;
@@ -844,7 +860,7 @@ void ScopedGrants::revoke_all_or_warn() noexcept {
   try {
     revoke_all();
   } catch (const std::exception& e) {
-    log::warning("revoking the grants of UID {}: {} (acl sweep will remove them)", uid_, e.what());
+    log::warning("revoking the grants of UID {}: {} (acl sweep will remove them)", uid_, printable(e.what()));
   }
 }
 
@@ -895,7 +911,7 @@ void ScopedGrants::revoke_all() {
     } catch (const MissingTree&) {
       // The tree is gone: nothing left to revoke there.
     } catch (const std::exception& e) {
-      failures.push_back(fmt::format("{}: {}", shown(tree), e.what()));
+      failures.push_back(fmt::format("{}: {}", shown(tree), printable(e.what())));
     }
   }
   if (failures.empty()) return;

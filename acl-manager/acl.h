@@ -109,6 +109,9 @@ struct SweepReport {
   std::vector<Tree> trees;
   std::vector<uid_t> released;          // dead single-use UIDs returned to the pool (dry run: that would be)
   std::uint64_t records_removed = 0;    // (dry run: that would be)
+  // Grant record files of no use (DamagedGrantRecord::why, printable()):
+  // failures. Their tree is unknown, so their UIDs are never released.
+  std::vector<std::string> damaged_records;
 };
 
 // In every recorded tree, removes the entries (named user and group) of UIDs
@@ -116,6 +119,8 @@ struct SweepReport {
 // leased nor an alias with a grant record for that tree; then drops
 // the records of dead UIDs and releases dead single-use UIDs. A tree that
 // cannot be opened or walked is reported and skipped, the others are swept.
+// A damaged record (see DamagedGrantRecord) is reported, and keeps its UID
+// allocated.
 SweepReport sweep(UidRegistry& registry, bool dry_run = false);
 
 // getfacl-style text for one path (refused if it or any directory on the way

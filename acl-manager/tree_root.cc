@@ -199,7 +199,7 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
       // may be a disk filesystem's whose number changed since its grant.
       auto unreachable = [&](std::string_view why) {
         if (mount_point.device == root.device || root.boot.empty())
-          unknown = fmt::format("the mount on {} {}", mount_point.path, why);
+          unknown = fmt::format("the mount on {} {}", printable(mount_point.path), why);
       };
       UniqueFd mount = open_directory_without_symlinks(mount_point.path);
       if (!mount) {
@@ -215,12 +215,13 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
       // handle what is only foreign to it.
       std::string id = identity_of(mount.get(), *type);
       if (id.empty()) {
-        unknown = fmt::format("the filesystem on {} gives no id to tell it by", mount_point.path);
+        unknown = fmt::format("the filesystem on {} gives no id to tell it by", printable(mount_point.path));
         continue;
       }
       if (id != root.fs_id) continue;
       if (mount_point.idmapped) {
-        unknown = fmt::format("its filesystem is mounted on {} idmapped, which is not used", mount_point.path);
+        unknown = fmt::format("its filesystem is mounted on {} idmapped, which is not used",
+                              printable(mount_point.path));
         continue;
       }
       UniqueFd dir(::open_by_handle_at(mount.get(), handle, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -238,13 +239,15 @@ ReopenedRoot reopen_root(const RecordedRoot& root, const std::filesystem::path& 
       // the walk is about to act on what it opened.
       if (!S_ISDIR(st.st_mode) || st.st_ino != root.inode) {
         reopened.state = ReopenedRoot::State::unknown;
-        reopened.why = fmt::format("its handle opened something else (inode {}) on {}", st.st_ino, mount_point.path);
+        reopened.why = fmt::format("its handle opened something else (inode {}) on {}", st.st_ino,
+                                   printable(mount_point.path));
         return reopened;
       }
       char where[4096];
       ssize_t length = ::readlink(fmt::format("/proc/self/fd/{}", dir.get()).c_str(), where, sizeof where - 1);
       reopened.where = length > 0 ? printable(std::string_view(where, static_cast<std::size_t>(length)))
-                                  : fmt::format("inode {} of the filesystem mounted on {}", root.inode, mount_point.path);
+                                  : fmt::format("inode {} of the filesystem mounted on {}", root.inode,
+                                                printable(mount_point.path));
       reopened.state = ReopenedRoot::State::found;
       reopened.dir = std::move(dir);
       return reopened;

@@ -1018,14 +1018,29 @@ std::string format_root(const RecordedRoot& root) {
                      static_cast<unsigned>(root.handle_type), hex);
 }
 
-GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
+// `content` of `file` as a record. `damage` is set (and the record is of no
+// use) when it names no tree: no "path" line, a second one, or a path that
+// is not absolute; "FILE[:LINE]: what is wrong; what would be right".
+GrantRecord parse_grant_record(uid_t uid, std::string_view content, const std::filesystem::path& file,
+                               std::string& damage) {
+  constexpr std::string_view kExpected = "expected \"path /absolute/tree\"";
   GrantRecord record;
   record.uid = uid;
-  while (!content.empty()) {
+  bool has_path = false;
+  for (std::size_t number = 1; !content.empty() && damage.empty(); ++number) {
     auto end = content.find('\n');
     std::string_view line = content.substr(0, end);
     content = end == std::string_view::npos ? std::string_view() : content.substr(end + 1);
-    if (line.starts_with("path ")) record.tree = std::string(line.substr(5));
+    if (line.starts_with("path ")) {
+      std::string_view tree = line.substr(5);
+      if (has_path) {
+        damage = fmt::format("{}:{}: a second \"path\" line; {} once", file.string(), number, kExpected);
+      } else if (!tree.starts_with('/') || tree.find('\0') != std::string_view::npos) {
+        damage = fmt::format("{}:{}: \"{}\" is not an absolute path; {}", file.string(), number, line, kExpected);
+      }
+      record.tree = std::string(tree);
+      has_path = true;
+    }
     if (line == "access rw") record.access = Access::rw;
     if (line == "mounts cross") record.cross_mounts = true;
     if (line == "by-path yes") record.by_path = true;
@@ -1033,11 +1048,12 @@ GrantRecord parse_grant_record(uid_t uid, std::string_view content) {
       if (auto root = parse_root(line.substr(5))) {
         record.roots.push_back(std::move(*root));
       } else {
-        log::warning("grant record of UID {} for {}: a root line that does not parse is left out: {}", uid,
-                     record.tree.string(), line);
+        log::warning("{}:{}: a root line that does not parse is left out of the grant record of UID {}: {}",
+                     printable(file.string()), number, uid, printable(line));
       }
     }
   }
+  if (damage.empty() && !has_path) damage = fmt::format("{}: no \"path\" line; {}", file.string(), kExpected);
   return record;
 }
 
@@ -1051,32 +1067,73 @@ std::string format_grant_record(const GrantRecord& record) {
 
 }  // namespace
 
-std::vector<GrantRecord> UidRegistry::grant_records(uid_t uid) const {
-  Paths paths(locations_);
-  std::vector<GrantRecord> records;
-  for (const std::string& name : list_names(paths.grants_of(uid))) {
-    if (detail::is_temporary(name)) continue;
-    auto content = read_small_file(paths.grants_of(uid) / name, "a grant record");
-    if (!content) continue;
-    GrantRecord record = parse_grant_record(uid, *content);
-    if (!record.tree.empty()) records.push_back(std::move(record));
+namespace {
+
+// The records in grants/UID, and the files there that are of no use as
+// records (each said, never skipped: its tree's entries are unknown).
+void scan_records_of(const std::filesystem::path& dir, uid_t uid, GrantRecordScan& scan) {
+  auto damaged = [&](const std::string& why) { scan.damaged.push_back({uid, printable(why)}); };
+  std::vector<std::string> names;
+  try {
+    names = list_names(dir);
+  } catch (const std::exception& e) {
+    damaged(fmt::format("{}; expected a directory of grant records", e.what()));
+    return;
   }
-  return records;
+  for (const std::string& name : names) {
+    if (detail::is_temporary(name)) continue;
+    std::filesystem::path file = dir / name;
+    std::optional<std::string> content;
+    try {
+      content = read_small_file(file, "a grant record");
+    } catch (const std::exception& e) {
+      damaged(e.what());
+      continue;
+    }
+    if (!content) continue;  // removed meanwhile
+    std::string damage;
+    GrantRecord record = parse_grant_record(uid, *content, file, damage);
+    if (!damage.empty()) {
+      damaged(damage);
+      continue;
+    }
+    // A copy under another name (by hand) is not the record: a revoke or a
+    // sweep removes tree_key(path) only, and would leave the copy forever.
+    std::string key = tree_key(record.tree);
+    if (name != key) {
+      damaged(fmt::format("{}: the record of {} is kept as {}; remove this copy or rename it to {}", file.string(),
+                          record.tree.string(), key, key));
+      continue;
+    }
+    scan.records.push_back(std::move(record));
+  }
 }
 
-std::vector<GrantRecord> UidRegistry::grant_records() const {
+}  // namespace
+
+GrantRecordScan UidRegistry::scan_grant_records(uid_t uid) const {
+  GrantRecordScan scan;
+  scan_records_of(Paths(locations_).grants_of(uid), uid, scan);
+  return scan;
+}
+
+GrantRecordScan UidRegistry::scan_grant_records() const {
   Paths paths(locations_);
-  std::vector<GrantRecord> records;
+  GrantRecordScan scan;
   for (const std::string& name : list_names(paths.grants)) {
     auto uid = uid_named(name);
     if (!uid) {
       if (name != "lock") warn_not_an_entry(paths.grants / name, "grant records are kept in grants/UID, UID in decimal");
       continue;
     }
-    for (GrantRecord& record : grant_records(*uid)) records.push_back(std::move(record));
+    scan_records_of(paths.grants / name, *uid, scan);
   }
-  return records;
+  return scan;
 }
+
+std::vector<GrantRecord> UidRegistry::grant_records(uid_t uid) const { return scan_grant_records(uid).records; }
+
+std::vector<GrantRecord> UidRegistry::grant_records() const { return scan_grant_records().records; }
 
 void UidRegistry::add_grant_record(const GrantRecord& record) {
   Paths paths(locations_);
@@ -1095,7 +1152,8 @@ void UidRegistry::add_grant_record(const GrantRecord& record) {
   // entries below other mounts, and revoke and sweep must still reach them.
   GrantRecord updated = record;
   std::optional<GrantRecord> previous;
-  if (old) previous = parse_grant_record(record.uid, *old);
+  std::string damage;  // a damaged record under this key is replaced by the new one
+  if (old) previous = parse_grant_record(record.uid, *old, dir / key, damage);
   updated.cross_mounts = record.cross_mounts || (previous && previous->cross_mounts);
   updated.by_path = record.by_path || (previous && previous->by_path);
   std::string content = format_grant_record(updated);

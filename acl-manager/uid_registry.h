@@ -103,6 +103,21 @@ struct GrantRecord {
   bool by_path = false;
 };
 
+// A file in grants/UID that is not a record vmwarden can use: it cannot
+// be read, has no "path /absolute/tree" line, or is not named by its
+// path's key (a copy). Its tree is unknown, so the UID's entries there
+// cannot be found: sweep reports it and never releases the UID.
+struct DamagedGrantRecord {
+  uid_t uid = 0;
+  // "FILE[:LINE]: what is wrong; what would be right", printable().
+  std::string why;
+};
+
+struct GrantRecordScan {
+  std::vector<GrantRecord> records;
+  std::vector<DamagedGrantRecord> damaged;
+};
+
 class UidRegistry;
 
 // A held UID: a flock on RUNTIME_DIR/_uid-leases/UID that the kernel drops
@@ -180,8 +195,13 @@ class UidRegistry {
   // UsageError otherwise.
   uid_t resolve(std::string_view uid_or_alias) const;
 
+  // The records that can be used; damaged ones are left out (see
+  // scan_grant_records, which says what they are).
   std::vector<GrantRecord> grant_records() const;
   std::vector<GrantRecord> grant_records(uid_t uid) const;
+  // The same, with the damaged records beside them, never skipped silently.
+  GrantRecordScan scan_grant_records() const;
+  GrantRecordScan scan_grant_records(uid_t uid) const;
   void add_grant_record(const GrantRecord& record);
   // add_grant_record for a grant: the UID must be allocated, which is checked
   // under the registry's lock, so that no release (and no reuse of the UID)

@@ -99,7 +99,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "record (only the record, where PATH's filesystem has no POSIX ACLs). A directory granted under "
       "PATH and renamed away since is found by the file handle in its record and revoked where it is "
       "now, also when PATH itself is gone; when nothing granted as PATH is left, only the record is "
-      "dropped. Revoke a UID whose sandbox is stopped: a running VM can move a directory it may write out "
+      "dropped. A damaged grant record of UID is warned about (its tree keeps its entries until it is "
+      "mended). Revoke a UID whose sandbox is stopped: a running VM can move a directory it may write out "
       "of the walk's way (a warning says so).");
   revoke->add_option("--uid", revoke_options->uid, "A UID in the range, or an alias")->required();
   revoke->add_flag("--cross-mounts", revoke_options->cross_mounts,
@@ -158,7 +159,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "directories removed) loses the dead UIDs' records; one that fails otherwise (e.g. a symlink in "
       "its place where the record knows the tree by its path, or a recorded directory whose filesystem "
       "is not mounted here: see forget) keeps them, is reported, and the other trees are still swept (exit "
-      "status 1).");
+      "status 1). A damaged grant record (unreadable, without a \"path /absolute/tree\" line, or a copy under "
+      "another file name than its path's key) is reported as FILE[:LINE] with what belongs there, and its UID is "
+      "never released (exit status 1).");
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
   sweep->callback([&globals, dry_run] {
     globals.action = [&globals, dry_run] {
@@ -185,6 +188,12 @@ void add_acl_command(CLI::App& app, Globals& globals) {
         if (tree.report.failed != 0) fmt::print("{}: {} failure(s), its records kept\n", path, tree.report.failed);
         failed = failed || tree.report.failed != 0;
       }
+      // A damaged record's tree is unknown: its UID stays allocated, and the
+      // sweep fails until the record is mended or removed by hand.
+      for (const std::string& damaged : result.damaged_records) {
+        fmt::print(stderr, "vmwarden: damaged grant record, its UID kept: {}\n", printable(damaged));
+      }
+      failed = failed || !result.damaged_records.empty();
       if (!*dry_run) {
         for (uid_t uid : result.released) fmt::print("released single-use UID {}\n", uid);
         fmt::print("sweep: {} tree(s), {} record(s) dropped, {} UID(s) released\n", result.trees.size(),

@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <cstring>
 #include <map>
@@ -2520,9 +2521,12 @@ TEST(AclForget, ARecordOfAFilesystemGoneForGoodIsDroppedOnRequestOnly) {
 // renamed away, and another tmpfs mounted over the first. forget cannot
 // tell, and refuses. Once that namespace (and the tmpfs) is gone, the
 // directory is absent, and forget takes it out.
+void expect_no_control_bytes(const std::string& text);
+
 TEST(AclForget, AMountCoveredByAnotherIsNotTakenForAbsent) {
   Env env;
-  std::filesystem::path mount_point = env.temp / "covered", tree = mount_point / "tree";
+  // An ESC in the mount's path: the message naming the mount escapes it.
+  std::filesystem::path mount_point = env.temp / "covered\033[2J", tree = mount_point / "tree";
   std::filesystem::create_directory(mount_point);
   auto allocated = env.vmwarden({"uid", "alloc"});
   ASSERT_EQ(allocated.exit_code, 0) << allocated.err;
@@ -2531,12 +2535,15 @@ TEST(AclForget, AMountCoveredByAnotherIsNotTakenForAbsent) {
   options.extra_env = env.env();
   auto covered = testing::run_command(
       {"unshare", "--mount", "--propagation", "private", "sh", "-c",
-       fmt::format("mount -t tmpfs first {0} && mkdir {1} && {2} acl grant --uid {3} --ro {1} && mv {1} {0}/moved && "
-                   "mount -t tmpfs second {0} && {2} acl forget --uid {3} {1}; echo forget=$?",
-                   mount_point.string(), tree.string(), testing::vmwarden_binary(), uid)},
+       "mount -t tmpfs first \"$1\" && mkdir \"$2\" && \"$3\" acl grant --uid \"$4\" --ro \"$2\" && "
+       "mv \"$2\" \"$1/moved\" && mount -t tmpfs second \"$1\" && \"$3\" acl forget --uid \"$4\" \"$2\"; "
+       "echo forget=$?",
+       "sh", mount_point.string(), tree.string(), testing::vmwarden_binary(), uid},
       options);
   EXPECT_NE(covered.out.find("forget=2"), std::string::npos) << covered.out << covered.err;
-  EXPECT_NE(covered.err.find("covered by another mount"), std::string::npos) << covered.err;
+  EXPECT_THAT(covered.err, ::testing::HasSubstr("the mount on " + (env.temp / "covered\\x1b[2J").string() +
+                                                " is covered by another mount"));
+  expect_no_control_bytes(covered.out + covered.err);
   UidRegistry registry(env.locations);
   uid_t dead = static_cast<uid_t>(std::stoul(uid));
   ASSERT_EQ(registry.grant_records(dead).size(), 1u);
@@ -3200,6 +3207,143 @@ TEST(AclRecords, ARecordThatIsNotARegularFileSaysWhatBelongsThere) {
     EXPECT_THAT(result.err, ::testing::HasSubstr(record.string() + ": " + c.what + "; expected a regular file"));
   }
   std::filesystem::remove_all(record);
+}
+
+// The one record file of `uid` (a single grant).
+std::filesystem::path only_record_of(const Env& env, uid_t uid) {
+  std::filesystem::path dir = env.locations.state_dir / "grants" / std::to_string(uid);
+  std::vector<std::filesystem::path> records;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) records.push_back(entry.path());
+  EXPECT_EQ(records.size(), 1u);
+  return records.empty() ? dir : records[0];
+}
+
+// A record without a usable "path" line (hand-edited, emptied, a relative
+// path) names no tree, so its UID's entries there cannot be found: sweep
+// says which file is damaged and what belongs there, fails, and never
+// releases the UID; the other trees and UIDs are still swept, and a revoke
+// of the UID warns of it.
+TEST(AclRecords, ADamagedRecordIsReportedAndKeepsItsUid) {
+  struct Case {
+    std::string content;
+    std::string said;
+  };
+  const std::vector<Case> cases{
+      {"pth /somewhere\naccess rw\nmounts one\n", ": no \"path\" line; expected \"path /absolute/tree\""},
+      {"", ": no \"path\" line; expected \"path /absolute/tree\""},
+      {std::string("\x7f" "ELF\x01\x00\x1b[2J", 10), ": no \"path\" line; expected \"path /absolute/tree\""},
+      {"access rw\npath relative/tree\n", ":2: \"path relative/tree\" is not an absolute path; expected "
+                                          "\"path /absolute/tree\""},
+      {"path \n", ":1: \"path \" is not an absolute path; expected \"path /absolute/tree\""},
+  };
+  for (const Case& c : cases) {
+    Env env;
+    std::filesystem::path other = make_two_trees(env, "other");
+    UidRegistry registry(env.locations);
+    uid_t damaged = registry.allocate_single_use();
+    uid_t dead = registry.allocate_single_use();
+    grant(registry, damaged, env.tree, Access::rw);
+    grant(registry, dead, other, Access::ro);
+    std::filesystem::path record = only_record_of(env, damaged);
+    testing::write_file(record, c.content);
+
+    auto swept = env.vmwarden({"acl", "sweep"});
+    EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+    EXPECT_THAT(swept.err, ::testing::HasSubstr(record.string() + c.said)) << c.said;
+    expect_no_control_bytes(swept.out + swept.err);
+    EXPECT_TRUE(registry.find(damaged)->allocated) << "a UID with a damaged record was released";
+    EXPECT_GT(count_entries(getfacl(env.tree), damaged), 0u);
+    EXPECT_TRUE(std::filesystem::exists(record));
+    // The rest is swept as ever.
+    EXPECT_EQ(count_entries(getfacl(other), dead), 0u);
+    EXPECT_FALSE(registry.find(dead)->allocated);
+    // Allocated and not released: a second sweep says the same again.
+    EXPECT_EQ(env.vmwarden({"acl", "sweep"}).exit_code, 1);
+    EXPECT_TRUE(registry.find(damaged)->allocated);
+
+    // revoke of another tree of the same UID warns, and still revokes.
+    std::filesystem::path third = env.temp / "third";
+    make_tree(third, 1, 1);
+    grant(registry, damaged, third, Access::ro);
+    auto revoked = env.vmwarden({"acl", "revoke", "--uid", std::to_string(damaged), third.string()});
+    EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
+    EXPECT_THAT(revoked.err, ::testing::HasSubstr(fmt::format("UID {} has a damaged grant record", damaged)));
+    EXPECT_THAT(revoked.err, ::testing::HasSubstr(record.string() + c.said));
+    EXPECT_EQ(count_entries(getfacl(third), damaged), 0u);
+  }
+}
+
+// A copy of a record under another file name than its path's key is not
+// taken for the record (which sweep removes by its key, leaving the copy
+// forever): it is damaged, said so with the name it belongs under, and
+// keeps its UID allocated.
+TEST(AclRecords, ACopyUnderAnotherNameIsDamagedNotARecord) {
+  GrantedTree granted(1, 1, Access::ro);
+  auto& [env, registry, uid] = granted;
+  std::filesystem::path record = only_record_of(env, uid);
+  std::filesystem::path copy = record.parent_path() / "0000000000000000";
+  std::filesystem::copy_file(record, copy);
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+  std::string key = record.filename().string();
+  EXPECT_THAT(swept.err, ::testing::HasSubstr(fmt::format(
+                             "{}: the record of {} is kept as {}; remove this copy or rename it to {}",
+                             copy.string(), env.tree.string(), key, key)));
+  EXPECT_FALSE(std::filesystem::exists(record)) << "the record itself is swept";
+  EXPECT_TRUE(std::filesystem::exists(copy));
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u);
+  EXPECT_TRUE(registry.find(uid)->allocated) << "a UID with a damaged record was released";
+
+  // Renamed to its key, it is a record again, and the next sweep finishes.
+  std::filesystem::rename(copy, record);
+  auto again = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_FALSE(registry.find(uid)->allocated);
+  EXPECT_FALSE(std::filesystem::exists(record.parent_path()));
+}
+
+// Paths read from the records and the trees are escaped in every log line
+// of sweep and revoke: a recorded tree removed, one renamed away, and a
+// hand-edited record holding an ESC and a root line that does not parse.
+TEST(AclCli, RecordedPathsAreEscapedInSweepAndRevokeLogLines) {
+  Env env;
+  std::filesystem::path removed = env.temp / "r\033]0;pwned\a";
+  std::filesystem::path renamed = env.temp / "m\033[2J";
+  make_tree(removed, 1, 1);
+  make_tree(renamed, 1, 1);
+  UidRegistry registry(env.locations);
+  uid_t dead = registry.allocate_single_use();
+  uid_t alias = registry.allocate_alias("kept");
+  grant(registry, dead, removed, Access::ro);
+  grant(registry, alias, renamed, Access::ro);
+  std::filesystem::remove_all(removed);
+  std::filesystem::rename(renamed, env.temp / "n\033[2J\rFAKE");
+  // A root line that does not parse (with an ESC and, by the line format,
+  // ending at its newline) in the alias's record.
+  std::filesystem::path record = only_record_of(env, alias);
+  std::ofstream(record, std::ios::app) << "root \033[31mgarbage\n";
+
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
+  EXPECT_THAT(swept.err, ::testing::HasSubstr((env.temp / "r\\x1b]0;pwned\\x07").string() + ": no such directory"));
+  EXPECT_THAT(swept.err, ::testing::HasSubstr("root \\x1b[31mgarbage"));
+  expect_no_control_bytes(swept.out + swept.err);
+
+  auto revoked = env.vmwarden({"acl", "revoke", "--uid", "kept", renamed.string()});
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
+  EXPECT_THAT(revoked.err, ::testing::HasSubstr((env.temp / "m\\x1b[2J").string() + ": no such directory"));
+  expect_no_control_bytes(revoked.out + revoked.err);
+
+  // A damaged record holding an ESC in its path is escaped too.
+  uid_t other = registry.allocate_single_use();
+  std::filesystem::path dir = env.locations.state_dir / "grants" / std::to_string(other);
+  std::filesystem::create_directories(dir);
+  testing::write_file(dir / "0000000000000000", "path /x\033[2J\naccess ro\nmounts one\n");
+  auto damaged = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(damaged.exit_code, 1) << damaged.out << damaged.err;
+  EXPECT_THAT(damaged.err, ::testing::HasSubstr("the record of /x\\x1b[2J is kept as"));
+  expect_no_control_bytes(damaged.out + damaged.err);
 }
 
 }  // namespace
