@@ -472,6 +472,9 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   // it was, so the lock, which creates grants/, is only taken if it exists
   // or a walk is coming.
   UniqueFd lock = registry.lock_acl_changes(/*create=*/static_cast<bool>(root));
+  // No lock: no grants/ when it was looked for, so no record to act on (one
+  // a first grant makes now must not be read, let alone dropped, unlocked).
+  if (!lock && unopened) std::rethrow_exception(unopened);
   // A grant made with --cross-mounts left entries below other mounts: revoke
   // goes there too, asked or not.
   WalkOptions options = asked;

@@ -115,7 +115,7 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path, st
   // O_NOFOLLOW: a symlink there is refused, never read through. Said as
   // what is there and what belongs there: "Too many levels of symbolic
   // links" names neither.
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW)));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (follow ? 0 : O_NOFOLLOW)));
   struct stat st {};
   if (!fd) {
     if (errno == ENOENT) return std::nullopt;

@@ -376,8 +376,15 @@ UniqueFd UidRegistry::lock_registry(bool create) const {
 
 UniqueFd UidRegistry::lock_acl_changes(bool create) const {
   Paths paths(locations_);
-  if (!create && ::access(paths.grants.c_str(), F_OK) != 0) return UniqueFd();
-  make_directories(paths.grants, 0755);
+  // The grant records are root's as the registry is (state_dirs.h).
+  if (!create) {
+    if (!check_state_directory(locations_.state_dir, Link::follow) ||
+        !check_state_directory(paths.grants, Link::refuse))
+      return UniqueFd();
+  } else {
+    make_state_directory(locations_.state_dir, 0755, Link::follow);
+    make_state_directory(paths.grants, 0755, Link::refuse);
+  }
   return lock_file(paths.grants_lock);
 }
 
@@ -1166,11 +1173,17 @@ void UidRegistry::add_grant_record(const GrantRecord& record) {
 void UidRegistry::record_grant(const GrantRecord& record) {
   UniqueFd lock = lock_registry(false);
   // The allocation record is there (allocated/UID, never a temporary's
-  // name): no need to read every allocation.
-  struct stat st {};
-  std::filesystem::path allocation = Paths(locations_).allocated / std::to_string(record.uid);
-  if (!lock || ::lstat(allocation.c_str(), &st) != 0) {
+  // name), and trusted: no need to read every allocation. A damaged one's
+  // UID is left alone, as everywhere (doc/ACL.md, "Trust").
+  std::filesystem::path file = Paths(locations_).allocated / std::to_string(record.uid);
+  std::optional<Allocation> allocation;
+  if (lock) allocation = read_allocation(file);
+  if (!allocation) {
     throw UsageError(fmt::format("UID {} is not allocated (`vmwarden uid alloc` hands one out)", record.uid));
+  }
+  if (!allocation->damage.empty()) {
+    throw std::runtime_error(fmt::format("UID {} is not granted anything: its allocation record is damaged: {}",
+                                         record.uid, allocation->damage));
   }
   add_grant_record(record);
 }

@@ -28,6 +28,7 @@
 
 #include "acl-manager/batch_open.h"
 #include "acl-manager/nodev_view.h"
+#include "acl-manager/shown_path.h"
 #include "acl-manager/store.h"
 #include "acl-manager/xattr_at.h"
 #include "common/error.h"
@@ -70,36 +71,12 @@ constexpr const char* kGrantedDefaultMark = "trusted.vmwarden.granted-default";
 // can be marked, and a removal drops such default ACLs as if marked.
 bool no_marks_here(int error) { return error == EOPNOTSUPP || error == ENOTSUP; }
 
-// Where a directory lies, for messages only: a chain of names, made into a
-// path when one is printed. A path string per directory would cost a copy of
-// its parent's per level, and a tree thousands of levels deep (a VM's
-// choice, in a read-write share) would make the walk's time and memory grow
-// with the square of its depth.
-struct Place {
-  std::shared_ptr<const Place> parent;
-  std::string name;  // the root's: the path shown for it (already escaped)
-};
-
-// `dir`'s path with `name` appended, the name escaped, since it is the tree's
-// writer's (a VM's) choice.
-void append_name(std::string& path, std::string_view name) {
-  if (path.empty() || path.back() != '/') path += '/';
-  path += printable(name);
-}
-
 struct DirHandle {
   UniqueFd fd;
-  std::shared_ptr<const Place> place;
+  std::shared_ptr<ShownPath> place;  // for messages only
 
   // The path shown for this directory (with `child`: for that entry of it).
-  std::string path(std::string_view child = {}) const {
-    std::vector<const Place*> chain;
-    for (const Place* at = place.get(); at != nullptr; at = at->parent.get()) chain.push_back(at);
-    std::string shown = chain.back()->name;
-    for (auto it = chain.rbegin() + 1; it != chain.rend(); ++it) append_name(shown, (*it)->name);
-    if (!child.empty()) append_name(shown, child);
-    return shown;
-  }
+  std::string path(std::string_view child = {}) const { return place->text(child); }
 };
 
 struct Task {
@@ -187,7 +164,7 @@ class Walk {
     } else {
       root->fd = UniqueFd(check(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0), "dup", display_root));
     }
-    root->place = std::make_shared<const Place>(Place{nullptr, display_root});
+    root->place = ShownPath::root(display_root);
 
     unsigned threads = options_.threads != 0 ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
     std::vector<Worker> workers(threads);
@@ -684,7 +661,7 @@ class Walk {
       }
       auto dir = std::make_shared<DirHandle>();
       dir->fd = UniqueFd(fd);
-      dir->place = std::make_shared<const Place>(Place{task.parent->place, task.name});
+      dir->place = ShownPath::child(task.parent->place, task.name);
       process_dir(walk, dir, false);
     }
 
@@ -782,28 +759,34 @@ namespace {
 // branches at every level of a deep chain needs a descriptor per level: a
 // VM can build one in a read-write share, and under the usual limit of 1024
 // the walk failed there, leaving the UID's entries (and set-ID files) below
-// that depth to every later revoke and sweep. The walk runs with the most
-// descriptors the kernel allows (fs.nr_open, to which root may raise the
-// hard limit), and the limit is put back afterwards, before anything is
-// started that would inherit it.
+// that depth to every later revoke and sweep. The walk runs with up to
+// kMostDescriptors (root may raise the hard limit that far, within
+// fs.nr_open), and the limit is put back afterwards, before anything is
+// started that would inherit it. Bounded: each descriptor pins kernel
+// memory the VM is not charged for, and some hosts set fs.nr_open to a
+// billion.
+constexpr rlim_t kMostDescriptors = rlim_t{1} << 20;
+
 class RaisedFileLimit {
  public:
   RaisedFileLimit() {
     if (::getrlimit(RLIMIT_NOFILE, &saved_) != 0) return;
-    rlimit raised = saved_;
-    std::optional<std::string> nr_open;
+    rlim_t most = kMostDescriptors;
     try {
-      nr_open = read_small_file("/proc/sys/fs/nr_open");
+      rlim_t nr_open = 0;
+      std::optional<std::string> text = read_small_file("/proc/sys/fs/nr_open");
+      if (text && std::from_chars(text->data(), text->data() + text->size(), nr_open).ec == std::errc())
+        most = std::min(most, nr_open);
     } catch (const std::exception&) {
     }
-    rlim_t most = 0;
-    if (nr_open && std::from_chars(nr_open->data(), nr_open->data() + nr_open->size(), most).ec == std::errc())
-      raised.rlim_max = std::max(raised.rlim_max, most);
-    raised.rlim_cur = raised.rlim_max;
+    if (saved_.rlim_cur >= most) return;
+    rlimit raised = saved_;
+    raised.rlim_cur = most;
+    raised.rlim_max = std::max(saved_.rlim_max, most);
     // Without CAP_SYS_RESOURCE only the soft limit rises, to the hard one.
     if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {
       raised.rlim_max = saved_.rlim_max;
-      raised.rlim_cur = saved_.rlim_max;
+      raised.rlim_cur = std::min(most, saved_.rlim_max);
       if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) return;
     }
     raised_ = true;

@@ -21,6 +21,7 @@
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
+#include "common/printable.h"
 #include "common/process.h"
 #include "supervisor/runtime_dir.h"
 #include "virtiofs-glue/virtiofsd.h"
@@ -121,7 +122,8 @@ class RunDir {
     try {
       supervisor::remove_directory_tree(path_);
     } catch (const std::exception& e) {
-      log::warning("cannot remove {}: {}", path_.string(), e.what());
+      // The message can hold names the VM chose in its shares.
+      log::warning("cannot remove {}: {}", path_.string(), printable(e.what()));
     }
   }
   RunDir(const RunDir&) = delete;

@@ -3179,6 +3179,32 @@ TEST(AclCli, RefusalsOnAFreshStateDirectoryCreateNothing) {
   }
 }
 
+// grants/ holds root's records as uids/ does: a symlink there (to a
+// directory someone else writes) or a grants/ others may write is refused
+// before anything is granted, naming it.
+TEST(AclRecords, TheGrantRecordsDirectoryMustBeRootsAlone) {
+  Env env;
+  make_tree(env.tree, 1, 1);
+  UidRegistry registry(env.locations);
+  registry.allocate_alias("work");
+  std::filesystem::path grants = env.locations.state_dir / "grants";
+  std::filesystem::path elsewhere = env.temp / "elsewhere";
+  std::filesystem::create_directories(elsewhere);
+  std::filesystem::create_directory_symlink(elsewhere, grants);
+  auto linked = env.vmwarden({"acl", "grant", "--uid", "work", "--ro", env.tree.string()});
+  EXPECT_EQ(linked.exit_code, 1) << linked.err;
+  EXPECT_THAT(linked.err, ::testing::HasSubstr(grants.string() + " is a symlink, expected a directory"));
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere)) << "nothing written through the symlink";
+  EXPECT_EQ(testing::named_acl_entries(env.tree), "") << "nothing granted";
+  std::filesystem::remove(grants);
+  std::filesystem::create_directory(grants);
+  std::filesystem::permissions(grants, std::filesystem::perms::all);
+  auto writable = env.vmwarden({"acl", "grant", "--uid", "work", "--ro", env.tree.string()});
+  EXPECT_EQ(writable.exit_code, 1) << writable.err;
+  EXPECT_THAT(writable.err, ::testing::HasSubstr(grants.string() + " is owned by uid 0 with mode 0777"));
+  EXPECT_EQ(testing::named_acl_entries(env.tree), "") << "nothing granted";
+}
+
 // A record file that is not a regular file fails the reading of the
 // records with a message saying what belongs there; a FIFO does not hang.
 TEST(AclRecords, ARecordThatIsNotARegularFileSaysWhatBelongsThere) {

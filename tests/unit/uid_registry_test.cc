@@ -520,8 +520,11 @@ TEST(UidRegistry, DamagedAllocationRecordsAreLeftAlone) {
     EXPECT_THAT(it->damage, ::testing::HasSubstr(record(uid).string() + ": expected \"alias NAME\""));
     EXPECT_EQ(it->alias, "");
     EXPECT_THROW(registry.release(uid), std::runtime_error);
-    EXPECT_EQ(std::count(warnings.begin(), warnings.end(), '\n'), 5) << "once per damaged record:\n" << warnings;
+    // Nor is it granted anything (the grant records first, then walks).
+    EXPECT_THROW(registry.record_grant(GrantRecord{uid, f.locations.state_dir, Access::ro, false}), std::runtime_error);
   }
+  EXPECT_EQ(std::count(warnings.begin(), warnings.end(), '\n'), 5) << "once per damaged record:\n" << warnings;
+  EXPECT_TRUE(registry.grant_records().empty());
   EXPECT_EQ(warnings.find('\x1b'), std::string::npos) << "escaped";
   EXPECT_THAT(warnings, ::testing::HasSubstr("found \"alias x\\x0asingle-use\""));
   EXPECT_THAT(registry.find(kFirst)->damage, ::testing::HasSubstr("is recorded in " + record(kFirst + 4).string()));
