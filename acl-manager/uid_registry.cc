@@ -633,7 +633,16 @@ namespace {
 // The grant records in grants/UID: not the temporary file of a write that a
 // crash cut short, which records nothing (and must not keep the UID out of
 // the pool for good).
+// grants/UID that is not a directory (a file, a symlink: damaged, see
+// scan_grant_records) counts as one record: its UID is kept out of the pool
+// until someone looks, and the commands that count go on.
 std::size_t record_count(const std::filesystem::path& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return 0;
+    throw_errno("lstat", dir.string());
+  }
+  if (!S_ISDIR(st.st_mode)) return 1;
   std::vector<std::string> names = list_names(dir);
   return static_cast<std::size_t>(
       std::count_if(names.begin(), names.end(), [](const std::string& name) { return !detail::is_temporary(name); }));
@@ -1203,6 +1212,9 @@ void UidRegistry::remove_grant_leftovers() {
 }
 
 void UidRegistry::remove_leftovers_of(const std::filesystem::path& dir) {
+  // Not a directory (damaged, reported by scan_grant_records): left as it is.
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;
   bool records_left = false;
   for (const std::string& name : list_names(dir)) {
     if (detail::is_temporary(name)) {

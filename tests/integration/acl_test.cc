@@ -3233,6 +3233,20 @@ TEST(AclRecords, ARecordThatIsNotARegularFileSaysWhatBelongsThere) {
     EXPECT_THAT(result.err, ::testing::HasSubstr(record.string() + ": " + c.what + "; expected a regular file"));
   }
   std::filesystem::remove_all(record);
+  // grants/UID itself a file: reported as damaged, the UID listed and kept,
+  // not every command stopped at "Not a directory".
+  std::filesystem::remove_all(dir);
+  testing::write_file(dir, "not a directory\n");
+  registry.release(uid);
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 1) << swept.err;
+  EXPECT_THAT(swept.err, ::testing::HasSubstr("damaged grant record, its UID kept"));
+  EXPECT_THAT(swept.out, ::testing::Not(::testing::HasSubstr(fmt::format("released single-use UID {}", uid))));
+  auto listed = env.vmwarden({"uid", "list", "--all"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, ::testing::HasSubstr(std::to_string(uid)));
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir)) << "left for someone to look at";
+  std::filesystem::remove(dir);
 }
 
 // The one record file of `uid` (a single grant).
