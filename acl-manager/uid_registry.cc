@@ -902,7 +902,7 @@ std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
   UniqueFd lock = lock_registry(false);
   std::string refusal;
   std::optional<uid_t> uid = alias_uid(load(/*with_released=*/false), alias, /*in_range_only=*/true, refusal);
-  if (!refusal.empty()) return std::nullopt;
+  if (!refusal.empty()) throw std::runtime_error(refusal);
   return uid;
 }
 
@@ -1172,6 +1172,21 @@ void UidRegistry::add_grant_record(const GrantRecord& record) {
   if (old) previous = parse_grant_record(record.uid, *old, dir / key, damage);
   updated.cross_mounts = record.cross_mounts || (previous && previous->cross_mounts);
   updated.by_path = record.by_path || (previous && previous->by_path);
+  if (!damage.empty()) {
+    // What it said past the damage is lost: assume the most it could have
+    // said, so that revoke and sweep still look everywhere (below other
+    // mounts, and by the path), and keep the directories it did name.
+    updated.cross_mounts = true;
+    updated.by_path = true;
+    if (previous) {
+      for (const RecordedRoot& root : previous->roots) {
+        bool known = std::any_of(updated.roots.begin(), updated.roots.end(),
+                                 [&](const RecordedRoot& kept) { return kept.same_directory(root); });
+        if (!known) updated.roots.push_back(root);
+      }
+    }
+    log::warning("{}; replaced by the new grant's record, with mounts cross and by-path yes", damage);
+  }
   std::string content = format_grant_record(updated);
   // An alias re-granted at every start finds its record as it was: no
   // rewrite, and none of the two fsyncs (about 10 ms each on a VM disk).

@@ -181,8 +181,9 @@ class UidRegistry {
   // alias).
   void release_as_seen(const UidInfo& seen);
 
-  // The alias's UID; nullopt if it has none, or if its record is damaged
-  // or outside the range (resolve() and allocate_alias() say which).
+  // The alias's UID; nullopt if it has none. Throws, as lease_alias() and
+  // allocate_alias() do, if its record is damaged or outside the range:
+  // `audit` and the checks before a lease refuse it as the lease would.
   std::optional<uid_t> find_alias(std::string_view alias) const;
   std::optional<UidInfo> find(uid_t uid) const;
   // Allocated now (inside the range or, from before the range changed, outside it).

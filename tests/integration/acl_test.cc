@@ -3313,6 +3313,24 @@ TEST(AclRecords, ADamagedRecordIsReportedAndKeepsItsUid) {
   }
 }
 
+// A grant that finds its own record damaged replaces it, assuming the most
+// the damaged part could have said (a second "path" line hides the
+// "mounts cross" after it): revoke and sweep still go below other mounts
+// and by the path.
+TEST(AclRecords, ARegrantOverADamagedRecordKeepsWhatItMayHaveSaid) {
+  GrantedTree granted(1, 1, Access::ro);
+  auto& [env, registry, uid] = granted;
+  std::filesystem::path record = only_record_of(env, uid);
+  testing::write_file(record, "path " + env.tree.string() + "\npath /elsewhere\naccess ro\nmounts cross\n");
+  auto regrant = env.vmwarden({"acl", "grant", "--uid", std::to_string(uid), "--ro", env.tree.string()});
+  EXPECT_EQ(regrant.exit_code, 0) << regrant.err;
+  EXPECT_THAT(regrant.err, ::testing::HasSubstr("replaced by the new grant's record"));
+  std::string now = testing::read_file(record);
+  EXPECT_THAT(now, ::testing::HasSubstr("mounts cross\n"));
+  EXPECT_THAT(now, ::testing::HasSubstr("by-path yes\n"));
+  EXPECT_THAT(now, ::testing::Not(::testing::HasSubstr("/elsewhere")));
+}
+
 // A copy of a record under another file name than its path's key is not
 // taken for the record (which sweep removes by its key, leaving the copy
 // forever): it is damaged, said so with the name it belongs under, and

@@ -402,5 +402,26 @@ TEST_F(SuperviseTest, AuditExits125WhereSuperviseWouldRefuseTheHost) {
   EXPECT_TRUE(fs::is_empty(root_ / "state"));
 }
 
+// An alias whose allocation record is damaged (here: a second record
+// claiming it) is refused by `audit` as `supervise` refuses it, naming the
+// damage, before anything is granted; audit no longer plans it as an alias
+// not yet allocated.
+TEST_F(SuperviseTest, AuditRefusesADamagedAliasAsSuperviseDoes) {
+  write_file(root_ / "config/vms/app.toml", "command = [\"/bin/true\"]\n[uid]\nalias = \"app\"\n");
+  auto env = std::map<std::string, std::string>{{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+                                                {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+                                                {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}};
+  CommandResult alloc = run_command({testing::vmwarden_binary(), "uid", "alloc", "--alias", "app"}, {.extra_env = env});
+  ASSERT_EQ(alloc.exit_code, 0) << alloc.err;
+  write_file(root_ / "state/uids/allocated/1879048199", "alias app\n");
+  CommandResult audit = run_command({testing::vmwarden_binary(), "audit", "app"}, {.extra_env = env});
+  CommandResult supervise = run_command({testing::vmwarden_binary(), "supervise", "app"}, {.extra_env = env});
+  EXPECT_NE(supervise.exit_code, 0) << supervise.err;
+  EXPECT_EQ(audit.exit_code, supervise.exit_code) << audit.out << audit.err;
+  EXPECT_THAT(audit.err, HasSubstr("1879048199"));
+  EXPECT_THAT(supervise.err, HasSubstr("1879048199"));
+  EXPECT_THAT(supervise.err, ::testing::Not(HasSubstr("will get")));
+}
+
 }  // namespace
 }  // namespace vmwarden
