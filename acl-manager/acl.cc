@@ -570,12 +570,17 @@ std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path
   // changes nothing.
   UniqueFd lock = registry.lock_acl_changes(/*create=*/false);
   std::optional<GrantRecord> found;
-  for (const GrantRecord& record : registry.grant_records(uid)) {
+  GrantRecordScan scan = registry.scan_grant_records(uid);
+  for (const GrantRecord& record : scan.records) {
     if (record.tree == tree) found = record;
   }
   if (!found) {
-    throw UsageError(fmt::format("UID {} has no grant record for {} (`vmwarden uid list` counts each UID's records)",
-                                 uid, shown(tree)));
+    // A damaged record may be the one meant: said, since forget cannot read
+    // it (a human mends or removes it).
+    std::string damaged;
+    for (const DamagedGrantRecord& record : scan.damaged) damaged += "; damaged: " + record.why;
+    throw UsageError(fmt::format("UID {} has no grant record for {} (`vmwarden uid list` counts each UID's records){}",
+                                 uid, shown(tree), damaged));
   }
   if (registry.is_leased(uid)) {
     throw UsageError(fmt::format("UID {} is leased by a running sandbox, whose exit revokes its grants; stop it "

@@ -764,7 +764,9 @@ namespace {
 // fs.nr_open), and the limit is put back afterwards, before anything is
 // started that would inherit it. Bounded: each descriptor pins kernel
 // memory the VM is not charged for, and some hosts set fs.nr_open to a
-// billion.
+// billion. The limit is the process's: one walk at a time per process (as
+// every caller runs them), or the first to end would put back the limit
+// under the other.
 constexpr rlim_t kMostDescriptors = rlim_t{1} << 20;
 
 class RaisedFileLimit {

@@ -3310,6 +3310,10 @@ TEST(AclRecords, ADamagedRecordIsReportedAndKeepsItsUid) {
     EXPECT_THAT(revoked.err, ::testing::HasSubstr(fmt::format("UID {} has a damaged grant record", damaged)));
     EXPECT_THAT(revoked.err, ::testing::HasSubstr(record.string() + c.said));
     EXPECT_EQ(count_entries(getfacl(third), damaged), 0u);
+    // forget finds no record to forget, and points at the damaged one.
+    auto forgot = env.vmwarden({"acl", "forget", "--uid", std::to_string(damaged), env.tree.string()});
+    EXPECT_EQ(forgot.exit_code, 2) << forgot.err;
+    EXPECT_THAT(forgot.err, ::testing::HasSubstr("; damaged: " + record.string() + c.said));
   }
 }
 
