@@ -13,24 +13,12 @@
 #include <fmt/core.h>
 
 #include "common/error.h"
+#include "common/file_kind.h"
 #include "common/log.h"
 #include "common/printable.h"
 #include "common/unique_fd.h"
 
 namespace vmwarden::acl::detail {
-
-std::string_view file_kind(mode_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG: return "a regular file";
-    case S_IFDIR: return "a directory";
-    case S_IFLNK: return "a symlink";
-    case S_IFIFO: return "a FIFO";
-    case S_IFSOCK: return "a socket";
-    case S_IFCHR: return "a character device";
-    case S_IFBLK: return "a block device";
-    default: return "a file of unknown type";
-  }
-}
 
 bool check_state_directory(const std::filesystem::path& dir, Link link) {
   struct stat st {};
@@ -76,6 +64,12 @@ void require_regular_file(const struct stat& st, const std::filesystem::path& pa
     throw std::runtime_error(fmt::format("{}: {}; expected {}", printable(path.string()), file_kind(st.st_mode),
                                          expected_file(holding)));
   }
+}
+
+void require_regular_file(int fd, const std::filesystem::path& path, std::string_view holding) {
+  struct stat st {};
+  check(::fstat(fd, &st), "fstat", path.string());
+  require_regular_file(st, path, holding);
 }
 
 void require_short_names(const std::filesystem::path& path, std::string_view what) {

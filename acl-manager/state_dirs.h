@@ -51,9 +51,9 @@ std::string expected_file(std::string_view holding);
 // Throws "PATH: a FIFO; expected a regular file holding HOLDING" unless
 // `st` is a regular file's.
 void require_regular_file(const struct stat& st, const std::filesystem::path& path, std::string_view holding);
-
-// What st_mode says the file is: "a FIFO", "a directory", "a symlink"...
-std::string_view file_kind(mode_t mode);
+// The same for the file open as `fd` (opened non-blocking, so that a FIFO
+// there did not hang the open).
+void require_regular_file(int fd, const std::filesystem::path& path, std::string_view holding);
 
 // Logs `message` as a warning the first time this process asks, not again:
 // one command reads the registry several times, and one damaged file is

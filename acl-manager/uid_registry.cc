@@ -24,6 +24,7 @@
 #include "acl-manager/store.h"
 #include "common/accounts.h"
 #include "common/error.h"
+#include "common/file_kind.h"
 #include "common/printable.h"
 #include "common/log.h"
 #include "common/suggest.h"
@@ -146,9 +147,7 @@ bool lease_is_held(const Paths& paths, uid_t uid) {
     throw_errno("open", paths.lease(uid).string());
   }
   // Opened non-blocking: a FIFO there must not hang the caller.
-  struct stat st {};
-  check(::fstat(fd.get(), &st), "fstat", paths.lease(uid).string());
-  detail::require_regular_file(st, paths.lease(uid), kLeaseContent);
+  detail::require_regular_file(fd.get(), paths.lease(uid), kLeaseContent);
   if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) return false;
   if (errno == EWOULDBLOCK) return true;
   throw_errno("flock", paths.lease(uid).string());
@@ -633,16 +632,21 @@ namespace {
 // The grant records in grants/UID: not the temporary file of a write that a
 // crash cut short, which records nothing (and must not keep the UID out of
 // the pool for good).
+// What is at grants/UID, never followed: nullopt if nothing.
+std::optional<mode_t> records_dir_mode(const std::filesystem::path& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0) return st.st_mode;
+  if (errno == ENOENT) return std::nullopt;
+  throw_errno("lstat", dir.string());
+}
+
 // grants/UID that is not a directory (a file, a symlink: damaged, see
-// scan_grant_records) counts as one record: its UID is kept out of the pool
+// scan_records_of) counts as one record: its UID is kept out of the pool
 // until someone looks, and the commands that count go on.
 std::size_t record_count(const std::filesystem::path& dir) {
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) {
-    if (errno == ENOENT) return 0;
-    throw_errno("lstat", dir.string());
-  }
-  if (!S_ISDIR(st.st_mode)) return 1;
+  std::optional<mode_t> mode = records_dir_mode(dir);
+  if (!mode) return 0;
+  if (!S_ISDIR(*mode)) return 1;
   std::vector<std::string> names = list_names(dir);
   return static_cast<std::size_t>(
       std::count_if(names.begin(), names.end(), [](const std::string& name) { return !detail::is_temporary(name); }));
@@ -770,9 +774,7 @@ UniqueFd UidRegistry::take_lease(uid_t uid) const {
   make_state_directory(paths.leases, 0755, Link::refuse);
   UniqueFd fd = lock_file(paths.lease(uid), /*wait=*/false);
   if (fd) {
-    struct stat st {};
-    check(::fstat(fd.get(), &st), "fstat", paths.lease(uid).string());
-    detail::require_regular_file(st, paths.lease(uid), kLeaseContent);
+    detail::require_regular_file(fd.get(), paths.lease(uid), kLeaseContent);
   } else {
     auto pid = lease_holder_pid(paths, uid);
     throw std::runtime_error(fmt::format("UID {} is in use: its lease {} is held by {}", uid,
@@ -899,9 +901,13 @@ std::optional<uid_t> UidRegistry::find_alias(std::string_view alias) const {
   // A single-use UID is recorded with an empty alias: only a real alias
   // may name one.
   if (!valid_uid_alias(alias)) return std::nullopt;
+  return known_alias(alias, /*in_range_only=*/true);
+}
+
+std::optional<uid_t> UidRegistry::known_alias(std::string_view alias, bool in_range_only) const {
   UniqueFd lock = lock_registry(false);
   std::string refusal;
-  std::optional<uid_t> uid = alias_uid(load(/*with_released=*/false), alias, /*in_range_only=*/true, refusal);
+  std::optional<uid_t> uid = alias_uid(load(/*with_released=*/false), alias, in_range_only, refusal);
   if (!refusal.empty()) throw std::runtime_error(refusal);
   return uid;
 }
@@ -958,15 +964,9 @@ uid_t UidRegistry::resolve(std::string_view text) const {
                                  "(a-z first, then a-z, 0-9, '_', '.', '-')",
                                  printable(text), range_.to_string()));
   }
-  {
-    // Named by its alias, a UID outside the range stays nameable as it is
-    // by number; a damaged record is refused, saying why.
-    UniqueFd lock = lock_registry(false);
-    std::string refusal;
-    std::optional<uid_t> uid = alias_uid(load(/*with_released=*/false), text, /*in_range_only=*/false, refusal);
-    if (!refusal.empty()) throw std::runtime_error(refusal);
-    if (uid) return *uid;
-  }
+  // Named by its alias, a UID outside the range stays nameable as it is by
+  // number; a damaged record is refused, saying why.
+  if (std::optional<uid_t> uid = known_alias(text, /*in_range_only=*/false)) return *uid;
   std::vector<std::string> aliases;
   for (const UidInfo& info : list()) {
     if (!info.alias.empty()) aliases.push_back(info.alias);
@@ -1091,6 +1091,13 @@ void scan_records_of(const std::filesystem::path& dir, uid_t uid, GrantRecordSca
   auto damaged = [&](const std::string& why) { scan.damaged.push_back({uid, printable(why)}); };
   std::vector<std::string> names;
   try {
+    std::optional<mode_t> mode = records_dir_mode(dir);
+    if (!mode) return;
+    // Not listed through a symlink: what it leads to is not root's record.
+    if (!S_ISDIR(*mode)) {
+      damaged(fmt::format("{}: {}; expected a directory of grant records", dir.string(), file_kind(*mode)));
+      return;
+    }
     names = list_names(dir);
   } catch (const std::exception& e) {
     damaged(fmt::format("{}; expected a directory of grant records", e.what()));
@@ -1227,9 +1234,9 @@ void UidRegistry::remove_grant_leftovers() {
 }
 
 void UidRegistry::remove_leftovers_of(const std::filesystem::path& dir) {
-  // Not a directory (damaged, reported by scan_grant_records): left as it is.
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;
+  // Not a directory (damaged, reported by scan_records_of): left as it is.
+  std::optional<mode_t> mode = records_dir_mode(dir);
+  if (!mode || !S_ISDIR(*mode)) return;
   bool records_left = false;
   for (const std::string& name : list_names(dir)) {
     if (detail::is_temporary(name)) {

@@ -228,6 +228,8 @@ class UidRegistry {
   void recover(const Snapshot& snapshot) const;
   // allocated/UID as load() takes it; nullopt when it is gone.
   static std::optional<Allocation> read_allocation(const std::filesystem::path& file);
+  // alias_uid() on a fresh load, under the lock; a refusal is thrown.
+  std::optional<uid_t> known_alias(std::string_view alias, bool in_range_only) const;
   // The alias's UID in `snapshot`, nullopt if it has none. `refusal` says
   // why it must not be used when its record is damaged or (if
   // `in_range_only`) it lies outside the range.

@@ -32,7 +32,6 @@
 #include "acl-manager/store.h"
 #include "acl-manager/xattr_at.h"
 #include "common/error.h"
-#include "common/printable.h"
 #include "common/unique_fd.h"
 
 namespace vmwarden::acl::detail {
@@ -773,14 +772,7 @@ class RaisedFileLimit {
  public:
   RaisedFileLimit() {
     if (::getrlimit(RLIMIT_NOFILE, &saved_) != 0) return;
-    rlim_t most = kMostDescriptors;
-    try {
-      rlim_t nr_open = 0;
-      std::optional<std::string> text = read_small_file("/proc/sys/fs/nr_open");
-      if (text && std::from_chars(text->data(), text->data() + text->size(), nr_open).ec == std::errc())
-        most = std::min(most, nr_open);
-    } catch (const std::exception&) {
-    }
+    const rlim_t most = most_descriptors();
     if (saved_.rlim_cur >= most) return;
     rlimit raised = saved_;
     raised.rlim_cur = most;
@@ -800,6 +792,22 @@ class RaisedFileLimit {
   RaisedFileLimit& operator=(const RaisedFileLimit&) = delete;
 
  private:
+  // kMostDescriptors within fs.nr_open, read once per process: a sandbox's
+  // start walks its grants, and needs the answer again at its end.
+  static rlim_t most_descriptors() {
+    static const rlim_t most = [] {
+      rlim_t nr_open = 0;
+      try {
+        std::optional<std::string> text = read_small_file("/proc/sys/fs/nr_open");
+        if (text && std::from_chars(text->data(), text->data() + text->size(), nr_open).ec == std::errc())
+          return std::min(kMostDescriptors, nr_open);
+      } catch (const std::exception&) {
+      }
+      return kMostDescriptors;
+    }();
+    return most;
+  }
+
   rlimit saved_{};
   bool raised_ = false;
 };

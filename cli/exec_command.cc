@@ -228,7 +228,7 @@ fs::path granted_tree(const std::string& flag, const std::string& given, const L
 
 // A tree for a --uid given by the caller: a Landlock rule on the host's
 // path (--rw / included: a write rule on everything).
-fs::path existing_path(const std::string& flag, const std::string& given) {
+fs::path existing_path(const std::string& flag, const std::string& given, fs::path* resolved_out = nullptr) {
   if (given.empty()) throw UsageError(flag + " needs a path");
   fs::path path = fs::absolute(given).lexically_normal();
   std::error_code error;
@@ -244,13 +244,14 @@ fs::path existing_path(const std::string& flag, const std::string& given) {
   fs::path resolved = fs::canonical(path, error);
   if (error) throw UsageError(fmt::format("{} {}: cannot resolve: {}", flag, given, error.message()));
   check_visible(fmt::format("{} {} (a symlink on the way leads to {})", flag, given, resolved.string()), resolved);
+  if (resolved_out != nullptr) *resolved_out = resolved;
   return path;
 }
 
 // A --ro tree of a --uid is bind-mounted read-only over itself, recursively.
 fs::path read_only_path(const std::string& given) {
-  fs::path path = existing_path("--ro", given);
-  fs::path resolved = fs::canonical(path);
+  fs::path resolved;
+  fs::path path = existing_path("--ro", given, &resolved);
   // Bound over /, it would lie under the sandbox's own /proc and /tmp (and
   // the start failed half-way). Every mount but the write rules' is
   // read-only in the sandbox anyway.

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/file_kind.h"
 #include "common/process.h"
 #include "common/locations.h"
 #include "common/suggest.h"
@@ -102,16 +103,6 @@ std::string_view type_name(toml::node_type type) {
 std::optional<std::string_view> closest(std::string_view word,
                                         std::initializer_list<std::string_view> candidates) {
   return closest_match(word, std::span<const std::string_view>(candidates.begin(), candidates.size()));
-}
-
-// What a file that is not a regular file is, for the message refusing it.
-std::string_view file_type_name(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  return "neither a file nor a directory";
 }
 
 std::string quoted_list(std::initializer_list<std::string_view> words) {
@@ -820,7 +811,7 @@ ParseResult load_definition(const std::filesystem::path& file, const CheckOption
   if (!fd) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return unreadable(fmt::format("cannot stat definition: {}", std::strerror(errno)));
-  if (!S_ISREG(st.st_mode)) return unreadable(fmt::format("not a regular file ({})", file_type_name(st.st_mode)));
+  if (!S_ISREG(st.st_mode)) return unreadable(fmt::format("not a regular file ({})", file_kind(st.st_mode)));
   // Read in chunks rather than into a buffer of the largest size: zeroing
   // a megabyte costs more than parsing a definition.
   std::string text;

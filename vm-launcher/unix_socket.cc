@@ -11,19 +11,11 @@
 #include <fmt/core.h>
 
 #include "common/error.h"
+#include "common/file_kind.h"
 
 namespace vmwarden::vm {
 
 namespace {
-
-std::string_view file_type(mode_t mode) {
-  if (S_ISLNK(mode)) return "a symbolic link";
-  if (S_ISREG(mode)) return "a regular file";
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device node";
-  return "not a socket";
-}
 
 // The socket `name` names, pinned: opened without following a symbolic link
 // in its last component and checked to be a socket of `owner`. The directory
@@ -39,7 +31,7 @@ UniqueFd open_socket_of(const std::string& name, uid_t owner) {
   check(::fstat(fd.get(), &st), "fstat", name);
   if (!S_ISSOCK(st.st_mode))
     throw PermanentError(
-        fmt::format("{} is {}, not the VMM's socket: not connecting to it", name, file_type(st.st_mode)));
+        fmt::format("{} is {}, not the VMM's socket: not connecting to it", name, file_kind(st.st_mode)));
   if (st.st_uid != owner)
     throw PermanentError(fmt::format("{} is a socket owned by UID {}, not by the VMM's UID {} (a link to another "
                                      "socket?): not connecting to it",

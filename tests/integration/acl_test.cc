@@ -3247,6 +3247,14 @@ TEST(AclRecords, ARecordThatIsNotARegularFileSaysWhatBelongsThere) {
   EXPECT_THAT(listed.out, ::testing::HasSubstr(std::to_string(uid)));
   EXPECT_TRUE(std::filesystem::is_regular_file(dir)) << "left for someone to look at";
   std::filesystem::remove(dir);
+  // A symlink there is not followed to records elsewhere: damaged too.
+  std::filesystem::path elsewhere = env.temp / "records-elsewhere";
+  std::filesystem::create_directories(elsewhere);
+  std::filesystem::create_directory_symlink(elsewhere, dir);
+  auto linked = env.vmwarden({"acl", "sweep", "--dry-run"});
+  EXPECT_EQ(linked.exit_code, 1) << linked.err;
+  EXPECT_THAT(linked.err, ::testing::HasSubstr(dir.string() + ": a symlink; expected a directory of grant records"));
+  std::filesystem::remove(dir);
 }
 
 // The one record file of `uid` (a single grant).

@@ -382,7 +382,7 @@ TEST_P(SuperviseVmmTest, AControlSocketNamedByASymlinkIsRefusedNotFollowed) {
   ASSERT_TRUE(WIFEXITED(status)) << log;
   EXPECT_NE(WEXITSTATUS(status), 0) << log;
   if (GetParam().vmm == std::string("crosvm"))
-    EXPECT_THAT(log, HasSubstr("is a symbolic link, not the VMM's socket")) << log;
+    EXPECT_THAT(log, HasSubstr("is a symlink, not the VMM's socket")) << log;
   else
     EXPECT_THAT(log, HasSubstr("control.sock.real: Read-only file system")) << log;
   EXPECT_FALSE(fs::exists(root_ / "run/vm")) << "the runtime dir goes with the VM";

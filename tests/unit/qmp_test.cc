@@ -302,7 +302,7 @@ TEST(UnixConnection, RefusesASymlinkWithoutConnecting) {
     UnixConnection::connect(vm / "control.sock", SOCK_STREAM, ::getuid());
     FAIL() << "connected through a symlink";
   } catch (const PermanentError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("control.sock is a symbolic link, not the VMM's socket"));
+    EXPECT_THAT(e.what(), HasSubstr("control.sock is a symlink, not the VMM's socket"));
   }
   EXPECT_FALSE(connection_pending(listener)) << "the socket behind the symlink was connected to";
 }
