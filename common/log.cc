@@ -1,5 +1,6 @@
 #include "common/log.h"
 
+#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,6 +24,19 @@ std::string_view level_tag(Level level) {
   return "";
 }
 
+// The end of a line on stderr. A terminal that does not turn "\n" into
+// "\r\n" itself (the caller's, while an interactive command's pty is
+// relayed with it in raw mode) gets the carriage return from here, or each
+// line would start where the last one ended. Asked at every line: the relay
+// sets and restores raw mode while the warden and the outer log, and the
+// warden cannot know when. Not a terminal (a pipe, s6-log): "\n".
+std::string_view line_end() {
+  termios modes{};
+  if (::tcgetattr(STDERR_FILENO, &modes) != 0) return "\n";
+  bool translates = (modes.c_oflag & OPOST) && (modes.c_oflag & ONLCR);
+  return translates ? "\n" : "\r\n";
+}
+
 }  // namespace
 
 void set_prefix(std::string_view prefix) { g_prefix = prefix; }
@@ -32,14 +46,14 @@ bool enabled(Level level) { return level >= g_min_level; }
 
 void write(Level level, std::string_view message) {
   if (!enabled(level)) return;
+  int saved_errno = errno;
   std::string line;
   line.reserve(g_prefix.size() + message.size() + 16);
   line += g_prefix;
   line += ": ";
   line += level_tag(level);
   line += message;
-  line += '\n';
-  int saved_errno = errno;
+  line += line_end();
   // A short write to a pipe of a line under PIPE_BUF cannot happen; for longer
   // lines finish the write rather than drop the tail.
   std::string_view rest = line;

@@ -499,6 +499,31 @@ TEST_F(SandboxTest, KeysTypedAtTheCallersTerminalReachTheCommandThroughItsPty) {
   EXPECT_THAT(out, HasSubstr("modes restored")) << out;
 }
 
+// vmwarden's own lines (here -v's, from the outer and the warden) end in
+// "\r\n" while the caller's terminal is raw for the relay, which takes the
+// terminal's own "\n" to "\r\n" away: else each starts where the last
+// ended. Everything else on a terminal gets its carriage returns from a
+// line discipline (the caller's before and after, the pty's meanwhile), so
+// no line of the whole dialogue may end in a bare "\n".
+TEST_F(SandboxTest, VmwardensOwnLinesKeepTheirCarriageReturnWhileTheTerminalIsRaw) {
+  std::string command = shell_words(exec_argv(
+      {"-v", "--uid", "65534"}, {"/bin/sh", "-c", "echo \"command on $(tty)\"; read line; echo \"got:$line\""}));
+  TerminalDialogue dialogue("echo caller; " + command + "; echo rc=$?", options().env);
+  ASSERT_TRUE(dialogue.wait_for("\ncommand on /dev/pts/")) << dialogue.output();
+  dialogue.type("hello\n");
+  EXPECT_EQ(dialogue.finish(), 0) << dialogue.output();
+  const std::string& out = dialogue.output();
+  ASSERT_THAT(out, HasSubstr("got:hello\r\n")) << out;
+  ASSERT_THAT(out, HasSubstr("rc=0")) << out;
+  // -v's line at the command's exit comes while the terminal is raw.
+  ASSERT_THAT(out, HasSubstr("command (pid 2) exited with status 0")) << out;
+  for (std::size_t at = out.find('\n'); at != std::string::npos; at = out.find('\n', at + 1)) {
+    std::size_t start = out.rfind('\n', at - 1);
+    start = start == std::string::npos ? 0 : start + 1;
+    EXPECT_TRUE(at > 0 && out[at - 1] == '\r') << "a bare \\n ends: " << out.substr(start, at - start);
+  }
+}
+
 // The command gets vmwarden's environment, less --unsetenv, plus --setenv;
 // --clearenv starts it empty.
 TEST_F(SandboxTest, TheEnvironmentIsTheCallersUnlessClearedOrChanged) {
