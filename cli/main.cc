@@ -61,7 +61,8 @@ Locations (flag, then environment, then default):
   --state-dir    VMWARDEN_STATE_DIR    /var/lib/vmwarden
   --runtime-dir  VMWARDEN_RUNTIME_DIR  /run/vmwarden
 
-See vmwarden(1) and doc/ for the configuration reference and the security model.)";
+See vmwarden(1), and )" VMWARDEN_DOC_DIR R"( (doc/ in the source tree) for the configuration
+reference and the security model.)";
 
 struct Subcommand {
   std::string_view name;
