@@ -4,6 +4,9 @@
 // it. A seccomp filter that kills shows as death by SIGSYS instead. Exit 2:
 // bad usage; exit 3: the attack could not even be set up.
 //
+// Started with QEMU's arguments (see compromised_vmm()), it plays a
+// compromised VMM instead.
+//
 // Deliberately plain C-style code with raw syscalls: what is measured is
 // exactly the one syscall the subcommand names.
 #include <fcntl.h>
@@ -77,6 +80,72 @@ int raw_clone(unsigned long flags) {
   return ok("clone");
 }
 
+// Reads up to size - 1 bytes of `path` into `buffer`, NUL-terminated; false
+// with errno set when it cannot be opened or read.
+bool read_through(const std::string& path, char* buffer, std::size_t size) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buffer, size - 1) : -1;
+  buffer[n > 0 ? n : 0] = '\0';
+  if (fd >= 0) close(fd);
+  return n >= 0;
+}
+
+// The outcome of one attempt of compromised_vmm(), as a line of its own.
+void report(const char* attack, bool worked, const std::string& detail = {}) {
+  if (worked) {
+    std::printf("%s: ok%s%s\n", attack, detail.empty() ? "" : " ", detail.c_str());
+  } else {
+    std::printf("%s: %s\n", attack, strerrorname_np(errno) ? strerrorname_np(errno) : "E?");
+  }
+  std::fflush(stdout);
+}
+
+// Started in the VMM's place (vmwarden's QEMU command line begins with
+// -name): a compromised VMM under the VMM's confinement, attacking the VM's
+// real virtiofsd beside it. Same uid, no capabilities: what stands in the
+// way is the VMM's own Landlock domain. The sibling is the first process
+// of the sandbox, after the warden (pid 1), that exists (kill 0: success
+// or EPERM, not ESRCH); /proc cannot be listed under the VMM's rules.
+// Reports on stdout (the warden logs it as "vmm fd 1: ...") and exits 0.
+int compromised_vmm(int argc, char** argv) {
+  pid_t self = getpid();
+  pid_t sibling = 0;
+  for (pid_t pid = 2; pid < 64 && sibling == 0; ++pid) {
+    if (pid != self && (syscall(SYS_tgkill, pid, pid, 0) == 0 || errno == EPERM)) sibling = pid;
+  }
+  if (sibling == 0) {
+    std::printf("no sibling found\n");
+    return kSetupFailed;
+  }
+  std::string proc = "/proc/" + std::to_string(sibling);
+  std::string share;
+  for (int i = 1; i + 1 < argc; ++i) {
+    std::string option = argv[i + 1];
+    std::size_t path = option.find(",path="), tag = option.find(",tag=");
+    if (path != std::string::npos && option.ends_with(".sock")) {
+      std::string socket = option.substr(path + 6);
+      share = socket.substr(0, socket.rfind('/')) + "/mnt" + share;
+    }
+    if (tag != std::string::npos) share += "/" + option.substr(tag + 5);
+  }
+  std::printf("sibling: %d\n", sibling);
+  char buffer[256];
+  bool comm = read_through(proc + "/comm", buffer, sizeof buffer);
+  report("sibling comm", comm, comm ? std::string(buffer, strcspn(buffer, "\n")) : "");
+  // virtiofsd's mount namespace holds the share it serves, at
+  // RUNTIME_DIR/NAME/mnt/TAG (the directory of the vhost-user socket named on
+  // the command line), the VMM's none. Through /proc/PID/root the VMM would
+  // read (and, with a read-write share, write) the share all the same: it
+  // owns virtiofsd's user namespace (same uid, the parent namespace), so no
+  // dumpable flag or capability check stops it.
+  bool read_share = read_through(proc + "/root" + share + "/marker", buffer, sizeof buffer);
+  report("proc-root", read_share, read_share ? std::string(buffer, strcspn(buffer, "\n")) : "");
+  // kill(2) is not in the qemu profile (death by SIGSYS); tgkill, which
+  // QEMU's abort() needs, is. Signal 0: the permission check alone.
+  report("tgkill", syscall(SYS_tgkill, sibling, sibling, 0) == 0);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,6 +154,7 @@ int main(int argc, char** argv) {
     return kUsage;
   }
   std::string command = argv[1];
+  if (command == "-name") return compromised_vmm(argc, argv);
   auto arg = [&](int i) -> const char* {
     if (i + 1 >= argc) {
       std::fprintf(stderr, "attacker %s: missing argument %d\n", command.c_str(), i);
