@@ -375,7 +375,8 @@ int launch(const Definition& definition, const LaunchOptions& options) {
 
   // 3. The whole plan, checked against the kernel, before any ACL changes.
   LaunchPlan plan = plan_launch(definition, lease.uid(), options);
-  for (const std::string& warning : check_plan(plan)) log::warning("{}", warning);
+  //     What best-effort drops is logged once, by run_sandbox().
+  check_plan(plan);
   if (lease.uid() != checked_uid) check_reachable(definition, lease.uid(), fmt::format("the VM's UID {}", lease.uid()));
 
   // 4. ACL grants. A single-use UID's grants are revoked when `grants` goes
