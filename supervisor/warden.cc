@@ -35,6 +35,7 @@
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/unique_fd.h"
 #include "common/unix_socket.h"
 #include "supervisor/capture.h"
@@ -474,7 +475,10 @@ void Warden::begin_shutdown(const std::string& reason, milliseconds grace) {
   check(::timerfd_settime(timer_fd_.get(), 0, &when, nullptr), "timerfd_settime");
   if (now != *shutdown_started_) return;
 
-  if (main_ && main_->running()) {
+  // A main service that has exited and is not reaped yet (a readiness wait
+  // saw it go) is not asked to stop: its graceful stop would wait for an
+  // answer that cannot come.
+  if (main_ && main_->running() && !PidFd(main_->pid()).exited()) {
     const ServiceSpec& main = main_->spec();
     log::info("{}: stopping {} (pid {}) with {}; waiting up to {}", reason, main.name, main_->pid(),
               main.graceful_stop ? "its graceful stop action" : "SIGTERM", seconds(grace));
