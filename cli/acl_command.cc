@@ -212,7 +212,7 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   CLI::App* show = acl->add_subcommand(
       "show",
       "Print PATH's access and default ACL with numeric ids, naming the registry's UIDs on user and group "
-      "entries. PATH is quoted as getfacl quotes it (\\ooo octal escapes), so that the output goes back "
+      "entries. PATH is quoted with getfacl's octal escapes (\\ooo, a backslash too), so that the output goes back "
       "through setfacl --restore. Refused if PATH or any directory on the way is a symlink.");
   show->add_option("path", *show_path, "Absolute path")->required();
   show->callback([&globals, show_path] {

@@ -26,7 +26,7 @@ void add_s6_command(CLI::App& app, Globals& globals) {
       "service",
       "Write SCANDIR/NAME, an s6 service directory that runs `vmwarden supervise --s6` on the definition: run "
       "(execs vmwarden, so s6-supervise stays its parent), finish (exit 125 = permanent failure, not restarted; "
-      "other failures restarted at most every 3 s), notification-fd (3: ready once the VMM runs and every share "
+      "other failures restarted 2 s after they end), notification-fd (3: ready once the VMM runs and every share "
       "is served), down-signal (SIGTERM: graceful power-off), timeout-kill (shutdown_timeout_s + 10 s), "
       "timeout-finish, and with --log a log/ service running s6-log. The definition is validated first; nothing "
       "is written if it is invalid. Refuses a directory it did not write; rewriting its own is idempotent.");

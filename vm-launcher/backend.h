@@ -32,9 +32,12 @@ struct Host {
   std::filesystem::path cloud_hypervisor;
   std::filesystem::path ch_remote;
   std::filesystem::path virtiofsd;
-  bool kvm = false;  // /dev/kvm is read-write for every user (the VM's UID) and opens
+  bool kvm = false;  // kvm_usable()
 
   static Host detect();
+  // /dev/kvm is read-write for every user (the VM's UID) and opens, and
+  // VMWARDEN_NO_KVM=1 is not set.
+  static bool kvm_usable();
 };
 
 // The descriptor each VMM writes the guest's console to: a pipe's write end,

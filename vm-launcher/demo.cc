@@ -22,6 +22,7 @@
 #include "acl-manager/uid_registry.h"
 #include "common/error.h"
 #include "common/process.h"
+#include "vm-launcher/backend.h"
 #include "vm-launcher/definition.h"
 #include "vm-launcher/guest_report.h"
 
@@ -191,8 +192,11 @@ int run_demo(const DemoOptions& options) {
   for (const Diagnostic& diagnostic : parsed.errors) fmt::print(stderr, "{}\n", diagnostic.to_string());
   if (!parsed.ok()) throw PermanentError("the demo definition is invalid");
 
+  // As the launch decides it: the VMM runs as the VM's UID, which root's
+  // access to /dev/kvm says nothing about.
   fmt::print("VM \"demo\": QEMU ({}), UID {} (alias \"{}\"), definition {}\n",
-             ::access("/dev/kvm", R_OK | W_OK) == 0 ? "KVM" : "TCG, no /dev/kvm", uid, kAlias, definition.string());
+             Host::kvm_usable() ? "KVM" : "TCG, KVM not usable: doc/VMM.md", uid, kAlias,
+             definition.string());
   fmt::print("  share ro: {} (read-only)\n  share rw: {} (read-write, mode 0700 root: reachable through the ACL "
              "grant only)\n",
              ro.string(), rw.string());

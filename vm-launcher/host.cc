@@ -56,20 +56,6 @@ std::filesystem::path find_program(std::string_view variable, std::string_view n
   return {};
 }
 
-// The VMM runs as the VM's UID with no supplementary groups, so /dev/kvm
-// is usable only when every user may read and write it (mode 0666, udev's
-// default); a node left at 0600 or 0660 root:kvm means TCG. VMWARDEN_NO_KVM=1
-// forces TCG, e.g. to run as the test machines without KVM do.
-bool kvm_usable() {
-  if (const char* value = std::getenv("VMWARDEN_NO_KVM"); value != nullptr && std::string_view(value) == "1")
-    return false;
-  struct stat st {};
-  if (::stat("/dev/kvm", &st) != 0 || !S_ISCHR(st.st_mode) || (st.st_mode & (S_IROTH | S_IWOTH)) != (S_IROTH | S_IWOTH))
-    return false;
-  UniqueFd fd(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
-  return static_cast<bool>(fd);
-}
-
 }  // namespace
 
 Host Host::detect() {
@@ -86,6 +72,20 @@ Host Host::detect() {
                                 {"/usr/libexec/virtiofsd", "/usr/lib/virtiofsd", "/usr/lib/qemu/virtiofsd"});
   host.kvm = kvm_usable();
   return host;
+}
+
+// The VMM runs as the VM's UID with no supplementary groups, so /dev/kvm
+// is usable only when every user may read and write it (mode 0666, udev's
+// default); a node left at 0600 or 0660 root:kvm means TCG. VMWARDEN_NO_KVM=1
+// forces TCG, e.g. to run as the test machines without KVM do.
+bool Host::kvm_usable() {
+  if (const char* value = std::getenv("VMWARDEN_NO_KVM"); value != nullptr && std::string_view(value) == "1")
+    return false;
+  struct stat st {};
+  if (::stat("/dev/kvm", &st) != 0 || !S_ISCHR(st.st_mode) || (st.st_mode & (S_IROTH | S_IWOTH)) != (S_IROTH | S_IWOTH))
+    return false;
+  UniqueFd fd(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
+  return static_cast<bool>(fd);
 }
 
 }  // namespace vmwarden::vm

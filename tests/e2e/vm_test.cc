@@ -406,5 +406,22 @@ TEST_F(VmTest, UnderS6ReadinessMeansTheGuestRunsAndDownPowersItOff) {
   stop_scanner();
 }
 
+// `vmwarden demo` end to end, on the test image (its builder a no-op). It
+// names the acceleration the VMM gets, as the launch decides it: the VMM
+// runs as the VM's UID, so root's own access to /dev/kvm says nothing.
+TEST_F(VmTest, DemoPassesAndNamesTheAccelerationTheVmmGets) {
+  fs::create_directories(root_ / "state/demo/image");
+  for (const char* file : {"vmlinuz", "initrd.img"}) fs::copy_file(image_ / file, root_ / "state/demo/image" / file);
+  testing::CommandOptions options;
+  options.extra_env = env();
+  options.extra_env["VMWARDEN_IMAGE_BUILDER"] = "/bin/true";
+  options.extra_env["VMWARDEN_NO_KVM"] = "1";
+  options.timeout = 300s;
+  CommandResult demo = run_command({testing::vmwarden_binary(), "demo"}, options);
+  EXPECT_EQ(demo.exit_code, 0) << demo.out << demo.err;
+  EXPECT_THAT(demo.out, HasSubstr("VM \"demo\": QEMU (TCG")) << demo.out;
+  EXPECT_THAT(demo.out, HasSubstr("demo passed")) << demo.out;
+}
+
 }  // namespace
 }  // namespace vmwarden
