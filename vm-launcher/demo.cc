@@ -22,6 +22,7 @@
 #include "acl-manager/uid_registry.h"
 #include "common/error.h"
 #include "common/process.h"
+#include "common/text_file.h"
 #include "vm-launcher/definition.h"
 #include "vm-launcher/guest_report.h"
 
@@ -64,10 +65,7 @@ double seconds_since(Clock::time_point start) {
 }
 
 void write_text(const fs::path& path, std::string_view text, mode_t mode) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) throw SystemError(EIO, fmt::format("cannot write {}", path.string()));
+  write_text_file(path, text, mode);
   check(::chmod(path.c_str(), mode), "chmod", path.string());
 }
 
