@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -21,6 +22,7 @@
 
 #include "acl-manager/uid_registry.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "common/process.h"
 #include "common/text_file.h"
 #include "vm-launcher/definition.h"
@@ -133,6 +135,8 @@ pid_t start_supervise(const DemoOptions& options, const fs::path& definition) {
     ::setenv("VMWARDEN_STATE_DIR", options.locations.state_dir.c_str(), 1);
     ::setenv("VMWARDEN_RUNTIME_DIR", options.locations.runtime_dir.c_str(), 1);
     ::execl(options.vmwarden.c_str(), "vmwarden", "supervise", definition.c_str(), nullptr);
+    // The demo's report would otherwise say only "exited with status 127".
+    log::error("exec {}: {}", options.vmwarden.string(), std::strerror(errno));
     ::_exit(127);
   }
   return child;
