@@ -9,7 +9,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -210,6 +212,23 @@ std::string plain_parse_error(const CLI::App& app, const CLI::ParseError& error)
   return std::string(text);
 }
 
+// What a command prints (the UID `uid alloc` just took, an audit, a
+// listing) leaves the stdio buffer only here, when stdout is not a
+// terminal: a write that fails (a full disk, a reader gone) is the
+// command's failure, never an exit 0 with its answer lost.
+int with_output_written(int status) {
+  errno = 0;
+  // std::cout writes through stdout (synchronised with stdio): its flush
+  // is stdout's, and the first that fails sets errno.
+  std::cout.flush();
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return status;
+  int error = errno != 0 ? errno : EIO;
+  // A reader that went away on purpose (`vmwarden uid list | head -1`)
+  // needs no message; the status still says the output was not all read.
+  if (error != EPIPE) log::error("write standard output: {}", std::strerror(error));
+  return status == exit_status::kOk ? exit_status::kFailure : status;
+}
+
 int run(int argc, char** argv) {
   hold_closed_standard_descriptors();
   supervisor::remember_parent();
@@ -255,7 +274,7 @@ int run(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version are "errors" that exit 0, printed by CLI11.
-    if (e.get_exit_code() == 0) return app.exit(e) == 0 ? exit_status::kOk : exit_status::kUsage;
+    if (e.get_exit_code() == 0) return with_output_written(app.exit(e) == 0 ? exit_status::kOk : exit_status::kUsage);
     if (auto hint = subcommand_hint(app, argc, argv)) {
       log::error("{}", *hint);
       return exit_status::kUsage;
@@ -283,9 +302,7 @@ int run(int argc, char** argv) {
   // sandbox ran, each page freed on the way out is a write fault on memory
   // the warden had shared copy-on-write, and on a virtual machine faults are
   // what a short `vmwarden exec` spends most of its time on.
-  std::cout.flush();
-  std::fflush(nullptr);
-  ::_exit(status);
+  ::_exit(with_output_written(status));
 }
 
 }  // namespace

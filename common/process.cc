@@ -172,18 +172,23 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (own_namespaces ? parent_fd->exited() : ::getppid() != parent) ::_exit(127);
-    int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(out_write.get(), 1) < 0 ||
-        ::dup2(out_write.get(), 2) < 0)
+    // A step that fails before exec is told on the output pipe, which the
+    // caller shows: an exit status of 127 alone names no cause.
+    auto fail = [&](std::string_view operation) {
+      write_all_best_effort(out_write.get(), fmt::format("{}: {}: {}\n", argv[0], operation, std::strerror(errno)));
       ::_exit(127);
+    };
+    int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0) fail("open /dev/null");
+    if (::dup2(null_fd, 0) < 0 || ::dup2(out_write.get(), 1) < 0 || ::dup2(out_write.get(), 2) < 0) fail("dup2");
     // The program gets stdin, stdout and stderr and nothing else of the
     // caller's: no descriptor it inherited without close-on-exec (an s6
     // notification fd would let it report readiness), and no blocked signal
     // (the warden blocks the ones it reads from a signalfd).
     sigset_t none;
     sigemptyset(&none);
-    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 || ::sigprocmask(SIG_SETMASK, &none, nullptr) < 0)
-      ::_exit(127);
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail("close_range");
+    if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0) fail("sigprocmask");
     if (in_child) {
       try {
         in_child();

@@ -283,7 +283,12 @@ int main() {
       say("error: cannot become uid " + std::to_string(m.uid) + ": " + errno_text());
       ::_exit(126);
     }
-    if (::chdir(m.home.c_str()) != 0) ::chdir("/");
+    if (::chdir(m.home.c_str()) != 0) {
+      // Started elsewhere, a program would read and write relative names
+      // where nobody expects them.
+      say("error: chdir " + m.home + ": " + errno_text());
+      ::_exit(126);
+    }
     ::_exit(exec_program(m.program, resolved_path, argv.data(), envp.data()));
   }
   ::close(go[0]);

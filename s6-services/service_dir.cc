@@ -16,6 +16,7 @@
 #include <fmt/core.h>
 
 #include "common/error.h"
+#include "common/text_file.h"
 
 namespace vmwarden::s6 {
 namespace {
@@ -40,12 +41,7 @@ std::string read_all(const fs::path& path) {
 
 void write_atomically(const fs::path& path, const ServiceFile& file) {
   fs::path temporary = path.parent_path() / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << file.contents;
-    out.close();
-    if (!out) throw SystemError(EIO, fmt::format("cannot write {}", temporary.string()));
-  }
+  write_text_file(temporary, file.contents, file.mode);
   check(::chmod(temporary.c_str(), file.mode), "chmod", temporary.string());
   check(::rename(temporary.c_str(), path.c_str()), "rename", path.string());
 }

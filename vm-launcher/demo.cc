@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -21,7 +22,9 @@
 
 #include "acl-manager/uid_registry.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "common/process.h"
+#include "common/text_file.h"
 #include "vm-launcher/backend.h"
 #include "vm-launcher/definition.h"
 #include "vm-launcher/guest_report.h"
@@ -65,10 +68,7 @@ double seconds_since(Clock::time_point start) {
 }
 
 void write_text(const fs::path& path, std::string_view text, mode_t mode) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) throw SystemError(EIO, fmt::format("cannot write {}", path.string()));
+  write_text_file(path, text, mode);
   check(::chmod(path.c_str(), mode), "chmod", path.string());
 }
 
@@ -136,6 +136,8 @@ pid_t start_supervise(const DemoOptions& options, const fs::path& definition) {
     ::setenv("VMWARDEN_STATE_DIR", options.locations.state_dir.c_str(), 1);
     ::setenv("VMWARDEN_RUNTIME_DIR", options.locations.runtime_dir.c_str(), 1);
     ::execl(options.vmwarden.c_str(), "vmwarden", "supervise", definition.c_str(), nullptr);
+    // The demo's report would otherwise say only "exited with status 127".
+    log::error("exec {}: {}", options.vmwarden.string(), std::strerror(errno));
     ::_exit(127);
   }
   return child;

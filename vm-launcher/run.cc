@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <random>
 #include <sstream>
 
@@ -23,6 +22,7 @@
 #include "common/log.h"
 #include "common/printable.h"
 #include "common/process.h"
+#include "common/text_file.h"
 #include "supervisor/runtime_dir.h"
 #include "virtiofs-glue/virtiofsd.h"
 #include "vm-launcher/backend.h"
@@ -312,11 +312,7 @@ int run_program_in_vm(const RunOptions& options) {
   std::vector<ShareEntry> shares;
   std::string toml = run_definition(options, run, dir.path(), shares);
   fs::path definition_file = dir.path() / (name + ".toml");
-  {
-    std::ofstream out(definition_file);
-    out << toml;
-    if (!out) throw SystemError(EIO, "cannot write " + definition_file.string());
-  }
+  write_text_file(definition_file, toml);
   ParseResult parsed = load_definition(definition_file);
   if (!parsed.ok()) invalid_run_definition(parsed);
 
@@ -341,9 +337,7 @@ int run_program_in_vm(const RunOptions& options) {
     manifest.store_lib = options.store_lib;
     manifest.report_tag = std::string(kReportTag);
     manifest.grace_s = program_grace_s(options.timeout_s);
-    std::ofstream out(config / std::string(guest::kManifestFile));
-    out << guest::write_manifest(manifest);
-    if (!out) throw SystemError(EIO, "cannot write the manifest in " + config.string());
+    write_text_file(config / std::string(guest::kManifestFile), guest::write_manifest(manifest));
     if (options.scratch) check(::chown(scratch.c_str(), uid, uid), "chown", scratch.string());
   };
 

@@ -1995,6 +1995,38 @@ TEST(UidCli, ListHasOneFieldPerColumn) {
   EXPECT_EQ(rows[released], (Row{released, "released", "-", "-", "-", "0"}));
 }
 
+// The UID `uid alloc` prints is its answer: when it cannot be written (a
+// full disk, here /dev/full), the command fails and says so, rather than
+// exit 0 with the UID lost in the stdio buffer.
+TEST(UidCli, AnAnswerThatCannotBeWrittenFailsTheCommand) {
+  Env env;
+  testing::CommandOptions options;
+  options.extra_env = env.env();
+  for (std::string args : {"uid alloc --alias full", "uid list --all"}) {
+    auto result = testing::run_command({"/bin/sh", "-c", "exec \"$0\" " + args + " >/dev/full",
+                                        testing::vmwarden_binary()},
+                                       options);
+    EXPECT_EQ(result.exit_code, 1) << args << ": " << result.err;
+    EXPECT_NE(result.err.find("write standard output: No space left on device"), std::string::npos)
+        << args << ": " << result.err;
+  }
+  // A reader gone (the pipe's read end closed before anything is written,
+  // as after `| head -1`): the same status, without a message.
+  auto piped = testing::run_command(
+      {"/usr/bin/python3", "-c",
+       "import os, subprocess, sys\n"
+       "r, w = os.pipe(); os.close(r)\n"
+       "p = subprocess.run([sys.argv[1], 'uid', 'list', '--all'], stdout=w, stderr=subprocess.PIPE)\n"
+       "sys.stdout.write(f'{p.returncode}:{p.stderr.decode()}')\n",
+       testing::vmwarden_binary()},
+      options);
+  EXPECT_EQ(piped.out, "1:") << piped.err;
+  // Written where it can be, the alias's UID is the one it was given.
+  auto again = env.vmwarden({"uid", "alloc", "--alias", "full"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_FALSE(again.out.empty());
+}
+
 TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
   Env env;
   make_tree(env.tree, 1, 2);

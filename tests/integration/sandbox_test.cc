@@ -2219,6 +2219,28 @@ TEST_F(SandboxTest, RunRefusesStateDirTheDefinitionWouldRefuse) {
   EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
 }
 
+// The run's definition cannot be written whole (here past a file size
+// limit; a full disk is the same): the run fails naming the write and the
+// file, rather than read a definition cut short back as invalid input.
+TEST_F(SandboxTest, RunWhoseDefinitionCannotBeWrittenSaysSo) {
+  TempDir scratch("vmwarden-run-write");
+  write_file(scratch / "vmlinuz", "not booted");
+  CommandOptions run;
+  run.extra_env = options().env;
+  // 512 bytes (ulimit -f 1): less than any run's definition, more than
+  // anything written before it; SIGXFSZ ignored, so the write fails EFBIG.
+  CommandResult result = run_command({"/bin/sh", "-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"",
+                                      vmwarden_binary(), "run", "--kernel", (scratch / "vmlinuz").string(), "--",
+                                      "/bin/true"},
+                                     run);
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("write " + (state_root_ / "runs").string() + "/run-"));
+  EXPECT_THAT(result.err, HasSubstr(".toml: File too large"));
+  EXPECT_THAT(result.err, ::testing::Not(HasSubstr("invalid")));
+  EXPECT_TRUE(std::filesystem::is_empty(state_root_ / "runs")) << "the run's directory is left behind";
+  EXPECT_TRUE(std::filesystem::is_empty(runtime_root_.path()));
+}
+
 // Only the subcommand on the command line is built; the top level's help
 // still lists every one.
 TEST_F(SandboxTest, TopLevelHelpListsEverySubcommand) {

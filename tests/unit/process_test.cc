@@ -4,12 +4,16 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include "common/process.h"
 #include "common/unique_fd.h"
@@ -60,6 +64,34 @@ TEST(RunProgram, AnUnprivilegedProgramRunsAsNobodyWithoutCapabilities) {
   // The control: the caller itself is root with capabilities.
   ProgramResult as_caller = run_program({"/bin/grep", "^CapEff:", "/proc/self/status"}, {}, deadline);
   EXPECT_NE(as_caller.output, "CapEff:" + none);
+}
+
+// A step between fork and exec that fails is told in the output, not only
+// as exit status 127: here the child's open of /dev/null, with no
+// descriptor number left below the limit (the pipe took the last two).
+TEST(RunProgram, AChildThatFailsBeforeExecSaysWhy) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Every number up to the highest open one taken, so that the limit
+  // leaves exactly the pipe's two.
+  int highest = 2;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+    highest = std::max(highest, std::stoi(entry.path().filename().string()));
+  std::vector<UniqueFd> fillers;
+  for (;;) {
+    UniqueFd filler(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(filler);
+    if (filler.get() > highest) break;
+    fillers.push_back(std::move(filler));
+  }
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(highest) + 1 + 2;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  ProgramResult result =
+      run_program({"/bin/true"}, {}, std::chrono::steady_clock::now() + std::chrono::seconds(20));
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(result.exit_code, 127) << result.describe();
+  EXPECT_EQ(result.output, "/bin/true: open /dev/null: Too many open files\n");
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -141,6 +143,32 @@ TEST(S6ServiceDir, RefusesADirectoryItDidNotWriteAndChangesNothing) {
   EXPECT_EQ(testing::read_file(scandir / "work/run"), "#!/bin/sh\nexec my-own-thing\n");
   EXPECT_FALSE(fs::exists(scandir / "work/finish"));
   EXPECT_THROW(write_service_dir(options_for(scandir / "missing")), UsageError);
+}
+
+// A service file that cannot be written whole (past a file size limit
+// here; a full disk is the same) fails with the write, the file and the
+// kernel's reason, and leaves no half-made service directory.
+TEST(S6ServiceDir, AFileThatCannotBeWrittenIsReportedWithItsCause) {
+  testing::TempDir scandir;
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  rlimit tiny = saved;
+  tiny.rlim_cur = 16;  // less than any service file
+  struct sigaction ignore {}, previous {};
+  ignore.sa_handler = SIG_IGN;  // the write then fails with EFBIG
+  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &previous), 0);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tiny), 0);
+  std::string message;
+  try {
+    write_service_dir(options_for(scandir.path()));
+  } catch (const SystemError& e) {
+    message = e.what();
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
+  ASSERT_EQ(::sigaction(SIGXFSZ, &previous, nullptr), 0);
+  EXPECT_THAT(message, HasSubstr("write " + scandir.path().string() + "/.work.new-"));
+  EXPECT_THAT(message, HasSubstr(": File too large"));
+  EXPECT_TRUE(fs::is_empty(scandir.path())) << "a half-made service directory is left";
 }
 
 }  // namespace
