@@ -2023,6 +2023,9 @@ TEST(AclCli, BadInputIsRefusedWithExitTwoAndChangesNothing) {
                    (env.locations.config_dir / "uid-range").string())},
       {{"acl", "grant", "--uid", "wrok", "--ro", env.tree.string()}, "did you mean \"work\""},
       {{"acl", "grant", "--uid", "work", "--ro", (env.temp / "via-link").string()}, "symlink"},
+      // On the way, not only at the end: the grant would reach whatever the
+      // link is made to point at.
+      {{"acl", "grant", "--uid", "work", "--ro", (env.temp / "via-link/d0").string()}, "goes through a symlink"},
       {{"acl", "grant", "--uid", "work", "--ro", "--rw", env.tree.string()}, "exactly one of --ro and --rw"},
       {{"acl", "grant", "--uid", "1879048200", "--ro", env.tree.string()}, "not allocated"},
       {{"acl", "revoke", "--uid", "nobody-here", env.tree.string()}, "unknown alias"},
