@@ -6,6 +6,7 @@
 //
 // Every process signalled, traced or probed here was started by the test.
 #include <arpa/inet.h>
+#include <endian.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <linux/capability.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -614,6 +616,26 @@ TEST_F(SetuidTest, AUidZeroServiceHasNoCapabilities) {
   Outcome with_caps = Child(root, {probe()}, {.omitted = step_capabilities}).wait();
   std::string all = all_capabilities();
   EXPECT_EQ(with_caps.out, "euid=0 cap_eff=" + all + " cap_prm=" + all) << with_caps;
+}
+
+// A file capability is honoured without no_new_privs, and SECBIT_NOROOT
+// does nothing against it: the emptied bounding set alone stands in the
+// way. The probe (not set-user-ID here) is given every capability there is,
+// permitted, so that none the bounding set kept would go unseen; not
+// effective, or an exec that cannot grant them all fails instead (EPERM).
+TEST_F(SetuidTest, AFileCapabilityGrantsNothingWithoutNoNewPrivs) {
+  ASSERT_EQ(::chmod(probe().c_str(), 0755), 0);
+  vfs_cap_data file_caps{};
+  file_caps.magic_etc = htole32(VFS_CAP_REVISION_2);
+  file_caps.data[0].permitted = file_caps.data[1].permitted = htole32(0xffffffffU);
+  ASSERT_EQ(::setxattr(probe().c_str(), "security.capability", &file_caps, XATTR_CAPS_SZ_2, 0), 0)
+      << std::strerror(errno);
+  Outcome confined = Child(confinement(), {probe()}, {.omitted = kWithoutNoNewPrivs}).wait();
+  EXPECT_EQ(confined.out, euid(service_uid()) + " cap_eff=0 cap_prm=0") << confined;
+  // Without the capability step the file capability grants them all.
+  Outcome regained = Child(confinement(), {probe()}, {.omitted = kWithoutNoNewPrivs | step_capabilities}).wait();
+  std::string all = all_capabilities();
+  EXPECT_EQ(regained.out, euid(service_uid()) + " cap_eff=0 cap_prm=" + all) << regained;
 }
 
 TEST_F(SetuidTest, AKeptCapabilitySurvivesExecAlone) {

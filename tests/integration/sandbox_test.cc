@@ -300,6 +300,20 @@ class SandboxTest : public ::testing::Test {
     return run_command(exec_argv(std::move(flags), std::move(command)), run);
   }
 
+  // Runs `vmwarden exec` to completion in a private mount namespace of the
+  // test's, once the shell command `setup` has run there (to mount
+  // something below a path given to the sandbox).
+  CommandResult exec_after(const std::string& setup, std::vector<std::string> flags,
+                           std::vector<std::string> command) {
+    std::vector<std::string> argv = {"/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                                     setup + " && exec \"$@\"", "sh"};
+    for (std::string& arg : exec_argv(std::move(flags), std::move(command))) argv.push_back(std::move(arg));
+    CommandOptions run;
+    run.extra_env = options().env;
+    run.timeout = milliseconds(30'000);
+    return run_command(argv, run);
+  }
+
   std::filesystem::path runtime_dir() const { return runtime_root_.path() / name_; }
 
   // Every process of the tree gone (counted through /proc by marker and by
@@ -689,20 +703,35 @@ TEST_F(SandboxTest, AReadOnlyPathWithAnUnbindableMountBelowIsRefused) {
   std::filesystem::create_directory(dir / "covered");
   std::filesystem::create_directory(dir / "covered/secret-below-the-mount");
   std::string covered = (dir / "covered").string();
-  std::string script = "mount -t tmpfs -o size=16k tmpfs " + covered + " && mount --make-unbindable " + covered +
-                       " && exec \"$@\"";
-  std::vector<std::string> argv = {"/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script,
-                                   "sh"};
-  for (std::string& arg : exec_argv({"--uid", "65534", "--ro", dir.path().string()}, {"/bin/ls", covered}))
-    argv.push_back(std::move(arg));
-  CommandOptions run;
-  run.extra_env = options().env;
-  run.timeout = milliseconds(30'000);
-  CommandResult result = run_command(argv, run);
+  CommandResult result =
+      exec_after("mount -t tmpfs -o size=16k tmpfs " + covered + " && mount --make-unbindable " + covered,
+                 {"--uid", "65534", "--ro", dir.path().string()}, {"/bin/ls", covered});
   EXPECT_EQ(result.exit_code, 2) << result.out << result.err;
   EXPECT_THAT(result.err, HasSubstr("--ro " + dir.path().string() + ": " + dir.path().string() +
                                     " has an unbindable mount at or below it"));
   EXPECT_THAT(result.out, Not(HasSubstr("secret-below-the-mount")));
+}
+
+// A --ro tree of a given --uid (bind-mounted, not a single-use UID's
+// granted copy) is read-only with every mount below it (a recursive
+// mount_setattr; a classic read-only remount would leave them writable):
+// the kernel refuses the write with EROFS. With --landlock off no rule
+// makes the rest of the mounts read-only, and that bind mount is all there
+// is. The mount, writable by all, is made in a private mount namespace of
+// the test's.
+TEST_F(SandboxTest, AMountBelowAReadOnlyPathIsReadOnlyToo) {
+  TempDir dir("vmwarden-ro-submount");
+  std::filesystem::permissions(dir.path(), std::filesystem::perms(0755));
+  std::filesystem::create_directory(dir / "below");
+  std::string below = (dir / "below").string();
+  for (const char* landlock : {"required", "off"}) {
+    SCOPED_TRACE(landlock);
+    CommandResult result = exec_after("mount -t tmpfs -o size=16k,mode=0777 tmpfs " + below,
+                                      {"--uid", "65534", "--landlock", landlock, "--ro", dir.path().string()},
+                                      {"/bin/sh", "-c", "echo x > " + below + "/written"});
+    EXPECT_NE(result.exit_code, 0) << result.out << result.err;
+    EXPECT_THAT(result.err, HasSubstr("Read-only file system"));
+  }
 }
 
 // ---- readiness -------------------------------------------------------------
