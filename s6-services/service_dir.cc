@@ -42,7 +42,6 @@ std::string read_all(const fs::path& path) {
 void write_atomically(const fs::path& path, const ServiceFile& file) {
   fs::path temporary = path.parent_path() / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
   write_text_file(temporary, file.contents, file.mode);
-  check(::chmod(temporary.c_str(), file.mode), "chmod", temporary.string());
   check(::rename(temporary.c_str(), path.c_str()), "rename", path.string());
 }
 
