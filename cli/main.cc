@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -212,17 +213,31 @@ std::string plain_parse_error(const CLI::App& app, const CLI::ParseError& error)
   return std::string(text);
 }
 
+// Up to 64 KiB of what a command prints to a file or a pipe (stdio would
+// hold 4 KiB there) waits in stdout's buffer until with_output_written(),
+// where a write that fails still has its cause in errno.
+void buffer_standard_output() {
+  static char buffer[64 * 1024];
+  if (!::isatty(STDOUT_FILENO)) std::setvbuf(stdout, buffer, _IOFBF, sizeof buffer);
+}
+
 // What a command prints (the UID `uid alloc` just took, an audit, a
-// listing) leaves the stdio buffer only here, when stdout is not a
-// terminal: a write that fails (a full disk, a reader gone) is the
-// command's failure, never an exit 0 with its answer lost.
+// listing) leaves the stdio buffer here (the first 64 KiB of it) when
+// stdout is not a terminal: a write that fails (a full disk, a reader gone) is the command's failure,
+// never an exit 0 with its answer lost.
 int with_output_written(int status) {
   errno = 0;
   // std::cout writes through stdout (synchronised with stdio): its flush
   // is stdout's, and the first that fails sets errno.
   std::cout.flush();
   if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return status;
-  int error = errno != 0 ? errno : EIO;
+  int error = errno;
+  if (error == 0) {
+    // A write of output beyond the buffer failed earlier, its errno long
+    // overwritten: a pipe whose reader went away still says so (POLLERR).
+    pollfd out{STDOUT_FILENO, POLLOUT, 0};
+    error = ::poll(&out, 1, 0) == 1 && (out.revents & POLLERR) != 0 ? EPIPE : EIO;
+  }
   // A reader that went away on purpose (`vmwarden uid list | head -1`)
   // needs no message; the status still says the output was not all read.
   if (error != EPIPE) log::error("write standard output: {}", std::strerror(error));
@@ -231,6 +246,7 @@ int with_output_written(int status) {
 
 int run(int argc, char** argv) {
   hold_closed_standard_descriptors();
+  buffer_standard_output();
   supervisor::remember_parent();
   // A reader that went away (`vmwarden ... 2>&1 | head -1`) must not kill
   // vmwarden between a lease or grant and its undoing: a write to it then

@@ -1,6 +1,7 @@
 #include "common/text_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,8 +12,20 @@
 namespace vmwarden {
 
 void write_text_file(const std::filesystem::path& path, std::string_view text, mode_t mode) {
-  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  // O_NOFOLLOW and O_NONBLOCK: a symlink is refused rather than written
+  // through, a FIFO without a reader fails (ENXIO) rather than blocks.
+  UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode));
   if (!file) throw_errno("create", path.native());
+  struct stat st {};
+  check(::fstat(file.get(), &st), "stat", path.native());
+  // Anything else (a FIFO with a reader, a device) is not truncated or
+  // written to either.
+  if (!S_ISREG(st.st_mode)) throw SystemError(EINVAL, "write " + path.native() + ": not a regular file");
+  check(::ftruncate(file.get(), 0), "truncate", path.native());
+  // The mode asked for, not what the umask leaves of it: others read these
+  // files (s6-supervise runs the service's scripts, the demo's guest its
+  // script).
+  check(::fchmod(file.get(), mode), "chmod", path.native());
   while (!text.empty()) {
     ssize_t n = ::write(file.get(), text.data(), text.size());
     if (n < 0 && errno == EINTR) continue;

@@ -11,8 +11,9 @@
 
 namespace vmwarden {
 
-// Creates `path` (with `mode`, through the umask) or truncates it, and
-// writes `text` to it.
+// Creates `path` or truncates it, gives it exactly `mode` (whatever the
+// umask), and writes `text` to it. Refuses a symlink or anything but a
+// regular file at `path`, changing nothing there.
 void write_text_file(const std::filesystem::path& path, std::string_view text, mode_t mode = 0644);
 
 }  // namespace vmwarden

@@ -39,21 +39,28 @@ std::string read_all(const fs::path& path) {
   return text.str();
 }
 
-void write_atomically(const fs::path& path, const ServiceFile& file) {
-  fs::path temporary = path.parent_path() / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
-  write_text_file(temporary, file.contents, file.mode);
-  check(::chmod(temporary.c_str(), file.mode), "chmod", temporary.string());
-  check(::rename(temporary.c_str(), path.c_str()), "rename", path.string());
-}
-
-// The directory a service file `name` (e.g. "log/run") lies in under
-// `base`, made 0755 like the service directory itself whatever the umask:
-// s6-svscan and s6-supervise (and whoever reads the logs) go through it.
-void make_parent_directory(const fs::path& base, const std::string& name) {
-  fs::path parent = (base / name).parent_path();
-  if (parent == base) return;
-  fs::create_directories(parent);
-  check(::chmod(parent.c_str(), 0755), "chmod", parent.string());
+// A failed write (a full disk) leaves neither the temporary file nor a
+// directory it made for it: in a service directory, a log/ without its run
+// would have s6-supervise retry it forever.
+void write_atomically(const fs::path& base, const std::string& name, const ServiceFile& file) {
+  fs::path path = base / name, parent = path.parent_path();
+  // The directory a service file (e.g. "log/run") lies in, made 0755 like
+  // the service directory itself whatever the umask: s6-svscan and
+  // s6-supervise (and whoever reads the logs) go through it.
+  bool made_parent = false;
+  if (parent != base) {
+    made_parent = fs::create_directories(parent);
+    check(::chmod(parent.c_str(), 0755), "chmod", parent.string());
+  }
+  fs::path temporary = parent / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
+  try {
+    write_text_file(temporary, file.contents, file.mode);
+    check(::rename(temporary.c_str(), path.c_str()), "rename", path.string());
+  } catch (...) {
+    ::unlink(temporary.c_str());
+    if (made_parent) ::rmdir(parent.c_str());
+    throw;
+  }
 }
 
 }  // namespace
@@ -137,8 +144,7 @@ WriteResult write_service_dir(const ServiceOptions& options) {
       struct stat st {};
       if (::stat(path.c_str(), &st) == 0 && read_all(path) == file.contents && (st.st_mode & 07777) == file.mode)
         continue;
-      make_parent_directory(dir, name);
-      write_atomically(path, file);
+      write_atomically(dir, name, file);
       changed = true;
     }
     // --log dropped since the last time: the log service goes. s6-svscan
@@ -161,8 +167,7 @@ WriteResult write_service_dir(const ServiceOptions& options) {
     fs::create_directory(staging);
     check(::chmod(staging.c_str(), 0755), "chmod", staging.string());
     for (const auto& [name, file] : files) {
-      make_parent_directory(staging, name);
-      write_atomically(staging / name, file);
+      write_atomically(staging, name, file);
     }
     check(::rename(staging.c_str(), dir.c_str()), "rename", dir.string());
   } catch (...) {

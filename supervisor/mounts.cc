@@ -204,7 +204,11 @@ void cover_runtime_dir(const std::filesystem::path& dir, const std::vector<std::
       if (last && !kept.directory) {
         UniqueFd file(::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
         if (!file) throw_errno("create", target.native());
-      } else if (::mkdir(target.c_str(), 0755) != 0 && errno != EEXIST) {
+      } else if (::mkdir(target.c_str(), 0755) == 0) {
+        // Whatever root's umask: the service (virtiofsd, as the VM's UID)
+        // goes through it to its share's copy.
+        check(::chmod(target.c_str(), 0755), "chmod", target.native());
+      } else if (errno != EEXIST) {
         throw_errno("mkdir", target.native());
       }
     }

@@ -67,11 +67,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-void write_text(const fs::path& path, std::string_view text, mode_t mode) {
-  write_text_file(path, text, mode);
-  check(::chmod(path.c_str(), mode), "chmod", path.string());
-}
-
 void make_dir(const fs::path& path, mode_t mode) {
   fs::create_directories(path);
   check(::chmod(path.c_str(), mode), "chmod", path.string());
@@ -182,14 +177,14 @@ int run_demo(const DemoOptions& options) {
   uid_t uid = registry.lease_alias(std::string(kAlias)).uid();
 
   make_dir(ro, 0755);
-  write_text(ro / "greeting.txt", kGreeting, 0644);
-  write_text(ro / "run.sh", kGuestScript, 0755);
+  write_text_file(ro / "greeting.txt", kGreeting, 0644);
+  write_text_file(ro / "run.sh", kGuestScript, 0755);
   make_dir(rw, 0700);
   for (const auto& entry : fs::directory_iterator(rw)) fs::remove_all(entry.path());
   fs::remove(ro / "intruder.txt");
 
   const fs::path definition = base / "demo.toml";
-  write_text(definition, definition_text(image, ro, rw, uid), 0644);
+  write_text_file(definition, definition_text(image, ro, rw, uid), 0644);
   ParseResult parsed = load_definition(definition);
   for (const Diagnostic& diagnostic : parsed.errors) fmt::print(stderr, "{}\n", diagnostic.to_string());
   if (!parsed.ok()) throw PermanentError("the demo definition is invalid");

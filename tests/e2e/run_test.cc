@@ -287,6 +287,22 @@ TEST_F(RunTest, AProgramIsLookedUpPastADirectoryOfItsName) {
   EXPECT_EQ(result.exit_code, 0) << result.err;
 }
 
+// Root's umask (077 here, as hardened hosts set it) narrows nothing the
+// VM's UID must read: the guest agent reads the run's manifest through
+// virtiofsd, which runs as that UID.
+TEST_F(RunTest, RootsUmaskKeepsNothingFromTheGuest) {
+  fs::path d = root_ / "d";
+  std::vector<std::string> argv = {"/bin/sh", "-c", "umask 077; exec \"$0\" \"$@\""};
+  for (std::string& arg : run_argv({"--rw", d.string()}, fmt::format("echo ran > {}/out", d.string())))
+    argv.push_back(std::move(arg));
+  testing::CommandOptions options;
+  options.extra_env = env();
+  options.timeout = 180s;
+  CommandResult result = run_command(argv, options);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(read_file(d / "out"), "ran\n") << result.err;
+}
+
 TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {
   fs::path d = root_ / "d";
   pid_t pid = start({"--rw", d.string()}, fmt::format("id -u > {0}/uid; touch {0}/started; sleep 1000", d.string()),

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <linux/sched.h>
 #include <sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -106,7 +107,8 @@ void report(const char* attack, bool worked, const std::string& detail = {}) {
 // way is the VMM's own Landlock domain. The sibling is the first process
 // of the sandbox, after the warden (pid 1), that exists (kill 0: success
 // or EPERM, not ESRCH); /proc cannot be listed under the VMM's rules.
-// Reports on stdout (the warden logs it as "vmm fd 1: ...") and exits 0.
+// Reports on stdout (the warden logs it as "vmm fd 1: ...") and exits 0
+// once the warden waits for its readiness.
 int compromised_vmm(int argc, char** argv) {
   pid_t self = getpid();
   pid_t sibling = 0;
@@ -143,6 +145,13 @@ int compromised_vmm(int argc, char** argv) {
   // kill(2) is not in the qemu profile (death by SIGSYS); tgkill, which
   // QEMU's abort() needs, is. Signal 0: the permission check alone.
   report("tgkill", syscall(SYS_tgkill, sibling, sibling, 0) == 0);
+  // Gone only once the warden's readiness probe has connected to the QMP
+  // socket (fd 4, listening; the connection stays pending, unanswered):
+  // the warden is then in its readiness wait, which sees the VMM exit
+  // before it is ready. Exiting sooner, it could be reaped first.
+  pollfd control{4, POLLIN, 0};
+  while (poll(&control, 1, -1) < 0 && errno == EINTR) {
+  }
   return 0;
 }
 

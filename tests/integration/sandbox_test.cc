@@ -2282,5 +2282,47 @@ TEST_F(SandboxTest, TopLevelHelpListsEverySubcommand) {
   EXPECT_THAT(exec_help.out, HasSubstr("Usage: vmwarden exec"));
 }
 
+// Output that cannot be written fails the command with its cause, however
+// long it is: --help (over 4 KiB, more than stdio buffers for a pipe by
+// default, so that the write fails before the final flush) and an audit
+// past 64 KiB (more than vmwarden buffers). A reader that went away is
+// silent. Each run's status and stderr, as "STATUS:STDERR".
+TEST_F(SandboxTest, OutputThatCannotBeWrittenFailsWithItsCauseWhateverItsLength) {
+  TempDir dirs("vmwarden-long-audit");
+  std::vector<std::string> audit = {vmwarden_binary(), "exec", "--audit"};
+  for (int i = 0; i < 30; ++i) {
+    std::filesystem::path dir = dirs / fmt::format("{:0150}", i);
+    std::filesystem::create_directory(dir);
+    audit.push_back("--ro");
+    audit.push_back(dir.string());
+  }
+  audit.push_back("--");
+  audit.push_back("/bin/true");
+  CommandOptions options;
+  options.extra_env = this->options().env;
+  CommandResult whole = run_command(audit, options);
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  ASSERT_GT(whole.out.size(), 64u * 1024) << "the audit no longer outgrows the buffer";
+  auto written_to = [&](const char* where, std::vector<std::string> argv) {
+    std::string script =
+        "import os, subprocess, sys\n"
+        "if sys.argv[1] == 'pipe':\n"
+        "    r, w = os.pipe(); os.close(r); out = w\n"
+        "else:\n"
+        "    out = os.open('/dev/full', os.O_WRONLY)\n"
+        "p = subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.PIPE)\n"
+        "sys.stdout.write(f'{p.returncode}:{p.stderr.decode()}')\n";
+    std::vector<std::string> prefix = {"/usr/bin/python3", "-c", script, where};
+    argv.insert(argv.begin(), prefix.begin(), prefix.end());
+    return run_command(argv, options).out;
+  };
+  std::string help_argv0 = vmwarden_binary();
+  EXPECT_EQ(written_to("full", {help_argv0, "--help"}),
+            "1:vmwarden: error: write standard output: No space left on device\n");
+  EXPECT_EQ(written_to("pipe", {help_argv0, "--help"}), "1:");
+  EXPECT_EQ(written_to("pipe", audit), "1:");
+  EXPECT_THAT(written_to("full", audit), ::testing::StartsWith("1:vmwarden: error: write standard output: "));
+}
+
 }  // namespace
 }  // namespace vmwarden::testing

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,6 +110,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
       ::setenv("VMWARDEN_VIRTIOFSD", doubles_.at("VMWARDEN_FAKE_VIRTIOFSD").c_str(), 1);
       for (const auto& [variable, fake] : GetParam().programs) ::setenv(variable.c_str(), doubles_.at(fake).c_str(), 1);
       for (const auto& [variable, value] : extra_env_) ::setenv(variable.c_str(), value.c_str(), 1);
+      if (umask_) ::umask(*umask_);
       int log = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(log, 2);
       ::dup2(ready[1], 3);  // without close-on-exec
@@ -167,6 +169,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
   UniqueFd ready_;  // the read end of the last start_supervise()'s readiness pipe
   std::map<std::string, std::string> doubles_;  // VMWARDEN_FAKE_* -> the copy
   std::map<std::string, std::string> extra_env_;  // set for the next start_supervise()
+  std::optional<mode_t> umask_;  // vmwarden's, for the next start_supervise()
   testing::TempDir scratch_{"vmwarden-supervise-vmm"};
   fs::path root_ = scratch_.path();
 };
@@ -483,6 +486,19 @@ TEST_P(SuperviseVmmTest, AnOrphanedVmThatIgnoresItsStopIsKilledWithinTheOrphanGr
   std::string log = testing::read_file(root_ / "log");
   EXPECT_THAT(log, HasSubstr("with its own stop command, SIGKILL after 200 ms")) << log;
   EXPECT_FALSE(fs::exists(root_ / "run/vm")) << "the warden removes the runtime dir when the outer is gone";
+}
+
+// Root's umask (077, as hardened hosts set it) keeps no service from its
+// share: the directories on virtiofsd's way to its share's copy, made by
+// the warden under the runtime dir, have their modes whatever the umask.
+TEST_P(SuperviseVmmTest, RootsUmaskKeepsNoDaemonFromItsShare) {
+  umask_ = 077;
+  pid_t outer = start_supervise();
+  EXPECT_TRUE(wait_until_ready(20s)) << testing::read_file(root_ / "log");
+  EXPECT_EQ(::kill(outer, SIGTERM), 0);
+  int status = wait_for(outer, 20s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << testing::read_file(root_ / "log");
+  EXPECT_THAT(testing::read_file(root_ / "log"), Not(HasSubstr("does not exist")));
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <set>
+#include <string>
 
 #include "common/error.h"
 #include "s6-services/service_dir.h"
@@ -145,30 +147,64 @@ TEST(S6ServiceDir, RefusesADirectoryItDidNotWriteAndChangesNothing) {
   EXPECT_THROW(write_service_dir(options_for(scandir / "missing")), UsageError);
 }
 
+// write_service_dir() with every file past a file size limit (a full disk
+// is the same); its message.
+std::string write_past_a_size_limit(const ServiceOptions& options) {
+  rlimit saved{};
+  EXPECT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  rlimit tiny = saved;
+  tiny.rlim_cur = 16;  // less than any service file
+  struct sigaction ignore {}, previous {};
+  ignore.sa_handler = SIG_IGN;  // the write then fails with EFBIG
+  EXPECT_EQ(::sigaction(SIGXFSZ, &ignore, &previous), 0);
+  EXPECT_EQ(::setrlimit(RLIMIT_FSIZE, &tiny), 0);
+  std::string message;
+  try {
+    write_service_dir(options);
+  } catch (const SystemError& e) {
+    message = e.what();
+  }
+  EXPECT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
+  EXPECT_EQ(::sigaction(SIGXFSZ, &previous, nullptr), 0);
+  return message;
+}
+
+std::set<std::string> entries(const fs::path& dir) {
+  std::set<std::string> names;
+  for (const auto& entry : fs::recursive_directory_iterator(dir))
+    names.insert(entry.path().lexically_relative(dir).string());
+  return names;
+}
+
 // A service file that cannot be written whole (past a file size limit
 // here; a full disk is the same) fails with the write, the file and the
 // kernel's reason, and leaves no half-made service directory.
 TEST(S6ServiceDir, AFileThatCannotBeWrittenIsReportedWithItsCause) {
   testing::TempDir scandir;
-  rlimit saved{};
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
-  rlimit tiny = saved;
-  tiny.rlim_cur = 16;  // less than any service file
-  struct sigaction ignore {}, previous {};
-  ignore.sa_handler = SIG_IGN;  // the write then fails with EFBIG
-  ASSERT_EQ(::sigaction(SIGXFSZ, &ignore, &previous), 0);
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &tiny), 0);
-  std::string message;
-  try {
-    write_service_dir(options_for(scandir.path()));
-  } catch (const SystemError& e) {
-    message = e.what();
-  }
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
-  ASSERT_EQ(::sigaction(SIGXFSZ, &previous, nullptr), 0);
+  std::string message = write_past_a_size_limit(options_for(scandir.path()));
   EXPECT_THAT(message, HasSubstr("write " + scandir.path().string() + "/.work.new-"));
   EXPECT_THAT(message, HasSubstr(": File too large"));
   EXPECT_TRUE(fs::is_empty(scandir.path())) << "a half-made service directory is left";
+}
+
+// The same when a service directory is rewritten: neither a temporary
+// file nor a log/ without its run (which s6-svscan would supervise, its
+// s6-supervise retrying forever) is left in it.
+TEST(S6ServiceDir, ARewriteThatCannotBeWrittenLeavesNothingHalfDone) {
+  testing::TempDir scandir;
+  ASSERT_EQ(write_service_dir(options_for(scandir.path())), WriteResult::created);
+  std::set<std::string> before = entries(scandir / "work");
+  // --log added: run and finish change first.
+  EXPECT_THAT(write_past_a_size_limit(options_for(scandir.path(), /*log=*/true)), HasSubstr(": File too large"));
+  EXPECT_EQ(entries(scandir / "work"), before);
+
+  // Written with --log, its log/ then removed by hand: log/run, the only
+  // file to write, needs log/ made again.
+  ASSERT_EQ(write_service_dir(options_for(scandir.path(), /*log=*/true)), WriteResult::updated);
+  fs::remove_all(scandir / "work/log");
+  before = entries(scandir / "work");
+  EXPECT_THAT(write_past_a_size_limit(options_for(scandir.path(), /*log=*/true)), HasSubstr(": File too large"));
+  EXPECT_EQ(entries(scandir / "work"), before);
 }
 
 }  // namespace
