@@ -35,7 +35,6 @@
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
-#include "common/process.h"
 #include "common/unique_fd.h"
 #include "common/unix_socket.h"
 #include "supervisor/capture.h"
@@ -69,6 +68,14 @@ long long ms_between(Clock::time_point from, Clock::time_point to) {
 std::string seconds(milliseconds duration) { return fmt::format("{:.1f} s", duration.count() / 1000.0); }
 
 void noop_handler(int) {}
+
+// Whether the child `pid` has exited, without reaping it (the event loop
+// does, and logs its status) and without a descriptor, which a full
+// descriptor table could refuse at the start of a shutdown.
+bool exited_unreaped(pid_t pid) {
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
 
 bool readable_now(int fd) {
   pollfd entry{fd, POLLIN, 0};
@@ -478,7 +485,7 @@ void Warden::begin_shutdown(const std::string& reason, milliseconds grace) {
   // A main service that has exited and is not reaped yet (a readiness wait
   // saw it go) is not asked to stop: its graceful stop would wait for an
   // answer that cannot come.
-  if (main_ && main_->running() && !PidFd(main_->pid()).exited()) {
+  if (main_ && main_->running() && !exited_unreaped(main_->pid())) {
     const ServiceSpec& main = main_->spec();
     log::info("{}: stopping {} (pid {}) with {}; waiting up to {}", reason, main.name, main_->pid(),
               main.graceful_stop ? "its graceful stop action" : "SIGTERM", seconds(grace));
