@@ -52,8 +52,14 @@ void write(Level level, std::string_view message) {
   line += g_prefix;
   line += ": ";
   line += level_tag(level);
+  // Each line of a message of several ends as its last does.
+  const std::string_view end = line_end();
+  for (std::size_t next; (next = message.find('\n')) != std::string_view::npos; message.remove_prefix(next + 1)) {
+    line += message.substr(0, next);
+    line += end;
+  }
   line += message;
-  line += line_end();
+  line += end;
   // A short write to a pipe of a line under PIPE_BUF cannot happen; for longer
   // lines finish the write rather than drop the tail.
   std::string_view rest = line;
