@@ -174,8 +174,9 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::vecto
     if (own_namespaces ? parent_fd->exited() : ::getppid() != parent) ::_exit(127);
     // A step that fails before exec is told on the output pipe, which the
     // caller shows: an exit status of 127 alone names no cause.
-    auto fail = [&](std::string_view operation) {
-      write_all_best_effort(out_write.get(), fmt::format("{}: {}: {}\n", argv[0], operation, std::strerror(errno)));
+    // (The descriptor by value: clang 14 cannot capture a structured binding.)
+    auto fail = [&argv, output = out_write.get()](std::string_view operation) {
+      write_all_best_effort(output, fmt::format("{}: {}: {}\n", argv[0], operation, std::strerror(errno)));
       ::_exit(127);
     };
     int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
