@@ -18,8 +18,8 @@ void add_run_command(CLI::App& app, Globals& globals) {
   CLI::App* command = app.add_subcommand(
       "run",
       "Run PROGRAM in its own throwaway VM, under a single-use UID that it also has inside the guest, seeing only "
-      "the directories passed (each at the same path as on the host). Exits with PROGRAM's status; its output goes to "
-      "the guest's serial console, not here (write what is wanted into a --rw directory). On every exit "
+      "the directories passed (each at the same path as on the host). Exits with PROGRAM's status; its standard output "
+      "and error come out together on standard output, as they come (64 MiB at most). On every exit "
       "path, SIGINT and SIGTERM included (they power the VM off), the grants are revoked and the UID released; "
       "after a SIGKILL, `vmwarden acl sweep` cleans up. Needs an image with the guest agent "
       "(doc/GUEST-AGENT.md).");

@@ -9,7 +9,9 @@
 //   5. runs the program as the VM's UID and gid, without supplementary
 //      groups, in HOME (looked up on PATH as that UID: a directory or a file
 //      it may not execute is skipped);
-//   6. writes the program's exit status into the report share, as the VM's
+//   6. copies the program's standard output and error, a pipe, into the
+//      report share as they come (report/output, relayed by `vmwarden run`),
+//      and writes the program's exit status there, as the VM's
 //      UID (the only uid virtiofsd maps), and prints it on the console; the
 //      report share is mounted in a mount namespace of the agent's own, and
 //      the program runs in the guest's first one, where it is not mounted:
@@ -38,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -165,6 +168,73 @@ void report(const Manifest& m, int status) {
   ::setfsgid(0);
 }
 
+// Writes all of `data` to `fd`; false on failure.
+bool write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Forks the process that copies the program's standard output and error
+// (the pipe `from`) into report/output as it comes, for `vmwarden run` to
+// relay: in the agent's mount namespace, where the report share is, the
+// file created as the VM's UID (the only uid virtiofsd maps), at most
+// kOutputLimit bytes. It reads the pipe to its end even when it cannot
+// write, so that the program never blocks on a full pipe, and ignores the
+// stop signals the init sends the group: it ends when the program and
+// whatever it left running have closed the pipe, or when the agent kills
+// it. Returns its pid.
+pid_t start_output_copier(const Manifest& m, int from, int writer_end) {
+  pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  ::close(writer_end);
+  for (int sig : {SIGTERM, SIGINT, SIGALRM, SIGQUIT}) ::signal(sig, SIG_IGN);
+  ::setfsgid(m.gid);
+  ::setfsuid(m.uid);
+  std::string path = std::string(kReportDir) + "/" + std::string(vmwarden::guest::kOutputFile);
+  remove_any(path);
+  int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (out < 0) say("warning: cannot write " + path + ": " + errno_text() + "; the program's output is dropped");
+  std::size_t written = 0, dropped = 0;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(from, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    std::size_t size = static_cast<std::size_t>(n);
+    std::size_t kept = out >= 0 ? std::min(size, vmwarden::guest::kOutputLimit - written) : 0;
+    if (kept > 0 && !write_all(out, buffer, kept)) {
+      say("warning: cannot write " + path + ": " + errno_text() + "; the rest of the program's output is dropped");
+      ::close(out);
+      out = -1;
+      kept = 0;
+    }
+    written += kept;
+    dropped += size - kept;
+  }
+  if (dropped > 0) say("warning: " + std::to_string(dropped) + " bytes of the program's output dropped");
+  ::_exit(out >= 0 && ::close(out) == 0 ? 0 : 1);
+}
+
+// Waits for the output copier to reach the end of the pipe, for a second
+// at most: something the program left running may hold the pipe open.
+void finish_output_copier(pid_t copier) {
+  for (int tries = 0; tries < 100; ++tries) {
+    pid_t done = ::waitpid(copier, nullptr, WNOHANG);
+    if (done == copier || (done < 0 && errno != EINTR)) return;
+    ::usleep(10'000);
+  }
+  say("warning: output of processes the program left running is cut");
+  ::kill(copier, SIGKILL);
+  while (::waitpid(copier, nullptr, 0) < 0 && errno == EINTR) {
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -239,6 +309,15 @@ int main() {
   // through the group (a SIGTERM already pending in the child ends it as
   // soon as it unblocks: 143 either way).
   g_grace_s = m.grace_s;
+  // The program's standard output and error, copied to the report share.
+  int output[2] = {-1, -1};
+  pid_t copier = -1;
+  if (!m.report_tag.empty()) {
+    if (::pipe2(output, O_CLOEXEC) != 0) fail("pipe2: " + errno_text());
+    copier = start_output_copier(m, output[0], output[1]);
+    if (copier < 0) fail("fork: " + errno_text());
+    ::close(output[0]);
+  }
   sigset_t stops = action.sa_mask, previous, pending;
   ::sigprocmask(SIG_BLOCK, &stops, &previous);
   int go[2];
@@ -274,6 +353,11 @@ int main() {
     }
     if (got != 1) ::_exit(128 + SIGTERM);  // no go: stopped
     ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+    // From here on, what goes wrong is said on the program's own stderr.
+    if (output[1] >= 0 && (::dup2(output[1], 1) < 0 || ::dup2(output[1], 2) < 0)) {
+      say("error: cannot give the program its output pipe: " + errno_text());
+      ::_exit(126);
+    }
     if (program_namespace >= 0 && ::setns(program_namespace, CLONE_NEWNS) != 0) {
       say("error: cannot leave the agent's mount namespace: " + errno_text());
       ::_exit(126);
@@ -292,6 +376,7 @@ int main() {
     ::_exit(exec_program(m.program, resolved_path, argv.data(), envp.data()));
   }
   ::close(go[0]);
+  if (output[1] >= 0) ::close(output[1]);
   if (stopped()) return not_started(child);
   g_child = child;
   if (::write(go[1], "g", 1) != 1) fail("write the go: " + errno_text());
@@ -311,6 +396,8 @@ int main() {
     if (errno != EINTR) fail("waitpid: " + errno_text());
   }
   int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+  // All of the output is in the share before the status that ends the run.
+  if (copier > 0) finish_output_copier(copier);
   report(m, code);
   ::sync();
   return code;

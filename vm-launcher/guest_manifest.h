@@ -7,6 +7,8 @@
 // without linking the host's libraries.
 #pragma once
 
+#include <cstddef>
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -22,6 +24,12 @@ namespace vmwarden::guest {
 inline constexpr std::string_view kManifestVersion = "2";
 inline constexpr std::string_view kManifestFile = "manifest";
 inline constexpr std::string_view kExitStatusFile = "exit-status";
+// The program's standard output and error, as they come, in the report
+// share: `vmwarden run` relays it to its own standard output while the VM
+// runs. At most kOutputLimit bytes; the agent says on the console what it
+// dropped past that.
+inline constexpr std::string_view kOutputFile = "output";
+inline constexpr std::size_t kOutputLimit = std::size_t{64} << 20;
 
 struct Mount {
   std::string tag;   // the virtiofs tag

@@ -1,13 +1,20 @@
 #include "vm-launcher/guest_report.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <sstream>
 #include <string>
 
+#include "common/error.h"
 #include "common/unique_fd.h"
 #include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/names.h"
@@ -54,6 +61,71 @@ std::optional<int> read_reported_exit_status(const std::filesystem::path& report
   bool line_ends = rest != end ? *rest == '\n' : text->size() < kLimit;
   if (!line_ends) return std::nullopt;
   return status;
+}
+
+namespace {
+
+// The relay's process: copies new bytes of `name` in `dir_fd` to `to`
+// every 50 ms, and once more after `stop` reads EOF; never returns.
+[[noreturn]] void relay_output(int dir_fd, const char* name, int to, int stop) {
+  UniqueFd file;
+  off_t offset = 0;
+  char buffer[65536];
+  bool last = false;
+  while (!last) {
+    pollfd cue{stop, POLLIN, 0};
+    last = ::poll(&cue, 1, 50) != 0;
+    if (!file) {
+      UniqueFd opened(::openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+      struct stat st {};
+      if (opened && ::fstat(opened.get(), &st) == 0 && S_ISREG(st.st_mode)) file = std::move(opened);
+    }
+    while (file && static_cast<std::size_t>(offset) < guest::kOutputLimit) {
+      std::size_t wanted = std::min(sizeof buffer, guest::kOutputLimit - static_cast<std::size_t>(offset));
+      ssize_t n = ::pread(file.get(), buffer, wanted, offset);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      offset += n;
+      for (const char* at = buffer; n > 0;) {
+        ssize_t written = ::write(to, at, static_cast<std::size_t>(n));
+        if (written < 0 && errno == EINTR) continue;
+        if (written <= 0) ::_exit(1);  // the reader is gone: nothing more to do
+        at += written;
+        n -= written;
+      }
+    }
+  }
+  ::_exit(0);
+}
+
+}  // namespace
+
+OutputRelay::OutputRelay(const std::filesystem::path& report_dir, int to) {
+  UniqueFd dir(::open(report_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) throw_errno("open", report_dir.string());
+  int ends[2];
+  check(::pipe2(ends, O_CLOEXEC), "pipe2", "(output relay)");
+  UniqueFd cue(ends[0]), stop(ends[1]);
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  check(pid, "fork", "(output relay)");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    stop.reset();
+    std::string name(guest::kOutputFile);
+    relay_output(dir.get(), name.c_str(), to, cue.get());
+  }
+  pid_ = pid;
+  stop_ = stop.release();
+}
+
+void OutputRelay::finish() {
+  if (pid_ < 0) return;
+  ::close(stop_);
+  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
 }
 
 std::map<std::string, std::string> read_key_values(const std::filesystem::path& file) {

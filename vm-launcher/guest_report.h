@@ -3,6 +3,8 @@
 // untrusted input (doc/GUEST-AGENT.md, "Exit status").
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -16,6 +18,28 @@ namespace vmwarden::vm {
 // when there is none or it is anything else (a symlink, a FIFO or a
 // directory in its place, text that is not a status); never blocks.
 std::optional<int> read_reported_exit_status(const std::filesystem::path& report_dir);
+
+// Relays report_dir/output (the program's standard output and error, as
+// the guest agent copies them into the report share) to the descriptor
+// `to` as the file grows, from a process forked at construction: made
+// before the sandbox exists, so that no thread of this process is running
+// when the warden is cloned. The file is read as untrusted input: a regular
+// file reached without following a symlink, never waited on, at most
+// guest::kOutputLimit bytes. finish() (or the destructor) lets the process
+// copy what is left and waits for it; the stop signals blocked here stay
+// blocked in it, so a Ctrl-C does not cut the output short.
+class OutputRelay {
+ public:
+  OutputRelay(const std::filesystem::path& report_dir, int to);
+  ~OutputRelay() { finish(); }
+  OutputRelay(const OutputRelay&) = delete;
+  OutputRelay& operator=(const OutputRelay&) = delete;
+  void finish();
+
+ private:
+  pid_t pid_ = -1;
+  int stop_ = -1;  // its end closed by finish(): the copier's cue
+};
 
 // KEY=VALUE lines a guest wrote to `file` (the demo's report), read as
 // untrusted: a regular file reached without following a symlink, never

@@ -342,8 +342,11 @@ int run_program_in_vm(const RunOptions& options) {
   };
 
   // 5. The VM in the foreground (SIGINT/SIGTERM power it off), then its
-  //    grants revoked and its UID released by launch().
+  //    grants revoked and its UID released by launch(). What the program
+  //    writes is relayed to our standard output meanwhile, to the end.
+  OutputRelay output(report, STDOUT_FILENO);
   int status = launch(*parsed.definition, launch_options);
+  output.finish();
 
   // 6. The program's status, as the agent reported it.
   if (std::optional<int> program_status = read_reported_exit_status(report)) return *program_status;
@@ -388,6 +391,14 @@ RunAudit audit_run(const RunOptions& options) {
        "the VM's UID may pass through the run's directory, not list it; the config share is root's, read-only to "
        "the VM; the report share is granted to the UID like any share, for the guest agent to leave the program's "
        "exit status"});
+  out.steps_before.push_back(
+      {"outer",
+       fmt::format("fork a process that, until the VM is gone, copies what {} gains to the standard output (a "
+                   "regular file, never following a symlink nor waiting on a FIFO, {} MiB at most)",
+                   (dir / "report" / std::string(guest::kOutputFile)).string(), guest::kOutputLimit >> 20),
+       {},
+       "the program's standard output and error, which the guest agent copies there, reach the caller as they "
+       "come; forked before the sandbox exists, so that no thread runs when the warden is cloned"});
   out.steps_at_prepare.push_back(
       {"outer",
        fmt::format("write the guest agent's manifest (the UID, the program, its arguments and environment, the shares' "

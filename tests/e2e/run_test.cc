@@ -146,6 +146,24 @@ TEST_F(RunTest, ExitsWithTheProgramsStatusAsTheVmUidAndLeavesNoGrant) {
   EXPECT_TRUE(fs::is_empty(root_ / "state/runs")) << "the run's directory is gone";
 }
 
+// What the program writes on its standard output and error reaches `vmwarden
+// run`'s standard output, in the order written, all of it (more than the
+// pipe and the relay's buffers hold at once), and nothing of vmwarden's own
+// log is mixed in; so does the agent's word when the program cannot start.
+TEST_F(RunTest, TheProgramsOutputAndErrorsReachRunsStandardOutput) {
+  CommandResult result = run({}, "echo first; echo second >&2; seq 1 30000; echo last; exit 5");
+  EXPECT_EQ(result.exit_code, 5) << result.err;
+  std::string expected = "first\nsecond\n";
+  for (int i = 1; i <= 30000; ++i) expected += std::to_string(i) + "\n";
+  expected += "last\n";
+  EXPECT_EQ(result.out, expected) << result.err;
+  EXPECT_THAT(result.err, ::testing::Not(HasSubstr("second"))) << result.err;
+
+  CommandResult missing = run({}, std::vector<std::string>{"no-such-program"});
+  EXPECT_EQ(missing.exit_code, 127) << missing.err;
+  EXPECT_THAT(missing.out, HasSubstr("no-such-program: not found on PATH")) << missing.err;
+}
+
 TEST_F(RunTest, RoIsReadOnlyStoreRunsByNameAndNothingElseIsVisible) {
   fs::path d = root_ / "d";
   CommandResult result = run(

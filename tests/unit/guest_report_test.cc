@@ -1,5 +1,6 @@
-// The exit status the guest reports: read from a share the VM's UID can
-// write, so everything the guest could put there instead is tried.
+// The exit status and the output the guest reports: read from a share the
+// VM's UID can write, so everything the guest could put there instead is
+// tried.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,8 +11,12 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <string>
+#include <thread>
 
+#include "common/unique_fd.h"
 #include "tests/support/support.h"
+#include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/guest_report.h"
 
 namespace vmwarden::vm {
@@ -99,6 +104,67 @@ TEST_F(GuestReportTest, KeyValuesAreReadAsUntrusted) {
   EXPECT_TRUE(read_key_values(file).empty());
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << "waited on a FIFO";
   EXPECT_TRUE(read_key_values(report_ / "missing.txt").empty());
+}
+
+
+// report/output, relayed as it grows: read into a pipe here.
+class OutputRelayTest : public GuestReportTest {
+ protected:
+  fs::path output_ = report_ / "output";
+
+  // What the relay copied from report/ while `meanwhile` ran, to its end.
+  template <typename Meanwhile>
+  std::string relayed(Meanwhile&& meanwhile) {
+    int ends[2];
+    EXPECT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+    UniqueFd read_end(ends[0]), write_end(ends[1]);
+    // Read on a thread while the relay writes: the pipe holds 64 KiB.
+    std::future<std::string> got = std::async(std::launch::async, [fd = read_end.get()] {
+      std::string text;
+      char buffer[65536];
+      for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<std::size_t>(n));
+      return text;
+    });
+    {
+      OutputRelay relay(report_, write_end.get());
+      meanwhile();
+    }
+    write_end.reset();
+    return got.get();
+  }
+};
+
+TEST_F(OutputRelayTest, CopiesTheFileAsItGrowsAndWhatIsLeftAtTheEnd) {
+  std::string text = relayed([&] {
+    std::this_thread::sleep_for(100ms);
+    testing::write_file(output_, "first\n");
+    std::this_thread::sleep_for(200ms);
+    UniqueFd file(::open(output_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+    ASSERT_TRUE(file);
+    ASSERT_EQ(::write(file.get(), "second\n", 7), 7);
+  });
+  EXPECT_EQ(text, "first\nsecond\n");
+  EXPECT_EQ(relayed([] {}), "first\nsecond\n") << "a file there from the start";
+}
+
+TEST_F(OutputRelayTest, NeitherASymlinkNorAFifoIsFollowedOrWaitedOn) {
+  testing::write_file(dir_ / "secret", "not the guest's\n");
+  fs::create_symlink(dir_ / "secret", output_);
+  EXPECT_EQ(relayed([] {}), "");
+  fs::remove(output_);
+  ASSERT_EQ(::mkfifo(output_.c_str(), 0644), 0);
+  auto done = std::async(std::launch::async, [&] { return relayed([] {}); });
+  ASSERT_EQ(done.wait_for(10s), std::future_status::ready) << "waited on a FIFO";
+  EXPECT_EQ(done.get(), "");
+}
+
+TEST_F(OutputRelayTest, CopiesNoMoreThanTheLimit) {
+  {
+    UniqueFd file(::open(output_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    ASSERT_TRUE(file);
+    ASSERT_EQ(::ftruncate(file.get(), static_cast<off_t>(guest::kOutputLimit) + 4096), 0);
+  }
+  EXPECT_EQ(relayed([] {}).size(), guest::kOutputLimit);
 }
 
 }  // namespace
