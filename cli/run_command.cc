@@ -19,7 +19,8 @@ void add_run_command(CLI::App& app, Globals& globals) {
       "run",
       "Run PROGRAM in its own throwaway VM, under a single-use UID that it also has inside the guest, seeing only "
       "the directories passed (each at the same path as on the host). Exits with PROGRAM's status; its standard output "
-      "and error come out together on standard output, as they come (64 MiB at most). On every exit "
+      "and error come out together on standard output, as they come (64 MiB at most; "
+      "when they cannot all be written there, a full disk or a reader gone, PROGRAM's exit 0 becomes 1). On every exit "
       "path, SIGINT and SIGTERM included (they power the VM off), the grants are revoked and the UID released; "
       "after a SIGKILL, `vmwarden acl sweep` cleans up. Needs an image with the guest agent "
       "(doc/GUEST-AGENT.md).");

@@ -11,10 +11,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <sstream>
 #include <string>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/unique_fd.h"
 #include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/names.h"
@@ -65,8 +67,29 @@ std::optional<int> read_reported_exit_status(const std::filesystem::path& report
 
 namespace {
 
+// Writes all of `size` bytes at `data` to `to`, waiting for room when it is
+// non-blocking (a descriptor shared with another program may be); false
+// with errno set on failure.
+bool write_all(int to, const char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t written = ::write(to, data, size);
+    if (written < 0 && errno == EAGAIN) {
+      pollfd room{to, POLLOUT, 0};
+      if (::poll(&room, 1, -1) < 0 && errno != EINTR) return false;
+      continue;
+    }
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return false;
+    data += written;
+    size -= static_cast<std::size_t>(written);
+  }
+  return true;
+}
+
 // The relay's process: copies new bytes of `name` in `dir_fd` to `to`
-// every 50 ms, and once more after `stop` reads EOF; never returns.
+// every 50 ms, and once more after `stop` reads EOF; never returns. Exits
+// 1 when it could not write it all: the error is said here, but for a
+// reader that went away on purpose (`vmwarden run ... | head -1`).
 [[noreturn]] void relay_output(int dir_fd, const char* name, int to, int stop) {
   UniqueFd file;
   off_t offset = 0;
@@ -80,20 +103,24 @@ namespace {
       struct stat st {};
       if (opened && ::fstat(opened.get(), &st) == 0 && S_ISREG(st.st_mode)) file = std::move(opened);
     }
+    bool was_under = static_cast<std::size_t>(offset) < guest::kOutputLimit;
     while (file && static_cast<std::size_t>(offset) < guest::kOutputLimit) {
       std::size_t wanted = std::min(sizeof buffer, guest::kOutputLimit - static_cast<std::size_t>(offset));
       ssize_t n = ::pread(file.get(), buffer, wanted, offset);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       offset += n;
-      for (const char* at = buffer; n > 0;) {
-        ssize_t written = ::write(to, at, static_cast<std::size_t>(n));
-        if (written < 0 && errno == EINTR) continue;
-        if (written <= 0) ::_exit(1);  // the reader is gone: nothing more to do
-        at += written;
-        n -= written;
+      if (!write_all(to, buffer, static_cast<std::size_t>(n))) {
+        if (errno != EPIPE)
+          log::error("write standard output: {}; the rest of the program's output is dropped", std::strerror(errno));
+        ::_exit(1);
       }
     }
+    // Said once, as the output stops: the agent's count of what it dropped
+    // is on the guest's console, which the caller does not see.
+    if (was_under && static_cast<std::size_t>(offset) >= guest::kOutputLimit)
+      log::warning("the program's output reached {} MiB, the most relayed: the rest is dropped",
+                   guest::kOutputLimit >> 20);
   }
   ::_exit(0);
 }
@@ -120,12 +147,19 @@ OutputRelay::OutputRelay(const std::filesystem::path& report_dir, int to) {
   stop_ = stop.release();
 }
 
-void OutputRelay::finish() {
-  if (pid_ < 0) return;
+bool OutputRelay::finish() {
+  if (pid_ < 0) return relayed_;
   ::close(stop_);
-  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0) {
+    if (errno != EINTR) {
+      status = -1;
+      break;
+    }
   }
+  relayed_ = status == 0;
   pid_ = -1;
+  return relayed_;
 }
 
 std::map<std::string, std::string> read_key_values(const std::filesystem::path& file) {

@@ -27,17 +27,20 @@ std::optional<int> read_reported_exit_status(const std::filesystem::path& report
 // file reached without following a symlink, never waited on, at most
 // guest::kOutputLimit bytes. finish() (or the destructor) lets the process
 // copy what is left and waits for it; the stop signals blocked here stay
-// blocked in it, so a Ctrl-C does not cut the output short.
+// blocked in it, so a Ctrl-C does not cut the output short. finish() says
+// whether all of it was written to `to` (a write error other than a reader
+// gone away is said on stderr by the relay; so is the limit, when reached).
 class OutputRelay {
  public:
   OutputRelay(const std::filesystem::path& report_dir, int to);
-  ~OutputRelay() { finish(); }
+  ~OutputRelay() { (void)finish(); }
   OutputRelay(const OutputRelay&) = delete;
   OutputRelay& operator=(const OutputRelay&) = delete;
-  void finish();
+  bool finish();
 
  private:
   pid_t pid_ = -1;
+  bool relayed_ = false;
   int stop_ = -1;  // its end closed by finish(): the copier's cue
 };
 

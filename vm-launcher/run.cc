@@ -346,10 +346,13 @@ int run_program_in_vm(const RunOptions& options) {
   //    writes is relayed to our standard output meanwhile, to the end.
   OutputRelay output(report, STDOUT_FILENO);
   int status = launch(*parsed.definition, launch_options);
-  output.finish();
+  bool relayed = output.finish();
 
-  // 6. The program's status, as the agent reported it.
-  if (std::optional<int> program_status = read_reported_exit_status(report)) return *program_status;
+  // 6. The program's status, as the agent reported it; a success whose
+  //    output could not all be written (a full disk, a reader gone) is the
+  //    run's failure, as for every command's output.
+  if (std::optional<int> program_status = read_reported_exit_status(report))
+    return *program_status == exit_status::kOk && !relayed ? exit_status::kFailure : *program_status;
   log::error("the guest reported no exit status for {} (the VM exited with status {})", options.command.front(),
              status);
   return status == 0 ? exit_status::kFailure : status;
@@ -394,7 +397,8 @@ RunAudit audit_run(const RunOptions& options) {
   out.steps_before.push_back(
       {"outer",
        fmt::format("fork a process that, until the VM is gone, copies what {} gains to the standard output (a "
-                   "regular file, never following a symlink nor waiting on a FIFO, {} MiB at most)",
+                   "regular file, never following a symlink nor waiting on a FIFO, {} MiB at most, said on stderr "
+                   "when reached; a write that fails ends it)",
                    (dir / "report" / std::string(guest::kOutputFile)).string(), guest::kOutputLimit >> 20),
        {},
        "the program's standard output and error, which the guest agent copies there, reach the caller as they "
@@ -409,12 +413,14 @@ RunAudit audit_run(const RunOptions& options) {
        options.scratch ? "the guest runs the program as the UID; the scratch directory is its HOME"
                        : "the guest runs the program as the UID"});
   out.steps_after.push_back({"outer",
-                             fmt::format("read the program's exit status from {} (a regular file, never following "
-                                         "a symlink nor waiting on a FIFO), then remove {} and everything in it",
+                             fmt::format("wait for the output relay to copy the rest; read the program's exit "
+                                         "status from {} (a regular file, never following a symlink nor waiting on "
+                                         "a FIFO), then remove {} and everything in it",
                                          (dir / "report" / std::string(guest::kExitStatusFile)).string(),
                                          dir.string()),
                              {},
-                             "the run's exit status is the program's; nothing of the run is left"});
+                             "the run's exit status is the program's (1 for a 0 whose output could not all be written); nothing of the "
+                             "run is left"});
   return audit;
 }
 

@@ -79,15 +79,21 @@ class RunTest : public ::testing::Test {
     return start_argv(run_argv(std::move(flags), script), log);
   }
   pid_t start_argv(std::vector<std::string> argv, const fs::path& log) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    pid_t child = start_argv(std::move(argv), fd, fd);
+    ::close(fd);
+    return child;
+  }
+  // With `out` and `err` as its standard output and error.
+  pid_t start_argv(std::vector<std::string> argv, int out, int err) {
     pid_t child = ::fork();
     if (child == 0) {
       // A failed assertion leaves the test early: the VM goes with the test
       // binary at the latest.
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       for (const auto& [key, value] : env()) ::setenv(key.c_str(), value.c_str(), 1);
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
+      ::dup2(out, 1);
+      ::dup2(err, 2);
       std::vector<char*> args;
       for (auto& arg : argv) args.push_back(arg.data());
       args.push_back(nullptr);
@@ -162,6 +168,59 @@ TEST_F(RunTest, TheProgramsOutputAndErrorsReachRunsStandardOutput) {
   CommandResult missing = run({}, std::vector<std::string>{"no-such-program"});
   EXPECT_EQ(missing.exit_code, 127) << missing.err;
   EXPECT_THAT(missing.out, HasSubstr("no-such-program: not found on PATH")) << missing.err;
+}
+
+// Bytes as written, NULs and all, to the last one written just before the
+// exit (no newline after it); and a process the program leaves running
+// with the output open holds neither the output nor the run (the agent
+// cuts it a second after the program's end).
+TEST_F(RunTest, TheOutputIsPassedByteForByteAndALeftoverDoesNotHoldTheRun) {
+  CommandResult result = run({}, "printf 'a\\000b\\377\\n'; sleep 600 & printf 'the end'; exit 3");
+  EXPECT_EQ(result.exit_code, 3) << result.err;
+  EXPECT_EQ(result.out, std::string("a\0b\377\nthe end", 12)) << result.err;
+}
+
+// Where the run's standard output cannot take it all, the run fails (the
+// program's own failure stays): said on stderr for a full disk, silent for
+// a reader that went away on purpose (`| head -1`); and nothing of the run
+// is left holding its output or error once it has exited.
+TEST_F(RunTest, OutputThatCannotBeWrittenFailsTheRun) {
+  auto run_into = [&](int out, const std::string& script, std::string& err) {
+    int ends[2];
+    EXPECT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+    pid_t pid = start_argv(run_argv({}, script), out, ends[1]);
+    ::close(ends[1]);
+    // EOF once every holder of the write end is gone: vmwarden run, and
+    // its relay of the output.
+    err.clear();
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(ends[0], buffer, sizeof buffer)) > 0;) err.append(buffer, static_cast<std::size_t>(n));
+    ::close(ends[0]);
+    return wait_exit(pid, 120s);
+  };
+  std::string err;
+  int full = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(full, 0);
+  EXPECT_EQ(run_into(full, "echo lost", err), 1) << err;
+  EXPECT_THAT(err, HasSubstr("write standard output: No space left on device")) << err;
+  EXPECT_EQ(run_into(full, "echo lost; exit 4", err), 4) << err;
+  ::close(full);
+
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  // The reader takes the first line and goes: the program writes on.
+  std::thread head([read_end = ends[0]] {
+    char byte = 0;
+    while (::read(read_end, &byte, 1) == 1 && byte != '\n') {
+    }
+    ::close(read_end);
+  });
+  auto status = run_into(ends[1], "echo first; sleep 1; seq 1 100000", err);
+  ::close(ends[1]);
+  head.join();
+  EXPECT_EQ(status, 1) << err;
+  EXPECT_THAT(err, ::testing::Not(HasSubstr("write standard output"))) << err;
+  EXPECT_TRUE(fs::is_empty(root_ / "state/runs")) << err;
 }
 
 TEST_F(RunTest, RoIsReadOnlyStoreRunsByNameAndNothingElseIsVisible) {

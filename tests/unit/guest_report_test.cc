@@ -3,6 +3,7 @@
 // tried.
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -158,13 +159,92 @@ TEST_F(OutputRelayTest, NeitherASymlinkNorAFifoIsFollowedOrWaitedOn) {
   EXPECT_EQ(done.get(), "");
 }
 
-TEST_F(OutputRelayTest, CopiesNoMoreThanTheLimit) {
+// Said on stderr: the agent's count of what it dropped is on the guest's
+// console, which the caller does not see.
+TEST_F(OutputRelayTest, CopiesNoMoreThanTheLimitAndSaysSo) {
   {
     UniqueFd file(::open(output_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
     ASSERT_TRUE(file);
     ASSERT_EQ(::ftruncate(file.get(), static_cast<off_t>(guest::kOutputLimit) + 4096), 0);
   }
-  EXPECT_EQ(relayed([] {}).size(), guest::kOutputLimit);
+  ::testing::internal::CaptureStderr();
+  std::size_t size = relayed([] {}).size();
+  std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(size, guest::kOutputLimit);
+  EXPECT_NE(said.find("reached 64 MiB"), std::string::npos) << said;
+}
+
+// Whatever else the guest puts in the file's place, or does to it while it
+// is read: nothing hangs, nothing past what is there or past the limit.
+TEST_F(OutputRelayTest, ADirectoryATruncationOrARenameOverIsNoHarm) {
+  fs::create_directory(output_);
+  EXPECT_EQ(relayed([] {}), "");
+  fs::remove(output_);
+  std::string text = relayed([&] {
+    testing::write_file(output_, "0123456789\n");
+    std::this_thread::sleep_for(500ms);
+    fs::resize_file(output_, 0);  // what was read stays read; what comes later, past it, is copied
+    std::this_thread::sleep_for(500ms);
+    testing::write_file(output_, "abcdefghijkl\n");
+    std::this_thread::sleep_for(500ms);
+    testing::write_file(dir_ / "other", "another file\n");
+    fs::rename(dir_ / "other", output_);  // the file opened is the one relayed
+  });
+  EXPECT_EQ(text, "0123456789\nl\n");
+}
+
+// A caller's standard output is not all written (a full disk): said on
+// stderr, and finish() says so too, for the run's exit status.
+TEST_F(OutputRelayTest, AWriteErrorIsSaidAndReported) {
+  testing::write_file(output_, "lost\n");
+  UniqueFd full(::open("/dev/full", O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(full);
+  ::testing::internal::CaptureStderr();
+  bool relayed;
+  {
+    OutputRelay relay(report_, full.get());
+    relayed = relay.finish();
+  }
+  std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(relayed);
+  EXPECT_NE(said.find("No space left on device"), std::string::npos) << said;
+
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  UniqueFd read_end(ends[0]), write_end(ends[1]);
+  OutputRelay fine(report_, write_end.get());
+  EXPECT_TRUE(fine.finish());
+  EXPECT_TRUE(fine.finish()) << "asked again";
+}
+
+// A standard output that another program made non-blocking (it shares the
+// open file): the relay waits for room rather than giving up.
+TEST_F(OutputRelayTest, WaitsForRoomOnANonBlockingOutput) {
+  std::string text(1 << 20, 'x');
+  testing::write_file(output_, text);
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd read_end(ends[0]), write_end(ends[1]);
+  std::future<std::string> got = std::async(std::launch::async, [fd = read_end.get()] {
+    std::this_thread::sleep_for(300ms);  // the pipe is full by then
+    std::string read;
+    pollfd ready{fd, POLLIN, 0};
+    char buffer[65536];
+    while (::poll(&ready, 1, -1) == 1) {
+      ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n <= 0 && !(n < 0 && errno == EAGAIN)) break;
+      if (n > 0) read.append(buffer, static_cast<std::size_t>(n));
+    }
+    return read;
+  });
+  bool relayed;
+  {
+    OutputRelay relay(report_, write_end.get());
+    relayed = relay.finish();
+  }
+  write_end.reset();
+  EXPECT_TRUE(relayed);
+  EXPECT_EQ(got.get().size(), text.size());
 }
 
 }  // namespace
