@@ -2,6 +2,7 @@
 // that does not turn "\n" into "\r\n" itself (the caller's, raw while a pty
 // is relayed), plain "\n" on one that does.
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <termios.h>
 #include <unistd.h>
@@ -36,9 +37,16 @@ std::string logged_on_a_pty(bool raw, std::string_view message) {
   log::write(log::Level::info, message);
   check(::dup2(saved_stderr.get(), STDERR_FILENO), "dup2");
 
+  // The line discipline may hand it over in pieces: read until it has been
+  // quiet for a while.
+  std::string text;
   char buffer[256];
-  ssize_t n = check(::read(master.get(), buffer, sizeof buffer), "read", "the pty's master");
-  return std::string(buffer, static_cast<std::size_t>(n));
+  for (pollfd ready{master.get(), POLLIN, 0}; ::poll(&ready, 1, 200) > 0;) {
+    ssize_t n = ::read(master.get(), buffer, sizeof buffer);
+    if (n <= 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  return text;
 }
 
 TEST(Log, EveryLineOfAMessageEndsInACarriageReturnOnARawTerminal) {
