@@ -35,15 +35,19 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/fsuid.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -189,7 +193,15 @@ bool write_all(int fd, const char* data, std::size_t size) {
 // stop signals the init sends the group: it ends when the program and
 // whatever it left running have closed the pipe, or when the agent kills
 // it. Returns its pid.
+//
+// How many bytes it has read so far, in memory the agent shares with it:
+// the agent waits while that keeps growing (see finish_output_copier).
+std::atomic<std::uint64_t>* g_copied = nullptr;
+
 pid_t start_output_copier(const Manifest& m, int from, int writer_end) {
+  void* shared = ::mmap(nullptr, sizeof *g_copied, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) fail("mmap: " + errno_text());
+  g_copied = new (shared) std::atomic<std::uint64_t>(0);
   pid_t pid = ::fork();
   if (pid != 0) return pid;
   ::close(writer_end);
@@ -207,6 +219,7 @@ pid_t start_output_copier(const Manifest& m, int from, int writer_end) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     std::size_t size = static_cast<std::size_t>(n);
+    g_copied->fetch_add(size, std::memory_order_relaxed);
     std::size_t kept = out >= 0 ? std::min(size, vmwarden::guest::kOutputLimit - written) : 0;
     if (kept > 0 && !write_all(out, buffer, kept)) {
       say("warning: cannot write " + path + ": " + errno_text() + "; the rest of the program's output is dropped");
@@ -221,13 +234,22 @@ pid_t start_output_copier(const Manifest& m, int from, int writer_end) {
   ::_exit(out >= 0 && ::close(out) == 0 ? 0 : 1);
 }
 
-// Waits for the output copier to reach the end of the pipe, for a second
-// at most: something the program left running may hold the pipe open.
+// Waits for the output copier to reach the end of the pipe, as long as it
+// keeps reading (a slow guest may still be copying what the program wrote
+// last), until a second passes without a byte (then something the program
+// left running holds the pipe open), and 10 s at most (something it left
+// running keeps writing).
 void finish_output_copier(pid_t copier) {
-  for (int tries = 0; tries < 100; ++tries) {
+  std::uint64_t seen = g_copied->load(std::memory_order_relaxed);
+  for (int quiet = 0, waited = 0; quiet < 100 && waited < 1000; ++quiet, ++waited) {
     pid_t done = ::waitpid(copier, nullptr, WNOHANG);
     if (done == copier || (done < 0 && errno != EINTR)) return;
     ::usleep(10'000);
+    std::uint64_t now = g_copied->load(std::memory_order_relaxed);
+    if (now != seen) {
+      seen = now;
+      quiet = 0;
+    }
   }
   say("warning: output of processes the program left running is cut");
   ::kill(copier, SIGKILL);

@@ -180,6 +180,16 @@ TEST_F(RunTest, TheOutputIsPassedByteForByteAndALeftoverDoesNotHoldTheRun) {
   EXPECT_EQ(result.out, std::string("a\0b\377\nthe end", 12)) << result.err;
 }
 
+// Nor does one that keeps writing: the agent waits for the end of the
+// output while it comes, 10 s at most.
+TEST_F(RunTest, ALeftoverThatKeepsWritingDoesNotHoldTheRun) {
+  auto start = Clock::now();
+  CommandResult result = run({}, "(while :; do echo more; sleep 0.05; done) & echo started; exit 6");
+  EXPECT_EQ(result.exit_code, 6) << result.err;
+  EXPECT_TRUE(result.out.starts_with("started\n")) << result.out;
+  EXPECT_LT(Clock::now() - start, 90s) << "held by the leftover's output";
+}
+
 // Where the run's standard output cannot take it all, the run fails (the
 // program's own failure stays): said on stderr for a full disk, silent for
 // a reader that went away on purpose (`| head -1`); and nothing of the run
