@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/printable.h"
+#include "common/write_all.h"
 
 namespace vmwarden::acl::detail {
 namespace {
@@ -22,13 +23,7 @@ namespace {
 constexpr std::string_view kTemporaryPrefix = ".tmp-";
 
 void write_all(int fd, std::string_view content, const std::filesystem::path& path) {
-  std::size_t written = 0;
-  while (written < content.size()) {
-    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    check(n, "write", path.string());
-    written += static_cast<std::size_t>(n);
-  }
+  if (!vmwarden::write_all(fd, content)) throw_errno("write", path.string());
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <string>
 
+#include "common/write_all.h"
+
 namespace vmwarden::log {
 namespace {
 
@@ -60,17 +62,9 @@ void write(Level level, std::string_view message) {
   }
   line += message;
   line += end;
-  // A short write to a pipe of a line under PIPE_BUF cannot happen; for longer
-  // lines finish the write rather than drop the tail.
-  std::string_view rest = line;
-  while (!rest.empty()) {
-    ssize_t n = ::write(STDERR_FILENO, rest.data(), rest.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    rest.remove_prefix(static_cast<size_t>(n));
-  }
+  // One write(2) for a line under PIPE_BUF on a pipe; a longer one is
+  // finished rather than cut. A failure has nowhere to be reported.
+  (void)write_all(STDERR_FILENO, line);
   errno = saved_errno;
 }
 

@@ -19,6 +19,7 @@
 
 #include "common/error.h"
 #include "common/printable.h"
+#include "common/write_all.h"
 
 namespace vmwarden {
 namespace {
@@ -30,13 +31,8 @@ int milliseconds_until(Deadline deadline) {
   return static_cast<int>(std::min<long long>(left.count() + 1, 60'000));
 }
 
-void write_all_best_effort(int fd, std::string_view text) {
-  while (!text.empty()) {
-    ssize_t n = ::write(fd, text.data(), text.size());
-    if (n <= 0) return;
-    text.remove_prefix(static_cast<size_t>(n));
-  }
-}
+// A child's last word before it exits: nowhere else to say that it failed.
+void write_all_best_effort(int fd, std::string_view text) { (void)write_all(fd, text); }
 
 // Whether the calling process holds `capability` in its effective set
 // (capget directly: common/ does without libcap).

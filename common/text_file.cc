@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/unique_fd.h"
+#include "common/write_all.h"
 
 namespace vmwarden {
 
@@ -26,12 +27,7 @@ void write_text_file(const std::filesystem::path& path, std::string_view text, m
   // files (s6-supervise runs the service's scripts, the demo's guest its
   // script).
   check(::fchmod(file.get(), mode), "chmod", path.native());
-  while (!text.empty()) {
-    ssize_t n = ::write(file.get(), text.data(), text.size());
-    if (n < 0 && errno == EINTR) continue;
-    check(n, "write", path.native());
-    text.remove_prefix(static_cast<std::size_t>(n));
-  }
+  if (!write_all(file.get(), text)) throw_errno("write", path.native());
   // A filesystem that writes back late (NFS) reports its failure here.
   check(::close(file.release()), "close", path.native());
 }

@@ -52,6 +52,7 @@
 #include <string>
 #include <vector>
 
+#include "common/write_all.h"
 #include "vm-launcher/guest_manifest.h"
 
 namespace {
@@ -172,18 +173,6 @@ void report(const Manifest& m, int status) {
   ::setfsgid(0);
 }
 
-// Writes all of `data` to `fd`; false on failure.
-bool write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 // Forks the process that copies the program's standard output and error
 // (the pipe `from`) into report/output as it comes, for `vmwarden run` to
 // relay: in the agent's mount namespace, where the report share is, the
@@ -221,7 +210,7 @@ pid_t start_output_copier(const Manifest& m, int from, int writer_end) {
     std::size_t size = static_cast<std::size_t>(n);
     g_copied->fetch_add(size, std::memory_order_relaxed);
     std::size_t kept = out >= 0 ? std::min(size, vmwarden::guest::kOutputLimit - written) : 0;
-    if (kept > 0 && !write_all(out, buffer, kept)) {
+    if (kept > 0 && !vmwarden::write_all(out, std::string_view(buffer, kept))) {
       say("warning: cannot write " + path + ": " + errno_text() + "; the rest of the program's output is dropped");
       ::close(out);
       out = -1;

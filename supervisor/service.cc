@@ -21,6 +21,7 @@
 #include "common/exit_status.h"
 #include "common/process.h"
 #include "common/unique_fd.h"
+#include "common/write_all.h"
 #include "supervisor/mounts.h"
 #include "supervisor/warden.h"
 
@@ -30,17 +31,6 @@ namespace {
 // Exit code of a child that failed before exec (the warden reports the
 // error it read from the pipe, not this number).
 constexpr int kChildSetupFailed = 127;
-
-void write_all(int fd, std::string_view text) {
-  while (!text.empty()) {
-    ssize_t n = ::write(fd, text.data(), text.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    text.remove_prefix(static_cast<size_t>(n));
-  }
-}
 
 // Everything the child needs, prepared by the parent, so that the child,
 // which may share the warden's memory (see Service::launch), does as little
@@ -124,9 +114,9 @@ int run_child(void* arg) {
     ::execve(plan.argv[0], plan.argv.data(), plan.envp.data());
     throw_errno("execve", spec.argv[0]);
   } catch (const std::exception& e) {
-    write_all(plan.error_pipe, e.what());
+    (void)write_all(plan.error_pipe, e.what());  // the parent sees the exit either way
   } catch (...) {
-    write_all(plan.error_pipe, "unknown error");
+    (void)write_all(plan.error_pipe, "unknown error");
   }
   ::_exit(kChildSetupFailed);
 }

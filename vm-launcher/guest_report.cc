@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "common/write_all.h"
 #include "vm-launcher/guest_manifest.h"
 #include "vm-launcher/names.h"
 
@@ -67,25 +68,6 @@ std::optional<int> read_reported_exit_status(const std::filesystem::path& report
 
 namespace {
 
-// Writes all of `size` bytes at `data` to `to`, waiting for room when it is
-// non-blocking (a descriptor shared with another program may be); false
-// with errno set on failure.
-bool write_all(int to, const char* data, std::size_t size) {
-  while (size > 0) {
-    ssize_t written = ::write(to, data, size);
-    if (written < 0 && errno == EAGAIN) {
-      pollfd room{to, POLLOUT, 0};
-      if (::poll(&room, 1, -1) < 0 && errno != EINTR) return false;
-      continue;
-    }
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return false;
-    data += written;
-    size -= static_cast<std::size_t>(written);
-  }
-  return true;
-}
-
 // The relay's process: copies new bytes of `name` in `dir_fd` to `to`
 // every 50 ms, and once more after `stop` reads EOF; never returns. Exits
 // 1 when it could not write it all: the error is said here, but for a
@@ -110,7 +92,7 @@ bool write_all(int to, const char* data, std::size_t size) {
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       offset += n;
-      if (!write_all(to, buffer, static_cast<std::size_t>(n))) {
+      if (!write_all(to, std::string_view(buffer, static_cast<std::size_t>(n)))) {
         if (errno != EPIPE)
           log::error("write standard output: {}; the rest of the program's output is dropped", std::strerror(errno));
         ::_exit(1);
