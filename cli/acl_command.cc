@@ -9,6 +9,8 @@
 #include "common/log.h"
 #include "common/exit_status.h"
 #include "common/printable.h"
+#include "supervisor/runtime_dir.h"
+#include "vm-launcher/names.h"
 #include "vm-launcher/share_check.h"
 
 namespace vmwarden::cli {
@@ -153,7 +155,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "registry handed out (not a host account's or group's) and that are neither leased "
       "nor an alias with a grant record for that tree (or one nested with it), and clear those UIDs' "
       "set-ID bits as revoke does (the clean-up after unclean shutdowns); then drop dead UIDs' "
-      "records and release dead single-use UIDs. A directory renamed away since its grant is found by "
+      "records and release dead single-use UIDs; last, remove the runtime directories (RUNTIME_DIR/NAME, mode "
+      "0700, owned by a UID of the range) whose lock no instance holds, which an instance killed before its "
+      "warden started leaves behind. A directory renamed away since its grant is found by "
       "the file handle in its record and swept where it is now (of the dead UIDs whose records name it "
       "only). A tree of which nothing is left (its path gone or something else now, its recorded "
       "directories removed) loses the dead UIDs' records; one that fails otherwise (e.g. a symlink in "
@@ -194,15 +198,30 @@ void add_acl_command(CLI::App& app, Globals& globals) {
         fmt::print(stderr, "vmwarden: damaged grant record, its UID kept: {}\n", printable(damaged));
       }
       failed = failed || !result.damaged_records.empty();
+      // An instance killed between making its runtime directory and
+      // starting its warden left the directory (owned by its UID) behind.
+      const acl::UidRange& range = registry.range();
+      std::vector<std::filesystem::path> abandoned = supervisor::remove_abandoned_runtime_dirs(
+          globals.locations().runtime_dir,
+          [&range](std::string_view name, uid_t owner) {
+            return range.contains(owner) && !vm::vm_name_problem(name).has_value();
+          },
+          *dry_run);
+      for (const std::filesystem::path& dir : abandoned) {
+        fmt::print("{} the runtime directory {}, which no instance holds\n", *dry_run ? "would remove" : "removed",
+                   printable(dir.native()));
+      }
       if (!*dry_run) {
         for (uid_t uid : result.released) fmt::print("released single-use UID {}\n", uid);
-        fmt::print("sweep: {} tree(s), {} record(s) dropped, {} UID(s) released\n", result.trees.size(),
-                   result.records_removed, result.released.size());
+        fmt::print("sweep: {} tree(s), {} record(s) dropped, {} UID(s) released, {} runtime director{} removed\n",
+                   result.trees.size(), result.records_removed, result.released.size(), abandoned.size(),
+                   abandoned.size() == 1 ? "y" : "ies");
       } else {
         for (uid_t uid : result.released) fmt::print("would release single-use UID {}\n", uid);
         fmt::print("sweep (dry run, nothing changed): {} tree(s), {} record(s) would be dropped, {} UID(s) would be "
-                   "released\n",
-                   result.trees.size(), result.records_removed, result.released.size());
+                   "released, {} runtime director{} would be removed\n",
+                   result.trees.size(), result.records_removed, result.released.size(), abandoned.size(),
+                   abandoned.size() == 1 ? "y" : "ies");
       }
       return failed ? exit_status::kFailure : exit_status::kOk;
     };

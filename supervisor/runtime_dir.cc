@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <functional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -91,6 +93,32 @@ void remove_contents(const UniqueFd& top, const std::string& where) {
   }
 }
 
+// The directory parent/name with its instance lock taken, or an empty
+// descriptor if a running instance holds it (that instance removes it).
+UniqueFd lock_if_abandoned(int parent, const char* name, const std::string& where) {
+  UniqueFd dir(::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) throw_errno("open existing runtime directory", where);
+  if (::flock(dir.get(), LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EWOULDBLOCK) return UniqueFd();
+    throw_errno("flock", where);
+  }
+  return dir;
+}
+
+// Held on the directory that holds the runtime directories while one is
+// made, or one left behind is removed: two instances starting at once cannot
+// both take a directory for a stale one, and a directory just made, not yet
+// locked by its instance, is never taken for one left behind.
+struct CreationLock {
+  int root;
+  CreationLock(int root_fd, const std::string& where) : root(root_fd) {
+    check(::flock(root, LOCK_EX), "flock", where);
+  }
+  CreationLock(const CreationLock&) = delete;
+  CreationLock& operator=(const CreationLock&) = delete;
+  ~CreationLock() { ::flock(root, LOCK_UN); }
+};
+
 // Removes parent/name recursively; true if it existed.
 bool remove_tree(int parent, const std::string& name, const std::string& where) {
   UniqueFd dir(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -127,26 +155,15 @@ RuntimeDir RuntimeDir::create(const std::filesystem::path& path, uid_t uid, gid_
   UniqueFd parent(::open(parent_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!parent) throw_errno("open", parent_path.string());
 
-  // Creation is serialised on the parent so that two instances starting at
-  // once cannot both take the directory for a stale one.
-  check(::flock(parent.get(), LOCK_EX), "flock", parent_path.string());
-  struct Unlock {
-    int fd;
-    ~Unlock() { ::flock(fd, LOCK_UN); }
-  } unlock{parent.get()};
-
+  CreationLock creating(parent.get(), parent_path.string());
   if (::mkdirat(parent.get(), name.c_str(), 0700) < 0) {
     if (errno != EEXIST) throw_errno("mkdir", where);
-    UniqueFd old(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!old) throw_errno("open existing runtime directory", where);
-    if (::flock(old.get(), LOCK_EX | LOCK_NB) < 0) {
-      if (errno == EWOULDBLOCK) {
-        // Not permanent: the holder is often the instance s6 is replacing,
-        // still stopping; a retry once it is gone succeeds.
-        throw std::runtime_error("runtime directory " + where +
-                                 " is in use by a running instance; stop it first or choose another name");
-      }
-      throw_errno("flock", where);
+    UniqueFd old = lock_if_abandoned(parent.get(), name.c_str(), where);
+    if (!old) {
+      // Not permanent: the holder is often the instance s6 is replacing,
+      // still stopping; a retry once it is gone succeeds.
+      throw std::runtime_error("runtime directory " + where +
+                               " is in use by a running instance; stop it first or choose another name");
     }
     log::warning("removing the stale runtime directory {} left by an instance that did not clean up", where);
     remove_tree(parent.get(), name, where);
@@ -160,6 +177,49 @@ RuntimeDir RuntimeDir::create(const std::filesystem::path& path, uid_t uid, gid_
   check(::fchown(result.dir_.get(), uid, gid), "chown", where);
   check(::fchmod(result.dir_.get(), 0700), "chmod", where);
   return result;
+}
+
+std::vector<std::filesystem::path> remove_abandoned_runtime_dirs(
+    const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
+    bool dry_run) {
+  std::vector<std::filesystem::path> abandoned;
+  UniqueFd parent(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!parent) {
+    if (errno == ENOENT) return abandoned;
+    throw_errno("open", root.string());
+  }
+  CreationLock creating(parent.get(), root.string());
+  // Listed through a descriptor of its own: removals below change the
+  // listing of the one the lock is on.
+  UniqueFd listing(::openat(parent.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!listing) throw_errno("open", root.string());
+  std::vector<std::string> names;
+  alignas(8) char buffer[4096];
+  for (;;) {
+    ssize_t n = ::getdents64(listing.get(), buffer, sizeof buffer);
+    if (n < 0) throw_errno("getdents64", root.string());
+    if (n == 0) break;
+    for (ssize_t offset = 0; offset < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(buffer + offset);
+      offset += entry->d_reclen;
+      if (entry->d_name[0] != '.') names.emplace_back(entry->d_name);
+    }
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    std::filesystem::path path = root / name;
+    struct stat st {};
+    if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      if (errno == ENOENT) continue;
+      throw_errno("stat", path.string());
+    }
+    // Only what an instance makes: a symlink is neither followed nor removed.
+    if (!S_ISDIR(st.st_mode) || (st.st_mode & 07777) != 0700 || !is_runtime_dir(name, st.st_uid)) continue;
+    if (!lock_if_abandoned(parent.get(), name.c_str(), path.string())) continue;
+    if (!dry_run) remove_tree(parent.get(), name, path.string());
+    abandoned.push_back(std::move(path));
+  }
+  return abandoned;
 }
 
 void RuntimeDir::remove() noexcept {

@@ -6,7 +6,10 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/unique_fd.h"
 
@@ -17,6 +20,19 @@ namespace vmwarden::supervisor {
 // directory can be made thousands of levels deep, past any descriptor
 // limit). False if it did not exist; throws naming the path otherwise.
 bool remove_directory_tree(const std::filesystem::path& path);
+
+// Removes the runtime directories under `root` that no instance holds: one
+// SIGKILLed after making its directory and before its warden started leaves
+// it, and a name used once (exec-PID) is never made again to clear it.
+// Considers only directories of mode 0700 (a symlink is neither followed nor
+// removed) that `is_runtime_dir` accepts by name and owner;
+// runs under the lock RuntimeDir::create takes on `root`, so a directory
+// just made is not mistaken for one left behind. With dry_run removes
+// nothing. Returns what was (or would be) removed; none if `root` does not
+// exist. Throws naming the path.
+std::vector<std::filesystem::path> remove_abandoned_runtime_dirs(
+    const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
+    bool dry_run);
 
 class RuntimeDir {
  public:

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -1789,6 +1790,113 @@ TEST_F(SingleUseUidTest, AKilledOuterLeavesNoLeaseAndTheSweepReleasesTheUid) {
   CommandResult sweep = run_command({vmwarden_binary(), "acl", "sweep"}, run);
   EXPECT_EQ(sweep.exit_code, 0) << sweep.err;
   EXPECT_TRUE(directory_names(allocated_dir()).empty()) << sweep.out;
+}
+
+// What the sweep takes for a runtime directory left behind: a directory of
+// mode 0700, owned by a UID of the range, with a VM's name, that no
+// instance holds. Not one an instance holds, nor a symlink (not followed),
+// nor another owner's or mode's directory, nor the leases.
+TEST_F(SingleUseUidTest, TheSweepRemovesTheRuntimeDirectoriesNoInstanceHolds) {
+  std::filesystem::path root = runtime_root_.path();
+  TempDir outside("vmwarden-outside");
+  auto make = [&](const std::filesystem::path& dir, uid_t owner, mode_t mode) {
+    std::filesystem::create_directories(dir / "mnt" / "deeper");
+    write_file(dir / "mnt" / "deeper" / "socket-ish", "left\n");
+    ASSERT_EQ(chown(dir.c_str(), owner, owner), 0);
+    ASSERT_EQ(chmod(dir.c_str(), mode), 0);
+  };
+  make(root / "exec-1", kFirstManagedUid + 7, 0700);   // left behind
+  make(root / "exec-2", kFirstManagedUid + 8, 0700);   // held
+  make(root / "exec-3", kFirstManagedUid + 9, 0755);   // not a runtime directory's mode
+  make(root / "host-daemon", 0, 0700);                 // not a UID of the range
+  make(root / "_uid-leases", 0, 0700);                 // not a VM's name
+  make(outside / "target", kFirstManagedUid + 7, 0700);
+  std::filesystem::create_directory_symlink(outside / "target", root / "exec-4");
+  UniqueFd held(open((root / "exec-2").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(held);
+  ASSERT_EQ(flock(held.get(), LOCK_EX), 0);
+
+  CommandOptions run;
+  run.extra_env = options().env;
+  CommandResult dry = run_command({vmwarden_binary(), "acl", "sweep", "--dry-run"}, run);
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("would remove the runtime directory " + (root / "exec-1").string() +
+                                 ", which no instance holds\n"));
+  EXPECT_THAT(dry.out, HasSubstr("1 runtime directory would be removed"));
+  EXPECT_TRUE(std::filesystem::exists(root / "exec-1" / "mnt" / "deeper" / "socket-ish")) << "a dry run removes nothing";
+
+  CommandResult swept = run_command({vmwarden_binary(), "acl", "sweep"}, run);
+  EXPECT_EQ(swept.exit_code, 0) << swept.err;
+  EXPECT_THAT(swept.out, HasSubstr("removed the runtime directory " + (root / "exec-1").string()));
+  EXPECT_THAT(swept.out, HasSubstr("1 runtime directory removed"));
+  EXPECT_EQ(directory_names(root),
+            (std::vector<std::string>{"_uid-leases", "exec-2", "exec-3", "exec-4", "host-daemon"}));
+  EXPECT_TRUE(std::filesystem::exists(outside / "target" / "mnt" / "deeper" / "socket-ish"));
+  EXPECT_TRUE(std::filesystem::is_symlink(root / "exec-4"));
+}
+
+// kill -9 of `vmwarden exec` at random instants of its start-up, while it
+// leases a single-use UID, grants it a tree, makes its runtime directory and
+// starts its warden: within a second nothing of the sandbox runs and the
+// host's mounts are as before, and after one sweep nothing is left: no
+// lease, no allocation, no ACL entry, no runtime directory.
+TEST_F(SingleUseUidTest, KillNineAtRandomInstantsOfTheStartLeavesNothingASweepDoesNotClear) {
+  TempDir tree("vmwarden-killed-tree");
+  ASSERT_EQ(chmod(tree.path().c_str(), 0700), 0);
+  std::filesystem::create_directories(tree / "sub");
+  write_file(tree / "sub" / "file", "data\n");
+  std::vector<std::string> argv =
+      exec_argv({"--rw", tree.path().string(), "--notify-fd", "3"}, {"/bin/sh", "-c", "trap '' TERM; exec sleep 30"});
+  std::vector<std::string> mounts_before = mount_table();
+
+  // How long a start takes here, to kill at instants spread over it.
+  std::chrono::microseconds start_time{};
+  {
+    auto started_at = steady_clock::now();
+    Launched sandbox(argv, options(true));
+    ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
+    start_time = std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - started_at);
+    kill(sandbox.pid(), SIGTERM);
+    sandbox.wait(milliseconds(15'000));
+  }
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<long> instant(0, 2 * start_time.count());
+  constexpr int kRuns = 40;
+  for (int run = 0; run < kRuns; ++run) {
+    Launched sandbox(argv, options(true));
+    ASSERT_GT(sandbox.pid(), 0);
+    std::this_thread::sleep_for(std::chrono::microseconds(instant(random)));
+    ASSERT_EQ(kill(sandbox.pid(), SIGKILL), 0);
+    sandbox.wait(milliseconds(5'000));
+    auto killed_at = steady_clock::now();
+    std::string left;
+    do {
+      while (waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+      left.clear();
+      for (pid_t pid : marked_processes(marker_)) left += " marked:" + std::to_string(pid) + " " + read_proc(pid, "comm");
+      if (mount_table() != mounts_before) left += " mounts-changed";
+      if (left.empty()) break;
+      std::this_thread::sleep_for(milliseconds(5));
+    } while (steady_clock::now() - killed_at < milliseconds(1'000));
+    EXPECT_EQ(left, "") << "run " << run << ": left 1 s after kill -9";
+  }
+  int left_runtime_dirs = 0;
+  for (const std::string& name : directory_names(runtime_root_.path())) left_runtime_dirs += name != "_uid-leases";
+  std::printf("start-up %.1f ms; %d of %d kills left their runtime directory for the sweep\n",
+              start_time.count() / 1000.0, left_runtime_dirs, kRuns);
+
+  CommandOptions run;
+  run.extra_env = options().env;
+  CommandResult sweep = run_command({vmwarden_binary(), "acl", "sweep"}, run);
+  EXPECT_EQ(sweep.exit_code, 0) << sweep.out << sweep.err;
+  EXPECT_EQ(directory_names(runtime_root_.path()), std::vector<std::string>{"_uid-leases"}) << sweep.out;
+  EXPECT_TRUE(directory_names(leases_dir()).empty()) << sweep.out;
+  EXPECT_TRUE(directory_names(allocated_dir()).empty()) << sweep.out;
+  CommandResult acl = run_command({"/usr/bin/getfacl", "-Rpn", tree.path().string()}, run);
+  EXPECT_EQ(acl.exit_code, 0) << acl.err;
+  EXPECT_THAT(acl.out, Not(HasSubstr("user:18"))) << acl.out;
+  EXPECT_THAT(acl.out, Not(HasSubstr("group:18"))) << acl.out;
 }
 
 TEST_F(SingleUseUidTest, GetsAclGrantsOnRwAndRoTreesForTheRunOnly) {
