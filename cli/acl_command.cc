@@ -11,6 +11,7 @@
 #include "common/printable.h"
 #include "supervisor/runtime_dir.h"
 #include "vm-launcher/names.h"
+#include "vm-launcher/run.h"
 #include "vm-launcher/share_check.h"
 
 namespace vmwarden::cli {
@@ -151,7 +152,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   auto dry_run = std::make_shared<bool>(false);
   CLI::App* sweep = acl->add_subcommand(
       "sweep",
-      "In every recorded tree, remove the entries (named user and group) of UIDs in the range that the "
+      "Remove the directories of runs killed with SIGKILL (STATE_DIR/runs/run-PID-HEX whose lock no run holds "
+      "and whose PID no process has). Then, in every recorded tree, remove the entries (named user and group) "
+      "of UIDs in the range that the "
       "registry handed out (not a host account's or group's) and that are neither leased "
       "nor an alias with a grant record for that tree (or one nested with it), and clear those UIDs' "
       "set-ID bits as revoke does (the clean-up after unclean shutdowns); then drop dead UIDs' "
@@ -169,6 +172,13 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
   sweep->callback([&globals, dry_run] {
     globals.action = [&globals, dry_run] {
+      // First the directories of runs killed with SIGKILL: what was granted
+      // in them goes with them, and the sweep then drops their records.
+      std::vector<std::filesystem::path> abandoned_runs = vm::remove_abandoned_runs(globals.locations(), *dry_run);
+      for (const std::filesystem::path& dir : abandoned_runs) {
+        fmt::print("{} the run directory {}, which no run holds\n", *dry_run ? "would remove" : "removed",
+                   printable(dir.native()));
+      }
       acl::UidRegistry registry(globals.locations());
       acl::SweepReport result = acl::sweep(registry, *dry_run);
       bool failed = false;
@@ -213,15 +223,16 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       }
       if (!*dry_run) {
         for (uid_t uid : result.released) fmt::print("released single-use UID {}\n", uid);
-        fmt::print("sweep: {} tree(s), {} record(s) dropped, {} UID(s) released, {} runtime director{} removed\n",
+        fmt::print("sweep: {} tree(s), {} record(s) dropped, {} UID(s) released, {} runtime and {} run director{} "
+                   "removed\n",
                    result.trees.size(), result.records_removed, result.released.size(), abandoned.size(),
-                   abandoned.size() == 1 ? "y" : "ies");
+                   abandoned_runs.size(), abandoned_runs.size() == 1 ? "y" : "ies");
       } else {
         for (uid_t uid : result.released) fmt::print("would release single-use UID {}\n", uid);
         fmt::print("sweep (dry run, nothing changed): {} tree(s), {} record(s) would be dropped, {} UID(s) would be "
-                   "released, {} runtime director{} would be removed\n",
+                   "released, {} runtime and {} run director{} would be removed\n",
                    result.trees.size(), result.records_removed, result.released.size(), abandoned.size(),
-                   abandoned.size() == 1 ? "y" : "ies");
+                   abandoned_runs.size(), abandoned_runs.size() == 1 ? "y" : "ies");
       }
       return failed ? exit_status::kFailure : exit_status::kOk;
     };

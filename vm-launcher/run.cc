@@ -5,11 +5,16 @@
 
 #include "vm-launcher/run.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -113,9 +118,18 @@ void require_single_line(std::string_view value, std::string_view what) {
 }
 
 // Removes the run's directory when the run ends, however it ends.
+// The run's directory, locked (flock) for as long as the run lives, so that
+// `acl sweep` can tell a directory a killed run left from a live run's.
 class RunDir {
  public:
-  explicit RunDir(fs::path path) : path_(std::move(path)) {}
+  explicit RunDir(fs::path path)
+      : path_(std::move(path)), lock_(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) {
+    if (!lock_ || ::flock(lock_.get(), LOCK_EX) < 0) {
+      int error = errno;
+      ::rmdir(path_.c_str());  // just made, still empty
+      throw SystemError(error, lock_ ? "flock" : "open", path_.string());
+    }
+  }
   // Not fs::remove_all: it keeps a descriptor per level, and the VM's UID
   // can make its scratch and report shares deeper than the limit.
   ~RunDir() {
@@ -132,7 +146,23 @@ class RunDir {
 
  private:
   fs::path path_;
+  UniqueFd lock_;
 };
+
+// "run-PID-HEX", as run_program_in_vm names a run's directory: the PID.
+std::optional<pid_t> run_dir_pid(std::string_view name) {
+  if (!name.starts_with("run-")) return std::nullopt;
+  name.remove_prefix(4);
+  std::size_t dash = name.find('-');
+  if (dash == std::string_view::npos || dash == 0 || dash + 1 == name.size()) return std::nullopt;
+  pid_t pid = 0;
+  auto [end, error] = std::from_chars(name.data(), name.data() + dash, pid);
+  if (error != std::errc() || end != name.data() + dash || pid <= 0) return std::nullopt;
+  for (char c : name.substr(dash + 1)) {
+    if (!std::isxdigit(static_cast<unsigned char>(c)) || std::isupper(static_cast<unsigned char>(c))) return std::nullopt;
+  }
+  return pid;
+}
 
 void make_dir(const fs::path& path, mode_t mode) {
   if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) throw_errno("mkdir", path.string());
@@ -358,6 +388,48 @@ int run_program_in_vm(const RunOptions& options) {
   return status == 0 ? exit_status::kFailure : status;
 }
 
+std::vector<fs::path> remove_abandoned_runs(const Locations& locations, bool dry_run) {
+  std::vector<fs::path> abandoned;
+  const fs::path runs = locations.state_dir / "runs";
+  UniqueFd parent(::open(runs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!parent) {
+    if (errno == ENOENT) return abandoned;
+    throw_errno("open", runs.string());
+  }
+  std::vector<std::string> names;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(runs, error)) {
+    std::string name = entry.path().filename().string();
+    if (run_dir_pid(name)) names.push_back(std::move(name));
+  }
+  if (error) throw SystemError(error.value(), "list", runs.string());
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    fs::path path = runs / name;
+    struct stat st {};
+    if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      if (errno == ENOENT) continue;
+      throw_errno("stat", path.string());
+    }
+    if (!S_ISDIR(st.st_mode)) continue;  // a symlink is neither followed nor removed
+    UniqueFd dir(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir) {
+      if (errno == ENOENT) continue;
+      throw_errno("open", path.string());
+    }
+    if (::flock(dir.get(), LOCK_EX | LOCK_NB) < 0) {
+      if (errno == EWOULDBLOCK) continue;  // a live run's
+      throw_errno("flock", path.string());
+    }
+    // Its run may still be alive without the lock: between making the
+    // directory and locking it.
+    if (::access(fmt::format("/proc/{}", *run_dir_pid(name)).c_str(), F_OK) == 0) continue;
+    if (!dry_run) supervisor::remove_directory_tree(path);
+    abandoned.push_back(std::move(path));
+  }
+  return abandoned;
+}
+
 RunAudit audit_run(const RunOptions& options) {
   const CheckedRun run = check_run(options);
   // The name is made at the start, from the pid and a random number.
@@ -386,7 +458,8 @@ RunAudit audit_run(const RunOptions& options) {
   out.steps_before.push_back(
       {"outer",
        fmt::format("create {} (and the state directory, made 0755; runs/ 0711) and, exclusively, the run's "
-                   "directory {} (0711; named at the start from the pid and a random number) with config/ (0755), "
+                   "directory {} (0711; named at the start from the pid and a random number; flock'ed while the run "
+                   "lives, for acl sweep) with config/ (0755), "
                    "report/ (0700){}; write the transient definition {} there",
                    run.runs.string(), dir.string(), options.scratch ? " and scratch/ (0700)" : "",
                    (dir / (name + ".toml")).string()),

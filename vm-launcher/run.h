@@ -52,4 +52,12 @@ struct RunAudit {
 };
 RunAudit audit_run(const RunOptions& options);
 
+// Removes the run directories (STATE_DIR/runs/run-PID-HEX) that no run
+// holds: a `vmwarden run` killed with SIGKILL leaves its directory, scratch
+// included. A directory is taken only if its lock is free and no process
+// has its PID (a run between making and locking it, or one started by a
+// vmwarden that did not lock it); never through a symlink, however deep.
+// With dry_run removes nothing. Returns what was (or would be) removed.
+std::vector<std::filesystem::path> remove_abandoned_runs(const Locations& locations, bool dry_run);
+
 }  // namespace vmwarden::vm

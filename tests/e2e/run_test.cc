@@ -396,9 +396,11 @@ TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {
                     root_ / "log");
   ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
   uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
+  ASSERT_EQ(testing::directory_names(root_ / "state" / "runs").size(), 1u);
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   ASSERT_TRUE(wait_exit(pid, 10s));
   EXPECT_NE(testing::acl_entries_naming(uid, d), "") << "a SIGKILLed run cannot clean up itself";
+  EXPECT_EQ(testing::directory_names(root_ / "state" / "runs").size(), 1u) << "nor remove its directory";
   testing::CommandOptions options;
   options.extra_env = env();
   // The lease goes with the warden, which follows the outer within a second.
@@ -409,6 +411,13 @@ TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {
   }
   EXPECT_EQ(sweep.exit_code, 0) << sweep.err;
   EXPECT_EQ(testing::acl_entries_naming(uid, d), "");
+  // The run's directory (its report and config shares) goes too, once the
+  // warden that held its lock is gone.
+  for (auto deadline = Clock::now() + 10s; Clock::now() < deadline; std::this_thread::sleep_for(100ms)) {
+    if (testing::directory_names(root_ / "state" / "runs").empty()) break;
+    sweep = run_command({testing::vmwarden_binary(), "acl", "sweep"}, options);
+  }
+  EXPECT_EQ(testing::directory_names(root_ / "state" / "runs"), std::vector<std::string>{}) << sweep.out;
 }
 
 TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {

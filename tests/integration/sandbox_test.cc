@@ -1822,17 +1822,66 @@ TEST_F(SingleUseUidTest, TheSweepRemovesTheRuntimeDirectoriesNoInstanceHolds) {
   EXPECT_EQ(dry.exit_code, 0) << dry.err;
   EXPECT_THAT(dry.out, HasSubstr("would remove the runtime directory " + (root / "exec-1").string() +
                                  ", which no instance holds\n"));
-  EXPECT_THAT(dry.out, HasSubstr("1 runtime directory would be removed"));
+  EXPECT_THAT(dry.out, HasSubstr("1 runtime and 0 run directories would be removed"));
   EXPECT_TRUE(std::filesystem::exists(root / "exec-1" / "mnt" / "deeper" / "socket-ish")) << "a dry run removes nothing";
 
   CommandResult swept = run_command({vmwarden_binary(), "acl", "sweep"}, run);
   EXPECT_EQ(swept.exit_code, 0) << swept.err;
   EXPECT_THAT(swept.out, HasSubstr("removed the runtime directory " + (root / "exec-1").string()));
-  EXPECT_THAT(swept.out, HasSubstr("1 runtime directory removed"));
+  EXPECT_THAT(swept.out, HasSubstr("1 runtime and 0 run directories removed"));
   EXPECT_EQ(directory_names(root),
             (std::vector<std::string>{"_uid-leases", "exec-2", "exec-3", "exec-4", "host-daemon"}));
   EXPECT_TRUE(std::filesystem::exists(outside / "target" / "mnt" / "deeper" / "socket-ish"));
   EXPECT_TRUE(std::filesystem::is_symlink(root / "exec-4"));
+}
+
+// A `vmwarden run` killed with SIGKILL leaves STATE_DIR/runs/run-PID-HEX
+// (its shares, the scratch too). The sweep takes a run directory whose lock
+// is free and whose PID no process has; not one a run holds, nor one whose
+// run may be between making and locking it, nor a symlink (not followed),
+// nor what is not named as a run's.
+TEST_F(SingleUseUidTest, TheSweepRemovesTheRunDirectoriesNoRunHolds) {
+  std::vector<pid_t> dead;
+  for (int i = 0; i < 2; ++i) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) _exit(0);
+    ASSERT_EQ(waitpid(child, nullptr, 0), child);
+    dead.push_back(child);
+  }
+  std::filesystem::path runs = state_root_.path() / "runs";
+  TempDir outside("vmwarden-outside");
+  write_file(outside / "kept", "outside\n");
+  auto make = [&](const std::string& name) {
+    std::filesystem::create_directories(runs / name / "scratch" / "deep" / "er");
+    std::filesystem::create_directories(runs / name / "report");
+    write_file(runs / name / "report" / "status", "0\n");
+    std::filesystem::create_directory_symlink(outside.path(), runs / name / "scratch" / "deep" / "er" / "out");
+  };
+  std::string left = fmt::format("run-{}-1a2b", dead[0]), held = fmt::format("run-{}-ffff", dead[1]),
+              alive = fmt::format("run-{}-0abc", getpid());
+  for (const std::string& name : {left, held, alive, std::string("run-x-1"), std::string("notarun")}) make(name);
+  std::filesystem::create_directory_symlink(outside.path(), runs / fmt::format("run-{}-0001", dead[0]));
+  UniqueFd lock(open((runs / held).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(lock);
+  ASSERT_EQ(flock(lock.get(), LOCK_EX), 0);
+
+  CommandOptions run;
+  run.extra_env = options().env;
+  CommandResult dry = run_command({vmwarden_binary(), "acl", "sweep", "--dry-run"}, run);
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_THAT(dry.out, HasSubstr("would remove the run directory " + (runs / left).string() + ", which no run holds\n"));
+  EXPECT_THAT(dry.out, HasSubstr("0 runtime and 1 run directory would be removed"));
+  EXPECT_TRUE(std::filesystem::exists(runs / left / "report" / "status")) << "a dry run removes nothing";
+
+  CommandResult swept = run_command({vmwarden_binary(), "acl", "sweep"}, run);
+  EXPECT_EQ(swept.exit_code, 0) << swept.err;
+  EXPECT_THAT(swept.out, HasSubstr("removed the run directory " + (runs / left).string()));
+  EXPECT_THAT(swept.out, HasSubstr("0 runtime and 1 run directory removed"));
+  std::vector<std::string> kept = {alive, fmt::format("run-{}-0001", dead[0]), held, "notarun", "run-x-1"};
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(directory_names(runs), kept);
+  EXPECT_EQ(read_file(outside / "kept"), "outside\n");
 }
 
 // kill -9 of `vmwarden exec` at random instants of its start-up, while it
