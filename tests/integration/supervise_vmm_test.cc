@@ -22,6 +22,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -499,6 +500,69 @@ TEST_P(SuperviseVmmTest, RootsUmaskKeepsNoDaemonFromItsShare) {
   int status = wait_for(outer, 20s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << testing::read_file(root_ / "log");
   EXPECT_THAT(testing::read_file(root_ / "log"), Not(HasSubstr("does not exist")));
+}
+
+// kill -9 of `vmwarden supervise` at random instants of its start-up, while
+// it leases a single-use UID, grants the share, makes its runtime
+// directory and starts the warden, virtiofsd and the VMM: within 3 s no
+// process of the VM runs and the host's mounts are as before; after one
+// sweep no lease, allocation, ACL entry or runtime directory is left.
+TEST_P(SuperviseVmmTest, KillNineAtRandomInstantsOfTheStartLeavesNothingASweepDoesNotClear) {
+  auto mount_table = [] { return testing::read_file("/proc/self/mountinfo"); };
+  // The outer and the warden carry the test's directories in their
+  // environment, the services in their arguments.
+  auto left_running = [&] {
+    std::string left;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      std::string pid = entry.path().filename().string();
+      if (pid.find_first_not_of("0123456789") != std::string::npos || std::stoi(pid) == ::getpid()) continue;
+      std::string seen;
+      try {
+        seen = testing::read_proc_file(entry.path() / "cmdline") + testing::read_proc_file(entry.path() / "environ");
+      } catch (const std::exception&) {
+        continue;  // gone meanwhile
+      }
+      if (seen.find(root_.string()) != std::string::npos) left += " " + pid;
+    }
+    return left;
+  };
+  const std::string mounts_before = mount_table();
+
+  auto started_at = Clock::now();
+  pid_t first = start_supervise();
+  ASSERT_TRUE(wait_until_ready(20s)) << testing::read_file(root_ / "log");
+  auto start_time = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_at);
+  ::kill(first, SIGTERM);
+  wait_for(first, 20s);
+
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<long> instant(0, 2 * start_time.count());
+  constexpr int kRuns = 15;
+  for (int run = 0; run < kRuns; ++run) {
+    pid_t outer = start_supervise();
+    ASSERT_GT(outer, 0);
+    std::this_thread::sleep_for(std::chrono::microseconds(instant(random)));
+    ASSERT_EQ(::kill(outer, SIGKILL), 0);
+    ASSERT_EQ(::waitpid(outer, nullptr, 0), outer);
+    std::string left;
+    for (auto deadline = Clock::now() + 3s; Clock::now() < deadline; std::this_thread::sleep_for(10ms)) {
+      left = left_running();
+      if (left.empty() && mount_table() == mounts_before) break;
+    }
+    EXPECT_EQ(left, "") << "run " << run << ": processes left 3 s after kill -9";
+    EXPECT_EQ(mount_table(), mounts_before) << "run " << run;
+  }
+
+  testing::CommandOptions options;
+  options.extra_env = {{"VMWARDEN_CONFIG_DIR", (root_ / "config").string()},
+                       {"VMWARDEN_STATE_DIR", (root_ / "state").string()},
+                       {"VMWARDEN_RUNTIME_DIR", (root_ / "run").string()}};
+  testing::CommandResult sweep = testing::run_command({testing::vmwarden_binary(), "acl", "sweep"}, options);
+  EXPECT_EQ(sweep.exit_code, 0) << sweep.out << sweep.err;
+  EXPECT_EQ(testing::directory_names(root_ / "run"), std::vector<std::string>{"_uid-leases"}) << sweep.out;
+  EXPECT_EQ(testing::directory_names(root_ / "run" / "_uid-leases"), std::vector<std::string>{}) << sweep.out;
+  EXPECT_EQ(testing::directory_names(root_ / "state" / "uids" / "allocated"), std::vector<std::string>{}) << sweep.out;
+  EXPECT_EQ(testing::named_acl_entries(root_ / "private" / "share"), "") << sweep.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(
