@@ -5,10 +5,12 @@
 // bad usage; exit 3: the attack could not even be set up.
 //
 // Started with QEMU's arguments (see compromised_vmm()), it plays a
-// compromised VMM instead.
+// compromised VMM instead; started with the Rust virtiofsd's (see
+// compromised_virtiofsd()), a compromised virtiofsd.
 //
 // Deliberately plain C-style code with raw syscalls: what is measured is
 // exactly the one syscall the subcommand names.
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -30,10 +32,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -155,6 +159,191 @@ int compromised_vmm(int argc, char** argv) {
   return 0;
 }
 
+// The names of the entries of directory `path`, sorted, separated by
+// spaces; false with errno set when it cannot be listed.
+bool list_directory(const std::string& path, std::string& names) {
+  DIR* dir = opendir(path.c_str());
+  if (dir == nullptr) return false;
+  std::vector<std::string> found;
+  while (dirent* entry = readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name != "." && name != "..") found.push_back(name);
+  }
+  closedir(dir);
+  std::sort(found.begin(), found.end());
+  names.clear();
+  for (const std::string& name : found) names += (names.empty() ? "" : " ") + name;
+  return true;
+}
+
+// A connect to the pathname unix socket `path`; false with errno set when
+// refused.
+bool connect_path(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path) {
+    close(fd);
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  strcpy(address.sun_path, path.c_str());
+  bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  int error = errno;
+  close(fd);
+  errno = error;
+  return connected;
+}
+
+// The Rust virtiofsd's --help, for a vmwarden that runs it to learn the
+// dialect (the binary holds this text, which is where it looks first).
+constexpr const char* kVirtiofsdHelp =
+    "Usage: virtiofsd --shared-dir <SHARED_DIR> --fd <FD> [OPTIONS]\n";
+
+// Started in virtiofsd's place (vmwarden's Rust virtiofsd command line
+// begins with --fd=3, the listening vhost-user socket): a compromised
+// virtiofsd under virtiofsd's confinement (its own user namespace over the
+// VM's uid, mount namespace, Landlock domain, vm-daemon seccomp profile),
+// attacking the real QEMU beside it, which runs as the same uid.
+//
+// QEMU connects to the socket while it builds the machine, then, realizing
+// the vhost-user-fs device, sends VHOST_USER_GET_FEATURES and waits for
+// the answer, however long it takes: unanswered, it stays there, alive,
+// its QMP monitor up. The attacks run in that state; the connection's
+// peer credentials name QEMU's pid, which the attacks then try to reach.
+// Closing the connection unanswered makes QEMU give up the device and exit
+// (status 1); that waits for a file named release in the share, so that
+// the test can look at the held QEMU from outside this confinement.
+// Reports on stdout (the warden logs them as "virtiofsd-TAG fd 1: ..."),
+// "done" once QEMU may be looked at, "end" last, then exit 0.
+int compromised_virtiofsd(int argc, char** argv) {
+  std::string shared_dir;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.starts_with("--shared-dir=")) shared_dir = arg.substr(13);
+  }
+  // RUNTIME_DIR/NAME/mnt/TAG: the VM's runtime directory is two levels up.
+  std::string runtime = shared_dir.substr(0, shared_dir.rfind('/'));
+  runtime = runtime.substr(0, runtime.rfind('/'));
+  int frontend = accept4(3, nullptr, nullptr, SOCK_CLOEXEC);
+  if (frontend < 0) return setup_failed("accept");
+  ucred peer{};
+  socklen_t size = sizeof peer;
+  if (getsockopt(frontend, SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0) return setup_failed("SO_PEERCRED");
+  // QEMU's first request (12 bytes of header, request 1: GET_FEATURES):
+  // read, so that QEMU is known to be waiting for the answer.
+  char request[12];
+  if (recv(frontend, request, sizeof request, MSG_WAITALL) != sizeof request) return setup_failed("recv");
+  pid_t qemu = peer.pid;
+  std::string proc = "/proc/" + std::to_string(qemu);
+  std::printf("qemu: pid %d, request %d\n", qemu, request[0]);
+  char buffer[256];
+
+  // Find QEMU in /proc, as one would without the peer's credentials.
+  std::string names;
+  bool listed = list_directory("/proc", names);
+  bool found = listed && (" " + names + " ").find(" " + std::to_string(qemu) + " ") != std::string::npos;
+  if (listed && !found) errno = ENOENT;
+  report("proc-list", found, found ? "lists " + std::to_string(qemu) : "");
+  bool comm = read_through(proc + "/comm", buffer, sizeof buffer);
+  report("qemu comm", comm, comm ? std::string(buffer, strcspn(buffer, "\n")) : "");
+  bool environ_read = read_through(proc + "/environ", buffer, sizeof buffer);
+  report("environ", environ_read, environ_read ? std::string(buffer) : "");
+  // /proc/PID/mem: the first mapping of /proc/PID/maps, read.
+  int memory = open((proc + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (memory >= 0) {
+    bool mapped = read_through(proc + "/maps", buffer, sizeof buffer);
+    unsigned long long start = mapped ? std::strtoull(buffer, nullptr, 16) : 0;
+    char bytes[4];
+    ssize_t n = pread(memory, bytes, sizeof bytes, static_cast<off_t>(start));
+    char detail[64];
+    std::snprintf(detail, sizeof detail, "read %zd bytes at 0x%llx", n, start);
+    report("mem", n == sizeof bytes, detail);
+    close(memory);
+  } else {
+    report("mem", false);
+  }
+  // Its mount namespace, through /proc/PID/root: the runtime directory with
+  // QEMU's QMP socket, which this one's namespace covers with an empty tmpfs.
+  bool root_listed = list_directory(proc + "/root" + runtime, names);
+  report("proc-root", root_listed, root_listed ? names : "");
+  report("proc-root qmp", connect_path(proc + "/root" + runtime + "/control.sock"));
+  bool runtime_listed = list_directory(runtime, names);
+  report("runtime dir", runtime_listed, runtime_listed ? names : "");
+  report("qmp", connect_path(runtime + "/control.sock"));
+  // Signal 0: the permission check alone.
+  report("kill", kill(qemu, 0) == 0);
+  report("tgkill", syscall(SYS_tgkill, qemu, qemu, 0) == 0);
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, qemu, 0));
+  report("pidfd_send_signal", pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0);
+  if (pidfd >= 0) close(pidfd);
+  // ptrace is in the vm-daemon deny list: tried in a child, so that a
+  // seccomp kill takes the child, not the rest of the list. SEIZE does not
+  // stop QEMU, and the child's exit detaches it.
+  pid_t child = fork();
+  if (child == 0) _exit(ptrace(PTRACE_SEIZE, qemu, nullptr, nullptr) == 0 ? 0 : errno);
+  int status = 0;
+  if (child < 0 || waitpid(child, &status, 0) != child) return setup_failed("fork and wait");
+  if (WIFSIGNALED(status)) {
+    const char* name = sigabbrev_np(WTERMSIG(status));
+    std::printf("ptrace: killed by SIG%s\n", name ? name : "?");
+    std::fflush(stdout);
+  } else {
+    errno = WEXITSTATUS(status);
+    report("ptrace", WEXITSTATUS(status) == 0);
+  }
+  // Every abstract socket of the network namespace (QEMU's, the warden's),
+  // as its /proc/net/unix lists them ('@' first), and a connect to each.
+  FILE* unix_sockets = std::fopen("/proc/self/net/unix", "re");
+  if (unix_sockets == nullptr) {
+    report("abstract list", false);
+  } else {
+    int abstract = 0;
+    char line[512];
+    while (std::fgets(line, sizeof line, unix_sockets) != nullptr) {
+      const char* at = strchr(line, '@');
+      if (at == nullptr) continue;
+      std::string name(at + 1, strcspn(at + 1, "\n"));
+      socklen_t length = 0;
+      sockaddr_un address = abstract_address(name.c_str(), length);
+      int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      bool connected = fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&address), length) == 0;
+      if (fd >= 0) close(fd);
+      report(("abstract @" + name).c_str(), connected);
+      ++abstract;
+    }
+    std::fclose(unix_sockets);
+    std::printf("abstract sockets: %d\n", abstract);
+  }
+  std::printf("done\n");
+  std::fflush(stdout);
+  // QEMU is held until the test has looked at it from outside this
+  // confinement: until the share holds a file named release (at most 20 s).
+  std::string release = shared_dir + "/release";
+  for (int i = 0; i < 400 && access(release.c_str(), F_OK) != 0; ++i) usleep(50'000);
+  // Last, as it ends QEMU where it works: a signal through SIGIO, which
+  // needs no kill(2). A socket of a pair is given QEMU as its owner and
+  // SIGKILL as the signal its I/O sends; a byte written to the other end
+  // sends it. Nothing reports a refusal (the kernel drops the signal): QEMU
+  // killed shows as its end of the vhost-user connection closing.
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return setup_failed("socketpair");
+  if (fcntl(pair[0], F_SETOWN, qemu) != 0) {
+    report("sigio", false);
+  } else {
+    if (fcntl(pair[0], F_SETSIG, SIGKILL) != 0 || fcntl(pair[0], F_SETFL, O_ASYNC | O_NONBLOCK) != 0)
+      return setup_failed("fcntl");
+    if (write(pair[1], "x", 1) != 1) return setup_failed("write");
+    pollfd hangup{frontend, POLLIN, 0};
+    bool closed = poll(&hangup, 1, 1000) == 1 && recv(frontend, buffer, sizeof buffer, MSG_DONTWAIT) <= 0;
+    std::printf("sigio: %s\n", closed ? "ok QEMU killed" : "QEMU alive a second later");
+  }
+  std::printf("end\n");
+  std::fflush(stdout);
+  close(frontend);
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,6 +353,11 @@ int main(int argc, char** argv) {
   }
   std::string command = argv[1];
   if (command == "-name") return compromised_vmm(argc, argv);
+  if (command.starts_with("--fd=")) return compromised_virtiofsd(argc, argv);
+  if (command == "--help") {
+    std::printf("%s", kVirtiofsdHelp);
+    return 0;
+  }
   auto arg = [&](int i) -> const char* {
     if (i + 1 >= argc) {
       std::fprintf(stderr, "attacker %s: missing argument %d\n", command.c_str(), i);
@@ -200,13 +394,8 @@ int main(int argc, char** argv) {
     for (;;) pause();
   }
   if (command == "connect-path") {  // connect-path PATH: a pathname unix socket
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return setup_failed("socket");
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (strlen(arg(1)) >= sizeof address.sun_path) return setup_failed("socket path too long");
-    strcpy(address.sun_path, arg(1));
-    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return denied("connect");
+    if (strlen(arg(1)) >= sizeof sockaddr_un{}.sun_path) return setup_failed("socket path too long");
+    if (!connect_path(arg(1))) return denied("connect");
     return ok("connected");
   }
   if (command == "sleep") {
