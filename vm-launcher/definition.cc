@@ -396,7 +396,7 @@ class Validator {
     // file behind it: said here rather than dropped with the normalisation.
     if (kind != FileKind::directory && value->size() > 1 && value->back() == '/') {
       error(node, fmt::format("{}: \"{}\" ends with '/', but must name a file; drop the '/'",
-                              qualified(context, key), *value));
+                              qualified(context, key), printable(*value)));
       return std::nullopt;
     }
     std::filesystem::path path = normalize_path(*value);
@@ -619,7 +619,7 @@ class Validator {
       if (!path) continue;
       Position here = position_of(disk_table->get("path")->source());
       if (auto [it, inserted] = seen.emplace(*path, here); !inserted) {
-        error(here, fmt::format("disk {} is already listed at line {}", path->string(), it->second.line));
+        error(here, fmt::format("disk {} is already listed at line {}", printable(path->string()), it->second.line));
         continue;
       }
       disk.path = *path;
@@ -671,7 +671,7 @@ class Validator {
         if (auto [it, inserted] = seen_paths.emplace(key, here); !inserted) {
           error(here, fmt::format("{} is already shared at line {}: give each directory one share, with "
                                   "one access",
-                                  path->string(), it->second.line));
+                                  printable(path->string()), it->second.line));
           complete = false;
         } else if (*path != "/" && options_.check_filesystem && options_.share_refusal) {
           if (auto refusal = options_.share_refusal(*path)) {

@@ -251,6 +251,16 @@ TEST(Definition, ControlCharactersInKeysAndValuesAreEscaped) {
   expect_one_error(parse("command = [\"/tmp/\\u001b[2J\"]\n"), 1, 12, "/tmp/\\x1b[2J lies under /tmp");
   expect_one_error(parse("command = [\"/nonexistent/\\u001b[2J\"]\n", "vm.toml", {.check_filesystem = true}), 1, 12,
                    "/nonexistent/\\x1b[2J does not exist");
+  // A path passes with them (they are not ASCII controls), so the messages
+  // that quote a valid path escape it too: a trailing '/', a disk listed
+  // twice, a directory shared twice.
+  expect_one_error(parse("vmm = \"qemu\"\nkernel = \"/k\\u009b2J\\u202e/\"\n"), 2, 10,
+                   "kernel: \"/k\\xc2\\x9b2J\\xe2\\x80\\xae/\" ends with '/'");
+  expect_one_error(parse(std::string(kMinimal) + "[[disk]]\npath = \"/d\\u202e\"\n[[disk]]\npath = \"/d\\u202e\"\n"), 6, 8,
+                   "disk /d\\xe2\\x80\\xae is already listed at line 4");
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"a\"\npath = \"/s\\u009b\"\n[[share]]\ntag = "
+                         "\"b\"\npath = \"/s\\u009b/\"\n"),
+                   8, 8, "/s\\xc2\\x9b is already shared at line 5");
 }
 
 TEST(Definition, UnknownKeyInShare) {
