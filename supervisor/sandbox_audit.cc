@@ -5,8 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string_view>
 
+#include "common/printable.h"
 #include "supervisor/caps.h"
 #include "supervisor/json_text.h"
 #include "supervisor/mounts.h"
@@ -93,6 +95,21 @@ const ServiceSpec* service_with_terminal(const SandboxSpec& spec) {
   for (const ServiceSpec& service : spec.services)
     if (!service.terminal_fds.empty()) return &service;
   return nullptr;
+}
+
+// The text with each line's control characters escaped (printable()):
+// paths and arguments come from a definition or a command line, and an 8-bit
+// CSI or a bidirectional override among them would act on the terminal or
+// reorder the line, so that what the reader sees is not what will run.
+std::string printable_lines(std::string_view text) {
+  std::string out;
+  for (std::size_t start = 0; start < text.size();) {
+    std::size_t end = std::min(text.find('\n', start), text.size());
+    out += printable(text.substr(start, end - start));
+    if (end < text.size()) out += '\n';
+    start = end + 1;
+  }
+  return out;
 }
 
 // Why the warden chowns a capture pipe (supervisor/capture.cc).
@@ -432,7 +449,7 @@ std::string describe_sandbox_text(const SandboxSpec& spec, const SandboxAudit& a
     out += fmt::format("  namespaces: {}\n", join(namespaces, ", "));
     out += confinement.substr(first_line);
   }
-  return out;
+  return printable_lines(out);
 }
 
 std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& audit) {

@@ -374,6 +374,19 @@ TEST(Audit, EveryCapturePipeIsChownedWithCapChown) {
   EXPECT_EQ(pipes, 7);
 }
 
+// What a definition names reaches the audit's text escaped, as it reaches
+// an error: an 8-bit CSI (U+009B) or a bidirectional override (U+202E) in a
+// path would act on the terminal or reorder the line the reader checks.
+TEST(Audit, ControlCharactersInPathsAreEscapedInTheText) {
+  TempDir dir("vmwarden-audit");
+  write_file(dir / "app.toml", "vmm = \"qemu\"\nkernel = \"" + (dir / "vm\u009b2J\u202elinuz").string() + "\"\n");
+  CommandResult result = vmwarden({"audit", (dir / "app.toml").string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("-kernel " + (dir / "vm\\xc2\\x9b2J\\xe2\\x80\\xaelinuz").string()));
+  EXPECT_THAT(result.out, Not(HasSubstr("\u009b")));
+  EXPECT_THAT(result.out, Not(HasSubstr("\u202e")));
+}
+
 // ---- purity ------------------------------------------------------------------
 
 // Everything under `root` that an audit could have changed: each entry's
