@@ -803,15 +803,21 @@ ParseResult load_definition(const std::filesystem::path& file, const CheckOption
     result.errors.push_back(Diagnostic{file.string(), 1, 1, std::move(reason)});
     return result;
   };
-  // Opened without waiting, and its type checked before the first read: a
-  // FIFO in a definition's place would block the open (and every read) for
-  // as long as no writer comes, hanging check, audit, supervise and s6
-  // service. A symlink to a regular file is still a definition.
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  // Its type is checked on an O_PATH descriptor, before anything opens it:
+  // a FIFO in a definition's place would block the open (and every read)
+  // for as long as no writer comes, hanging check, audit, supervise and s6
+  // service, and opening a device acts on it (a watchdog is armed, a tty
+  // becomes the controlling terminal of a session leader such as s6's run,
+  // /dev/tty fails with ENXIO). The regular file is then opened through
+  // that descriptor, so that it is the file checked. A symlink to a regular
+  // file is still a definition.
+  UniqueFd at(::open(file.c_str(), O_PATH | O_CLOEXEC));
+  if (!at) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return unreadable(fmt::format("cannot stat definition: {}", std::strerror(errno)));
+  if (::fstat(at.get(), &st) != 0) return unreadable(fmt::format("cannot stat definition: {}", std::strerror(errno)));
   if (!S_ISREG(st.st_mode)) return unreadable(fmt::format("not a regular file ({})", file_kind(st.st_mode)));
+  UniqueFd fd(::open(fmt::format("/proc/self/fd/{}", at.get()).c_str(), O_RDONLY | O_NOCTTY | O_CLOEXEC));
+  if (!fd) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
   // Read in chunks rather than into a buffer of the largest size: zeroing
   // a megabyte costs more than parsing a definition.
   std::string text;
