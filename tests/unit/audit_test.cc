@@ -374,6 +374,24 @@ TEST(Audit, EveryCapturePipeIsChownedWithCapChown) {
   EXPECT_EQ(pipes, 7);
 }
 
+// `vmwarden supervise --s6` gives a plain command pipes for its stdout and
+// stderr, which the warden logs and chowns to the command's uid (CAP_CHOWN);
+// by hand it passes vmwarden's own. `audit --s6` shows what s6 would run.
+TEST(Audit, UnderS6ACommandsOutputPipesAreShown) {
+  TempDir dir("vmwarden-audit");
+  write_file(dir / "app.toml", "command = [\"/bin/true\"]\n");
+  auto pipes = [&](std::vector<std::string> args) {
+    std::vector<std::string> found;
+    for (const AuditedStep& step : audited_steps(args))
+      if (step.action.find("service command receives a pipe as fd") != std::string::npos &&
+          std::find(step.capabilities.begin(), step.capabilities.end(), "CAP_CHOWN") != step.capabilities.end())
+        found.push_back(step.action);
+    return found;
+  };
+  EXPECT_EQ(pipes({"audit", "--s6", (dir / "app.toml").string()}).size(), 2u);
+  EXPECT_EQ(pipes({"audit", (dir / "app.toml").string()}).size(), 0u);
+}
+
 // What a definition names reaches the audit's text escaped, as it reaches
 // an error: an 8-bit CSI (U+009B) or a bidirectional override (U+202E) in a
 // path would act on the terminal or reorder the line the reader checks.
