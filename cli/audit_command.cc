@@ -22,6 +22,7 @@ namespace {
 struct AuditOptions {
   std::string target;
   bool json = false;
+  bool s6 = false;  // as `supervise --s6` would run it
 };
 
 // The definition, valid apart from the files it names: a definition is
@@ -84,6 +85,10 @@ int audit_definition(const AuditOptions& options, const Locations& locations) {
 
   vm::LaunchOptions launch;
   launch.locations = locations;
+  // Under s6 a plain command's stdout and stderr are pipes the warden logs
+  // (and chowns to its uid), not vmwarden's own descriptors: the audit of
+  // what s6 runs must show those.
+  launch.under_s6 = options.s6;
   std::optional<vm::LaunchPlan> plan;
   try {
     plan = vm::plan_launch(definition, uid, launch);
@@ -122,6 +127,10 @@ void add_audit_command(CLI::App& app, Globals& globals) {
   command->add_flag("--json", options->json,
                     "Print one JSON object (on an error: {\"audit\": ..., \"error\": MESSAGE}, with \"diagnostics\": "
                     "[\"FILE:LINE:COL: ...\", ...] for an invalid definition, and the exit status it has without --json)");
+  command->add_flag("--s6", options->s6,
+                    "What `vmwarden supervise --s6` (an s6 service's run script) would do: a plain command's stdout "
+                    "and stderr become pipes the warden logs, chowned to its uid; the readiness fd is read from "
+                    "./notification-fd if there is one");
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
       try {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <string>
 
+#include "common/printable.h"
 #include "common/write_all.h"
 
 namespace vmwarden::log {
@@ -54,13 +55,16 @@ void write(Level level, std::string_view message) {
   line += g_prefix;
   line += ": ";
   line += level_tag(level);
-  // Each line of a message of several ends as its last does.
+  // Each line of a message of several ends as its last does. What a line
+  // quotes (a definition's path, a share's name, an error from a service)
+  // may hold what a terminal acts on, an 8-bit CSI or a bidirectional
+  // override that reorders the line: escaped, as errors quote it.
   const std::string_view end = line_end();
   for (std::size_t next; (next = message.find('\n')) != std::string_view::npos; message.remove_prefix(next + 1)) {
-    line += message.substr(0, next);
+    line += printable(message.substr(0, next));
     line += end;
   }
-  line += message;
+  line += printable(message);
   line += end;
   // One write(2) for a line under PIPE_BUF on a pipe; a longer one is
   // finished rather than cut. A failure has nowhere to be reported.

@@ -5,8 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string_view>
 
+#include "common/printable.h"
 #include "supervisor/caps.h"
 #include "supervisor/json_text.h"
 #include "supervisor/mounts.h"
@@ -94,6 +96,26 @@ const ServiceSpec* service_with_terminal(const SandboxSpec& spec) {
     if (!service.terminal_fds.empty()) return &service;
   return nullptr;
 }
+
+// The text with each line's control characters escaped (printable()):
+// paths and arguments come from a definition or a command line, and an 8-bit
+// CSI or a bidirectional override among them would act on the terminal or
+// reorder the line, so that what the reader sees is not what will run.
+std::string printable_lines(std::string_view text) {
+  std::string out;
+  for (std::size_t start = 0; start < text.size();) {
+    std::size_t end = std::min(text.find('\n', start), text.size());
+    out += printable(text.substr(start, end - start));
+    if (end < text.size()) out += '\n';
+    start = end + 1;
+  }
+  return out;
+}
+
+// Why the warden chowns a capture pipe (supervisor/capture.cc).
+constexpr const char* kWhyPipeOwner =
+    "the pipe is the service's, as one it made would be, so that it may open it again through /proc/self/fd/N "
+    "(cloud-hypervisor does) as its own uid";
 
 }  // namespace
 
@@ -199,25 +221,29 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
     for (const OutputCapture& capture : service.captures) {
       if (capture.to_log) {
         steps.push_back({"warden",
-                         fmt::format("service {} receives a pipe as fd {}; the warden logs each line that comes "
-                                     "from it as \"{} fd {}: LINE\", control characters escaped, cut every 4 KiB",
-                                     service.name, capture.child_fd, service.name, capture.child_fd),
-                         {},
-                         "nothing the service writes reads as a line of vmwarden's own in the log"});
+                         fmt::format("service {} receives a pipe as fd {}, chowned to uid {}, gid {}; the warden logs "
+                                     "each line that comes from it as \"{} fd {}: LINE\", control characters "
+                                     "escaped, cut every 4 KiB",
+                                     service.name, capture.child_fd, labels.text(service.confinement.uid),
+                                     labels.text(service.confinement.gid), service.name, capture.child_fd),
+                         {"CAP_CHOWN"},
+                         std::string("nothing the service writes reads as a line of vmwarden's own in the log; ") +
+                             kWhyPipeOwner});
         continue;
       }
       steps.push_back({"warden",
                        fmt::format("create {} (mode 0600) through the runtime directory's descriptor (no symlink "
-                                   "followed), chown it to uid {}, gid {}; service {} receives a pipe as fd {}, whose "
-                                   "output the warden writes there, {} bytes at most, then renames it to {}.1 and "
-                                   "starts a new one",
+                                   "followed), chown it to uid {}, gid {}; service {} receives a pipe as fd {}, "
+                                   "chowned to them too, whose output the warden writes there, {} bytes at most, then "
+                                   "renames it to {}.1 and starts a new one",
                                    capture.file.string(), labels.text(service.confinement.uid),
                                    labels.text(service.confinement.gid), service.name, capture.child_fd,
                                    capture.max_bytes, capture.file.string()),
                        {"CAP_CHOWN"},
-                       "however much the service writes, at most twice that is kept: it cannot fill the runtime "
-                       "directory's filesystem (/run, memory); readable by the service's uid, as a file it made "
-                       "would be; never copied to the log"});
+                       std::string("however much the service writes, at most twice that is kept: it cannot fill "
+                                   "the runtime directory's filesystem (/run, memory); readable by the service's uid, "
+                                   "as a file it made would be; never copied to the log; ") +
+                           kWhyPipeOwner});
     }
   }
   constexpr const char* kScratch = "a private tmpfs (nosuid, nodev, noexec, 64 MiB, 16k inodes) on /tmp and on /dev/shm";
@@ -423,7 +449,7 @@ std::string describe_sandbox_text(const SandboxSpec& spec, const SandboxAudit& a
     out += fmt::format("  namespaces: {}\n", join(namespaces, ", "));
     out += confinement.substr(first_line);
   }
-  return out;
+  return printable_lines(out);
 }
 
 std::string describe_sandbox_json(const SandboxSpec& spec, const SandboxAudit& audit) {

@@ -396,7 +396,7 @@ class Validator {
     // file behind it: said here rather than dropped with the normalisation.
     if (kind != FileKind::directory && value->size() > 1 && value->back() == '/') {
       error(node, fmt::format("{}: \"{}\" ends with '/', but must name a file; drop the '/'",
-                              qualified(context, key), *value));
+                              qualified(context, key), printable(*value)));
       return std::nullopt;
     }
     std::filesystem::path path = normalize_path(*value);
@@ -619,7 +619,7 @@ class Validator {
       if (!path) continue;
       Position here = position_of(disk_table->get("path")->source());
       if (auto [it, inserted] = seen.emplace(*path, here); !inserted) {
-        error(here, fmt::format("disk {} is already listed at line {}", path->string(), it->second.line));
+        error(here, fmt::format("disk {} is already listed at line {}", printable(path->string()), it->second.line));
         continue;
       }
       disk.path = *path;
@@ -671,7 +671,7 @@ class Validator {
         if (auto [it, inserted] = seen_paths.emplace(key, here); !inserted) {
           error(here, fmt::format("{} is already shared at line {}: give each directory one share, with "
                                   "one access",
-                                  path->string(), it->second.line));
+                                  printable(path->string()), it->second.line));
           complete = false;
         } else if (*path != "/" && options_.check_filesystem && options_.share_refusal) {
           if (auto refusal = options_.share_refusal(*path)) {
@@ -803,15 +803,21 @@ ParseResult load_definition(const std::filesystem::path& file, const CheckOption
     result.errors.push_back(Diagnostic{file.string(), 1, 1, std::move(reason)});
     return result;
   };
-  // Opened without waiting, and its type checked before the first read: a
-  // FIFO in a definition's place would block the open (and every read) for
-  // as long as no writer comes, hanging check, audit, supervise and s6
-  // service. A symlink to a regular file is still a definition.
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
+  // Its type is checked on an O_PATH descriptor, before anything opens it:
+  // a FIFO in a definition's place would block the open (and every read)
+  // for as long as no writer comes, hanging check, audit, supervise and s6
+  // service, and opening a device acts on it (a watchdog is armed, a tty
+  // becomes the controlling terminal of a session leader such as s6's run,
+  // /dev/tty fails with ENXIO). The regular file is then opened through
+  // that descriptor, so that it is the file checked. A symlink to a regular
+  // file is still a definition.
+  UniqueFd at(::open(file.c_str(), O_PATH | O_CLOEXEC));
+  if (!at) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return unreadable(fmt::format("cannot stat definition: {}", std::strerror(errno)));
+  if (::fstat(at.get(), &st) != 0) return unreadable(fmt::format("cannot stat definition: {}", std::strerror(errno)));
   if (!S_ISREG(st.st_mode)) return unreadable(fmt::format("not a regular file ({})", file_kind(st.st_mode)));
+  UniqueFd fd(::open(fmt::format("/proc/self/fd/{}", at.get()).c_str(), O_RDONLY | O_NOCTTY | O_CLOEXEC));
+  if (!fd) return unreadable(fmt::format("cannot read definition: {}", std::strerror(errno)));
   // Read in chunks rather than into a buffer of the largest size: zeroing
   // a megabyte costs more than parsing a definition.
   std::string text;

@@ -7,6 +7,15 @@
 namespace vmwarden::vm {
 namespace {
 
+// The ACL walk's own limit (acl-manager/walk.cc, RaisedFileLimit): it holds a
+// descriptor per level of the tree.
+constexpr const char* kRaisedFileLimit =
+    "while the walk runs, its descriptor limit (RLIMIT_NOFILE) is raised to 1048576 (at most fs.nr_open), the hard "
+    "limit too where CAP_SYS_RESOURCE is held, else the soft one up to the hard one, and restored afterwards";
+constexpr const char* kWhyRaisedFileLimit =
+    "CAP_SYS_RESOURCE, where held, for the raised descriptor limit: the walk holds a descriptor per level, and a "
+    "tree deeper than the limit would keep entries below it";
+
 std::string placeholder_label(const LaunchPlan& plan, UidSource source) {
   if (source == UidSource::alias) return fmt::format("<UID of alias \"{}\">", plan.uid_alias);
   return "<single-use UID>";
@@ -130,14 +139,17 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
     audit.before.push_back(
         {"outer",
          fmt::format("grant u:{}:{} on every directory and regular file under {} (and as a default entry on its "
-                     "directories), recorded in {} with the directory's file handle",
-                     uid, grant.access == acl::Access::rw ? "rwX" : "r-X", grant.tree.string(), grants_dir),
-         {"CAP_FOWNER", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
-         "the VM's uid must pass the host's permission checks beneath the tree; the walk never follows a "
-         "symlink and skips hard links (doc/ACL.md); the handle lets revoke and sweep find the directory after a "
-         "rename; CAP_SYS_ADMIN for the trusted.vmwarden.granted-default mark put on each directory whose default "
-         "ACL the grant creates (so that a revoke drops that one and keeps an owner's own), and for a detached "
-         "nodev copy of the tree's mounts that the walk opens files through and that is attached nowhere"});
+                     "directories), recorded in {} with the directory's file handle; {}",
+                     uid, grant.access == acl::Access::rw ? "rwX" : "r-X", grant.tree.string(), grants_dir,
+                     kRaisedFileLimit),
+         {"CAP_FOWNER", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE"},
+         std::string("the VM's uid must pass the host's permission checks beneath the tree; the walk never follows a "
+                     "symlink and skips hard links (doc/ACL.md); the handle lets revoke and sweep find the directory "
+                     "after a rename; CAP_SYS_ADMIN for the trusted.vmwarden.granted-default mark put on each "
+                     "directory whose default ACL the grant creates (so that a revoke drops that one and keeps an "
+                     "owner's own), and for a detached nodev copy of the tree's mounts that the walk opens files "
+                     "through and that is attached nowhere; ") +
+             kWhyRaisedFileLimit});
     bool mounted = false, ruled = false;
     for (const supervisor::BindMount& mount : plan.sandbox.mounts) mounted = mounted || mount.source == grant.tree;
     for (const supervisor::ServiceSpec& service : plan.sandbox.services) {
@@ -161,13 +173,14 @@ supervisor::SandboxAudit launch_audit(const LaunchPlan& plan, const LaunchAuditO
     audit.after_services.push_back({"outer",
                            fmt::format("revoke uid {}'s entries under {}, drop the default ACLs the grant "
                                        "created (and their trusted.vmwarden.granted-default marks), clear the "
-                                       "set-ID bits of its files there, and remove the grant record",
-                                       uid, grant.tree.string()),
-                           {"CAP_FOWNER", "CAP_FSETID", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"},
+                                       "set-ID bits of its files there, and remove the grant record; {}",
+                                       uid, grant.tree.string(), kRaisedFileLimit),
+                           {"CAP_FOWNER", "CAP_FSETID", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE"},
                            "a single-use UID keeps nothing, and no file it made runs as it later; done before the "
                            "runtime directory is removed, which what the services left there can make slow; if "
                            "this process is killed first, `vmwarden acl sweep` revokes them; CAP_FSETID so that "
-                           "clearing one set-ID bit keeps another owner's; CAP_SYS_ADMIN as for the grant"});
+                           "clearing one set-ID bit keeps another owner's; CAP_SYS_ADMIN and CAP_SYS_RESOURCE as "
+                           "for the grant"});
   }
   if (options.uid_source == UidSource::single_use) {
     audit.after.push_back({"outer", fmt::format("release the lease on {} and return the UID to the pool", lease_file),

@@ -314,6 +314,97 @@ TEST(Audit, CheckAndAuditReportAShareThatLaunchingWouldRefuse) {
   EXPECT_THAT(audit.out, Not(HasSubstr("refuses to start")));
 }
 
+// Every step of an audit in --json form, the starting ones and the ending
+// ones in order, with the capabilities each needs.
+struct AuditedStep {
+  std::string action;
+  std::vector<std::string> capabilities;
+};
+std::vector<AuditedStep> audited_steps(const std::vector<std::string>& args,
+                                       const std::map<std::string, std::string>& env = golden_env()) {
+  std::vector<std::string> json_args = args;
+  json_args.insert(json_args.begin() + 1, "--json");
+  CommandResult result = vmwarden(json_args, env);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  vm::Json parsed = vm::parse_json(result.out);
+  std::vector<AuditedStep> steps;
+  for (const char* list : {"steps", "exit_steps"}) {
+    const vm::Json* items = parsed.find(list);
+    if (items == nullptr) continue;
+    for (const vm::Json& item : items->items) {
+      AuditedStep step{std::string(item.string_member("action")), {}};
+      if (const vm::Json* capabilities = item.find("capabilities"))
+        for (const vm::Json& capability : capabilities->items) step.capabilities.push_back(capability.string);
+      steps.push_back(std::move(step));
+    }
+  }
+  return steps;
+}
+
+// The ACL walk raises its own descriptor limit while it runs, the hard
+// limit too with CAP_SYS_RESOURCE (acl-manager/walk.cc): the grant's and
+// the revoke's steps say so and name the capability.
+TEST(Audit, TheAclWalksRaisedDescriptorLimitIsAPrivilegedStep) {
+  TempDir dir("vmwarden-audit");
+  fs::create_directories(dir / "share");
+  write_file(dir / "app.toml", "command = [\"/bin/true\"]\n[[share]]\ntag = \"s\"\npath = \"" +
+                                   (dir / "share").string() + "\"\naccess = \"rw\"\n");
+  int walks = 0;
+  for (const AuditedStep& step : audited_steps({"audit", (dir / "app.toml").string()})) {
+    if (!step.action.starts_with("grant u:") && !step.action.starts_with("revoke uid ")) continue;
+    ++walks;
+    EXPECT_THAT(step.action, HasSubstr("its descriptor limit (RLIMIT_NOFILE) is raised to 1048576")) << step.action;
+    EXPECT_THAT(step.capabilities, ::testing::Contains("CAP_SYS_RESOURCE")) << step.action;
+  }
+  EXPECT_EQ(walks, 2);
+}
+
+// The warden gives each captured pipe (the daemons' output, a VMM's
+// console) to the service's uid and gid with fchown (supervisor/capture.cc),
+// which needs CAP_CHOWN: each such step says so.
+TEST(Audit, EveryCapturePipeIsChownedWithCapChown) {
+  int pipes = 0;
+  for (const AuditedStep& step : audited_steps({"audit", "doc/examples/work.toml"})) {
+    if (step.action.find("receives a pipe as fd") == std::string::npos) continue;
+    ++pipes;
+    EXPECT_THAT(step.action, ::testing::ContainsRegex("receives a pipe as fd [0-9]+, chowned to")) << step.action;
+    EXPECT_THAT(step.capabilities, ::testing::Contains("CAP_CHOWN")) << step.action;
+  }
+  // Two virtiofsd and the VMM: stdout and stderr each, and the VMM's console.
+  EXPECT_EQ(pipes, 7);
+}
+
+// `vmwarden supervise --s6` gives a plain command pipes for its stdout and
+// stderr, which the warden logs and chowns to the command's uid (CAP_CHOWN);
+// by hand it passes vmwarden's own. `audit --s6` shows what s6 would run.
+TEST(Audit, UnderS6ACommandsOutputPipesAreShown) {
+  TempDir dir("vmwarden-audit");
+  write_file(dir / "app.toml", "command = [\"/bin/true\"]\n");
+  auto pipes = [&](std::vector<std::string> args) {
+    std::vector<std::string> found;
+    for (const AuditedStep& step : audited_steps(args))
+      if (step.action.find("service command receives a pipe as fd") != std::string::npos &&
+          std::find(step.capabilities.begin(), step.capabilities.end(), "CAP_CHOWN") != step.capabilities.end())
+        found.push_back(step.action);
+    return found;
+  };
+  EXPECT_EQ(pipes({"audit", "--s6", (dir / "app.toml").string()}).size(), 2u);
+  EXPECT_EQ(pipes({"audit", (dir / "app.toml").string()}).size(), 0u);
+}
+
+// What a definition names reaches the audit's text escaped, as it reaches
+// an error: an 8-bit CSI (U+009B) or a bidirectional override (U+202E) in a
+// path would act on the terminal or reorder the line the reader checks.
+TEST(Audit, ControlCharactersInPathsAreEscapedInTheText) {
+  TempDir dir("vmwarden-audit");
+  write_file(dir / "app.toml", "vmm = \"qemu\"\nkernel = \"" + (dir / "vm\u009b2J\u202elinuz").string() + "\"\n");
+  CommandResult result = vmwarden({"audit", (dir / "app.toml").string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("-kernel " + (dir / "vm\\xc2\\x9b2J\\xe2\\x80\\xaelinuz").string()));
+  EXPECT_THAT(result.out, Not(HasSubstr("\u009b")));
+  EXPECT_THAT(result.out, Not(HasSubstr("\u202e")));
+}
+
 // ---- purity ------------------------------------------------------------------
 
 // Everything under `root` that an audit could have changed: each entry's

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -251,6 +252,16 @@ TEST(Definition, ControlCharactersInKeysAndValuesAreEscaped) {
   expect_one_error(parse("command = [\"/tmp/\\u001b[2J\"]\n"), 1, 12, "/tmp/\\x1b[2J lies under /tmp");
   expect_one_error(parse("command = [\"/nonexistent/\\u001b[2J\"]\n", "vm.toml", {.check_filesystem = true}), 1, 12,
                    "/nonexistent/\\x1b[2J does not exist");
+  // A path passes with them (they are not ASCII controls), so the messages
+  // that quote a valid path escape it too: a trailing '/', a disk listed
+  // twice, a directory shared twice.
+  expect_one_error(parse("vmm = \"qemu\"\nkernel = \"/k\\u009b2J\\u202e/\"\n"), 2, 10,
+                   "kernel: \"/k\\xc2\\x9b2J\\xe2\\x80\\xae/\" ends with '/'");
+  expect_one_error(parse(std::string(kMinimal) + "[[disk]]\npath = \"/d\\u202e\"\n[[disk]]\npath = \"/d\\u202e\"\n"), 6, 8,
+                   "disk /d\\xe2\\x80\\xae is already listed at line 4");
+  expect_one_error(parse(std::string(kMinimal) + "[[share]]\ntag = \"a\"\npath = \"/s\\u009b\"\n[[share]]\ntag = "
+                         "\"b\"\npath = \"/s\\u009b/\"\n"),
+                   8, 8, "/s\\xc2\\x9b is already shared at line 5");
 }
 
 TEST(Definition, UnknownKeyInShare) {
@@ -745,6 +756,30 @@ TEST_F(DefinitionFiles, ADefinitionThatIsNotARegularFileIsRefusedWithoutWaiting)
   write_file(dir / "target.toml", "command = [\"/bin/true\"]\n");
   std::filesystem::create_symlink(dir / "target.toml", dir / "link.toml");
   EXPECT_TRUE(load_definition(dir / "link.toml", kSyntaxOnly).ok());
+}
+
+// A device in a definition's place is refused by its type, never opened:
+// opening one acts on it. /dev/tty, in a process without a controlling
+// terminal, is one whose open fails (ENXIO), which showed the open.
+TEST_F(DefinitionFiles, ADeviceIsRefusedWithoutBeingOpened) {
+  std::filesystem::create_symlink("/dev/tty", dir / "tty.toml");
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::setsid();  // no controlling terminal: /dev/tty cannot be opened
+    std::string message = load_definition(dir / "tty.toml", kSyntaxOnly).errors.at(0).to_string();
+    (void)!::write(pipe_fds[1], message.data(), message.size());
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string message;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) message.append(buffer, static_cast<std::size_t>(n));
+  ::close(pipe_fds[0]);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_EQ(message, (dir / "tty.toml").string() + ":1:1: error: not a regular file (a character device)");
 }
 
 TEST_F(DefinitionFiles, ADefinitionOverOneMebibyteIsRefused) {

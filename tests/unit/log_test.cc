@@ -58,5 +58,13 @@ TEST(Log, ATerminalThatTranslatesGetsPlainNewlines) {
   EXPECT_EQ(logged_on_a_pty(/*raw=*/false, "one\ntwo"), "test: one\r\ntwo\r\n");
 }
 
+// A path quoted in a log line (a share's, a kernel's) passes a
+// definition's checks with a C1 control or a bidirectional override in it:
+// the terminal gets them escaped, as an error quotes them.
+TEST(Log, ControlCharactersInAMessageAreEscaped) {
+  EXPECT_EQ(logged_on_a_pty(/*raw=*/true, "granted ro on /s\xc2\x9b" "2J\xe2\x80\xae\x1b[31m\nnext"),
+            "test: granted ro on /s\\xc2\\x9b2J\\xe2\\x80\\xae\\x1b[31m\r\nnext\r\n");
+}
+
 }  // namespace
 }  // namespace vmwarden
