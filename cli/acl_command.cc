@@ -172,17 +172,23 @@ void add_acl_command(CLI::App& app, Globals& globals) {
   sweep->add_flag("--dry-run", *dry_run, "Print what would be removed; change nothing");
   sweep->callback([&globals, dry_run] {
     globals.action = [&globals, dry_run] {
-      // First the directories of runs killed with SIGKILL: what was granted
-      // in them goes with them, and the sweep then drops their records.
-      std::vector<std::filesystem::path> abandoned_runs = vm::remove_abandoned_runs(globals.locations(), *dry_run);
-      for (const std::filesystem::path& dir : abandoned_runs) {
-        fmt::print("{} the run directory {}, which no run holds\n", *dry_run ? "would remove" : "removed",
-                   printable(dir.native()));
-      }
-      acl::UidRegistry registry(globals.locations());
-      acl::SweepReport result = acl::sweep(registry, *dry_run);
       bool failed = false;
       std::string_view verb = *dry_run ? "would remove" : "removed";
+      // Directories left behind: one line each; a failure fails the sweep.
+      auto report_left_behind = [&](const supervisor::AbandonedDirs& dirs, std::string_view kind,
+                                    std::string_view holder) {
+        for (const std::filesystem::path& dir : dirs.removed) {
+          fmt::print("{} the {} directory {}, which no {} holds\n", verb, kind, printable(dir.native()), holder);
+        }
+        for (const std::string& error : dirs.errors) fmt::print(stderr, "vmwarden: {}\n", printable(error));
+        failed = failed || !dirs.errors.empty();
+      };
+      // First the directories of runs killed with SIGKILL: what was granted
+      // in them goes with them, and the sweep then drops their records.
+      supervisor::AbandonedDirs abandoned_runs = vm::remove_abandoned_runs(globals.locations(), *dry_run);
+      report_left_behind(abandoned_runs, "run", "run");
+      acl::UidRegistry registry(globals.locations());
+      acl::SweepReport result = acl::sweep(registry, *dry_run);
       for (const auto& tree : result.trees) {
         // Escaped as finish() escapes: a record's path, and where its
         // directory is now, can hold what a VM named.
@@ -211,28 +217,25 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       // An instance killed between making its runtime directory and
       // starting its warden left the directory (owned by its UID) behind.
       const acl::UidRange& range = registry.range();
-      std::vector<std::filesystem::path> abandoned = supervisor::remove_abandoned_runtime_dirs(
+      supervisor::AbandonedDirs abandoned = supervisor::remove_abandoned_runtime_dirs(
           globals.locations().runtime_dir,
           [&range](std::string_view name, uid_t owner) {
             return range.contains(owner) && !vm::vm_name_problem(name).has_value();
           },
           *dry_run);
-      for (const std::filesystem::path& dir : abandoned) {
-        fmt::print("{} the runtime directory {}, which no instance holds\n", *dry_run ? "would remove" : "removed",
-                   printable(dir.native()));
-      }
+      report_left_behind(abandoned, "runtime", "instance");
       if (!*dry_run) {
         for (uid_t uid : result.released) fmt::print("released single-use UID {}\n", uid);
         fmt::print("sweep: {} tree(s), {} record(s) dropped, {} UID(s) released, {} runtime and {} run director{} "
                    "removed\n",
-                   result.trees.size(), result.records_removed, result.released.size(), abandoned.size(),
-                   abandoned_runs.size(), abandoned_runs.size() == 1 ? "y" : "ies");
+                   result.trees.size(), result.records_removed, result.released.size(), abandoned.removed.size(),
+                   abandoned_runs.removed.size(), abandoned_runs.removed.size() == 1 ? "y" : "ies");
       } else {
         for (uid_t uid : result.released) fmt::print("would release single-use UID {}\n", uid);
         fmt::print("sweep (dry run, nothing changed): {} tree(s), {} record(s) would be dropped, {} UID(s) would be "
                    "released, {} runtime and {} run director{} would be removed\n",
-                   result.trees.size(), result.records_removed, result.released.size(), abandoned.size(),
-                   abandoned_runs.size(), abandoned_runs.size() == 1 ? "y" : "ies");
+                   result.trees.size(), result.records_removed, result.released.size(), abandoned.removed.size(),
+                   abandoned_runs.removed.size(), abandoned_runs.removed.size() == 1 ? "y" : "ies");
       }
       return failed ? exit_status::kFailure : exit_status::kOk;
     };

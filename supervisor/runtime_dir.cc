@@ -179,10 +179,10 @@ RuntimeDir RuntimeDir::create(const std::filesystem::path& path, uid_t uid, gid_
   return result;
 }
 
-std::vector<std::filesystem::path> remove_abandoned_runtime_dirs(
+AbandonedDirs remove_abandoned_runtime_dirs(
     const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
     bool dry_run) {
-  std::vector<std::filesystem::path> abandoned;
+  AbandonedDirs abandoned;
   UniqueFd parent(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!parent) {
     if (errno == ENOENT) return abandoned;
@@ -208,16 +208,20 @@ std::vector<std::filesystem::path> remove_abandoned_runtime_dirs(
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
     std::filesystem::path path = root / name;
-    struct stat st {};
-    if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
-      if (errno == ENOENT) continue;
-      throw_errno("stat", path.string());
+    try {
+      struct stat st {};
+      if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) continue;
+        throw_errno("stat", path.string());
+      }
+      // Only what an instance makes: a symlink is neither followed nor removed.
+      if (!S_ISDIR(st.st_mode) || (st.st_mode & 07777) != 0700 || !is_runtime_dir(name, st.st_uid)) continue;
+      if (!lock_if_abandoned(parent.get(), name.c_str(), path.string())) continue;
+      if (!dry_run) remove_tree(parent.get(), name, path.string());
+      abandoned.removed.push_back(std::move(path));
+    } catch (const std::exception& e) {
+      abandoned.errors.emplace_back(e.what());
     }
-    // Only what an instance makes: a symlink is neither followed nor removed.
-    if (!S_ISDIR(st.st_mode) || (st.st_mode & 07777) != 0700 || !is_runtime_dir(name, st.st_uid)) continue;
-    if (!lock_if_abandoned(parent.get(), name.c_str(), path.string())) continue;
-    if (!dry_run) remove_tree(parent.get(), name, path.string());
-    abandoned.push_back(std::move(path));
   }
   return abandoned;
 }

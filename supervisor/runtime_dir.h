@@ -28,9 +28,13 @@ bool remove_directory_tree(const std::filesystem::path& path);
 // removed) that `is_runtime_dir` accepts by name and owner;
 // runs under the lock RuntimeDir::create takes on `root`, so a directory
 // just made is not mistaken for one left behind. With dry_run removes
-// nothing. Returns what was (or would be) removed; none if `root` does not
-// exist. Throws naming the path.
-std::vector<std::filesystem::path> remove_abandoned_runtime_dirs(
+// nothing. None if `root` does not exist. A directory that cannot be
+// checked or removed is reported in `errors`, and the others still are.
+struct AbandonedDirs {
+  std::vector<std::filesystem::path> removed;  // (dry run: would be)
+  std::vector<std::string> errors;
+};
+AbandonedDirs remove_abandoned_runtime_dirs(
     const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
     bool dry_run);
 

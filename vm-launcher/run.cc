@@ -388,8 +388,8 @@ int run_program_in_vm(const RunOptions& options) {
   return status == 0 ? exit_status::kFailure : status;
 }
 
-std::vector<fs::path> remove_abandoned_runs(const Locations& locations, bool dry_run) {
-  std::vector<fs::path> abandoned;
+supervisor::AbandonedDirs remove_abandoned_runs(const Locations& locations, bool dry_run) {
+  supervisor::AbandonedDirs abandoned;
   const fs::path runs = locations.state_dir / "runs";
   UniqueFd parent(::open(runs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!parent) {
@@ -406,26 +406,30 @@ std::vector<fs::path> remove_abandoned_runs(const Locations& locations, bool dry
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
     fs::path path = runs / name;
-    struct stat st {};
-    if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
-      if (errno == ENOENT) continue;
-      throw_errno("stat", path.string());
+    try {
+      struct stat st {};
+      if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) continue;
+        throw_errno("stat", path.string());
+      }
+      if (!S_ISDIR(st.st_mode)) continue;  // a symlink is neither followed nor removed
+      UniqueFd dir(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!dir) {
+        if (errno == ENOENT) continue;
+        throw_errno("open", path.string());
+      }
+      if (::flock(dir.get(), LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK) continue;  // a live run's
+        throw_errno("flock", path.string());
+      }
+      // Its run may still be alive without the lock: between making the
+      // directory and locking it.
+      if (::access(fmt::format("/proc/{}", *run_dir_pid(name)).c_str(), F_OK) == 0) continue;
+      if (!dry_run) supervisor::remove_directory_tree(path);
+      abandoned.removed.push_back(std::move(path));
+    } catch (const std::exception& e) {
+      abandoned.errors.emplace_back(e.what());
     }
-    if (!S_ISDIR(st.st_mode)) continue;  // a symlink is neither followed nor removed
-    UniqueFd dir(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!dir) {
-      if (errno == ENOENT) continue;
-      throw_errno("open", path.string());
-    }
-    if (::flock(dir.get(), LOCK_EX | LOCK_NB) < 0) {
-      if (errno == EWOULDBLOCK) continue;  // a live run's
-      throw_errno("flock", path.string());
-    }
-    // Its run may still be alive without the lock: between making the
-    // directory and locking it.
-    if (::access(fmt::format("/proc/{}", *run_dir_pid(name)).c_str(), F_OK) == 0) continue;
-    if (!dry_run) supervisor::remove_directory_tree(path);
-    abandoned.push_back(std::move(path));
   }
   return abandoned;
 }

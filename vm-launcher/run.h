@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/locations.h"
+#include "supervisor/runtime_dir.h"
 #include "vm-launcher/definition.h"
 #include "vm-launcher/launch.h"
 #include "vm-launcher/launch_audit.h"
@@ -57,7 +58,8 @@ RunAudit audit_run(const RunOptions& options);
 // included. A directory is taken only if its lock is free and no process
 // has its PID (a run between making and locking it, or one started by a
 // vmwarden that did not lock it); never through a symlink, however deep.
-// With dry_run removes nothing. Returns what was (or would be) removed.
-std::vector<std::filesystem::path> remove_abandoned_runs(const Locations& locations, bool dry_run);
+// With dry_run removes nothing. One that cannot be checked or removed is
+// reported in `errors`, and the others still are.
+supervisor::AbandonedDirs remove_abandoned_runs(const Locations& locations, bool dry_run);
 
 }  // namespace vmwarden::vm

@@ -7,11 +7,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/fs.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -1833,6 +1836,45 @@ TEST_F(SingleUseUidTest, TheSweepRemovesTheRuntimeDirectoriesNoInstanceHolds) {
             (std::vector<std::string>{"_uid-leases", "exec-2", "exec-3", "exec-4", "host-daemon"}));
   EXPECT_TRUE(std::filesystem::exists(outside / "target" / "mnt" / "deeper" / "socket-ish"));
   EXPECT_TRUE(std::filesystem::is_symlink(root / "exec-4"));
+}
+
+// A runtime directory left behind that cannot be removed (an immutable
+// file in it) fails the sweep, named on stderr, and the others are still
+// removed.
+TEST_F(SingleUseUidTest, TheSweepReportsARuntimeDirectoryItCannotRemoveAndGoesOn) {
+  std::filesystem::path root = runtime_root_.path();
+  for (const char* name : {"exec-1", "exec-2"}) {
+    std::filesystem::create_directories(root / name / "mnt");
+    write_file(root / name / "mnt" / "file", "left\n");
+    ASSERT_EQ(chown((root / name).c_str(), kFirstManagedUid + 7, kFirstManagedUid + 7), 0);
+    ASSERT_EQ(chmod((root / name).c_str(), 0700), 0);
+  }
+  std::filesystem::path stuck = root / "exec-1" / "mnt" / "file";
+  UniqueFd file(open(stuck.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(file);
+  int flags = 0;
+  if (ioctl(file.get(), FS_IOC_GETFLAGS, &flags) < 0) GTEST_SKIP() << "no inode flags here: " << strerror(errno);
+  flags |= FS_IMMUTABLE_FL;
+  if (ioctl(file.get(), FS_IOC_SETFLAGS, &flags) < 0) GTEST_SKIP() << "cannot set FS_IMMUTABLE_FL: " << strerror(errno);
+  struct Mutable {
+    int fd;
+    ~Mutable() {
+      int flags = 0;
+      if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+        flags &= ~FS_IMMUTABLE_FL;
+        ioctl(fd, FS_IOC_SETFLAGS, &flags);
+      }
+    }
+  } made_mutable_again{file.get()};
+
+  CommandOptions run;
+  run.extra_env = options().env;
+  CommandResult swept = run_command({vmwarden_binary(), "acl", "sweep"}, run);
+  EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
+  EXPECT_THAT(swept.err, HasSubstr(stuck.string())) << swept.err;
+  EXPECT_THAT(swept.out, HasSubstr("removed the runtime directory " + (root / "exec-2").string()));
+  EXPECT_THAT(swept.out, HasSubstr("1 runtime and 0 run directories removed"));
+  EXPECT_EQ(directory_names(root), std::vector<std::string>{"exec-1"}) << swept.out;
 }
 
 // A `vmwarden run` killed with SIGKILL leaves STATE_DIR/runs/run-PID-HEX
