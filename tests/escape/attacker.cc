@@ -179,19 +179,29 @@ bool list_directory(const std::string& path, std::string& names) {
 // A connect to the pathname unix socket `path`; false with errno set when
 // refused.
 bool connect_path(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
+  // A path longer than sun_path (a deep scratch directory) is reached
+  // through its directory, opened O_PATH: /proc/self/fd/N/NAME.
+  int directory = -1;
+  std::string reachable = path;
   if (path.size() >= sizeof address.sun_path) {
-    close(fd);
-    errno = ENAMETOOLONG;
-    return false;
+    std::size_t slash = path.rfind('/');
+    directory = open(path.substr(0, slash).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (directory < 0) return false;
+    reachable = "/proc/self/fd/" + std::to_string(directory) + path.substr(slash);
+    if (reachable.size() >= sizeof address.sun_path) {
+      close(directory);
+      errno = ENAMETOOLONG;
+      return false;
+    }
   }
-  strcpy(address.sun_path, path.c_str());
-  bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  strcpy(address.sun_path, reachable.c_str());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool connected = fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
   int error = errno;
-  close(fd);
+  if (fd >= 0) close(fd);
+  if (directory >= 0) close(directory);
   errno = error;
   return connected;
 }
@@ -394,8 +404,7 @@ int main(int argc, char** argv) {
     for (;;) pause();
   }
   if (command == "connect-path") {  // connect-path PATH: a pathname unix socket
-    if (strlen(arg(1)) >= sizeof sockaddr_un{}.sun_path) return setup_failed("socket path too long");
-    if (!connect_path(arg(1))) return denied("connect");
+    if (!connect_path(arg(1))) return errno == ENAMETOOLONG ? setup_failed("socket path too long") : denied("connect");
     return ok("connected");
   }
   if (command == "sleep") {
