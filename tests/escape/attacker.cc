@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <linux/bpf.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <poll.h>
@@ -27,6 +28,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -93,6 +95,21 @@ bool read_through(const std::string& path, char* buffer, std::size_t size) {
   buffer[n > 0 ? n : 0] = '\0';
   if (fd >= 0) close(fd);
   return n >= 0;
+}
+
+// /bin/true copied to `path` (mode 0755); false with errno set.
+bool copy_true_to(const std::string& path) {
+  int program = open("/bin/true", O_RDONLY | O_CLOEXEC);
+  int target = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+  bool copied = program >= 0 && target >= 0;
+  char buffer[65536];
+  for (ssize_t n; copied && (n = read(program, buffer, sizeof buffer)) != 0;)
+    copied = n > 0 && write(target, buffer, static_cast<size_t>(n)) == n;
+  int error = errno;
+  if (program >= 0) close(program);
+  if (target >= 0) close(target);
+  errno = error;
+  return copied;
 }
 
 // The outcome of one attempt of compromised_vmm(), as a line of its own.
@@ -492,13 +509,7 @@ int main(int argc, char** argv) {
   }
   if (command == "loader-exec") {  // loader-exec DIR: /bin/true copied to DIR/prog, run by the dynamic loader
     std::string copy = std::string(arg(1)) + "/prog";
-    int program = open("/bin/true", O_RDONLY | O_CLOEXEC);
-    int target = open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-    if (program < 0 || target < 0) return setup_failed("copy /bin/true");
-    char buffer[65536];
-    for (ssize_t n; (n = read(program, buffer, sizeof buffer)) > 0;)
-      if (write(target, buffer, static_cast<size_t>(n)) != n) return setup_failed("write");
-    close(target);
+    if (!copy_true_to(copy)) return setup_failed("copy /bin/true to DIR/prog");
     pid_t child = fork();
     if (child == 0) {
       int null = open("/dev/null", O_WRONLY);
@@ -514,6 +525,38 @@ int main(int argc, char** argv) {
       return denied("map DIR/prog executable");
     }
     return ok("executed");
+  }
+  if (command == "exec-copy") {  // exec-copy DIR: /bin/true copied to DIR/prog (mode 0755) and executed
+    std::string copy = std::string(arg(1)) + "/prog";
+    if (!copy_true_to(copy)) return setup_failed("copy /bin/true to DIR/prog");
+    pid_t child = fork();
+    if (child == 0) {
+      execl(copy.c_str(), "prog", nullptr);
+      _exit(errno);
+    }
+    int status = 0;
+    if (waitpid(child, &status, 0) != child || !WIFEXITED(status)) return setup_failed("waitpid");
+    if (WEXITSTATUS(status) != 0) {
+      errno = WEXITSTATUS(status);
+      return denied("execve DIR/prog");
+    }
+    return ok("executed");
+  }
+  if (command == "mknod-char") {  // mknod-char PATH MAJOR MINOR (0 0: an overlayfs whiteout, no CAP_MKNOD needed)
+    dev_t device = makedev(static_cast<unsigned>(std::atoi(arg(2))), static_cast<unsigned>(std::atoi(arg(3))));
+    if (mknod(arg(1), S_IFCHR | 0666, device) != 0) return denied("mknod");
+    return ok("made a character device");
+  }
+  if (command == "bpf") {  // bpf: BPF_MAP_CREATE of a one-entry array
+    union bpf_attr attr {};
+    attr.map_type = BPF_MAP_TYPE_ARRAY;
+    attr.key_size = 4;
+    attr.value_size = 4;
+    attr.max_entries = 1;
+    long fd = syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr);
+    if (fd < 0) return denied("bpf(BPF_MAP_CREATE)");
+    close(static_cast<int>(fd));
+    return ok("bpf map created");
   }
   if (command == "mount") {  // mount TARGET
     if (mount("vmwarden-attack", arg(1), "tmpfs", 0, "size=16k") != 0) return denied("mount");

@@ -139,6 +139,7 @@ class Child {
 
   // Reads the output to the end and reaps the child (deadline: 20 s).
   Outcome wait() {
+    const pid_t pid = this->pid();
     Outcome outcome;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     std::vector<pollfd> fds{{out_.get(), POLLIN, 0}, {err_.get(), POLLIN, 0}};
@@ -157,9 +158,9 @@ class Child {
         }
       }
     }
-    if (open_fds > 0) ::kill(pid_, SIGKILL);
+    if (open_fds > 0) ::kill(pid, SIGKILL);
     int status = 0;
-    ::waitpid(pid_, &status, 0);
+    ::waitpid(pid, &status, 0);
     pid_ = -1;
     if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
@@ -168,9 +169,10 @@ class Child {
   }
 
   // Kills the child with `signal` from here (outside its domain) and
-  // returns how it ended.
+  // returns how it ended. Through pid(): a child that wait_ready() found
+  // gone (its failure does not end the test) has been reaped already.
   Outcome kill_and_wait(int signal) {
-    ::kill(pid_, signal);
+    ::kill(pid(), signal);
     return wait();
   }
 
@@ -398,7 +400,57 @@ TEST_F(EscapeTest, CannotWriteOrTruncateAReadOnlyPath) {
   EXPECT_EQ(fs::file_size(existing), 0u);
 }
 
+// A write rule lets a service write files, not run them: a program it copies
+// there is refused at execve (the mode allows it), unless the rule also says
+// execute.
+TEST_F(EscapeTest, CannotRunAProgramItWroteUnderAWriteRule) {
+  TempDir data("vmwarden-escape-exec");
+  ASSERT_EQ(::chown(data.path().c_str(), service_uid(), service_uid()), 0);
+  std::vector<std::string> args{"exec-copy", data.path()};
+  Confinement read_write = confinement();
+  read_write.landlock.paths.push_back({data.path(), PathRights::read_write()});
+  expect_denied(attack(read_write, args), "EACCES");
+  expect_success(attack(read_write, args, {.omitted = step_landlock}));
+  Confinement executable = confinement();
+  executable.landlock.paths.push_back({data.path(), {.read = true, .write = true, .execute = true}});
+  expect_success(attack(executable, args));
+}
+
+// No rule grants making device nodes: a character device where a service
+// may write would open whatever device it names (given CAP_MKNOD, which a
+// service may be left). Without CAP_MKNOD, an overlayfs whiteout (0:0) is
+// the one character device the kernel lets anyone make: Landlock refuses
+// that too.
+TEST_F(EscapeTest, CannotMakeACharacterDeviceWhereItMayWrite) {
+  TempDir data("vmwarden-escape-mknod");
+  ASSERT_EQ(::chown(data.path().c_str(), service_uid(), service_uid()), 0);
+  std::string whiteout = data / "whiteout", null = data / "null";
+  Confinement read_write = confinement();
+  read_write.landlock.paths.push_back({data.path(), PathRights::read_write()});
+  expect_denied(attack(read_write, {"mknod-char", whiteout, "0", "0"}), "EACCES");
+  Confinement with_mknod = read_write;
+  with_mknod.keep_capabilities = {CAP_MKNOD};
+  expect_denied(attack(with_mknod, {"mknod-char", null, "1", "3"}), "EACCES");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(whiteout)));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(null)));
+  // Without Landlock: the whiteout for anyone, a real device with CAP_MKNOD.
+  expect_success(attack(read_write, {"mknod-char", whiteout, "0", "0"}, {.omitted = step_landlock}));
+  expect_denied(attack(read_write, {"mknod-char", null, "1", "3"}, {.omitted = step_landlock}), "EPERM");
+  expect_success(attack(with_mknod, {"mknod-char", null, "1", "3"}, {.omitted = step_landlock}));
+}
+
 // --- the kernel's privileged interfaces -----------------------------------
+
+// bpf() is the vm-daemon profile's to refuse whatever the kernel's
+// unprivileged_bpf_disabled says; root with CAP_BPF gets a map.
+TEST_F(EscapeTest, CannotCallBpf) {
+  expect_killed_by_seccomp(attack(confinement(), {"bpf"}));
+  // A service that is root of nothing: only the sysctl stands in the way.
+  Outcome unfiltered = attack(confinement(), {"bpf"}, {.omitted = step_seccomp});
+  if (vmwarden::testing::read_file("/proc/sys/kernel/unprivileged_bpf_disabled") != "0\n")
+    expect_denied(unfiltered, "EPERM");
+  expect_success(attack(confinement(), {"bpf"}, {.omitted = kAllSteps}));
+}
 
 TEST_F(EscapeTest, CannotMount) {
   TempDir target("vmwarden-escape-mnt");
@@ -592,6 +644,9 @@ std::string all_capabilities() {
 TEST_F(SetuidTest, ASetuidRootBinaryGrantsNothing) {
   Outcome full = attack(confinement(), {"setuid-exec", probe()});
   EXPECT_EQ(full.out, euid(service_uid()) + " cap_eff=0 cap_prm=0") << full;
+  // no_new_privs without the Landlock and seccomp steps that need it.
+  Outcome bare = attack(confinement(), {"setuid-exec", probe()}, {.omitted = step_landlock | step_seccomp});
+  EXPECT_EQ(bare.out, euid(service_uid()) + " cap_eff=0 cap_prm=0") << bare;
 
   // Without no_new_privs the set-user-ID bit works, but SECBIT_NOROOT and
   // the emptied bounding set still leave it without capabilities.

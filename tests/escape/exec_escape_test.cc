@@ -742,7 +742,36 @@ TEST_F(ExecEscapeTest, CannotRunAProgramItWroteToScratchSpaceThroughTheLoader) {
   expect_success(host_attack({"loader-exec", own.path().string()}));
 }
 
+// A --rw tree is not mounted noexec: only Landlock keeps the command from
+// running a program it writes there, or making a character device there
+// (an overlayfs whiteout, 0:0, needs no capability).
+TEST_F(ExecEscapeTest, CannotRunAProgramOrMakeADeviceUnderRw) {
+  TempDir data("vmwarden-exec-escape-rw");
+  ASSERT_EQ(::chmod(data.path().c_str(), 0777), 0);
+  std::string dir = data.path().string(), whiteout = data / "whiteout";
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{with(kAsAttackerUid, {"--rw", dir}), {"--uid", "0", "--rw", dir}}) {
+    SCOPED_TRACE(flags[1]);
+    expect_denied(exec_attack(flags, {"exec-copy", dir}), "EACCES");
+    expect_denied(exec_attack(flags, {"mknod-char", whiteout, "0", "0"}), "EACCES");
+    EXPECT_FALSE(fs::exists(fs::symlink_status(whiteout)));
+    fs::remove(data / "prog");  // the next uid may not write over this one's
+  }
+  expect_success(exec_attack(with(kAsAttackerUid, {"--rw", dir, "--landlock", "off"}), {"exec-copy", dir}));
+  expect_success(exec_attack(with(kAsAttackerUid, {"--rw", dir, "--landlock", "off"}), {"mknod-char", whiteout, "0", "0"}));
+}
+
 // --- the kernel's privileged interfaces -----------------------------------
+
+TEST_F(ExecEscapeTest, CannotCallBpf) {
+  expect_killed_by_seccomp(exec_attack({}, {"bpf"}));
+  expect_killed_by_seccomp(exec_attack({"--uid", "0", "--landlock", "off"}, {"bpf"}));
+  // The kernel's own answer without the filter (unprivileged_bpf_disabled,
+  // no CAP_BPF); root on the host gets a map.
+  if (testing::read_file("/proc/sys/kernel/unprivileged_bpf_disabled") != "0\n")
+    expect_denied(exec_attack({"--uid", "0", "--seccomp-profile", "none"}, {"bpf"}), "EPERM");
+  expect_success(host_attack({"bpf"}));
+}
 
 TEST_F(ExecEscapeTest, CannotMount) {
   TempDir target("vmwarden-exec-escape-mnt");
@@ -815,6 +844,10 @@ TEST_F(ExecEscapeTest, ASetuidRootBinaryGrantsNothing) {
   EXPECT_EQ(confined.out, "euid=" + uid_text() + " cap_eff=0 cap_prm=0") << confined;
   Outcome root = outcome_of(run_command(exec_argv({"--uid", "0"}, {tools_.probe()}), options));
   EXPECT_EQ(root.out, "euid=0 cap_eff=0 cap_prm=0") << root;
+  // no_new_privs holds without Landlock and seccomp, which need it, too.
+  Outcome bare = outcome_of(run_command(
+      exec_argv(with(kAsAttackerUid, {"--landlock", "off", "--seccomp-profile", "none"}), {tools_.probe()}), options));
+  EXPECT_EQ(bare.out, "euid=" + uid_text() + " cap_eff=0 cap_prm=0") << bare;
   // The same uid on the host: the set-user-ID bit gives it root and every capability.
   std::string id = uid_text();
   Outcome host = outcome_of(

@@ -46,6 +46,10 @@ uid_t service_uid() { return 3'500'000 + static_cast<uid_t>(::getpid() % 100'000
 // first service of stage 0.
 constexpr const char* kTargetPid = "2";
 
+// In the attacker's arguments: the path of a unix socket the warden binds
+// for the target in the sandbox's runtime dir.
+constexpr const char* kTargetSocket = "{target socket}";
+
 // What protections the attacker's own confinement leaves out.
 struct Without {
   bool landlock = false;
@@ -110,6 +114,12 @@ class ServiceEscapeTest : public ::testing::Test {
     target.confinement = confinement();
     target.fds = {{null, 0}, {target_write.get(), 1}, {null, 2}};
     target.stage = 0;
+    std::vector<std::string> attack_argv = attack_args;
+    for (std::string& arg : attack_argv) {
+      if (arg != kTargetSocket) continue;
+      arg = (spec.runtime_dir / "target.sock").string();
+      target.listen_sockets = {{arg, 3}};
+    }
     // In the warden: the target printed "ready" (its socket is bound).
     const int ready_fd = target_read.get();
     target.wait_ready = [ready_fd](const RunningService& service, Clock::time_point deadline) {
@@ -128,7 +138,7 @@ class ServiceEscapeTest : public ::testing::Test {
 
     ServiceSpec attacker;
     attacker.name = "attacker";
-    attacker.argv = program(attack_args);
+    attacker.argv = program(attack_argv);
     attacker.confinement = confinement(without);
     attacker.fds = {{null, 0}, {out_write.get(), 1}, {err_write.get(), 2}};
     attacker.stage = 1;
@@ -199,6 +209,17 @@ TEST_F(ServiceEscapeTest, CannotPtraceASiblingService) {
   // Without seccomp, Landlock: the target is not in a domain nested in the attacker's.
   expect_denied(attack({"sleep"}, args, {.seccomp = true}), "EPERM");
   expect_success(attack({"sleep"}, args, {.landlock = true, .seccomp = true}));
+}
+
+// Landlock (up to ABI 7) has no rule for connect() on a pathname unix
+// socket: what keeps a service from a sibling's socket in the runtime dir
+// (virtiofsd's, the VMM's control socket) is the empty tmpfs that covers
+// the runtime dir in a service whose rules do not reach it.
+TEST_F(ServiceEscapeTest, CannotConnectToASiblingsSocketInTheRuntimeDir) {
+  std::vector<std::string> args = {"connect-path", kTargetSocket};
+  expect_denied(attack({"sleep"}, args), "ENOENT");
+  // Without Landlock the service's mounts are the warden's: nothing covers it.
+  expect_success(attack({"sleep"}, args, {.landlock = true}));
 }
 
 }  // namespace

@@ -1143,43 +1143,88 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   EXPECT_FALSE(std::filesystem::exists(spec.runtime_dir));
 }
 
-// A wait that asks stop_requested() between probes (as the virtiofsd and
-// VMM waits do) ends as soon as a stop arrives, not at the ready timeout;
-// the service is not blamed for a failed start-up.
-TEST_F(SandboxTest, AStopEndsAReadinessWaitAtOnce) {
+// A sandbox whose first stage never becomes ready, run by run_sandbox() in a
+// child, once its readiness wait has begun: a wait that asks
+// stop_requested() between probes, as the virtiofsd and VMM waits do.
+struct WaitingSandbox {
+  vmwarden::supervisor::SandboxSpec spec;
+  pid_t outer = -1;
+  UniqueFd err;  // the warden's stderr: closes when every process of the sandbox is gone
+};
+
+// Nothing started (outer -1) if the wait never began: a failure is added.
+WaitingSandbox start_a_readiness_wait(vmwarden::supervisor::SandboxSpec spec, milliseconds ready_timeout) {
   using namespace vmwarden::supervisor;
   auto [waiting_read, waiting_write] = make_pipe();
   auto [err_read, err_write] = make_pipe();
-  SandboxSpec spec = sandbox_after_first_stage(
-      "stop-wait", {"/bin/echo", "second started"}, "never-ready", {"/bin/sleep", "1000"},
-      [waiting = waiting_write.get()](const RunningService& service, steady_clock::time_point deadline) {
-        if (write(waiting, "w", 1) != 1) throw std::runtime_error("write");
-        while (!service.stop_requested()) {
-          if (steady_clock::now() >= deadline) throw std::runtime_error("not ready by the deadline");
-          std::this_thread::sleep_for(milliseconds(2));
-        }
-        throw std::runtime_error("stopped while waiting");
-      });
-  spec.ready_timeout = milliseconds(120'000);
+  spec.services.front().wait_ready = [waiting = waiting_write.get()](const RunningService& service,
+                                                                     steady_clock::time_point deadline) {
+    if (write(waiting, "w", 1) != 1) throw std::runtime_error("write");
+    while (!service.stop_requested()) {
+      if (steady_clock::now() >= deadline) throw std::runtime_error("not ready by the deadline");
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    throw std::runtime_error("stopped while waiting");
+  };
+  spec.ready_timeout = ready_timeout;
   spec.shutdown_timeout = milliseconds(2'000);
-
-  pid_t outer = fork_run_sandbox(spec, err_write.get());
-  ASSERT_GT(outer, 0);
+  WaitingSandbox sandbox{spec, fork_run_sandbox(spec, err_write.get()), std::move(err_read)};
   waiting_write.reset();
   err_write.reset();
   char byte;
-  ASSERT_EQ(read(waiting_read.get(), &byte, 1), 1) << "the readiness wait never began";
-  auto stop_sent = steady_clock::now();
-  ASSERT_EQ(kill(outer, SIGTERM), 0);
-  // The warden's stderr closes when every process of the sandbox is gone.
-  std::string err = read_until_eof(err_read.get());
-  auto took = steady_clock::now() - stop_sent;
-  int status = 0;
-  ASSERT_EQ(waitpid(outer, &status, 0), outer);
-  EXPECT_LT(took, milliseconds(60'000)) << "the wait ran on towards the 120 s ready timeout";
-  EXPECT_EQ(exit_code(status), 128 + SIGTERM) << "stopped before the main service ran: " << err;
-  EXPECT_THAT(err, Not(HasSubstr("did not become ready"))) << err;
-  EXPECT_FALSE(std::filesystem::exists(spec.runtime_dir));
+  if (read(waiting_read.get(), &byte, 1) != 1) {
+    ADD_FAILURE() << "the readiness wait never began";
+    kill(sandbox.outer, SIGKILL);
+    waitpid(sandbox.outer, nullptr, 0);
+    sandbox.outer = -1;
+  }
+  return sandbox;
+}
+
+// How a WaitingSandbox ended once `signal` was sent to its outer.
+struct WaitEnd {
+  std::string err;
+  milliseconds took{0};  // until every process of the sandbox was gone
+  int status = 0;        // the outer's
+};
+
+WaitEnd end_with(WaitingSandbox& sandbox, int signal) {
+  WaitEnd end;
+  auto sent = steady_clock::now();
+  EXPECT_EQ(kill(sandbox.outer, signal), 0);
+  end.err = read_until_eof(sandbox.err.get());
+  end.took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - sent);
+  EXPECT_EQ(waitpid(sandbox.outer, &end.status, 0), sandbox.outer);
+  return end;
+}
+
+// A stop ends the wait at once, not at the ready timeout; the service is not
+// blamed for a failed start-up.
+TEST_F(SandboxTest, AStopEndsAReadinessWaitAtOnce) {
+  WaitingSandbox sandbox = start_a_readiness_wait(
+      sandbox_after_first_stage("stop-wait", {"/bin/echo", "second started"}, "never-ready", {"/bin/sleep", "1000"}, {}),
+      milliseconds(120'000));
+  ASSERT_GT(sandbox.outer, 0);
+  WaitEnd end = end_with(sandbox, SIGTERM);
+  EXPECT_LT(end.took, milliseconds(60'000)) << "the wait ran on towards the 120 s ready timeout";
+  EXPECT_EQ(exit_code(end.status), 128 + SIGTERM) << "stopped before the main service ran: " << end.err;
+  EXPECT_THAT(end.err, Not(HasSubstr("did not become ready"))) << end.err;
+  EXPECT_FALSE(std::filesystem::exists(sandbox.spec.runtime_dir));
+}
+
+// So does the outer's death: the warden's parent-death signal is what
+// stop_requested() sees there (the outer's pidfd is polled only between the
+// start-up's steps), and without it the orphaned tree would run on until
+// the ready timeout.
+TEST_F(SandboxTest, AKilledOuterEndsAReadinessWaitAtOnce) {
+  WaitingSandbox sandbox = start_a_readiness_wait(
+      sandbox_after_first_stage("orphan-wait", {"/bin/echo", "second started"}, "never-ready", {"/bin/sleep", "1000"}, {}),
+      milliseconds(30'000));
+  ASSERT_GT(sandbox.outer, 0);
+  WaitEnd end = end_with(sandbox, SIGKILL);
+  EXPECT_LT(end.took, milliseconds(10'000)) << "the orphaned wait ran on towards the 30 s ready timeout: " << end.err;
+  EXPECT_THAT(end.err, HasSubstr("the outer process is gone")) << end.err;
+  EXPECT_FALSE(std::filesystem::exists(sandbox.spec.runtime_dir));
 }
 
 // A service that fails its readiness on its own is blamed (125: permanent),
