@@ -119,7 +119,7 @@ void measure_memory(const char* name, std::vector<std::string> argv, bool notify
   std::printf("%s:\n", name);
   print_memory("outer", outer);
   print_memory("PID 1 of the sandbox", inner);
-  kill(outer, SIGTERM);
+  vmwarden::testing::kill_process(outer, SIGTERM);
   wait_for(outer);
 }
 

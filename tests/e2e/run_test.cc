@@ -108,7 +108,7 @@ class RunTest : public ::testing::Test {
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
     }
-    ::kill(pid, SIGKILL);
+    testing::kill_process(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     return std::nullopt;
   }
@@ -121,7 +121,7 @@ class RunTest : public ::testing::Test {
       ADD_FAILURE() << "the program did not start: " << read_file(root_ / "log");
       return wait_exit(pid, 0ms);
     }
-    EXPECT_EQ(::kill(pid, signal), 0);
+    EXPECT_EQ(testing::kill_process(pid, signal), 0);
     return wait_exit(pid, 60s);
   }
 
@@ -256,7 +256,7 @@ TEST_F(RunTest, SigintPowersTheGuestOffAndCleansUp) {
                     root_ / "log");
   ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
   uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
-  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  ASSERT_EQ(testing::kill_process(pid, SIGINT), 0);
   auto status = wait_exit(pid, 60s);
   ASSERT_TRUE(status) << read_file(root_ / "log");
   EXPECT_EQ(*status, 128 + SIGTERM) << "the program got SIGTERM from the power button\n" << read_file(root_ / "log");
@@ -344,7 +344,7 @@ TEST_F(RunTest, AStopAsTheGuestBecomesReadyStillEndsInAStatus) {
     }
   }
   ASSERT_TRUE(seen) << read_file(root_ / "log");
-  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  ASSERT_EQ(testing::kill_process(pid, SIGINT), 0);
   auto status = wait_exit(pid, 60s);
   ASSERT_TRUE(status) << read_file(root_ / "log");
   EXPECT_EQ(*status, 128 + SIGTERM) << read_file(root_ / "log");
@@ -397,7 +397,7 @@ TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {
   ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
   uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
   ASSERT_EQ(testing::directory_names(root_ / "state" / "runs").size(), 1u);
-  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_EQ(testing::kill_process(pid, SIGKILL), 0);
   ASSERT_TRUE(wait_exit(pid, 10s));
   EXPECT_NE(testing::acl_entries_naming(uid, d), "") << "a SIGKILLed run cannot clean up itself";
   EXPECT_EQ(testing::directory_names(root_ / "state" / "runs").size(), 1u) << "nor remove its directory";

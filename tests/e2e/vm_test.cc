@@ -173,7 +173,7 @@ access = "rw"
 
   void TearDown() override {
     if (outer_ > 0) {
-      ::kill(outer_, SIGKILL);
+      testing::kill_process(outer_, SIGKILL);
       ::waitpid(outer_, nullptr, 0);
     }
   }
@@ -240,7 +240,7 @@ echo "attack: uid=$(id -u)")SH",
   start_supervise();
   ASSERT_TRUE(wait_serial("vmwarden-guest: exit=")) << log();
   std::string console = read_file(root_ / "run/e2e/serial.log");
-  ::kill(outer_, SIGTERM);
+  testing::kill_process(outer_, SIGTERM);
   auto status = wait_outer(60s);
   ASSERT_TRUE(status) << log();
   EXPECT_EQ(*status, 0) << log();
@@ -269,7 +269,7 @@ TEST_F(VmTest, SigtermPowersTheGuestOffThroughTheButtonWithExitZero) {
   ASSERT_TRUE(wait_serial("vmwarden-guest: ready")) << log();
   ASSERT_TRUE(wait_serial("vmwarden-guest: exit=0")) << log();
   auto stop = Clock::now();
-  ASSERT_EQ(::kill(outer_, SIGTERM), 0);
+  ASSERT_EQ(testing::kill_process(outer_, SIGTERM), 0);
   auto status = wait_outer(30s);
   ASSERT_TRUE(status) << log();
   double latency = seconds_since(stop);
@@ -288,7 +288,7 @@ TEST_F(VmTest, AGuestIgnoringTheButtonIsStoppedWithQmpQuitAtTheTimeout) {
   start_supervise();
   ASSERT_TRUE(wait_serial("vmwarden-guest: exit=0")) << log();
   auto stop = Clock::now();
-  ASSERT_EQ(::kill(outer_, SIGTERM), 0);
+  ASSERT_EQ(testing::kill_process(outer_, SIGTERM), 0);
   auto status = wait_outer(30s);
   ASSERT_TRUE(status) << log();
   double took = seconds_since(stop);
@@ -311,7 +311,7 @@ TEST_F(VmTest, KillingTheOuterLeavesNoProcessMountOrSocket) {
   std::set<pid_t> tree = testing::process_tree(outer_);
   tree.erase(outer_);
   ASSERT_GE(tree.size(), 4u) << "the warden, two virtiofsd and QEMU";
-  ASSERT_EQ(::kill(outer_, SIGKILL), 0);
+  ASSERT_EQ(testing::kill_process(outer_, SIGKILL), 0);
   ASSERT_TRUE(wait_outer(5s));
   auto all_gone = [&] {
     return processes_of_this_vm().empty() &&
@@ -337,7 +337,7 @@ TEST_F(VmTest, KillingAVirtiofsdShutsTheVmDown) {
     if (cmdline.find("virtiofsd") != std::string::npos && cmdline.find("/rw") != std::string::npos) daemon = pid;
   }
   ASSERT_GT(daemon, 0);
-  ASSERT_EQ(::kill(daemon, SIGKILL), 0);
+  ASSERT_EQ(testing::kill_process(daemon, SIGKILL), 0);
   auto status = wait_outer(30s);
   ASSERT_TRUE(status) << log();
   EXPECT_NE(log().find("virtiofsd-rw"), std::string::npos) << log();
@@ -368,7 +368,7 @@ TEST_F(VmTest, UnderS6ReadinessMeansTheGuestRunsAndDownPowersItOff) {
     run_command({"s6-svscanctl", "-t", (root_ / "scandir").string()});
     for (int i = 0; i < 3000 && ::waitpid(svscan, nullptr, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
     if (::waitpid(svscan, nullptr, WNOHANG) == 0) {
-      ::kill(svscan, SIGKILL);
+      testing::kill_process(svscan, SIGKILL);
       ::waitpid(svscan, nullptr, 0);
     }
   };

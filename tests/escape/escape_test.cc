@@ -107,7 +107,7 @@ class Child {
   }
   ~Child() {
     if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
+      testing::kill_process(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
   }
@@ -158,7 +158,7 @@ class Child {
         }
       }
     }
-    if (open_fds > 0) ::kill(pid, SIGKILL);
+    if (open_fds > 0) testing::kill_process(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
     pid_ = -1;
@@ -172,7 +172,7 @@ class Child {
   // returns how it ended. Through pid(): a child that wait_ready() found
   // gone (its failure does not end the test) has been reaped already.
   Outcome kill_and_wait(int signal) {
-    ::kill(pid(), signal);
+    testing::kill_process(pid(), signal);
     return wait();
   }
 

@@ -140,7 +140,7 @@ class LiveSandbox {
   }
   ~LiveSandbox() {
     if (!reaped_ && pid_ > 0) {
-      ::kill(pid_, SIGKILL);
+      testing::kill_process(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
   }
@@ -174,7 +174,7 @@ class LiveSandbox {
     int status = 0;
     while (::waitpid(pid_, &status, WNOHANG) != pid_) {
       if (steady_clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
+        testing::kill_process(pid_, SIGKILL);
         ::waitpid(pid_, &status, 0);
         break;
       }
@@ -242,7 +242,7 @@ class Neighbour {
   }
   ~Neighbour() {
     if (intermediate_ > 0) {
-      ::kill(intermediate_, SIGKILL);
+      testing::kill_process(intermediate_, SIGKILL);
       ::waitpid(intermediate_, nullptr, 0);
     }
   }
@@ -292,7 +292,7 @@ class HostProcess {
   }
   ~HostProcess() {
     if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
+      testing::kill_process(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
   }
@@ -457,7 +457,7 @@ TEST_F(ExecEscapeTest, CannotReachTheCallersTerminalOrProcessGroup) {
   testing::CommandOptions options;
   options.extra_env = env();
   options.timeout = milliseconds(30'000);
-  // Without Landlock's signal scope, kill(0) reaches every process of the
+  // Without Landlock's signal scope, testing::kill_process(0) reaches every process of the
   // command's process group that it may signal: its own, never the caller's.
   // A witness of the command's uid in the caller's process group (a
   // background job of a shell without job control) would trap it.

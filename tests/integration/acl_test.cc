@@ -879,13 +879,13 @@ TEST(AclCrash, KillNineAtRandomPointsLeavesARegistryThatLoadsAndSweepsClean) {
       if (kill_after) {
         aimed += writing;
         std::this_thread::sleep_for(*kill_after);
-        ::kill(pid, SIGKILL);
+        testing::kill_process(pid, SIGKILL);
       } else if (writing && wait_for_event(inotify.get(), IN_MOVED_TO, "", pid, 10s)) {
         alias_write = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - written);
       }
     } else if (kill_after) {
       std::this_thread::sleep_for(*kill_after);
-      ::kill(pid, SIGKILL);
+      testing::kill_process(pid, SIGKILL);
     }
     int status = 0;
     ::waitpid(pid, &status, 0);

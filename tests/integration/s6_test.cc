@@ -67,7 +67,7 @@ class S6Test : public ::testing::Test {
     auto deadline = Clock::now() + 20s;
     while (Clock::now() < deadline && ::waitpid(svscan_, nullptr, WNOHANG) == 0) std::this_thread::sleep_for(10ms);
     if (::waitpid(svscan_, nullptr, WNOHANG) == 0) {
-      ::kill(svscan_, SIGKILL);
+      testing::kill_process(svscan_, SIGKILL);
       ::waitpid(svscan_, nullptr, 0);
     }
   }
@@ -246,7 +246,7 @@ TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
   pid_t supervise = 0;
   stat >> skip >> skip >> skip >> supervise;
   ASSERT_GT(supervise, 1);
-  ASSERT_EQ(::kill(supervise, SIGKILL), 0);
+  ASSERT_EQ(testing::kill_process(supervise, SIGKILL), 0);
   auto gone = [&tree] {
     return std::all_of(tree.begin(), tree.end(), [](pid_t pid) { return testing::process_gone(pid); });
   };

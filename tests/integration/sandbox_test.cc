@@ -194,9 +194,9 @@ class Launched {
 
   ~Launched() {
     // pid_ > 0 always holds after the constructor; checked anyway because
-    // kill(-1) or kill(0) here would hit far more than this test's process.
+    // testing::kill_process(-1) or testing::kill_process(0) here would hit far more than this test's process.
     if (!reaped_ && pid_ > 0) {
-      kill(pid_, SIGKILL);
+      testing::kill_process(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
   }
@@ -653,7 +653,7 @@ TEST_F(SandboxTest, RunsAsTheGivenUidWithoutPrivileges) {
   EXPECT_EQ(st.st_uid, 65534u);
   EXPECT_EQ(st.st_gid, 65534u);
   EXPECT_EQ(st.st_mode & 07777, 0700u);
-  kill(sandbox.pid(), SIGTERM);
+  testing::kill_process(sandbox.pid(), SIGTERM);
   EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 128 + SIGTERM);
   EXPECT_EQ(sandbox.out(), "65534\n65534\n65534\nNoNewPrivs:\t1\n");
   EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
@@ -748,7 +748,7 @@ TEST_F(SandboxTest, NotifyFdGetsANewlineOnceTheCommandRuns) {
   for (pid_t pid : marked_processes(marker_)) sleeping |= read_proc(pid, "comm") == "sleep\n";
   EXPECT_TRUE(sleeping);
   EXPECT_EQ(sandbox.read_notify(milliseconds(2'000), true), "") << "the fd is closed after the newline";
-  kill(sandbox.pid(), SIGTERM);
+  testing::kill_process(sandbox.pid(), SIGTERM);
   EXPECT_EQ(exit_code(sandbox.wait(milliseconds(10'000))), 128 + SIGTERM);
 }
 
@@ -892,7 +892,7 @@ TEST_F(SandboxTest, ACapturedDescriptorIsKeptInTheRuntimeDirBounded) {
   struct stat st {};
   ASSERT_EQ(stat(current.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
-  kill(outer, SIGTERM);
+  testing::kill_process(outer, SIGTERM);
   int status = 0;
   EXPECT_EQ(waitpid(outer, &status, 0), outer);
   EXPECT_EQ(exit_code(status), 128 + SIGTERM);
@@ -930,7 +930,7 @@ TEST_F(SandboxTest, OutputBeforeReadinessDoesNotBlockTheService) {
        std::this_thread::sleep_for(milliseconds(10)))
     ready = std::filesystem::exists(marker);
   EXPECT_TRUE(ready) << read_file(logs / "err").substr(0, 2000);
-  kill(outer, SIGTERM);
+  testing::kill_process(outer, SIGTERM);
   int status = 0;
   EXPECT_EQ(waitpid(outer, &status, 0), outer);
   EXPECT_EQ(exit_code(status), 128 + SIGTERM) << read_file(logs / "err").substr(0, 2000);
@@ -993,7 +993,7 @@ TEST_F(SandboxTest, CommandThatExitsOnSigtermStopsCleanlyBeforeTheTimeout) {
   ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
   ASSERT_TRUE(sandbox.wait_for_output("trapped", milliseconds(10'000))) << sandbox.err();
   auto start = steady_clock::now();
-  kill(sandbox.pid(), SIGTERM);
+  testing::kill_process(sandbox.pid(), SIGTERM);
   auto status = sandbox.wait(milliseconds(10'000));
   auto took = steady_clock::now() - start;
   ASSERT_TRUE(status) << sandbox.err();
@@ -1013,7 +1013,7 @@ TEST_F(SandboxTest, CommandThatIgnoresSigtermIsKilledAfterTheTimeout) {
   // An ignored SIGTERM stays ignored across the exec.
   ASSERT_TRUE(sandbox.wait_for_output("trapped", milliseconds(10'000))) << sandbox.err();
   auto start = steady_clock::now();
-  kill(sandbox.pid(), SIGTERM);
+  testing::kill_process(sandbox.pid(), SIGTERM);
   auto status = sandbox.wait(milliseconds(10'000));
   auto took = steady_clock::now() - start;
   ASSERT_TRUE(status);
@@ -1126,14 +1126,14 @@ TEST_F(SandboxTest, AStopDuringAReadinessWaitStartsNoLaterStage) {
   waiting_write.reset();
   char byte;
   ASSERT_EQ(read(waiting_read.get(), &byte, 1), 1) << "the readiness wait never began";
-  ASSERT_EQ(kill(outer, SIGTERM), 0);
+  ASSERT_EQ(testing::kill_process(outer, SIGTERM), 0);
   int status = 0;
   auto deadline = steady_clock::now() + milliseconds(20'000);
   while (waitpid(outer, &status, WNOHANG) == 0 && steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(10));
   }
   if (steady_clock::now() >= deadline) {
-    kill(outer, SIGKILL);
+    testing::kill_process(outer, SIGKILL);
     waitpid(outer, &status, 0);
     FAIL() << "the sandbox did not end";
   }
@@ -1174,7 +1174,7 @@ WaitingSandbox start_a_readiness_wait(vmwarden::supervisor::SandboxSpec spec, mi
   char byte;
   if (read(waiting_read.get(), &byte, 1) != 1) {
     ADD_FAILURE() << "the readiness wait never began";
-    kill(sandbox.outer, SIGKILL);
+    testing::kill_process(sandbox.outer, SIGKILL);
     waitpid(sandbox.outer, nullptr, 0);
     sandbox.outer = -1;
   }
@@ -1191,7 +1191,7 @@ struct WaitEnd {
 WaitEnd end_with(WaitingSandbox& sandbox, int signal) {
   WaitEnd end;
   auto sent = steady_clock::now();
-  EXPECT_EQ(kill(sandbox.outer, signal), 0);
+  EXPECT_EQ(testing::kill_process(sandbox.outer, signal), 0);
   end.err = read_until_eof(sandbox.err.get());
   end.took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - sent);
   EXPECT_EQ(waitpid(sandbox.outer, &end.status, 0), sandbox.outer);
@@ -1299,12 +1299,12 @@ TEST_F(SandboxTest, AParentThatDiedBeforeTheSandboxStartedIsNoticed) {
     pid_t child = fork();
     if (child == 0) {
       remember_parent();
-      ::kill(getppid(), SIGKILL);  // its own parent, which this test started
+      testing::kill_process(getppid(), SIGKILL);  // its own parent, which this test started
       // This test is a subreaper: the orphan becomes its child. Wait until
       // the test has reaped the dead parent too: the kernel sends parent-
       // death signals while it reparents, and a PR_SET_PDEATHSIG set at that
       // moment would be answered at once.
-      for (int waited = 0; getppid() == self || ::kill(self, 0) == 0; ++waited) {
+      for (int waited = 0; getppid() == self || testing::kill_process(self, 0) == 0; ++waited) {
         if (waited == 10'000) _exit(3);  // 10 s: the read below then ends without an outcome
         usleep(1000);
       }
@@ -1336,7 +1336,7 @@ TEST_F(SandboxTest, SigintAndSighupStopTheSandboxToo) {
   for (int sig : {SIGINT, SIGHUP}) {
     Launched sandbox(exec_argv({"--uid", "0", "--notify-fd", "3"}, {"/bin/sleep", "1000"}), options(true));
     ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
-    kill(sandbox.pid(), sig);
+    testing::kill_process(sandbox.pid(), sig);
     EXPECT_EQ(exit_code(sandbox.wait(milliseconds(5'000))), 128 + SIGTERM) << sandbox.err();
     EXPECT_THAT(sandbox.err(), HasSubstr(std::string("SIG") + sigabbrev_np(sig) + " received"));
   }
@@ -1410,7 +1410,7 @@ class TreeDeathTest : public SandboxTest {
   void kill_and_expect_gone(pid_t victim) {
     ASSERT_GT(victim, 0) << "refusing to signal a process group or every process";
     auto killed_at = steady_clock::now();
-    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    ASSERT_EQ(testing::kill_process(victim, SIGKILL), 0);
     std::string left = wait_until_tree_gone(killed_at, milliseconds(1'000), namespace_, recorded_, mounts_before_,
                                        sandbox_->pid());
     EXPECT_EQ(left, "") << "left 1 s after kill -9 of pid " << victim;
@@ -1573,7 +1573,7 @@ TEST_F(SandboxTest, RuntimeDirInUseIsRefusedAndAStaleOneReplaced) {
   EXPECT_EQ(second.exit_code, 1) << "the holder may be an instance still stopping: worth a retry";
   EXPECT_THAT(second.err, HasSubstr("is in use by a running instance"));
   EXPECT_TRUE(std::filesystem::exists(runtime_dir())) << "the refused instance must not remove it";
-  kill(first.pid(), SIGTERM);
+  testing::kill_process(first.pid(), SIGTERM);
   first.wait(milliseconds(10'000));
 
   std::filesystem::create_directories(runtime_dir() / "sub");
@@ -1800,7 +1800,7 @@ TEST_F(SingleUseUidTest, ReleasedWhenTheSandboxIsStoppedBySignal) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     std::optional<Launched> sandbox;
     start(sandbox);
-    kill(sandbox->pid(), sig);
+    testing::kill_process(sandbox->pid(), sig);
     EXPECT_EQ(exit_code(sandbox->wait(milliseconds(15'000))), 128 + SIGTERM) << sigabbrev_np(sig) << sandbox->err();
     EXPECT_TRUE(directory_names(allocated_dir()).empty()) << sigabbrev_np(sig);
     EXPECT_TRUE(directory_names(leases_dir()).empty()) << sigabbrev_np(sig);
@@ -1812,7 +1812,7 @@ TEST_F(SingleUseUidTest, AKilledOuterLeavesNoLeaseAndTheSweepReleasesTheUid) {
   std::optional<Launched> sandbox;
   uid_t uid = start(sandbox);
   ASSERT_GT(sandbox->pid(), 0);
-  kill(sandbox->pid(), SIGKILL);
+  testing::kill_process(sandbox->pid(), SIGKILL);
   sandbox->wait(milliseconds(5'000));
   // The lease is a flock: the kernel drops it once the outer and the warden
   // (which inherited it) are gone; the warden follows its outer at once.
@@ -1992,7 +1992,7 @@ TEST_F(SingleUseUidTest, KillNineAtRandomInstantsOfTheStartLeavesNothingASweepDo
     Launched sandbox(argv, options(true));
     ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
     start_time = std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - started_at);
-    kill(sandbox.pid(), SIGTERM);
+    testing::kill_process(sandbox.pid(), SIGTERM);
     sandbox.wait(milliseconds(15'000));
   }
   std::mt19937 random(std::random_device{}());
@@ -2002,7 +2002,7 @@ TEST_F(SingleUseUidTest, KillNineAtRandomInstantsOfTheStartLeavesNothingASweepDo
     Launched sandbox(argv, options(true));
     ASSERT_GT(sandbox.pid(), 0);
     std::this_thread::sleep_for(std::chrono::microseconds(instant(random)));
-    ASSERT_EQ(kill(sandbox.pid(), SIGKILL), 0);
+    ASSERT_EQ(testing::kill_process(sandbox.pid(), SIGKILL), 0);
     sandbox.wait(milliseconds(5'000));
     auto killed_at = steady_clock::now();
     std::string left;

@@ -202,7 +202,7 @@ TEST_F(SuperviseTest, ASigtermDuringTheGrantsLeavesNoGrantAndNoUid) {
   std::set<pid_t> traced = testing::process_tree(tracer);
   traced.erase(tracer);
   ASSERT_EQ(traced.size(), 1u) << "only vmwarden itself runs yet";
-  ASSERT_EQ(::kill(*traced.begin(), SIGTERM), 0);
+  ASSERT_EQ(testing::kill_process(*traced.begin(), SIGTERM), 0);
   int status = 0;
   ASSERT_EQ(::waitpid(tracer, &status, 0), tracer);
   ASSERT_TRUE(WIFEXITED(status)) << "strace was killed";

@@ -139,7 +139,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
       if (::waitpid(outer, &status, WNOHANG) == outer) return status;
       std::this_thread::sleep_for(10ms);
     }
-    ::kill(outer, SIGKILL);
+    testing::kill_process(outer, SIGKILL);
     ::waitpid(outer, &status, 0);
     return status;
   }
@@ -163,7 +163,7 @@ class SuperviseVmmTest : public ::testing::TestWithParam<Backend> {
     // Stopped before it is ready, the VMM might not listen on its control
     // socket yet, and its own stop, which the tests look for, would fail.
     EXPECT_TRUE(wait_until_ready(20s)) << testing::read_file(root_ / "log");
-    EXPECT_EQ(::kill(outer, stop), 0);
+    EXPECT_EQ(testing::kill_process(outer, stop), 0);
     return wait_for(outer, 20s);
   }
 
@@ -287,7 +287,7 @@ TEST_P(SuperviseVmmTest, StartsVirtiofsdThenTheVmmAndPowersItOffOnSigterm) {
   EXPECT_EQ(testing::directory_names(fmt::format("/proc/{}/root{}", daemon_pid, runtime.string())),
             std::vector<std::string>{"mnt"});
 
-  ASSERT_EQ(::kill(outer, SIGTERM), 0);
+  ASSERT_EQ(testing::kill_process(outer, SIGTERM), 0);
   int status = wait_for(outer, 20s);
   std::string log = testing::read_file(root_ / "log");
   ASSERT_TRUE(WIFEXITED(status)) << log;
@@ -361,7 +361,7 @@ TEST_P(SuperviseVmmTest, AFloodedConsoleKeepsAtMostTwiceTheCapAndItsLastBytes) {
   EXPECT_EQ(file.st_gid, dir.st_gid);
   EXPECT_EQ(file.st_mode & 07777, 0600u);
 
-  ASSERT_EQ(::kill(outer, SIGTERM), 0);
+  ASSERT_EQ(testing::kill_process(outer, SIGTERM), 0);
   int status = wait_for(outer, 20s);
   std::string log = testing::read_file(root_ / "log");
   ASSERT_TRUE(WIFEXITED(status)) << log;
@@ -421,7 +421,7 @@ TEST_P(SuperviseVmmTest, AVmmCannotWriteFilesInItsRuntimeDirectory) {
       std::this_thread::sleep_for(20ms);
     }
     bool junk = fs::exists(root_ / "run/vm/junk");
-    ::kill(outer, SIGTERM);
+    testing::kill_process(outer, SIGTERM);
     wait_for(outer, 20s);
     EXPECT_FALSE(line.empty()) << testing::read_file(root_ / "log");
     return std::make_pair(line, junk);
@@ -496,7 +496,7 @@ TEST_P(SuperviseVmmTest, RootsUmaskKeepsNoDaemonFromItsShare) {
   umask_ = 077;
   pid_t outer = start_supervise();
   EXPECT_TRUE(wait_until_ready(20s)) << testing::read_file(root_ / "log");
-  EXPECT_EQ(::kill(outer, SIGTERM), 0);
+  EXPECT_EQ(testing::kill_process(outer, SIGTERM), 0);
   int status = wait_for(outer, 20s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << testing::read_file(root_ / "log");
   EXPECT_THAT(testing::read_file(root_ / "log"), Not(HasSubstr("does not exist")));
@@ -532,7 +532,7 @@ TEST_P(SuperviseVmmTest, KillNineAtRandomInstantsOfTheStartLeavesNothingASweepDo
   pid_t first = start_supervise();
   ASSERT_TRUE(wait_until_ready(20s)) << testing::read_file(root_ / "log");
   auto start_time = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_at);
-  ::kill(first, SIGTERM);
+  testing::kill_process(first, SIGTERM);
   wait_for(first, 20s);
 
   std::mt19937 random(std::random_device{}());
@@ -542,7 +542,7 @@ TEST_P(SuperviseVmmTest, KillNineAtRandomInstantsOfTheStartLeavesNothingASweepDo
     pid_t outer = start_supervise();
     ASSERT_GT(outer, 0);
     std::this_thread::sleep_for(std::chrono::microseconds(instant(random)));
-    ASSERT_EQ(::kill(outer, SIGKILL), 0);
+    ASSERT_EQ(testing::kill_process(outer, SIGKILL), 0);
     ASSERT_EQ(::waitpid(outer, nullptr, 0), outer);
     std::string left;
     for (auto deadline = Clock::now() + 3s; Clock::now() < deadline; std::this_thread::sleep_for(10ms)) {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -138,7 +139,7 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
   while (open_count > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      ::kill(pid, SIGKILL);
+      kill_process(pid, SIGKILL);
       result.timed_out = true;
       break;
     }
@@ -220,7 +221,7 @@ TerminalDialogue::TerminalDialogue(const std::string& script, const std::map<std
 
 TerminalDialogue::~TerminalDialogue() {
   if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
+    kill_process(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
   }
 }
@@ -262,7 +263,7 @@ int TerminalDialogue::finish(std::chrono::milliseconds timeout) {
     read_some(left);
   }
   if (pid_ <= 0) return -1;
-  if (screen_) ::kill(pid_, SIGKILL);  // past the deadline
+  if (screen_) kill_process(pid_, SIGKILL);  // past the deadline
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0)
     if (errno != EINTR) throw_errno("waitpid");
@@ -302,6 +303,15 @@ std::string required_env(const char* name) {
 
 std::string vmwarden_binary() { return required_env("VMWARDEN_BIN"); }
 std::filesystem::path source_dir() { return required_env("VMWARDEN_SOURCE_DIR"); }
+
+int kill_process(pid_t pid, int signal) {
+  if (pid <= 1) {
+    std::fprintf(stderr, "test bug: refusing to send signal %d to pid %d (not one process of the test's)\n", signal,
+                 static_cast<int>(pid));
+    std::abort();
+  }
+  return ::kill(pid, signal);
+}
 
 std::vector<std::string> directory_names(const std::filesystem::path& dir) {
   std::vector<std::string> names;

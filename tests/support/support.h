@@ -41,6 +41,12 @@ std::string read_proc_file(const std::filesystem::path& path);
 // The names in dir, sorted; none when it does not exist.
 std::vector<std::string> directory_names(const std::filesystem::path& dir);
 
+// kill(2) for tests, which run as root in the host's PID namespace: a pid
+// that names more than one process of the test's own (0: its process group,
+// -1: every process, below that a process group) or the host's init (1) is a
+// bug of the test, which is then aborted, loudly, before anything is sent.
+int kill_process(pid_t pid, int signal);
+
 struct CommandResult {
   int exit_code = -1;     // the exit status, or -1 when killed by a signal
   int signal = 0;         // the killing signal, if any

@@ -400,7 +400,7 @@ TEST(UidRegistry, ALeaseDiesWithItsProcess) {
   auto infos = registry.list();
   ASSERT_EQ(infos.size(), 1u);
   EXPECT_EQ(infos[0].leased_by, child);
-  ::kill(child, SIGKILL);
+  testing::kill_process(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   ::close(ready[0]);
   ::close(ready[1]);
