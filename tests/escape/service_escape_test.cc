@@ -101,7 +101,9 @@ class ServiceEscapeTest : public ::testing::Test {
     UniqueFd null_fd(null);
 
     SandboxSpec spec;
-    spec.name = "service-escape-" + std::to_string(::getpid()) + "-" + std::to_string(++runs_);
+    // Short: the target's socket path must fit in sun_path (107 bytes)
+    // under a long TMPDIR; runtime_ is this test's own.
+    spec.name = "se" + std::to_string(++runs_);
     spec.runtime_dir = runtime_.path() / spec.name;
     spec.runtime_dir_uid = service_uid();
     spec.runtime_dir_gid = service_uid();
