@@ -1610,6 +1610,22 @@ class SingleUseUidTest : public SandboxTest {
   std::filesystem::path allocated_dir() const { return state_root_.path() / "uids" / "allocated"; }
   std::filesystem::path leases_dir() const { return runtime_root_.path() / "_uid-leases"; }
 
+  // `vmwarden acl sweep` (--dry-run with dry_run) on this test's directories.
+  CommandResult sweep(bool dry_run = false) const {
+    CommandOptions run;
+    run.extra_env = options().env;
+    std::vector<std::string> argv = {vmwarden_binary(), "acl", "sweep"};
+    if (dry_run) argv.push_back("--dry-run");
+    return run_command(argv, run);
+  }
+
+  // `dir` opened and flock'ed, as a live instance holds its directory.
+  static UniqueFd hold(const std::filesystem::path& dir) {
+    UniqueFd held(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!held || flock(held.get(), LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string());
+    return held;
+  }
+
   // Starts `exec` without --uid; returns the UID the command reports, after
   // checking it is leased and owns the runtime dir while the command runs.
   uid_t start(std::optional<Launched>& sandbox) {
@@ -1860,20 +1876,16 @@ TEST_F(SingleUseUidTest, TheSweepRemovesTheRuntimeDirectoriesNoInstanceHolds) {
   make(root / "_uid-leases", 0, 0700);                 // not a VM's name
   make(outside / "target", kFirstManagedUid + 7, 0700);
   std::filesystem::create_directory_symlink(outside / "target", root / "exec-4");
-  UniqueFd held(open((root / "exec-2").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  ASSERT_TRUE(held);
-  ASSERT_EQ(flock(held.get(), LOCK_EX), 0);
+  UniqueFd held = hold(root / "exec-2");
 
-  CommandOptions run;
-  run.extra_env = options().env;
-  CommandResult dry = run_command({vmwarden_binary(), "acl", "sweep", "--dry-run"}, run);
+  CommandResult dry = sweep(/*dry_run=*/true);
   EXPECT_EQ(dry.exit_code, 0) << dry.err;
   EXPECT_THAT(dry.out, HasSubstr("would remove the runtime directory " + (root / "exec-1").string() +
                                  ", which no instance holds\n"));
   EXPECT_THAT(dry.out, HasSubstr("1 runtime and 0 run directories would be removed"));
   EXPECT_TRUE(std::filesystem::exists(root / "exec-1" / "mnt" / "deeper" / "socket-ish")) << "a dry run removes nothing";
 
-  CommandResult swept = run_command({vmwarden_binary(), "acl", "sweep"}, run);
+  CommandResult swept = sweep();
   EXPECT_EQ(swept.exit_code, 0) << swept.err;
   EXPECT_THAT(swept.out, HasSubstr("removed the runtime directory " + (root / "exec-1").string()));
   EXPECT_THAT(swept.out, HasSubstr("1 runtime and 0 run directories removed"));
@@ -1912,9 +1924,7 @@ TEST_F(SingleUseUidTest, TheSweepReportsARuntimeDirectoryItCannotRemoveAndGoesOn
     }
   } made_mutable_again{file.get()};
 
-  CommandOptions run;
-  run.extra_env = options().env;
-  CommandResult swept = run_command({vmwarden_binary(), "acl", "sweep"}, run);
+  CommandResult swept = sweep();
   EXPECT_EQ(swept.exit_code, 1) << swept.out << swept.err;
   EXPECT_THAT(swept.err, HasSubstr(stuck.string())) << swept.err;
   EXPECT_THAT(swept.out, HasSubstr("removed the runtime directory " + (root / "exec-2").string()));
@@ -1949,19 +1959,15 @@ TEST_F(SingleUseUidTest, TheSweepRemovesTheRunDirectoriesNoRunHolds) {
               alive = fmt::format("run-{}-0abc", getpid());
   for (const std::string& name : {left, held, alive, std::string("run-x-1"), std::string("notarun")}) make(name);
   std::filesystem::create_directory_symlink(outside.path(), runs / fmt::format("run-{}-0001", dead[0]));
-  UniqueFd lock(open((runs / held).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  ASSERT_TRUE(lock);
-  ASSERT_EQ(flock(lock.get(), LOCK_EX), 0);
+  UniqueFd lock = hold(runs / held);
 
-  CommandOptions run;
-  run.extra_env = options().env;
-  CommandResult dry = run_command({vmwarden_binary(), "acl", "sweep", "--dry-run"}, run);
+  CommandResult dry = sweep(/*dry_run=*/true);
   EXPECT_EQ(dry.exit_code, 0) << dry.err;
   EXPECT_THAT(dry.out, HasSubstr("would remove the run directory " + (runs / left).string() + ", which no run holds\n"));
   EXPECT_THAT(dry.out, HasSubstr("0 runtime and 1 run directory would be removed"));
   EXPECT_TRUE(std::filesystem::exists(runs / left / "report" / "status")) << "a dry run removes nothing";
 
-  CommandResult swept = run_command({vmwarden_binary(), "acl", "sweep"}, run);
+  CommandResult swept = sweep();
   EXPECT_EQ(swept.exit_code, 0) << swept.err;
   EXPECT_THAT(swept.out, HasSubstr("removed the run directory " + (runs / left).string()));
   EXPECT_THAT(swept.out, HasSubstr("0 runtime and 1 run directory removed"));
@@ -2022,17 +2028,12 @@ TEST_F(SingleUseUidTest, KillNineAtRandomInstantsOfTheStartLeavesNothingASweepDo
   std::printf("start-up %.1f ms; %d of %d kills left their runtime directory for the sweep\n",
               start_time.count() / 1000.0, left_runtime_dirs, kRuns);
 
-  CommandOptions run;
-  run.extra_env = options().env;
-  CommandResult sweep = run_command({vmwarden_binary(), "acl", "sweep"}, run);
-  EXPECT_EQ(sweep.exit_code, 0) << sweep.out << sweep.err;
-  EXPECT_EQ(directory_names(runtime_root_.path()), std::vector<std::string>{"_uid-leases"}) << sweep.out;
-  EXPECT_TRUE(directory_names(leases_dir()).empty()) << sweep.out;
-  EXPECT_TRUE(directory_names(allocated_dir()).empty()) << sweep.out;
-  CommandResult acl = run_command({"/usr/bin/getfacl", "-Rpn", tree.path().string()}, run);
-  EXPECT_EQ(acl.exit_code, 0) << acl.err;
-  EXPECT_THAT(acl.out, Not(HasSubstr("user:18"))) << acl.out;
-  EXPECT_THAT(acl.out, Not(HasSubstr("group:18"))) << acl.out;
+  CommandResult swept = sweep();
+  EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
+  EXPECT_EQ(directory_names(runtime_root_.path()), std::vector<std::string>{"_uid-leases"}) << swept.out;
+  EXPECT_TRUE(directory_names(leases_dir()).empty()) << swept.out;
+  EXPECT_TRUE(directory_names(allocated_dir()).empty()) << swept.out;
+  EXPECT_EQ(named_acl_entries(tree.path()), "") << swept.out;
 }
 
 TEST_F(SingleUseUidTest, GetsAclGrantsOnRwAndRoTreesForTheRunOnly) {
