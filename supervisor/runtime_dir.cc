@@ -179,18 +179,17 @@ RuntimeDir RuntimeDir::create(const std::filesystem::path& path, uid_t uid, gid_
   return result;
 }
 
-AbandonedDirs remove_abandoned_runtime_dirs(
-    const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
-    bool dry_run) {
+AbandonedDirs remove_unlocked_directories(
+    const std::filesystem::path& root,
+    const std::function<bool(std::string_view name, const struct stat& st)>& candidate, bool dry_run) {
   AbandonedDirs abandoned;
   UniqueFd parent(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!parent) {
     if (errno == ENOENT) return abandoned;
     throw_errno("open", root.string());
   }
-  CreationLock creating(parent.get(), root.string());
   // Listed through a descriptor of its own: removals below change the
-  // listing of the one the lock is on.
+  // listing, and a caller may hold a lock on `root` through another.
   UniqueFd listing(::openat(parent.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!listing) throw_errno("open", root.string());
   std::vector<std::string> names;
@@ -214,8 +213,7 @@ AbandonedDirs remove_abandoned_runtime_dirs(
         if (errno == ENOENT) continue;
         throw_errno("stat", path.string());
       }
-      // Only what an instance makes: a symlink is neither followed nor removed.
-      if (!S_ISDIR(st.st_mode) || (st.st_mode & 07777) != 0700 || !is_runtime_dir(name, st.st_uid)) continue;
+      if (!S_ISDIR(st.st_mode) || !candidate(name, st)) continue;
       if (!lock_if_abandoned(parent.get(), name.c_str(), path.string())) continue;
       if (!dry_run) remove_tree(parent.get(), name, path.string());
       abandoned.removed.push_back(std::move(path));
@@ -224,6 +222,23 @@ AbandonedDirs remove_abandoned_runtime_dirs(
     }
   }
   return abandoned;
+}
+
+AbandonedDirs remove_abandoned_runtime_dirs(
+    const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
+    bool dry_run) {
+  UniqueFd parent(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!parent) {
+    if (errno == ENOENT) return {};
+    throw_errno("open", root.string());
+  }
+  CreationLock creating(parent.get(), root.string());
+  return remove_unlocked_directories(
+      root,
+      [&is_runtime_dir](std::string_view name, const struct stat& st) {
+        return (st.st_mode & 07777) == 0700 && is_runtime_dir(name, st.st_uid);
+      },
+      dry_run);
 }
 
 void RuntimeDir::remove() noexcept {

@@ -3,6 +3,7 @@
 // and removed on every exit path.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <filesystem>
@@ -21,19 +22,28 @@ namespace vmwarden::supervisor {
 // limit). False if it did not exist; throws naming the path otherwise.
 bool remove_directory_tree(const std::filesystem::path& path);
 
-// Removes the runtime directories under `root` that no instance holds: one
-// SIGKILLed after making its directory and before its warden started leaves
-// it, and a name used once (exec-PID) is never made again to clear it.
-// Considers only directories of mode 0700 (a symlink is neither followed nor
-// removed) that `is_runtime_dir` accepts by name and owner;
-// runs under the lock RuntimeDir::create takes on `root`, so a directory
-// just made is not mistaken for one left behind. With dry_run removes
-// nothing. None if `root` does not exist. A directory that cannot be
-// checked or removed is reported in `errors`, and the others still are.
 struct AbandonedDirs {
   std::vector<std::filesystem::path> removed;  // (dry run: would be)
   std::vector<std::string> errors;
 };
+
+// Removes the directories directly under `root` that `candidate` accepts
+// (by name and lstat; a symlink is never a directory here, so it is
+// neither followed nor removed) and whose flock no process holds: those
+// that an instance holding its directory's lock for its lifetime left
+// when it was killed. With dry_run removes nothing. None if `root` does not
+// exist. A directory that cannot be checked or removed is reported in
+// `errors`, and the others still are.
+AbandonedDirs remove_unlocked_directories(
+    const std::filesystem::path& root,
+    const std::function<bool(std::string_view name, const struct stat& st)>& candidate, bool dry_run);
+
+// remove_unlocked_directories() for the runtime directories under `root`:
+// one SIGKILLed after making its directory and before its warden started
+// leaves it, and a name used once (exec-PID) is never made again to clear
+// it. Only directories of mode 0700 that `is_runtime_dir` accepts by name
+// and owner; under the lock RuntimeDir::create takes on `root`, so that a
+// directory just made is not mistaken for one left behind.
 AbandonedDirs remove_abandoned_runtime_dirs(
     const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
     bool dry_run);

@@ -117,9 +117,9 @@ void require_single_line(std::string_view value, std::string_view what) {
     throw UsageError(fmt::format("{} contains a newline or NUL, which the guest agent cannot be given", what));
 }
 
-// Removes the run's directory when the run ends, however it ends.
-// The run's directory, locked (flock) for as long as the run lives, so that
-// `acl sweep` can tell a directory a killed run left from a live run's.
+// The run's directory: removed when the run ends, however it ends, and
+// locked (flock) while the run lives, so that `acl sweep` can tell a
+// directory a killed run left from a live run's.
 class RunDir {
  public:
   explicit RunDir(fs::path path)
@@ -389,49 +389,15 @@ int run_program_in_vm(const RunOptions& options) {
 }
 
 supervisor::AbandonedDirs remove_abandoned_runs(const Locations& locations, bool dry_run) {
-  supervisor::AbandonedDirs abandoned;
-  const fs::path runs = locations.state_dir / "runs";
-  UniqueFd parent(::open(runs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!parent) {
-    if (errno == ENOENT) return abandoned;
-    throw_errno("open", runs.string());
-  }
-  std::vector<std::string> names;
-  std::error_code error;
-  for (const fs::directory_entry& entry : fs::directory_iterator(runs, error)) {
-    std::string name = entry.path().filename().string();
-    if (run_dir_pid(name)) names.push_back(std::move(name));
-  }
-  if (error) throw SystemError(error.value(), "list", runs.string());
-  std::sort(names.begin(), names.end());
-  for (const std::string& name : names) {
-    fs::path path = runs / name;
-    try {
-      struct stat st {};
-      if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
-        if (errno == ENOENT) continue;
-        throw_errno("stat", path.string());
-      }
-      if (!S_ISDIR(st.st_mode)) continue;  // a symlink is neither followed nor removed
-      UniqueFd dir(::openat(parent.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!dir) {
-        if (errno == ENOENT) continue;
-        throw_errno("open", path.string());
-      }
-      if (::flock(dir.get(), LOCK_EX | LOCK_NB) < 0) {
-        if (errno == EWOULDBLOCK) continue;  // a live run's
-        throw_errno("flock", path.string());
-      }
-      // Its run may still be alive without the lock: between making the
-      // directory and locking it.
-      if (::access(fmt::format("/proc/{}", *run_dir_pid(name)).c_str(), F_OK) == 0) continue;
-      if (!dry_run) supervisor::remove_directory_tree(path);
-      abandoned.removed.push_back(std::move(path));
-    } catch (const std::exception& e) {
-      abandoned.errors.emplace_back(e.what());
-    }
-  }
-  return abandoned;
+  return supervisor::remove_unlocked_directories(
+      locations.state_dir / "runs",
+      [](std::string_view name, const struct stat&) {
+        // A run may still be alive without its lock: between making its
+        // directory and locking it.
+        std::optional<pid_t> pid = run_dir_pid(name);
+        return pid && ::access(fmt::format("/proc/{}", *pid).c_str(), F_OK) != 0;
+      },
+      dry_run);
 }
 
 RunAudit audit_run(const RunOptions& options) {
