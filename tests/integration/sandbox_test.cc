@@ -1365,6 +1365,17 @@ TEST_F(SandboxTest, DoubleForkedOrphansAreReaped) {
   EXPECT_EQ(result.out, "reaped\n");
 }
 
+// The tests run as root in the host's PID namespace: every signal they send
+// goes through kill_process, which ends the test binary rather than signal
+// more than one process of its own or init. Signal 0 here, so that nothing
+// would be sent even without the guard.
+TEST(TestHarnessDeathTest, NeverSignalsAGroupEveryProcessOrInit) {
+  for (pid_t pid : {0, -1, -42, 1}) {
+    EXPECT_DEATH(testing::kill_process(pid, 0), "test bug: refusing to send signal 0 to pid") << pid;
+  }
+  EXPECT_EQ(testing::kill_process(getpid(), 0), 0);
+}
+
 // ---- nothing outlives its supervisor -----------------------------------------
 
 class TreeDeathTest : public SandboxTest {
