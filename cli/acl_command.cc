@@ -159,7 +159,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "nor an alias with a grant record for that tree (or one nested with it), and clear those UIDs' "
       "set-ID bits as revoke does (the clean-up after unclean shutdowns); then drop dead UIDs' "
       "records and release dead single-use UIDs; last, remove the runtime directories (RUNTIME_DIR/NAME, mode "
-      "0700, owned by a UID of the range) whose lock no instance holds, which an instance killed before its "
+      "0700, marked trusted.vmwarden.runtime-dir when made, or owned by a UID of the range) whose lock no "
+      "instance holds, which an instance killed before its "
       "warden started leaves behind. A directory renamed away since its grant is found by "
       "the file handle in its record and swept where it is now (of the dead UIDs whose records name it "
       "only). A tree of which nothing is left (its path gone or something else now, its recorded "
@@ -218,11 +219,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       // starting its warden left the directory (owned by its UID) behind.
       const acl::UidRange& range = registry.range();
       supervisor::AbandonedDirs abandoned = supervisor::remove_abandoned_runtime_dirs(
-          globals.locations().runtime_dir,
-          [&range](std::string_view name, uid_t owner) {
-            return range.contains(owner) && !vm::vm_name_problem(name).has_value();
-          },
-          *dry_run);
+          globals.locations().runtime_dir, [](std::string_view name) { return !vm::vm_name_problem(name); },
+          [&range](uid_t owner) { return range.contains(owner); }, *dry_run);
       report_left_behind(abandoned, "runtime", "instance");
       if (!*dry_run) {
         for (uid_t uid : result.released) fmt::print("released single-use UID {}\n", uid);

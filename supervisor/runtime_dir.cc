@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +19,13 @@
 
 namespace vmwarden::supervisor {
 namespace {
+
+// Put on every runtime directory when it is made. Only CAP_SYS_ADMIN sets or
+// removes a trusted.* attribute, so neither the directory's owner (the VM's
+// uid) nor anyone else without it can put it on a directory of their own:
+// the sweep can then take a directory for vmwarden's whoever owns it (an
+// `exec --uid NUMBER`'s is that user's, as a host daemon's may be).
+constexpr const char* kRuntimeDirMark = "trusted.vmwarden.runtime-dir";
 
 // Empties the directory open as `top` depth-first, without recursion and
 // with at most three descriptors open however deep the tree goes: its owner
@@ -173,6 +181,10 @@ RuntimeDir RuntimeDir::create(const std::filesystem::path& path, uid_t uid, gid_
   if (!dir) throw_errno("open", where);
   RuntimeDir result(path, std::move(parent), name, std::move(dir));
   check(::flock(result.dir_.get(), LOCK_EX | LOCK_NB), "flock", where);
+  // Where the filesystem keeps no trusted.* attributes, the sweep still
+  // knows the directory by its owner if that is a UID of the range.
+  if (::fsetxattr(result.dir_.get(), kRuntimeDirMark, "", 0, 0) < 0 && errno != EOPNOTSUPP)
+    throw_errno("set the attribute " + std::string(kRuntimeDirMark) + " on", where);
   // mkdir's mode went through the umask; state the mode exactly.
   check(::fchown(result.dir_.get(), uid, gid), "chown", where);
   check(::fchmod(result.dir_.get(), 0700), "chmod", where);
@@ -224,9 +236,9 @@ AbandonedDirs remove_unlocked_directories(
   return abandoned;
 }
 
-AbandonedDirs remove_abandoned_runtime_dirs(
-    const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
-    bool dry_run) {
+AbandonedDirs remove_abandoned_runtime_dirs(const std::filesystem::path& root,
+                                            const std::function<bool(std::string_view)>& is_instance_name,
+                                            const std::function<bool(uid_t)>& owner_is_managed, bool dry_run) {
   UniqueFd parent(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!parent) {
     if (errno == ENOENT) return {};
@@ -235,8 +247,15 @@ AbandonedDirs remove_abandoned_runtime_dirs(
   CreationLock creating(parent.get(), root.string());
   return remove_unlocked_directories(
       root,
-      [&is_runtime_dir](std::string_view name, const struct stat& st) {
-        return (st.st_mode & 07777) == 0700 && is_runtime_dir(name, st.st_uid);
+      [&](std::string_view name, const struct stat& st) {
+        if ((st.st_mode & 07777) != 0700 || !is_instance_name(name)) return false;
+        if (owner_is_managed(st.st_uid)) return true;
+        // By path: `root` is root's, and held under the creation lock, so
+        // the entry lstat saw is the one read here (not followed if not).
+        std::filesystem::path path = root / name;
+        if (::lgetxattr(path.c_str(), kRuntimeDirMark, nullptr, 0) >= 0) return true;
+        if (errno == ENODATA || errno == EOPNOTSUPP) return false;
+        throw_errno("read the attribute " + std::string(kRuntimeDirMark) + " of", path.string());
       },
       dry_run);
 }

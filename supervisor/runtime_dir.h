@@ -41,17 +41,20 @@ AbandonedDirs remove_unlocked_directories(
 // remove_unlocked_directories() for the runtime directories under `root`:
 // one SIGKILLed after making its directory and before its warden started
 // leaves it, and a name used once (exec-PID) is never made again to clear
-// it. Only directories of mode 0700 that `is_runtime_dir` accepts by name
-// and owner; under the lock RuntimeDir::create takes on `root`, so that a
-// directory just made is not mistaken for one left behind.
-AbandonedDirs remove_abandoned_runtime_dirs(
-    const std::filesystem::path& root, const std::function<bool(std::string_view, uid_t)>& is_runtime_dir,
-    bool dry_run);
+// it. Only directories of mode 0700 with a name `is_instance_name` accepts
+// that carry the mark RuntimeDir::create puts on them (a trusted.*
+// attribute, which only CAP_SYS_ADMIN sets) or, made where the mark could
+// not be put, whose owner `owner_is_managed` accepts; under the lock
+// RuntimeDir::create takes on `root`, so that a directory just made is not
+// mistaken for one left behind.
+AbandonedDirs remove_abandoned_runtime_dirs(const std::filesystem::path& root,
+                                            const std::function<bool(std::string_view)>& is_instance_name,
+                                            const std::function<bool(uid_t)>& owner_is_managed, bool dry_run);
 
 class RuntimeDir {
  public:
   // Creates `path` (and missing parents, 0755) at mode 0700 owned by
-  // uid:gid, and holds an exclusive flock on it for as long as the returned
+  // uid:gid, marked as vmwarden's (see remove_abandoned_runtime_dirs), and holds an exclusive flock on it for as long as the returned
   // object, or a process that inherited its descriptors, lives. A directory
   // left behind by an instance that died without cleaning up is removed
   // first; one still locked by a running instance is an error.

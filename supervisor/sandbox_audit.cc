@@ -149,14 +149,16 @@ std::vector<PrivilegedStep> sandbox_start_steps(const SandboxSpec& spec, const A
          "window size) reaches its own pty only"});
   }
   steps.push_back({"outer",
-                   fmt::format("create the runtime directory {} (missing parents 0755) at mode 0700, chown it to "
-                               "uid {}, gid {}, and hold a flock on it while the sandbox runs",
+                   fmt::format("create the runtime directory {} (missing parents 0755) at mode 0700, mark it "
+                               "trusted.vmwarden.runtime-dir, chown it to uid {}, gid {}, and hold a flock on it "
+                               "while the sandbox runs",
                                spec.runtime_dir.string(), labels.text(spec.runtime_dir_uid),
                                labels.text(spec.runtime_dir_gid)),
-                   {"CAP_CHOWN", "CAP_DAC_OVERRIDE"},
+                   {"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SYS_ADMIN"},
                    "the services, running as that uid, create their sockets there and nobody else may enter; "
                    "CAP_DAC_OVERRIDE only to remove a directory left by an instance that died (its contents "
-                   "belong to the VM's uid)"});
+                   "belong to the VM's uid); CAP_SYS_ADMIN for the mark, which only it can set or remove, by which "
+                   "`vmwarden acl sweep` knows a directory left behind whoever owns it"});
   std::string namespaces = "PID, mount, IPC, UTS and cgroup namespaces";
   if (spec.private_network) namespaces += " and an empty network namespace";
   steps.push_back({"outer",

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <linux/fs.h>
@@ -1868,9 +1869,10 @@ TEST_F(SingleUseUidTest, AKilledOuterLeavesNoLeaseAndTheSweepReleasesTheUid) {
 }
 
 // What the sweep takes for a runtime directory left behind: a directory of
-// mode 0700, owned by a UID of the range, with a VM's name, that no
-// instance holds. Not one an instance holds, nor a symlink (not followed),
-// nor another owner's or mode's directory, nor the leases.
+// mode 0700 with a VM's name, owned by a UID of the range or marked as
+// vmwarden's, that no instance holds. Not one an instance holds, nor a
+// symlink (not followed), nor another owner's directory without the mark,
+// nor another mode's, nor the leases.
 TEST_F(SingleUseUidTest, TheSweepRemovesTheRuntimeDirectoriesNoInstanceHolds) {
   std::filesystem::path root = runtime_root_.path();
   TempDir outside("vmwarden-outside");
@@ -1883,7 +1885,10 @@ TEST_F(SingleUseUidTest, TheSweepRemovesTheRuntimeDirectoriesNoInstanceHolds) {
   make(root / "exec-1", kFirstManagedUid + 7, 0700);   // left behind
   make(root / "exec-2", kFirstManagedUid + 8, 0700);   // held
   make(root / "exec-3", kFirstManagedUid + 9, 0755);   // not a runtime directory's mode
-  make(root / "host-daemon", 0, 0700);                 // not a UID of the range
+  make(root / "host-daemon", 0, 0700);                 // not a UID of the range, not marked
+  make(root / "exec-5", 4242, 0700);                   // another UID's, marked as vmwarden makes them
+  ASSERT_EQ(::setxattr((root / "exec-5").c_str(), "trusted.vmwarden.runtime-dir", "", 0, 0), 0);
+  make(root / "exec-6", 4242, 0700);                   // another UID's, not marked
   make(root / "_uid-leases", 0, 0700);                 // not a VM's name
   make(outside / "target", kFirstManagedUid + 7, 0700);
   std::filesystem::create_directory_symlink(outside / "target", root / "exec-4");
@@ -1893,17 +1898,48 @@ TEST_F(SingleUseUidTest, TheSweepRemovesTheRuntimeDirectoriesNoInstanceHolds) {
   EXPECT_EQ(dry.exit_code, 0) << dry.err;
   EXPECT_THAT(dry.out, HasSubstr("would remove the runtime directory " + (root / "exec-1").string() +
                                  ", which no instance holds\n"));
-  EXPECT_THAT(dry.out, HasSubstr("1 runtime and 0 run directories would be removed"));
+  EXPECT_THAT(dry.out, HasSubstr("2 runtime and 0 run directories would be removed"));
   EXPECT_TRUE(std::filesystem::exists(root / "exec-1" / "mnt" / "deeper" / "socket-ish")) << "a dry run removes nothing";
 
   CommandResult swept = sweep();
   EXPECT_EQ(swept.exit_code, 0) << swept.err;
   EXPECT_THAT(swept.out, HasSubstr("removed the runtime directory " + (root / "exec-1").string()));
-  EXPECT_THAT(swept.out, HasSubstr("1 runtime and 0 run directories removed"));
+  EXPECT_THAT(swept.out, HasSubstr("removed the runtime directory " + (root / "exec-5").string()));
+  EXPECT_THAT(swept.out, HasSubstr("2 runtime and 0 run directories removed"));
   EXPECT_EQ(directory_names(root),
-            (std::vector<std::string>{"_uid-leases", "exec-2", "exec-3", "exec-4", "host-daemon"}));
+            (std::vector<std::string>{"_uid-leases", "exec-2", "exec-3", "exec-4", "exec-6", "host-daemon"}));
   EXPECT_TRUE(std::filesystem::exists(outside / "target" / "mnt" / "deeper" / "socket-ish"));
   EXPECT_TRUE(std::filesystem::is_symlink(root / "exec-4"));
+}
+
+// `exec --uid NUMBER` killed before its warden could remove the runtime
+// directory (here: the warden killed first, while the outer is stopped, so
+// that neither cleans up) leaves it owned by that user, outside the range:
+// the sweep knows it by the mark its creation put on it.
+TEST_F(SingleUseUidTest, TheSweepRemovesAKilledExecUidsRuntimeDirectoryByItsMark) {
+  Launched sandbox(exec_argv({"--uid", "4242", "--notify-fd", "3"}, {"/bin/sleep", "30"}), options(true));
+  ASSERT_EQ(sandbox.read_notify(milliseconds(10'000)), "\n") << sandbox.err();
+  struct stat st {};
+  ASSERT_EQ(::lstat(runtime_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 4242u);
+  EXPECT_GE(::lgetxattr(runtime_dir().c_str(), "trusted.vmwarden.runtime-dir", nullptr, 0), 0) << strerror(errno);
+
+  ASSERT_EQ(testing::kill_process(sandbox.pid(), SIGSTOP), 0);
+  for (pid_t pid : marked_processes(marker_)) {
+    if (pid != sandbox.pid()) testing::kill_process(pid, SIGKILL);
+  }
+  auto deadline = steady_clock::now() + milliseconds(5'000);
+  while (marked_processes(marker_) != std::vector<pid_t>{sandbox.pid()} && steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds(5));
+  ASSERT_EQ(marked_processes(marker_), std::vector<pid_t>{sandbox.pid()});
+  ASSERT_EQ(testing::kill_process(sandbox.pid(), SIGKILL), 0);
+  sandbox.wait(milliseconds(5'000));
+  ASSERT_TRUE(std::filesystem::exists(runtime_dir())) << "nothing removed it: the case the sweep is for";
+
+  CommandResult swept = sweep();
+  EXPECT_EQ(swept.exit_code, 0) << swept.out << swept.err;
+  EXPECT_THAT(swept.out, HasSubstr("removed the runtime directory " + runtime_dir().string()));
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
 }
 
 // A runtime directory left behind that cannot be removed (an immutable
