@@ -72,6 +72,7 @@ Report& Report::operator+=(const Report& other) {
   }
   for (auto [uid, count] : other.removed) removed[uid] += count;
   moved.insert(moved.end(), other.moved.begin(), other.moved.end());
+  record_kept_revoked = record_kept_revoked || other.record_kept_revoked;
   return *this;
 }
 
@@ -287,6 +288,7 @@ bool strictly_below(const std::filesystem::path& inner, const std::filesystem::p
 void warn_of_nested_records(const std::vector<GrantRecord>& records, uid_t uid, const std::filesystem::path& tree,
                             std::string_view doing) {
   for (const GrantRecord& record : records) {
+    if (record.revoked) continue;  // grants nothing
     if (strictly_below(tree, record.tree)) {
       log::warning("{} {} for UID {}: it lies inside {}, granted {} to the same UID; the entries below {} are this "
                    "walk's, and revoking either tree removes them",
@@ -465,8 +467,10 @@ namespace {
 // under each directory the record names that is elsewhere now. `root` is
 // empty when `tree` did not open (`unopened` says why, and is thrown if
 // the record names no directory that is still there, or may be).
+// `uid_may_run`: the UID's sandbox may still run, so the record is kept,
+// marked revoked, rather than dropped (GrantRecord::revoked).
 Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const UniqueFd& root,
-                   const WalkOptions& asked, const std::exception_ptr& unopened = nullptr) {
+                   const WalkOptions& asked, bool uid_may_run, const std::exception_ptr& unopened = nullptr) {
   // Where no grant was ever recorded (no grants/ yet) and the path does not
   // open, the revoke is refused below: it must leave the state directory as
   // it was, so the lock, which creates grants/, is only taken if it exists
@@ -487,10 +491,12 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
                  uid, damaged.why);
   }
   std::vector<RecordedRoot> recorded;
+  std::optional<GrantRecord> own_record;
   bool has_record = false, by_path = false;
   for (const GrantRecord& record : records) {
     if (record.tree != tree) continue;
     has_record = true;
+    own_record = record;
     if (record.cross_mounts) options.cross_mounts = true;
     recorded = record.roots;
     by_path = record.by_path || record.roots.empty();
@@ -542,13 +548,20 @@ Report revoke_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
     report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);
     report.moved.push_back(elsewhere.now.where);
   }
-  if (!options.dry_run && report.failed == 0) registry.remove_grant_record(uid, tree);
+  if (report.failed == 0 && own_record && uid_may_run) {
+    // What the sandbox moved out of the walk's way and back in keeps its
+    // entries: the sweep walks the tree again once the UID has no lease.
+    report.record_kept_revoked = true;
+    own_record->revoked = true;
+    if (!options.dry_run) registry.add_grant_record(*own_record);
+  } else if (!options.dry_run && report.failed == 0) {
+    registry.remove_grant_record(uid, tree);
+  }
   return report;
 }
 
-}  // namespace
-
-Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& options) {
+Report revoke_path(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg, const WalkOptions& options,
+                   bool uid_may_run) {
   require_in_range(registry, uid);
   std::filesystem::path tree = normal_tree(tree_arg);
   UniqueFd root;
@@ -560,7 +573,13 @@ Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tre
     // granted may have been renamed, which its record can find.
     unopened = std::current_exception();
   }
-  return revoke_tree(registry, uid, tree, root, options, unopened);
+  return revoke_tree(registry, uid, tree, root, options, uid_may_run, unopened);
+}
+
+}  // namespace
+
+Report revoke(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, const WalkOptions& options) {
+  return revoke_path(registry, uid, tree, options, registry.is_leased(uid));
 }
 
 std::size_t forget(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree_arg) {
@@ -651,10 +670,35 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
     handed_out.insert(damaged.uid);
     result.damaged_records.push_back(damaged.why);
   }
+  const UidRange range = registry.range();
+  auto is_live_alias = [&](uid_t uid) {
+    auto it = allocated.find(uid);
+    return it != allocated.end() && (!it->second.alias.empty() || !it->second.damage.empty());
+  };
+  auto is_dead = [&](uid_t uid) {
+    return range.contains(uid) && handed_out.count(uid) && !leased.count(uid) && !is_live_alias(uid);
+  };
+  // A record whose UID loses its entries in the record's directories (and
+  // the record itself, once they are gone): a dead UID's, or one revoked
+  // while its UID was leased, now that it is not.
+  auto is_spent = [&](const GrantRecord& record) {
+    return is_dead(record.uid) || (record.revoked && range.contains(record.uid) && !leased.count(record.uid));
+  };
+  // An alias keeps its entries in a tree it holds a record for (not one
+  // revoked), and also in one nested with such a tree either way: its
+  // entries there (and its files' set-ID bits) may be what that record
+  // granted.
+  auto alias_keeps = [&](uid_t uid, const std::filesystem::path& tree) {
+    return is_live_alias(uid) && std::any_of(records.begin(), records.end(), [&](const GrantRecord& record) {
+             return record.uid == uid && !record.revoked &&
+                    (record.tree == tree || strictly_below(record.tree, tree) || strictly_below(tree, record.tree));
+           });
+  };
+
   struct RecordedTree {
     bool cross_mounts = false;
     bool by_path_alone = false;  // a record names no directory by handle
-    // Each recorded directory, with the UIDs whose records name it.
+    // Each recorded directory, with the UIDs whose spent records name it.
     std::vector<std::pair<RecordedRoot, std::set<uid_t>>> roots;
   };
   std::map<std::filesystem::path, RecordedTree> trees;
@@ -666,27 +710,14 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       auto it = std::find_if(tree.roots.begin(), tree.roots.end(),
                              [&](const auto& known) { return known.first.same_directory(root); });
       if (it == tree.roots.end()) it = tree.roots.insert(tree.roots.end(), {root, {}});
-      it->second.insert(record.uid);
+      if (is_spent(record)) it->second.insert(record.uid);
     }
   }
 
-  const UidRange range = registry.range();
-  auto is_live_alias = [&](uid_t uid) {
-    auto it = allocated.find(uid);
-    return it != allocated.end() && (!it->second.alias.empty() || !it->second.damage.empty());
-  };
-  auto is_dead = [&](uid_t uid) {
-    return range.contains(uid) && handed_out.count(uid) && !leased.count(uid) && !is_live_alias(uid);
-  };
-
   for (const auto& [tree, recorded] : trees) {
-    // An alias keeps its entries in a tree it holds a record for, and also
-    // in one nested with such a tree either way: its entries there (and
-    // its files' set-ID bits) may be what that record granted.
     std::set<uid_t> kept;
     for (const GrantRecord& record : records) {
-      bool related = record.tree == tree || strictly_below(record.tree, tree) || strictly_below(tree, record.tree);
-      if (related && is_live_alias(record.uid)) kept.insert(record.uid);
+      if (alias_keeps(record.uid, tree)) kept.insert(record.uid);
     }
     SweepReport::Tree entry;
     entry.path = tree;
@@ -708,7 +739,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       // others' entries stay wherever those directories are now.
       std::vector<RecordedRoot> of_the_dead;
       for (const auto& [directory, uids] : recorded.roots) {
-        if (std::any_of(uids.begin(), uids.end(), is_dead)) of_the_dead.push_back(directory);
+        if (!uids.empty()) of_the_dead.push_back(directory);
       }
       MovedRoots moved = reopen_moved(of_the_dead, tree, root);
       for (const std::string& why : moved.unknown) {
@@ -723,13 +754,17 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
         entry.report += detail::walk_tree(root.get(), shown(tree), editor, options);
       }
       // A directory renamed away may now lie in another UID's granted tree,
-      // which no record here speaks for: only the dead UIDs whose records
-      // name that directory lose their entries there.
+      // which no record here speaks for: only the UIDs whose spent records
+      // name that directory lose their entries there, and an alias not
+      // where a record of its own that is not revoked covers it now.
       for (const MovedRoot& elsewhere : moved.found) {
         auto it = std::find_if(recorded.roots.begin(), recorded.roots.end(),
                                [&](const auto& known) { return known.first.same_directory(elsewhere.recorded); });
-        const std::set<uid_t>& granted = it->second;
-        RemoveEditor editor([&](uid_t uid) { return granted.count(uid) && is_dead(uid); });
+        std::set<uid_t> removed_there;
+        for (uid_t uid : it->second) {
+          if (!alias_keeps(uid, elsewhere.now.where)) removed_there.insert(uid);
+        }
+        RemoveEditor editor([&](uid_t uid) { return removed_there.count(uid) != 0; });
         entry.report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);
         entry.report.moved.push_back(elsewhere.now.where);
       }
@@ -762,8 +797,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   }
   std::map<uid_t, std::size_t> records_left;
   for (const GrantRecord& record : records) {
-    bool dead = range.contains(record.uid) && !leased.count(record.uid) && !is_live_alias(record.uid);
-    if (dead && clean.count(record.tree)) {
+    if (is_spent(record) && clean.count(record.tree)) {
       if (!dry_run) registry.remove_grant_record(record.uid, record.tree);
       ++result.records_removed;
     } else {
@@ -913,8 +947,10 @@ void ScopedGrants::revoke_all() {
       // Through the directory the grant opened: renamed away meanwhile, it
       // is still found, and nothing put under its name is walked instead.
       if (granted.root && ::lseek(granted.root.get(), 0, SEEK_SET) < 0) throw_errno("rewind", shown(tree));
-      Report report = granted.root ? revoke_tree(*registry_, uid_, normal_tree(tree), granted.root, granted.options)
-                                   : revoke(*registry_, uid_, tree, granted.options);
+      // Its sandbox has ended: the lease this holds is nobody's running.
+      Report report = granted.root ? revoke_tree(*registry_, uid_, normal_tree(tree), granted.root, granted.options,
+                                                 /*uid_may_run=*/false)
+                                   : revoke_path(*registry_, uid_, tree, granted.options, /*uid_may_run=*/false);
       if (report.failed != 0) failures.push_back(fmt::format("{}: {}", shown(tree), report.summary()));
     } catch (const MissingTree&) {
       // The tree is gone: nothing left to revoke there.

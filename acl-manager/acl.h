@@ -53,6 +53,9 @@ struct Report {
   // revoke, sweep: where directories granted under the path are now, found
   // by the record's file handles after a rename, and walked there too
   std::vector<std::string> moved;
+  // revoke: the UID was leased, and its grant record was kept, marked
+  // revoked (GrantRecord::revoked), rather than dropped
+  bool record_kept_revoked = false;
 
   Report& operator+=(const Report& other);
   std::string summary() const;  // one line: "12 changed, 3 unchanged, ..."
@@ -75,7 +78,10 @@ Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree
 std::filesystem::path checked_tree(const std::filesystem::path& tree);
 
 // Removes `uid`'s access and default entries under `tree`, then its grant
-// record. Crosses mounts if asked or if the grant record says so. On a tree
+// record; while the UID is leased (its sandbox may run, and move directories
+// out of the walk's way and back), the record is kept instead, marked
+// revoked, for the sweep to walk the tree again once the lease is gone.
+// Crosses mounts if asked or if the grant record says so. On a tree
 // whose filesystem has no POSIX ACLs, only the record is dropped. A
 // directory the record names (by file handle) that is no longer at `tree`,
 // renamed away since its grant, is found where it is now and revoked there

@@ -985,6 +985,7 @@ namespace {
 
 // A grant record's file: "path TREE", "access ro|rw", "mounts one|cross",
 // "by-path yes" if some grant of TREE had no handle (else no such line),
+// "revoked yes" if it was revoked while the UID was leased (else no such line),
 // and for each directory granted as TREE "root MAJ:MIN INODE FS-TYPE FS-ID
 // BOOT HANDLE-TYPE HANDLE" (BOOT "-" but on a tmpfs; the handle's type and
 // bytes in hex), a line each. Parsed and written only here; a root line
@@ -1060,6 +1061,7 @@ GrantRecord parse_grant_record(uid_t uid, std::string_view content, const std::f
     if (line == "access rw") record.access = Access::rw;
     if (line == "mounts cross") record.cross_mounts = true;
     if (line == "by-path yes") record.by_path = true;
+    if (line == "revoked yes") record.revoked = true;
     if (line.starts_with("root ")) {
       if (auto root = parse_root(line.substr(5))) {
         record.roots.push_back(std::move(*root));
@@ -1077,6 +1079,7 @@ std::string format_grant_record(const GrantRecord& record) {
   std::string text = fmt::format("path {}\naccess {}\nmounts {}\n", record.tree.string(), to_string(record.access),
                                  record.cross_mounts ? "cross" : "one");
   if (record.by_path) text += "by-path yes\n";
+  if (record.revoked) text += "revoked yes\n";
   for (const RecordedRoot& root : record.roots) text += format_root(root);
   return text;
 }

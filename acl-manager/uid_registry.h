@@ -101,6 +101,12 @@ struct GrantRecord {
   // set, as cross_mounts is. (A record with no roots is known by its path
   // alone too.)
   bool by_path = false;
+  // Revoked while the UID was leased: its sandbox may have moved
+  // directories out of the walk's way and back. The record grants nothing
+  // any more (the sweep keeps no entry of the UID for it), and stays so that
+  // the sweep walks the tree again once the UID has no lease, then drops it.
+  // A grant of the tree makes it a grant again.
+  bool revoked = false;
 };
 
 // A file in grants/UID that is not a record vmwarden can use: it cannot

@@ -103,8 +103,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "PATH and renamed away since is found by the file handle in its record and revoked where it is "
       "now, also when PATH itself is gone; when nothing granted as PATH is left, only the record is "
       "dropped. A damaged grant record of UID is warned about (its tree keeps its entries until it is "
-      "mended). Revoke a UID whose sandbox is stopped: a running VM can move a directory it may write out "
-      "of the walk's way (a warning says so).");
+      "mended). While UID is leased (its sandbox runs, and can move a directory it may write out of the "
+      "walk's way and back), the record is kept, marked revoked: it grants nothing, and the first sweep "
+      "(or revoke) once the lease is gone walks the tree again and drops it.");
   revoke->add_option("--uid", revoke_options->uid, "A UID in the range, or an alias")->required();
   revoke->add_flag("--cross-mounts", revoke_options->cross_mounts,
                    "Also descend into other mounts under PATH (done anyway if the grant record says so)");
@@ -117,11 +118,17 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       // move a directory not walked yet into a part already walked.
       if (registry.is_leased(uid))
         log::warning("UID {} is leased by a running sandbox: a directory it moves during the revoke can keep its "
-                     "entries; stop the sandbox and revoke again to be sure",
+                     "entries; the grant record is kept, marked revoked, until a sweep or revoke once the "
+                     "sandbox has stopped",
                      uid);
       acl::WalkOptions options{.cross_mounts = revoke_options->cross_mounts};
       acl::Report report = acl::revoke(registry, uid, revoke_options->path, options);
-      return finish(report, fmt::format("revoke {} {}", uid, printable(revoke_options->path)));
+      std::string what = fmt::format("revoke {} {}", uid, printable(revoke_options->path));
+      if (report.record_kept_revoked)
+        fmt::print("{}: grant record kept, marked revoked: `vmwarden acl sweep` finishes the revoke once UID {} "
+                   "has no lease\n",
+                   what, uid);
+      return finish(report, what);
     };
   });
 
@@ -156,7 +163,8 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "and whose PID no process has). Then, in every recorded tree, remove the entries (named user and group) "
       "of UIDs in the range that the "
       "registry handed out (not a host account's or group's) and that are neither leased "
-      "nor an alias with a grant record for that tree (or one nested with it), and clear those UIDs' "
+      "nor an alias with a grant record (not one revoked while leased) for that tree (or one nested with it), "
+      "and clear those UIDs' "
       "set-ID bits as revoke does (the clean-up after unclean shutdowns); then drop dead UIDs' "
       "records and release dead single-use UIDs; last, remove the runtime directories (RUNTIME_DIR/NAME, mode "
       "0700, marked trusted.vmwarden.runtime-dir when made, or owned by a UID of the range) whose lock no "

@@ -594,6 +594,54 @@ TEST(AclRevoke, WarnsWhenTheUidIsLeased) {
   EXPECT_EQ(revoked.err.find("is leased"), std::string::npos) << revoked.err;
 }
 
+// A revoke while the UID is leased keeps the grant record, marked revoked:
+// a directory the VM moved out of the walk's way and back in after it kept
+// its entries, and the first sweep once the lease is gone finds it there (a
+// sweep walks recorded trees only) and drops the record. A grant of the
+// tree makes the record a grant again.
+TEST(AclRevoke, WhileLeasedKeepsTheRecordForTheSweepToFinish) {
+  Env env;
+  make_tree(env.tree, 2, 2);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("running");
+  std::filesystem::path aside = env.temp / "aside";
+  {
+    UidLease lease = registry.lease_alias("running");
+    grant(registry, uid, env.tree, Access::rw);
+    std::filesystem::rename(env.tree / "d0", aside);  // out of the walk's way...
+    auto revoked = env.vmwarden({"acl", "revoke", "--uid", "running", env.tree.string()});
+    EXPECT_EQ(revoked.exit_code, 0) << revoked.err;
+    EXPECT_NE(revoked.out.find("grant record kept, marked revoked"), std::string::npos) << revoked.out;
+    std::filesystem::rename(aside, env.tree / "d0");  // ...and back once it has passed
+    ASSERT_GT(count_entries(getfacl(env.tree), uid), 0u) << "the directory moved aside was walked";
+    std::vector<GrantRecord> records = registry.grant_records(uid);
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_TRUE(records[0].revoked);
+    // Still leased: the sweep leaves the UID's entries and the record.
+    EXPECT_EQ(sweep(registry).records_removed, 0u);
+    EXPECT_GT(count_entries(getfacl(env.tree), uid), 0u);
+    EXPECT_EQ(registry.grant_records(uid).size(), 1u);
+  }
+  auto swept = env.vmwarden({"acl", "sweep"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.err;
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u) << swept.out;
+  EXPECT_TRUE(registry.grant_records(uid).empty()) << swept.out;
+  EXPECT_TRUE(registry.find(uid)->allocated) << "the alias stays";
+
+  // Granted again while leased after such a revoke: a grant, not revoked.
+  UidLease lease = registry.lease_alias("running");
+  grant(registry, uid, env.tree, Access::ro);
+  ASSERT_EQ(registry.grant_records(uid).size(), 1u);
+  EXPECT_FALSE(registry.grant_records(uid)[0].revoked);
+  EXPECT_EQ(revoke(registry, uid, env.tree).failed, 0u);
+  ASSERT_EQ(registry.grant_records(uid).size(), 1u);
+  EXPECT_TRUE(registry.grant_records(uid)[0].revoked);
+  grant(registry, uid, env.tree, Access::ro);
+  ASSERT_EQ(registry.grant_records(uid).size(), 1u);
+  EXPECT_FALSE(registry.grant_records(uid)[0].revoked) << "a grant is a grant again";
+  EXPECT_GT(count_entries(getfacl(env.tree), uid), 0u);
+}
+
 // A chain 1,100 levels deep with two more directories beside each level's
 // next one (a shape a VM can build in a read-write share): on one thread,
 // every directory with subdirectories still queued holds a descriptor, one
