@@ -688,11 +688,9 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   // revoked), and also in one nested with such a tree either way: its
   // entries there (and its files' set-ID bits) may be what that record
   // granted.
-  auto alias_keeps = [&](uid_t uid, const std::filesystem::path& tree) {
-    return is_live_alias(uid) && std::any_of(records.begin(), records.end(), [&](const GrantRecord& record) {
-             return record.uid == uid && !record.revoked &&
-                    (record.tree == tree || strictly_below(record.tree, tree) || strictly_below(tree, record.tree));
-           });
+  auto keeps = [&](const GrantRecord& record, const std::filesystem::path& tree) {
+    return !record.revoked && is_live_alias(record.uid) &&
+           (record.tree == tree || strictly_below(record.tree, tree) || strictly_below(tree, record.tree));
   };
 
   struct RecordedTree {
@@ -717,7 +715,7 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
   for (const auto& [tree, recorded] : trees) {
     std::set<uid_t> kept;
     for (const GrantRecord& record : records) {
-      if (alias_keeps(record.uid, tree)) kept.insert(record.uid);
+      if (keeps(record, tree)) kept.insert(record.uid);
     }
     SweepReport::Tree entry;
     entry.path = tree;
@@ -760,9 +758,9 @@ SweepReport sweep(UidRegistry& registry, bool dry_run) {
       for (const MovedRoot& elsewhere : moved.found) {
         auto it = std::find_if(recorded.roots.begin(), recorded.roots.end(),
                                [&](const auto& known) { return known.first.same_directory(elsewhere.recorded); });
-        std::set<uid_t> removed_there;
-        for (uid_t uid : it->second) {
-          if (!alias_keeps(uid, elsewhere.now.where)) removed_there.insert(uid);
+        std::set<uid_t> removed_there = it->second;
+        for (const GrantRecord& record : records) {
+          if (keeps(record, elsewhere.now.where)) removed_there.erase(record.uid);
         }
         RemoveEditor editor([&](uid_t uid) { return removed_there.count(uid) != 0; });
         entry.report += detail::walk_tree(elsewhere.now.dir.get(), elsewhere.now.where, editor, options);
