@@ -42,6 +42,7 @@
 #include "supervisor/mounts.h"
 #include "supervisor/namespaces.h"
 #include "supervisor/process_title.h"
+#include "supervisor/runtime_dir_watch.h"
 #include "supervisor/service.h"
 
 namespace vmwarden::supervisor {
@@ -110,6 +111,7 @@ class Warden {
   void repeat_graceful_stop();
   Clock::time_point graceful_stop_deadline() const;
   void on_outer_death();
+  void check_runtime_dir();
   std::string main_name() const;
   int final_status();
 
@@ -125,6 +127,7 @@ class Warden {
   UniqueFd signal_fd_;
   UniqueFd repeat_fd_;  // graceful_stop_repeat of the main service
   UniqueFd timer_fd_;
+  std::optional<RuntimeDirWatch> runtime_dir_watch_;  // until it trips
   std::vector<std::unique_ptr<Service>> services_;
   Service* main_ = nullptr;
 
@@ -170,6 +173,7 @@ int Warden::run() {
   // The one service's mounts, here (see services_have_own_mount_namespaces).
   if (!services_have_own_mount_namespaces(spec_) && !spec_.services.empty())
     setup_service_mounts(service_mounts(spec_, spec_.services.front()));
+  runtime_dir_watch_.emplace(runtime_dir_.fd());
 
   start_services();
   event_loop();
@@ -240,6 +244,7 @@ void Warden::start_services() {
 bool Warden::startup_may_go_on() {
   if (readable_now(signal_fd_.get())) read_signals();
   if (!outer_gone_ && readable_now(outer_pidfd_)) on_outer_death();
+  if (runtime_dir_watch_ && readable_now(runtime_dir_watch_->fd())) check_runtime_dir();
   return !shutdown_started_;
 }
 
@@ -327,6 +332,7 @@ void Warden::event_loop() {
     if (!outer_gone_) fds.push_back({outer_pidfd_, POLLIN, 0});
     if (timer_fd_) fds.push_back({timer_fd_.get(), POLLIN, 0});
     if (repeat_fd_) fds.push_back({repeat_fd_.get(), POLLIN, 0});
+    if (runtime_dir_watch_) fds.push_back({runtime_dir_watch_->fd(), POLLIN, 0});
     for (const StageCapture& entry : captures_)
       if (entry.capture.read_end() >= 0) fds.push_back({entry.capture.read_end(), POLLIN, 0});
     int ready = ::poll(fds.data(), fds.size(), trimmed_ ? -1 : static_cast<int>(kIdleBeforeTrim.count()));
@@ -351,6 +357,8 @@ void Warden::event_loop() {
       } else if (repeat_fd_ && entry.fd == repeat_fd_.get()) {
         uint64_t expirations;
         if (::read(repeat_fd_.get(), &expirations, sizeof expirations) > 0) repeat_graceful_stop();
+      } else if (runtime_dir_watch_ && entry.fd == runtime_dir_watch_->fd()) {
+        check_runtime_dir();
       } else {
         for (StageCapture& captured : captures_)
           if (captured.capture.read_end() == entry.fd) captured.capture.pump();
@@ -579,6 +587,23 @@ void Warden::repeat_graceful_stop() {
   } catch (const std::exception& e) {
     log::debug("repeated graceful stop of {} failed: {}", main_->spec().name, e.what());
   }
+}
+
+// A sandbox that makes entries without bound in its runtime directory (the
+// host's /run) is compromised or broken: no grace period, in which it would
+// go on making them; every process is killed at once, and the status says
+// it failed.
+void Warden::check_runtime_dir() {
+  if (!runtime_dir_watch_->over_limit()) return;
+  log::error("the sandbox made {} entries in its runtime directory {}, more than the {} it may (each one an inode "
+             "of the host's filesystem there): killing every process of the sandbox",
+             runtime_dir_watch_->entries(), runtime_dir_.path().string(), RuntimeDirWatch::kEntryLimit);
+  runtime_dir_watch_.reset();
+  verbose_shutdown_ = true;
+  forced_status_ = exit_status::kFailure;
+  if (!shutdown_started_) shutdown_started_ = Clock::now();
+  ::kill(-1, SIGKILL);
+  reap();
 }
 
 void Warden::on_outer_death() {

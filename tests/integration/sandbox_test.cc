@@ -1787,7 +1787,8 @@ TEST_F(SingleUseUidTest, TheRuntimeDirTakesSocketsButNoFileOrDirectory) {
 }
 
 // The revoke comes before the runtime dir's removal, which what the command
-// left there can make slow (here, without Landlock, 20,000 directories): a
+// left there can make slow (here, without Landlock, 20,000 directories in a
+// directory of its own there: the runtime dir itself may hold 1,024): a
 // supervisor that kills vmwarden meanwhile (s6's timeout-kill) finds the
 // grants already revoked. Watched from outside: once the command has said
 // it is done, any moment the runtime dir holds fewer entries than it made
@@ -1797,14 +1798,16 @@ TEST_F(SingleUseUidTest, TheGrantsAreRevokedBeforeTheRuntimeDirIsRemoved) {
   TempDir tree("vmwarden-rw");
   constexpr int kEntries = 20'000;
   std::string script = fmt::format(
-      "import os\nfor i in range({}): os.mkdir('{}/d%d' % i)\nopen('{}/done', 'w').close()\n", kEntries,
-      runtime_dir().string(), tree.path().string());
+      "import os\nos.mkdir('{1}/many')\nfor i in range({0}): os.mkdir('{1}/many/d%d' % i)\n"
+      "open('{2}/done', 'w').close()\n",
+      kEntries, runtime_dir().string(), tree.path().string());
   Launched sandbox(exec_argv({"--landlock", "off", "--rw", tree.path().string()}, {"/usr/bin/python3", "-c", script}),
                    options());
   auto entries = [&]() -> int {
     std::error_code error;
     int count = 0;
-    for (std::filesystem::directory_iterator it(runtime_dir(), error), end; !error && it != end; it.increment(error))
+    for (std::filesystem::directory_iterator it(runtime_dir() / "many", error), end; !error && it != end;
+         it.increment(error))
       ++count;
     return count;
   };
@@ -1822,6 +1825,25 @@ TEST_F(SingleUseUidTest, TheGrantsAreRevokedBeforeTheRuntimeDirIsRemoved) {
   EXPECT_EQ(exit_code(status), 0) << sandbox.err();
   EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
   EXPECT_EQ(named_acl_entries(tree.path()), "");
+}
+
+// The command may bind sockets in its runtime directory, on the host's
+// /run: one after another, they would fill it (other VMs then cannot take
+// their lease). Past 1,024 entries the warden kills the sandbox.
+TEST_F(SingleUseUidTest, ACommandBindingSocketsWithoutEndIsKilledPastTheRuntimeDirsLimit) {
+  ASSERT_EQ(::chmod(runtime_root_.path().c_str(), 0711), 0);  // for the UID to reach its directory
+  std::string script = fmt::format(
+      "import os, socket\nos.chdir('{}')\nfor i in range(200000):\n"
+      "    s = socket.socket(socket.AF_UNIX)\n    s.bind('s%d' % i)\n    s.close()\nprint('done')\n",
+      runtime_dir().string());
+  CommandResult result = exec({}, {"/usr/bin/python3", "-c", script});
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_EQ(result.out, "") << "it bound every socket";
+  EXPECT_THAT(result.err, HasSubstr("entries in its runtime directory " + runtime_dir().string() +
+                                    ", more than the 1024 it may"));
+  EXPECT_THAT(result.err, HasSubstr("killing every process of the sandbox"));
+  EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
+  EXPECT_TRUE(directory_names(allocated_dir()).empty()) << "the UID is released";
 }
 
 TEST_F(SingleUseUidTest, ReleasedWhenTheSandboxIsStoppedBySignal) {
