@@ -173,7 +173,15 @@ int Warden::run() {
   // The one service's mounts, here (see services_have_own_mount_namespaces).
   if (!services_have_own_mount_namespaces(spec_) && !spec_.services.empty())
     setup_service_mounts(service_mounts(spec_, spec_.services.front()));
-  runtime_dir_watch_.emplace(runtime_dir_.fd());
+  try {
+    runtime_dir_watch_.emplace(runtime_dir_.fd());
+  } catch (const std::exception& e) {
+    // Out of inotify instances (fs.inotify.max_user_instances, 128 by
+    // default, counts every warden's): no reason to refuse the VM, whose
+    // confinement does not depend on it, but said.
+    log::warning("cannot watch the runtime directory: {}; the entries the sandbox makes there are not bounded",
+                 e.what());
+  }
 
   start_services();
   event_loop();
