@@ -4,6 +4,7 @@
 // after another until /run is full, and other VMs could not take a lease.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 
 #include "common/unique_fd.h"
@@ -15,30 +16,27 @@ class RuntimeDirWatch {
   // Far above what any VM makes there (a socket per share and service, the
   // console log and its rotation, `mnt/`), far below what fills a /run.
   static constexpr std::size_t kEntryLimit = 1024;
+  // How often the entries are counted: what a service can make between two
+  // counts is what it can make past the limit. A timer, not inotify: the
+  // last close of an inotify instance waits for an SRCU grace period (about
+  // 12 ms on a 2-CPU VM), which every sandbox's exit would pay.
+  static constexpr std::chrono::milliseconds kInterval{100};
 
-  // Watches the directory open as `dir` (in the host's mount namespace) for
-  // entries made or moved in. The descriptor is close-on-exec and
-  // non-blocking.
+  // Counts the entries of the directory open as `dir` (in the host's mount
+  // namespace) every kInterval.
   explicit RuntimeDirWatch(int dir);
 
-  // Readable when entries were made.
-  int fd() const { return inotify_.get(); }
+  // A timerfd, readable when a count is due (close-on-exec, non-blocking).
+  int fd() const { return timer_.get(); }
 
-  // Takes in what fd() has to report; true once the directory holds more
-  // than kEntryLimit entries (counted again whenever the events could take
-  // it past the limit, or were too many to queue).
+  // Counts if one is due; true once the directory holds more than
+  // kEntryLimit entries (counted up to the first listing past it).
   bool over_limit();
 
-  // The entries counted last.
-  std::size_t entries() const { return counted_; }
-
  private:
-  std::size_t count_entries() const;
-
   int dir_;
-  UniqueFd inotify_;
+  UniqueFd timer_;
   std::size_t counted_ = 0;
-  std::size_t made_since_count_ = 0;
 };
 
 }  // namespace vmwarden::supervisor

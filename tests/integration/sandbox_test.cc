@@ -1839,8 +1839,8 @@ TEST_F(SingleUseUidTest, ACommandBindingSocketsWithoutEndIsKilledPastTheRuntimeD
   CommandResult result = exec({}, {"/usr/bin/python3", "-c", script});
   EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
   EXPECT_EQ(result.out, "") << "it bound every socket";
-  EXPECT_THAT(result.err, HasSubstr("entries in its runtime directory " + runtime_dir().string() +
-                                    ", more than the 1024 it may"));
+  EXPECT_THAT(result.err,
+              HasSubstr("made more than the 1024 entries it may in its runtime directory " + runtime_dir().string()));
   EXPECT_THAT(result.err, HasSubstr("killing every process of the sandbox"));
   EXPECT_FALSE(std::filesystem::exists(runtime_dir()));
   EXPECT_TRUE(directory_names(allocated_dir()).empty()) << "the UID is released";
