@@ -141,6 +141,7 @@ class Warden {
   bool killed_after_timeout_ = false;
   bool main_killed_after_timeout_ = false;
   std::optional<int> forced_status_;   // a failure to start overrides the main's status
+  bool runtime_dir_overrun_ = false;   // killed for the entries made in the runtime directory
   std::optional<int> stop_signal_;     // the first stop request (SIGTERM, SIGINT, SIGHUP)
   std::optional<Clock::time_point> shutdown_started_;
   Clock::time_point deadline_;
@@ -224,9 +225,13 @@ void Warden::start_services() {
                                                   own_mounts ? service_mounts(spec_, spec)
                                                              : ServiceMounts{.own_namespace = false}));
     if (spec.main) main_ = services_.back().get();
+    // A readiness wait can take seconds: what a service makes in the
+    // runtime directory meanwhile (before its control socket, say) is
+    // counted as the loop would.
     services_.back()->set_between_probes([this] {
       for (StageCapture& entry : captures_)
         if (entry.capture.read_end() >= 0 && readable_now(entry.capture.read_end())) entry.capture.pump();
+      if (runtime_dir_watch_ && readable_now(runtime_dir_watch_->fd())) check_runtime_dir();
     });
   }
   std::vector<int> stages;
@@ -309,6 +314,9 @@ bool Warden::start_stage(int stage) {
         startup_may_go_on();
         return false;
       }
+      // Killed with the rest for what it made in the runtime directory:
+      // said already, and the status is that failure's.
+      if (runtime_dir_overrun_) return false;
       log::error("{} did not become ready: {}", service->spec().name, e.what());
       forced_status_ = exit_status::kPermanent;
       begin_shutdown("a service did not become ready", spec_.shutdown_timeout);
@@ -619,11 +627,13 @@ void Warden::check_runtime_dir() {
              "the host's filesystem there): killing every process of the sandbox",
              RuntimeDirWatch::kEntryLimit, runtime_dir_.path().string());
   runtime_dir_watch_.reset();
+  runtime_dir_overrun_ = true;
   verbose_shutdown_ = true;
   forced_status_ = exit_status::kFailure;
   if (!shutdown_started_) shutdown_started_ = Clock::now();
-  ::kill(-1, SIGKILL);
-  reap();
+  // Reaped as SIGCHLD comes (this may run inside a readiness wait); with
+  // nobody left to kill none will.
+  if (::kill(-1, SIGKILL) < 0 && errno == ESRCH) reap();
 }
 
 void Warden::on_outer_death() {

@@ -85,7 +85,26 @@ inline int listen_at(const std::string& path, int type) {
 // A VMM taken over by its guest, trying to write to its runtime directory
 // (VMWARDEN_FAKE_FILL_RUNTIME): each attempt's outcome goes to stderr (the
 // VM's log).
+//
+// VMWARDEN_FAKE_BIND_SOCKETS: binds sockets there (flood-0, flood-1, ...)
+// until one fails, which it reports, or the VMM is killed.
 inline void fill_runtime_dir_if_asked(const std::string& dir) {
+  if (flag("VMWARDEN_FAKE_BIND_SOCKETS")) {
+    for (long i = 0;; ++i) {
+      std::string path = dir + "/flood-" + std::to_string(i);
+      sockaddr_un address{};
+      address.sun_family = AF_UNIX;
+      if (path.size() >= sizeof address.sun_path) die("socket path too long: " + path);
+      std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+      int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) < 0) {
+        std::fprintf(stderr, "fake VMM: bind socket %ld: %s\n", i, std::strerror(errno));
+        if (fd >= 0) ::close(fd);
+        break;
+      }
+      ::close(fd);
+    }
+  }
   if (!flag("VMWARDEN_FAKE_FILL_RUNTIME")) return;
   auto outcome = [](int rc) { return rc >= 0 ? std::string("done") : std::string(std::strerror(errno)); };
   int file = ::open((dir + "/junk").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);

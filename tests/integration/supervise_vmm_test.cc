@@ -447,6 +447,38 @@ TEST_P(SuperviseVmmTest, AVmmCannotWriteFilesInItsRuntimeDirectory) {
   }
 }
 
+// A VMM taken over by its guest binding sockets in its runtime directory
+// (the host's /run) one after another, before its control socket (so in
+// the warden's readiness wait): crosvm, which may bind sockets there, is
+// killed with the whole sandbox once there are more than 1,024, and
+// supervise exits 1; cloud-hypervisor, whose directory is read-only to it,
+// cannot bind the first.
+TEST_P(SuperviseVmmTest, AVmmBindingSocketsWithoutEndInItsRuntimeDirectoryIsKilled) {
+  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
+  definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 VMWARDEN_FAKE_BIND_SOCKETS=1");
+  testing::write_file(root_ / "config/vms/vm.toml", definition);
+  pid_t outer = start_supervise();
+  if (GetParam().vmm == std::string("crosvm")) {
+    int status = wait_for(outer, 60s);
+    std::string log = testing::read_file(root_ / "log");
+    ASSERT_TRUE(WIFEXITED(status)) << log;
+    EXPECT_EQ(WEXITSTATUS(status), 1) << log;
+    EXPECT_THAT(log, HasSubstr("made more than the 1024 entries it may in its runtime directory " +
+                               (root_ / "run/vm").string()));
+    EXPECT_THAT(log, Not(HasSubstr("fake VMM: bind socket"))) << "a bind failed before the warden stepped in";
+    EXPECT_THAT(log, Not(HasSubstr("did not become ready"))) << "the readiness wait ran its course meanwhile";
+  } else {
+    EXPECT_TRUE(wait_until_ready(20s)) << testing::read_file(root_ / "log");
+    EXPECT_EQ(testing::kill_process(outer, SIGTERM), 0);
+    int status = wait_for(outer, 20s);
+    std::string log = testing::read_file(root_ / "log");
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
+    EXPECT_THAT(log, HasSubstr("fake VMM: bind socket 0: Read-only file system"));
+  }
+  EXPECT_TRUE(find_argv(GetParam().process).empty());
+  EXPECT_FALSE(fs::exists(root_ / "run/vm")) << "the runtime dir goes with the VM";
+}
+
 // A guest that ignores the power button: at the shutdown timeout the warden
 // stops the VMM with the VMM's own stop command (`crosvm stop`, `ch-remote
 // shutdown-vmm`), which lets it exit by itself, before it SIGKILLs anything.
