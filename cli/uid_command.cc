@@ -66,7 +66,7 @@ void add_uid_command(CLI::App& app, Globals& globals) {
       "List allocated UIDs, one row each with six columns, '-' for none: UID; STATE (allocated; "
       "out-of-range: allocated before the range changed, not used by VMs; damaged: its record is not "
       "\"alias NAME\" or \"single-use\", or repeats an alias, and is left alone, see the warning; released); "
-      "KIND (alias or single-use); ALIAS; LEASE (the pid holding the lease); GRANTS (grant records, damaged ones included).");
+      "KIND (alias or single-use); ALIAS; LEASE (the pid holding the lease); GRANTS (grant records, damaged ones and those revoked while leased, which a sweep drops, included).");
   list->add_flag("--all", *list_all,
                  "Also list released UIDs, least recently released first. Single-use allocations take a UID "
                  "never used before first, and skip released UIDs that still have grant records");
