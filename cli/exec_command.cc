@@ -422,6 +422,8 @@ int audit(const ExecPlan& plan, const ExecOptions& options, const Locations& loc
 // --uid was given, run the sandbox, then revoke and release on every way
 // out (the stop signals are turned into a normal return by run_sandbox).
 int run(ExecPlan& plan, const Locations& locations) {
+  // A logger that stops reading must not hold up a stop (doc/S6.md).
+  log::never_block_on_a_pipe();
   if (!plan.single_use) return supervisor::run_sandbox(plan.launch.sandbox);
   // A run script started by hand is refused before a UID is leased or a
   // tree granted (run_sandbox() checks again, as it does for --uid).

@@ -37,6 +37,8 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
       ->type_name("FD");
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
+      // A logger that stops reading must not hold up a stop (doc/S6.md).
+      log::never_block_on_a_pipe();
       vm::LaunchOptions launch{.locations = globals.locations(), .under_s6 = options->s6};
       if (options->notify_fd) {
         if (options->s6) throw UsageError("--notify-fd and --s6 exclude each other (s6 names the fd)");

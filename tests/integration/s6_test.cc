@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 
 #include <fmt/core.h>
 
+#include "common/unique_fd.h"
 #include "tests/support/support.h"
 
 namespace vmwarden {
@@ -381,6 +383,54 @@ TEST_F(S6Test, AFloodOfOutputIsLoggedAtABoundedRate) {
   EXPECT_GT(dropped, 4'000'000u) << log.substr(0, 2000);
   EXPECT_EQ(log.find("after-the-flood"), log.rfind("after-the-flood")) << "one line";
   EXPECT_LE(reports, seconds + 2) << "a report a second at most";
+}
+
+// A logger that does not read (its service down here; s6-log -b on a full
+// disk alike) fills the pipe the command's flood goes to: vmwarden's lines
+// are then dropped rather than waited for, and `s6-svc -d` stops the
+// service as usual. Before, the outer blocked logging the SIGTERM it was to
+// forward and was SIGKILLed at timeout-kill (12 s here), leaving the warden
+// blocked too, holding the command, the lease and the grant.
+TEST_F(S6Test, ALoggerThatDoesNotReadDoesNotHoldUpAStop) {
+  define("deaf", "trap 'exit 0' TERM; while :; do echo marker-s6-deaf-log-line-to-fill-the-pipe; done");
+  add_service("deaf", true);
+  write_file(service("deaf") / "log/down", "");
+  rescan({"deaf", "deaf/log"});
+  // What the log pipe holds, read through a read end of its own opened on
+  // the outer's stderr (nothing is taken from it).
+  auto log_pipe_full = [&] {
+    UniqueFd pipe(::open(fmt::format("/proc/{}/fd/2", std::stoi(svstat("deaf", "pid"))).c_str(),
+                         O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    int held = 0;
+    return pipe && ::ioctl(pipe.get(), FIONREAD, &held) == 0 && held > 60'000;
+  };
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("deaf").string()}).exit_code, 0);
+  ASSERT_TRUE(wait_until(log_pipe_full, 10s)) << "the flood does not fill the log pipe";
+  auto start = Clock::now();
+  ASSERT_EQ(run_command({"s6-svc", "-d", service("deaf").string()}).exit_code, 0);
+  CommandResult waited = run_command({"s6-svwait", "-D", "-t", "8000", service("deaf").string()}, {.timeout = 20s});
+  fmt::print("s6-svc -d to down with the logger not reading: {:.2f} s\n", seconds_since(start));
+  EXPECT_EQ(waited.exit_code, 0) << "not down within 8 s: " << svstat("deaf");
+  EXPECT_EQ(svstat("deaf", "exitcode"), "0\n");
+  EXPECT_TRUE(wait_until([] { return processes_with("marker-s6-deaf").empty(); }, 2s));
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "the grant was left";
+  EXPECT_FALSE(fs::exists(root_ / "run/deaf")) << "the runtime directory was left";
+  // Started again while the pipe is still full, the lines it drops are
+  // counted once the log reads again.
+  ASSERT_EQ(run_command({"s6-svc", "-u", service("deaf").string()}).exit_code, 0);
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("deaf").string()}).exit_code, 0);
+  ASSERT_TRUE(wait_until(log_pipe_full, 10s));
+  // A line waits 500 ms before it is dropped.
+  std::this_thread::sleep_for(1s);
+  ASSERT_EQ(run_command({"s6-svc", "-u", service("deaf/log").string()}).exit_code, 0);
+  fs::path current = service("deaf") / "log/main/current";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return fs::exists(current) && testing::read_file(current).find("of vmwarden's log dropped: the log did not "
+                                                                       "take them within 500 ms") != std::string::npos;
+      },
+      10s))
+      << (fs::exists(current) ? testing::read_file(current).substr(0, 3000) : "no log");
 }
 
 TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
