@@ -427,7 +427,10 @@ int run(ExecPlan& plan, const Locations& locations) {
   if (!plan.single_use) return supervisor::run_sandbox(plan.launch.sandbox);
   // A run script started by hand is refused before a UID is leased or a
   // tree granted (run_sandbox() checks again, as it does for --uid).
-  if (plan.launch.sandbox.require_s6_parent) supervisor::verify_s6_parent();
+  if (plan.launch.sandbox.require_s6_parent) {
+    supervisor::verify_s6_parent();
+    supervisor::verify_s6_timeout_kill(plan.launch.sandbox.shutdown_timeout);
+  }
   block_stop_signals();
 
   acl::UidRegistry registry(locations);
@@ -525,8 +528,8 @@ void add_exec_command(CLI::App& app, Globals& globals) {
   command->add_option("--name", options->name, "Sandbox name: log prefix and runtime dir name (default exec-PID)");
   command->add_flag("--s6", options->s6,
                     "Run as an s6 service: refuse (exit 125, before any UID is leased) unless the parent is the "
-                    "s6-supervise holding ./supervise/lock, and take the readiness fd from ./notification-fd "
-                    "(not with --notify-fd)");
+                    "s6-supervise holding ./supervise/lock and ./timeout-kill, if set, leaves --timeout + 10 s, and "
+                    "take the readiness fd from ./notification-fd (not with --notify-fd)");
   command->add_flag("--audit", options->audit,
                     "Run nothing: print every privileged step exec would take, with the capability each needs, "
                     "and the command's final confinement; nothing is leased, granted or created");

@@ -30,8 +30,9 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
                       "A definition file (NAME.toml), or the NAME of one in CONFIG_DIR/vms/")
       ->required();
   command->add_flag("--s6", options->s6,
-                    "Started by s6-supervise: refuse to run unless the parent holds ./supervise/lock, and report "
-                    "readiness on the fd named in ./notification-fd");
+                    "Started by s6-supervise: refuse to run (exit 125) unless the parent holds ./supervise/lock and "
+                    "./timeout-kill, if set, leaves shutdown_timeout_s + 10 s, and report readiness on the fd named "
+                    "in ./notification-fd");
   command->add_option("--notify-fd", options->notify_fd,
                       "Write a newline to this fd and close it once every service is ready")
       ->type_name("FD");

@@ -135,6 +135,21 @@ class S6Test : public ::testing::Test {
     return found;
   }
 
+  // Waits until the service's s6-log file holds `text`.
+  ::testing::AssertionResult logged(const std::string& name, const std::string& text) {
+    fs::path current = service(name) / "log/main/current";
+    auto log = [&] { return fs::exists(current) ? testing::read_file(current) : std::string(); };
+    if (wait_until([&] { return log().find(text) != std::string::npos; }, 10s)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "no \"" << text << "\" in the log: " << log().substr(0, 3000);
+  }
+
+  // Waits until the service failed permanently: down, not wanted up, 125.
+  ::testing::AssertionResult failed_permanently(const std::string& name) {
+    if (wait_until([&] { return svstat(name, "wantedup,exitcode") == "false 125\n"; }, 10s))
+      return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << svstat(name);
+  }
+
   static bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
     auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
@@ -220,16 +235,8 @@ TEST_F(S6Test, APermanentFailureIsSaidInTheServiceLog) {
   add_service("broken", true);
   write_file(root_ / "config/vms/broken.toml", "command = [\"/bin/true\"\nshutdown_timeout_s = oops\n");
   rescan({"broken"});
-  EXPECT_TRUE(wait_until([&] { return svstat("broken", "wantedup,exitcode") == "false 125\n"; }, 10s))
-      << svstat("broken");
-  fs::path current = service("broken") / "log/main/current";
-  EXPECT_TRUE(wait_until(
-      [&] {
-        return fs::exists(current) &&
-               testing::read_file(current).find("permanent failure, not restarting") != std::string::npos;
-      },
-      10s))
-      << (fs::exists(current) ? testing::read_file(current) : "no log");
+  EXPECT_TRUE(failed_permanently("broken"));
+  EXPECT_TRUE(logged("broken", "permanent failure, not restarting"));
 }
 
 TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
@@ -423,14 +430,30 @@ TEST_F(S6Test, ALoggerThatDoesNotReadDoesNotHoldUpAStop) {
   // A line waits 500 ms before it is dropped.
   std::this_thread::sleep_for(1s);
   ASSERT_EQ(run_command({"s6-svc", "-u", service("deaf/log").string()}).exit_code, 0);
-  fs::path current = service("deaf") / "log/main/current";
-  EXPECT_TRUE(wait_until(
-      [&] {
-        return fs::exists(current) && testing::read_file(current).find("of vmwarden's log dropped: the log did not "
-                                                                       "take them within 500 ms") != std::string::npos;
-      },
-      10s))
-      << (fs::exists(current) ? testing::read_file(current).substr(0, 3000) : "no log");
+  EXPECT_TRUE(logged("deaf", "of vmwarden's log dropped: the log did not take them within 500 ms"));
+}
+
+// s6-supervise reads timeout-kill at each stop, vmwarden the definition at
+// each start: a shutdown_timeout_s raised after the service was written
+// would have the VM SIGKILLed in the middle of its stop, its grants left.
+// Such a start is refused as permanent, before any lease or grant, until
+// `vmwarden s6 service` writes the service again.
+TEST_F(S6Test, AShutdownTimeoutBeyondTimeoutKillIsRefusedUntilTheServiceIsWrittenAgain) {
+  define("slow", "exec sleep 1000 # marker-s6-slow");
+  add_service("slow", true);
+  std::string definition = testing::read_file(root_ / "config/vms/slow.toml");
+  definition.replace(definition.find("shutdown_timeout_s = 5"), 22, "shutdown_timeout_s = 60");
+  write_file(root_ / "config/vms/slow.toml", definition);
+  rescan({"slow"});
+  EXPECT_TRUE(failed_permanently("slow"));
+  EXPECT_TRUE(logged("slow", "timeout-kill holds 15000 ms"));
+  EXPECT_TRUE(processes_with("marker-s6-slow").empty());
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "the share was granted";
+
+  add_service("slow", true);
+  EXPECT_EQ(testing::read_file(service("slow") / "timeout-kill"), "70000\n");
+  ASSERT_EQ(run_command({"s6-svc", "-u", service("slow").string()}).exit_code, 0);
+  EXPECT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("slow").string()}).exit_code, 0);
 }
 
 TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
