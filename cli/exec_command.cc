@@ -461,7 +461,7 @@ void add_exec_command(CLI::App& app, Globals& globals) {
       "scopes) and a seccomp filter, in a session of its own. Each of its stdin, stdout and stderr that is a "
       "terminal is replaced by a new pty (its controlling terminal), which vmwarden relays to and from the "
       "caller's terminal (keys too, with the terminal in raw mode meanwhile so that Ctrl-C reaches the command, "
-      "when its stdin and stdout are the terminal and vmwarden runs in the foreground); the others are passed as they are. SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
+      "when its stdin and stdout are the terminal and vmwarden runs in the foreground); the others are passed as they are. SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2 and SIGABRT are ignored; SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
       "--timeout). Exits with the command's status (128+N if killed by signal N); 2 if COMMAND cannot be found "
       "or a flag is wrong; 125 if the sandbox cannot start (e.g. --landlock required on a kernel that lacks a "
       "needed feature); 1 if it could not start for want of processes, memory or descriptors (a retry may work).");

@@ -24,8 +24,8 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
   CLI::App* command = app.add_subcommand(
       "supervise",
       "Run a VM definition in its sandbox in the foreground: lease the VM's UID, grant it ACLs on the shares, "
-      "start the PID-1 warden and the VM's services, and shut everything down on SIGTERM, SIGINT or SIGHUP. "
-      "Exits with the main service's status; 125 (do not restart) for an invalid or missing definition.");
+      "start the PID-1 warden and the VM's services, and shut everything down on SIGTERM, SIGINT or SIGHUP "
+      "(SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2 and SIGABRT are ignored). Exits with the main service's status; 125 (do not restart) for an invalid or missing definition.");
   command->add_option("definition", options->target,
                       "A definition file (NAME.toml), or the NAME of one in CONFIG_DIR/vms/")
       ->required();

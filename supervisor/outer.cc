@@ -31,6 +31,7 @@
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/unique_fd.h"
 #include "supervisor/memory.h"
 #include "supervisor/namespaces.h"
@@ -233,6 +234,7 @@ int run_sandbox(const SandboxSpec& spec) {
   // Blocked from here on, in the outer and (inherited) in the warden until
   // its signalfd is ready, so that no stop request or death notice is lost.
   int terminal = caller_terminal(spec);
+  block_stop_signals();  // for good, the signals that mean nothing here
   sigset_t blocked = warden_signals();
   // Read by the pty relay's signalfd, on its thread: SIGWINCH is ignored by
   // default, and would be lost unless blocked in every thread.

@@ -456,6 +456,24 @@ TEST_F(S6Test, AShutdownTimeoutBeyondTimeoutKillIsRefusedUntilTheServiceIsWritte
   EXPECT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("slow").string()}).exit_code, 0);
 }
 
+// s6-svc sends more signals than the three that stop a VM: those that mean
+// nothing to vmwarden leave it running. Before, SIGQUIT, SIGALRM, SIGUSR2
+// and SIGABRT killed the outer outright, which left its UID and grants.
+TEST_F(S6Test, SignalsThatMeanNothingToVmwardenLeaveItRunning) {
+  define("app", "exec sleep 1000 # marker-s6-signals");
+  add_service("app");
+  rescan({"app"});
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("app").string()}).exit_code, 0);
+  std::string pid = svstat("app", "pid");
+  for (const char* option : {"-q", "-a", "-1", "-2", "-b", "-y"})
+    ASSERT_EQ(run_command({"s6-svc", option, service("app").string()}).exit_code, 0) << option;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(svstat("app", "up,pid"), "true " + pid);
+  ASSERT_EQ(run_command({"s6-svc", "-wD", "-T", "20000", "-d", service("app").string()}).exit_code, 0);
+  EXPECT_EQ(svstat("app", "exitcode"), "143\n") << "the command died of the SIGTERM, vmwarden passed it on";
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "the grant was left";
+}
+
 TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
   define("app", "true");
   // In a scan directory the fixture's s6-svscan does not watch: there, its
