@@ -422,10 +422,15 @@ int audit(const ExecPlan& plan, const ExecOptions& options, const Locations& loc
 // --uid was given, run the sandbox, then revoke and release on every way
 // out (the stop signals are turned into a normal return by run_sandbox).
 int run(ExecPlan& plan, const Locations& locations) {
+  // A logger that stops reading must not hold up a stop (doc/S6.md).
+  log::never_block_on_a_pipe();
   if (!plan.single_use) return supervisor::run_sandbox(plan.launch.sandbox);
   // A run script started by hand is refused before a UID is leased or a
   // tree granted (run_sandbox() checks again, as it does for --uid).
-  if (plan.launch.sandbox.require_s6_parent) supervisor::verify_s6_parent();
+  if (plan.launch.sandbox.require_s6_parent) {
+    supervisor::verify_s6_parent();
+    supervisor::verify_s6_timeout_kill(plan.launch.sandbox.shutdown_timeout);
+  }
   block_stop_signals();
 
   acl::UidRegistry registry(locations);
@@ -456,7 +461,7 @@ void add_exec_command(CLI::App& app, Globals& globals) {
       "scopes) and a seccomp filter, in a session of its own. Each of its stdin, stdout and stderr that is a "
       "terminal is replaced by a new pty (its controlling terminal), which vmwarden relays to and from the "
       "caller's terminal (keys too, with the terminal in raw mode meanwhile so that Ctrl-C reaches the command, "
-      "when its stdin and stdout are the terminal and vmwarden runs in the foreground); the others are passed as they are. SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
+      "when its stdin and stdout are the terminal and vmwarden runs in the foreground); the others are passed as they are. SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2 and SIGABRT are ignored; SIGTERM, SIGINT and SIGHUP stop it (SIGTERM to the command, SIGKILL after "
       "--timeout). Exits with the command's status (128+N if killed by signal N); 2 if COMMAND cannot be found "
       "or a flag is wrong; 125 if the sandbox cannot start (e.g. --landlock required on a kernel that lacks a "
       "needed feature); 1 if it could not start for want of processes, memory or descriptors (a retry may work).");
@@ -523,8 +528,8 @@ void add_exec_command(CLI::App& app, Globals& globals) {
   command->add_option("--name", options->name, "Sandbox name: log prefix and runtime dir name (default exec-PID)");
   command->add_flag("--s6", options->s6,
                     "Run as an s6 service: refuse (exit 125, before any UID is leased) unless the parent is the "
-                    "s6-supervise holding ./supervise/lock, and take the readiness fd from ./notification-fd "
-                    "(not with --notify-fd)");
+                    "s6-supervise holding ./supervise/lock and ./timeout-kill, if set, leaves --timeout + 10 s, and "
+                    "take the readiness fd from ./notification-fd (not with --notify-fd)");
   command->add_flag("--audit", options->audit,
                     "Run nothing: print every privileged step exec would take, with the capability each needs, "
                     "and the command's final confinement; nothing is leased, granted or created");

@@ -24,19 +24,22 @@ void add_supervise_command(CLI::App& app, Globals& globals) {
   CLI::App* command = app.add_subcommand(
       "supervise",
       "Run a VM definition in its sandbox in the foreground: lease the VM's UID, grant it ACLs on the shares, "
-      "start the PID-1 warden and the VM's services, and shut everything down on SIGTERM, SIGINT or SIGHUP. "
-      "Exits with the main service's status; 125 (do not restart) for an invalid or missing definition.");
+      "start the PID-1 warden and the VM's services, and shut everything down on SIGTERM, SIGINT or SIGHUP "
+      "(SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2 and SIGABRT are ignored). Exits with the main service's status; 125 (do not restart) for an invalid or missing definition.");
   command->add_option("definition", options->target,
                       "A definition file (NAME.toml), or the NAME of one in CONFIG_DIR/vms/")
       ->required();
   command->add_flag("--s6", options->s6,
-                    "Started by s6-supervise: refuse to run unless the parent holds ./supervise/lock, and report "
-                    "readiness on the fd named in ./notification-fd");
+                    "Started by s6-supervise: refuse to run (exit 125) unless the parent holds ./supervise/lock and "
+                    "./timeout-kill, if set, leaves shutdown_timeout_s + 10 s, and report readiness on the fd named "
+                    "in ./notification-fd");
   command->add_option("--notify-fd", options->notify_fd,
                       "Write a newline to this fd and close it once every service is ready")
       ->type_name("FD");
   command->callback([&globals, options] {
     globals.action = [&globals, options] {
+      // A logger that stops reading must not hold up a stop (doc/S6.md).
+      log::never_block_on_a_pipe();
       vm::LaunchOptions launch{.locations = globals.locations(), .under_s6 = options->s6};
       if (options->notify_fd) {
         if (options->s6) throw UsageError("--notify-fd and --s6 exclude each other (s6 names the fd)");

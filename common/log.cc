@@ -1,10 +1,17 @@
 #include "common/log.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <string>
+
+#include <fmt/core.h>
 
 #include "common/printable.h"
 #include "common/write_all.h"
@@ -16,6 +23,13 @@ namespace {
 // allocation surprises from a half-copied logger object.
 std::string g_prefix = "vmwarden";
 Level g_min_level = Level::info;
+// See never_block_on_a_pipe(): the non-blocking descriptor (-1: write to
+// stderr and wait as long as it takes), the lines dropped since the log last
+// took one, and whether the last line written was cut short.
+int g_pipe = -1;
+std::uint64_t g_dropped = 0;
+bool g_cut = false;
+constexpr std::chrono::milliseconds kLongestWait{500};
 
 std::string_view level_tag(Level level) {
   switch (level) {
@@ -38,6 +52,50 @@ std::string_view line_end() {
   if (::tcgetattr(STDERR_FILENO, &modes) != 0) return "\n";
   bool translates = (modes.c_oflag & OPOST) && (modes.c_oflag & ONLCR);
   return translates ? "\n" : "\r\n";
+}
+
+// Writes what it can of `data` to g_pipe, waiting for room up to
+// kLongestWait, and not at all while lines are being dropped. True if all of
+// it went; else g_cut says whether a part did.
+bool write_within_limit(std::string_view data) {
+  auto deadline = std::chrono::steady_clock::now() + kLongestWait;
+  bool started = false;
+  while (!data.empty()) {
+    ssize_t written = ::write(g_pipe, data.data(), data.size());
+    if (written > 0) {
+      data.remove_prefix(static_cast<std::size_t>(written));
+      started = true;
+      continue;
+    }
+    if (written < 0 && errno == EINTR) continue;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (written < 0 && errno == EAGAIN && g_dropped == 0 && left.count() > 0) {
+      pollfd room{g_pipe, POLLOUT, 0};
+      (void)::poll(&room, 1, static_cast<int>(left.count()));
+      continue;
+    }
+    g_cut = g_cut || started;
+    return false;
+  }
+  g_cut = false;
+  return true;
+}
+
+// A line, after the count of those dropped before it (on a line of its own,
+// after the end of one cut short), or dropped and counted itself.
+void write_or_drop(std::string_view line) {
+  if (g_dropped > 0) {
+    std::string notice = fmt::format("{}{}: warning: {} line{} of vmwarden's log dropped: the log did not take "
+                                     "them within {} ms\n",
+                                     g_cut ? "\n" : "", g_prefix, g_dropped, g_dropped == 1 ? "" : "s",
+                                     kLongestWait.count());
+    if (!write_within_limit(notice)) {
+      ++g_dropped;
+      return;
+    }
+    g_dropped = 0;
+  }
+  if (!write_within_limit(line)) ++g_dropped;
 }
 
 }  // namespace
@@ -68,8 +126,21 @@ void write(Level level, std::string_view message) {
   line += end;
   // One write(2) for a line under PIPE_BUF on a pipe; a longer one is
   // finished rather than cut. A failure has nowhere to be reported.
-  (void)write_all(STDERR_FILENO, line);
+  if (g_pipe < 0)
+    (void)write_all(STDERR_FILENO, line);
+  else
+    write_or_drop(line);
   errno = saved_errno;
+}
+
+void never_block_on_a_pipe() {
+  struct stat st {};
+  if (g_pipe >= 0 || ::fstat(STDERR_FILENO, &st) != 0 || !S_ISFIFO(st.st_mode)) return;
+  // Opening a pipe through /proc makes a new open file description of it,
+  // whose O_NONBLOCK is this process's alone (children inherit it only until
+  // they exec: CLOEXEC).
+  int fd = ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0) g_pipe = fd;
 }
 
 }  // namespace vmwarden::log

@@ -19,6 +19,18 @@ bool enabled(Level level);
 
 void write(Level level, std::string_view message);
 
+// For a long-lived process whose stderr may be a logger's pipe (s6-log
+// under s6): from now on a line waits at most half a second for room there,
+// and none waits while the log is known not to drain; what cannot be written
+// is dropped and counted in a warning once the pipe takes lines again. A
+// logger that stops reading (its service down, s6-log -b on a full disk)
+// then cannot hold up a stop that was asked for past the supervisor's
+// timeout-kill. Writes go through a descriptor of their own, opened
+// non-blocking on the same pipe, so that stderr's own flags, which others
+// share, stay as they are. Nothing changes when stderr is not a pipe or
+// FIFO (a terminal, a file) or cannot be reopened.
+void never_block_on_a_pipe();
+
 template <typename... Args>
 void debug(fmt::format_string<Args...> format, Args&&... args) {
   if (enabled(Level::debug)) write(Level::debug, fmt::format(format, std::forward<Args>(args)...));

@@ -269,7 +269,7 @@ ProgramResult run_program_unprivileged(const std::vector<std::string>& argv, con
 void block_stop_signals() {
   sigset_t stop;
   sigemptyset(&stop);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop, sig);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2, SIGABRT}) sigaddset(&stop, sig);
   check(::sigprocmask(SIG_BLOCK, &stop, nullptr), "sigprocmask");
 }
 

@@ -48,7 +48,11 @@ Pipe make_pipe();
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread: from a lease or a
 // grant on, a stop request must not kill the process before it has revoked
 // and released. supervisor::run_sandbox() reads them from a signalfd (one
-// pending since included) and forwards them to the sandbox.
+// pending since included) and forwards them to the sandbox. Blocks for good
+// SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2 and SIGABRT too: s6-svc sends them
+// (-q, -a, -1, -2, -b) and they mean nothing to vmwarden, but their default
+// action would kill it and leave its grants (abort() still aborts). The
+// warden inherits the mask; a service starts with none blocked.
 void block_stop_signals();
 
 struct ProgramResult {

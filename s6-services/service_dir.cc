@@ -110,7 +110,8 @@ std::map<std::string, ServiceFile> service_files(const ServiceOptions& options) 
   // SIGKILLs its tree at shutdown_timeout_s; this catches vmwarden itself).
   // The margin covers the warden's last graceful-stop attempt (at most 1 s),
   // the kernel tearing the namespace down and the outer revoking grants and
-  // releasing the lease: 10 s, so a slow revoke is not cut short by SIGKILL.
+  // releasing the lease: 10 s, so a slow revoke is not cut short by SIGKILL
+  // (supervisor::kS6KillMargin: `supervise --s6` refuses less).
   files["timeout-kill"] = {fmt::format("{}\n", (options.shutdown_timeout_s + 10) * 1000)};
   files["timeout-finish"] = {"5000\n"};
   files[std::string(kMarker)] = {fmt::format("vmwarden s6 service {}\n", options.name)};

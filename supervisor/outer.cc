@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -30,6 +31,7 @@
 #include "common/error.h"
 #include "common/exit_status.h"
 #include "common/log.h"
+#include "common/process.h"
 #include "common/unique_fd.h"
 #include "supervisor/memory.h"
 #include "supervisor/namespaces.h"
@@ -185,6 +187,28 @@ std::optional<int> read_s6_notification_fd() {
   return fd;
 }
 
+void verify_s6_timeout_kill(std::chrono::milliseconds shutdown_timeout) {
+  UniqueFd file(::open("timeout-kill", O_RDONLY | O_CLOEXEC));
+  if (!file) {
+    if (errno == ENOENT) return;  // s6-supervise never SIGKILLs then
+    throw_errno("open", "timeout-kill");
+  }
+  char text[32] = {};
+  ssize_t n = check(::read(file.get(), text, sizeof text - 1), "read", "timeout-kill");
+  std::uint64_t ms = 0;
+  auto [end, error] = std::from_chars(text, text + n, ms);
+  // 0 (or no number, which s6-supervise reads as 0): never SIGKILLed.
+  if (error != std::errc() || ms == 0) return;
+  auto needed = std::chrono::duration_cast<std::chrono::milliseconds>(shutdown_timeout + kS6KillMargin);
+  if (ms < static_cast<std::uint64_t>(needed.count()))
+    throw PermanentError(fmt::format(
+        "{}/timeout-kill holds {} ms: s6-supervise would SIGKILL vmwarden before its shutdown timeout ({} ms) "
+        "and the {} s after it that stopping the services and revoking the grants take; it must hold {} or more "
+        "(run `vmwarden s6 service` again after changing shutdown_timeout_s)",
+        std::filesystem::current_path().string(), ms, shutdown_timeout.count(), kS6KillMargin.count(),
+        needed.count()));
+}
+
 void remember_parent() { remembered_parent = ::getppid(); }
 
 int run_sandbox(const SandboxSpec& spec) {
@@ -194,7 +218,10 @@ int run_sandbox(const SandboxSpec& spec) {
   // The outer changes no credentials, so nothing clears it later.
   pid_t parent = remembered_parent > 0 ? remembered_parent : ::getppid();
   check(::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG");
-  if (spec.require_s6_parent) verify_s6_parent();
+  if (spec.require_s6_parent) {
+    verify_s6_parent();
+    verify_s6_timeout_kill(spec.shutdown_timeout);
+  }
   if (::getppid() != parent) throw std::runtime_error("the parent process exited while vmwarden was starting");
 
   validate(spec);
@@ -207,6 +234,7 @@ int run_sandbox(const SandboxSpec& spec) {
   // Blocked from here on, in the outer and (inherited) in the warden until
   // its signalfd is ready, so that no stop request or death notice is lost.
   int terminal = caller_terminal(spec);
+  block_stop_signals();  // for good, the signals that mean nothing here
   sigset_t blocked = warden_signals();
   // Read by the pty relay's signalfd, on its thread: SIGWINCH is ignored by
   // default, and would be lost unless blocked in every thread.

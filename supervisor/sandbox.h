@@ -217,6 +217,19 @@ void verify_s6_parent();
 // (the current directory), if there is one.
 std::optional<int> read_s6_notification_fd();
 
+// What s6-supervise's `timeout-kill` must leave beyond the shutdown timeout:
+// the last graceful-stop attempt, the namespace's teardown and the revoke of
+// the grants (`vmwarden s6 service` writes the timeout plus this).
+inline constexpr std::chrono::seconds kS6KillMargin{10};
+
+// Under s6: throws PermanentError if the service directory's `timeout-kill`
+// (the current directory) is set and shorter than `shutdown_timeout` plus
+// kS6KillMargin: s6-supervise would SIGKILL vmwarden in the middle of a stop
+// and leave its grants. It is read at each stop, the definition at each
+// start: a shutdown_timeout_s raised after the service was written meets
+// the old value.
+void verify_s6_timeout_kill(std::chrono::milliseconds shutdown_timeout);
+
 // Records the parent process as it is now. main() calls it first thing: a
 // sandbox started later (after a UID lease and ACL grants, which can take
 // seconds) then refuses to start when that parent is gone by then, instead

@@ -337,7 +337,10 @@ int launch(const Definition& definition, const LaunchOptions& options) {
   //    stop request (s6's down-signal is SIGTERM) waits for run_sandbox(),
   //    or for the grants to be revoked and the lease released if the start
   //    fails: it must not cut a grant short and leave it behind.
-  if (options.under_s6) supervisor::verify_s6_parent();
+  if (options.under_s6) {
+    supervisor::verify_s6_parent();
+    supervisor::verify_s6_timeout_kill(std::chrono::seconds(definition.shutdown_timeout_s));
+  }
   block_stop_signals();
 
   // 2. The VM's UID: a lease that the kernel drops however this process

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 
 #include <fmt/core.h>
 
+#include "common/unique_fd.h"
 #include "tests/support/support.h"
 
 namespace vmwarden {
@@ -133,6 +135,21 @@ class S6Test : public ::testing::Test {
     return found;
   }
 
+  // Waits until the service's s6-log file holds `text`.
+  ::testing::AssertionResult logged(const std::string& name, const std::string& text) {
+    fs::path current = service(name) / "log/main/current";
+    auto log = [&] { return fs::exists(current) ? testing::read_file(current) : std::string(); };
+    if (wait_until([&] { return log().find(text) != std::string::npos; }, 10s)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "no \"" << text << "\" in the log: " << log().substr(0, 3000);
+  }
+
+  // Waits until the service failed permanently: down, not wanted up, 125.
+  ::testing::AssertionResult failed_permanently(const std::string& name) {
+    if (wait_until([&] { return svstat(name, "wantedup,exitcode") == "false 125\n"; }, 10s))
+      return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << svstat(name);
+  }
+
   static bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
     auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
@@ -218,16 +235,8 @@ TEST_F(S6Test, APermanentFailureIsSaidInTheServiceLog) {
   add_service("broken", true);
   write_file(root_ / "config/vms/broken.toml", "command = [\"/bin/true\"\nshutdown_timeout_s = oops\n");
   rescan({"broken"});
-  EXPECT_TRUE(wait_until([&] { return svstat("broken", "wantedup,exitcode") == "false 125\n"; }, 10s))
-      << svstat("broken");
-  fs::path current = service("broken") / "log/main/current";
-  EXPECT_TRUE(wait_until(
-      [&] {
-        return fs::exists(current) &&
-               testing::read_file(current).find("permanent failure, not restarting") != std::string::npos;
-      },
-      10s))
-      << (fs::exists(current) ? testing::read_file(current) : "no log");
+  EXPECT_TRUE(failed_permanently("broken"));
+  EXPECT_TRUE(logged("broken", "permanent failure, not restarting"));
 }
 
 TEST_F(S6Test, KillingS6SuperviseTakesTheWholeTreeDownWithinASecond) {
@@ -381,6 +390,88 @@ TEST_F(S6Test, AFloodOfOutputIsLoggedAtABoundedRate) {
   EXPECT_GT(dropped, 4'000'000u) << log.substr(0, 2000);
   EXPECT_EQ(log.find("after-the-flood"), log.rfind("after-the-flood")) << "one line";
   EXPECT_LE(reports, seconds + 2) << "a report a second at most";
+}
+
+// A logger that does not read (its service down here; s6-log -b on a full
+// disk alike) fills the pipe the command's flood goes to: vmwarden's lines
+// are then dropped rather than waited for, and `s6-svc -d` stops the
+// service as usual. Before, the outer blocked logging the SIGTERM it was to
+// forward and was SIGKILLed at timeout-kill (12 s here), leaving the warden
+// blocked too, holding the command, the lease and the grant.
+TEST_F(S6Test, ALoggerThatDoesNotReadDoesNotHoldUpAStop) {
+  define("deaf", "trap 'exit 0' TERM; while :; do echo marker-s6-deaf-log-line-to-fill-the-pipe; done");
+  add_service("deaf", true);
+  write_file(service("deaf") / "log/down", "");
+  rescan({"deaf", "deaf/log"});
+  // What the log pipe holds, read through a read end of its own opened on
+  // the outer's stderr (nothing is taken from it).
+  auto log_pipe_full = [&] {
+    UniqueFd pipe(::open(fmt::format("/proc/{}/fd/2", std::stoi(svstat("deaf", "pid"))).c_str(),
+                         O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    int held = 0;
+    return pipe && ::ioctl(pipe.get(), FIONREAD, &held) == 0 && held > 60'000;
+  };
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("deaf").string()}).exit_code, 0);
+  ASSERT_TRUE(wait_until(log_pipe_full, 10s)) << "the flood does not fill the log pipe";
+  auto start = Clock::now();
+  ASSERT_EQ(run_command({"s6-svc", "-d", service("deaf").string()}).exit_code, 0);
+  CommandResult waited = run_command({"s6-svwait", "-D", "-t", "8000", service("deaf").string()}, {.timeout = 20s});
+  fmt::print("s6-svc -d to down with the logger not reading: {:.2f} s\n", seconds_since(start));
+  EXPECT_EQ(waited.exit_code, 0) << "not down within 8 s: " << svstat("deaf");
+  EXPECT_EQ(svstat("deaf", "exitcode"), "0\n");
+  EXPECT_TRUE(wait_until([] { return processes_with("marker-s6-deaf").empty(); }, 2s));
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "the grant was left";
+  EXPECT_FALSE(fs::exists(root_ / "run/deaf")) << "the runtime directory was left";
+  // Started again while the pipe is still full, the lines it drops are
+  // counted once the log reads again.
+  ASSERT_EQ(run_command({"s6-svc", "-u", service("deaf").string()}).exit_code, 0);
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("deaf").string()}).exit_code, 0);
+  ASSERT_TRUE(wait_until(log_pipe_full, 10s));
+  // A line waits 500 ms before it is dropped.
+  std::this_thread::sleep_for(1s);
+  ASSERT_EQ(run_command({"s6-svc", "-u", service("deaf/log").string()}).exit_code, 0);
+  EXPECT_TRUE(logged("deaf", "of vmwarden's log dropped: the log did not take them within 500 ms"));
+}
+
+// s6-supervise reads timeout-kill at each stop, vmwarden the definition at
+// each start: a shutdown_timeout_s raised after the service was written
+// would have the VM SIGKILLed in the middle of its stop, its grants left.
+// Such a start is refused as permanent, before any lease or grant, until
+// `vmwarden s6 service` writes the service again.
+TEST_F(S6Test, AShutdownTimeoutBeyondTimeoutKillIsRefusedUntilTheServiceIsWrittenAgain) {
+  define("slow", "exec sleep 1000 # marker-s6-slow");
+  add_service("slow", true);
+  std::string definition = testing::read_file(root_ / "config/vms/slow.toml");
+  definition.replace(definition.find("shutdown_timeout_s = 5"), 22, "shutdown_timeout_s = 60");
+  write_file(root_ / "config/vms/slow.toml", definition);
+  rescan({"slow"});
+  EXPECT_TRUE(failed_permanently("slow"));
+  EXPECT_TRUE(logged("slow", "timeout-kill holds 15000 ms"));
+  EXPECT_TRUE(processes_with("marker-s6-slow").empty());
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "the share was granted";
+
+  add_service("slow", true);
+  EXPECT_EQ(testing::read_file(service("slow") / "timeout-kill"), "70000\n");
+  ASSERT_EQ(run_command({"s6-svc", "-u", service("slow").string()}).exit_code, 0);
+  EXPECT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("slow").string()}).exit_code, 0);
+}
+
+// s6-svc sends more signals than the three that stop a VM: those that mean
+// nothing to vmwarden leave it running. Before, SIGQUIT, SIGALRM, SIGUSR2
+// and SIGABRT killed the outer outright, which left its UID and grants.
+TEST_F(S6Test, SignalsThatMeanNothingToVmwardenLeaveItRunning) {
+  define("app", "exec sleep 1000 # marker-s6-signals");
+  add_service("app");
+  rescan({"app"});
+  ASSERT_EQ(run_command({"s6-svwait", "-U", "-t", "20000", service("app").string()}).exit_code, 0);
+  std::string pid = svstat("app", "pid");
+  for (const char* option : {"-q", "-a", "-1", "-2", "-b", "-y"})
+    ASSERT_EQ(run_command({"s6-svc", option, service("app").string()}).exit_code, 0) << option;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(svstat("app", "up,pid"), "true " + pid);
+  ASSERT_EQ(run_command({"s6-svc", "-wD", "-T", "20000", "-d", service("app").string()}).exit_code, 0);
+  EXPECT_EQ(svstat("app", "exitcode"), "143\n") << "the command died of the SIGTERM, vmwarden passed it on";
+  EXPECT_EQ(testing::named_acl_entries(root_ / "rw"), "") << "the grant was left";
 }
 
 TEST_F(S6Test, SupervisingOutsideS6IsRefused) {
