@@ -420,7 +420,11 @@ TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {
   EXPECT_EQ(testing::directory_names(root_ / "state" / "runs"), std::vector<std::string>{}) << sweep.out;
 }
 
-TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {
+// Each run's scratch directory is its UID's own, and out of every other
+// user's reach even when the program opens it up (chmod 0777 $HOME, which
+// it may as the owner): the run's directory above it is root's 0700, and
+// its name (the pid and 16 random bits) is soon guessed.
+TEST_F(RunTest, TwoRunsGetDifferentUidsAndNoOtherUserReachesTheirScratch) {
   fs::create_directories(root_ / "d2");
   fs::permissions(root_ / "d2", fs::perms(0700));
   std::vector<fs::path> outs = {root_ / "d", root_ / "d2"};
@@ -428,6 +432,7 @@ TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {
   for (size_t i = 0; i < 2; ++i)
     pids.push_back(start({"--rw", outs[i].string(), "--scratch"},
                          fmt::format("id -u > {0}/uid; echo $HOME > {0}/home; echo mine > $HOME/private; "
+                                     "chmod 0777 $HOME; chmod 0666 $HOME/private; "
                                      "touch {0}/started; while [ ! -e {0}/go ]; do sleep 0.1; done",
                                      outs[i].string()),
                          root_ / fmt::format("log{}", i)));
@@ -441,17 +446,25 @@ TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {
   }
   EXPECT_NE(uids[0], uids[1]);
   EXPECT_NE(homes[0], homes[1]);
-  // As each VM's UID, the other's scratch directory cannot be read.
-  for (size_t i = 0; i < 2; ++i) {
-    CommandResult peek = run_command({"setpriv", "--reuid", std::to_string(uids[i]), "--regid", std::to_string(uids[i]),
-                                      "--clear-groups", "cat", homes[1 - i] + "/private"});
-    EXPECT_NE(peek.exit_code, 0) << "uid " << uids[i] << " read " << homes[1 - i];
-    EXPECT_THAT(peek.err, HasSubstr("Permission denied"));
+  // The program did open it up, and wrote there (the test is not vacuous)...
+  for (const auto& home : homes) {
+    EXPECT_EQ(fs::status(home).permissions(), fs::perms::all) << home;
+    EXPECT_EQ(read_file(fs::path(home) / "private"), "mine\n");
   }
-  // ...while its owner can (the test is not vacuous).
-  CommandResult own = run_command({"setpriv", "--reuid", std::to_string(uids[0]), "--regid", std::to_string(uids[0]),
-                                   "--clear-groups", "cat", homes[0] + "/private"});
-  EXPECT_EQ(own.out, "mine\n") << own.err;
+  // ...yet neither the other VM's UID nor any other user reads or writes it.
+  for (size_t i = 0; i < 2; ++i) {
+    for (uid_t who : {uids[1 - i], static_cast<uid_t>(65534)}) {
+      std::vector<std::string> as = {"setpriv", "--reuid", std::to_string(who), "--regid", std::to_string(who),
+                                     "--clear-groups"};
+      std::vector<std::string> peek = as, plant = as;
+      peek.insert(peek.end(), {"cat", homes[i] + "/private"});
+      plant.insert(plant.end(), {"sh", "-c", "echo planted > \"$0\"/planted", homes[i]});
+      CommandResult peeked = run_command(peek), planted = run_command(plant);
+      EXPECT_NE(peeked.exit_code, 0) << "uid " << who << " read " << homes[i];
+      EXPECT_THAT(peeked.err, HasSubstr("Permission denied"));
+      EXPECT_NE(planted.exit_code, 0) << "uid " << who << " wrote in " << homes[i];
+    }
+  }
   for (size_t i = 0; i < 2; ++i) write_file(outs[i] / "go", "");
   for (pid_t pid : pids) EXPECT_EQ(wait_exit(pid, 60s), 0);
   EXPECT_FALSE(fs::exists(homes[0]));
