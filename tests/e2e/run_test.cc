@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -469,6 +470,60 @@ TEST_F(RunTest, TwoRunsGetDifferentUidsAndNoOtherUserReachesTheirScratch) {
   for (pid_t pid : pids) EXPECT_EQ(wait_exit(pid, 60s), 0);
   EXPECT_FALSE(fs::exists(homes[0]));
   EXPECT_FALSE(fs::exists(homes[1]));
+}
+
+// A guest whose root is hostile: its agent is a script that mounts the
+// report share itself and writes there as the VM's UID (the only uid
+// virtiofsd maps), as a guest whose kernel the program broke could. In
+// place of the output a symlink to a host file, of the status a FIFO:
+// neither followed, read nor waited on. The config share stays read-only
+// however the guest mounts it. Then it ignores the power button: SIGINT
+// stops it --timeout later. The run exits 1, says why, and leaves nothing.
+TEST_F(RunTest, AHostileGuestGetsNothingFromTheHostAndItsRunLeavesNothing) {
+  fs::path d = root_ / "d";
+  fs::create_directories(root_ / "evil/bin");
+  write_file(root_ / "evil/bin/vmwarden-guest",
+             fmt::format("#!/bin/sh\n"
+                         "m=/run/vmwarden/config/manifest\n"
+                         "uid=$(sed -n 's/^uid //p' $m)\n"
+                         "echo \"vm:x:$uid:$uid::/:/bin/sh\" > /etc/passwd\n"
+                         "mkdir -p /r {0} && mount -t virtiofs vmwarden-report /r && mount -t virtiofs rw0 {0}\n"
+                         "mount -o remount,rw /run/vmwarden/config\n"
+                         "su -s /bin/sh vm -c 'ln -s {1} /r/output; mkfifo /r/exit-status; "
+                         "(echo x > /run/vmwarden/config/manifest) 2> {0}/config; chmod 777 /r 2> {0}/chmod; "
+                         "touch {0}/started'\n"
+                         "killall acpid\n"
+                         "while :; do sleep 1; done\n",
+                         d.string(), (root_ / "hidden/secret").string()),
+             0755);
+  CommandResult archive =
+      run_command({"sh", "-c", "cd \"$0\" && echo bin/vmwarden-guest | cpio -o -H newc --quiet > ../evil.cpio",
+                   (root_ / "evil").string()});
+  ASSERT_EQ(archive.exit_code, 0) << archive.err;
+  // Appended, its /bin/vmwarden-guest replaces the image's.
+  write_file(root_ / "evil.img", read_file(image_ / "initrd.img") + read_file(root_ / "evil.cpio"), 0644);
+  std::vector<std::string> argv = run_argv({"--rw", d.string(), "--timeout", "3"}, "true");
+  *std::find(argv.begin(), argv.end(), (image_ / "initrd.img").string()) = (root_ / "evil.img").string();
+  int out = ::open((root_ / "out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int err = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  pid_t pid = start_argv(argv, out, err);
+  ::close(out);
+  ::close(err);
+  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
+  std::this_thread::sleep_for(500ms);  // the relay has looked at the symlink
+  ASSERT_EQ(testing::kill_process(pid, SIGINT), 0);
+  auto status = wait_exit(pid, 60s);
+  ASSERT_TRUE(status) << "waited on the FIFO?\n" << read_file(root_ / "log");
+  EXPECT_EQ(*status, 1) << read_file(root_ / "log");
+  EXPECT_THAT(read_file(root_ / "log"), HasSubstr("the guest reported no exit status"));
+  EXPECT_THAT(read_file(root_ / "log"), HasSubstr("shutdown timeout"));
+  EXPECT_EQ(read_file(root_ / "out"), "") << "followed the symlink";
+  EXPECT_THAT(read_file(d / "config"), HasSubstr("Permission denied"));
+  EXPECT_THAT(read_file(d / "chmod"), HasSubstr("Operation not permitted"));
+  struct stat st {};
+  ASSERT_EQ(::stat((d / "started").c_str(), &st), 0);
+  EXPECT_EQ(testing::acl_entries_naming(st.st_uid, d), "");
+  EXPECT_TRUE(fs::is_empty(root_ / "state/runs"));
 }
 
 TEST_F(RunTest, WallTimeOfTrue) {
