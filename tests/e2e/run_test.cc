@@ -137,10 +137,16 @@ class RunTest : public ::testing::Test {
   fs::path image_;
 };
 
+// The program's status, its uid without supplementary groups, and the
+// environment it receives: an --env entry replaces the agent's of its name,
+// the last of a name given twice.
 TEST_F(RunTest, ExitsWithTheProgramsStatusAsTheVmUidAndLeavesNoGrant) {
   fs::path d = root_ / "d";
   auto start = Clock::now();
-  CommandResult result = run({"--rw", d.string()}, fmt::format("id -u > {0}/uid; id -G > {0}/groups; exit 7", d.string()));
+  CommandResult result = run({"--rw", d.string(), "--env", "HOME=/elsewhere", "--env", "A=1", "--env", "A=2"},
+                             fmt::format("id -u > {0}/uid; id -G > {0}/groups; tr '\\0' '\\n' < /proc/$$/environ "
+                                         "| grep -E '^(HOME|A)=' > {0}/environ; exit 7",
+                                         d.string()));
   fmt::print("vmwarden run (rw dir, exit 7): {:.2f} s\n", std::chrono::duration<double>(Clock::now() - start).count());
   EXPECT_EQ(result.exit_code, 7) << result.err;
   uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
@@ -149,6 +155,7 @@ TEST_F(RunTest, ExitsWithTheProgramsStatusAsTheVmUidAndLeavesNoGrant) {
   ASSERT_EQ(::stat((d / "uid").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, uid) << "owned by the VM's UID on the host";
   EXPECT_EQ(read_file(d / "groups"), fmt::format("{}\n", uid)) << "no supplementary groups";
+  EXPECT_EQ(read_file(d / "environ"), "HOME=/elsewhere\nA=2\n");
   EXPECT_EQ(testing::acl_entries_naming(uid, d), "") << "grants revoked";
   EXPECT_TRUE(fs::is_empty(root_ / "state/runs")) << "the run's directory is gone";
 }
