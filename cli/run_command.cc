@@ -41,7 +41,7 @@ void add_run_command(CLI::App& app, Globals& globals) {
   command->add_flag("--store-lib", options->store_lib, "Also put the store paths' lib/ on LD_LIBRARY_PATH");
   command->add_flag("--scratch", options->scratch,
                     "A fresh private directory, the program's HOME, deleted when the run ends");
-  command->add_option("--env", options->env, "KEY=VALUE for the program (repeatable)")->type_name("KEY=VALUE")->allow_extra_args(false);
+  command->add_option("--env", options->env, "KEY=VALUE for the program (repeatable; replaces PATH, HOME, USER, LOGNAME or an earlier --env of that KEY)")->type_name("KEY=VALUE")->allow_extra_args(false);
   command->add_flag("--wayland", options->wayland,
                     "Give the VM the host's Wayland socket ($XDG_RUNTIME_DIR/$WAYLAND_DISPLAY; crosvm only)");
   command->add_option("--vmm", *vmm, "qemu, crosvm or cloud-hypervisor")

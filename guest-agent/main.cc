@@ -302,7 +302,16 @@ int main() {
   path += "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
   std::vector<std::string> env = {"PATH=" + path, "HOME=" + m.home, "USER=" + m.user, "LOGNAME=" + m.user};
   if (m.store_lib && !library_path.empty()) env.push_back("LD_LIBRARY_PATH=" + library_path);
-  for (const auto& entry : m.env) env.push_back(entry);
+  // An entry replaces the one of its name: a program that reads the first
+  // of two (glibc's getenv) would miss the caller's HOME or PATH.
+  for (const auto& entry : m.env) {
+    std::string name = entry.substr(0, entry.find('=') + 1);
+    auto same = std::find_if(env.begin(), env.end(), [&](const std::string& e) { return e.starts_with(name); });
+    if (same != env.end())
+      *same = entry;
+    else
+      env.push_back(entry);
+  }
   std::string resolved_path = path;
   for (const auto& entry : m.env)
     if (entry.rfind("PATH=", 0) == 0) resolved_path = entry.substr(5);

@@ -317,22 +317,28 @@ int run_program_in_vm(const RunOptions& options) {
   const CheckedRun run = check_run(options);
   const fs::path& runs = run.runs;
 
-  // 2. The run's directory: one per run, reachable (not listable) by the
-  //    VM's UID, with the config share (root's, read-only for the VM) and
-  //    the report share (granted read-write like any share).
+  // 2. The run's directory: one per run, with the config share (root's,
+  //    read-only for the VM), the report share (granted read-write like any
+  //    share) and the scratch directory (the UID's own, its HOME). runs/ and
+  //    the run's directory are root's 0700: the VM reaches its shares only
+  //    through its virtiofsds, which get them from the directory each grant
+  //    opened, never by path; and the UID owns its scratch directory, which
+  //    the program can open to every user (chmod 0777 $HOME) and so to a
+  //    user who guesses the run's name (16 random bits). STATE_DIR is 0755
+  //    for the VMM, which reads an image's kernel there as the UID.
   fs::create_directories(runs);
   check(::chmod(options.locations.state_dir.c_str(), 0755), "chmod", options.locations.state_dir.string());
-  check(::chmod(runs.c_str(), 0711), "chmod", runs.string());
+  check(::chmod(runs.c_str(), 0700), "chmod", runs.string());
   // Made here, not found: a directory a killed run left behind under the
   // same name would bring its old report (exit status) with it.
   std::string name;
   for (std::random_device random;;) {
     name = fmt::format("run-{}-{:x}", ::getpid(), random() & 0xffff);
-    if (::mkdir((runs / name).c_str(), 0711) == 0) break;
+    if (::mkdir((runs / name).c_str(), 0700) == 0) break;
     if (errno != EEXIST) throw_errno("mkdir", (runs / name).string());
   }
   RunDir dir(runs / name);
-  check(::chmod(dir.path().c_str(), 0711), "chmod", dir.path().string());
+  check(::chmod(dir.path().c_str(), 0700), "chmod", dir.path().string());
   fs::path config = dir.path() / "config", report = dir.path() / "report", scratch = dir.path() / "scratch";
   make_dir(config, 0755);
   make_dir(report, 0700);
@@ -427,14 +433,16 @@ RunAudit audit_run(const RunOptions& options) {
     if (!file.empty()) out.files_read_as_uid.push_back(file);
   out.steps_before.push_back(
       {"outer",
-       fmt::format("create {} (and the state directory, made 0755; runs/ 0711) and, exclusively, the run's "
-                   "directory {} (0711; named at the start from the pid and a random number; flock'ed while the run "
+       fmt::format("create {} (and the state directory, made 0755; runs/ 0700) and, exclusively, the run's "
+                   "directory {} (0700; named at the start from the pid and a random number; flock'ed while the run "
                    "lives, for acl sweep) with config/ (0755), "
                    "report/ (0700){}; write the transient definition {} there",
                    run.runs.string(), dir.string(), options.scratch ? " and scratch/ (0700)" : "",
                    (dir / (name + ".toml")).string()),
        {},
-       "the VM's UID may pass through the run's directory, not list it; the config share is root's, read-only to "
+       "no uid but root's may enter runs/ or the run's directory (the VM reaches its shares through its "
+       "virtiofsds only), so that a scratch directory the program opens up stays out of other users' reach; the "
+       "config share is root's, read-only to "
        "the VM; the report share is granted to the UID like any share, for the guest agent to leave the program's "
        "exit status"});
   out.steps_before.push_back(

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -136,10 +137,16 @@ class RunTest : public ::testing::Test {
   fs::path image_;
 };
 
+// The program's status, its uid without supplementary groups, and the
+// environment it receives: an --env entry replaces the agent's of its name,
+// the last of a name given twice.
 TEST_F(RunTest, ExitsWithTheProgramsStatusAsTheVmUidAndLeavesNoGrant) {
   fs::path d = root_ / "d";
   auto start = Clock::now();
-  CommandResult result = run({"--rw", d.string()}, fmt::format("id -u > {0}/uid; id -G > {0}/groups; exit 7", d.string()));
+  CommandResult result = run({"--rw", d.string(), "--env", "HOME=/elsewhere", "--env", "A=1", "--env", "A=2"},
+                             fmt::format("id -u > {0}/uid; id -G > {0}/groups; tr '\\0' '\\n' < /proc/$$/environ "
+                                         "| grep -E '^(HOME|A)=' > {0}/environ; exit 7",
+                                         d.string()));
   fmt::print("vmwarden run (rw dir, exit 7): {:.2f} s\n", std::chrono::duration<double>(Clock::now() - start).count());
   EXPECT_EQ(result.exit_code, 7) << result.err;
   uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
@@ -148,6 +155,7 @@ TEST_F(RunTest, ExitsWithTheProgramsStatusAsTheVmUidAndLeavesNoGrant) {
   ASSERT_EQ(::stat((d / "uid").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, uid) << "owned by the VM's UID on the host";
   EXPECT_EQ(read_file(d / "groups"), fmt::format("{}\n", uid)) << "no supplementary groups";
+  EXPECT_EQ(read_file(d / "environ"), "HOME=/elsewhere\nA=2\n");
   EXPECT_EQ(testing::acl_entries_naming(uid, d), "") << "grants revoked";
   EXPECT_TRUE(fs::is_empty(root_ / "state/runs")) << "the run's directory is gone";
 }
@@ -420,7 +428,11 @@ TEST_F(RunTest, AfterKill9ASweepRemovesTheGrants) {
   EXPECT_EQ(testing::directory_names(root_ / "state" / "runs"), std::vector<std::string>{}) << sweep.out;
 }
 
-TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {
+// Each run's scratch directory is its UID's own, and out of every other
+// user's reach even when the program opens it up (chmod 0777 $HOME, which
+// it may as the owner): the run's directory above it is root's 0700, and
+// its name (the pid and 16 random bits) is soon guessed.
+TEST_F(RunTest, TwoRunsGetDifferentUidsAndNoOtherUserReachesTheirScratch) {
   fs::create_directories(root_ / "d2");
   fs::permissions(root_ / "d2", fs::perms(0700));
   std::vector<fs::path> outs = {root_ / "d", root_ / "d2"};
@@ -428,6 +440,7 @@ TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {
   for (size_t i = 0; i < 2; ++i)
     pids.push_back(start({"--rw", outs[i].string(), "--scratch"},
                          fmt::format("id -u > {0}/uid; echo $HOME > {0}/home; echo mine > $HOME/private; "
+                                     "chmod 0777 $HOME; chmod 0666 $HOME/private; "
                                      "touch {0}/started; while [ ! -e {0}/go ]; do sleep 0.1; done",
                                      outs[i].string()),
                          root_ / fmt::format("log{}", i)));
@@ -441,21 +454,83 @@ TEST_F(RunTest, TwoRunsGetDifferentUidsAndCannotReadEachOthersScratch) {
   }
   EXPECT_NE(uids[0], uids[1]);
   EXPECT_NE(homes[0], homes[1]);
-  // As each VM's UID, the other's scratch directory cannot be read.
-  for (size_t i = 0; i < 2; ++i) {
-    CommandResult peek = run_command({"setpriv", "--reuid", std::to_string(uids[i]), "--regid", std::to_string(uids[i]),
-                                      "--clear-groups", "cat", homes[1 - i] + "/private"});
-    EXPECT_NE(peek.exit_code, 0) << "uid " << uids[i] << " read " << homes[1 - i];
-    EXPECT_THAT(peek.err, HasSubstr("Permission denied"));
+  // The program did open it up, and wrote there (the test is not vacuous)...
+  for (const auto& home : homes) {
+    EXPECT_EQ(fs::status(home).permissions(), fs::perms::all) << home;
+    EXPECT_EQ(read_file(fs::path(home) / "private"), "mine\n");
   }
-  // ...while its owner can (the test is not vacuous).
-  CommandResult own = run_command({"setpriv", "--reuid", std::to_string(uids[0]), "--regid", std::to_string(uids[0]),
-                                   "--clear-groups", "cat", homes[0] + "/private"});
-  EXPECT_EQ(own.out, "mine\n") << own.err;
+  // ...yet neither the other VM's UID nor any other user reads or writes it.
+  for (size_t i = 0; i < 2; ++i) {
+    for (uid_t who : {uids[1 - i], static_cast<uid_t>(65534)}) {
+      std::vector<std::string> as = {"setpriv", "--reuid", std::to_string(who), "--regid", std::to_string(who),
+                                     "--clear-groups"};
+      std::vector<std::string> peek = as, plant = as;
+      peek.insert(peek.end(), {"cat", homes[i] + "/private"});
+      plant.insert(plant.end(), {"sh", "-c", "echo planted > \"$0\"/planted", homes[i]});
+      CommandResult peeked = run_command(peek), planted = run_command(plant);
+      EXPECT_NE(peeked.exit_code, 0) << "uid " << who << " read " << homes[i];
+      EXPECT_THAT(peeked.err, HasSubstr("Permission denied"));
+      EXPECT_NE(planted.exit_code, 0) << "uid " << who << " wrote in " << homes[i];
+    }
+  }
   for (size_t i = 0; i < 2; ++i) write_file(outs[i] / "go", "");
   for (pid_t pid : pids) EXPECT_EQ(wait_exit(pid, 60s), 0);
   EXPECT_FALSE(fs::exists(homes[0]));
   EXPECT_FALSE(fs::exists(homes[1]));
+}
+
+// A guest whose root is hostile: its agent is a script that mounts the
+// report share itself and writes there as the VM's UID (the only uid
+// virtiofsd maps), as a guest whose kernel the program broke could. In
+// place of the output a symlink to a host file, of the status a FIFO:
+// neither followed, read nor waited on. The config share stays read-only
+// however the guest mounts it. Then it ignores the power button: SIGINT
+// stops it --timeout later. The run exits 1, says why, and leaves nothing.
+TEST_F(RunTest, AHostileGuestGetsNothingFromTheHostAndItsRunLeavesNothing) {
+  fs::path d = root_ / "d";
+  fs::create_directories(root_ / "evil/bin");
+  write_file(root_ / "evil/bin/vmwarden-guest",
+             fmt::format("#!/bin/sh\n"
+                         "m=/run/vmwarden/config/manifest\n"
+                         "uid=$(sed -n 's/^uid //p' $m)\n"
+                         "echo \"vm:x:$uid:$uid::/:/bin/sh\" > /etc/passwd\n"
+                         "mkdir -p /r {0} && mount -t virtiofs vmwarden-report /r && mount -t virtiofs rw0 {0}\n"
+                         "mount -o remount,rw /run/vmwarden/config\n"
+                         "su -s /bin/sh vm -c 'ln -s {1} /r/output; mkfifo /r/exit-status; "
+                         "(echo x > /run/vmwarden/config/manifest) 2> {0}/config; chmod 777 /r 2> {0}/chmod; "
+                         "touch {0}/started'\n"
+                         "killall acpid\n"
+                         "while :; do sleep 1; done\n",
+                         d.string(), (root_ / "hidden/secret").string()),
+             0755);
+  CommandResult archive =
+      run_command({"sh", "-c", "cd \"$0\" && echo bin/vmwarden-guest | cpio -o -H newc --quiet > ../evil.cpio",
+                   (root_ / "evil").string()});
+  ASSERT_EQ(archive.exit_code, 0) << archive.err;
+  // Appended, its /bin/vmwarden-guest replaces the image's.
+  write_file(root_ / "evil.img", read_file(image_ / "initrd.img") + read_file(root_ / "evil.cpio"), 0644);
+  std::vector<std::string> argv = run_argv({"--rw", d.string(), "--timeout", "3"}, "true");
+  *std::find(argv.begin(), argv.end(), (image_ / "initrd.img").string()) = (root_ / "evil.img").string();
+  int out = ::open((root_ / "out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int err = ::open((root_ / "log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  pid_t pid = start_argv(argv, out, err);
+  ::close(out);
+  ::close(err);
+  ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
+  std::this_thread::sleep_for(500ms);  // the relay has looked at the symlink
+  ASSERT_EQ(testing::kill_process(pid, SIGINT), 0);
+  auto status = wait_exit(pid, 60s);
+  ASSERT_TRUE(status) << "waited on the FIFO?\n" << read_file(root_ / "log");
+  EXPECT_EQ(*status, 1) << read_file(root_ / "log");
+  EXPECT_THAT(read_file(root_ / "log"), HasSubstr("the guest reported no exit status"));
+  EXPECT_THAT(read_file(root_ / "log"), HasSubstr("shutdown timeout"));
+  EXPECT_EQ(read_file(root_ / "out"), "") << "followed the symlink";
+  EXPECT_THAT(read_file(d / "config"), HasSubstr("Permission denied"));
+  EXPECT_THAT(read_file(d / "chmod"), HasSubstr("Operation not permitted"));
+  struct stat st {};
+  ASSERT_EQ(::stat((d / "started").c_str(), &st), 0);
+  EXPECT_EQ(testing::acl_entries_naming(st.st_uid, d), "");
+  EXPECT_TRUE(fs::is_empty(root_ / "state/runs"));
 }
 
 TEST_F(RunTest, WallTimeOfTrue) {
