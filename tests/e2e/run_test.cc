@@ -104,6 +104,15 @@ class RunTest : public ::testing::Test {
     return child;
   }
 
+  // Whether `pid` exits within `timeout` (then reaped); it is left running
+  // otherwise.
+  static bool wait_exit_within(pid_t pid, std::chrono::milliseconds timeout) {
+    for (auto deadline = Clock::now() + timeout; Clock::now() < deadline; std::this_thread::sleep_for(10ms)) {
+      if (::waitpid(pid, nullptr, WNOHANG) == pid) return true;
+    }
+    return false;
+  }
+
   static std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
     for (auto deadline = Clock::now() + timeout; Clock::now() < deadline; std::this_thread::sleep_for(10ms)) {
       int status = 0;
@@ -264,6 +273,10 @@ TEST_F(RunTest, SigintPowersTheGuestOffAndCleansUp) {
                     root_ / "log");
   ASSERT_TRUE(wait_for(d / "started", 120s)) << read_file(root_ / "log");
   uid_t uid = static_cast<uid_t>(std::stoul(read_file(d / "uid")));
+  // Signals that ask nothing of vmwarden (s6-svc -q, -a, -2; Ctrl-\) leave
+  // the run going: their default action would end it without its clean-up.
+  for (int ignored : {SIGQUIT, SIGALRM, SIGUSR2}) ASSERT_EQ(testing::kill_process(pid, ignored), 0);
+  EXPECT_FALSE(wait_exit_within(pid, 500ms)) << read_file(root_ / "log");
   ASSERT_EQ(testing::kill_process(pid, SIGINT), 0);
   auto status = wait_exit(pid, 60s);
   ASSERT_TRUE(status) << read_file(root_ / "log");
