@@ -57,6 +57,16 @@ void write_proc_file(const char* path, const char* text, size_t length) {
 
 }  // namespace
 
+int kill_rest_of_namespace(int sig) {
+  // From any other PID, kill(-1) reaches every process the caller may
+  // signal, beyond the namespace: for the root warden, the whole host's.
+  if (::getpid() != 1) {
+    errno = EPERM;
+    return -1;
+  }
+  return ::kill(-1, sig);
+}
+
 void enter_user_namespace(uid_t uid, gid_t gid, uid_t inside_uid, gid_t inside_gid) {
   check(::unshare(CLONE_NEWUSER), "unshare", "(user namespace)");
   // The uid switch made the process non-dumpable, which leaves its /proc

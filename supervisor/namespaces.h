@@ -33,6 +33,11 @@ bool forbid_executable_memfds();
 // The value it writes on this kernel: 2, or 1 before Linux 6.6.
 int memfd_noexec_value();
 
+// kill(-1, sig) when the caller is PID 1 of its PID namespace, where that
+// reaches every other process of the namespace and nothing outside it.
+// From any other PID: -1 with errno EPERM, and nothing signalled.
+int kill_rest_of_namespace(int sig);
+
 // Moves the calling process (already running as uid:gid) into a new user
 // namespace in which uid and gid appear as inside_uid and inside_gid and
 // nothing else is mapped; setgroups is denied there. The process holds

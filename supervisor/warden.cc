@@ -170,6 +170,13 @@ int Warden::run() {
     throw std::runtime_error("the outer process exited before the warden started");
   }
 
+  // Everything below relies on a PID namespace of its own: the services die
+  // with the warden, its kill(-1) reaches nothing outside, and the
+  // vm.memfd_noexec it raises (for good) is the namespace's, not the host's.
+  if (::getpid() != 1)
+    throw std::runtime_error(
+        fmt::format("the warden is PID {} rather than PID 1 of a PID namespace of its own", ::getpid()));
+
   set_process_title("vmwarden-warden", fmt::format("vmwarden[{}/warden]", spec_.name));
   check(::chdir("/"), "chdir", "/");
   setup_warden_mounts(spec_);
@@ -549,9 +556,7 @@ void Warden::begin_shutdown(const std::string& reason, milliseconds grace) {
 void Warden::stop_remaining() {
   if (rest_stopped_ || no_children_) return;
   rest_stopped_ = true;
-  // kill(-1) from PID 1 reaches every other process of its namespace and
-  // nothing outside it.
-  if (::kill(-1, SIGTERM) == 0) {
+  if (kill_rest_of_namespace(SIGTERM) == 0) {
     verbose_shutdown_ = true;
     log::info("sent SIGTERM to the remaining processes {} ms after the shutdown began",
               ms_between(*shutdown_started_, Clock::now()));
@@ -585,7 +590,7 @@ void Warden::on_timeout() {
                  "remaining process",
                  seconds(grace_), ms_between(*shutdown_started_, Clock::now()));
   }
-  ::kill(-1, SIGKILL);
+  kill_rest_of_namespace(SIGKILL);
   timer_fd_.reset();
   // Nothing will wake the loop again if nobody was left to kill.
   reap();
@@ -633,7 +638,7 @@ void Warden::check_runtime_dir() {
   if (!shutdown_started_) shutdown_started_ = Clock::now();
   // Reaped as SIGCHLD comes (this may run inside a readiness wait); with
   // nobody left to kill none will.
-  if (::kill(-1, SIGKILL) < 0 && errno == ESRCH) reap();
+  if (kill_rest_of_namespace(SIGKILL) < 0 && errno == ESRCH) reap();
 }
 
 void Warden::on_outer_death() {
@@ -693,7 +698,7 @@ void run_warden(const SandboxSpec& spec, int outer_pidfd, RuntimeDir& runtime_di
     log::error("{}", e.what());
   }
   // A failure in the warden itself: nothing in the namespace may outlive it.
-  ::kill(-1, SIGKILL);
+  kill_rest_of_namespace(SIGKILL);
   while (::waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
   }
   if (outer_gone || readable_now(outer_pidfd)) {

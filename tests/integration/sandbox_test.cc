@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -38,6 +39,7 @@
 
 #include "common/process.h"
 #include "common/unique_fd.h"
+#include "supervisor/namespaces.h"
 #include "supervisor/policy.h"
 #include "supervisor/runtime_dir.h"
 #include "supervisor/sandbox.h"
@@ -2636,6 +2638,48 @@ TEST_F(SandboxTest, OutputThatCannotBeWrittenFailsWithItsCauseWhateverItsLength)
   EXPECT_EQ(written_to("pipe", {help_argv0, "--help"}), "1:");
   EXPECT_EQ(written_to("pipe", audit), "1:");
   EXPECT_THAT(written_to("full", audit), ::testing::StartsWith("1:vmwarden: error: write standard output: "));
+}
+
+// The warden's kill(-1) at shutdown is meant for its own PID namespace, as
+// its PID 1. From any other PID it would reach every process root may
+// signal: refused. Run in a PID namespace of the test's own, so that even a
+// missing refusal signals nothing outside it.
+TEST(KillRestOfNamespace, IsRefusedUnlessPidOne) {
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::unshare(CLONE_NEWPID) != 0) ::_exit(90);
+    pid_t init = ::fork();  // PID 1 of the new namespace
+    if (init < 0) ::_exit(91);
+    if (init > 0) {
+      int status = 0;
+      if (::waitpid(init, &status, 0) != init) ::_exit(92);
+      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 93);
+    }
+    pid_t victim = ::fork();
+    if (victim == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    pid_t caller = ::fork();
+    if (caller == 0) {
+      int result = supervisor::kill_rest_of_namespace(SIGKILL);
+      ::_exit(result == -1 && errno == EPERM ? 0 : 10);
+    }
+    int status = 0;
+    if (victim < 0 || caller < 0 || ::waitpid(caller, &status, 0) != caller) ::_exit(94);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ::_exit(10);
+    if (::waitpid(victim, &status, WNOHANG) != 0) ::_exit(11);  // the victim died
+    // From PID 1 it does reach the rest of the namespace.
+    if (supervisor::kill_rest_of_namespace(SIGKILL) != 0) ::_exit(12);
+    if (::waitpid(victim, &status, 0) != victim || !WIFSIGNALED(status)) ::_exit(13);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  // 10: the call from PID 3 was not refused; 11: it killed PID 2.
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
