@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -592,6 +593,27 @@ TEST_F(SandboxTest, PsShowsNoHostProcess) {
   CommandResult result = exec({"--uid", "0"}, {"ps", "-e", "-o", "pid=,comm="});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.out, ::testing::MatchesRegex(" *2 ps\n")) << result.out;
+}
+
+// A SysV shared memory segment of the host's, open to everyone, is not
+// there for the command to attach: the sandbox has an IPC namespace of its
+// own. (Landlock and seccomp off, so that the namespace alone is tested.)
+TEST_F(SandboxTest, TheHostsSharedMemoryIsNotVisible) {
+  key_t key = static_cast<key_t>(0x76570000 | (::getpid() & 0xffff));
+  int segment = ::shmget(key, 4096, IPC_CREAT | IPC_EXCL | 0666);
+  ASSERT_GE(segment, 0) << strerror(errno);
+  struct Removed {
+    int id;
+    ~Removed() { ::shmctl(id, IPC_RMID, nullptr); }
+  } removed{segment};
+  std::string script = fmt::format(
+      "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+      "r = libc.shmget({}, 0, 0)\nprint('found' if r >= 0 else os.strerror(ctypes.get_errno()))\n",
+      key);
+  CommandResult result = exec({"--uid", "65534", "--landlock", "off", "--seccomp-profile", "none"},
+                              {"/usr/bin/python3", "-c", script});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, "No such file or directory\n");
 }
 
 TEST_F(SandboxTest, TmpAndDevShmAreEmptyPrivateAndLimited) {
