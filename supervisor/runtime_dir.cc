@@ -141,6 +141,23 @@ bool remove_tree(int parent, const std::string& name, const std::string& where) 
 
 }  // namespace
 
+void list_directory(int dir, const std::string& where, const std::function<bool(std::string_view name)>& each) {
+  UniqueFd listing(::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!listing) throw_errno("open", where);
+  alignas(8) char buffer[4096];
+  for (;;) {
+    ssize_t n = ::getdents64(listing.get(), buffer, sizeof buffer);
+    if (n < 0) throw_errno("getdents64", where);
+    if (n == 0) return;
+    for (ssize_t offset = 0; offset < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(buffer + offset);
+      offset += entry->d_reclen;
+      std::string_view name = entry->d_name;
+      if (name != "." && name != ".." && !each(name)) return;
+    }
+  }
+}
+
 bool remove_directory_tree(const std::filesystem::path& path) {
   std::filesystem::path parent_path = path.parent_path();
   UniqueFd parent(::open(parent_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -200,22 +217,12 @@ AbandonedDirs remove_unlocked_directories(
     if (errno == ENOENT) return abandoned;
     throw_errno("open", root.string());
   }
-  // Listed through a descriptor of its own: removals below change the
-  // listing, and a caller may hold a lock on `root` through another.
-  UniqueFd listing(::openat(parent.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!listing) throw_errno("open", root.string());
+  // A caller may hold a lock on `root` through a descriptor of its own.
   std::vector<std::string> names;
-  alignas(8) char buffer[4096];
-  for (;;) {
-    ssize_t n = ::getdents64(listing.get(), buffer, sizeof buffer);
-    if (n < 0) throw_errno("getdents64", root.string());
-    if (n == 0) break;
-    for (ssize_t offset = 0; offset < n;) {
-      const auto* entry = reinterpret_cast<const dirent64*>(buffer + offset);
-      offset += entry->d_reclen;
-      if (entry->d_name[0] != '.') names.emplace_back(entry->d_name);
-    }
-  }
+  list_directory(parent.get(), root.string(), [&names](std::string_view name) {
+    if (!name.starts_with('.')) names.emplace_back(name);
+    return true;
+  });
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
     std::filesystem::path path = root / name;

@@ -22,6 +22,13 @@ namespace vmwarden::supervisor {
 // limit). False if it did not exist; throws naming the path otherwise.
 bool remove_directory_tree(const std::filesystem::path& path);
 
+// Calls `each` with the name of every entry of the directory open as `dir`
+// but "." and "..", until it returns false. Lists through a descriptor of
+// its own: `dir`'s position is shared with whoever else lists it, and
+// removals made meanwhile change the listing. `where` names the directory
+// in errors.
+void list_directory(int dir, const std::string& where, const std::function<bool(std::string_view name)>& each);
+
 struct AbandonedDirs {
   std::vector<std::filesystem::path> removed;  // (dry run: would be)
   std::vector<std::string> errors;

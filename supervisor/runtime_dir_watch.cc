@@ -1,15 +1,13 @@
 #include "supervisor/runtime_dir_watch.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
-#include <string_view>
 
 #include "common/error.h"
+#include "supervisor/runtime_dir.h"
 
 namespace vmwarden::supervisor {
 
@@ -25,30 +23,16 @@ RuntimeDirWatch::RuntimeDirWatch(int dir)
 bool RuntimeDirWatch::over_limit() {
   std::uint64_t expirations = 0;
   if (::read(timer_.get(), &expirations, sizeof expirations) < 0) {
-    if (errno == EAGAIN || errno == EINTR) return counted_ > kEntryLimit;
+    // No count due: the last one was within the limit (the watch ends once
+    // one is not).
+    if (errno == EAGAIN || errno == EINTR) return false;
     throw_errno("read", "(timerfd)");
   }
-  // Its own descriptor: the directory's is shared with whoever else lists it.
-  UniqueFd listing(::openat(dir_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!listing) throw_errno("open", "(runtime directory)");
+  // Past the limit is all there is to know: a directory of millions is not
+  // listed to its end.
   std::size_t entries = 0;
-  alignas(8) char buffer[8192];
-  for (;;) {
-    ssize_t n = ::getdents64(listing.get(), buffer, sizeof buffer);
-    if (n < 0) throw_errno("getdents64", "(runtime directory)");
-    if (n == 0) break;
-    for (ssize_t offset = 0; offset < n;) {
-      const auto* entry = reinterpret_cast<const dirent64*>(buffer + offset);
-      offset += entry->d_reclen;
-      std::string_view name = entry->d_name;
-      if (name != "." && name != "..") ++entries;
-    }
-    // Past the limit is all there is to know: a directory of millions is
-    // not listed to its end.
-    if (entries > kEntryLimit) break;
-  }
-  counted_ = entries;
-  return counted_ > kEntryLimit;
+  list_directory(dir_, "(runtime directory)", [&entries](std::string_view) { return ++entries <= kEntryLimit; });
+  return entries > kEntryLimit;
 }
 
 }  // namespace vmwarden::supervisor

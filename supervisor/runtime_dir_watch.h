@@ -29,14 +29,13 @@ class RuntimeDirWatch {
   // A timerfd, readable when a count is due (close-on-exec, non-blocking).
   int fd() const { return timer_.get(); }
 
-  // Counts if one is due; true once the directory holds more than
-  // kEntryLimit entries (counted up to the first listing past it).
+  // Counts if a count is due; true if the directory holds more than
+  // kEntryLimit entries.
   bool over_limit();
 
  private:
   int dir_;
   UniqueFd timer_;
-  std::size_t counted_ = 0;
 };
 
 }  // namespace vmwarden::supervisor
