@@ -23,7 +23,7 @@ namespace vmwarden::acl {
 
 struct WalkOptions {
   bool cross_mounts = false;  // descend into other mounts below the tree
-  unsigned threads = 0;       // 0: one per online CPU
+  unsigned threads = 0;       // 0: one per CPU the process may run on
   bool dry_run = false;       // decide and count, write nothing
 };
 

@@ -3,15 +3,19 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <sys/stat.h>
+#include <sched.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
+#include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -26,7 +30,7 @@
 
 #include <fmt/core.h>
 
-#include "acl-manager/batch_open.h"
+#include "acl-manager/batch_io.h"
 #include "acl-manager/nodev_view.h"
 #include "acl-manager/shown_path.h"
 #include "acl-manager/store.h"
@@ -53,6 +57,9 @@ constexpr std::size_t kChunk = 512;
 constexpr std::size_t kSmallTree = 64;
 // ACL values up to this size are read without a second call.
 constexpr std::size_t kValueBuffer = 1024;
+// In a batch, for each file (an ACL of up to 62 entries; a larger one is
+// read again on its own).
+constexpr std::size_t kBatchValueBuffer = 500;
 
 // Set by a grant on a directory where it creates the default ACL (there was
 // none), before writing it. A removal that leaves a default ACL with no
@@ -97,15 +104,29 @@ int open_beneath(int dirfd, const char* name, std::uint64_t flags, bool cross_mo
   return fd < 0 ? -errno : static_cast<int>(fd);
 }
 
-// Closes a batch of descriptors from BatchOpen::open however the scope is left.
+// Closes a batch of descriptors from BatchIo::open however the scope is left.
 struct CloseBatch {
-  BatchOpen& opener;
+  BatchIo& io;
   std::span<int> fds;
-  CloseBatch(BatchOpen& o, std::span<int> f) : opener(o), fds(f) {}
+  CloseBatch(BatchIo& i, std::span<int> f) : io(i), fds(f) {}
   CloseBatch(const CloseBatch&) = delete;
   CloseBatch& operator=(const CloseBatch&) = delete;
-  ~CloseBatch() { opener.close(fds); }
+  ~CloseBatch() { io.close(fds); }
 };
+
+// What the walk learns of a pinned file from statx (process_pinned's checks).
+constexpr unsigned kStatxMask = STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO;
+
+struct stat stat_from(const struct statx& sx) {
+  struct stat st {};
+  st.st_mode = sx.stx_mode;
+  st.st_nlink = sx.stx_nlink;
+  st.st_uid = sx.stx_uid;
+  st.st_gid = sx.stx_gid;
+  st.st_ino = sx.stx_ino;
+  st.st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+  return st;
+}
 
 // Whether the directory open as dir_fd holds no subdirectory (nor an entry
 // of unknown type) and at most kSmallTree other entries. Lists it through a
@@ -129,6 +150,45 @@ bool small_flat_tree(int dir_fd) {
     }
   }
 }
+
+// The CPUs the calling thread may run on (none if that cannot be read),
+// the one it runs on first: it stays there.
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  if (auto here = std::find(cpus.begin(), cpus.end(), ::sched_getcpu()); here != cpus.end())
+    std::rotate(cpus.begin(), here, cpus.end());
+  return cpus;
+}
+
+// Keeps the calling thread on one CPU while it lives (cpu < 0: leaves it
+// alone), then gives it back the CPUs it had. A walk thread waits for its
+// io_uring workers, which run where it does (batch_io.cc), after every step
+// of a batch: on one CPU the two hand over at once, where across CPUs each
+// step waited for an idle CPU to wake up, which on a VM is an exit to the
+// hypervisor (one thread walked 2-3 times slower than on one CPU).
+class PinnedToCpu {
+ public:
+  explicit PinnedToCpu(int cpu) {
+    if (cpu < 0 || ::sched_getaffinity(0, sizeof saved_, &saved_) != 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned_ = ::sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  ~PinnedToCpu() {
+    if (pinned_) ::sched_setaffinity(0, sizeof saved_, &saved_);
+  }
+  PinnedToCpu(const PinnedToCpu&) = delete;
+  PinnedToCpu& operator=(const PinnedToCpu&) = delete;
+
+ private:
+  cpu_set_t saved_;
+  bool pinned_ = false;
+};
 
 class Walk {
  public:
@@ -165,8 +225,12 @@ class Walk {
     }
     root->place = ShownPath::root(display_root);
 
-    unsigned threads = options_.threads != 0 ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
+    // One thread per CPU this process may run on, each kept on its own.
+    std::vector<int> cpus = allowed_cpus();
+    unsigned threads = options_.threads != 0 ? options_.threads : std::max<unsigned>(1, cpus.size());
+    auto cpu_of = [&](unsigned worker) { return cpus.empty() ? -1 : cpus[worker % cpus.size()]; };
     std::vector<Worker> workers(threads);
+    PinnedToCpu pinned(cpu_of(0));
     {
       // The root is processed first, by this thread, so that a root that is
       // not a usable directory fails the whole call.
@@ -175,8 +239,14 @@ class Walk {
     // More threads only when the root left work queued: a tree that is one
     // directory (a VM's fresh share) costs no thread start.
     std::vector<std::thread> pool;
-    if (!tasks_.empty())
-      for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this, &workers, i] { loop(workers[i]); });
+    if (!tasks_.empty()) {
+      for (unsigned i = 1; i < threads; ++i) {
+        pool.emplace_back([this, &workers, i, cpu = cpu_of(i)] {
+          PinnedToCpu pinned_here(cpu);
+          loop(workers[i]);
+        });
+      }
+    }
     loop(workers[0]);
     for (std::thread& thread : pool) thread.join();
     if (error_) std::rethrow_exception(error_);
@@ -488,17 +558,20 @@ class Walk {
     }
 
     // Pins each name that the cheap check did not settle, in batches of
-    // BatchOpen::kMaxBatch, and hands it to process_pinned. Names listed as
-    // regular files are opened O_RDONLY|O_NONBLOCK when the walk runs through
-    // its nodev view (doc/ACL.md, "Safety of the walk"): their ACL is then read
-    // and written through that descriptor. Everything else, and every name
-    // that such an open refuses for another reason than the ones all opens
-    // meet (EACCES: a device node on the nodev view; EAGAIN: a lease), is
-    // opened O_PATH instead.
+    // BatchIo::kMaxBatch. Names listed as regular files are opened
+    // O_RDONLY|O_NONBLOCK when the walk runs through its nodev view
+    // (doc/ACL.md, "Safety of the walk"), and handed to process_read_batch:
+    // their ACL is then read and written through that descriptor. Everything
+    // else, and every name that such an open refuses for another reason than
+    // the ones all opens meet (EACCES: a device node on the nodev view;
+    // EAGAIN: a lease), is opened O_PATH instead (process_pinned).
     void process_files(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::vector<std::string>& names,
                        bool listed_regular) {
       int dirfd = dir->fd.get();
       bool for_reading = listed_regular && walk.through_view();
+      // Where a batch reads the ACLs through io_uring anyway, reading them by
+      // name first costs more than it saves.
+      bool name_check = !(for_reading && names.size() > 1 && io.uses_io_uring());
       pending.clear();
       auto flush = [&] {
         if (pending.empty()) return;
@@ -512,15 +585,12 @@ class Walk {
         retry.clear();
         {
           std::span<int> fds(fds_, pending.size());
-          opener.open(dirfd, pending_names, walk.read_how_, fds);
-          CloseBatch closer{opener, fds};
+          io.open(dirfd, pending_names, walk.read_how_, fds);
+          CloseBatch closer{io, fds};
           for (std::size_t i = 0; i < pending.size(); ++i) {
-            if (fds[i] >= 0) {
-              process_pinned(walk, dir, *pending[i], fds[i], /*o_path=*/false);
-            } else if (!note_refusal(-fds[i])) {
-              retry.push_back(pending[i]);
-            }
+            if (fds[i] < 0 && !note_refusal(-fds[i])) retry.push_back(pending[i]);
           }
+          process_read_batch(walk, dir, pending, fds);
         }
         pending.clear();
         if (!retry.empty()) pin_with_o_path(walk, dir, retry);
@@ -528,21 +598,21 @@ class Walk {
       for (const std::string& name : names) {
         // A name of unknown type (no d_type from the filesystem) is always
         // pinned: it may be a directory, and the pinned path learns its type.
-        if (listed_regular && !needs_pinned_path(walk, dirfd, name)) continue;
+        if (listed_regular && name_check && !needs_pinned_path(walk, dirfd, name)) continue;
         pending.push_back(&name);
-        if (pending.size() == BatchOpen::kMaxBatch) flush();
+        if (pending.size() == BatchIo::kMaxBatch) flush();
       }
       flush();
     }
 
-    // At most BatchOpen::kMaxBatch names.
+    // At most BatchIo::kMaxBatch names.
     void pin_with_o_path(Walk& walk, const std::shared_ptr<DirHandle>& dir,
                          const std::vector<const std::string*>& names) {
       path_names.clear();
       for (const std::string* name : names) path_names.push_back(name->c_str());
       std::span<int> fds(path_fds_, names.size());
-      opener.open(dir->fd.get(), path_names, walk.path_how_, fds);
-      CloseBatch closer{opener, fds};
+      io.open(dir->fd.get(), path_names, walk.path_how_, fds);
+      CloseBatch closer{io, fds};
       for (std::size_t i = 0; i < names.size(); ++i) {
         if (fds[i] >= 0) {
           process_pinned(walk, dir, *names[i], fds[i], /*o_path=*/true);
@@ -550,6 +620,177 @@ class Walk {
           note_error(*dir, *names[i], "open", -fds[i]);
         }
       }
+    }
+
+    // The files of one batch, each pinned by a descriptor opened for reading
+    // (fds[i] < 0: not opened, left out). What process_pinned does to one
+    // file, done a step at a time for all of them, each step one batch of
+    // requests on the descriptors (BatchIo): read the access ACLs; leave a
+    // file whose ACL already is what the edit makes (nothing is written, so
+    // neither its type nor its owner matters) unless the edit also looks at
+    // its mode and owner; statx the rest and check them as process_pinned
+    // does; write the ACLs that change. A file whose ACL could not be read in one go (too
+    // large for the buffer, or an error) goes through process_pinned, which
+    // reads it again and says what failed.
+    void process_read_batch(Walk& walk, const std::shared_ptr<DirHandle>& dir,
+                            std::span<const std::string* const> names, std::span<const int> fds) {
+      const Editor& editor = walk.editor_;
+      const std::size_t count = names.size();
+      for (std::size_t i = 0; i < count; ++i) {
+        if (fds[i] >= 0) io.get_xattr(fds[i], kAccessAcl, acl_buffers_[i], kBatchValueBuffer, &acl_sizes_[i]);
+      }
+      io.run();
+
+      for (std::size_t i = 0; i < count; ++i) {
+        needs_check_[i] = false;
+        if (fds[i] < 0) continue;
+        int size = acl_sizes_[i];
+        if (size < 0 && size != -ENODATA) {
+          process_pinned(walk, dir, *names[i], fds[i], /*o_path=*/false);
+          continue;
+        }
+        if (!editor.clears_setid_bits()) {
+          // The ACL alone decides that nothing changes (an edit made only to
+          // decide is not reported).
+          if (size == -ENODATA ? !editor.adds_entries()
+                               : decode(std::string_view(acl_buffers_[i], static_cast<std::size_t>(size)), access) &&
+                                     !editor.edit_access(access, false, scratch_report)) {
+            ++report.unchanged;
+            continue;
+          }
+        }
+        needs_check_[i] = true;
+        io.stat(fds[i], kStatxMask, &stats_[i], &stat_results_[i]);
+      }
+      io.run();
+
+      for (std::size_t i = 0; i < count; ++i) {
+        write_results_[i] = kNotAsked;
+        if (!needs_check_[i]) continue;
+        if (stat_results_[i] < 0) {
+          note_error(*dir, *names[i], "statx", -stat_results_[i]);
+          continue;
+        }
+        struct stat st = stat_from(stats_[i]);
+        if (!admit(walk, dir, *names[i], st) || !clear_setid_bits(walk, *dir, *names[i], fds[i], /*o_path=*/false, st))
+          continue;
+        int size = acl_sizes_[i];
+        if (size >= 0) value.assign(acl_buffers_[i], static_cast<std::size_t>(size));
+        if (!edit(walk, *dir, *names[i], size >= 0 ? 0 : size, st)) continue;
+        if (walk.options_.dry_run) {
+          ++report.changed;
+          continue;
+        }
+        // Written as it is even where the edit leaves the ACL minimal: the
+        // kernel then stores it as the mode alone, as removing it would.
+        write_values_[i].clear();
+        encode(access, write_values_[i]);
+        io.set_xattr(fds[i], kAccessAcl, write_values_[i], &write_results_[i]);
+      }
+      io.run();
+
+      for (std::size_t i = 0; i < count; ++i) {
+        int rc = write_results_[i];
+        if (rc == kNotAsked) continue;
+        if (rc == 0) {
+          ++report.changed;
+        } else if (rc == -ENOENT) {
+          ++report.vanished;
+        } else {
+          note_error(*dir, *names[i], "set ACL", -rc);
+        }
+      }
+    }
+
+    // Whether a pinned non-directory that `st` describes may be edited;
+    // otherwise counts why not (a directory is queued to be walked).
+    bool admit(Walk& walk, const std::shared_ptr<DirHandle>& dir, const std::string& name, const struct stat& st) {
+      if (S_ISDIR(st.st_mode)) {
+        // Was a file when listed (or the filesystem gave no type): walk it as
+        // a directory, opened again by name without following symlinks.
+        walk.push_subdirs(dir, {name});
+        return false;
+      }
+      if (S_ISLNK(st.st_mode)) {
+        note_symlink_at_open();
+        return false;
+      }
+      if (!S_ISREG(st.st_mode) && walk.editor_.adds_entries()) {
+        // A grant gives special files nothing; a removal edits them. Listed
+        // as such they are pinned O_PATH; one swapped in under a regular
+        // file's name can only be a FIFO here (a socket refuses the O_RDONLY
+        // open, a device the nodev view's), edited through that descriptor.
+        ++report.skipped_special;
+        return false;
+      }
+      // A second link may be an outside file brought into the tree (by a
+      // writer inside it, e.g. the VM itself): a grant must not give it an
+      // entry. A walk that only removes entries acts on it all the same:
+      // removing a UID's own entries, and shrinking the mask to the smallest
+      // that serves the remaining entries, only ever narrows access, and
+      // skipping it would leave the entry behind once its record is gone.
+      if (st.st_nlink > 1 && walk.editor_.adds_entries()) {
+        ++report.skipped_hardlinks;
+        if (report.hardlinks.size() < kMaxSkippedPaths) report.hardlinks.push_back(dir->path(name));
+        return false;
+      }
+      if (!walk.editor_.accepts_owner(st.st_uid, walk.root_owner_)) {
+        note_foreign(*dir, name);
+        return false;
+      }
+      return true;
+    }
+
+    // Clears the set-ID bits the edit asks to clear on the file pinned as
+    // `fd` (see process_pinned for o_path), and takes them out of st.st_mode;
+    // false after noting a failure.
+    bool clear_setid_bits(Walk& walk, const DirHandle& dir, const std::string& name, int fd, bool o_path,
+                          struct stat& st) {
+      mode_t setid = S_ISREG(st.st_mode) ? walk.editor_.setid_bits_to_clear(st) & st.st_mode : 0;
+      if (setid == 0) return true;
+      // The same permission bits: on a file with an ACL they are its mask
+      // and owner and other entries, which this leaves as they are (so an
+      // ACL read before still holds).
+      mode_t mode = st.st_mode & 07777 & ~setid;
+      if (!walk.options_.dry_run) {
+        int rc = o_path ? ::fchmodat(walk.proc_fd_.get(), fd_name(fd).data(), mode, 0) : ::fchmod(fd, mode);
+        if (rc != 0) {
+          note_error(dir, name, "clear set-ID bits", errno);
+          return false;
+        }
+      }
+      st.st_mode &= ~setid;
+      ++report.setid_cleared;
+      return true;
+    }
+
+    // Edits the access ACL read from a pinned file (read: 0, the ACL in
+    // `value`; -ENODATA: none; other -errno: the read failed) into `access`;
+    // whether it changed, after counting the file as unchanged or failed if
+    // not.
+    bool edit(Walk& walk, const DirHandle& dir, const std::string& name, int read, const struct stat& st) {
+      if (read == -ENODATA) {
+        if (!walk.editor_.adds_entries()) {
+          ++report.unchanged;
+          return false;
+        }
+        from_mode(st.st_mode, access);
+      } else if (read < 0 || !decode(value, access)) {
+        note_error(dir, name, "read ACL", read < 0 ? -read : EINVAL);
+        return false;
+      }
+      if (!walk.editor_.edit_access(access, false, report)) {
+        ++report.unchanged;
+        return false;
+      }
+      return true;
+    }
+
+    // A descriptor's name in /proc/self/fd.
+    static std::array<char, 16> fd_name(int fd) {
+      std::array<char, 16> name{};
+      std::snprintf(name.data(), name.size(), "%d", fd);
+      return name;
     }
 
     // `fd` pins the object listed as `name`: opened O_RDONLY (o_path false:
@@ -563,74 +804,16 @@ class Walk {
         note_error(*dir, name, "fstat", errno);
         return;
       }
-      if (S_ISDIR(st.st_mode)) {
-        // Was a file when listed (or the filesystem gave no type): walk it as
-        // a directory, opened again by name without following symlinks.
-        walk.push_subdirs(dir, {name});
-        return;
-      }
-      if (S_ISLNK(st.st_mode)) {
-        note_symlink_at_open();
-        return;
-      }
-      if (!S_ISREG(st.st_mode) && walk.editor_.adds_entries()) {
-        // A grant gives special files nothing; a removal edits them. Listed
-        // as such they are pinned O_PATH; one swapped in under a regular
-        // file's name can only be a FIFO here (a socket refuses the O_RDONLY
-        // open, a device the nodev view's), edited through that descriptor.
-        ++report.skipped_special;
-        return;
-      }
-      // A second link may be an outside file brought into the tree (by a
-      // writer inside it, e.g. the VM itself): a grant must not give it an
-      // entry. A walk that only removes entries acts on it all the same:
-      // removing a UID's own entries, and shrinking the mask to the smallest
-      // that serves the remaining entries, only ever narrows access, and
-      // skipping it would leave the entry behind once its record is gone.
-      if (st.st_nlink > 1 && walk.editor_.adds_entries()) {
-        ++report.skipped_hardlinks;
-        if (report.hardlinks.size() < kMaxSkippedPaths) report.hardlinks.push_back(dir->path(name));
-        return;
-      }
-      if (!walk.editor_.accepts_owner(st.st_uid, walk.root_owner_)) {
-        note_foreign(*dir, name);
-        return;
-      }
-      char fd_name[16] = {};
-      if (o_path) std::snprintf(fd_name, sizeof fd_name, "%d", fd);
+      if (!admit(walk, dir, name, st) || !clear_setid_bits(walk, *dir, name, fd, o_path, st)) return;
       int proc = walk.proc_fd_.get();
-      if (mode_t setid = S_ISREG(st.st_mode) ? walk.editor_.setid_bits_to_clear(st) & st.st_mode : 0; setid != 0) {
-        // The same permission bits: on a file with an ACL they are its mask
-        // and owner and other entries, which this leaves as they are.
-        mode_t mode = st.st_mode & 07777 & ~setid;
-        if (!walk.options_.dry_run &&
-            (o_path ? ::fchmodat(proc, fd_name, mode, 0) : ::fchmod(fd, mode)) != 0) {
-          note_error(*dir, name, "clear set-ID bits", errno);
-          return;
-        }
-        st.st_mode &= ~setid;
-        ++report.setid_cleared;
-      }
-      int rc = o_path ? read_value(proc, fd_name, /*follow=*/true, kAccessAcl) : read_fd_value(fd, kAccessAcl);
-      if (rc == -ENODATA) {
-        if (!walk.editor_.adds_entries()) {
-          ++report.unchanged;
-          return;
-        }
-        from_mode(st.st_mode, access);
-      } else if (rc < 0 || !decode(value, access)) {
-        note_error(*dir, name, "read ACL", rc < 0 ? -rc : EINVAL);
-        return;
-      }
-      if (!walk.editor_.edit_access(access, false, report)) {
-        ++report.unchanged;
-        return;
-      }
+      std::array<char, 16> proc_name = fd_name(fd);
+      int rc = o_path ? read_value(proc, proc_name.data(), /*follow=*/true, kAccessAcl) : read_fd_value(fd, kAccessAcl);
+      if (!edit(walk, *dir, name, rc, st)) return;
       if (!walk.options_.dry_run) {
         if (o_path) {
           value.clear();
           encode(access, value);
-          rc = set_xattr_at(proc, fd_name, /*follow=*/true, kAccessAcl, value.data(), value.size());
+          rc = set_xattr_at(proc, proc_name.data(), /*follow=*/true, kAccessAcl, value.data(), value.size());
         } else {
           rc = store_access_acl(fd, access, st.st_mode);
         }
@@ -664,13 +847,29 @@ class Walk {
       process_dir(walk, dir, false);
     }
 
+    Worker() {
+      for (unsigned i = 0; i < BatchIo::kMaxBatch; ++i) acl_buffers_[i] = acl_values_.data() + i * kBatchValueBuffer;
+    }
+    Worker(Worker&&) = delete;  // acl_buffers_ points into acl_values_
+
     Report scratch_report;  // edits made only to decide are not reported
-    BatchOpen opener;
-    // Scratch space of process_files and pin_with_o_path, kept between calls.
+    BatchIo io;
+    // Scratch space of process_files, pin_with_o_path and
+    // process_read_batch, kept between calls.
     std::vector<const std::string*> pending, retry;
     std::vector<const char*> pending_names, path_names;
-    int fds_[BatchOpen::kMaxBatch];
-    int path_fds_[BatchOpen::kMaxBatch];
+    int fds_[BatchIo::kMaxBatch];
+    int path_fds_[BatchIo::kMaxBatch];
+    // process_read_batch's, one of each per file of the batch.
+    static constexpr int kNotAsked = INT_MIN;  // a result no request was made for
+    bool needs_check_[BatchIo::kMaxBatch];
+    int acl_sizes_[BatchIo::kMaxBatch];
+    int stat_results_[BatchIo::kMaxBatch];
+    int write_results_[BatchIo::kMaxBatch];
+    struct statx stats_[BatchIo::kMaxBatch];
+    std::vector<char> acl_values_ = std::vector<char>(BatchIo::kMaxBatch * kBatchValueBuffer);
+    char* acl_buffers_[BatchIo::kMaxBatch];
+    std::string write_values_[BatchIo::kMaxBatch];
   };
 
   // Whether the directory `st` describes is met for the first time in this

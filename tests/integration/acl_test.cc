@@ -44,6 +44,7 @@
 
 #include "acl-manager/acl.h"
 #include "acl-manager/acl_entries.h"
+#include "acl-manager/batch_io.h"
 #include "acl-manager/nodev_view.h"
 #include "acl-manager/uid_registry.h"
 #include "acl-manager/walk.h"
@@ -1208,6 +1209,44 @@ TEST(AclRevoke, RemovesExactlyItsOwnEntriesAndKeepsTheMaskRule) {
   revoke(registry, b, env.tree);
   EXPECT_EQ(getfacl(env.tree), before);
   EXPECT_TRUE(registry.grant_records().empty());
+}
+
+// A batch of files reads each ACL into a buffer of its own, of up to 62
+// entries: a larger one is read again on its own, and comes out as any
+// other. Grant, re-grant and revoke of a directory of 100 files (two
+// batches where io_uring reads them, one where it does not), two of them
+// with 80 named entries.
+TEST(AclRevoke, FilesWithMoreEntriesThanABatchReadsAreEditedAlike) {
+  for (bool uring : {true, false}) {
+    SCOPED_TRACE(uring ? "with io_uring" : "without io_uring");
+    detail::force_no_io_uring(!uring);
+    Env env;
+    make_tree(env.tree, 1, 100);
+    std::string many;
+    for (int i = 0; i < 80; ++i) many += fmt::format("{}u:{}:r", i ? "," : "", 70000 + i);
+    setfacl({"-m", many, (env.tree / "d0/f7").string()});
+    setfacl({"-m", many, (env.tree / "d0/f99").string()});
+    std::string before = getfacl(env.tree);
+    UidRegistry registry(env.locations);
+    uid_t uid = registry.allocate_alias("many");
+    Report granted = grant(registry, uid, env.tree, Access::ro);
+    EXPECT_EQ(granted.failed, 0u);
+    EXPECT_EQ(granted.changed, 1u + 1 + 100 + 2);  // root, d0, its files, sub and inner
+    std::string after = getfacl(env.tree);
+    EXPECT_EQ(count_entries(after, uid), 104u + 3) << "an access entry each, and defaults on the 3 directories";
+    for (const char* file : {"d0/f7", "d0/f99"}) {
+      std::string acl = getfacl(env.tree / file);
+      EXPECT_NE(acl.find(fmt::format("user:{}:r--", uid)), std::string::npos) << acl;
+      EXPECT_NE(acl.find("user:70079:r--"), std::string::npos) << acl;
+    }
+    Report again = grant(registry, uid, env.tree, Access::ro);
+    EXPECT_EQ(again.changed, 0u);
+    EXPECT_EQ(again.unchanged, granted.changed);
+    Report revoked = revoke(registry, uid, env.tree);
+    EXPECT_EQ(revoked.failed, 0u);
+    EXPECT_EQ(getfacl(env.tree), before);
+  }
+  detail::force_no_io_uring(false);
 }
 
 // An owner's own default ACL with no named entries (here: new files private
@@ -2994,9 +3033,22 @@ TEST(AclFallback, WithoutTheNodevViewTheResultIsTheSame) {
   expect_the_fallback_walks_alike("noview", [](bool on) { detail::force_no_nodev_view(on); });
 }
 
+// Without io_uring every step of a batch of files is one syscall per file
+// (batch_io.h): the same result, the same counts.
+TEST(AclFallback, WithoutIoUringTheResultIsTheSame) {
+  expect_the_fallback_walks_alike("nouring", [](bool on) {
+    detail::force_no_io_uring(on);
+    if (on) {
+      EXPECT_FALSE(detail::BatchIo().uses_io_uring());
+    }
+  });
+}
+
 // Which way a file is pinned, seen from outside: opened for reading through
 // the nodev view (an IN_OPEN event), or O_PATH (none). Shows that the tests
-// above exercise both.
+// above exercise both. A file already right is read through the batch's
+// descriptor where io_uring makes that the cheaper way, and by name
+// (getxattrat, no open) where it does not.
 TEST(AclFallback, FilesAreOpenedForReadingOnlyThroughTheNodevView) {
   Env env;
   make_tree(env.tree, 1, 2);
@@ -3013,7 +3065,13 @@ TEST(AclFallback, FilesAreOpenedForReadingOnlyThroughTheNodevView) {
     return count_opens(inotify.get());
   };
   EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 1);
-  EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 0) << "already right: only read by name";
+  for (bool uring : {true, false}) {
+    detail::force_no_io_uring(!uring);
+    bool batched = uring && detail::BatchIo().uses_io_uring();
+    EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), batched ? 1 : 0)
+        << (batched ? "already right: read through the batch's descriptor" : "already right: only read by name");
+  }
+  detail::force_no_io_uring(false);
   EXPECT_EQ(opens_during([&] { revoke(registry, uid, env.tree); }), 1);
   WithoutNodevView force;
   EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 0);

@@ -1,5 +1,7 @@
 // Batched O_PATH opens give exactly what openat2 gives, with io_uring and
-// without, including its refusals (symlinks, missing names).
+// without, including its refusals (symlinks, missing names); queued
+// attribute requests give what their f* syscalls give, and a ring that fails
+// loses none of them.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -7,18 +9,19 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include "acl-manager/batch_open.h"
+#include "acl-manager/batch_io.h"
 #include "common/unique_fd.h"
 #include "tests/support/support.h"
 
 namespace vmwarden::acl::detail {
 namespace {
 
-void check_batch(BatchOpen& opener) {
+void check_batch(BatchIo& opener) {
   testing::TempDir temp;
   testing::write_file(temp / "file", "x");
   std::filesystem::create_directory(temp / "dir");
@@ -58,7 +61,7 @@ void check_batch(BatchOpen& opener) {
 
   // A full batch.
   std::vector<std::string> many;
-  for (unsigned i = 0; i < BatchOpen::kMaxBatch; ++i) many.push_back("file");
+  for (unsigned i = 0; i < BatchIo::kMaxBatch; ++i) many.push_back("file");
   std::vector<const char*> many_names;
   for (const std::string& name : many) many_names.push_back(name.c_str());
   std::vector<int> many_fds(many.size());
@@ -68,27 +71,88 @@ void check_batch(BatchOpen& opener) {
   for (int fd : many_fds) EXPECT_EQ(::fcntl(fd, F_GETFD), -1);
 }
 
-TEST(BatchOpen, WithIoUringWhereTheKernelAllowsIt) {
-  BatchOpen opener;
+// Queued requests on one file, as many as a run takes: each result is what
+// the syscall gives (checked against it), including refusals.
+void check_requests(BatchIo& io) {
+  testing::TempDir temp;
+  testing::write_file(temp / "file", "x");
+  UniqueFd fd(::open((temp / "file").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd);
+  if (::fsetxattr(fd.get(), "user.kept", "hello", 5, 0) != 0) GTEST_SKIP() << "no user.* xattrs here";
+  struct stat st;
+  ASSERT_EQ(::fstat(fd.get(), &st), 0);
+  UniqueFd closed(::dup(fd.get()));
+  int not_open = closed.get();
+  closed.reset();
+
+  constexpr unsigned kRounds = BatchIo::kMaxQueued / 8;
+  struct Round {
+    char value[16], small[2], missing[16];
+    int value_size, small_size, missing_size, set_result, stat_result, bad_result, set_bad_result, stat_bad_result;
+    struct statx stats, bad_stats;
+  };
+  std::vector<Round> rounds(kRounds);
+  for (Round& r : rounds) {
+    io.get_xattr(fd.get(), "user.kept", r.value, sizeof r.value, &r.value_size);
+    io.get_xattr(fd.get(), "user.kept", r.small, sizeof r.small, &r.small_size);
+    io.get_xattr(fd.get(), "user.missing", r.missing, sizeof r.missing, &r.missing_size);
+    io.set_xattr(fd.get(), "user.written", "world", &r.set_result);
+    io.stat(fd.get(), STATX_TYPE | STATX_INO | STATX_NLINK, &r.stats, &r.stat_result);
+    io.get_xattr(not_open, "user.kept", r.value, sizeof r.value, &r.bad_result);
+    io.set_xattr(not_open, "user.written", "world", &r.set_bad_result);
+    io.stat(not_open, STATX_INO, &r.bad_stats, &r.stat_bad_result);
+  }
+  io.run();
+  for (const Round& r : rounds) {
+    ASSERT_EQ(r.value_size, 5);
+    EXPECT_EQ(std::string_view(r.value, 5), "hello");
+    EXPECT_EQ(r.small_size, -ERANGE);
+    EXPECT_EQ(r.missing_size, -ENODATA);
+    EXPECT_EQ(r.set_result, 0);
+    ASSERT_EQ(r.stat_result, 0);
+    EXPECT_EQ(r.stats.stx_ino, st.st_ino);
+    EXPECT_TRUE(S_ISREG(r.stats.stx_mode));
+    EXPECT_EQ(r.stats.stx_nlink, 1u);
+    EXPECT_EQ(r.bad_result, -EBADF);
+    EXPECT_EQ(r.set_bad_result, -EBADF);
+    EXPECT_EQ(r.stat_bad_result, -EBADF);
+  }
+  char written[16];
+  EXPECT_EQ(::fgetxattr(fd.get(), "user.written", written, sizeof written), 5);
+  EXPECT_EQ(std::string_view(written, 5), "world");
+
+  // A run with one request, and one with none.
+  int size = 0;
+  char value[16];
+  io.get_xattr(fd.get(), "user.written", value, sizeof value, &size);
+  io.run();
+  EXPECT_EQ(size, 5);
+  io.run();
+}
+
+TEST(BatchIo, WithIoUringWhereTheKernelAllowsIt) {
+  BatchIo opener;
   std::printf("io_uring %s\n", opener.uses_io_uring() ? "in use" : "unavailable: fallback tested twice");
   check_batch(opener);
+  check_requests(opener);
 }
 
 // Where the kernel offers io_uring to root, the walk must be using it: a
 // ring that silently failed to set up would only show as a slower walk.
-TEST(BatchOpen, TheRingIsUsedWhereTheKernelOffersIt) {
+TEST(BatchIo, TheRingIsUsedWhereTheKernelOffersIt) {
   std::string disabled = "0";
   if (std::filesystem::exists("/proc/sys/kernel/io_uring_disabled"))
     disabled = testing::read_file("/proc/sys/kernel/io_uring_disabled").substr(0, 1);
   if (::geteuid() != 0 || disabled == "2") GTEST_SKIP() << "io_uring is not offered to this process";
-  BatchOpen opener;
+  BatchIo opener;
   EXPECT_TRUE(opener.uses_io_uring());
 }
 
-TEST(BatchOpen, WithoutIoUring) {
-  BatchOpen opener(/*use_io_uring=*/false);
+TEST(BatchIo, WithoutIoUring) {
+  BatchIo opener(/*use_io_uring=*/false);
   EXPECT_FALSE(opener.uses_io_uring());
   check_batch(opener);
+  check_requests(opener);
 }
 
 int open_descriptor_count() {
@@ -114,7 +178,7 @@ int ring_failure_in_child() {
   const char* names[] = {"file", "missing", "file", "file"};
   int first[4], second[4];
 
-  BatchOpen closer, opener;
+  BatchIo closer, opener;
   if (!closer.uses_io_uring() || !opener.uses_io_uring()) return 77;
   closer.open(dirfd.get(), names, how, first);
   if (first[0] < 0 || first[1] != -ENOENT) return 2;
@@ -141,10 +205,23 @@ int ring_failure_in_child() {
   if (open_descriptor_count() != before) return 8;  // three opened, none leaked
   opener.close(second);
   if (open_descriptor_count() != before - 3) return 9;
+
+  // Queued requests whose submission fails are made one by one.
+  BatchIo requester;
+  UniqueFd file(::openat(dirfd.get(), "file", O_RDONLY | O_CLOEXEC));
+  if (!file || ::fsetxattr(file.get(), "user.kept", "hi", 2, 0) != 0) return 0;  // no user.* xattrs: done
+  char values[4][8];
+  int sizes[4], set_result = 1;
+  for (int i = 0; i < 4; ++i) requester.get_xattr(file.get(), "user.kept", values[i], sizeof values[i], &sizes[i]);
+  requester.set_xattr(file.get(), "user.written", "yes", &set_result);
+  requester.run();
+  for (int size : sizes)
+    if (size != 2) return 10;
+  if (set_result != 0 || ::fgetxattr(file.get(), "user.written", values[0], sizeof values[0]) != 3) return 11;
   return 0;
 }
 
-TEST(BatchOpen, ARingThatFailsFallsBackWithoutLosingOrLeakingDescriptors) {
+TEST(BatchIo, ARingThatFailsFallsBackWithoutLosingOrLeakingDescriptors) {
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) ::_exit(ring_failure_in_child());
@@ -160,12 +237,12 @@ TEST(BatchOpen, ARingThatFailsFallsBackWithoutLosingOrLeakingDescriptors) {
 // the kernel stops there, leaving the requests after it unsubmitted. What
 // the ring opened before the failure is closed again, every name gets
 // openat2's own answer, and no descriptor is lost or leaked.
-TEST(BatchOpen, ASubmissionTakenInPartFallsBackWithoutLosingOrLeakingDescriptors) {
+TEST(BatchIo, ASubmissionTakenInPartFallsBackWithoutLosingOrLeakingDescriptors) {
   testing::TempDir temp;
   testing::write_file(temp / "file", "x");
   UniqueFd dirfd(::open(temp.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ASSERT_TRUE(dirfd);
-  BatchOpen opener;
+  BatchIo opener;
   if (!opener.uses_io_uring()) GTEST_SKIP() << "io_uring is not available here";
   long page = ::sysconf(_SC_PAGESIZE);
   void* unreadable = ::mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -1,0 +1,261 @@
+#include "acl-manager/batch_io.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bitset>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+
+namespace vmwarden::acl::detail {
+
+struct BatchIo::Ring {
+  io_uring ring{};
+  std::bitset<IORING_OP_LAST> offered;  // the operations this kernel's io_uring knows
+  bool broken = false;
+  bool workers_placed = false;  // io_uring_register_iowq_aff
+};
+
+namespace {
+std::atomic<bool> io_uring_forced_off{false};
+}  // namespace
+
+void force_no_io_uring(bool on) { io_uring_forced_off.store(on, std::memory_order_relaxed); }
+
+BatchIo::BatchIo(bool use_io_uring)
+    : want_ring_(use_io_uring && !io_uring_forced_off.load(std::memory_order_relaxed)) {}
+
+namespace {
+
+// The xattr and statx requests run on io_uring's worker threads, and each
+// completion is handed back to this thread as task work. By default every
+// one of them interrupts it (and wakes it from its wait); with
+// DEFER_TASKRUN (Linux 6.1, only the thread that set the ring up submits:
+// each walk thread has its own) they wait until it asks for completions,
+// and a batch wakes it once. COOP_TASKRUN (5.19) spares the interrupts only.
+//
+// The workers are this thread's, and run on the CPUs it may run on when it
+// sets the ring up: a walk thread kept on one CPU hands its requests over
+// without waking another (walk.cc, PinnedToCpu). The setting is the
+// thread's, not the ring's: the destructor puts it back.
+bool set_up(io_uring& ring, bool& workers_placed) {
+  for (unsigned flags : {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, IORING_SETUP_COOP_TASKRUN, 0u}) {
+    io_uring_params params{};
+    params.flags = flags;
+    if (io_uring_queue_init_params(BatchIo::kMaxQueued, &ring, &params) != 0) continue;
+    cpu_set_t cpus;
+    workers_placed = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 &&
+                     io_uring_register_iowq_aff(&ring, sizeof cpus, &cpus) == 0;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+BatchIo::Ring* BatchIo::ring() {
+  if (want_ring_ && !ring_) {
+    want_ring_ = false;  // one attempt
+    auto ring = std::make_unique<Ring>();
+    if (!set_up(ring->ring, ring->workers_placed)) return nullptr;
+    // Without a probe (before Linux 5.6) only what every ring has is used.
+    if (io_uring_probe* probe = io_uring_get_probe_ring(&ring->ring)) {
+      for (unsigned op = 0; op < IORING_OP_LAST; ++op) ring->offered[op] = io_uring_opcode_supported(probe, op) != 0;
+      io_uring_free_probe(probe);
+    }
+    ring_ = std::move(ring);
+  }
+  return ring_.get();
+}
+
+BatchIo::Ring* BatchIo::ring_for(unsigned opcode, std::size_t count) {
+  if (count < 2 || count > kMaxBatch) return nullptr;  // one call costs no more than one submission
+  Ring* r = ring();
+  return r != nullptr && !r->broken && r->offered[opcode] ? r : nullptr;
+}
+
+BatchIo::~BatchIo() {
+  if (!ring_) return;
+  if (ring_->workers_placed) io_uring_unregister_iowq_aff(&ring_->ring);
+  io_uring_queue_exit(&ring_->ring);
+}
+
+namespace {
+
+// The result of a request whose completion was not seen.
+constexpr int kNotSeen = INT_MIN;
+
+struct Outcome {
+  unsigned submitted = 0;  // the first `submitted` queued requests went to the kernel
+  bool ok = false;         // all `count` submitted and every completion seen
+};
+
+// Submits the `count` queued requests and collects one result per submitted
+// request (user_data is its index into results). Every submitted request is
+// waited for even when the submission fell short: one in flight may still
+// open or close a descriptor, and only its completion says which. Requests
+// the kernel never took (the ones from `submitted` on) leave their results
+// alone and are never run: the ring is not used again after a failure. Only
+// if waiting itself fails (which io_uring_wait_cqe does for a broken ring
+// alone) is a completion lost, and with it a descriptor it may have opened.
+Outcome run_ring(io_uring& ring, unsigned count, std::span<int> results) {
+  int rc = io_uring_submit_and_wait(&ring, count);
+  Outcome outcome;
+  outcome.submitted = rc < 0 ? 0 : std::min(static_cast<unsigned>(rc), count);
+  unsigned seen = 0;
+  while (seen < outcome.submitted) {
+    io_uring_cqe* cqe = nullptr;
+    rc = io_uring_wait_cqe(&ring, &cqe);
+    if (rc == -EINTR) continue;
+    if (rc < 0) return outcome;
+    if (cqe->user_data < results.size()) results[cqe->user_data] = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    ++seen;
+  }
+  outcome.ok = outcome.submitted == count;
+  return outcome;
+}
+
+int result_of(long rc) { return rc < 0 ? -errno : static_cast<int>(rc); }
+
+}  // namespace
+
+struct BatchIo::Request {
+  enum class Kind : std::uint8_t { get_xattr, stat, set_xattr } kind;
+  int fd;
+  const char* name;  // get_xattr, set_xattr
+  char* buffer;      // get_xattr
+  std::size_t size;  // get_xattr
+  unsigned mask;     // stat
+  struct statx* stats;
+  std::string_view value;  // set_xattr
+  int* result;
+
+  unsigned opcode() const {
+    switch (kind) {
+      case Kind::get_xattr: return IORING_OP_FGETXATTR;
+      case Kind::stat: return IORING_OP_STATX;
+      case Kind::set_xattr: return IORING_OP_FSETXATTR;
+    }
+    return IORING_OP_LAST;
+  }
+
+  void prepare(io_uring_sqe* sqe) const {
+    switch (kind) {
+      case Kind::get_xattr: io_uring_prep_fgetxattr(sqe, fd, name, buffer, static_cast<unsigned>(size)); break;
+      case Kind::stat: io_uring_prep_statx(sqe, fd, "", AT_EMPTY_PATH, mask, stats); break;
+      case Kind::set_xattr:
+        io_uring_prep_fsetxattr(sqe, fd, name, value.data(), 0, static_cast<unsigned>(value.size()));
+        break;
+    }
+  }
+
+  int make_directly() const {
+    switch (kind) {
+      case Kind::get_xattr: return result_of(::fgetxattr(fd, name, buffer, size));
+      case Kind::stat: return result_of(::statx(fd, "", AT_EMPTY_PATH, mask, stats));
+      case Kind::set_xattr: return result_of(::fsetxattr(fd, name, value.data(), value.size(), 0));
+    }
+    return -EINVAL;
+  }
+};
+
+void BatchIo::get_xattr(int fd, const char* name, char* buffer, std::size_t size, int* result) {
+  queued_.push_back(Request{Request::Kind::get_xattr, fd, name, buffer, size, 0, nullptr, {}, result});
+}
+
+void BatchIo::stat(int fd, unsigned mask, struct statx* stats, int* result) {
+  queued_.push_back(Request{Request::Kind::stat, fd, nullptr, nullptr, 0, mask, stats, {}, result});
+}
+
+void BatchIo::set_xattr(int fd, const char* name, std::string_view value, int* result) {
+  queued_.push_back(Request{Request::Kind::set_xattr, fd, name, nullptr, 0, 0, nullptr, value, result});
+}
+
+// These requests only read or write an attribute of a descriptor's inode:
+// after a ring failure, one whose completion was not seen is made again
+// directly (reading twice, or writing the same value twice, does what doing
+// it once does).
+void BatchIo::run() {
+  std::size_t count = queued_.size();
+  Ring* r = count >= 2 && count <= kMaxQueued ? ring() : nullptr;
+  bool offered = r != nullptr && !r->broken &&
+                 std::all_of(queued_.begin(), queued_.end(), [r](const Request& q) { return r->offered[q.opcode()]; });
+  int results[kMaxQueued];
+  if (offered) {
+    for (std::size_t i = 0; i < count; ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&r->ring);
+      queued_[i].prepare(sqe);
+      sqe->user_data = i;
+      results[i] = kNotSeen;
+    }
+    if (!run_ring(r->ring, static_cast<unsigned>(count), std::span<int>(results, count)).ok) r->broken = true;
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    const Request& request = queued_[i];
+    *request.result = offered && results[i] != kNotSeen ? results[i] : request.make_directly();
+  }
+  queued_.clear();
+}
+
+void BatchIo::open(int dirfd, std::span<const char* const> names, const open_how& how, std::span<int> results) {
+  if (Ring* r = ring_for(IORING_OP_OPENAT2, names.size())) {
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&r->ring);
+      io_uring_prep_openat2(sqe, dirfd, names[i], const_cast<open_how*>(&how));
+      sqe->user_data = i;
+      results[i] = -ECANCELED;
+    }
+    if (run_ring(r->ring, static_cast<unsigned>(names.size()), results).ok) return;
+    // A ring that failed mid-batch may have opened some: run_ring() has collected
+    // every completion it could, so each fd in results is open and ours.
+    // Close those, then do it the slow way from now on.
+    r->broken = true;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (results[i] >= 0) ::close(results[i]);
+    }
+  }
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    results[i] = result_of(syscall(SYS_openat2, dirfd, names[i], &how, sizeof how));
+  }
+}
+
+void BatchIo::close(std::span<const int> fds) {
+  auto usable = static_cast<std::size_t>(std::count_if(fds.begin(), fds.end(), [](int fd) { return fd >= 0; }));
+  // Only a ring that has already opened (the opens that gave these fds went
+  // through it): a batch of one is closed directly like any other.
+  if (Ring* r = ring_ ? ring_for(IORING_OP_CLOSE, usable) : nullptr) {
+    unsigned count = 0;
+    int queued[kMaxBatch];  // request i closes queued[i]
+    for (int fd : fds) {
+      if (fd < 0) continue;
+      io_uring_sqe* sqe = io_uring_get_sqe(&r->ring);
+      io_uring_prep_close(sqe, fd);
+      sqe->user_data = count;
+      queued[count++] = fd;
+    }
+    int ignored[kMaxBatch];
+    Outcome outcome = run_ring(r->ring, count, std::span<int>(ignored, count));
+    if (outcome.ok) return;
+    r->broken = true;
+    // A submitted close is not retried, whatever its result: the kernel
+    // released the number (close(2) does even when it reports an error), so
+    // it may already be reused. The requests the kernel never took left
+    // their descriptors open: those are closed here, exactly once.
+    for (unsigned i = outcome.submitted; i < count; ++i) ::close(queued[i]);
+    return;
+  }
+  for (int fd : fds) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+}  // namespace vmwarden::acl::detail
