@@ -225,9 +225,12 @@ class Walk {
     }
     root->place = ShownPath::root(display_root);
 
-    // One thread per CPU this process may run on, each kept on its own.
+    // One thread per CPU this process may run on, each kept on its own
+    // (where the CPUs cannot be listed: one per online CPU, left alone).
     std::vector<int> cpus = allowed_cpus();
-    unsigned threads = options_.threads != 0 ? options_.threads : std::max<unsigned>(1, cpus.size());
+    unsigned threads = options_.threads != 0 ? options_.threads
+                       : cpus.empty()        ? std::max(1u, std::thread::hardware_concurrency())
+                                             : static_cast<unsigned>(cpus.size());
     auto cpu_of = [&](unsigned worker) { return cpus.empty() ? -1 : cpus[worker % cpus.size()]; };
     std::vector<Worker> workers(threads);
     PinnedToCpu pinned(cpu_of(0));

@@ -643,6 +643,43 @@ TEST(AclRevoke, WhileLeasedKeepsTheRecordForTheSweepToFinish) {
   EXPECT_GT(count_entries(getfacl(env.tree), uid), 0u);
 }
 
+// The walk keeps each of its threads on one CPU while it runs (doc/ACL.md,
+// "Performance"), the calling thread included: afterwards the caller runs
+// where it could before, whether that was every CPU or fewer. A walk that
+// pinned the caller and left it so would hold a sandbox's outer (and what
+// it starts) to one CPU.
+TEST(AclWalk, TheCallersCpusAreGivenBack) {
+  Env env;
+  make_tree(env.tree, 8, 20);
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("cpus");
+  cpu_set_t before;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof before, &before), 0);
+  std::vector<cpu_set_t> masks{before};
+  if (CPU_COUNT(&before) > 1) {
+    cpu_set_t fewer;
+    CPU_ZERO(&fewer);
+    for (int cpu = CPU_SETSIZE - 1; cpu >= 0; --cpu) {
+      if (CPU_ISSET(cpu, &before)) {
+        CPU_SET(cpu, &fewer);  // the highest only: not the CPU a walk pins first
+        break;
+      }
+    }
+    masks.push_back(fewer);
+  }
+  for (const cpu_set_t& mask : masks) {
+    ASSERT_EQ(::sched_setaffinity(0, sizeof mask, &mask), 0);
+    grant(registry, uid, env.tree, Access::ro);
+    revoke(registry, uid, env.tree);
+    cpu_set_t after;
+    ASSERT_EQ(::sched_getaffinity(0, sizeof after, &after), 0);
+    EXPECT_TRUE(CPU_EQUAL(&after, &mask)) << CPU_COUNT(&after) << " CPUs after the walk, " << CPU_COUNT(&mask)
+                                          << " before";
+  }
+  ASSERT_EQ(::sched_setaffinity(0, sizeof before, &before), 0);
+  EXPECT_EQ(count_entries(getfacl(env.tree), uid), 0u);
+}
+
 // A chain 1,100 levels deep with two more directories beside each level's
 // next one (a shape a VM can build in a read-write share): on one thread,
 // every directory with subdirectories still queued holds a descriptor, one
