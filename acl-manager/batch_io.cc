@@ -45,7 +45,9 @@ namespace {
 // The workers are this thread's, and run on the CPUs it may run on when it
 // sets the ring up: a walk thread kept on one CPU hands its requests over
 // without waking another (walk.cc, PinnedToCpu). The setting is the
-// thread's, not the ring's: the destructor puts it back.
+// thread's, not the ring's: the destructor puts it back when it runs on the
+// same thread (the walk's first worker is the calling thread); the other
+// walk threads' workers end with their threads.
 bool set_up(io_uring& ring, bool& workers_placed) {
   for (unsigned flags : {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, IORING_SETUP_COOP_TASKRUN, 0u}) {
     io_uring_params params{};
