@@ -88,7 +88,24 @@ inline int listen_at(const std::string& path, int type) {
 //
 // VMWARDEN_FAKE_BIND_SOCKETS: binds sockets there (flood-0, flood-1, ...)
 // until one fails, which it reports, or the VMM is killed.
+//
+// VMWARDEN_FAKE_SERIAL_SYMLINK: replaces serial.log (the warden's, open in
+// the warden already) with a symlink to DIR/../../outside/console (the
+// tests' tree puts the runtime directory at ROOT/run/NAME) and makes
+// serial.log.1 a hard link to that symlink: the warden's rotation, a
+// rename of serial.log to serial.log.1, then does nothing (the two are one
+// file), and the serial.log it creates next is the symlink, unless it
+// refuses one.
 inline void fill_runtime_dir_if_asked(const std::string& dir) {
+  if (flag("VMWARDEN_FAKE_SERIAL_SYMLINK")) {
+    std::string log = dir + "/serial.log";
+    auto outcome = [](int rc) { return rc >= 0 ? std::string("done") : std::string(std::strerror(errno)); };
+    std::string removed = outcome(::unlink(log.c_str()));
+    std::string linked = outcome(::symlink("../../outside/console", log.c_str()));
+    std::string hard_linked = outcome(::link(log.c_str(), (log + ".1").c_str()));
+    std::fprintf(stderr, "fake VMM: serial.log: unlink: %s; symlink: %s; link to serial.log.1: %s\n", removed.c_str(),
+                 linked.c_str(), hard_linked.c_str());
+  }
   if (flag("VMWARDEN_FAKE_BIND_SOCKETS")) {
     for (long i = 0;; ++i) {
       std::string path = dir + "/flood-" + std::to_string(i);
@@ -115,8 +132,14 @@ inline void fill_runtime_dir_if_asked(const std::string& dir) {
   if (log >= 0) ::close(log);
   std::string made_dir = outcome(::mkdir((dir + "/junk.d").c_str(), 0700));
   std::string linked = outcome(::symlink("/", (dir + "/junk.link").c_str()));
+  // mnt, the warden's tmpfs of the shares' mount points, root's (the VM has
+  // a share in the tests that ask this).
+  int in_mnt = ::open((dir + "/mnt/junk").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  std::string created_in_mnt = outcome(in_mnt);
+  if (in_mnt >= 0) ::close(in_mnt);
   std::fprintf(stderr, "fake VMM: fill the runtime directory: create junk: %s; append to serial.log: %s; mkdir: %s; "
-               "symlink: %s\n", created.c_str(), appended.c_str(), made_dir.c_str(), linked.c_str());
+               "symlink: %s; create in mnt: %s\n", created.c_str(), appended.c_str(), made_dir.c_str(), linked.c_str(),
+               created_in_mnt.c_str());
 }
 
 inline std::string directory_of(const std::string& path) { return path.substr(0, path.rfind('/')); }

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -567,6 +568,20 @@ int main(int argc, char** argv) {
     return ok("unshared");
   }
   if (command == "clone-newuser") return raw_clone(CLONE_NEWUSER);
+  if (command == "securebits") {  // securebits [FLIP]: prints them; first, with FLIP, flips those bits
+    if (argc > 2) {
+      unsigned long flip = std::strtoul(arg(1), nullptr, 0);
+      long bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+      if (bits < 0) return setup_failed("prctl(PR_GET_SECUREBITS)");
+      if (prctl(PR_SET_SECUREBITS, static_cast<unsigned long>(bits) ^ flip, 0, 0, 0) != 0)
+        return denied("prctl(PR_SET_SECUREBITS)");
+    }
+    long bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+    if (bits < 0) return denied("prctl(PR_GET_SECUREBITS)");
+    char text[32];
+    std::snprintf(text, sizeof text, "securebits 0x%lx", static_cast<unsigned long>(bits));
+    return ok(text);
+  }
   if (command == "clone3") {
     clone_args args{};
     args.exit_signal = SIGCHLD;

@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <sys/xattr.h>
 #include <linux/capability.h>
+#include <linux/securebits.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -700,6 +701,35 @@ TEST_F(SetuidTest, AKeptCapabilitySurvivesExecAlone) {
   char mask[32];
   std::snprintf(mask, sizeof mask, "%llx", 1ULL << CAP_SYS_CHROOT);
   EXPECT_EQ(outcome.out, euid(service_uid()) + " cap_eff=" + mask + " cap_prm=" + mask) << outcome;
+}
+
+// The securebits a service starts with, each one locked. A lock matters to
+// a service that keeps CAP_SETPCAP, which PR_SET_SECUREBITS asks for
+// (virtiofsd keeps it, over its own user namespace): unlocked, it could
+// clear SECBIT_NOROOT, so that uid 0, or a set-user-ID-root binary, gains
+// by exec what its bounding set holds; set KEEP_CAPS; or clear
+// NO_CAP_AMBIENT_RAISE. (A user namespace it creates starts from no bits at
+// all, whatever the locks: seccomp refuses it one.) The attacker reads its
+// bits (PR_GET_SECUREBITS needs no privilege), then tries to flip each.
+TEST_F(EscapeTest, SecurebitsAreSetAndLocked) {
+  Confinement setpcap = confinement();
+  setpcap.keep_capabilities = {CAP_SETPCAP};
+  char expected[32];
+  std::snprintf(expected, sizeof expected, "ok securebits 0x%x",
+                SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+                    SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED);
+  Outcome read = attack(confinement(), {"securebits"});
+  EXPECT_EQ(read.exit_code, 0) << read;
+  EXPECT_EQ(read.out, expected) << read;
+  for (int bit : {SECBIT_NOROOT, SECBIT_KEEP_CAPS, SECBIT_NO_CAP_AMBIENT_RAISE})
+    expect_denied(attack(setpcap, {"securebits", std::to_string(bit)}), "EPERM");
+  // The control: NO_SETUID_FIXUP, left alone and unlocked, can be set: the
+  // attacker holds CAP_SETPCAP, and only the locks refuse the others.
+  std::snprintf(expected, sizeof expected, "ok securebits 0x%x",
+                SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+                    SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED | SECBIT_NO_SETUID_FIXUP);
+  Outcome unlocked = attack(setpcap, {"securebits", std::to_string(SECBIT_NO_SETUID_FIXUP)});
+  EXPECT_EQ(unlocked.out, expected) << unlocked;
 }
 
 // --- /proc and the network ------------------------------------------------

@@ -50,6 +50,9 @@ constexpr const char* kTargetPid = "2";
 // for the target in the sandbox's runtime dir.
 constexpr const char* kTargetSocket = "{target socket}";
 
+// In the attacker's arguments: the sandbox's runtime dir.
+constexpr const char* kRuntimeDir = "{runtime dir}";
+
 // What protections the attacker's own confinement leaves out.
 struct Without {
   bool landlock = false;
@@ -118,6 +121,7 @@ class ServiceEscapeTest : public ::testing::Test {
     target.stage = 0;
     std::vector<std::string> attack_argv = attack_args;
     for (std::string& arg : attack_argv) {
+      if (arg.starts_with(kRuntimeDir)) arg = spec.runtime_dir.string() + arg.substr(std::string(kRuntimeDir).size());
       if (arg != kTargetSocket) continue;
       arg = (spec.runtime_dir / "target.sock").string();
       target.listen_sockets = {{arg, 3}};
@@ -142,6 +146,8 @@ class ServiceEscapeTest : public ::testing::Test {
     attacker.name = "attacker";
     attacker.argv = program(attack_argv);
     attacker.confinement = confinement(without);
+    auto& rules = attacker.confinement.landlock.paths;
+    rules.insert(rules.end(), attacker_rules_.begin(), attacker_rules_.end());
     attacker.fds = {{null, 0}, {out_write.get(), 1}, {err_write.get(), 2}};
     attacker.stage = 1;
     attacker.main = true;
@@ -186,6 +192,7 @@ class ServiceEscapeTest : public ::testing::Test {
   }
 
   Tools tools_;
+  std::vector<PathRule> attacker_rules_;  // Landlock rules of the attacker's beyond confinement()'s
   TempDir runtime_{"vmwarden-service-escape"};
   int runs_ = 0;
 };
@@ -222,6 +229,22 @@ TEST_F(ServiceEscapeTest, CannotConnectToASiblingsSocketInTheRuntimeDir) {
   expect_denied(attack({"sleep"}, args), "ENOENT");
   // Without Landlock the service's mounts are the warden's: nothing covers it.
   expect_success(attack({"sleep"}, args, {.landlock = true}));
+}
+
+// That tmpfs is read-only of its own. It matters where a write rule names /
+// by another path (`exec --rw` of a symlink to /): such a rule leaves every
+// mount as writable as on the host (nothing else is made read-only) and,
+// not naming the runtime dir or a directory above it, has it covered, under
+// a Landlock domain that allows writing everywhere. Nothing can be made in
+// the cover still (EROFS, not its owner's EACCES), its root's mode not
+// changed (EROFS, not EPERM), and the sibling's socket stays out of reach.
+TEST_F(ServiceEscapeTest, TheCoverOfTheRuntimeDirIsReadOnlyUnderAWriteRuleOnRootByAnotherName) {
+  std::filesystem::path root_link = tools_.dir() / "root";
+  std::filesystem::create_directory_symlink("/", root_link);
+  attacker_rules_ = {{root_link, PathRights::read_write()}};
+  expect_denied(attack({"sleep"}, {"write", std::string(kRuntimeDir) + "/junk"}), "EROFS");
+  expect_denied(attack({"sleep"}, {"chmod", kRuntimeDir}), "EROFS");
+  expect_denied(attack({"sleep"}, {"connect-path", kTargetSocket}), "ENOENT");
 }
 
 }  // namespace

@@ -369,6 +369,53 @@ TEST_P(SuperviseVmmTest, AFloodedConsoleKeepsAtMostTwiceTheCapAndItsLastBytes) {
   EXPECT_THAT(log, Not(HasSubstr("console line")));
 }
 
+// A compromised VMM owns its runtime directory and, where Landlock is
+// missing (faked away here), may put what it likes there: it makes
+// serial.log a symlink to a file outside (ROOT/outside/console, root's) and
+// serial.log.1 a hard link to that symlink, so that the warden's rotation
+// leaves it in place, then floods its console past the cap. The warden
+// (root) must not follow it: it refuses to create serial.log over it
+// (O_EXCL | O_NOFOLLOW) and drops the rest of the console, the file outside
+// untouched and still root's. cloud-hypervisor's runtime directory is
+// read-only to it, with or without Landlock: it cannot plant the link.
+TEST_P(SuperviseVmmTest, ASerialLogSymlinkIsNotFollowedByTheRotation) {
+  if (GetParam().vmm != std::string("crosvm")) GTEST_SKIP() << "its runtime directory is read-only to it";
+  std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
+  definition.replace(definition.find("console=ttyS0"), 13,
+                     "console=ttyS0 VMWARDEN_FAKE_SERIAL_SYMLINK=1 VMWARDEN_FAKE_CONSOLE_FLOOD=1");
+  testing::write_file(root_ / "config/vms/vm.toml", definition + "[sandbox]\nlandlock = \"best-effort\"\n");
+  extra_env_["VMWARDEN_LANDLOCK_ABI"] = "0";
+  fs::path outside = root_ / "outside/console";
+  testing::write_file(outside, "untouched");
+  pid_t outer = start_supervise();
+  // Done once the warden gave up on the console, or wrote through the link.
+  std::string log;
+  for (auto deadline = Clock::now() + 60s; Clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
+    std::error_code error;
+    log = fs::exists(root_ / "log", error) ? testing::read_file(root_ / "log") : std::string();
+    if (log.find("is dropped") != std::string::npos || testing::read_file(outside) != "untouched") break;
+  }
+  EXPECT_THAT(log, HasSubstr("fake VMM: serial.log: unlink: done; symlink: done; link to serial.log.1: done"))
+      << "the attack was not made: the test would prove nothing";
+  // Compared as a whole, reported by size: what went through would be
+  // megabytes of console lines.
+  auto untouched = [&] { return testing::read_file(outside) == "untouched"; };
+  EXPECT_TRUE(untouched()) << "the warden wrote through the symlink: "
+                           << testing::read_file(outside).size() << " bytes there";
+  struct stat file {};
+  ASSERT_EQ(::stat(outside.c_str(), &file), 0);
+  EXPECT_EQ(file.st_uid, 0u);
+  EXPECT_THAT(log, HasSubstr("File exists"));
+  EXPECT_TRUE(fs::is_symlink(root_ / "run/vm/serial.log")) << "left as the VMM made it";
+
+  ASSERT_EQ(testing::kill_process(outer, SIGTERM), 0);
+  int status = wait_for(outer, 20s);
+  log = testing::read_file(root_ / "log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << log;
+  EXPECT_TRUE(untouched()) << testing::read_file(outside).size() << " bytes there";
+}
+
 // A compromised VMM owns the runtime directory. crosvm, which binds its own
 // control socket there, has that directory writable; where Landlock is
 // missing (landlock = "best-effort" on a kernel without it, faked here) it
@@ -402,7 +449,9 @@ TEST_P(SuperviseVmmTest, AControlSocketNamedByASymlinkIsRefusedNotFollowed) {
 // cloud-hypervisor, given its socket by the warden, has a read-only rule,
 // and the directory is a read-only mount for it (EROFS, even without
 // Landlock). The control: crosvm with Landlock faked away, where every
-// attempt goes through.
+// attempt goes through. In every case the warden's tmpfs of the shares'
+// mount points, RUNTIME_DIR/NAME/mnt, refuses a file as a read-only mount
+// (EROFS), not only by its owner (root) or Landlock (EACCES).
 TEST_P(SuperviseVmmTest, AVmmCannotWriteFilesInItsRuntimeDirectory) {
   std::string definition = testing::read_file(root_ / "config/vms/vm.toml");
   definition.replace(definition.find("console=ttyS0"), 13, "console=ttyS0 VMWARDEN_FAKE_FILL_RUNTIME=1");
@@ -427,9 +476,11 @@ TEST_P(SuperviseVmmTest, AVmmCannotWriteFilesInItsRuntimeDirectory) {
     return std::make_pair(line, junk);
   };
   const bool given_socket = GetParam().vmm != std::string("crosvm");
+  // mnt, the tmpfs of the shares' mount points, is read-only in every case:
+  // root's, and made read-only by the warden once the points are on it.
   auto refused = [](const char* error) {
     return fmt::format("fill the runtime directory: create junk: {0}; append to serial.log: {0}; mkdir: {0}; "
-                       "symlink: {0}",
+                       "symlink: {0}; create in mnt: Read-only file system",
                        error);
   };
   auto [denied, junk_made] = attempt(true);
@@ -441,7 +492,7 @@ TEST_P(SuperviseVmmTest, AVmmCannotWriteFilesInItsRuntimeDirectory) {
     EXPECT_FALSE(junk_made_without);
   } else {
     EXPECT_EQ(without_landlock, "fill the runtime directory: create junk: done; append to serial.log: done; mkdir: "
-                                "done; symlink: done")
+                                "done; symlink: done; create in mnt: Read-only file system")
         << "the control changed nothing: the test would prove nothing";
     EXPECT_TRUE(junk_made_without);
   }
