@@ -632,9 +632,9 @@ class Walk {
     // file whose ACL already is what the edit makes (nothing is written, so
     // neither its type nor its owner matters) unless the edit also looks at
     // its mode and owner; statx the rest and check them as process_pinned
-    // does; write the ACLs that change. A file whose ACL could not be read in one go (too
-    // large for the buffer, or an error) goes through process_pinned, which
-    // reads it again and says what failed.
+    // does; write the ACLs that change. A file whose ACL could not be read
+    // in one go (too large for the buffer, or an error) goes through
+    // process_pinned, which reads it again and says what failed.
     void process_read_batch(Walk& walk, const std::shared_ptr<DirHandle>& dir,
                             std::span<const std::string* const> names, std::span<const int> fds) {
       const Editor& editor = walk.editor_;

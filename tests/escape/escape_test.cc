@@ -601,11 +601,20 @@ TEST_F(EscapeTest, X32SyscallsAreKilled) {
 
 TEST_F(EscapeTest, I386SyscallsAreKilled) {
   // int 0x80 from a 64-bit process reaches the i386 syscall table, unless
-  // the machine does not offer that entry at all (a fault without a filter).
+  // the machine does not offer that entry at all (a fault without a filter:
+  // a kernel without ia32 emulation, or some paravirtualised guests).
   Outcome i386_unfiltered = attack(confinement(), {"i386-syscall"}, {.omitted = step_seccomp});
-  if (i386_unfiltered.signal == SIGSEGV) GTEST_SKIP() << "int 0x80 faults on this machine even unconfined";
+  Outcome i386_filtered = attack(confinement(), {"i386-syscall"});
+  if (i386_unfiltered.signal == SIGSEGV) {
+    // Nothing gets through here with or without the filter, so what the
+    // filter adds cannot be seen on this machine (it is on one that offers
+    // the entry): the confined call must not get through either.
+    std::printf("int 0x80 faults on this machine even unconfined: the filter's own part is not seen here\n");
+    EXPECT_TRUE(i386_filtered.signal == SIGSEGV || i386_filtered.signal == SIGSYS) << i386_filtered;
+    return;
+  }
   expect_success(i386_unfiltered);
-  expect_killed_by_seccomp(attack(confinement(), {"i386-syscall"}));
+  expect_killed_by_seccomp(i386_filtered);
 }
 
 TEST_F(EscapeTest, SeccompLogModeOnlyLogs) {
