@@ -78,10 +78,10 @@ BatchIo::Ring* BatchIo::ring() {
   return ring_.get();
 }
 
-BatchIo::Ring* BatchIo::ring_for(unsigned opcode, std::size_t count) {
-  if (count < 2 || count > kMaxBatch) return nullptr;  // one call costs no more than one submission
+BatchIo::Ring* BatchIo::ring_for(std::size_t count, std::size_t most) {
+  if (count < 2 || count > most) return nullptr;  // one call costs no more than one submission
   Ring* r = ring();
-  return r != nullptr && !r->broken && r->offered[opcode] ? r : nullptr;
+  return r != nullptr && !r->broken ? r : nullptr;
 }
 
 BatchIo::~BatchIo() {
@@ -188,8 +188,8 @@ void BatchIo::set_xattr(int fd, const char* name, std::string_view value, int* r
 // it once does).
 void BatchIo::run() {
   std::size_t count = queued_.size();
-  Ring* r = count >= 2 && count <= kMaxQueued ? ring() : nullptr;
-  bool offered = r != nullptr && !r->broken &&
+  Ring* r = ring_for(count, kMaxQueued);
+  bool offered = r != nullptr &&
                  std::all_of(queued_.begin(), queued_.end(), [r](const Request& q) { return r->offered[q.opcode()]; });
   int results[kMaxQueued];
   if (offered) {
@@ -209,7 +209,7 @@ void BatchIo::run() {
 }
 
 void BatchIo::open(int dirfd, std::span<const char* const> names, const open_how& how, std::span<int> results) {
-  if (Ring* r = ring_for(IORING_OP_OPENAT2, names.size())) {
+  if (Ring* r = ring_for(names.size(), kMaxBatch); r != nullptr && r->offered[IORING_OP_OPENAT2]) {
     for (std::size_t i = 0; i < names.size(); ++i) {
       io_uring_sqe* sqe = io_uring_get_sqe(&r->ring);
       io_uring_prep_openat2(sqe, dirfd, names[i], const_cast<open_how*>(&how));
@@ -234,7 +234,7 @@ void BatchIo::close(std::span<const int> fds) {
   auto usable = static_cast<std::size_t>(std::count_if(fds.begin(), fds.end(), [](int fd) { return fd >= 0; }));
   // Only a ring that has already opened (the opens that gave these fds went
   // through it): a batch of one is closed directly like any other.
-  if (Ring* r = ring_ ? ring_for(IORING_OP_CLOSE, usable) : nullptr) {
+  if (Ring* r = ring_ ? ring_for(usable, kMaxBatch) : nullptr; r != nullptr && r->offered[IORING_OP_CLOSE]) {
     unsigned count = 0;
     int queued[kMaxBatch];  // request i closes queued[i]
     for (int fd : fds) {

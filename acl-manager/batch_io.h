@@ -57,8 +57,9 @@ class BatchIo {
   // Set up at the first batch of more than one file: a walk of a tree with
   // a handful of files (a VM's small share) never pays for a ring.
   Ring* ring();
-  // The ring, if it can take a batch of `count` requests of `opcode`.
-  Ring* ring_for(unsigned opcode, std::size_t count);
+  // The ring, if it can take a batch of `count` requests (2 to `most`); the
+  // caller checks that it offers their operations.
+  Ring* ring_for(std::size_t count, std::size_t most);
   struct Request;
   bool want_ring_ = true;
   std::unique_ptr<Ring> ring_;

@@ -231,7 +231,11 @@ class Walk {
     unsigned threads = options_.threads != 0 ? options_.threads
                        : cpus.empty()        ? std::max(1u, std::thread::hardware_concurrency())
                                              : static_cast<unsigned>(cpus.size());
-    auto cpu_of = [&](unsigned worker) { return cpus.empty() ? -1 : cpus[worker % cpus.size()]; };
+    // Only a walk through the view hands requests to io_uring's workers
+    // (process_read_batch): a small flat tree's walk leaves the caller alone.
+    auto cpu_of = [&](unsigned worker) {
+      return cpus.empty() || !through_view() ? -1 : cpus[worker % cpus.size()];
+    };
     std::vector<Worker> workers(threads);
     PinnedToCpu pinned(cpu_of(0));
     {
