@@ -51,6 +51,7 @@ std::optional<uid_t> parse_id(std::string_view text) {
 Report& Report::operator+=(const Report& other) {
   changed += other.changed;
   unchanged += other.unchanged;
+  unchanged_as_verified += other.unchanged_as_verified;
   skipped_hardlinks += other.skipped_hardlinks;
   skipped_foreign += other.skipped_foreign;
   skipped_symlinks += other.skipped_symlinks;
@@ -78,6 +79,7 @@ Report& Report::operator+=(const Report& other) {
 
 std::string Report::summary() const {
   std::string text = fmt::format("{} changed, {} unchanged", changed, unchanged);
+  if (unchanged_as_verified != 0) text += fmt::format(" ({} as the last grant left them)", unchanged_as_verified);
   auto add = [&text](std::uint64_t count, std::string_view what) {
     if (count != 0) text += fmt::format(", {} {}", count, what);
   };
@@ -430,10 +432,14 @@ Granted grant_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
   UniqueFd root = open_tree(tree);
   require_grantable_root(root.get(), tree);
   auto require_allocated = [&] {
-    if (!registry.is_allocated(uid))
+    std::optional<UidInfo> info = registry.find(uid);
+    if (!info || !info->allocated)
       throw UsageError(fmt::format("UID {} is not allocated (`vmwarden uid alloc` hands one out)", uid));
+    return *info;
   };
-  require_allocated();
+  // Only an alias is granted the same tree again: a single-use UID's
+  // grants end with its VM, so it keeps no set of verified files.
+  const bool alias = !require_allocated().alias.empty();
   UniqueFd lock = registry.lock_acl_changes();
   std::vector<GrantRecord> records = registry.grant_records(uid);
   warn_of_nested_records(records, uid, tree, "granting");
@@ -450,7 +456,31 @@ Granted grant_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
     registry.record_grant(record);
   }
   GrantEditor editor(uid, access, registry.range());
-  Report report = detail::walk_tree(root.get(), shown(tree), editor, options);
+  if (!alias) return {detail::walk_tree(root.get(), shown(tree), editor, options), std::move(root)};
+  detail::Verified verified;
+  std::filesystem::path verified_path = registry.verified_files_path(uid, tree);
+  struct stat root_stat;
+  check(::fstat(root.get(), &root_stat), "fstat", tree.string());
+  detail::VerifiedScope scope{uid,
+                              access == Access::rw,
+                              root_stat.st_dev,
+                              root_stat.st_ino,
+                              root_stat.st_uid,
+                              registry.range().first,
+                              registry.range().last};
+  verified.known = detail::VerifiedFiles::load(verified_path, scope);
+  if (verified.known.empty()) verified.known = detail::VerifiedFiles(scope, {});
+  Report report = detail::walk_tree(root.get(), shown(tree), editor, options, &verified);
+  // Under the lock, like the walk. Not saved, the set only costs the next
+  // grant a full check: said, not failed.
+  if (verified.recorded) {
+    try {
+      verified.found.save(verified_path);
+    } catch (const std::exception& e) {
+      log::warning("granting {}: the files verified were not kept for the next grant: {}", shown(tree),
+                   printable(e.what()));
+    }
+  }
   return {std::move(report), std::move(root)};
 }
 

@@ -30,6 +30,9 @@ struct WalkOptions {
 struct Report {
   std::uint64_t changed = 0;            // objects whose ACL was (or, dry run, would be) rewritten
   std::uint64_t unchanged = 0;          // already right
+  // Of unchanged: regular files a statx showed as the last grant of the
+  // tree left them (doc/ACL.md, "Files a grant verified"), their ACL unread.
+  std::uint64_t unchanged_as_verified = 0;
   std::uint64_t skipped_hardlinks = 0;  // grants: non-directories with st_nlink > 1
   std::uint64_t skipped_foreign = 0;    // grants: owned by neither the tree's owner nor a VM (not entered)
   std::uint64_t skipped_symlinks = 0;
@@ -64,9 +67,12 @@ struct Report {
 // Gives `uid` u:UID:r-X (ro) or u:UID:rwX (rw) on every directory and regular
 // file under `tree`, and the same as a default entry on every directory. The
 // grant record is written first, so a crash mid-walk leaves it for revoke and
-// sweep. UsageError (nothing changed) for a relative or missing path, a path
-// with a symlink in it, a root whose filesystem has no POSIX ACLs, a UID
-// outside the range or not allocated.
+// sweep. For an alias, the files the walk left right are kept
+// (verified_files.h) for the next grant of the tree, which leaves those
+// unchanged since unread.
+// UsageError (nothing changed) for a relative or missing path, a path with a
+// symlink in it, a root whose filesystem has no POSIX ACLs, a UID outside
+// the range or not allocated.
 Report grant(UidRegistry& registry, uid_t uid, const std::filesystem::path& tree, Access access,
              const WalkOptions& options = {});
 

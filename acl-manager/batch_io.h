@@ -5,7 +5,7 @@
 // syscall it stands for, made on the same descriptor: opening applies the
 // same open_how (flags and RESOLVE_* rules) as openat2(2), and the xattr
 // and statx requests act on the descriptor's own inode, as their f*
-// syscalls do. Without io_uring, or without one of its operations (kernel,
+// syscalls do (stat_at: on a name in a directory, never followed). Without io_uring, or without one of its operations (kernel,
 // sysctl or seccomp refusing it), each step falls back to one syscall per
 // file. One per thread. Internal to acl-manager.
 #pragma once
@@ -45,8 +45,15 @@ class BatchIo {
   void get_xattr(int fd, const char* name, char* buffer, std::size_t size, int* result);
   // *result = statx(fd, "", AT_EMPTY_PATH, mask, stats).
   void stat(int fd, unsigned mask, struct statx* stats, int* result);
+  // *result = statx(dirfd, name, AT_SYMLINK_NOFOLLOW, mask, stats): a name
+  // in the directory, never followed if it is a symlink.
+  void stat_at(int dirfd, const char* name, unsigned mask, struct statx* stats, int* result);
   // *result = fsetxattr(fd, name, value, 0).
   void set_xattr(int fd, const char* name, std::string_view value, int* result);
+  // stat(), made after the request queued just before it, and only if that
+  // one succeeded (otherwise *result = -ECANCELED): linked to it in the
+  // same submission, so that it sees what that request did.
+  void stat_after_previous(int fd, unsigned mask, struct statx* stats, int* result);
   void run();
 
   // Whether batches go through io_uring (sets the ring up if not yet done).

@@ -46,7 +46,7 @@ using detail::write_atomically;
 namespace {
 
 struct Paths {
-  std::filesystem::path uids, allocated, released, registry_lock, grants, grants_lock, leases;
+  std::filesystem::path uids, allocated, released, registry_lock, grants, grants_lock, verified, leases;
 
   explicit Paths(const Locations& locations)
       : uids(locations.state_dir / "uids"),
@@ -55,10 +55,12 @@ struct Paths {
         registry_lock(uids / "lock"),
         grants(locations.state_dir / "grants"),
         grants_lock(grants / "lock"),
+        verified(locations.state_dir / "verified"),
         leases(locations.runtime_dir / "_uid-leases") {}
 
   std::filesystem::path lease(uid_t uid) const { return leases / std::to_string(uid); }
   std::filesystem::path grants_of(uid_t uid) const { return grants / std::to_string(uid); }
+  std::filesystem::path verified_of(uid_t uid) const { return verified / std::to_string(uid); }
 };
 
 template <typename T>
@@ -1227,6 +1229,16 @@ void UidRegistry::remove_grant_record(uid_t uid, const std::filesystem::path& tr
   std::filesystem::path dir = paths.grants_of(uid);
   remove_durably(dir, tree_key(tree));
   remove_leftovers_of(dir);
+  // Neither durably nor failing the removal: a set that outlives its record
+  // is never wrong (verified_files.h), and the next grant of the tree
+  // replaces it.
+  std::filesystem::path verified = paths.verified_of(uid);
+  ::unlink((verified / tree_key(tree)).c_str());
+  remove_leftovers_of(verified);
+}
+
+std::filesystem::path UidRegistry::verified_files_path(uid_t uid, const std::filesystem::path& tree) const {
+  return Paths(locations_).verified_of(uid) / tree_key(tree);
 }
 
 void UidRegistry::remove_grant_leftovers() {

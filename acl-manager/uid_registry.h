@@ -214,7 +214,11 @@ class UidRegistry {
   // under the registry's lock, so that no release (and no reuse of the UID)
   // comes between the check and the record. UsageError if it is not.
   void record_grant(const GrantRecord& record);
+  // Removes the record, and the files the tree's grants verified.
   void remove_grant_record(uid_t uid, const std::filesystem::path& tree);
+  // Where grants of `tree` to `uid` keep the files they verified
+  // (verified_files.h): STATE_DIR/verified/UID/KEY, KEY as the record's.
+  std::filesystem::path verified_files_path(uid_t uid, const std::filesystem::path& tree) const;
   // Removes what writes of grant records cut short by a crash left in
   // grants/UID/, and grants/UID/ itself when it holds no record.
   void remove_grant_leftovers();

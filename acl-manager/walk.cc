@@ -116,6 +116,8 @@ struct CloseBatch {
 
 // What the walk learns of a pinned file from statx (process_pinned's checks).
 constexpr unsigned kStatxMask = STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO;
+// What a file's entry in a VerifiedFiles takes, and what tells that it is one.
+constexpr unsigned kVerifyMask = STATX_TYPE | STATX_NLINK | STATX_INO | STATX_CTIME;
 
 struct stat stat_from(const struct statx& sx) {
   struct stat st {};
@@ -209,7 +211,7 @@ class Walk {
     read_how_.resolve = resolve;
   }
 
-  Report run(int root_fd, const std::string& display_root) {
+  Report run(int root_fd, const std::string& display_root, Verified* verified) {
     auto root = std::make_shared<DirHandle>();
     // A small flat tree (a VM's fresh share) goes without the view: making
     // it and dissolving it (closing its descriptor waits for an RCU grace
@@ -224,6 +226,12 @@ class Walk {
       root->fd = UniqueFd(check(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0), "dup", display_root));
     }
     root->place = ShownPath::root(display_root);
+    // Only a grant's walk can take a file as verified or verify one: a
+    // removal's must read every ACL (and a revoke looks at set-ID bits).
+    bool grant = editor_.adds_entries() && !editor_.clears_setid_bits();
+    if (verified && grant && !verified->known.empty()) known_ = &verified->known;
+    // A small tree's walk (a VM's fresh share) is not worth a record.
+    recording_ = verified && grant && !options_.dry_run && through_view();
 
     // One thread per CPU this process may run on, each kept on its own
     // (where the CPUs cannot be listed: one per online CPU, left alone).
@@ -260,6 +268,16 @@ class Walk {
 
     Report total;
     for (const Worker& worker : workers) total += worker.report;
+    // Only a walk that verified a file of its own replaces the set: the
+    // files it took from the set are there already, and an entry for a
+    // file gone since is never wrong (verified_files.h).
+    bool verified_more = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.verified_more; });
+    if (recording_ && verified_more) {
+      std::vector<VerifiedFile> found;
+      for (Worker& worker : workers) found.insert(found.end(), worker.found.begin(), worker.found.end());
+      verified->found = VerifiedFiles(verified->known.scope(), std::move(found));
+      verified->recorded = true;
+    }
     return total;
   }
 
@@ -272,6 +290,10 @@ class Walk {
     unsigned fast_misses = 0;
     unsigned fast_pause = 0;
     unsigned fast_rounds = 0;
+    std::vector<VerifiedFile> found;  // the files this worker left right (Walk::recording_)
+    bool verified_more = false;       // some not taken from Walk::known_
+    unsigned verified_pause = 0;      // take_verified_files()
+    unsigned verified_misses = 0;
 
     // The paths are made only for what the report keeps.
     void note_foreign(const DirHandle& dir, std::string_view name = {}) {
@@ -334,7 +356,10 @@ class Walk {
       // The root's owner decides whose objects a grant may edit. A directory
       // of a third party's is not entered either: what lies below it came in
       // with it.
-      if (is_root) walk.root_owner_ = st.st_uid;
+      if (is_root) {
+        walk.root_owner_ = st.st_uid;
+        walk.root_dev_ = st.st_dev;
+      }
       if (!is_root && !walk.editor_.accepts_owner(st.st_uid, walk.root_owner_)) {
         note_foreign(*dir);
         return;
@@ -579,8 +604,14 @@ class Walk {
       // Where a batch reads the ACLs through io_uring anyway, reading them by
       // name first costs more than it saves.
       bool name_check = !(for_reading && names.size() > 1 && io.uses_io_uring());
+      // Files an earlier grant verified cost a statx by name, not a read;
+      // the others are read through a descriptor, which a walk keeping what
+      // it verified needs anyway.
+      bool take_verified = listed_regular && walk.known_ != nullptr;
+      if (take_verified || walk.recording_) name_check = false;
       pending.clear();
       auto flush = [&] {
+        if (take_verified) take_verified_files(walk, dirfd, pending);
         if (pending.empty()) return;
         if (!for_reading) {
           pin_with_o_path(walk, dir, pending);
@@ -610,6 +641,59 @@ class Walk {
         if (pending.size() == BatchIo::kMaxBatch) flush();
       }
       flush();
+    }
+
+    // The file statx describes as a VerifiedFiles entry: a regular file with
+    // one link on the tree's filesystem (a grant edits no other), or none.
+    std::optional<VerifiedFile> verified_file(const Walk& walk, const struct statx& sx) const {
+      if ((sx.stx_mask & kVerifyMask) != kVerifyMask || !S_ISREG(sx.stx_mode) || sx.stx_nlink != 1 ||
+          makedev(sx.stx_dev_major, sx.stx_dev_minor) != walk.root_dev_) {
+        return std::nullopt;
+      }
+      return VerifiedFile{sx.stx_ino, sx.stx_ctime.tv_sec * 1'000'000'000LL + sx.stx_ctime.tv_nsec};
+    }
+
+    // drop_verified() while it finds some: a batch where it finds none (a
+    // tree changed all over since the last grant, e.g. its ACLs removed)
+    // stops it for the next 1, 2, 4 ... 64 batches, so that such a tree
+    // costs few statx calls in vain.
+    void take_verified_files(Walk& walk, int dirfd, std::vector<const std::string*>& names) {
+      if (verified_pause > 0) {
+        --verified_pause;
+        return;
+      }
+      std::size_t before = names.size();
+      drop_verified(walk, dirfd, names);
+      if (names.size() < before || before == 0) {
+        verified_misses = 0;
+      } else {
+        verified_pause = 1u << std::min(6u, verified_misses++);
+      }
+    }
+
+    // Takes out of `names` (at most BatchIo::kMaxBatch, listed as regular
+    // files) those that statx by name, never following a symlink, shows as
+    // the last grant verified them: nothing has changed their ACL, mode,
+    // owner or links since, so they are still right (verified_files.h).
+    // Nothing is written on this account: whatever does not match goes the
+    // usual way.
+    void drop_verified(Walk& walk, int dirfd, std::vector<const std::string*>& names) {
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        io.stat_at(dirfd, names[i]->c_str(), kVerifyMask, &stats_[i], &stat_results_[i]);
+      }
+      io.run();
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        std::optional<VerifiedFile> file = stat_results_[i] == 0 ? verified_file(walk, stats_[i]) : std::nullopt;
+        if (file && walk.known_->contains(*file)) {
+          ++report.unchanged;
+          ++report.unchanged_as_verified;
+          if (walk.recording_) found.push_back(*file);
+          continue;
+        }
+        names[kept++] = names[i];
+      }
+      names.resize(kept);
     }
 
     // At most BatchIo::kMaxBatch names.
@@ -650,6 +734,7 @@ class Walk {
 
       for (std::size_t i = 0; i < count; ++i) {
         needs_check_[i] = false;
+        verify_[i] = Verify::no;
         if (fds[i] < 0) continue;
         int size = acl_sizes_[i];
         if (size < 0 && size != -ENODATA) {
@@ -663,6 +748,7 @@ class Walk {
                                : decode(std::string_view(acl_buffers_[i], static_cast<std::size_t>(size)), access) &&
                                      !editor.edit_access(access, false, scratch_report)) {
             ++report.unchanged;
+            if (walk.recording_) verify_[i] = Verify::stat_it;
             continue;
           }
         }
@@ -683,7 +769,12 @@ class Walk {
           continue;
         int size = acl_sizes_[i];
         if (size >= 0) value.assign(acl_buffers_[i], static_cast<std::size_t>(size));
-        if (!edit(walk, *dir, *names[i], size >= 0 ? 0 : size, st)) continue;
+        Edit edited = edit(walk, *dir, *names[i], size >= 0 ? 0 : size, st);
+        if (edited == Edit::unchanged && walk.recording_) {
+          // stats_[i] was taken after the read.
+          if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) add_verified(*file);
+        }
+        if (edited != Edit::changed) continue;
         if (walk.options_.dry_run) {
           ++report.changed;
           continue;
@@ -693,6 +784,7 @@ class Walk {
         write_values_[i].clear();
         encode(access, write_values_[i]);
         io.set_xattr(fds[i], kAccessAcl, write_values_[i], &write_results_[i]);
+        if (walk.recording_) io.stat_after_previous(fds[i], kVerifyMask, &stats_[i], &stat_results_[i]);
       }
       io.run();
 
@@ -701,12 +793,37 @@ class Walk {
         if (rc == kNotAsked) continue;
         if (rc == 0) {
           ++report.changed;
+          if (walk.recording_) verify_[i] = Verify::stated;
         } else if (rc == -ENOENT) {
           ++report.vanished;
         } else {
           note_error(*dir, *names[i], "set ACL", -rc);
         }
       }
+      if (walk.recording_) record_verified(walk, fds.first(count));
+    }
+
+    // Records the files of the batch marked in verify_ (left right: found so,
+    // or written) by the inode and ctime a statx shows after the read or the
+    // write (made with the write, linked to it). A change by someone else
+    // between the two is taken for the walk's own: only the file's owner (or
+    // root) can change its ACL or mode, and it could as well do so right
+    // after the walk, so this gives no one more than they have (doc/ACL.md,
+    // "Files a grant verified").
+    void record_verified(const Walk& walk, std::span<const int> fds) {
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (verify_[i] == Verify::stat_it) io.stat(fds[i], kVerifyMask, &stats_[i], &stat_results_[i]);
+      }
+      io.run();
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (verify_[i] == Verify::no || stat_results_[i] != 0) continue;
+        if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) add_verified(*file);
+      }
+    }
+
+    void add_verified(const VerifiedFile& file) {
+      found.push_back(file);
+      verified_more = true;
     }
 
     // Whether a pinned non-directory that `st` describes may be edited;
@@ -771,26 +888,27 @@ class Walk {
       return true;
     }
 
+    enum class Edit { changed, unchanged, failed };
+
     // Edits the access ACL read from a pinned file (read: 0, the ACL in
     // `value`; -ENODATA: none; other -errno: the read failed) into `access`;
-    // whether it changed, after counting the file as unchanged or failed if
-    // not.
-    bool edit(Walk& walk, const DirHandle& dir, const std::string& name, int read, const struct stat& st) {
+    // counts the file as unchanged or failed if it is not changed.
+    Edit edit(Walk& walk, const DirHandle& dir, const std::string& name, int read, const struct stat& st) {
       if (read == -ENODATA) {
         if (!walk.editor_.adds_entries()) {
           ++report.unchanged;
-          return false;
+          return Edit::unchanged;
         }
         from_mode(st.st_mode, access);
       } else if (read < 0 || !decode(value, access)) {
         note_error(dir, name, "read ACL", read < 0 ? -read : EINVAL);
-        return false;
+        return Edit::failed;
       }
       if (!walk.editor_.edit_access(access, false, report)) {
         ++report.unchanged;
-        return false;
+        return Edit::unchanged;
       }
-      return true;
+      return Edit::changed;
     }
 
     // A descriptor's name in /proc/self/fd.
@@ -815,7 +933,7 @@ class Walk {
       int proc = walk.proc_fd_.get();
       std::array<char, 16> proc_name = fd_name(fd);
       int rc = o_path ? read_value(proc, proc_name.data(), /*follow=*/true, kAccessAcl) : read_fd_value(fd, kAccessAcl);
-      if (!edit(walk, *dir, name, rc, st)) return;
+      if (edit(walk, *dir, name, rc, st) != Edit::changed) return;
       if (!walk.options_.dry_run) {
         if (o_path) {
           value.clear();
@@ -870,6 +988,9 @@ class Walk {
     // process_read_batch's, one of each per file of the batch.
     static constexpr int kNotAsked = INT_MIN;  // a result no request was made for
     bool needs_check_[BatchIo::kMaxBatch];
+    // Left right, for record_verified(): to stat, or stated with the write.
+    enum class Verify : std::uint8_t { no, stat_it, stated };
+    Verify verify_[BatchIo::kMaxBatch];
     int acl_sizes_[BatchIo::kMaxBatch];
     int stat_results_[BatchIo::kMaxBatch];
     int write_results_[BatchIo::kMaxBatch];
@@ -936,6 +1057,11 @@ class Walk {
   const Editor& editor_;
   const WalkOptions& options_;
   uid_t root_owner_ = 0;  // set by the root's processing, before other threads start
+  dev_t root_dev_ = 0;    // likewise
+  // The files an earlier grant verified (Verified::known), if this walk may
+  // take them as right.
+  const VerifiedFiles* known_ = nullptr;
+  bool recording_ = false;  // Worker::found is kept (Verified::found)
   UniqueFd proc_fd_;
   bool use_fast_check_ = false;
   // How non-directories are pinned: O_PATH, or opened for reading (only
@@ -1020,10 +1146,11 @@ class RaisedFileLimit {
 
 }  // namespace
 
-Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options) {
+Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options,
+                 Verified* verified) {
   RaisedFileLimit file_limit;
   Walk walk(editor, options);
-  return walk.run(root_fd, display_root);
+  return walk.run(root_fd, display_root, verified);
 }
 
 void force_unknown_d_type(bool on) { unknown_d_type_forced.store(on, std::memory_order_relaxed); }

@@ -9,6 +9,7 @@
 
 #include "acl-manager/acl.h"
 #include "acl-manager/acl_entries.h"
+#include "acl-manager/verified_files.h"
 
 namespace vmwarden::acl::detail {
 
@@ -41,12 +42,29 @@ class Editor {
   virtual bool accepts_owner(uid_t owner, uid_t root_owner) const = 0;
 };
 
+// The regular files a grant found right (verified_files.h), for a walk of
+// an editor that only adds entries.
+struct Verified {
+  // In: what an earlier grant of the tree verified. A listed regular file
+  // that statx by name shows as recorded there (one link, on the tree's
+  // filesystem, the same inode and ctime) is left alone, unread.
+  VerifiedFiles known;
+  // Out: the files this walk left right, by the inode and ctime statx saw
+  // after its read or write, in known's scope. `recorded` says whether it
+  // kept them: a walk through the nodev view, not a dry run, that verified
+  // some file itself (one that found every file in `known` leaves it as
+  // the set to keep).
+  VerifiedFiles found;
+  bool recorded = false;
+};
+
 // Walks the directory open as root_fd (which the caller opened without
 // following symlinks), through a nodev view of it where one can be had
 // (nodev_view.h). `display_root` prefixes paths in the report, which are
 // printable (common/printable.h): it must be so already. Each
 // directory is walked once, however many names lead to it during the walk.
-Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options);
+Report walk_tree(int root_fd, const std::string& display_root, const Editor& editor, const WalkOptions& options,
+                 Verified* verified = nullptr);
 
 // For tests: while on, directory listings report DT_UNKNOWN for every entry,
 // as on a filesystem that gives no d_type.

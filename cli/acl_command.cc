@@ -64,7 +64,9 @@ void add_acl_command(CLI::App& app, Globals& globals) {
       "too), and no other entry is modified. Records the grant under STATE_DIR/grants (after "
       "checking that PATH's filesystem supports POSIX ACLs), with the directory's file handle, so that "
       "revoke and sweep find it after a rename; a directory granted as PATH before that still exists "
-      "stays in the record. PATH may not be / nor show vmwarden's own directories, as a VM's share may not.");
+      "stays in the record. A grant to an alias keeps the regular files it left right, by inode and ctime, under "
+      "STATE_DIR/verified: the next grant of PATH leaves those still so unread (one statx each). PATH may not be / nor show "
+      "vmwarden's own directories, as a VM's share may not.");
   grant->add_option("--uid", grant_options->uid, "An allocated UID in the range, or an alias")->required();
   grant->add_flag("--ro", grant_options->ro, "Read access (r-X)");
   grant->add_flag("--rw", grant_options->rw, "Read-write access (rwX)");

@@ -3083,9 +3083,11 @@ TEST(AclFallback, WithoutIoUringTheResultIsTheSame) {
 
 // Which way a file is pinned, seen from outside: opened for reading through
 // the nodev view (an IN_OPEN event), or O_PATH (none). Shows that the tests
-// above exercise both. A file already right is read through the batch's
-// descriptor where io_uring makes that the cheaper way, and by name
-// (getxattrat, no open) where it does not.
+// above exercise both. A file already right and unchanged since the last
+// grant verified it is looked at by name only (statx, no open); one not in
+// the set is read through a descriptor, which the grant also verifies it
+// by, and by name (getxattrat, no open) where no set is kept (a dry run)
+// and io_uring does not make the descriptor the cheaper way.
 TEST(AclFallback, FilesAreOpenedForReadingOnlyThroughTheNodevView) {
   Env env;
   make_tree(env.tree, 1, 2);
@@ -3102,10 +3104,18 @@ TEST(AclFallback, FilesAreOpenedForReadingOnlyThroughTheNodevView) {
     return count_opens(inotify.get());
   };
   EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 1);
+  EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 0) << "taken from the verified set";
+  std::filesystem::path set = registry.verified_files_path(uid, env.tree);
+  WalkOptions dry;
+  dry.dry_run = true;
   for (bool uring : {true, false}) {
     detail::force_no_io_uring(!uring);
     bool batched = uring && detail::BatchIo().uses_io_uring();
-    EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), batched ? 1 : 0)
+    std::filesystem::remove(set);
+    EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro); }), 1)
+        << "already right, not in the set: read through a descriptor and verified";
+    std::filesystem::remove(set);
+    EXPECT_EQ(opens_during([&] { grant(registry, uid, env.tree, Access::ro, dry); }), batched ? 1 : 0)
         << (batched ? "already right: read through the batch's descriptor" : "already right: only read by name");
   }
   detail::force_no_io_uring(false);
@@ -3593,6 +3603,162 @@ TEST(AclCli, RecordedPathsAreEscapedInSweepAndRevokeLogLines) {
   EXPECT_EQ(damaged.exit_code, 1) << damaged.out << damaged.err;
   EXPECT_THAT(damaged.err, ::testing::HasSubstr("the record of /x\\x1b[2J is kept as"));
   expect_no_control_bytes(damaged.out + damaged.err);
+}
+
+
+// Files a grant verified (acl-manager/verified_files.h): a re-grant of a
+// tree takes each regular file that statx shows as the last grant left it
+// (same inode and ctime, one link, not a symlink) without reading its ACL,
+// and checks everything else as always.
+
+// env.tree: `dirs` directories of `files` files and sub/inner each (not a
+// small flat tree: walked through the nodev view, so a grant keeps what it
+// verified), granted ro to an alias; the number of regular files in it.
+struct VerifiedTree {
+  Env env;
+  UidRegistry registry{env.locations};
+  uid_t uid;
+  std::uint64_t files;
+
+  VerifiedTree(int dirs = 3, int files_per_dir = 10) {
+    make_tree(env.tree, dirs, files_per_dir);
+    uid = registry.allocate_alias("verified");
+    files = static_cast<std::uint64_t>(dirs) * (files_per_dir + 1);
+    Report first = grant(registry, uid, env.tree, Access::ro);
+    EXPECT_EQ(first.unchanged_as_verified, 0u);
+  }
+  std::filesystem::path set() const { return registry.verified_files_path(uid, env.tree); }
+};
+
+TEST(AclVerified, AReGrantTakesTheFilesTheLastGrantLeftRightUnread) {
+  VerifiedTree t;
+  ASSERT_TRUE(std::filesystem::is_regular_file(t.set())) << "the grant kept no set";
+  std::string granted = getfacl(t.env.tree);
+  for (int round = 0; round < 2; ++round) {
+    Report again = grant(t.registry, t.uid, t.env.tree, Access::ro);
+    EXPECT_EQ(again.changed, 0u) << again.summary();
+    EXPECT_EQ(again.unchanged_as_verified, t.files) << again.summary();
+    EXPECT_EQ(again.failed, 0u) << again.summary();
+  }
+  EXPECT_EQ(getfacl(t.env.tree), granted);
+  auto shown = t.env.vmwarden({"acl", "grant", "--uid", "verified", "--ro", t.env.tree.string()});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out, ::testing::HasSubstr(fmt::format("({} as the last grant left them)", t.files)));
+}
+
+// Whatever changed a file since (its ACL, its mode, the file itself under
+// the same name) changed its ctime: the re-grant checks it and mends it.
+TEST(AclVerified, FilesChangedSinceTheLastGrantAreCheckedAndMended) {
+  VerifiedTree t;
+  std::string granted = getfacl(t.env.tree);
+  std::string entry = fmt::format("u:{}", t.uid);
+  setfacl({"-x", entry, (t.env.tree / "d0/f1").string()});
+  setfacl({"-m", entry + ":---", (t.env.tree / "d1/f2").string()});
+  // Removed and made again, perhaps on the same inode, without the entry.
+  std::filesystem::remove(t.env.tree / "d2/f3");
+  testing::write_file(t.env.tree / "d2/f3", "data", 0644);
+  setfacl({"-b", (t.env.tree / "d2/f3").string()});
+  ASSERT_NE(getfacl(t.env.tree), granted) << "the test would prove nothing";
+
+  Report again = grant(t.registry, t.uid, t.env.tree, Access::ro);
+  EXPECT_EQ(again.changed, 3u) << again.summary();
+  EXPECT_EQ(again.unchanged_as_verified, t.files - 3) << again.summary();
+  EXPECT_EQ(getfacl(t.env.tree), granted);
+}
+
+// A symlink in a verified file's place is not followed, not even to another
+// verified file of the tree, and an outside file linked in under its name
+// gains nothing: neither is taken for the file that was there.
+TEST(AclVerified, ASymlinkOrAnOutsideLinkInAVerifiedFilesPlaceIsNotTakenForIt) {
+  VerifiedTree t;
+  std::filesystem::remove(t.env.tree / "d0/f1");
+  std::filesystem::create_symlink("f2", t.env.tree / "d0/f1");
+  std::filesystem::path outside = t.env.temp / "outside";
+  testing::write_file(outside, "secret", 0600);
+  std::filesystem::remove(t.env.tree / "d1/f1");
+  ASSERT_EQ(::link(outside.c_str(), (t.env.tree / "d1/f1").c_str()), 0);
+
+  Report again = grant(t.registry, t.uid, t.env.tree, Access::ro);
+  EXPECT_EQ(again.skipped_symlinks, 1u) << again.summary();
+  EXPECT_EQ(again.skipped_hardlinks, 1u) << again.summary();
+  EXPECT_EQ(again.unchanged_as_verified, t.files - 2) << again.summary();
+  EXPECT_EQ(again.changed, 0u) << again.summary();
+  EXPECT_FALSE(has_acl(outside));
+}
+
+// The set is only taken by a grant of the same UID and access: a grant of
+// rw after ro reads every file and widens every entry.
+TEST(AclVerified, AGrantOfOtherAccessTakesNothingFromTheSet) {
+  VerifiedTree t;
+  Report rw = grant(t.registry, t.uid, t.env.tree, Access::rw);
+  EXPECT_EQ(rw.unchanged_as_verified, 0u) << rw.summary();
+  EXPECT_EQ(rw.unchanged, 0u) << rw.summary();
+  std::string after = getfacl(t.env.tree);
+  EXPECT_EQ(after.find(fmt::format("user:{}:r-", t.uid)), std::string::npos) << after;
+  Report again = grant(t.registry, t.uid, t.env.tree, Access::rw);
+  EXPECT_EQ(again.unchanged_as_verified, t.files) << again.summary();
+}
+
+// A set that is not whole, or not one save() wrote, is taken as none: the
+// re-grant checks every file, and keeps a good set again.
+TEST(AclVerified, ADamagedSetIsTakenAsNone) {
+  VerifiedTree t;
+  std::string content = testing::read_file(t.set());
+  for (std::string damaged : {content.substr(0, content.size() - 8), std::string(content.size(), '\xa5'),
+                              content.substr(0, 72) + std::string(content.size() - 72, '\0')}) {
+    testing::write_file(t.set(), damaged);
+    Report again = grant(t.registry, t.uid, t.env.tree, Access::ro);
+    EXPECT_EQ(again.unchanged_as_verified, 0u) << again.summary();
+    EXPECT_EQ(again.changed, 0u) << again.summary();
+    EXPECT_EQ(again.failed, 0u) << again.summary();
+    EXPECT_EQ(grant(t.registry, t.uid, t.env.tree, Access::ro).unchanged_as_verified, t.files);
+  }
+  // A symlink in its place is not followed (the set is taken as none).
+  std::filesystem::path elsewhere = t.env.temp / "elsewhere";
+  std::filesystem::copy_file(t.set(), elsewhere);
+  std::filesystem::remove(t.set());
+  std::filesystem::create_symlink(elsewhere, t.set());
+  EXPECT_EQ(grant(t.registry, t.uid, t.env.tree, Access::ro).unchanged_as_verified, 0u);
+}
+
+// Only an alias's grant keeps a set, through the nodev view: not a dry run,
+// not a small flat tree (a VM's fresh share), not a single-use UID's grant
+// (its VM's end revokes it). A revoke removes it with the record.
+TEST(AclVerified, DryRunsSmallTreesAndSingleUseUidsKeepNoSetAndARevokeRemovesIt) {
+  Env env;
+  UidRegistry registry(env.locations);
+  uid_t uid = registry.allocate_alias("kept");
+  make_tree(env.tree, 2, 5);
+  uid_t single_use = registry.allocate_single_use();
+  grant(registry, single_use, env.tree, Access::ro);
+  EXPECT_EQ(grant(registry, single_use, env.tree, Access::ro).unchanged_as_verified, 0u);
+  EXPECT_FALSE(std::filesystem::exists(env.locations.state_dir / "verified"));
+  revoke(registry, single_use, env.tree);
+  WalkOptions dry;
+  dry.dry_run = true;
+  grant(registry, uid, env.tree, Access::ro, dry);
+  EXPECT_FALSE(std::filesystem::exists(registry.verified_files_path(uid, env.tree)));
+  std::filesystem::path flat = env.temp / "flat";
+  std::filesystem::create_directories(flat);
+  for (int i = 0; i < 5; ++i) testing::write_file(flat / fmt::format("f{}", i), "x");
+  grant(registry, uid, flat, Access::ro);
+  EXPECT_FALSE(std::filesystem::exists(registry.verified_files_path(uid, flat)));
+
+  grant(registry, uid, env.tree, Access::ro);
+  ASSERT_TRUE(std::filesystem::exists(registry.verified_files_path(uid, env.tree)));
+  revoke(registry, uid, env.tree);
+  EXPECT_FALSE(std::filesystem::exists(registry.verified_files_path(uid, env.tree)));
+  revoke(registry, uid, flat);
+  EXPECT_FALSE(std::filesystem::exists(env.locations.state_dir / "verified" / std::to_string(uid)));
+}
+
+// Without io_uring each statx is a syscall: the same files are taken.
+TEST(AclVerified, WithoutIoUringTheSameFilesAreTaken) {
+  detail::force_no_io_uring(true);
+  VerifiedTree t;
+  Report again = grant(t.registry, t.uid, t.env.tree, Access::ro);
+  detail::force_no_io_uring(false);
+  EXPECT_EQ(again.unchanged_as_verified, t.files) << again.summary();
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Batched O_PATH opens give exactly what openat2 gives, with io_uring and
 // without, including its refusals (symlinks, missing names); queued
-// attribute requests give what their f* syscalls give, and a ring that fails
-// loses none of them.
+// attribute requests give what their syscalls give (a statx by name never
+// follows a symlink, a stat linked to a write comes after it and only if
+// it succeeded), and a ring that fails loses none of them.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -120,6 +121,49 @@ void check_requests(BatchIo& io) {
   char written[16];
   EXPECT_EQ(::fgetxattr(fd.get(), "user.written", written, sizeof written), 5);
   EXPECT_EQ(std::string_view(written, 5), "world");
+
+  // By name in a directory: a symlink is the link itself, never its target.
+  testing::write_file(temp / "other", "y");
+  std::filesystem::create_symlink("other", temp / "link");
+  UniqueFd dirfd(::open(temp.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(dirfd);
+  struct stat other_st;
+  ASSERT_EQ(::stat((temp / "other").c_str(), &other_st), 0);
+  struct statx file_stats[kRounds], link_stats[kRounds], missing_stats[kRounds];
+  int file_results[kRounds], link_results[kRounds], missing_results[kRounds];
+  constexpr unsigned kMask = STATX_TYPE | STATX_INO | STATX_CTIME;
+  for (unsigned i = 0; i < kRounds; ++i) {
+    io.stat_at(dirfd.get(), "file", kMask, &file_stats[i], &file_results[i]);
+    io.stat_at(dirfd.get(), "link", kMask, &link_stats[i], &link_results[i]);
+    io.stat_at(dirfd.get(), "missing", kMask, &missing_stats[i], &missing_results[i]);
+  }
+  io.run();
+  for (unsigned i = 0; i < kRounds; ++i) {
+    ASSERT_EQ(file_results[i], 0);
+    EXPECT_EQ(file_stats[i].stx_ino, st.st_ino);
+    EXPECT_TRUE(S_ISREG(file_stats[i].stx_mode));
+    ASSERT_EQ(link_results[i], 0);
+    EXPECT_TRUE(S_ISLNK(link_stats[i].stx_mode)) << "the symlink was followed";
+    EXPECT_NE(link_stats[i].stx_ino, other_st.st_ino);
+    EXPECT_EQ(missing_results[i], -ENOENT);
+  }
+
+  // A stat linked to the write before it sees the write (the ctime it set),
+  // and is not made after a write that failed.
+  struct statx before, after, not_made;
+  int write_result = 1, after_result = 1, bad_write = 0, not_made_result = 0;
+  ASSERT_EQ(::statx(fd.get(), "", AT_EMPTY_PATH, STATX_CTIME, &before), 0);
+  io.set_xattr(fd.get(), "user.linked", "1", &write_result);
+  io.stat_after_previous(fd.get(), STATX_CTIME, &after, &after_result);
+  io.set_xattr(-1, "user.linked", "1", &bad_write);
+  io.stat_after_previous(fd.get(), STATX_CTIME, &not_made, &not_made_result);
+  io.run();
+  EXPECT_EQ(write_result, 0);
+  ASSERT_EQ(after_result, 0);
+  EXPECT_TRUE(after.stx_ctime.tv_sec != before.stx_ctime.tv_sec || after.stx_ctime.tv_nsec != before.stx_ctime.tv_nsec)
+      << "the stat was made before the write";
+  EXPECT_EQ(bad_write, -EBADF);
+  EXPECT_EQ(not_made_result, -ECANCELED);
 
   // A run with one request, and one with none.
   int size = 0;
