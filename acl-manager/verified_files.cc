@@ -97,8 +97,32 @@ void VerifiedFiles::save(const std::filesystem::path& file) const {
   write_atomically(file.parent_path(), file.filename().string(), content, /*durable=*/false);
 }
 
-bool VerifiedFiles::contains(const VerifiedFile& file) const {
-  return std::binary_search(files_.begin(), files_.end(), file);
+std::optional<std::size_t> VerifiedFiles::index_of(const VerifiedFile& file, std::size_t near) const {
+  const std::size_t n = files_.size();
+  if (n == 0) return std::nullopt;
+  // Galloping from `near` to a range [low, high) that holds the first entry
+  // not less than `file`, then a binary search in it.
+  std::size_t low = 0, high = n, step = 1;
+  near = std::min(near, n - 1);
+  if (files_[near] < file) {
+    low = near + 1;  // files_[low - 1] < file
+    while (low + step <= n && files_[low + step - 1] < file) {
+      low += step;
+      step *= 2;
+    }
+    high = std::min(n, low + step);
+  } else {
+    high = near + 1;  // files_[high - 1] >= file
+    while (step < high && !(files_[high - 1 - step] < file)) {
+      high -= step;
+      step *= 2;
+    }
+    low = step < high ? high - step : 0;
+  }
+  auto it = std::lower_bound(files_.begin() + static_cast<std::ptrdiff_t>(low),
+                             files_.begin() + static_cast<std::ptrdiff_t>(high), file);
+  if (it == files_.end() || *it != file) return std::nullopt;
+  return static_cast<std::size_t>(it - files_.begin());
 }
 
 }  // namespace vmwarden::acl::detail

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -57,7 +58,11 @@ class VerifiedFiles {
   // costs the next grant a full check, nothing else. Creates its directory.
   void save(const std::filesystem::path& file) const;
 
-  bool contains(const VerifiedFile& file) const;
+  // Where `file` is in files(), if it is; searched outwards from `near`
+  // (the index found last: a directory's files have nearby inode numbers,
+  // and a search that stays in a few pages of the set is the faster one).
+  std::optional<std::size_t> index_of(const VerifiedFile& file, std::size_t near = 0) const;
+  std::span<const VerifiedFile> files() const { return files_; }
   bool empty() const { return files_.empty(); }
   std::size_t size() const { return files_.size(); }
   const VerifiedScope& scope() const { return scope_; }

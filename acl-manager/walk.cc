@@ -271,10 +271,16 @@ class Walk {
     // Only a walk that verified a file of its own replaces the set: the
     // files it took from the set are there already, and an entry for a
     // file gone since is never wrong (verified_files.h).
-    bool verified_more = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.verified_more; });
+    bool verified_more = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return !w.found.empty(); });
     if (recording_ && verified_more) {
       std::vector<VerifiedFile> found;
       for (Worker& worker : workers) found.insert(found.end(), worker.found.begin(), worker.found.end());
+      std::span<const VerifiedFile> known = verified->known.files();
+      for (std::size_t i = 0; i < known.size(); ++i) {
+        if (std::any_of(workers.begin(), workers.end(), [i](const Worker& w) { return w.took_known(i); })) {
+          found.push_back(known[i]);
+        }
+      }
       verified->found = VerifiedFiles(verified->known.scope(), std::move(found));
       verified->recorded = true;
     }
@@ -290,8 +296,13 @@ class Walk {
     unsigned fast_misses = 0;
     unsigned fast_pause = 0;
     unsigned fast_rounds = 0;
-    std::vector<VerifiedFile> found;  // the files this worker left right (Walk::recording_)
-    bool verified_more = false;       // some not taken from Walk::known_
+    // The files this worker verified itself (Walk::recording_), and those
+    // it took from Walk::known_, by their index there (a bit each: a
+    // re-grant of an unchanged tree builds no list of them).
+    std::vector<VerifiedFile> found;
+    std::vector<std::uint64_t> known_taken;
+    std::size_t last_known_index = 0;
+    bool took_known(std::size_t i) const { return i / 64 < known_taken.size() && (known_taken[i / 64] >> (i % 64)) & 1; }
     unsigned verified_pause = 0;      // take_verified_files()
     unsigned verified_misses = 0;
 
@@ -685,10 +696,13 @@ class Walk {
       std::size_t kept = 0;
       for (std::size_t i = 0; i < names.size(); ++i) {
         std::optional<VerifiedFile> file = stat_results_[i] == 0 ? verified_file(walk, stats_[i]) : std::nullopt;
-        if (file && walk.known_->contains(*file)) {
+        std::optional<std::size_t> index = file ? walk.known_->index_of(*file, last_known_index) : std::nullopt;
+        if (index) {
+          last_known_index = *index;
           ++report.unchanged;
           ++report.unchanged_as_verified;
-          if (walk.recording_) found.push_back(*file);
+          if (known_taken.empty()) known_taken.resize((walk.known_->size() + 63) / 64);
+          known_taken[*index / 64] |= std::uint64_t{1} << (*index % 64);
           continue;
         }
         names[kept++] = names[i];
@@ -772,7 +786,7 @@ class Walk {
         Edit edited = edit(walk, *dir, *names[i], size >= 0 ? 0 : size, st);
         if (edited == Edit::unchanged && walk.recording_) {
           // stats_[i] was taken after the read.
-          if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) add_verified(*file);
+          if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) found.push_back(*file);
         }
         if (edited != Edit::changed) continue;
         if (walk.options_.dry_run) {
@@ -817,13 +831,8 @@ class Walk {
       io.run();
       for (std::size_t i = 0; i < fds.size(); ++i) {
         if (verify_[i] == Verify::no || stat_results_[i] != 0) continue;
-        if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) add_verified(*file);
+        if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) found.push_back(*file);
       }
-    }
-
-    void add_verified(const VerifiedFile& file) {
-      found.push_back(file);
-      verified_more = true;
     }
 
     // Whether a pinned non-directory that `st` describes may be edited;
