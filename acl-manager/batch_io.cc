@@ -152,7 +152,6 @@ struct BatchIo::Request {
   struct statx* stats;
   std::string_view value;  // set_xattr
   int* result;
-  bool after_previous = false;  // made only if the request before succeeded
 
   unsigned opcode() const {
     switch (kind) {
@@ -202,15 +201,11 @@ void BatchIo::set_xattr(int fd, const char* name, std::string_view value, int* r
   queued_.push_back(Request{Request::Kind::set_xattr, fd, name, nullptr, 0, 0, nullptr, value, result});
 }
 
-void BatchIo::stat_after_previous(int fd, unsigned mask, struct statx* stats, int* result) {
-  queued_.push_back(Request{Request::Kind::stat, fd, nullptr, nullptr, 0, mask, stats, {}, result, true});
-}
 
 // These requests only read or write an attribute of an inode (a
 // descriptor's, or a name's in a directory): after a ring failure, one
 // whose completion was not seen is made again directly (reading twice, or
-// writing the same value twice, does what doing it once does), in order, a
-// request after the previous one only if that succeeded.
+// writing the same value twice, does what doing it once does).
 void BatchIo::run() {
   std::size_t count = queued_.size();
   Ring* r = ring_for(count, kMaxQueued);
@@ -221,7 +216,6 @@ void BatchIo::run() {
     for (std::size_t i = 0; i < count; ++i) {
       io_uring_sqe* sqe = io_uring_get_sqe(&r->ring);
       queued_[i].prepare(sqe);
-      if (i + 1 < count && queued_[i + 1].after_previous) sqe->flags |= IOSQE_IO_LINK;
       sqe->user_data = i;
       results[i] = kNotSeen;
     }
@@ -231,13 +225,7 @@ void BatchIo::run() {
   }
   for (std::size_t i = 0; i < count; ++i) {
     const Request& request = queued_[i];
-    if (offered && results[i] != kNotSeen) {
-      *request.result = results[i];
-    } else if (request.after_previous && (i == 0 || *queued_[i - 1].result < 0)) {
-      *request.result = -ECANCELED;
-    } else {
-      *request.result = request.make_directly();
-    }
+    *request.result = offered && results[i] != kNotSeen ? results[i] : request.make_directly();
   }
   queued_.clear();
 }

@@ -50,10 +50,6 @@ class BatchIo {
   void stat_at(int dirfd, const char* name, unsigned mask, struct statx* stats, int* result);
   // *result = fsetxattr(fd, name, value, 0).
   void set_xattr(int fd, const char* name, std::string_view value, int* result);
-  // stat(), made after the request queued just before it, and only if that
-  // one succeeded (otherwise *result = -ECANCELED): linked to it in the
-  // same submission, so that it sees what that request did.
-  void stat_after_previous(int fd, unsigned mask, struct statx* stats, int* result);
   void run();
 
   // Whether batches go through io_uring (sets the ring up if not yet done).

@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <cstring>
@@ -114,8 +115,10 @@ struct CloseBatch {
   ~CloseBatch() { io.close(fds); }
 };
 
-// What the walk learns of a pinned file from statx (process_pinned's checks).
-constexpr unsigned kStatxMask = STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO;
+// What the walk learns of a pinned file from statx (process_pinned's checks,
+// and the ctime a file had before a grant wrote it: VerifiedFile).
+constexpr unsigned kStatxMask =
+    STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO | STATX_CTIME;
 // What a file's entry in a VerifiedFiles takes, and what tells that it is one.
 constexpr unsigned kVerifyMask = STATX_TYPE | STATX_NLINK | STATX_INO | STATX_CTIME;
 
@@ -192,6 +195,32 @@ class PinnedToCpu {
   bool pinned_ = false;
 };
 
+std::int64_t nanoseconds(const struct timespec& t) { return t.tv_sec * 1'000'000'000LL + t.tv_nsec; }
+
+// The bound of the files a walk wrote (VerifiedFile), called once every
+// write is done: the coarse clock, once it has passed the moment of the
+// call. Every write's ctime lies below it; every timestamp given to a
+// change made afterwards is at least the coarse clock, so none lies below
+// it. Waits for the clock's next tick (up to 4 ms where HZ is 250); none if
+// the clock does not get there within a second (it was set back).
+std::optional<std::int64_t> end_of_writes() {
+  struct timespec now, coarse, resolution;
+  check(::clock_gettime(CLOCK_REALTIME, &now), "clock_gettime", "CLOCK_REALTIME");
+  check(::clock_getres(CLOCK_REALTIME_COARSE, &resolution), "clock_getres", "CLOCK_REALTIME_COARSE");
+  const std::int64_t written_by = nanoseconds(now);
+  const std::int64_t tick = std::max<std::int64_t>(1, nanoseconds(resolution));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < deadline) {
+    check(::clock_gettime(CLOCK_REALTIME_COARSE, &coarse), "clock_gettime", "CLOCK_REALTIME_COARSE");
+    if (nanoseconds(coarse) > written_by) return nanoseconds(coarse);
+    // Until just past the next tick.
+    std::int64_t wait = std::clamp<std::int64_t>(nanoseconds(coarse) + tick - written_by, 1, tick) + 50'000;
+    struct timespec pause{static_cast<time_t>(wait / 1'000'000'000), static_cast<long>(wait % 1'000'000'000)};
+    ::nanosleep(&pause, nullptr);
+  }
+  return std::nullopt;
+}
+
 class Walk {
  public:
   Walk(const Editor& editor, const WalkOptions& options) : editor_(editor), options_(options) {
@@ -232,6 +261,7 @@ class Walk {
     if (verified && grant && !verified->known.empty()) known_ = &verified->known;
     // A small tree's walk (a VM's fresh share) is not worth a record.
     recording_ = verified && grant && !options_.dry_run && through_view();
+    if (recording_) found_ = std::make_unique<VerifiedFiles::Builder>();
 
     // One thread per CPU this process may run on, each kept on its own
     // (where the CPUs cannot be listed: one per online CPU, left alone).
@@ -271,18 +301,29 @@ class Walk {
     // Only a walk that verified a file of its own replaces the set: the
     // files it took from the set are there already, and an entry for a
     // file gone since is never wrong (verified_files.h).
-    bool verified_more = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return !w.found.empty(); });
+    bool verified_more = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.verified_more; });
     if (recording_ && verified_more) {
-      std::vector<VerifiedFile> found;
-      for (Worker& worker : workers) found.insert(found.end(), worker.found.begin(), worker.found.end());
+      // The files taken from the set stay in it.
       std::span<const VerifiedFile> known = verified->known.files();
+      VerifiedFile taken[BatchIo::kMaxBatch];
+      std::size_t count = 0;
       for (std::size_t i = 0; i < known.size(); ++i) {
-        if (std::any_of(workers.begin(), workers.end(), [i](const Worker& w) { return w.took_known(i); })) {
-          found.push_back(known[i]);
+        if (std::none_of(workers.begin(), workers.end(), [i](const Worker& w) { return w.took_known(i); })) continue;
+        taken[count++] = known[i];
+        if (count == BatchIo::kMaxBatch || i + 1 == known.size()) {
+          found_->add(std::span<const VerifiedFile>(taken, count));
+          count = 0;
         }
       }
-      verified->found = VerifiedFiles(verified->known.scope(), std::move(found));
-      verified->recorded = true;
+      if (count != 0) found_->add(std::span<const VerifiedFile>(taken, count));
+      bool wrote = std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.wrote; });
+      std::optional<std::int64_t> end = wrote ? end_of_writes() : std::int64_t{0};
+      std::optional<VerifiedFiles> found;
+      if (end) found = found_->build(verified->known.scope(), *end);
+      if (found) {
+        verified->found = std::move(*found);
+        verified->recorded = true;
+      }
     }
     return total;
   }
@@ -296,10 +337,14 @@ class Walk {
     unsigned fast_misses = 0;
     unsigned fast_pause = 0;
     unsigned fast_rounds = 0;
-    // The files this worker verified itself (Walk::recording_), and those
-    // it took from Walk::known_, by their index there (a bit each: a
-    // re-grant of an unchanged tree builds no list of them).
-    std::vector<VerifiedFile> found;
+    // The files this worker verified itself go to Walk::found_ a batch at a
+    // time (found right, or written: then bounded by the walk's end); those
+    // it took from Walk::known_ are marked by their index there (a bit
+    // each: a re-grant of an unchanged tree builds no list).
+    VerifiedFile verified_[BatchIo::kMaxBatch];
+    std::size_t verified_count = 0;
+    bool verified_more = false;
+    bool wrote = false;  // some of them written
     std::vector<std::uint64_t> known_taken;
     std::size_t last_known_index = 0;
     bool took_known(std::size_t i) const { return i / 64 < known_taken.size() && (known_taken[i / 64] >> (i % 64)) & 1; }
@@ -654,14 +699,20 @@ class Walk {
       flush();
     }
 
-    // The file statx describes as a VerifiedFiles entry: a regular file with
-    // one link on the tree's filesystem (a grant edits no other), or none.
+    // The file statx describes as a VerifiedFiles entry for its ctime
+    // alone: a regular file with one link on the tree's filesystem (a grant
+    // edits no other), or none.
     std::optional<VerifiedFile> verified_file(const Walk& walk, const struct statx& sx) const {
       if ((sx.stx_mask & kVerifyMask) != kVerifyMask || !S_ISREG(sx.stx_mode) || sx.stx_nlink != 1 ||
           makedev(sx.stx_dev_major, sx.stx_dev_minor) != walk.root_dev_) {
         return std::nullopt;
       }
-      return VerifiedFile{sx.stx_ino, sx.stx_ctime.tv_sec * 1'000'000'000LL + sx.stx_ctime.tv_nsec};
+      std::int64_t ctime = ctime_ns(sx);
+      return VerifiedFile{sx.stx_ino, ctime - 1, ctime + 1};
+    }
+
+    static std::int64_t ctime_ns(const struct statx& sx) {
+      return sx.stx_ctime.tv_sec * 1'000'000'000LL + sx.stx_ctime.tv_nsec;
     }
 
     // drop_verified() while it finds some: a batch where it finds none (a
@@ -696,9 +747,9 @@ class Walk {
       std::size_t kept = 0;
       for (std::size_t i = 0; i < names.size(); ++i) {
         std::optional<VerifiedFile> file = stat_results_[i] == 0 ? verified_file(walk, stats_[i]) : std::nullopt;
-        std::optional<std::size_t> index = file ? walk.known_->index_of(*file, last_known_index) : std::nullopt;
-        if (index) {
-          last_known_index = *index;
+        std::optional<std::size_t> index = file ? walk.known_->index_of(file->inode, last_known_index) : std::nullopt;
+        if (index) last_known_index = *index;
+        if (index && walk.known_->files()[*index].holds(ctime_ns(stats_[i]))) {
           ++report.unchanged;
           ++report.unchanged_as_verified;
           if (known_taken.empty()) known_taken.resize((walk.known_->size() + 63) / 64);
@@ -748,7 +799,7 @@ class Walk {
 
       for (std::size_t i = 0; i < count; ++i) {
         needs_check_[i] = false;
-        verify_[i] = Verify::no;
+        verify_[i] = false;
         if (fds[i] < 0) continue;
         int size = acl_sizes_[i];
         if (size < 0 && size != -ENODATA) {
@@ -762,7 +813,7 @@ class Walk {
                                : decode(std::string_view(acl_buffers_[i], static_cast<std::size_t>(size)), access) &&
                                      !editor.edit_access(access, false, scratch_report)) {
             ++report.unchanged;
-            if (walk.recording_) verify_[i] = Verify::stat_it;
+            verify_[i] = walk.recording_;
             continue;
           }
         }
@@ -786,7 +837,7 @@ class Walk {
         Edit edited = edit(walk, *dir, *names[i], size >= 0 ? 0 : size, st);
         if (edited == Edit::unchanged && walk.recording_) {
           // stats_[i] was taken after the read.
-          if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) found.push_back(*file);
+          if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) verified_[verified_count++] = *file;
         }
         if (edited != Edit::changed) continue;
         if (walk.options_.dry_run) {
@@ -798,7 +849,6 @@ class Walk {
         write_values_[i].clear();
         encode(access, write_values_[i]);
         io.set_xattr(fds[i], kAccessAcl, write_values_[i], &write_results_[i]);
-        if (walk.recording_) io.stat_after_previous(fds[i], kVerifyMask, &stats_[i], &stat_results_[i]);
       }
       io.run();
 
@@ -807,7 +857,15 @@ class Walk {
         if (rc == kNotAsked) continue;
         if (rc == 0) {
           ++report.changed;
-          if (walk.recording_) verify_[i] = Verify::stated;
+          // stats_[i] was taken before the write.
+          if (walk.recording_) {
+            if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) {
+              file->ctime_after_ns = file->ctime_before_ns - 1;
+              file->ctime_before_ns = VerifiedFiles::Builder::kUntilTheEnd;
+              verified_[verified_count++] = *file;
+              wrote = true;
+            }
+          }
         } else if (rc == -ENOENT) {
           ++report.vanished;
         } else {
@@ -817,21 +875,26 @@ class Walk {
       if (walk.recording_) record_verified(walk, fds.first(count));
     }
 
-    // Records the files of the batch marked in verify_ (left right: found so,
-    // or written) by the inode and ctime a statx shows after the read or the
-    // write (made with the write, linked to it). A change by someone else
-    // between the two is taken for the walk's own: only the file's owner (or
-    // root) can change its ACL or mode, and it could as well do so right
-    // after the walk, so this gives no one more than they have (doc/ACL.md,
-    // "Files a grant verified").
+    // Records the files of the batch found right by their read (marked in
+    // verify_) by the inode and ctime a statx shows after it. A change by
+    // someone else between the two (or, for a file written, during the
+    // rest of the walk) is taken for the walk's own: only the file's owner
+    // (or root) can change its ACL or mode, and it could as well do so
+    // right after the walk, so this gives no one more than they have
+    // (doc/ACL.md, "Files a grant verified").
     void record_verified(const Walk& walk, std::span<const int> fds) {
       for (std::size_t i = 0; i < fds.size(); ++i) {
-        if (verify_[i] == Verify::stat_it) io.stat(fds[i], kVerifyMask, &stats_[i], &stat_results_[i]);
+        if (verify_[i]) io.stat(fds[i], kVerifyMask, &stats_[i], &stat_results_[i]);
       }
       io.run();
       for (std::size_t i = 0; i < fds.size(); ++i) {
-        if (verify_[i] == Verify::no || stat_results_[i] != 0) continue;
-        if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) found.push_back(*file);
+        if (!verify_[i] || stat_results_[i] != 0) continue;
+        if (std::optional<VerifiedFile> file = verified_file(walk, stats_[i])) verified_[verified_count++] = *file;
+      }
+      if (verified_count != 0) {
+        walk.found_->add(std::span<const VerifiedFile>(verified_, verified_count));
+        verified_count = 0;
+        verified_more = true;
       }
     }
 
@@ -997,9 +1060,7 @@ class Walk {
     // process_read_batch's, one of each per file of the batch.
     static constexpr int kNotAsked = INT_MIN;  // a result no request was made for
     bool needs_check_[BatchIo::kMaxBatch];
-    // Left right, for record_verified(): to stat, or stated with the write.
-    enum class Verify : std::uint8_t { no, stat_it, stated };
-    Verify verify_[BatchIo::kMaxBatch];
+    bool verify_[BatchIo::kMaxBatch];  // found right by its read: record_verified()
     int acl_sizes_[BatchIo::kMaxBatch];
     int stat_results_[BatchIo::kMaxBatch];
     int write_results_[BatchIo::kMaxBatch];
@@ -1070,7 +1131,8 @@ class Walk {
   // The files an earlier grant verified (Verified::known), if this walk may
   // take them as right.
   const VerifiedFiles* known_ = nullptr;
-  bool recording_ = false;  // Worker::found is kept (Verified::found)
+  bool recording_ = false;  // the files verified are kept (Verified::found)
+  std::unique_ptr<VerifiedFiles::Builder> found_;  // while recording_
   UniqueFd proc_fd_;
   bool use_fast_check_ = false;
   // How non-directories are pinned: O_PATH, or opened for reading (only

@@ -49,8 +49,9 @@ struct Verified {
   // that statx by name shows as recorded there (one link, on the tree's
   // filesystem, the same inode and ctime) is left alone, unread.
   VerifiedFiles known;
-  // Out: the files this walk left right, by the inode and ctime statx saw
-  // after its read or write, in known's scope. `recorded` says whether it
+  // Out: the files this walk left right, in known's scope: found right, by
+  // the ctime statx saw after its read; written, by the ctime before the
+  // write and the walk's end (VerifiedFile). `recorded` says whether it
   // kept them: a walk through the nodev view, not a dry run, that verified
   // some file itself (one that found every file in `known` leaves it as
   // the set to keep).

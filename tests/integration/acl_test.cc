@@ -3666,6 +3666,26 @@ TEST(AclVerified, FilesChangedSinceTheLastGrantAreCheckedAndMended) {
   EXPECT_EQ(getfacl(t.env.tree), granted);
 }
 
+// A file the grant wrote is taken as right only while its ctime lies below
+// the grant's end: a change made the moment the grant returns (within the
+// same clock tick, whose coarse timestamps lag the clock) gets a ctime at
+// or above it, and the next grant sees it.
+TEST(AclVerified, AChangeTheMomentTheGrantReturnsIsSeen) {
+  VerifiedTree t;
+  std::filesystem::path victim = t.env.tree / "d0/f1";
+  for (int round = 0; round < 30; ++round) {
+    SCOPED_TRACE(round);
+    // The grant writes the victim (it has no ACL), then its ACL goes at once.
+    ASSERT_EQ(::removexattr(victim.c_str(), "system.posix_acl_access"), 0);
+    Report regranted = grant(t.registry, t.uid, t.env.tree, Access::ro);
+    ASSERT_EQ(::removexattr(victim.c_str(), "system.posix_acl_access"), 0);
+    ASSERT_EQ(regranted.changed, 1u) << regranted.summary();
+    Report again = grant(t.registry, t.uid, t.env.tree, Access::ro);
+    ASSERT_EQ(again.changed, 1u) << "the change went unseen: " << again.summary();
+    ASSERT_EQ(again.unchanged_as_verified, t.files - 1) << again.summary();
+  }
+}
+
 // A symlink in a verified file's place is not followed, not even to another
 // verified file of the tree, and an outside file linked in under its name
 // gains nothing: neither is taken for the file that was there.

@@ -1,8 +1,7 @@
 // Batched O_PATH opens give exactly what openat2 gives, with io_uring and
 // without, including its refusals (symlinks, missing names); queued
 // attribute requests give what their syscalls give (a statx by name never
-// follows a symlink, a stat linked to a write comes after it and only if
-// it succeeded), and a ring that fails loses none of them.
+// follows a symlink), and a ring that fails loses none of them.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -147,23 +146,6 @@ void check_requests(BatchIo& io) {
     EXPECT_NE(link_stats[i].stx_ino, other_st.st_ino);
     EXPECT_EQ(missing_results[i], -ENOENT);
   }
-
-  // A stat linked to the write before it sees the write (the ctime it set),
-  // and is not made after a write that failed.
-  struct statx before, after, not_made;
-  int write_result = 1, after_result = 1, bad_write = 0, not_made_result = 0;
-  ASSERT_EQ(::statx(fd.get(), "", AT_EMPTY_PATH, STATX_CTIME, &before), 0);
-  io.set_xattr(fd.get(), "user.linked", "1", &write_result);
-  io.stat_after_previous(fd.get(), STATX_CTIME, &after, &after_result);
-  io.set_xattr(-1, "user.linked", "1", &bad_write);
-  io.stat_after_previous(fd.get(), STATX_CTIME, &not_made, &not_made_result);
-  io.run();
-  EXPECT_EQ(write_result, 0);
-  ASSERT_EQ(after_result, 0);
-  EXPECT_TRUE(after.stx_ctime.tv_sec != before.stx_ctime.tv_sec || after.stx_ctime.tv_nsec != before.stx_ctime.tv_nsec)
-      << "the stat was made before the write";
-  EXPECT_EQ(bad_write, -EBADF);
-  EXPECT_EQ(not_made_result, -ECANCELED);
 
   // A run with one request, and one with none.
   int size = 0;
