@@ -310,7 +310,7 @@ class Walk {
       for (std::size_t i = 0; i < known.size(); ++i) {
         if (std::none_of(workers.begin(), workers.end(), [i](const Worker& w) { return w.took_known(i); })) continue;
         taken[count++] = known[i];
-        if (count == BatchIo::kMaxBatch || i + 1 == known.size()) {
+        if (count == BatchIo::kMaxBatch) {
           found_->add(std::span<const VerifiedFile>(taken, count));
           count = 0;
         }
