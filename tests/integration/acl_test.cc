@@ -3664,6 +3664,9 @@ TEST(AclVerified, FilesChangedSinceTheLastGrantAreCheckedAndMended) {
   EXPECT_EQ(again.changed, 3u) << again.summary();
   EXPECT_EQ(again.unchanged_as_verified, t.files - 3) << again.summary();
   EXPECT_EQ(getfacl(t.env.tree), granted);
+  // The set kept now holds the files mended and those taken from it.
+  Report third = grant(t.registry, t.uid, t.env.tree, Access::ro);
+  EXPECT_EQ(third.unchanged_as_verified, t.files) << third.summary();
 }
 
 // A file the grant wrote is taken as right only while its ctime lies below
