@@ -469,7 +469,6 @@ Granted grant_tree(UidRegistry& registry, uid_t uid, const std::filesystem::path
                               registry.range().first,
                               registry.range().last};
   verified.known = detail::VerifiedFiles::load(verified_path, scope);
-  if (verified.known.empty()) verified.known = detail::VerifiedFiles(scope, {});
   Report report = detail::walk_tree(root.get(), shown(tree), editor, options, &verified);
   // Under the lock, like the walk. Not saved, the set only costs the next
   // grant a full check: said, not failed.

@@ -75,15 +75,17 @@ VerifiedFiles::VerifiedFiles(const VerifiedScope& scope, std::span<const Verifie
 }
 
 VerifiedFiles VerifiedFiles::load(const std::filesystem::path& file, const VerifiedScope& scope) {
+  VerifiedFiles none;
+  none.scope_ = scope;
   // Not through a symlink, and a FIFO in its place does not block.
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   struct stat st;
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < static_cast<off_t>(kHeader) ||
       st.st_size > kMostBytes || (st.st_size - kHeader) % sizeof(VerifiedFile) != 0) {
-    return {};
+    return none;
   }
   std::unique_ptr<Buffer> buffer = Buffer::of_file(fd.get(), static_cast<std::size_t>(st.st_size));
-  if (!buffer) return {};
+  if (!buffer) return none;
   const char* bytes = buffer->bytes();
   VerifiedScope kept;
   std::uint64_t count = 0;
@@ -91,16 +93,16 @@ VerifiedFiles VerifiedFiles::load(const std::filesystem::path& file, const Verif
   std::memcpy(&count, bytes + sizeof kMagic + sizeof kept, sizeof count);
   if (std::memcmp(bytes, kMagic, sizeof kMagic) != 0 || !(kept == scope) ||
       count != (static_cast<std::uint64_t>(st.st_size) - kHeader) / sizeof(VerifiedFile)) {
-    return {};
+    return none;
   }
   // The entries start 8-byte aligned (kHeader is), as VerifiedFile needs.
   std::span<const VerifiedFile> files(buffer->files(), count);
   // Written sorted by inode, one entry each, every range open; anything
   // else was not written by save().
   auto out_of_order = [](const VerifiedFile& a, const VerifiedFile& b) { return a.inode >= b.inode; };
-  if (std::adjacent_find(files.begin(), files.end(), out_of_order) != files.end()) return {};
+  if (std::adjacent_find(files.begin(), files.end(), out_of_order) != files.end()) return none;
   auto empty_range = [](const VerifiedFile& f) { return f.ctime_after_ns >= f.ctime_before_ns; };
-  if (std::any_of(files.begin(), files.end(), empty_range)) return {};
+  if (std::any_of(files.begin(), files.end(), empty_range)) return none;
   VerifiedFiles loaded;
   loaded.scope_ = scope;
   loaded.files_ = files;

@@ -59,8 +59,8 @@ class VerifiedFiles {
   VerifiedFiles& operator=(VerifiedFiles&&) noexcept;
 
   // The set kept in `file` if it is there, whole, and of `scope`; an empty
-  // one otherwise (absent, unreadable, damaged, of another grant: the walk
-  // then checks every file, as it always may).
+  // one of `scope` otherwise (absent, unreadable, damaged, of another grant:
+  // the walk then checks every file, as it always may).
   static VerifiedFiles load(const std::filesystem::path& file, const VerifiedScope& scope);
   // Replaces `file` atomically (rename), without fsync: losing it in a crash
   // costs the next grant a full check, nothing else. Creates its directory.
